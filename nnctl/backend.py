@@ -1,0 +1,109 @@
+"""The one module that knows about CuPy: picks the array module and moves arrays between host and device.
+
+Every other module writes its arithmetic once against ``backend.xp``; CuPy is imported lazily, only
+when a GPU is asked for (or ``auto`` finds one), so CPU runs never pay for it.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from nnctl.errors import BackendError
+
+xp = np  # the active array module: numpy or cupy
+device = "cpu"
+
+
+def _cupy():
+    try:
+        import cupy  # noqa: PLC0415 - lazy on purpose
+    except Exception as exc:  # ImportError, or a CUDA library that fails to load
+        raise BackendError(f"--device gpu: CuPy is not usable ({exc}); install nnctl[gpu]") from None
+    return cupy
+
+
+def gpu_status() -> tuple[bool, str]:
+    """Whether a GPU is usable through CuPy, and why not when it is not."""
+    try:
+        cupy = _cupy()
+    except BackendError as exc:
+        return False, str(exc)
+    try:
+        n = cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:
+        return False, f"CuPy found no CUDA driver or device ({exc})"
+    return (n > 0, f"{n} GPU(s)" if n else "CuPy found no GPU")
+
+
+def use(name: str = "auto") -> str:
+    """Select the array module for ``cpu``, ``gpu`` or ``auto``; returns the device chosen."""
+    global xp, device
+    name = (name or os.environ.get("NNCTL_DEVICE") or "auto").lower()
+    if name not in ("auto", "cpu", "gpu"):
+        raise BackendError(f"--device: expected auto, cpu or gpu, found {name!r}")
+    if name == "auto":
+        name = os.environ.get("NNCTL_DEVICE", "auto").lower()
+        if name == "auto":
+            name = "gpu" if _gpu_installed() and gpu_status()[0] else "cpu"
+    if name == "gpu":
+        ok, why = gpu_status()
+        if not ok:
+            raise BackendError(f"--device gpu: {why}")
+        xp, device = _cupy(), "gpu"
+    else:
+        xp, device = np, "cpu"
+    return device
+
+
+def _gpu_installed() -> bool:
+    import importlib.util  # noqa: PLC0415
+
+    return importlib.util.find_spec("cupy") is not None
+
+
+def asarray(a, dtype=None):
+    """Move a host array (or scalar) to the active device."""
+    return xp.asarray(a, dtype=dtype)
+
+
+def to_numpy(a) -> np.ndarray:
+    """Bring an array back to the host (no copy on the CPU)."""
+    if isinstance(a, np.ndarray) or xp is np:
+        return np.asarray(a)
+    return a.get()
+
+
+def synchronize() -> None:
+    """Wait for queued device work (for honest timings)."""
+    if xp is not np:
+        xp.cuda.Stream.null.synchronize()
+
+
+def scatter_add(target, indices, values) -> None:
+    """target[indices] += values with repeated indices accumulated (np.add.at / cupyx.scatter_add)."""
+    if xp is np:
+        np.add.at(target, indices, values)
+    else:
+        import cupyx  # noqa: PLC0415
+
+        cupyx.scatter_add(target, indices, values)
+
+
+def info() -> dict:
+    """Versions and the device ``auto`` would pick, for ``nnctl info``."""
+    out = {"cupy": None, "cuda": None, "gpus": [], "auto": "cpu"}
+    if _gpu_installed():
+        ok, why = gpu_status()
+        cupy = _cupy() if ok else None
+        if cupy is not None:
+            out["cupy"] = cupy.__version__
+            out["cuda"] = cupy.cuda.runtime.runtimeGetVersion()
+            for i in range(cupy.cuda.runtime.getDeviceCount()):
+                props = cupy.cuda.runtime.getDeviceProperties(i)
+                out["gpus"].append({"name": props["name"].decode(), "memory_bytes": int(props["totalGlobalMem"])})
+            out["auto"] = "gpu"
+        else:
+            out["gpu_unavailable"] = why
+    return out

@@ -1,0 +1,35 @@
+"""Library exceptions; the CLI turns each kind into a one-line message and an exit code."""
+
+
+class NnctlError(Exception):
+    """Base of every error nnctl reports to a user (never a bug)."""
+
+    exit_code = 2
+
+
+class SpecError(NnctlError):
+    """The spec file or an override is invalid: the message names the file and the field."""
+
+
+class DataError(NnctlError):
+    """A data file cannot be used: the message names the file and the row, column or key."""
+
+
+class CheckpointError(NnctlError):
+    """A checkpoint is missing, truncated, not nnctl's, or holds arrays of the wrong shape."""
+
+
+class BackendError(NnctlError):
+    """The requested device cannot be used (no CuPy, no driver, no GPU)."""
+
+
+class TrainingDiverged(NnctlError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+    exit_code = 3
+
+
+class Interrupted(NnctlError):
+    """Training was interrupted by SIGINT after writing the last finished epoch."""
+
+    exit_code = 130

@@ -1,0 +1,222 @@
+"""The model: an ordered list of named nodes built from the layer registry, with shapes inferred.
+
+A node without ``inputs`` takes the previous node's output; ``inputs`` may name the model input
+(``"input"``), any earlier node, or one output of a multi-output node (``"encoder:1"``). List order
+is therefore the topological order. Backward walks the list in reverse and sums gradients where one
+output feeds several nodes.
+
+All trainable parameters live in one contiguous buffer (``flat_params``) and their gradients in
+another (``flat_grads``); each layer's ``params``/``grads`` entries are views into them. The
+optimizer then updates every parameter with a few whole-buffer operations, and a data-parallel run
+exchanges gradients in one allreduce of ``flat_grads``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from nnctl import backend as B
+from nnctl.layers.base import Layer
+from nnctl.layers.core import Activation
+
+INPUT = "input"
+
+
+@dataclass
+class Node:
+    name: str
+    layer: Layer
+    refs: list[tuple[str, int | None]]  # (node name, output index or None for the whole output)
+    activation: Activation | None = None
+    output_shape: object = None
+    spec: dict = field(default_factory=dict)
+
+
+def parse_ref(ref: str) -> tuple[str, int | None]:
+    name, _, idx = str(ref).partition(":")
+    return name, (int(idx) if idx.isdigit() else None)
+
+
+class Model:
+    """A built network: ``forward(x)`` -> predictions, ``backward(dy)`` -> parameter gradients."""
+
+    def __init__(self, nodes: list[Node], input_shape: tuple, dtype=np.float32, input_dtype=None):
+        self.nodes = nodes
+        self.input_shape = tuple(input_shape)
+        self.dtype = np.dtype(dtype)
+        self.input_dtype = np.dtype(input_dtype or dtype)
+        self.by_name = {n.name: n for n in nodes}
+        self.flat_params = self.flat_grads = None
+        self._caches: list = []
+
+    # -- building ---------------------------------------------------------------------------
+    def build(self, seed: int) -> None:
+        """Infer every output shape and draw initial weights on the host from ``seed``."""
+        init_rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(0,))))
+        shapes: dict[str, object] = {INPUT: self.input_shape}
+        for i, node in enumerate(self.nodes):
+            layer = node.layer
+            layer.dtype = self.dtype
+            layer.rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(1, i))))
+            in_shapes = [self._pick(shapes[name], idx) for name, idx in node.refs]
+            layer.input_shapes = in_shapes
+            out = layer.build(in_shapes, init_rng)
+            node.output_shape = layer.output_shape = out if isinstance(out, list) else tuple(int(d) for d in out)
+            shapes[node.name] = node.output_shape
+        self.output_shape = self.nodes[-1].output_shape
+
+    @staticmethod
+    def _pick(value, idx):
+        return value if idx is None else value[idx]
+
+    def to_device(self) -> None:
+        """Pack trainable parameters into one flat buffer on the active device; layers keep views."""
+        xp = B.xp
+        trainable = [(n.layer, k) for n in self.nodes if n.layer.trainable for k in n.layer.params]
+        sizes = [n.layer.params[k].size for n in self.nodes if n.layer.trainable for k in n.layer.params]
+        total = int(sum(sizes))
+        self.flat_params = xp.zeros(total, dtype=self.dtype)
+        self.flat_grads = xp.zeros(total, dtype=self.dtype)
+        self.slices: dict[str, slice] = {}
+        off = 0
+        for (layer, k), size in zip(trainable, sizes):
+            host = layer.params[k]
+            sl = slice(off, off + size)
+            self.flat_params[sl] = B.asarray(host.ravel())
+            layer.params[k] = self.flat_params[sl].reshape(host.shape)
+            layer.grads[k] = self.flat_grads[sl].reshape(host.shape)
+            self.slices[f"{layer.name}/{k}"] = sl
+            off += size
+        for n in self.nodes:
+            layer = n.layer
+            if not layer.trainable:
+                for k, v in layer.params.items():
+                    layer.params[k] = B.asarray(v)
+                    layer.grads[k] = xp.zeros(v.shape, dtype=self.dtype)
+            for k, v in layer.state.items():
+                layer.state[k] = B.asarray(v)
+
+    # -- running ----------------------------------------------------------------------------
+    def forward(self, x, training: bool = False):
+        """Run every node; returns the output (the final activation applied)."""
+        outs: dict[str, object] = {INPUT: x}
+        masks: dict[str, object] = {INPUT: None}
+        caches = []
+        for node in self.nodes:
+            ins = [self._pick(outs[name], idx) for name, idx in node.refs]
+            mask = masks[node.refs[0][0]]
+            y, cache = node.layer.forward(*ins, training=training, mask=mask)
+            masks[node.name] = node.layer.compute_mask(mask, ins)
+            act_cache = None
+            if node.activation is not None:
+                pre = y
+                y, act_cache = node.activation.forward(pre)
+            outs[node.name] = y
+            caches.append((cache, act_cache))
+        self._caches = caches
+        self._last_pre_activation = caches[-1][1][0] if caches[-1][1] is not None else None
+        return outs[self.nodes[-1].name]
+
+    def output_activation(self) -> str | None:
+        """Name of the final elementwise activation (``softmax``, ``sigmoid``...), for fused losses."""
+        last = self.nodes[-1]
+        if last.activation is not None:
+            return last.activation.activation
+        if isinstance(last.layer, Activation):
+            return last.layer.activation
+        return None
+
+    def logits(self):
+        """Input of the final activation in the last forward pass (the logits for softmax/sigmoid)."""
+        last = self.nodes[-1]
+        cache, act_cache = self._caches[-1]
+        return act_cache[0] if last.activation is not None else cache[0]
+
+    def backward(self, grad, skip_output_activation: bool = False) -> None:
+        """Backpropagate ``grad`` (w.r.t. the output, or the logits when skipping the activation)."""
+        grads: dict[str, object] = {self.nodes[-1].name: grad}
+        for i in range(len(self.nodes) - 1, -1, -1):
+            node = self.nodes[i]
+            g = grads.pop(node.name, None)
+            if g is None:
+                continue
+            cache, act_cache = self._caches[i]
+            skip = skip_output_activation and i == len(self.nodes) - 1
+            if node.activation is not None and not skip:
+                g = node.activation.backward(g, act_cache)[0]
+            if isinstance(node.layer, Activation) and skip:
+                in_grads = (g,)
+            else:
+                in_grads = node.layer.backward(g, cache)
+            for (name, idx), gi in zip(node.refs, in_grads):
+                if gi is None or name == INPUT:
+                    continue
+                self._accumulate(grads, name, idx, gi)
+        self._caches = []
+
+    def _accumulate(self, grads, name, idx, g):
+        if idx is None:
+            grads[name] = g if name not in grads else grads[name] + g
+            return
+        n_out = len(self.by_name[name].output_shape)
+        slot = grads.setdefault(name, [None] * n_out)
+        slot[idx] = g if slot[idx] is None else slot[idx] + g
+
+    # -- parameters ---------------------------------------------------------------------------
+    def named_params(self, trainable_only: bool = False) -> dict[str, object]:
+        return {f"{n.name}/{k}": v for n in self.nodes for k, v in n.layer.params.items()
+                if n.layer.trainable or not trainable_only}
+
+    def named_state(self) -> dict[str, object]:
+        return {f"{n.name}/{k}": v for n in self.nodes for k, v in n.layer.state.items()}
+
+    def regularization(self, add_grads: bool) -> float:
+        """L1/L2 penalty sum_l (l1*|w| + l2*w^2) over regularised parameters; adds its gradient if asked."""
+        xp = B.xp
+        total = 0.0
+        for n in self.nodes:
+            if not n.layer.trainable:
+                continue
+            for k, w in n.layer.params.items():
+                reg = n.layer.regularizer(k)
+                if not reg:
+                    continue
+                l1, l2 = float(reg.get("l1", 0.0)), float(reg.get("l2", 0.0))
+                if l2:
+                    total = total + l2 * xp.sum(w * w)
+                    if add_grads:
+                        n.layer.grads[k] += (2 * l2) * w
+                if l1:
+                    total = total + l1 * xp.sum(xp.abs(w))
+                    if add_grads:
+                        n.layer.grads[k] += l1 * xp.sign(w)
+        return total
+
+    def has_regularization(self) -> bool:
+        return any(n.layer.trainable and n.layer.regularizer(k) for n in self.nodes for k in n.layer.params)
+
+    def rng_states(self) -> dict[str, dict]:
+        return {n.name: n.layer.rng.bit_generator.state for n in self.nodes}
+
+    def set_rng_states(self, states: dict[str, dict]) -> None:
+        for n in self.nodes:
+            if n.name in states:
+                n.layer.rng.bit_generator.state = states[n.name]
+
+    def param_count(self) -> tuple[int, int]:
+        trainable = sum(n.layer.param_count() for n in self.nodes if n.layer.trainable)
+        frozen = sum(n.layer.param_count() for n in self.nodes if not n.layer.trainable)
+        return trainable, frozen
+
+    def predict(self, x, batch_size: int = 1024):
+        """Inference in batches; x is a host array, the result a host array (or list for multi-output)."""
+        outs = []
+        for start in range(0, len(x), batch_size):
+            xb = B.asarray(x[start:start + batch_size], dtype=self.input_dtype)
+            outs.append(B.to_numpy(self.forward(xb, training=False)))
+            self._caches = []
+        if not outs:
+            return np.zeros((0, *self.output_shape), dtype=self.dtype)
+        return np.concatenate(outs, axis=0)

@@ -1,0 +1,131 @@
+"""The layer contract and the registry that maps spec ``type`` names to layer classes.
+
+Layouts: a user writes Keras shapes without the batch axis, and the arrays a layer sees are
+(batch, *shape) in the same order: images (N, H, W, C), sequences (N, T, F). NHWC keeps the
+channel axis last, so an im2col patch matrix times a (KH*KW*C, F) kernel is one contiguous
+matrix product whose result is already NHWC.
+
+Contract of a layer (``Layer`` below):
+- ``__init__(**config)``: keyword arguments are exactly the spec keys the layer accepts; the spec
+  validator reads them from the signature, so a new keyword is a new spec key with no other edit.
+- ``build(input_shapes, rng) -> output shape`` (a tuple, or a list of tuples for several outputs)
+  creates named host arrays in ``self.params`` (trainable) and ``self.state`` (not trained, saved).
+- ``forward(*inputs, training, mask) -> (output, cache)``: the cache is returned, never kept.
+- ``backward(grad_output, cache) -> tuple of input gradients`` (``None`` for a non-differentiable
+  input such as token ids); it *assigns* every ``self.grads[name]`` (one node owns one layer, so
+  nothing accumulates into them; assignment with ``out=`` avoids a zeroing pass per step).
+- ``compute_mask(mask, inputs)`` returns the (N, T) padding mask of the output (default: passed on).
+- ``get_config()`` returns the spec entry that rebuilds the layer.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+
+from nnctl import backend as B
+
+REGISTRY: dict[str, type[Layer]] = {}
+
+
+def register(*names: str):
+    """Class decorator: make a layer available to specs under its class name and ``names``."""
+
+    def deco(cls):
+        for n in (cls.__name__, *names):
+            REGISTRY[n.lower()] = cls
+        return cls
+
+    return deco
+
+
+def layer_class(type_name: str) -> type[Layer] | None:
+    return REGISTRY.get(str(type_name).lower())
+
+
+def layer_params(cls) -> dict[str, inspect.Parameter]:
+    """The spec keys a layer class accepts: its keyword arguments (over the whole class chain)."""
+    out: dict[str, inspect.Parameter] = {}
+    for klass in reversed(cls.__mro__):
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        for p in inspect.signature(init).parameters.values():
+            if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
+                out[p.name] = p
+    return out
+
+
+class Layer:
+    """Base layer: named parameters, state and gradients, and the forward/backward contract."""
+
+    #: True when ``activation=`` on this layer becomes an activation step after it in the same node
+    #: (Dense, Conv); recurrent layers keep ``activation`` as their internal cell function.
+    activation_is_node = False
+
+    def __init__(self, name: str | None = None, trainable: bool = True, inputs: list[str] | None = None,
+                 kernel_regularizer: dict | None = None, bias_regularizer: dict | None = None):
+        self.name = name
+        self.trainable = trainable
+        self.inputs = inputs
+        self.kernel_regularizer = kernel_regularizer
+        self.bias_regularizer = bias_regularizer
+        self.params: dict = {}
+        self.grads: dict = {}
+        self.state: dict = {}
+        self.dtype = np.float32
+        self.input_shapes: list[tuple] = []
+        self.output_shape = None
+
+    # -- contract ---------------------------------------------------------------------------
+    def build(self, input_shapes: list[tuple], rng: np.random.Generator):
+        return input_shapes[0]
+
+    def forward(self, *inputs, training: bool = False, mask=None):
+        raise NotImplementedError
+
+    def backward(self, grad, cache) -> tuple:
+        raise NotImplementedError
+
+    def compute_mask(self, mask, inputs):
+        return mask
+
+    def get_config(self) -> dict:
+        """Every constructor argument with its current value, as the spec entry that rebuilds it."""
+        cfg = {"type": type(self).__name__}
+        for key in layer_params(type(self)):
+            val = getattr(self, key, None)
+            if val is not None:
+                cfg[key] = val
+        return cfg
+
+    # -- helpers for subclasses --------------------------------------------------------------
+    def add_param(self, name: str, value: np.ndarray) -> None:
+        """Register a trainable parameter (host array in the model dtype; moved to the device later)."""
+        self.params[name] = np.asarray(value, dtype=self.dtype)
+
+    def add_state(self, name: str, value: np.ndarray) -> None:
+        self.state[name] = np.asarray(value, dtype=self.dtype)
+
+    def regularizer(self, param: str) -> dict | None:
+        """The L1/L2 penalty on a parameter: ``kernel_regularizer`` for kernels, ``bias_regularizer`` for biases."""
+        if param.endswith("bias") or param == "beta":
+            return self.bias_regularizer
+        if param in ("gamma",):
+            return None
+        return self.kernel_regularizer
+
+    @property
+    def xp(self):
+        return B.xp
+
+    def init_grads(self) -> None:
+        """Give every parameter a gradient array (the model gives views into its flat buffer instead)."""
+        self.grads = {k: B.xp.zeros(v.shape, dtype=v.dtype) for k, v in self.params.items()}
+
+    def param_count(self) -> int:
+        return int(sum(int(np.prod(p.shape)) for p in self.params.values()))
+
+    def __repr__(self):
+        return f"{type(self).__name__}(name={self.name!r})"

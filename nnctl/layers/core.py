@@ -1,0 +1,211 @@
+"""Core layers: Dense, Activation, Dropout, Flatten, Reshape, Add, Concatenate, Cropping1D."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from nnctl import backend as B
+from nnctl import initializers
+from nnctl.layers.base import Layer, register
+from nnctl.ops import activations
+
+
+@register()
+class Dense(Layer):
+    """Fully connected layer on the last axis: y = x W + b; x (..., in), W (in, units), y (..., units).
+
+    On a 3-D input (N, T, F) it applies the same weights at every step, which is Keras's
+    TimeDistributed(Dense) as well.
+    """
+
+    activation_is_node = True
+
+    def __init__(self, units: int, activation: str | None = None, use_bias: bool = True,
+                 kernel_initializer: str = "glorot_uniform", bias_initializer: str = "zeros", alpha: float | None = None,
+                 **kw):
+        super().__init__(**kw)
+        self.units, self.activation, self.use_bias, self.alpha = units, activation, use_bias, alpha
+        self.kernel_initializer, self.bias_initializer = kernel_initializer, bias_initializer
+
+    def build(self, input_shapes, rng):
+        fan_in = input_shapes[0][-1]
+        self.add_param("kernel", initializers.initialize(self.kernel_initializer, (fan_in, self.units), rng))
+        if self.use_bias:
+            self.add_param("bias", initializers.initialize(self.bias_initializer, (self.units,), rng))
+        return (*input_shapes[0][:-1], self.units)
+
+    def forward(self, x, training=False, mask=None):
+        y = x @ self.params["kernel"]
+        if self.use_bias:
+            y += self.params["bias"]
+        return y, x
+
+    def backward(self, g, x):
+        xp = B.xp
+        x2, g2 = x.reshape(-1, x.shape[-1]), g.reshape(-1, g.shape[-1])
+        xp.matmul(x2.T, g2, out=self.grads["kernel"])
+        if self.use_bias:
+            g2.sum(axis=0, out=self.grads["bias"])
+        return (g @ self.params["kernel"].T,)
+
+
+@register()
+class Activation(Layer):
+    """Elementwise activation: y = f(x) for any input shape (softmax over the last axis)."""
+
+    def __init__(self, activation: str = "linear", alpha: float | None = None, **kw):
+        super().__init__(**kw)
+        self.activation, self.alpha = activation, alpha
+        self.fn = activations.get(activation, **({} if alpha is None else {"alpha": alpha}))
+
+    def forward(self, x, training=False, mask=None):
+        y = self.fn.forward(x)
+        return y, (x, y)
+
+    def backward(self, g, cache):
+        x, y = cache
+        return (self.fn.backward(x, y, g),)
+
+
+@register()
+class Dropout(Layer):
+    """Inverted dropout: in training y = x * m / (1 - rate), m ~ Bernoulli(1 - rate); identity in inference."""
+
+    def __init__(self, rate: float = 0.5, **kw):
+        super().__init__(**kw)
+        self.rate = rate
+
+    def forward(self, x, training=False, mask=None):
+        if not training or self.rate == 0:
+            return x, None
+        keep = B.asarray(self.rng.random(x.shape, dtype=np.float32) >= self.rate)
+        m = keep.astype(x.dtype) * x.dtype.type(1.0 / (1.0 - self.rate))
+        return x * m, m
+
+    def backward(self, g, m):
+        return (g if m is None else g * m,)
+
+
+@register()
+class Flatten(Layer):
+    """Flatten all but the batch axis: (N, d1, d2, ...) -> (N, d1*d2*...)."""
+
+    def build(self, input_shapes, rng):
+        return (int(np.prod(input_shapes[0])),)
+
+    def forward(self, x, training=False, mask=None):
+        return x.reshape(x.shape[0], -1), x.shape
+
+    def backward(self, g, shape):
+        return (g.reshape(shape),)
+
+    def compute_mask(self, mask, inputs):
+        return None
+
+
+@register()
+class Reshape(Layer):
+    """Reshape to ``target_shape`` (without the batch axis; one entry may be -1)."""
+
+    def __init__(self, target_shape: list[int], **kw):
+        super().__init__(**kw)
+        self.target_shape = list(target_shape)
+
+    def build(self, input_shapes, rng):
+        total = int(np.prod(input_shapes[0]))
+        shape = list(self.target_shape)
+        if -1 in shape:
+            known = int(np.prod([s for s in shape if s != -1]))
+            shape[shape.index(-1)] = total // known if known else 0
+        if int(np.prod(shape)) != total:
+            raise ValueError(f"target_shape {self.target_shape} does not hold the {total} values of input shape "
+                             f"{list(input_shapes[0])}")
+        self._shape = tuple(shape)
+        return self._shape
+
+    def forward(self, x, training=False, mask=None):
+        return x.reshape(x.shape[0], *self._shape), x.shape
+
+    def backward(self, g, shape):
+        return (g.reshape(shape),)
+
+    def compute_mask(self, mask, inputs):
+        return None
+
+
+@register()
+class Add(Layer):
+    """Elementwise sum of its inputs (all of one shape): y = x1 + x2 + ..."""
+
+    def build(self, input_shapes, rng):
+        if len(set(map(tuple, input_shapes))) != 1:
+            raise ValueError(f"inputs must share one shape, found {[list(s) for s in input_shapes]}")
+        return input_shapes[0]
+
+    def forward(self, *xs, training=False, mask=None):
+        y = xs[0] + xs[1] if len(xs) > 1 else xs[0].copy()
+        for x in xs[2:]:
+            y += x
+        return y, len(xs)
+
+    def backward(self, g, n):
+        return (g,) * n
+
+
+@register()
+class Concatenate(Layer):
+    """Join inputs along ``axis`` (Keras counting: axis 0 is the batch axis, -1 the last)."""
+
+    def __init__(self, axis: int = -1, **kw):
+        super().__init__(**kw)
+        self.axis = axis
+
+    def build(self, input_shapes, rng):
+        rank = len(input_shapes[0])
+        ax = self.axis if self.axis < 0 else self.axis - 1  # Keras's axis counts the batch axis
+        if not -rank <= ax < rank:
+            raise ValueError(f"axis {self.axis} is out of range for inputs of rank {rank}")
+        ax %= rank
+        others = {tuple(s[:ax]) + tuple(s[ax + 1:]) for s in input_shapes}
+        if len(others) != 1:
+            raise ValueError(f"inputs must match on every axis but {self.axis}, found {[list(s) for s in input_shapes]}")
+        self._ax = ax + 1
+        out = list(input_shapes[0])
+        out[ax] = sum(s[ax] for s in input_shapes)
+        return tuple(out)
+
+    def forward(self, *xs, training=False, mask=None):
+        return B.xp.concatenate(xs, axis=self._ax), np.cumsum([x.shape[self._ax] for x in xs])[:-1]
+
+    def backward(self, g, splits):
+        return tuple(B.xp.split(g, splits, axis=self._ax))
+
+
+@register()
+class Cropping1D(Layer):
+    """Drop ``cropping = [start, end]`` steps from the two ends of a sequence: (N, T, F) -> (N, T-start-end, F)."""
+
+    def __init__(self, cropping: list[int] = (1, 1), **kw):
+        super().__init__(**kw)
+        self.cropping = list(cropping)
+
+    def build(self, input_shapes, rng):
+        t, *rest = input_shapes[0]
+        a, b = self.cropping
+        if a + b >= t:
+            raise ValueError(f"cropping {self.cropping} removes all {t} steps")
+        return (t - a - b, *rest)
+
+    def forward(self, x, training=False, mask=None):
+        a, b = self.cropping
+        return x[:, a:x.shape[1] - b], x.shape
+
+    def backward(self, g, shape):
+        a, b = self.cropping
+        dx = B.xp.zeros(shape, dtype=g.dtype)
+        dx[:, a:shape[1] - b] = g
+        return (dx,)
+
+    def compute_mask(self, mask, inputs):
+        a, b = self.cropping
+        return None if mask is None else mask[:, a:mask.shape[1] - b]

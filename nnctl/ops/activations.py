@@ -1,0 +1,111 @@
+"""Activation functions as (forward, backward) pairs: y = f(x) elementwise; dx = f'(x) * dy.
+
+``backward(x, y, dy)`` gets both the input and the output so each derivative uses whichever is
+cheaper (sigmoid from y, gelu from x). Softmax runs over the last axis.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from nnctl import backend as B
+
+_SQRT_2_OVER_PI = 0.7978845608028654
+
+
+@dataclass(frozen=True)
+class Activation:
+    forward: Callable
+    backward: Callable
+    doc: str
+
+
+def _sigmoid(x):
+    xp = B.xp
+    # exp of -|x| never overflows; both branches reuse it
+    e = xp.exp(-xp.abs(x))
+    return xp.where(x >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def _softmax(x):
+    xp = B.xp
+    z = x - x.max(axis=-1, keepdims=True)
+    e = xp.exp(z)
+    e /= e.sum(axis=-1, keepdims=True)
+    return e
+
+
+def _softmax_backward(x, y, dy):
+    return y * (dy - (dy * y).sum(axis=-1, keepdims=True))
+
+
+def _relu(x):
+    return B.xp.maximum(x, 0)
+
+
+def _gelu(x):
+    xp = B.xp
+    return 0.5 * x * (1 + xp.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x**3)))
+
+
+def _gelu_backward(x, y, dy):
+    xp = B.xp
+    t = xp.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x**3))
+    dt = (1 - t * t) * _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x * x)
+    return dy * (0.5 * (1 + t) + 0.5 * x * dt)
+
+
+def _swish_backward(x, y, dy):
+    s = _sigmoid(x)
+    return dy * (s + x * s * (1 - s))
+
+
+def leaky_relu(alpha: float = 0.2) -> Activation:
+    return Activation(
+        lambda x: B.xp.where(x > 0, x, alpha * x),
+        lambda x, y, dy: B.xp.where(x > 0, dy, alpha * dy),
+        f"x if x > 0 else {alpha}*x",
+    )
+
+
+def elu(alpha: float = 1.0) -> Activation:
+    return Activation(
+        lambda x: B.xp.where(x > 0, x, alpha * B.xp.expm1(B.xp.minimum(x, 0))),
+        lambda x, y, dy: B.xp.where(x > 0, dy, dy * (y + alpha)),
+        f"x if x > 0 else {alpha}*(exp(x)-1)",
+    )
+
+
+ACTIVATIONS: dict[str, Activation] = {
+    "linear": Activation(lambda x: x, lambda x, y, dy: dy, "x"),
+    "step": Activation(
+        lambda x: (x >= 0).astype(x.dtype),
+        lambda x, y, dy: B.xp.zeros_like(dy),
+        "1 if x >= 0 else 0 (Heaviside); its gradient is zero, so train it with the perceptron optimizer",
+    ),
+    "sigmoid": Activation(_sigmoid, lambda x, y, dy: dy * y * (1 - y), "1 / (1 + exp(-x))"),
+    "tanh": Activation(lambda x: B.xp.tanh(x), lambda x, y, dy: dy * (1 - y * y), "tanh(x)"),
+    "arctan": Activation(lambda x: B.xp.arctan(x), lambda x, y, dy: dy / (1 + x * x), "arctan(x)"),
+    "relu": Activation(_relu, lambda x, y, dy: dy * (x > 0), "max(x, 0)"),
+    "gelu": Activation(_gelu, _gelu_backward, "0.5 x (1 + tanh(sqrt(2/pi)(x + 0.044715 x^3))) (tanh form)"),
+    "swish": Activation(lambda x: x * _sigmoid(x), _swish_backward, "x * sigmoid(x)"),
+    "softmax": Activation(_softmax, _softmax_backward, "exp(x_i) / sum_j exp(x_j), over the last axis"),
+    "softplus": Activation(lambda x: B.xp.logaddexp(x, 0), lambda x, y, dy: dy * _sigmoid(x), "log(1 + exp(x))"),
+}
+PARAMETRIC = {"leaky_relu": leaky_relu, "elu": elu}
+NAMES = sorted([*ACTIVATIONS, *PARAMETRIC])
+
+
+def get(name: str, **kwargs) -> Activation:
+    """The activation named ``name`` (case-insensitive); ``alpha`` for leaky_relu and elu."""
+    key = str(name).lower()
+    if key in PARAMETRIC:
+        return PARAMETRIC[key](**kwargs)
+    if key in ACTIVATIONS:
+        return ACTIVATIONS[key]
+    raise KeyError(key)
+
+
+sigmoid = _sigmoid
+softmax = _softmax

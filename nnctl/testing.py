@@ -1,0 +1,115 @@
+"""Finite-difference gradient checks for layers and losses (used by the test suite, float64).
+
+The check contracts the layer output with a fixed random tensor r, L = sum(r * y), so dL/dy = r;
+the analytic gradients from ``backward(r)`` are compared with central differences
+(L(w + h e) - L(w - h e)) / 2h, element by element for small tensors and along random directions
+for large ones.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from nnctl import backend as B
+
+
+def _as_list(y):
+    return list(y) if isinstance(y, (list, tuple)) else [y]
+
+
+def _loss(layer, inputs, rs, training, mask, reseed):
+    if reseed is not None:
+        layer.rng = np.random.default_rng(reseed)
+    y, _ = layer.forward(*inputs, training=training, mask=mask)
+    return float(sum(B.to_numpy((r * yi).sum()) for r, yi in zip(rs, _as_list(y)) if r is not None))
+
+
+def _numeric(f, arr, rng, max_elems, h):
+    """Central-difference gradient of f() w.r.t. arr, or directional derivatives when arr is large."""
+    flat = arr.reshape(-1)
+    if flat.size <= max_elems:
+        out = np.zeros(flat.size)
+        for i in range(flat.size):
+            old = float(flat[i])
+            flat[i] = old + h
+            fp = f()
+            flat[i] = old - h
+            fm = f()
+            flat[i] = old
+            out[i] = (fp - fm) / (2 * h)
+        return out.reshape(arr.shape), None
+    dirs = [rng.normal(size=flat.size) for _ in range(3)]
+    derivs = []
+    for d in dirs:
+        old = flat.copy()
+        flat += h * d
+        fp = f()
+        flat[:] = old - h * d
+        fm = f()
+        flat[:] = old
+        derivs.append((fp - fm) / (2 * h))
+    return None, (dirs, derivs)
+
+
+def check_layer(layer, input_shapes, seed=0, training=False, mask=None, int_inputs=(), int_high=5,
+                max_elems=400, h=1e-6, rtol=1e-5, atol=1e-7):
+    """Build ``layer`` in float64, check every input and parameter gradient; returns the max error.
+
+    ``int_inputs`` lists input positions that are integer ids (no gradient); ``mask`` is an optional
+    (N, T) boolean padding mask passed to forward.
+    """
+    rng = np.random.default_rng(seed)
+    layer.dtype = np.float64
+    layer.rng = np.random.default_rng(seed + 1)
+    layer.input_shapes = [tuple(s[1:]) for s in input_shapes]
+    out_shape = layer.build([tuple(s[1:]) for s in input_shapes], rng)
+    for k in list(layer.params):
+        layer.params[k] = B.asarray(layer.params[k].astype(np.float64))
+    for k in list(layer.state):
+        layer.state[k] = B.asarray(layer.state[k].astype(np.float64))
+    layer.init_grads()
+    inputs = []
+    for i, s in enumerate(input_shapes):
+        if i in int_inputs:
+            inputs.append(B.asarray(rng.integers(0, int_high, size=s)))
+        else:
+            inputs.append(B.asarray(rng.normal(size=s)))
+    reseed = seed + 2  # same dropout masks in every evaluation
+    layer.rng = np.random.default_rng(reseed)
+    y, cache = layer.forward(*inputs, training=training, mask=mask)
+    ys = _as_list(y)
+    shapes = out_shape if isinstance(out_shape, list) else [out_shape]
+    for yi, s in zip(ys, shapes):
+        assert tuple(yi.shape[1:]) == tuple(s), f"forward shape {yi.shape[1:]} != build shape {tuple(s)}"
+    rs = [B.asarray(rng.normal(size=yi.shape)) for yi in ys]
+    grad = rs if isinstance(y, (list, tuple)) else rs[0]
+    in_grads = layer.backward(grad, cache)
+    assert len(in_grads) == len(inputs), "backward must return one gradient per input"
+    f = lambda: _loss(layer, inputs, rs, training, mask, reseed)  # noqa: E731
+    worst = 0.0
+    targets = [(f"input{i}", x, g) for i, (x, g) in enumerate(zip(inputs, in_grads)) if i not in int_inputs]
+    targets += [(k, layer.params[k], layer.grads[k]) for k in layer.params]
+    for name, arr, analytic in targets:
+        assert analytic is not None, f"{name}: backward returned no gradient"
+        host = B.to_numpy(arr)
+        work = arr if arr is host else None
+        if work is None:  # on a GPU perturb a host copy and write it back each time
+            raise NotImplementedError("gradient checks run on the CPU backend")
+        full, directional = _numeric(f, work, rng, max_elems, h)
+        a = B.to_numpy(analytic)
+        if full is not None:
+            err = np.abs(full - a)
+            scale = atol + rtol * np.maximum(np.abs(full), np.abs(a)).max()
+            bad = err.max() if err.size else 0.0
+            assert bad <= max(scale, 1e-5 * max(1.0, np.abs(full).max())), (
+                f"{type(layer).__name__} d/d{name}: max |numeric - analytic| = {bad:.3g} "
+                f"(numeric {full.ravel()[:4]}, analytic {a.ravel()[:4]})")
+            worst = max(worst, bad)
+        else:
+            dirs, derivs = directional
+            for d, num in zip(dirs, derivs):
+                ana = float((a.reshape(-1) * d).sum())
+                bad = abs(num - ana)
+                assert bad <= 1e-5 * max(1.0, abs(num)), f"{type(layer).__name__} d/d{name} along a direction: {num} vs {ana}"
+                worst = max(worst, bad)
+    return worst
