@@ -1,0 +1,28 @@
+"""``nnctl evaluate CHECKPOINT``: loss and every metric on the spec's test set or on --data."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+
+def register(app: typer.Typer, reports_errors) -> None:
+    @app.command()
+    @reports_errors
+    def evaluate(
+        checkpoint: str = typer.Argument(..., help="checkpoint written by nnctl train"),
+        data: Optional[str] = typer.Option(None, help="labelled data file (default: the spec's data.test)"),
+        device: str = typer.Option("auto", help="auto, cpu or gpu"),
+        json_: bool = typer.Option(False, "--json", help="one JSON object on stdout"),
+    ):
+        """Evaluate a checkpoint: loss and every metric of its spec."""
+        from nnctl import run  # noqa: PLC0415
+        from nnctl.cli.output import emit_json, table  # noqa: PLC0415
+
+        result = run.evaluate(checkpoint, data, device)
+        if json_:
+            emit_json(result)
+            return
+        rows = [[k, v] for k, v in result.items() if k not in ("checkpoint", "data")]
+        table(rows, ["metric", "value"], title=f"{result['checkpoint']} on {result['data']}")

@@ -1,0 +1,64 @@
+"""``nnctl train SPEC``: train and write one checkpoint (and its run folder)."""
+
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+import typer
+
+
+def register(app: typer.Typer, reports_errors) -> None:
+    @app.command()
+    @reports_errors
+    def train(
+        spec: str = typer.Argument(..., help="spec file (.toml, .yaml, .json)"),
+        out: Optional[str] = typer.Option(None, "--out", "-o", help="checkpoint path (default: output.checkpoint)"),
+        set_: list[str] = typer.Option([], "--set", help="override a spec key: train.epochs=5 (repeatable)"),
+        device: str = typer.Option("auto", help="auto, cpu or gpu"),
+        epochs: Optional[int] = typer.Option(None, help="override train.epochs"),
+        seed: Optional[int] = typer.Option(None, help="override seed"),
+        resume: Optional[str] = typer.Option(None, help="continue the run saved in this checkpoint"),
+        init_from: Optional[str] = typer.Option(None, "--init-from", help="load weights by layer name first"),
+        run_dir: Optional[str] = typer.Option(None, "--run-dir", help="run folder (default beside the checkpoint)"),
+        json_: bool = typer.Option(False, "--json", help="one JSON object per epoch and a final one on stdout"),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress, only the result"),
+    ):
+        """Train the network a spec describes and write its HDF5 checkpoint."""
+        from nnctl import run, spec as spec_mod  # noqa: PLC0415
+        from nnctl.cli.output import Progress, emit_json, fmt, log  # noqa: PLC0415
+
+        overrides = list(set_)
+        if epochs is not None:
+            overrides.append(f"train.epochs={epochs}")
+        if seed is not None:
+            overrides.append(f"seed={seed}")
+        s = spec_mod.load(spec, overrides)
+        # paths given on the command line are relative to the working directory, not the spec
+        if out is not None:
+            s["output"]["checkpoint"] = os.path.abspath(out)
+        if run_dir is not None:
+            s["output"]["run_dir"] = os.path.abspath(run_dir)
+        with Progress(enabled=not (quiet or json_)) as progress:
+            def emit(event):
+                if json_:
+                    emit_json(event)
+                elif event["event"] == "epoch":
+                    progress.update(event)
+                    if not progress.enabled and not quiet:
+                        log(f"epoch {event['epoch']}/{event['epochs']}  " + "  ".join(
+                            f"{k} {fmt(v)}" for k, v in event.items() if k not in ("event", "epoch", "epochs")))
+                elif event["event"] == "init_from" and not quiet:
+                    log(f"init-from {event['checkpoint']}: loaded {len(event['loaded'])} arrays"
+                        + (f", skipped {', '.join(event['skipped'])}" if event["skipped"] else ""))
+                elif not quiet and event["event"] in ("resume", "checkpoint"):
+                    log(f"{event['event']}: {event['checkpoint']} (epoch {event['epoch']})")
+
+            done = run.train(s, emit=emit, device=device, resume=resume, init_from=init_from)
+        if not json_:
+            metrics = "  ".join(f"{k} {fmt(v)}" for k, v in done["metrics"].items() if k not in ("seconds", "lr",
+                                                                                               "samples_per_second"))
+            print(f"checkpoint {done['checkpoint']}  epochs {done['epochs_run']}  weights of epoch "
+                  f"{done['weights_epoch']}  {metrics}")
+            if done["summary"].get("note") and not quiet:
+                log(done["summary"]["note"])

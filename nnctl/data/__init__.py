@@ -1,0 +1,241 @@
+"""Load the spec's data into train/validation/test arrays with fitted preprocessing.
+
+Each data kind has a loader ``load(data_spec, prep) -> Splits`` of raw arrays (registered in ``KINDS``);
+the shared code here takes a seeded subset, splits off validation, fits the preprocessing on the
+training split only, and encodes inputs and targets for the loss.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pathlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from nnctl.data.preprocess import Preprocessor, task_of
+from nnctl.data.readers import read_arrays, read_csv_table, read_idx, to_float_matrix
+from nnctl.errors import DataError
+
+
+@dataclass
+class Splits:
+    """Raw arrays of each split (validation/test may be None); ``ordered`` forbids shuffled splitting."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray | None
+    x_val: np.ndarray | None = None
+    y_val: np.ndarray | None = None
+    x_test: np.ndarray | None = None
+    y_test: np.ndarray | None = None
+    ordered: bool = False
+    defaults: dict = field(default_factory=dict)  # layer keys taken from the data (Embedding input_dim)
+
+
+@dataclass
+class Dataset:
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray | None
+    y_val: np.ndarray | None
+    x_test: np.ndarray | None
+    y_test: np.ndarray | None
+    prep: Preprocessor
+    defaults: dict
+
+    @property
+    def input_shape(self) -> tuple:
+        return tuple(self.x_train.shape[1:])
+
+
+# -- kinds -----------------------------------------------------------------------------------------
+def _csv_xy(path, data, prep: Preprocessor, role: str):
+    header, rows = read_csv_table(path)
+    target = data.get("target")
+    if isinstance(target, int):
+        if not -len(header) <= target < len(header):
+            raise DataError(f"{path}: target column index {target} is out of range ({len(header)} columns)")
+        target = header[target]
+    target = target if target is not None else header[-1]
+    targets = target if isinstance(target, list) else [target]
+    for t in targets:
+        if t not in header:
+            raise DataError(f"{path}: no target column {t!r}; columns are {', '.join(header)}")
+    features = data.get("features") or [h for h in header if h not in targets]
+    for f in features:
+        if f not in header:
+            raise DataError(f"{path}: no feature column {f!r}; columns are {', '.join(header)}")
+    if role == "train":
+        prep.feature_names, prep.target_names = list(features), list(targets)
+    elif list(features) != prep.feature_names:
+        pass  # columns are looked up by name, so another order is fine
+    x = to_float_matrix(rows, [header.index(f) for f in features], header, str(path))
+    cols = [header.index(t) for t in targets]
+    if prep.task == "regression":
+        y = to_float_matrix(rows, cols, header, str(path))
+    else:
+        raw = np.array([r[cols[0]].strip() for r in rows])
+        try:
+            y = raw.astype(np.float64)
+            y = y.astype(np.int64) if np.all(y == np.round(y)) else y
+        except ValueError:
+            y = raw
+    return x, y
+
+
+def load_tabular(data, prep) -> Splits:
+    x, y = _csv_xy(data["train"], data, prep, "train")
+    s = Splits(x, y)
+    if data.get("test"):
+        s.x_test, s.y_test = _csv_xy(data["test"], data, prep, "test")
+    if isinstance(data.get("validation"), str):
+        s.x_val, s.y_val = _csv_xy(data["validation"], data, prep, "validation")
+    return s
+
+
+def _arrays(path, data):
+    x, y = read_arrays(path, (data["x"], data["y"]))
+    if y is None:
+        raise DataError(f"{path}: a .npy file holds only inputs; use .npz or .h5 with {data['x']!r} and {data['y']!r}")
+    if len(x) != len(y):
+        raise DataError(f"{path}: {data['x']!r} has {len(x)} samples but {data['y']!r} has {len(y)}")
+    return x, y
+
+
+def load_arrays(data, prep) -> Splits:
+    s = Splits(*_arrays(data["train"], data))
+    if data.get("test"):
+        s.x_test, s.y_test = _arrays(data["test"], data)
+    if isinstance(data.get("validation"), str):
+        s.x_val, s.y_val = _arrays(data["validation"], data)
+    return s
+
+
+def idx_labels_path(images: str) -> pathlib.Path:
+    """MNIST naming: ``...-images-idx3-ubyte[.gz]`` has its labels in ``...-labels-idx1-ubyte[.gz]``."""
+    p = pathlib.Path(images)
+    name = p.name.replace("images-idx3", "labels-idx1").replace("images.idx3", "labels.idx1")
+    if name == p.name:
+        raise DataError(f"{p}: cannot find the labels file (expected a name with 'images-idx3' in it)")
+    return p.with_name(name)
+
+
+def _idx(path):
+    x, y = read_idx(path), read_idx(idx_labels_path(path))
+    if len(x) != len(y):
+        raise DataError(f"{path}: {len(x)} images but {len(y)} labels in {idx_labels_path(path).name}")
+    return (x[..., None] if x.ndim == 3 else x), y.astype(np.int64)
+
+
+def load_idx(data, prep) -> Splits:
+    s = Splits(*_idx(data["train"]))
+    if data.get("test"):
+        s.x_test, s.y_test = _idx(data["test"])
+    return s
+
+
+KINDS = {"tabular": load_tabular, "arrays": load_arrays, "idx": load_idx}
+PLUGIN_KINDS = {"images": "nnctl.data.images", "timeseries": "nnctl.data.timeseries", "text": "nnctl.data.text"}
+
+
+def resolve_kind(data: dict) -> str:
+    kind = data.get("kind", "auto")
+    if kind != "auto":
+        return kind
+    p = pathlib.Path(data["train"])
+    name = p.name.lower()
+    if p.is_dir():
+        return "images"
+    if "idx" in name or name.endswith("-ubyte"):
+        return "idx"
+    if name.endswith(".csv"):
+        return "tabular"
+    if name.endswith((".npz", ".npy", ".h5", ".hdf5")):
+        return "arrays"
+    raise DataError(f"{p}: cannot tell the data kind from the name; set data.kind")
+
+
+def loader(kind: str):
+    if kind in KINDS:
+        return KINDS[kind]
+    return importlib.import_module(PLUGIN_KINDS[kind]).load
+
+
+# -- assembly --------------------------------------------------------------------------------------
+def _validation_split(s: Splits, split: float, stratify: bool, rng, name: str) -> None:
+    n = len(s.x_train)
+    n_val = int(round(n * split))
+    if not 0 < n_val < n:
+        raise DataError(f"{name}: validation split {split} of {n} samples leaves an empty split")
+    if s.ordered:  # time series: the end of the series, never shuffled into training
+        cut = n - n_val
+        s.x_val, s.y_val, s.x_train, s.y_train = s.x_train[cut:], s.y_train[cut:], s.x_train[:cut], s.y_train[:cut]
+        return
+    if stratify and s.y_train is not None and s.y_train.ndim == 1:
+        val_idx = []
+        for c in np.unique(s.y_train):
+            members = rng.permutation(np.nonzero(s.y_train == c)[0])
+            val_idx.extend(members[: int(round(len(members) * split))])
+        val_mask = np.zeros(n, bool)
+        val_mask[np.asarray(val_idx, dtype=int)] = True
+    else:
+        val_mask = np.zeros(n, bool)
+        val_mask[rng.permutation(n)[:n_val]] = True
+    s.x_val, s.y_val = s.x_train[val_mask], s.y_train[val_mask]
+    s.x_train, s.y_train = s.x_train[~val_mask], s.y_train[~val_mask]
+
+
+def load_dataset(spec: dict, with_test: bool = True) -> Dataset:
+    """Everything ``train`` needs: encoded arrays of each split and the fitted preprocessing."""
+    data = spec["data"]
+    from nnctl.spec import loss_config  # noqa: PLC0415
+
+    kind = resolve_kind(data)
+    prep = Preprocessor(kind, task_of(loss_config(spec["train"])[0]), data.get("normalize", "none"),
+                        data.get("normalize_target", "none"), parse_rescale(data.get("rescale")))
+    s = loader(kind)(data, prep)
+    rng = np.random.default_rng(np.random.SeedSequence(spec["seed"], spawn_key=(2,)))
+    name = data["train"]
+    if data.get("subset"):
+        if data["subset"] < len(s.x_train):
+            keep = np.sort(rng.permutation(len(s.x_train))[: data["subset"]])
+            s.x_train, s.y_train = s.x_train[keep], s.y_train[keep]
+    val = data.get("validation")
+    if isinstance(val, dict) and s.x_val is None:
+        _validation_split(s, float(val.get("split", 0.2)), bool(val.get("stratify")), rng, name)
+    dtype = np.dtype(spec["dtype"])
+    prep.fit_x(s.x_train)
+    prep.fit_y(s.y_train, name)
+    enc = lambda x, y, where: (prep.transform_x(x, dtype), prep.encode_y(y, where, dtype))  # noqa: E731
+    x_train, y_train = enc(s.x_train, s.y_train, name)
+    x_val = y_val = x_test = y_test = None
+    if s.x_val is not None:
+        x_val, y_val = enc(s.x_val, s.y_val, f"{name} (validation)" if not isinstance(val, str) else val)
+    if with_test and s.x_test is not None:
+        x_test, y_test = enc(s.x_test, s.y_test, data.get("test") or name)
+    for split_name, x in (("test", x_test), ("validation", x_val)):
+        if x is not None and x.shape[1:] != x_train.shape[1:]:
+            raise DataError(f"{data.get(split_name) if isinstance(data.get(split_name), str) else name}: "
+                            f"{split_name} inputs have shape {list(x.shape[1:])}, training inputs {list(x_train.shape[1:])}")
+    return Dataset(x_train, y_train, x_val, y_val, x_test, y_test, prep, s.defaults)
+
+
+def parse_rescale(value) -> float | None:
+    """``rescale = 0.0039...`` or the string ``"1/255"``."""
+    if value is None or isinstance(value, (int, float)):
+        return value
+    num, sep, den = str(value).partition("/")
+    try:
+        return float(num) / float(den) if sep else float(num)
+    except (ValueError, ZeroDivisionError):
+        raise DataError(f"data.rescale: expected a number or 'a/b', found {value!r}") from None
+
+
+def load_split(spec: dict, prep: Preprocessor, path: str) -> tuple[np.ndarray, np.ndarray]:
+    """Encode another labelled file (``evaluate --data``) with an already fitted preprocessing."""
+    data = dict(spec["data"], train=path, test=None, validation=None)
+    kind = resolve_kind(dict(data, kind=prep.kind))
+    fresh = Preprocessor.from_arrays(prep.to_arrays())
+    s = loader(kind)(data, fresh)
+    dtype = np.dtype(spec["dtype"])
+    return prep.transform_x(s.x_train, dtype), prep.encode_y(s.y_train, path, dtype)

@@ -1,0 +1,145 @@
+"""Preprocessing fitted on the training split and stored in the checkpoint, so predict sees the same.
+
+Inputs:  x' = (x * rescale - shift) / scale, statistics per feature over every axis but the last
+         (per column for tables, per channel for images, per feature for sequences).
+Targets: class labels -> indices in sorted order (one-hot for categorical losses, 0/1 for binary);
+         regression targets optionally standardised, and mapped back for predictions and metrics.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from nnctl.errors import DataError
+
+TASK_OF_LOSS = {
+    "categorical_crossentropy": "categorical", "kl_divergence": "categorical", "kld": "categorical",
+    "kullback_leibler_divergence": "categorical", "sparse_categorical_crossentropy": "sparse",
+    "binary_crossentropy": "binary", "hinge": "binary", "perceptron": "binary",
+}
+
+
+def task_of(loss_name: str) -> str:
+    return TASK_OF_LOSS.get(loss_name, "regression")
+
+
+def _stats(x: np.ndarray, how: str) -> tuple[np.ndarray, np.ndarray]:
+    axes = tuple(range(x.ndim - 1))
+    if how == "standard":
+        shift, scale = x.mean(axis=axes), x.std(axis=axes)
+    else:
+        shift, scale = x.min(axis=axes), x.max(axis=axes) - x.min(axis=axes)
+    scale = np.where(scale > 0, scale, 1.0)  # a constant feature is only shifted
+    return shift.astype(np.float64), scale.astype(np.float64)
+
+
+class Preprocessor:
+    """Fitted input scaling and target encoding; ``to_arrays``/``from_arrays`` round-trip it through HDF5."""
+
+    def __init__(self, kind="tabular", task="regression", normalize="none", normalize_target="none", rescale=None):
+        self.kind, self.task = kind, task
+        self.normalize, self.normalize_target = normalize, normalize_target
+        self.rescale = None if rescale is None else float(rescale)
+        self.x_shift = self.x_scale = self.y_shift = self.y_scale = None
+        self.classes: np.ndarray | None = None
+        self.feature_names: list[str] = []
+        self.target_names: list[str] = []
+        self.meta: dict = {}  # kind-specific JSON (tokenizer settings, window...)
+        self.arrays: dict[str, np.ndarray] = {}  # kind-specific arrays (vocabulary...)
+
+    # -- inputs ---------------------------------------------------------------------------------
+    def fit_x(self, x: np.ndarray) -> None:
+        if self.normalize != "none":
+            self.x_shift, self.x_scale = _stats(self._rescaled(x), self.normalize)
+
+    def _rescaled(self, x):
+        x = np.asarray(x, dtype=np.float64) if x.dtype.kind in "iub" or x.dtype == np.float64 else x
+        return x * self.rescale if self.rescale is not None else x
+
+    def transform_x(self, x: np.ndarray, dtype) -> np.ndarray:
+        if self.rescale is None and self.x_shift is None:
+            return x if x.dtype.kind in "iu" and self.kind == "text" else x.astype(dtype, copy=False)
+        x = self._rescaled(x)
+        if self.x_shift is not None:
+            x = (x - self.x_shift) / self.x_scale
+        return x.astype(dtype, copy=False)
+
+    # -- targets --------------------------------------------------------------------------------
+    def fit_y(self, y: np.ndarray, name: str) -> None:
+        if self.task == "regression":
+            y = y.reshape(len(y), -1).astype(np.float64)
+            if self.normalize_target != "none":
+                self.y_shift, self.y_scale = _stats(y, self.normalize_target)
+            return
+        if y.ndim == 1 or (y.ndim == 2 and y.shape[1] == 1 and self.task == "binary"):
+            self.classes = np.unique(y.reshape(-1))
+            if self.task == "binary" and len(self.classes) > 2:
+                raise DataError(f"{name}: a binary loss needs 2 classes, found {len(self.classes)}: "
+                                f"{', '.join(map(str, self.classes[:6]))}")
+
+    def encode_y(self, y: np.ndarray, name: str, dtype) -> np.ndarray:
+        """Targets as the loss wants them; labels unseen in training are errors naming the row."""
+        if self.task == "regression":
+            y = y.reshape(len(y), -1).astype(np.float64)
+            if self.y_shift is not None:
+                y = (y - self.y_shift) / self.y_scale
+            return y.astype(dtype)
+        if self.classes is None:  # already encoded: one-hot rows or integer ids per step
+            return y.astype(dtype) if self.task != "sparse" else y.astype(np.int64)
+        flat = y.reshape(-1)
+        idx = np.searchsorted(self.classes, flat)
+        idx = np.clip(idx, 0, len(self.classes) - 1)
+        bad = np.nonzero(self.classes[idx] != flat)[0]
+        if len(bad):
+            raise DataError(f"{name}: row {bad[0] + 1}: label {flat[bad[0]]!r} was not seen in training "
+                            f"(classes: {', '.join(map(str, self.classes[:10]))})")
+        if self.task == "sparse":
+            return idx.astype(np.int64)
+        if self.task == "binary":
+            return idx.astype(dtype).reshape(-1, 1)
+        return np.eye(len(self.classes), dtype=dtype)[idx]
+
+    def decode_y(self, p: np.ndarray) -> np.ndarray:
+        """Model outputs back to target units: labels for classifiers, original units for regression."""
+        if self.task == "regression":
+            p = p.astype(np.float64)
+            return p * self.y_scale + self.y_shift if self.y_shift is not None else p
+        if self.task == "binary":
+            ids = (p.reshape(len(p), -1)[:, 0] > 0.5).astype(int)
+        else:
+            ids = p.argmax(axis=-1)
+        return self.classes[ids] if self.classes is not None else ids
+
+    def n_classes(self, output_units: int) -> int:
+        return len(self.classes) if self.classes is not None else max(output_units, 2)
+
+    # -- storage ----------------------------------------------------------------------------------
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        meta = {"kind": self.kind, "task": self.task, "normalize": self.normalize,
+                "normalize_target": self.normalize_target, "rescale": self.rescale,
+                "feature_names": self.feature_names, "target_names": self.target_names, "meta": self.meta,
+                "classes_are_text": bool(self.classes is not None and self.classes.dtype.kind in "USO")}
+        out = {"meta": np.array(json.dumps(meta))}
+        for key in ("x_shift", "x_scale", "y_shift", "y_scale"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        if self.classes is not None:
+            out["classes"] = self.classes.astype(str) if meta["classes_are_text"] else self.classes
+        out.update({f"extra_{k}": v for k, v in self.arrays.items()})
+        return out
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> "Preprocessor":
+        meta = json.loads(str(arrays["meta"]))
+        p = cls(meta["kind"], meta["task"], meta["normalize"], meta["normalize_target"], meta["rescale"])
+        p.feature_names, p.target_names, p.meta = meta["feature_names"], meta["target_names"], meta["meta"]
+        for key in ("x_shift", "x_scale", "y_shift", "y_scale"):
+            if key in arrays:
+                setattr(p, key, np.asarray(arrays[key], dtype=np.float64))
+        if "classes" in arrays:
+            c = np.asarray(arrays["classes"])
+            p.classes = c.astype(str) if meta["classes_are_text"] else c
+        p.arrays = {k.removeprefix("extra_"): np.asarray(v) for k, v in arrays.items() if k.startswith("extra_")}
+        return p

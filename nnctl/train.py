@@ -1,0 +1,239 @@
+"""The training loop: shuffle, batch, forward, loss, backward, gradient exchange, optimizer step.
+
+It emits per-epoch logs through a callback and never prints. Its whole state (weights, optimizer
+slots and step, schedule, early stopping, epoch counter, data-order and dropout RNG states, history)
+is captured by ``state()`` after each epoch, so a resumed run continues bit-identically on the CPU.
+
+Data parallelism is two small hooks: ``world = (rank, size)`` makes each rank take its slice of
+every global batch (gradients scaled by its share of the batch), and ``grad_hook(flat_grads)`` sums
+them across ranks before the step; ``reduce_hook`` sums per-epoch statistics.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from nnctl import backend as B
+from nnctl import losses, metrics
+from nnctl.callbacks import EarlyStopping
+from nnctl.errors import TrainingDiverged
+from nnctl.graph import Model
+from nnctl.optimizers import Optimizer
+from nnctl.schedules import Schedule
+
+
+@dataclass
+class Hooks:
+    grad_hook: object = None  # flat_grads -> None, sums gradients across ranks in place
+    reduce_hook: object = None  # host float64 array -> summed array across ranks
+    world: tuple[int, int] = (0, 1)
+    should_stop: object = None  # () -> bool, checked between batches (SIGINT)
+    between_batches: object = None  # () -> None, e.g. SIGUSR1 checkpoint requests
+    augment: object = None  # (x_batch, rng) -> x_batch, training batches only
+
+
+@dataclass
+class TrainState:
+    epoch: int = 0  # epochs finished
+    history: dict = field(default_factory=dict)  # name -> list per epoch
+
+
+class Trainer:
+    """Fit a built ``Model`` with a loss, optimizer and the spec's training options."""
+
+    def __init__(self, model: Model, loss: losses.Loss, optimizer: Optimizer, train_cfg: dict, task: str,
+                 n_classes: int, seed: int, schedule: Schedule | None = None, early: EarlyStopping | None = None,
+                 hooks: Hooks | None = None, decode=None):
+        self.model, self.loss, self.optimizer, self.cfg = model, loss, optimizer, train_cfg
+        self.task, self.n_classes = task, n_classes
+        self.metric_names = [metrics.canonical(m) for m in train_cfg.get("metrics", [])]
+        self.schedule = schedule or Schedule(optimizer.learning_rate)
+        self.early = early
+        self.hooks = hooks or Hooks()
+        self.decode = decode  # maps regression outputs/targets back to original units for metrics
+        self.data_rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(3,))))
+        self.aug_rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(4,))))
+        self.state = TrainState()
+        act = model.output_activation()
+        self.fused = act is not None and act in loss.fused
+        if isinstance(loss, losses.Perceptron) and not self.fused:
+            raise ValueError("the perceptron loss needs a final 'step' activation")
+        self.optimizer.init_slots(model.flat_params.size, model.dtype)
+        self._buffers: dict = {}
+
+    # -- one step -----------------------------------------------------------------------------------
+    def loss_and_grad(self, xb, yb, scale: float = 1.0):
+        """Forward and backward on one batch; returns the device loss (before regularisation)."""
+        model = self.model
+        y = model.forward(xb, training=True)
+        if self.fused:
+            value, grad = self.loss.fused_value_grad(model.logits(), yb, model.output_activation())
+        else:
+            value, grad = self.loss.value(y, yb), self.loss.grad(y, yb)
+        if scale != 1.0:
+            grad = grad * grad.dtype.type(scale)
+        model.backward(grad, skip_output_activation=self.fused)
+        return value, y
+
+    def _batch_size(self, n: int) -> int:
+        bs = self.cfg.get("batch_size", 32)
+        return n if isinstance(bs, str) else min(int(bs), n)
+
+    def _gather(self, x, idx, key):
+        """x[idx] into a reused host buffer (full batches), moved to the device."""
+        buf = self._buffers.get((key, len(idx)))
+        if buf is None or buf.dtype != x.dtype:
+            buf = self._buffers[(key, len(idx))] = np.empty((len(idx), *x.shape[1:]), dtype=x.dtype)
+        np.take(x, idx, axis=0, out=buf)
+        return buf
+
+    # -- one epoch ----------------------------------------------------------------------------------
+    def run_epoch(self, x, y) -> dict:
+        model, opt = self.model, self.optimizer
+        n = len(x)
+        bs = self._batch_size(n)
+        rank, size = self.hooks.world
+        order = self.data_rng.permutation(n) if self.cfg.get("shuffle", True) else np.arange(n)
+        epoch = self.state.epoch
+        lr = float(self.schedule.lr(epoch))
+        n_batches = math.ceil(n / bs)
+        batch_losses = []
+        preds = []
+        targets = []
+        t0 = time.perf_counter()
+        regularized = model.has_regularization()
+        for b in range(n_batches):
+            if self.hooks.should_stop is not None and self.hooks.should_stop():
+                return {}
+            idx = order[b * bs:(b + 1) * bs]
+            glob = len(idx)
+            lo, hi = rank * glob // size, (rank + 1) * glob // size  # this rank's share of the global batch
+            idx = idx[lo:hi]
+            xb = self._gather(x, idx, "x")
+            if self.hooks.augment is not None:
+                xb = self.hooks.augment(xb, self.aug_rng)
+            xb = B.asarray(xb, dtype=model.input_dtype)
+            yb = B.asarray(self._gather(y, idx, "y"))
+            value, out = self.loss_and_grad(xb, yb, scale=len(idx) * size / glob)
+            if regularized:
+                value = value + model.regularization(add_grads=True) / size
+            if self.hooks.grad_hook is not None:
+                self.hooks.grad_hook(model.flat_grads)
+            opt.step(model.flat_params, model.flat_grads, model.slices.values(), lr=lr)
+            batch_losses.append(value * len(idx))
+            if self.metric_names:
+                preds.append(out)
+                targets.append(idx)  # indices, not yb: the gather buffer is reused by the next batch
+            if self.hooks.between_batches is not None:
+                self.hooks.between_batches()
+        # one host read per epoch: per-batch losses, checked for NaN/inf with the batch named
+        losses_host = B.to_numpy(B.xp.stack([B.xp.asarray(v) for v in batch_losses])).astype(np.float64)
+        totals = np.array([losses_host.sum(), n / size])
+        bad = np.nonzero(~np.isfinite(losses_host))[0]
+        if len(bad) and self.cfg.get("stop_on_nan", True):
+            raise TrainingDiverged(f"training diverged: loss is {losses_host[bad[0]]} at epoch {epoch + 1}, "
+                                   f"batch {bad[0] + 1} of {n_batches}; the checkpoint keeps the last good epoch")
+        logs = {}
+        if self.metric_names:
+            logs.update(self._metrics(B.xp.concatenate(preds), B.asarray(y[np.concatenate(targets)]), ""))
+        if self.hooks.reduce_hook is not None:
+            totals = self.hooks.reduce_hook(totals)
+        logs["loss"] = float(totals[0] / max(totals[1], 1))
+        seconds = time.perf_counter() - t0
+        logs.update(lr=lr, seconds=seconds, samples_per_second=n / seconds if seconds > 0 else 0.0)
+        return logs
+
+    def _metrics(self, p, y, prefix: str) -> dict:
+        if not self.metric_names:
+            return {}
+        if self.decode is not None and self.task == "regression":
+            p, y = self.decode(p), self.decode(y)
+        vals = metrics.compute(self.metric_names, p, y, self.task, self.n_classes)
+        return {prefix + k: v for k, v in vals.items()}
+
+    def evaluate(self, x, y, batch_size: int = 1024) -> dict:
+        """Loss (with the regularisation term, as in training) and every metric in inference mode."""
+        model = self.model
+        total, outs, ys = 0.0, [], []
+        for start in range(0, len(x), batch_size):
+            xb = B.asarray(x[start:start + batch_size], dtype=model.input_dtype)
+            yb = B.asarray(y[start:start + batch_size])
+            out = model.forward(xb, training=False)
+            if self.fused:
+                value = self.loss.fused_value_grad(model.logits(), yb, model.output_activation())[0]
+            else:
+                value = self.loss.value(out, yb)
+            total = total + value * len(xb)
+            outs.append(out)
+            ys.append(yb)
+            model._caches = []
+        logs = {"loss": float(total) / max(len(x), 1)}
+        if model.has_regularization():
+            logs["loss"] += float(model.regularization(add_grads=False))
+        logs.update(self._metrics(B.xp.concatenate(outs), B.xp.concatenate(ys), ""))
+        return logs
+
+    # -- whole run ----------------------------------------------------------------------------------
+    def fit(self, x, y, epochs: int, x_val=None, y_val=None, on_epoch_end=None) -> TrainState:
+        """Train until ``epochs`` epochs have run in total (counting resumed ones) or early stopping."""
+        while self.state.epoch < epochs and not (self.early and self.early.stopped):
+            logs = self.run_epoch(x, y)
+            if not logs:
+                break  # stopped between batches: the state is still that of the last finished epoch
+            if x_val is not None and len(x_val):
+                logs.update({f"val_{k}": v for k, v in self.evaluate(x_val, y_val).items()})
+            self.state.epoch += 1
+            for k, v in logs.items():
+                self.state.history.setdefault(k, []).append(v)
+            self.schedule.end_epoch(logs)
+            is_best = self.early.update(self.state.epoch, logs) if self.early else False
+            if on_epoch_end is not None:
+                on_epoch_end(self.state.epoch, logs, is_best)
+        return self.state
+
+    # -- state for checkpoints and resume -----------------------------------------------------------
+    def snapshot(self) -> dict:
+        """Host copy of everything needed to resume exactly after the last finished epoch."""
+        return {
+            "flat_params": B.to_numpy(self.model.flat_params).copy(),
+            "frozen": {k: B.to_numpy(v).copy() for k, v in self.model.named_params().items()
+                       if k.split("/")[0] not in self._trainable_names()},
+            "model_state": {k: B.to_numpy(v).copy() for k, v in self.model.named_state().items()},
+            "slots": {k: B.to_numpy(v).copy() for k, v in self.optimizer.slots.items()},
+            "iterations": self.optimizer.iterations,
+            "epoch": self.state.epoch,
+            "history": {k: list(v) for k, v in self.state.history.items()},
+            "schedule": self.schedule.state(),
+            "early": self.early.state() if self.early else None,
+            "data_rng": self.data_rng.bit_generator.state,
+            "aug_rng": self.aug_rng.bit_generator.state,
+            "layer_rngs": self.model.rng_states(),
+        }
+
+    def _trainable_names(self):
+        return {n.name for n in self.model.nodes if n.layer.trainable}
+
+    def restore(self, snap: dict) -> None:
+        xp = B.xp
+        self.model.flat_params[...] = B.asarray(snap["flat_params"])
+        params = self.model.named_params()
+        for k, v in snap.get("frozen", {}).items():
+            params[k][...] = B.asarray(v)
+        state = self.model.named_state()
+        for k, v in snap["model_state"].items():
+            state[k][...] = B.asarray(v)
+        for k, v in snap["slots"].items():
+            self.optimizer.slots[k] = xp.asarray(v).copy()
+        self.optimizer.iterations = int(snap["iterations"])
+        self.state.epoch = int(snap["epoch"])
+        self.state.history = {k: list(v) for k, v in snap["history"].items()}
+        self.schedule.load_state(snap["schedule"])
+        if self.early and snap.get("early"):
+            self.early.load_state(snap["early"])
+        self.data_rng.bit_generator.state = snap["data_rng"]
+        self.aug_rng.bit_generator.state = snap["aug_rng"]
+        self.model.set_rng_states(snap["layer_rngs"])
