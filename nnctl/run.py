@@ -325,6 +325,10 @@ def evaluate(path, data: str | None = None, device: str = "auto") -> dict:
     trainer = Trainer(model, loss, opt, spec["train"], prep.task, prep.n_classes(model.output_shape[-1]),
                       spec["seed"], decode=decode)
     logs = trainer.evaluate(x, y)
+    if prep.kind == "timeseries":  # a forecast is only useful if it beats repeating the last value
+        from nnctl.data.timeseries import naive_metrics  # noqa: PLC0415
+
+        logs.update(naive_metrics(x, y, prep))
     return {"checkpoint": str(path), "data": str(source), "samples": int(len(x)), **logs}
 
 
