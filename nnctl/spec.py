@@ -57,6 +57,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
                                   "regression target scaling; predictions come back in original units"),
         "rescale": Field((int, float, str), doc="multiply inputs by this (e.g. 0.00392156862745098 or '1/255')"),
         "subset": Field((int,), doc="train on a seeded random subset of this many training samples"),
+        "image_size": Field((list,), doc="image folders: resize every image to [height, width]"),
         "color_mode": Field((str,), "auto", ("auto", "grayscale", "rgb"), "image folders: channels"),
         "window": Field((int,), doc="time series: input steps per window"),
         "horizon": Field((int,), 1, doc="time series: predict this many steps after the window"),
