@@ -322,6 +322,9 @@ def _check_kwargs(where: str, cls, kwargs: dict, err, skip=("self",)) -> None:
 
 
 def _check_train(train: dict, err) -> None:
+    for key in ("optimizer", "loss"):  # {learning_rate = 0.01} alone keeps the default type
+        if isinstance(train[key], dict) and "type" not in train[key]:
+            train[key] = {"type": SCHEMA["train"][key].default, **train[key]}
     name, kwargs = _check_named("train.optimizer", train["optimizer"], optimizers.OPTIMIZERS, "optimizer", err)
     _check_kwargs("train.optimizer", optimizers.OPTIMIZERS[name], kwargs, err)
     lname, lkwargs = _check_named("train.loss", train["loss"], losses.LOSSES, "loss", err)

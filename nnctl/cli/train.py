@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Optional
 
@@ -23,10 +24,18 @@ def register(app: typer.Typer, reports_errors) -> None:
         run_dir: Optional[str] = typer.Option(None, "--run-dir", help="run folder (default beside the checkpoint)"),
         json_: bool = typer.Option(False, "--json", help="one JSON object per epoch and a final one on stdout"),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress, only the result"),
+        distributed: bool = typer.Option(False, "--distributed",
+                                         help="data-parallel over MPI (automatic under mpiexec or srun)"),
     ):
         """Train the network a spec describes and write its HDF5 checkpoint."""
         from nnctl import run, spec as spec_mod  # noqa: PLC0415
         from nnctl.cli.output import Progress, emit_json, fmt, log  # noqa: PLC0415
+        from nnctl.distributed import setup  # noqa: PLC0415 - imports mpi4py only under MPI
+
+        world = setup(device, force=distributed)  # None unless launched by mpiexec/srun or --distributed
+        rank = world.rank if world else 0
+        if rank != 0:  # one voice: only rank 0 prints progress and results
+            json_, quiet = False, True
 
         overrides = list(set_)
         if epochs is not None:
@@ -54,8 +63,14 @@ def register(app: typer.Typer, reports_errors) -> None:
                 elif not quiet and event["event"] in ("resume", "checkpoint"):
                     log(f"{event['event']}: {event['checkpoint']} (epoch {event['epoch']})")
 
-            done = run.train(s, emit=emit, device=device, resume=resume, init_from=init_from)
-        if not json_:
+            with world.guard() if world else contextlib.nullcontext():  # one rank fails: MPI_Abort them all
+                done = run.train(s, emit=emit, device=device, resume=resume, init_from=init_from,
+                                 hooks=world.hooks if world else None, is_writer=rank == 0)
+        if rank != 0:
+            return
+        if json_:
+            emit_json(done)
+        else:
             metrics = "  ".join(f"{k} {fmt(v)}" for k, v in done["metrics"].items() if k not in ("seconds", "lr",
                                                                                                "samples_per_second"))
             print(f"checkpoint {done['checkpoint']}  epochs {done['epochs_run']}  weights of epoch "

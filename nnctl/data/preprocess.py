@@ -93,7 +93,7 @@ class Preprocessor:
         idx = np.clip(idx, 0, len(self.classes) - 1)
         bad = np.nonzero(self.classes[idx] != flat)[0]
         if len(bad):
-            raise DataError(f"{name}: row {bad[0] + 1}: label {flat[bad[0]]!r} was not seen in training "
+            raise DataError(f"{name}: row {bad[0] + 1}: label {flat[bad[0]].item()!r} was not seen in training "
                             f"(classes: {', '.join(map(str, self.classes[:10]))})")
         if self.task == "sparse":
             return idx.astype(np.int64)
