@@ -104,12 +104,13 @@ def test_yaml_and_json_specs_equal_toml(tmp_path):
 def test_override_parsing(tmp_path):
     raw = json.loads(json.dumps(BASE))
     spec.apply_override(raw, "train.optimizer.learning_rate=0.01")
-    spec.apply_override(raw, "model.layers[0].units=[8]")
+    spec.apply_override(raw, "model.layers[0].units=8")
+    spec.apply_override(raw, "model.input_shape=[4]")
     spec.apply_override(raw, "train.shuffle=false")
     spec.apply_override(raw, "name=run-2")
     assert raw["train"]["optimizer"] == {"learning_rate": 0.01}
     assert spec.validate(raw)["train"]["optimizer"] == {"type": "adam", "learning_rate": 0.01}
-    assert raw["model"]["layers"][0]["units"] == [8] and raw["train"]["shuffle"] is False and raw["name"] == "run-2"
+    assert raw["model"]["layers"][0]["units"] == 8 and raw["model"]["input_shape"] == [4] and raw["train"]["shuffle"] is False and raw["name"] == "run-2"
     with pytest.raises(SpecError, match="expected KEY=VALUE"):
         spec.apply_override(raw, "train.epochs")
     with pytest.raises(SpecError, match=r"index \[9\] is out of range"):
