@@ -47,7 +47,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "train": Field(PATH, required=True, doc="training file or folder"),
         "test": Field(PATH, doc="test file or folder, used by evaluate"),
         "validation": Field((str, dict), doc="a path, or {split = 0.2, stratify = true}"),
-        "target": Field((str, int, list), doc="CSV target column(s) (default: the last column)"),
+        "target": Field((str, int, list), doc="target column(s), name or index (default: the last column); tables, time series, text"),
         "features": Field((list,), doc="CSV input columns (default: every column but the target)"),
         "x": Field((str,), "x", doc="npz/h5 key of the inputs"),
         "y": Field((str,), "y", doc="npz/h5 key of the targets"),
@@ -63,7 +63,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "horizon": Field((int,), 1, doc="time series: predict this many steps after the window"),
         "stride": Field((int,), 1, doc="time series: steps between window starts"),
         "text": Field((str,), "text", doc="text: the column holding the text"),
-        "tokenizer": Field((dict,), {}, doc="text: level, vocab_size, max_length, lowercase, oov_token"),
+        "tokenizer": Field((dict,), {}, doc="text: level, vocab_size, max_length, lowercase, oov_token, padding, truncating"),
         "augment": Field((dict,), {}, doc="on-the-fly augmentation of training batches"),
     },
     "model": {

@@ -193,7 +193,7 @@ def load_dataset(spec: dict, with_test: bool = True) -> Dataset:
     kind = resolve_kind(data)
     prep = Preprocessor(kind, task_of(loss_config(spec["train"])[0]), data.get("normalize", "none"),
                         data.get("normalize_target", "none"), parse_rescale(data.get("rescale")))
-    s = loader(kind)(data, prep)
+    s = loader(kind)(dict(data, _seed=spec["seed"]), prep)  # text splits before building its vocabulary
     rng = np.random.default_rng(np.random.SeedSequence(spec["seed"], spawn_key=(2,)))
     name = data["train"]
     if data.get("subset"):

@@ -40,6 +40,10 @@ def read_inputs(source: str, prep) -> np.ndarray:
         from nnctl.data.text import read_text_inputs  # noqa: PLC0415
 
         return read_text_inputs(data, name, prep)
+    if prep.kind == "timeseries":
+        from nnctl.data.timeseries import read_series_inputs  # noqa: PLC0415
+
+        return read_series_inputs(data, name, prep)
     fmt = sniff(data, name)
     if fmt == "npy":
         try:

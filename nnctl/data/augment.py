@@ -1,0 +1,317 @@
+"""On-the-fly augmentation of training batches: ``build_augmenter(cfg, kind, sample_shape)(x, rng) -> x'``.
+
+Images, x float (N, H, W, C):
+  flip           mirror each sample with p = 0.5 ("both": each axis independently)
+  rotation r, width_shift sw, height_shift sh, zoom z: ONE affine map per sample, sampled bilinearly,
+                 p_src = c + R(-θ) (p - c - t) / s,  θ ~ U[-r, r] degrees, t ~ (U[-sh, sh] H, U[-sw, sw] W),
+                 s ~ U[1 - z, 1 + z] (s > 1 enlarges); points outside the image take the nearest edge pixel
+  crop_padding p pad with p zeros on each side, crop back at a random offset in [0, 2p] on each axis
+  brightness b   x + δ (max(x) - min(x)) over the batch, δ ~ U[-b, b] per sample
+  contrast c     m + f (x - m), m the sample's mean, f ~ U[1 - c, 1 + c]
+  noise σ        x + N(0, σ²)  (also for sequences and tables: any non-text input)
+Sequences, x float (N, T, F):
+  jitter σ       x + N(0, σ²)
+  scaling s      a x, a ~ N(1, s²) per sample
+  time_warp w    x'(t) = x(τ(t)), linear interpolation; τ = the running sum of a speed that is piecewise linear
+                 between 4 knots drawn from U[1 - w, 1 + w], rescaled so τ(0) = 0 and τ(T-1) = T-1
+  step_dropout p each step (all its features) set to 0 with probability p
+Text, x int token ids (N, T), 0 = padding:
+  token_deletion p  each token dropped with probability p; the rest keep their order and the padding side
+  token_swap p      round(p L) swaps of random adjacent token pairs, L the sample's token count
+
+Values are in units of the preprocessed inputs (after rescale/normalize), so 0 is the padding or fill.
+Transforms run in the fixed order above, each drawing from the numpy Generator passed in: the same
+seed gives the same batch. Each is vectorised over the batch; the input batch is never modified.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from nnctl.errors import SpecError
+
+IMAGE = ("flip", "rotation", "width_shift", "height_shift", "zoom", "crop_padding", "brightness", "contrast", "noise")
+SEQUENCE = ("jitter", "scaling", "time_warp", "step_dropout", "noise")
+TEXT = ("token_deletion", "token_swap")
+FAMILIES = {"images": IMAGE, "sequences": SEQUENCE, "text": TEXT, "other": ("noise",)}
+WHAT = {"images": "images (samples of shape [H, W, C])", "sequences": "sequences (samples of shape [T, F])",
+        "text": "text token ids"}
+# (low, high, high included): the accepted range of each numeric key
+RANGES = {
+    "rotation": (0, 180, True), "width_shift": (0, 1, False), "height_shift": (0, 1, False), "zoom": (0, 1, False),
+    "crop_padding": (0, float("inf"), False), "brightness": (0, float("inf"), False), "contrast": (0, 1, True),
+    "noise": (0, float("inf"), False), "jitter": (0, float("inf"), False), "scaling": (0, float("inf"), False),
+    "time_warp": (0, 1, False), "step_dropout": (0, 1, False), "token_deletion": (0, 1, False),
+    "token_swap": (0, 1, True),
+}
+FLIPS = ("horizontal", "vertical", "both")
+
+
+def family_of(kind: str, sample_shape) -> str:
+    """Which transforms apply: images for [H, W, C] samples, sequences for time series or [T, F] arrays."""
+    if kind == "text":
+        return "text"
+    if kind == "timeseries" or (kind == "arrays" and len(sample_shape) == 2):
+        return "sequences"
+    if len(sample_shape) == 3:
+        return "images"
+    return "other"
+
+
+# -- images: deterministic kernels (tests call these with fixed parameters) -------------------------
+def flip_images(x: np.ndarray, horizontal: np.ndarray | None = None, vertical: np.ndarray | None = None) -> np.ndarray:
+    """Mirror the samples whose mask (N,) is true: horizontal reverses W, vertical reverses H."""
+    out = x
+    if horizontal is not None:
+        out = np.where(horizontal[:, None, None, None], out[:, :, ::-1], out)
+    if vertical is not None:
+        out = np.where(vertical[:, None, None, None], out[:, ::-1], out)
+    return out if out is not x else x.copy()
+
+
+def bilinear(x: np.ndarray, sy: np.ndarray, sx: np.ndarray) -> np.ndarray:
+    """x (N, H, W, C) sampled at source rows/columns sy, sx (N, H', W'); outside points clamp to the edge.
+
+    Four gathers from the flattened (N H W, C) batch, a + (b - a) w along columns then rows; a whole-pixel
+    coordinate has weight 0 and returns the pixel exactly.
+    """
+    n, h, w, c = x.shape
+    sy, sx = np.clip(sy, 0, h - 1), np.clip(sx, 0, w - 1)
+    y0, x0 = sy.astype(np.intp), sx.astype(np.intp)  # non-negative, so truncation is floor
+    wy, wx = (sy - y0).astype(x.dtype)[..., None], (sx - x0).astype(x.dtype)[..., None]
+    down, right = (y0 < h - 1) * w, (x0 < w - 1).astype(np.intp)  # the last row/column is its own neighbour
+    i00 = (np.arange(n)[:, None, None] * h + y0) * w + x0
+    flat = x.reshape(n * h * w, c)
+    a, b, d, e = (np.take(flat, i, axis=0) for i in (i00, i00 + right, i00 + down, i00 + down + right))
+    top = a + (b - a) * wx
+    bottom = d + (e - d) * wx
+    return top + (bottom - top) * wy
+
+
+def affine_images(x: np.ndarray, degrees: np.ndarray, shift: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """Rotate by ``degrees`` (N,) counter-clockwise, move by ``shift`` (N, 2) pixels (down, right), enlarge by ``scale`` (N,).
+
+    Each output pixel p = (row, col) reads the input at c + R(-θ)(p - c - t)/s, c the image centre,
+    R(θ) the rotation of the displayed picture (rows grow downwards).
+    """
+    _, h, w, _ = x.shape
+    cy, cx = (h - 1) / 2, (w - 1) / 2
+    gy, gx = np.meshgrid(np.arange(h, dtype=np.float64), np.arange(w, dtype=np.float64), indexing="ij")
+    py = gy[None] - cy - shift[:, 0, None, None]  # (N, H, W) relative to the centre, shift undone
+    px = gx[None] - cx - shift[:, 1, None, None]
+    theta = np.deg2rad(degrees)[:, None, None]
+    cos, sin, s = np.cos(theta), np.sin(theta), scale[:, None, None]
+    # rows grow downwards, so this inverse rotation turns the picture counter-clockwise as displayed
+    sy = cy + (cos * py + sin * px) / s
+    sx = cx + (cos * px - sin * py) / s
+    return bilinear(x, sy, sx)
+
+
+def crop_images(x: np.ndarray, pad: int, offsets: np.ndarray) -> np.ndarray:
+    """Zero-pad by ``pad`` on each side, then crop H x W starting at ``offsets`` (N, 2) in [0, 2 pad]."""
+    n, h, w, c = x.shape
+    padded = np.zeros((n, h + 2 * pad, w + 2 * pad, c), dtype=x.dtype)
+    padded[:, pad:pad + h, pad:pad + w] = x
+    rows = offsets[:, 0, None, None] + np.arange(h)[None, :, None]
+    cols = offsets[:, 1, None, None] + np.arange(w)[None, None, :]
+    return padded[np.arange(n)[:, None, None], rows, cols]
+
+
+# -- sequences ---------------------------------------------------------------------------------------
+def warp_times(speeds: np.ndarray, steps: int) -> np.ndarray:
+    """Source times τ (N, T) from knot speeds (N, K): running sum of the interpolated speed, spanning [0, T-1]."""
+    k = speeds.shape[1]
+    pos = np.arange(steps) * ((k - 1) / max(steps - 1, 1))
+    k0 = np.minimum(np.floor(pos).astype(np.intp), k - 2)
+    f = pos - k0
+    v = speeds[:, k0] * (1 - f) + speeds[:, k0 + 1] * f
+    c = np.cumsum(v, axis=1) - v[:, :1]  # τ(0) = 0
+    return np.clip(c * ((steps - 1) / c[:, -1:]), 0, steps - 1)
+
+
+def resample_series(x: np.ndarray, tau: np.ndarray) -> np.ndarray:
+    """x (N, T, F) read at fractional times ``tau`` (N, T') by linear interpolation."""
+    t = x.shape[1]
+    tau = np.clip(tau, 0, t - 1)
+    i0 = np.floor(tau).astype(np.intp)
+    i1 = np.minimum(i0 + 1, t - 1)
+    f = (tau - i0)[..., None].astype(x.dtype)
+    b = np.arange(len(x))[:, None]
+    return x[b, i0] * (1 - f) + x[b, i1] * f
+
+
+# -- text --------------------------------------------------------------------------------------------
+def pre_padded(x: np.ndarray) -> bool:
+    """Whether the batch pads at the start: most of its padded rows begin with 0 rather than end with it."""
+    padded = (x == 0).any(axis=1) & (x != 0).any(axis=1)
+    return int(np.sum(x[padded, 0] == 0)) > int(np.sum(x[padded, -1] == 0))
+
+
+def delete_tokens(x: np.ndarray, drop: np.ndarray) -> np.ndarray:
+    """Remove the tokens where ``drop`` (N, T) is true; the rest close up on the side away from the padding."""
+    n, t = x.shape
+    keep = (x != 0) & ~drop
+    dest = np.cumsum(keep, axis=1) - 1
+    if pre_padded(x):
+        dest = dest + (t - keep.sum(axis=1, keepdims=True))
+    out = np.zeros_like(x)
+    rows = np.broadcast_to(np.arange(n)[:, None], x.shape)
+    out[rows[keep], dest[keep]] = x[keep]
+    return out
+
+
+def swap_tokens(x: np.ndarray, p: float, rng: np.random.Generator) -> np.ndarray:
+    """round(p L) swaps of a random adjacent pair inside each sample's run of L tokens (a loop over swaps, not samples)."""
+    n = len(x)
+    nonzero = x != 0
+    length = nonzero.sum(axis=1)
+    start = nonzero.argmax(axis=1)
+    swaps = np.where(length >= 2, np.round(p * length).astype(np.intp), 0)
+    out = x.copy()
+    rows = np.arange(n)
+    for i in range(int(swaps.max(initial=0))):
+        j = start + np.floor(rng.random(n) * np.maximum(length - 1, 0)).astype(np.intp)
+        j = np.minimum(j, x.shape[1] - 2)
+        active = (swaps > i) & (out[rows, j] != 0) & (out[rows, np.minimum(j + 1, x.shape[1] - 1)] != 0)
+        r, a = rows[active], j[active]
+        out[r, a], out[r, a + 1] = out[r, a + 1], out[r, a]
+    return out
+
+
+# -- random steps ------------------------------------------------------------------------------------
+def _float(x):
+    return x if x.dtype.kind == "f" else x.astype(np.float32)
+
+
+def _normal(rng, shape, sigma, dtype):
+    """N(0, sigma²) drawn directly in float32/float64 (the Generator supports only those two)."""
+    dt = np.dtype(dtype) if np.dtype(dtype) in (np.float32, np.float64) else np.dtype(np.float64)
+    return (rng.standard_normal(shape, dtype=dt) * dt.type(sigma)).astype(dtype, copy=False)
+
+
+def _image_steps(cfg: dict) -> list:
+    steps = []
+    if cfg.get("flip"):
+        mode = cfg["flip"]
+
+        def flip(x, rng):
+            h = rng.random(len(x)) < 0.5 if mode in ("horizontal", "both") else None
+            v = rng.random(len(x)) < 0.5 if mode in ("vertical", "both") else None
+            return flip_images(x, h, v)
+        steps.append(("flip", flip))
+    r, sw, sh, z = (float(cfg.get(k) or 0) for k in ("rotation", "width_shift", "height_shift", "zoom"))
+    if r or sw or sh or z:
+        def affine(x, rng):
+            n, h, w, _ = x.shape
+            deg = rng.uniform(-r, r, n)
+            shift = rng.uniform(-1, 1, (n, 2)) * np.array([sh * h, sw * w])
+            return affine_images(x, deg, shift, rng.uniform(1 - z, 1 + z, n))
+        steps.append(("affine", affine))
+    if cfg.get("crop_padding"):
+        pad = int(cfg["crop_padding"])
+        steps.append(("crop_padding", lambda x, rng: crop_images(x, pad, rng.integers(0, 2 * pad + 1, (len(x), 2)))))
+    if cfg.get("brightness"):
+        b = float(cfg["brightness"])
+
+        def brightness(x, rng):
+            span = float(x.max() - x.min()) if x.size else 0.0
+            delta = rng.uniform(-b, b, (len(x), 1, 1, 1)) * (span or 1.0)
+            return x + delta.astype(x.dtype)
+        steps.append(("brightness", brightness))
+    if cfg.get("contrast"):
+        c = float(cfg["contrast"])
+
+        def contrast(x, rng):
+            mean = x.mean(axis=(1, 2, 3), keepdims=True)
+            return (x - mean) * rng.uniform(1 - c, 1 + c, (len(x), 1, 1, 1)).astype(x.dtype) + mean
+        steps.append(("contrast", contrast))
+    return steps
+
+
+def _sequence_steps(cfg: dict) -> list:
+    steps = []
+    if cfg.get("jitter"):
+        s = float(cfg["jitter"])
+        steps.append(("jitter", lambda x, rng: x + _normal(rng, x.shape, s, x.dtype)))
+    if cfg.get("scaling"):
+        s = float(cfg["scaling"])
+        steps.append(("scaling", lambda x, rng: x * (1 + _normal(rng, (len(x), 1, 1), s, x.dtype))))
+    if cfg.get("time_warp"):
+        w = float(cfg["time_warp"])
+
+        def time_warp(x, rng):
+            if x.shape[1] < 2:
+                return x.copy()
+            return resample_series(x, warp_times(rng.uniform(1 - w, 1 + w, (len(x), 4)), x.shape[1]))
+        steps.append(("time_warp", time_warp))
+    if cfg.get("step_dropout"):
+        p = float(cfg["step_dropout"])
+        steps.append(("step_dropout", lambda x, rng: x * (rng.random((len(x), x.shape[1], 1)) >= p).astype(x.dtype)))
+    return steps
+
+
+def _text_steps(cfg: dict) -> list:
+    steps = []
+    if cfg.get("token_deletion"):
+        p = float(cfg["token_deletion"])
+        steps.append(("token_deletion", lambda x, rng: delete_tokens(x, rng.random(x.shape) < p)))
+    if cfg.get("token_swap"):
+        p = float(cfg["token_swap"])
+        steps.append(("token_swap", lambda x, rng: swap_tokens(x, p, rng)))
+    return steps
+
+
+class Augmenter:
+    """The configured transforms in order; ``augmenter(x, rng)`` returns a new array and never touches ``x``."""
+
+    def __init__(self, steps: list, family: str):
+        self.steps, self.family = steps, family
+
+    @property
+    def names(self) -> list[str]:
+        return [name for name, _ in self.steps]
+
+    def __call__(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        out = x if self.family == "text" else _float(x)
+        for _, fn in self.steps:
+            out = fn(out, rng)
+        return out.copy() if out is x else out
+
+
+def _check(cfg: dict, fam: str, kind: str, sample_shape) -> None:
+    for key, value in cfg.items():
+        where = f"data.augment.{key}"
+        if key not in RANGES and key != "flip":
+            known = sorted({*RANGES, "flip"})
+            raise SpecError(f"{where}: unknown key; expected one of {', '.join(known)}")
+        if key not in FAMILIES[fam]:
+            owners = [f for f, keys in FAMILIES.items() if key in keys]
+            what = "numeric inputs (images, sequences, tables)" if "other" in owners else WHAT[owners[0]]
+            raise SpecError(f"{where}: applies to {what}, not {kind} data with samples of shape {list(sample_shape)}")
+        if key == "flip":
+            if value not in FLIPS and value is not None:
+                raise SpecError(f"{where}: expected one of {', '.join(FLIPS)}, found {value!r}")
+            continue
+        if value is None:
+            continue
+        lo, hi, closed = RANGES[key]
+        if key == "crop_padding" and (not isinstance(value, int) or isinstance(value, bool)):
+            raise SpecError(f"{where}: expected a non-negative integer number of pixels, found {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+                lo <= value <= hi if closed else lo <= value < hi):
+            span = f"at least {lo}" if hi == float("inf") else f"in [{lo}, {hi}{']' if closed else ')'}"
+            raise SpecError(f"{where}: expected a number {span}, found {value!r}")
+
+
+def build_augmenter(cfg: dict, kind: str, sample_shape: tuple) -> Augmenter:
+    """The callable ``(x_batch, rng) -> new batch`` for the spec's ``data.augment`` table; SpecError for a key
+    that does not apply to the data kind or a value out of range."""
+    cfg = dict(cfg or {})
+    fam = family_of(kind, tuple(sample_shape))
+    _check(cfg, fam, kind, sample_shape)
+    steps = {"images": _image_steps, "sequences": _sequence_steps, "text": _text_steps,
+             "other": lambda c: []}[fam](cfg)
+    if fam != "text" and cfg.get("noise"):
+        s = float(cfg["noise"])
+        steps.append(("noise", lambda x, rng: x + _normal(rng, x.shape, s, x.dtype)))
+    return Augmenter(steps, fam)
