@@ -15,12 +15,19 @@ def register(app: typer.Typer, reports_errors) -> None:
         data: Optional[str] = typer.Option(None, help="labelled data file (default: the spec's data.test)"),
         device: str = typer.Option("auto", help="auto, cpu or gpu"),
         json_: bool = typer.Option(False, "--json", help="one JSON object on stdout"),
+        confusion_matrix: Optional[str] = typer.Option(None, "--confusion-matrix",
+                                                        help="also write the confusion matrix to this PNG"),
     ):
         """Evaluate a checkpoint: loss and every metric of its spec."""
         from nnctl import run  # noqa: PLC0415
         from nnctl.cli.output import emit_json, table  # noqa: PLC0415
 
         result = run.evaluate(checkpoint, data, device)
+        if confusion_matrix:  # the PNG path joins the result: a row of the table, a key of --json
+            from nnctl.plots import confusion_from_checkpoint  # noqa: PLC0415
+
+            result["confusion_matrix"] = confusion_from_checkpoint(checkpoint, data, confusion_matrix,
+                                                                   device)["confusion_matrix"]
         if json_:
             emit_json(result)
             return

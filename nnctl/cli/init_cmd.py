@@ -31,6 +31,6 @@ def register(app: typer.Typer, reports_errors) -> None:
             raise SpecError(f"{out}: already exists; pass --force to overwrite it")
         if out.suffix.lower() != ".toml":
             raise SpecError(f"{out}: init writes TOML; use a .toml file name")
-        text = starter_spec(data, out.resolve().parent, target, data)
+        text = starter_spec(data, out.resolve().parent, target, data, spec_name=str(out))
         atomic_write(out, lambda tmp: pathlib.Path(tmp).write_text(text, encoding="utf-8"))
         print(out)

@@ -38,9 +38,9 @@ def reports_errors(fn):
 
 
 def _register():
-    from nnctl.cli import evaluate, inspect_cmds, predict, train  # noqa: PLC0415
+    from nnctl.cli import compare, evaluate, init_cmd, inspect_cmds, plot, predict, schema_cmd, train  # noqa: PLC0415
 
-    for module in (train, evaluate, predict, inspect_cmds):
+    for module in (train, evaluate, predict, inspect_cmds, plot, compare, init_cmd, schema_cmd):
         module.register(app, reports_errors)
 
 
