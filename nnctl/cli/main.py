@@ -38,9 +38,10 @@ def reports_errors(fn):
 
 
 def _register():
-    from nnctl.cli import compare, evaluate, init_cmd, inspect_cmds, plot, predict, schema_cmd, train  # noqa: PLC0415
+    from nnctl.cli import (augment_preview, compare, evaluate, init_cmd, inspect_cmds, plot, predict,  # noqa: PLC0415
+                           schema_cmd, train)
 
-    for module in (train, evaluate, predict, inspect_cmds, plot, compare, init_cmd, schema_cmd):
+    for module in (train, evaluate, predict, inspect_cmds, plot, compare, init_cmd, schema_cmd, augment_preview):
         module.register(app, reports_errors)
 
 

@@ -106,13 +106,14 @@ def _decode(Image, files, heads, color_mode: str, size) -> np.ndarray:
 
 
 def load(data: dict, prep) -> Splits:
-    """Training, test and validation folders (test/validation when given as paths) as uint8 images and string labels."""
+    """Training, test and validation folders (data.test, data.validation or validation.path) as uint8 images and string labels."""
     Image = _pillow()
     size = _image_size(data)
     folders = {"train": data["train"]}
-    for role in ("test", "validation"):
-        if isinstance(data.get(role), str) and data[role]:
-            folders[role] = data[role]
+    val = data.get("validation")
+    for role, path in (("test", data.get("test")), ("validation", val.get("path") if isinstance(val, dict) else val)):
+        if isinstance(path, str) and path:
+            folders[role] = path
     listed = {role: list_folder(path) for role, path in folders.items()}
     train_classes = listed["train"][0]
     for role, (classes, _, _) in listed.items():
