@@ -200,7 +200,10 @@ def train(spec: dict, emit=_noop, device: str = "auto", resume: str | None = Non
     if spec["data"].get("augment"):
         from nnctl.data.augment import build_augmenter  # noqa: PLC0415
 
-        hooks.augment = build_augmenter(spec["data"]["augment"], ds.prep.kind, ds.x_train.shape[1:])
+        try:
+            hooks.augment = build_augmenter(spec["data"]["augment"], ds.prep.kind, ds.x_train.shape[1:])
+        except SpecError as exc:  # name the spec file, as validation errors do
+            raise SpecError(f"{spec.get('_source', 'spec')}: {exc}") from None
     decode = _device_decoder(ds.prep) if ds.prep.task == "regression" and ds.prep.y_shift is not None else None
     out_units = model.output_shape[-1]
     trainer = Trainer(model, loss, optimizer, tcfg, ds.prep.task, ds.prep.n_classes(out_units), spec["seed"],
