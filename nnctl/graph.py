@@ -106,7 +106,9 @@ class Model:
         caches = []
         for node in self.nodes:
             ins = [self._pick(outs[name], idx) for name, idx in node.refs]
-            mask = masks[node.refs[0][0]]
+            # a multi-output node's mask belongs to its first output (the sequence), not its states
+            in_masks = [masks[name] if idx in (None, 0) else None for name, idx in node.refs]
+            mask = in_masks if node.layer.mask_per_input else in_masks[0]
             y, cache = node.layer.forward(*ins, training=training, mask=mask)
             masks[node.name] = node.layer.compute_mask(mask, ins)
             act_cache = None

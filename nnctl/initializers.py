@@ -37,6 +37,7 @@ INITIALIZERS = {
     "he_normal": _normal(lambda fi, fo: 2.0 / fi),
     "lecun_uniform": _uniform(lambda fi, fo: 3.0 / fi),
     "lecun_normal": _normal(lambda fi, fo: 1.0 / fi),
+    "uniform": lambda shape, rng: rng.uniform(-0.05, 0.05, size=shape),  # Keras's RandomUniform default
     "zeros": lambda shape, rng: np.zeros(shape),
     "ones": lambda shape, rng: np.ones(shape),
     "orthogonal": None,  # filled below

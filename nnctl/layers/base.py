@@ -63,6 +63,8 @@ class Layer:
     #: True when ``activation=`` on this layer becomes an activation step after it in the same node
     #: (Dense, Conv); recurrent layers keep ``activation`` as their internal cell function.
     activation_is_node = False
+    #: True when forward wants one padding mask per input (a list) instead of the first input's mask
+    mask_per_input = False
 
     def __init__(self, name: str | None = None, trainable: bool = True, inputs: list[str] | None = None,
                  kernel_regularizer: dict | None = None, bias_regularizer: dict | None = None):
@@ -103,10 +105,10 @@ class Layer:
     # -- helpers for subclasses --------------------------------------------------------------
     def add_param(self, name: str, value: np.ndarray) -> None:
         """Register a trainable parameter (host array in the model dtype; moved to the device later)."""
-        self.params[name] = np.asarray(value, dtype=self.dtype)
+        self.params[name] = np.ascontiguousarray(value, dtype=self.dtype)
 
     def add_state(self, name: str, value: np.ndarray) -> None:
-        self.state[name] = np.asarray(value, dtype=self.dtype)
+        self.state[name] = np.ascontiguousarray(value, dtype=self.dtype)
 
     def regularizer(self, param: str) -> dict | None:
         """The L1/L2 penalty on a parameter: ``kernel_regularizer`` for kernels, ``bias_regularizer`` for biases."""

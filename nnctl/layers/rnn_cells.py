@@ -1,0 +1,313 @@
+"""Recurrent cells and the one time loop they share (forward over time, BPTT backward over time).
+
+Arrays are time-major inside the loop: ``Z`` (T, N, G*U) starts as x_t W + b for every step (one
+matmul before the loop) and each step adds h_{t-1} R in place, so a step costs one small matmul
+forward and one backward. ``H`` (T+1, N, U) holds h_0..h_T (``C`` the LSTM cell states). Before the
+backward loop each cell turns its tape into per-step coefficients in a few whole-sequence operations
+(dh_t -> dz_t is then a couple of multiplies); after it, dW = X^T dZ, dR = H_{0..T-1}^T dRec and
+dx = dZ W^T are three whole-sequence matmuls (in recurrent.py).
+
+With the default activations (tanh, sigmoid) a cell is *fused*: sigmoid(z) = 0.5 + 0.5 tanh(z / 2),
+so the layer pre-scales the sigmoid gates' weight columns by ``scale`` = 0.5 and one in-place tanh
+plus an affine step turns all gate blocks into activations, stored over Z itself.
+
+Masks (``Mb`` (T, N, 1) bool): a masked step keeps the previous state, h_t = h_{t-1} (c_t = c_{t-1});
+the backward coefficients of masked rows are zeroed so their gradients pass straight to t-1.
+"""
+
+from __future__ import annotations
+
+import weakref
+
+from nnctl import backend as B
+from nnctl.ops import activations
+
+
+class Fn:
+    """An elementwise activation that writes into ``out`` (sigmoid via tanh), and its derivative f'(z)."""
+
+    def __init__(self, name: str):
+        self.name = str(name).lower()
+        try:
+            self.generic = activations.get(self.name)
+        except KeyError:
+            raise ValueError(f"unknown activation {name!r}; expected one of {activations.NAMES}") from None
+        if self.name == "softmax":
+            raise ValueError("softmax is not elementwise: a recurrent cell needs an elementwise activation")
+
+    def __call__(self, z, out):
+        xp = B.xp
+        if self.name == "tanh":
+            return xp.tanh(z, out=out)
+        if self.name == "sigmoid":
+            xp.multiply(z, 0.5, out=out)
+            xp.tanh(out, out=out)
+            out *= 0.5
+            out += 0.5
+            return out
+        out[...] = self.generic.forward(z)
+        return out
+
+    def deriv(self, z, y, out):
+        """out = f'(z) elementwise, given z and y = f(z) (tanh and sigmoid read y only)."""
+        xp = B.xp
+        if self.name == "tanh":
+            xp.multiply(y, y, out=out)
+            return xp.subtract(1, out, out=out)
+        if self.name == "sigmoid":
+            xp.subtract(1, y, out=out)
+            return xp.multiply(out, y, out=out)
+        out[...] = self.generic.backward(z, y, xp.ones_like(y))
+        return out
+
+
+def _release(pool: list, bufs: dict) -> None:
+    if len(pool) < 2:
+        pool.append(bufs)
+
+
+class Tape:
+    """What the forward records for BPTT. Its big arrays come from the owning layer's ``pool`` and go
+    back to it when the tape is dropped, so a training loop reuses them instead of allocating (and
+    page-faulting) megabytes per batch; returned outputs and gradients are never pool arrays."""
+
+    def __init__(self, pool: list):
+        self.bufs = pool.pop() if pool else {}
+        weakref.finalize(self, _release, pool, self.bufs)
+
+    def empty(self, name: str, shape: tuple, dtype):
+        a = self.bufs.get(name)
+        if a is None or a.shape != tuple(shape) or a.dtype != dtype or not isinstance(a, B.xp.ndarray):
+            a = self.bufs[name] = B.xp.empty(shape, dtype=dtype)
+        return a
+
+
+class Cell:
+    """SimpleRNN cell: h_t = act(x_t W + h_{t-1} R + b). G = 1 gate block."""
+
+    G = 1
+    n_states = 1
+    split_bias = False  # GRU keeps a separate recurrent bias (bias row 1)
+    fused = False
+
+    def __init__(self, units: int, activation: str = "tanh", recurrent_activation: str = "sigmoid"):
+        self.units = units
+        self.act = Fn(activation)
+        self.rec = Fn(recurrent_activation)
+
+    def scale(self, dtype):
+        """Column scale for the fused form (0.5 on sigmoid gates, 1 elsewhere), or None."""
+        return None
+
+    def alloc(self, s) -> None:
+        s.A = s.Z if self.fused else s.empty("A", s.Z.shape, s.Z.dtype)
+
+    def step(self, s, t) -> None:
+        z = s.Z[t]
+        z += B.xp.matmul(s.H[t], s.Wr, out=s.tmp)
+        self.act(z, out=s.H[t + 1])
+
+    def prepare_back(self, s) -> None:
+        s.D = self.act.deriv(s.Z, s.H[1:], out=s.empty("D", s.Z.shape, s.Z.dtype))
+        if s.M is not None:
+            s.D *= s.M
+
+    def step_back(self, s, t, dh, dc):
+        dhp = B.xp.multiply(dh, s.D[t], out=s.dZ[t]) @ s.WrT
+        if s.M is not None:
+            dhp += dh * s.keep[t]
+        return dhp, None
+
+    def finish_back(self, s) -> None:
+        pass
+
+
+class LSTMCell(Cell):
+    """LSTM, Keras gate order i, f, c, o: c_t = f c_{t-1} + i g, h_t = o act(c_t), g = act(z_c)."""
+
+    G = 4
+    n_states = 2
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.fused = self.act.name == "tanh" and self.rec.name == "sigmoid"
+
+    def scale(self, dtype):
+        if not self.fused:
+            return None
+        k = B.xp.full((4, self.units), 0.5, dtype=dtype)
+        k[2] = 1
+        return k.reshape(-1)
+
+    def alloc(self, s):
+        super().alloc(s)
+        s.TC = s.empty("TC", (s.Z.shape[0], *s.H.shape[1:]), s.Z.dtype)  # act(c_t), before masking
+        if self.fused:
+            s.b = 1 - s.k  # sigmoid blocks: 0.5 tanh + 0.5; the c block: tanh itself
+
+    def step(self, s, t):
+        xp, U = B.xp, self.units
+        z, a = s.Z[t], s.A[t]
+        z += xp.matmul(s.H[t], s.Wr, out=s.tmp)
+        if self.fused:  # a is z
+            xp.tanh(z, out=z)
+            z *= s.k
+            z += s.b
+        else:
+            self.rec(z[:, :2 * U], out=a[:, :2 * U])
+            self.act(z[:, 2 * U:3 * U], out=a[:, 2 * U:3 * U])
+            self.rec(z[:, 3 * U:], out=a[:, 3 * U:])
+        i, f, g, o = a[:, :U], a[:, U:2 * U], a[:, 2 * U:3 * U], a[:, 3 * U:]
+        c = xp.multiply(f, s.C[t], out=s.C[t + 1])
+        c += i * g
+        self.act(c, out=s.TC[t])
+        xp.multiply(o, s.TC[t], out=s.H[t + 1])
+
+    def prepare_back(self, s):
+        # dz_{i,f,g} = dc * E_{i,f,g}, dz_o = dh * E_o, dc += dh * Ec, dc_{t-1} = dc * Fm
+        xp, U, Z, A = B.xp, self.units, s.Z, s.A
+        E = s.empty("E", A.shape, A.dtype)
+        blk = [slice(j * U, (j + 1) * U) for j in range(4)]
+        for j, fn, other in ((0, self.rec, A[..., blk[2]]), (1, self.rec, s.C[:-1]), (2, self.act, A[..., blk[0]]),
+                             (3, self.rec, s.TC)):
+            fn.deriv(Z[..., blk[j]], A[..., blk[j]], out=E[..., blk[j]])
+            E[..., blk[j]] *= other
+        s.Ec = self.act.deriv(s.C[1:], s.TC, out=s.empty("Ec", s.TC.shape, A.dtype))
+        s.Ec *= A[..., blk[3]]
+        s.Fm = A[..., blk[1]]
+        if s.M is not None:
+            E *= s.M
+            s.Ec *= s.M
+            s.Fm = xp.where(s.Mb, s.Fm, xp.ones((), dtype=A.dtype))
+        T, N = A.shape[:2]
+        s.E4, s.dZ4 = E.reshape(T, N, 4, U), s.dZ.reshape(T, N, 4, U)
+
+    def step_back(self, s, t, dh, dc):
+        xp = B.xp
+        dc = dc + dh * s.Ec[t]
+        xp.multiply(dc[:, None, :], s.E4[t, :, :3], out=s.dZ4[t, :, :3])
+        xp.multiply(dh, s.E4[t, :, 3], out=s.dZ4[t, :, 3])
+        dhp = s.dZ[t] @ s.WrT
+        if s.M is not None:
+            dhp += dh * s.keep[t]
+        return dhp, dc * s.Fm[t]
+
+
+class GRUCell(Cell):
+    """GRU, Keras gate order z, r, h with reset_after: hh = act(x W_h + b_h + r (h R_h + b'_h)),
+    h_t = z h_{t-1} + (1 - z) hh."""
+
+    G = 3
+    split_bias = True
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.fused = self.act.name == "tanh" and self.rec.name == "sigmoid"
+
+    def scale(self, dtype):
+        if not self.fused:
+            return None
+        k = B.xp.full((3, self.units), 0.5, dtype=dtype)
+        k[2] = 1
+        return k.reshape(-1)
+
+    def alloc(self, s):
+        super().alloc(s)
+        s.R = s.empty("R", s.Z.shape, s.Z.dtype)  # h_{t-1} R + b_rec (z, r columns scaled when fused)
+
+    def step(self, s, t):
+        xp, U = B.xp, self.units
+        z, a, rec = s.Z[t], s.A[t], s.R[t]
+        xp.matmul(s.H[t], s.Wr, out=rec)
+        if s.brec is not None:
+            rec += s.brec
+        zr = z[:, :2 * U]
+        zr += rec[:, :2 * U]
+        if self.fused:  # a is z
+            xp.tanh(zr, out=zr)
+            zr *= 0.5
+            zr += 0.5
+        else:
+            self.rec(zr, out=a[:, :2 * U])
+        z[:, 2 * U:] += a[:, U:2 * U] * rec[:, 2 * U:]
+        hh = self.act(z[:, 2 * U:], out=a[:, 2 * U:])
+        h = xp.subtract(s.H[t], hh, out=s.H[t + 1])
+        h *= a[:, :U]
+        h += hh
+
+    def prepare_back(self, s):
+        # dz_h = dh * Eh (into dZ), dz_z = dh * Ez, dz_r = dz_h * Er, d(rec_h) = dz_h * r (into dRec)
+        xp, U, Z, A, dt = B.xp, self.units, s.Z, s.A, s.Z.dtype
+        zg, r, hh = A[..., :U], A[..., U:2 * U], A[..., 2 * U:]
+        shape = s.H[1:].shape
+        s.Ez = self.rec.deriv(Z[..., :U], zg, out=s.empty("Ez", shape, dt))
+        s.Ez *= s.H[:-1] - hh
+        s.Eh = self.act.deriv(Z[..., 2 * U:], hh, out=s.empty("Eh", shape, dt))
+        s.Eh *= 1 - zg
+        s.Er = self.rec.deriv(Z[..., U:2 * U], r, out=s.empty("Er", shape, dt))
+        s.Er *= s.R[..., 2 * U:]
+        s.Zm = zg
+        if s.M is not None:
+            s.Ez *= s.M
+            s.Eh *= s.M
+            s.Zm = xp.where(s.Mb, zg, xp.ones((), dtype=dt))
+        s.dRec = s.empty("dRec", s.dZ.shape, dt)
+
+    def step_back(self, s, t, dh, dc):
+        xp, U = B.xp, self.units
+        drec = s.dRec[t]
+        dxh = xp.multiply(dh, s.Eh[t], out=s.dZ[t, :, 2 * U:])
+        xp.multiply(dh, s.Ez[t], out=drec[:, :U])
+        xp.multiply(dxh, s.Er[t], out=drec[:, U:2 * U])
+        xp.multiply(dxh, s.A[t, :, U:2 * U], out=drec[:, 2 * U:])
+        dhp = drec @ s.WrT
+        dhp += dh * s.Zm[t]
+        return dhp, None
+
+    def finish_back(self, s):
+        U = self.units
+        s.dZ[..., :2 * U] = s.dRec[..., :2 * U]
+
+
+def run(cell: Cell, s, Wr, brec, h0, c0, Mb):
+    """Forward loop over time on the tape ``s`` whose ``s.Z`` (T, N, G*U) holds x W + b (pre-scaled by
+    ``s.k`` when fused; overwritten with pre-activations/activations). Wr, brec: as used (scaled)."""
+    xp = B.xp
+    T, N, _ = s.Z.shape
+    U, dt = cell.units, s.Z.dtype
+    s.Wr, s.brec, s.Mb = Wr, brec, Mb
+    s.tmp = s.empty("tmp", s.Z.shape[1:], dt)
+    s.H = s.empty("H", (T + 1, N, U), dt)
+    s.H[0] = 0 if h0 is None else h0
+    s.C = None
+    if cell.n_states == 2:
+        s.C = s.empty("C", (T + 1, N, U), dt)
+        s.C[0] = 0 if c0 is None else c0
+    cell.alloc(s)
+    skip = None if Mb is None else ~Mb
+    for t in range(T):
+        cell.step(s, t)
+        if skip is not None:  # masked steps carry the state through
+            xp.copyto(s.H[t + 1], s.H[t], where=skip[t])
+            if s.C is not None:
+                xp.copyto(s.C[t + 1], s.C[t], where=skip[t])
+    return s
+
+
+def run_back(cell: Cell, s, Wr, dseq, dh, dc):
+    """BPTT with the true (unscaled) recurrent kernel ``Wr``: dseq (T, N, U) gradients of the per-step
+    outputs (or None), dh/dc of the final state. Fills s.dZ (gradient of x W + b) and s.dRec (of
+    h R + b_rec; the same array but for GRU); returns the gradients of the initial states (dh0, dc0)."""
+    xp = B.xp
+    T = s.Z.shape[0]
+    s.dZ = s.dRec = s.empty("dZ", s.Z.shape, s.Z.dtype)
+    s.WrT = xp.ascontiguousarray(Wr.T)
+    s.M = None if s.Mb is None else s.Mb.astype(s.Z.dtype)
+    s.keep = None if s.M is None else 1 - s.M
+    cell.prepare_back(s)
+    for t in range(T - 1, -1, -1):
+        if dseq is not None:
+            dh = dh + dseq[t]
+        dh, dc = cell.step_back(s, t, dh, dc)
+    cell.finish_back(s)
+    return dh, dc
