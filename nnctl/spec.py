@@ -70,6 +70,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "input_shape": Field((list,), doc="input shape without the batch axis (inferred from the data)"),
         "layers": Field((list,), required=True, doc="the layers, in order"),
         "init_from": Field(PATH, doc="checkpoint whose weights initialise layers of the same name and shape"),
+        "decode": Field((dict,), doc="greedy decoding for teacher-forced sequence models at predict time"),
     },
     "train": {
         "loss": Field((str, dict), "mse", doc="loss name or {type = ..., delta = ...}"),
@@ -103,6 +104,11 @@ NESTED = {
         "brightness": Field(NUM), "contrast": Field(NUM), "noise": Field(NUM),
         "jitter": Field(NUM), "scaling": Field(NUM), "time_warp": Field(NUM), "step_dropout": Field(NUM),
         "token_deletion": Field(NUM), "token_swap": Field(NUM),
+    },
+    "model.decode": {
+        "source_length": Field((int,), required=True, doc="input steps that are the source sequence"),
+        "start_token": Field((int,), required=True, doc="id that starts the decoder input"),
+        "steps": Field((int,), doc="output steps to generate (default: the model's output length)"),
     },
     "train.early_stopping": {
         "monitor": Field((str,), "val_loss"), "mode": Field((str,), "auto", ("auto", "min", "max")),
