@@ -196,7 +196,14 @@ def train(spec: dict, emit=_noop, device: str = "auto", resume: str | None = Non
                         f"validation data; set data.validation (a path or {{split = 0.2}})")
     hooks = hooks or Hooks()
     signals = Signals()
-    hooks.should_stop = lambda: signals.stop
+    agree = hooks.agree_stop
+
+    def should_stop():
+        if agree is not None:  # data parallel: every rank stops at the same batch
+            signals.stop = agree(signals.stop)
+        return signals.stop
+
+    hooks.should_stop = should_stop
     if spec["data"].get("augment"):
         from nnctl.data.augment import build_augmenter  # noqa: PLC0415
 

@@ -34,6 +34,9 @@ class Hooks:
     should_stop: object = None  # () -> bool, checked between batches (SIGINT)
     between_batches: object = None  # () -> None, e.g. SIGUSR1 checkpoint requests
     augment: object = None  # (x_batch, rng) -> x_batch, training batches only
+    gather_hook: object = None  # this rank's rows -> every rank's rows, so training metrics cover the epoch
+    epoch_logs: object = None  # () -> dict merged into each epoch's logs (allreduce_seconds)
+    agree_stop: object = None  # local stop flag -> the flag all ranks agree on (run.train wires it)
 
 
 @dataclass
@@ -113,19 +116,23 @@ class Trainer:
             glob = len(idx)
             lo, hi = rank * glob // size, (rank + 1) * glob // size  # this rank's share of the global batch
             idx = idx[lo:hi]
-            xb = self._gather(x, idx, "x")
-            if self.hooks.augment is not None:
-                xb = self.hooks.augment(xb, self.aug_rng)
-            xb = B.asarray(xb, dtype=model.input_dtype)
-            yb = B.asarray(self._gather(y, idx, "y"))
-            value, out = self.loss_and_grad(xb, yb, scale=len(idx) * size / glob)
-            if regularized:
-                value = value + model.regularization(add_grads=True) / size
+            if len(idx) == 0:  # fewer rows than ranks (ragged last batch): a zero gradient, still exchanged
+                model.flat_grads[...] = 0
+                value, out = B.xp.zeros((), dtype=model.dtype), None
+            else:
+                xb = self._gather(x, idx, "x")
+                if self.hooks.augment is not None:
+                    xb = self.hooks.augment(xb, self.aug_rng)
+                xb = B.asarray(xb, dtype=model.input_dtype)
+                yb = B.asarray(self._gather(y, idx, "y"))
+                value, out = self.loss_and_grad(xb, yb, scale=len(idx) * size / glob)
+            if regularized:  # every rank adds the penalty's gradient: the exchange averages it back to once
+                value = value + model.regularization(add_grads=True)
             if self.hooks.grad_hook is not None:
                 self.hooks.grad_hook(model.flat_grads)
             opt.step(model.flat_params, model.flat_grads, model.slices.values(), lr=lr)
             batch_losses.append(value * len(idx))
-            if self.metric_names:
+            if self.metric_names and out is not None:
                 preds.append(out)
                 targets.append(idx)  # indices, not yb: the gather buffer is reused by the next batch
             if self.hooks.between_batches is not None:
@@ -139,12 +146,17 @@ class Trainer:
                                    f"batch {bad[0] + 1} of {n_batches}; the checkpoint keeps the last good epoch")
         logs = {}
         if self.metric_names:
-            logs.update(self._metrics(B.xp.concatenate(preds), B.asarray(y[np.concatenate(targets)]), ""))
+            p, rows = B.xp.concatenate(preds), np.concatenate(targets)
+            if self.hooks.gather_hook is not None:  # every rank's rows: the same metrics on all ranks
+                p, rows = self.hooks.gather_hook(p), self.hooks.gather_hook(rows)
+            logs.update(self._metrics(p, B.asarray(y[rows]), ""))
         if self.hooks.reduce_hook is not None:
             totals = self.hooks.reduce_hook(totals)
         logs["loss"] = float(totals[0] / max(totals[1], 1))
         seconds = time.perf_counter() - t0
         logs.update(lr=lr, seconds=seconds, samples_per_second=n / seconds if seconds > 0 else 0.0)
+        if self.hooks.epoch_logs is not None:
+            logs.update(self.hooks.epoch_logs())
         return logs
 
     def _metrics(self, p, y, prefix: str) -> dict:

@@ -1,0 +1,237 @@
+"""Data-parallel training over MPI (the Horovod / ChainerMN design): one flat gradient allreduce per step.
+
+Every rank holds the whole model and takes rows [r*g//p, (r+1)*g//p) of each global batch of g
+samples; the trainer scales rank r's mean gradient by n_r*p/g, so the summed-then-averaged gradient is
+
+    (1/p) * sum_r (n_r*p/g) * (1/n_r) * sum_{i in r} grad_i  =  (1/g) * sum_i grad_i,
+
+exactly the gradient one process computes on the whole batch. mpi4py is imported only when a launcher
+(mpiexec, srun) is detected or ``--distributed`` is given; CuPy only on GPU runs (NCCL allreduce).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+import traceback
+
+import numpy as np
+
+from nnctl import backend as B
+from nnctl.errors import BackendError, Interrupted, NnctlError
+from nnctl.train import Hooks
+
+# environment variables that launchers set in every rank: world sizes, or rank ids only
+_SIZE_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE")  # Open MPI; MPICH/Intel MPI (Hydra)
+_RANK_ONLY_VARS = ("PMIX_RANK", "MPI_LOCALRANKID")  # PMIx launchers (Open MPI 5, srun --mpi=pmix); MPICH
+
+
+def launched_by_mpi(environ=None) -> bool:
+    """Whether this process is one of several started by mpiexec/mpirun or srun (a 1-rank launch is not)."""
+    env = os.environ if environ is None else environ
+    sizes = [env[k] for k in _SIZE_VARS if k in env]
+    # SLURM_NTASKS alone is also set inside an sbatch script; SLURM_STEP_ID means srun started this task
+    if "SLURM_PROCID" in env and "SLURM_STEP_ID" in env and "SLURM_NTASKS" in env:
+        sizes.append(env["SLURM_NTASKS"])
+    if sizes:
+        return any(s.strip().isdigit() and int(s) > 1 for s in sizes)
+    return any(k in env for k in _RANK_ONLY_VARS)
+
+
+def _mpi():
+    try:
+        from mpi4py import MPI  # noqa: PLC0415 - lazy: importing it initialises MPI
+    except Exception as exc:  # ImportError, or an MPI library that fails to load
+        raise BackendError(f"distributed training needs mpi4py: pip install nnctl[mpi] ({exc})") from None
+    return MPI
+
+
+def exit_code(exc: BaseException) -> int:
+    """The CLI's exit code for an exception: NnctlError's own, 130 for Ctrl-C, 0 for a closed stdout, 1 for a bug."""
+    if isinstance(exc, BrokenPipeError):  # the reader of stdout went away (| head): not an error of ours
+        return 0
+    if isinstance(exc, NnctlError):
+        return exc.exit_code
+    if isinstance(exc, KeyboardInterrupt):
+        return 130
+    code = getattr(exc, "exit_code", getattr(exc, "code", None))  # typer.Exit / SystemExit
+    return code if isinstance(code, int) else 1
+
+
+class World:
+    """This rank's view of the job: the hooks the trainer calls and the time spent in the gradient allreduce."""
+
+    def __init__(self, comm, mpi):
+        self.comm, self.MPI = comm, mpi
+        self.rank, self.size = comm.Get_rank(), comm.Get_size()
+        self._node = comm.Split_type(mpi.COMM_TYPE_SHARED)  # ranks on this machine: local rank picks the GPU
+        self.local_rank, self.local_size = self._node.Get_rank(), self._node.Get_size()
+        self.comm_seconds = 0.0  # host seconds in grad_hook since the last epoch_logs()
+        self._ctl = comm.Dup()  # control messages (stop votes) never interleave with gradient collectives
+        self._vote_out, self._vote_in = np.zeros(1, np.int32), np.zeros(1, np.int32)
+        self._vote = None  # the stop vote in flight, started one batch earlier
+        self._voting = False  # whether the trainer calls agree_stop (then a stop is agreed by all ranks)
+        self._nccl = None
+        self._events = []  # (start, end) CUDA events around each NCCL allreduce, read at epoch end
+        self.hooks = Hooks(world=(self.rank, self.size), grad_hook=self.grad_hook, reduce_hook=self.reduce_hook)
+        # set even where train.Hooks has no such field yet: the trainer uses them once it calls them
+        self.hooks.gather_hook = self.gather_hook
+        self.hooks.epoch_logs = self.epoch_logs
+        self.hooks.agree_stop = self.agree_stop
+
+    # -- device -------------------------------------------------------------------------------------
+    def bind_device(self, device: str = "auto") -> str:
+        """Resolve the backend; on a GPU, give each rank on a machine its own GPU and build the NCCL communicator."""
+        chosen = B.use(device)
+        if chosen == "gpu":
+            self._init_nccl()
+        return chosen
+
+    def _init_nccl(self) -> None:
+        # runs only when the backend is CuPy (B.xp is cupy here); the lead may move this into backend.py
+        from cupy.cuda import nccl  # noqa: PLC0415
+
+        cupy = B.xp
+        count = cupy.cuda.runtime.getDeviceCount()  # 1 when the scheduler gives each rank its own GPU
+        device = self.local_rank % count
+        # NCCL refuses two ranks on one GPU: compare physical ids, as CUDA_VISIBLE_DEVICES may renumber
+        buses = self._node.allgather(cupy.cuda.runtime.deviceGetPCIBusId(device))
+        if len(set(buses)) < len(buses):
+            raise BackendError(f"{self.local_size} ranks on this machine share {len(set(buses))} GPU(s): launch "
+                               f"one rank per GPU (mpiexec -ppn <GPUs per machine>) or use --device cpu")
+        cupy.cuda.Device(device).use()  # before any allocation, so the model lands there
+        uid = self.comm.bcast(nccl.get_unique_id() if self.rank == 0 else None, root=0)
+        self._nccl = nccl.NcclCommunicator(self.size, uid, self.rank)
+        self._nccl_types = {np.dtype(np.float16): nccl.NCCL_FLOAT16, np.dtype(np.float32): nccl.NCCL_FLOAT32,
+                            np.dtype(np.float64): nccl.NCCL_FLOAT64}
+        self._nccl_sum = nccl.NCCL_SUM
+
+    # -- hooks --------------------------------------------------------------------------------------
+    def grad_hook(self, flat_grads) -> None:
+        """In place: g <- (1/p) * sum_r g_r, one call for the whole contiguous gradient buffer."""
+        t0 = time.perf_counter()
+        if isinstance(flat_grads, np.ndarray):
+            self.comm.Allreduce(self.MPI.IN_PLACE, flat_grads, op=self.MPI.SUM)
+            flat_grads /= flat_grads.dtype.type(self.size)
+        else:
+            self._nccl_allreduce(flat_grads)
+        self.comm_seconds += time.perf_counter() - t0
+
+    def _nccl_allreduce(self, buf) -> None:
+        # asynchronous on the current stream: the optimizer step queued after it waits on the GPU, not the host
+        cupy = B.xp
+        if self._nccl is None:
+            raise BackendError("GPU gradients but no NCCL communicator: call World.bind_device first")
+        stream = cupy.cuda.get_current_stream()
+        start, end = cupy.cuda.Event(), cupy.cuda.Event()
+        start.record(stream)
+        self._nccl.allReduce(buf.data.ptr, buf.data.ptr, buf.size, self._nccl_types[buf.dtype], self._nccl_sum,
+                             stream.ptr)
+        buf /= buf.dtype.type(self.size)
+        end.record(stream)
+        self._events.append((start, end))
+
+    def reduce_hook(self, values: np.ndarray) -> np.ndarray:
+        """Host sum across ranks (per-epoch [loss_sum, count]); identical on every rank."""
+        values = np.ascontiguousarray(values, dtype=np.float64)
+        out = np.empty_like(values)
+        self.comm.Allreduce(values, out, op=self.MPI.SUM)
+        return out
+
+    def gather_hook(self, a):
+        """Every rank's rows of ``a``, concatenated in rank order on every rank (same array module as ``a``)."""
+        host = np.ascontiguousarray(B.to_numpy(a))
+        counts = self.comm.allgather(host.shape[0])
+        out = np.empty((sum(counts), *host.shape[1:]), dtype=host.dtype)
+        row = int(np.prod(host.shape[1:], dtype=np.int64))
+        self.comm.Allgatherv(host.reshape(-1), [out.reshape(-1), [c * row for c in counts]])
+        return out if isinstance(a, np.ndarray) else B.asarray(out)
+
+    def epoch_logs(self) -> dict:
+        """{"allreduce_seconds": seconds this rank spent in the gradient allreduce since the last call}."""
+        seconds = self.comm_seconds
+        if self._events:  # GPU: device time between the events (the host only queued the work)
+            self._events[-1][1].synchronize()
+            seconds = sum(B.xp.cuda.get_elapsed_time(s, e) for s, e in self._events) / 1000.0
+        self.comm_seconds, self._events = 0.0, []
+        return {"allreduce_seconds": seconds}
+
+    def agree_stop(self, local: bool) -> bool:
+        """stop_k = max_r local_r at call k-1: the same answer on every rank, one batch late.
+
+        A Ctrl-C reaches the ranks at slightly different batches; a rank stopping alone would leave
+        the others in an allreduce. The vote is a non-blocking allreduce, so it costs no latency.
+        """
+        self._voting = True
+        if self._vote is not None:
+            self._vote.Wait()
+            self._vote = None
+            if self._vote_in[0]:
+                return True
+        self._vote_out[0] = bool(local)
+        self._vote = self._ctl.Iallreduce(self._vote_out, self._vote_in, op=self.MPI.MAX)
+        return False
+
+    # -- endings ------------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def guard(self):
+        """On an exception: print it on this rank and MPI_Abort the whole job with the CLI's exit code.
+
+        Without the abort, the other ranks would wait forever in their next allreduce. Ctrl-C is the
+        exception: once every rank has stopped (agree_stop), they meet so rank 0 can write first.
+        """
+        try:
+            yield self
+        except BaseException as exc:
+            if self.size == 1:
+                raise
+            if isinstance(exc, Interrupted) and self._rendezvous():
+                if self.rank == 0:
+                    raise  # the CLI says which checkpoint it wrote and exits 130
+                sys.exit(0)  # rank 0's exit code is the job's
+            self.abort(exc)
+        else:
+            if self.size > 1:
+                self._rendezvous()  # a rank interrupted in the last batch may be waiting for this one
+
+    def _rendezvous(self) -> bool:
+        """Finish the last stop vote, then a barrier with a deadline; whether every rank arrived."""
+        deadline = time.monotonic() + (60.0 if self._voting else 10.0)  # rank 0 may still be writing
+        requests = [self._vote] if self._vote is not None else []
+        self._vote = None
+        for request in [*requests, self._ctl.Ibarrier()]:
+            while not request.Test():
+                if time.monotonic() > deadline:
+                    return False
+                time.sleep(0.005)
+        return True
+
+    def abort(self, exc: BaseException) -> None:
+        """Print ``exc`` as this rank's error and end every rank with its exit code."""
+        code = exit_code(exc)
+        if not isinstance(exc, (NnctlError, KeyboardInterrupt, SystemExit, BrokenPipeError)):
+            traceback.print_exception(exc)  # a bug: keep the traceback
+        if not isinstance(exc, BrokenPipeError):
+            with contextlib.suppress(Exception):
+                sys.stdout.flush()
+            # only rank 0 writes, so another rank's "wrote CKPT" would not be true
+            message = "interrupted" if isinstance(exc, Interrupted) and self.rank else (str(exc) or type(exc).__name__)
+            sys.stderr.write(f"error: rank {self.rank} of {self.size}: {message}\n")
+            sys.stderr.flush()
+        self.comm.Abort(code)
+
+
+def setup(device: str = "auto", force: bool = False) -> World | None:
+    """The MPI world when launched by mpiexec/srun (or ``force``), with its device bound; else None."""
+    if not (force or launched_by_mpi()):
+        return None
+    world = World(_mpi().COMM_WORLD, _mpi())
+    with world.guard():
+        pidfile = os.environ.get("NNCTL_TEST_PIDFILE")  # tests only: lets them kill one rank
+        if pidfile:
+            with open(f"{pidfile}.{world.rank}", "w", encoding="utf-8") as f:
+                f.write(f"{os.getpid()}\n")
+        world.bind_device(device)
+    return world

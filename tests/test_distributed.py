@@ -1,0 +1,294 @@
+"""Data parallelism over MPI: 2 ranks under mpiexec train the same weights as 1 process, only rank 0 writes.
+
+Each test starts ``mpiexec -n 2 nnctl train`` in a subprocess (the launcher and console script beside
+``sys.executable``: pip install nnctl[mpi] puts mpich's mpiexec there).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import json
+import os
+import pathlib
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from nnctl.distributed import launched_by_mpi
+
+BIN = pathlib.Path(sys.executable).parent
+NNCTL = shutil.which("nnctl", path=str(BIN)) or shutil.which("nnctl")
+MPIEXEC = shutil.which("mpiexec", path=str(BIN)) or shutil.which("mpiexec")
+HAVE_MPI4PY = importlib.util.find_spec("mpi4py") is not None
+needs_mpi = [pytest.mark.mpi,
+             pytest.mark.skipif(not HAVE_MPI4PY, reason="needs mpi4py: pip install nnctl[mpi]"),
+             pytest.mark.skipif(MPIEXEC is None or NNCTL is None,
+                                reason="needs mpiexec (pip install mpich) and the nnctl console script")]
+
+
+def mpi(fn):
+    for mark in needs_mpi:
+        fn = mark(fn)
+    return fn
+
+
+SPEC = """\
+name = "dp"
+seed = 3
+dtype = "{dtype}"
+
+[data]
+train = "train.csv"
+validation = "val.csv"
+target = "label"
+normalize = "standard"
+
+[[model.layers]]
+type = "Dense"
+units = 16
+activation = "relu"
+{regularizer}
+
+[[model.layers]]
+type = "Dense"
+units = 3
+activation = "softmax"
+
+[train]
+loss = "categorical_crossentropy"
+optimizer = {{ type = "adam", learning_rate = 0.01 }}
+metrics = ["accuracy"]
+epochs = {epochs}
+batch_size = 64
+shuffle = true
+
+[output]
+checkpoint = "model.h5"
+"""
+
+
+def write_data(folder: pathlib.Path, n_train: int = 301, n_val: int = 75) -> None:
+    """Three classes from five features; 301 rows make a ragged last batch of 45 (22 + 23 rows per rank)."""
+    rng = np.random.default_rng(0)
+    for name, n in (("train.csv", n_train), ("val.csv", n_val)):
+        x = rng.normal(size=(n, 5))
+        y = (x[:, 0] + x[:, 1] * x[:, 2] > 0).astype(int) + (x[:, 3] > 1)
+        rows = [",".join(f"{v:.6f}" for v in r) + f",c{c}" for r, c in zip(x, y)]
+        (folder / name).write_text("a,b,c,d,e,label\n" + "\n".join(rows) + "\n")
+
+
+def make_spec(folder: pathlib.Path, dtype: str = "float64", epochs: int = 3, n_train: int = 301,
+              l2: float = 0.0) -> pathlib.Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    write_data(folder, n_train)
+    spec = folder / "spec.toml"
+    regularizer = f"kernel_regularizer = {{ l2 = {l2} }}" if l2 else ""
+    spec.write_text(SPEC.format(dtype=dtype, epochs=epochs, regularizer=regularizer))
+    return spec
+
+
+def train(spec: pathlib.Path, ranks: int | None, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """``nnctl train SPEC --json ARGS`` in the spec's folder, under ``mpiexec -n ranks`` unless ranks is None."""
+    cmd = [NNCTL, "train", spec.name, "--json", *args]
+    if ranks is not None:
+        cmd = [MPIEXEC, "-n", str(ranks), *cmd]
+    env = {**os.environ, "NNCTL_DEVICE": "cpu"}
+    for k in ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "MPI_LOCALRANKID", "SLURM_PROCID"):
+        env.pop(k, None)  # a test runner started under a launcher must not make the 1-process run distributed
+    proc = subprocess.run(cmd, cwd=spec.parent, env=env, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def events(proc) -> list[dict]:
+    return [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+
+
+def weights(path: pathlib.Path) -> dict[str, np.ndarray]:
+    import h5py  # noqa: PLC0415
+
+    with h5py.File(path, "r") as f:
+        return {f"{layer}/{param}": f["weights"][layer][param][()] for layer in f["weights"]
+                for param in f["weights"][layer]}
+
+
+def assert_same_weights(a: pathlib.Path, b: pathlib.Path, rtol: float) -> None:
+    wa, wb = weights(a), weights(b)
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        scale = max(float(np.abs(wa[k]).max()), 1e-30)
+        err = float(np.abs(wa[k] - wb[k]).max()) / scale
+        assert err <= rtol, f"{k}: relative difference {err:.3e} > {rtol:g}"
+
+
+# -- launcher detection (no MPI needed) ---------------------------------------------------------------
+def test_launcher_detection():
+    assert not launched_by_mpi({})
+    assert launched_by_mpi({"PMI_SIZE": "2", "PMI_RANK": "1", "MPI_LOCALRANKID": "1"})
+    assert not launched_by_mpi({"PMI_SIZE": "1", "MPI_LOCALRANKID": "0"})  # mpiexec -n 1: a plain run
+    assert launched_by_mpi({"OMPI_COMM_WORLD_SIZE": "4"})
+    assert launched_by_mpi({"PMIX_RANK": "0"})
+    assert launched_by_mpi({"SLURM_NTASKS": "8", "SLURM_PROCID": "3", "SLURM_STEP_ID": "0"})
+    assert not launched_by_mpi({"SLURM_NTASKS": "8", "SLURM_PROCID": "0"})  # inside sbatch, not srun
+
+
+# -- equivalence with one process -----------------------------------------------------------------------
+@mpi
+@pytest.mark.parametrize("dtype, rtol", [("float64", 1e-9), ("float32", 1e-5)])
+def test_two_ranks_equal_one_process(tmp_path, dtype, rtol):
+    spec = make_spec(tmp_path, dtype)
+    one = events(train(spec, None, "-o", "one.h5"))
+    two = events(train(spec, 2, "-o", "two.h5"))
+    assert_same_weights(tmp_path / "one.h5", tmp_path / "two.h5", rtol)
+    # the loss is summed over ranks and validation sees the full set on every rank: the logs agree too
+    for a, b in zip(one[:-1], two[:-1]):
+        for key in ("loss", "val_loss", "val_accuracy"):
+            assert b[key] == pytest.approx(a[key], rel=max(rtol, 1e-12)), key
+
+
+@mpi
+def test_empty_share_and_regularized_loss(tmp_path):
+    """257 rows: the last global batch has 1 row, so rank 0's share is empty; L2 enters loss and gradient."""
+    spec = make_spec(tmp_path, n_train=257, l2=0.01)
+    one = events(train(spec, None, "-o", "one.h5"))
+    two = events(train(spec, 2, "-o", "two.h5"))
+    assert_same_weights(tmp_path / "one.h5", tmp_path / "two.h5", 1e-9)
+    for a, b in zip(one[:-1], two[:-1]):
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-12)
+
+
+@mpi
+def test_training_metrics_are_gathered(tmp_path):
+    from nnctl.train import Trainer  # noqa: PLC0415
+
+    if "gather_hook" not in inspect.getsource(Trainer.run_epoch):
+        pytest.skip("Trainer.run_epoch does not call hooks.gather_hook yet: training metrics are rank 0's share")
+    spec = make_spec(tmp_path)
+    one = events(train(spec, None, "-o", "one.h5"))
+    two = events(train(spec, 2, "-o", "two.h5"))
+    for a, b in zip(one[:-1], two[:-1]):
+        assert b["accuracy"] == pytest.approx(a["accuracy"], abs=1e-12)
+
+
+# -- output from rank 0 only ----------------------------------------------------------------------------
+@mpi
+def test_only_rank_zero_writes(tmp_path):
+    spec = make_spec(tmp_path)
+    before = {p.name for p in tmp_path.iterdir()}
+    out = events(train(spec, 2))
+    new = {p.name for p in tmp_path.iterdir()} - before
+    assert new == {"model.h5", "model.run"}, new  # one checkpoint, one run folder, no stray temp files
+    assert not [p for p in tmp_path.rglob("*") if p.name.startswith(".") or p.suffix == ".tmp"]
+    epochs = [e["epoch"] for e in out if e["event"] == "epoch"]
+    assert epochs == [1, 2, 3]  # each epoch once: the other rank printed nothing
+    assert [e["event"] for e in out].count("done") == 1
+
+
+# -- failures end the whole job ----------------------------------------------------------------------------
+@mpi
+def test_error_on_one_rank_aborts_all(tmp_path):
+    """A rank raising while the other waits in a collective: both end with the error's exit code, no hang."""
+    script = tmp_path / "fail.py"
+    script.write_text(textwrap.dedent("""
+        from nnctl.distributed import setup
+        from nnctl.errors import DataError
+        world = setup("cpu", force=True)
+        with world.guard():
+            if world.rank == 1:
+                raise DataError("rank one cannot read its data")
+            world.comm.Barrier()  # rank 0 would wait here forever without MPI_Abort
+    """))
+    t0 = time.monotonic()
+    proc = subprocess.run([MPIEXEC, "-n", "2", sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=60)
+    assert time.monotonic() - t0 < 30
+    assert proc.returncode == 2, proc.stderr  # DataError's exit code, as in a 1-process run
+    assert "error: rank 1 of 2: rank one cannot read its data" in proc.stderr
+
+
+@mpi
+def test_killing_one_rank_ends_the_job(tmp_path):
+    spec = make_spec(tmp_path, epochs=100000)
+    pidfile = tmp_path / "pid"
+    env = {**os.environ, "NNCTL_DEVICE": "cpu", "NNCTL_TEST_PIDFILE": str(pidfile)}
+    proc = subprocess.Popen([MPIEXEC, "-n", "2", NNCTL, "train", spec.name, "--json"], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = json.loads(proc.stdout.readline())
+        assert first["event"] == "epoch"
+        victim = int(pathlib.Path(f"{pidfile}.1").read_text())
+        os.kill(victim, signal.SIGKILL)
+        t0 = time.monotonic()
+        proc.wait(timeout=10)
+        assert time.monotonic() - t0 < 10
+        assert proc.returncode != 0
+        survivor = int(pathlib.Path(f"{pidfile}.0").read_text())
+        with pytest.raises(ProcessLookupError):
+            os.kill(survivor, 0)  # rank 0 is gone too, not left waiting in an allreduce
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+# -- resume ---------------------------------------------------------------------------------------------
+@mpi
+def test_resume_under_mpiexec(tmp_path):
+    spec = make_spec(tmp_path, epochs=4)
+    train(spec, 2, "-o", "whole.h5")
+    train(spec, 2, "-o", "part.h5", "--epochs", "2")
+    resumed = events(train(spec, 2, "-o", "part.h5", "--resume", "part.h5"))
+    assert [e["epoch"] for e in resumed if e["event"] == "epoch"] == [3, 4]
+    assert_same_weights(tmp_path / "whole.h5", tmp_path / "part.h5", 0.0)  # bit-identical on the CPU
+
+
+@mpi
+def test_stop_vote_is_the_same_on_every_rank(tmp_path):
+    """Ranks asking to stop at different batches all stop at the same one: the batch after the first ask."""
+    script = tmp_path / "vote.py"
+    script.write_text(textwrap.dedent("""
+        from nnctl.distributed import setup
+        world = setup("cpu", force=True)
+        asks = {0: 7, 1: 5}[world.rank]  # rank 1 gets Ctrl-C first
+        with world.guard():
+            for batch in range(100):
+                if world.agree_stop(batch >= asks):
+                    break
+            stops = world.comm.allgather(batch)
+        if world.rank == 0:
+            print(stops)
+    """))
+    proc = subprocess.run([MPIEXEC, "-n", "2", sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[6, 6]"
+
+
+@mpi
+def test_ctrl_c_writes_the_checkpoint_and_exits_130(tmp_path):
+    from nnctl import run  # noqa: PLC0415
+
+    if "agree_stop" not in inspect.getsource(run.train):
+        pytest.skip("run.train does not vote on stopping (hooks.agree_stop) yet: Ctrl-C may lose the checkpoint")
+    spec = make_spec(tmp_path, epochs=100000)
+    proc = subprocess.Popen([MPIEXEC, "-n", "2", NNCTL, "train", spec.name, "--json"], cwd=tmp_path,
+                            env={**os.environ, "NNCTL_DEVICE": "cpu"}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert json.loads(proc.stdout.readline())["event"] == "epoch"
+        proc.send_signal(signal.SIGINT)  # mpiexec forwards it to every rank
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert err.count("error: interrupted: wrote") == 1, err
+    assert (tmp_path / "model.h5").exists()
