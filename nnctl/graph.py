@@ -62,6 +62,8 @@ class Model:
             layer.rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(1, i))))
             in_shapes = [self._pick(shapes[name], idx) for name, idx in node.refs]
             layer.input_shapes = in_shapes
+            # the model input needs no gradient: the first layer can skip its input-gradient product
+            layer.input_grads_needed = tuple(name != INPUT for name, _ in node.refs)
             out = layer.build(in_shapes, init_rng)
             node.output_shape = layer.output_shape = out if isinstance(out, list) else tuple(int(d) for d in out)
             shapes[node.name] = node.output_shape

@@ -63,6 +63,8 @@ class Layer:
     #: True when ``activation=`` on this layer becomes an activation step after it in the same node
     #: (Dense, Conv); recurrent layers keep ``activation`` as their internal cell function.
     activation_is_node = False
+    #: which inputs need a gradient; the graph clears the flag for the model input (backward may return None)
+    input_grads_needed: tuple = (True,)
     #: True when forward wants one padding mask per input (a list) instead of the first input's mask
     mask_per_input = False
 

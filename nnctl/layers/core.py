@@ -46,7 +46,7 @@ class Dense(Layer):
         xp.matmul(x2.T, g2, out=self.grads["kernel"])
         if self.use_bias:
             g2.sum(axis=0, out=self.grads["bias"])
-        return (g @ self.params["kernel"].T,)
+        return (g @ self.params["kernel"].T if self.input_grads_needed[0] else None,)
 
 
 @register()
