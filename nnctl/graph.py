@@ -210,9 +210,10 @@ class Model:
                 n.layer.rng.bit_generator.state = states[n.name]
 
     def param_count(self) -> tuple[int, int]:
-        trainable = sum(n.layer.param_count() for n in self.nodes if n.layer.trainable)
-        frozen = sum(n.layer.param_count() for n in self.nodes if not n.layer.trainable)
-        return trainable, frozen
+        """(trainable, non-trainable): frozen layers' parameters and every layer's state are non-trainable."""
+        total = sum(n.layer.param_count() for n in self.nodes)
+        trainable = sum(int(np.prod(p.shape)) for n in self.nodes if n.layer.trainable for p in n.layer.params.values())
+        return trainable, total - trainable
 
     def predict(self, x, batch_size: int = 1024):
         """Inference in batches; x is a host array, the result a host array (or list for multi-output)."""

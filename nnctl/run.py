@@ -345,6 +345,11 @@ def evaluate(path, data: str | None = None, device: str = "auto") -> dict:
 def predict(restored, raw_inputs) -> tuple[np.ndarray, np.ndarray]:
     """Model outputs and decoded predictions (labels or original units) for raw inputs, from ``restore``."""
     ck, model, prep, spec = restored
+    if spec["model"].get("decode"):  # teacher-forced sequence model: rows are source ids (nnctl/decode.py)
+        from nnctl.decode import greedy_decode  # noqa: PLC0415
+
+        p = greedy_decode(model, raw_inputs, spec["model"]["decode"])
+        return p, prep.decode_y(p)
     x = prep.transform_x(raw_inputs, np.dtype(spec["dtype"]))
     if tuple(x.shape[1:]) != tuple(model.input_shape):
         raise DataError(f"input: rows have shape {list(x.shape[1:])} ({_features(x.shape[1:])}), the model expects "

@@ -129,7 +129,8 @@ class Layer:
         self.grads = {k: B.xp.zeros(v.shape, dtype=v.dtype) for k, v in self.params.items()}
 
     def param_count(self) -> int:
-        return int(sum(int(np.prod(p.shape)) for p in self.params.values()))
+        """Parameters and saved state (BatchNorm's moving statistics count as non-trainable, as in Keras)."""
+        return int(sum(int(np.prod(p.shape)) for p in (*self.params.values(), *self.state.values())))
 
     def __repr__(self):
         return f"{type(self).__name__}(name={self.name!r})"
