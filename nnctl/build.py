@@ -21,7 +21,8 @@ from nnctl.ops import activations
 
 
 def _snake(name: str) -> str:
-    return re.sub(r"(?<=[a-z0-9])([A-Z])|(?<=[A-Z])([A-Z][a-z])", r"_\1\2", name).lower()
+    """Keras's default layer names: GlobalAveragePooling1D -> global_average_pooling1d, SimpleRNN -> simple_rnn."""
+    return re.sub(r"(?<=[a-z])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name).lower()
 
 
 def _suggest(key, options):

@@ -78,6 +78,9 @@ def render(outputs, decoded, prep, fmt: str, proba: bool):
         [f"prediction_{i}" for i in range(values.shape[1])]
     probs = _probabilities(prep, outputs) if (proba and classification) else None
     pcols = [f"proba_{c}" for c in _class_names(prep, probs)] if probs is not None else []
+    if probs is not None and probs.ndim > 2:  # one distribution per output step: proba_<step>_<class>
+        pcols = [f"proba_{t}_{c}" for t in range(probs.shape[1]) for c in _class_names(prep, probs)]
+        probs = probs.reshape(len(probs), -1)
     if fmt == "jsonl":
         lines = []
         for i in range(len(values)):
