@@ -50,7 +50,9 @@ def check_entry(where: str, entry, err, data_keys=("input_dim",)) -> dict:
         if key not in params:
             err(f"{where}.{key}: unknown key for {cls.__name__}{_suggest(key, params)}")
         default = params[key].default
-        if default is inspect.Parameter.empty:  # required keys: read the type from the annotation
+        if "list" in str(params[key].annotation) and isinstance(value, list):
+            default = None  # an int-or-list key (strides = 1 or [2, 2]) given as a list: the layer checks it
+        elif default is inspect.Parameter.empty:  # required keys: read the type from the annotation
             default = {"int": 0, "float": 0.0, "bool": False}.get(str(params[key].annotation), default)
         if isinstance(default, bool) and not isinstance(value, bool):
             err(f"{where}.{key}: expected true or false, found {json.dumps(value)}")

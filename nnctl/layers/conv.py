@@ -102,6 +102,8 @@ class _Conv(Layer):
         self._spare = buf  # cols is consumed from here on, so the next forward may overwrite it
         if self.use_bias:  # a matrix-vector product is several times faster than sum(axis=0)
             xp.matmul(xp.ones(g2.shape[0], dtype=g2.dtype), g2, out=self.grads["bias"])
+        if not self.input_grads_needed[0]:  # the model input: no gradient wanted
+            return (None,)
         # dx per kernel offset: each product is contiguous (M, C), which adds into the strided window
         # faster than scattering one (M, KH*KW*C) product through col2im
         w4 = self.params["kernel"].reshape(*self._k, -1, f)
