@@ -218,23 +218,11 @@ def confusion_from_checkpoint(checkpoint, data: str | None, output_png, device: 
     Returns ``{"confusion_matrix": path, "classes": [...], "counts": [[...]]}`` for --json output.
     """
     from nnctl import run  # noqa: PLC0415
-    from nnctl.data import load_dataset, load_split  # noqa: PLC0415
-    from nnctl.errors import DataError  # noqa: PLC0415
 
     ck, model, prep, spec = run.restore(checkpoint, device)
     if prep.task == "regression":
         raise SpecError(f"--confusion-matrix: {checkpoint} is a regression model; a confusion matrix needs classes")
-    if data:
-        x, y = load_split(spec, prep, data)
-        source = data
-    else:
-        if not spec["data"].get("test"):
-            raise SpecError(f"{checkpoint}: the spec has no data.test; pass --data FILE")
-        ds = load_dataset(spec)
-        x, y, source = ds.x_test, ds.y_test, spec["data"]["test"]
-    if tuple(x.shape[1:]) != tuple(model.input_shape):
-        raise DataError(f"{source}: samples have shape {list(x.shape[1:])}, the model expects "
-                        f"{list(model.input_shape)}")
+    x, y, source = run.evaluation_data(checkpoint, spec, prep, model, data)
     p = model.predict(x)
     if isinstance(p, list):
         raise SpecError(f"--confusion-matrix: {checkpoint} has several outputs; a confusion matrix needs one")

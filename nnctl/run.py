@@ -312,9 +312,8 @@ def restore(path, device: str = "auto") -> tuple[Checkpoint, Model, Preprocessor
     return ck, model, prep, spec
 
 
-def evaluate(path, data: str | None = None, device: str = "auto") -> dict:
-    """Loss and every metric of a checkpoint on the spec's test set or on ``data``."""
-    ck, model, prep, spec = restore(path, device)
+def evaluation_data(path, spec: dict, prep: Preprocessor, model: Model, data: str | None):
+    """The labelled inputs a checkpoint is evaluated on: ``data``, else the spec's test set -> (x, y, source)."""
     if data:
         from nnctl.data import load_split  # noqa: PLC0415
 
@@ -328,6 +327,13 @@ def evaluate(path, data: str | None = None, device: str = "auto") -> dict:
     if tuple(x.shape[1:]) != tuple(model.input_shape):
         raise DataError(f"{source}: samples have shape {list(x.shape[1:])} ({_features(x.shape[1:])}), the model "
                         f"expects {list(model.input_shape)}")
+    return x, y, source
+
+
+def evaluate(path, data: str | None = None, device: str = "auto") -> dict:
+    """Loss and every metric of a checkpoint on the spec's test set or on ``data``."""
+    ck, model, prep, spec = restore(path, device)
+    x, y, source = evaluation_data(path, spec, prep, model, data)
     check_targets(spec, model, y, prep)
     decode = _device_decoder(prep) if prep.task == "regression" and prep.y_shift is not None else None
     loss, opt = make_loss(spec), make_optimizer(spec)

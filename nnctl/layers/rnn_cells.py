@@ -122,11 +122,9 @@ class Cell:
         pass
 
 
-class LSTMCell(Cell):
-    """LSTM, Keras gate order i, f, c, o: c_t = f c_{t-1} + i g, h_t = o act(c_t), g = act(z_c)."""
-
-    G = 4
-    n_states = 2
+class GatedCell(Cell):
+    """Base of LSTM and GRU: fused when the activations are the default tanh and sigmoid; gate block 2
+    (LSTM's candidate c, GRU's candidate h) is the only tanh block."""
 
     def __init__(self, *args):
         super().__init__(*args)
@@ -135,9 +133,16 @@ class LSTMCell(Cell):
     def scale(self, dtype):
         if not self.fused:
             return None
-        k = B.xp.full((4, self.units), 0.5, dtype=dtype)
+        k = B.xp.full((self.G, self.units), 0.5, dtype=dtype)
         k[2] = 1
         return k.reshape(-1)
+
+
+class LSTMCell(GatedCell):
+    """LSTM, Keras gate order i, f, c, o: c_t = f c_{t-1} + i g, h_t = o act(c_t), g = act(z_c)."""
+
+    G = 4
+    n_states = 2
 
     def alloc(self, s):
         super().alloc(s)
@@ -193,23 +198,12 @@ class LSTMCell(Cell):
         return dhp, dc * s.Fm[t]
 
 
-class GRUCell(Cell):
+class GRUCell(GatedCell):
     """GRU, Keras gate order z, r, h with reset_after: hh = act(x W_h + b_h + r (h R_h + b'_h)),
     h_t = z h_{t-1} + (1 - z) hh."""
 
     G = 3
     split_bias = True
-
-    def __init__(self, *args):
-        super().__init__(*args)
-        self.fused = self.act.name == "tanh" and self.rec.name == "sigmoid"
-
-    def scale(self, dtype):
-        if not self.fused:
-            return None
-        k = B.xp.full((3, self.units), 0.5, dtype=dtype)
-        k[2] = 1
-        return k.reshape(-1)
 
     def alloc(self, s):
         super().alloc(s)
