@@ -91,8 +91,10 @@ class _Pool(Layer):
         else:
             win = K.windows(xpad, self._p, self._s, (1, 1), self._out)
             left = g.copy()  # gradient not yet routed: zeroed once its window's first maximum is found
+            hit, routed = xp.empty(g.shape, dtype=bool), xp.empty_like(g)  # reused: no temporaries per offset
             for i, j in K.offsets(self._p):
-                routed = xp.where(win[:, :, :, i, j] == y, left, 0)
+                xp.equal(win[:, :, :, i, j], y, out=hit)
+                xp.multiply(left, hit, out=routed)
                 dwin[:, :, :, i, j] += routed
                 left -= routed  # exact: each entry loses either itself or 0
         dx = K.crop(dx, self._pads)

@@ -161,11 +161,13 @@ class RNN(Layer):
                 dRec2.sum(axis=0, out=gb[1])
             else:
                 dZ2.sum(axis=0, out=gb)
-        dX = (dZ2 @ W.T).reshape(T, N, F)
-        dx = xp.empty((N, T, F), dtype=dt)
-        dx[...] = (dX[::-1] if self.go_backwards else dX).transpose(1, 0, 2)
-        if s.drop is not None:
-            dx *= s.drop
+        dx = None
+        if self.input_grads_needed[0]:  # not for the model input: saves a (T*N, G*units) x (G*units, F) product
+            dX = (dZ2 @ W.T).reshape(T, N, F)
+            dx = xp.empty((N, T, F), dtype=dt)
+            dx[...] = (dX[::-1] if self.go_backwards else dX).transpose(1, 0, 2)
+            if s.drop is not None:
+                dx *= s.drop
         return (dx, dh0, dc0)[:1 + s.n_init]
 
     def compute_mask(self, mask, inputs):
