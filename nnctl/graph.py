@@ -114,13 +114,13 @@ class Model:
             y, cache = node.layer.forward(*ins, training=training, mask=mask)
             masks[node.name] = node.layer.compute_mask(mask, ins)
             act_cache = None
-            if node.activation is not None:
-                pre = y
-                y, act_cache = node.activation.forward(pre)
+            if node.activation is not None and not training and node.activation.activation == "relu":
+                B.xp.maximum(y, 0, out=y)  # inference keeps no pre-activation: ReLU in place on the fresh output
+            elif node.activation is not None:
+                y, act_cache = node.activation.forward(y)
             outs[node.name] = y
             caches.append((cache, act_cache))
         self._caches = caches
-        self._last_pre_activation = caches[-1][1][0] if caches[-1][1] is not None else None
         return outs[self.nodes[-1].name]
 
     def output_activation(self) -> str | None:
