@@ -40,13 +40,13 @@ def gpu_status() -> tuple[bool, str]:
 def use(name: str = "auto") -> str:
     """Select the array module for ``cpu``, ``gpu`` or ``auto``; returns the device chosen."""
     global xp, device
-    name = (name or os.environ.get("NNCTL_DEVICE") or "auto").lower()
+    name = (name or "auto").lower()
+    if name == "auto":  # NNCTL_DEVICE=gpu runs everything left on auto (the test suite) on the GPU
+        name = os.environ.get("NNCTL_DEVICE", "auto").lower()
     if name not in ("auto", "cpu", "gpu"):
         raise BackendError(f"--device: expected auto, cpu or gpu, found {name!r}")
     if name == "auto":
-        name = os.environ.get("NNCTL_DEVICE", "auto").lower()
-        if name == "auto":
-            name = "gpu" if _gpu_installed() and gpu_status()[0] else "cpu"
+        name = "gpu" if _gpu_installed() and gpu_status()[0] else "cpu"
     if name == "gpu":
         ok, why = gpu_status()
         if not ok:
