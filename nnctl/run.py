@@ -74,9 +74,8 @@ def make_optimizer(spec) -> optimizers.Optimizer:
     return optimizers.get(name, **kwargs)
 
 
-def _weights_of(trainer: Trainer, snap: dict) -> tuple[dict, dict]:
-    model = trainer.model
-    shapes = {k: tuple(v.shape) for k, v in model.named_params().items()}
+def _weights_of(model: Model, snap: dict, shapes: dict) -> tuple[dict, dict]:
+    """Named weights (flat buffer and frozen layers) and layer state of a trainer snapshot."""
     weights = named_from_flat(snap["flat_params"], model.slices, shapes)
     weights.update(snap["frozen"])
     return weights, dict(snap["model_state"])
@@ -86,12 +85,12 @@ def write_checkpoint(path, spec, trainer: Trainer, prep: Preprocessor, last: dic
                      best_epoch: int | None) -> None:
     """Checkpoint with ``weights_snap``'s weights for use, and ``last`` (if different) for --resume."""
     model = trainer.model
-    shapes = {k: tuple(v.shape) for k, v in model.named_params(trainable_only=True).items()}
+    shapes = {k: tuple(v.shape) for k, v in model.named_params().items()}
     slots = {name: named_from_flat(arr, model.slices, shapes) for name, arr in last["slots"].items()}
-    weights, state = _weights_of(trainer, weights_snap)
+    weights, state = _weights_of(model, weights_snap, shapes)
     info = {k: last[k] for k in ("epoch", "schedule", "early", "data_rng", "aug_rng", "layer_rngs", "iterations")}
     info["history"] = last["history"]
-    resume_weights, resume_state = _weights_of(trainer, last)
+    resume_weights, resume_state = _weights_of(model, last, shapes)
     name, config = optimizer_config(spec["train"])
     save(path, spec=spec, weights=weights, state=state, prep_arrays=prep.to_arrays(), history=last["history"],
          seed=spec["seed"], epoch=last["epoch"], best_epoch=best_epoch,
@@ -106,7 +105,6 @@ def snapshot_from_checkpoint(ckpt: Checkpoint, trainer: Trainer) -> dict:
     model = trainer.model
     info = ckpt.resume["info"]
     load_into(model, ckpt.resume["weights"], ckpt.resume["state"], str(ckpt.path))
-    trainable = {n.name for n in model.nodes if n.layer.trainable}
     slots = {}
     for slot, named in ckpt.optimizer["slots"].items():
         flat = np.zeros(model.flat_params.size, dtype=model.dtype)
@@ -119,7 +117,6 @@ def snapshot_from_checkpoint(ckpt: Checkpoint, trainer: Trainer) -> dict:
     snap.update(slots=slots, iterations=info["iterations"], epoch=info["epoch"], history=info["history"],
                 schedule=info["schedule"], early=info["early"], data_rng=info["data_rng"], aug_rng=info["aug_rng"],
                 layer_rngs=info["layer_rngs"])
-    snap["frozen"] = {k: v for k, v in snap["frozen"].items() if k.split("/")[0] not in trainable}
     return snap
 
 

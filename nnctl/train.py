@@ -2,7 +2,7 @@
 
 It emits per-epoch logs through a callback and never prints. Its whole state (weights, optimizer
 slots and step, schedule, early stopping, epoch counter, data-order and dropout RNG states, history)
-is captured by ``state()`` after each epoch, so a resumed run continues bit-identically on the CPU.
+is captured by ``snapshot()`` after each epoch, so a resumed run continues bit-identically on the CPU.
 
 Data parallelism is two small hooks: ``world = (rank, size)`` makes each rank take its slice of
 every global batch (gradients scaled by its share of the batch), and ``grad_hook(flat_grads)`` sums
@@ -149,7 +149,7 @@ class Trainer:
             p, rows = B.xp.concatenate(preds), np.concatenate(targets)
             if self.hooks.gather_hook is not None:  # every rank's rows: the same metrics on all ranks
                 p, rows = self.hooks.gather_hook(p), self.hooks.gather_hook(rows)
-            logs.update(self._metrics(p, B.asarray(y[rows]), ""))
+            logs.update(self._metrics(p, B.asarray(y[rows])))
         if self.hooks.reduce_hook is not None:
             totals = self.hooks.reduce_hook(totals)
         logs["loss"] = float(totals[0] / max(totals[1], 1))
@@ -159,13 +159,12 @@ class Trainer:
             logs.update(self.hooks.epoch_logs())
         return logs
 
-    def _metrics(self, p, y, prefix: str) -> dict:
+    def _metrics(self, p, y) -> dict:
         if not self.metric_names:
             return {}
         if self.decode is not None and self.task == "regression":
             p, y = self.decode(p), self.decode(y)
-        vals = metrics.compute(self.metric_names, p, y, self.task, self.n_classes)
-        return {prefix + k: v for k, v in vals.items()}
+        return metrics.compute(self.metric_names, p, y, self.task, self.n_classes)
 
     def evaluate(self, x, y, batch_size: int = 1024) -> dict:
         """Loss (with the regularisation term, as in training) and every metric in inference mode."""
@@ -186,7 +185,7 @@ class Trainer:
         logs = {"loss": float(total) / max(len(x), 1)}
         if model.has_regularization():
             logs["loss"] += float(model.regularization(add_grads=False))
-        logs.update(self._metrics(B.xp.concatenate(outs), B.xp.concatenate(ys), ""))
+        logs.update(self._metrics(B.xp.concatenate(outs), B.xp.concatenate(ys)))
         return logs
 
     # -- whole run ----------------------------------------------------------------------------------
@@ -213,7 +212,7 @@ class Trainer:
         return {
             "flat_params": B.to_numpy(self.model.flat_params).copy(),
             "frozen": {k: B.to_numpy(v).copy() for k, v in self.model.named_params().items()
-                       if k.split("/")[0] not in self._trainable_names()},
+                       if k not in self.model.slices},  # parameters outside the flat buffer
             "model_state": {k: B.to_numpy(v).copy() for k, v in self.model.named_state().items()},
             "slots": {k: B.to_numpy(v).copy() for k, v in self.optimizer.slots.items()},
             "iterations": self.optimizer.iterations,
@@ -225,9 +224,6 @@ class Trainer:
             "aug_rng": self.aug_rng.bit_generator.state,
             "layer_rngs": self.model.rng_states(),
         }
-
-    def _trainable_names(self):
-        return {n.name for n in self.model.nodes if n.layer.trainable}
 
     def restore(self, snap: dict) -> None:
         xp = B.xp

@@ -42,12 +42,12 @@ def register(app: typer.Typer, reports_errors) -> None:
             atomic_write(output, lambda tmp: open(tmp, mode).write(data))
 
 
-def _columns(prep, outputs):
+def _columns(prep, width: int) -> list[str]:
+    """Names of the ``width`` prediction columns: target names for regression, prediction[_i] for classes."""
     if prep.task == "regression":
-        names = prep.target_names or [f"y{i}" for i in range(outputs.shape[-1])]
-        return names if len(names) == outputs.reshape(len(outputs), -1).shape[1] else \
-            [f"y{i}" for i in range(outputs.reshape(len(outputs), -1).shape[1])]
-    return ["prediction"]
+        names = prep.target_names
+        return names if len(names) == width else [f"y{i}" for i in range(width)]
+    return ["prediction"] if width == 1 else [f"prediction_{i}" for i in range(width)]
 
 
 def _class_names(prep, outputs):
@@ -72,15 +72,17 @@ def render(outputs, decoded, prep, fmt: str, proba: bool):
         buf = io.BytesIO()
         np.save(buf, decoded if not proba else outputs)
         return buf.getvalue()
-    classification = prep.task != "regression"
     values = decoded.reshape(len(decoded), -1)
-    cols = _columns(prep, outputs) if not classification or values.shape[1] == 1 else \
-        [f"prediction_{i}" for i in range(values.shape[1])]
-    probs = _probabilities(prep, outputs) if (proba and classification) else None
-    pcols = [f"proba_{c}" for c in _class_names(prep, probs)] if probs is not None else []
-    if probs is not None and probs.ndim > 2:  # one distribution per output step: proba_<step>_<class>
-        pcols = [f"proba_{t}_{c}" for t in range(probs.shape[1]) for c in _class_names(prep, probs)]
-        probs = probs.reshape(len(probs), -1)
+    cols = _columns(prep, values.shape[1])
+    probs = _probabilities(prep, outputs) if (proba and prep.task != "regression") else None
+    pcols = []
+    if probs is not None:
+        names = _class_names(prep, probs)
+        if probs.ndim > 2:  # one distribution per output step: proba_<step>_<class>
+            pcols = [f"proba_{t}_{c}" for t in range(probs.shape[1]) for c in names]
+            probs = probs.reshape(len(probs), -1)
+        else:
+            pcols = [f"proba_{c}" for c in names]
     if fmt == "jsonl":
         lines = []
         for i in range(len(values)):
