@@ -20,7 +20,7 @@ def _cupy():
     try:
         import cupy  # noqa: PLC0415 - lazy on purpose
     except Exception as exc:  # ImportError, or a CUDA library that fails to load
-        raise BackendError(f"--device gpu: CuPy is not usable ({exc}); install nnctl[gpu]") from None
+        raise BackendError(f"CuPy is not installed or fails to load ({exc}); install nnctl[gpu]") from None
     return cupy
 
 
@@ -40,17 +40,17 @@ def gpu_status() -> tuple[bool, str]:
 def use(name: str = "auto") -> str:
     """Select the array module for ``cpu``, ``gpu`` or ``auto``; returns the device chosen."""
     global xp, device
-    name = (name or "auto").lower()
-    if name == "auto":  # NNCTL_DEVICE=gpu runs everything left on auto (the test suite) on the GPU
-        name = os.environ.get("NNCTL_DEVICE", "auto").lower()
+    name, source = (name or "auto").lower(), "--device {}"
+    if name == "auto" and os.environ.get("NNCTL_DEVICE"):  # NNCTL_DEVICE=gpu runs whatever is left on auto
+        name, source = os.environ["NNCTL_DEVICE"].lower(), "NNCTL_DEVICE={}"
     if name not in ("auto", "cpu", "gpu"):
-        raise BackendError(f"--device: expected auto, cpu or gpu, found {name!r}")
+        raise BackendError(f"{source.format(repr(name))}: expected auto, cpu or gpu")
     if name == "auto":
         name = "gpu" if _gpu_installed() and gpu_status()[0] else "cpu"
     if name == "gpu":
         ok, why = gpu_status()
         if not ok:
-            raise BackendError(f"--device gpu: {why}")
+            raise BackendError(f"{source.format('gpu')}: no usable GPU: {why}")
         xp, device = _cupy(), "gpu"
     else:
         xp, device = np, "cpu"
@@ -117,18 +117,31 @@ def scatter_add(target, indices, values) -> None:
 
 
 def info() -> dict:
-    """Versions and the device ``auto`` would pick, for ``nnctl info``."""
-    out = {"cupy": None, "cuda": None, "gpus": [], "auto": "cpu"}
-    if _gpu_installed():
-        ok, why = gpu_status()
-        cupy = _cupy() if ok else None
-        if cupy is not None:
-            out["cupy"] = cupy.__version__
-            out["cuda"] = cupy.cuda.runtime.runtimeGetVersion()
-            for i in range(cupy.cuda.runtime.getDeviceCount()):
-                props = cupy.cuda.runtime.getDeviceProperties(i)
-                out["gpus"].append({"name": props["name"].decode(), "memory_bytes": int(props["totalGlobalMem"])})
-            out["auto"] = "gpu"
-        else:
-            out["gpu_unavailable"] = why
+    """Versions, the GPUs CuPy sees (name, memory) and the device ``auto`` would pick, for ``nnctl info``."""
+    out = {"cupy": None, "cuda_runtime": None, "cuda_driver": None, "gpus": [], "auto": "cpu"}
+    if not _gpu_installed():
+        return out
+    try:
+        cupy = _cupy()
+    except BackendError as exc:
+        return {**out, "gpu_unavailable": str(exc)}
+    out["cupy"] = cupy.__version__
+    runtime = cupy.cuda.runtime
+    try:
+        out["cuda_runtime"] = _cuda_version(runtime.runtimeGetVersion())
+        out["cuda_driver"] = _cuda_version(runtime.driverGetVersion())
+        for i in range(runtime.getDeviceCount()):
+            props = runtime.getDeviceProperties(i)
+            name = props["name"]
+            out["gpus"].append({"name": name.decode() if isinstance(name, bytes) else str(name),
+                                "memory_bytes": int(props["totalGlobalMem"])})
+    except Exception as exc:  # a CUDA error: no driver, no device, mismatched versions
+        out["gpu_unavailable"] = f"CuPy found no CUDA driver or device ({exc})"
+    if out["gpus"]:
+        out["auto"] = "gpu"
     return out
+
+
+def _cuda_version(v: int) -> str:
+    """CUDA's integer version 1000*major + 10*minor as "major.minor"."""
+    return f"{v // 1000}.{v % 1000 // 10}"

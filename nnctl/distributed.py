@@ -80,6 +80,7 @@ class World:
         self.hooks.gather_hook = self.gather_hook
         self.hooks.epoch_logs = self.epoch_logs
         self.hooks.agree_stop = self.agree_stop
+        self.hooks.sync_rngs = self.sync_rngs
 
     # -- device -------------------------------------------------------------------------------------
     def bind_device(self, device: str = "auto") -> str:
@@ -148,6 +149,10 @@ class World:
         row = int(np.prod(host.shape[1:], dtype=np.int64))
         self.comm.Allgatherv(host.reshape(-1), [out.reshape(-1), [c * row for c in counts]])
         return out if isinstance(a, np.ndarray) else B.asarray(out)
+
+    def sync_rngs(self, states):
+        """The last rank's generator states, on every rank: it has rows in every batch, so it drew as one process."""
+        return self.comm.bcast(states, root=self.size - 1)
 
     def epoch_logs(self) -> dict:
         """{"allreduce_seconds": seconds this rank spent in the gradient allreduce since the last call}."""

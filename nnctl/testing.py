@@ -25,8 +25,9 @@ def _loss(layer, inputs, rs, training, mask, reseed):
 
 
 def _numeric(f, arr, rng, max_elems, h):
-    """Central-difference gradient of f() w.r.t. arr, or directional derivatives when arr is large."""
-    flat = arr.reshape(-1)
+    """Central-difference gradient of f() w.r.t. arr (host or device, perturbed in place), or directional
+    derivatives along random directions when arr is large."""
+    flat = arr.reshape(-1)  # a view: arrays under test are contiguous
     if flat.size <= max_elems:
         out = np.zeros(flat.size)
         for i in range(flat.size):
@@ -41,10 +42,11 @@ def _numeric(f, arr, rng, max_elems, h):
     dirs = [rng.normal(size=flat.size) for _ in range(3)]
     derivs = []
     for d in dirs:
+        step = B.asarray(h * d)
         old = flat.copy()
-        flat += h * d
+        flat += step
         fp = f()
-        flat[:] = old - h * d
+        flat[:] = old - step
         fm = f()
         flat[:] = old
         derivs.append((fp - fm) / (2 * h))
@@ -59,6 +61,7 @@ def check_layer(layer, input_shapes, seed=0, training=False, mask=None, int_inpu
     (N, T) boolean padding mask passed to forward.
     """
     rng = np.random.default_rng(seed)
+    mask = None if mask is None else B.asarray(mask)
     layer.dtype = np.float64
     layer.rng = np.random.default_rng(seed + 1)
     layer.input_shapes = [tuple(s[1:]) for s in input_shapes]
@@ -91,11 +94,7 @@ def check_layer(layer, input_shapes, seed=0, training=False, mask=None, int_inpu
     targets += [(k, layer.params[k], layer.grads[k]) for k in layer.params]
     for name, arr, analytic in targets:
         assert analytic is not None, f"{name}: backward returned no gradient"
-        host = B.to_numpy(arr)
-        work = arr if arr is host else None
-        if work is None:  # on a GPU perturb a host copy and write it back each time
-            raise NotImplementedError("gradient checks run on the CPU backend")
-        full, directional = _numeric(f, work, rng, max_elems, h)
+        full, directional = _numeric(f, arr, rng, max_elems, h)
         a = B.to_numpy(analytic)
         if full is not None:
             err = np.abs(full - a)

@@ -6,7 +6,9 @@ is captured by ``snapshot()`` after each epoch, so a resumed run continues bit-i
 
 Data parallelism is two small hooks: ``world = (rank, size)`` makes each rank take its slice of
 every global batch (gradients scaled by its share of the batch), and ``grad_hook(flat_grads)`` sums
-them across ranks before the step; ``reduce_hook`` sums per-epoch statistics.
+them across ranks before the step; ``reduce_hook`` sums per-epoch statistics. Random draws
+(augmentation, dropout) go through ``RowShare``: each rank draws for the whole global batch and keeps
+its rows, so N ranks train as 1 process and keep equal generator states.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from nnctl.callbacks import EarlyStopping
 from nnctl.errors import TrainingDiverged
 from nnctl.graph import Model
 from nnctl.optimizers import Optimizer
+from nnctl.rowshare import RowShare
 from nnctl.schedules import Schedule
 
 
@@ -37,6 +40,7 @@ class Hooks:
     gather_hook: object = None  # this rank's rows -> every rank's rows, so training metrics cover the epoch
     epoch_logs: object = None  # () -> dict merged into each epoch's logs (allreduce_seconds)
     agree_stop: object = None  # local stop flag -> the flag all ranks agree on (run.train wires it)
+    sync_rngs: object = None  # generator states -> the same states on every rank, at each epoch end
 
 
 @dataclass
@@ -60,6 +64,12 @@ class Trainer:
         self.decode = decode  # maps regression outputs/targets back to original units for metrics
         self.data_rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(3,))))
         self.aug_rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(4,))))
+        self.row_shares = []  # under data parallelism: every generator a batch draws from, as a RowShare
+        if self.hooks.world[1] > 1:
+            self.aug_rng = RowShare(self.aug_rng)
+            for node in model.nodes:
+                node.layer.rng = RowShare(node.layer.rng)
+            self.row_shares = [self.aug_rng, *(node.layer.rng for node in model.nodes)]
         self.state = TrainState()
         act = model.output_activation()
         self.fused = act is not None and act in loss.fused
@@ -115,6 +125,8 @@ class Trainer:
             idx = order[b * bs:(b + 1) * bs]
             glob = len(idx)
             lo, hi = rank * glob // size, (rank + 1) * glob // size  # this rank's share of the global batch
+            for rng in self.row_shares:  # draw for all glob rows, keep [lo:hi]: the numbers 1 process draws
+                rng.share = (lo, hi, glob)
             idx = idx[lo:hi]
             if len(idx) == 0:  # fewer rows than ranks (ragged last batch): a zero gradient, still exchanged
                 model.flat_grads[...] = 0
@@ -137,6 +149,12 @@ class Trainer:
                 targets.append(idx)  # indices, not yb: the gather buffer is reused by the next batch
             if self.hooks.between_batches is not None:
                 self.hooks.between_batches()
+        # a rank with no rows in a (ragged last) batch skipped its draws, token_swap draws per-share rounds:
+        # every rank takes the same states, so the checkpoint's (rank 0's) are every rank's
+        if self.hooks.sync_rngs is not None:
+            aug, layers = self.hooks.sync_rngs((self.aug_rng.bit_generator.state, self.model.rng_states()))
+            self.aug_rng.bit_generator.state = aug
+            self.model.set_rng_states(layers)
         # one host read per epoch: per-batch losses, checked for NaN/inf with the batch named
         losses_host = B.to_numpy(B.xp.stack([B.xp.asarray(v) for v in batch_losses])).astype(np.float64)
         totals = np.array([losses_host.sum(), n / size])

@@ -248,7 +248,7 @@ def test_augmenter_sees_only_training_batches_never_labels(tmp_path, monkeypatch
         return wrapped
 
     monkeypatch.setattr(A, "build_augmenter", spy)
-    run.train(spec_mod.validate(raw, base_dir=tmp_path), device="cpu")
+    run.train(spec_mod.validate(raw, base_dir=tmp_path))
     ds = load_dataset(spec_mod.validate(raw, base_dir=tmp_path))
     assert sum(len(b) for b in seen) == 2 * len(ds.x_train)
     batches = np.concatenate(seen).reshape(len(np.concatenate(seen)), -1)

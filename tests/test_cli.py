@@ -80,8 +80,8 @@ def test_predict_formats_and_round_trip_identical(iris_ckpt, tmp_path):
     saved = np.load(out)
     # round trip: a checkpoint rebuilt twice gives bit-identical outputs
     x = np.loadtxt(IRIS_TEST, delimiter=",", skiprows=1, usecols=range(4))
-    a, _ = run.predict(run.restore(iris_ckpt, "cpu"), x)
-    b, _ = run.predict(run.restore(iris_ckpt, "cpu"), x)
+    a, _ = run.predict(run.restore(iris_ckpt, "auto"), x)
+    b, _ = run.predict(run.restore(iris_ckpt, "auto"), x)
     np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(saved, a)
 

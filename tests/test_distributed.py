@@ -49,12 +49,13 @@ train = "train.csv"
 validation = "val.csv"
 target = "label"
 normalize = "standard"
-
+{augment}
 [[model.layers]]
 type = "Dense"
 units = 16
 activation = "relu"
 {regularizer}
+{dropout}
 
 [[model.layers]]
 type = "Dense"
@@ -85,12 +86,15 @@ def write_data(folder: pathlib.Path, n_train: int = 301, n_val: int = 75) -> Non
 
 
 def make_spec(folder: pathlib.Path, dtype: str = "float64", epochs: int = 3, n_train: int = 301,
-              l2: float = 0.0) -> pathlib.Path:
+              l2: float = 0.0, dropout: float = 0.0, noise: float = 0.0) -> pathlib.Path:
     folder.mkdir(parents=True, exist_ok=True)
     write_data(folder, n_train)
     spec = folder / "spec.toml"
     regularizer = f"kernel_regularizer = {{ l2 = {l2} }}" if l2 else ""
-    spec.write_text(SPEC.format(dtype=dtype, epochs=epochs, regularizer=regularizer))
+    augment = f"\n[data.augment]\nnoise = {noise}\n" if noise else ""
+    dropout = f"\n[[model.layers]]\ntype = \"Dropout\"\nrate = {dropout}\n" if dropout else ""
+    spec.write_text(SPEC.format(dtype=dtype, epochs=epochs, regularizer=regularizer, augment=augment,
+                                dropout=dropout))
     return spec
 
 
@@ -139,6 +143,29 @@ def test_launcher_detection():
     assert not launched_by_mpi({"SLURM_NTASKS": "8", "SLURM_PROCID": "0"})  # inside sbatch, not srun
 
 
+# -- row shares of random draws (no MPI needed) -----------------------------------------------------------
+@pytest.mark.parametrize("draw, args, rest", [("random", (), (4,)), ("uniform", (-1.0, 2.0), (2,)),
+                                              ("integers", (0, 5), ()), ("standard_normal", (), (3, 2))])
+def test_row_shares_draw_the_global_batch(draw, args, rest):
+    """Shares [0:3] and [3:7] of a 7-row batch, concatenated, are the 7 rows one Generator draws."""
+    from nnctl.rowshare import RowShare  # noqa: PLC0415
+
+    def rng():
+        return np.random.default_rng(11)
+
+    ranks = [RowShare(rng(), (0, 3, 7)), RowShare(rng(), (3, 7, 7))]
+    one = rng()
+    for _ in range(2):  # the ranks' generators stay in step with the single one
+        shares = [getattr(r, draw)(*args, size=(r.share[1] - r.share[0], *rest)) for r in ranks]
+        assert [a.shape for a in shares] == [(3, *rest), (4, *rest)]
+        np.testing.assert_array_equal(np.concatenate(shares), getattr(one, draw)(*args, size=(7, *rest)))
+    assert ranks[0].bit_generator.state == ranks[1].bit_generator.state == one.bit_generator.state
+    # a size whose first axis is not the share's rows, or no share, draws as the Generator does
+    np.testing.assert_array_equal(ranks[0].random((5, 2)), one.random((5, 2)))
+    ranks[0].share = None
+    np.testing.assert_array_equal(ranks[0].random(3), one.random(3))
+
+
 # -- equivalence with one process -----------------------------------------------------------------------
 @mpi
 @pytest.mark.parametrize("dtype, rtol", [("float64", 1e-9), ("float32", 1e-5)])
@@ -157,6 +184,22 @@ def test_two_ranks_equal_one_process(tmp_path, dtype, rtol):
 def test_empty_share_and_regularized_loss(tmp_path):
     """257 rows: the last global batch has 1 row, so rank 0's share is empty; L2 enters loss and gradient."""
     spec = make_spec(tmp_path, n_train=257, l2=0.01)
+    one = events(train(spec, None, "-o", "one.h5"))
+    two = events(train(spec, 2, "-o", "two.h5"))
+    assert_same_weights(tmp_path / "one.h5", tmp_path / "two.h5", 1e-9)
+    for a, b in zip(one[:-1], two[:-1]):
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-12)
+
+
+@mpi
+@pytest.mark.parametrize("n_train", [301, 257])
+def test_dropout_and_augmentation_equal_one_process(tmp_path, n_train):
+    """Each rank draws the masks and noise of the whole global batch and keeps its rows: the draws of 1 process.
+
+    301 rows: shares of 32 + 32, then 22 + 23; 257 rows: the last batch leaves rank 0 without rows, so it
+    skips that batch's draws and takes the last rank's generator states at the epoch's end.
+    """
+    spec = make_spec(tmp_path, n_train=n_train, dropout=0.3, noise=0.2)
     one = events(train(spec, None, "-o", "one.h5"))
     two = events(train(spec, 2, "-o", "two.h5"))
     assert_same_weights(tmp_path / "one.h5", tmp_path / "two.h5", 1e-9)
@@ -247,6 +290,16 @@ def test_resume_under_mpiexec(tmp_path):
     resumed = events(train(spec, 2, "-o", "part.h5", "--resume", "part.h5"))
     assert [e["epoch"] for e in resumed if e["event"] == "epoch"] == [3, 4]
     assert_same_weights(tmp_path / "whole.h5", tmp_path / "part.h5", 0.0)  # bit-identical on the CPU
+
+
+@mpi
+def test_resume_with_dropout_under_mpiexec(tmp_path):
+    """Rank 0's generator states in the checkpoint are every rank's, also after a batch without rows on rank 0."""
+    spec = make_spec(tmp_path, epochs=4, n_train=257, dropout=0.3, noise=0.2)
+    train(spec, 2, "-o", "whole.h5")
+    train(spec, 2, "-o", "part.h5", "--epochs", "2")
+    train(spec, 2, "-o", "part.h5", "--resume", "part.h5")
+    assert_same_weights(tmp_path / "whole.h5", tmp_path / "part.h5", 0.0)
 
 
 @mpi

@@ -27,13 +27,13 @@ def test_rnn_seed_fits_the_notes_example(tmp_path):
     losses = [e["loss"] for e in _epochs(events)]
     assert losses[-1] < losses[0] / 100
     y = np.load(ROOT / "examples/data/rnn_seed.npz")["y"]
-    mse = run.evaluate(s["output"]["checkpoint"], device="cpu")["loss"]
+    mse = run.evaluate(s["output"]["checkpoint"])["loss"]
     assert mse < 1e-3 and mse < np.var(y) / 100  # targets span 0.4..1.6 (variance 0.18)
 
 
 def test_sine_lstm_beats_the_last_value_forecast(tmp_path):
     s, _ = train_spec("sine_lstm.toml", tmp_path, "train.epochs=3")
-    ev = run.evaluate(s["output"]["checkpoint"], device="cpu")
+    ev = run.evaluate(s["output"]["checkpoint"])
     assert ev["samples"] == 500  # every test row is a target exactly once
     assert ev["mse"] < 0.7 * ev["naive_mse"] and ev["mae"] < ev["naive_mae"]
 
@@ -45,12 +45,12 @@ def text_gru(tmp_path_factory):
 
 
 def test_text_gru_reads_negations(text_gru):
-    assert run.evaluate(text_gru, device="cpu")["accuracy"] >= 0.75  # balanced classes: chance is 0.5
+    assert run.evaluate(text_gru)["accuracy"] >= 0.75  # balanced classes: chance is 0.5
 
 
 def test_text_transformer_accuracy(tmp_path):
     s, _ = train_spec("text_transformer.toml", tmp_path, "train.epochs=5")
-    assert run.evaluate(s["output"]["checkpoint"], device="cpu")["accuracy"] >= 0.75
+    assert run.evaluate(s["output"]["checkpoint"])["accuracy"] >= 0.75
 
 
 def test_predict_cli_takes_raw_text_lines(text_gru):
@@ -74,14 +74,14 @@ def seq2seq(tmp_path_factory):
 def test_seq2seq_greedy_decode_reverses_held_out_sources(seq2seq):
     data = np.load(REVERSE_TEST)
     src, want = data["x"][:, :5], data["y"]
-    probs, ids = run.predict(run.restore(seq2seq, "cpu"), src)
+    probs, ids = run.predict(run.restore(seq2seq, "auto"), src)
     assert probs.shape == (len(src), 5, 10) and ids.shape == (len(src), 5)
     assert np.mean(np.all(ids == want, axis=1)) >= 0.9  # whole sequences right, fed back step by step
 
 
 def test_greedy_decode_is_exact_for_a_causal_decoder(seq2seq):
     """Step t's output does not depend on decoder inputs after t, so one pass per step is exact."""
-    _, model, _, spec = run.restore(seq2seq, "cpu")
+    _, model, _, spec = run.restore(seq2seq, "auto")
     src = np.load(REVERSE_TEST)["x"][:50, :5]
     p = greedy_decode(model, src, spec["model"]["decode"])
     ids = p.argmax(-1)
@@ -98,7 +98,7 @@ def test_seq2seq_predict_cli_and_bad_inputs(seq2seq):
     r = CliRunner().invoke(app, ["predict", str(seq2seq), "-"], input="a,b,c,d,e\n1,2,3,4,5\n")
     assert r.exit_code == 0, r.output
     assert r.stdout.splitlines() == ["prediction_0,prediction_1,prediction_2,prediction_3,prediction_4", "5,4,3,2,1"]
-    restored = run.restore(seq2seq, "cpu")
+    restored = run.restore(seq2seq, "auto")
     with pytest.raises(DataError, match="expected 5 columns"):
         run.predict(restored, np.zeros((2, 10)))
     with pytest.raises(DataError, match="whole numbers"):

@@ -8,22 +8,22 @@ from nnctl import run
 
 def test_xor_reaches_100_percent(tmp_path):
     s, done = train_spec("xor.toml", tmp_path)
-    assert run.evaluate(s["output"]["checkpoint"], device="cpu")["accuracy"] == 1.0
+    assert run.evaluate(s["output"]["checkpoint"])["accuracy"] == 1.0
 
 
 def test_perceptron_rule_separates_a_separable_set(tmp_path):
     s, done = train_spec("perceptron.toml", tmp_path)
-    assert run.evaluate(s["output"]["checkpoint"], device="cpu")["accuracy"] == 1.0
+    assert run.evaluate(s["output"]["checkpoint"])["accuracy"] == 1.0
 
 
 def test_iris_mlp_test_accuracy(tmp_path):
     s, done = train_spec("iris_mlp.toml", tmp_path)
-    assert run.evaluate(s["output"]["checkpoint"], device="cpu")["accuracy"] >= 0.93
+    assert run.evaluate(s["output"]["checkpoint"])["accuracy"] >= 0.93
 
 
 def test_digits_mlp_test_accuracy(tmp_path):
     s, done = train_spec("digits_mlp.toml", tmp_path)
-    assert run.evaluate(s["output"]["checkpoint"], device="cpu")["accuracy"] >= 0.95
+    assert run.evaluate(s["output"]["checkpoint"])["accuracy"] >= 0.95
 
 
 def test_same_seed_same_weights_and_float32(tmp_path):

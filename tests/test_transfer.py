@@ -13,14 +13,14 @@ def test_transfer_beats_training_from_scratch(tmp_path):
     events = []
     transfer = load_spec("transfer_digits.toml", tmp_path / "transfer")
     transfer["model"]["init_from"] = base["output"]["checkpoint"]
-    run.train(transfer, emit=events.append, device="cpu")
+    run.train(transfer, emit=events.append)
     loaded = next(e for e in events if e["event"] == "init_from")
     assert set(loaded["loaded"]) == {"dense/kernel", "dense/bias"}
     scratch = load_spec("transfer_digits.toml", tmp_path / "scratch", "model.layers[0].trainable=true")
     scratch["model"]["init_from"] = None
-    run.train(scratch, device="cpu")
-    acc_transfer = run.evaluate(transfer["output"]["checkpoint"], device="cpu")["accuracy"]
-    acc_scratch = run.evaluate(scratch["output"]["checkpoint"], device="cpu")["accuracy"]
+    run.train(scratch)
+    acc_transfer = run.evaluate(transfer["output"]["checkpoint"])["accuracy"]
+    acc_scratch = run.evaluate(scratch["output"]["checkpoint"])["accuracy"]
     assert acc_transfer > acc_scratch + 0.02, (acc_transfer, acc_scratch)
     with h5py.File(base["output"]["checkpoint"]) as a, h5py.File(transfer["output"]["checkpoint"]) as b:
         np.testing.assert_array_equal(a["weights/dense/kernel"][()], b["weights/dense/kernel"][()])

@@ -33,7 +33,7 @@ def weights(path):
 
 def test_resume_is_bit_identical(tmp_path):
     full = load_spec("digits_mlp.toml", tmp_path / "full", *DIGITS, "train.epochs=6")
-    run.train(full, device="cpu")
+    run.train(full)
     part = load_spec("digits_mlp.toml", tmp_path / "part", *DIGITS, "train.epochs=6")
 
     def interrupt_after_3(event):  # a real Ctrl-C, delivered during epoch 4
@@ -41,10 +41,10 @@ def test_resume_is_bit_identical(tmp_path):
             os.kill(os.getpid(), signal.SIGINT)
 
     with pytest.raises(Interrupted):
-        run.train(part, emit=interrupt_after_3, device="cpu")
+        run.train(part, emit=interrupt_after_3)
     assert Checkpoint(part["output"]["checkpoint"]).epoch == 3
     resumed = load_spec("digits_mlp.toml", tmp_path / "part", *DIGITS, "train.epochs=6")
-    done = run.train(resumed, device="cpu", resume=part["output"]["checkpoint"])
+    done = run.train(resumed, resume=part["output"]["checkpoint"])
     assert done["epochs_run"] == 6
     wa, ha = weights(full["output"]["checkpoint"])
     wb, hb = weights(resumed["output"]["checkpoint"])
@@ -59,10 +59,10 @@ def test_resume_is_bit_identical(tmp_path):
 
 def test_resume_refuses_a_different_model(tmp_path):
     a = load_spec("iris_mlp.toml", tmp_path, "train.epochs=1")
-    run.train(a, device="cpu")
+    run.train(a)
     b = load_spec("iris_mlp.toml", tmp_path, "train.epochs=2", "model.layers[0].units=8")
     with pytest.raises(SpecError, match=r"model.layers\[0\]: units 16 -> 8"):
-        run.train(b, device="cpu", resume=a["output"]["checkpoint"])
+        run.train(b, resume=a["output"]["checkpoint"])
 
 
 def test_early_stopping_restores_best_epoch(tmp_path):
@@ -70,14 +70,14 @@ def test_early_stopping_restores_best_epoch(tmp_path):
     s = load_spec("digits_mlp.toml", tmp_path, "data.subset=150", "train.epochs=60",
                   "train.optimizer.learning_rate=0.05",
                   'train.early_stopping={monitor = "val_loss", patience = 4}')
-    done = run.train(s, device="cpu")
+    done = run.train(s)
     hist = Checkpoint(s["output"]["checkpoint"]).history
     best = int(np.argmin(hist["val_loss"])) + 1
     assert done["stopped_early"] and done["epochs_run"] == best + 4
     ck = Checkpoint(s["output"]["checkpoint"])
     assert ck.best_epoch == best == done["weights_epoch"]
     # the stored weights reproduce the best epoch's validation loss, not the last one's
-    ds_eval = run.evaluate(s["output"]["checkpoint"], device="cpu")
+    ds_eval = run.evaluate(s["output"]["checkpoint"])
     assert ds_eval["loss"] > 0
     summary = json.loads((tmp_path / "digits-mlp.run" / "summary.json").read_text())
     assert summary["checkpoint_epoch"] == best and summary["best_val_epoch"] == best
@@ -141,19 +141,19 @@ def test_sigusr1_checkpoints_and_sigint_exits_130(tmp_path):
     assert ck.epoch >= 1 and len(ck.history["loss"]) == ck.epoch
     # resumable: continue for one more epoch from exactly there
     s = load_spec("digits_mlp.toml", tmp_path, "data.subset=400", f"train.epochs={ck.epoch + 1}")
-    done = run.train(s, device="cpu", resume=str(out))
+    done = run.train(s, resume=str(out))
     assert done["epochs_run"] == ck.epoch + 1
 
 
 def test_transfer_learning_loads_by_name_and_freezes(tmp_path):
     base = load_spec("digits_mlp.toml", tmp_path / "base", "train.epochs=3")
-    run.train(base, device="cpu")
+    run.train(base)
     head = load_spec("digits_mlp.toml", tmp_path / "head", "train.epochs=2", "model.layers[0].trainable=false",
                      "model.layers[2].units=10")
     events = []
     head["model"]["layers"].append({"type": "Dense", "units": 10, "activation": "softmax", "name": "new_head"})
     head["model"]["layers"][2]["activation"] = "relu"
-    run.train(head, emit=events.append, device="cpu", init_from=base["output"]["checkpoint"])
+    run.train(head, emit=events.append, init_from=base["output"]["checkpoint"])
     info = next(e for e in events if e["event"] == "init_from")
     assert "dense/kernel" in info["loaded"] and any(s.startswith("new_head/kernel") for s in info["skipped"])
     w_base, _ = weights(base["output"]["checkpoint"])
@@ -165,9 +165,9 @@ def test_transfer_learning_loads_by_name_and_freezes(tmp_path):
 
 def test_mismatched_shapes_are_reported(tmp_path):
     base = load_spec("digits_mlp.toml", tmp_path / "a", "train.epochs=1")
-    run.train(base, device="cpu")
+    run.train(base)
     other = load_spec("digits_mlp.toml", tmp_path / "b", "train.epochs=1", "model.layers[0].units=32")
     events = []
-    run.train(other, emit=events.append, device="cpu", init_from=base["output"]["checkpoint"])
+    run.train(other, emit=events.append, init_from=base["output"]["checkpoint"])
     info = next(e for e in events if e["event"] == "init_from")
     assert "dense/kernel (shape [64, 64] in the checkpoint, [64, 32] in the model)" in info["skipped"]

@@ -83,8 +83,8 @@ def runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("runs")
     write_blobs(tmp / "train.csv", 120, 0)
     write_blobs(tmp / "test.csv", 30, 1)
-    first = run.train(tiny_spec(tmp, "first", 0, tensorboard=True), device="cpu")
-    second = run.train(tiny_spec(tmp, "second", 3, early=True), device="cpu")
+    first = run.train(tiny_spec(tmp, "first", 0, tensorboard=True))
+    second = run.train(tiny_spec(tmp, "second", 3, early=True))
     return {"tmp": tmp, "first": first, "second": second}
 
 
@@ -240,13 +240,13 @@ def test_confusion_from_checkpoint(runs, tmp_path):
 
     ckpt = runs["first"]["checkpoint"]
     out = tmp_path / "cm.png"
-    result = confusion_from_checkpoint(ckpt, None, out, "cpu")
+    result = confusion_from_checkpoint(ckpt, None, out, "auto")
     _assert_png(out)
     # independently: predict the raw test rows and count
     header, rows = read_csv_table(runs["tmp"] / "test.csv")
     x = np.array([[float(r[0]), float(r[1])] for r in rows])
     true = [r[2] for r in rows]
-    _, pred = run.predict(run.restore(ckpt, "cpu"), x)
+    _, pred = run.predict(run.restore(ckpt, "auto"), x)
     classes = result["classes"]
     assert classes == ["a", "b", "c"]
     expected = np.zeros((3, 3), int)
@@ -264,7 +264,7 @@ def _init_and_train(data, spec_path, *extra):
     text = spec_path.read_text()
     assert text.lstrip().startswith("#") and text.count("#") > 10  # commented
     s = spec_mod.load(spec_path, ["train.epochs=2"])
-    done = run.train(s, device="cpu")
+    done = run.train(s)
     assert done["epochs_run"] == 2
     assert pathlib.Path(done["checkpoint"]).is_file()
     return tomllib.loads(text), done
@@ -314,7 +314,7 @@ def test_init_csv_regression(tmp_path):
     from nnctl.plots import confusion_from_checkpoint
 
     with pytest.raises(SpecError, match="regression"):
-        confusion_from_checkpoint(done["checkpoint"], str(tmp_path / "houses.csv"), tmp_path / "cm.png", "cpu")
+        confusion_from_checkpoint(done["checkpoint"], str(tmp_path / "houses.csv"), tmp_path / "cm.png", "auto")
 
 
 def test_init_npz_images(tmp_path):

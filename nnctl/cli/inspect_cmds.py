@@ -81,7 +81,7 @@ def register(app: typer.Typer, reports_errors) -> None:
     @app.command()
     @reports_errors
     def info(json_: bool = typer.Option(False, "--json", help="JSON on stdout")):
-        """Versions of nnctl, Python, NumPy, h5py and CuPy, and the device 'auto' picks."""
+        """Versions of nnctl, Python, NumPy, h5py, CuPy and CUDA, the GPUs CuPy sees, and the device 'auto' picks."""
         import platform  # noqa: PLC0415
 
         import h5py  # noqa: PLC0415
@@ -96,8 +96,11 @@ def register(app: typer.Typer, reports_errors) -> None:
         if json_:
             emit_json(out)
             return
+        gpus = out.pop("gpus")
         for k, v in out.items():
-            print(f"{k:<16}{v if v not in (None, []) else '-'}")
+            print(f"{k:<16}{'-' if v is None else v}")
+        for i, g in enumerate(gpus):
+            print(f"{f'gpu {i}':<16}{g['name']}, {g['memory_bytes'] / 2**30:.1f} GiB")
 
 
 def _needs_data(entry: dict) -> bool:

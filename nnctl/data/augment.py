@@ -22,6 +22,10 @@ Text, x int token ids (N, T), 0 = padding:
 Values are in units of the preprocessed inputs (after rescale/normalize), so 0 is the padding or fill.
 Transforms run in the fixed order above, each drawing from the numpy Generator passed in: the same
 seed gives the same batch. Each is vectorised over the batch; the input batch is never modified.
+Every per-sample draw has the batch as its first axis, size (N, ...): data-parallel ranks pass a
+``nnctl.rowshare.RowShare``, which draws for the whole global batch and returns the rank's rows, so
+N ranks augment as 1 process (brightness's value span and token_swap's count of rounds come from the
+rank's rows, though).
 """
 
 from __future__ import annotations

@@ -78,6 +78,7 @@ class Dropout(Layer):
     def forward(self, x, training=False, mask=None):
         if not training or self.rate == 0:
             return x, None
+        # size (N, ...): under data parallelism self.rng is a RowShare, which draws the global batch's masks
         keep = B.asarray(self.rng.random(x.shape, dtype=np.float32) >= self.rate)
         m = keep.astype(x.dtype) * x.dtype.type(1.0 / (1.0 - self.rate))
         return x * m, m
@@ -175,7 +176,7 @@ class Concatenate(Layer):
         return tuple(out)
 
     def forward(self, *xs, training=False, mask=None):
-        return B.xp.concatenate(xs, axis=self._ax), np.cumsum([x.shape[self._ax] for x in xs])[:-1]
+        return B.xp.concatenate(xs, axis=self._ax), np.cumsum([x.shape[self._ax] for x in xs])[:-1].tolist()
 
     def backward(self, g, splits):
         return tuple(B.xp.split(g, splits, axis=self._ax))
