@@ -40,9 +40,10 @@ def emulated_gpu(monkeypatch):
     sys.modules.update(saved)
 
 
-@pytest.fixture(autouse=True, scope="session")
+@pytest.fixture(autouse=True)
 def device_from_environment():
-    """Unit tests that never call ``backend.use`` run where NNCTL_DEVICE says (NNCTL_DEVICE=gpu pytest)."""
+    """Every test starts on the device NNCTL_DEVICE names (NNCTL_DEVICE=gpu pytest), also the unit tests
+    that never call ``backend.use``, whatever the test before it chose."""
     from nnctl import backend  # noqa: PLC0415
 
     backend.use("auto")

@@ -12,7 +12,8 @@ the code keeps to the rules a real device imposes, which NumPy alone never enfor
   slightly stricter than CuPy where CuPy would copy silently, which is always a hidden transfer.
 - Reductions and scalar indexing return 0-d device arrays, not Python numbers, as in CuPy.
 - Every read of a value back to the host (``float(a)``, ``int``, ``bool``, ``.item()``, ``.get()``,
-  ``.tolist()``, formatting) adds one to ``host_reads``: a training step should make none.
+  ``.tolist()``, formatting) adds one to ``host_reads``: a training step should make none. Every copy
+  of a host array to the device (``cupy.asarray`` of a NumPy array) adds one to ``host_copies``.
 - NumPy functions called on device arrays dispatch here (``__array_function__``/``__array_ufunc__``).
 
 Only what nnctl and its tests use is covered; an attribute CuPy lacks would be a bug the real CuPy finds.
@@ -27,6 +28,7 @@ from numpy.lib.mixins import NDArrayOperatorsMixin as _Operators
 
 __version__ = "emulated"
 host_reads = 0  # device-to-host value reads since import (tests reset it)
+host_copies = 0  # host-to-device array copies since import
 
 _HOST_ENTRY = {"asarray", "array", "asanyarray"}  # the explicit host-to-device copies
 
@@ -173,6 +175,10 @@ def _function(name, fn):
     host_ok = name in _HOST_ENTRY
 
     def device_function(*args, **kwargs):
+        global host_copies
+        if host_ok and args and isinstance(args[0], _np.ndarray):
+            host_copies += 1
+            return ndarray(_np.array(args[0], *args[1:], **kwargs))  # a copy: device memory is its own
         return _call(fn, f"cupy.{name}", args, kwargs, host_ok)
     device_function.__name__ = name
     return device_function
