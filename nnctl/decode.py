@@ -43,12 +43,10 @@ def greedy_decode(model, x_source, cfg: dict) -> np.ndarray:
         raise DataError(f"input: source ids must be whole numbers, found {src[ids != src].ravel()[:1].tolist()}")
     x = np.zeros((len(src), S + D), dtype=np.int64)
     x[:, :S], x[:, S] = ids.astype(np.int64), start
+    model.check_input(x, "input")  # the source ids; the decoder's own are argmaxes, always in the table
     p = None
     for t in range(steps):
-        try:
-            p = model.predict(x)
-        except ValueError as exc:  # e.g. an id outside the Embedding's table
-            raise DataError(f"input: {exc}") from None
+        p = model.predict(x)
         if t + 1 < D:
             x[:, S + t + 1] = p[:, t].argmax(axis=-1)
     return p[:, :steps]

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from nnctl import backend as B
+from nnctl.errors import DataError
 from nnctl.layers.base import Layer
 from nnctl.layers.core import Activation
 
@@ -214,6 +215,14 @@ class Model:
         total = sum(n.layer.param_count() for n in self.nodes)
         trainable = sum(int(np.prod(p.shape)) for n in self.nodes if n.layer.trainable for p in n.layer.params.values())
         return trainable, total - trainable
+
+    def check_input(self, x: np.ndarray, source: str) -> None:
+        """DataError naming ``source`` and the sample when host data ``x`` does not suit a layer that reads
+        the model input (token ids outside an Embedding's table): once per dataset, not per batch."""
+        for node in self.nodes:
+            problem = (INPUT, None) in node.refs and node.layer.check_input(x)
+            if problem:
+                raise DataError(f"{source}: {problem}")
 
     def predict(self, x, batch_size: int = 1024):
         """Inference in batches; x is a host array, the result a host array (or list for multi-output)."""

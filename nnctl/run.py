@@ -40,6 +40,10 @@ def model_for_data(spec: dict, ds: Dataset) -> Model:
     input_dtype = ds.x_train.dtype if ds.x_train.dtype.kind in "iu" else spec["dtype"]
     model = build_model(spec, shape, spec["seed"], ds.defaults, input_dtype=input_dtype)
     check_targets(spec, model, ds.y_train, ds.prep)
+    model.check_input(ds.x_train, spec["data"]["train"])
+    if ds.x_val is not None:
+        validation = spec["data"].get("validation")
+        model.check_input(ds.x_val, validation if isinstance(validation, str) else f"{spec['data']['train']} (validation split)")
     # what the checkpoint needs to rebuild the same model without the data
     spec["model"]["input_shape"] = list(shape)
     spec["_defaults"], spec["_input_dtype"] = dict(ds.defaults), str(np.dtype(input_dtype))
@@ -324,6 +328,7 @@ def evaluation_data(path, spec: dict, prep: Preprocessor, model: Model, data: st
     if tuple(x.shape[1:]) != tuple(model.input_shape):
         raise DataError(f"{source}: samples have shape {list(x.shape[1:])} ({_features(x.shape[1:])}), the model "
                         f"expects {list(model.input_shape)}")
+    model.check_input(x, source)
     return x, y, source
 
 
@@ -357,5 +362,6 @@ def predict(restored, raw_inputs) -> tuple[np.ndarray, np.ndarray]:
     if tuple(x.shape[1:]) != tuple(model.input_shape):
         raise DataError(f"input: rows have shape {list(x.shape[1:])} ({_features(x.shape[1:])}), the model expects "
                         f"{list(model.input_shape)}")
+    model.check_input(x, "input")
     p = model.predict(x)
     return p, prep.decode_y(p)

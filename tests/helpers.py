@@ -2,6 +2,7 @@
 
 import pathlib
 
+from nnctl import backend as B
 from nnctl import run, spec
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -18,4 +19,18 @@ def load_spec(name: str, tmp_path, *overrides: str) -> dict:
 
 def train_spec(name: str, tmp_path, *overrides: str, **kw) -> tuple[dict, dict]:
     s = load_spec(name, tmp_path, *overrides)
-    return s, run.train(s, device="cpu", **kw)
+    return s, run.train(s, **kw)
+
+
+def dev(a, dtype=None):
+    """Host data (array, nested list or scalar) on the active device, as nnctl receives it; None stays None."""
+    return None if a is None else B.asarray(a, dtype=dtype)
+
+
+def host(a):
+    """Device results back as NumPy arrays (lists and tuples item by item); None stays None."""
+    if a is None:
+        return None
+    if isinstance(a, (list, tuple)):
+        return type(a)(host(v) for v in a)
+    return B.to_numpy(a)

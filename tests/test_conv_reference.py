@@ -4,24 +4,29 @@ NCHW / (F, Cin, KH, KW))."""
 
 import numpy as np
 import pytest
+from helpers import dev, host
 
 from nnctl.layers import layer_class
 
 
 def make(type_name, config, in_shape, seed=0):
-    """A float32 layer built for input shape ``in_shape`` (no batch axis), with gradient arrays."""
+    """A float32 layer built for input shape ``in_shape`` (no batch axis), its parameters and state moved to
+    the device (set them by hand with device arrays), with gradient arrays."""
     layer = layer_class(type_name)(name="l", **config)
     layer.dtype = np.float32
     layer.rng = np.random.default_rng(seed)
     out = layer.build([tuple(in_shape)], np.random.default_rng(seed))
+    layer.params = {k: dev(v) for k, v in layer.params.items()}
+    layer.state = {k: dev(v) for k, v in layer.state.items()}
     layer.init_grads()
     return layer, out
 
 
-def run(layer, x, g=None, **kw):
-    y, cache = layer.forward(np.asarray(x, dtype=np.float32), **kw)
-    dx = layer.backward(np.asarray(g, dtype=np.float32), cache)[0] if g is not None else None
-    return y, dx
+def run(layer, x, g=None, mask=None, **kw):
+    """forward (and backward of upstream gradient ``g``) on the device from host data; host results."""
+    y, cache = layer.forward(dev(x, np.float32), mask=dev(mask), **kw)
+    dx = layer.backward(dev(g, np.float32), cache)[0] if g is not None else None
+    return host(y), host(dx)
 
 
 # -- hand-computed cases ---------------------------------------------------------------------------
@@ -30,7 +35,7 @@ X33 = np.arange(1, 10, dtype=np.float32).reshape(1, 3, 3, 1)  # [[1,2,3],[4,5,6]
 
 def test_conv2d_valid_by_hand():
     layer, out = make("Conv2D", {"filters": 1, "kernel_size": 2}, (3, 3, 1))
-    layer.params["kernel"][...] = np.array([[1, 2], [3, 4]], np.float32).reshape(2, 2, 1, 1)
+    layer.params["kernel"][...] = dev(np.array([[1, 2], [3, 4]], np.float32).reshape(2, 2, 1, 1))
     layer.params["bias"][...] = 0.5
     y, _ = run(layer, X33)
     assert out == (2, 2, 1)
@@ -40,7 +45,7 @@ def test_conv2d_valid_by_hand():
 
 def test_conv2d_same_even_kernel_pads_bottom_right():
     layer, out = make("Conv2D", {"filters": 1, "kernel_size": 2, "padding": "same", "use_bias": False}, (3, 3, 1))
-    layer.params["kernel"][...] = np.array([[1, 2], [3, 4]], np.float32).reshape(2, 2, 1, 1)
+    layer.params["kernel"][...] = dev(np.array([[1, 2], [3, 4]], np.float32).reshape(2, 2, 1, 1))
     y, _ = run(layer, X33)
     assert out == (3, 3, 1)
     # the last row/column see the zero pad below/right: y[0,2] = 3*1 + 6*3, y[2,2] = 9*1
@@ -55,12 +60,12 @@ def test_conv2d_stride_same_and_backward_by_hand():
     assert out == (2, 2, 1)
     np.testing.assert_array_equal(y[0, :, :, 0], [[2, 6], [14, 18]])
     np.testing.assert_array_equal(dx[0, :, :, 0], [[2, 0, 2], [0, 0, 0], [2, 0, 2]])
-    assert layer.grads["kernel"].ravel()[0] == 1 + 3 + 7 + 9
+    assert host(layer.grads["kernel"]).ravel()[0] == 1 + 3 + 7 + 9
 
 
 def test_conv1d_dilation_by_hand():
     layer, out = make("Conv1D", {"filters": 1, "kernel_size": 2, "dilation_rate": 2, "use_bias": False}, (5, 1))
-    layer.params["kernel"][...] = np.array([1, 10], np.float32).reshape(2, 1, 1)
+    layer.params["kernel"][...] = dev(np.array([1, 10], np.float32).reshape(2, 1, 1))
     y, _ = run(layer, np.arange(1, 6).reshape(1, 5, 1))
     assert out == (3, 1)
     np.testing.assert_array_equal(y[0, :, 0], [31, 42, 53])  # x[t] + 10 * x[t + 2]
@@ -99,7 +104,7 @@ def test_global_pooling_1d_mask_by_hand():
     y, dx = run(mx, x, g=np.ones((2, 1)), mask=mask)
     np.testing.assert_array_equal(y[:, 0], [3, 6])
     np.testing.assert_array_equal(dx[:, :, 0], [[0, 1, 0], [0, 0, 1]])
-    assert avg.compute_mask(mask, [x]) is None and mx.compute_mask(mask, [x]) is None
+    assert avg.compute_mask(dev(mask), [dev(x)]) is None and mx.compute_mask(dev(mask), [dev(x)]) is None
 
 
 def test_batchnorm_training_and_moving_statistics():
@@ -110,12 +115,12 @@ def test_batchnorm_training_and_moving_statistics():
     np.testing.assert_allclose(y.reshape(-1, 3).mean(0), 0, atol=1e-5)
     var = x.reshape(-1, 3).var(0)
     np.testing.assert_allclose(y.reshape(-1, 3).var(0), var / (var + 1e-3), rtol=1e-4)
-    np.testing.assert_allclose(layer.state["moving_mean"], 0.01 * x.reshape(-1, 3).mean(0), rtol=1e-5)
-    np.testing.assert_allclose(layer.state["moving_variance"], 0.99 + 0.01 * var, rtol=1e-5)
+    moving_mean, moving_var = host(layer.state["moving_mean"]), host(layer.state["moving_variance"])
+    np.testing.assert_allclose(moving_mean, 0.01 * x.reshape(-1, 3).mean(0), rtol=1e-5)
+    np.testing.assert_allclose(moving_var, 0.99 + 0.01 * var, rtol=1e-5)
     np.testing.assert_allclose(dx, 0, atol=1e-5)  # a constant upstream gradient is normalised away
     yi, _ = run(layer, x)  # inference uses the moving statistics
-    np.testing.assert_allclose(yi, (x - layer.state["moving_mean"]) / np.sqrt(layer.state["moving_variance"] + 1e-3),
-                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(yi, (x - moving_mean) / np.sqrt(moving_var + 1e-3), rtol=1e-5, atol=1e-5)
     assert set(layer.state) == {"moving_mean", "moving_variance"} and set(layer.params) == {"gamma", "beta"}
 
 
@@ -127,9 +132,9 @@ def test_col2im_is_the_adjoint_of_im2col():
         x = rng.normal(size=(2, 9, 8, 3))
         out_hw = tuple(K.output_size(n, k, s, d, "valid")[0]
                        for n, k, s, d in zip(x.shape[1:3], kernel, strides, dilation))
-        cols = K.im2col(x, kernel, strides, dilation, out_hw)
+        cols = host(K.im2col(dev(x), kernel, strides, dilation, out_hw))
         c = rng.normal(size=cols.shape)
-        back = K.col2im(c, x.shape, kernel, strides, dilation, out_hw)
+        back = host(K.col2im(dev(c), x.shape, kernel, strides, dilation, out_hw))
         # <im2col(x), c> == <x, col2im(c)> for every x and c
         np.testing.assert_allclose((cols * c).sum(), (x * back).sum(), rtol=1e-12)
         # the last patch entry is the last kernel tap of the last window
@@ -142,7 +147,7 @@ def test_frozen_batchnorm_runs_in_inference_mode():
     layer, _ = make("BatchNormalization", {"trainable": False}, (3,))
     y, _ = run(layer, x, training=True)  # as Keras: trainable=False uses (and keeps) the moving statistics
     np.testing.assert_allclose(y, x / np.sqrt(1 + 1e-3), rtol=1e-6)
-    np.testing.assert_array_equal(layer.state["moving_mean"], 0)
+    np.testing.assert_array_equal(host(layer.state["moving_mean"]), 0)
 
 
 def test_conv_patch_buffer_reuse_keeps_pending_caches_intact():
@@ -153,14 +158,15 @@ def test_conv_patch_buffer_reuse_keeps_pending_caches_intact():
     expected = []
     for x in (xa, xb):
         run(layer, x, g=g)
-        expected.append(layer.grads["kernel"].copy())
+        expected.append(host(layer.grads["kernel"]).copy())
+    xa, xb, g = dev(xa), dev(xb), dev(g)
     _, ca = layer.forward(xa)
     _, cb = layer.forward(xb)  # two pending caches, then backward in any order
     layer.backward(g, cb)
-    np.testing.assert_array_equal(layer.grads["kernel"], expected[1])
+    np.testing.assert_array_equal(host(layer.grads["kernel"]), expected[1])
     layer.forward(xb)  # may take the buffer that backward(cb) released, never ca's
     layer.backward(g, ca)
-    np.testing.assert_array_equal(layer.grads["kernel"], expected[0])
+    np.testing.assert_array_equal(host(layer.grads["kernel"]), expected[0])
 
 
 def test_float32_stays_float32():
@@ -237,15 +243,15 @@ def test_conv2d_matches_torch(config, shape):
     torch, F = _torch()
     rng = np.random.default_rng(0)
     layer, out = make("Conv2D", config, shape)
-    layer.params["bias"][...] = rng.normal(size=layer.params["bias"].shape)
+    layer.params["bias"][...] = dev(rng.normal(size=layer.params["bias"].shape))
     x = rng.normal(size=(3, *shape)).astype(np.float32)
     g = rng.normal(size=(3, *out)).astype(np.float32)
     y, dx = run(layer, x, g=g)
     kh, kw = layer.params["kernel"].shape[:2]
     (sh, sw), (dh, dw) = layer._s, layer._d
     xt = _nchw(torch, x)
-    wt = torch.tensor(np.ascontiguousarray(layer.params["kernel"].transpose(3, 2, 0, 1)), requires_grad=True)
-    bt = torch.tensor(layer.params["bias"].copy(), requires_grad=True)
+    wt = torch.tensor(np.ascontiguousarray(host(layer.params["kernel"]).transpose(3, 2, 0, 1)), requires_grad=True)
+    bt = torch.tensor(host(layer.params["bias"]).copy(), requires_grad=True)
     xin = xt
     if config.get("padding") == "same":
         (t, b), (left, r) = _same_pads(shape[0], kh, sh, dh), _same_pads(shape[1], kw, sw, dw)
@@ -254,8 +260,8 @@ def test_conv2d_matches_torch(config, shape):
     (yt * torch.tensor(np.moveaxis(g, -1, 1))).sum().backward()
     np.testing.assert_allclose(y, _nhwc(yt), rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(dx, _nhwc(xt.grad), rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(layer.grads["kernel"], wt.grad.numpy().transpose(2, 3, 1, 0), rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(layer.grads["bias"], bt.grad.numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(host(layer.grads["kernel"]), wt.grad.numpy().transpose(2, 3, 1, 0), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(host(layer.grads["bias"]), bt.grad.numpy(), rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.torch
@@ -272,8 +278,8 @@ def test_conv1d_matches_torch(config):
     xt = torch.tensor(np.ascontiguousarray(x.transpose(0, 2, 1)))
     if config.get("padding") == "same":
         xt = F.pad(xt, _same_pads(13, k, layer._s[1], layer._d[1]))
-    yt = F.conv1d(xt, torch.tensor(np.ascontiguousarray(layer.params["kernel"].transpose(2, 1, 0))),
-                  torch.tensor(layer.params["bias"]), stride=layer._s[1], dilation=layer._d[1])
+    yt = F.conv1d(xt, torch.tensor(np.ascontiguousarray(host(layer.params["kernel"]).transpose(2, 1, 0))),
+                  torch.tensor(host(layer.params["bias"])), stride=layer._s[1], dilation=layer._d[1])
     np.testing.assert_allclose(y, yt.numpy().transpose(0, 2, 1), rtol=1e-4, atol=1e-5)
 
 
@@ -312,29 +318,31 @@ def test_batchnorm_matches_torch(shape):
     torch, F = _torch()
     rng = np.random.default_rng(3)
     layer, _ = make("BatchNormalization", {"momentum": 0.9}, shape[1:])
-    layer.params["gamma"][...] = rng.normal(size=shape[-1])
-    layer.params["beta"][...] = rng.normal(size=shape[-1])
+    layer.params["gamma"][...] = dev(rng.normal(size=shape[-1]))
+    layer.params["beta"][...] = dev(rng.normal(size=shape[-1]))
     x = rng.normal(1.0, 2.0, size=shape).astype(np.float32)
     g = rng.normal(size=shape).astype(np.float32)
     c = shape[-1]
     xt = torch.tensor(np.ascontiguousarray(np.moveaxis(x, -1, 1)), requires_grad=True)
-    gamma = torch.tensor(layer.params["gamma"].copy(), requires_grad=True)
-    beta = torch.tensor(layer.params["beta"].copy(), requires_grad=True)
+    gamma = torch.tensor(host(layer.params["gamma"]).copy(), requires_grad=True)
+    beta = torch.tensor(host(layer.params["beta"]).copy(), requires_grad=True)
     rm, rv = torch.zeros(c), torch.ones(c)
     y, dx = run(layer, x, g=g, training=True)
     yt = F.batch_norm(xt, rm, rv, gamma, beta, training=True, momentum=0.1, eps=1e-3)  # torch momentum = 1 - ours
     (yt * torch.tensor(np.ascontiguousarray(np.moveaxis(g, -1, 1)))).sum().backward()
     np.testing.assert_allclose(y, np.moveaxis(yt.detach().numpy(), 1, -1), rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(dx, np.moveaxis(xt.grad.numpy(), 1, -1), rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(layer.grads["gamma"], gamma.grad.numpy(), rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(layer.grads["beta"], beta.grad.numpy(), rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(layer.state["moving_mean"], rm.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(host(layer.grads["gamma"]), gamma.grad.numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(host(layer.grads["beta"]), beta.grad.numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(host(layer.state["moving_mean"]), rm.numpy(), rtol=1e-5, atol=1e-6)
     n = x.size // c  # torch keeps the unbiased variance; Keras (and nnctl) the biased one
-    np.testing.assert_allclose(layer.state["moving_variance"], 0.9 + (rv.numpy() - 0.9) * (n - 1) / n, rtol=1e-5)
+    np.testing.assert_allclose(host(layer.state["moving_variance"]), 0.9 + (rv.numpy() - 0.9) * (n - 1) / n,
+                               rtol=1e-5)
     # inference: torch with our moving statistics
     yi, _ = run(layer, x)
     yti = F.batch_norm(torch.tensor(np.ascontiguousarray(np.moveaxis(x, -1, 1))),
-                       torch.tensor(layer.state["moving_mean"]), torch.tensor(layer.state["moving_variance"]),
+                       torch.tensor(host(layer.state["moving_mean"])),
+                       torch.tensor(host(layer.state["moving_variance"])),
                        gamma.detach(), beta.detach(), training=False, eps=1e-3)
     np.testing.assert_allclose(yi, np.moveaxis(yti.numpy(), 1, -1), rtol=1e-4, atol=1e-4)
 
@@ -344,13 +352,14 @@ def test_layernorm_matches_torch():
     torch, F = _torch()
     rng = np.random.default_rng(4)
     layer, _ = make("LayerNormalization", {}, (5, 8))
-    layer.params["gamma"][...] = rng.normal(size=8)
-    layer.params["beta"][...] = rng.normal(size=8)
+    layer.params["gamma"][...] = dev(rng.normal(size=8))
+    layer.params["beta"][...] = dev(rng.normal(size=8))
     x = rng.normal(size=(3, 5, 8)).astype(np.float32)
     g = rng.normal(size=(3, 5, 8)).astype(np.float32)
     y, dx = run(layer, x, g=g)
     xt = torch.tensor(x, requires_grad=True)
-    yt = F.layer_norm(xt, (8,), torch.tensor(layer.params["gamma"]), torch.tensor(layer.params["beta"]), eps=1e-3)
+    yt = F.layer_norm(xt, (8,), torch.tensor(host(layer.params["gamma"])), torch.tensor(host(layer.params["beta"])),
+                      eps=1e-3)
     (yt * torch.tensor(g)).sum().backward()
     np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-4, atol=1e-4)

@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+from helpers import dev, host
 
 from nnctl import optimizers
 
@@ -13,12 +14,13 @@ G2 = np.array([-0.2, 0.3])
 
 
 def run(name, steps=(G1, G2), **kw):
+    """The weights W0 after one step per host gradient in ``steps``, updated on the device; a host array."""
     opt = optimizers.get(name, **kw)
-    w = W0.copy()
+    w = dev(W0.copy())
     opt.init_slots(w.size, w.dtype)
     for g in steps:
-        opt.step(w, g.copy())
-    return w
+        opt.step(w, dev(g.copy()))  # a copy: the step may clip it in place
+    return host(w)
 
 
 def test_sgd_plain():
@@ -79,7 +81,7 @@ def test_clipping():
 @pytest.mark.parametrize("name", optimizers.NAMES)
 def test_float32_stays_float32(name):
     opt = optimizers.get(name)
-    w = np.ones(4, np.float32)
+    w = dev(np.ones(4, np.float32))
     opt.init_slots(4, np.float32)
-    opt.step(w, np.full(4, 0.5, np.float32))
+    opt.step(w, dev(np.full(4, 0.5, np.float32)))
     assert w.dtype == np.float32 and all(s.dtype == np.float32 for s in opt.slots.values())

@@ -3,12 +3,15 @@ nnctl/layers/recurrent.py and attention.py), and padding-mask invariance (no PyT
 
 import numpy as np
 import pytest
+from helpers import dev, host
 
+from nnctl import backend as B
 from nnctl.layers import layer_class
 
 
 def make(type_name, shapes, dtype=np.float32, seed=0, random_bias=True, **config):
-    """Build a layer on the host for a batch whose per-sample shapes are ``shapes``; biases made non-zero."""
+    """Build a layer on the host for a batch whose per-sample shapes are ``shapes``, biases made non-zero, then
+    move its parameters and state to the device."""
     layer = layer_class(type_name)(name="l", **config)
     layer.dtype = dtype
     layer.rng = np.random.default_rng(seed + 1)
@@ -18,6 +21,8 @@ def make(type_name, shapes, dtype=np.float32, seed=0, random_bias=True, **config
         for k, v in layer.params.items():
             if k.endswith("bias"):
                 v[...] = rng.normal(scale=0.5, size=v.shape)
+    layer.params = {k: dev(v) for k, v in layer.params.items()}
+    layer.state = {k: dev(v) for k, v in layer.state.items()}
     layer.init_grads()
     return layer
 
@@ -46,7 +51,7 @@ def _torch_rnn(kind, layer, f, u, bidirectional=False):
     torch = _torch()
     cls = {"SimpleRNN": torch.nn.RNN, "LSTM": torch.nn.LSTM, "GRU": torch.nn.GRU}[kind]
     net = cls(f, u, batch_first=True, bidirectional=bidirectional)
-    p = layer.params
+    p = {k: host(v) for k, v in layer.params.items()}
     with torch.no_grad():
         for prefix, suffix in ([("forward_", ""), ("backward_", "_reverse")] if bidirectional else [("", "")]):
             W, R, b = p[prefix + "kernel"], p[prefix + "recurrent_kernel"], p[prefix + "bias"]
@@ -73,7 +78,8 @@ def test_recurrent_matches_torch(kind, go_backwards):
     states = [rng.normal(size=(N, U)).astype(np.float32) for _ in range(n_states)]
     layer = make(kind, [(T, F)] + [(U,)] * n_states, units=U, return_sequences=True, return_state=True,
                  go_backwards=go_backwards)
-    out, *fin = layer.forward(x, *states)[0]
+    xd, sd = dev(x), [dev(s) for s in states]
+    out, *fin = host(layer.forward(xd, *sd)[0])
     net = _torch_rnn(kind, layer, F, U)
     xt = _t(x[:, ::-1] if go_backwards else x).requires_grad_(True)
     st = [_t(s)[None].requires_grad_(True) for s in states]
@@ -85,22 +91,24 @@ def test_recurrent_matches_torch(kind, go_backwards):
     # gradients of sum(r * out) + sum(r_h * h_T): parameters, input and initial states
     r = rng.normal(size=out.shape).astype(np.float32)
     rh = rng.normal(size=(N, U)).astype(np.float32)
-    _, cache = layer.forward(x, *states)
-    in_grads = layer.backward([r, rh] + [None] * (n_states - 1), cache)
+    _, cache = layer.forward(xd, *sd)
+    in_grads = host(layer.backward([dev(r), dev(rh)] + [None] * (n_states - 1), cache))
     ((ref_out * _t(r)).sum() + (ref_fin[0][0] * _t(rh)).sum()).backward()
     dx = in_grads[0][:, ::-1] if go_backwards else in_grads[0]
     np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-4, atol=1e-5)
     for g, s in zip(in_grads[1:], st):
         np.testing.assert_allclose(g, s.grad[0].numpy(), rtol=1e-4, atol=1e-5)
-    gW = layer.grads["kernel"]
+    gW = host(layer.grads["kernel"])
     ref_gW = net.weight_ih_l0.grad.numpy().T
     if kind == "GRU":
         gW = _gru_perm(gW, U)
     np.testing.assert_allclose(gW, ref_gW, rtol=1e-4, atol=1e-4)
-    gR = _gru_perm(layer.grads["recurrent_kernel"], U) if kind == "GRU" else layer.grads["recurrent_kernel"]
+    gR = host(layer.grads["recurrent_kernel"])
+    if kind == "GRU":
+        gR = _gru_perm(gR, U)
     np.testing.assert_allclose(gR, net.weight_hh_l0.grad.numpy().T, rtol=1e-4, atol=1e-4)
     if kind == "GRU":
-        np.testing.assert_allclose(_gru_perm(layer.grads["bias"][1], U), net.bias_hh_l0.grad.numpy(), atol=1e-4)
+        np.testing.assert_allclose(_gru_perm(host(layer.grads["bias"])[1], U), net.bias_hh_l0.grad.numpy(), atol=1e-4)
 
 
 @pytest.mark.torch
@@ -109,7 +117,7 @@ def test_bidirectional_lstm_matches_torch():
     N, T, F, U = 3, 6, 4, 5
     x = np.random.default_rng(2).normal(size=(N, T, F)).astype(np.float32)
     layer = make("Bidirectional", [(T, F)], layer={"type": "LSTM", "units": U, "return_sequences": True})
-    y = layer.forward(x)[0]
+    y = host(layer.forward(dev(x))[0])
     net = _torch_rnn("LSTM", layer, F, U, bidirectional=True)
     with torch.no_grad():
         ref = net(_t(x))[0].numpy()
@@ -134,9 +142,9 @@ def test_multihead_attention_matches_torch(case):
     mask = None
     if causal:
         mask = np.arange(Tq)[None, :] < np.array([5, 3, 4])[:, None]
-    y = layer.forward(*((q, v, k) if cross else (q,)), mask=mask)[0]
+    y = host(layer.forward(*(dev(a) for a in ((q, v, k) if cross else (q,))), mask=dev(mask))[0])
 
-    p = layer.params
+    p = {name: host(a) for name, a in layer.params.items()}
     net = torch.nn.MultiheadAttention(E, H, bias=True, batch_first=True, kdim=Dk, vdim=Dv)
     with torch.no_grad():
         if net._qkv_same_embed_dim:
@@ -163,24 +171,24 @@ def _padding_invariance(type_name, config, x, lengths, out_seq=True):
     N, T, F = x.shape
     mask = np.arange(T)[None, :] < np.asarray(lengths)[:, None]
     layer = make(type_name, [(T, F)], dtype=np.float64, **config)
-    y, cache = layer.forward(x, mask=mask)
-    y = _as_list(y)[0]
+    y, cache = layer.forward(dev(x), mask=dev(mask))
+    y = host(_as_list(y)[0])
     rng = np.random.default_rng(5)
     dy = rng.normal(size=y.shape)
     if out_seq:
         dy *= mask[:, :, None]  # the loss sees real positions only
-    dx = layer.backward(dy, cache)[0]
-    grads = {k: v.copy() for k, v in layer.grads.items()}
+    dx = host(layer.backward(dev(dy), cache)[0])
+    grads = {k: host(v).copy() for k, v in layer.grads.items()}
     total = {k: np.zeros_like(v) for k, v in grads.items()}
     for i, L in enumerate(lengths):
-        yi, ci = layer.forward(x[i:i + 1, :L])
-        yi = _as_list(yi)[0]
+        yi, ci = layer.forward(dev(x[i:i + 1, :L]))
+        yi = host(_as_list(yi)[0])
         np.testing.assert_allclose(y[i, :L] if out_seq else y[i], yi[0], rtol=1e-10, atol=1e-12)
-        dxi = layer.backward(dy[i:i + 1, :L] if out_seq else dy[i:i + 1], ci)[0]
+        dxi = host(layer.backward(dev(dy[i:i + 1, :L] if out_seq else dy[i:i + 1]), ci)[0])
         np.testing.assert_allclose(dx[i, :L], dxi[0], rtol=1e-9, atol=1e-12)
         np.testing.assert_array_equal(dx[i, L:], 0)  # padding gets no gradient
         for k in total:
-            total[k] += layer.grads[k]
+            total[k] += host(layer.grads[k])
     for k in grads:
         np.testing.assert_allclose(grads[k], total[k], rtol=1e-9, atol=1e-12, err_msg=k)
 
@@ -233,11 +241,12 @@ SEQ_LAYERS = [
 def test_float32_stays_float32(type_name, config, shapes):
     layer = make(type_name, shapes, **config)
     rng = np.random.default_rng(0)
-    xs = [rng.normal(size=(3, *s)).astype(np.float32) for s in shapes]
-    mask = np.arange(5)[None] < np.array([[5], [2], [4]])
+    xs = [dev(rng.normal(size=(3, *s)).astype(np.float32)) for s in shapes]
+    mask = dev(np.arange(5)[None] < np.array([[5], [2], [4]]))
     y, cache = layer.forward(*xs, training=True, mask=mask)
     assert all(o.dtype == np.float32 for o in _as_list(y))
-    grads = layer.backward([np.ones_like(o) for o in y] if isinstance(y, list) else np.ones_like(y), cache)
+    ones_like = B.xp.ones_like
+    grads = layer.backward([ones_like(o) for o in y] if isinstance(y, list) else ones_like(y), cache)
     assert all(g is None or g.dtype == np.float32 for g in grads)
     assert all(g.dtype == np.float32 for g in layer.grads.values())
 
@@ -245,18 +254,21 @@ def test_float32_stays_float32(type_name, config, shapes):
 def test_embedding_ids_mask_and_range():
     layer = make("Embedding", [(4,)], input_dim=5, output_dim=2, mask_zero=True)
     ids = np.array([[1.0, 4.0, 0.0, 0.0], [3.0, 3.0, 3.0, 2.0]], dtype=np.float32)  # float ids are cast
-    y, cache = layer.forward(ids)
-    np.testing.assert_array_equal(y, layer.params["embeddings"][ids.astype(int)])
-    np.testing.assert_array_equal(layer.compute_mask(None, [ids]), ids != 0)
-    assert layer.backward(np.ones_like(y), cache) == (None,)
-    np.testing.assert_array_equal(layer.grads["embeddings"][:, 0], [2, 1, 1, 3, 1])  # repeated ids accumulate
-    with pytest.raises(ValueError, match="token ids"):
-        layer.forward(np.array([[5, 1, 1, 1]]))
+    y, cache = layer.forward(dev(ids))
+    np.testing.assert_array_equal(host(y), host(layer.params["embeddings"])[ids.astype(int)])
+    np.testing.assert_array_equal(host(layer.compute_mask(None, [dev(ids)])), ids != 0)
+    assert layer.backward(B.xp.ones_like(y), cache) == (None,)
+    np.testing.assert_array_equal(host(layer.grads["embeddings"])[:, 0], [2, 1, 1, 3, 1])  # repeated ids accumulate
+    # ids are checked on the host, once per dataset (Model.check_input), not per batch on the device
+    assert layer.check_input(ids) is None
+    assert "sample 2: token id 5 is outside the table of Embedding 'l', which takes ids 0 to 4" in layer.check_input(
+        np.array([[1, 1, 1, 1], [4, 5, 1, 1]]))
+    assert "token id -1" in layer.check_input(np.array([[-1.0, 1, 1, 1]]))
 
 
 def test_positional_encoding_values():
     layer = make("PositionalEncoding", [(3, 4)])
-    y = layer.forward(np.zeros((1, 3, 4), dtype=np.float32))[0][0]
+    y = host(layer.forward(dev(np.zeros((1, 3, 4), dtype=np.float32)))[0])[0]
     t = 2.0
     np.testing.assert_allclose(y[2], [np.sin(t), np.cos(t), np.sin(t / 100), np.cos(t / 100)], rtol=1e-6)
 
@@ -280,18 +292,19 @@ def test_recurrent_tapes_do_not_share_buffers(kind):
     """A second forward before the first backward must not disturb the first tape (buffers are pooled)."""
     layer = make(kind, [(5, 3)], units=4, return_sequences=True)
     rng = np.random.default_rng(0)
-    x1, x2 = rng.normal(size=(2, 3, 5, 3)).astype(np.float32)
-    g = rng.normal(size=(3, 5, 4)).astype(np.float32)
+    x1, x2 = dev(rng.normal(size=(2, 3, 5, 3)).astype(np.float32))
+    g = dev(rng.normal(size=(3, 5, 4)).astype(np.float32))
     y1, c1 = layer.forward(x1)
-    dx1 = layer.backward(g, c1)[0]
-    ref = {k: v.copy() for k, v in layer.grads.items()}
+    y1 = host(y1)
+    dx1 = host(layer.backward(g, c1)[0])
+    ref = {k: host(v).copy() for k, v in layer.grads.items()}
     for _ in range(3):  # tapes dropped and reused
         y1b, c1 = layer.forward(x1)
         y2, c2 = layer.forward(x2)
         layer.backward(g, c2)
         dx1b = layer.backward(g, c1)[0]
-        np.testing.assert_array_equal(y1b, y1)
-        np.testing.assert_array_equal(dx1b, dx1)
+        np.testing.assert_array_equal(host(y1b), y1)
+        np.testing.assert_array_equal(host(dx1b), dx1)
         for k in ref:
-            np.testing.assert_array_equal(layer.grads[k], ref[k])
+            np.testing.assert_array_equal(host(layer.grads[k]), ref[k])
         del c1, c2

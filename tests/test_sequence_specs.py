@@ -103,3 +103,5 @@ def test_seq2seq_predict_cli_and_bad_inputs(seq2seq):
         run.predict(restored, np.zeros((2, 10)))
     with pytest.raises(DataError, match="whole numbers"):
         run.predict(restored, np.full((1, 5), 2.5))
+    with pytest.raises(DataError, match="input: sample 2: token id 99 is outside the table of Embedding"):
+        run.predict(restored, np.array([[1, 2, 3, 4, 5], [1, 2, 99, 4, 5]]))

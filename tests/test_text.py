@@ -137,3 +137,23 @@ def test_read_text_inputs_csv_with_header(fitted):
     assert [tok.decode(r) for r in ids] == ["one fish blue", "red"]
     with pytest.raises(DataError, match="no texts"):
         read_text_inputs(b"\n \n", "empty.txt", fitted)
+
+
+def test_token_ids_outside_the_embedding_stop_training_before_it_starts(tmp_path):
+    """Integer ids from a table, an Embedding smaller than the data's ids: exit 2 naming file and sample."""
+    from typer.testing import CliRunner
+
+    from nnctl.cli.main import app
+
+    rows = [[1, 2, 3, 0], [2, 3, 1, 1], [3, 1, 7, 0], [1, 1, 2, 1]]  # sample 3 holds id 7
+    write_csv(tmp_path / "ids.csv", rows, header=("a", "b", "c", "label"))
+    (tmp_path / "s.toml").write_text(
+        'dtype = "float32"\n[data]\ntrain = "ids.csv"\ntarget = "label"\n'
+        '[[model.layers]]\ntype = "Embedding"\ninput_dim = 5\noutput_dim = 2\n'
+        '[[model.layers]]\ntype = "GlobalAveragePooling1D"\n'
+        '[[model.layers]]\ntype = "Dense"\nunits = 1\nactivation = "sigmoid"\n'
+        '[train]\nloss = "binary_crossentropy"\nepochs = 1\n')
+    r = CliRunner().invoke(app, ["train", str(tmp_path / "s.toml"), "-o", str(tmp_path / "m.h5")])
+    assert r.exit_code == 2, r.output
+    assert "ids.csv: sample 3: token id 7 is outside the table of Embedding 'embedding', which takes ids 0 to 4" in r.output
+    assert not (tmp_path / "m.h5").exists()

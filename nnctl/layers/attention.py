@@ -114,10 +114,8 @@ class MultiHeadAttention(Layer):
         elif mask is not None and all(x is inputs[0] for x in inputs):
             key_mask = mask
         allowed = None
-        if key_mask is not None:
-            key_mask = xp.asarray(key_mask, dtype=bool)
-            if not bool(key_mask.all()):
-                allowed = key_mask[:, None, None, :]
+        if key_mask is not None:  # applied even when nothing is padded: testing that would read the device
+            allowed = xp.asarray(key_mask, dtype=bool)[:, None, None, :]
         if self.causal:
             tri = xp.tril(xp.ones((Tq, Tv), dtype=bool))[None, None]
             allowed = tri if allowed is None else allowed & tri

@@ -128,6 +128,12 @@ class Layer:
         """Give every parameter a gradient array (the model gives views into its flat buffer instead)."""
         self.grads = {k: B.xp.zeros(v.shape, dtype=v.dtype) for k, v in self.params.items()}
 
+    def check_input(self, x: np.ndarray) -> str | None:
+        """What is wrong with host array ``x`` as this layer's input straight from the data, or None.
+
+        Checked once per dataset on the host (Model.check_input), never per batch on the device."""
+        return None
+
     def param_count(self) -> int:
         """Parameters and saved state (BatchNorm's moving statistics count as non-trainable, as in Keras)."""
         return int(sum(int(np.prod(p.shape)) for p in (*self.params.values(), *self.state.values())))

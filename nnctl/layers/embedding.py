@@ -34,11 +34,16 @@ class Embedding(Layer):
     def _ids(self, x):
         xp = B.xp
         ids = x if x.dtype.kind in "iu" else xp.rint(x)
-        ids = ids.astype(xp.int64, copy=False)
-        if ids.size and (int(ids.min()) < 0 or int(ids.max()) >= self.input_dim):
-            raise ValueError(f"Embedding: token ids must lie in [0, {self.input_dim}), found "
-                             f"[{int(ids.min())}, {int(ids.max())}]")
-        return ids
+        return ids.astype(xp.int64, copy=False)
+
+    def check_input(self, x):
+        ids = x if x.dtype.kind in "iu" else np.rint(x)
+        bad = (ids < 0) | (ids >= self.input_dim)
+        if not bad.any():
+            return None
+        row = int(np.argwhere(bad)[0][0])
+        return (f"sample {row + 1}: token id {int(ids[bad][0])} is outside the table of Embedding {self.name!r}, "
+                f"which takes ids 0 to {self.input_dim - 1} (input_dim = {self.input_dim})")
 
     def forward(self, x, training=False, mask=None):
         ids = self._ids(x)
