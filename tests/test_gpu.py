@@ -136,6 +136,7 @@ def test_evaluate_and_predict_on_the_gpu_match_the_cpu(tmp_path, emulated_gpu):
 @pytest.mark.parametrize("name, rows, copies_per_batch", [
     ("digits_mlp.toml", 1438, 3),  # inputs, targets and the Dropout mask (drawn on the host: CPU and GPU agree)
     ("text_transformer.toml", 800, 2),  # inputs and targets: padding masks and causal masks are made on the device
+    ("text_gru.toml", 800, 2),  # a masked Bidirectional GRU
 ])
 def test_training_reads_nothing_back_per_batch(tmp_path, emulated_gpu, name, rows, copies_per_batch):
     """Host reads per epoch do not grow with the number of batches (losses and metrics stay on the device

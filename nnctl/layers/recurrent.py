@@ -110,10 +110,9 @@ class RNN(Layer):
         if bias is not None:
             s.Z += bias
         Mb = None
-        if mask is not None:
+        if mask is not None:  # applied even when nothing is padded: testing that would read the device
             mask = xp.asarray(mask, dtype=bool)
-            if not bool(mask.all()):
-                Mb = xp.ascontiguousarray(mask.T[::-1] if self.go_backwards else mask.T)[:, :, None]
+            Mb = xp.ascontiguousarray(mask.T[::-1] if self.go_backwards else mask.T)[:, :, None]
         run(cell, s, R, brec, *(list(states) + [None, None])[:2], Mb)
         s.n_init = len(states)
         if self.return_sequences:  # a fresh array: the tape's buffers go back to the pool
