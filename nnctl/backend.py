@@ -142,6 +142,6 @@ def info() -> dict:
     return out
 
 
-def _cuda_version(v: int) -> str:
-    """CUDA's integer version 1000*major + 10*minor as "major.minor"."""
-    return f"{v // 1000}.{v % 1000 // 10}"
+def _cuda_version(v: int) -> str | None:
+    """CUDA's integer version 1000*major + 10*minor as "major.minor" (None for 0: no driver)."""
+    return f"{v // 1000}.{v % 1000 // 10}" if v else None

@@ -85,7 +85,8 @@ def test_gpu_without_a_driver_says_so(tmp_path, monkeypatch):
     assert r.exit_code == 2
     assert "NNCTL_DEVICE=gpu: no usable GPU: CuPy found no CUDA driver or device" in r.output
     info = json.loads(runner.invoke(app, ["info", "--json"]).stdout)
-    assert info["cupy"] == "14.0.0" and info["cuda_runtime"] == "13.0" and info["gpus"] == []
+    assert info["cupy"] == "14.0.0" and info["cuda_runtime"] == "13.0" and info["cuda_driver"] is None
+    assert info["gpus"] == []
     assert info["auto"] == "cpu" and "insufficient" in info["gpu_unavailable"]
     monkeypatch.setenv("NNCTL_DEVICE", "auto")
     assert backend.use("auto") == "cpu"  # auto falls back quietly
