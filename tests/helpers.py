@@ -22,6 +22,19 @@ def train_spec(name: str, tmp_path, *overrides: str, **kw) -> tuple[dict, dict]:
     return s, run.train(s, **kw)
 
 
+def checkpoint_arrays(path, groups=("weights", "state", "optimizer/slots")) -> dict:
+    """Every array under the checkpoint's ``groups`` (weights, state such as moving statistics, optimizer
+    slots), keyed by its path in the file."""
+    import h5py  # noqa: PLC0415
+
+    out = {}
+    with h5py.File(path, "r") as f:
+        for group in groups:
+            f[group].visititems(lambda name, obj, g=group: out.__setitem__(f"{g}/{name}", obj[()])
+                                if isinstance(obj, h5py.Dataset) else None)
+    return out
+
+
 def dev(a, dtype=None):
     """Host data (array, nested list or scalar) on the active device, as nnctl receives it; None stays None."""
     return None if a is None else B.asarray(a, dtype=dtype)

@@ -21,6 +21,7 @@ import time
 import numpy as np
 import pytest
 
+from helpers import checkpoint_arrays
 from nnctl.distributed import launched_by_mpi
 
 BIN = pathlib.Path(sys.executable).parent
@@ -115,16 +116,8 @@ def events(proc) -> list[dict]:
     return [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
 
 
-def weights(path: pathlib.Path) -> dict[str, np.ndarray]:
-    import h5py  # noqa: PLC0415
-
-    with h5py.File(path, "r") as f:
-        return {f"{layer}/{param}": f["weights"][layer][param][()] for layer in f["weights"]
-                for param in f["weights"][layer]}
-
-
 def assert_same_weights(a: pathlib.Path, b: pathlib.Path, rtol: float) -> None:
-    wa, wb = weights(a), weights(b)
+    wa, wb = checkpoint_arrays(a, ("weights",)), checkpoint_arrays(b, ("weights",))
     assert wa.keys() == wb.keys()
     for k in wa:
         scale = max(float(np.abs(wa[k]).max()), 1e-30)
@@ -181,25 +174,17 @@ def test_two_ranks_equal_one_process(tmp_path, dtype, rtol):
 
 
 @mpi
-def test_empty_share_and_regularized_loss(tmp_path):
-    """257 rows: the last global batch has 1 row, so rank 0's share is empty; L2 enters loss and gradient."""
-    spec = make_spec(tmp_path, n_train=257, l2=0.01)
-    one = events(train(spec, None, "-o", "one.h5"))
-    two = events(train(spec, 2, "-o", "two.h5"))
-    assert_same_weights(tmp_path / "one.h5", tmp_path / "two.h5", 1e-9)
-    for a, b in zip(one[:-1], two[:-1]):
-        assert b["loss"] == pytest.approx(a["loss"], rel=1e-12)
-
-
-@mpi
-@pytest.mark.parametrize("n_train", [301, 257])
-def test_dropout_and_augmentation_equal_one_process(tmp_path, n_train):
-    """Each rank draws the masks and noise of the whole global batch and keeps its rows: the draws of 1 process.
-
-    301 rows: shares of 32 + 32, then 22 + 23; 257 rows: the last batch leaves rank 0 without rows, so it
-    skips that batch's draws and takes the last rank's generator states at the epoch's end.
-    """
-    spec = make_spec(tmp_path, n_train=n_train, dropout=0.3, noise=0.2)
+@pytest.mark.parametrize("options", [
+    # 257 rows: the last global batch has 1 row, so rank 0's share is empty; L2 enters loss and gradient
+    {"n_train": 257, "l2": 0.01},
+    # each rank draws the masks and noise of the whole global batch and keeps its rows: the draws of
+    # 1 process. 301 rows: shares of 32 + 32, then 22 + 23; 257 rows: the last batch leaves rank 0
+    # without rows, so it skips that batch's draws and takes the last rank's generator states at the epoch's end
+    {"n_train": 301, "dropout": 0.3, "noise": 0.2},
+    {"n_train": 257, "dropout": 0.3, "noise": 0.2},
+], ids=["empty_share_l2", "dropout_noise_301", "dropout_noise_257"])
+def test_ragged_shares_and_random_draws_equal_one_process(tmp_path, options):
+    spec = make_spec(tmp_path, **options)
     one = events(train(spec, None, "-o", "one.h5"))
     two = events(train(spec, 2, "-o", "two.h5"))
     assert_same_weights(tmp_path / "one.h5", tmp_path / "two.h5", 1e-9)

@@ -10,12 +10,11 @@ import json
 import sys
 import types
 
-import h5py
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from helpers import SPECS, load_spec
+from helpers import SPECS, checkpoint_arrays, load_spec
 from nnctl import backend, run
 from nnctl.cli.main import app
 from nnctl.errors import BackendError
@@ -32,16 +31,6 @@ def _real_gpu() -> bool:
 
 
 real_gpu = pytest.mark.skipif(not _real_gpu(), reason="needs CuPy and a CUDA GPU (none here)")
-
-
-def checkpoint_arrays(path) -> dict[str, np.ndarray]:
-    """Every weight, state array (moving statistics) and optimizer slot in a checkpoint, by path."""
-    out = {}
-    with h5py.File(path, "r") as f:
-        for group in ("weights", "state", "optimizer/slots"):
-            f[group].visititems(lambda name, obj, g=group: out.__setitem__(f"{g}/{name}", obj[()])
-                                if isinstance(obj, h5py.Dataset) else None)
-    return out
 
 
 def train_on(device: str, name: str, tmp_path, *overrides: str) -> dict[str, np.ndarray]:
