@@ -53,7 +53,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import run as bench  # noqa: E402  (benchmarks/run.py: model definitions, data, helpers)
+import run as bench  # benchmarks/run.py: model definitions, data, helpers
 
 VOCAB, SEQ, D_MODEL, HEADS, FF = 1000, 64, 64, 4, 128
 SCE = "sparse_categorical_crossentropy"
@@ -98,7 +98,7 @@ def default_steps(device: str, model: str, batch: int) -> int:
 
 def make_data(model: str, n: int):
     """Host arrays, the same in every child (fixed seed); run.py's for the models it defines."""
-    import numpy as np  # noqa: PLC0415
+    import numpy as np
 
     if model in bench.INPUT_SHAPE:
         return bench.make_data(model, n)
@@ -115,13 +115,13 @@ def make_data(model: str, n: int):
 # ======================================================================================================
 def nnctl_setup(model: str, batch: int, device: str):
     """A built nnctl model and Trainer on ``device`` (run.py's nnctl_model, which is fixed to the CPU)."""
-    import numpy as np  # noqa: PLC0415
+    import numpy as np
 
-    from nnctl import backend as B  # noqa: PLC0415
-    from nnctl import losses, optimizers  # noqa: PLC0415
-    from nnctl.build import build_model  # noqa: PLC0415
-    from nnctl.spec import validate  # noqa: PLC0415
-    from nnctl.train import Trainer  # noqa: PLC0415
+    from nnctl import backend as B
+    from nnctl import losses, optimizers
+    from nnctl.build import build_model
+    from nnctl.spec import validate
+    from nnctl.train import Trainer
 
     layers, shape, loss, classes, _ = MODELS[model]
     B.use(device)
@@ -140,8 +140,8 @@ def nnctl_setup(model: str, batch: int, device: str):
 
 def torch_setup(model: str):
     """The PyTorch twin of MODELS[model] (run.py's torch_model for mlp, cnn and lstm)."""
-    import torch  # noqa: PLC0415
-    from torch import nn  # noqa: PLC0415
+    import torch
+    from torch import nn
 
     torch.manual_seed(0)
     if model in ("mlp", "cnn"):
@@ -182,7 +182,7 @@ def torch_param_count(net) -> int:
 
 def nnctl_pass(trainer, x, y, batch: int, rng) -> float:
     """One shuffled pass, Trainer.run_epoch's step sequence on device-resident x, y; the mean loss."""
-    from nnctl import backend as B  # noqa: PLC0415
+    from nnctl import backend as B
 
     net, opt = trainer.model, trainer.optimizer
     order = B.asarray(rng.permutation(len(x)))
@@ -197,7 +197,7 @@ def nnctl_pass(trainer, x, y, batch: int, rng) -> float:
 
 
 def torch_pass(net, opt, crit, x, y, batch: int, gen) -> float:
-    import torch  # noqa: PLC0415
+    import torch
 
     perm = torch.randperm(len(x), generator=gen).to(x.device)
     losses = []
@@ -220,7 +220,7 @@ def timed(fn, sync):
 
 
 def worker(task: dict) -> dict:
-    import numpy as np  # noqa: PLC0415
+    import numpy as np
 
     model, who, batch, device = task["model"], task["who"], task["batch"], task["device"]
     steps, warm = task["steps"], task["warm"]
@@ -228,7 +228,7 @@ def worker(task: dict) -> dict:
     xw, yw, xt, yt = x[:warm * batch], y[:warm * batch], x[warm * batch:], y[warm * batch:]
     out = {"model": model, "who": who, "batch": batch, "samples": steps * batch}
     if who == "nnctl":
-        from nnctl import backend as B  # noqa: PLC0415
+        from nnctl import backend as B
 
         _, trainer = nnctl_setup(model, batch, device)
         xw, yw, xt, yt = (B.asarray(a) for a in (xw, yw, xt, yt))  # onto the device once
@@ -240,7 +240,7 @@ def worker(task: dict) -> dict:
             out["device_name"] = info["gpus"][0]["name"]  # CuPy's current device is device 0
             out["versions"] = {"cupy": info["cupy"], "cuda_runtime": info["cuda"]}
     else:
-        import torch  # noqa: PLC0415
+        import torch
 
         dev = torch.device("cuda" if device == "gpu" else "cpu")
         if device == "gpu":
@@ -300,9 +300,9 @@ def check_param_counts(models) -> dict:
 
 def check_gpu() -> str | None:
     """Why the GPU run cannot go ahead, or None."""
-    import torch  # noqa: PLC0415
+    import torch
 
-    from nnctl import backend as B  # noqa: PLC0415
+    from nnctl import backend as B
 
     ok, why = B.gpu_status()
     if not ok:
@@ -313,7 +313,7 @@ def check_gpu() -> str | None:
 
 
 def environment(device: str) -> dict:
-    import numpy as np  # noqa: PLC0415
+    import numpy as np
 
     cpu = platform.processor() or "unknown"
     try:

@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import run as bench  # noqa: E402  (benchmarks/run.py)
+import run as bench  # benchmarks/run.py
 
 TIMES: collections.Counter = collections.Counter()
 CALLS: collections.Counter = collections.Counter()
@@ -81,15 +81,15 @@ def main(argv=None):
     if args.ab is not None:
         return ab(args.model, args.ab.split(","), args.predict, args.blocks, args.steps, args.batch)
     if args.check:
-        import prototypes  # noqa: PLC0415
+        import prototypes
 
         for m in ("mlp", "cnn"):
             prototypes.check_same(m)
         return 0
 
-    import numpy as np  # noqa: PLC0415
+    import numpy as np
 
-    from nnctl import backend as B  # noqa: PLC0415
+    from nnctl import backend as B
 
     model = args.model
     batch = args.batch or (1024 if args.predict else bench.BATCH[model])
@@ -98,7 +98,7 @@ def main(argv=None):
     net, trainer = bench.nnctl_model(model, batch)
     patched = []
     if args.patch:
-        import prototypes  # noqa: PLC0415
+        import prototypes
 
         patched = prototypes.apply(args.patch.split(","), net)
     opt = trainer.optimizer
@@ -129,7 +129,7 @@ def main(argv=None):
     CALLS.clear()
     prof = None
     if args.cprofile:
-        import cProfile  # noqa: PLC0415
+        import cProfile
 
         prof = cProfile.Profile()
         prof.enable()
@@ -151,7 +151,7 @@ def main(argv=None):
     rest = wall - accounted
     print(f"  {1000 * rest / steps:8.3f} ms  {100 * rest / wall:5.1f}%  (Model.forward/backward bookkeeping, loop)")
     if prof is not None:
-        import pstats  # noqa: PLC0415
+        import pstats
 
         pstats.Stats(prof).sort_stats("tottime").print_stats(18)
     return 0
@@ -160,12 +160,12 @@ def main(argv=None):
 def ab(model: str, patches: list[str], predict: bool, blocks: int, steps: int | None, batch: int | None) -> int:
     """Median over alternating blocks of (patched block time / plain block time), both models in this process,
     so machine load drifts hit both sides alike."""
-    import statistics  # noqa: PLC0415
+    import statistics
 
-    import numpy as np  # noqa: PLC0415
-    import prototypes  # noqa: PLC0415
+    import numpy as np
+    import prototypes
 
-    from nnctl import backend as B  # noqa: PLC0415
+    from nnctl import backend as B
 
     batch = batch or (1024 if predict else bench.BATCH[model])
     steps = steps or {"mlp": 40, "cnn": 3, "lstm": 10}[model]

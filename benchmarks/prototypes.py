@@ -57,7 +57,7 @@ def _pool_backward_fast(self, g, cache, _orig=None):
 
 
 def patch_pool(model) -> None:
-    from nnctl.layers.pool import _Pool  # noqa: PLC0415
+    from nnctl.layers.pool import _Pool
 
     for node in model.nodes:
         if isinstance(node.layer, _Pool):
@@ -83,7 +83,7 @@ def patch_relu(model) -> None:
 def _conv_forward_infer(self, x, training=False, mask=None, _orig=None):
     if training or (self._k == (1, 1) and self._s == (1, 1)):
         return _orig(x, training=training, mask=mask)
-    from nnctl.ops import im2col as K  # noqa: PLC0415
+    from nnctl.ops import im2col as K
 
     xp = B.xp
     xpad = K.pad(self._image(x), self._pads)
@@ -106,7 +106,7 @@ def _conv_forward_infer(self, x, training=False, mask=None, _orig=None):
 
 
 def patch_convinfer(model) -> None:
-    from nnctl.layers.conv import _Conv  # noqa: PLC0415
+    from nnctl.layers.conv import _Conv
 
     for node in model.nodes:
         if isinstance(node.layer, _Conv):
@@ -117,9 +117,9 @@ def patch_convinfer(model) -> None:
 
 
 def patch_inputgrad(model) -> None:
-    from nnctl.graph import INPUT  # noqa: PLC0415
-    from nnctl.layers.conv import _Conv  # noqa: PLC0415
-    from nnctl.layers.core import Dense  # noqa: PLC0415
+    from nnctl.graph import INPUT
+    from nnctl.layers.conv import _Conv
+    from nnctl.layers.core import Dense
 
     first = model.nodes[0]
     if any(name != INPUT for name, _ in first.refs):
@@ -166,7 +166,7 @@ def apply(names, model) -> list[str]:
 
 def check_same(model_name: str = "cnn", batch: int = 16) -> None:
     """The patched model gives the same forward output and gradients as the unpatched one."""
-    import run as bench  # noqa: PLC0415
+    import run as bench
 
     x, y = bench.make_data(model_name, batch)
     results = []

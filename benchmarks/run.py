@@ -90,7 +90,7 @@ def fwd_flops(model: str) -> int:
 
 # -- synthetic data (identical in every child: fixed seed) ---------------------------------------------
 def make_data(model: str, n: int):
-    import numpy as np  # noqa: PLC0415
+    import numpy as np
 
     rng = np.random.default_rng(1234)
     x = rng.random((n, *INPUT_SHAPE[model]), dtype=np.float32)
@@ -133,11 +133,11 @@ def _timed(fn):
 
 # -- nnctl ---------------------------------------------------------------------------------------------
 def nnctl_model(model: str, batch: int):
-    from nnctl import backend as B  # noqa: PLC0415
-    from nnctl import losses, optimizers  # noqa: PLC0415
-    from nnctl.build import build_model  # noqa: PLC0415
-    from nnctl.spec import validate  # noqa: PLC0415
-    from nnctl.train import Trainer  # noqa: PLC0415
+    from nnctl import backend as B
+    from nnctl import losses, optimizers
+    from nnctl.build import build_model
+    from nnctl.spec import validate
+    from nnctl.train import Trainer
 
     B.use("cpu")
     raw = {"name": f"bench-{model}", "seed": 0, "data": {"train": "synthetic"},
@@ -170,8 +170,8 @@ def nnctl_predict(model, x, batch):
 
 # -- PyTorch -------------------------------------------------------------------------------------------
 def torch_model(model: str):
-    import torch  # noqa: PLC0415
-    from torch import nn  # noqa: PLC0415
+    import torch
+    from torch import nn
 
     torch.manual_seed(0)
     if model == "mlp":
@@ -194,8 +194,8 @@ def torch_model(model: str):
 
 
 def _torch_x(model, x):
-    import numpy as np  # noqa: PLC0415
-    import torch  # noqa: PLC0415
+    import numpy as np
+    import torch
 
     if model == "cnn":  # NHWC -> NCHW once, outside the timed region
         x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
@@ -203,7 +203,7 @@ def _torch_x(model, x):
 
 
 def torch_train(model, x, y, batch, warm, fused=False):
-    import torch  # noqa: PLC0415
+    import torch
 
     net = torch_model(model)
     net.train()
@@ -230,7 +230,7 @@ def torch_train(model, x, y, batch, warm, fused=False):
 
 
 def torch_predict(model, x, batch):
-    import torch  # noqa: PLC0415
+    import torch
 
     net = torch_model(model)
     net.eval()
@@ -252,7 +252,7 @@ def torch_predict(model, x, batch):
 # -- pure NumPy floor (MLP) ----------------------------------------------------------------------------
 def numpy_train(x, y, batch, warm):
     """The MLP as straight NumPy: in-place matmuls, relu, softmax-CE fused, Adam over one flat buffer."""
-    import numpy as np  # noqa: PLC0415
+    import numpy as np
 
     f32 = np.float32
     dims = [784, 256, 128, 10]
@@ -338,7 +338,7 @@ def numpy_train(x, y, batch, warm):
 
 def blas_info() -> dict:
     try:
-        from threadpoolctl import threadpool_info  # noqa: PLC0415
+        from threadpoolctl import threadpool_info
     except ImportError:
         return {}
     return {f"{p.get('internal_api')}": {"architecture": p.get("architecture"), "threads": p.get("num_threads"),
@@ -352,7 +352,7 @@ def worker(task: dict) -> dict:
     warm = min(task.get("warm", 4 * batch), n)
     out = {"kind": kind, "model": model, "who": who}
     if kind == "ceiling":
-        import torch  # noqa: PLC0415
+        import torch
 
         a = torch.rand(2048, 2048)
         torch.mm(a, a)
@@ -420,28 +420,28 @@ def log(msg: str) -> None:
 
 
 def have_torch() -> bool:
-    import importlib.util  # noqa: PLC0415
+    import importlib.util
 
     return importlib.util.find_spec("torch") is not None
 
 
 def torch_version() -> str | None:
     try:
-        from importlib.metadata import version  # noqa: PLC0415
+        from importlib.metadata import version
 
         return version("torch")
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - not installed, or broken metadata: no version to report
         return None
 
 
 def layers_available() -> dict:
-    from nnctl.layers import layer_class  # noqa: PLC0415
+    from nnctl.layers import layer_class
 
     return {m: all(layer_class(e["type"]) is not None for e in layers) for m, layers in NNCTL_LAYERS.items()}
 
 
 def matmul_ceiling(n: int = 2048, reps: int = 5) -> dict:
-    import numpy as np  # noqa: PLC0415
+    import numpy as np
 
     a = np.random.default_rng(0).random((n, n), dtype=np.float32)
     b = a.copy()
@@ -457,7 +457,7 @@ def matmul_ceiling(n: int = 2048, reps: int = 5) -> dict:
 
 
 def environment(ceiling: dict) -> dict:
-    import numpy as np  # noqa: PLC0415
+    import numpy as np
 
     cpu = "unknown"
     try:
@@ -603,7 +603,7 @@ def _time_cmd(cmd, runs: int, env=None) -> dict:
 
 def bench_startup(plan: Plan, torch_ok: bool) -> dict:
     """Train a tiny checkpoint with the CLI, then time ``nnctl predict CKPT one-row.csv`` end to end."""
-    import numpy as np  # noqa: PLC0415
+    import numpy as np
 
     exe = Path(sys.executable).with_name("nnctl")
     nnctl_cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "nnctl"]
