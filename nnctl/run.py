@@ -363,5 +363,5 @@ def predict(restored, raw_inputs) -> tuple[np.ndarray, np.ndarray]:
         raise DataError(f"input: rows have shape {list(x.shape[1:])} ({_features(x.shape[1:])}), the model expects "
                         f"{list(model.input_shape)}")
     model.check_input(x, "input")
-    p = model.predict(x)
+    p = B.to_numpy(make_loss(spec).probabilities(model.predict(x)))
     return p, prep.decode_y(p)

@@ -57,7 +57,7 @@ class Trainer:
                  hooks: Hooks | None = None, decode=None):
         self.model, self.loss, self.optimizer, self.cfg = model, loss, optimizer, train_cfg
         self.task, self.n_classes = task, n_classes
-        self.metric_names = [metrics.canonical(m) for m in train_cfg.get("metrics", [])]
+        self.metric_names = [metrics.METRICS.canonical(m) for m in train_cfg.get("metrics", [])]
         self.schedule = schedule or Schedule(optimizer.learning_rate)
         self.early = early
         self.hooks = hooks or Hooks()
@@ -180,6 +180,7 @@ class Trainer:
     def _metrics(self, p, y) -> dict:
         if not self.metric_names:
             return {}
+        p = self.loss.probabilities(p)
         if self.decode is not None and self.task == "regression":
             p, y = self.decode(p), self.decode(y)
         return metrics.compute(self.metric_names, p, y, self.task, self.n_classes)
