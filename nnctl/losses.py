@@ -273,7 +273,9 @@ def check_output(loss_value, last: dict) -> list[str]:
         problems.append(f"train.loss: the perceptron loss needs a final activation = \"step\", found {act!r}")
     elif issubclass(cls, _FromLogits):
         natural = cls.logit_activation
-        if from_logits and act != "linear":
+        if from_logits and act == "linear":
+            pass
+        elif from_logits:
             problems.append(f"train.loss.from_logits: true expects a linear last layer, found activation {act!r}; "
                             f"remove the activation or set from_logits = false")
         elif not from_logits and act == "linear":

@@ -205,3 +205,26 @@ def test_a_huge_value_is_quoted_briefly(tmp_path):
     spec["model"]["layers"][0]["units"] = "x" * 100_000
     result, path = check(tmp_path, spec)
     assert result.exit_code == 2 and len(result.output) < 400
+
+
+# what only the validator can see: cross-field rules (names, monitors, wiring, Keras rewrites)
+SCHEMA_BLIND = ("monitor", "no such layer", "only the first layer", "without ':' or '/'", "expected a table")
+
+
+def test_schema_accepts_shipped_specs_and_rejects_the_hostile_entries():
+    import tomllib
+
+    jsonschema = pytest.importorskip("jsonschema")
+    from nnctl.schema import spec_schema
+
+    validator = jsonschema.Draft202012Validator(spec_schema())
+    for path in sorted((DATA.parent.parent / "specs").glob("*.toml")):
+        assert validator.is_valid(tomllib.loads(path.read_text())), path.name
+    assert validator.is_valid(BASE)
+    missed = []
+    for key, value, needles in CASES:
+        spec = json.loads(json.dumps(BASE))
+        _set(spec, key, value)
+        if validator.is_valid(spec) and not any(b in " ".join(needles) for b in SCHEMA_BLIND):
+            missed.append(f"{key}={str(value)[:30]}")
+    assert not missed, missed
