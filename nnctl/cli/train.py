@@ -29,7 +29,9 @@ def register(app: typer.Typer, reports_errors) -> None:
     ):
         """Train the network a spec describes and write its HDF5 checkpoint."""
         from nnctl import run, spec as spec_mod  # noqa: PLC0415
-        from nnctl.cli.output import Progress, emit_json, fmt, log  # noqa: PLC0415
+        from nnctl.cli.output import emit_json, fmt, log  # noqa: PLC0415
+        from nnctl.cli.progress import Progress  # noqa: PLC0415
+        from nnctl.train import Hooks  # noqa: PLC0415
         from nnctl.distributed import setup  # noqa: PLC0415 - imports mpi4py only under MPI
 
         world = setup(device, force=distributed)  # None unless launched by mpiexec/srun or --distributed
@@ -48,15 +50,17 @@ def register(app: typer.Typer, reports_errors) -> None:
             s["output"]["checkpoint"] = os.path.abspath(out)
         if run_dir is not None:
             s["output"]["run_dir"] = os.path.abspath(run_dir)
+        hooks = world.hooks if world else Hooks()
         with Progress(enabled=not (quiet or json_)) as progress:
+            progress.set_epochs(int(s["train"]["epochs"]))
+            if progress.live:  # per-batch bars only where someone watches; no hook, no cost
+                hooks.on_batch = progress.batch
+
             def emit(event):
                 if json_:
                     emit_json(event)
                 elif event["event"] == "epoch":
-                    progress.update(event)
-                    if not progress.enabled and not quiet:
-                        log(f"epoch {event['epoch']}/{event['epochs']}  " + "  ".join(
-                            f"{k} {fmt(v)}" for k, v in event.items() if k not in ("event", "epoch", "epochs")))
+                    progress.epoch(event)
                 elif event["event"] == "init_from" and not quiet:
                     log(f"init-from {event['checkpoint']}: loaded {len(event['loaded'])} arrays"
                         + (f", skipped {', '.join(event['skipped'])}" if event["skipped"] else ""))
@@ -65,7 +69,7 @@ def register(app: typer.Typer, reports_errors) -> None:
 
             with world.guard() if world else contextlib.nullcontext():  # one rank fails: MPI_Abort them all
                 done = run.train(s, emit=emit, device=device, resume=resume, init_from=init_from,
-                                 hooks=world.hooks if world else None, is_writer=rank == 0)
+                                 hooks=hooks, is_writer=rank == 0)
         if rank != 0:
             return
         if json_:
