@@ -313,18 +313,23 @@ def restore(path, device: str = "auto") -> tuple[Checkpoint, Model, Preprocessor
     return ck, model, prep, spec
 
 
-def evaluation_data(path, spec: dict, prep: Preprocessor, model: Model, data: str | None):
-    """The labelled inputs a checkpoint is evaluated on: ``data``, else the spec's test set -> (x, y, source)."""
+def evaluation_data(path, spec: dict, prep: Preprocessor, model: Model, data: str | None,
+                    preprocessed: bool = False):
+    """The labelled inputs a checkpoint is evaluated on: ``data`` (any labelled kind the data section reads),
+    else the spec's test set -> (x, y, source)."""
     if data:
         from nnctl.data import load_split  # noqa: PLC0415
 
-        x, y = load_split(spec, prep, data)
+        x, y = load_split(spec, prep, data, preprocessed=preprocessed)
         source = data
     else:
         if not spec["data"].get("test"):
             raise SpecError(f"{path}: the spec has no data.test; pass --data FILE")
         ds = load_dataset(spec)
         x, y, source = ds.x_test, ds.y_test, spec["data"]["test"]
+    from nnctl.data.inputs import conform  # noqa: PLC0415
+
+    x = conform(x, model.input_shape)
     if tuple(x.shape[1:]) != tuple(model.input_shape):
         raise DataError(f"{source}: samples have shape {list(x.shape[1:])} ({_features(x.shape[1:])}), the model "
                         f"expects {list(model.input_shape)}")
@@ -332,10 +337,10 @@ def evaluation_data(path, spec: dict, prep: Preprocessor, model: Model, data: st
     return x, y, source
 
 
-def evaluate(path, data: str | None = None, device: str = "auto") -> dict:
+def evaluate(path, data: str | None = None, device: str = "auto", preprocessed: bool = False) -> dict:
     """Loss and every metric of a checkpoint on the spec's test set or on ``data``."""
     ck, model, prep, spec = restore(path, device)
-    x, y, source = evaluation_data(path, spec, prep, model, data)
+    x, y, source = evaluation_data(path, spec, prep, model, data, preprocessed)
     check_targets(spec, model, y, prep)
     decode = _device_decoder(prep) if prep.task == "regression" and prep.y_shift is not None else None
     loss, opt = make_loss(spec), make_optimizer(spec)
@@ -350,18 +355,29 @@ def evaluate(path, data: str | None = None, device: str = "auto") -> dict:
     return {"checkpoint": str(path), "data": str(source), "samples": int(len(x)), **logs}
 
 
-def predict(restored, raw_inputs) -> tuple[np.ndarray, np.ndarray]:
-    """Model outputs and decoded predictions (labels or original units) for raw inputs, from ``restore``."""
+def predict(restored, raw_inputs, preprocessed: bool = False, source: str = "input") -> tuple[np.ndarray, np.ndarray]:
+    """Model outputs and decoded predictions (labels or original units) for raw inputs, from ``restore``.
+
+    The checkpoint's preprocessing (rescale, normalisation) is applied once, unless ``preprocessed``
+    says the inputs already went through it; (N, H, W) inputs of an (H, W, 1) model get the channel axis.
+    """
     ck, model, prep, spec = restored
     if spec["model"].get("decode"):  # teacher-forced sequence model: rows are source ids (nnctl/decode.py)
         from nnctl.decode import greedy_decode  # noqa: PLC0415
 
         p = greedy_decode(model, raw_inputs, spec["model"]["decode"])
         return p, prep.decode_y(p)
-    x = prep.transform_x(raw_inputs, np.dtype(spec["dtype"]))
+    from nnctl.data.inputs import conform  # noqa: PLC0415
+
+    raw_inputs = conform(np.asarray(raw_inputs), model.input_shape)
+    dtype = np.dtype(spec["dtype"])
+    if preprocessed:
+        x = raw_inputs if raw_inputs.dtype.kind in "iu" and prep.kind == "text" else raw_inputs.astype(dtype, copy=False)
+    else:
+        x = prep.transform_x(raw_inputs, dtype)
     if tuple(x.shape[1:]) != tuple(model.input_shape):
-        raise DataError(f"input: rows have shape {list(x.shape[1:])} ({_features(x.shape[1:])}), the model expects "
-                        f"{list(model.input_shape)}")
-    model.check_input(x, "input")
+        raise DataError(f"{source}: rows have shape {list(x.shape[1:])} ({_features(x.shape[1:])}), the model "
+                        f"expects {list(model.input_shape)}")
+    model.check_input(x, source)
     p = model.predict(x)
     return p, prep.decode_y(p)
