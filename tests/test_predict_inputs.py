@@ -105,6 +105,10 @@ def test_every_input_kind_gives_the_classes_of_the_training_kind(data, trained_o
     assert [str(r["prediction"]) for r in _predict(ckpt, root / "raw.npy")] == labels
     one = _predict(ckpt, root / "folder" / "b" / f"img{PER_CLASS:03d}.png")
     assert len(one) == 1 and str(one[0]["prediction"]) == labels[PER_CLASS]
+    png = (root / "folder" / "b" / f"img{PER_CLASS:03d}.png").read_bytes()
+    r = runner.invoke(app, ["predict", str(ckpt), "-", "--format", "jsonl"], input=png)
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout) == {"file": "stdin", "prediction": one[0]["prediction"]}
 
 
 def test_folder_trained_model_evaluates_on_arrays_and_refuses_unknown_labels(data):
@@ -188,3 +192,27 @@ def test_proba_on_a_regression_is_an_error(tmp_path):
     assert r.exit_code == 2 and "regression" in r.output
     r = runner.invoke(app, ["predict", str(tmp_path / "r.h5"), str(tmp_path / "t.csv")])
     assert r.exit_code == 0 and r.stdout.splitlines()[0] == "price"  # named after the target, not y0
+
+
+@pytest.mark.parametrize("validation", ["idx", "npz", "folder"])
+def test_validation_file_of_any_array_kind_gives_val_metrics(data, validation):
+    root, x, y = data
+    val = {"idx": root / "train-images-idx3-ubyte.gz", "npz": root / "val.npz", "folder": root / "folder"}[validation]
+    np.savez(root / "val.npz", x=x, y=y)  # (N, 8, 8) and integer labels, as the IDX files hold them
+    spec = root / f"v_{validation}.toml"
+    spec.write_text(SPEC.format(train=root / "train-images-idx3-ubyte.gz", ckpt=root / f"v_{validation}.h5",
+                                normalize="none", loss="categorical_crossentropy")
+                    .replace('normalize = "none"', f'normalize = "none"\nvalidation = "{val}"'))
+    r = runner.invoke(app, ["train", str(spec), "--json"])
+    if validation == "folder":  # folder names "a", "b", "c" are not the IDX labels 0, 1, 2
+        assert r.exit_code == 2 and "label 'a' was not seen in training" in r.output
+        return
+    assert r.exit_code == 0, r.output
+    epoch = json.loads(r.stdout.splitlines()[0])
+    # the validation set holds the training samples: its loss is evaluate's on them with the epoch's weights
+    r = runner.invoke(app, ["evaluate", str(root / f"v_{validation}.h5"), "--data",
+                            str(root / "train-images-idx3-ubyte.gz"), "--json"])
+    assert r.exit_code == 0, r.output
+    evaluated = json.loads(r.stdout)
+    assert epoch["val_loss"] == pytest.approx(evaluated["loss"], rel=1e-5)
+    assert epoch["val_accuracy"] == pytest.approx(evaluated["accuracy"])
