@@ -347,11 +347,15 @@ def evaluate(path, data: str | None = None, device: str = "auto", preprocessed: 
     opt.init_slots(0, model.dtype)
     trainer = Trainer(model, loss, opt, spec["train"], prep.task, prep.n_classes(model.output_shape[-1]),
                       spec["seed"], decode=decode)
+    if prep.task == "regression":  # errors in the target's own units beside the loss, whatever the spec lists
+        trainer.metric_names += [m for m in ("mse", "mae", "rmse") if m not in trainer.metric_names]
     logs = trainer.evaluate(x, y)
     if prep.kind == "timeseries":  # a forecast is only useful if it beats repeating the last value
         from nnctl.data.timeseries import naive_metrics  # noqa: PLC0415
 
         logs.update(naive_metrics(x, y, prep))
+        if "naive_mse" in logs:
+            logs["naive_rmse"] = float(np.sqrt(logs["naive_mse"]))
     return {"checkpoint": str(path), "data": str(source), "samples": int(len(x)), **logs}
 
 
