@@ -20,7 +20,7 @@ from nnctl.callbacks import EarlyStopping
 from nnctl.checkpoint import Checkpoint, load_into, named_from_flat, save
 from nnctl.data import Dataset, load_dataset
 from nnctl.data.preprocess import Preprocessor
-from nnctl.errors import DataError, Interrupted, SpecError
+from nnctl.errors import DataError, Interrupted, SpecError, TrainingDiverged
 from nnctl.graph import Model
 from nnctl.schedules import Schedule
 from nnctl.spec import loss_config, optimizer_config
@@ -263,9 +263,14 @@ def train(spec: dict, emit=_noop, device: str = "auto", resume: str | None = Non
         with signals.installed():
             try:
                 trainer.fit(ds.x_train, ds.y_train, epochs, ds.x_val, ds.y_val, on_epoch_end)
-            except BaseException:
-                if last["epoch"] > 0 and is_writer:  # keep the last good epoch (diverged or crashed)
+            except BaseException as exc:
+                kept = last["epoch"] > 0 and is_writer
+                if kept:  # keep the last good epoch (diverged or crashed)
                     write(ckpt_path, last, best_epoch)
+                if isinstance(exc, TrainingDiverged):  # say what is on disk, and only that
+                    exc.checkpoint = ckpt_path if kept else None
+                    exc.args = (f"{exc}; " + (f"wrote {ckpt_path} with epoch {last['epoch']}, the last good one"
+                                              if kept else "no epoch had finished, so no checkpoint was written"),)
                 raise
     finally:
         if tb is not None:
@@ -286,7 +291,9 @@ def train(spec: dict, emit=_noop, device: str = "auto", resume: str | None = Non
         write_run(run_dir, spec, last["history"], summary)
     if signals.stop:
         emit(done)
-        raise Interrupted(f"interrupted: wrote {ckpt_path} with epoch {last['epoch']}; continue with --resume {ckpt_path}")
+        exc = Interrupted(f"interrupted: wrote {ckpt_path} with epoch {last['epoch']}")
+        exc.checkpoint = ckpt_path  # the CLI adds the command that continues
+        raise exc
     return done
 
 

@@ -179,7 +179,7 @@ class Trainer:
         bad = np.nonzero(~np.isfinite(losses_host))[0]
         if len(bad) and self.cfg.get("stop_on_nan", True):
             raise TrainingDiverged(f"training diverged: loss is {losses_host[bad[0]]} at epoch {epoch + 1}, "
-                                   f"batch {bad[0] + 1} of {n_batches}; the checkpoint keeps the last good epoch")
+                                   f"batch {bad[0] + 1} of {n_batches}")
         logs = {}
         if self.metric_names:
             p, rows = B.xp.concatenate(preds), np.concatenate(targets)
@@ -227,6 +227,12 @@ class Trainer:
     # -- whole run ----------------------------------------------------------------------------------
     def fit(self, x, y, epochs: int, x_val=None, y_val=None, on_epoch_end=None) -> TrainState:
         """Train until ``epochs`` epochs have run in total (counting resumed ones) or early stopping."""
+        # overflow on the way to a NaN loss is expected: the NaN check reports it as one error, so NumPy's
+        # RuntimeWarnings (with a source line each) would only repeat it
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+            return self._fit(x, y, epochs, x_val, y_val, on_epoch_end)
+
+    def _fit(self, x, y, epochs, x_val, y_val, on_epoch_end) -> TrainState:
         while self.state.epoch < epochs and not (self.early and self.early.stopped):
             logs = self.run_epoch(x, y)
             if not logs:
