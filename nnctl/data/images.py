@@ -20,7 +20,7 @@ def _pillow():
     try:
         from PIL import Image  # noqa: PLC0415
     except ImportError:
-        raise DataError("image folders need Pillow: install Pillow (pip install nnctl[images])") from None
+        raise DataError("image folders need Pillow: Pillow, a core dependency: reinstall nnctl, or pip install Pillow") from None
     return Image
 
 
