@@ -126,3 +126,10 @@ def test_progress_reads_the_device_a_fixed_number_of_times_per_epoch(tmp_path, e
         return counts[1] - counts[0]
 
     assert reads_in_second_epoch(719) == reads_in_second_epoch(44)  # 2 batches against 33
+
+
+@pytest.mark.parametrize("flag", ["--json", "--quiet"])
+def test_no_bar_on_a_terminal_with_json_or_quiet(tmp_path, flag):
+    rc, raw = _train_under_pty(tmp_path, SPECS / "iris_mlp.toml", "--out", tmp_path / "m.h5", "--epochs", "2", flag)
+    assert rc == 0, raw
+    assert "\x1b" not in raw and "epoch 1/2" not in raw
