@@ -91,7 +91,7 @@ def test_check_summary_info(iris_ckpt):
     assert r.exit_code == 0, r.output
     info = json.loads(r.stdout)
     assert [layer["params"] for layer in info["layers"]] == [4 * 16 + 16, 16 * 3 + 3]
-    assert info["layers"][-1]["output_shape"] == ["None", 3]
+    assert info["layers"][-1]["output_shape"] == [None, 3] and info["input_shape"] == [None, 4]  # JSON null
     r = runner.invoke(app, ["summary", str(iris_ckpt)])
     assert r.exit_code == 0 and "Total params: 131" in r.stdout
     r = runner.invoke(app, ["info", "--json"])
