@@ -6,18 +6,16 @@ Embedding's ``input_dim`` from the tokenizer's vocabulary) come in through ``def
 
 from __future__ import annotations
 
-import inspect
-import json
 import re
 
 import numpy as np
 
 from nnctl.errors import SpecError
+from nnctl.fields import ConfigError, check_keys, params_of, shown
 from nnctl.graph import INPUT, Model, Node, parse_ref
-from nnctl.layers import REGISTRY, layer_class
-from nnctl.layers.base import layer_params
+from nnctl.layers import layer_class
 from nnctl.layers.core import Activation
-from nnctl.ops import activations
+from nnctl.registry import UnknownName, suggestion
 
 
 def _snake(name: str) -> str:
@@ -25,91 +23,80 @@ def _snake(name: str) -> str:
     return re.sub(r"(?<=[a-z])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name).lower()
 
 
-def _suggest(key, options):
-    import difflib  # noqa: PLC0415
-
-    close = difflib.get_close_matches(str(key), list(options), n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else ""
-
-
-def check_entry(where: str, entry, err, data_keys=("input_dim",)) -> dict:
-    """Validate one layer entry's keys and value types against its class signature."""
+def check_entry(where: str, entry, data_keys=("input_dim",)) -> tuple[dict, list[str]]:
+    """Validate one layer entry against its class signature: (entry with the canonical type, problems)."""
     if not isinstance(entry, dict):
-        err(f"{where}: expected a table with a 'type', found {json.dumps(entry)}")
+        return entry, [f"{where}: expected a table with a 'type', found {shown(entry)}"]
     if "type" not in entry:
-        err(f"{where}.type: required key is missing")
-    cls = layer_class(entry["type"])
-    if cls is None:
-        names = sorted({c.__name__ for c in REGISTRY.values()})
-        err(f"{where}.type: unknown layer type {entry['type']!r}{_suggest(entry['type'], names)}")
-    params = layer_params(cls)
-    out = {"type": cls.__name__}
-    for key, value in entry.items():
-        if key == "type":
-            continue
-        if key not in params:
-            err(f"{where}.{key}: unknown key for {cls.__name__}{_suggest(key, params)}")
-        default = params[key].default
-        if "list" in str(params[key].annotation) and isinstance(value, list):
-            default = None  # an int-or-list key (strides = 1 or [2, 2]) given as a list: the layer checks it
-        elif default is inspect.Parameter.empty:  # required keys: read the type from the annotation
-            default = {"int": 0, "float": 0.0, "bool": False}.get(str(params[key].annotation), default)
-        if isinstance(default, bool) and not isinstance(value, bool):
-            err(f"{where}.{key}: expected true or false, found {json.dumps(value)}")
-        elif isinstance(default, (int, float)) and not isinstance(default, bool) and (
-                not isinstance(value, (int, float)) or isinstance(value, bool)):
-            err(f"{where}.{key}: expected a number, found {json.dumps(value)}")
-        if key in ("activation", "recurrent_activation") and value is not None:
-            if str(value).lower() not in activations.NAMES:
-                err(f"{where}.{key}: unknown activation {value!r}{_suggest(str(value).lower(), activations.NAMES)}; "
-                    f"expected one of {', '.join(activations.NAMES)}")
-        if key == "layer":
-            value = check_entry(f"{where}.layer", value, err)
-        out[key] = value
-    missing = [k for k, p in params.items() if p.default is inspect.Parameter.empty and k not in out
-               and k not in data_keys]
-    if missing:
-        err(f"{where}.{missing[0]}: required key is missing for {cls.__name__}")
-    return out
+        return entry, [f"{where}.type: required key is missing"]
+    try:
+        cls = layer_class(entry["type"])
+    except UnknownName as exc:
+        return entry, [f"{where}.type: {exc}"]
+    fields = params_of(cls)
+    body = {k: v for k, v in entry.items() if k != "type"}
+    if "layer" in body:  # a wrapper's inner layer is an entry of its own, checked below
+        fields = {k: v for k, v in fields.items() if k != "layer"}
+    out, problems = check_keys({k: v for k, v in body.items() if k != "layer"}, fields, where, cls.__name__)
+    problems = [p for p in problems if not any(p.startswith(f"{where}.{k}: required") for k in data_keys)]
+    if "layer" in body:
+        out["layer"], found = check_entry(f"{where}.layer", body["layer"])
+        problems += found
+    return {"type": cls.__name__, **out}, problems
 
 
-def check_layers(layers: list, err) -> list[dict]:
-    """Validate every entry, give each a unique name, and check that ``inputs`` name earlier nodes."""
+def _default_name(type_name: str, seen: dict, counts: dict) -> str:
+    base = _snake(type_name)
+    n = counts.get(base, 0)
+    while (name := base if n == 0 else f"{base}_{n}") in seen:
+        n += 1
+    counts[base] = n + 1
+    return name
+
+
+def check_layers(layers: list) -> tuple[list[dict], list[str]]:
+    """Validate every entry, give each a unique name, check that ``inputs`` name earlier nodes: (entries, problems)."""
     if not layers:
-        err("model.layers: expected at least one layer")
+        return layers, ["model.layers: expected at least one layer"]
     seen: dict[str, int] = {}
     counts: dict[str, int] = {}
-    out = []
+    out, problems = [], []
     for i, entry in enumerate(layers):
         where = f"model.layers[{i}]"
-        e = check_entry(where, entry, err)
+        e, found = check_entry(where, entry)
+        problems += found
+        if not isinstance(e, dict) or "type" not in e or found and any(f.startswith(f"{where}.type") for f in found):
+            out.append(e)
+            continue
         if "name" not in e:
-            base = _snake(e["type"])
-            n = counts.get(base, 0)
-            while (name := base if n == 0 else f"{base}_{n}") in seen:
-                n += 1
-            counts[base] = n + 1
-            e["name"] = name
+            e["name"] = _default_name(e["type"], seen, counts)
         if not isinstance(e["name"], str) or not e["name"] or ":" in e["name"] or "/" in e["name"]:
-            err(f"{where}.name: expected a non-empty name without ':' or '/', found {json.dumps(e['name'])}")
-        if e["name"] in seen or e["name"] == INPUT:
-            err(f"{where}.name: {e['name']!r} is already used" + (f" by model.layers[{seen[e['name']]}]"
-                                                                  if e["name"] in seen else " by the model input"))
-        inputs = e.get("inputs")
-        if inputs is not None:
-            if isinstance(inputs, str):
-                inputs = e["inputs"] = [inputs]
-            if not isinstance(inputs, list) or not inputs:
-                err(f"{where}.inputs: expected a list of earlier layer names, found {json.dumps(inputs)}")
-            for ref in inputs:
-                name, _ = parse_ref(ref)
-                if name != INPUT and name not in seen:
-                    later = any(isinstance(x, dict) and x.get("name") == name for x in layers[i:])
-                    why = "it comes later (inputs must name earlier layers)" if later else "no such layer"
-                    err(f"{where}.inputs: {ref!r}: {why}{_suggest(name, [*seen, INPUT]) if not later else ''}")
+            problems.append(f"{where}.name: expected a non-empty name without ':' or '/', found {shown(e['name'])}")
+        elif e["name"] in seen or e["name"] == INPUT:
+            by = f" by model.layers[{seen[e['name']]}]" if e["name"] in seen else " by the model input"
+            problems.append(f"{where}.name: {e['name']!r} is already used{by}")
+        problems += _check_inputs(where, e, layers, i, seen)
         seen[e["name"]] = i
         out.append(e)
-    return out
+    return out, problems
+
+
+def _check_inputs(where: str, e: dict, layers: list, i: int, seen: dict) -> list[str]:
+    inputs = e.get("inputs")
+    if inputs is None:
+        return []
+    if isinstance(inputs, str):
+        inputs = e["inputs"] = [inputs]
+    if not isinstance(inputs, list) or not inputs:
+        return [f"{where}.inputs: expected a list of earlier layer names, found {shown(inputs)}"]
+    problems = []
+    for ref in inputs:
+        name, _ = parse_ref(ref)
+        if name != INPUT and name not in seen:
+            later = any(isinstance(x, dict) and x.get("name") == name for x in layers[i:])
+            why = "it comes later (inputs must name earlier layers)" if later else "no such layer"
+            problems.append(f"{where}.inputs: {ref!r}: {why}{suggestion(name, [*seen, INPUT]) if not later else ''}")
+    return problems
 
 
 def build_model(spec: dict, input_shape, seed: int, defaults: dict | None = None, input_dtype=None) -> Model:
@@ -123,11 +110,13 @@ def build_model(spec: dict, input_shape, seed: int, defaults: dict | None = None
         kwargs = {k: v for k, v in entry.items() if k != "type"}
         cls = layer_class(entry["type"])
         for key, value in (defaults or {}).items():
-            if key in layer_params(cls) and key not in kwargs:
+            if key in params_of(cls) and key not in kwargs:
                 kwargs[key] = value
         refs = [parse_ref(r) for r in kwargs.get("inputs") or [prev]]
         try:
             layer = cls(**kwargs)
+        except ConfigError as exc:
+            raise SpecError.many(source, [f"model.layers[{i}].{p}" for p in exc.problems]) from None
         except (TypeError, ValueError, KeyError) as exc:
             raise SpecError(f"{where}: {exc}") from None
         act = None

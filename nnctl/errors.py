@@ -1,5 +1,7 @@
 """Library exceptions; the CLI turns each kind into a one-line message and an exit code."""
 
+from __future__ import annotations
+
 
 class NnctlError(Exception):
     """Base of every error nnctl reports to a user (never a bug)."""
@@ -9,6 +11,19 @@ class NnctlError(Exception):
 
 class SpecError(NnctlError):
     """The spec file or an override is invalid: the message names the file and the field."""
+
+    @classmethod
+    def many(cls, source: str, problems: list[str], cap: int = 20) -> SpecError:
+        """One error for several problems: ``lines`` holds one ``<source>: <problem>`` per problem.
+
+        ``str()`` joins them with ``"\nerror: "`` so that a reporter printing ``error: {exc}`` shows one
+        ``error:`` line per problem."""
+        lines = [f"{source}: {p}" for p in problems[:cap]]
+        if len(problems) > cap:
+            lines.append(f"{source}: ... and {len(problems) - cap} more problems")
+        err = cls("\nerror: ".join(lines))
+        err.lines = lines
+        return err
 
 
 class DataError(NnctlError):

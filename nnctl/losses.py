@@ -11,7 +11,9 @@ gradient descent on it with learning rate 1 is Rosenblatt's rule w += (y - step(
 from __future__ import annotations
 
 from nnctl import backend as B
+from nnctl.fields import PositiveFloat
 from nnctl.ops.activations import sigmoid, softmax
+from nnctl.registry import Registry
 
 EPS = 1e-7
 
@@ -21,6 +23,16 @@ class Loss:
 
     fused: frozenset = frozenset()  # output activations this loss can fuse with
     target = "dense"  # dense (same shape as output), sparse (integer class ids), or binary
+    task = "regression"  # how targets are encoded: regression, binary, categorical or sparse
+    from_logits = False  # the model outputs logits; the loss applies ``logit_activation`` itself
+    logit_activation: str | None = None
+
+    def probabilities(self, out):
+        """The model's outputs as the metrics and ``--proba`` read them (logits through the activation)."""
+        if not self.from_logits:
+            return out
+        out = B.asarray(out)
+        return sigmoid(out) if self.logit_activation == "sigmoid" else softmax(out)
 
     def value(self, p, y):
         raise NotImplementedError
@@ -55,7 +67,7 @@ class MeanAbsoluteError(Loss):
 
 
 class Huber(Loss):
-    def __init__(self, delta: float = 1.0):
+    def __init__(self, delta: PositiveFloat = 1.0):
         self.delta = delta
 
     def value(self, p, y):
@@ -67,9 +79,21 @@ class Huber(Loss):
         return B.xp.clip(p - y, -self.delta, self.delta) * p.dtype.type(1.0 / p.size)
 
 
-class BinaryCrossentropy(Loss):
+class _FromLogits(Loss):
+    """A cross-entropy that can take logits (``from_logits = true``, Keras's meaning): a linear last layer."""
+
+    def __init__(self, from_logits: bool = False):
+        self.from_logits = bool(from_logits)
+        if self.from_logits:  # p are logits: the fused formulas (log-softmax, log1p(exp(-|z|))) apply to them
+            self.value = lambda z, y: self.fused_value_grad(z, y, self.logit_activation)[0]
+            self.grad = lambda z, y: self.fused_value_grad(z, y, self.logit_activation)[1]
+
+
+class BinaryCrossentropy(_FromLogits):
     fused = frozenset({"sigmoid"})
     target = "binary"
+    task = "binary"
+    logit_activation = "sigmoid"
 
     def value(self, p, y):
         xp = B.xp
@@ -86,8 +110,10 @@ class BinaryCrossentropy(Loss):
         return loss, (sigmoid(z) - y) * z.dtype.type(1.0 / z.size)
 
 
-class CategoricalCrossentropy(Loss):
+class CategoricalCrossentropy(_FromLogits):
     fused = frozenset({"softmax"})
+    task = "categorical"
+    logit_activation = "softmax"
 
     def value(self, p, y):
         xp = B.xp
@@ -104,11 +130,13 @@ class CategoricalCrossentropy(Loss):
         return loss, (softmax(z) - y) * z.dtype.type(1.0 / self._count(z))
 
 
-class SparseCategoricalCrossentropy(Loss):
+class SparseCategoricalCrossentropy(_FromLogits):
     """Categorical cross-entropy with integer class ids y of shape p.shape[:-1]."""
 
     fused = frozenset({"softmax"})
     target = "sparse"
+    task = "sparse"
+    logit_activation = "softmax"
 
     def _pick(self, a, y):
         xp = B.xp
@@ -139,6 +167,7 @@ class Hinge(Loss):
     """mean(max(1 - t p, 0)) with t = 2y - 1 for 0/1 labels (labels already in {-1, 1} are kept)."""
 
     target = "binary"
+    task = "binary"
 
     @staticmethod
     def _t(y):
@@ -155,6 +184,8 @@ class Hinge(Loss):
 class KLDivergence(Loss):
     """sum y log(y / p) over the last axis, y and p clipped to [1e-7, 1]."""
 
+    task = "categorical"
+
     def value(self, p, y):
         xp = B.xp
         yc, pc = xp.clip(y, EPS, 1), xp.clip(p, EPS, 1)
@@ -170,6 +201,7 @@ class Perceptron(Loss):
 
     fused = frozenset({"step"})
     target = "binary"
+    task = "binary"
 
     def value(self, p, y):
         return B.xp.abs(p - y).sum() / p.size  # reported as the error rate of the step outputs
@@ -182,21 +214,83 @@ class Perceptron(Loss):
         return B.xp.abs(wrong).sum() / z.size, wrong * z.dtype.type(1.0 / z.size)
 
 
-LOSSES = {
-    "mean_squared_error": MeanSquaredError, "mse": MeanSquaredError,
-    "mean_absolute_error": MeanAbsoluteError, "mae": MeanAbsoluteError,
-    "huber": Huber,
-    "binary_crossentropy": BinaryCrossentropy,
-    "categorical_crossentropy": CategoricalCrossentropy,
-    "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
-    "hinge": Hinge,
-    "kl_divergence": KLDivergence, "kld": KLDivergence, "kullback_leibler_divergence": KLDivergence,
-    "perceptron": Perceptron,
-}
-NAMES = sorted(LOSSES)
-CLASSIFICATION = {"binary_crossentropy", "categorical_crossentropy", "sparse_categorical_crossentropy", "hinge",
-                  "perceptron", "kl_divergence", "kld", "kullback_leibler_divergence"}
+LOSSES: Registry[type[Loss]] = Registry("loss")
+LOSSES.add("mean_squared_error", MeanSquaredError, "mse")
+LOSSES.add("mean_absolute_error", MeanAbsoluteError, "mae")
+LOSSES.add("huber", Huber, "huber_loss")
+LOSSES.add("binary_crossentropy", BinaryCrossentropy, "bce")
+LOSSES.add("categorical_crossentropy", CategoricalCrossentropy, "cce")
+LOSSES.add("sparse_categorical_crossentropy", SparseCategoricalCrossentropy)
+LOSSES.add("hinge", Hinge)
+LOSSES.add("kl_divergence", KLDivergence, "kld", "kullback_leibler_divergence")
+LOSSES.add("perceptron", Perceptron)
+NAMES = LOSSES.names()
 
 
 def get(name: str, **kwargs) -> Loss:
-    return LOSSES[str(name).lower()](**kwargs)
+    return LOSSES.get(name)(**kwargs)
+
+
+def is_classification(name: str) -> bool:
+    return LOSSES.get(name).task != "regression"
+
+
+# -- the loss and the output layer agree ---------------------------------------------------------------
+_ACTIVATION_LAYERS = {"Softmax": "softmax", "ReLU": "relu", "ELU": "elu", "LeakyReLU": "leaky_relu",
+                      "PReLU": "prelu"}
+
+
+def output_activation(entry: dict) -> tuple[str | None, int | None]:
+    """(activation, units) of a validated last-layer entry; activation None when the layer keeps its own."""
+    from nnctl.layers import layer_class  # noqa: PLC0415 - layers sit above losses in import order
+
+    cls = layer_class(entry["type"])
+    if entry["type"] in _ACTIVATION_LAYERS:
+        return _ACTIVATION_LAYERS[entry["type"]], None
+    if entry["type"] == "Activation":
+        return entry.get("activation", "linear"), None
+    if getattr(cls, "activation_is_node", False):
+        return entry.get("activation") or "linear", entry.get("units", entry.get("filters"))
+    return None, None
+
+
+def check_output(loss_value, last: dict) -> list[str]:
+    """Problems (and warnings, on stderr) when the last layer's activation does not suit the loss."""
+    import sys  # noqa: PLC0415
+
+    name = loss_value if isinstance(loss_value, str) else loss_value["type"]
+    from_logits = isinstance(loss_value, dict) and bool(loss_value.get("from_logits"))
+    act, units = output_activation(last) if last else (None, None)
+    if act is None:
+        return []
+    where = f"model.layers[-1] ({last.get('name', last['type'])})"
+    cls = LOSSES.get(name)
+    problems: list[str] = []
+    if act == "step" and cls is not Perceptron:
+        problems.append(f"{where}: a step output has zero gradient; train it with loss = \"perceptron\" "
+                        f"(and optimizer = \"perceptron\"), or use activation = \"sigmoid\" with {name}")
+    elif cls is Perceptron and act != "step":
+        problems.append(f"train.loss: the perceptron loss needs a final activation = \"step\", found {act!r}")
+    elif issubclass(cls, _FromLogits):
+        natural = cls.logit_activation
+        if from_logits and act == "linear":
+            pass
+        elif from_logits:
+            problems.append(f"train.loss.from_logits: true expects a linear last layer, found activation {act!r}; "
+                            f"remove the activation or set from_logits = false")
+        elif not from_logits and act == "linear":
+            problems.append(f"train.loss: {name} on a linear last layer treats raw scores as probabilities; set "
+                            f"activation = \"{natural}\" on {where} or loss = {{ type = \"{name}\", "
+                            f"from_logits = true }}")
+        elif act == "softmax" and units == 1:
+            problems.append(f"{where}: softmax over 1 unit always outputs 1; use activation = \"sigmoid\" "
+                            f"with binary_crossentropy, or 2+ units with categorical_crossentropy")
+        elif cls is SparseCategoricalCrossentropy and act == "sigmoid":
+            problems.append(f"{where}: sparse_categorical_crossentropy needs a softmax output, found sigmoid; "
+                            f"use activation = \"softmax\" (or binary_crossentropy for one unit)")
+        elif act not in ("sigmoid", "softmax"):
+            problems.append(f"{where}: {name} needs probabilities, found activation {act!r}; use "
+                            f"activation = \"{natural}\"")
+        elif act != natural:
+            print(f"warning: {where}: {act} output with {name}; {natural} is the usual pairing", file=sys.stderr)
+    return problems

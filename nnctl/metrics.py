@@ -8,15 +8,21 @@ and f1 are macro averages over classes (binary: of the positive class).
 from __future__ import annotations
 
 from nnctl import backend as B
+from nnctl.registry import Registry
 
+METRICS: Registry[str] = Registry("metric")
+for _name, *_aliases in (
+        ("accuracy", "acc", "categorical_accuracy", "sparse_categorical_accuracy", "binary_accuracy"),
+        ("precision",), ("recall",), ("f1", "f1_score"), ("mae", "mean_absolute_error"),
+        ("mse", "mean_squared_error"), ("rmse", "root_mean_squared_error"), ("r2", "r2_score")):
+    METRICS.add(_name, _name, *_aliases)
 NAMES = ["accuracy", "precision", "recall", "f1", "mae", "mse", "rmse", "r2"]
-ALIASES = {"acc": "accuracy", "mean_absolute_error": "mae", "mean_squared_error": "mse",
-           "root_mean_squared_error": "rmse", "f1_score": "f1"}
+CLASSIFICATION = ("accuracy", "precision", "recall", "f1")
 
 
 def canonical(name: str) -> str:
-    key = str(name).lower()
-    return ALIASES.get(key, key)
+    """The canonical name of a metric or its alias (``acc`` -> ``accuracy``); unknown names pass unchanged."""
+    return METRICS.canonical(name) if name in METRICS else str(name).lower()
 
 
 def _labels(p, y, kind):

@@ -6,7 +6,7 @@ moments) are flat buffers of the same size, saved in checkpoints by name.
 - rmsprop: s = rho s + (1 - rho) g^2;  w -= lr g / (sqrt(s) + eps)  (centered: s - mean^2)
 - adam:    m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;  w -= lr_t m / (sqrt(v) + eps),
            lr_t = lr sqrt(1 - b2^t) / (1 - b1^t)  (Keras's form of the bias correction)
-- adamw:   adam, then w -= lr wd w (decoupled weight decay)
+- adamw:   adam with w -= lr wd w first (decoupled weight decay; adam takes ``weight_decay`` too, as Keras 3)
 - adagrad: s += g^2;  w -= lr g / (sqrt(s) + eps)
 - perceptron: sgd with learning rate 1 (Rosenblatt's rule with the perceptron loss)
 """
@@ -15,14 +15,20 @@ from __future__ import annotations
 
 import math
 
+from typing import Annotated
+
 from nnctl import backend as B
+from nnctl.fields import Fraction, NonNegativeFloat, PositiveFloat, Range
+from nnctl.registry import Registry
+
+Beta = Annotated[float, Range(0, 1, hi_open=True)]
 
 
 class Optimizer:
     slot_names: tuple[str, ...] = ()
 
-    def __init__(self, learning_rate: float = 0.01, clipnorm: float | None = None,
-                 global_clipnorm: float | None = None, clipvalue: float | None = None):
+    def __init__(self, learning_rate: PositiveFloat = 0.01, clipnorm: PositiveFloat | None = None,
+                 global_clipnorm: PositiveFloat | None = None, clipvalue: PositiveFloat | None = None):
         self.learning_rate = float(learning_rate)
         self.clipnorm, self.global_clipnorm, self.clipvalue = clipnorm, global_clipnorm, clipvalue
         self.iterations = 0
@@ -61,7 +67,7 @@ class Optimizer:
 class SGD(Optimizer):
     slot_names = ("momentum",)
 
-    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, **kw):
+    def __init__(self, learning_rate: PositiveFloat = 0.01, momentum: Fraction = 0.0, nesterov: bool = False, **kw):
         super().__init__(learning_rate, **kw)
         self.momentum, self.nesterov = float(momentum), bool(nesterov)
         if not self.momentum:
@@ -81,14 +87,15 @@ class SGD(Optimizer):
 
 
 class Perceptron(SGD):
-    def __init__(self, learning_rate=1.0, **kw):
+    def __init__(self, learning_rate: PositiveFloat = 1.0, **kw):
         super().__init__(learning_rate, **kw)
 
 
 class RMSprop(Optimizer):
     slot_names = ("velocity", "average_gradient", "momentum")
 
-    def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False, **kw):
+    def __init__(self, learning_rate: PositiveFloat = 0.001, rho: Beta = 0.9, momentum: Fraction = 0.0,
+                 epsilon: PositiveFloat = 1e-7, centered: bool = False, **kw):
         super().__init__(learning_rate, **kw)
         self.rho, self.momentum, self.epsilon, self.centered = float(rho), float(momentum), float(epsilon), centered
         self.slot_names = ("velocity",) + (("average_gradient",) if centered else ()) + (
@@ -117,9 +124,12 @@ class RMSprop(Optimizer):
 class Adam(Optimizer):
     slot_names = ("m", "v")
 
-    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, amsgrad=False, **kw):
+    def __init__(self, learning_rate: PositiveFloat = 0.001, beta_1: Beta = 0.9, beta_2: Beta = 0.999,
+                 epsilon: PositiveFloat = 1e-7, amsgrad: bool = False, weight_decay: NonNegativeFloat | None = None,
+                 **kw):
         super().__init__(learning_rate, **kw)
         self.beta_1, self.beta_2, self.epsilon, self.amsgrad = float(beta_1), float(beta_2), float(epsilon), amsgrad
+        self.weight_decay = weight_decay  # decoupled, as Keras 3: w -= lr wd w before the Adam step
         if amsgrad:
             self.slot_names = ("m", "v", "vhat")
         self._tmp = None
@@ -148,22 +158,20 @@ class Adam(Optimizer):
         w -= tmp
 
     def _decay(self, w, lr):
-        pass
+        if self.weight_decay:
+            w *= w.dtype.type(1 - lr * self.weight_decay)
 
 
 class AdamW(Adam):
-    def __init__(self, learning_rate=0.001, weight_decay=0.004, **kw):
-        super().__init__(learning_rate, **kw)
-        self.weight_decay = float(weight_decay)
-
-    def _decay(self, w, lr):
-        w *= w.dtype.type(1 - lr * self.weight_decay)
+    def __init__(self, learning_rate: PositiveFloat = 0.001, weight_decay: NonNegativeFloat = 0.004, **kw):
+        super().__init__(learning_rate, weight_decay=weight_decay, **kw)
 
 
 class Adagrad(Optimizer):
     slot_names = ("accumulator",)
 
-    def __init__(self, learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7, **kw):
+    def __init__(self, learning_rate: PositiveFloat = 0.001, initial_accumulator_value: NonNegativeFloat = 0.1,
+                 epsilon: PositiveFloat = 1e-7, **kw):
         super().__init__(learning_rate, **kw)
         self.initial_accumulator_value, self.epsilon = float(initial_accumulator_value), float(epsilon)
 
@@ -176,10 +184,12 @@ class Adagrad(Optimizer):
         w -= lr * g / (B.xp.sqrt(s) + self.epsilon)
 
 
-OPTIMIZERS = {"sgd": SGD, "rmsprop": RMSprop, "adam": Adam, "adamw": AdamW, "adagrad": Adagrad,
-              "perceptron": Perceptron}
-NAMES = sorted(OPTIMIZERS)
+OPTIMIZERS: Registry[type[Optimizer]] = Registry("optimizer")
+for _name, _cls in (("sgd", SGD), ("rmsprop", RMSprop), ("adam", Adam), ("adamw", AdamW), ("adagrad", Adagrad),
+                    ("perceptron", Perceptron)):
+    OPTIMIZERS.add(_name, _cls)
+NAMES = OPTIMIZERS.names()
 
 
 def get(name: str, **kwargs) -> Optimizer:
-    return OPTIMIZERS[str(name).lower()](**kwargs)
+    return OPTIMIZERS.get(name)(**kwargs)

@@ -42,7 +42,7 @@ def _figure(what: str):
     try:
         from matplotlib.figure import Figure  # noqa: PLC0415 - optional extra
     except ImportError:
-        raise SpecError(f"{what}: writing a PNG needs matplotlib (pip install nnctl[plot])") from None
+        raise SpecError(f"{what}: writing a PNG needs matplotlib (a core dependency: reinstall nnctl, or pip install matplotlib)") from None
     return Figure
 
 

@@ -20,7 +20,7 @@ from nnctl.callbacks import EarlyStopping
 from nnctl.checkpoint import Checkpoint, load_into, named_from_flat, save
 from nnctl.data import Dataset, load_dataset
 from nnctl.data.preprocess import Preprocessor
-from nnctl.errors import DataError, Interrupted, SpecError
+from nnctl.errors import DataError, Interrupted, SpecError, TrainingDiverged
 from nnctl.graph import Model
 from nnctl.schedules import Schedule
 from nnctl.spec import loss_config, optimizer_config
@@ -263,9 +263,14 @@ def train(spec: dict, emit=_noop, device: str = "auto", resume: str | None = Non
         with signals.installed():
             try:
                 trainer.fit(ds.x_train, ds.y_train, epochs, ds.x_val, ds.y_val, on_epoch_end)
-            except BaseException:
-                if last["epoch"] > 0 and is_writer:  # keep the last good epoch (diverged or crashed)
+            except BaseException as exc:
+                kept = last["epoch"] > 0 and is_writer
+                if kept:  # keep the last good epoch (diverged or crashed)
                     write(ckpt_path, last, best_epoch)
+                if isinstance(exc, TrainingDiverged):  # say what is on disk, and only that
+                    exc.checkpoint = ckpt_path if kept else None
+                    exc.args = (f"{exc}; " + (f"wrote {ckpt_path} with epoch {last['epoch']}, the last good one"
+                                              if kept else "no epoch had finished, so no checkpoint was written"),)
                 raise
     finally:
         if tb is not None:
@@ -286,7 +291,9 @@ def train(spec: dict, emit=_noop, device: str = "auto", resume: str | None = Non
         write_run(run_dir, spec, last["history"], summary)
     if signals.stop:
         emit(done)
-        raise Interrupted(f"interrupted: wrote {ckpt_path} with epoch {last['epoch']}; continue with --resume {ckpt_path}")
+        exc = Interrupted(f"interrupted: wrote {ckpt_path} with epoch {last['epoch']}")
+        exc.checkpoint = ckpt_path  # the CLI adds the command that continues
+        raise exc
     return done
 
 
@@ -313,18 +320,23 @@ def restore(path, device: str = "auto") -> tuple[Checkpoint, Model, Preprocessor
     return ck, model, prep, spec
 
 
-def evaluation_data(path, spec: dict, prep: Preprocessor, model: Model, data: str | None):
-    """The labelled inputs a checkpoint is evaluated on: ``data``, else the spec's test set -> (x, y, source)."""
+def evaluation_data(path, spec: dict, prep: Preprocessor, model: Model, data: str | None,
+                    preprocessed: bool = False):
+    """The labelled inputs a checkpoint is evaluated on: ``data`` (any labelled kind the data section reads),
+    else the spec's test set -> (x, y, source)."""
     if data:
         from nnctl.data import load_split  # noqa: PLC0415
 
-        x, y = load_split(spec, prep, data)
+        x, y = load_split(spec, prep, data, preprocessed=preprocessed)
         source = data
     else:
         if not spec["data"].get("test"):
             raise SpecError(f"{path}: the spec has no data.test; pass --data FILE")
         ds = load_dataset(spec)
         x, y, source = ds.x_test, ds.y_test, spec["data"]["test"]
+    from nnctl.data.inputs import conform  # noqa: PLC0415
+
+    x = conform(x, model.input_shape)
     if tuple(x.shape[1:]) != tuple(model.input_shape):
         raise DataError(f"{source}: samples have shape {list(x.shape[1:])} ({_features(x.shape[1:])}), the model "
                         f"expects {list(model.input_shape)}")
@@ -332,36 +344,51 @@ def evaluation_data(path, spec: dict, prep: Preprocessor, model: Model, data: st
     return x, y, source
 
 
-def evaluate(path, data: str | None = None, device: str = "auto") -> dict:
+def evaluate(path, data: str | None = None, device: str = "auto", preprocessed: bool = False) -> dict:
     """Loss and every metric of a checkpoint on the spec's test set or on ``data``."""
     ck, model, prep, spec = restore(path, device)
-    x, y, source = evaluation_data(path, spec, prep, model, data)
+    x, y, source = evaluation_data(path, spec, prep, model, data, preprocessed)
     check_targets(spec, model, y, prep)
     decode = _device_decoder(prep) if prep.task == "regression" and prep.y_shift is not None else None
     loss, opt = make_loss(spec), make_optimizer(spec)
     opt.init_slots(0, model.dtype)
     trainer = Trainer(model, loss, opt, spec["train"], prep.task, prep.n_classes(model.output_shape[-1]),
                       spec["seed"], decode=decode)
+    if prep.task == "regression":  # errors in the target's own units beside the loss, whatever the spec lists
+        trainer.metric_names += [m for m in ("mse", "mae", "rmse") if m not in trainer.metric_names]
     logs = trainer.evaluate(x, y)
     if prep.kind == "timeseries":  # a forecast is only useful if it beats repeating the last value
         from nnctl.data.timeseries import naive_metrics  # noqa: PLC0415
 
         logs.update(naive_metrics(x, y, prep))
+        if "naive_mse" in logs:
+            logs["naive_rmse"] = float(np.sqrt(logs["naive_mse"]))
     return {"checkpoint": str(path), "data": str(source), "samples": int(len(x)), **logs}
 
 
-def predict(restored, raw_inputs) -> tuple[np.ndarray, np.ndarray]:
-    """Model outputs and decoded predictions (labels or original units) for raw inputs, from ``restore``."""
+def predict(restored, raw_inputs, preprocessed: bool = False, source: str = "input") -> tuple[np.ndarray, np.ndarray]:
+    """Model outputs and decoded predictions (labels or original units) for raw inputs, from ``restore``.
+
+    The checkpoint's preprocessing (rescale, normalisation) is applied once, unless ``preprocessed``
+    says the inputs already went through it; (N, H, W) inputs of an (H, W, 1) model get the channel axis.
+    """
     ck, model, prep, spec = restored
     if spec["model"].get("decode"):  # teacher-forced sequence model: rows are source ids (nnctl/decode.py)
         from nnctl.decode import greedy_decode  # noqa: PLC0415
 
         p = greedy_decode(model, raw_inputs, spec["model"]["decode"])
         return p, prep.decode_y(p)
-    x = prep.transform_x(raw_inputs, np.dtype(spec["dtype"]))
+    from nnctl.data.inputs import conform  # noqa: PLC0415
+
+    raw_inputs = conform(np.asarray(raw_inputs), model.input_shape)
+    dtype = np.dtype(spec["dtype"])
+    if preprocessed:
+        x = raw_inputs if raw_inputs.dtype.kind in "iu" and prep.kind == "text" else raw_inputs.astype(dtype, copy=False)
+    else:
+        x = prep.transform_x(raw_inputs, dtype)
     if tuple(x.shape[1:]) != tuple(model.input_shape):
-        raise DataError(f"input: rows have shape {list(x.shape[1:])} ({_features(x.shape[1:])}), the model expects "
-                        f"{list(model.input_shape)}")
-    model.check_input(x, "input")
-    p = model.predict(x)
+        raise DataError(f"{source}: rows have shape {list(x.shape[1:])} ({_features(x.shape[1:])}), the model "
+                        f"expects {list(model.input_shape)}")
+    model.check_input(x, source)
+    p = B.to_numpy(make_loss(spec).probabilities(model.predict(x)))
     return p, prep.decode_y(p)

@@ -1,164 +1,27 @@
 """Spec files: parse TOML/YAML/JSON, apply ``--set`` overrides, validate every key, fill defaults.
 
-Errors are ``SpecError`` naming the file and the dotted field (``model.layers[2].unit: unknown key;
-did you mean 'units'?``). Layer keys come from each layer class's signature, optimizer keys from the
-optimizer's, so the registries are the one source of truth. The same tables produce ``nnctl schema``.
+Errors are one ``SpecError`` listing every problem, each naming the file and the dotted field
+(``s.toml: model.layers[2].unit: unknown key for Dense; did you mean 'units'?``). Section keys come
+from the dataclasses in ``nnctl.spec_sections``, layer, loss and optimizer keys from the classes'
+signatures (``nnctl.fields``), names from the registries: one source for the validator, ``nnctl check``
+and ``nnctl schema``. Keras spellings are rewritten first (``nnctl.keras_names``).
 """
 
 from __future__ import annotations
 
 import copy
-import difflib
 import json
 import pathlib
 import tomllib
-from dataclasses import dataclass
 from typing import Any
 
-from nnctl import losses, metrics, optimizers, schedules
+from nnctl import keras_names, losses, metrics, optimizers  # noqa: F401 - registers the loss/optimizer families
 from nnctl.errors import SpecError
+from nnctl.fields import check_keys, fields_of, shown
+from nnctl.registry import suggestion
+from nnctl.spec_sections import SECTIONS, SUBTABLES
 
-
-@dataclass(frozen=True)
-class Field:
-    types: tuple  # accepted Python types of the value
-    default: Any = None
-    choices: tuple | None = None
-    doc: str = ""
-    required: bool = False
-
-
-NUM = (int, float)
-PATH = (str,)
-# Sections: every key a user may write, its type and default. ``None`` default = optional, absent.
-SCHEMA: dict[str, dict[str, Field]] = {
-    "": {
-        "name": Field((str,), "model", doc="run name; default checkpoint runs/<name>.h5"),
-        "seed": Field((int,), 0, doc="seed of weights, data order, dropout and augmentation"),
-        "dtype": Field((str,), "float32", ("float32", "float64"), "array precision"),
-        "data": Field((dict,), required=True, doc="what to train on"),
-        "model": Field((dict,), required=True, doc="the network"),
-        "train": Field((dict,), {}, doc="how to train"),
-        "output": Field((dict,), {}, doc="where results go"),
-    },
-    "data": {
-        "kind": Field((str,), "auto", ("auto", "tabular", "arrays", "idx", "images", "timeseries", "text"),
-                      "data kind; auto picks from the file extension or folder"),
-        "train": Field(PATH, required=True, doc="training file or folder"),
-        "test": Field(PATH, doc="test file or folder, used by evaluate"),
-        "validation": Field((str, dict), doc="a path, or {split = 0.2, stratify = true}"),
-        "target": Field((str, int, list), doc="target column(s), name or index (default: the last column); tables, time series, text"),
-        "features": Field((list,), doc="CSV input columns (default: every column but the target)"),
-        "x": Field((str,), "x", doc="npz/h5 key of the inputs"),
-        "y": Field((str,), "y", doc="npz/h5 key of the targets"),
-        "normalize": Field((str,), "none", ("none", "standard", "minmax"),
-                           "input scaling, statistics from the training split only"),
-        "normalize_target": Field((str,), "none", ("none", "standard", "minmax"),
-                                  "regression target scaling; predictions come back in original units"),
-        "rescale": Field((int, float, str), doc="multiply inputs by this (e.g. 0.00392156862745098 or '1/255')"),
-        "subset": Field((int,), doc="train on a seeded random subset of this many training samples"),
-        "image_size": Field((list,), doc="image folders: resize every image to [height, width]"),
-        "color_mode": Field((str,), "auto", ("auto", "grayscale", "rgb"), "image folders: channels"),
-        "window": Field((int,), doc="time series: input steps per window"),
-        "horizon": Field((int,), 1, doc="time series: predict this many steps after the window"),
-        "stride": Field((int,), 1, doc="time series: steps between window starts"),
-        "text": Field((str,), "text", doc="text: the column holding the text"),
-        "tokenizer": Field((dict,), {}, doc="text: level, vocab_size, max_length, lowercase, oov_token, padding, truncating"),
-        "augment": Field((dict,), {}, doc="on-the-fly augmentation of training batches"),
-    },
-    "model": {
-        "input_shape": Field((list,), doc="input shape without the batch axis (inferred from the data)"),
-        "layers": Field((list,), required=True, doc="the layers, in order"),
-        "init_from": Field(PATH, doc="checkpoint whose weights initialise layers of the same name and shape"),
-        "decode": Field((dict,), doc="greedy decoding for teacher-forced sequence models at predict time"),
-    },
-    "train": {
-        "loss": Field((str, dict), "mse", doc="loss name or {type = ..., delta = ...}"),
-        "optimizer": Field((str, dict), "adam", doc="optimizer name or {type = ..., learning_rate = ...}"),
-        "metrics": Field((list,), [], doc="metrics logged each epoch"),
-        "epochs": Field((int,), 10),
-        "batch_size": Field((int, str), 32, doc="samples per step; 1 = stochastic, 'full' = batch gradient descent"),
-        "shuffle": Field((bool,), True),
-        "early_stopping": Field((dict,), doc="monitor, mode, patience, min_delta, restore_best"),
-        "lr_schedule": Field((dict,), doc="type = step|exponential|cosine|plateau and its keys"),
-        "save_best": Field((bool,), False, doc="also write <checkpoint>.best.h5 with the best epoch"),
-        "save_every": Field((int,), 0, doc="also write <checkpoint>.epochNNN.h5 every N epochs (0 = never)"),
-        "tensorboard": Field(PATH, doc="folder for TensorBoard event files"),
-        "stop_on_nan": Field((bool,), True, doc="stop with exit code 3 on a non-finite loss"),
-    },
-    "output": {
-        "checkpoint": Field(PATH, doc="checkpoint path (default runs/<name>.h5)"),
-        "run_dir": Field(PATH, doc="run folder (default: <checkpoint without .h5>.run)"),
-    },
-}
-NESTED = {
-    "data.validation": {"split": Field(NUM, 0.2), "stratify": Field((bool,), False), "path": Field(PATH)},
-    "data.tokenizer": {
-        "level": Field((str,), "word", ("word", "char")), "vocab_size": Field((int,), 10000),
-        "max_length": Field((int,), 32), "lowercase": Field((bool,), True), "oov_token": Field((str,), "<unk>"),
-        "padding": Field((str,), "post", ("pre", "post")), "truncating": Field((str,), "post", ("pre", "post")),
-    },
-    "data.augment": {
-        "flip": Field((str,), None, ("horizontal", "vertical", "both")), "rotation": Field(NUM),
-        "width_shift": Field(NUM), "height_shift": Field(NUM), "zoom": Field(NUM), "crop_padding": Field((int,)),
-        "brightness": Field(NUM), "contrast": Field(NUM), "noise": Field(NUM),
-        "jitter": Field(NUM), "scaling": Field(NUM), "time_warp": Field(NUM), "step_dropout": Field(NUM),
-        "token_deletion": Field(NUM), "token_swap": Field(NUM),
-    },
-    "model.decode": {
-        "source_length": Field((int,), required=True, doc="input steps that are the source sequence"),
-        "start_token": Field((int,), required=True, doc="id that starts the decoder input"),
-        "steps": Field((int,), doc="output steps to generate (default: the model's output length)"),
-    },
-    "train.early_stopping": {
-        "monitor": Field((str,), "val_loss"), "mode": Field((str,), "auto", ("auto", "min", "max")),
-        "patience": Field((int,), 5), "min_delta": Field(NUM, 0.0), "restore_best": Field((bool,), True),
-    },
-    "train.lr_schedule": {
-        "type": Field((str,), "constant", schedules.TYPES), "step_size": Field((int,), 10), "factor": Field(NUM, 0.5),
-        "decay_rate": Field(NUM, 0.9), "decay_epochs": Field(NUM, 1.0), "warmup_epochs": Field((int,), 0),
-        "min_lr": Field(NUM, 0.0), "monitor": Field((str,), "val_loss"), "patience": Field((int,), 5),
-        "min_delta": Field(NUM, 0.0), "cooldown": Field((int,), 0),
-    },
-}
-
-
-def _suggest(key: str, options) -> str:
-    close = difflib.get_close_matches(str(key), list(options), n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else ""
-
-
-def _type_name(types) -> str:
-    names = {bool: "boolean", int: "integer", float: "number", str: "string", list: "list", dict: "table"}
-    return " or ".join(dict.fromkeys(names[t] for t in types))
-
-
-def _check_value(where: str, value, field: Field, err) -> None:
-    ok = isinstance(value, field.types) and not (isinstance(value, bool) and bool not in field.types)
-    if not ok:
-        err(f"{where}: expected {_type_name(field.types)}, found {json.dumps(value)}")
-    if field.choices and isinstance(value, str) and value.lower() not in field.choices:
-        err(f"{where}: expected one of {', '.join(field.choices)}, found {value!r}{_suggest(value.lower(), field.choices)}")
-
-
-def _check_table(where: str, table: dict, fields: dict[str, Field], err, fill: bool = True) -> dict:
-    if not isinstance(table, dict):
-        err(f"{where}: expected a table, found {json.dumps(table)}")
-    out = {}
-    for key, value in table.items():
-        path = f"{where}.{key}" if where else key
-        if key not in fields:
-            err(f"{path}: unknown key{_suggest(key, fields)}")
-        _check_value(path, value, fields[key], err)
-        out[key] = value.lower() if fields[key].choices and isinstance(value, str) else value
-    for key, field in fields.items():
-        path = f"{where}.{key}" if where else key
-        if key not in out:
-            if field.required:
-                err(f"{path}: required key is missing")
-            if fill and field.default is not None:
-                out[key] = copy.deepcopy(field.default)
-    return out
+MAX_PROBLEMS = 20  # a spec with more problems than this is reported with the first ones and a count
 
 
 def load_file(path: str | pathlib.Path) -> dict:
@@ -251,29 +114,62 @@ def load(path, overrides: list[str] = (), extra: dict | None = None) -> dict:
 
 
 def validate(raw: dict, source: str = "spec", base_dir: pathlib.Path | None = None) -> dict:
-    """Check every key of a spec dict and return it with defaults filled in."""
-    def err(msg):
-        raise SpecError(f"{source}: {msg}")
+    """Check every key of a spec dict and return it normalised, with defaults filled in.
 
-    spec = _check_table("", raw, SCHEMA[""], err)
-    for section in ("data", "model", "train", "output"):
-        spec[section] = _check_table(section, spec[section], SCHEMA[section], err)
-    for path, fields in NESTED.items():
-        section, key = path.split(".")
-        value = spec[section].get(key)
-        if isinstance(value, dict):
-            spec[section][key] = _check_table(path, value, fields, err, fill=path != "data.augment")
-    _check_train(spec["train"], err)
+    Every problem is collected first; SpecError then lists them all (one line each, at most MAX_PROBLEMS)."""
     from nnctl.build import check_layers  # noqa: PLC0415 - the layer registry is heavier to import
 
-    spec["model"]["layers"] = check_layers(spec["model"]["layers"], err)
-    if spec["model"].get("input_shape") is not None:
-        shape = spec["model"]["input_shape"]
-        if not shape or not all(isinstance(d, int) and d > 0 for d in shape):
-            err(f"model.input_shape: expected a list of positive integers, found {json.dumps(shape)}")
+    raw = copy.deepcopy(raw)
+    problems = keras_names.rewrite(raw)
+    spec, found = _filled(raw, SECTIONS[""], "")
+    problems += found
+    for section in ("data", "model"):
+        if section not in raw:
+            problems.append(f"{section}: required section is missing")
+    bad_sections = set()
+    for section in ("data", "model", "train", "output"):
+        table = spec.get(section, {})
+        if not isinstance(table, dict):
+            bad_sections.add(section)
+            continue
+        spec[section], found = _filled(table, SECTIONS[section], section)
+        problems += found
+        bad_sections |= {section} if found else set()
+    for path, (cls, fill) in SUBTABLES.items():
+        section, key = path.split(".")
+        value = spec.get(section, {}).get(key) if section not in bad_sections else None
+        if isinstance(value, dict):
+            spec[section][key], found = _filled(value, cls, path, fill)
+            problems += found
+    # the checks below read the sections' values, so each needs its section well-formed
+    if "train" not in bad_sections:
+        problems += _check_train(spec)
+    if isinstance(spec.get("model", {}).get("layers"), list):
+        spec["model"]["layers"], found = check_layers(spec["model"]["layers"])
+        problems += found
+    if not problems:
+        problems += losses.check_output(spec["train"]["loss"], _output_layer(spec["model"]["layers"]))
+        problems += _check_monitors(spec)
+    if problems:
+        raise SpecError.many(source, problems, MAX_PROBLEMS)
     if base_dir is not None:
         _resolve_paths(spec, base_dir)
     return spec
+
+
+def _filled(table: dict, cls, path: str, fill: bool = True) -> tuple[dict, list[str]]:
+    """A section checked against its dataclass, with the defaults of absent keys filled in when ``fill``."""
+    fields = fields_of(cls)
+    out, problems = check_keys(table, fields, path)
+    if fill:
+        for key, f in fields.items():
+            if key not in out and not f.required and f.default is not None:
+                out[key] = copy.deepcopy(f.default)
+    return out, problems
+
+
+def _output_layer(layers: list[dict]) -> dict:
+    return layers[-1] if layers else {}
 
 
 def _resolve_paths(spec: dict, base: pathlib.Path) -> None:
@@ -298,61 +194,59 @@ def _resolve_paths(spec: dict, base: pathlib.Path) -> None:
         spec["output"]["checkpoint"] = res(f"runs/{spec['name']}.h5")
 
 
-def _check_named(where: str, value, registry: dict, kind: str, err) -> tuple[str, dict]:
-    """Split ``"adam"`` or ``{type = "adam", ...}`` into a registry name and its keyword arguments."""
-    if isinstance(value, str):
-        name, kwargs = value.lower(), {}
-    else:
-        kwargs = dict(value)
-        name = str(kwargs.pop("type", "")).lower()
-        if not name:
-            err(f"{where}.type: required key is missing")
-    if name not in registry:
-        err(f"{where}: unknown {kind} {name!r}{_suggest(name, registry)}; expected one of {', '.join(sorted(registry))}")
-    return name, kwargs
-
-
-def _check_kwargs(where: str, cls, kwargs: dict, err, skip=("self",)) -> None:
-    from nnctl.layers.base import layer_params  # noqa: PLC0415
-
-    params = layer_params(cls)
-    for key, value in kwargs.items():
-        if key not in params or key in skip:
-            err(f"{where}.{key}: unknown key{_suggest(key, [p for p in params if p not in skip])}")
-        default = params[key].default
-        if isinstance(default, (int, float)) and not isinstance(default, bool) and (
-                not isinstance(value, (int, float)) or isinstance(value, bool)):
-            err(f"{where}.{key}: expected a number, found {json.dumps(value)}")
-        if isinstance(default, bool) and not isinstance(value, bool):
-            err(f"{where}.{key}: expected true or false, found {json.dumps(value)}")
-
-
-def _check_train(train: dict, err) -> None:
-    for key in ("optimizer", "loss"):  # {learning_rate = 0.01} alone keeps the default type
-        if isinstance(train[key], dict) and "type" not in train[key]:
-            train[key] = {"type": SCHEMA["train"][key].default, **train[key]}
-    name, kwargs = _check_named("train.optimizer", train["optimizer"], optimizers.OPTIMIZERS, "optimizer", err)
-    _check_kwargs("train.optimizer", optimizers.OPTIMIZERS[name], kwargs, err)
-    lname, lkwargs = _check_named("train.loss", train["loss"], losses.LOSSES, "loss", err)
-    _check_kwargs("train.loss", losses.LOSSES[lname], lkwargs, err)
+def _check_train(spec: dict) -> list[str]:
+    train, problems = spec["train"], []
     for i, m in enumerate(train["metrics"]):
-        if not isinstance(m, str) or metrics.canonical(m) not in metrics.NAMES:
-            err(f"train.metrics[{i}]: unknown metric {m!r}{_suggest(str(m), metrics.NAMES)}; "
-                f"expected one of {', '.join(metrics.NAMES)}")
-        if metrics.canonical(m) in ("accuracy", "precision", "recall", "f1") and lname not in losses.CLASSIFICATION:
-            err(f"train.metrics[{i}]: {m} needs a classification loss, found loss {lname!r}")
-    bs = train["batch_size"]
-    if (isinstance(bs, str) and bs.lower() != "full") or (isinstance(bs, int) and bs < 1):
-        err(f"train.batch_size: expected a positive integer or 'full', found {json.dumps(bs)}")
-    if train["epochs"] < 0:
-        err(f"train.epochs: expected a non-negative integer, found {train['epochs']}")
+        try:
+            name = train["metrics"][i] = metrics.METRICS.canonical(m)
+        except LookupError as exc:
+            problems.append(f"train.metrics[{i}]: {exc}")
+            continue
+        loss = losses.LOSSES.get(loss_config(train)[0])
+        if name in metrics.CLASSIFICATION and loss.task == "regression":
+            problems.append(f"train.metrics[{i}]: {name} needs a classification loss, found loss "
+                            f"{loss_config(train)[0]!r}")
+    return problems
+
+
+def _check_monitors(spec: dict) -> list[str]:
+    """Early stopping and plateau monitors must name a quantity the run logs (``val_`` only with validation)."""
+    train = spec["train"]
+    logged = {"loss", *train["metrics"]}
+    has_val = spec["data"].get("validation") is not None
+    problems = []
+    for key in ("early_stopping", "lr_schedule"):
+        table = train.get(key)
+        if not isinstance(table, dict) or (key == "lr_schedule" and table.get("type") != "plateau"):
+            continue
+        monitor = str(table.get("monitor", "val_loss"))
+        base = monitor.removeprefix("val_")
+        try:
+            base = metrics.METRICS.canonical(base) if base != "loss" else base
+        except LookupError:
+            pass
+        known = sorted({*logged, *(f"val_{n}" for n in logged if has_val)})
+        if base not in logged:
+            problems.append(f"train.{key}.monitor: {monitor!r} is not logged by this run"
+                            f"{suggestion(monitor, known)}; expected one of {', '.join(known)}")
+        elif monitor.startswith("val_") and not has_val:
+            problems.append(f"train.{key}.monitor: {monitor!r} needs validation data (data.validation = "
+                            f"{{ split = 0.2 }}); or monitor {base!r}")
+        else:
+            table["monitor"] = f"val_{base}" if monitor.startswith("val_") else base
+    return problems
+
+
+def _named_config(value) -> tuple[str, dict]:
+    """``"adam"`` or ``{type = "adam", ...}`` -> (name, keyword arguments)."""
+    if isinstance(value, str):
+        return value, {}
+    return str(value["type"]), {k: v for k, v in value.items() if k != "type"}
 
 
 def optimizer_config(train: dict) -> tuple[str, dict]:
-    opt = train["optimizer"]
-    return (opt.lower(), {}) if isinstance(opt, str) else (str(opt["type"]).lower(), {k: v for k, v in opt.items() if k != "type"})
+    return _named_config(train["optimizer"])
 
 
 def loss_config(train: dict) -> tuple[str, dict]:
-    loss = train["loss"]
-    return (loss.lower(), {}) if isinstance(loss, str) else (str(loss["type"]).lower(), {k: v for k, v in loss.items() if k != "type"})
+    return _named_config(train["loss"])

@@ -240,7 +240,7 @@ def _inspect_folder(path: pathlib.Path) -> Facts:
     try:
         from PIL import Image  # noqa: PLC0415
     except ImportError:
-        raise DataError("image folders need Pillow: install Pillow (pip install nnctl[images])") from None
+        raise DataError("image folders need Pillow: Pillow, a core dependency: reinstall nnctl, or pip install Pillow") from None
     sizes, colour = set(), False
     for p in files[:: max(len(files) // 200, 1)]:  # headers of a sample: cheap even for big folders
         try:

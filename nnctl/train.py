@@ -41,6 +41,19 @@ class Hooks:
     epoch_logs: object = None  # () -> dict merged into each epoch's logs (allreduce_seconds)
     agree_stop: object = None  # local stop flag -> the flag all ranks agree on (run.train wires it)
     sync_rngs: object = None  # generator states -> the same states on every rank, at each epoch end
+    on_batch: object = None  # BatchProgress -> None after every batch (progress bars); reads nothing itself
+
+
+@dataclass
+class BatchProgress:
+    """Where an epoch stands after a batch; ``mean_loss()`` reads the device, so callers throttle it."""
+
+    epoch: int  # 1-based, counting resumed epochs
+    batch: int  # batches done in this epoch
+    batches: int
+    samples: int  # this rank's samples done in this epoch
+    started: float  # time.perf_counter() when the epoch began
+    mean_loss: object  # () -> float: mean training loss over the batches so far (one host read)
 
 
 @dataclass
@@ -57,7 +70,7 @@ class Trainer:
                  hooks: Hooks | None = None, decode=None):
         self.model, self.loss, self.optimizer, self.cfg = model, loss, optimizer, train_cfg
         self.task, self.n_classes = task, n_classes
-        self.metric_names = [metrics.canonical(m) for m in train_cfg.get("metrics", [])]
+        self.metric_names = [metrics.METRICS.canonical(m) for m in train_cfg.get("metrics", [])]
         self.schedule = schedule or Schedule(optimizer.learning_rate)
         self.early = early
         self.hooks = hooks or Hooks()
@@ -119,6 +132,7 @@ class Trainer:
         targets = []
         t0 = time.perf_counter()
         regularized = model.has_regularization()
+        running, seen = _RunningLoss(batch_losses), 0
         for b in range(n_batches):
             if self.hooks.should_stop is not None and self.hooks.should_stop():
                 return {}
@@ -149,6 +163,10 @@ class Trainer:
                 targets.append(idx)  # indices, not yb: the gather buffer is reused by the next batch
             if self.hooks.between_batches is not None:
                 self.hooks.between_batches()
+            if self.hooks.on_batch is not None:
+                seen += len(idx)
+                self.hooks.on_batch(BatchProgress(epoch + 1, b + 1, n_batches, seen, t0,
+                                                  lambda n=max(seen, 1): running.total() / n))
         # a rank with no rows in a (ragged last) batch skipped its draws, token_swap draws per-share rounds:
         # every rank takes the same states, so the checkpoint's (rank 0's) are every rank's
         if self.hooks.sync_rngs is not None:
@@ -161,7 +179,7 @@ class Trainer:
         bad = np.nonzero(~np.isfinite(losses_host))[0]
         if len(bad) and self.cfg.get("stop_on_nan", True):
             raise TrainingDiverged(f"training diverged: loss is {losses_host[bad[0]]} at epoch {epoch + 1}, "
-                                   f"batch {bad[0] + 1} of {n_batches}; the checkpoint keeps the last good epoch")
+                                   f"batch {bad[0] + 1} of {n_batches}")
         logs = {}
         if self.metric_names:
             p, rows = B.xp.concatenate(preds), np.concatenate(targets)
@@ -180,6 +198,7 @@ class Trainer:
     def _metrics(self, p, y) -> dict:
         if not self.metric_names:
             return {}
+        p = self.loss.probabilities(p)
         if self.decode is not None and self.task == "regression":
             p, y = self.decode(p), self.decode(y)
         return metrics.compute(self.metric_names, p, y, self.task, self.n_classes)
@@ -209,6 +228,12 @@ class Trainer:
     # -- whole run ----------------------------------------------------------------------------------
     def fit(self, x, y, epochs: int, x_val=None, y_val=None, on_epoch_end=None) -> TrainState:
         """Train until ``epochs`` epochs have run in total (counting resumed ones) or early stopping."""
+        # overflow on the way to a NaN loss is expected: the NaN check reports it as one error, so NumPy's
+        # RuntimeWarnings (with a source line each) would only repeat it
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+            return self._fit(x, y, epochs, x_val, y_val, on_epoch_end)
+
+    def _fit(self, x, y, epochs, x_val, y_val, on_epoch_end) -> TrainState:
         while self.state.epoch < epochs and not (self.early and self.early.stopped):
             logs = self.run_epoch(x, y)
             if not logs:
@@ -263,3 +288,22 @@ class Trainer:
         self.data_rng.bit_generator.state = snap["data_rng"]
         self.aug_rng.bit_generator.state = snap["aug_rng"]
         self.model.set_rng_states(snap["layer_rngs"])
+
+
+class _RunningLoss:
+    """Sum of the (sample-weighted) batch losses so far, summed on the device and read only when asked for.
+
+    Each call adds only the batches since the previous one, so a bar refreshed a few times per second
+    costs a few small device reductions and host reads per second, whatever the batch rate.
+    """
+
+    def __init__(self, weighted_losses: list):
+        self.values, self.done, self.sum = weighted_losses, 0, 0.0
+
+    def total(self) -> float:
+        new = self.values[self.done:]
+        if new:
+            self.sum += float(B.to_numpy(B.xp.stack([B.xp.asarray(v) for v in new]).sum()))
+            self.done = len(self.values)
+        return self.sum
+

@@ -256,3 +256,33 @@ def test_augmenter_sees_only_training_batches_never_labels(tmp_path, monkeypatch
     val_rows = {row.tobytes() for row in ds.x_val.reshape(len(ds.x_val), -1)}
     assert all(row.tobytes() in train_rows for row in batches)
     assert not any(row.tobytes() in val_rows for row in batches)
+
+
+# -- fill modes and shear: whole-pixel moves have exact NumPy references ---------------------------
+def _shift_right(x, pixels, mode, cval=0.0):
+    from nnctl.data.augment import affine_images
+
+    n = len(x)
+    return affine_images(x, np.zeros(n), np.tile([0.0, pixels], (n, 1)), np.ones(n), fill_mode=mode, cval=cval)
+
+
+def test_fill_modes_match_numpy_padding():
+    x = np.random.default_rng(0).random((2, 5, 6, 3))
+    k = 2
+    np.testing.assert_allclose(_shift_right(x, k, "wrap"), np.roll(x, k, axis=2), atol=1e-12)
+    reflected = np.pad(x, ((0, 0), (0, 0), (k, 0), (0, 0)), mode="symmetric")[:, :, :6]
+    np.testing.assert_allclose(_shift_right(x, k, "reflect"), reflected, atol=1e-12)
+    nearest = np.concatenate([np.repeat(x[:, :, :1], k, axis=2), x[:, :, :-k]], axis=2)
+    np.testing.assert_allclose(_shift_right(x, k, "nearest"), nearest, atol=1e-12)
+    const = _shift_right(x, k, "constant", cval=-1.0)
+    assert (const[:, :, :k] == -1.0).all()
+    np.testing.assert_allclose(const[:, :, k:], x[:, :, :-k], atol=1e-12)
+
+
+def test_shear_moves_each_row_by_its_distance_from_the_centre():
+    from nnctl.data.augment import affine_images
+
+    x = np.random.default_rng(1).random((1, 5, 7, 1))
+    out = affine_images(x, np.zeros(1), np.zeros((1, 2)), np.ones(1), shear=np.array([45.0]), fill_mode="wrap")
+    want = np.stack([np.roll(x[0, r], r - 2, axis=0) for r in range(5)])  # tan 45 = 1 pixel per row
+    np.testing.assert_allclose(out[0], want, atol=1e-9)

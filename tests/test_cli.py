@@ -91,7 +91,7 @@ def test_check_summary_info(iris_ckpt):
     assert r.exit_code == 0, r.output
     info = json.loads(r.stdout)
     assert [layer["params"] for layer in info["layers"]] == [4 * 16 + 16, 16 * 3 + 3]
-    assert info["layers"][-1]["output_shape"] == ["None", 3]
+    assert info["layers"][-1]["output_shape"] == [None, 3] and info["input_shape"] == [None, 4]  # JSON null
     r = runner.invoke(app, ["summary", str(iris_ckpt)])
     assert r.exit_code == 0 and "Total params: 131" in r.stdout
     r = runner.invoke(app, ["info", "--json"])
@@ -104,7 +104,9 @@ def test_bad_spec_exit_2_names_field(tmp_path):
     p = nnctl("train", bad)
     assert p.returncode == 2
     assert p.stderr.startswith("error: ") and "model.layers[0].unit" in p.stderr and "units" in p.stderr
-    assert "Traceback" not in p.stderr and len(p.stderr.strip().splitlines()) == 1
+    lines = p.stderr.strip().splitlines()
+    assert "Traceback" not in p.stderr and all(line.startswith("error: ") for line in lines)
+    assert len(lines) == 2 and "model.layers[0].units: required key is missing" in lines[1]  # every problem
 
 
 def test_bad_data_exit_2_names_row(tmp_path):

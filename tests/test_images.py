@@ -110,7 +110,7 @@ def test_missing_pillow_is_a_clear_data_error(tmp_path, monkeypatch):
 
     make_folder(tmp_path / "train")
     monkeypatch.setitem(sys.modules, "PIL", None)
-    with pytest.raises(DataError, match=r"install Pillow \(pip install nnctl\[images\]\)"):
+    with pytest.raises(DataError, match=r"Pillow, a core dependency: reinstall nnctl, or pip install Pillow"):
         dataset(tmp_path)
 
 

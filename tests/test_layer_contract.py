@@ -7,7 +7,7 @@ import pathlib
 import numpy as np
 import pytest
 
-from nnctl.layers import REGISTRY, layer_class
+from nnctl.layers import LAYERS, layer_class
 from nnctl.testing import check_layer
 
 EXAMPLES: dict = {}
@@ -18,7 +18,7 @@ CASES = [(t, i, c) for t, cases in EXAMPLES.items() for i, c in enumerate(cases)
 
 
 def test_every_registered_layer_has_an_example():
-    registered = {cls.__name__ for cls in REGISTRY.values()}
+    registered = set(LAYERS.names())
     missing = sorted(registered - set(EXAMPLES))
     assert not missing, f"layers without a contract example in tests/layer_examples_*.py: {missing}"
 

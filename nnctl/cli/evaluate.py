@@ -12,7 +12,10 @@ def register(app: typer.Typer, reports_errors) -> None:
     @reports_errors
     def evaluate(
         checkpoint: str = typer.Argument(..., help="checkpoint written by nnctl train"),
-        data: Optional[str] = typer.Option(None, help="labelled data file (default: the spec's data.test)"),
+        data: Optional[str] = typer.Option(None, help="labelled data of any kind training reads: CSV, .npz/.h5, "
+                                                      "IDX, image folder... (default: the spec's data.test)"),
+        preprocessed: bool = typer.Option(False, "--preprocessed",
+                                          help="--data inputs are already rescaled and normalised"),
         device: str = typer.Option("auto", help="auto, cpu or gpu"),
         json_: bool = typer.Option(False, "--json", help="one JSON object on stdout"),
         confusion_matrix: Optional[str] = typer.Option(None, "--confusion-matrix",
@@ -22,7 +25,7 @@ def register(app: typer.Typer, reports_errors) -> None:
         from nnctl import run  # noqa: PLC0415
         from nnctl.cli.output import emit_json, table  # noqa: PLC0415
 
-        result = run.evaluate(checkpoint, data, device)
+        result = run.evaluate(checkpoint, data, device, preprocessed=preprocessed)
         if confusion_matrix:  # the PNG path joins the result: a row of the table, a key of --json
             from nnctl.plots import confusion_from_checkpoint  # noqa: PLC0415
 

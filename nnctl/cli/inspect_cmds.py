@@ -15,7 +15,7 @@ def layer_table(model) -> list[dict]:
         if n.activation is not None:
             t += f" ({n.activation.activation})"
         shape = n.output_shape
-        out = [["None", *s] for s in shape] if isinstance(shape, list) else ["None", *shape]
+        out = [[None, *s] for s in shape] if isinstance(shape, list) else [None, *shape]  # null in JSON
         rows.append({"name": n.name, "type": t, "output_shape": out, "params": n.layer.param_count(),
                      "trainable": bool(n.layer.trainable),
                      "inputs": [f"{a}" + (f":{b}" if b is not None else "") for a, b in n.refs]})
@@ -40,7 +40,7 @@ def _print_summary(title, model, json_):
     trainable, frozen = model.param_count()
     totals = {"total_params": trainable + frozen, "trainable_params": trainable, "non_trainable_params": frozen}
     if json_:
-        emit_json({"model": title, "input_shape": ["None", *model.input_shape], "layers": rows, **totals})
+        emit_json({"model": title, "input_shape": [None, *model.input_shape], "layers": rows, **totals})
         return
     table([[r["name"], r["type"], str(tuple(r["output_shape"])) if not isinstance(r["output_shape"][0], list)
             else " ".join(str(tuple(s)) for s in r["output_shape"]), r["params"], "yes" if r["trainable"] else "no"]

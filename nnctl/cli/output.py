@@ -1,7 +1,7 @@
 """Rendering: results on stdout (plain text or one JSON object per line), progress and logs on stderr.
 
-Progress bars show only when stderr is a terminal and neither --quiet nor --json is given, so log
-files and pipelines never receive control characters.
+Training progress lives in ``nnctl.cli.progress``: bars only when stderr is a terminal and neither
+--quiet nor --json is given, so log files and pipelines never receive control characters.
 """
 
 from __future__ import annotations
@@ -34,10 +34,22 @@ def log(message: str) -> None:
     sys.stderr.flush()
 
 
-def fmt(v) -> str:
-    if isinstance(v, float):
-        return f"{v:.4f}" if abs(v) >= 1e-3 or v == 0 else f"{v:.3e}"
-    return str(v)
+def human(v) -> str:
+    """A number rounded for people (``--json`` keeps the exact value): 0.0812, 3.17e-05, 1,234,567."""
+    if hasattr(v, "item"):
+        v = v.item()
+    if isinstance(v, bool) or not isinstance(v, float):
+        return str(v)
+    if not math.isfinite(v):
+        return str(v)
+    if v == 0:
+        return "0"
+    if abs(v) >= 1e5:
+        return f"{v:,.0f}"
+    return f"{v:.4f}" if abs(v) >= 1e-3 else f"{v:.3g}"
+
+
+fmt = human
 
 
 def table(rows: list[list], header: list[str], title: str | None = None) -> None:
@@ -51,35 +63,3 @@ def table(rows: list[list], header: list[str], title: str | None = None) -> None
         if j == 0:
             print("  ".join("-" * w for w in widths))
 
-
-class Progress:
-    """Epoch progress on stderr with rich (only on a terminal): epoch, loss, samples/s, ETA."""
-
-    def __init__(self, enabled: bool):
-        self.enabled = enabled and sys.stderr.isatty()
-        self._progress = None
-        self._task = None
-
-    def __enter__(self):
-        if self.enabled:
-            from rich.console import Console  # noqa: PLC0415
-            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn  # noqa: PLC0415
-
-            self._progress = Progress(TextColumn("epoch {task.completed}/{task.total}"), BarColumn(),
-                                      TextColumn("{task.fields[info]}"), TimeRemainingColumn(),
-                                      console=Console(stderr=True), transient=False)
-            self._progress.__enter__()
-        return self
-
-    def update(self, event: dict) -> None:
-        if self._progress is None:
-            return
-        if self._task is None:
-            self._task = self._progress.add_task("train", total=event["epochs"], info="")
-        info = "  ".join(f"{k} {fmt(v)}" for k, v in event.items()
-                         if k not in ("event", "epoch", "epochs", "seconds", "lr") and isinstance(v, float))
-        self._progress.update(self._task, completed=event["epoch"], info=info)
-
-    def __exit__(self, *exc):
-        if self._progress is not None:
-            self._progress.__exit__(*exc)

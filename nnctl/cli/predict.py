@@ -15,23 +15,43 @@ def register(app: typer.Typer, reports_errors) -> None:
     @reports_errors
     def predict(
         checkpoint: str = typer.Argument(..., help="checkpoint written by nnctl train"),
-        input_: str = typer.Argument("-", metavar="[INPUT|-]", help="CSV with a header, JSON lines, .npy/.npz, or - for stdin"),
+        input_: str = typer.Argument("-", metavar="[INPUT|-]",
+                                     help="image file or folder, IDX, .npy/.npz/.h5, CSV with a header, JSON lines, "
+                                          "text, or - for stdin"),
         output: str = typer.Option("-", "--output", "-o", help="file, or - for stdout"),
         format_: str = typer.Option("csv", "--format", "-f", help="csv, jsonl or npy"),
         proba: bool = typer.Option(False, "--proba", help="add one probability column per class"),
+        top_k: Optional[int] = typer.Option(None, "--top-k", help="add the K most likely classes and their "
+                                                                 "probabilities (classifiers)"),
+        preprocessed: bool = typer.Option(False, "--preprocessed",
+                                          help="inputs are already rescaled and normalised: do not apply the "
+                                               "checkpoint's preprocessing again"),
         device: str = typer.Option("auto", help="auto, cpu or gpu"),
     ):
-        """Predict with a checkpoint: labels for classifiers (as in the training data), values for regression."""
+        """Predict with a checkpoint: labels for classifiers (as in the training data), values for regression.
+
+        Example: nnctl predict runs/mnist.h5 digits/ --top-k 3
+        """
         from nnctl import run  # noqa: PLC0415
-        from nnctl.data.inputs import read_inputs  # noqa: PLC0415
+        from nnctl.data.inputs import read_inputs_named  # noqa: PLC0415
         from nnctl.errors import SpecError  # noqa: PLC0415
 
         if format_ not in ("csv", "jsonl", "npy"):
             raise SpecError(f"--format: expected csv, jsonl or npy, found {format_!r}")
+        if top_k is not None and top_k < 1:
+            raise SpecError(f"--top-k: expected a positive integer, found {top_k}")
+        if top_k is not None and format_ == "npy":
+            raise SpecError("--top-k: needs --format csv or jsonl (npy holds one array)")
         restored = run.restore(checkpoint, device)  # a bad checkpoint fails before stdin is read
-        prep = restored[2]
-        outputs, decoded = run.predict(restored, read_inputs(input_, prep))
-        data = render(outputs, decoded, prep, format_, proba)
+        ck, model, prep, spec = restored
+        if prep.task == "regression" and (proba or top_k is not None):
+            flag = "--proba" if proba else "--top-k"
+            raise SpecError(f"{flag}: {checkpoint} is a regression model (loss {spec['train'].get('loss')!r}); "
+                            f"it predicts values, not class probabilities")
+        x, files = read_inputs_named(input_, prep, model.input_shape, (spec["data"].get("x") or "x", "x"))
+        source = "stdin" if input_ == "-" else input_
+        outputs, decoded = run.predict(restored, x, preprocessed=preprocessed, source=source)
+        data = render(outputs, decoded, prep, format_, proba, top_k, files)
         if output == "-":
             (sys.stdout.buffer.write(data) if isinstance(data, bytes) else sys.stdout.write(data))
             sys.stdout.flush()
@@ -43,10 +63,13 @@ def register(app: typer.Typer, reports_errors) -> None:
 
 
 def _columns(prep, width: int) -> list[str]:
-    """Names of the ``width`` prediction columns: target names for regression, prediction[_i] for classes."""
-    if prep.task == "regression":
-        names = prep.target_names
-        return names if len(names) == width else [f"y{i}" for i in range(width)]
+    """Names of the ``width`` prediction columns: the target's names for regression (``price``; ``price_1``...
+    for several steps of one target), else prediction[_i]."""
+    names = prep.target_names if prep.task == "regression" else []
+    if names and len(names) == width:
+        return list(names)
+    if len(names) == 1:
+        return [f"{names[0]}_{i + 1}" for i in range(width)]
     return ["prediction"] if width == 1 else [f"prediction_{i}" for i in range(width)]
 
 
@@ -65,7 +88,23 @@ def _probabilities(prep, outputs):
     return outputs
 
 
-def render(outputs, decoded, prep, fmt: str, proba: bool):
+def _top_k(prep, probs, k: int):
+    """(labels, probabilities), each (N, k), most likely first; the names of their columns."""
+    import numpy as np  # noqa: PLC0415
+    from nnctl.errors import SpecError  # noqa: PLC0415
+
+    if probs.ndim != 2:
+        raise SpecError("--top-k: the model predicts several steps per row; use --proba")
+    if k > probs.shape[1]:
+        raise SpecError(f"--top-k: expected at most {probs.shape[1]} (the number of classes), found {k}")
+    order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+    names = np.array(_class_names(prep, probs), dtype=object)
+    cols = [c for i in range(1, k + 1) for c in (f"top{i}", f"top{i}_proba")]
+    return names[order], np.take_along_axis(probs, order, axis=1), cols
+
+
+def render(outputs, decoded, prep, fmt: str, proba: bool, top_k: int | None = None, files=None):
+    """Predictions as CSV, JSON lines or .npy bytes; image inputs lead each row with their file."""
     import numpy as np  # noqa: PLC0415
 
     if fmt == "npy":
@@ -83,10 +122,16 @@ def render(outputs, decoded, prep, fmt: str, proba: bool):
             probs = probs.reshape(len(probs), -1)
         else:
             pcols = [f"proba_{c}" for c in names]
+    top = _top_k(prep, _probabilities(prep, outputs), top_k) if top_k else None
+    lead = ["file"] if files is not None else []
     if fmt == "jsonl":
         lines = []
         for i in range(len(values)):
-            row = {c: _py(v) for c, v in zip(cols, values[i])}
+            row = {"file": files[i]} if files is not None else {}
+            row.update({c: _py(v) for c, v in zip(cols, values[i])})
+            if top is not None:
+                for j in range(top_k):
+                    row.update({f"top{j + 1}": _py(top[0][i, j]), f"top{j + 1}_proba": float(top[1][i, j])})
             if probs is not None:
                 row.update({c: float(v) for c, v in zip(pcols, probs[i])})
             lines.append(json.dumps(row))
@@ -95,9 +140,12 @@ def render(outputs, decoded, prep, fmt: str, proba: bool):
 
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(cols + pcols)
+    w.writerow(lead + cols + (top[2] if top is not None else []) + pcols)
     for i in range(len(values)):
-        w.writerow([_py(v) for v in values[i]] + ([f"{float(v):.6g}" for v in probs[i]] if probs is not None else []))
+        w.writerow(([files[i]] if files is not None else []) + [_py(v) for v in values[i]]
+                   + ([c for j in range(top_k) for c in (_py(top[0][i, j]), f"{float(top[1][i, j]):.6g}")]
+                      if top is not None else [])
+                   + ([f"{float(v):.6g}" for v in probs[i]] if probs is not None else []))
     return buf.getvalue()
 
 

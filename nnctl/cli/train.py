@@ -29,7 +29,10 @@ def register(app: typer.Typer, reports_errors) -> None:
     ):
         """Train the network a spec describes and write its HDF5 checkpoint."""
         from nnctl import run, spec as spec_mod  # noqa: PLC0415
-        from nnctl.cli.output import Progress, emit_json, fmt, log  # noqa: PLC0415
+        from nnctl.cli.output import emit_json, fmt, log  # noqa: PLC0415
+        from nnctl.cli.progress import Progress  # noqa: PLC0415
+        from nnctl.errors import Interrupted, TrainingDiverged  # noqa: PLC0415
+        from nnctl.train import Hooks  # noqa: PLC0415
         from nnctl.distributed import setup  # noqa: PLC0415 - imports mpi4py only under MPI
 
         world = setup(device, force=distributed)  # None unless launched by mpiexec/srun or --distributed
@@ -46,26 +49,38 @@ def register(app: typer.Typer, reports_errors) -> None:
         # paths given on the command line are relative to the working directory, not the spec
         if out is not None:
             s["output"]["checkpoint"] = os.path.abspath(out)
+        elif resume is not None:  # resume in place: the run continues in the checkpoint it started from
+            s["output"]["checkpoint"] = os.path.abspath(resume)
         if run_dir is not None:
             s["output"]["run_dir"] = os.path.abspath(run_dir)
+        hooks = world.hooks if world else Hooks()
         with Progress(enabled=not (quiet or json_)) as progress:
+            progress.set_epochs(int(s["train"]["epochs"]))
+            if progress.live:  # per-batch bars only where someone watches; no hook, no cost
+                hooks.on_batch = progress.batch
+
             def emit(event):
                 if json_:
                     emit_json(event)
                 elif event["event"] == "epoch":
-                    progress.update(event)
-                    if not progress.enabled and not quiet:
-                        log(f"epoch {event['epoch']}/{event['epochs']}  " + "  ".join(
-                            f"{k} {fmt(v)}" for k, v in event.items() if k not in ("event", "epoch", "epochs")))
+                    progress.epoch(event)
                 elif event["event"] == "init_from" and not quiet:
                     log(f"init-from {event['checkpoint']}: loaded {len(event['loaded'])} arrays"
                         + (f", skipped {', '.join(event['skipped'])}" if event["skipped"] else ""))
                 elif not quiet and event["event"] in ("resume", "checkpoint"):
                     log(f"{event['event']}: {event['checkpoint']} (epoch {event['epoch']})")
 
-            with world.guard() if world else contextlib.nullcontext():  # one rank fails: MPI_Abort them all
-                done = run.train(s, emit=emit, device=device, resume=resume, init_from=init_from,
-                                 hooks=world.hooks if world else None, is_writer=rank == 0)
+            try:
+                with world.guard() if world else contextlib.nullcontext():  # one rank fails: MPI_Abort them all
+                    done = run.train(s, emit=emit, device=device, resume=resume, init_from=init_from,
+                                     hooks=hooks, is_writer=rank == 0)
+            except (TrainingDiverged, Interrupted) as exc:
+                if getattr(exc, "checkpoint", None):  # the command that continues from what was written
+                    again = continue_command(spec, exc.checkpoint, set_, epochs, seed, device, run_dir)
+                    hint = "lower the learning rate (--set train.optimizer.learning_rate=...) and continue: " \
+                        if isinstance(exc, TrainingDiverged) else "continue: "
+                    exc.args = (f"{exc}; {hint}{again}",)
+                raise
         if rank != 0:
             return
         if json_:
@@ -77,3 +92,18 @@ def register(app: typer.Typer, reports_errors) -> None:
                   f"{done['weights_epoch']}  {metrics}")
             if done["summary"].get("note") and not quiet:
                 log(done["summary"]["note"])
+
+
+def continue_command(spec: str, checkpoint: str, sets: list[str], epochs, seed, device: str, run_dir) -> str:
+    """The ``nnctl train`` command line that resumes ``checkpoint`` in place with this run's options."""
+    import shlex  # noqa: PLC0415
+
+    args = ["nnctl", "train", spec, "--resume", checkpoint]
+    for item in sets:
+        args += ["--set", item]
+    for flag, value in (("--epochs", epochs), ("--seed", seed), ("--run-dir", run_dir)):
+        if value is not None:
+            args += [flag, str(value)]
+    if device != "auto":
+        args += ["--device", device]
+    return " ".join(shlex.quote(str(a)) for a in args)

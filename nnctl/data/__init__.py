@@ -61,7 +61,9 @@ def _csv_xy(path, data, prep: Preprocessor, role: str):
     for t in targets:
         if t not in header:
             raise DataError(f"{path}: no target column {t!r}; columns are {', '.join(header)}")
-    features = data.get("features") or [h for h in header if h not in targets]
+    # another file (validation, test, evaluate --data) is read by the training columns' names
+    known = prep.feature_names if role != "train" and prep.feature_names else None
+    features = data.get("features") or known or [h for h in header if h not in targets]
     for f in features:
         if f not in header:
             raise DataError(f"{path}: no feature column {f!r}; columns are {', '.join(header)}")
@@ -135,6 +137,7 @@ def load_idx(data, prep) -> Splits:
 
 
 KINDS = {"tabular": load_tabular, "arrays": load_arrays, "idx": load_idx}
+ARRAY_KINDS = ("tabular", "arrays", "idx", "images")  # kinds whose files can stand in for one another
 PLUGIN_KINDS = {"images": "nnctl.data.images", "timeseries": "nnctl.data.timeseries", "text": "nnctl.data.text"}
 
 
@@ -153,6 +156,55 @@ def resolve_kind(data: dict) -> str:
     if name.endswith((".npz", ".npy", ".h5", ".hdf5")):
         return "arrays"
     raise DataError(f"{p}: cannot tell the data kind from the name; set data.kind")
+
+
+def _path_kind(path, fallback: str) -> str:
+    try:
+        return resolve_kind({"train": path})
+    except DataError:
+        return fallback
+
+
+def match_labels(y, classes):
+    """Labels in the type of the training classes: "3" for a folder-trained model given IDX label 3, 3 for
+    an IDX-trained model given the folder name "3"."""
+    if classes is None or y is None or y.ndim != 1:
+        return y
+    text = classes.dtype.kind in "USO"
+    if text and y.dtype.kind in "iu":
+        return y.astype(str)
+    if text and y.dtype.kind == "f" and np.all(y == np.round(y)):
+        return y.astype(np.int64).astype(str)
+    if not text and y.dtype.kind in "USO":
+        try:
+            v = y.astype(np.float64)
+        except ValueError:
+            return y  # encode_y names the first label that is not a class
+        return v.astype(np.int64) if classes.dtype.kind in "iu" and np.all(v == np.round(v)) else v
+    return y
+
+
+def read_labelled(path, data: dict, prep: Preprocessor, train_kind: str, sample_shape, classes=None):
+    """Raw inputs and labels of one labelled file or folder of any array kind (CSV, .npz/.h5, IDX, an image
+    folder), shaped like the training samples (channel axis added, images decoded to their size)."""
+    from nnctl.data.inputs import conform, image_geometry  # noqa: PLC0415
+
+    kind = _path_kind(path, train_kind)
+    if kind not in ARRAY_KINDS:
+        raise DataError(f"{path}: {kind} data cannot stand in for the {train_kind} training data")
+    if kind == "tabular":
+        x, y = _csv_xy(path, data, prep, "other")
+    elif kind == "arrays":
+        x, y = _arrays(path, dict(data, x=data.get("x", "x"), y=data.get("y", "y")))
+    elif kind == "idx":
+        x, y = _idx(path)
+    else:
+        from nnctl.data.images import list_folder, read_images  # noqa: PLC0415
+
+        _, files, labels = list_folder(path)
+        mode, size = image_geometry(prep, sample_shape, str(path))
+        x, y = read_images(files, mode, size), np.array(labels)
+    return conform(x, sample_shape), match_labels(y, classes)
 
 
 def loader(kind: str):
@@ -201,8 +253,17 @@ def load_dataset(spec: dict, with_test: bool = True) -> Dataset:
             keep = np.sort(rng.permutation(len(s.x_train))[: data["subset"]])
             s.x_train, s.y_train = s.x_train[keep], s.y_train[keep]
     val = data.get("validation")
-    if isinstance(val, dict) and s.x_val is None:
+    val_path = val if isinstance(val, str) else (val.get("path") if isinstance(val, dict) else None)
+    shape, classes = s.x_train.shape[1:], _label_classes(s.y_train, prep)
+    if val_path and s.x_val is None:  # a file the training kind's loader does not read itself
+        if kind not in ARRAY_KINDS:
+            raise DataError(f"data.validation: {kind} data takes its validation file in its own format; "
+                            f"{val_path} was not read")
+        s.x_val, s.y_val = read_labelled(val_path, data, prep, kind, shape, classes)
+    elif isinstance(val, dict) and s.x_val is None:
         _validation_split(s, float(val.get("split", 0.2)), bool(val.get("stratify")), rng, name)
+    if with_test and data.get("test") and s.x_test is None and kind in ARRAY_KINDS:
+        s.x_test, s.y_test = read_labelled(data["test"], data, prep, kind, shape, classes)
     dtype = np.dtype(spec["dtype"])
     prep.fit_x(s.x_train)
     prep.fit_y(s.y_train, name)
@@ -220,6 +281,13 @@ def load_dataset(spec: dict, with_test: bool = True) -> Dataset:
     return Dataset(x_train, y_train, x_val, y_val, x_test, y_test, prep, s.defaults)
 
 
+def _label_classes(y, prep: Preprocessor):
+    """The training labels' classes (for matching label types across files), or None for regression."""
+    if prep.task == "regression" or y is None or y.ndim != 1:
+        return None
+    return np.unique(y)
+
+
 def parse_rescale(value) -> float | None:
     """``rescale = 0.0039...`` or the string ``"1/255"``."""
     if value is None or isinstance(value, (int, float)):
@@ -231,11 +299,19 @@ def parse_rescale(value) -> float | None:
         raise DataError(f"data.rescale: expected a number or 'a/b', found {value!r}") from None
 
 
-def load_split(spec: dict, prep: Preprocessor, path: str) -> tuple[np.ndarray, np.ndarray]:
-    """Encode another labelled file (``evaluate --data``) with an already fitted preprocessing."""
+def load_split(spec: dict, prep: Preprocessor, path: str, preprocessed: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Encode another labelled file or folder (``evaluate --data``), of any kind the training kind's
+    samples can come from, with an already fitted preprocessing (skipped for inputs ``preprocessed``)."""
     data = dict(spec["data"], train=path, test=None, validation=None)
-    kind = resolve_kind(dict(data, kind=prep.kind))
     fresh = Preprocessor.from_arrays(prep.to_arrays())
-    s = loader(kind)(data, fresh)
+    if prep.kind in ARRAY_KINDS:
+        x, y = read_labelled(path, data, fresh, prep.kind, tuple(spec["model"]["input_shape"]), prep.classes)
+    else:
+        s = loader(prep.kind)(data, fresh)
+        x, y = s.x_train, s.y_train
     dtype = np.dtype(spec["dtype"])
-    return prep.transform_x(s.x_train, dtype), prep.encode_y(s.y_train, path, dtype)
+    if preprocessed:
+        x = x if x.dtype.kind in "iu" and prep.kind == "text" else x.astype(dtype, copy=False)
+    else:
+        x = prep.transform_x(x, dtype)
+    return x, prep.encode_y(y, path, dtype)

@@ -2,9 +2,11 @@
 
 Images, x float (N, H, W, C):
   flip           mirror each sample with p = 0.5 ("both": each axis independently)
-  rotation r, width_shift sw, height_shift sh, zoom z: ONE affine map per sample, sampled bilinearly,
-                 p_src = c + R(-θ) (p - c - t) / s,  θ ~ U[-r, r] degrees, t ~ (U[-sh, sh] H, U[-sw, sw] W),
-                 s ~ U[1 - z, 1 + z] (s > 1 enlarges); points outside the image take the nearest edge pixel
+  rotation r, width_shift sw, height_shift sh, zoom z, shear a: ONE affine map per sample, sampled bilinearly,
+                 p_src = c + R(-θ) H(-φ) (p - c - t) / s,  θ ~ U[-r, r] degrees, t ~ (U[-sh, sh] H, U[-sw, sw] W),
+                 s ~ U[1 - z, 1 + z] (s > 1 enlarges), φ ~ U[-a, a] degrees (H shears rows sideways);
+                 points outside the image follow fill_mode: nearest (edge pixel, the default), constant
+                 (cval), reflect or wrap, as Keras's ImageDataGenerator
   crop_padding p pad with p zeros on each side, crop back at a random offset in [0, 2p] on each axis
   brightness b   x + δ (max(x) - min(x)) over the batch, δ ~ U[-b, b] per sample
   contrast c     m + f (x - m), m the sample's mean, f ~ U[1 - c, 1 + c]
@@ -34,7 +36,8 @@ import numpy as np
 
 from nnctl.errors import SpecError
 
-IMAGE = ("flip", "rotation", "width_shift", "height_shift", "zoom", "crop_padding", "brightness", "contrast", "noise")
+IMAGE = ("flip", "rotation", "width_shift", "height_shift", "zoom", "shear", "fill_mode", "cval", "crop_padding",
+         "brightness", "contrast", "noise")
 SEQUENCE = ("jitter", "scaling", "time_warp", "step_dropout", "noise")
 TEXT = ("token_deletion", "token_swap")
 FAMILIES = {"images": IMAGE, "sequences": SEQUENCE, "text": TEXT, "other": ("noise",)}
@@ -42,7 +45,7 @@ WHAT = {"images": "images (samples of shape [H, W, C])", "sequences": "sequences
         "text": "text token ids"}
 # (low, high, high included): the accepted range of each numeric key
 RANGES = {
-    "rotation": (0, 180, True), "width_shift": (0, 1, False), "height_shift": (0, 1, False), "zoom": (0, 1, False),
+    "rotation": (0, 180, True), "shear": (0, 90, False), "width_shift": (0, 1, False), "height_shift": (0, 1, False), "zoom": (0, 1, False),
     "crop_padding": (0, float("inf"), False), "brightness": (0, float("inf"), False), "contrast": (0, 1, True),
     "noise": (0, float("inf"), False), "jitter": (0, float("inf"), False), "scaling": (0, float("inf"), False),
     "time_warp": (0, 1, False), "step_dropout": (0, 1, False), "token_deletion": (0, 1, False),
@@ -101,23 +104,46 @@ def bilinear(x: np.ndarray, sy: np.ndarray, sx: np.ndarray) -> np.ndarray:
     return top
 
 
-def affine_images(x: np.ndarray, degrees: np.ndarray, shift: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    """Rotate by ``degrees`` (N,) counter-clockwise, move by ``shift`` (N, 2) pixels (down, right), enlarge by ``scale`` (N,).
+def fill_coordinates(s: np.ndarray, n: int, mode: str) -> np.ndarray:
+    """Source coordinates ``s`` mapped into [0, n - 1] as ``fill_mode`` says (Keras/scipy's modes).
 
-    Each output pixel p = (row, col) reads the input at c + R(-θ)(p - c - t)/s, c the image centre,
-    R(θ) the rotation of the displayed picture (rows grow downwards).
+    nearest: clamp to the edge; reflect: mirror about the edges (d c b a | a b c d | d c b a);
+    wrap: modulo n (a b c d | a b c d); constant: clamp here, the caller then writes ``cval`` outside.
+    """
+    if mode == "reflect":
+        u = np.mod(s + 0.5, 2 * n)
+        s = np.where(u < n, u - 0.5, 2 * n - u - 0.5)
+    elif mode == "wrap":
+        s = np.mod(s, n)
+    return np.clip(s, 0, n - 1)
+
+
+def affine_images(x: np.ndarray, degrees: np.ndarray, shift: np.ndarray, scale: np.ndarray,
+                  shear: np.ndarray | None = None, fill_mode: str = "nearest", cval: float = 0.0) -> np.ndarray:
+    """Rotate by ``degrees`` (N,) counter-clockwise, move by ``shift`` (N, 2) pixels (down, right), enlarge by
+    ``scale`` (N,), shear by ``shear`` (N,) degrees.
+
+    Each output pixel p = (row, col) reads the input at c + R(-θ) H(-φ) (p - c - t) / s, c the image centre,
+    R(θ) the rotation of the displayed picture (rows grow downwards), H(φ) the shear that moves each row
+    sideways by tan(φ) times its distance from the centre. Points outside the input follow ``fill_mode``.
     """
     _, h, w, _ = x.shape
     cy, cx = (h - 1) / 2, (w - 1) / 2
     gy, gx = np.meshgrid(np.arange(h, dtype=np.float64), np.arange(w, dtype=np.float64), indexing="ij")
     py = gy[None] - cy - shift[:, 0, None, None]  # (N, H, W) relative to the centre, shift undone
     px = gx[None] - cx - shift[:, 1, None, None]
+    if shear is not None:
+        px = px - np.tan(np.deg2rad(shear))[:, None, None] * py
     theta = np.deg2rad(degrees)[:, None, None]
     cos, sin, s = np.cos(theta), np.sin(theta), scale[:, None, None]
     # rows grow downwards, so this inverse rotation turns the picture counter-clockwise as displayed
     sy = cy + (cos * py + sin * px) / s
     sx = cx + (cos * px - sin * py) / s
-    return bilinear(x, sy, sx)
+    out = bilinear(x, fill_coordinates(sy, h, fill_mode), fill_coordinates(sx, w, fill_mode))
+    if fill_mode == "constant":
+        outside = (sy < 0) | (sy > h - 1) | (sx < 0) | (sx > w - 1)
+        out[outside] = cval
+    return out
 
 
 def crop_images(x: np.ndarray, pad: int, offsets: np.ndarray) -> np.ndarray:
@@ -212,13 +238,16 @@ def _image_steps(cfg: dict) -> list:
             v = rng.random(len(x)) < 0.5 if mode in ("vertical", "both") else None
             return flip_images(x, h, v)
         steps.append(("flip", flip))
-    r, sw, sh, z = (float(cfg.get(k) or 0) for k in ("rotation", "width_shift", "height_shift", "zoom"))
-    if r or sw or sh or z:
+    r, sw, sh, z, shear = (float(cfg.get(k) or 0) for k in ("rotation", "width_shift", "height_shift", "zoom", "shear"))
+    fill, cval = cfg.get("fill_mode") or "nearest", float(cfg.get("cval") or 0.0)
+    if r or sw or sh or z or shear:
         def affine(x, rng):
             n, h, w, _ = x.shape
             deg = rng.uniform(-r, r, n)
             shift = rng.uniform(-1, 1, (n, 2)) * np.array([sh * h, sw * w])
-            return affine_images(x, deg, shift, rng.uniform(1 - z, 1 + z, n))
+            scale = rng.uniform(1 - z, 1 + z, n)
+            angles = rng.uniform(-shear, shear, n) if shear else None  # drawn last: older seeds keep their draws
+            return affine_images(x, deg, shift, scale, angles, fill, cval)
         steps.append(("affine", affine))
     if cfg.get("crop_padding"):
         pad = int(cfg["crop_padding"])
@@ -294,8 +323,8 @@ class Augmenter:
 def _check(cfg: dict, fam: str, kind: str, sample_shape) -> None:
     for key, value in cfg.items():
         where = f"data.augment.{key}"
-        if key not in RANGES and key != "flip":
-            known = sorted({*RANGES, "flip"})
+        if key not in RANGES and key not in ("flip", "fill_mode", "cval"):
+            known = sorted({*RANGES, "flip", "fill_mode", "cval"})
             raise SpecError(f"{where}: unknown key; expected one of {', '.join(known)}")
         if key not in FAMILIES[fam]:
             owners = [f for f, keys in FAMILIES.items() if key in keys]
@@ -304,6 +333,8 @@ def _check(cfg: dict, fam: str, kind: str, sample_shape) -> None:
         if key == "flip":
             if value not in FLIPS and value is not None:
                 raise SpecError(f"{where}: expected one of {', '.join(FLIPS)}, found {value!r}")
+            continue
+        if key in ("fill_mode", "cval"):  # the spec validator checked their values
             continue
         if value is None:
             continue

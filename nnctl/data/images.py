@@ -20,7 +20,7 @@ def _pillow():
     try:
         from PIL import Image  # noqa: PLC0415
     except ImportError:
-        raise DataError("image folders need Pillow: install Pillow (pip install nnctl[images])") from None
+        raise DataError("image folders need Pillow: Pillow, a core dependency: reinstall nnctl, or pip install Pillow") from None
     return Image
 
 
@@ -105,6 +105,12 @@ def _decode(Image, files, heads, color_mode: str, size) -> np.ndarray:
     return x
 
 
+def _kind_of(path) -> str:
+    from nnctl.data import _path_kind  # noqa: PLC0415
+
+    return _path_kind(path, "images")
+
+
 def load(data: dict, prep) -> Splits:
     """Training, test and validation folders (data.test, data.validation or validation.path) as uint8 images and string labels."""
     Image = _pillow()
@@ -112,8 +118,8 @@ def load(data: dict, prep) -> Splits:
     folders = {"train": data["train"]}
     val = data.get("validation")
     for role, path in (("test", data.get("test")), ("validation", val.get("path") if isinstance(val, dict) else val)):
-        if isinstance(path, str) and path:
-            folders[role] = path
+        if isinstance(path, str) and path and (pathlib.Path(path).is_dir() or _kind_of(path) == "images"):
+            folders[role] = path  # other kinds (an IDX or .npz validation file) are read by load_dataset
     listed = {role: list_folder(path) for role, path in folders.items()}
     train_classes = listed["train"][0]
     for role, (classes, _, _) in listed.items():

@@ -1,6 +1,10 @@
-"""Read prediction inputs from a file or stdin: CSV with a header, JSON lines, .npy/.npz, raw text lines.
+"""Read prediction inputs of every kind the data section trains on, from a file, a folder or stdin.
 
-CSV columns and JSON keys are matched to the training features by name, so their order may differ.
+Kinds: image files (PNG/JPEG/...), a folder of images (recursively, in sorted order), IDX (gzipped
+or raw), .npy/.npz/HDF5 arrays, CSV with a header, JSON lines, and raw text or series for text and
+time-series models. CSV columns and JSON keys are matched to the training features by name, so their
+order may differ. Images are decoded to the model's input size and channels (as training decoded
+them); scaling and normalisation are left to the checkpoint's preprocessing, applied once by predict.
 """
 
 from __future__ import annotations
@@ -12,8 +16,12 @@ import sys
 
 import numpy as np
 
-from nnctl.data.readers import read_csv_table, to_float_matrix
+from nnctl.data.readers import idx_from_bytes, looks_like_idx, read_csv_table, to_float_matrix
 from nnctl.errors import DataError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+IMAGE_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8")
+HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 
 
 def _source_bytes(source: str) -> tuple[bytes, str]:
@@ -26,61 +34,86 @@ def _source_bytes(source: str) -> tuple[bytes, str]:
 
 
 def sniff(data: bytes, name: str) -> str:
-    if name.endswith((".npy", ".npz")) or data[:6] == b"\x93NUMPY" or data[:2] == b"PK":
+    """The format of input bytes: image, idx, hdf5, npy, jsonl or csv (by magic bytes, then by name)."""
+    lower = name.lower()
+    if lower.endswith(IMAGE_SUFFIXES) or data.startswith(IMAGE_MAGIC):
+        return "image"
+    if data.startswith(HDF5_MAGIC) or lower.endswith((".h5", ".hdf5")):
+        return "hdf5"
+    if lower.endswith((".npy", ".npz")) or data[:6] == b"\x93NUMPY" or data[:2] == b"PK":
         return "npy"
-    if name.endswith((".jsonl", ".json", ".ndjson")) or data.lstrip()[:1] in (b"{", b"["):
+    if looks_like_idx(data) or (("idx" in lower or "ubyte" in lower) and not lower.endswith((".csv", ".txt"))):
+        return "idx"
+    if lower.endswith((".jsonl", ".json", ".ndjson")) or data.lstrip()[:1] in (b"{", b"["):
         return "jsonl"
     return "csv"
 
 
-def read_inputs(source: str, prep) -> np.ndarray:
-    """Inputs as an array shaped like the training inputs (before preprocessing)."""
+def image_files(folder) -> list[pathlib.Path]:
+    """Every image file under ``folder`` (recursively, dotfiles skipped), in sorted path order."""
+    root = pathlib.Path(folder)
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                   and not any(part.startswith(".") for part in p.relative_to(root).parts))
+    if not files:
+        raise DataError(f"{root}: no image files ({', '.join(IMAGE_SUFFIXES)}) in this folder or below")
+    return files
+
+
+def image_geometry(prep, sample_shape, name: str) -> tuple[str, tuple[int, int]]:
+    """(colour mode, (height, width)) that images are decoded to for a model taking ``sample_shape``."""
+    shape = tuple(sample_shape or ())
+    if len(shape) != 3 or shape[-1] not in (1, 3):
+        raise DataError(f"{name}: image input, but the model takes samples of shape {list(shape)}; images need "
+                        f"a model input of [height, width, 1 or 3]")
+    mode = prep.meta.get("color_mode") or ("grayscale" if shape[-1] == 1 else "rgb")
+    return mode, (int(shape[0]), int(shape[1]))
+
+
+class _NamedBytes(io.BytesIO):
+    """Image bytes that name their source in errors (stdin)."""
+
+    def __init__(self, data: bytes, name: str):
+        super().__init__(data)
+        self.name = name
+
+    def __str__(self):
+        return self.name
+
+
+def decode_images(files, prep, sample_shape, name: str) -> np.ndarray:
+    from nnctl.data.images import read_images  # noqa: PLC0415 - Pillow only for images
+
+    mode, size = image_geometry(prep, sample_shape, name)
+    return read_images(files, mode, size)
+
+
+def read_inputs_named(source: str, prep, sample_shape=None, keys=("x",)) -> tuple[np.ndarray, list[str] | None]:
+    """Raw inputs (before scaling) and, for image files, the file each row came from."""
+    if source not in ("-", None) and pathlib.Path(source).is_dir():
+        files = image_files(source)
+        return decode_images(files, prep, sample_shape, str(source)), [str(p) for p in files]
     data, name = _source_bytes(source)
     if prep.kind == "text":
         from nnctl.data.text import read_text_inputs  # noqa: PLC0415
 
-        return read_text_inputs(data, name, prep)
+        return read_text_inputs(data, name, prep), None
     if prep.kind == "timeseries":
         from nnctl.data.timeseries import read_series_inputs  # noqa: PLC0415
 
-        return read_series_inputs(data, name, prep)
+        return read_series_inputs(data, name, prep), None
     fmt = sniff(data, name)
+    if fmt == "image":
+        return decode_images([_NamedBytes(data, name)], prep, sample_shape, name), [name]
+    if fmt == "idx":
+        return idx_from_bytes(data, name), None
+    if fmt == "hdf5":
+        return _hdf5(data, name, keys), None
     if fmt == "npy":
-        try:
-            arr = np.load(io.BytesIO(data), allow_pickle=False)
-        except ValueError as exc:
-            raise DataError(f"{name}: not a readable .npy/.npz array ({exc})") from None
-        if isinstance(arr, np.lib.npyio.NpzFile):
-            key = "x" if "x" in arr.files else arr.files[0]
-            arr = arr[key]
-        return arr
-    features = prep.feature_names
+        return _npy(data, name, keys), None
     if fmt == "jsonl":
-        rows = []
-        for i, line in enumerate(data.decode("utf-8").splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{name}: line {i}: not valid JSON ({exc.msg})") from None
-            if isinstance(obj, list):
-                rows.append(obj)
-            elif isinstance(obj, dict):
-                missing = [f for f in features if f not in obj]
-                if missing:
-                    raise DataError(f"{name}: line {i}: missing feature {missing[0]!r}; expected keys {features}")
-                rows.append([obj[f] for f in features])
-            else:
-                raise DataError(f"{name}: line {i}: expected a JSON object or list, found {line.strip()[:40]!r}")
-        try:
-            arr = np.array(rows, dtype=np.float64)
-        except ValueError:
-            raise DataError(f"{name}: expected numeric features in every line") from None
-        if arr.ndim < 2 or not np.isfinite(arr).all():
-            raise DataError(f"{name}: expected rows of finite numbers")
-        return arr
-    header, rows = read_csv_table(io.StringIO(data.decode("utf-8-sig")), name)
+        return _jsonl(data, name, prep.feature_names), None
+    header, rows = read_csv_table(io.StringIO(data.decode("utf-8-sig", errors="replace")), name)
+    features = prep.feature_names
     if features and all(f in header for f in features):
         cols = [header.index(f) for f in features]
     elif features:
@@ -88,4 +121,81 @@ def read_inputs(source: str, prep) -> np.ndarray:
         raise DataError(f"{name}: missing feature column {missing[0]!r}; expected columns {', '.join(features)}")
     else:
         cols = list(range(len(header)))
-    return to_float_matrix(rows, cols, header, name)
+    return to_float_matrix(rows, cols, header, name), None
+
+
+def read_inputs(source: str, prep, sample_shape=None, keys=("x",)) -> np.ndarray:
+    """Inputs as an array shaped like the training inputs (before preprocessing)."""
+    return read_inputs_named(source, prep, sample_shape, keys)[0]
+
+
+def conform(x: np.ndarray, sample_shape) -> np.ndarray:
+    """Inputs as (N, *sample_shape): adds the channel axis training added ((N, 28, 28) for a (28, 28, 1)
+    model) and the batch axis of a single sample; any other shape is left for the caller to report."""
+    shape = tuple(sample_shape)
+    if tuple(x.shape[1:]) == shape:
+        return x
+    if len(shape) >= 2 and shape[-1] == 1 and tuple(x.shape[1:]) == shape[:-1]:
+        return x[..., None]
+    if tuple(x.shape) == shape:
+        return x[None]
+    if len(shape) >= 2 and shape[-1] == 1 and tuple(x.shape) == shape[:-1]:
+        return x[None, ..., None]
+    return x
+
+
+def _pick(names: list[str], keys, name: str) -> str:
+    for k in keys:
+        if k in names:
+            return k
+    if len(names) == 1:
+        return names[0]
+    raise DataError(f"{name}: no array named {' or '.join(map(repr, keys))}; found {', '.join(names) or 'none'}")
+
+
+def _npy(data: bytes, name: str, keys) -> np.ndarray:
+    try:
+        arr = np.load(io.BytesIO(data), allow_pickle=False)
+    except ValueError as exc:
+        raise DataError(f"{name}: not a readable .npy/.npz array ({exc})") from None
+    if isinstance(arr, np.lib.npyio.NpzFile):
+        return arr[_pick(arr.files, keys, name)]
+    return arr
+
+
+def _hdf5(data: bytes, name: str, keys) -> np.ndarray:
+    import h5py  # noqa: PLC0415
+
+    try:
+        with h5py.File(io.BytesIO(data), "r") as f:
+            datasets = [k for k in f.keys() if isinstance(f[k], h5py.Dataset)]
+            return np.asarray(f[_pick(datasets, keys, name)][()])
+    except OSError as exc:
+        raise DataError(f"{name}: not a readable HDF5 file ({exc})") from None
+
+
+def _jsonl(data: bytes, name: str, features: list[str]) -> np.ndarray:
+    rows = []
+    for i, line in enumerate(data.decode("utf-8", errors="replace").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{name}: line {i}: not valid JSON ({exc.msg})") from None
+        if isinstance(obj, list):
+            rows.append(obj)
+        elif isinstance(obj, dict):
+            missing = [f for f in features if f not in obj]
+            if missing:
+                raise DataError(f"{name}: line {i}: missing feature {missing[0]!r}; expected keys {features}")
+            rows.append([obj[f] for f in features])
+        else:
+            raise DataError(f"{name}: line {i}: expected a JSON object or list, found {line.strip()[:40]!r}")
+    try:
+        arr = np.array(rows, dtype=np.float64)
+    except ValueError:
+        raise DataError(f"{name}: expected numeric features in every line") from None
+    if arr.ndim < 2 or not np.isfinite(arr).all():
+        raise DataError(f"{name}: expected rows of finite numbers")
+    return arr

@@ -14,15 +14,11 @@ import numpy as np
 
 from nnctl.errors import DataError
 
-TASK_OF_LOSS = {
-    "categorical_crossentropy": "categorical", "kl_divergence": "categorical", "kld": "categorical",
-    "kullback_leibler_divergence": "categorical", "sparse_categorical_crossentropy": "sparse",
-    "binary_crossentropy": "binary", "hinge": "binary", "perceptron": "binary",
-}
-
-
 def task_of(loss_name: str) -> str:
-    return TASK_OF_LOSS.get(loss_name, "regression")
+    """How a loss wants its targets: regression, binary, categorical or sparse."""
+    from nnctl.losses import LOSSES  # noqa: PLC0415
+
+    return LOSSES.get(loss_name).task
 
 
 def _stats(x: np.ndarray, how: str) -> tuple[np.ndarray, np.ndarray]:

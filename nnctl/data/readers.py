@@ -74,7 +74,21 @@ def to_float_matrix(rows: list[list[str]], columns: list[int], header: list[str]
 def read_idx(path) -> np.ndarray:
     """An IDX array (the MNIST format): magic 0 0 type ndim, big-endian dims, then the data."""
     p = _exists(path)
-    raw = p.read_bytes()
+    return idx_from_bytes(p.read_bytes(), p)
+
+
+def looks_like_idx(raw: bytes) -> bool:
+    """IDX magic (00 00 <known type> <ndim 1..4>), also inside gzip."""
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.GzipFile(fileobj=io.BytesIO(raw)).read(4)
+        except (OSError, EOFError):
+            return False
+    return len(raw) >= 4 and raw[0] == 0 and raw[1] == 0 and raw[2] in IDX_TYPES and 1 <= raw[3] <= 4
+
+
+def idx_from_bytes(raw: bytes, p) -> np.ndarray:
+    """The array in IDX bytes (gzipped or raw); ``p`` names the source in errors."""
     if raw[:2] == b"\x1f\x8b":
         try:
             raw = gzip.decompress(raw)

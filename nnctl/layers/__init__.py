@@ -2,10 +2,10 @@
 
 import importlib
 
-from nnctl.layers.base import REGISTRY, Layer, layer_class, register  # noqa: F401
+from nnctl.layers.base import LAYERS, Layer, layer_class, register  # noqa: F401
 
 # one module per family; a family that is not written yet is simply absent
-for _family in ("core", "conv", "pool", "norm", "recurrent", "embedding", "attention"):
+for _family in ("core", "activation_layers", "conv", "pool", "norm", "recurrent", "embedding", "attention"):
     try:
         importlib.import_module(f"nnctl.layers.{_family}")
     except ModuleNotFoundError as exc:

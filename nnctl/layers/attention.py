@@ -16,6 +16,8 @@ import numpy as np
 
 from nnctl import backend as B
 from nnctl import initializers
+from nnctl.fields import PositiveInt, Rate
+from nnctl.initializers import InitializerName
 from nnctl.layers.base import Layer, register
 
 _NEG = -1e9  # a masked score; exp(-1e9 - max) is exactly 0 in float32 and float64
@@ -34,10 +36,11 @@ class MultiHeadAttention(Layer):
 
     mask_per_input = True
 
-    def __init__(self, num_heads: int, key_dim: int, value_dim: int | None = None, dropout: float = 0.0,
-                 use_bias: bool = True, causal: bool = False, use_causal_mask: bool | None = None,
-                 output_shape: int | list[int] | None = None, kernel_initializer: str = "glorot_uniform",
-                 bias_initializer: str = "zeros", **kw):
+    def __init__(self, num_heads: PositiveInt, key_dim: PositiveInt, value_dim: PositiveInt | None = None,
+                 dropout: Rate = 0.0, use_bias: bool = True, causal: bool = False, use_causal_mask: bool | None = None,
+                 output_shape: PositiveInt | list[PositiveInt] | None = None,
+                 kernel_initializer: InitializerName = "glorot_uniform", bias_initializer: InitializerName = "zeros",
+                 **kw):
         super().__init__(**kw)
         if int(num_heads) < 1 or int(key_dim) < 1 or (value_dim is not None and int(value_dim) < 1):
             raise ValueError(f"num_heads, key_dim and value_dim must be positive, found {num_heads}, {key_dim}, "

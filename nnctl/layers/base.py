@@ -20,41 +20,48 @@ Contract of a layer (``Layer`` below):
 
 from __future__ import annotations
 
-import inspect
+import functools
 
 import numpy as np
 
 from nnctl import backend as B
+from nnctl.fields import Field, params_of, validate_kwargs
+from nnctl.registry import Registry
+from nnctl.regularizers import RegularizerName, coefficients
 
-REGISTRY: dict[str, type[Layer]] = {}
+LAYERS: Registry[type[Layer]] = Registry("layer type")
 
 
-def register(*names: str):
-    """Class decorator: make a layer available to specs under its class name and ``names``."""
+def register(*aliases: str):
+    """Class decorator: make a layer available to specs under its class name and ``aliases``."""
 
     def deco(cls):
-        for n in (cls.__name__, *names):
-            REGISTRY[n.lower()] = cls
-        return cls
+        return LAYERS.add(cls.__name__, cls, *aliases)
 
     return deco
 
 
-def layer_class(type_name: str) -> type[Layer] | None:
-    return REGISTRY.get(str(type_name).lower())
+def layer_class(type_name: str) -> type[Layer]:
+    """The layer class a spec's ``type`` names; UnknownName listing the known types."""
+    return LAYERS.get(type_name)
 
 
-def layer_params(cls) -> dict[str, inspect.Parameter]:
+def layer_params(cls) -> dict[str, Field]:
     """The spec keys a layer class accepts: its keyword arguments (over the whole class chain)."""
-    out: dict[str, inspect.Parameter] = {}
-    for klass in reversed(cls.__mro__):
-        init = klass.__dict__.get("__init__")
-        if init is None:
-            continue
-        for p in inspect.signature(init).parameters.values():
-            if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
-                out[p.name] = p
-    return out
+    return params_of(cls)
+
+
+def _checked(init):
+    """Wrap a layer's ``__init__`` so that the outermost call validates its keywords (ConfigError)."""
+
+    @functools.wraps(init)
+    def checked_init(self, *args, **kwargs):
+        if not self.__dict__.get("_arguments_checked"):
+            self.__dict__["_arguments_checked"] = True
+            validate_kwargs(type(self), kwargs)
+        init(self, *args, **kwargs)
+
+    return checked_init
 
 
 class Layer:
@@ -68,8 +75,13 @@ class Layer:
     #: True when forward wants one padding mask per input (a list) instead of the first input's mask
     mask_per_input = False
 
-    def __init__(self, name: str | None = None, trainable: bool = True, inputs: list[str] | None = None,
-                 kernel_regularizer: dict | None = None, bias_regularizer: dict | None = None):
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "__init__" in cls.__dict__:
+            cls.__init__ = _checked(cls.__dict__["__init__"])
+
+    def __init__(self, name: str | None = None, trainable: bool = True, inputs: str | list[str] | None = None,
+                 kernel_regularizer: RegularizerName | None = None, bias_regularizer: RegularizerName | None = None):
         self.name = name
         self.trainable = trainable
         self.inputs = inputs
@@ -115,10 +127,10 @@ class Layer:
     def regularizer(self, param: str) -> dict | None:
         """The L1/L2 penalty on a parameter: ``kernel_regularizer`` for kernels, ``bias_regularizer`` for biases."""
         if param.endswith("bias") or param == "beta":
-            return self.bias_regularizer
+            return coefficients(self.bias_regularizer)
         if param in ("gamma",):
             return None
-        return self.kernel_regularizer
+        return coefficients(self.kernel_regularizer)
 
     @property
     def xp(self):

@@ -6,11 +6,17 @@ on a height-1 image, so both share one code path.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from nnctl import backend as B
 from nnctl import initializers
+from nnctl.fields import Choices, NonNegativeInt, PositiveInt
+from nnctl.initializers import InitializerName
 from nnctl.layers.base import Layer, register
+from nnctl.ops.activations import ActivationName
 from nnctl.ops import im2col as K
 
+Padding = Annotated[str, Choices(("valid", "same"))]
 _RANK_WORDS = {1: "(steps, channels)", 2: "(height, width, channels)"}
 _INFERENCE_CHUNK_BYTES = 8 * 2**20  # patch matrix per chunk in inference: a few MB stays in cache
 
@@ -27,9 +33,11 @@ class _Conv(Layer):
     rank = 2
     activation_is_node = True
 
-    def __init__(self, filters: int, kernel_size: int | list[int], strides: int | list[int] = 1,
-                 padding: str = "valid", dilation_rate: int | list[int] = 1, activation: str | None = None,
-                 use_bias: bool = True, kernel_initializer: str = "glorot_uniform", bias_initializer: str = "zeros",
+    def __init__(self, filters: PositiveInt, kernel_size: PositiveInt | list[PositiveInt],
+                 strides: PositiveInt | list[PositiveInt] = 1, padding: Padding = "valid",
+                 dilation_rate: PositiveInt | list[PositiveInt] = 1, activation: ActivationName | None = None,
+                 use_bias: bool = True, kernel_initializer: InitializerName = "glorot_uniform",
+                 bias_initializer: InitializerName = "zeros",
                  alpha: float | None = None, **kw):
         super().__init__(**kw)
         self.filters, self.kernel_size, self.strides, self.padding = filters, kernel_size, strides, padding
@@ -149,8 +157,9 @@ class Conv2D(_Conv):
     rank = 2
 
     # pair defaults as in Keras (an int default would make the spec validator refuse a list)
-    def __init__(self, filters: int, kernel_size: int | list[int], strides: int | list[int] = (1, 1),
-                 padding: str = "valid", dilation_rate: int | list[int] = (1, 1), **kw):
+    def __init__(self, filters: PositiveInt, kernel_size: PositiveInt | list[PositiveInt],
+                 strides: PositiveInt | list[PositiveInt] = (1, 1), padding: Padding = "valid",
+                 dilation_rate: PositiveInt | list[PositiveInt] = (1, 1), **kw):
         super().__init__(filters, kernel_size, strides=strides, padding=padding, dilation_rate=dilation_rate, **kw)
 
 
@@ -182,7 +191,7 @@ def _padding_pairs(padding) -> tuple[tuple[int, int], tuple[int, int]]:
 class ZeroPadding2D(Layer):
     """Zero border around an image: (N, H, W, C) -> (N, t+H+b, l+W+r, C); backward crops the gradient."""
 
-    def __init__(self, padding: int | list[int] | list[list[int]] = (1, 1), **kw):
+    def __init__(self, padding: NonNegativeInt | list[NonNegativeInt | list[NonNegativeInt]] = (1, 1), **kw):
         super().__init__(**kw)
         self.padding = padding
 
@@ -211,7 +220,8 @@ class UpSampling2D(Layer):
     Backward sums the gradient over each sh x sw block.
     """
 
-    def __init__(self, size: int | list[int] = (2, 2), interpolation: str = "nearest", **kw):
+    def __init__(self, size: PositiveInt | list[PositiveInt] = (2, 2),
+                 interpolation: Annotated[str, Choices(("nearest",))] = "nearest", **kw):
         super().__init__(**kw)
         self.size, self.interpolation = size, interpolation
 

@@ -6,8 +6,13 @@ import numpy as np
 
 from nnctl import backend as B
 from nnctl import initializers
+from typing import Annotated
+
+from nnctl.fields import NonNegativeInt, PositiveInt, Range, Rate
+from nnctl.initializers import InitializerName
 from nnctl.layers.base import Layer, register
 from nnctl.ops import activations
+from nnctl.ops.activations import ActivationName
 
 
 @register()
@@ -20,8 +25,9 @@ class Dense(Layer):
 
     activation_is_node = True
 
-    def __init__(self, units: int, activation: str | None = None, use_bias: bool = True,
-                 kernel_initializer: str = "glorot_uniform", bias_initializer: str = "zeros", alpha: float | None = None,
+    def __init__(self, units: PositiveInt, activation: ActivationName | None = None, use_bias: bool = True,
+                 kernel_initializer: InitializerName = "glorot_uniform", bias_initializer: InitializerName = "zeros",
+                 alpha: float | None = None,
                  **kw):
         super().__init__(**kw)
         self.units, self.activation, self.use_bias, self.alpha = units, activation, use_bias, alpha
@@ -53,7 +59,7 @@ class Dense(Layer):
 class Activation(Layer):
     """Elementwise activation: y = f(x) for any input shape (softmax over the last axis)."""
 
-    def __init__(self, activation: str = "linear", alpha: float | None = None, **kw):
+    def __init__(self, activation: ActivationName = "linear", alpha: float | None = None, **kw):
         super().__init__(**kw)
         self.activation, self.alpha = activation, alpha
         self.fn = activations.get(activation, **({} if alpha is None else {"alpha": alpha}))
@@ -71,7 +77,7 @@ class Activation(Layer):
 class Dropout(Layer):
     """Inverted dropout: in training y = x * m / (1 - rate), m ~ Bernoulli(1 - rate); identity in inference."""
 
-    def __init__(self, rate: float = 0.5, **kw):
+    def __init__(self, rate: Rate = 0.5, **kw):
         super().__init__(**kw)
         self.rate = rate
 
@@ -108,7 +114,7 @@ class Flatten(Layer):
 class Reshape(Layer):
     """Reshape to ``target_shape`` (without the batch axis; one entry may be -1)."""
 
-    def __init__(self, target_shape: list[int], **kw):
+    def __init__(self, target_shape: list[Annotated[int, Range(-1)]], **kw):
         super().__init__(**kw)
         self.target_shape = list(target_shape)
 
@@ -186,7 +192,7 @@ class Concatenate(Layer):
 class Cropping1D(Layer):
     """Drop ``cropping = [start, end]`` steps from the two ends of a sequence: (N, T, F) -> (N, T-start-end, F)."""
 
-    def __init__(self, cropping: list[int] = (1, 1), **kw):
+    def __init__(self, cropping: int | list[NonNegativeInt] = (1, 1), **kw):
         super().__init__(**kw)
         self.cropping = list(cropping)
 

@@ -6,6 +6,8 @@ import numpy as np
 
 from nnctl import backend as B
 from nnctl import initializers
+from nnctl.fields import PositiveFloat, PositiveInt
+from nnctl.initializers import InitializerName
 from nnctl.layers.base import Layer, register
 
 
@@ -17,8 +19,8 @@ class Embedding(Layer):
     ``mask_zero`` makes id 0 padding: the output mask is ids != 0 (so input_dim counts the 0 too).
     """
 
-    def __init__(self, input_dim: int, output_dim: int, mask_zero: bool = False,
-                 embeddings_initializer: str = "uniform", **kw):
+    def __init__(self, input_dim: PositiveInt, output_dim: PositiveInt, mask_zero: bool = False,
+                 embeddings_initializer: InitializerName = "uniform", **kw):
         super().__init__(**kw)
         if int(input_dim) < 1 or int(output_dim) < 1:
             raise ValueError(f"input_dim and output_dim must be positive, found {input_dim} and {output_dim}")
@@ -73,7 +75,7 @@ def sinusoid_table(length: int, depth: int, max_wavelength: float = 10000.0) -> 
 class PositionalEncoding(Layer):
     """Add the fixed sinusoidal position code (Vaswani et al.): y[n, t] = x[n, t] + P[t]; x, y (N, T, D)."""
 
-    def __init__(self, max_wavelength: float = 10000.0, **kw):
+    def __init__(self, max_wavelength: PositiveFloat = 10000.0, **kw):
         super().__init__(**kw)
         self.max_wavelength = max_wavelength
         self._table = None
@@ -103,8 +105,8 @@ class PositionEmbedding(Layer):
     ``sequence_length`` (alias ``max_length``) defaults to the input's T and may exceed it.
     """
 
-    def __init__(self, sequence_length: int | None = None, max_length: int | None = None,
-                 embeddings_initializer: str = "glorot_uniform", **kw):
+    def __init__(self, sequence_length: PositiveInt | None = None, max_length: PositiveInt | None = None,
+                 embeddings_initializer: InitializerName = "glorot_uniform", **kw):
         super().__init__(**kw)
         if sequence_length is not None and max_length is not None and sequence_length != max_length:
             raise ValueError("give sequence_length or max_length (the same thing), not both")

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from nnctl import backend as B
 from nnctl import initializers
+from nnctl.fields import Fraction, PositiveFloat
+from nnctl.initializers import InitializerName
 from nnctl.layers.base import Layer, register
 
 
@@ -34,9 +36,10 @@ class BatchNormalization(Layer):
     dx = gamma / sqrt(var + eps) * (g - w * (sum g + x_hat * sum g x_hat) / M).
     """
 
-    def __init__(self, axis: int = -1, momentum: float = 0.99, epsilon: float = 1e-3, center: bool = True,
-                 scale: bool = True, beta_initializer: str = "zeros", gamma_initializer: str = "ones",
-                 moving_mean_initializer: str = "zeros", moving_variance_initializer: str = "ones", **kw):
+    def __init__(self, axis: int = -1, momentum: Fraction = 0.99, epsilon: PositiveFloat = 1e-3, center: bool = True,
+                 scale: bool = True, beta_initializer: InitializerName = "zeros",
+                 gamma_initializer: InitializerName = "ones", moving_mean_initializer: InitializerName = "zeros",
+                 moving_variance_initializer: InitializerName = "ones", **kw):
         super().__init__(**kw)
         self.axis, self.momentum, self.epsilon, self.center, self.scale = axis, momentum, epsilon, center, scale
         self.beta_initializer, self.gamma_initializer = beta_initializer, gamma_initializer
@@ -128,8 +131,8 @@ class LayerNormalization(Layer):
     Backward with gx = gamma * g: dx = (gx - mean_F(gx) - x_hat * mean_F(gx * x_hat)) / sqrt(var + eps).
     """
 
-    def __init__(self, axis: int = -1, epsilon: float = 1e-3, center: bool = True, scale: bool = True,
-                 beta_initializer: str = "zeros", gamma_initializer: str = "ones", **kw):
+    def __init__(self, axis: int = -1, epsilon: PositiveFloat = 1e-3, center: bool = True, scale: bool = True,
+                 beta_initializer: InitializerName = "zeros", gamma_initializer: InitializerName = "ones", **kw):
         super().__init__(**kw)
         self.axis, self.epsilon, self.center, self.scale = axis, epsilon, center, scale
         self.beta_initializer, self.gamma_initializer = beta_initializer, gamma_initializer

@@ -10,7 +10,9 @@ from __future__ import annotations
 import numpy as np
 
 from nnctl import backend as B
+from nnctl.fields import PositiveInt
 from nnctl.layers.base import Layer, register
+from nnctl.layers.conv import Padding
 from nnctl.ops import im2col as K
 
 _RANK_WORDS = {1: "(steps, channels)", 2: "(height, width, channels)"}
@@ -26,8 +28,8 @@ class _Pool(Layer):
     rank = 2
     op = "max"
 
-    def __init__(self, pool_size: int | list[int] = 2, strides: int | list[int] | None = None,
-                 padding: str = "valid", **kw):
+    def __init__(self, pool_size: PositiveInt | list[PositiveInt] = 2,
+                 strides: PositiveInt | list[PositiveInt] | None = None, padding: Padding = "valid", **kw):
         super().__init__(**kw)
         self.pool_size, self.strides, self.padding = pool_size, strides, padding
 
@@ -106,8 +108,8 @@ class _Pool(Layer):
 
 class _Pool2D(_Pool):
     # a pair default as in Keras (an int default would make the spec validator refuse a list)
-    def __init__(self, pool_size: int | list[int] = (2, 2), strides: int | list[int] | None = None,
-                 padding: str = "valid", **kw):
+    def __init__(self, pool_size: PositiveInt | list[PositiveInt] = (2, 2),
+                 strides: PositiveInt | list[PositiveInt] | None = None, padding: Padding = "valid", **kw):
         super().__init__(pool_size, strides=strides, padding=padding, **kw)
 
 

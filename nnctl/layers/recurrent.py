@@ -31,8 +31,13 @@ import numpy as np
 
 from nnctl import backend as B
 from nnctl import initializers
+from typing import Annotated
+
+from nnctl.fields import Choices, PositiveInt, Rate
+from nnctl.initializers import InitializerName
 from nnctl.layers.base import Layer, layer_class, register
 from nnctl.layers.rnn_cells import Cell, GRUCell, LSTMCell, Tape, run, run_back
+from nnctl.ops.activations import ActivationName
 
 
 class RNN(Layer):
@@ -40,10 +45,11 @@ class RNN(Layer):
 
     cell_class = Cell
 
-    def __init__(self, units: int, activation: str = "tanh", use_bias: bool = True, return_sequences: bool = False,
-                 return_state: bool = False, go_backwards: bool = False, dropout: float = 0.0,
-                 kernel_initializer: str = "glorot_uniform", recurrent_initializer: str = "orthogonal",
-                 bias_initializer: str = "zeros", **kw):
+    def __init__(self, units: PositiveInt, activation: ActivationName = "tanh", use_bias: bool = True,
+                 return_sequences: bool = False, return_state: bool = False, go_backwards: bool = False,
+                 dropout: Rate = 0.0, kernel_initializer: InitializerName = "glorot_uniform",
+                 recurrent_initializer: InitializerName = "orthogonal", bias_initializer: InitializerName = "zeros",
+                 **kw):
         super().__init__(**kw)
         if int(units) < 1:
             raise ValueError(f"units must be a positive integer, found {units}")
@@ -189,7 +195,8 @@ class LSTM(RNN):
 
     cell_class = LSTMCell
 
-    def __init__(self, units: int, recurrent_activation: str = "sigmoid", unit_forget_bias: bool = True, **kw):
+    def __init__(self, units: PositiveInt, recurrent_activation: ActivationName = "sigmoid",
+                 unit_forget_bias: bool = True, **kw):
         self.recurrent_activation, self.unit_forget_bias = recurrent_activation, unit_forget_bias
         super().__init__(units, **kw)
 
@@ -206,7 +213,7 @@ class GRU(RNN):
 
     cell_class = GRUCell
 
-    def __init__(self, units: int, recurrent_activation: str = "sigmoid", **kw):
+    def __init__(self, units: PositiveInt, recurrent_activation: ActivationName = "sigmoid", **kw):
         self.recurrent_activation = recurrent_activation
         super().__init__(units, **kw)
 
@@ -224,7 +231,8 @@ class Bidirectional(Layer):
     "backward_<name>"; the backward sequence is flipped back to input order before merging.
     """
 
-    def __init__(self, layer: dict, merge_mode: str | None = "concat", **kw):
+    def __init__(self, layer: dict,
+                 merge_mode: Annotated[str, Choices(("concat", "sum", "mul", "ave"))] | None = "concat", **kw):
         super().__init__(**kw)
         spec = dict(layer or {})
         cls = layer_class(spec.pop("type", ""))

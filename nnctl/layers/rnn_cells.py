@@ -27,11 +27,8 @@ class Fn:
     """An elementwise activation that writes into ``out`` (sigmoid via tanh), and its derivative f'(z)."""
 
     def __init__(self, name: str):
-        self.name = str(name).lower()
-        try:
-            self.generic = activations.get(self.name)
-        except KeyError:
-            raise ValueError(f"unknown activation {name!r}; expected one of {activations.NAMES}") from None
+        self.name = activations.canonical(name)
+        self.generic = activations.get(self.name)
         if self.name == "softmax":
             raise ValueError("softmax is not elementwise: a recurrent cell needs an elementwise activation")
 

@@ -7,9 +7,11 @@ cheaper (sigmoid from y, gelu from x). Softmax runs over the last axis.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Annotated, Callable
 
 from nnctl import backend as B
+from nnctl.fields import NameOf
+from nnctl.registry import Registry
 
 _SQRT_2_OVER_PI = 0.7978845608028654
 
@@ -94,17 +96,23 @@ ACTIVATIONS: dict[str, Activation] = {
     "softplus": Activation(lambda x: B.xp.logaddexp(x, 0), lambda x, y, dy: dy * _sigmoid(x), "log(1 + exp(x))"),
 }
 PARAMETRIC = {"leaky_relu": leaky_relu, "elu": elu}
-NAMES = sorted([*ACTIVATIONS, *PARAMETRIC])
+
+ACTIVATION_NAMES: Registry = Registry("activation")
+for _name, _entry in (*ACTIVATIONS.items(), *PARAMETRIC.items()):
+    ACTIVATION_NAMES.add(_name, _entry)
+NAMES = ACTIVATION_NAMES.names()
+#: annotation of a layer key that names an activation
+ActivationName = Annotated[str, NameOf("activation", tables=False)]
 
 
 def get(name: str, **kwargs) -> Activation:
-    """The activation named ``name`` (case-insensitive); ``alpha`` for leaky_relu and elu."""
-    key = str(name).lower()
-    if key in PARAMETRIC:
-        return PARAMETRIC[key](**kwargs)
-    if key in ACTIVATIONS:
-        return ACTIVATIONS[key]
-    raise KeyError(key)
+    """The activation named ``name`` (case- and underscore-insensitive); ``alpha`` for leaky_relu and elu."""
+    entry = ACTIVATION_NAMES.get(name)
+    return entry(**kwargs) if not isinstance(entry, Activation) else entry
+
+
+def canonical(name: str) -> str:
+    return ACTIVATION_NAMES.canonical(name)
 
 
 sigmoid = _sigmoid
