@@ -12,17 +12,17 @@ import sys
 
 import numpy as np
 
-from nnctl.data.readers import read_csv_table, to_float_matrix
-from nnctl.errors import DataError
+from nnctl.data.readers import decode_text, load_npy, load_npz, read_bytes, read_csv_table, to_float_matrix
+from nnctl.errors import DataError, quote
 
 
 def _source_bytes(source: str) -> tuple[bytes, str]:
     if source in ("-", None):
         return sys.stdin.buffer.read(), "stdin"
     p = pathlib.Path(source)
-    if not p.is_file():
+    if not p.exists():
         raise DataError(f"{p}: input file not found")
-    return p.read_bytes(), str(p)
+    return read_bytes(p), str(p)  # a regular file: a FIFO is refused rather than waited on
 
 
 def sniff(data: bytes, name: str) -> str:
@@ -45,19 +45,19 @@ def read_inputs(source: str, prep) -> np.ndarray:
 
         return read_series_inputs(data, name, prep)
     fmt = sniff(data, name)
-    if fmt == "npy":
-        try:
-            arr = np.load(io.BytesIO(data), allow_pickle=False)
-        except ValueError as exc:
-            raise DataError(f"{name}: not a readable .npy/.npz array ({exc})") from None
-        if isinstance(arr, np.lib.npyio.NpzFile):
-            key = "x" if "x" in arr.files else arr.files[0]
-            arr = arr[key]
-        return arr
     features = prep.feature_names
+    if fmt == "npy":
+        if data[:2] == b"PK":
+            arr = load_npz(io.BytesIO(data), name, ("",))[0]
+        else:
+            arr = load_npy(io.BytesIO(data), name, len(data))
+        if features and arr.ndim == 2 and arr.shape[1] != len(features):
+            raise DataError(f"{name}: rows have {arr.shape[1]} values, the model expects {len(features)} features "
+                            f"({_names(features)})")
+        return arr
     if fmt == "jsonl":
         rows = []
-        for i, line in enumerate(data.decode("utf-8").splitlines(), start=1):
+        for i, line in enumerate(decode_text(data, name).splitlines(), start=1):
             if not line.strip():
                 continue
             try:
@@ -65,27 +65,36 @@ def read_inputs(source: str, prep) -> np.ndarray:
             except json.JSONDecodeError as exc:
                 raise DataError(f"{name}: line {i}: not valid JSON ({exc.msg})") from None
             if isinstance(obj, list):
+                if features and len(obj) != len(features):
+                    raise DataError(f"{name}: line {i}: {len(obj)} values, the model expects {len(features)} "
+                                    f"features ({_names(features)})")
                 rows.append(obj)
             elif isinstance(obj, dict):
                 missing = [f for f in features if f not in obj]
                 if missing:
-                    raise DataError(f"{name}: line {i}: missing feature {missing[0]!r}; expected keys {features}")
+                    raise DataError(f"{name}: line {i}: missing feature {quote(missing[0])}; expected keys "
+                                    f"{_names(features)}")
                 rows.append([obj[f] for f in features])
             else:
                 raise DataError(f"{name}: line {i}: expected a JSON object or list, found {line.strip()[:40]!r}")
         try:
             arr = np.array(rows, dtype=np.float64)
-        except ValueError:
+        except (ValueError, TypeError):
             raise DataError(f"{name}: expected numeric features in every line") from None
         if arr.ndim < 2 or not np.isfinite(arr).all():
             raise DataError(f"{name}: expected rows of finite numbers")
         return arr
-    header, rows = read_csv_table(io.StringIO(data.decode("utf-8-sig")), name)
+    header, rows = read_csv_table(io.StringIO(decode_text(data, name)), name)
     if features and all(f in header for f in features):
         cols = [header.index(f) for f in features]
     elif features:
         missing = [f for f in features if f not in header]
-        raise DataError(f"{name}: missing feature column {missing[0]!r}; expected columns {', '.join(features)}")
+        raise DataError(f"{name}: missing feature column {quote(missing[0])}; expected columns {_names(features)}")
     else:
         cols = list(range(len(header)))
     return to_float_matrix(rows, cols, header, name)
+
+
+def _names(features, limit: int = 10) -> str:
+    shown = ", ".join(str(f)[:40] for f in features[:limit])
+    return shown + (f", ... ({len(features)} in all)" if len(features) > limit else "")
