@@ -15,14 +15,13 @@ Layout (documented in docs/checkpoint.md):
 from __future__ import annotations
 
 import json
-import os
 import pathlib
-import tempfile
 
 import numpy as np
 
 from nnctl import __version__
 from nnctl.errors import CheckpointError
+from nnctl.fs import atomic_write  # noqa: F401 - also imported from here by older callers
 
 FORMAT = "nnctl-checkpoint"
 FORMAT_VERSION = 1
@@ -65,28 +64,6 @@ def _dataset(group, name, value) -> None:
 
 def named_from_flat(flat: np.ndarray, slices: dict, shapes: dict) -> dict:
     return {k: flat[sl].reshape(shapes[k]) for k, sl in slices.items()}
-
-
-def atomic_write(path: str | pathlib.Path, write) -> None:
-    """Call ``write(tmp_path)`` then fsync and rename over ``path``: a crash never leaves half a file."""
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        pathlib.Path(tmp).unlink(missing_ok=True)
-        raise
-    try:  # make the rename itself durable
-        dfd = os.open(path.parent, os.O_RDONLY)
-        os.fsync(dfd)
-        os.close(dfd)
-    except OSError:
-        pass
 
 
 def save(path, *, spec: dict, weights: dict, state: dict, prep_arrays: dict, history: dict, seed: int,
