@@ -20,7 +20,7 @@ from nnctl.callbacks import EarlyStopping
 from nnctl.checkpoint import Checkpoint, load_into, named_from_flat, save
 from nnctl.data import Dataset, load_dataset
 from nnctl.data.preprocess import Preprocessor
-from nnctl.errors import DataError, Interrupted, SpecError, quote
+from nnctl.errors import CheckpointError, DataError, Interrupted, SpecError, quote
 from nnctl.graph import Model
 from nnctl.schedules import Schedule
 from nnctl.spec import loss_config, optimizer_config
@@ -348,10 +348,27 @@ def restore(path, device: str = "auto") -> tuple[Checkpoint, Model, Preprocessor
     except (KeyError, ValueError, TypeError, json.JSONDecodeError) as exc:
         raise SpecError(f"{path}: checkpoint preprocessing or spec is incomplete ({exc})") from None
     defaults = spec.get("_defaults", {})
-    model = build_model(spec, shape, spec["seed"], defaults, input_dtype=spec.get("_input_dtype"))
+    try:
+        model = build_model(spec, shape, spec["seed"], defaults, input_dtype=spec.get("_input_dtype"))
+    except (KeyError, ValueError, TypeError, AttributeError) as exc:
+        raise CheckpointError(f"{path}: /spec: the stored model cannot be built ({type(exc).__name__}: "
+                              f"{quote(exc, 60)})") from None
+    _check_classes(path, prep, model)
     load_into(model, ck.weights, ck.state, str(path))
     model.to_device()
     return ck, model, prep, spec
+
+
+def _check_classes(path, prep: Preprocessor, model: Model) -> None:
+    """A classifier's stored labels must match its output units (else predictions name the wrong class)."""
+    if prep.classes is None or isinstance(model.output_shape, list):
+        return
+    units = model.output_shape[-1]
+    n = len(prep.classes)
+    bad = (n != units) if prep.task in ("categorical", "sparse") else (prep.task == "binary" and (units != 1 or n > 2))
+    if bad:
+        raise CheckpointError(f"{path}: /preprocessing/classes holds {n} labels but the model has {units} output "
+                              f"units; the checkpoint is inconsistent")
 
 
 def evaluation_data(path, spec: dict, prep: Preprocessor, model: Model, data: str | None):
