@@ -22,6 +22,7 @@ IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4
 
 # the most bytes of any one array (IDX payload, .npz member) read before its size is known to be sane
 MAX_ARRAY_BYTES = 8 << 30
+MAX_ZIP_RATIO = 200  # real arrays compress far less; zeros compress about 1000-fold
 
 
 def _exists(path) -> pathlib.Path:
@@ -235,6 +236,10 @@ def load_npz(source, name: str, keys) -> list[np.ndarray | None]:
                     raise DataError(f"{name}: no array named {quote(key)}; found "
                                     f"{', '.join(list(members)[:20]) or 'none'}")
                 where = f"{name}: {key}"
+                info = members[key]
+                if info.file_size > 256 << 20 and info.file_size > MAX_ZIP_RATIO * max(info.compress_size, 1):
+                    raise DataError(f"{where}: expands {info.file_size // max(info.compress_size, 1)}-fold to "
+                                    f"{info.file_size} bytes; refused as a zip bomb")
                 with zf.open(members[key]) as m:
                     _npy_header(m, where, members[key].file_size)
                 with zf.open(members[key]) as m:
