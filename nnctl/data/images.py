@@ -10,6 +10,7 @@ CMYK...), else grayscale. Pillow is imported only here, so other data kinds do n
 from __future__ import annotations
 
 import pathlib
+import warnings
 
 import numpy as np
 
@@ -65,8 +66,10 @@ def _headers(Image, files) -> list[tuple[str, tuple[int, int]]]:
     out = []
     for p in files:
         try:
-            with Image.open(p) as im:
-                out.append((im.mode, (im.size[1], im.size[0])))
+            with warnings.catch_warnings():  # Pillow's own bomb warning: our lower limit below says it in one line
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                with Image.open(p) as im:
+                    out.append((im.mode, (im.size[1], im.size[0])))
         except Exception as exc:  # noqa: BLE001 - Pillow raises several kinds for a bad file
             raise DataError(f"{p}: not a readable image ({type(exc).__name__}: {str(exc)[:80]})") from None
         h, w = out[-1][1]
