@@ -11,7 +11,7 @@ import io
 import json
 import pathlib
 
-from nnctl.checkpoint import atomic_write
+from nnctl.fs import atomic_write
 
 
 def default_run_dir(checkpoint: str) -> pathlib.Path:
