@@ -439,14 +439,14 @@ def predict(restored, raw_inputs, preprocessed: bool = False, source: str = "inp
     from nnctl.data.inputs import conform  # noqa: PLC0415
 
     raw_inputs = conform(np.asarray(raw_inputs), model.input_shape)
+    if tuple(raw_inputs.shape[1:]) != tuple(model.input_shape):  # before scaling, which would broadcast
+        raise DataError(f"{source}: rows have shape {list(raw_inputs.shape[1:])} ({_features(raw_inputs.shape[1:])}), "
+                        f"the model expects {list(model.input_shape)} ({_features(model.input_shape)})")
     dtype = np.dtype(spec["dtype"])
     if preprocessed:
         x = raw_inputs if raw_inputs.dtype.kind in "iu" and prep.kind == "text" else raw_inputs.astype(dtype, copy=False)
     else:
         x = prep.transform_x(raw_inputs, dtype)
-    if tuple(x.shape[1:]) != tuple(model.input_shape):
-        raise DataError(f"{source}: rows have shape {list(x.shape[1:])} ({_features(x.shape[1:])}), the model "
-                        f"expects {list(model.input_shape)}")
     model.check_input(x, source)
     p = B.to_numpy(make_loss(spec).probabilities(model.predict(x)))
     return p, prep.decode_y(p)

@@ -25,13 +25,14 @@ except KeyboardInterrupt:
     raise SystemExit(130) from None
 
 
-def _fail(message: str, code: int):
-    """Write one ``error:`` line (newlines folded) and exit with ``code``."""
+def _fail(message: str, code: int, lines: list[str] | None = None):
+    """Write one ``error:`` line (newlines folded), or one per problem of a SpecError.many, and exit."""
     try:
         sys.stdout.flush()
     except (OSError, ValueError):  # stdout already gone: the error line still goes to stderr
         pass
-    sys.stderr.write("error: " + " ".join(str(message).split()) + "\n")
+    for line in lines or [message]:
+        sys.stderr.write("error: " + " ".join(str(line).split()) + "\n")
     sys.stderr.flush()
     raise SystemExit(code)
 
@@ -96,7 +97,7 @@ def reports_errors(fn):
                 import traceback  # noqa: PLC0415
 
                 traceback.print_exc()
-            _fail(message, code)
+            _fail(message, code, getattr(exc, "lines", None))
 
     return wrapper
 
