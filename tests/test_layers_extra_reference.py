@@ -1,0 +1,243 @@
+"""The layers of issue 17 against PyTorch CPU (forward, input and parameter gradients, float64) and
+hand-computed cases. Our layouts are NHWC with Keras's kernels; torch's are NCHW with its own."""
+
+import numpy as np
+import pytest
+from helpers import dev, host
+
+from nnctl.layers import layer_class
+
+
+def make(type_name, config, in_shapes, seed=0):
+    """A float64 layer built for ``in_shapes`` (no batch axis), parameters on the device, with gradients."""
+    layer = layer_class(type_name)(name="l", **config)
+    layer.dtype = np.float64
+    layer.rng = np.random.default_rng(seed)
+    out = layer.build([tuple(s) for s in in_shapes], np.random.default_rng(seed))
+    rng = np.random.default_rng(seed + 7)  # non-trivial biases, gammas and betas
+    layer.params = {k: dev(v if "kernel" in k else v + rng.normal(size=v.shape)) for k, v in layer.params.items()}
+    layer.state = {k: dev(v) for k, v in layer.state.items()}
+    layer.init_grads()
+    return layer, out
+
+
+def run(layer, xs, g=None, **kw):
+    """forward (and backward of ``g``) from host arrays; host output and input gradients."""
+    y, cache = layer.forward(*[dev(x) for x in xs], **kw)
+    dxs = layer.backward(dev(g), cache) if g is not None else None
+    return host(y), None if dxs is None else [host(d) for d in dxs]
+
+
+def _torch():
+    torch = pytest.importorskip("torch")
+    return torch, torch.nn.functional
+
+
+def _t(torch, a, channels_first=True):
+    """A float64 leaf tensor from an NHWC/NTC array (channels moved to axis 1 unless told otherwise)."""
+    a = np.moveaxis(a, -1, 1) if channels_first else a
+    return torch.tensor(np.ascontiguousarray(a), dtype=torch.float64, requires_grad=True)
+
+
+def _back(t, channels_first=True):
+    a = t.detach().numpy()
+    return np.moveaxis(a, 1, -1) if channels_first else a
+
+
+def _same_pads(size, k, stride, dilation):
+    """Keras 'same' padding (before, after), written out independently of nnctl."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + (k - 1) * dilation + 1 - size, 0)
+    return total // 2, total - total // 2
+
+
+def close(a, b):
+    np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-11)
+
+
+# -- depthwise and separable convolutions ------------------------------------------------------------
+DEPTHWISE_CASES = [
+    ({"kernel_size": 3}, (7, 6, 3)),
+    ({"kernel_size": [3, 2], "depth_multiplier": 2, "strides": [2, 1]}, (9, 8, 2)),
+    ({"kernel_size": 3, "strides": 2, "padding": "same", "depth_multiplier": 3}, (7, 8, 2)),
+    ({"kernel_size": 4, "padding": "same", "dilation_rate": 2}, (9, 7, 3)),
+]
+
+
+def _torch_depthwise(torch, F, xt, w, stride, dilation, pads):
+    """torch grouped convolution: our (KH, KW, C, M) kernel as (C*M, 1, KH, KW), output channel c*M + m."""
+    kh, kw, c, m = w.shape
+    wt = torch.tensor(np.ascontiguousarray(w.transpose(2, 3, 0, 1).reshape(c * m, 1, kh, kw)), requires_grad=True)
+    (t, b), (left, r) = pads
+    return F.conv2d(F.pad(xt, (left, r, t, b)), wt, stride=stride, dilation=dilation, groups=c), wt
+
+
+def _pads_of(config, shape, k, s, d):
+    if config.get("padding") == "same":
+        return _same_pads(shape[0], k[0], s[0], d[0]), _same_pads(shape[1], k[1], s[1], d[1])
+    return (0, 0), (0, 0)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("separable", [False, True])
+@pytest.mark.parametrize("config,shape", DEPTHWISE_CASES)
+def test_depthwise_and_separable_conv2d_match_torch(config, shape, separable):
+    torch, F = _torch()
+    rng = np.random.default_rng(0)
+    config = dict(config, filters=4) if separable else config
+    layer, out = make("SeparableConv2D" if separable else "DepthwiseConv2D", config, [shape])
+    x = rng.normal(size=(2, *shape))
+    g = rng.normal(size=(2, *out))
+    y, (dx,) = run(layer, [x], g)
+    dw = host(layer.params["depthwise_kernel"])
+    k, s, d = dw.shape[:2], layer._s, layer._d
+    xt = _t(torch, x)
+    yt, wt = _torch_depthwise(torch, F, xt, dw, s, d, _pads_of(config, shape, k, s, d))
+    if separable:  # pointwise (1, 1, C*M, F) as a 1x1 convolution (F, C*M, 1, 1)
+        pw = host(layer.params["pointwise_kernel"])
+        pt = torch.tensor(np.ascontiguousarray(pw[0, 0].T[:, :, None, None]), requires_grad=True)
+        yt = F.conv2d(yt, pt)
+    bt = torch.tensor(host(layer.params["bias"]), requires_grad=True)
+    yt = yt + bt[None, :, None, None]
+    (yt * _t(torch, g).detach()).sum().backward()
+    close(y, _back(yt))
+    close(dx, _back(xt.grad))
+    kh, kw, c, m = dw.shape
+    close(host(layer.grads["depthwise_kernel"]), wt.grad.numpy().reshape(c, m, kh, kw).transpose(2, 3, 0, 1))
+    close(host(layer.grads["bias"]), bt.grad.numpy())
+    if separable:
+        close(host(layer.grads["pointwise_kernel"])[0, 0], pt.grad.numpy()[:, :, 0, 0].T)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("separable", [False, True])
+def test_depthwise_and_separable_conv1d_match_torch(separable):
+    torch, F = _torch()
+    rng = np.random.default_rng(1)
+    config = {"kernel_size": 3, "strides": 2, "padding": "same", "depth_multiplier": 2}
+    if separable:
+        config["filters"] = 3
+    layer, out = make("SeparableConv1D" if separable else "DepthwiseConv1D", config, [(11, 2)])
+    x, g = rng.normal(size=(2, 11, 2)), rng.normal(size=(2, *out))
+    y, (dx,) = run(layer, [x], g)
+    dw = host(layer.params["depthwise_kernel"])  # (K, C, M)
+    xt = _t(torch, x)
+    wt = torch.tensor(np.ascontiguousarray(dw.transpose(1, 2, 0).reshape(4, 1, 3)), requires_grad=True)
+    yt = F.conv1d(F.pad(xt, _same_pads(11, 3, 2, 1)), wt, stride=2, groups=2)
+    if separable:
+        pt = torch.tensor(np.ascontiguousarray(host(layer.params["pointwise_kernel"])[0].T[:, :, None]),
+                          requires_grad=True)
+        yt = F.conv1d(yt, pt)
+    yt = yt + torch.tensor(host(layer.params["bias"]))[None, :, None]
+    (yt * _t(torch, g).detach()).sum().backward()
+    close(y, _back(yt))
+    close(dx, _back(xt.grad))
+    close(host(layer.grads["depthwise_kernel"]), wt.grad.numpy().reshape(2, 2, 3).transpose(2, 0, 1))
+
+
+def test_depthwise_by_hand():
+    # one channel, multiplier 2: kernels [[1, 0], [0, 0]] (picks the top-left) and all-ones (window sums)
+    layer, out = make("DepthwiseConv2D", {"kernel_size": 2, "depth_multiplier": 2, "use_bias": False}, [(3, 3, 1)])
+    w = np.zeros((2, 2, 1, 2))
+    w[0, 0, 0, 0] = 1
+    w[:, :, 0, 1] = 1
+    layer.params["depthwise_kernel"][...] = dev(w)
+    x = np.arange(1, 10, dtype=np.float64).reshape(1, 3, 3, 1)
+    y, _ = run(layer, [x])
+    assert out == (2, 2, 2)
+    np.testing.assert_array_equal(y[0, :, :, 0], [[1, 2], [4, 5]])
+    np.testing.assert_array_equal(y[0, :, :, 1], [[12, 16], [24, 28]])
+    assert layer_class("SeparableConv2D")(filters=8, kernel_size=3).get_config()["depth_multiplier"] == 1
+
+
+# -- transposed convolutions -------------------------------------------------------------------------
+def _keras_length(n, k, s, d, padding, output_padding):
+    """keras.utils deconv_output_length, written out from its documentation."""
+    k = k + (k - 1) * (d - 1)
+    if output_padding is None:
+        return n * s + max(k - s, 0) if padding == "valid" else n * s
+    pad = k // 2 if padding == "same" else 0
+    return (n - 1) * s + k - 2 * pad + output_padding
+
+
+TRANSPOSE_CASES = [
+    ({"filters": 3, "kernel_size": 3}, (4, 5, 2)),
+    ({"filters": 2, "kernel_size": 3, "strides": 2}, (4, 3, 3)),
+    ({"filters": 2, "kernel_size": 3, "strides": 2, "padding": "same"}, (4, 3, 2)),
+    ({"filters": 2, "kernel_size": 4, "strides": 2, "padding": "same"}, (3, 4, 2)),
+    ({"filters": 2, "kernel_size": [2, 5], "strides": [3, 2], "padding": "same"}, (3, 4, 2)),
+    ({"filters": 2, "kernel_size": 1, "strides": 3}, (3, 3, 2)),
+    ({"filters": 2, "kernel_size": 3, "strides": 2, "output_padding": 1}, (3, 4, 2)),
+    ({"filters": 2, "kernel_size": 3, "strides": [2, 3], "padding": "same", "output_padding": [1, 2]}, (3, 4, 2)),
+    ({"filters": 2, "kernel_size": 3, "dilation_rate": 2, "padding": "same"}, (5, 4, 2)),
+]
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("config,shape", TRANSPOSE_CASES)
+def test_conv2d_transpose_matches_torch(config, shape):
+    """torch's conv_transpose2d gives the full (uncropped) result; the output is TensorFlow's window of it:
+    the adjoint of a convolution over the Keras output size with TensorFlow's padding rule."""
+    torch, F = _torch()
+    rng = np.random.default_rng(2)
+    layer, out = make("Conv2DTranspose", config, [shape])
+    k, s, d = layer.params["kernel"].shape[:2], layer._s, layer._d
+    op = config.get("output_padding")
+    op = (op, op) if isinstance(op, int) else op
+    mode = config.get("padding", "valid")
+    want = [_keras_length(shape[a], k[a], s[a], d[a], mode, None if op is None else op[a]) for a in (0, 1)]
+    assert out == (*want, config["filters"])
+    x, g = rng.normal(size=(2, *shape)), rng.normal(size=(2, *out))
+    y, (dx,) = run(layer, [x], g)
+    xt = _t(torch, x)
+    wt = torch.tensor(np.ascontiguousarray(host(layer.params["kernel"]).transpose(3, 2, 0, 1)), requires_grad=True)
+    bt = torch.tensor(host(layer.params["bias"]), requires_grad=True)
+    full = F.conv_transpose2d(xt, wt, bt, stride=s, dilation=d)
+    for axis, n in ((2, shape[0]), (3, shape[1])):
+        a = axis - 2
+        size = full.shape[axis]
+        before = max(size - want[a], 0) // 2 if mode == "same" else 0  # TF: conv 'same' padding on the output
+        extra = max(before + want[a] - size, 0)  # output_padding past the full result: zeros (+ bias)
+        pad = [0, 0, 0, 0]
+        pad[(3 - axis) * 2 + 1] = extra
+        full = F.pad(full - bt[None, :, None, None], pad) + bt[None, :, None, None]
+        full = full.narrow(axis, before, want[a])
+    (full * _t(torch, g).detach()).sum().backward()
+    close(y, _back(full))
+    close(dx, _back(xt.grad))
+    close(host(layer.grads["kernel"]), wt.grad.numpy().transpose(2, 3, 1, 0))
+    close(host(layer.grads["bias"]), bt.grad.numpy())
+
+
+@pytest.mark.torch
+def test_conv2d_transpose_is_the_input_gradient_of_conv2d():
+    """TensorFlow's definition: conv2d_transpose(x) = d<conv2d(z), x>/dz for z of the output shape."""
+    torch, F = _torch()
+    rng = np.random.default_rng(3)
+    for cfg in ({"strides": 2, "padding": "same", "kernel_size": 3}, {"strides": 2, "kernel_size": 4},
+                {"strides": 2, "padding": "same", "kernel_size": 4}):
+        layer, out = make("Conv2DTranspose", dict(cfg, filters=3, use_bias=False), [(4, 5, 2)])
+        x = rng.normal(size=(2, 4, 5, 2))
+        y, _ = run(layer, [x])
+        kk = cfg["kernel_size"]
+        z = torch.zeros((2, 3, out[0], out[1]), dtype=torch.float64, requires_grad=True)
+        pads = (_same_pads(out[0], kk, 2, 1), _same_pads(out[1], kk, 2, 1)) if cfg.get("padding") else ((0, 0),) * 2
+        wt = torch.tensor(np.ascontiguousarray(host(layer.params["kernel"]).transpose(3, 2, 0, 1)))
+        conv = F.conv2d(F.pad(z, (*pads[1], *pads[0])), wt, stride=2)
+        assert conv.shape[2:] == (4, 5)
+        (grad,) = torch.autograd.grad(conv, z, grad_outputs=_t(torch, x).detach())
+        close(y, _back(grad))
+
+
+def test_conv_transpose_keras_shapes():
+    # shapes from Keras's formula for a 7x7 input, 3x3 kernel: 'valid' s=1 -> 9, s=2 -> 15, 'same' s=2 -> 14
+    for cfg, want in [({}, (9, 9, 4)), ({"strides": 2}, (15, 15, 4)), ({"strides": 2, "padding": "same"}, (14, 14, 4)),
+                      ({"strides": 2, "output_padding": 1}, (16, 16, 4)),
+                      ({"strides": 2, "padding": "same", "output_padding": 0}, (13, 13, 4))]:
+        assert make("Conv2DTranspose", dict(cfg, filters=4, kernel_size=3), [(7, 7, 2)])[1] == want
+    layer, out = make("Conv1DTranspose", {"filters": 1, "kernel_size": 2, "strides": 2, "use_bias": False}, [(3, 1)])
+    layer.params["kernel"][...] = dev(np.array([1.0, 10.0]).reshape(2, 1, 1))
+    y, _ = run(layer, [np.array([1.0, 2.0, 3.0]).reshape(1, 3, 1)])
+    np.testing.assert_array_equal(y[0, :, 0], [1, 10, 2, 20, 3, 30])  # each step spreads over its own pair
+    with pytest.raises(ValueError, match="output_padding"):
+        make("Conv2DTranspose", {"filters": 1, "kernel_size": 3, "strides": 2, "output_padding": 2}, [(4, 4, 1)])
