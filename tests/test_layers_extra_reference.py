@@ -241,3 +241,173 @@ def test_conv_transpose_keras_shapes():
     np.testing.assert_array_equal(y[0, :, 0], [1, 10, 2, 20, 3, 30])  # each step spreads over its own pair
     with pytest.raises(ValueError, match="output_padding"):
         make("Conv2DTranspose", {"filters": 1, "kernel_size": 3, "strides": 2, "output_padding": 2}, [(4, 4, 1)])
+
+
+# -- shape layers against NumPy ------------------------------------------------------------------------
+def test_shape_layers_match_numpy():
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(2, 5, 6, 3))
+    y, (dx,) = run(make("Cropping2D", {"cropping": [[1, 2], [0, 3]]}, [(5, 6, 3)])[0], [x], np.ones((2, 2, 3, 3)))
+    np.testing.assert_array_equal(y, x[:, 1:3, 0:3])
+    np.testing.assert_array_equal(dx, np.pad(np.ones((2, 2, 3, 3)), ((0, 0), (1, 2), (0, 3), (0, 0))))
+    s = rng.normal(size=(2, 4, 3))
+    y, _ = run(make("ZeroPadding1D", {"padding": [1, 2]}, [(4, 3)])[0], [s])
+    np.testing.assert_array_equal(y, np.pad(s, ((0, 0), (1, 2), (0, 0))))
+    y, (dx,) = run(make("UpSampling1D", {"size": 3}, [(4, 3)])[0], [s], np.arange(2 * 12 * 3.0).reshape(2, 12, 3))
+    np.testing.assert_array_equal(y, np.repeat(s, 3, axis=1))
+    np.testing.assert_array_equal(dx, np.arange(2 * 12 * 3.0).reshape(2, 4, 3, 3).sum(axis=2))
+    y, (dx,) = run(make("Permute", {"dims": [3, 1, 2]}, [(5, 6, 3)])[0], [x], np.ones((2, 3, 5, 6)))
+    np.testing.assert_array_equal(y, x.transpose(0, 3, 1, 2))
+    assert dx.shape == x.shape
+    y, (dx,) = run(make("RepeatVector", {"n": 4}, [(3,)])[0], [s[:, 0]], np.ones((2, 4, 3)))
+    np.testing.assert_array_equal(y, np.stack([s[:, 0]] * 4, axis=1))
+    np.testing.assert_array_equal(dx, np.full((2, 3), 4.0))
+    with pytest.raises(ValueError, match="permutation"):
+        make("Permute", {"dims": [1, 1]}, [(3, 4)])
+    with pytest.raises(ValueError, match="removes every row"):
+        make("Cropping2D", {"cropping": [2, 0]}, [(4, 4, 1)])
+
+
+def test_masking_marks_padded_steps_and_an_lstm_skips_them():
+    """A sequence with trailing all-zero steps behind Masking gives the LSTM output of the unpadded sequence."""
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(2, 5, 3))
+    x[0, 3:] = 0.0  # sample 0: 3 real steps
+    x[1, 1, :] = [0.0, 1.0, 0.0]  # a step with some zero features is real
+    masking, _ = make("Masking", {}, [(5, 3)])
+    y, (dx,) = run(masking, [x], np.ones_like(x))
+    mask = host(masking.compute_mask(None, [dev(x)]))
+    np.testing.assert_array_equal(mask, [[True, True, True, False, False], [True] * 5])
+    np.testing.assert_array_equal(y, x)
+    np.testing.assert_array_equal(dx[:, :, 0], mask.astype(float))
+    lstm, _ = make("LSTM", {"units": 4}, [(5, 3)])
+    h_masked, _ = run(lstm, [y], mask=dev(mask))
+    short, _ = make("LSTM", {"units": 4}, [(3, 3)])
+    short.params = lstm.params
+    h_short, _ = run(short, [x[:1, :3]])
+    close(h_masked[0], h_short[0])
+    y, _ = run(make("Masking", {"mask_value": 1.5}, [(2, 2)])[0], [np.array([[[1.5, 1.5], [1.5, 2.0]]])])
+    np.testing.assert_array_equal(y, [[[0, 0], [1.5, 2.0]]])
+
+
+# -- merge layers --------------------------------------------------------------------------------------
+def test_elementwise_merges_by_hand():
+    a, b, c = np.array([[1.0, 5.0, 2.0]]), np.array([[3.0, 5.0, -1.0]]), np.array([[2.0, 0.0, 4.0]])
+    g = np.array([[1.0, 2.0, 3.0]])
+    y, (da, db, dc) = run(make("Multiply", {}, [(3,)] * 3)[0], [a, b, c], g)
+    np.testing.assert_array_equal(y, a * b * c)
+    np.testing.assert_array_equal(da, g * b * c)
+    y, (da, db) = run(make("Subtract", {}, [(3,)] * 2)[0], [a, b], g)
+    np.testing.assert_array_equal(y, a - b)
+    np.testing.assert_array_equal(db, -g)
+    y, grads = run(make("Average", {}, [(3,)] * 3)[0], [a, b, c], g)
+    close(y, (a + b + c) / 3)
+    y, (da, db, dc) = run(make("Maximum", {}, [(3,)] * 3)[0], [a, b, c], g)
+    np.testing.assert_array_equal(y, [[3, 5, 4]])
+    np.testing.assert_array_equal(np.concatenate([da, db, dc]), [[0, 2, 0], [1, 0, 0], [0, 0, 3]])  # tie: first
+    y, (da, db) = run(make("Minimum", {}, [(3,)] * 2)[0], [a, b], g)
+    np.testing.assert_array_equal(y, [[1, 5, -1]])
+    np.testing.assert_array_equal(np.concatenate([da, db]), [[1, 2, 0], [0, 0, 3]])
+    with pytest.raises(ValueError, match="exactly 2"):
+        make("Subtract", {}, [(3,)] * 3)
+    with pytest.raises(ValueError, match="one shape"):
+        make("Multiply", {}, [(3,), (4,)])
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("axes,shapes,normalize", [
+    (1, [(4,), (4,)], False), (1, [(4,), (4,)], True), ([2, 2], [(3, 4), (5, 4)], False),
+    ([2, 2], [(3, 4), (5, 4)], True), ([1, 2], [(4, 3), (5, 4)], False), ([-1, 1], [(3, 4), (4, 2)], True)])
+def test_dot_matches_torch(axes, shapes, normalize):
+    torch, F = _torch()
+    rng = np.random.default_rng(6)
+    layer, out = make("Dot", {"axes": axes, "normalize": normalize}, shapes)
+    a, b = (rng.normal(size=(3, *s)) for s in shapes)
+    g = rng.normal(size=(3, *out))
+    y, (da, db) = run(layer, [a, b], g)
+    at, bt = _t(torch, a, False), _t(torch, b, False)
+    ax = [axes] * 2 if isinstance(axes, int) else axes
+    ua = F.normalize(at, dim=ax[0], eps=1e-6) if normalize else at
+    ub = F.normalize(bt, dim=ax[1], eps=1e-6) if normalize else bt
+    yt = torch.tensordot  # batched: one tensordot per sample
+    yt = torch.stack([yt(ua[i], ub[i], dims=([ax[0] % len(a.shape) - 1], [ax[1] % len(b.shape) - 1]))
+                      for i in range(3)])
+    yt = yt.reshape(3, -1) if yt.dim() == 1 else yt
+    (yt * torch.tensor(g)).sum().backward()
+    assert yt.shape[1:] == out
+    close(y, yt.detach().numpy())
+    close(da, at.grad.numpy())
+    close(db, bt.grad.numpy())
+
+
+# -- group normalisation -------------------------------------------------------------------------------
+@pytest.mark.torch
+@pytest.mark.parametrize("config,shape", [({"groups": 2}, (5, 6, 4)), ({"groups": 3}, (4, 5, 6)),
+                                          ({"groups": 1, "epsilon": 1e-5}, (7, 4)), ({"groups": 4}, (3, 3, 4)),
+                                          ({"groups": 2, "center": False, "scale": False}, (6, 4))])
+def test_group_normalization_matches_torch(config, shape):
+    torch, F = _torch()
+    rng = np.random.default_rng(7)
+    layer, _ = make("GroupNormalization", config, [shape])
+    x, g = rng.normal(1.0, 2.0, size=(3, *shape)), rng.normal(size=(3, *shape))
+    y, (dx,) = run(layer, [x], g)
+    xt = _t(torch, x)
+    gamma = torch.tensor(host(layer.params["gamma"]), requires_grad=True) if "gamma" in layer.params else None
+    beta = torch.tensor(host(layer.params["beta"]), requires_grad=True) if "beta" in layer.params else None
+    yt = F.group_norm(xt, config["groups"], gamma, beta, eps=config.get("epsilon", 1e-3))
+    (yt * _t(torch, g).detach()).sum().backward()
+    close(y, _back(yt))
+    close(dx, _back(xt.grad))
+    if gamma is not None:
+        close(host(layer.grads["gamma"]), gamma.grad.numpy())
+        close(host(layer.grads["beta"]), beta.grad.numpy())
+    with pytest.raises(ValueError, match="divides"):
+        make("GroupNormalization", {"groups": 4}, [(3, 6)])
+    assert layer_class("GroupNormalization")().get_config()["groups"] == 32  # Keras's default
+
+
+# -- noise ---------------------------------------------------------------------------------------------
+def test_noise_layers_differ_between_training_and_inference():
+    x = np.ones((400, 6, 50))
+    for type_name, config in [("SpatialDropout1D", {"rate": 0.3}), ("GaussianNoise", {"stddev": 0.5}),
+                              ("GaussianDropout", {"rate": 0.2})]:
+        layer, _ = make(type_name, config, [(6, 50)])
+        y, _ = run(layer, [x])
+        np.testing.assert_array_equal(y, x)  # inference: identity
+        y, (dx,) = run(layer, [x], np.ones_like(x), training=True)
+        assert not np.array_equal(y, x), type_name
+        if type_name == "SpatialDropout1D":
+            assert (y == y[:, :1]).all()  # one draw per sample and channel, shared over the steps
+            kept = y[:, 0] != 0
+            assert abs(kept.mean() - 0.7) < 0.02 and np.allclose(y[:, 0][kept], 1 / 0.7)
+            np.testing.assert_array_equal(dx, y)  # dx = m / (1 - rate) for an upstream gradient of ones
+        elif type_name == "GaussianNoise":
+            assert abs((y - 1).mean()) < 0.01 and abs((y - 1).std() - 0.5) < 0.01
+            np.testing.assert_array_equal(dx, 1)
+        else:
+            assert abs(y.mean() - 1) < 0.01 and abs(y.std() - np.sqrt(0.2 / 0.8)) < 0.01
+            np.testing.assert_array_equal(dx, y)
+    layer, _ = make("SpatialDropout2D", {"rate": 0.5}, [(3, 4, 20)])
+    y, _ = run(layer, [np.ones((50, 3, 4, 20))], training=True)
+    assert (y == y[:, :1, :1]).all() and set(np.unique(y)) == {0.0, 2.0}
+    with pytest.raises(ValueError, match="rate"):
+        make("GaussianDropout", {"rate": 1.0}, [(3,)])
+
+
+# -- TimeDistributed -----------------------------------------------------------------------------------
+def test_time_distributed_applies_the_inner_layer_at_every_step():
+    rng = np.random.default_rng(8)
+    td, out = make("TimeDistributed", {"layer": {"type": "Conv2D", "filters": 2, "kernel_size": 2,
+                                                 "activation": "relu"}}, [(3, 4, 4, 1)])
+    assert out == (3, 3, 3, 2) and set(td.params) == {"kernel", "bias"}
+    conv, _ = make("Conv2D", {"filters": 2, "kernel_size": 2}, [(4, 4, 1)])
+    conv.params = {k: v.copy() for k, v in td.params.items()}
+    x = rng.normal(size=(2, 3, 4, 4, 1))
+    y, _ = run(td, [x])
+    for t in range(3):
+        yt, _ = run(conv, [x[:, t]])
+        close(y[:, t], np.maximum(yt, 0))
+    cfg = td.get_config()
+    assert cfg["layer"]["type"] == "Conv2D" and cfg["layer"]["filters"] == 2
+    with pytest.raises(ValueError, match="layer spec"):
+        layer_class("TimeDistributed")(layer={"type": "Nope"})
