@@ -126,8 +126,8 @@ class _Depthwise(Layer):
         z = depthwise_forward(xpad, self._kernel4("depthwise_kernel"), self)
         n, oh, ow, c, m = z.shape
         y = z.reshape(n, oh, ow, c * m)
-        if self.separable:
-            y = y @ self.params["pointwise_kernel"].reshape(c * m, -1)
+        if self.separable:  # one 2-D product: a 4-D @ 2-D matmul would run N*OH small ones
+            y = (z.reshape(-1, c * m) @ self.params["pointwise_kernel"].reshape(c * m, -1)).reshape(n, oh, ow, -1)
         if self.use_bias:
             y += self.params["bias"]
         return (y if self.rank == 2 else y[:, 0]), (xpad, z, x.shape)
