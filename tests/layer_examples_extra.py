@@ -81,4 +81,16 @@ EXAMPLES = {
         ({"layer": {"type": "Dropout", "rate": 0.5}}, [(2, 4, 3)], {"training": True}),
         ({"layer": {"type": "Flatten"}}, [(2, 5, 2, 3)], {"mask": MASK}),
     ],
+    "Attention": [
+        ({}, [(2, 4, 3), (2, 5, 3)], {}),
+        ({"use_scale": True}, [(2, 4, 3), (2, 5, 2), (2, 5, 3)], {}),
+        ({"use_causal_mask": True}, [(2, 5, 3), (2, 5, 3)], {}),
+        ({"dropout": 0.3, "use_scale": True}, [(2, 4, 3), (2, 5, 3)], {"training": True}),
+        ({}, [(2, 5, 3), (2, 5, 3)], {"mask": MASK}),  # one array: the query's mask (the graph passes a list)
+    ],
+    "AdditiveAttention": [
+        ({}, [(2, 4, 3), (2, 5, 3)], {}),
+        ({"use_scale": False}, [(2, 4, 3), (2, 5, 2), (2, 5, 3)], {}),
+        ({"use_causal_mask": True}, [(2, 5, 3), (2, 5, 3)], {"mask": MASK}),
+    ],
 }

@@ -411,3 +411,63 @@ def test_time_distributed_applies_the_inner_layer_at_every_step():
     assert cfg["layer"]["type"] == "Conv2D" and cfg["layer"]["filters"] == 2
     with pytest.raises(ValueError, match="layer spec"):
         layer_class("TimeDistributed")(layer={"type": "Nope"})
+
+
+# -- Luong and Bahdanau attention ----------------------------------------------------------------------
+@pytest.mark.torch
+@pytest.mark.parametrize("type_name", ["Attention", "AdditiveAttention"])
+@pytest.mark.parametrize("config,with_key,masked", [({}, False, False), ({"use_scale": True}, True, True),
+                                                    ({"use_causal_mask": True}, False, True),
+                                                    ({"use_scale": False}, True, False)])
+def test_attention_matches_torch(type_name, config, with_key, masked):
+    """Keras's definitions written in torch: scores, -1e9 on padded or future keys, softmax, average, zeroed
+    padded queries."""
+    torch, F = _torch()
+    rng = np.random.default_rng(9)
+    tq = tv = 5
+    shapes = [(tq, 3), (tv, 2), (tv, 3)] if with_key else [(tq, 3), (tv, 3)]
+    layer, out = make(type_name, config, shapes)
+    xs = [rng.normal(size=(2, *s)) for s in shapes]
+    g = rng.normal(size=(2, *out))
+    qmask = np.array([[True] * 5, [True, True, True, False, False]])
+    vmask = np.array([[True, True, False, True, False], [True] * 5])
+    masks = [qmask, vmask] + ([None] if with_key else []) if masked else None
+    y, cache = layer.forward(*[dev(x) for x in xs], mask=None if masks is None else [dev(m) for m in masks])
+    dxs = host(layer.backward(dev(g), cache))
+    ts = [_t(torch, x, False) for x in xs]
+    q, v = ts[0], ts[1]
+    k = ts[2] if with_key else v
+    scale = torch.tensor(host(layer.params["scale"]), requires_grad=True) if "scale" in layer.params else None
+    if type_name == "Attention":
+        s = q @ k.transpose(1, 2) * (scale if scale is not None else 1)
+    else:
+        s = ((scale if scale is not None else 1) * torch.tanh(q[:, :, None] + k[:, None])).sum(-1)
+    allowed = torch.ones(2, tq, tv, dtype=torch.bool)
+    if masked:
+        allowed &= torch.tensor(vmask)[:, None, :]
+    if config.get("use_causal_mask"):
+        allowed &= torch.tril(torch.ones(tq, tv, dtype=torch.bool))
+    s = s - 1e9 * (~allowed).double()
+    yt = torch.softmax(s, -1) @ v
+    if masked:
+        yt = yt * torch.tensor(qmask)[:, :, None].double()
+    (yt * torch.tensor(g)).sum().backward()
+    close(host(y), yt.detach().numpy())
+    for d, t in zip(dxs, ts):
+        close(d, t.grad.numpy())
+    if scale is not None:
+        close(host(layer.grads["scale"]), scale.grad.numpy())
+    if masked:
+        assert host(layer.compute_mask([dev(m) for m in masks], xs)).tolist() == qmask.tolist()
+
+
+def test_attention_weights_layouts_and_defaults():
+    assert make("Attention", {}, [(4, 3), (5, 3)])[0].params == {}  # Keras: no weights unless use_scale
+    layer, out = make("AdditiveAttention", {}, [(4, 3), (5, 2), (5, 3)])
+    assert out == (4, 2) and layer.params["scale"].shape == (3,)  # Keras: use_scale=True, scale (dim,)
+    # Keras's scalar scale, stored with shape (1,) (every nnctl parameter has at least one axis)
+    assert make("Attention", {"use_scale": True}, [(4, 3), (5, 3)])[0].params["scale"].shape == (1,)
+    with pytest.raises(ValueError, match="score_mode"):
+        layer_class("Attention")(score_mode="concat")
+    with pytest.raises(ValueError, match="features"):
+        make("Attention", {}, [(4, 3), (5, 2)])

@@ -18,8 +18,9 @@ runner = CliRunner()
 # Conv2DTranspose (3, 3, F, C) + F; GroupNormalization gamma + beta (C each)
 MOBILE_PARAMS = [0, 3 * 3 * 8 + 8, 3 * 3 * 8 * 2 + 16, 2 * 16, 0, 3 * 3 * 16 + 16 * 16 + 16, 0, 3 * 3 * 4 * 16 + 4,
                  0, 0, 0, 4 * 10 + 10]
-ROWS_PARAMS = [0, 0, 8 * 16 + 16, 16 * 16 + 16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3 * 16 + 16 * 16 + 16, 0, 3 * 16 + 16,
-               2 * 8 * 16 + 8, 0, 0, 0, 128 * 10 + 10]
+# AdditiveAttention: scale (D,); Attention with use_scale: one scalar
+ROWS_PARAMS = [0, 0, 8 * 16 + 16, 16 * 16 + 16, 0, 0, 0, 0, 0, 0, 0, 16, 1, 0, 0, 0, 3 * 16 + 16 * 16 + 16, 0,
+               3 * 16 + 16, 2 * 8 * 16 + 8, 0, 0, 0, 128 * 10 + 10]
 
 
 @pytest.mark.parametrize("name,params,last_shapes", [

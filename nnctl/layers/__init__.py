@@ -6,7 +6,7 @@ from nnctl.layers.base import REGISTRY, Layer, layer_class, register  # noqa: F4
 
 # one module per family; a family that is not written yet is simply absent
 for _family in ("core", "conv", "pool", "norm", "recurrent", "embedding", "attention",
-                "conv_extra", "conv_transpose", "shape", "merge", "noise", "groupnorm", "wrappers"):
+                "conv_extra", "conv_transpose", "shape", "merge", "noise", "groupnorm", "wrappers", "attention_extra"):
     try:
         importlib.import_module(f"nnctl.layers.{_family}")
     except ModuleNotFoundError as exc:
