@@ -16,7 +16,7 @@ Rows (each model at two batch sizes; ``--only`` takes a model name or ``model:ba
                residual + LayerNormalization), GlobalAveragePooling1D, Dense(2, softmax); 64-token
                sequences, sparse CE; 128 and 512
 Every model trains with Adam(lr 1e-3, eps 1e-7, Keras's default) in float32 on synthetic data (fixed
-seed, random labels: only the speed is measured). The mlp/cnn/lstm definitions are benchmarks/run.py's.
+seed, random labels: only the speed is measured). The mlp/cnn/lstm definitions are benchmarks/common.py's.
 
 Method (run.py's conventions): every measurement (row, contender, repeat) runs in a fresh child process
 (``--worker``); within a repeat the contenders alternate and the order rotates every repeat; the table
@@ -47,21 +47,20 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import run as bench  # noqa: E402  (benchmarks/run.py: model definitions, data, helpers)
+import common  # benchmarks/common.py: model definitions, data, the nnctl builder, the child-process runner
 
 VOCAB, SEQ, D_MODEL, HEADS, FF = 1000, 64, 64, 4, 128
 SCE = "sparse_categorical_crossentropy"
 
 # model -> nnctl spec layers, input shape, loss, classes (None: regression), batch sizes
 MODELS = {
-    "mlp": (bench.NNCTL_LAYERS["mlp"], (784,), SCE, 10, (128, 512)),
-    "cnn": (bench.NNCTL_LAYERS["cnn"], (28, 28, 1), SCE, 10, (128, 512)),
+    "mlp": (common.NNCTL_LAYERS["mlp"], (784,), SCE, 10, (128, 512)),
+    "cnn": (common.NNCTL_LAYERS["cnn"], (28, 28, 1), SCE, 10, (128, 512)),
     "cifar": ([{"type": "Conv2D", "filters": 32, "kernel_size": 3, "activation": "relu"},
                {"type": "Conv2D", "filters": 64, "kernel_size": 3, "activation": "relu"},
                {"type": "MaxPooling2D", "pool_size": 2},
@@ -70,7 +69,7 @@ MODELS = {
                {"type": "Flatten"},
                {"type": "Dense", "units": 64, "activation": "relu"},
                {"type": "Dense", "units": 10, "activation": "softmax"}], (32, 32, 3), SCE, 10, (128, 512)),
-    "lstm": (bench.NNCTL_LAYERS["lstm"], (50, 8), "mse", None, (64, 512)),
+    "lstm": (common.NNCTL_LAYERS["lstm"], (50, 8), "mse", None, (64, 512)),
     "transformer": ([{"type": "Embedding", "input_dim": VOCAB, "output_dim": D_MODEL},
                      {"type": "PositionEmbedding", "name": "pos"},
                      {"type": "MultiHeadAttention", "num_heads": HEADS, "key_dim": D_MODEL // HEADS, "name": "attn"},
@@ -97,11 +96,11 @@ def default_steps(device: str, model: str, batch: int) -> int:
 
 
 def make_data(model: str, n: int):
-    """Host arrays, the same in every child (fixed seed); run.py's for the models it defines."""
-    import numpy as np  # noqa: PLC0415
+    """Host arrays, the same in every child (fixed seed); common.py's for the models it defines."""
+    import numpy as np
 
-    if model in bench.INPUT_SHAPE:
-        return bench.make_data(model, n)
+    if model in common.INPUT_SHAPE:
+        return common.make_data(model, n)
     rng = np.random.default_rng(1234)
     if model == "transformer":
         x = rng.integers(0, VOCAB, (n, SEQ)).astype(np.int64)  # token ids
@@ -114,40 +113,24 @@ def make_data(model: str, n: int):
 # worker side: one measurement per process
 # ======================================================================================================
 def nnctl_setup(model: str, batch: int, device: str):
-    """A built nnctl model and Trainer on ``device`` (run.py's nnctl_model, which is fixed to the CPU)."""
-    import numpy as np  # noqa: PLC0415
-
-    from nnctl import backend as B  # noqa: PLC0415
-    from nnctl import losses, optimizers  # noqa: PLC0415
-    from nnctl.build import build_model  # noqa: PLC0415
-    from nnctl.spec import validate  # noqa: PLC0415
-    from nnctl.train import Trainer  # noqa: PLC0415
+    """A built nnctl model and Trainer on ``device`` for MODELS[model]."""
+    import numpy as np
 
     layers, shape, loss, classes, _ = MODELS[model]
-    B.use(device)
-    raw = {"name": f"bench-{model}", "seed": 0, "data": {"train": "synthetic"},
-           "model": {"layers": [dict(e) for e in layers]},
-           "train": {"loss": loss, "optimizer": {"type": "adam", "learning_rate": 1e-3},
-                     "batch_size": batch, "epochs": 1, "shuffle": True}}
-    spec = validate(raw, source="benchmark")
-    net = build_model(spec, shape, spec["seed"], input_dtype=np.int64 if model == "transformer" else None)
-    net.to_device()
-    task = "regression" if classes is None else "sparse"
-    trainer = Trainer(net, losses.get(loss), optimizers.get("adam", learning_rate=1e-3), spec["train"], task,
-                      classes or 1, spec["seed"])
-    return net, trainer
+    return common.nnctl_setup(layers, shape, loss, classes, batch, device,
+                              input_dtype=np.int64 if model == "transformer" else None)
 
 
 def torch_setup(model: str):
-    """The PyTorch twin of MODELS[model] (run.py's torch_model for mlp, cnn and lstm)."""
-    import torch  # noqa: PLC0415
-    from torch import nn  # noqa: PLC0415
+    """The PyTorch twin of MODELS[model] (common.py's torch_model for mlp, cnn and lstm)."""
+    import torch
+    from torch import nn
 
     torch.manual_seed(0)
     if model in ("mlp", "cnn"):
-        return bench.torch_model(model)
+        return common.torch_model(model)
     if model == "lstm":
-        net = bench.torch_model(model)
+        net = common.torch_model(model)
         # Keras/nnctl keep one bias per gate, PyTorch two (b_ih + b_hh, only their sum matters): b_hh
         # frozen at zero gives the same function with the same trainable parameters
         with torch.no_grad():
@@ -182,7 +165,7 @@ def torch_param_count(net) -> int:
 
 def nnctl_pass(trainer, x, y, batch: int, rng) -> float:
     """One shuffled pass, Trainer.run_epoch's step sequence on device-resident x, y; the mean loss."""
-    from nnctl import backend as B  # noqa: PLC0415
+    from nnctl import backend as B
 
     net, opt = trainer.model, trainer.optimizer
     order = B.asarray(rng.permutation(len(x)))
@@ -197,7 +180,7 @@ def nnctl_pass(trainer, x, y, batch: int, rng) -> float:
 
 
 def torch_pass(net, opt, crit, x, y, batch: int, gen) -> float:
-    import torch  # noqa: PLC0415
+    import torch
 
     perm = torch.randperm(len(x), generator=gen).to(x.device)
     losses = []
@@ -220,7 +203,7 @@ def timed(fn, sync):
 
 
 def worker(task: dict) -> dict:
-    import numpy as np  # noqa: PLC0415
+    import numpy as np
 
     model, who, batch, device = task["model"], task["who"], task["batch"], task["device"]
     steps, warm = task["steps"], task["warm"]
@@ -228,7 +211,7 @@ def worker(task: dict) -> dict:
     xw, yw, xt, yt = x[:warm * batch], y[:warm * batch], x[warm * batch:], y[warm * batch:]
     out = {"model": model, "who": who, "batch": batch, "samples": steps * batch}
     if who == "nnctl":
-        from nnctl import backend as B  # noqa: PLC0415
+        from nnctl import backend as B
 
         _, trainer = nnctl_setup(model, batch, device)
         xw, yw, xt, yt = (B.asarray(a) for a in (xw, yw, xt, yt))  # onto the device once
@@ -238,9 +221,9 @@ def worker(task: dict) -> dict:
         if device == "gpu":
             info = B.info()
             out["device_name"] = info["gpus"][0]["name"]  # CuPy's current device is device 0
-            out["versions"] = {"cupy": info["cupy"], "cuda_runtime": info["cuda"]}
+            out["versions"] = {"cupy": info["cupy"], "cuda_runtime": info["cuda_runtime"]}
     else:
-        import torch  # noqa: PLC0415
+        import torch
 
         dev = torch.device("cuda" if device == "gpu" else "cpu")
         if device == "gpu":
@@ -272,20 +255,6 @@ def worker(task: dict) -> dict:
 # ======================================================================================================
 # parent side
 # ======================================================================================================
-def run_child(task: dict, timeout: float = 900) -> dict:
-    """One worker in a fresh process (run.py's run_child starts run.py itself, so it cannot be reused)."""
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(task)]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=bench.ROOT)
-    except subprocess.TimeoutExpired:
-        return {"error": f"killed after {timeout:.0f} s"}
-    for line in reversed(proc.stdout.splitlines()):
-        if line.startswith(bench.MARK):
-            return json.loads(line[len(bench.MARK):])
-    tail = (proc.stdout + proc.stderr).strip().splitlines()[-6:]
-    return {"error": "\n".join(tail) or f"exit {proc.returncode}"}
-
-
 def check_param_counts(models) -> dict:
     """Trainable parameters of both twins, built on the CPU; a mismatch stops the run before any timing."""
     counts = {}
@@ -300,9 +269,9 @@ def check_param_counts(models) -> dict:
 
 def check_gpu() -> str | None:
     """Why the GPU run cannot go ahead, or None."""
-    import torch  # noqa: PLC0415
+    import torch
 
-    from nnctl import backend as B  # noqa: PLC0415
+    from nnctl import backend as B
 
     ok, why = B.gpu_status()
     if not ok:
@@ -313,7 +282,7 @@ def check_gpu() -> str | None:
 
 
 def environment(device: str) -> dict:
-    import numpy as np  # noqa: PLC0415
+    import numpy as np
 
     cpu = platform.processor() or "unknown"
     try:
@@ -323,7 +292,7 @@ def environment(device: str) -> dict:
         pass
     return {"date": time.strftime("%Y-%m-%d %H:%M %Z"), "device": device, "cpu": cpu, "cores": os.cpu_count(),
             "loadavg": os.getloadavg(), "python": platform.python_version(), "numpy": np.__version__,
-            "torch": bench.torch_version(), "env": {k: os.environ.get(k) for k in bench.ENV_KEYS}}
+            "torch": common.torch_version(), "env": {k: os.environ.get(k) for k in common.ENV_KEYS}}
 
 
 def parse_only(text: str | None) -> list[tuple[str, int]]:
@@ -387,17 +356,14 @@ def main(argv=None) -> int:
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
-        print(bench.MARK + json.dumps(worker(json.loads(args.worker))), flush=True)
-        return 0
+        return common.worker_main(worker, args.worker)
     if args.quick and args.threads is None and args.device == "cpu":
         args.threads = 1  # run.py's reason: two threads on a busy 2-core machine wait on each other
-    if args.threads:
-        for key in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-            os.environ[key] = str(args.threads)
+    common.set_threads(args.threads)
     rows = parse_only(args.only)
     repeats = args.repeats or (1 if args.quick else 3)
     t_start = time.perf_counter()
-    if not bench.have_torch():
+    if not common.have_torch():
         raise SystemExit("PyTorch is not installed: pip install torch (a CUDA wheel for --device gpu)")
     if args.device == "gpu" and (why := check_gpu()):
         raise SystemExit(f"--device gpu: {why}")
@@ -408,15 +374,15 @@ def main(argv=None) -> int:
         steps = args.steps or (2 if args.quick else default_steps(args.device, model, batch))
         warm = 1 if args.quick else WARMUP[args.device]
         base = {"model": model, "batch": batch, "device": args.device, "steps": steps, "warm": warm}
-        bench.log(f"{model} batch {batch}: {steps} timed steps after {warm} warm-up, {repeats} repeat(s)")
+        common.log(f"{model} batch {batch}: {steps} timed steps after {warm} warm-up, {repeats} repeat(s)")
         runs: dict = {"nnctl": [], "torch": []}
         for r in range(repeats):
             for who in (["nnctl", "torch"] if r % 2 == 0 else ["torch", "nnctl"]):  # alternate, rotated
-                res = run_child({**base, "who": who})
+                res = common.run_child(__file__, {**base, "who": who})
                 if "error" in res:
-                    bench.log(f"  {who}: ERROR {res['error']}")
+                    common.log(f"  {who}: ERROR {res['error']}")
                 else:
-                    bench.log(f"  {who} (repeat {r + 1}/{repeats}): {res['seconds']:.3f} s, "
+                    common.log(f"  {who} (repeat {r + 1}/{repeats}): {res['seconds']:.3f} s, "
                               f"{res['samples_per_s']:,.0f} samples/s, load {res['loadavg']:.1f}")
                     env.setdefault("gpu", res.get("device_name"))
                     env.setdefault("gpu_versions", {}).update(res.get("versions", {}))

@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """Where one nnctl training (or predict) step spends its time: ms per step for every layer's forward and
-backward, each activation, the loss and the optimizer, on the benchmark models of benchmarks/run.py.
+backward, each activation, the loss and the optimizer, on the benchmark models of benchmarks/common.py.
 
     .venv/bin/python benchmarks/profile_step.py --model mlp|cnn|lstm [--steps 50] [--predict] [--cprofile]
 
@@ -21,9 +21,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import run as bench  # noqa: E402  (benchmarks/run.py)
+import common as bench  # benchmarks/common.py: models, data, the nnctl builder
 
 TIMES: collections.Counter = collections.Counter()
 CALLS: collections.Counter = collections.Counter()
@@ -63,12 +61,6 @@ def main(argv=None):
     ap.add_argument("--batch", type=int, default=None)
     ap.add_argument("--predict", action="store_true", help="profile Model.predict at batch 1024 instead")
     ap.add_argument("--cprofile", action="store_true", help="also print cProfile's top functions by self time")
-    ap.add_argument("--patch", default="", help="comma-separated prototypes from benchmarks/prototypes.py to apply "
-                                                "first (malloc, pool, relu, convinfer, inputgrad)")
-    ap.add_argument("--ab", default=None, help="A/B in one process: alternate blocks of steps of the plain model and "
-                                               "of one patched with these prototypes; prints the median time ratio")
-    ap.add_argument("--blocks", type=int, default=15, help="with --ab: blocks per side")
-    ap.add_argument("--check", action="store_true", help="check that the prototypes change no output or gradient")
     ap.add_argument("--collapse", default=None, help="summarise a py-spy raw profile by nnctl source line")
     ap.add_argument("--within", default="main.<locals>.step (",
                     help="with --collapse: count only stacks through one of these ';'-separated frames "
@@ -78,29 +70,16 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.collapse:
         return collapse(args.collapse, args.within, args.ms_per_step)
-    if args.ab is not None:
-        return ab(args.model, args.ab.split(","), args.predict, args.blocks, args.steps, args.batch)
-    if args.check:
-        import prototypes  # noqa: PLC0415
 
-        for m in ("mlp", "cnn"):
-            prototypes.check_same(m)
-        return 0
+    import numpy as np
 
-    import numpy as np  # noqa: PLC0415
-
-    from nnctl import backend as B  # noqa: PLC0415
+    from nnctl import backend as B
 
     model = args.model
     batch = args.batch or (1024 if args.predict else bench.BATCH[model])
     steps = args.steps or {"mlp": 200, "cnn": 30, "lstm": 60}[model] // (4 if args.predict else 1)
     x, y = bench.make_data(model, batch * max(steps, 8))
     net, trainer = bench.nnctl_model(model, batch)
-    patched = []
-    if args.patch:
-        import prototypes  # noqa: PLC0415
-
-        patched = prototypes.apply(args.patch.split(","), net)
     opt = trainer.optimizer
     order = np.random.default_rng(0).permutation(len(x))
     xbuf = np.empty((batch, *x.shape[1:]), dtype=x.dtype)
@@ -129,7 +108,7 @@ def main(argv=None):
     CALLS.clear()
     prof = None
     if args.cprofile:
-        import cProfile  # noqa: PLC0415
+        import cProfile
 
         prof = cProfile.Profile()
         prof.enable()
@@ -142,7 +121,7 @@ def main(argv=None):
     per = wall / steps
     what = "predict batch" if args.predict else "training step"
     print(f"{model}: {steps} x {what} of {batch}: {1000 * per:.2f} ms per step "
-          f"({batch / per:,.0f} samples/s)" + (f"  [patched: {', '.join(patched)}]" if patched else ""))
+          f"({batch / per:,.0f} samples/s)")
     accounted = 0.0
     # outer keys only (layer calls do not nest in one another; activations run beside their layer)
     for key, t in sorted(TIMES.items(), key=lambda kv: -kv[1]):
@@ -151,56 +130,9 @@ def main(argv=None):
     rest = wall - accounted
     print(f"  {1000 * rest / steps:8.3f} ms  {100 * rest / wall:5.1f}%  (Model.forward/backward bookkeeping, loop)")
     if prof is not None:
-        import pstats  # noqa: PLC0415
+        import pstats
 
         pstats.Stats(prof).sort_stats("tottime").print_stats(18)
-    return 0
-
-
-def ab(model: str, patches: list[str], predict: bool, blocks: int, steps: int | None, batch: int | None) -> int:
-    """Median over alternating blocks of (patched block time / plain block time), both models in this process,
-    so machine load drifts hit both sides alike."""
-    import statistics  # noqa: PLC0415
-
-    import numpy as np  # noqa: PLC0415
-    import prototypes  # noqa: PLC0415
-
-    from nnctl import backend as B  # noqa: PLC0415
-
-    batch = batch or (1024 if predict else bench.BATCH[model])
-    steps = steps or {"mlp": 40, "cnn": 3, "lstm": 10}[model]
-    x, y = bench.make_data(model, batch * 8)
-    sides = []
-    for names in ([], patches):
-        net, trainer = bench.nnctl_model(model, batch)
-        prototypes.apply(names, net)
-        sides.append((net, trainer))
-    xb, yb = B.asarray(x[:batch]), B.asarray(y[:batch])
-
-    def block(net, trainer):
-        t = time.perf_counter()
-        for _ in range(steps):
-            if predict:
-                net.forward(xb, training=False)
-                net._caches = []
-            else:
-                trainer.loss_and_grad(xb, yb)
-                trainer.optimizer.step(net.flat_params, net.flat_grads, net.slices.values(), lr=1e-3)
-        return (time.perf_counter() - t) / steps
-
-    for side in sides:
-        block(*side)
-    ratios, ta, tb = [], [], []
-    for _ in range(blocks):
-        a = block(*sides[0])
-        b = block(*sides[1])
-        ratios.append(b / a)
-        ta.append(a)
-        tb.append(b)
-    what = "predict batch" if predict else "training step"
-    print(f"{model} {what} of {batch}, patched [{', '.join(patches)}] / plain: median ratio "
-          f"{statistics.median(ratios):.3f} (quartiles {np.percentile(ratios, 25):.3f}-{np.percentile(ratios, 75):.3f}); "
-          f"plain {1000 * statistics.median(ta):.2f} ms, patched {1000 * statistics.median(tb):.2f} ms per step")
     return 0
 
 

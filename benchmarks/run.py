@@ -43,38 +43,30 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (
+    BATCH,
+    ENV_KEYS,
+    NNCTL_LAYERS,
+    ROOT,
+    have_torch,
+    log,
+    make_data,
+    nnctl_model,
+    run_child,
+    set_threads,
+    torch_model,
+    torch_version,
+    worker_main,
+)
 
-MARK = "@@RESULT@@ "
 GROUPS = ("mlp", "cnn", "lstm", "predict", "startup", "knobs")
-ENV_KEYS = ("OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
-            "GOTO_NUM_THREADS", "OMP_WAIT_POLICY", "NNCTL_DEVICE")
-
-# -- models: nnctl spec layers, analytic forward FLOPs per sample --------------------------------------
-NNCTL_LAYERS = {
-    "mlp": [{"type": "Dense", "units": 256, "activation": "relu"},
-            {"type": "Dense", "units": 128, "activation": "relu"},
-            {"type": "Dense", "units": 10, "activation": "softmax"}],
-    "cnn": [{"type": "Conv2D", "filters": 32, "kernel_size": 3, "activation": "relu"},
-            {"type": "Conv2D", "filters": 64, "kernel_size": 3, "activation": "relu"},
-            {"type": "MaxPooling2D", "pool_size": 2},
-            {"type": "Flatten"},
-            {"type": "Dense", "units": 128, "activation": "relu"},
-            {"type": "Dense", "units": 10, "activation": "softmax"}],
-    "lstm": [{"type": "LSTM", "units": 64},
-             {"type": "Dense", "units": 1}],
-}
-INPUT_SHAPE = {"mlp": (784,), "cnn": (28, 28, 1), "lstm": (50, 8)}
-LOSS = {"mlp": "sparse_categorical_crossentropy", "cnn": "sparse_categorical_crossentropy", "lstm": "mse"}
-BATCH = {"mlp": 128, "cnn": 128, "lstm": 64}
 
 
+# -- analytic forward FLOPs per sample ------------------------------------------------------------------
 def fwd_flops(model: str) -> int:
     """Forward FLOPs per sample: 2*m*n*k per matmul (m = 1 sample's rows)."""
     if model == "mlp":
@@ -86,20 +78,6 @@ def fwd_flops(model: str) -> int:
     if model == "lstm":
         return 50 * 2 * (8 + 64) * (4 * 64) + 2 * 64 * 1
     raise KeyError(model)
-
-
-# -- synthetic data (identical in every child: fixed seed) ---------------------------------------------
-def make_data(model: str, n: int):
-    import numpy as np  # noqa: PLC0415
-
-    rng = np.random.default_rng(1234)
-    x = rng.random((n, *INPUT_SHAPE[model]), dtype=np.float32)
-    if model == "lstm":
-        x -= 0.5
-        y = x[:, -5:, 0].mean(axis=1, keepdims=True).astype(np.float32)
-    else:
-        y = rng.integers(0, 10, n).astype(np.int64)
-    return x, y
 
 
 # ======================================================================================================
@@ -132,28 +110,6 @@ def _timed(fn):
 
 
 # -- nnctl ---------------------------------------------------------------------------------------------
-def nnctl_model(model: str, batch: int):
-    from nnctl import backend as B  # noqa: PLC0415
-    from nnctl import losses, optimizers  # noqa: PLC0415
-    from nnctl.build import build_model  # noqa: PLC0415
-    from nnctl.spec import validate  # noqa: PLC0415
-    from nnctl.train import Trainer  # noqa: PLC0415
-
-    B.use("cpu")
-    raw = {"name": f"bench-{model}", "seed": 0, "data": {"train": "synthetic"},
-           "model": {"layers": [dict(e) for e in NNCTL_LAYERS[model]]},
-           "train": {"loss": LOSS[model], "optimizer": {"type": "adam", "learning_rate": 1e-3},
-                     "batch_size": batch, "epochs": 1, "shuffle": True}}
-    spec = validate(raw, source="benchmark")
-    net = build_model(spec, INPUT_SHAPE[model], spec["seed"])
-    net.to_device()
-    loss = losses.get(LOSS[model])
-    opt = optimizers.get("adam", learning_rate=1e-3)
-    task = "regression" if model == "lstm" else "sparse"
-    trainer = Trainer(net, loss, opt, spec["train"], task, 1 if model == "lstm" else 10, spec["seed"])
-    return net, trainer
-
-
 def nnctl_train(model, x, y, batch, warm):
     _, trainer = nnctl_model(model, batch)
     trainer.run_epoch(x[:warm], y[:warm])
@@ -168,34 +124,10 @@ def nnctl_predict(model, x, batch):
     return sec, cpu, float(out[:, 0].mean())
 
 
-# -- PyTorch -------------------------------------------------------------------------------------------
-def torch_model(model: str):
-    import torch  # noqa: PLC0415
-    from torch import nn  # noqa: PLC0415
-
-    torch.manual_seed(0)
-    if model == "mlp":
-        return nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 128), nn.ReLU(), nn.Linear(128, 10))
-    if model == "cnn":
-        return nn.Sequential(nn.Conv2d(1, 32, 3), nn.ReLU(), nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
-                             nn.Flatten(), nn.Linear(12 * 12 * 64, 128), nn.ReLU(), nn.Linear(128, 10))
-
-    class LSTMNet(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.lstm = nn.LSTM(8, 64, batch_first=True)
-            self.fc = nn.Linear(64, 1)
-
-        def forward(self, x):
-            _, (h, _) = self.lstm(x)
-            return self.fc(h[-1])
-
-    return LSTMNet()
-
-
+# -- PyTorch (models: common.torch_model) --------------------------------------------------------------
 def _torch_x(model, x):
-    import numpy as np  # noqa: PLC0415
-    import torch  # noqa: PLC0415
+    import numpy as np
+    import torch
 
     if model == "cnn":  # NHWC -> NCHW once, outside the timed region
         x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
@@ -203,7 +135,7 @@ def _torch_x(model, x):
 
 
 def torch_train(model, x, y, batch, warm, fused=False):
-    import torch  # noqa: PLC0415
+    import torch
 
     net = torch_model(model)
     net.train()
@@ -230,7 +162,7 @@ def torch_train(model, x, y, batch, warm, fused=False):
 
 
 def torch_predict(model, x, batch):
-    import torch  # noqa: PLC0415
+    import torch
 
     net = torch_model(model)
     net.eval()
@@ -252,7 +184,7 @@ def torch_predict(model, x, batch):
 # -- pure NumPy floor (MLP) ----------------------------------------------------------------------------
 def numpy_train(x, y, batch, warm):
     """The MLP as straight NumPy: in-place matmuls, relu, softmax-CE fused, Adam over one flat buffer."""
-    import numpy as np  # noqa: PLC0415
+    import numpy as np
 
     f32 = np.float32
     dims = [784, 256, 128, 10]
@@ -338,7 +270,7 @@ def numpy_train(x, y, batch, warm):
 
 def blas_info() -> dict:
     try:
-        from threadpoolctl import threadpool_info  # noqa: PLC0415
+        from threadpoolctl import threadpool_info
     except ImportError:
         return {}
     return {f"{p.get('internal_api')}": {"architecture": p.get("architecture"), "threads": p.get("num_threads"),
@@ -352,7 +284,7 @@ def worker(task: dict) -> dict:
     warm = min(task.get("warm", 4 * batch), n)
     out = {"kind": kind, "model": model, "who": who}
     if kind == "ceiling":
-        import torch  # noqa: PLC0415
+        import torch
 
         a = torch.rand(2048, 2048)
         torch.mm(a, a)
@@ -386,62 +318,14 @@ def worker(task: dict) -> dict:
 # ======================================================================================================
 # parent side
 # ======================================================================================================
-def run_child(task: dict, env: dict | None = None, timeout: float = 900) -> dict:
-    """Run one worker in a fresh process; its JSON result plus its own peak RSS (MiB)."""
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(task)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT)
-    timer = threading.Timer(timeout, proc.kill)
-    timer.start()
-    try:
-        text = proc.stdout.read()  # until the child closes its output (it exits, or is killed)
-    finally:
-        timer.cancel()
-        proc.stdout.close()
-    # reap the child ourselves: wait4 returns that one child's rusage (ru_maxrss in kB on Linux), which is
-    # what getrusage(RUSAGE_CHILDREN) would report in a fresh parent, without the max over earlier children
-    _, status, ru = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    rss = ru.ru_maxrss / 1024
-    if proc.returncode < 0 and not timer.is_alive() and MARK not in text:
-        return {"error": f"killed after {timeout:.0f} s (or by signal {-proc.returncode})", **task}
-    result = None
-    for line in text.splitlines():
-        if line.startswith(MARK):
-            result = json.loads(line[len(MARK):])
-    if result is None:
-        tail = "\n".join(text.strip().splitlines()[-6:])
-        return {"error": tail or f"exit {proc.returncode}", **task}
-    result["rss_mib"] = rss
-    return result
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def have_torch() -> bool:
-    import importlib.util  # noqa: PLC0415
-
-    return importlib.util.find_spec("torch") is not None
-
-
-def torch_version() -> str | None:
-    try:
-        from importlib.metadata import version  # noqa: PLC0415
-
-        return version("torch")
-    except Exception:  # noqa: BLE001
-        return None
-
-
 def layers_available() -> dict:
-    from nnctl.layers import layer_class  # noqa: PLC0415
+    from nnctl.layers import layer_class
 
     return {m: all(layer_class(e["type"]) is not None for e in layers) for m, layers in NNCTL_LAYERS.items()}
 
 
 def matmul_ceiling(n: int = 2048, reps: int = 5) -> dict:
-    import numpy as np  # noqa: PLC0415
+    import numpy as np
 
     a = np.random.default_rng(0).random((n, n), dtype=np.float32)
     b = a.copy()
@@ -457,7 +341,7 @@ def matmul_ceiling(n: int = 2048, reps: int = 5) -> dict:
 
 
 def environment(ceiling: dict) -> dict:
-    import numpy as np  # noqa: PLC0415
+    import numpy as np
 
     cpu = "unknown"
     try:
@@ -528,7 +412,7 @@ def alternate(tasks_by_who: dict, repeats: int, env=None) -> dict:
         order = names[r % len(names):] + names[:r % len(names)]
         for who in order:
             task = tasks_by_who[who]
-            res = run_child(task, env=(env or {}).get(who))
+            res = run_child(__file__, task, env=(env or {}).get(who))
             if "error" in res:
                 log(f"  {who}: ERROR {res['error']}")
             else:
@@ -585,7 +469,7 @@ def bench_memory_baseline(torch_ok: bool) -> dict:
     """Peak RSS of a child that imports, makes the CNN data and builds the model, but never steps."""
     out = {}
     for who in ["nnctl"] + (["torch"] if torch_ok else []):
-        res = run_child({"kind": "baseline", "model": "cnn", "who": who, "n": 10240})
+        res = run_child(__file__, {"kind": "baseline", "model": "cnn", "who": who, "n": 10240})
         out[who] = res.get("rss_mib")
     return out
 
@@ -603,7 +487,7 @@ def _time_cmd(cmd, runs: int, env=None) -> dict:
 
 def bench_startup(plan: Plan, torch_ok: bool) -> dict:
     """Train a tiny checkpoint with the CLI, then time ``nnctl predict CKPT one-row.csv`` end to end."""
-    import numpy as np  # noqa: PLC0415
+    import numpy as np
 
     exe = Path(sys.executable).with_name("nnctl")
     nnctl_cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "nnctl"]
@@ -687,7 +571,7 @@ def bench_knobs(plan: Plan, repeats: int) -> list[dict]:
                     env.pop(k, None)
                 else:
                     env[k] = v
-            res = run_child({"kind": "train", "model": model, "who": "nnctl", "n": sizes[model], "batch": batch,
+            res = run_child(__file__, {"kind": "train", "model": model, "who": "nnctl", "n": sizes[model], "batch": batch,
                              "warm": plan.warm_batches * batch, "blas_info": True}, env=env)
             if "error" in res:
                 log(f"  {label}: ERROR {res['error']}")
@@ -821,16 +705,12 @@ def main(argv=None) -> int:
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
-        res = worker(json.loads(args.worker))
-        print(MARK + json.dumps(res), flush=True)
-        return 0
+        return worker_main(worker, args.worker)
     if args.quick and args.threads is None:
         # a smoke run: one thread keeps it to seconds even when other jobs hold the cores (with two threads,
         # OpenBLAS and OpenMP wait on each other at every call and a busy machine slows them 10-30x)
         args.threads = 1
-    if args.threads:
-        for key in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-            os.environ[key] = str(args.threads)
+    set_threads(args.threads)
     only = [g.strip().lower() for g in args.only.split(",") if g.strip()]
     only = ["cnn" if g == "memory" else g for g in only]
     bad = [g for g in only if g not in GROUPS]
@@ -846,7 +726,7 @@ def main(argv=None) -> int:
     ceiling = matmul_ceiling()
     env = environment(ceiling)
     if torch_ok and not plan.quick:
-        tc = run_child({"kind": "ceiling"})
+        tc = run_child(__file__, {"kind": "ceiling"})
         env["torch_matmul_gflops"], env["torch_threads"] = tc.get("gflops"), tc.get("threads")
     avail = layers_available()
     rows: dict = {}

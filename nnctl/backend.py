@@ -7,19 +7,21 @@ when a GPU is asked for (or ``auto`` finds one), so CPU runs never pay for it.
 from __future__ import annotations
 
 import os
+from types import ModuleType
+from typing import Any
 
 import numpy as np
 
 from nnctl.errors import BackendError
 
-xp = np  # the active array module: numpy or cupy
+xp: ModuleType = np  # the active array module: numpy or cupy (typed as a module: CuPy ships no stubs)
 device = "cpu"
 
 
 def _cupy():
     try:
-        import cupy  # noqa: PLC0415 - lazy on purpose
-    except Exception as exc:  # ImportError, or a CUDA library that fails to load
+        import cupy  # lazy on purpose
+    except Exception as exc:  # noqa: BLE001 - ImportError, or a CUDA library that fails to load
         raise BackendError(f"CuPy is not installed or fails to load ({exc}); install nnctl[gpu]") from None
     return cupy
 
@@ -32,7 +34,7 @@ def gpu_status() -> tuple[bool, str]:
         return False, str(exc)
     try:
         n = cupy.cuda.runtime.getDeviceCount()
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - CUDA errors have no common base below Exception
         return False, f"CuPy found no CUDA driver or device ({exc})"
     return (n > 0, f"{n} GPU(s)" if n else "CuPy found no GPU")
 
@@ -59,7 +61,7 @@ def use(name: str = "auto") -> str:
 
 
 def _gpu_installed() -> bool:
-    import importlib.util  # noqa: PLC0415
+    import importlib.util
 
     return importlib.util.find_spec("cupy") is not None
 
@@ -75,8 +77,8 @@ def keep_freed_memory() -> bool:
     page-faults its working set in again. Raising the mmap threshold to its 32 MiB maximum and
     never trimming keeps those blocks in the heap for the next step. No effect off glibc.
     """
-    import ctypes  # noqa: PLC0415
-    import sys  # noqa: PLC0415
+    import ctypes
+    import sys
 
     if not sys.platform.startswith("linux"):
         return False
@@ -111,14 +113,14 @@ def scatter_add(target, indices, values) -> None:
     if xp is np:
         np.add.at(target, indices, values)
     else:
-        import cupyx  # noqa: PLC0415
+        import cupyx
 
         cupyx.scatter_add(target, indices, values)
 
 
 def info() -> dict:
     """Versions, the GPUs CuPy sees (name, memory) and the device ``auto`` would pick, for ``nnctl info``."""
-    out = {"cupy": None, "cuda_runtime": None, "cuda_driver": None, "gpus": [], "auto": "cpu"}
+    out: dict[str, Any] = {"cupy": None, "cuda_runtime": None, "cuda_driver": None, "gpus": [], "auto": "cpu"}
     if not _gpu_installed():
         return out
     try:
@@ -135,7 +137,7 @@ def info() -> dict:
             name = props["name"]
             out["gpus"].append({"name": name.decode() if isinstance(name, bytes) else str(name),
                                 "memory_bytes": int(props["totalGlobalMem"])})
-    except Exception as exc:  # a CUDA error: no driver, no device, mismatched versions
+    except Exception as exc:  # noqa: BLE001 - a CUDA error: no driver, no device, mismatched versions
         out["gpu_unavailable"] = f"CuPy found no CUDA driver or device ({exc})"
     if out["gpus"]:
         out["auto"] = "gpu"
@@ -145,3 +147,71 @@ def info() -> dict:
 def _cuda_version(v: int) -> str | None:
     """CUDA's integer version 1000*major + 10*minor as "major.minor" (None for 0: no driver)."""
     return f"{v // 1000}.{v % 1000 // 10}" if v else None
+
+
+# -- several GPUs, one per data-parallel rank (nnctl.distributed calls these) ----------------------------
+def gpu_count() -> int:
+    """How many GPUs CuPy sees (1 when the scheduler gives each rank its own)."""
+    return int(_cupy().cuda.runtime.getDeviceCount())
+
+
+def gpu_bus_id(index: int) -> str:
+    """GPU ``index``'s PCI bus id: the physical card, however CUDA_VISIBLE_DEVICES renumbers them."""
+    return str(_cupy().cuda.runtime.deviceGetPCIBusId(index))
+
+
+def use_gpu(index: int) -> None:
+    """Make GPU ``index`` this process's current device (before any allocation, so the model lands there)."""
+    _cupy().cuda.Device(index).use()
+
+
+def _nccl():
+    try:
+        from cupy.cuda import nccl
+    except Exception as exc:  # noqa: BLE001 - ImportError, or an NCCL library that fails to load
+        raise BackendError(f"multi-GPU training needs NCCL through CuPy (cupy.cuda.nccl fails to load: {exc})"
+                           ) from None
+    return nccl
+
+
+def nccl_unique_id() -> Any:
+    """A new NCCL communicator id: one rank makes it and sends it to the others."""
+    return _nccl().get_unique_id()
+
+
+class DeviceAllreduce:
+    """The mean of one device buffer over ``size`` ranks, in place over NCCL: b <- (1/p) * sum_r b_r.
+
+    Each call is queued on the current stream, so the optimizer step queued after it waits on the GPU,
+    not the host; CUDA events around it give the device time, read once per epoch (``take_seconds``).
+    """
+
+    def __init__(self, size: int, unique_id: Any, rank: int):
+        nccl = _nccl()
+        self.size = size
+        self._comm = nccl.NcclCommunicator(size, unique_id, rank)
+        self._types = {np.dtype(np.float16): nccl.NCCL_FLOAT16, np.dtype(np.float32): nccl.NCCL_FLOAT32,
+                       np.dtype(np.float64): nccl.NCCL_FLOAT64}
+        self._sum = nccl.NCCL_SUM
+        self._events: list[tuple[Any, Any]] = []  # (start, end) around each call since take_seconds
+
+    def mean_(self, buf) -> None:
+        """In place: buf <- (1/p) * sum_r buf_r for a contiguous CuPy array ``buf``."""
+        cuda = _cupy().cuda
+        stream = cuda.get_current_stream()
+        start, end = cuda.Event(), cuda.Event()
+        start.record(stream)
+        self._comm.allReduce(buf.data.ptr, buf.data.ptr, buf.size, self._types[buf.dtype], self._sum, stream.ptr)
+        buf /= buf.dtype.type(self.size)
+        end.record(stream)
+        self._events.append((start, end))
+
+    def take_seconds(self) -> float | None:
+        """Device seconds in ``mean_`` since the last call (None when it was not called); waits for the last."""
+        if not self._events:
+            return None
+        cuda = _cupy().cuda
+        self._events[-1][1].synchronize()
+        seconds = sum(cuda.get_elapsed_time(s, e) for s, e in self._events) / 1000.0
+        self._events = []
+        return seconds

@@ -44,9 +44,6 @@ def greedy_decode(model, x_source, cfg: dict) -> np.ndarray:
     x = np.zeros((len(src), S + D), dtype=np.int64)
     x[:, :S], x[:, S] = ids.astype(np.int64), start
     model.check_input(x, "input")  # the source ids; the decoder's own are argmaxes, always in the table
-    p = None
-    for t in range(steps):
-        p = model.predict(x)
-        if t + 1 < D:
-            x[:, S + t + 1] = p[:, t].argmax(axis=-1)
-    return p[:, :steps]
+    for t in range(steps - 1):  # t + 1 < steps <= D: every pass but the last feeds its argmax back
+        x[:, S + t + 1] = model.predict(x)[:, t].argmax(axis=-1)
+    return model.predict(x)[:, :steps]

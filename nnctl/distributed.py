@@ -6,7 +6,8 @@ samples; the trainer scales rank r's mean gradient by n_r*p/g, so the summed-the
     (1/p) * sum_r (n_r*p/g) * (1/n_r) * sum_{i in r} grad_i  =  (1/g) * sum_i grad_i,
 
 exactly the gradient one process computes on the whole batch. mpi4py is imported only when a launcher
-(mpiexec, srun) is detected or ``--distributed`` is given; CuPy only on GPU runs (NCCL allreduce).
+(mpiexec, srun) is detected or ``--distributed`` is given; on GPU runs the allreduce is NCCL's, through
+``backend`` (the one module that knows CuPy).
 """
 
 from __future__ import annotations
@@ -42,8 +43,8 @@ def launched_by_mpi(environ=None) -> bool:
 
 def _mpi():
     try:
-        from mpi4py import MPI  # noqa: PLC0415 - lazy: importing it initialises MPI
-    except Exception as exc:  # ImportError, or an MPI library that fails to load
+        from mpi4py import MPI  # lazy: importing it initialises MPI
+    except Exception as exc:  # noqa: BLE001 - ImportError, or an MPI library that fails to load
         raise BackendError(f"distributed training needs mpi4py: pip install nnctl[mpi] ({exc})") from None
     return MPI
 
@@ -73,8 +74,7 @@ class World:
         self._vote_out, self._vote_in = np.zeros(1, np.int32), np.zeros(1, np.int32)
         self._vote = None  # the stop vote in flight, started one batch earlier
         self._voting = False  # whether the trainer calls agree_stop (then a stop is agreed by all ranks)
-        self._nccl = None
-        self._events = []  # (start, end) CUDA events around each NCCL allreduce, read at epoch end
+        self._nccl: B.DeviceAllreduce | None = None  # the GPU allreduce, once bind_device chose a GPU
         self.hooks = Hooks(world=(self.rank, self.size), grad_hook=self.grad_hook, reduce_hook=self.reduce_hook)
         # set even where train.Hooks has no such field yet: the trainer uses them once it calls them
         self.hooks.gather_hook = self.gather_hook
@@ -91,23 +91,15 @@ class World:
         return chosen
 
     def _init_nccl(self) -> None:
-        # runs only when the backend is CuPy (B.xp is cupy here); the lead may move this into backend.py
-        from cupy.cuda import nccl  # noqa: PLC0415
-
-        cupy = B.xp
-        count = cupy.cuda.runtime.getDeviceCount()  # 1 when the scheduler gives each rank its own GPU
-        device = self.local_rank % count
+        device = self.local_rank % B.gpu_count()  # one GPU seen when the scheduler gives each rank its own
         # NCCL refuses two ranks on one GPU: compare physical ids, as CUDA_VISIBLE_DEVICES may renumber
-        buses = self._node.allgather(cupy.cuda.runtime.deviceGetPCIBusId(device))
+        buses = self._node.allgather(B.gpu_bus_id(device))
         if len(set(buses)) < len(buses):
             raise BackendError(f"{self.local_size} ranks on this machine share {len(set(buses))} GPU(s): launch "
                                f"one rank per GPU (mpiexec -ppn <GPUs per machine>) or use --device cpu")
-        cupy.cuda.Device(device).use()  # before any allocation, so the model lands there
-        uid = self.comm.bcast(nccl.get_unique_id() if self.rank == 0 else None, root=0)
-        self._nccl = nccl.NcclCommunicator(self.size, uid, self.rank)
-        self._nccl_types = {np.dtype(np.float16): nccl.NCCL_FLOAT16, np.dtype(np.float32): nccl.NCCL_FLOAT32,
-                            np.dtype(np.float64): nccl.NCCL_FLOAT64}
-        self._nccl_sum = nccl.NCCL_SUM
+        B.use_gpu(device)
+        uid = self.comm.bcast(B.nccl_unique_id() if self.rank == 0 else None, root=0)
+        self._nccl = B.DeviceAllreduce(self.size, uid, self.rank)
 
     # -- hooks --------------------------------------------------------------------------------------
     def grad_hook(self, flat_grads) -> None:
@@ -116,23 +108,11 @@ class World:
         if isinstance(flat_grads, np.ndarray):
             self.comm.Allreduce(self.MPI.IN_PLACE, flat_grads, op=self.MPI.SUM)
             flat_grads /= flat_grads.dtype.type(self.size)
-        else:
-            self._nccl_allreduce(flat_grads)
-        self.comm_seconds += time.perf_counter() - t0
-
-    def _nccl_allreduce(self, buf) -> None:
-        # asynchronous on the current stream: the optimizer step queued after it waits on the GPU, not the host
-        cupy = B.xp
-        if self._nccl is None:
+        elif self._nccl is None:
             raise BackendError("GPU gradients but no NCCL communicator: call World.bind_device first")
-        stream = cupy.cuda.get_current_stream()
-        start, end = cupy.cuda.Event(), cupy.cuda.Event()
-        start.record(stream)
-        self._nccl.allReduce(buf.data.ptr, buf.data.ptr, buf.size, self._nccl_types[buf.dtype], self._nccl_sum,
-                             stream.ptr)
-        buf /= buf.dtype.type(self.size)
-        end.record(stream)
-        self._events.append((start, end))
+        else:
+            self._nccl.mean_(flat_grads)  # queued on the GPU: the host time here is not the allreduce's
+        self.comm_seconds += time.perf_counter() - t0
 
     def reduce_hook(self, values: np.ndarray) -> np.ndarray:
         """Host sum across ranks (per-epoch [loss_sum, count]); identical on every rank."""
@@ -156,11 +136,9 @@ class World:
 
     def epoch_logs(self) -> dict:
         """{"allreduce_seconds": seconds this rank spent in the gradient allreduce since the last call}."""
-        seconds = self.comm_seconds
-        if self._events:  # GPU: device time between the events (the host only queued the work)
-            self._events[-1][1].synchronize()
-            seconds = sum(B.xp.cuda.get_elapsed_time(s, e) for s, e in self._events) / 1000.0
-        self.comm_seconds, self._events = 0.0, []
+        device_seconds = self._nccl.take_seconds() if self._nccl is not None else None  # GPU: the events' time
+        seconds = self.comm_seconds if device_seconds is None else device_seconds
+        self.comm_seconds = 0.0
         return {"allreduce_seconds": seconds}
 
     def agree_stop(self, local: bool) -> bool:

@@ -232,7 +232,7 @@ def confusion_from_checkpoint(checkpoint, data: str | None, output_png, device: 
         true = prep.classes[ids] if prep.classes is not None else ids
     else:
         true = prep.decode_y(np.asarray(y))
-    classes = prep.classes if prep.classes is not None else np.arange(prep.n_classes(model.output_shape[-1]))
+    classes = prep.classes if prep.classes is not None else np.arange(prep.n_classes(p.shape[-1]))
     name = pathlib.Path(str(checkpoint)).name
     counts = confusion_matrix(true, pred, classes, output_png, title=f"{name} on {pathlib.Path(str(source)).name}")
     return {"confusion_matrix": str(output_png), "classes": np.asarray(classes).tolist(), "counts": counts.tolist()}

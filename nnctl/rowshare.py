@@ -33,10 +33,11 @@ class RowShare(np.random.Generator):
         return draw(*args, size=size, **kw)
 
     # the draws that dropout and augmentation make per row; the defaults are numpy's
-    def random(self, size=None, dtype=np.float64):
+    # (numpy's stubs overload these per dtype; the overrides keep every call form: mypy's override check is off)
+    def random(self, size=None, dtype=np.float64):  # type: ignore[override]
         return self._rows(super().random, size, dtype=dtype)
 
-    def standard_normal(self, size=None, dtype=np.float64):
+    def standard_normal(self, size=None, dtype=np.float64):  # type: ignore[override]
         return self._rows(super().standard_normal, size, dtype=dtype)
 
     def uniform(self, low=0.0, high=1.0, size=None):

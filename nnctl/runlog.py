@@ -10,6 +10,7 @@ import csv
 import io
 import json
 import pathlib
+from typing import Any
 
 from nnctl.fs import atomic_write
 
@@ -24,7 +25,7 @@ def _write_text(path: pathlib.Path, text: str) -> None:
 
 
 def overfit_summary(history: dict, weights_epoch: int) -> dict:
-    out = {"epochs": len(history.get("loss", [])), "checkpoint_epoch": weights_epoch}
+    out: dict[str, Any] = {"epochs": len(history.get("loss", [])), "checkpoint_epoch": weights_epoch}
     val = history.get("val_loss")
     if val:
         best = min(range(len(val)), key=val.__getitem__)

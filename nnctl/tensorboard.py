@@ -49,7 +49,7 @@ def _summary_writer_class():
 
     block = "torch" not in sys.modules
     if block:
-        sys.modules["torch"] = None
+        sys.modules["torch"] = None  # type: ignore[assignment]  # None: the import system's "blocked" mark
     try:
         from tensorboardX import SummaryWriter  # noqa: PLC0415 - optional extra
     except ImportError:

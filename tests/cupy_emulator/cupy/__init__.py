@@ -202,4 +202,4 @@ class lib:  # noqa: N801 - cupy.lib.stride_tricks.as_strided
     stride_tricks = _StrideTricks
 
 
-from cupy import cuda  # noqa: E402 - after ndarray, which it does not need, for the module layout
+from cupy import cuda  # noqa: E402, F401 - cupy.cuda as in CuPy, after ndarray (which it does not need)
