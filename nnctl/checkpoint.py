@@ -21,7 +21,7 @@ import numpy as np
 
 from nnctl import __version__
 from nnctl.errors import CheckpointError, quote
-from nnctl.fs import atomic_write  # noqa: F401 - also imported from here by older callers
+from nnctl.fs import atomic_write
 
 FORMAT = "nnctl-checkpoint"
 FORMAT_VERSION = 1

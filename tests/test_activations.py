@@ -5,8 +5,8 @@ import math
 
 import numpy as np
 import pytest
-from helpers import dev, host
 
+from helpers import dev, host
 from nnctl.layers import layer_class
 from nnctl.ops import activation_fns, activations
 from nnctl.testing import check_layer

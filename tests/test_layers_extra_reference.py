@@ -3,8 +3,8 @@ hand-computed cases. Our layouts are NHWC with Keras's kernels; torch's are NCHW
 
 import numpy as np
 import pytest
-from helpers import dev, host
 
+from helpers import dev, host
 from nnctl.layers import layer_class
 
 
@@ -193,7 +193,7 @@ def test_conv2d_transpose_matches_torch(config, shape):
     wt = torch.tensor(np.ascontiguousarray(host(layer.params["kernel"]).transpose(3, 2, 0, 1)), requires_grad=True)
     bt = torch.tensor(host(layer.params["bias"]), requires_grad=True)
     full = F.conv_transpose2d(xt, wt, bt, stride=s, dilation=d)
-    for axis, n in ((2, shape[0]), (3, shape[1])):
+    for axis, _n in ((2, shape[0]), (3, shape[1])):
         a = axis - 2
         size = full.shape[axis]
         before = max(size - want[a], 0) // 2 if mode == "same" else 0  # TF: conv 'same' padding on the output

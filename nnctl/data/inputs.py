@@ -16,8 +16,16 @@ import sys
 
 import numpy as np
 
-from nnctl.data.readers import (decode_text, idx_from_bytes, load_npy, load_npz, looks_like_idx, read_bytes,
-                                 read_csv_table, to_float_matrix)
+from nnctl.data.readers import (
+    decode_text,
+    idx_from_bytes,
+    load_npy,
+    load_npz,
+    looks_like_idx,
+    read_bytes,
+    read_csv_table,
+    to_float_matrix,
+)
 from nnctl.errors import DataError, quote
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
