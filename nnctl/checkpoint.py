@@ -15,14 +15,13 @@ Layout (documented in docs/checkpoint.md):
 from __future__ import annotations
 
 import json
-import os
 import pathlib
-import tempfile
 
 import numpy as np
 
 from nnctl import __version__
-from nnctl.errors import CheckpointError
+from nnctl.errors import CheckpointError, quote
+from nnctl.fs import atomic_write
 
 FORMAT = "nnctl-checkpoint"
 FORMAT_VERSION = 1
@@ -32,20 +31,6 @@ def _write_named(group, named: dict) -> None:
     for key, value in named.items():
         layer, _, param = key.partition("/")
         _dataset(group.require_group(layer), param, value)
-
-
-def _read_named(group) -> dict:
-    return {f"{layer}/{param}": np.asarray(group[layer][param][()]) for layer in group for param in group[layer]}
-
-
-def _read_any(dataset):
-    """A dataset back as an array (strings as str arrays) or a str scalar."""
-    value = dataset[()]
-    if isinstance(value, bytes):
-        return value.decode()
-    if isinstance(value, np.ndarray) and value.dtype.kind == "O":
-        return np.array([v.decode() if isinstance(v, bytes) else v for v in value.ravel()]).reshape(value.shape)
-    return value
 
 
 def _json(group, name, value) -> None:
@@ -65,28 +50,6 @@ def _dataset(group, name, value) -> None:
 
 def named_from_flat(flat: np.ndarray, slices: dict, shapes: dict) -> dict:
     return {k: flat[sl].reshape(shapes[k]) for k, sl in slices.items()}
-
-
-def atomic_write(path: str | pathlib.Path, write) -> None:
-    """Call ``write(tmp_path)`` then fsync and rename over ``path``: a crash never leaves half a file."""
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        pathlib.Path(tmp).unlink(missing_ok=True)
-        raise
-    try:  # make the rename itself durable
-        dfd = os.open(path.parent, os.O_RDONLY)
-        os.fsync(dfd)
-        os.close(dfd)
-    except OSError:
-        pass
 
 
 def save(path, *, spec: dict, weights: dict, state: dict, prep_arrays: dict, history: dict, seed: int,
@@ -123,46 +86,164 @@ def save(path, *, spec: dict, weights: dict, state: dict, prep_arrays: dict, his
     atomic_write(path, write)
 
 
+MAX_DEPTH = 6  # / -> resume -> weights -> layer -> param is the deepest nnctl writes
+MAX_OBJECTS = 200_000
+ATTRS = ("format", "format_version", "nnctl_version", "seed", "epoch", "best_epoch")
+
+
+class _Reader:
+    """Checks a whole HDF5 file before anything is read, then reads objects by the kind nnctl wrote them as.
+
+    Refused: soft and external links (a loop, or another file), external raw storage, virtual datasets,
+    nesting deeper than nnctl writes, and any dataset declaring more bytes than the file holds (nnctl writes
+    uncompressed data, so a larger declaration is a fill-value bomb)."""
+
+    def __init__(self, f, path: pathlib.Path, file_size: int):
+        self.f, self.path, self.file_size = f, path, file_size
+
+    def error(self, where: str, what: str) -> CheckpointError:
+        return CheckpointError(f"{self.path}: {where}: {what}")
+
+    def check_tree(self) -> None:
+        import h5py  # noqa: PLC0415
+
+        count = 0
+        stack = [(self.f, "", 0)]
+        while stack:
+            group, prefix, depth = stack.pop()
+            for name in group:
+                count += 1
+                where = f"{prefix}/{name}"
+                if count > MAX_OBJECTS:
+                    raise self.error(where, f"more than {MAX_OBJECTS} objects; not an nnctl checkpoint")
+                link = group.get(name, getlink=True)
+                if isinstance(link, h5py.ExternalLink):
+                    raise self.error(where, "an external link to another file; refused")
+                if isinstance(link, h5py.SoftLink):
+                    raise self.error(where, "a soft link; refused (nnctl writes none)")
+                obj = group[name]
+                if isinstance(obj, h5py.Group):
+                    if depth + 1 >= MAX_DEPTH:
+                        raise self.error(where, "nested deeper than an nnctl checkpoint")
+                    stack.append((obj, where, depth + 1))
+                elif isinstance(obj, h5py.Dataset):
+                    self._check_dataset(obj, where)
+                else:
+                    raise self.error(where, f"unexpected HDF5 object ({type(obj).__name__})")
+
+    def _check_dataset(self, ds, where: str) -> None:
+        if ds.is_virtual:
+            raise self.error(where, "a virtual dataset (data in other files); refused")
+        if ds.external:
+            raise self.error(where, "stored in an external file; refused")
+        declared = ds.size * max(ds.dtype.itemsize, 1)
+        if declared > self.file_size:
+            raise self.error(where, f"declares shape {list(ds.shape)} ({declared} bytes), more than the whole file "
+                                    f"holds ({self.file_size} bytes)")
+
+    def node(self, where: str, kind):
+        import h5py  # noqa: PLC0415
+
+        obj = self.f.get(where)
+        if obj is None:
+            raise self.error(f"/{where}", "missing; expected a complete nnctl checkpoint")
+        want = h5py.Group if kind == "group" else h5py.Dataset
+        if not isinstance(obj, want):
+            found = "a group" if isinstance(obj, h5py.Group) else "a dataset"
+            raise self.error(f"/{where}", f"expected {'a group' if kind == 'group' else 'a dataset'}, found {found}")
+        return obj
+
+    def json(self, where: str, expect=dict):
+        ds = self.node(where, "dataset")
+        if ds.shape != () or ds.dtype.kind not in "OSU":
+            raise self.error(f"/{where}", f"expected a JSON string, found a {ds.dtype} array of shape {list(ds.shape)}")
+        raw = ds[()]
+        try:
+            value = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+        except (ValueError, RecursionError, UnicodeDecodeError):
+            raise self.error(f"/{where}", "not valid JSON") from None
+        if not isinstance(value, expect):
+            raise self.error(f"/{where}", f"expected a JSON {expect.__name__}, found {type(value).__name__}")
+        return value
+
+    def array(self, ds, where: str, kinds: str = "fiub", ndim: int | None = None) -> np.ndarray:
+        if ds.dtype.kind not in kinds or (ndim is not None and ds.ndim != ndim):
+            shape = "a scalar" if ds.ndim == 0 else f"shape {list(ds.shape)}"
+            raise self.error(where, f"unexpected {ds.dtype} array of {shape}")
+        return np.asarray(ds[()])
+
+    def named(self, where: str) -> dict:
+        """``/<where>/<layer>/<param>`` numeric arrays keyed ``layer/param``."""
+        group, out = self.node(where, "group"), {}
+        for layer in group:
+            lg = self.node(f"{where}/{layer}", "group")
+            for param in lg:
+                out[f"{layer}/{param}"] = self.array(self.node(f"{where}/{layer}/{param}", "dataset"),
+                                                     f"/{where}/{layer}/{param}")
+        return out
+
+    def any(self, where: str):
+        """A dataset back as an array (strings as str arrays) or a str scalar."""
+        ds = self.node(where, "dataset")
+        value = ds[()]
+        if isinstance(value, bytes):
+            return value.decode()
+        if isinstance(value, np.ndarray) and value.dtype.kind == "O":
+            return np.array([v.decode() if isinstance(v, bytes) else v for v in value.ravel()]).reshape(value.shape)
+        return value
+
+
 class Checkpoint:
-    """A loaded checkpoint: plain arrays and dicts, validated on load."""
+    """A loaded checkpoint: plain arrays and dicts, checked (links, storage, sizes, structure) before reading."""
 
     def __init__(self, path):
         import h5py  # noqa: PLC0415
 
         self.path = pathlib.Path(path)
-        if not self.path.is_file():
+        if not self.path.exists():
             raise CheckpointError(f"{self.path}: checkpoint not found")
+        if not self.path.is_file():
+            raise CheckpointError(f"{self.path}: not a regular file; expected an nnctl checkpoint (.h5)")
         try:
             with h5py.File(self.path, "r") as f:
-                if f.attrs.get("format") != FORMAT:
+                fmt = f.attrs.get("format")
+                if fmt != FORMAT:
                     raise CheckpointError(f"{self.path}: not an nnctl checkpoint (expected attribute "
-                                          f"format={FORMAT!r}, found {f.attrs.get('format')!r})")
+                                          f"format={FORMAT!r}, found {quote(fmt)})")
                 version = int(f.attrs.get("format_version", -1))
                 if version > FORMAT_VERSION:
                     raise CheckpointError(f"{self.path}: checkpoint format {version} is newer than this "
                                           f"nnctl reads ({FORMAT_VERSION}); upgrade nnctl")
-                for group in ("spec", "weights", "state", "preprocessing", "history", "optimizer"):
-                    if group not in f:
-                        raise CheckpointError(f"{self.path}: missing /{group}; expected a complete nnctl checkpoint")
-                self.attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
-                self.spec = json.loads(f["spec"][()])
-                self.weights = _read_named(f["weights"])
-                self.state = _read_named(f["state"])
-                self.prep_arrays = {k: _read_any(f["preprocessing"][k]) for k in f["preprocessing"]}
-                self.history = {k: list(f["history"][k][()]) for k in f["history"]}
-                og = f["optimizer"]
-                self.optimizer = {"type": og.attrs["type"], "iterations": int(og.attrs["iterations"]),
-                                  "config": json.loads(og.attrs["config"]),
-                                  "slots": {s: _read_named(og["slots"][s]) for s in og["slots"]}}
+                r = _Reader(f, self.path, self.path.stat().st_size)
+                r.check_tree()
+                self.attrs = {k: (f.attrs[k].item() if hasattr(f.attrs[k], "item") else f.attrs[k])
+                              for k in ATTRS if k in f.attrs}
+                self.spec = r.json("spec")
+                self.weights = r.named("weights")
+                self.state = r.named("state")
+                prep = r.node("preprocessing", "group")
+                self.prep_arrays = {k: r.any(f"preprocessing/{k}") for k in prep}
+                history = r.node("history", "group")
+                self.history = {k: list(r.array(r.node(f"history/{k}", "dataset"), f"/history/{k}", "fiu", 1))
+                                for k in history}
+                og = r.node("optimizer", "group")
+                try:
+                    config = json.loads(og.attrs["config"])
+                    self.optimizer = {"type": str(og.attrs["type"]), "iterations": int(og.attrs["iterations"]),
+                                      "config": config}
+                except (KeyError, ValueError, TypeError, RecursionError):
+                    raise r.error("/optimizer", "attributes type, iterations and config (JSON) expected") from None
+                slots = r.node("optimizer/slots", "group")
+                self.optimizer["slots"] = {s: r.named(f"optimizer/slots/{s}") for s in slots}
                 self.resume = None
                 if "resume" in f:
-                    rg = f["resume"]
-                    self.resume = {"weights": _read_named(rg["weights"]), "state": _read_named(rg["state"]),
-                                   "info": json.loads(rg["info"][()])}
+                    r.node("resume", "group")
+                    self.resume = {"weights": r.named("resume/weights"), "state": r.named("resume/state"),
+                                   "info": r.json("resume/info")}
         except CheckpointError:
             raise
-        except (OSError, KeyError, ValueError, json.JSONDecodeError) as exc:
-            raise CheckpointError(f"{self.path}: unreadable or truncated checkpoint ({exc})") from None
+        except (OSError, KeyError, ValueError, TypeError, RuntimeError, json.JSONDecodeError) as exc:
+            raise CheckpointError(f"{self.path}: unreadable or truncated checkpoint ({quote(exc, 80)})") from None
 
     @property
     def epoch(self) -> int:

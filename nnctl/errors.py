@@ -48,3 +48,15 @@ class Interrupted(NnctlError):
     """Training was interrupted by SIGINT after writing the last finished epoch."""
 
     exit_code = 130
+
+
+class OutputError(NnctlError):
+    """An output path cannot be written: not a folder, not writable, locked by another run, or the disk is full."""
+
+
+def quote(value, limit: int = 40) -> str:
+    """A user value for a message: repr of at most ``limit`` characters (an unbounded value never reaches a message)."""
+    text = value if isinstance(value, str) else str(value)
+    if len(text) > limit:
+        return repr(text[:limit]) + f"... ({len(text)} characters)"
+    return repr(text)

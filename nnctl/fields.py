@@ -139,10 +139,9 @@ def field_from(name: str, annotation, default=REQUIRED, doc: str = "") -> Field:
             args = [a for a in typing.get_args(b) if a is not Ellipsis]
             if args:
                 ib, imeta = _flatten(args[0])
-                item_types = tuple(dict.fromkeys(o if o in (list, tuple) else t for t in ib
-                                                 if isinstance(o := typing.get_origin(t) or t, type)))
-                item_types = tuple(list if t is tuple else t for t in item_types)
-                item_range = next((m for m in imeta if isinstance(m, Range)), None)
+                found = [o if o in (list, tuple) else t for t in ib if isinstance(o := typing.get_origin(t) or t, type)]
+                item_types = tuple(dict.fromkeys([*item_types, *(list if t is tuple else t for t in found)]))
+                item_range = item_range or next((m for m in imeta if isinstance(m, Range)), None)
         elif origin in (dict, typing.Mapping) or b is typing.Any:
             accepted.append(dict if origin is not typing.Any else object)
         elif isinstance(origin, type):

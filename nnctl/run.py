@@ -14,13 +14,13 @@ import time
 import numpy as np
 
 from nnctl import backend as B
-from nnctl import losses, optimizers
+from nnctl import fs, losses, optimizers
 from nnctl.build import build_model
 from nnctl.callbacks import EarlyStopping
 from nnctl.checkpoint import Checkpoint, load_into, named_from_flat, save
 from nnctl.data import Dataset, load_dataset
 from nnctl.data.preprocess import Preprocessor
-from nnctl.errors import DataError, Interrupted, SpecError, TrainingDiverged
+from nnctl.errors import CheckpointError, DataError, Interrupted, SpecError, TrainingDiverged, quote
 from nnctl.graph import Model
 from nnctl.schedules import Schedule
 from nnctl.spec import loss_config, optimizer_config
@@ -173,9 +173,41 @@ class Signals:
                 signal.signal(sig, handler)
 
 
+MAX_SEED = 2**32 - 1
+MAX_EPOCHS = 1_000_000
+
+
+def check_before_work(spec: dict) -> None:
+    """Fail before any data is read: seed and epochs in range, checkpoint, run and TensorBoard folders writable."""
+    from nnctl.runlog import default_run_dir  # noqa: PLC0415
+
+    source = spec.get("_source", "spec")
+    seed, epochs = spec["seed"], spec["train"]["epochs"]
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise SpecError(f"{source}: seed: expected an integer from 0 to {MAX_SEED}, found {quote(seed)}")
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or not 0 <= epochs <= MAX_EPOCHS:
+        raise SpecError(f"{source}: train.epochs: expected an integer from 0 to {MAX_EPOCHS}, found {quote(epochs)}")
+    ckpt = spec["output"]["checkpoint"]
+    fs.check_output_file(ckpt, "checkpoint")
+    fs.check_output_dir(spec["output"].get("run_dir") or default_run_dir(ckpt), "run folder")
+    if spec["train"].get("tensorboard"):
+        fs.check_output_dir(spec["train"]["tensorboard"], "TensorBoard folder")
+
+
 def train(spec: dict, emit=_noop, device: str = "auto", resume: str | None = None, init_from: str | None = None,
           hooks: Hooks | None = None, is_writer: bool = True) -> dict:
-    """Train ``spec``; write its checkpoint and run folder; returns the final ``done`` event."""
+    """Train ``spec``; write its checkpoint and run folder; returns the final ``done`` event.
+
+    Outputs are checked before the data is loaded, and the checkpoint path stays locked for the run
+    (a second run on it is refused)."""
+    if not is_writer:
+        return _train(spec, emit, device, resume, init_from, hooks, is_writer)
+    check_before_work(spec)
+    with fs.run_lock(spec["output"]["checkpoint"]):
+        return _train(spec, emit, device, resume, init_from, hooks, is_writer)
+
+
+def _train(spec, emit, device, resume, init_from, hooks, is_writer) -> dict:
     B.use(device)
     t_start = time.perf_counter()
     ds = load_dataset(spec)
@@ -224,6 +256,7 @@ def train(spec: dict, emit=_noop, device: str = "auto", resume: str | None = Non
             raise SpecError(f"--resume {resume}: the spec's model differs from the checkpoint's: " + "; ".join(diff))
         trainer.restore(snapshot_from_checkpoint(ck, trainer))
         emit({"event": "resume", "checkpoint": str(resume), "epoch": trainer.state.epoch})
+    start_epoch = trainer.state.epoch
     last = trainer.snapshot()
     best = last if trainer.state.epoch == 0 or not early else None
     best_epoch = early.best_epoch if early else None
@@ -260,7 +293,7 @@ def train(spec: dict, emit=_noop, device: str = "auto", resume: str | None = Non
 
         tb = TensorBoardWriter(tcfg["tensorboard"])
     try:
-        with signals.installed():
+        with signals.installed():  # also while the final checkpoint is written: a Ctrl-C then sets ``stop``
             try:
                 trainer.fit(ds.x_train, ds.y_train, epochs, ds.x_val, ds.y_val, on_epoch_end)
             except BaseException as exc:
@@ -272,14 +305,27 @@ def train(spec: dict, emit=_noop, device: str = "auto", resume: str | None = Non
                     exc.args = (f"{exc}; " + (f"wrote {ckpt_path} with epoch {last['epoch']}, the last good one"
                                               if kept else "no epoch had finished, so no checkpoint was written"),)
                 raise
+            if signals.stop and last["epoch"] == start_epoch:  # nothing new to save: never clobber what is there
+                kept = f"; {ckpt_path} is unchanged" if pathlib.Path(ckpt_path).exists() else ""
+                raise Interrupted(f"interrupted before epoch {start_epoch + 1} finished: nothing written{kept}")
+            done = _finish(spec, ckpt_path, write, last, best, best_epoch, early, t_start, is_writer)
     finally:
         if tb is not None:
             tb.close()
-    use_best = early is not None and early.restore_best and best is not None
-    weights_snap = best if use_best else last
-    write(ckpt_path, weights_snap, best_epoch if use_best else None)
+    if signals.stop:
+        emit(done)
+        exc = Interrupted(f"interrupted: wrote {ckpt_path} with epoch {last['epoch']}")
+        exc.checkpoint = ckpt_path  # the CLI adds the command that continues
+        raise exc
+    return done
+
+
+def _finish(spec, ckpt_path, write, last, best, best_epoch, early, t_start, is_writer) -> dict:
+    """Write the final checkpoint and the run folder; the ``done`` event."""
     from nnctl.runlog import default_run_dir, overfit_summary, write_run  # noqa: PLC0415
 
+    use_best = early is not None and early.restore_best and best is not None
+    write(ckpt_path, best if use_best else last, best_epoch if use_best else None)
     weights_epoch = best_epoch if use_best else last["epoch"]
     summary = overfit_summary(last["history"], weights_epoch)
     run_dir = spec["output"].get("run_dir") or str(default_run_dir(ckpt_path))
@@ -289,11 +335,6 @@ def train(spec: dict, emit=_noop, device: str = "auto", resume: str | None = Non
             "seconds": time.perf_counter() - t_start, "metrics": final, "summary": summary}
     if is_writer:
         write_run(run_dir, spec, last["history"], summary)
-    if signals.stop:
-        emit(done)
-        exc = Interrupted(f"interrupted: wrote {ckpt_path} with epoch {last['epoch']}")
-        exc.checkpoint = ckpt_path  # the CLI adds the command that continues
-        raise exc
     return done
 
 
@@ -314,10 +355,27 @@ def restore(path, device: str = "auto") -> tuple[Checkpoint, Model, Preprocessor
     except (KeyError, ValueError, TypeError, json.JSONDecodeError) as exc:
         raise SpecError(f"{path}: checkpoint preprocessing or spec is incomplete ({exc})") from None
     defaults = spec.get("_defaults", {})
-    model = build_model(spec, shape, spec["seed"], defaults, input_dtype=spec.get("_input_dtype"))
+    try:
+        model = build_model(spec, shape, spec["seed"], defaults, input_dtype=spec.get("_input_dtype"))
+    except (KeyError, ValueError, TypeError, AttributeError) as exc:
+        raise CheckpointError(f"{path}: /spec: the stored model cannot be built ({type(exc).__name__}: "
+                              f"{quote(exc, 60)})") from None
+    _check_classes(path, prep, model)
     load_into(model, ck.weights, ck.state, str(path))
     model.to_device()
     return ck, model, prep, spec
+
+
+def _check_classes(path, prep: Preprocessor, model: Model) -> None:
+    """A classifier's stored labels must match its output units (else predictions name the wrong class)."""
+    if prep.classes is None or isinstance(model.output_shape, list):
+        return
+    units = model.output_shape[-1]
+    n = len(prep.classes)
+    bad = (n != units) if prep.task in ("categorical", "sparse") else (prep.task == "binary" and (units != 1 or n > 2))
+    if bad:
+        raise CheckpointError(f"{path}: /preprocessing/classes holds {n} labels but the model has {units} output "
+                              f"units; the checkpoint is inconsistent")
 
 
 def evaluation_data(path, spec: dict, prep: Preprocessor, model: Model, data: str | None,
@@ -381,14 +439,14 @@ def predict(restored, raw_inputs, preprocessed: bool = False, source: str = "inp
     from nnctl.data.inputs import conform  # noqa: PLC0415
 
     raw_inputs = conform(np.asarray(raw_inputs), model.input_shape)
+    if tuple(raw_inputs.shape[1:]) != tuple(model.input_shape):  # before scaling, which would broadcast
+        raise DataError(f"{source}: rows have shape {list(raw_inputs.shape[1:])} ({_features(raw_inputs.shape[1:])}), "
+                        f"the model expects {list(model.input_shape)} ({_features(model.input_shape)})")
     dtype = np.dtype(spec["dtype"])
     if preprocessed:
         x = raw_inputs if raw_inputs.dtype.kind in "iu" and prep.kind == "text" else raw_inputs.astype(dtype, copy=False)
     else:
         x = prep.transform_x(raw_inputs, dtype)
-    if tuple(x.shape[1:]) != tuple(model.input_shape):
-        raise DataError(f"{source}: rows have shape {list(x.shape[1:])} ({_features(x.shape[1:])}), the model "
-                        f"expects {list(model.input_shape)}")
     model.check_input(x, source)
     p = B.to_numpy(make_loss(spec).probabilities(model.predict(x)))
     return p, prep.decode_y(p)

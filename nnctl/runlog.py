@@ -12,7 +12,7 @@ import json
 import pathlib
 from typing import Any
 
-from nnctl.checkpoint import atomic_write
+from nnctl.fs import atomic_write
 
 
 def default_run_dir(checkpoint: str) -> pathlib.Path:

@@ -35,9 +35,9 @@ def load_file(path: str | pathlib.Path) -> dict:
         if ext == ".toml":
             return tomllib.loads(text)
         if ext in (".yaml", ".yml"):
-            import yaml  # noqa: PLC0415 - only YAML specs need it
+            from nnctl.safe_yaml import load_yaml  # noqa: PLC0415 - bounded: no alias bombs, plain tags only
 
-            data = yaml.safe_load(text)
+            data = load_yaml(text, str(p))
         elif ext == ".json":
             data = json.loads(text)
         else:

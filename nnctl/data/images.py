@@ -10,11 +10,15 @@ CMYK...), else grayscale. Pillow is imported only here, so other data kinds do n
 from __future__ import annotations
 
 import pathlib
+import warnings
 
 import numpy as np
 
 from nnctl.data import Splits
 from nnctl.errors import DataError
+
+# the most pixels of one image, read from its header before decoding (Pillow itself allows about 179 M)
+MAX_PIXELS = 40_000_000
 
 def _pillow():
     try:
@@ -48,6 +52,8 @@ def list_folder(root) -> tuple[list[str], list[pathlib.Path], list[str]]:
         for p in entries:
             if p.is_dir():
                 raise DataError(f"{p}: expected image files in the class folder {c!r}, found a folder")
+            if not p.is_file():
+                raise DataError(f"{p}: not a regular file (a pipe or device); expected an image file")
             files.append(p)
             labels.append(c)
         if not entries:
@@ -60,10 +66,16 @@ def _headers(Image, files) -> list[tuple[str, tuple[int, int]]]:
     out = []
     for p in files:
         try:
-            with Image.open(p) as im:
-                out.append((im.mode, (im.size[1], im.size[0])))
+            with warnings.catch_warnings():  # Pillow's own bomb warning: our lower limit below says it in one line
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                with Image.open(p) as im:
+                    out.append((im.mode, (im.size[1], im.size[0])))
         except Exception as exc:  # noqa: BLE001 - Pillow raises several kinds for a bad file
-            raise DataError(f"{p}: not a readable image ({type(exc).__name__}: {exc})") from None
+            raise DataError(f"{p}: not a readable image ({type(exc).__name__}: {str(exc)[:80]})") from None
+        h, w = out[-1][1]
+        if h * w > MAX_PIXELS:
+            raise DataError(f"{p}: image is {h}x{w} ({h * w} pixels), more than nnctl decodes ({MAX_PIXELS}); "
+                            f"resize it first")
     return out
 
 

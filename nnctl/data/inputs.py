@@ -16,8 +16,17 @@ import sys
 
 import numpy as np
 
-from nnctl.data.readers import idx_from_bytes, looks_like_idx, read_csv_table, to_float_matrix
-from nnctl.errors import DataError
+from nnctl.data.readers import (
+    decode_text,
+    idx_from_bytes,
+    load_npy,
+    load_npz,
+    looks_like_idx,
+    read_bytes,
+    read_csv_table,
+    to_float_matrix,
+)
+from nnctl.errors import DataError, quote
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 IMAGE_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8")
@@ -28,9 +37,9 @@ def _source_bytes(source: str) -> tuple[bytes, str]:
     if source in ("-", None):
         return sys.stdin.buffer.read(), "stdin"
     p = pathlib.Path(source)
-    if not p.is_file():
+    if not p.exists():
         raise DataError(f"{p}: input file not found")
-    return p.read_bytes(), str(p)
+    return read_bytes(p), str(p)  # a regular file: a FIFO is refused rather than waited on
 
 
 def sniff(data: bytes, name: str) -> str:
@@ -112,13 +121,13 @@ def read_inputs_named(source: str, prep, sample_shape=None, keys=("x",)) -> tupl
         return _npy(data, name, keys), None
     if fmt == "jsonl":
         return _jsonl(data, name, prep.feature_names), None
-    header, rows = read_csv_table(io.StringIO(data.decode("utf-8-sig", errors="replace")), name)
+    header, rows = read_csv_table(io.StringIO(decode_text(data, name)), name)
     features = prep.feature_names
     if features and all(f in header for f in features):
         cols = [header.index(f) for f in features]
     elif features:
         missing = [f for f in features if f not in header]
-        raise DataError(f"{name}: missing feature column {missing[0]!r}; expected columns {', '.join(features)}")
+        raise DataError(f"{name}: missing feature column {quote(missing[0])}; expected columns {_names(features)}")
     else:
         cols = list(range(len(header)))
     return to_float_matrix(rows, cols, header, name), None
@@ -154,13 +163,16 @@ def _pick(names: list[str], keys, name: str) -> str:
 
 
 def _npy(data: bytes, name: str, keys) -> np.ndarray:
+    """A .npy array or a .npz member (``keys`` in order, else the only one), sizes checked before reading."""
+    if data[:2] != b"PK":
+        return load_npy(io.BytesIO(data), name, len(data))
+    import zipfile  # noqa: PLC0415
+
     try:
-        arr = np.load(io.BytesIO(data), allow_pickle=False)
-    except ValueError as exc:
-        raise DataError(f"{name}: not a readable .npy/.npz array ({exc})") from None
-    if isinstance(arr, np.lib.npyio.NpzFile):
-        return arr[_pick(arr.files, keys, name)]
-    return arr
+        members = [n[:-4] for n in zipfile.ZipFile(io.BytesIO(data)).namelist() if n.endswith(".npy")]
+    except zipfile.BadZipFile as exc:
+        raise DataError(f"{name}: not a readable .npz file ({quote(exc, 80)})") from None
+    return load_npz(io.BytesIO(data), name, (_pick(members, keys, name),))[0]
 
 
 def _hdf5(data: bytes, name: str, keys) -> np.ndarray:
@@ -176,7 +188,7 @@ def _hdf5(data: bytes, name: str, keys) -> np.ndarray:
 
 def _jsonl(data: bytes, name: str, features: list[str]) -> np.ndarray:
     rows = []
-    for i, line in enumerate(data.decode("utf-8", errors="replace").splitlines(), start=1):
+    for i, line in enumerate(decode_text(data, name).splitlines(), start=1):
         if not line.strip():
             continue
         try:
@@ -184,18 +196,27 @@ def _jsonl(data: bytes, name: str, features: list[str]) -> np.ndarray:
         except json.JSONDecodeError as exc:
             raise DataError(f"{name}: line {i}: not valid JSON ({exc.msg})") from None
         if isinstance(obj, list):
+            if features and len(obj) != len(features):  # never broadcast one value across the features
+                raise DataError(f"{name}: line {i}: {len(obj)} values, the model expects {len(features)} "
+                                f"features ({_names(features)})")
             rows.append(obj)
         elif isinstance(obj, dict):
             missing = [f for f in features if f not in obj]
             if missing:
-                raise DataError(f"{name}: line {i}: missing feature {missing[0]!r}; expected keys {features}")
+                raise DataError(f"{name}: line {i}: missing feature {quote(missing[0])}; expected keys "
+                                f"{_names(features)}")
             rows.append([obj[f] for f in features])
         else:
             raise DataError(f"{name}: line {i}: expected a JSON object or list, found {line.strip()[:40]!r}")
     try:
         arr = np.array(rows, dtype=np.float64)
-    except ValueError:
+    except (ValueError, TypeError):
         raise DataError(f"{name}: expected numeric features in every line") from None
     if arr.ndim < 2 or not np.isfinite(arr).all():
         raise DataError(f"{name}: expected rows of finite numbers")
     return arr
+
+
+def _names(features, limit: int = 10) -> str:
+    shown = ", ".join(str(f)[:40] for f in features[:limit])
+    return shown + (f", ... ({len(features)} in all)" if len(features) > limit else "")

@@ -11,6 +11,7 @@ from typing import Annotated, Callable
 
 from nnctl import backend as B
 from nnctl.fields import NameOf
+from nnctl.ops import activation_fns as F
 from nnctl.registry import Registry
 
 _SQRT_2_OVER_PI = 0.7978845608028654
@@ -90,10 +91,23 @@ ACTIVATIONS: dict[str, Activation] = {
     "tanh": Activation(lambda x: B.xp.tanh(x), lambda x, y, dy: dy * (1 - y * y), "tanh(x)"),
     "arctan": Activation(lambda x: B.xp.arctan(x), lambda x, y, dy: dy / (1 + x * x), "arctan(x)"),
     "relu": Activation(_relu, lambda x, y, dy: dy * (x > 0), "max(x, 0)"),
-    "gelu": Activation(_gelu, _gelu_backward, "0.5 x (1 + tanh(sqrt(2/pi)(x + 0.044715 x^3))) (tanh form)"),
+    "gelu": Activation(F.gelu, F.gelu_backward, "x * Phi(x), Phi the normal CDF (exact, erf form; Keras's default)"),
     "swish": Activation(lambda x: x * _sigmoid(x), _swish_backward, "x * sigmoid(x)"),
     "softmax": Activation(_softmax, _softmax_backward, "exp(x_i) / sum_j exp(x_j), over the last axis"),
     "softplus": Activation(lambda x: B.xp.logaddexp(x, 0), lambda x, y, dy: dy * _sigmoid(x), "log(1 + exp(x))"),
+    "gelu_tanh": Activation(_gelu, _gelu_backward, "0.5 x (1 + tanh(sqrt(2/pi)(x + 0.044715 x^3))) (Keras's "
+                            "gelu(approximate=True), PyTorch's approximate='tanh')"),
+    "silu": Activation(lambda x: x * _sigmoid(x), _swish_backward, "x * sigmoid(x) (= swish)"),
+    "selu": Activation(F.selu, F.selu_backward, "scale * (x if x > 0 else alpha*(exp(x)-1)), alpha 1.67326, "
+                       "scale 1.05070"),
+    "relu6": Activation(F.relu6, F.relu6_backward, "min(max(x, 0), 6)"),
+    "hard_sigmoid": Activation(F.hard_sigmoid, F.hard_sigmoid_backward, "relu6(x + 3) / 6 (Keras 3)"),
+    "hard_silu": Activation(F.hard_silu, F.hard_silu_backward, "x * hard_sigmoid(x)"),
+    "hard_swish": Activation(F.hard_silu, F.hard_silu_backward, "x * hard_sigmoid(x) (= hard_silu)"),
+    "mish": Activation(F.mish, F.mish_backward, "x * tanh(softplus(x))"),
+    "softsign": Activation(F.softsign, F.softsign_backward, "x / (1 + |x|)"),
+    "exponential": Activation(lambda x: B.xp.exp(x), lambda x, y, dy: dy * y, "exp(x)"),
+    "log_softmax": Activation(F.log_softmax, F.log_softmax_backward, "x_i - log sum_j exp(x_j), over the last axis"),
 }
 PARAMETRIC = {"leaky_relu": leaky_relu, "elu": elu}
 
