@@ -114,7 +114,9 @@ def test_signal_during_final_write_still_saves(tmp_path, sig):
                         "--out", str(out), "--quiet"], capture_output=True, text=True, timeout=120)
     if sig == "SIGINT":  # honoured after the write: the run is saved and the run folder written, exit 130
         assert p.returncode == 130, p.stderr
-        assert p.stderr.strip() == f"error: interrupted: wrote {out} with epoch 2; continue with --resume {out}"
+        line = p.stderr.strip()
+        assert line.startswith(f"error: interrupted: wrote {out} with epoch 2; continue: nnctl train ")
+        assert f"--resume {out}" in line and "\n" not in line
         assert (tmp_path / "final.run" / "metrics.csv").exists()
     else:  # the default action (terminate) runs once the checkpoint is complete
         assert p.returncode == -signal.SIGTERM, p.stderr
