@@ -35,7 +35,7 @@ from typing import Annotated
 
 from nnctl.fields import Choices, PositiveInt, Rate
 from nnctl.initializers import InitializerName
-from nnctl.layers.base import Layer, layer_class, register
+from nnctl.layers.base import LAYERS, Layer, layer_class, register
 from nnctl.layers.rnn_cells import Cell, GRUCell, LSTMCell, Tape, run, run_back
 from nnctl.ops.activations import ActivationName
 
@@ -235,7 +235,7 @@ class Bidirectional(Layer):
                  merge_mode: Annotated[str, Choices(("concat", "sum", "mul", "ave"))] | None = "concat", **kw):
         super().__init__(**kw)
         spec = dict(layer or {})
-        cls = layer_class(spec.pop("type", ""))
+        cls = layer_class(spec.pop("type", "")) if spec.get("type", "") in LAYERS else None
         if cls is None or not issubclass(cls, RNN):
             raise ValueError(f"Bidirectional wraps a recurrent layer spec (SimpleRNN, LSTM, GRU), found {layer!r}")
         if merge_mode not in MERGE_MODES:

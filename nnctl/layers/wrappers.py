@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nnctl.layers.base import Layer, layer_class, register
+from nnctl.layers.base import LAYERS, Layer, layer_class, register
 from nnctl.ops import activations
 
 
@@ -19,7 +19,7 @@ class TimeDistributed(Layer):
     def __init__(self, layer: dict, **kw):
         super().__init__(**kw)
         spec = dict(layer or {}) if isinstance(layer, dict) else {}
-        cls = layer_class(spec.pop("type", ""))
+        cls = layer_class(spec.pop("type", "")) if spec.get("type", "") in LAYERS else None
         if cls is None:
             raise ValueError(f"TimeDistributed wraps a layer spec such as {{type = \"Dense\", units = 8}}, "
                              f"found {layer!r}")
