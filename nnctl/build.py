@@ -33,14 +33,13 @@ def check_entry(where: str, entry, data_keys=("input_dim",)) -> tuple[dict, list
         cls = layer_class(entry["type"])
     except UnknownName as exc:
         return entry, [f"{where}.type: {exc}"]
-    fields = params_of(cls)
     body = {k: v for k, v in entry.items() if k != "type"}
-    if "layer" in body:  # a wrapper's inner layer is an entry of its own, checked below
-        fields = {k: v for k, v in fields.items() if k != "layer"}
-    out, problems = check_keys({k: v for k, v in body.items() if k != "layer"}, fields, where, cls.__name__)
-    problems = [p for p in problems if not any(p.startswith(f"{where}.{k}: required") for k in data_keys)]
-    if "layer" in body:
-        out["layer"], found = check_entry(f"{where}.layer", body["layer"])
+    wrapped = "layer" in body  # a wrapper's inner layer is an entry of its own, checked below
+    inner = body.pop("layer", None)
+    out, problems = check_keys(body, params_of(cls), where, cls.__name__,
+                               optional=(*data_keys, "layer") if wrapped else data_keys)
+    if wrapped:
+        out["layer"], found = check_entry(f"{where}.layer", inner)
         problems += found
     return {"type": cls.__name__, **out}, problems
 

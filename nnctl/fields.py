@@ -81,7 +81,6 @@ PositiveFloat = Annotated[float, Range(0, lo_open=True)]
 NonNegativeFloat = Annotated[float, Range(0)]
 Rate = Annotated[float, Range(0, 1, hi_open=True)]  # dropout-style rates: 1.0 would zero everything
 Fraction = Annotated[float, Range(0, 1)]
-OpenFraction = Annotated[float, Range(0, 1, lo_open=True, hi_open=True)]  # beta_1, momentum of moving averages
 Seed = Annotated[int, Range(0, 2**32 - 1)]
 
 
@@ -296,8 +295,11 @@ def check(f: Field, value, path: str) -> tuple[Any, list[str]]:
     return value, []
 
 
-def check_keys(table: dict, fields: dict[str, Field], path: str, owner: str = "") -> tuple[dict, list[str]]:
-    """Check every key of ``table`` against ``fields``: (checked values, problems). Required keys must be there."""
+def check_keys(table: dict, fields: dict[str, Field], path: str, owner: str = "",
+               optional=()) -> tuple[dict, list[str]]:
+    """Check every key of ``table`` against ``fields``: (checked values, problems).
+
+    Required keys must be there, except those in ``optional`` (supplied later, e.g. from the data)."""
     out, problems = {}, []
     for key, value in table.items():
         where = f"{path}.{key}" if path else str(key)
@@ -308,7 +310,7 @@ def check_keys(table: dict, fields: dict[str, Field], path: str, owner: str = ""
         problems += bad
         out[key] = value
     for key, f in fields.items():
-        if f.required and key not in table:
+        if f.required and key not in table and key not in optional:
             where = f"{path}.{key}" if path else key
             problems.append(f"{where}: required key is missing{' for ' + owner if owner else ''}")
     return out, problems
@@ -322,10 +324,9 @@ class ConfigError(ValueError):
         super().__init__("; ".join(problems))
 
 
-def validate_kwargs(cls, kwargs: dict, skip: tuple[str, ...] = ()) -> None:
+def validate_kwargs(cls, kwargs: dict) -> None:
     """Raise ConfigError unless every keyword is a known, well-typed, in-range parameter of ``cls``."""
-    fields = {k: v for k, v in params_of(cls).items() if k not in skip}
-    _, problems = check_keys(kwargs, fields, "", cls.__name__)
-    problems = [p for p in problems if "required key is missing" not in p]  # Python reports those itself
+    fields = params_of(cls)
+    _, problems = check_keys(kwargs, fields, "", cls.__name__, optional=fields)  # Python reports missing ones
     if problems:
         raise ConfigError(problems)

@@ -43,6 +43,10 @@ class Loss:
     def fused_value_grad(self, z, y, activation):
         raise NotImplementedError
 
+    def value_grad(self, p, y):
+        """(value, dL/dp) of one batch, as the training step needs both."""
+        return self.value(p, y), self.grad(p, y)
+
     @staticmethod
     def _count(p, per_class_axis: bool = True):
         """Number of averaged terms: every axis but the last for reductions over the class axis."""
@@ -84,9 +88,18 @@ class _FromLogits(Loss):
 
     def __init__(self, from_logits: bool = False):
         self.from_logits = bool(from_logits)
-        if self.from_logits:  # p are logits: the fused formulas (log-softmax, log1p(exp(-|z|))) apply to them
-            self.value = lambda z, y: self.fused_value_grad(z, y, self.logit_activation)[0]
-            self.grad = lambda z, y: self.fused_value_grad(z, y, self.logit_activation)[1]
+
+    # with from_logits, p are logits: the fused formulas (log-softmax, log1p(exp(-|z|))) apply to them
+    def value(self, p, y):
+        return self.fused_value_grad(p, y, self.logit_activation)[0] if self.from_logits else self._value(p, y)
+
+    def grad(self, p, y):
+        return self.fused_value_grad(p, y, self.logit_activation)[1] if self.from_logits else self._grad(p, y)
+
+    def value_grad(self, p, y):
+        if self.from_logits:  # one pass gives both
+            return self.fused_value_grad(p, y, self.logit_activation)
+        return self._value(p, y), self._grad(p, y)
 
 
 class BinaryCrossentropy(_FromLogits):
@@ -95,12 +108,12 @@ class BinaryCrossentropy(_FromLogits):
     task = "binary"
     logit_activation = "sigmoid"
 
-    def value(self, p, y):
+    def _value(self, p, y):
         xp = B.xp
         q = xp.clip(p, EPS, 1 - EPS)
         return -(y * xp.log(q) + (1 - y) * xp.log(1 - q)).sum() / p.size
 
-    def grad(self, p, y):
+    def _grad(self, p, y):
         q = B.xp.clip(p, EPS, 1 - EPS)
         return (q - y) / (q * (1 - q)) * p.dtype.type(1.0 / p.size)
 
@@ -115,11 +128,11 @@ class CategoricalCrossentropy(_FromLogits):
     task = "categorical"
     logit_activation = "softmax"
 
-    def value(self, p, y):
+    def _value(self, p, y):
         xp = B.xp
         return -(y * xp.log(xp.clip(p, EPS, 1.0))).sum() / self._count(p)
 
-    def grad(self, p, y):
+    def _grad(self, p, y):
         return -y / B.xp.clip(p, EPS, 1.0) * p.dtype.type(1.0 / self._count(p))
 
     def fused_value_grad(self, z, y, activation):
@@ -142,10 +155,10 @@ class SparseCategoricalCrossentropy(_FromLogits):
         xp = B.xp
         return xp.take_along_axis(a, y.astype(xp.int64)[..., None], axis=-1)[..., 0]
 
-    def value(self, p, y):
+    def _value(self, p, y):
         return -B.xp.log(B.xp.clip(self._pick(p, y), EPS, 1.0)).sum() / self._count(p)
 
-    def grad(self, p, y):
+    def _grad(self, p, y):
         xp = B.xp
         g = xp.zeros_like(p)
         idx = y.astype(xp.int64)[..., None]

@@ -8,7 +8,7 @@ an error at import time; a miss raises ``UnknownName`` listing the known names a
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -111,9 +111,6 @@ class Registry(Generic[T]):
 
     def __contains__(self, name) -> bool:
         return normalise(name) in self._entries
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.names())
 
     def items(self) -> list[tuple[str, T]]:
         return [(n, self._entries[normalise(n)]) for n in self.names()]

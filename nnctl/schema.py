@@ -112,8 +112,7 @@ def named_tables(family: str, default_type: str | None) -> dict:
     options = []
     for name, entry in registry.items():
         fields = params_of(entry) if isinstance(entry, type) else {}
-        accepted = [n for n, e in [(name, entry), *[(a, registry.get(a)) for a in registry.aliases()]]
-                    if registry.canonical(n) == name]
+        accepted = [name, *(alias for alias, canonical in registry.aliases().items() if canonical == name)]
         obj = object_schema(fields, title=f"{family} {name}",
                             extra={"type": {"type": "string", "pattern": name_pattern(accepted)}})
         if default_type is None or registry.canonical(default_type) != name:
@@ -166,11 +165,8 @@ def spec_schema() -> dict:
     model = section("model", {"layers": {"type": "array", "items": {"$ref": "#/$defs/layer"}, "minItems": 1}})
     train = section("train", {"metrics": {"type": "array", "items": metric, "default": []},
                               "validation_split": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1}})
-    for key in ("loss", "optimizer"):
-        tables = train["properties"][key]["anyOf"][1]["anyOf"]
-        if key == "optimizer":
-            for table in tables:
-                table["properties"]["lr"] = {"type": "number", "exclusiveMinimum": 0}
+    for table in train["properties"]["optimizer"]["anyOf"][1]["anyOf"]:  # Keras's lr, rewritten to learning_rate
+        table["properties"]["lr"] = {"type": "number", "exclusiveMinimum": 0}
     top = object_schema(fields_of(SECTIONS[""]), {"data": data, "model": model, "train": train,
                                                   "output": section("output")})
     top["required"] = ["data", "model"]

@@ -148,7 +148,7 @@ def validate(raw: dict, source: str = "spec", base_dir: pathlib.Path | None = No
         spec["model"]["layers"], found = check_layers(spec["model"]["layers"])
         problems += found
     if not problems:
-        problems += losses.check_output(spec["train"]["loss"], _output_layer(spec["model"]["layers"]))
+        problems += losses.check_output(spec["train"]["loss"], spec["model"]["layers"][-1])
         problems += _check_monitors(spec)
     if problems:
         raise SpecError.many(source, problems, MAX_PROBLEMS)
@@ -166,10 +166,6 @@ def _filled(table: dict, cls, path: str, fill: bool = True) -> tuple[dict, list[
             if key not in out and not f.required and f.default is not None:
                 out[key] = copy.deepcopy(f.default)
     return out, problems
-
-
-def _output_layer(layers: list[dict]) -> dict:
-    return layers[-1] if layers else {}
 
 
 def _resolve_paths(spec: dict, base: pathlib.Path) -> None:
@@ -196,16 +192,15 @@ def _resolve_paths(spec: dict, base: pathlib.Path) -> None:
 
 def _check_train(spec: dict) -> list[str]:
     train, problems = spec["train"], []
+    loss_name = loss_config(train)[0]
     for i, m in enumerate(train["metrics"]):
         try:
             name = train["metrics"][i] = metrics.METRICS.canonical(m)
         except LookupError as exc:
             problems.append(f"train.metrics[{i}]: {exc}")
             continue
-        loss = losses.LOSSES.get(loss_config(train)[0])
-        if name in metrics.CLASSIFICATION and loss.task == "regression":
-            problems.append(f"train.metrics[{i}]: {name} needs a classification loss, found loss "
-                            f"{loss_config(train)[0]!r}")
+        if name in metrics.CLASSIFICATION and not losses.is_classification(loss_name):
+            problems.append(f"train.metrics[{i}]: {name} needs a classification loss, found loss {loss_name!r}")
     return problems
 
 

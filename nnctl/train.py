@@ -99,7 +99,7 @@ class Trainer:
         if self.fused:
             value, grad = self.loss.fused_value_grad(model.logits(), yb, model.output_activation())
         else:
-            value, grad = self.loss.value(y, yb), self.loss.grad(y, yb)
+            value, grad = self.loss.value_grad(y, yb)
         if scale != 1.0:
             grad = grad * grad.dtype.type(scale)
         model.backward(grad, skip_output_activation=self.fused)

@@ -140,7 +140,7 @@ class LayerNormalization(Layer):
     def build(self, input_shapes, rng):
         shape = input_shapes[0]
         if len(shape) < 1:
-            raise ValueError("LayerNormalization needs an input with a feature axis")
+            raise ValueError(f"{type(self).__name__} needs an input with a feature axis")
         _check_last_axis(self, self.axis, shape)
         c = (shape[-1],)
         if self.scale:
@@ -149,12 +149,20 @@ class LayerNormalization(Layer):
             self.add_param("beta", initializers.initialize(self.beta_initializer, c, rng))
         return shape
 
+    #: axes of ``_grouped(x)`` that the statistics are taken over
+    stat_axes: tuple[int, ...] = (-1,)
+
+    def _grouped(self, a):
+        """The view of ``a`` whose ``stat_axes`` hold one normalisation group (here: the features)."""
+        return a
+
     def forward(self, x, training=False, mask=None):
         xp = B.xp
-        mean = x.mean(axis=-1, keepdims=True)
-        xhat = x - mean
-        inv = 1 / xp.sqrt((xhat * xhat).mean(axis=-1, keepdims=True) + self.epsilon)
+        xg = self._grouped(x)
+        xhat = xg - xg.mean(axis=self.stat_axes, keepdims=True)
+        inv = 1 / xp.sqrt((xhat * xhat).mean(axis=self.stat_axes, keepdims=True) + self.epsilon)
         xhat *= inv
+        xhat = xhat.reshape(x.shape)
         gamma, beta = self.params.get("gamma"), self.params.get("beta")
         y = xhat * gamma if gamma is not None else xhat.copy()
         if beta is not None:
@@ -167,8 +175,9 @@ class LayerNormalization(Layer):
         g2, h2 = g.reshape(-1, f), xhat.reshape(-1, f)
         _assign(self.grads, "gamma", (g2 * h2).sum(axis=0))
         _assign(self.grads, "beta", g2.sum(axis=0))
-        gx = g * self.params["gamma"] if "gamma" in self.params else g
-        dx = gx - gx.mean(axis=-1, keepdims=True)
-        dx -= xhat * (gx * xhat).mean(axis=-1, keepdims=True)
+        gx = self._grouped(g * self.params["gamma"] if "gamma" in self.params else g)
+        hg = self._grouped(xhat)
+        dx = gx - gx.mean(axis=self.stat_axes, keepdims=True)
+        dx -= hg * (gx * hg).mean(axis=self.stat_axes, keepdims=True)
         dx *= inv
-        return (dx,)
+        return (dx.reshape(g.shape),)
