@@ -211,6 +211,8 @@ def _train(spec, emit, device, resume, init_from, hooks, is_writer) -> dict:
     B.use(device)
     t_start = time.perf_counter()
     ds = load_dataset(spec)
+    for note in ds.prep.notes:  # what the data layer inferred (categorical columns)
+        emit({"event": "note", "message": note})
     model = model_for_data(spec, ds)
     init_from = init_from or spec["model"].get("init_from")
     if init_from:

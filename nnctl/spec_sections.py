@@ -63,6 +63,19 @@ class DataSection:
     tokenizer: dict = doc("text: level, vocab_size, max_length, lowercase, oov_token, padding, truncating",
                           default_factory=dict)
     augment: dict = doc("on-the-fly augmentation of training batches", default_factory=dict)
+    categorical: list[str] | dict | None = doc(
+        "tabular: category columns, a list (one-hot) or {column = 'onehot' | 'ids'} (default: auto-detected)",
+        default=None)
+    max_categories: NonNegativeInt = doc("tabular: auto-detect a non-numeric column with at most this many "
+                                         "levels as categorical (0 = never)", default=50)
+    missing: dict | None = doc("tabular: {strategy, indicator, value, columns = {name = {...}}} for missing cells",
+                               default=None)
+    stream: Annotated[str, Choices(("auto", "memory", "mmap", "batches"))] = doc(
+        "arrays: read .npy/HDF5 whole (memory), memory-mapped (.npy) or per batch (HDF5); auto streams files "
+        "over stream_above_mb", default="auto")
+    stream_above_mb: NonNegativeInt = doc("arrays: files larger than this stream under stream = auto", default=1024)
+    shuffle_buffer: NonNegativeInt = doc("HDF5 streaming: rows of the shuffle buffer (0 = chunk order only)",
+                                         default=0)
 
 
 @dataclass(frozen=True)
@@ -71,6 +84,21 @@ class Validation:
                                                                           default=0.2)
     stratify: bool = doc("keep class proportions in the split", default=False)
     path: str | None = doc("a validation file instead of a split", default=None)
+
+
+MISSING_STRATEGIES = ("error", "mean", "median", "most_frequent", "constant")
+
+
+@dataclass(frozen=True)
+class Missing:
+    strategy: Annotated[str, Choices(MISSING_STRATEGIES)] = doc(
+        "how a missing cell (empty, NA, N/A, NaN, null, None, ?) is filled; statistics from the training split",
+        default="error")
+    indicator: bool = doc("add a 0/1 column per filled column saying the cell was missing", default=False)
+    value: float | str | None = doc("the fill value of strategy = constant (default 0, or '' for categories)",
+                                    default=None)
+    columns: dict = doc("per-column rules {name = {strategy, indicator, value}} over the ones above",
+                        default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -187,6 +215,6 @@ class OutputSection:
 SECTIONS = {"": TopLevel, "data": DataSection, "model": ModelSection, "train": TrainSection,
             "output": OutputSection}
 #: sub-tables checked against their own class; ``fill`` says whether defaults are written into the spec
-SUBTABLES = {"data.validation": (Validation, True), "data.tokenizer": (Tokenizer, True),
+SUBTABLES = {"data.validation": (Validation, True), "data.tokenizer": (Tokenizer, True), "data.missing": (Missing, False),
              "data.augment": (Augment, False), "model.decode": (Decode, True),
              "train.early_stopping": (EarlyStopping, True), "train.lr_schedule": (LrSchedule, True)}

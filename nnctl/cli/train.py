@@ -67,6 +67,8 @@ def register(app: typer.Typer, reports_errors) -> None:
                 elif event["event"] == "init_from" and not quiet:
                     log(f"init-from {event['checkpoint']}: loaded {len(event['loaded'])} arrays"
                         + (f", skipped {', '.join(event['skipped'])}" if event["skipped"] else ""))
+                elif event["event"] == "note" and not quiet:
+                    log(f"note: {event['message']}")
                 elif not quiet and event["event"] in ("resume", "checkpoint"):
                     log(f"{event['event']}: {event['checkpoint']} (epoch {event['epoch']})")
 

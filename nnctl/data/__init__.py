@@ -9,134 +9,21 @@ from __future__ import annotations
 
 import importlib
 import pathlib
-from dataclasses import dataclass, field
 
 import numpy as np
 
+from nnctl.data import arrays, idx, tabular
+from nnctl.data.arrays import arrays_xy
+from nnctl.data.idx import idx_labels_path, idx_xy
 from nnctl.data.preprocess import Preprocessor, task_of
-from nnctl.data.readers import read_arrays, read_csv_table, read_idx, to_float_matrix
+from nnctl.data.splits import Dataset, Splits
+from nnctl.data.tabular import csv_xy
 from nnctl.errors import DataError
 
-
-@dataclass
-class Splits:
-    """Raw arrays of each split (validation/test may be None); ``ordered`` forbids shuffled splitting."""
-
-    x_train: np.ndarray
-    y_train: np.ndarray | None
-    x_val: np.ndarray | None = None
-    y_val: np.ndarray | None = None
-    x_test: np.ndarray | None = None
-    y_test: np.ndarray | None = None
-    ordered: bool = False
-    defaults: dict = field(default_factory=dict)  # layer keys taken from the data (Embedding input_dim)
+__all__ = ["Dataset", "Splits", "idx_labels_path", "load_dataset", "load_split", "resolve_kind"]
 
 
-@dataclass
-class Dataset:
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_val: np.ndarray | None
-    y_val: np.ndarray | None
-    x_test: np.ndarray | None
-    y_test: np.ndarray | None
-    prep: Preprocessor
-    defaults: dict
-
-    @property
-    def input_shape(self) -> tuple:
-        return tuple(self.x_train.shape[1:])
-
-
-# -- kinds -----------------------------------------------------------------------------------------
-def _csv_xy(path, data, prep: Preprocessor, role: str):
-    header, rows = read_csv_table(path)
-    target = data.get("target")
-    if isinstance(target, int):
-        if not -len(header) <= target < len(header):
-            raise DataError(f"{path}: target column index {target} is out of range ({len(header)} columns)")
-        target = header[target]
-    target = target if target is not None else header[-1]
-    targets = target if isinstance(target, list) else [target]
-    for t in targets:
-        if t not in header:
-            raise DataError(f"{path}: no target column {t!r}; columns are {', '.join(header)}")
-    # another file (validation, test, evaluate --data) is read by the training columns' names
-    known = prep.feature_names if role != "train" and prep.feature_names else None
-    features = data.get("features") or known or [h for h in header if h not in targets]
-    for f in features:
-        if f not in header:
-            raise DataError(f"{path}: no feature column {f!r}; columns are {', '.join(header)}")
-    if role == "train":
-        prep.feature_names, prep.target_names = list(features), list(targets)
-    elif list(features) != prep.feature_names:
-        pass  # columns are looked up by name, so another order is fine
-    x = to_float_matrix(rows, [header.index(f) for f in features], header, str(path))
-    cols = [header.index(t) for t in targets]
-    if prep.task == "regression":
-        y = to_float_matrix(rows, cols, header, str(path))
-    else:
-        raw = np.array([r[cols[0]].strip() for r in rows])
-        try:
-            y = raw.astype(np.float64)
-            y = y.astype(np.int64) if np.all(y == np.round(y)) else y
-        except ValueError:
-            y = raw
-    return x, y
-
-
-def load_tabular(data, prep) -> Splits:
-    x, y = _csv_xy(data["train"], data, prep, "train")
-    s = Splits(x, y)
-    if data.get("test"):
-        s.x_test, s.y_test = _csv_xy(data["test"], data, prep, "test")
-    if isinstance(data.get("validation"), str):
-        s.x_val, s.y_val = _csv_xy(data["validation"], data, prep, "validation")
-    return s
-
-
-def _arrays(path, data):
-    x, y = read_arrays(path, (data["x"], data["y"]))
-    if y is None:
-        raise DataError(f"{path}: a .npy file holds only inputs; use .npz or .h5 with {data['x']!r} and {data['y']!r}")
-    if len(x) != len(y):
-        raise DataError(f"{path}: {data['x']!r} has {len(x)} samples but {data['y']!r} has {len(y)}")
-    return x, y
-
-
-def load_arrays(data, prep) -> Splits:
-    s = Splits(*_arrays(data["train"], data))
-    if data.get("test"):
-        s.x_test, s.y_test = _arrays(data["test"], data)
-    if isinstance(data.get("validation"), str):
-        s.x_val, s.y_val = _arrays(data["validation"], data)
-    return s
-
-
-def idx_labels_path(images: str) -> pathlib.Path:
-    """MNIST naming: ``...-images-idx3-ubyte[.gz]`` has its labels in ``...-labels-idx1-ubyte[.gz]``."""
-    p = pathlib.Path(images)
-    name = p.name.replace("images-idx3", "labels-idx1").replace("images.idx3", "labels.idx1")
-    if name == p.name:
-        raise DataError(f"{p}: cannot find the labels file (expected a name with 'images-idx3' in it)")
-    return p.with_name(name)
-
-
-def _idx(path):
-    x, y = read_idx(path), read_idx(idx_labels_path(path))
-    if len(x) != len(y):
-        raise DataError(f"{path}: {len(x)} images but {len(y)} labels in {idx_labels_path(path).name}")
-    return (x[..., None] if x.ndim == 3 else x), y.astype(np.int64)
-
-
-def load_idx(data, prep) -> Splits:
-    s = Splits(*_idx(data["train"]))
-    if data.get("test"):
-        s.x_test, s.y_test = _idx(data["test"])
-    return s
-
-
-KINDS = {"tabular": load_tabular, "arrays": load_arrays, "idx": load_idx}
+KINDS = {"tabular": tabular.load, "arrays": arrays.load, "idx": idx.load}
 ARRAY_KINDS = ("tabular", "arrays", "idx", "images")  # kinds whose files can stand in for one another
 PLUGIN_KINDS = {"images": "nnctl.data.images", "timeseries": "nnctl.data.timeseries", "text": "nnctl.data.text"}
 
@@ -193,11 +80,11 @@ def read_labelled(path, data: dict, prep: Preprocessor, train_kind: str, sample_
     if kind not in ARRAY_KINDS:
         raise DataError(f"{path}: {kind} data cannot stand in for the {train_kind} training data")
     if kind == "tabular":
-        x, y = _csv_xy(path, data, prep, "other")
+        x, y = csv_xy(path, data, prep, "other")
     elif kind == "arrays":
-        x, y = _arrays(path, dict(data, x=data.get("x", "x"), y=data.get("y", "y")))
+        x, y = arrays_xy(path, dict(data, x=data.get("x", "x"), y=data.get("y", "y")))
     elif kind == "idx":
-        x, y = _idx(path)
+        x, y = idx_xy(path)
     else:
         from nnctl.data.images import list_folder, read_images  # noqa: PLC0415
 

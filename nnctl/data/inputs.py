@@ -123,6 +123,8 @@ def read_inputs_named(source: str, prep, sample_shape=None, keys=("x",)) -> tupl
         return _jsonl(data, name, prep.feature_names), None
     header, rows = read_csv_table(io.StringIO(decode_text(data, name)), name)
     features = prep.feature_names
+    if features and prep.meta.get("table") and all(f in header for f in features):
+        return _table(header, rows, name, prep), None
     if features and all(f in header for f in features):
         cols = [header.index(f) for f in features]
     elif features:
@@ -131,6 +133,18 @@ def read_inputs_named(source: str, prep, sample_shape=None, keys=("x",)) -> tupl
     else:
         cols = list(range(len(header)))
     return to_float_matrix(rows, cols, header, name), None
+
+
+def _table(header, rows, name: str, prep) -> np.ndarray:
+    """CSV rows encoded by the checkpoint's column encoding (categories, missing values)."""
+    from nnctl.data.columns import TableEncoder  # noqa: PLC0415
+    from nnctl.data.csvfile import columns_from_rows  # noqa: PLC0415
+
+    enc = TableEncoder.from_json(prep.meta["table"])
+    x, unseen = enc.transform(columns_from_rows(header, rows, name, enc.numeric, enc.text, enc.missing_ok))
+    for k, v in unseen.items():
+        prep.unseen[k] = prep.unseen.get(k, 0) + v
+    return x.astype(np.int64) if enc.ids_only else x
 
 
 def read_inputs(source: str, prep, sample_shape=None, keys=("x",)) -> np.ndarray:

@@ -44,19 +44,39 @@ class Preprocessor:
         self.target_names: list[str] = []
         self.meta: dict = {}  # kind-specific JSON (tokenizer settings, window...)
         self.arrays: dict[str, np.ndarray] = {}  # kind-specific arrays (vocabulary...)
+        # not stored: what the last reads found, for the caller to report
+        self.notes: list[str] = []  # what was inferred (categorical columns), one line each
+        self.unseen: dict[str, int] = {}  # category column -> cells with a level unseen in training
 
     # -- inputs ---------------------------------------------------------------------------------
     def fit_x(self, x: np.ndarray) -> None:
-        if self.normalize != "none":
+        if self.normalize != "none" and not self.keeps_ids(x):
             self.x_shift, self.x_scale = _stats(self._rescaled(x), self.normalize)
+            if self.meta.get("table"):  # one-hot, id and indicator columns stay as they are
+                from nnctl.data.columns import TableEncoder  # noqa: PLC0415
+
+                keep = ~TableEncoder.from_json(self.meta["table"]).scaled_mask()
+                self.x_shift[keep], self.x_scale[keep] = 0.0, 1.0
+
+    def keeps_ids(self, x) -> bool:
+        """Integer token or category ids, which reach an Embedding unscaled and as integers."""
+        if x.dtype.kind not in "iu":
+            return False
+        if self.kind == "text":
+            return True
+        table = self.meta.get("table")
+        return bool(table) and all(c["kind"] == "category" and c["encoding"] == "ids" and not c["indicator"]
+                                   for c in table)
 
     def _rescaled(self, x):
         x = np.asarray(x, dtype=np.float64) if x.dtype.kind in "iub" or x.dtype == np.float64 else x
         return x * self.rescale if self.rescale is not None else x
 
     def transform_x(self, x: np.ndarray, dtype) -> np.ndarray:
+        if self.keeps_ids(x):
+            return x
         if self.rescale is None and self.x_shift is None:
-            return x if x.dtype.kind in "iu" and self.kind == "text" else x.astype(dtype, copy=False)
+            return x.astype(dtype, copy=False)
         x = self._rescaled(x)
         if self.x_shift is not None:
             x = (x - self.x_shift) / self.x_scale
