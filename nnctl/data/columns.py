@@ -112,6 +112,10 @@ class TableEncoder:
     def transform(self, cols: Columns) -> tuple[np.ndarray, dict[str, int]]:
         """(N, width) float64 inputs, and per category column how many cells held a level unseen in training."""
         n = len(cols)
+        if all(c.kind == "number" and not c.indicator for c in self.columns):
+            block = cols.block(self.numeric)
+            if block is not None and not np.isnan(block).any():
+                return block, {}  # numbers only, adjacent in the file: a view, no copy
         out = np.empty((n, self.width), dtype=np.float64)
         unseen: dict[str, int] = {}
         at = 0

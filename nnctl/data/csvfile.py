@@ -37,6 +37,16 @@ class Columns:
     numbers: dict[str, np.ndarray] = field(default_factory=dict)
     text: dict[str, np.ndarray] = field(default_factory=dict)
     fast: bool = False  # which path read it (for tests and benchmarks)
+    table: np.ndarray | None = None  # the fast path's (N, columns) array; ``numbers`` are views of it
+
+    def block(self, names: list[str]) -> np.ndarray | None:
+        """The numeric columns ``names`` as one (N, len(names)) view, where they are adjacent in the file."""
+        if self.table is None or not names:
+            return None
+        first = self.header.index(names[0])
+        if names != self.header[first:first + len(names)]:
+            return None
+        return self.table[:, first:first + len(names)]
 
     def __len__(self) -> int:
         for arrays in (self.numbers, self.text):
@@ -94,10 +104,10 @@ def _fast(path, header: list[str], numeric: list[str], text: list[str]) -> Colum
     if table.shape[0] == 0 or table.shape[1] != len(header):
         return None
     cols = [index[n] for n in numeric]
-    if not np.isfinite(table[:, cols]).all():
+    if not all(np.isfinite(table[:, c]).all() for c in cols):  # column by column: no copy of the table
         return None
-    out = Columns(str(path), header, fast=True)
-    out.numbers = {n: np.ascontiguousarray(table[:, index[n]]) for n in numeric}
+    out = Columns(str(path), header, fast=True, table=table)
+    out.numbers = {n: table[:, index[n]] for n in numeric}  # views: no second copy of the file
     out.text = {t: text_cols[index[t]].decode(table[:, index[t]]) for t in text}
     return out
 
@@ -142,6 +152,15 @@ def _floats(rows, cols: list[int], header: list[str], name: str, strict: set[int
                                 f"found {quote(cell)}")
             out[i, j] = v
     return out
+
+
+def try_fast(path, numeric: list[str], text: list[str]) -> Columns | None:
+    """The fast path alone: None where it cannot read the file exactly."""
+    p = _exists(path)
+    header = _header(p)
+    if header is None or not set(numeric) | set(text) <= set(header):
+        return None
+    return _fast(p, header, list(numeric), list(text))
 
 
 def read_columns(path, numeric: list[str], text: list[str], missing_ok=(), fast: bool = True) -> Columns:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from nnctl.data.columns import TableEncoder, plan
-from nnctl.data.csvfile import Columns, header_of, is_missing, read_columns, sample_rows
+from nnctl.data.csvfile import Columns, header_of, is_missing, read_columns, sample_rows, try_fast
 from nnctl.data.preprocess import Preprocessor
 from nnctl.data.splits import Splits
 from nnctl.errors import DataError
@@ -78,7 +78,14 @@ def _read(path, data, prep: Preprocessor, role: str, enc: TableEncoder | None = 
     classify = prep.task != "regression"
     numeric = enc.numeric + ([] if classify else targets)
     text = enc.text + (targets[:1] if classify else [])
-    cols = read_columns(path, numeric, text, enc.missing_ok)
+    cols = None
+    if classify and not enc.missing_ok and _text_like(path, header, targets[:1]) == set():
+        # labels that look like numbers: parsed in C; they are read as text if any is not a number
+        cols = try_fast(path, numeric + targets[:1], enc.text)
+        if cols is not None:
+            cols.text[targets[0]] = cols.numbers.pop(targets[0])
+    if cols is None:
+        cols = read_columns(path, numeric, text, enc.missing_ok)
     if fresh:
         guessed = [c for c in enc.columns if c.kind == "category" and c.name not in set(data.get("categorical") or [])]
         bad = [c.name for c in guessed if len(set(cols.text[c.name].tolist())) > data.get("max_categories", 50)]
@@ -105,6 +112,8 @@ def _targets(cols: Columns, targets: list[str], classify: bool) -> np.ndarray:
     if not classify:
         return np.stack([cols.numbers[t] for t in targets], axis=1)
     raw = cols.text[targets[0]]
+    if raw.dtype.kind == "f":  # read as numbers by the fast path: the values float() gives the same text
+        return raw.astype(np.int64) if np.all(raw == np.round(raw)) else raw
     try:
         y = raw.astype(np.float64)
         return y.astype(np.int64) if np.all(y == np.round(y)) else y
