@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import log, run_child, worker_main  # noqa: E402
+from common import log, run_child, worker_main
 
 CONTENDERS = ("baseline", "nnctl", "nnctl_loader", "nnctl_slow", "loadtxt", "pandas", "pyarrow")
 

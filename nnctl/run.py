@@ -392,8 +392,14 @@ def evaluation_data(path, spec: dict, prep: Preprocessor, model: Model, data: st
     else:
         if not spec["data"].get("test"):
             raise SpecError(f"{path}: the spec has no data.test; pass --data FILE")
-        ds = load_dataset(spec)
-        x, y, source = ds.x_test, ds.y_test, spec["data"]["test"]
+        from nnctl.data import ARRAY_KINDS, load_split  # noqa: PLC0415
+
+        source = spec["data"]["test"]
+        if prep.kind in ARRAY_KINDS:  # the stored preprocessing: the training file is not read again
+            x, y = load_split(spec, prep, source)
+        else:
+            ds = load_dataset(spec)
+            x, y = ds.x_test, ds.y_test
     from nnctl.data.inputs import conform  # noqa: PLC0415
 
     x = conform(x, model.input_shape)
@@ -423,7 +429,10 @@ def evaluate(path, data: str | None = None, device: str = "auto", preprocessed: 
         logs.update(naive_metrics(x, y, prep))
         if "naive_mse" in logs:
             logs["naive_rmse"] = float(np.sqrt(logs["naive_mse"]))
-    return {"checkpoint": str(path), "data": str(source), "samples": int(len(x)), **logs}
+    out = {"checkpoint": str(path), "data": str(source), "samples": int(len(x)), **logs}
+    if prep.unseen:  # category levels not in the training vocabulary, read as out of vocabulary
+        out["unseen"] = dict(prep.unseen)
+    return out
 
 
 def predict(restored, raw_inputs, preprocessed: bool = False, source: str = "input") -> tuple[np.ndarray, np.ndarray]:

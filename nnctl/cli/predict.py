@@ -50,6 +50,11 @@ def register(app: typer.Typer, reports_errors) -> None:
                             f"it predicts values, not class probabilities")
         x, files = read_inputs_named(input_, prep, model.input_shape, (spec["data"].get("x") or "x", "x"))
         source = "stdin" if input_ == "-" else input_
+        if prep.unseen:  # predict never fails on a new category level; it says how many it saw
+            from nnctl.cli.output import log  # noqa: PLC0415
+
+            log("note: values not seen in training, encoded as out of vocabulary: "
+                + ", ".join(f"{k} {v}" for k, v in prep.unseen.items()))
         outputs, decoded = run.predict(restored, x, preprocessed=preprocessed, source=source)
         data = render(outputs, decoded, prep, format_, proba, top_k, files)
         if output == "-":

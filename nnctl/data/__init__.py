@@ -196,6 +196,8 @@ def load_split(spec: dict, prep: Preprocessor, path: str, preprocessed: bool = F
     else:
         s = loader(prep.kind)(data, fresh)
         x, y = s.x_train, s.y_train
+    for k, v in fresh.unseen.items():
+        prep.unseen[k] = prep.unseen.get(k, 0) + v
     dtype = np.dtype(spec["dtype"])
     if preprocessed:
         x = x if x.dtype.kind in "iu" and prep.kind == "text" else x.astype(dtype, copy=False)

@@ -129,8 +129,8 @@ class TableEncoder:
                 miss = _missing_mask(raw)
                 if miss.any() and c.strategy == "error":
                     row = int(np.nonzero(miss)[0][0])
-                    raise DataError(f"{cols.name}: row {row + 1}, column {quote(c.name)}: missing value "
-                                    f"{quote(raw[row])}; set data.missing (a strategy) to fill it")
+                    raise DataError(f"{cols.name}: line {row + 2}, column {quote(c.name)}: missing value "
+                                    f"{quote(str(raw[row]))}; set data.missing (a strategy) to fill it")
                 if miss.any() and c.fill is not None:
                     raw = np.where(miss, c.fill, raw)
                 ids = _lookup(c.vocab, raw)
@@ -151,7 +151,7 @@ class TableEncoder:
         return [asdict(c) for c in self.columns]
 
     @classmethod
-    def from_json(cls, items: list[dict]) -> "TableEncoder":
+    def from_json(cls, items: list[dict]) -> TableEncoder:
         return cls([Column(**item) for item in items])
 
 
