@@ -91,14 +91,10 @@ def plot_history(history: dict, output_png, title: str | None = None) -> None:
 
 
 def confusion_counts(y_true_labels, y_pred_labels, classes) -> np.ndarray:
-    """counts[i, j] = samples of true class classes[i] predicted as classes[j]."""
-    index = {c: i for i, c in enumerate(np.asarray(classes).tolist())}
-    counts = np.zeros((len(index), len(index)), dtype=np.int64)
-    for t, p in zip(np.asarray(y_true_labels).ravel().tolist(), np.asarray(y_pred_labels).ravel().tolist()):
-        if t not in index or p not in index:
-            raise ValueError(f"label {t if t not in index else p!r} is not one of the classes")
-        counts[index[t], index[p]] += 1
-    return counts
+    """counts[i, j] = samples of true class classes[i] predicted as classes[j] (``report.confusion_counts``)."""
+    from nnctl.report import confusion_counts as counts  # noqa: PLC0415
+
+    return counts(y_true_labels, y_pred_labels, classes)
 
 
 def confusion_matrix(y_true_labels, y_pred_labels, classes, output_png, title: str | None = None) -> np.ndarray:

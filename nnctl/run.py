@@ -430,6 +430,12 @@ def evaluate(path, data: str | None = None, device: str = "auto", preprocessed: 
         if "naive_mse" in logs:
             logs["naive_rmse"] = float(np.sqrt(logs["naive_mse"]))
     out = {"checkpoint": str(path), "data": str(source), "samples": int(len(x)), **logs}
+    if prep.task != "regression" and not isinstance(model.output_shape, list):
+        from nnctl.report import classification_report  # noqa: PLC0415
+
+        p = B.to_numpy(loss.probabilities(model.predict(x)))
+        classes = prep.classes if prep.classes is not None else np.arange(prep.n_classes(model.output_shape[-1]))
+        out.update(classification_report(p, np.asarray(y), prep.task, classes))
     if prep.unseen:  # category levels not in the training vocabulary, read as out of vocabulary
         out["unseen"] = dict(prep.unseen)
     return out

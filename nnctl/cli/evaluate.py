@@ -1,4 +1,5 @@
-"""``nnctl evaluate CHECKPOINT``: loss and every metric on the spec's test set or on --data."""
+"""``nnctl evaluate CHECKPOINT``: loss and every metric on the spec's test set or on --data, and for
+classifiers precision, recall, F1 and support per class with the confusion counts."""
 
 from __future__ import annotations
 
@@ -21,7 +22,10 @@ def register(app: typer.Typer, reports_errors) -> None:
         confusion_matrix: Optional[str] = typer.Option(None, "--confusion-matrix",
                                                         help="also write the confusion matrix to this PNG"),
     ):
-        """Evaluate a checkpoint: loss and every metric of its spec."""
+        """Evaluate a checkpoint: loss and every metric of its spec; a classifier's per-class report.
+
+        Example: nnctl evaluate runs/iris-mlp.h5 --data test.csv --json
+        """
         from nnctl import run  # noqa: PLC0415
         from nnctl.cli.output import emit_json, table  # noqa: PLC0415
 
@@ -34,5 +38,15 @@ def register(app: typer.Typer, reports_errors) -> None:
         if json_:
             emit_json(result)
             return
-        rows = [[k, v] for k, v in result.items() if k not in ("checkpoint", "data")]
+        nested = ("checkpoint", "data", "per_class", "macro_avg", "weighted_avg", "confusion", "unseen")
+        rows = [[k, v] for k, v in result.items() if k not in nested]
+        if result.get("unseen"):
+            rows.append(["unseen", ", ".join(f"{k} {v}" for k, v in result["unseen"].items())])
         table(rows, ["metric", "value"], title=f"{result['checkpoint']} on {result['data']}")
+        if "per_class" in result:
+            print()
+            per = [[c, r["precision"], r["recall"], r["f1"], r["support"]] for c, r in result["per_class"].items()]
+            support = sum(r["support"] for r in result["per_class"].values())
+            per += [[name, a["precision"], a["recall"], a["f1"], support]
+                    for name, a in (("macro avg", result["macro_avg"]), ("weighted avg", result["weighted_avg"]))]
+            table(per, ["class", "precision", "recall", "f1", "support"])
