@@ -123,7 +123,12 @@ class Trainer:
         n = len(x)
         bs = self._batch_size(n)
         rank, size = self.hooks.world
-        order = self.data_rng.permutation(n) if self.cfg.get("shuffle", True) else np.arange(n)
+        if not self.cfg.get("shuffle", True):
+            order = np.arange(n)
+        elif hasattr(x, "epoch_order"):  # streamed rows (data.streaming.Rows) may shuffle in chunk order
+            order = x.epoch_order(self.data_rng)
+        else:
+            order = self.data_rng.permutation(n)
         epoch = self.state.epoch
         lr = float(self.schedule.lr(epoch))
         n_batches = math.ceil(n / bs)

@@ -17,6 +17,7 @@ from nnctl.data.arrays import arrays_xy
 from nnctl.data.idx import idx_labels_path, idx_xy
 from nnctl.data.preprocess import Preprocessor, task_of
 from nnctl.data.splits import Dataset, Splits
+from nnctl.data.streaming import rows_of
 from nnctl.data.tabular import csv_xy
 from nnctl.errors import DataError
 
@@ -108,7 +109,8 @@ def _validation_split(s: Splits, split: float, stratify: bool, rng, name: str) -
         raise DataError(f"{name}: validation split {split} of {n} samples leaves an empty split")
     if s.ordered:  # time series: the end of the series, never shuffled into training
         cut = n - n_val
-        s.x_val, s.y_val, s.x_train, s.y_train = s.x_train[cut:], s.y_train[cut:], s.x_train[:cut], s.y_train[:cut]
+        s.x_val, s.y_val = rows_of(s.x_train, np.arange(cut, n)), s.y_train[cut:]
+        s.x_train, s.y_train = rows_of(s.x_train, np.arange(cut)), s.y_train[:cut]
         return
     if stratify and s.y_train is not None and s.y_train.ndim == 1:
         val_idx = []
@@ -120,8 +122,8 @@ def _validation_split(s: Splits, split: float, stratify: bool, rng, name: str) -
     else:
         val_mask = np.zeros(n, bool)
         val_mask[rng.permutation(n)[:n_val]] = True
-    s.x_val, s.y_val = s.x_train[val_mask], s.y_train[val_mask]
-    s.x_train, s.y_train = s.x_train[~val_mask], s.y_train[~val_mask]
+    s.x_val, s.y_val = rows_of(s.x_train, val_mask), s.y_train[val_mask]
+    s.x_train, s.y_train = rows_of(s.x_train, ~val_mask), s.y_train[~val_mask]
 
 
 def load_dataset(spec: dict, with_test: bool = True) -> Dataset:
@@ -138,7 +140,7 @@ def load_dataset(spec: dict, with_test: bool = True) -> Dataset:
     if data.get("subset"):
         if data["subset"] < len(s.x_train):
             keep = np.sort(rng.permutation(len(s.x_train))[: data["subset"]])
-            s.x_train, s.y_train = s.x_train[keep], s.y_train[keep]
+            s.x_train, s.y_train = rows_of(s.x_train, keep), s.y_train[keep]
     val = data.get("validation")
     val_path = val if isinstance(val, str) else (val.get("path") if isinstance(val, dict) else None)
     shape, classes = s.x_train.shape[1:], _label_classes(s.y_train, prep)

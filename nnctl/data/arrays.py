@@ -1,16 +1,96 @@
-"""The arrays kind: inputs and targets stored under two keys of a .npz or HDF5 file (or a .npy of inputs)."""
+"""The arrays kind: inputs and targets under two keys of a .npz or HDF5 file, or a .npy of inputs with its
+targets in a second .npy (``y = "y_train.npy"``, beside the inputs).
+
+``data.stream`` chooses how the inputs are read: ``memory`` (whole, as always), ``mmap`` (.npy memory-mapped),
+``batches`` (HDF5 rows read per batch, .npy memory-mapped), or ``auto``: streamed when the inputs are larger
+than ``data.stream_above_mb``. Streamed inputs are ``streaming.Rows``; targets are always read whole.
+"""
 
 from __future__ import annotations
 
+import pathlib
+
+import numpy as np
+
 from nnctl.data.preprocess import Preprocessor
-from nnctl.data.readers import read_arrays
+from nnctl.data.readers import _exists, _npy_header, read_arrays
 from nnctl.data.splits import Splits
-from nnctl.errors import DataError
+from nnctl.data.streaming import Rows
+from nnctl.errors import DataError, quote
+
+
+def _targets_beside(path: pathlib.Path, y: str) -> pathlib.Path | None:
+    """The .npy of targets named by ``data.y`` for a .npy of inputs (relative to the inputs' folder)."""
+    if not str(y).lower().endswith(".npy"):
+        return None
+    q = pathlib.Path(y).expanduser()
+    return q if q.is_absolute() else path.parent / q
+
+
+def _streams(data: dict, nbytes: int) -> bool:
+    mode = data.get("stream", "auto")
+    return mode in ("mmap", "batches") or (mode == "auto" and nbytes > int(data.get("stream_above_mb", 1024)) << 20)
+
+
+def _npy_rows(p: pathlib.Path, buffer: int) -> Rows:
+    with open(p, "rb") as f:
+        shape, dtype = _npy_header(f, str(p), p.stat().st_size)  # sizes checked before mapping
+        if not shape:
+            raise DataError(f"{p}: holds a single value; expected an array of samples")
+    try:
+        return Rows(np.load(p, mmap_mode="r", allow_pickle=False), shuffle_buffer=buffer)
+    except (ValueError, OSError) as exc:
+        raise DataError(f"{p}: not a plain .npy array ({quote(exc, 80)})") from None
+
+
+CHUNK_CACHE = 64 << 20  # HDF5 chunk cache: a shuffle window's chunks are read (and decompressed) once
+
+
+def _h5_rows(p: pathlib.Path, key: str, buffer: int) -> Rows:
+    import h5py  # noqa: PLC0415
+
+    try:
+        f = h5py.File(p, "r", rdcc_nbytes=CHUNK_CACHE, rdcc_nslots=10007)
+    except OSError as exc:
+        raise DataError(f"{p}: not a readable HDF5 file ({quote(exc, 80)})") from None
+    if key not in f:
+        names = ", ".join(list(f.keys())[:20]) or "none"
+        f.close()
+        raise DataError(f"{p}: no array named {quote(key)}; found {names}")
+    ds = f[key]
+    if not isinstance(ds, h5py.Dataset) or not ds.shape or ds.dtype.kind not in "biuf":
+        f.close()
+        raise DataError(f"{p}: /{key} is not an array of numbers with a sample axis")
+    return Rows(ds, keep=f, shuffle_buffer=buffer)
+
+
+def _h5_nbytes(p: pathlib.Path, key: str) -> int:
+    import h5py  # noqa: PLC0415
+
+    try:
+        with h5py.File(p, "r") as f:
+            ds = f.get(key)
+            return int(getattr(ds, "nbytes", 0))
+    except OSError:
+        return 0  # read_arrays names what is wrong with the file
 
 
 def arrays_xy(path, data: dict):
-    """The (x, y) arrays of one file, checked to hold as many samples each."""
-    x, y = read_arrays(path, (data["x"], data["y"]))
+    """The (x, y) of one file, checked to hold as many samples each; x is a ``Rows`` when streamed."""
+    p = _exists(path)
+    ext = p.suffix.lower()
+    y_file = _targets_beside(p, data["y"]) if ext == ".npy" else None
+    if ext == ".npy" and y_file is not None:
+        x = _npy_rows(p, data.get("shuffle_buffer", 0)) if _streams(data, p.stat().st_size) else read_arrays(p, ("x",))[0]
+        y = read_arrays(_exists(y_file), ("y",))[0]
+    elif ext in (".h5", ".hdf5") and _streams(data, _h5_nbytes(p, data["x"])):
+        x = _h5_rows(p, data["x"], data.get("shuffle_buffer", 0))
+        y = read_arrays(p, (None, data["y"]))[1]
+    else:
+        if data.get("stream") in ("mmap", "batches") and ext == ".npz":
+            raise DataError(f"{p}: data.stream = {data['stream']!r}: .npz members cannot be read in parts; "
+                            f"save the arrays as .npy or HDF5 (nnctl data convert)")
+        x, y = read_arrays(p, (data["x"], data["y"]))
     if y is None:
         raise DataError(f"{path}: a .npy file holds only inputs; use .npz or .h5 with {data['x']!r} and {data['y']!r}")
     if len(x) != len(y):

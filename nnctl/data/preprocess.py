@@ -12,6 +12,7 @@ import json
 
 import numpy as np
 
+from nnctl.data.streaming import is_rows
 from nnctl.errors import DataError
 
 def task_of(loss_name: str) -> str:
@@ -19,6 +20,32 @@ def task_of(loss_name: str) -> str:
     from nnctl.losses import LOSSES  # noqa: PLC0415
 
     return LOSSES.get(loss_name).task
+
+
+def _stream_stats(x, how: str, rescaled) -> tuple[np.ndarray, np.ndarray]:
+    """_stats over a ``streaming.Rows`` in one sequential pass: min/max exactly as in memory; mean and
+    standard deviation by combining each block's (count, mean, sum of squared deviations) (Chan et al.),
+    equal to the in-memory statistics to rounding."""
+    n, mean, m2, lo, hi = 0, 0.0, 0.0, None, None
+    for block in x.chunks():
+        b = rescaled(block.reshape(-1, block.shape[-1]))  # the dtype the in-memory path computes in
+        if how == "standard":
+            b = b.astype(np.float64)
+            k, bm = len(b), b.mean(axis=0)
+            bm2 = ((b - bm) ** 2).sum(axis=0)
+            delta = bm - mean
+            mean = mean + delta * k / (n + k)
+            m2 = m2 + bm2 + delta ** 2 * n * k / (n + k)
+            n += k
+        else:
+            lo = b.min(axis=0) if lo is None else np.minimum(lo, b.min(axis=0))
+            hi = b.max(axis=0) if hi is None else np.maximum(hi, b.max(axis=0))
+    if how == "standard":
+        shift, scale = np.asarray(mean), np.sqrt(np.asarray(m2) / max(n, 1))
+    else:
+        shift, scale = lo, hi - lo
+    scale = np.where(scale > 0, scale, 1.0)
+    return np.asarray(shift, dtype=np.float64), np.asarray(scale, dtype=np.float64)
 
 
 def _stats(x: np.ndarray, how: str) -> tuple[np.ndarray, np.ndarray]:
@@ -51,7 +78,10 @@ class Preprocessor:
     # -- inputs ---------------------------------------------------------------------------------
     def fit_x(self, x: np.ndarray) -> None:
         if self.normalize != "none" and not self.keeps_ids(x):
-            self.x_shift, self.x_scale = _stats(self._rescaled(x), self.normalize)
+            if is_rows(x):
+                self.x_shift, self.x_scale = _stream_stats(x, self.normalize, self._rescaled)
+            else:
+                self.x_shift, self.x_scale = _stats(self._rescaled(x), self.normalize)
             if self.meta.get("table"):  # one-hot, id and indicator columns stay as they are
                 from nnctl.data.columns import TableEncoder  # noqa: PLC0415
 
@@ -73,6 +103,8 @@ class Preprocessor:
         return x * self.rescale if self.rescale is not None else x
 
     def transform_x(self, x: np.ndarray, dtype) -> np.ndarray:
+        if is_rows(x):  # applied to each batch as it is read
+            return x if self.keeps_ids(x) else x.mapped(lambda b: self.transform_x(b, dtype), dtype)
         if self.keeps_ids(x):
             return x
         if self.rescale is None and self.x_shift is None:
