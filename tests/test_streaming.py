@@ -169,3 +169,47 @@ def test_training_under_an_address_space_limit_smaller_than_the_file(tmp_path):
     assert os.waitstatus_to_exitcode(status) == 0, err
     assert (tmp_path / "big-model.h5").exists()
     assert usage.ru_maxrss * 1024 < limit
+
+
+class _Counting(Rows):
+    """Rows that record every physical row read."""
+
+    def __init__(self, source, log):
+        super().__init__(source)
+        self.log = log
+
+    def _view(self, index, transform, dtype):
+        return self
+
+    def _read(self, idx, raw=False):
+        self.log.extend(idx.tolist())
+        return super()._read(idx, raw)
+
+
+def _trainer(rank: int):
+    from nnctl import losses, optimizers  # noqa: PLC0415
+    from nnctl.build import build_model  # noqa: PLC0415
+    from nnctl.train import Hooks, Trainer  # noqa: PLC0415
+
+    raw = {"data": {"train": "x"}, "model": {"layers": [{"type": "Dense", "units": 2, "activation": "softmax"}]},
+           "train": {"loss": "sparse_categorical_crossentropy", "batch_size": 16, "epochs": 1}}
+    s = spec.validate(raw, "test")
+    model = build_model(s, (5,), 0)
+    model.to_device()
+    return Trainer(model, losses.get("sparse_categorical_crossentropy"), optimizers.get("sgd"), s["train"],
+                   "sparse", 2, 0, hooks=Hooks(world=(rank, 2)))
+
+
+def test_each_rank_reads_only_its_share_of_each_batch(files):
+    """The trainer's data-parallel slicing on streamed rows: two ranks read disjoint rows covering the epoch."""
+    with h5py.File(files / "d.h5") as f:
+        y = f["y"][()]
+        reads = {}
+        for rank in (0, 1):
+            log: list[int] = []
+            trainer = _trainer(rank)
+            trainer.run_epoch(_Counting(f["x"], log), y)
+            reads[rank] = log
+    assert not set(reads[0]) & set(reads[1])
+    assert sorted(reads[0] + reads[1]) == list(range(300))
+    assert abs(len(reads[0]) - len(reads[1])) <= 19  # ragged batches split as evenly as they can
