@@ -155,6 +155,12 @@ def test_categorical_and_missing_train_evaluate_predict(tmp_path):
     first = [json.loads(line) for line in pr.stdout.splitlines()]
     assert len(first) == 2 and all(r["prediction"] in ("yes", "no") for r in first)
 
+    lines = '{"age": null, "city": "Berlin", "income": "NA", "colour": "purple"}\n[55, "Paris", 2.5, "red"]\n'
+    js = subprocess.run([sys.executable, "-m", "nnctl", "predict", "people.h5", "-", "--format", "jsonl", "--proba"],
+                        input=lines, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert js.returncode == 0, js.stderr
+    assert js.stdout == pr.stdout  # JSON lines read as the CSV cells they stand for
+
     # a different training file afterwards changes nothing: evaluate and predict read only the checkpoint
     (tmp_path / "train.csv").write_text("\n".join([header, *_rows(np.random.default_rng(9), 30, ["Oslo"])]) + "\n")
     assert _cli("predict", "people.h5", new, "--format", "jsonl", "--proba", cwd=tmp_path).stdout == pr.stdout

@@ -187,9 +187,9 @@ class _Counting(Rows):
 
 
 def _trainer(rank: int):
-    from nnctl import losses, optimizers  # noqa: PLC0415
-    from nnctl.build import build_model  # noqa: PLC0415
-    from nnctl.train import Hooks, Trainer  # noqa: PLC0415
+    from nnctl import losses, optimizers
+    from nnctl.build import build_model
+    from nnctl.train import Hooks, Trainer
 
     raw = {"data": {"train": "x"}, "model": {"layers": [{"type": "Dense", "units": 2, "activation": "softmax"}]},
            "train": {"loss": "sparse_categorical_crossentropy", "batch_size": 16, "epochs": 1}}

@@ -129,7 +129,7 @@ class TableEncoder:
                 miss = _missing_mask(raw)
                 if miss.any() and c.strategy == "error":
                     row = int(np.nonzero(miss)[0][0])
-                    raise DataError(f"{cols.name}: line {row + 2}, column {quote(c.name)}: missing value "
+                    raise DataError(f"{cols.name}: line {row + cols.first_line}, column {quote(c.name)}: missing value "
                                     f"{quote(str(raw[row]))}; set data.missing (a strategy) to fill it")
                 if miss.any() and c.fill is not None:
                     raw = np.where(miss, c.fill, raw)

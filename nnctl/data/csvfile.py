@@ -38,6 +38,7 @@ class Columns:
     text: dict[str, np.ndarray] = field(default_factory=dict)
     fast: bool = False  # which path read it (for tests and benchmarks)
     table: np.ndarray | None = None  # the fast path's (N, columns) array; ``numbers`` are views of it
+    first_line: int = 2  # the line of the first row, for messages (2: after a CSV header)
 
     def block(self, names: list[str]) -> np.ndarray | None:
         """The numeric columns ``names`` as one (N, len(names)) view, where they are adjacent in the file."""
@@ -118,18 +119,18 @@ def _slow(path, numeric: list[str], text: list[str], missing_ok: set[str]) -> Co
 
 
 def columns_from_rows(header: list[str], rows: list[list[str]], name: str, numeric: list[str], text: list[str],
-                      missing_ok=()) -> Columns:
-    """Columns of rows already split by the csv module (the slow path; predict's stdin)."""
-    out = Columns(name, header)
+                      missing_ok=(), first_line: int = 2) -> Columns:
+    """Columns of rows already split by the csv module (the slow path; predict's stdin, JSON lines)."""
+    out = Columns(name, header, first_line=first_line)
     cols = [header.index(n) for n in numeric]
     strict = {c for n, c in zip(numeric, cols) if n not in missing_ok}
-    parsed = _floats(rows, cols, header, name, strict)
+    parsed = _floats(rows, cols, header, name, strict, first_line)
     out.numbers = {n: parsed[:, j].copy() for j, n in enumerate(numeric)}
     out.text = {t: np.array([r[header.index(t)].strip() for r in rows]) for t in text}
     return out
 
 
-def _floats(rows, cols: list[int], header: list[str], name: str, strict: set[int]) -> np.ndarray:
+def _floats(rows, cols: list[int], header: list[str], name: str, strict: set[int], first_line: int = 2) -> np.ndarray:
     """Cells as finite floats (NaN for a missing cell of a column not in ``strict``); the first bad cell,
     in row order, is an error naming the line and column."""
     out = np.empty((len(rows), len(cols)), dtype=np.float64)
@@ -142,13 +143,13 @@ def _floats(rows, cols: list[int], header: list[str], name: str, strict: set[int
                 if c not in strict and cell.lower() in MISSING_TOKENS:
                     out[i, j] = np.nan
                     continue
-                raise DataError(f"{name}: line {i + 2}, column {quote(header[c])}: expected a number, "
+                raise DataError(f"{name}: line {i + first_line}, column {quote(header[c])}: expected a number, "
                                 f"found {quote(cell)}") from None
             if not np.isfinite(v):
                 if c not in strict and cell.lower() in MISSING_TOKENS:
                     out[i, j] = np.nan
                     continue
-                raise DataError(f"{name}: line {i + 2}, column {quote(header[c])}: expected a finite number, "
+                raise DataError(f"{name}: line {i + first_line}, column {quote(header[c])}: expected a finite number, "
                                 f"found {quote(cell)}")
             out[i, j] = v
     return out

@@ -120,6 +120,8 @@ def read_inputs_named(source: str, prep, sample_shape=None, keys=("x",)) -> tupl
     if fmt == "npy":
         return _npy(data, name, keys), None
     if fmt == "jsonl":
+        if prep.meta.get("table"):
+            return _jsonl_table(data, name, prep), None
         return _jsonl(data, name, prep.feature_names), None
     header, rows = read_csv_table(io.StringIO(decode_text(data, name)), name)
     features = prep.feature_names
@@ -135,16 +137,42 @@ def read_inputs_named(source: str, prep, sample_shape=None, keys=("x",)) -> tupl
     return to_float_matrix(rows, cols, header, name), None
 
 
-def _table(header, rows, name: str, prep) -> np.ndarray:
+def _table(header, rows, name: str, prep, first_line: int = 2) -> np.ndarray:
     """CSV rows encoded by the checkpoint's column encoding (categories, missing values)."""
     from nnctl.data.columns import TableEncoder  # noqa: PLC0415
     from nnctl.data.csvfile import columns_from_rows  # noqa: PLC0415
 
     enc = TableEncoder.from_json(prep.meta["table"])
-    x, unseen = enc.transform(columns_from_rows(header, rows, name, enc.numeric, enc.text, enc.missing_ok))
+    x, unseen = enc.transform(columns_from_rows(header, rows, name, enc.numeric, enc.text, enc.missing_ok,
+                                                first_line))
     for k, v in unseen.items():
         prep.unseen[k] = prep.unseen.get(k, 0) + v
     return x.astype(np.int64) if enc.ids_only else x
+
+
+def _jsonl_table(data: bytes, name: str, prep) -> np.ndarray:
+    """JSON lines of a table with category or missing-value columns: objects keyed by feature (or lists in
+    feature order); null is a missing cell, every value is read as the CSV cell it would be."""
+    features = prep.feature_names
+    rows = []
+    for i, line in enumerate(decode_text(data, name).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{name}: line {i}: not valid JSON ({exc.msg})") from None
+        if isinstance(obj, list) and len(obj) == len(features):
+            obj = dict(zip(features, obj))
+        if not isinstance(obj, dict):
+            raise DataError(f"{name}: line {i}: expected a JSON object keyed by {_names(features)}")
+        missing = [f for f in features if f not in obj]
+        if missing:
+            raise DataError(f"{name}: line {i}: missing feature {quote(missing[0])}; expected keys {_names(features)}")
+        rows.append(["" if obj[f] is None else str(obj[f]) for f in features])
+    if not rows:
+        raise DataError(f"{name}: no JSON lines")
+    return _table(features, rows, name, prep, first_line=1)
 
 
 def read_inputs(source: str, prep, sample_shape=None, keys=("x",)) -> np.ndarray:
