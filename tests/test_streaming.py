@@ -213,3 +213,29 @@ def test_each_rank_reads_only_its_share_of_each_batch(files):
     assert not set(reads[0]) & set(reads[1])
     assert sorted(reads[0] + reads[1]) == list(range(300))
     assert abs(len(reads[0]) - len(reads[1])) <= 19  # ragged batches split as evenly as they can
+
+
+def test_image_folder_decodes_in_parallel_as_in_sequence(tmp_path, monkeypatch):
+    from PIL import Image  # noqa: PLC0415
+
+    from nnctl.data import images  # noqa: PLC0415
+    from nnctl.errors import DataError  # noqa: PLC0415
+
+    rng = np.random.default_rng(0)
+    files = []
+    for i in range(24):
+        p = tmp_path / f"{i:02d}.png"
+        Image.fromarray(rng.integers(0, 255, (9 + i % 3, 11, 3), dtype=np.uint8)).save(p)
+        files.append(p)
+    got = {}
+    for threads in (1, 4):
+        monkeypatch.setattr(images, "DECODE_THREADS", threads)
+        got[threads] = images.read_images(files, "rgb", (8, 8))
+    np.testing.assert_array_equal(got[1], got[4])
+    assert got[4].shape == (24, 8, 8, 3)
+    for bad in (5, 20):  # truncated after the header: only decoding finds out
+        files[bad].write_bytes(files[bad].read_bytes()[:60])
+    for threads in (1, 4):
+        monkeypatch.setattr(images, "DECODE_THREADS", threads)
+        with pytest.raises(DataError, match="05.png: not a readable image"):
+            images.read_images(files, "rgb", (8, 8))

@@ -9,8 +9,10 @@ CMYK...), else grayscale. Pillow is imported only here, so other data kinds do n
 
 from __future__ import annotations
 
+import os
 import pathlib
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -19,6 +21,7 @@ from nnctl.errors import DataError
 
 # the most pixels of one image, read from its header before decoding (Pillow itself allows about 179 M)
 MAX_PIXELS = 40_000_000
+DECODE_THREADS = min(8, os.cpu_count() or 1)  # images decoded at once
 
 def _pillow():
     try:
@@ -103,7 +106,9 @@ def _decode(Image, files, heads, color_mode: str, size) -> np.ndarray:
     channels = 1 if color_mode == "grayscale" else 3
     pil_mode = "L" if channels == 1 else "RGB"
     x = np.empty((len(files), size[0], size[1], channels), dtype=np.uint8)
-    for i, p in enumerate(files):
+
+    def one(i: int) -> None:
+        p = files[i]
         try:
             with Image.open(p) as im:
                 im = im.convert(pil_mode)
@@ -114,6 +119,17 @@ def _decode(Image, files, heads, color_mode: str, size) -> np.ndarray:
             raise
         except Exception as exc:  # noqa: BLE001 - truncated or corrupt data shows only when decoding
             raise DataError(f"{p}: not a readable image ({type(exc).__name__}: {exc})") from None
+
+    workers = min(DECODE_THREADS, len(files))
+    if workers <= 1:
+        for i in range(len(files)):
+            one(i)
+        return x
+    # Pillow releases the GIL while decoding and resizing: threads decode in parallel, each into its own row
+    with ThreadPoolExecutor(workers) as pool:
+        futures = [pool.submit(one, i) for i in range(len(files))]
+        for f in futures:  # in file order: the first bad file is the one named, as in a sequential read
+            f.result()
     return x
 
 
