@@ -216,10 +216,10 @@ def test_each_rank_reads_only_its_share_of_each_batch(files):
 
 
 def test_image_folder_decodes_in_parallel_as_in_sequence(tmp_path, monkeypatch):
-    from PIL import Image  # noqa: PLC0415
+    from PIL import Image
 
-    from nnctl.data import images  # noqa: PLC0415
-    from nnctl.errors import DataError  # noqa: PLC0415
+    from nnctl.data import images
+    from nnctl.errors import DataError
 
     rng = np.random.default_rng(0)
     files = []
