@@ -212,3 +212,23 @@ def test_unknown_categorical_column_is_a_spec_error(tmp_path):
     p = _cli("train", "s.toml", cwd=tmp_path)
     assert p.returncode == 2 and "data.categorical: 'town' is not a feature column" in p.stderr
     assert len(p.stderr.strip().splitlines()) == 1
+
+
+def test_a_text_column_with_many_levels_keeps_the_number_error(tmp_path):
+    """Past max_categories a non-numeric column is not a category: the reader names its first cell."""
+    rows = [f"{i},name{i},{i % 2}" for i in range(12)]
+    (tmp_path / "t.csv").write_text("a,who,y\n" + "\n".join(rows) + "\n")
+    (tmp_path / "s.toml").write_text('[data]\ntrain = "t.csv"\nmax_categories = 5\n[[model.layers]]\n'
+                                     'type = "Dense"\nunits = 1\nactivation = "sigmoid"\n'
+                                     '[train]\nloss = "binary_crossentropy"\n')
+    p = _cli("train", "s.toml", cwd=tmp_path)
+    assert p.returncode == 2
+    assert p.stderr == f"error: {tmp_path / 't.csv'}: line 2, column 'who': expected a number, found 'name0'\n"
+
+
+def test_unknown_key_of_a_per_column_missing_rule(tmp_path):
+    (tmp_path / "t.csv").write_text("a,y\n1,0\n,1\n")
+    (tmp_path / "s.toml").write_text('[data]\ntrain = "t.csv"\nmissing = { columns = { a = { strategy = "mean", '
+                                     'fill = 1 } } }\n[[model.layers]]\ntype = "Dense"\nunits = 1\n')
+    p = _cli("train", "s.toml", cwd=tmp_path)
+    assert p.returncode == 2 and "data.missing.columns.a.fill: unknown key" in p.stderr

@@ -187,9 +187,13 @@ def plan(data: dict, features: list[str], text_guess: set[str], source: str) -> 
                             f"{', '.join(features[:20])}")
     missing = data.get("missing") or {}
     per_column = missing.get("columns") or {}
-    for name in per_column:
+    for name, rule in per_column.items():
         if name not in features:
             raise SpecError(f"{source}: data.missing.columns: {quote(name)} is not a feature column")
+        extra = sorted(set(rule) - {"strategy", "indicator", "value"}) if isinstance(rule, dict) else ["(not a table)"]
+        if extra:
+            raise SpecError(f"{source}: data.missing.columns.{name}.{extra[0]}: unknown key; expected strategy, "
+                            f"indicator or value")
     out = []
     for f in features:
         rule = {**{k: missing[k] for k in ("strategy", "indicator", "value") if k in missing},

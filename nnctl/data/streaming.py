@@ -112,13 +112,13 @@ class Rows:
         if len(idx) and (idx.min() < 0 or idx.max() >= len(self)):
             raise IndexError(f"row {int(idx.max())} is out of range for {len(self)} rows")
         phys = idx if self.index is None else self.index[idx]
-        block = _read_sorted(self.source, phys)
+        block = _read_sorted(self.source, phys, self.block_rows)
         if self.transform is not None and not raw:
             block = self.transform(block)
         return np.asarray(block, dtype=self.dtype) if not raw else block
 
 
-def _read_sorted(source, phys: np.ndarray) -> np.ndarray:
+def _read_sorted(source, phys: np.ndarray, block_rows: int) -> np.ndarray:
     """source[phys] for any phys; HDF5 takes one increasing selection (a range when the rows are dense)."""
     shape = source.shape[1:]
     if len(phys) == 0:
@@ -131,8 +131,11 @@ def _read_sorted(source, phys: np.ndarray) -> np.ndarray:
         block = np.asarray(source[lo:hi])[uniq - lo]
     elif isinstance(source, np.ndarray):
         block = source[uniq]
-    else:
-        block = np.asarray(source[uniq])  # h5py: a point selection of increasing rows
+    else:  # HDF5: one slice per chunk touched (point selections of many rows are slow in h5py)
+        first = np.flatnonzero(np.diff(uniq // block_rows, prepend=-1))
+        ends = [*first[1:], len(uniq)]
+        block = np.concatenate([np.asarray(source[int(uniq[a]):int(uniq[b - 1]) + 1])[uniq[a:b] - uniq[a]]
+                                for a, b in zip(first, ends)])
     return block if len(uniq) == len(phys) and np.array_equal(uniq, phys) else block[inverse.reshape(-1)]
 
 
