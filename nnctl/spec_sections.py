@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-from nnctl.fields import Choices, Doc, Fraction, NameOf, NonNegativeFloat, NonNegativeInt, PositiveFloat, \
+from nnctl.fields import Choices, Doc, FileStem, Fraction, NameOf, NonNegativeFloat, NonNegativeInt, PositiveFloat, \
     PositiveInt, Range, Seed
 
 Scaling = Annotated[str, Choices(("none", "standard", "minmax"))]
@@ -24,7 +24,7 @@ def doc(text: str, **kw) -> Any:
 
 @dataclass(frozen=True)
 class TopLevel:
-    name: str = doc("run name; the default checkpoint is runs/<name>.h5 next to the spec", default="model")
+    name: FileStem = doc("run name; the default checkpoint is runs/<name>.h5 next to the spec", default="model")
     seed: Seed = doc("seeds the weights, data order, validation split, dropout and augmentation", default=0)
     dtype: Annotated[str, Choices(("float32", "float64"))] = doc("array precision", default="float32")
     data: dict = doc("what to train on", default_factory=dict)
