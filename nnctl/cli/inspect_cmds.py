@@ -53,11 +53,24 @@ def register(app: typer.Typer, reports_errors) -> None:
     @reports_errors
     def check(spec: str = typer.Argument(..., help="spec file"),
               set_: list[str] = typer.Option([], "--set", help="override a spec key (repeatable)"),
+              print_spec: bool = typer.Option(False, "--print-spec",
+                                              help="print the resolved spec (extends merged, --set applied) as TOML"),
               json_: bool = typer.Option(False, "--json", help="JSON on stdout")):
-        """Validate a spec and infer every layer's output shape and parameter count, without training."""
+        """Validate a spec and infer every layer's output shape, parameter count and FLOPs, without training.
+
+        Example: nnctl check specs/iris_mlp.toml --set train.epochs=5 --print-spec
+        """
         from nnctl import spec as spec_mod  # noqa: PLC0415
 
         s = spec_mod.load(spec, set_)
+        if print_spec:
+            from nnctl.spec_extends import dump_toml, load_chain  # noqa: PLC0415
+
+            raw, _ = load_chain(spec, spec_mod.load_file)
+            for item in set_:
+                spec_mod.apply_override(raw, item)
+            print(dump_toml(raw), end="")
+            return
         needs_data = any(_needs_data(e) for e in s["model"]["layers"])
         model = _model_from_spec(s, needs_data)
         _print_summary(f"{spec}: valid", model, json_)
