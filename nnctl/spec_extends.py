@@ -14,7 +14,7 @@ import json
 import math
 import pathlib
 import re
-from typing import Callable
+from collections.abc import Callable
 
 from nnctl.errors import SpecError, quote
 

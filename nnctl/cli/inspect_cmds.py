@@ -25,7 +25,10 @@ def layer_table(model) -> list[dict]:
     return rows
 
 
-def _model_from_spec(spec, need_data: bool):
+def model_from_spec(spec, need_data: bool | None = None):
+    """The spec's built model: from ``model.input_shape`` alone, or from the data when the shape or a key needs it."""
+    if need_data is None:
+        need_data = any(_needs_data(e) for e in spec["model"]["layers"])
     from nnctl.build import build_model  # noqa: PLC0415
     from nnctl.run import model_for_data  # noqa: PLC0415
 
@@ -101,7 +104,7 @@ def register(app: typer.Typer, reports_errors) -> None:
             print(dump_toml(raw), end="")
             return
         needs_data = any(_needs_data(e) for e in s["model"]["layers"])
-        model = _model_from_spec(s, needs_data)
+        model = model_from_spec(s, needs_data)
         _print_summary(f"{spec}: valid", model, json_)
 
     @app.command()
@@ -126,7 +129,7 @@ def register(app: typer.Typer, reports_errors) -> None:
             from nnctl import spec as spec_mod  # noqa: PLC0415
 
             s = spec_mod.load(target)
-            model = _model_from_spec(s, any(_needs_data(e) for e in s["model"]["layers"]))
+            model = model_from_spec(s, any(_needs_data(e) for e in s["model"]["layers"]))
         _print_summary(target, model, json_, format_, output)
 
     @app.command()
