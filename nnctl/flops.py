@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-CONVENTION = "forward FLOPs per sample; a multiply-add counts 2 (as in the Keras/TF profilers)"
+CONVENTION = "forward pass of one sample; a multiply-add counts 2, as in the Keras/TF profilers"
 
 
 def _n(shape) -> int:

@@ -157,7 +157,8 @@ def _table(table: dict, path: list[str], lines: list[str]) -> None:
     for k, v in nested:
         sub = [*path, _key(k)]
         if isinstance(v, dict):
-            lines += ["", f"[{'.'.join(sub)}]"]
+            if not v or any(x is not None and not (isinstance(x, dict) or _is_table_list(x)) for x in v.values()):
+                lines += ["", f"[{'.'.join(sub)}]"]  # a table of tables only needs no header of its own
             _table(v, sub, lines)
         else:
             for item in v:

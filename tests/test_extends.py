@@ -141,7 +141,7 @@ def test_dump_toml_round_trips():
          "data": {"validation": {"split": 0.2}, "features": ["a b", "c"]},
          "model": {"layers": [{"type": "Dense", "units": 4, "kernel_regularizer": {"l2": 0.01}},
                               {"type": "TimeDistributed", "layer": {"type": "Dense", "units": 2}}]},
-         "train": {"optimizer": {"type": "adam"}, "weird key": 1}}
+         "train": {"optimizer": {"type": "adam"}, "weird key": 1}, "output": {}}
     back = tomllib.loads(dump_toml(d))
     d.pop("nan")
     assert back == d
