@@ -74,6 +74,8 @@ def _rebase_paths(table: dict, base: pathlib.Path) -> None:
 def _merge(into: dict, table: dict, origins: dict, file: str, prefix: str) -> None:
     for key, value in table.items():
         where = f"{prefix}{key}"
+        if key in ("optimizer", "loss") and isinstance(into.get(key), str) and isinstance(value, dict):
+            into[key] = {"type": into[key]}  # base optimizer = "adam", child [train.optimizer] learning_rate = ...
         if isinstance(value, dict) and isinstance(into.get(key), dict):
             origins[where] = file
             _merge(into[key], value, origins, file, where + ".")

@@ -178,3 +178,10 @@ def test_checkpoint_stores_the_resolved_spec(tmp_path):
     stored = Checkpoint(tmp_path / "c.h5").spec
     assert "extends" not in stored and stored["seed"] == 3 and stored["train"]["epochs"] == 1
     assert stored["name"] == "child"
+
+
+def test_child_table_refines_a_base_optimizer_named_by_a_string(tmp_path):
+    write(tmp_path / "base.toml", BASE.replace('optimizer = { type = "adam", learning_rate = 0.01 }',
+                                               'optimizer = "rmsprop"'))
+    child = write(tmp_path / "c.toml", 'extends = "base.toml"\n[train.optimizer]\nlearning_rate = 0.2\n')
+    assert spec.load(child)["train"]["optimizer"] == {"type": "rmsprop", "learning_rate": 0.2}

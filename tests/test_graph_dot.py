@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from tests.helpers import SPECS
+from helpers import SPECS
 
 BRANCHY = """
 name = "branchy"

@@ -9,9 +9,9 @@ import sys
 import numpy as np
 import pytest
 
+from helpers import ROOT, SPECS, load_spec
 from nnctl import kfold
 from nnctl.errors import SpecError
-from tests.helpers import ROOT, SPECS, load_spec
 
 IRIS = ROOT / "examples" / "data" / "iris.csv"
 

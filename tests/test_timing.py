@@ -8,13 +8,13 @@ import sys
 import numpy as np
 import pytest
 
+from helpers import SPECS
 from nnctl import backend as B
 from nnctl.build import build_model
 from nnctl.losses import get as get_loss
 from nnctl.optimizers import get as get_optimizer
 from nnctl.timing import profile, synthetic_batch, time_model
 from nnctl.train import Trainer
-from tests.helpers import SPECS
 
 CNN = """
 name = "t"
@@ -123,3 +123,17 @@ def test_synthetic_token_ids_stay_inside_the_embedding():
     model = build_model(spec, (9,), 0, input_dtype=np.int32)
     x, _ = synthetic_batch(model, "regression", 64)
     assert x.dtype == np.int32 and x.min() >= 0 and x.max() < 7
+
+
+def test_gpu_path_synchronises_and_reports(tmp_path, emulated_gpu):
+    from typer.testing import CliRunner
+
+    from nnctl.cli.main import app
+
+    spec = tmp_path / "t.toml"
+    spec.write_text(CNN)
+    r = CliRunner().invoke(app, ["time", str(spec), "--device", "gpu", "--iterations", "2", "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["device"] == "gpu" and len(out["layers"]) == 4
+    assert all(x["forward_ms"] > 0 and x["backward_ms"] > 0 for x in out["layers"])
