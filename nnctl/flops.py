@@ -111,17 +111,20 @@ def _global_pool(layer, ins, out) -> int:
     return _n(ins[0])
 
 
-def _time_distributed(layer, ins, out) -> int:
+def _time_distributed(layer, ins, out) -> int | None:
     inner = layer.inner
     steps = int(ins[0][0])
     act = _n(inner.output_shape) if layer._act is not None else 0
-    return steps * (layer_flops(inner, inner.input_shapes, inner.output_shape) + act)
+    f = layer_flops(inner, inner.input_shapes, inner.output_shape)
+    return None if f is None else steps * (f + act)
 
 
-def _bidirectional(layer, ins, out) -> int:
-    total = sum(layer_flops(sub, sub.input_shapes, sub.output_shape) for _, sub in layer._subs)
+def _bidirectional(layer, ins, out) -> int | None:
+    each = [layer_flops(sub, sub.input_shapes, sub.output_shape) for _, sub in layer._subs]
+    if any(f is None for f in each):
+        return None
     first = out[0] if isinstance(out, list) else out
-    return total + (0 if layer.merge_mode in (None, "concat") else _n(first))
+    return sum(f for f in each if f is not None) + (0 if layer.merge_mode in (None, "concat") else _n(first))
 
 
 _ZERO = ("Dropout", "SpatialDropout1D", "SpatialDropout2D", "GaussianNoise", "GaussianDropout", "Flatten", "Reshape",
@@ -153,7 +156,8 @@ def layer_flops(layer, input_shapes, output_shape) -> int | None:
     rule = _RULES.get(name)
     if rule is None:
         return None
-    return int(rule(layer, [tuple(s) for s in input_shapes], output_shape))
+    f = rule(layer, [tuple(s) for s in input_shapes], output_shape)
+    return None if f is None else int(f)
 
 
 def node_flops(node) -> int | None:

@@ -62,7 +62,7 @@ def load_chain(path, load_file: Callable[[pathlib.Path], dict]) -> tuple[dict, d
 def _rebase_paths(table: dict, base: pathlib.Path) -> None:
     """Make the relative paths a base spec writes absolute against the base's folder."""
     for keys in PATH_KEYS:
-        node = table
+        node: object = table
         for k in keys[:-1]:
             node = node.get(k) if isinstance(node, dict) else None
         if isinstance(node, dict) and isinstance(node.get(keys[-1]), str):
@@ -108,7 +108,7 @@ def relabel(exc: SpecError, source: str, origins: dict[str, str]) -> SpecError:
         field = problem.split(":", 1)[0].split(" ", 1)[0]
         out.append(f"{origin(origins, field, source)}: {problem}" if problem != line else line)
     err = SpecError("\nerror: ".join(out))
-    err.lines = out
+    err.lines = out  # type: ignore[attr-defined]  # as SpecError.many sets it
     return err
 
 
