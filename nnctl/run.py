@@ -195,22 +195,22 @@ def check_before_work(spec: dict) -> None:
 
 
 def train(spec: dict, emit=_noop, device: str = "auto", resume: str | None = None, init_from: str | None = None,
-          hooks: Hooks | None = None, is_writer: bool = True) -> dict:
+          hooks: Hooks | None = None, is_writer: bool = True, dataset: Dataset | None = None) -> dict:
     """Train ``spec``; write its checkpoint and run folder; returns the final ``done`` event.
 
     Outputs are checked before the data is loaded, and the checkpoint path stays locked for the run
-    (a second run on it is refused)."""
+    (a second run on it is refused). ``dataset`` replaces the spec's data (a k-fold split, nnctl.kfold)."""
     if not is_writer:
-        return _train(spec, emit, device, resume, init_from, hooks, is_writer)
+        return _train(spec, emit, device, resume, init_from, hooks, is_writer, dataset)
     check_before_work(spec)
     with fs.run_lock(spec["output"]["checkpoint"]):
-        return _train(spec, emit, device, resume, init_from, hooks, is_writer)
+        return _train(spec, emit, device, resume, init_from, hooks, is_writer, dataset)
 
 
-def _train(spec, emit, device, resume, init_from, hooks, is_writer) -> dict:
+def _train(spec, emit, device, resume, init_from, hooks, is_writer, dataset=None) -> dict:
     B.use(device)
     t_start = time.perf_counter()
-    ds = load_dataset(spec)
+    ds = dataset if dataset is not None else load_dataset(spec)
     model = model_for_data(spec, ds)
     init_from = init_from or spec["model"].get("init_from")
     if init_from:

@@ -24,6 +24,8 @@ def doc(text: str, **kw) -> Any:
 
 @dataclass(frozen=True)
 class TopLevel:
+    extends: str | None = doc("a base spec merged under this one (its path relative to this file); tables merge "
+                              "key by key, this file's values and lists win", default=None)
     name: FileStem = doc("run name; the default checkpoint is runs/<name>.h5 next to the spec", default="model")
     seed: Seed = doc("seeds the weights, data order, validation split, dropout and augmentation", default=0)
     dtype: Annotated[str, Choices(("float32", "float64"))] = doc("array precision", default="float32")
