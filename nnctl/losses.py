@@ -491,6 +491,66 @@ def is_classification(name: str) -> bool:
     return LOSSES.get(name).task != "regression"
 
 
+# -- class weights (Keras's class_weight) -----------------------------------------------------------------
+def check_class_weight(value, loss_name: str) -> list[str]:
+    """Spec-time problems of ``train.class_weight`` (labels are checked against the data later)."""
+    if value is None or loss_name not in LOSSES:
+        return []
+    if not is_classification(loss_name):
+        return [f"train.class_weight: needs a classification loss, found loss {loss_name!r}"]
+    if isinstance(value, dict):
+        for label, w in value.items():
+            if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0:
+                return [f"train.class_weight.{label}: expected a non-negative number, found {w!r}"]
+    return []
+
+
+def _label_id(label: str, classes, n: int) -> int | None:
+    if classes is None:  # targets already encoded: the key is the class id
+        return int(label) if label.strip().lstrip("-").isdigit() and 0 <= int(label) < n else None
+    for i, c in enumerate(classes):
+        if str(c) == label:
+            return i
+        try:
+            if float(c) == float(label):
+                return i
+        except (TypeError, ValueError):
+            pass
+    return None
+
+
+def class_weights(value, class_ids, n_classes: int, classes=None):
+    """Host (n_classes,) weights: "balanced" gives n / (n_classes * count_c) (sklearn's), a table
+    { label = w } gives w to its labels and 1 to the others; ``class_ids`` are the training labels as ids."""
+    import numpy as np  # noqa: PLC0415 - host arithmetic once per run; the module otherwise works on B.xp
+
+    if value == "balanced":
+        counts = np.bincount(np.asarray(class_ids, dtype=np.int64).reshape(-1), minlength=n_classes)[:n_classes]
+        return np.where(counts > 0, counts.sum() / (n_classes * np.maximum(counts, 1)), 0.0)
+    out = np.ones(n_classes)
+    for label, w in value.items():
+        i = _label_id(str(label), classes, n_classes)
+        if i is None:
+            known = ", ".join(map(str, classes if classes is not None else range(n_classes)))
+            raise ValueError(f"train.class_weight.{label}: not a class of the training data (classes: {known})")
+        out[i] = float(w)
+    return out
+
+
+def label_ids(y, task: str):
+    """One class id per sample from encoded targets (binary 0/1, one-hot or integer ids)."""
+    xp = B.xp
+    per_sample = y.ndim == 2 if task == "categorical" else y.size == len(y)
+    if not per_sample:
+        raise ValueError(f"train.class_weight: needs one label per sample, found targets of shape {list(y.shape[1:])} "
+                         f"per sample")
+    if task == "binary":
+        return (y.reshape(-1) > 0.5).astype(xp.int64)
+    if task == "categorical":
+        return y.argmax(axis=-1)
+    return y.reshape(-1).astype(xp.int64)
+
+
 # -- the loss and the output layer agree ---------------------------------------------------------------
 _ACTIVATION_LAYERS = {"Softmax": "softmax", "ReLU": "relu", "ELU": "elu", "LeakyReLU": "leaky_relu",
                       "PReLU": "prelu"}

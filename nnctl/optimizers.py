@@ -23,8 +23,8 @@ training and ``--resume`` continue from w.
 
 from __future__ import annotations
 
+import contextlib
 import math
-
 from typing import Annotated
 
 from nnctl import backend as B
@@ -334,3 +334,18 @@ NAMES = OPTIMIZERS.names()
 
 def get(name: str, **kwargs) -> Optimizer:
     return OPTIMIZERS.get(name)(**kwargs)
+
+
+@contextlib.contextmanager
+def ema_swapped(optimizer: Optimizer, w):
+    """Within the block the flat weights ``w`` hold the optimizer's moving average (``use_ema``), then their own."""
+    average = optimizer.ema_weights(w)
+    if average is w:
+        yield
+        return
+    kept = w.copy()
+    w[...] = average
+    try:
+        yield
+    finally:
+        w[...] = kept
