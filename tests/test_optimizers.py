@@ -181,3 +181,39 @@ def test_ema_of_weights_follows_keras():
     np.testing.assert_allclose(host(opt.ema_weights(w)), 0.9 * w1 + 0.1 * w2)
     np.testing.assert_allclose(host(w), w2)  # training goes on from the raw weights
     assert "ema" in opt.slots  # saved and restored with the other slots
+
+
+def test_use_ema_saves_the_average_and_resumes_exactly(tmp_path):
+    """The checkpoint's weights are the moving average (the ``ema`` slot); --resume continues the raw weights."""
+    import os
+    import signal
+
+    from helpers import load_spec
+
+    from nnctl import run
+    from nnctl.checkpoint import Checkpoint
+    from nnctl.errors import Interrupted
+
+    opts = ["data.subset=200", 'train.optimizer={type = "adam", learning_rate = 0.01, use_ema = true, '
+                               'ema_momentum = 0.9}', "train.epochs=3"]
+    full = load_spec("digits_mlp.toml", tmp_path / "full", *opts)
+    run.train(full)
+    ck = Checkpoint(full["output"]["checkpoint"])
+    assert ck.weights
+    for key, value in ck.weights.items():
+        np.testing.assert_array_equal(value, ck.optimizer["slots"]["ema"][key])
+        assert not np.array_equal(value, ck.resume["weights"][key])
+    part = load_spec("digits_mlp.toml", tmp_path / "part", *opts)
+
+    def stop_after_1(event):
+        if event["event"] == "epoch" and event["epoch"] == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(Interrupted):
+        run.train(part, emit=stop_after_1)
+    resumed = load_spec("digits_mlp.toml", tmp_path / "part", *opts)
+    run.train(resumed, resume=part["output"]["checkpoint"])
+    again = Checkpoint(resumed["output"]["checkpoint"])
+    for key, value in ck.weights.items():
+        np.testing.assert_array_equal(value, again.weights[key], err_msg=key)
+    np.testing.assert_array_equal(ck.history["val_loss"], again.history["val_loss"])
