@@ -116,18 +116,17 @@ def terminal_plot(result: dict, width: int = 60, height: int = 14) -> str:
     grid = [[" "] * width for _ in range(height)]
     cols = np.round((lx - lx[0]) / max(lx[-1] - lx[0], 1e-12) * (width - 1)).astype(int)
     for c, v in zip(cols, losses):
-        row = int(round((hi - min(v, hi)) / (hi - lo) * (height - 1)))
-        grid[row][c] = "*"
+        grid[int(round((hi - min(v, hi)) / (hi - lo) * (height - 1)))][c] = "*"
     if result.get("suggestion"):
         c = int(round((math.log10(result["suggestion"]) - lx[0]) / max(lx[-1] - lx[0], 1e-12) * (width - 1)))
-        for row in grid:
-            if row[c] == " ":
-                row[c] = "|"
+        for cells in grid:
+            if cells[c] == " ":
+                cells[c] = "|"
     lines = [f"smoothed loss vs learning rate (log scale); suggested {result['suggestion']:.3g}"
              if result.get("suggestion") else "smoothed loss vs learning rate (log scale)"]
-    for i, row in enumerate(grid):
+    for i, cells in enumerate(grid):
         tick = f"{hi:.3g}" if i == 0 else f"{lo:.3g}" if i == height - 1 else ""
-        lines.append(f"{tick:>9} |{''.join(row)}".rstrip())
+        lines.append(f"{tick:>9} |{''.join(cells)}".rstrip())
     lines.append(" " * 10 + "+" + "-" * width)
     left, right = f"{rates[0]:.0e}", f"{rates[-1]:.0e}"
     lines.append(" " * 11 + left + " " * max(width - len(left) - len(right), 1) + right)

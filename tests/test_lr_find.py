@@ -7,8 +7,8 @@ import sys
 
 import numpy as np
 import pytest
-from helpers import SPECS, load_spec
 
+from helpers import SPECS, load_spec
 from nnctl import backend as B
 from nnctl import lr_find, run
 from nnctl.data import load_dataset

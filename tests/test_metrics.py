@@ -4,8 +4,8 @@ import itertools
 
 import numpy as np
 import pytest
-from helpers import dev
 
+from helpers import dev
 from nnctl import metrics
 
 RNG = np.random.default_rng(3)

@@ -6,8 +6,8 @@ import signal
 
 import numpy as np
 import pytest
-from helpers import load_spec
 
+from helpers import load_spec
 from nnctl import run
 from nnctl.checkpoint import Checkpoint
 from nnctl.errors import Interrupted
