@@ -36,7 +36,8 @@ def sweep(trainer: Trainer, x, y, start: float = 1e-7, end: float = 10.0, steps:
     kept_iterations, kept_rngs = opt.iterations, model.rng_states()
     rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(9,))))
     n = len(x)
-    bs = trainer._batch_size(n)
+    bs = trainer.cfg.get("batch_size", 32)
+    bs = n if isinstance(bs, str) else min(int(bs), n)  # "full": batch gradient descent
     rates = start * (end / start) ** (np.arange(steps) / (steps - 1))
     raw: list[float] = []
     smoothed: list[float] = []
@@ -158,7 +159,8 @@ def plot_png(result: dict, output_png) -> None:
 
 
 def lr_find(spec: dict, device: str = "auto", start: float = 1e-7, end: float = 10.0, steps: int = 200) -> dict:
-    """Build the spec's model and data as ``nnctl train`` does and run the range test on them."""
+    """Build the spec's model, loss, optimizer and data as ``nnctl train`` does (class weights included, data
+    augmentation not) and run the range test on them."""
     _check(start, end, steps)
     B.use(device)
     ds = load_dataset(spec)

@@ -232,3 +232,24 @@ def test_losses_against_pytorch():
     ref = float(((1 - p_t) ** 2 * bce).mean())
     got = losses.get("binary_focal_crossentropy", from_logits=True).value(dev(zb), dev(yb))
     assert float(host(got)) == pytest.approx(ref, rel=1e-10)
+
+
+@pytest.mark.parametrize("loss", ['{type = "categorical_focal_crossentropy", gamma = 1.0, label_smoothing = 0.1}',
+                                  '"categorical_hinge"',
+                                  '{type = "categorical_crossentropy", from_logits = true, label_smoothing = 0.2}'])
+def test_new_losses_train_and_evaluate_from_a_spec(loss, tmp_path):
+    from helpers import load_spec
+
+    from nnctl import run
+
+    sets = [f"train.loss={loss}", "train.epochs=3",
+            'train.metrics=["accuracy", "auc", "pr_auc", "top_k_categorical_accuracy", "mean_iou", "f1_weighted", '
+            '"precision_micro", "f2", "crossentropy"]']
+    if "from_logits" in loss:
+        sets.append('model.layers[1].activation="linear"')  # the output layer
+    s = load_spec("iris_mlp.toml", tmp_path, *sets)
+    done = run.train(s)
+    assert np.isfinite(done["metrics"]["loss"]) and 0 <= done["metrics"]["val_auc"] <= 1
+    out = run.evaluate(s["output"]["checkpoint"])
+    assert out["top_k_categorical_accuracy"] == 1.0  # 3 classes: always in the top 5
+    assert 0 <= out["mean_iou"] <= 1 and 0 <= out["crossentropy"]

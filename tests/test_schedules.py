@@ -119,3 +119,31 @@ def test_logged_rate_is_the_last_step_and_resume_continues_the_rates(tmp_path):
     assert n >= 3
     s = Schedule(0.05, type="one_cycle", warmup_steps=3, total_epochs=4)
     np.testing.assert_allclose(a, [s.rate(e, n - 1, n) for e in range(4)], rtol=1e-12)
+
+
+@pytest.mark.parametrize("table,expect", [
+    ({"type": "cosine", "warmup_steps": 10, "warmup_epochs": 1}, "keep one of them"),
+    ({"type": "multistep"}, "train.lr_schedule.milestones: multistep needs"),
+    ({"type": "multistep", "milestones": [3, -1]}, "train.lr_schedule.milestones"),
+    ({"type": "cosine_restarts", "t_mul": 0.5}, "train.lr_schedule.t_mul"),
+    ({"type": "one_cycle", "pct_start": 1.0}, "train.lr_schedule.pct_start"),
+])
+def test_schedule_tables_are_checked(table, expect, tmp_path):
+    from nnctl.errors import SpecError
+
+    with pytest.raises(SpecError, match=expect):
+        load_spec("iris_mlp.toml", tmp_path, f"train.lr_schedule={_toml(table)}")
+
+
+def _toml(table):
+    return "{" + ", ".join(f"{k} = {v!r}".replace("'", '"') for k, v in table.items()) + "}"
+
+
+def test_every_schedule_trains_from_a_spec(tmp_path):
+    for table in ({"type": "multistep", "milestones": [1, 2], "warmup_steps": 2}, {"type": "polynomial", "power": 2},
+                  {"type": "cosine_restarts", "cycle_epochs": 1, "warmup_epochs": 0.5}, {"type": "one_cycle"}):
+        s = load_spec("iris_mlp.toml", tmp_path / table["type"], "train.epochs=3", f"train.lr_schedule={_toml(table)}")
+        done = run.train(s)
+        assert done["epochs_run"] == 3
+        lr = Checkpoint(s["output"]["checkpoint"]).history["lr"]
+        assert len(lr) == 3 and all(0 < v <= 0.01 + 1e-12 for v in lr)  # no schedule exceeds learning_rate
