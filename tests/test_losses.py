@@ -253,3 +253,12 @@ def test_new_losses_train_and_evaluate_from_a_spec(loss, tmp_path):
     out = run.evaluate(s["output"]["checkpoint"])
     assert out["top_k_categorical_accuracy"] == 1.0  # 3 classes: always in the top 5
     assert 0 <= out["mean_iou"] <= 1 and 0 <= out["crossentropy"]
+
+
+@pytest.mark.parametrize("name", UNFUSED)
+def test_float32_stays_float32_with_weights(name):
+    loss = losses.get(name)
+    p = _prediction(loss, (N, K)).astype(np.float32)
+    y = _targets(loss, p).astype(np.float32)
+    value, grad = loss.value_grad(dev(p), dev(y), dev(np.full(N, 2.0)))
+    assert host(value).dtype == np.float32 and grad.dtype == np.float32
