@@ -91,6 +91,8 @@ def write_checkpoint(path, spec, trainer: Trainer, prep: Preprocessor, last: dic
     model = trainer.model
     shapes = {k: tuple(v.shape) for k, v in model.named_params().items()}
     slots = {name: named_from_flat(arr, model.slices, shapes) for name, arr in last["slots"].items()}
+    if weights_snap["iterations"] and "ema" in weights_snap["slots"]:  # use_ema: the average is the model (Keras)
+        weights_snap = {**weights_snap, "flat_params": weights_snap["slots"]["ema"]}
     weights, state = _weights_of(model, weights_snap, shapes)
     info = {k: last[k] for k in ("epoch", "schedule", "early", "data_rng", "aug_rng", "layer_rngs", "iterations")}
     info["history"] = last["history"]
@@ -248,6 +250,12 @@ def _train(spec, emit, device, resume, init_from, hooks, is_writer, dataset=None
     out_units = model.output_shape[-1]
     trainer = Trainer(model, loss, optimizer, tcfg, ds.prep.task, ds.prep.n_classes(out_units), spec["seed"],
                       schedule, early, hooks, decode)
+    if tcfg.get("class_weight") is not None:  # Keras's class_weight: scales the training loss only
+        try:
+            trainer.class_weight = B.asarray(losses.class_weights(
+                tcfg["class_weight"], losses.label_ids(ds.y_train, ds.prep.task), trainer.n_classes, ds.prep.classes))
+        except ValueError as exc:
+            raise SpecError(f"{spec.get('_source', 'spec')}: {exc}") from None
     ckpt_path = spec["output"]["checkpoint"]
     if resume:
         ck = Checkpoint(resume)

@@ -143,11 +143,22 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
 
 
 def _register():
-    from nnctl.cli import (augment_preview, compare, evaluate, init_cmd, inspect_cmds, plot, predict,  # noqa: PLC0415
-                           schema_cmd, time_cmd, train)
+    from nnctl.cli import (  # noqa: PLC0415 - each verb's imports load only when the CLI starts
+        augment_preview,
+        compare,
+        evaluate,
+        init_cmd,
+        inspect_cmds,
+        lr_find,
+        plot,
+        predict,
+        schema_cmd,
+        time_cmd,
+        train,
+    )
 
     for module in (train, evaluate, predict, inspect_cmds, plot, compare, init_cmd, schema_cmd, augment_preview,
-                   time_cmd):
+                   time_cmd, lr_find):
         module.register(app, reports_errors)
 
 
