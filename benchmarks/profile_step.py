@@ -1,12 +1,12 @@
 #!/usr/bin/env python
 """Where one nnctl training (or predict) step spends its time: ms per step for every layer's forward and
-backward, each activation, the loss and the optimizer, on the benchmark models of benchmarks/common.py.
+backward, the loss and the optimizer, on the benchmark models of benchmarks/common.py.
 
     .venv/bin/python benchmarks/profile_step.py --model mlp|cnn|lstm [--steps 50] [--predict] [--cprofile]
 
-It times a thin loop that does what Trainer.run_epoch does per batch (gather, loss_and_grad,
-optimizer.step) with a perf_counter around every node's calls (instance wrappers, nothing in nnctl is
-edited). For line-level detail inside a layer run it under py-spy:
+The timing itself is nnctl.timing (what ``nnctl time SPEC`` runs); this script feeds it the benchmark
+models and their data, one fresh batch per step as Trainer.run_epoch gathers them. For line-level detail
+inside a layer run it under py-spy:
 
     .venv/bin/py-spy record -r 250 -f raw -o /tmp/cnn.txt -- .venv/bin/python benchmarks/profile_step.py --model cnn
     .venv/bin/python benchmarks/profile_step.py --collapse /tmp/cnn.txt      # self time per nnctl source line
@@ -17,41 +17,10 @@ from __future__ import annotations
 import argparse
 import collections
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common as bench  # benchmarks/common.py: models, data, the nnctl builder
-
-TIMES: collections.Counter = collections.Counter()
-CALLS: collections.Counter = collections.Counter()
-
-
-def timed(key, fn):
-    def wrapper(*a, **kw):
-        t = time.perf_counter()
-        try:
-            return fn(*a, **kw)
-        finally:
-            TIMES[key] += time.perf_counter() - t
-            CALLS[key] += 1
-    return wrapper
-
-
-def instrument(net, trainer):
-    for i, node in enumerate(net.nodes):
-        name = f"{i}:{node.name} ({type(node.layer).__name__})"
-        node.layer.forward = timed(f"{name} forward", node.layer.forward)
-        node.layer.backward = timed(f"{name} backward", node.layer.backward)
-        if node.activation is not None:
-            act = node.activation
-            act.forward = timed(f"{name} {act.activation} forward", act.forward)
-            act.backward = timed(f"{name} {act.activation} backward", act.backward)
-    loss = trainer.loss
-    loss.fused_value_grad = timed("loss fused value+grad", loss.fused_value_grad)
-    loss.value = timed("loss value", loss.value)
-    loss.grad = timed("loss grad", loss.grad)
-    trainer.optimizer.step = timed("optimizer step (Adam, flat buffers)", trainer.optimizer.step)
 
 
 def main(argv=None):
@@ -62,7 +31,7 @@ def main(argv=None):
     ap.add_argument("--predict", action="store_true", help="profile Model.predict at batch 1024 instead")
     ap.add_argument("--cprofile", action="store_true", help="also print cProfile's top functions by self time")
     ap.add_argument("--collapse", default=None, help="summarise a py-spy raw profile by nnctl source line")
-    ap.add_argument("--within", default="main.<locals>.step (",
+    ap.add_argument("--within", default="profile.<locals>.step (",
                     help="with --collapse: count only stacks through one of these ';'-separated frames "
                          "(default: the timed training step)")
     ap.add_argument("--ms-per-step", type=float, default=None,
@@ -73,62 +42,41 @@ def main(argv=None):
 
     import numpy as np
 
-    from nnctl import backend as B
+    from nnctl.timing import profile
 
     model = args.model
     batch = args.batch or (1024 if args.predict else bench.BATCH[model])
     steps = args.steps or {"mlp": 200, "cnn": 30, "lstm": 60}[model] // (4 if args.predict else 1)
     x, y = bench.make_data(model, batch * max(steps, 8))
     net, trainer = bench.nnctl_model(model, batch)
-    opt = trainer.optimizer
     order = np.random.default_rng(0).permutation(len(x))
-    xbuf = np.empty((batch, *x.shape[1:]), dtype=x.dtype)
-    ybuf = np.empty((batch, *y.shape[1:]), dtype=y.dtype)
 
-    def step(b):
+    def batch_at(b):
         idx = order[(b * batch) % len(x):][:batch]
-        if len(idx) < batch:
-            idx = order[:batch]
-        t = time.perf_counter()
-        np.take(x, idx, axis=0, out=xbuf)
-        np.take(y, idx, axis=0, out=ybuf)
-        xb, yb = B.asarray(xbuf, dtype=net.input_dtype), B.asarray(ybuf)
-        TIMES["gather batch"] += time.perf_counter() - t
-        if args.predict:
-            net.forward(xb, training=False)
-            net._caches = []
-            return
-        trainer.loss_and_grad(xb, yb)
-        opt.step(net.flat_params, net.flat_grads, net.slices.values(), lr=1e-3)
+        idx = idx if len(idx) == batch else order[:batch]
+        return np.take(x, idx, axis=0), np.take(y, idx, axis=0)
 
-    for b in range(3):  # warm-up: buffers, page faults
-        step(b)
-    instrument(net, trainer)
-    TIMES.clear()
-    CALLS.clear()
     prof = None
     if args.cprofile:
         import cProfile
 
         prof = cProfile.Profile()
         prof.enable()
-    t0 = time.perf_counter()
-    for b in range(steps):
-        step(b)
-    wall = time.perf_counter() - t0
+    result = profile(net, trainer, batch_at, steps, warmup=3, predict=args.predict).to_dict()
     if prof is not None:
         prof.disable()
-    per = wall / steps
+    step = result["step_ms"]
     what = "predict batch" if args.predict else "training step"
-    print(f"{model}: {steps} x {what} of {batch}: {1000 * per:.2f} ms per step "
-          f"({batch / per:,.0f} samples/s)")
-    accounted = 0.0
-    # outer keys only (layer calls do not nest in one another; activations run beside their layer)
-    for key, t in sorted(TIMES.items(), key=lambda kv: -kv[1]):
-        accounted += t
-        print(f"  {1000 * t / steps:8.3f} ms  {100 * t / wall:5.1f}%  {key}")
-    rest = wall - accounted
-    print(f"  {1000 * rest / steps:8.3f} ms  {100 * rest / wall:5.1f}%  (Model.forward/backward bookkeeping, loop)")
+    print(f"{model}: {steps} x {what} of {batch}: {step:.2f} ms per step ({result['samples_per_second']:,.0f} samples/s)")
+    rows = [(r["forward_ms"], f"{i}:{r['name']} ({r['type']}) forward") for i, r in enumerate(result["layers"])]
+    rows += [(r["backward_ms"], f"{i}:{r['name']} ({r['type']}) backward") for i, r in enumerate(result["layers"])
+             if not args.predict]
+    rows += [(v, k.removesuffix("_ms")) for k, v in result.items() if k.endswith("_ms") and k not in
+             ("step_ms", "forward_ms", "backward_ms", "other_ms")]
+    for ms, key in sorted(rows, key=lambda r: -r[0]):
+        print(f"  {ms:8.3f} ms  {100 * ms / step:5.1f}%  {key}")
+    print(f"  {result['other_ms']:8.3f} ms  {100 * result['other_ms'] / step:5.1f}%  "
+          f"(Model.forward/backward bookkeeping, loop)")
     if prof is not None:
         import pstats
 

@@ -13,6 +13,7 @@ import functools
 import inspect
 import json
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass
@@ -60,6 +61,14 @@ class Choices:
 
 
 @dataclass(frozen=True)
+class Pattern:
+    """The string matches ``regex`` in full; ``text`` says what that means to a user."""
+
+    regex: str
+    text: str
+
+
+@dataclass(frozen=True)
 class Doc:
     text: str
 
@@ -82,6 +91,9 @@ NonNegativeFloat = Annotated[float, Range(0)]
 Rate = Annotated[float, Range(0, 1, hi_open=True)]  # dropout-style rates: 1.0 would zero everything
 Fraction = Annotated[float, Range(0, 1)]
 Seed = Annotated[int, Range(0, 2**32 - 1)]
+# A name that becomes a file name: no separator, no leading dot, so runs/<name>.h5 stays inside runs/.
+FileStem = Annotated[str, Pattern(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,99}",
+                                  "a file name of letters, digits, '_', '-', '.', '+' (no '/', not starting with '.')")]
 
 
 @dataclass(frozen=True)
@@ -98,6 +110,7 @@ class Field:
     nullable: bool = False
     doc: str = ""
     name_of: NameOf | None = None
+    pattern: Pattern | None = None
 
     @property
     def required(self) -> bool:
@@ -151,8 +164,9 @@ def field_from(name: str, annotation, default=REQUIRED, doc: str = "") -> Field:
     choices = next((m.values for m in meta if isinstance(m, Choices)), None)
     doc = next((m.text for m in meta if isinstance(m, Doc)), doc)
     name_of = next((m for m in meta if isinstance(m, NameOf)), None)
+    pattern = next((m for m in meta if isinstance(m, Pattern)), None)
     return Field(name, tuple(dict.fromkeys(accepted)), default, rng, choices, item_types, item_range, nullable, doc,
-                 name_of)
+                 name_of, pattern)
 
 
 @functools.lru_cache(maxsize=None)
@@ -281,6 +295,8 @@ def check(f: Field, value, path: str) -> tuple[Any, list[str]]:
             return value, [f"{path}: expected one of {', '.join(f.choices)}, found {shown(value)}"
                            f"{suggestion(low, f.choices)}"]
         return low, []
+    if f.pattern is not None and isinstance(value, str) and not re.fullmatch(f.pattern.regex, value):
+        return value, [f"{path}: expected {f.pattern.text}, found {shown(value)}"]
     if f.range is not None and isinstance(value, (int, float)) and not isinstance(value, bool):
         if not f.range.holds(value):
             return value, [f"{path}: expected {expectation(f)}, found {shown(value)}"]

@@ -91,6 +91,8 @@ def write_checkpoint(path, spec, trainer: Trainer, prep: Preprocessor, last: dic
     model = trainer.model
     shapes = {k: tuple(v.shape) for k, v in model.named_params().items()}
     slots = {name: named_from_flat(arr, model.slices, shapes) for name, arr in last["slots"].items()}
+    if weights_snap["iterations"] and "ema" in weights_snap["slots"]:  # use_ema: the average is the model (Keras)
+        weights_snap = {**weights_snap, "flat_params": weights_snap["slots"]["ema"]}
     weights, state = _weights_of(model, weights_snap, shapes)
     info = {k: last[k] for k in ("epoch", "schedule", "early", "data_rng", "aug_rng", "layer_rngs", "iterations")}
     info["history"] = last["history"]
@@ -195,22 +197,22 @@ def check_before_work(spec: dict) -> None:
 
 
 def train(spec: dict, emit=_noop, device: str = "auto", resume: str | None = None, init_from: str | None = None,
-          hooks: Hooks | None = None, is_writer: bool = True) -> dict:
+          hooks: Hooks | None = None, is_writer: bool = True, dataset: Dataset | None = None) -> dict:
     """Train ``spec``; write its checkpoint and run folder; returns the final ``done`` event.
 
     Outputs are checked before the data is loaded, and the checkpoint path stays locked for the run
-    (a second run on it is refused)."""
+    (a second run on it is refused). ``dataset`` replaces the spec's data (a k-fold split, nnctl.kfold)."""
     if not is_writer:
-        return _train(spec, emit, device, resume, init_from, hooks, is_writer)
+        return _train(spec, emit, device, resume, init_from, hooks, is_writer, dataset)
     check_before_work(spec)
     with fs.run_lock(spec["output"]["checkpoint"]):
-        return _train(spec, emit, device, resume, init_from, hooks, is_writer)
+        return _train(spec, emit, device, resume, init_from, hooks, is_writer, dataset)
 
 
-def _train(spec, emit, device, resume, init_from, hooks, is_writer) -> dict:
+def _train(spec, emit, device, resume, init_from, hooks, is_writer, dataset=None) -> dict:
     B.use(device)
     t_start = time.perf_counter()
-    ds = load_dataset(spec)
+    ds = dataset if dataset is not None else load_dataset(spec)
     for note in ds.prep.notes:  # what the data layer inferred (categorical columns)
         emit({"event": "note", "message": note})
     model = model_for_data(spec, ds)
@@ -250,6 +252,12 @@ def _train(spec, emit, device, resume, init_from, hooks, is_writer) -> dict:
     out_units = model.output_shape[-1]
     trainer = Trainer(model, loss, optimizer, tcfg, ds.prep.task, ds.prep.n_classes(out_units), spec["seed"],
                       schedule, early, hooks, decode)
+    if tcfg.get("class_weight") is not None:  # Keras's class_weight: scales the training loss only
+        try:
+            trainer.class_weight = B.asarray(losses.class_weights(
+                tcfg["class_weight"], losses.label_ids(ds.y_train, ds.prep.task), trainer.n_classes, ds.prep.classes))
+        except ValueError as exc:
+            raise SpecError(f"{spec.get('_source', 'spec')}: {exc}") from None
     ckpt_path = spec["output"]["checkpoint"]
     if resume:
         ck = Checkpoint(resume)

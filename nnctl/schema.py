@@ -68,6 +68,8 @@ def field_schema(f: Field, nested: dict | None = None) -> dict:
             elif t is str and f.choices:
                 alternatives.append({"type": "string",
                                      "anyOf": [{"enum": list(f.choices)}, {"pattern": name_pattern(f.choices)}]})
+            elif t is str and f.pattern:
+                alternatives.append({"type": "string", "pattern": f"^{f.pattern.regex}$"})
             elif t in (int, float):
                 entry = {"type": _JSON[t]}
                 _numeric(f, entry)

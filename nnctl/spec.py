@@ -15,7 +15,7 @@ import pathlib
 import tomllib
 from typing import Any
 
-from nnctl import keras_names, losses, metrics, optimizers  # noqa: F401 - registers the loss/optimizer families
+from nnctl import keras_names, losses, metrics, optimizers, schedules, spec_extends  # noqa: F401 - registers the loss/optimizer families
 from nnctl.errors import SpecError
 from nnctl.fields import check_keys, fields_of, shown
 from nnctl.registry import suggestion
@@ -105,10 +105,13 @@ def _split_path(key: str, source: str) -> list:
 
 def load(path, overrides: list[str] = (), extra: dict | None = None) -> dict:
     """Read, override and validate a spec; relative paths resolve against the spec's folder."""
-    raw = load_file(path)
+    raw, origins = spec_extends.load_chain(path, load_file)  # ``extends = "base.toml"`` merged in
     for item in overrides:
         apply_override(raw, item)
-    spec = validate(raw, str(path), base_dir=pathlib.Path(path).resolve().parent)
+    try:
+        spec = validate(raw, str(path), base_dir=pathlib.Path(path).resolve().parent)
+    except SpecError as exc:  # each problem names the file of the chain its key came from
+        raise spec_extends.relabel(exc, str(path), origins) from None
     spec["_source"] = str(path)
     return spec
 
@@ -201,7 +204,8 @@ def _check_train(spec: dict) -> list[str]:
             continue
         if name in metrics.CLASSIFICATION and not losses.is_classification(loss_name):
             problems.append(f"train.metrics[{i}]: {name} needs a classification loss, found loss {loss_name!r}")
-    return problems
+    return problems + schedules.check(train.get("lr_schedule")) + losses.check_class_weight(
+        train.get("class_weight"), loss_name)
 
 
 def _check_monitors(spec: dict) -> list[str]:

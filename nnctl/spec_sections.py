@@ -11,8 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-from nnctl.fields import Choices, Doc, Fraction, NameOf, NonNegativeFloat, NonNegativeInt, PositiveFloat, \
+from nnctl.fields import Choices, Doc, FileStem, Fraction, NameOf, NonNegativeFloat, NonNegativeInt, PositiveFloat, \
     PositiveInt, Range, Seed
+from nnctl.schedules import TYPES
 
 Scaling = Annotated[str, Choices(("none", "standard", "minmax"))]
 Monitor = Annotated[str, Doc("a logged quantity: loss, a metric, or val_ of either")]
@@ -24,7 +25,9 @@ def doc(text: str, **kw) -> Any:
 
 @dataclass(frozen=True)
 class TopLevel:
-    name: str = doc("run name; the default checkpoint is runs/<name>.h5 next to the spec", default="model")
+    extends: str | None = doc("a base spec merged under this one (its path relative to this file); tables merge "
+                              "key by key, this file's values and lists win", default=None)
+    name: FileStem = doc("run name; the default checkpoint is runs/<name>.h5 next to the spec", default="model")
     seed: Seed = doc("seeds the weights, data order, validation split, dropout and augmentation", default=0)
     dtype: Annotated[str, Choices(("float32", "float64"))] = doc("array precision", default="float32")
     data: dict = doc("what to train on", default_factory=dict)
@@ -171,7 +174,10 @@ class TrainSection:
                                         default=32)
     shuffle: bool = doc("reshuffle the training data every epoch", default=True)
     early_stopping: dict | None = doc("monitor, mode, patience, min_delta, restore_best", default=None)
-    lr_schedule: dict | None = doc("type = step|exponential|cosine|plateau and its keys", default=None)
+    lr_schedule: dict | None = doc("type = " + "|".join(TYPES) + " and its keys", default=None)
+    class_weight: Annotated[str, Choices(("balanced",))] | dict | None = doc(
+        "loss weight per class: \"balanced\" (n / (classes * count)) or { label = weight }; training loss only",
+        default=None)
     save_best: bool = doc("also write <checkpoint>.best.h5 with the best epoch", default=False)
     save_every: NonNegativeInt = doc("also write <checkpoint>.epochNNN.h5 every N epochs (0 = never)", default=0)
     tensorboard: str | None = doc("folder for TensorBoard event files", default=None)
@@ -187,19 +193,36 @@ class EarlyStopping:
     restore_best: bool = doc("keep the best epoch's weights", default=True)
 
 
-SCHEDULES = ("constant", "step", "exponential", "cosine", "plateau")
+SCHEDULES = TYPES
+Epochs = Annotated[float, Range(0, lo_open=True)]
 
 
 @dataclass(frozen=True)
 class LrSchedule:
-    type: Annotated[str, Choices(SCHEDULES)] = doc("schedule kind", default="constant")
+    type: Annotated[str, Choices(SCHEDULES)] = doc("schedule kind; every kind is evaluated per step", default="constant")
+    warmup_epochs: NonNegativeFloat = doc("every kind: linear warmup over this many epochs (fractions allowed)",
+                                          default=0.0)
+    warmup_steps: NonNegativeInt = doc("every kind: linear warmup over this many steps (instead of warmup_epochs)",
+                                       default=0)
     step_size: PositiveInt = doc("step: epochs per decay", default=10)
-    factor: Annotated[float, Range(0, 1, lo_open=True, hi_open=True)] = doc("step/plateau: multiplier",
+    milestones: list[Epochs] | None = doc("multistep: epochs at which the rate is multiplied by factor",
+                                          default=None)
+    factor: Annotated[float, Range(0, 1, lo_open=True, hi_open=True)] = doc("step/multistep/plateau: multiplier",
                                                                            default=0.5)
     decay_rate: PositiveFloat = doc("exponential: rate per decay_epochs", default=0.9)
     decay_epochs: PositiveFloat = doc("exponential: epochs per decay", default=1.0)
-    warmup_epochs: NonNegativeInt = doc("cosine: linear warmup epochs", default=0)
-    min_lr: NonNegativeFloat = doc("lowest learning rate", default=0.0)
+    power: PositiveFloat = doc("polynomial: exponent of (1 - t / T)", default=1.0)
+    cycle_epochs: Epochs = doc("cosine_restarts: epochs of the first cycle", default=10.0)
+    t_mul: Annotated[float, Range(1)] = doc("cosine_restarts: each cycle is this many times longer", default=2.0)
+    m_mul: Annotated[float, Range(0, 1, lo_open=True)] = doc("cosine_restarts: each cycle starts this many times "
+                                                             "lower", default=1.0)
+    pct_start: Annotated[float, Range(0, 1, lo_open=True, hi_open=True)] = doc(
+        "one_cycle: fraction of the steps spent rising", default=0.3)
+    div_factor: Annotated[float, Range(1)] = doc("one_cycle: starts at learning_rate / div_factor", default=25.0)
+    final_div_factor: Annotated[float, Range(1)] = doc("one_cycle: ends at the start rate / final_div_factor",
+                                                       default=1e4)
+    min_lr: NonNegativeFloat = doc("lowest learning rate (cosine, polynomial, cosine_restarts, plateau)",
+                                   default=0.0)
     monitor: Monitor = doc("plateau: the quantity watched", default="val_loss")
     patience: NonNegativeInt = doc("plateau: epochs without improvement", default=5)
     min_delta: NonNegativeFloat = doc("plateau: smallest improvement", default=0.0)

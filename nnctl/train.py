@@ -24,7 +24,7 @@ from nnctl import losses, metrics
 from nnctl.callbacks import EarlyStopping
 from nnctl.errors import TrainingDiverged
 from nnctl.graph import Model
-from nnctl.optimizers import Optimizer
+from nnctl.optimizers import Optimizer, ema_swapped
 from nnctl.rowshare import RowShare
 from nnctl.schedules import Schedule
 
@@ -90,16 +90,18 @@ class Trainer:
             raise ValueError("the perceptron loss needs a final 'step' activation")
         self.optimizer.init_slots(model.flat_params.size, model.dtype)
         self._buffers: dict = {}
+        self.class_weight = None  # device (n_classes,) loss weights of train.class_weight (losses.class_weights)
 
     # -- one step -----------------------------------------------------------------------------------
-    def loss_and_grad(self, xb, yb, scale: float = 1.0):
-        """Forward and backward on one batch; returns the device loss (before regularisation)."""
+    def loss_and_grad(self, xb, yb, scale: float = 1.0, weights=None):
+        """Forward and backward on one batch (``weights``: per-sample loss weights or None); returns the
+        device loss (before regularisation)."""
         model = self.model
         y = model.forward(xb, training=True)
         if self.fused:
-            value, grad = self.loss.fused_value_grad(model.logits(), yb, model.output_activation())
+            value, grad = self.loss.fused_value_grad(model.logits(), yb, model.output_activation(), weights)
         else:
-            value, grad = self.loss.value_grad(y, yb)
+            value, grad = self.loss.value_grad(y, yb, weights)
         if scale != 1.0:
             grad = grad * grad.dtype.type(scale)
         model.backward(grad, skip_output_activation=self.fused)
@@ -130,8 +132,8 @@ class Trainer:
         else:
             order = self.data_rng.permutation(n)
         epoch = self.state.epoch
-        lr = float(self.schedule.lr(epoch))
         n_batches = math.ceil(n / bs)
+        lr = self.schedule.rate(epoch, n_batches - 1, n_batches)  # logged: the rate of the epoch's last step
         batch_losses = []
         preds = []
         targets = []
@@ -156,12 +158,13 @@ class Trainer:
                     xb = self.hooks.augment(xb, self.aug_rng)
                 xb = B.asarray(xb, dtype=model.input_dtype)
                 yb = B.asarray(self._gather(y, idx, "y"))
-                value, out = self.loss_and_grad(xb, yb, scale=len(idx) * size / glob)
+                w = None if self.class_weight is None else self.class_weight[losses.label_ids(yb, self.task)]
+                value, out = self.loss_and_grad(xb, yb, scale=len(idx) * size / glob, weights=w)
             if regularized:  # every rank adds the penalty's gradient: the exchange averages it back to once
                 value = value + model.regularization(add_grads=True)
             if self.hooks.grad_hook is not None:
                 self.hooks.grad_hook(model.flat_grads)
-            opt.step(model.flat_params, model.flat_grads, model.slices.values(), lr=lr)
+            opt.step(model.flat_params, model.flat_grads, model.slices.values(), lr=self.schedule.rate(epoch, b, n_batches))
             batch_losses.append(value * len(idx))
             if self.metric_names and out is not None:
                 preds.append(out)
@@ -244,7 +247,8 @@ class Trainer:
             if not logs:
                 break  # stopped between batches: the state is still that of the last finished epoch
             if x_val is not None and len(x_val):
-                logs.update({f"val_{k}": v for k, v in self.evaluate(x_val, y_val).items()})
+                with ema_swapped(self.optimizer, self.model.flat_params):  # use_ema: validate what is saved
+                    logs.update({f"val_{k}": v for k, v in self.evaluate(x_val, y_val).items()})
             self.state.epoch += 1
             for k, v in logs.items():
                 self.state.history.setdefault(k, []).append(v)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import pathlib
+from typing import Optional
 
 import typer
 
 
 def layer_table(model) -> list[dict]:
-    """One row per node: name, type, output shape, parameters, trainable (like Keras's summary)."""
+    """One row per node: name, type, output shape, parameters, forward FLOPs per sample, trainable (as Keras's)."""
+    from nnctl.flops import node_flops  # noqa: PLC0415
+
     rows = []
     for n in model.nodes:
         t = type(n.layer).__name__
@@ -17,12 +20,15 @@ def layer_table(model) -> list[dict]:
         shape = n.output_shape
         out = [[None, *s] for s in shape] if isinstance(shape, list) else [None, *shape]  # null in JSON
         rows.append({"name": n.name, "type": t, "output_shape": out, "params": n.layer.param_count(),
-                     "trainable": bool(n.layer.trainable),
+                     "flops": node_flops(n), "trainable": bool(n.layer.trainable),
                      "inputs": [f"{a}" + (f":{b}" if b is not None else "") for a, b in n.refs]})
     return rows
 
 
-def _model_from_spec(spec, need_data: bool):
+def model_from_spec(spec, need_data: bool | None = None):
+    """The spec's built model: from ``model.input_shape`` alone, or from the data when the shape or a key needs it."""
+    if need_data is None:
+        need_data = any(_needs_data(e) for e in spec["model"]["layers"])
     from nnctl.build import build_model  # noqa: PLC0415
     from nnctl.run import model_for_data  # noqa: PLC0415
 
@@ -33,19 +39,45 @@ def _model_from_spec(spec, need_data: bool):
     return model_for_data(spec, load_dataset(spec, with_test=False))
 
 
-def _print_summary(title, model, json_):
+def _print_summary(title, model, json_, fmt: str = "table", output: str | None = None):
     from nnctl.cli.output import emit_json, table  # noqa: PLC0415
+    from nnctl.flops import CONVENTION, model_flops  # noqa: PLC0415
 
     rows = layer_table(model)
     trainable, frozen = model.param_count()
-    totals = {"total_params": trainable + frozen, "trainable_params": trainable, "non_trainable_params": frozen}
+    totals = {"total_params": trainable + frozen, "trainable_params": trainable, "non_trainable_params": frozen,
+              "total_flops": model_flops(model)[1], "flops_convention": CONVENTION}
+    if fmt != "table":
+        return _write_graph(rows, model, title, fmt, output)
     if json_:
         emit_json({"model": title, "input_shape": [None, *model.input_shape], "layers": rows, **totals})
         return
     table([[r["name"], r["type"], str(tuple(r["output_shape"])) if not isinstance(r["output_shape"][0], list)
-            else " ".join(str(tuple(s)) for s in r["output_shape"]), r["params"], "yes" if r["trainable"] else "no"]
-           for r in rows], ["layer", "type", "output shape", "params", "trainable"], title=title)
+            else " ".join(str(tuple(s)) for s in r["output_shape"]), r["params"],
+            "?" if r["flops"] is None else f"{r['flops']:,}", "yes" if r["trainable"] else "no"]
+           for r in rows], ["layer", "type", "output shape", "params", "FLOPs", "trainable"], title=title)
     print(f"Total params: {totals['total_params']:,}  Trainable: {trainable:,}  Non-trainable: {frozen:,}")
+    print(f"Total FLOPs: {totals['total_flops']:,} ({CONVENTION})")
+
+
+def _write_graph(rows, model, title, fmt, output):
+    """The model graph as DOT/SVG/PNG, to ``output`` or stdout (PNG only to a file or a pipe)."""
+    import sys  # noqa: PLC0415
+
+    from nnctl.errors import OutputError  # noqa: PLC0415
+    from nnctl.graph_dot import render, to_dot  # noqa: PLC0415
+
+    data = render(to_dot(rows, model.input_shape, title), fmt)
+    if output is None:
+        if fmt == "png" and sys.stdout.isatty():
+            raise OutputError("--format png is binary: pass --output FILE.png or redirect stdout")
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+        return
+    from nnctl import fs  # noqa: PLC0415
+
+    fs.check_output_file(output, "graph file")
+    fs.atomic_write(output, lambda tmp: pathlib.Path(tmp).write_bytes(data))
 
 
 def register(app: typer.Typer, reports_errors) -> None:
@@ -53,20 +85,42 @@ def register(app: typer.Typer, reports_errors) -> None:
     @reports_errors
     def check(spec: str = typer.Argument(..., help="spec file"),
               set_: list[str] = typer.Option([], "--set", help="override a spec key (repeatable)"),
+              print_spec: bool = typer.Option(False, "--print-spec",
+                                              help="print the resolved spec (extends merged, --set applied) as TOML"),
               json_: bool = typer.Option(False, "--json", help="JSON on stdout")):
-        """Validate a spec and infer every layer's output shape and parameter count, without training."""
+        """Validate a spec and infer every layer's output shape, parameter count and FLOPs, without training.
+
+        Example: nnctl check specs/iris_mlp.toml --set train.epochs=5 --print-spec
+        """
         from nnctl import spec as spec_mod  # noqa: PLC0415
 
         s = spec_mod.load(spec, set_)
+        if print_spec:
+            from nnctl.spec_extends import dump_toml, load_chain  # noqa: PLC0415
+
+            raw, _ = load_chain(spec, spec_mod.load_file)
+            for item in set_:
+                spec_mod.apply_override(raw, item)
+            print(dump_toml(raw), end="")
+            return
         needs_data = any(_needs_data(e) for e in s["model"]["layers"])
-        model = _model_from_spec(s, needs_data)
+        model = model_from_spec(s, needs_data)
         _print_summary(f"{spec}: valid", model, json_)
 
     @app.command()
     @reports_errors
     def summary(target: str = typer.Argument(..., help="spec file or checkpoint"),
+                format_: str = typer.Option("table", "--format", help="table, or the graph as dot, svg or png"),
+                output: Optional[str] = typer.Option(None, "--output", "-o", help="write the graph to this file"),
                 json_: bool = typer.Option(False, "--json", help="JSON on stdout")):
-        """The layer table (name, type, output shape, parameters, trainable) and totals."""
+        """The layer table (name, type, output shape, parameters, FLOPs, trainable) and totals, or the graph.
+
+        Example: nnctl summary specs/resnet_small.toml --format svg --output resnet.svg
+        """
+        from nnctl.graph_dot import FORMATS  # noqa: PLC0415
+
+        if format_ not in ("table", *FORMATS):
+            raise typer.BadParameter(f"expected table, dot, svg or png, found {format_!r}", param_hint="--format")
         if pathlib.Path(target).suffix.lower() in (".h5", ".hdf5"):
             from nnctl.run import restore  # noqa: PLC0415
 
@@ -75,8 +129,8 @@ def register(app: typer.Typer, reports_errors) -> None:
             from nnctl import spec as spec_mod  # noqa: PLC0415
 
             s = spec_mod.load(target)
-            model = _model_from_spec(s, any(_needs_data(e) for e in s["model"]["layers"]))
-        _print_summary(target, model, json_)
+            model = model_from_spec(s, any(_needs_data(e) for e in s["model"]["layers"]))
+        _print_summary(target, model, json_, format_, output)
 
     @app.command()
     @reports_errors

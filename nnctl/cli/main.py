@@ -143,11 +143,23 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
 
 
 def _register():
-    from nnctl.cli import (augment_preview, compare, data_cmd, evaluate, init_cmd, inspect_cmds, plot,  # noqa: PLC0415
-                           predict, schema_cmd, train)
+    from nnctl.cli import (  # noqa: PLC0415 - each verb's imports load only when the CLI starts
+        augment_preview,
+        compare,
+        data_cmd,
+        evaluate,
+        init_cmd,
+        inspect_cmds,
+        lr_find,
+        plot,
+        predict,
+        schema_cmd,
+        time_cmd,
+        train,
+    )
 
     for module in (train, evaluate, predict, inspect_cmds, plot, compare, init_cmd, schema_cmd, augment_preview,
-                   data_cmd):
+                   time_cmd, lr_find, data_cmd):
         module.register(app, reports_errors)
 
 

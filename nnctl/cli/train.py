@@ -26,6 +26,8 @@ def register(app: typer.Typer, reports_errors) -> None:
         quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress, only the result"),
         distributed: bool = typer.Option(False, "--distributed",
                                          help="data-parallel over MPI (automatic under mpiexec or srun)"),
+        k_fold: Optional[int] = typer.Option(None, "--k-fold", min=2, max=1000,
+                                             help="K-fold cross-validation: K runs, each validated on its held-out fold"),
     ):
         """Train the network a spec describes and write its HDF5 checkpoint."""
         from nnctl import run, spec as spec_mod  # noqa: PLC0415
@@ -53,6 +55,10 @@ def register(app: typer.Typer, reports_errors) -> None:
             s["output"]["checkpoint"] = os.path.abspath(resume)
         if run_dir is not None:
             s["output"]["run_dir"] = os.path.abspath(run_dir)
+        if k_fold is not None:  # K ordinary runs and their mean and std (nnctl/kfold.py)
+            from nnctl.cli.kfold_cmd import train_folds  # noqa: PLC0415
+
+            return train_folds(s, k_fold, device, json_, quiet, init_from, resume, world is not None)
         hooks = world.hooks if world else Hooks()
         with Progress(enabled=not (quiet or json_)) as progress:
             progress.set_epochs(int(s["train"]["epochs"]))
