@@ -133,26 +133,33 @@ def columns_from_rows(header: list[str], rows: list[list[str]], name: str, numer
 def _floats(rows, cols: list[int], header: list[str], name: str, strict: set[int], first_line: int = 2) -> np.ndarray:
     """Cells as finite floats (NaN for a missing cell of a column not in ``strict``); the first bad cell,
     in row order, is an error naming the line and column."""
-    out = np.empty((len(rows), len(cols)), dtype=np.float64)
+    try:  # the common case: every cell a finite number
+        out = np.array([[float(r[c]) for c in cols] for r in rows], dtype=np.float64).reshape(len(rows), len(cols))
+        if np.isfinite(out).all():
+            return out
+    except ValueError:
+        pass
+    values = []
     for i, r in enumerate(rows):
-        for j, c in enumerate(cols):
+        row = []
+        for c in cols:
             cell = r[c].strip()
             try:
                 v = float(cell)
             except ValueError:
+                v = None
+            if v is None or not np.isfinite(v):
                 if c not in strict and cell.lower() in MISSING_TOKENS:
-                    out[i, j] = np.nan
-                    continue
-                raise DataError(f"{name}: line {i + first_line}, column {quote(header[c])}: expected a number, "
-                                f"found {quote(cell)}") from None
-            if not np.isfinite(v):
-                if c not in strict and cell.lower() in MISSING_TOKENS:
-                    out[i, j] = np.nan
-                    continue
-                raise DataError(f"{name}: line {i + first_line}, column {quote(header[c])}: expected a finite number, "
-                                f"found {quote(cell)}")
-            out[i, j] = v
-    return out
+                    v = np.nan
+                elif v is None:
+                    raise DataError(f"{name}: line {i + first_line}, column {quote(header[c])}: expected a number, "
+                                    f"found {quote(cell)}")
+                else:
+                    raise DataError(f"{name}: line {i + first_line}, column {quote(header[c])}: expected a finite "
+                                    f"number, found {quote(cell)}")
+            row.append(v)
+        values.append(row)
+    return np.array(values, dtype=np.float64).reshape(len(rows), len(cols))
 
 
 def try_fast(path, numeric: list[str], text: list[str]) -> Columns | None:
