@@ -120,12 +120,12 @@ def read_inputs_named(source: str, prep, sample_shape=None, keys=("x",)) -> tupl
     if fmt == "npy":
         return _npy(data, name, keys), None
     if fmt == "jsonl":
-        if prep.meta.get("table"):
+        if _encoded(prep):
             return _jsonl_table(data, name, prep), None
         return _jsonl(data, name, prep.feature_names), None
     header, rows = read_csv_table(io.StringIO(decode_text(data, name)), name)
     features = prep.feature_names
-    if features and prep.meta.get("table") and all(f in header for f in features):
+    if features and _encoded(prep) and all(f in header for f in features):
         return _table(header, rows, name, prep), None
     if features and all(f in header for f in features):
         cols = [header.index(f) for f in features]
@@ -135,6 +135,11 @@ def read_inputs_named(source: str, prep, sample_shape=None, keys=("x",)) -> tupl
     else:
         cols = list(range(len(header)))
     return to_float_matrix(rows, cols, header, name), None
+
+
+def _encoded(prep) -> bool:
+    """Whether the checkpoint's table has category or missing-value columns (else plain numbers are read)."""
+    return any(c["kind"] == "category" or c["strategy"] != "error" for c in prep.meta.get("table") or ())
 
 
 def _table(header, rows, name: str, prep, first_line: int = 2) -> np.ndarray:
@@ -162,7 +167,10 @@ def _jsonl_table(data: bytes, name: str, prep) -> np.ndarray:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
             raise DataError(f"{name}: line {i}: not valid JSON ({exc.msg})") from None
-        if isinstance(obj, list) and len(obj) == len(features):
+        if isinstance(obj, list):
+            if len(obj) != len(features):
+                raise DataError(f"{name}: line {i}: {len(obj)} values, the model expects {len(features)} "
+                                f"features ({_names(features)})")
             obj = dict(zip(features, obj))
         if not isinstance(obj, dict):
             raise DataError(f"{name}: line {i}: expected a JSON object keyed by {_names(features)}")
