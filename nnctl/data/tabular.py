@@ -7,6 +7,8 @@ follow ``data.missing``. ``columns.TableEncoder`` does the encoding, fitted on t
 
 from __future__ import annotations
 
+import pathlib
+
 import numpy as np
 
 from nnctl.data.columns import TableEncoder, plan
@@ -128,6 +130,10 @@ def csv_xy(path, data: dict, prep: Preprocessor, role: str) -> tuple[np.ndarray,
 
 
 def load(data: dict, prep: Preprocessor) -> Splits:
+    size = pathlib.Path(data["train"]).stat().st_size if pathlib.Path(data["train"]).is_file() else 0
+    if size > int(data.get("stream_above_mb", 1024)) << 20:
+        prep.notes.append(f"{data['train']}: {size >> 20} MiB of CSV is read into memory; for data larger than "
+                          f"memory, convert it once (nnctl data convert) and train on the HDF5 file streamed")
     x, y, enc = _read(data["train"], data, prep, "train")
     s = Splits(x, y)
     if enc.ids_only:
