@@ -87,6 +87,13 @@ class Rows:
         a = self._read(np.arange(len(self), dtype=np.int64))
         return a if dtype is None else a.astype(dtype, copy=False)
 
+    # whole-array comparisons (a layer's one-off input check, e.g. Embedding's id range) read every row
+    def __lt__(self, other):
+        return np.asarray(self) < other
+
+    def __ge__(self, other):
+        return np.asarray(self) >= other
+
     # -- views ---------------------------------------------------------------------------------------
     def subset(self, indices) -> Rows:
         """The rows ``indices`` (of this view) as a new view, sorted so reads stay in file order."""
