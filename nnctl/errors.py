@@ -50,6 +50,15 @@ class Interrupted(NnctlError):
     exit_code = 130
 
 
+class Preempted(Interrupted):
+    """SIGTERM (or SIGUSR1 with checkpoint_on_signal) wrote a checkpoint at a batch boundary: requeue and resume.
+
+    143 = 128 + SIGTERM, the code a process killed by SIGTERM reports, which SLURM and Kubernetes
+    already treat as "terminated" (docs/distributed.md)."""
+
+    exit_code = 143
+
+
 class OutputError(NnctlError):
     """An output path cannot be written: not a folder, not writable, locked by another run, or the disk is full."""
 
