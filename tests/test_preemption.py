@@ -83,7 +83,7 @@ def spec(tmp_path):
 
 def history(path) -> dict:
     """Every logged value that does not measure time."""
-    return {k: v for k, v in Checkpoint(path).history.items() if k not in ("seconds", "samples_per_second")}
+    return {k: v for k, v in Checkpoint(path).history.items() if k not in ("seconds", "samples_per_second", "allreduce_seconds")}
 
 
 def assert_same_run(a, b):
@@ -194,3 +194,35 @@ def test_resume_without_a_spec_uses_the_stored_one(tmp_path):
     # a usage mistake is one line and exit 2
     p = nnctl("train", "--resume", "auto")
     assert p.returncode == 2 and p.stderr.count("\n") == 1 and "SPEC" in p.stderr
+
+
+MPI_RANK0_SIGNAL = SIGNAL_AT_STEP.replace("self.optimizer.iterations == at", "self.optimizer.iterations == at and "
+                                          "self.strategy.rank == 0")
+
+
+@pytest.mark.mpi
+def test_sigterm_on_one_rank_under_mpiexec_checkpoints_and_resumes(tmp_path, spec):
+    """Only rank 0 gets SIGTERM: the ranks agree to stop at the same batch, rank 0 writes, the job exits 143."""
+    import shutil
+
+    bin_dir = os.path.dirname(sys.executable)
+    mpiexec, console = shutil.which("mpiexec", path=bin_dir), shutil.which("nnctl", path=bin_dir)
+    try:
+        import mpi4py  # noqa: F401
+    except ImportError:
+        pytest.skip("needs mpi4py: pip install nnctl[mpi]")
+    if mpiexec is None or console is None:
+        pytest.skip("needs mpiexec (pip install mpich) and the nnctl console script")
+    env = {**os.environ, "NNCTL_DEVICE": "cpu"}
+
+    def job(*args):
+        return subprocess.run([mpiexec, "-n", "2", *map(str, args)], capture_output=True, text=True, timeout=180,
+                              env=env, cwd=tmp_path)
+
+    assert job(console, "train", spec, "-o", "whole.h5", "-q").returncode == 0
+    p = job(sys.executable, "-c", MPI_RANK0_SIGNAL, "SIGTERM", "17", "train", spec, "-o", "part.h5", "-q")
+    assert p.returncode == 143, p.stderr
+    assert p.stderr.count("error: terminated by SIGTERM: wrote") == 1, p.stderr
+    assert Checkpoint(tmp_path / "part.h5").resume["info"]["position"] is not None
+    assert job(console, "train", spec, "--resume", "part.h5", "-q").returncode == 0
+    assert_same_run(tmp_path / "whole.h5", tmp_path / "part.h5")
