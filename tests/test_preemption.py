@@ -226,3 +226,28 @@ def test_sigterm_on_one_rank_under_mpiexec_checkpoints_and_resumes(tmp_path, spe
     assert Checkpoint(tmp_path / "part.h5").resume["info"]["position"] is not None
     assert job(console, "train", spec, "--resume", "part.h5", "-q").returncode == 0
     assert_same_run(tmp_path / "whole.h5", tmp_path / "part.h5")
+
+
+def test_sbatch_script_requeues_on_143_only(tmp_path):
+    """examples/slurm/train.sbatch with stand-ins for srun, scontrol and nnctl: 143 requeues, 2 does not."""
+    script = SPECS.parent / "examples" / "slurm" / "train.sbatch"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "calls"
+    fakes = {"srun": 'echo "srun $*" >> "$LOG"; while [ "${1#-}" != "$1" ]; do shift; done; exec "$@"',
+             "scontrol": 'echo "scontrol $*" >> "$LOG"',
+             "nnctl": 'echo "nnctl $*" >> "$LOG"; exit "$CODE"'}
+    for name, body in fakes.items():
+        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "LOG": str(log), "SPEC": "s.toml", "SLURM_JOB_ID": "42",
+           "SLURM_NTASKS": "8", "SLURM_JOB_NUM_NODES": "2", "SLURM_CPUS_PER_TASK": "8"}
+    p = subprocess.run(["bash", str(script)], env={**env, "CODE": "143"}, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    calls = log.read_text().splitlines()
+    assert calls[0].startswith("srun --mpi=pmix ")
+    assert calls[1] == "nnctl train s.toml --resume auto --device gpu --checkpoint-on-signal --json"
+    assert calls[2] == "scontrol requeue 42"
+    log.unlink()
+    p = subprocess.run(["bash", str(script)], env={**env, "CODE": "2"}, capture_output=True, text=True)
+    assert p.returncode == 2 and "scontrol" not in log.read_text()
