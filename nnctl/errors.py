@@ -42,12 +42,14 @@ class TrainingDiverged(NnctlError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
     exit_code = 3
+    checkpoint: str | None = None  # what was written, for the CLI's command that continues
 
 
 class Interrupted(NnctlError):
     """Training was interrupted by SIGINT after writing the last finished epoch."""
 
     exit_code = 130
+    checkpoint: str | None = None  # what was written, for the CLI's command that continues
 
 
 class Preempted(Interrupted):

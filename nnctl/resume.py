@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -89,7 +90,8 @@ def _position(ckpt: Checkpoint, info: dict, has_metrics: bool) -> dict | None:
     pos = info.get("position")
     if pos is None:
         return None
-    arrays = {k.split("/", 1)[1]: v for k, v in ckpt.resume.get("position", {}).items()}
+    stored = (ckpt.resume or {}).get("position", {})
+    arrays = {k.split("/", 1)[1]: v for k, v in stored.items()}
     need = ("order", "losses", "preds", "rows") if has_metrics else ("order", "losses")
     missing = [k for k in need if k not in arrays]
     if missing or not isinstance(pos.get("batch"), int):
@@ -140,7 +142,7 @@ def find_auto(checkpoint: str) -> ResumeFrom | None:
     return None
 
 
-def stored_spec(path: str, overrides: list[str] = ()) -> dict:
+def stored_spec(path: str, overrides: Sequence[str] = ()) -> dict:
     """The spec stored in checkpoint ``path``, with ``--set`` overrides, validated again."""
     stored = Checkpoint(path).spec
     raw = {k: v for k, v in stored.items() if not k.startswith("_")}

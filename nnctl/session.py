@@ -14,6 +14,7 @@ import pathlib
 import signal
 import time
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 from nnctl import backend as B
 from nnctl import fs
@@ -26,6 +27,9 @@ from nnctl.resume import ResumeFrom, find_auto, model_differences, snapshot_from
 from nnctl.schedules import Schedule
 from nnctl.strategy import Local
 from nnctl.train import Hooks, Trainer
+
+if TYPE_CHECKING:
+    from nnctl.tensorboard import TensorBoardWriter
 
 Emit = Callable[[dict], None]
 GO, INTERRUPT, PREEMPT = 0, 1, 2  # stop levels; under MPI the ranks agree on the highest one asked for
@@ -64,7 +68,7 @@ class Signals:
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[Signals]:
-        old = {}
+        old: dict = {}
         wanted = [(signal.SIGINT, self._on_int), (signal.SIGTERM, self._on_preempt)]
         if hasattr(signal, "SIGUSR1"):
             wanted.append((signal.SIGUSR1, self._on_usr1))
@@ -129,7 +133,7 @@ class Session:
         self.signals = Signals(bool(self.tcfg.get("checkpoint_on_signal")))
         self.agreed = GO  # the stop level every rank agreed on
         self.step_checkpoint_due = False
-        self.tb = None
+        self.tb: TensorBoardWriter | None = None
         self.t_start = time.perf_counter()
 
     # -- setting up ---------------------------------------------------------------------------------
@@ -273,9 +277,9 @@ class Session:
             done = self._finish()
         if self._interrupted():  # also by a Ctrl-C during the final write, which completed first
             self.emit(done)
-            exc = Interrupted(f"interrupted: wrote {self.ckpt_path} with epoch {self.last['epoch']}")
-            exc.checkpoint = self.ckpt_path  # the CLI adds the command that continues
-            raise exc
+            stopped = Interrupted(f"interrupted: wrote {self.ckpt_path} with epoch {self.last['epoch']}")
+            stopped.checkpoint = self.ckpt_path  # the CLI adds the command that continues
+            raise stopped
         return done
 
     def _interrupted(self) -> bool:

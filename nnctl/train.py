@@ -104,7 +104,8 @@ class Trainer:
             raise ValueError("the perceptron loss needs a final 'step' activation")
         self.optimizer.init_slots(model.flat_params.size, model.dtype)
         self._buffers: dict = {}
-        self._summed: Any = None  # the accumulated gradient (K > 1)
+        self._summed: Any = None  # K > 1: sum_k n_k * g_k over the batches of the step so far
+        self._summed_rows = 0  # sum_k n_k
 
     # -- one step -----------------------------------------------------------------------------------
     def loss_and_grad(self, xb, yb, scale: float = 1.0):
@@ -156,8 +157,7 @@ class Trainer:
                 value = value + model.regularization(add_grads=False)
             self._accumulate(shard.weight)
             if last_of_step:
-                model.flat_grads[...] = self._summed[0] / self._summed[0].dtype.type(max(self._summed[1], 1))
-                self._summed = None
+                self._take_accumulated()
                 if regularized:
                     model.regularization(add_grads=True)
                 self.step(lr)
@@ -166,9 +166,16 @@ class Trainer:
     def _accumulate(self, weight: int) -> None:
         grads = self.model.flat_grads
         if self._summed is None:
-            self._summed = [B.xp.zeros_like(grads), 0]
-        self._summed[0] += grads * grads.dtype.type(weight)
-        self._summed[1] += weight
+            self._summed = B.xp.zeros_like(grads)
+        self._summed += grads * grads.dtype.type(weight)
+        self._summed_rows += weight
+
+    def _take_accumulated(self) -> None:
+        """flat_grads <- sum_k n_k g_k / sum_k n_k, and the sum starts again."""
+        grads = self.model.flat_grads
+        B.xp.divide(self._summed, grads.dtype.type(max(self._summed_rows, 1)), out=grads)
+        self._summed[...] = 0
+        self._summed_rows = 0
 
     def _batch_size(self, n: int) -> int:
         bs = self.cfg.get("batch_size", 32)

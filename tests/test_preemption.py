@@ -225,7 +225,11 @@ def test_sigterm_on_one_rank_under_mpiexec_checkpoints_and_resumes(tmp_path, spe
     assert p.stderr.count("error: terminated by SIGTERM: wrote") == 1, p.stderr
     assert Checkpoint(tmp_path / "part.h5").resume["info"]["position"] is not None
     assert job(console, "train", spec, "--resume", "part.h5", "-q").returncode == 0
-    assert_same_run(tmp_path / "whole.h5", tmp_path / "part.h5")
+    x, y = checkpoint_arrays(tmp_path / "whole.h5"), checkpoint_arrays(tmp_path / "part.h5")
+    assert all(np.array_equal(x[k], y[k]) for k in x)  # the weights bit for bit
+    # the logged loss of the cut epoch sums the ranks' batch losses in another order: equal to rounding
+    for k, v in history(tmp_path / "whole.h5").items():
+        assert history(tmp_path / "part.h5")[k] == pytest.approx(v, rel=1e-12), k
 
 
 def test_sbatch_script_requeues_on_143_only(tmp_path):

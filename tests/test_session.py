@@ -114,3 +114,23 @@ def test_signal_levels():
     with preempting.installed():
         os.kill(os.getpid(), signal.SIGUSR1)
         assert (preempting.level, preempting.name, preempting.save_requested) == (PREEMPT, "SIGUSR1", False)
+
+
+@pytest.mark.parametrize("module", ["assemble", "distributed", "inference", "resume", "run", "scoring", "session",
+                                    "strategy", "train"])
+def test_the_library_never_prints_or_exits(module):
+    """Printing and exiting belong to the CLI: no print(), sys.exit, sys.stdout/stderr or os._exit here."""
+    import ast
+    import pathlib
+
+    import nnctl
+
+    path = pathlib.Path(nnctl.__file__).parent / f"{module}.py"
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("print", "exit"):
+            found.append(f"{node.func.id}() line {node.lineno}")
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and \
+                (node.value.id, node.attr) in (("sys", "exit"), ("sys", "stdout"), ("sys", "stderr"), ("os", "_exit")):
+            found.append(f"{node.value.id}.{node.attr} line {node.lineno}")
+    assert found == []
