@@ -165,9 +165,4 @@ def connect(force: bool = False) -> World | None:
     """The MPI world when launched by mpiexec/srun (or ``force``); else None. Bind a device next (``bind_device``)."""
     if not (force or launched_by_mpi()):
         return None
-    world = World(_mpi().COMM_WORLD, _mpi())
-    pidfile = os.environ.get("NNCTL_TEST_PIDFILE")  # tests only: lets them kill one rank
-    if pidfile:
-        with open(f"{pidfile}.{world.rank}", "w", encoding="utf-8") as f:
-            f.write(f"{os.getpid()}\n")
-    return world
+    return World(_mpi().COMM_WORLD, _mpi())

@@ -255,3 +255,24 @@ def test_sbatch_script_requeues_on_143_only(tmp_path):
     log.unlink()
     p = subprocess.run(["bash", str(script)], env={**env, "CODE": "2"}, capture_output=True, text=True)
     assert p.returncode == 2 and "scontrol" not in log.read_text()
+
+
+def test_sigterm_from_outside_exits_143_with_a_resumable_checkpoint(tmp_path):
+    """A SIGTERM sent by another process (as a scheduler does) at an unknown batch."""
+    out = tmp_path / "long.h5"
+    proc = subprocess.Popen([sys.executable, "-m", "nnctl", "train", SPECS / "digits_mlp.toml", "--out", out,
+                             "--json", "--set", "data.subset=400", "--epochs", "100000"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert json.loads(proc.stdout.readline())["event"] == "epoch"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143, err
+    assert err.strip().splitlines()[-1].startswith(f"error: terminated by SIGTERM: wrote {out} in epoch ")
+    ck = Checkpoint(out)
+    assert ck.epoch >= 1 and ck.resume is not None
+    p = nnctl("train", "--resume", out, "--epochs", str(ck.epoch + 1), "--json")
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout.splitlines()[-1])["epochs_run"] == ck.epoch + 1

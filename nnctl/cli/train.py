@@ -119,6 +119,10 @@ def _connect(device: str, force: bool):
 
     world = connect(force)
     if world is not None:
+        pidfile = os.environ.get("NNCTL_TEST_PIDFILE")  # tests only: each rank's pid, so a test can kill one
+        if pidfile:
+            with open(f"{pidfile}.{world.rank}", "w", encoding="utf-8") as f:
+                f.write(f"{os.getpid()}\n")
         with _guard(world):
             world.bind_device(device)
     return world
