@@ -53,7 +53,7 @@ def write_checkpoint(path, spec, trainer: Trainer, prep: Preprocessor, last: dic
     position = last.get("position")
     arrays = {}
     if position is not None:
-        info["position"] = {"batch": position["batch"], "carried_loss": position["carried_loss"]}
+        info["position"] = {k: position[k] for k in ("batch", "batch_size", "carried_loss")}
         arrays = {f"epoch/{k}": position[k] for k in ("order", "losses", "preds", "rows") if k in position}
     resume_weights, resume_state = _weights_of(model, last, shapes)
     name, config = optimizer_config(spec["train"])
@@ -81,23 +81,24 @@ def snapshot_from_checkpoint(ckpt: Checkpoint, trainer: Trainer) -> dict:
     snap = trainer.snapshot()
     snap.update(slots=slots, iterations=info["iterations"], epoch=info["epoch"], history=info["history"],
                 schedule=info["schedule"], early=info["early"], data_rng=info["data_rng"], aug_rng=info["aug_rng"],
-                layer_rngs=info["layer_rngs"], position=_position(ckpt, info, len(trainer.metric_names) > 0))
+                layer_rngs=info["layer_rngs"], position=_position(ckpt, info))
     return snap
 
 
-def _position(ckpt: Checkpoint, info: dict, has_metrics: bool) -> dict | None:
-    """A stored mid-epoch position, checked for the arrays it needs."""
+def _position(ckpt: Checkpoint, info: dict) -> dict | None:
+    """A stored mid-epoch position, checked for the arrays it needs (outputs only once a batch has run)."""
     pos = info.get("position")
     if pos is None:
         return None
     stored = (ckpt.resume or {}).get("position", {})
     arrays = {k.split("/", 1)[1]: v for k, v in stored.items()}
-    need = ("order", "losses", "preds", "rows") if has_metrics else ("order", "losses")
-    missing = [k for k in need if k not in arrays]
-    if missing or not isinstance(pos.get("batch"), int):
+    missing = [k for k in ("order", "losses") if k not in arrays]
+    missing += [k for k in ("batch", "batch_size") if not isinstance(pos.get(k), int)]
+    if missing:
         raise CheckpointError(f"{ckpt.path}: /resume/position: the mid-epoch position is incomplete "
-                              f"(missing {', '.join(missing) or 'batch'})")
-    return {**arrays, "batch": pos["batch"], "carried_loss": float(pos.get("carried_loss", 0.0))}
+                              f"(missing {', '.join(missing)})")
+    return {**arrays, "batch": pos["batch"], "batch_size": pos["batch_size"],
+            "carried_loss": float(pos.get("carried_loss", 0.0))}
 
 
 def model_differences(a: dict, b: dict) -> list[str]:

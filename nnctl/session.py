@@ -203,6 +203,7 @@ class Session:
             raise SpecError(f"--resume {found.path}: the spec's model differs from the checkpoint's: "
                             + "; ".join(diff))
         self.trainer.restore(snapshot_from_checkpoint(found.checkpoint, self.trainer))
+        self.trainer.check_progress(len(self.ds.x_train))
         progress = self.trainer.progress
         self.emit({"event": "resume", "checkpoint": found.path, "epoch": self.trainer.state.epoch,
                    **({"batch": progress.batch} if progress is not None else {})})

@@ -29,7 +29,7 @@ import numpy as np
 from nnctl import backend as B
 from nnctl import losses, metrics
 from nnctl.callbacks import EarlyStopping
-from nnctl.errors import TrainingDiverged
+from nnctl.errors import CheckpointError, TrainingDiverged
 from nnctl.graph import Model
 from nnctl.optimizers import Optimizer
 from nnctl.schedules import Schedule
@@ -71,6 +71,7 @@ class EpochProgress:
     """The epoch in progress: its order, batches done, and what its logs need from them."""
 
     order: np.ndarray
+    batch_size: int
     batch: int = 0  # batches done
     losses: list = field(default_factory=list)  # per batch: loss * rows, on the device
     preds: list = field(default_factory=list)  # per batch: outputs, when metrics are logged
@@ -196,7 +197,8 @@ class Trainer:
         bs = self._batch_size(n)
         if self.progress is None:
             order = self.data_rng.permutation(n) if self.cfg.get("shuffle", True) else np.arange(n)
-            self.progress = EpochProgress(order)
+            self.progress = EpochProgress(order, bs)
+        self.check_progress(n)
         prog, epoch = self.progress, self.state.epoch
         lr = float(self.schedule.lr(epoch))
         n_batches = math.ceil(n / bs)
@@ -221,6 +223,14 @@ class Trainer:
                                                   lambda n=max(seen, 1): running.total() / n))
         self.progress = None
         return self._epoch_logs(x, y, prog, epoch, lr, n_batches, time.perf_counter() - t0)
+
+    def check_progress(self, n: int) -> None:
+        """A mid-epoch resume needs the epoch it stopped in: the same rows, in batches of the same size."""
+        prog, bs = self.progress, self._batch_size(n)
+        if prog is not None and (len(prog.order) != n or prog.batch_size != bs):
+            raise CheckpointError(f"the checkpoint stopped inside epoch {self.state.epoch + 1}, over "
+                                  f"{len(prog.order)} rows in batches of {prog.batch_size}; this run has {n} rows "
+                                  f"in batches of {bs}: resume with the same data and train.batch_size")
 
     def _epoch_logs(self, x, y, prog: EpochProgress, epoch: int, lr: float, n_batches: int, seconds: float) -> dict:
         """The finished epoch's loss (NaN/inf checked, the batch named) and metrics over every rank's rows."""
@@ -313,7 +323,8 @@ class Trainer:
             return None
         losses_host = (B.to_numpy(B.xp.stack([B.xp.asarray(v) for v in prog.losses])) if prog.losses
                        else np.zeros(0, self.model.dtype))
-        out = {"order": prog.order.copy(), "batch": prog.batch, "losses": self.strategy.gather(losses_host),
+        out = {"order": prog.order.copy(), "batch": prog.batch, "batch_size": prog.batch_size,
+               "losses": self.strategy.gather(losses_host),
                "carried_loss": prog.carried_loss}
         if self.metric_names and (prog.preds or prog.carried is not None or self.strategy.size > 1):
             p, rows = self._outputs(prog)
@@ -345,7 +356,7 @@ class Trainer:
     def _progress_from(self, pos: dict | None) -> EpochProgress | None:
         if pos is None:
             return None
-        prog = EpochProgress(np.asarray(pos["order"], dtype=np.int64), int(pos["batch"]))
+        prog = EpochProgress(np.asarray(pos["order"], dtype=np.int64), int(pos["batch_size"]), int(pos["batch"]))
         losses_host = np.asarray(pos["losses"])
         if self.strategy.size == 1:  # the same per-batch values in the same order: the same epoch loss
             prog.losses = [B.xp.asarray(v) for v in losses_host]

@@ -95,23 +95,26 @@ def assert_same_run(a, b):
     assert Checkpoint(a).optimizer["iterations"] == Checkpoint(b).optimizer["iterations"]
 
 
-def test_sigterm_mid_epoch_checkpoints_exits_143_and_resumes_bit_identically(tmp_path, spec):
+@pytest.mark.parametrize("step,batch", [(17, 5), (12, 0)], ids=["inside_epoch_2", "before_its_first_batch"])
+def test_sigterm_mid_epoch_checkpoints_exits_143_and_resumes_bit_identically(tmp_path, spec, step, batch):
+    """Step 17 is batch 5 of 12 of epoch 2; after step 12 (epoch 1's last) the stop comes as epoch 2 begins,
+    its order already drawn."""
     whole, part = tmp_path / "whole.h5", tmp_path / "part.h5"
     assert nnctl("train", spec, "--out", whole, "-q").returncode == 0
-    p = signalled("SIGTERM", 17, "train", spec, "--out", part, "-q")  # step 17: epoch 2, batch 5 of 12
+    p = signalled("SIGTERM", step, "train", spec, "--out", part, "-q")
     assert p.returncode == 143, p.stderr
     line = p.stderr.strip()
     assert "\n" not in line and "Traceback" not in line
-    assert line.startswith(f"error: terminated by SIGTERM: wrote {part} in epoch 2 at batch 5; continue: ")
+    assert line.startswith(f"error: terminated by SIGTERM: wrote {part} in epoch 2 at batch {batch}; continue: ")
     command = shlex.split(line.split("continue: ", 1)[1])
     assert command == ["nnctl", "train", str(spec), "--resume", str(part)]
     ck = Checkpoint(part)
-    assert ck.epoch == 1 and ck.resume["info"]["position"]["batch"] == 5 and ck.optimizer["iterations"] == 17
+    assert ck.epoch == 1 and ck.resume["info"]["position"]["batch"] == batch and ck.optimizer["iterations"] == step
     assert not (tmp_path / "part.run").exists()  # the run folder is written when the run ends
     p = nnctl(*command[1:], "--json")
     assert p.returncode == 0, p.stderr
     events = [json.loads(line) for line in p.stdout.splitlines()]
-    assert events[0] == {"event": "resume", "checkpoint": str(part), "epoch": 1, "batch": 5}
+    assert events[0] == {"event": "resume", "checkpoint": str(part), "epoch": 1, "batch": batch}
     assert [e["epoch"] for e in events if e["event"] == "epoch"] == [2, 3]
     assert_same_run(whole, part)
 
@@ -276,3 +279,12 @@ def test_sigterm_from_outside_exits_143_with_a_resumable_checkpoint(tmp_path):
     p = nnctl("train", "--resume", out, "--epochs", str(ck.epoch + 1), "--json")
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout.splitlines()[-1])["epochs_run"] == ck.epoch + 1
+
+
+def test_mid_epoch_resume_with_another_batch_size_is_refused(tmp_path, spec):
+    out = tmp_path / "b.h5"
+    assert signalled("SIGTERM", 17, "train", spec, "--out", out, "-q").returncode == 143
+    p = nnctl("train", spec, "--resume", out, "--set", "train.batch_size=16")
+    assert p.returncode == 2
+    assert p.stderr.strip() == ("error: the checkpoint stopped inside epoch 2, over 90 rows in batches of 8; this run "
+                                "has 90 rows in batches of 16: resume with the same data and train.batch_size")
