@@ -144,15 +144,19 @@ def test_usr1_checkpoints_and_exits_only_when_asked(tmp_path, spec):
     assert {"event": "checkpoint", "reason": "SIGUSR1", "checkpoint": str(out), "epoch": 1} in events
 
 
-def test_step_checkpoints_survive_a_kill(tmp_path, spec):
-    """checkpoint_every_steps = 5 and SIGKILL at step 23: the step-20 checkpoint resumes to the same run."""
+@pytest.mark.parametrize("every,kill,step,batch", [(5, 23, 20, 8), (6, 14, 12, 12)],
+                         ids=["inside_an_epoch", "after_its_last_batch"])
+def test_step_checkpoints_survive_a_kill(tmp_path, spec, every, kill, step, batch):
+    """checkpoint_every_steps and SIGKILL a few steps later: the last step checkpoint resumes to the same run
+    (step 12 is epoch 1's last batch, written before the epoch's logs)."""
     whole, part = tmp_path / "whole.h5", tmp_path / "part.h5"
     assert nnctl("train", spec, "--out", whole, "-q").returncode == 0
-    p = signalled("SIGKILL", 23, "train", spec, "--out", part, "-q", "--set", "train.checkpoint_every_steps=5")
+    steps = f"train.checkpoint_every_steps={every}"
+    p = signalled("SIGKILL", kill, "train", spec, "--out", part, "-q", "--set", steps)
     assert p.returncode == -signal.SIGKILL
     ck = Checkpoint(part)
-    assert ck.optimizer["iterations"] == 20 and ck.resume["info"]["position"]["batch"] == 8  # epoch 2
-    assert nnctl("train", spec, "--resume", part, "-q", "--set", "train.checkpoint_every_steps=5").returncode == 0
+    assert ck.optimizer["iterations"] == step and ck.resume["info"]["position"]["batch"] == batch
+    assert nnctl("train", spec, "--resume", part, "-q", "--set", steps).returncode == 0
     assert_same_run(whole, part)
 
 
