@@ -203,7 +203,7 @@ class Trainer:
         lr = float(self.schedule.lr(epoch))
         n_batches = math.ceil(n / bs)
         t0 = time.perf_counter()
-        running, seen = _RunningLoss(prog.losses), 0
+        running, seen, first = _RunningLoss(prog.losses), 0, prog.batch
         for b in range(prog.batch, n_batches):
             # a stop is honoured where a step has just ended, so no accumulated gradient is left behind
             if b % self.accumulate == 0 and self.hooks.should_stop is not None and self.hooks.should_stop():
@@ -222,7 +222,11 @@ class Trainer:
                 self.hooks.on_batch(BatchProgress(epoch + 1, b + 1, n_batches, seen, t0,
                                                   lambda n=max(seen, 1): running.total() / n))
         self.progress = None
-        return self._epoch_logs(x, y, prog, epoch, lr, n_batches, time.perf_counter() - t0)
+        logs = self._epoch_logs(x, y, prog, epoch, lr, n_batches)
+        seconds, rows_run = time.perf_counter() - t0, n - min(first * bs, n)  # a resumed epoch runs only the rest
+        logs.update(seconds=seconds, samples_per_second=rows_run / seconds if seconds > 0 else 0.0)
+        logs.update(self.strategy.epoch_logs())
+        return logs
 
     def check_progress(self, n: int) -> None:
         """A mid-epoch resume needs the epoch it stopped in: the same rows, in batches of the same size."""
@@ -232,12 +236,12 @@ class Trainer:
                                   f"{len(prog.order)} rows in batches of {prog.batch_size}; this run has {n} rows "
                                   f"in batches of {bs}: resume with the same data and train.batch_size")
 
-    def _epoch_logs(self, x, y, prog: EpochProgress, epoch: int, lr: float, n_batches: int, seconds: float) -> dict:
+    def _epoch_logs(self, x, y, prog: EpochProgress, epoch: int, lr: float, n_batches: int) -> dict:
         """The finished epoch's loss (NaN/inf checked, the batch named) and metrics over every rank's rows."""
         n, strategy = len(x), self.strategy
         strategy.end_epoch(self)
         # one host read per epoch
-        losses_host = B.to_numpy(B.xp.stack([B.xp.asarray(v) for v in prog.losses])).astype(np.float64)
+        losses_host = _host_losses(prog.losses, self.model.dtype).astype(np.float64)
         bad = np.nonzero(~np.isfinite(losses_host))[0]
         if len(bad) and self.cfg.get("stop_on_nan", True):
             raise TrainingDiverged(f"training diverged: loss is {losses_host[bad[0]]} at epoch {epoch + 1}, "
@@ -248,8 +252,7 @@ class Trainer:
             logs.update(self._metrics(p, B.asarray(y[rows])))
         totals = strategy.reduce(np.array([losses_host.sum(), n / strategy.size]))
         logs["loss"] = float((totals[0] + prog.carried_loss) / max(totals[1], 1))
-        logs.update(lr=lr, seconds=seconds, samples_per_second=n / seconds if seconds > 0 else 0.0)
-        logs.update(strategy.epoch_logs())
+        logs["lr"] = lr
         return logs
 
     def _outputs(self, prog: EpochProgress):
@@ -321,8 +324,7 @@ class Trainer:
         prog = self.progress
         if prog is None:
             return None
-        losses_host = (B.to_numpy(B.xp.stack([B.xp.asarray(v) for v in prog.losses])) if prog.losses
-                       else np.zeros(0, self.model.dtype))
+        losses_host = _host_losses(prog.losses, self.model.dtype)
         out = {"order": prog.order.copy(), "batch": prog.batch, "batch_size": prog.batch_size,
                "losses": self.strategy.gather(losses_host),
                "carried_loss": prog.carried_loss}
@@ -365,6 +367,13 @@ class Trainer:
         if "preds" in pos and len(pos["rows"]):
             prog.carried = (B.asarray(pos["preds"]), np.asarray(pos["rows"], dtype=np.int64))
         return prog
+
+
+def _host_losses(values: list, dtype) -> np.ndarray:
+    """Per-batch device losses as one host array (one read); empty when no batch ran."""
+    if not values:
+        return np.zeros(0, dtype)
+    return B.to_numpy(B.xp.stack([B.xp.asarray(v) for v in values]))
 
 
 class _RunningLoss:
