@@ -134,7 +134,7 @@ class Trainer:
         if self.hooks.on_step is not None:
             self.hooks.on_step(self.optimizer.iterations)
 
-    def _batch(self, x, y, rows: np.ndarray, lr: float, last_of_step: bool):
+    def _batch(self, x, y, rows: np.ndarray, lr: float, last_of_step: bool, regularized: bool):
         """One batch: its share's forward and backward, and a step at the end of each group of K batches."""
         model = self.model
         shard = self.strategy.shard(rows)
@@ -148,7 +148,6 @@ class Trainer:
             xb = B.asarray(xb, dtype=model.input_dtype)
             yb = B.asarray(self._gather(y, shard.rows, "y"))
             value, out = self.loss_and_grad(xb, yb, scale=shard.scale)
-        regularized = model.has_regularization()
         if self.accumulate == 1:
             if regularized:  # every rank adds the penalty's gradient: the exchange averages it back to once
                 value = value + model.regularization(add_grads=True)
@@ -204,12 +203,13 @@ class Trainer:
         n_batches = math.ceil(n / bs)
         t0 = time.perf_counter()
         running, seen, first = _RunningLoss(prog.losses), 0, prog.batch
+        regularized = self.model.has_regularization()
         for b in range(prog.batch, n_batches):
             # a stop is honoured where a step has just ended, so no accumulated gradient is left behind
             if b % self.accumulate == 0 and self.hooks.should_stop is not None and self.hooks.should_stop():
                 return {}
             last_of_step = (b + 1) % self.accumulate == 0 or b == n_batches - 1
-            value, out, rows = self._batch(x, y, prog.order[b * bs:(b + 1) * bs], lr, last_of_step)
+            value, out, rows = self._batch(x, y, prog.order[b * bs:(b + 1) * bs], lr, last_of_step, regularized)
             prog.losses.append(value * len(rows))
             if self.metric_names and out is not None:
                 prog.preds.append(out)
