@@ -1,7 +1,8 @@
 """The ``nnctl`` Typer app: registers the verbs and is the one place that turns exceptions into exit codes.
 
 Exit codes: 0 success; 1 internal error (a bug: please report); 2 invalid input (usage, spec, data,
-checkpoint, device, an unwritable output, a full disk); 3 training diverged; 130 interrupted. Every
+checkpoint, device, an unwritable output, a full disk); 3 training diverged; 130 interrupted; 143
+terminated by SIGTERM after writing a checkpoint (requeue and ``--resume auto``). Every
 failure is one ``error: ...`` line on stderr, never a traceback (``NNCTL_DEBUG=1`` adds it for bugs).
 """
 
