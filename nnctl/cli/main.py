@@ -143,11 +143,11 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
 
 
 def _register():
-    from nnctl.cli import (augment_preview, compare, evaluate, export_cmd, init_cmd, inspect_cmds, plot,  # noqa: PLC0415
-                           predict, schema_cmd, serve_cmd, train)
+    from nnctl.cli import (augment_preview, compare, evaluate, export_cmd, import_cmd, init_cmd,  # noqa: PLC0415
+                           inspect_cmds, plot, predict, schema_cmd, serve_cmd, train)
 
     for module in (train, evaluate, predict, inspect_cmds, plot, compare, init_cmd, schema_cmd, augment_preview,
-                   export_cmd, serve_cmd):
+                   export_cmd, import_cmd, serve_cmd):
         module.register(app, reports_errors)
 
 
