@@ -29,7 +29,8 @@ DROPPED = {"dtype", "kernel_constraint", "bias_constraint", "recurrent_constrain
            "alpha_constraint", "seed", "unroll", "implementation", "recurrent_dropout", "sparse", "ragged",
            "optional", "lora_rank", "lora_alpha", "quantization_config", "zero_output_for_mask", "noise_shape",
            "renorm", "renorm_clipping", "renorm_momentum", "synchronized", "rms_scaling", "input_length",
-           "embeddings_initializer_config", "autocast", "backward_layer", "build_config", "time_major"}
+           "embeddings_initializer_config", "autocast", "backward_layer", "build_config", "time_major",
+           "batch_input_shape", "batch_shape", "input_shape"}  # the input shape is read from the first layer
 #: Keras values nnctl computes the same way (other values of these keys are refused)
 REQUIRED = {"data_format": ("channels_last", None), "groups": (1, None), "reset_after": (True,), "stateful": (False,),
             "use_gate": (False, None), "sliding_window": (None,), "attention_axes": (None, [1], 1),
