@@ -200,9 +200,9 @@ def _randomise(model, rng):
 def _keras_models(keras):
     L = keras.layers
     seq = keras.Sequential([keras.Input((10, 10, 3)), L.Conv2D(4, 3, padding="same", activation="relu", name="c1"),
-                            L.BatchNormalization(name="bn"), L.MaxPooling2D(name="p"),
+                            L.BatchNormalization(name="bn"), L.MaxPooling2D(2, name="p"),
                             L.DepthwiseConv2D(3, padding="same", name="dw"), L.SeparableConv2D(5, 2, name="sep"),
-                            L.AveragePooling2D(name="ap"), L.Flatten(name="f"), L.Dropout(0.2, name="d"),
+                            L.AveragePooling2D(2, name="ap"), L.Flatten(name="f"), L.Dropout(0.2, name="d"),
                             L.Dense(3, activation="softmax", name="out")], name="cnn")
     inp = keras.Input((8, 5))
     x = L.Conv1D(6, 3, padding="same", activation="gelu", name="c")(inp)

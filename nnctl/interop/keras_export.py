@@ -72,7 +72,9 @@ def keras_config(model, spec: dict, source: str) -> dict:
     for i, node in enumerate(model.nodes):
         type_name = type(node.layer).__name__
         where = f"{source}: model.layers[{i}] ({node.name}, {type_name})"
-        cfg = _layer_config(where, type_name, {**node.spec, "name": node.name})
+        # get_config holds the keys the data filled in (an Embedding's input_dim), the spec entry the rest
+        merged = {k: v for k, v in node.layer.get_config().items() if v is not None or k == "merge_mode"}
+        cfg = _layer_config(where, type_name, {**merged, **node.spec, "name": node.name})
         refs = []
         for name, idx in node.refs:
             shape = shapes[name] if idx is None else shapes[name][idx]

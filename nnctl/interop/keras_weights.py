@@ -159,7 +159,11 @@ def layer_arrays(node_layer, keras_weights: list[tuple[str, np.ndarray]]) -> dic
         if len(mine) != len(arrays):
             return {}
         out.update(zip(mine, arrays))
-    return out if set(out) <= set(keys) else {}
+    if set(out) <= set(keys):
+        return out
+    if len(keras_weights) == len(keys):  # names nnctl spells otherwise (Keras 3's DepthwiseConv2D "kernel"): by place
+        return {k: a for k, (_, a) in zip(keys, keras_weights)}
+    return {}
 
 
 def named_for_model(path, model) -> tuple[dict, dict]:
