@@ -246,3 +246,19 @@ def test_build_is_deterministic(tmp_path):
     a = build_onnx(restored, "a").SerializeToString()
     b = build_onnx(restored, "a").SerializeToString()
     assert a == b
+
+
+@pytest.mark.parametrize("opset", [13, 21])
+def test_other_opsets(opset, tmp_path):
+    """Reduce ops take their axes as an attribute before opset 18 and as an input after: both forms run."""
+    from nnctl import spec as spec_mod
+
+    shape, layers = FAMILIES["conv2d_family"]
+    path, x = _random_task("conv2d_family", shape, layers, tmp_path, "categorical_crossentropy")
+    done = run.train(spec_mod.load(path, []))
+    restored = run.restore(done["checkpoint"], "cpu")
+    proto = build_onnx(restored, "x", opset)
+    assert proto.opset_import[0].version == opset
+    sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    want, _ = run.predict(restored, x[:11])
+    np.testing.assert_allclose(sess.run(None, {"input": x[:11]})[0], want, rtol=RTOL, atol=ATOL)

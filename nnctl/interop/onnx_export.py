@@ -61,9 +61,9 @@ def build_onnx(restored, source: str, opset: int = DEFAULT_OPSET):
     onnx = _onnx()
     from onnx import helper  # noqa: PLC0415
 
-    from nnctl.interop import onnx_rnn  # noqa: F401, PLC0415 - registers the recurrent converters
-    from nnctl.interop.onnx_graph import ONNX_DTYPES, Graph, Unsupported  # noqa: PLC0415
-    from nnctl.interop.onnx_layers import CONVERTERS, activation  # noqa: PLC0415
+    from nnctl.interop import onnx_layers, onnx_rnn  # noqa: F401, PLC0415 - they register the converters
+    from nnctl.interop.onnx_activations import activation  # noqa: PLC0415
+    from nnctl.interop.onnx_graph import CONVERTERS, ONNX_DTYPES, Graph, Unsupported  # noqa: PLC0415
     from nnctl.run import make_loss  # noqa: PLC0415
 
     ck, model, prep, spec = restored

@@ -14,6 +14,21 @@ ONNX_DTYPES = {np.dtype(np.float32): onnx.TensorProto.FLOAT, np.dtype(np.float64
                np.dtype(np.int64): onnx.TensorProto.INT64, np.dtype(np.bool_): onnx.TensorProto.BOOL}
 
 
+#: layer type name -> converter ``convert(g, layer, ins, masks, params)`` (nnctl/interop/onnx_layers.py)
+CONVERTERS: dict = {}
+
+
+def converts(*type_names: str):
+    """Register the decorated function as the ONNX converter of these layer types."""
+
+    def deco(fn):
+        for name in type_names:
+            CONVERTERS[name] = fn
+        return fn
+
+    return deco
+
+
 class Unsupported(Exception):
     """A layer (or a use of it) that ONNX cannot express exactly; the message says why."""
 

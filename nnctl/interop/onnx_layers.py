@@ -12,105 +12,10 @@ import math
 
 import numpy as np
 
-from nnctl.interop.onnx_graph import Graph, Unsupported
-from nnctl.ops.activation_fns import SELU_ALPHA, SELU_SCALE
-from nnctl.ops.activations import canonical
+from nnctl.interop.onnx_activations import onnx_type
+from nnctl.interop.onnx_graph import Unsupported, converts
 
-CONVERTERS: dict = {}
 _NEG = -1e9  # MultiHeadAttention's masked score (nnctl/layers/attention.py)
-
-
-def converts(*type_names: str):
-    def deco(fn):
-        for name in type_names:
-            CONVERTERS[name] = fn
-        return fn
-
-    return deco
-
-
-# -- activations -------------------------------------------------------------------------------------
-def activation(g: Graph, name: str | None, x: str, alpha: float | None = None) -> str:
-    """y = f(x) for an nnctl activation name, written with ONNX operators."""
-    if name is None:
-        return x
-    n = canonical(name)
-    simple = {"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh", "softplus": "Softplus", "softsign": "Softsign",
-              "exponential": "Exp", "arctan": "Atan"}
-    if n == "linear":
-        return x
-    if n in simple:
-        return g.op(simple[n], [x])
-    if n == "softmax":
-        return g.op("Softmax", [x], axis=-1)
-    if n == "log_softmax":
-        return g.op("LogSoftmax", [x], axis=-1)
-    if n == "leaky_relu":
-        return g.op("LeakyRelu", [x], alpha=float(0.2 if alpha is None else alpha))
-    if n == "elu":
-        return g.op("Elu", [x], alpha=float(1.0 if alpha is None else alpha))
-    if n == "selu":
-        return g.op("Selu", [x], alpha=SELU_ALPHA, gamma=SELU_SCALE)
-    if n in ("swish", "silu"):
-        return g.op("Mul", [x, g.op("Sigmoid", [x])])
-    if n == "relu6":
-        return g.op("Clip", [x, g.const(0.0, "lo"), g.const(6.0, "hi")])
-    if n == "hard_sigmoid":
-        return g.op("HardSigmoid", [x], alpha=1 / 6, beta=0.5)
-    if n in ("hard_silu", "hard_swish"):
-        return g.op("Mul", [x, g.op("HardSigmoid", [x], alpha=1 / 6, beta=0.5)])
-    if n == "mish":
-        return g.op("Mul", [x, g.op("Tanh", [g.op("Softplus", [x])])])
-    if n == "gelu":  # exact form: 0.5 x (1 + erf(x / sqrt 2))
-        e = g.op("Erf", [g.op("Mul", [x, g.const(1 / math.sqrt(2))])])
-        return g.op("Mul", [g.op("Mul", [x, g.const(0.5)]), g.op("Add", [e, g.const(1.0)])])
-    if n == "gelu_tanh":
-        cube = g.op("Mul", [g.op("Mul", [x, x]), x])
-        inner = g.op("Add", [x, g.op("Mul", [cube, g.const(0.044715)])])
-        t = g.op("Tanh", [g.op("Mul", [inner, g.const(math.sqrt(2 / math.pi))])])
-        return g.op("Mul", [g.op("Mul", [x, g.const(0.5)]), g.op("Add", [t, g.const(1.0)])])
-    if n == "step":
-        return g.op("Cast", [g.op("GreaterOrEqual", [x, g.const(0.0)])], to=_onnx_type(g))
-    raise Unsupported(f"activation {name!r} has no ONNX form here")
-
-
-def _onnx_type(g: Graph) -> int:
-    from nnctl.interop.onnx_graph import ONNX_DTYPES  # noqa: PLC0415
-
-    return ONNX_DTYPES[g.dtype]
-
-
-@converts("Activation")
-def _activation(g, layer, ins, masks, p):
-    return activation(g, layer.activation, ins[0], layer.alpha)
-
-
-@converts("ReLU")
-def _relu(g, layer, ins, masks, p):
-    x = ins[0]
-    shifted = g.op("Mul", [g.op("Sub", [x, g.const(layer.threshold)]), g.const(layer.negative_slope)])
-    y = g.op("Where", [g.op("Less", [x, g.const(layer.threshold)]), shifted, x])
-    return y if layer.max_value is None else g.op("Min", [y, g.const(layer.max_value)])
-
-
-@converts("LeakyReLU")
-def _leaky(g, layer, ins, masks, p):
-    return g.op("LeakyRelu", [ins[0]], alpha=float(layer.negative_slope))
-
-
-@converts("ELU")
-def _elu(g, layer, ins, masks, p):
-    return g.op("Elu", [ins[0]], alpha=float(layer.alpha))
-
-
-@converts("Softmax")
-def _softmax(g, layer, ins, masks, p):
-    return g.op("Softmax", [ins[0]], axis=layer.axis if layer.axis < 0 else layer.axis)
-
-
-@converts("PReLU")
-def _prelu(g, layer, ins, masks, p):
-    return g.op("PRelu", [ins[0], g.const(p["alpha"], "alpha")])
 
 
 @converts("Dropout", "SpatialDropout1D", "SpatialDropout2D", "GaussianNoise", "GaussianDropout")
@@ -225,13 +130,13 @@ def _repeat(g, layer, ins, masks, p):
 
 @converts("Masking")
 def _masking(g, layer, ins, masks, p):
-    return g.op("Mul", [ins[0], g.op("Cast", [_masking_keep(g, layer, ins[0], keepdims=True)], to=_onnx_type(g))])
+    return g.op("Mul", [ins[0], g.op("Cast", [_masking_keep(g, layer, ins[0], keepdims=True)], to=onnx_type(g))])
 
 
 def _masking_keep(g, layer, x, keepdims=False):
     """m[n, t] = any_f(x[n, t, f] != mask_value), as bool (keepdims: trailing axes of size 1)."""
     rank = len(layer.input_shapes[0]) + 1
-    differs = g.op("Cast", [g.op("Not", [g.op("Equal", [x, g.const(layer.mask_value)])])], to=_onnx_type(g))
+    differs = g.op("Cast", [g.op("Not", [g.op("Equal", [x, g.const(layer.mask_value)])])], to=onnx_type(g))
     any_ = g.reduce("ReduceMax", differs, list(range(2, rank)), keepdims=keepdims)
     return g.op("Cast", [any_], to=9)  # BOOL
 
@@ -304,12 +209,12 @@ def _global_pool(g, layer, ins, masks, p):
         return g.reduce("ReduceMean" if layer.op == "avg" else "ReduceMax", x, axes, keepdims=False)
     valid = g.unsqueeze(mask, [2])  # (N, T, 1)
     if layer.op == "avg":  # mean over real steps; an all-padding row gives 0
-        w = g.op("Cast", [valid], to=_onnx_type(g))
+        w = g.op("Cast", [valid], to=onnx_type(g))
         total = g.reduce("ReduceSum", g.op("Mul", [x, w]), [1], keepdims=False)
         count = g.op("Max", [g.reduce("ReduceSum", w, [1], keepdims=False), g.const(1.0)])
         return g.op("Mul", [total, g.op("Reciprocal", [count])])
     best = g.reduce("ReduceMax", g.op("Where", [valid, x, g.const(-np.inf)]), [1], keepdims=False)
-    any_valid = g.op("Cast", [g.reduce("ReduceMax", g.op("Cast", [valid], to=_onnx_type(g)), [1], keepdims=False)],
+    any_valid = g.op("Cast", [g.reduce("ReduceMax", g.op("Cast", [valid], to=onnx_type(g)), [1], keepdims=False)],
                      to=9)
     return g.op("Where", [any_valid, best, g.const(0.0)])
 

@@ -8,8 +8,8 @@ mask only as trailing sequence lengths, so they would not give the same numbers 
 
 from __future__ import annotations
 
-from nnctl.interop.onnx_graph import Graph
-from nnctl.interop.onnx_layers import activation, converts
+from nnctl.interop.onnx_activations import activation
+from nnctl.interop.onnx_graph import Graph, converts
 
 
 def _zeros(g: Graph, x: str, units: int) -> str:
