@@ -206,3 +206,23 @@ def test_bad_options_exit_2(checkpoint):
     assert r.returncode == 2 and r.stderr.startswith("error: --port")
     r = _cli("serve", "missing.h5", "--port", "0")
     assert r.returncode == 2 and r.stderr.count("\n") == 1
+
+
+def test_text_model_takes_strings(tmp_path):
+    """A text model's rows are strings, tokenised as predict tokenises stdin lines."""
+    from nnctl import run
+    from nnctl.cli.predict import render
+    from nnctl.data.text import read_text_inputs
+    from nnctl.serve import ModelService
+
+    _, done = train_spec("text_gru.toml", tmp_path, "train.epochs=1")
+    service = ModelService(done["checkpoint"], lambda o, d, p, proba, k: render(o, d, p, "jsonl", proba, k), "cpu")
+    texts = ["a wonderful, moving film", "dull and far too long", "fine"]
+    got = service.predict(json.dumps(texts).encode(), {"proba": ["1"]})["predictions"]
+    restored = run.restore(done["checkpoint"], "cpu")
+    x = read_text_inputs("\n".join(texts).encode(), "stdin", restored[2])
+    outputs, decoded = run.predict(restored, x)
+    want = [json.loads(line) for line in render(outputs, decoded, restored[2], "jsonl", True).splitlines()]
+    _same(got, want)
+    with pytest.raises(Exception, match="strings"):
+        service.predict(b"[[1, 2, 3]]", {})
