@@ -124,6 +124,7 @@ FAMILIES = {
         {"type": "Bidirectional", "layer": {"type": "LSTM", "units": 4, "return_sequences": True},
          "merge_mode": "sum"},
         {"type": "LSTM", "units": 5, "return_sequences": True, "go_backwards": True, "activation": "relu"},
+        {"type": "TimeDistributed", "layer": {"type": "Dense", "units": 4, "activation": "tanh"}},
         {"type": "GRU", "units": 4, "return_state": True, "name": "g"},
         {"type": "Concatenate", "inputs": ["g:0", "g:1"]},
         {"type": "Dense", "units": 1, "activation": "sigmoid"}]),

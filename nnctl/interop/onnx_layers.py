@@ -313,3 +313,20 @@ def _mha(g, layer, ins, masks, p):
     if layer.use_bias:
         y = g.op("Add", [y, g.const(p["output_bias"], "output_bias")])
     return y
+
+
+@converts("TimeDistributed")
+def _time_distributed(g, layer, ins, masks, p):
+    """The inner layer on (N*T, *S), as nnctl runs it, then back to (N, T, *S')."""
+    from nnctl.interop.onnx_activations import activation  # noqa: PLC0415
+    from nnctl.interop.onnx_graph import CONVERTERS  # noqa: PLC0415
+
+    inner = layer.inner
+    convert = CONVERTERS.get(type(inner).__name__)
+    if convert is None:
+        raise Unsupported(f"its inner {type(inner).__name__} layer has no ONNX form")
+    t, *rest = layer.input_shapes[0]
+    y = convert(g, inner, [g.op("Reshape", [ins[0], g.ints([-1, *rest])])], [None], p)
+    if layer._act is not None:
+        y = activation(g, inner.activation, y, getattr(inner, "alpha", None))
+    return g.op("Reshape", [y, g.ints([-1, t, *inner.output_shape])])
