@@ -87,7 +87,7 @@ def _elu(g, layer, ins, masks, p):
 
 @converts("Softmax")
 def _softmax(g, layer, ins, masks, p):
-    return g.op("Softmax", [ins[0]], axis=layer.axis if layer.axis < 0 else layer.axis)
+    return g.op("Softmax", [ins[0]], axis=layer.axis)  # both count the batch axis
 
 
 @converts("PReLU")

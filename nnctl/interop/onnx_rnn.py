@@ -88,7 +88,7 @@ def _rnn(g, layer, ins, masks, p):
 
 @converts("Bidirectional")
 def _bidirectional(g, layer, ins, masks, p):
-    fwd, bwd = layer.forward_layer, layer.backward_layer
+    fwd = layer.forward_layer
     k = fwd.cell.n_states
     results = []
     for (prefix, sub), states in zip(layer._subs, (ins[1:1 + k], ins[1 + k:])):
@@ -100,7 +100,6 @@ def _bidirectional(g, layer, ins, masks, p):
         yf, yb = _stack(g, of), _stack(g, ob[::-1])
     else:
         yf, yb = hf, hb
-    del bwd
     mode = layer.merge_mode
     states = ([hf] + ([cf] if cf else []) + [hb] + ([cb] if cb else [])) if fwd.return_state else []
     if mode is None:
