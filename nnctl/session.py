@@ -165,8 +165,10 @@ class Session:
         model = model_for_data(spec, ds)
         init_from = init_from or spec["model"].get("init_from")
         if init_from:
-            src = Checkpoint(init_from)
-            loaded, skipped = load_into(model, src.weights, src.state, str(init_from), strict=False)
+            from nnctl.interop.keras_weights import init_arrays  # noqa: PLC0415 - an nnctl checkpoint or a Keras file
+
+            weights, state = init_arrays(init_from, model)
+            loaded, skipped = load_into(model, weights, state, str(init_from), strict=False)
             self.emit({"event": "init_from", "checkpoint": str(init_from), "loaded": loaded, "skipped": skipped})
         model.to_device()
         loss, optimizer = make_loss(spec), make_optimizer(spec)

@@ -8,6 +8,7 @@ failure is one ``error: ...`` line on stderr, never a traceback (``NNCTL_DEBUG=1
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 try:  # Ctrl-C while the (slow) imports run: no traceback
@@ -143,24 +144,28 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
     """Train, evaluate and serve neural networks from declarative spec files."""
 
 
-def _register():
-    from nnctl.cli import (  # noqa: PLC0415 - each verb's imports load only when the CLI starts
-        augment_preview,
-        compare,
-        evaluate,
-        init_cmd,
-        inspect_cmds,
-        lr_find,
-        plot,
-        predict,
-        schema_cmd,
-        time_cmd,
-        train,
-    )
+#: the modules of nnctl.cli that each register one or more verbs, in the order ``--help`` lists them
+VERBS = (
+    "train",
+    "evaluate",
+    "predict",
+    "inspect_cmds",
+    "plot",
+    "compare",
+    "init_cmd",
+    "schema_cmd",
+    "augment_preview",
+    "time_cmd",
+    "lr_find",
+    "export_cmd",
+    "import_cmd",
+    "serve_cmd",
+)
 
-    for module in (train, evaluate, predict, inspect_cmds, plot, compare, init_cmd, schema_cmd, augment_preview,
-                   time_cmd, lr_find):
-        module.register(app, reports_errors)
+
+def _register():
+    for name in VERBS:  # each verb's imports load only when the CLI starts
+        importlib.import_module(f"nnctl.cli.{name}").register(app, reports_errors)
 
 
 try:
