@@ -8,8 +8,8 @@ Layout (documented in docs/checkpoint.md):
   /preprocessing/<k>    normalisation statistics, class labels in order, tokenizer vocabulary, meta JSON
   /history/<name>       one float64 value per epoch for every loss, metric, lr, seconds
   /optimizer            attrs type, iterations; /optimizer/slots/<slot>/<layer>/<p>
-  /resume               the last finished epoch for --resume: weights/, state/ by name, and a JSON
-                        dataset with epoch, schedule, early stopping and RNG states
+  /resume               the state for --resume: weights/, state/ by name, a JSON dataset with epoch,
+                        schedule, early stopping and RNG states, and position/epoch/<k> when saved mid-epoch
 """
 
 from __future__ import annotations
@@ -82,6 +82,8 @@ def save(path, *, spec: dict, weights: dict, state: dict, prep_arrays: dict, his
                 _write_named(rg.create_group("weights"), resume["weights"])
                 _write_named(rg.create_group("state"), resume["state"])
                 _json(rg, "info", resume["info"])
+                if resume.get("position"):  # mid-epoch: the epoch's order, batch losses and outputs so far
+                    _write_named(rg.create_group("position"), resume["position"])
 
     atomic_write(path, write)
 
@@ -239,7 +241,8 @@ class Checkpoint:
                 if "resume" in f:
                     r.node("resume", "group")
                     self.resume = {"weights": r.named("resume/weights"), "state": r.named("resume/state"),
-                                   "info": r.json("resume/info")}
+                                   "info": r.json("resume/info"),
+                                   "position": r.named("resume/position") if "position" in f["resume"] else {}}
         except CheckpointError:
             raise
         except (OSError, KeyError, ValueError, TypeError, RuntimeError, json.JSONDecodeError) as exc:

@@ -5,24 +5,23 @@ samples; the trainer scales rank r's mean gradient by n_r*p/g, so the summed-the
 
     (1/p) * sum_r (n_r*p/g) * (1/n_r) * sum_{i in r} grad_i  =  (1/g) * sum_i grad_i,
 
-exactly the gradient one process computes on the whole batch. mpi4py is imported only when a launcher
-(mpiexec, srun) is detected or ``--distributed`` is given; on GPU runs the allreduce is NCCL's, through
-``backend`` (the one module that knows CuPy).
+exactly the gradient one process computes on the whole batch (``strategy.DataParallel`` shares the
+rows; this module is the communicator). mpi4py is imported only when a launcher (mpiexec, srun) is
+detected or ``--distributed`` is given; on GPU runs the allreduce is NCCL's, through ``backend`` (the
+one module that knows CuPy). It never prints or exits: the CLI's ``cli.ranks.guard`` does, on one rank's
+failure, and then calls ``World.abort``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import sys
 import time
-import traceback
 
 import numpy as np
 
 from nnctl import backend as B
-from nnctl.errors import BackendError, Interrupted, NnctlError
-from nnctl.train import Hooks
+from nnctl.errors import BackendError
+from nnctl.strategy import DataParallel
 
 # environment variables that launchers set in every rank: world sizes, or rank ids only
 _SIZE_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE")  # Open MPI; MPICH/Intel MPI (Hydra)
@@ -49,20 +48,8 @@ def _mpi():
     return MPI
 
 
-def exit_code(exc: BaseException) -> int:
-    """The CLI's exit code for an exception: NnctlError's own, 130 for Ctrl-C, 0 for a closed stdout, 1 for a bug."""
-    if isinstance(exc, BrokenPipeError):  # the reader of stdout went away (| head): not an error of ours
-        return 0
-    if isinstance(exc, NnctlError):
-        return exc.exit_code
-    if isinstance(exc, KeyboardInterrupt):
-        return 130
-    code = getattr(exc, "exit_code", getattr(exc, "code", None))  # typer.Exit / SystemExit
-    return code if isinstance(code, int) else 1
-
-
 class World:
-    """This rank's view of the job: the hooks the trainer calls and the time spent in the gradient allreduce."""
+    """This rank's view of the job: the collectives ``strategy.DataParallel`` calls, and the allreduce's time."""
 
     def __init__(self, comm, mpi):
         self.comm, self.MPI = comm, mpi
@@ -75,12 +62,10 @@ class World:
         self._vote = None  # the stop vote in flight, started one batch earlier
         self._voting = False  # whether the trainer calls agree_stop (then a stop is agreed by all ranks)
         self._nccl: B.DeviceAllreduce | None = None  # the GPU allreduce, once bind_device chose a GPU
-        self.hooks = Hooks(world=(self.rank, self.size), grad_hook=self.grad_hook, reduce_hook=self.reduce_hook)
-        # set even where train.Hooks has no such field yet: the trainer uses them once it calls them
-        self.hooks.gather_hook = self.gather_hook
-        self.hooks.epoch_logs = self.epoch_logs
-        self.hooks.agree_stop = self.agree_stop
-        self.hooks.sync_rngs = self.sync_rngs
+
+    def strategy(self) -> DataParallel:
+        """The trainer's strategy over this world: each rank its share of every batch."""
+        return DataParallel(self)
 
     # -- device -------------------------------------------------------------------------------------
     def bind_device(self, device: str = "auto") -> str:
@@ -141,45 +126,25 @@ class World:
         self.comm_seconds = 0.0
         return {"allreduce_seconds": seconds}
 
-    def agree_stop(self, local: bool) -> bool:
+    def agree_stop(self, local: int) -> int:
         """stop_k = max_r local_r at call k-1: the same answer on every rank, one batch late.
 
         A Ctrl-C reaches the ranks at slightly different batches; a rank stopping alone would leave
         the others in an allreduce. The vote is a non-blocking allreduce, so it costs no latency.
+        ``local`` is a level (0 = go on; the session's stop reasons are 1, 2): the highest one wins.
         """
         self._voting = True
         if self._vote is not None:
             self._vote.Wait()
             self._vote = None
             if self._vote_in[0]:
-                return True
-        self._vote_out[0] = bool(local)
+                return int(self._vote_in[0])
+        self._vote_out[0] = int(local)
         self._vote = self._ctl.Iallreduce(self._vote_out, self._vote_in, op=self.MPI.MAX)
-        return False
+        return 0
 
-    # -- endings ------------------------------------------------------------------------------------
-    @contextlib.contextmanager
-    def guard(self):
-        """On an exception: print it on this rank and MPI_Abort the whole job with the CLI's exit code.
-
-        Without the abort, the other ranks would wait forever in their next allreduce. Ctrl-C is the
-        exception: once every rank has stopped (agree_stop), they meet so rank 0 can write first.
-        """
-        try:
-            yield self
-        except BaseException as exc:
-            if self.size == 1:
-                raise
-            if isinstance(exc, Interrupted) and self._rendezvous():
-                if self.rank == 0:
-                    raise  # the CLI says which checkpoint it wrote and exits 130
-                sys.exit(0)  # rank 0's exit code is the job's
-            self.abort(exc)
-        else:
-            if self.size > 1:
-                self._rendezvous()  # a rank interrupted in the last batch may be waiting for this one
-
-    def _rendezvous(self) -> bool:
+    # -- endings (cli.ranks.guard decides which) ---------------------------------------------------------
+    def rendezvous(self) -> bool:
         """Finish the last stop vote, then a barrier with a deadline; whether every rank arrived."""
         deadline = time.monotonic() + (60.0 if self._voting else 10.0)  # rank 0 may still be writing
         requests = [self._vote] if self._vote is not None else []
@@ -191,30 +156,13 @@ class World:
                 time.sleep(0.005)
         return True
 
-    def abort(self, exc: BaseException) -> None:
-        """Print ``exc`` as this rank's error and end every rank with its exit code."""
-        code = exit_code(exc)
-        if not isinstance(exc, (NnctlError, KeyboardInterrupt, SystemExit, BrokenPipeError)):
-            traceback.print_exception(exc)  # a bug: keep the traceback
-        if not isinstance(exc, BrokenPipeError):
-            with contextlib.suppress(Exception):
-                sys.stdout.flush()
-            # only rank 0 writes, so another rank's "wrote CKPT" would not be true
-            message = "interrupted" if isinstance(exc, Interrupted) and self.rank else (str(exc) or type(exc).__name__)
-            sys.stderr.write(f"error: rank {self.rank} of {self.size}: {message}\n")
-            sys.stderr.flush()
+    def abort(self, code: int) -> None:
+        """End every rank of the job with exit code ``code`` (after this rank reported its error)."""
         self.comm.Abort(code)
 
 
-def setup(device: str = "auto", force: bool = False) -> World | None:
-    """The MPI world when launched by mpiexec/srun (or ``force``), with its device bound; else None."""
+def connect(force: bool = False) -> World | None:
+    """The MPI world when launched by mpiexec/srun (or ``force``); else None. Bind a device next (``bind_device``)."""
     if not (force or launched_by_mpi()):
         return None
-    world = World(_mpi().COMM_WORLD, _mpi())
-    with world.guard():
-        pidfile = os.environ.get("NNCTL_TEST_PIDFILE")  # tests only: lets them kill one rank
-        if pidfile:
-            with open(f"{pidfile}.{world.rank}", "w", encoding="utf-8") as f:
-                f.write(f"{os.getpid()}\n")
-        world.bind_device(device)
-    return world
+    return World(_mpi().COMM_WORLD, _mpi())

@@ -42,12 +42,23 @@ class TrainingDiverged(NnctlError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
     exit_code = 3
+    checkpoint: str | None = None  # what was written, for the CLI's command that continues
 
 
 class Interrupted(NnctlError):
     """Training was interrupted by SIGINT after writing the last finished epoch."""
 
     exit_code = 130
+    checkpoint: str | None = None  # what was written, for the CLI's command that continues
+
+
+class Preempted(Interrupted):
+    """SIGTERM (or SIGUSR1 with checkpoint_on_signal) wrote a checkpoint at a batch boundary: requeue and resume.
+
+    143 = 128 + SIGTERM, the code a process killed by SIGTERM reports, which SLURM and Kubernetes
+    already treat as "terminated" (docs/distributed.md)."""
+
+    exit_code = 143
 
 
 class OutputError(NnctlError):

@@ -230,8 +230,8 @@ def expectation(f: Field) -> str:
     """What a field accepts, in words (``a positive integer``, ``a number in [0, 1)``, ``one of a, b``)."""
     integer = int in f.types and float not in f.types
     if f.choices:
-        numeric = f.range is not None and (int in f.types or float in f.types)
-        return " or ".join([f.range.text(integer)] * numeric + ["one of " + ", ".join(f.choices)])
+        numeric = [f.range.text(integer)] if f.range is not None and (int in f.types or float in f.types) else []
+        return " or ".join([*numeric, "one of " + ", ".join(f.choices)])
     if f.range is not None and (int in f.types or float in f.types):
         words = [f.range.text(integer)]
         words += [_NOUN[t] for t in f.types if t not in (int, float, bool) and t in _NOUN]

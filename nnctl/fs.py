@@ -71,7 +71,7 @@ def _alive(pid: int) -> bool:
 
 def remove_stale_temps(path: pathlib.Path) -> list[pathlib.Path]:
     """Delete ``.<name>.<pid>.tmp`` files beside ``path`` whose process is gone; returns what was removed."""
-    prefix, removed = f".{path.name}.", []
+    prefix, removed = f".{path.name}.", list[pathlib.Path]()
     try:
         entries = list(os.scandir(path.parent))
     except OSError:

@@ -14,6 +14,7 @@ exchanges gradients in one allreduce of ``flat_grads``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -31,7 +32,7 @@ class Node:
     layer: Layer
     refs: list[tuple[str, int | None]]  # (node name, output index or None for the whole output)
     activation: Activation | None = None
-    output_shape: object = None
+    output_shape: Any = None  # a tuple, or a list of tuples for several outputs
     spec: dict = field(default_factory=dict)
 
 
@@ -49,14 +50,15 @@ class Model:
         self.dtype = np.dtype(dtype)
         self.input_dtype = np.dtype(input_dtype or dtype)
         self.by_name = {n.name: n for n in nodes}
-        self.flat_params = self.flat_grads = None
+        self.flat_params: Any = None  # (P,) every parameter, one buffer (set by build)
+        self.flat_grads: Any = None  # (P,) their gradients, the same layout
         self._caches: list = []
 
     # -- building ---------------------------------------------------------------------------
     def build(self, seed: int) -> None:
         """Infer every output shape and draw initial weights on the host from ``seed``."""
         init_rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(0,))))
-        shapes: dict[str, object] = {INPUT: self.input_shape}
+        shapes: dict[str, Any] = {INPUT: self.input_shape}
         for i, node in enumerate(self.nodes):
             layer = node.layer
             layer.dtype = self.dtype
@@ -104,8 +106,8 @@ class Model:
     # -- running ----------------------------------------------------------------------------
     def forward(self, x, training: bool = False):
         """Run every node; returns the output (the final activation applied)."""
-        outs: dict[str, object] = {INPUT: x}
-        masks: dict[str, object] = {INPUT: None}
+        outs: dict[str, Any] = {INPUT: x}
+        masks: dict[str, Any] = {INPUT: None}
         caches = []
         for node in self.nodes:
             ins = [self._pick(outs[name], idx) for name, idx in node.refs]
@@ -141,7 +143,7 @@ class Model:
 
     def backward(self, grad, skip_output_activation: bool = False) -> None:
         """Backpropagate ``grad`` (w.r.t. the output, or the logits when skipping the activation)."""
-        grads: dict[str, object] = {self.nodes[-1].name: grad}
+        grads: dict[str, Any] = {self.nodes[-1].name: grad}
         for i in range(len(self.nodes) - 1, -1, -1):
             node = self.nodes[i]
             g = grads.pop(node.name, None)
@@ -170,11 +172,11 @@ class Model:
         slot[idx] = g if slot[idx] is None else slot[idx] + g
 
     # -- parameters ---------------------------------------------------------------------------
-    def named_params(self, trainable_only: bool = False) -> dict[str, object]:
+    def named_params(self, trainable_only: bool = False) -> dict[str, Any]:
         return {f"{n.name}/{k}": v for n in self.nodes for k, v in n.layer.params.items()
                 if n.layer.trainable or not trainable_only}
 
-    def named_state(self) -> dict[str, object]:
+    def named_state(self) -> dict[str, Any]:
         return {f"{n.name}/{k}": v for n in self.nodes for k, v in n.layer.state.items()}
 
     def regularization(self, add_grads: bool) -> float:

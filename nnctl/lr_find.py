@@ -17,9 +17,9 @@ import numpy as np
 
 from nnctl import backend as B
 from nnctl import fs, losses
+from nnctl.assemble import make_loss, make_optimizer, model_for_data
 from nnctl.data import load_dataset
 from nnctl.errors import SpecError
-from nnctl.run import make_loss, make_optimizer, model_for_data
 from nnctl.train import Trainer
 
 BETA = 0.98

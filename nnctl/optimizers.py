@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import Annotated
+from typing import Annotated, Any
 
 from nnctl import backend as B
 from nnctl.fields import Fraction, NonNegativeFloat, PositiveFloat, Range
@@ -44,7 +44,7 @@ class Optimizer:
         self.clipnorm, self.global_clipnorm, self.clipvalue = clipnorm, global_clipnorm, clipvalue
         self.use_ema, self.ema_momentum = bool(use_ema), float(ema_momentum)
         self.iterations = 0
-        self.slots: dict[str, object] = {}
+        self.slots: dict[str, Any] = {}
 
     def init_slots(self, size: int, dtype) -> None:
         for name in self.slot_names:

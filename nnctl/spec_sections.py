@@ -182,6 +182,12 @@ class TrainSection:
     save_every: NonNegativeInt = doc("also write <checkpoint>.epochNNN.h5 every N epochs (0 = never)", default=0)
     tensorboard: str | None = doc("folder for TensorBoard event files", default=None)
     stop_on_nan: bool = doc("stop with exit code 3 on a non-finite loss", default=True)
+    gradient_accumulation: PositiveInt = doc("optimizer step every K batches on their row-weighted mean "
+                                             "gradient (= batch size K*batch_size)", default=1)
+    checkpoint_every_steps: NonNegativeInt = doc("also write the checkpoint, mid-epoch, every N optimizer steps "
+                                                 "(0 = only at epoch ends)", default=0)
+    checkpoint_on_signal: bool = doc("SIGUSR1 checkpoints at the next batch and exits 143, as SIGTERM does "
+                                     "(SLURM --signal=USR1@90)", default=False)
 
 
 @dataclass(frozen=True)

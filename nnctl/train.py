@@ -1,47 +1,40 @@
 """The training loop: shuffle, batch, forward, loss, backward, gradient exchange, optimizer step.
 
 It emits per-epoch logs through a callback and never prints. Its whole state (weights, optimizer
-slots and step, schedule, early stopping, epoch counter, data-order and dropout RNG states, history)
-is captured by ``snapshot()`` after each epoch, so a resumed run continues bit-identically on the CPU.
+slots and step, schedule, early stopping, epoch counter, data-order and dropout RNG states, history,
+and inside an epoch the position in its order with the batch losses and outputs so far) is captured
+by ``snapshot()``, so a resumed run continues bit-identically on the CPU, also from the middle of an
+epoch (a stop request is honoured at a batch boundary).
 
-Data parallelism is two small hooks: ``world = (rank, size)`` makes each rank take its slice of
-every global batch (gradients scaled by its share of the batch), and ``grad_hook(flat_grads)`` sums
-them across ranks before the step; ``reduce_hook`` sums per-epoch statistics. Random draws
-(augmentation, dropout) go through ``RowShare``: each rank draws for the whole global batch and keeps
-its rows, so N ranks train as 1 process and keep equal generator states.
+How rows are shared among processes is a ``strategy.Local`` or ``strategy.DataParallel`` object,
+called at two points of each batch (``shard``, ``exchange``). With ``gradient_accumulation = K``
+the optimizer steps every K batches on the row-weighted mean of their gradients,
+
+    g = sum_k n_k * g_k / sum_k n_k    (g_k the mean gradient of batch k of n_k rows),
+
+which is the gradient of one batch of K*B rows. ``after_step()`` is the one point called after
+every optimizer step (per-step schedules, weight averages, step checkpoints).
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from nnctl import backend as B
 from nnctl import losses, metrics
 from nnctl.callbacks import EarlyStopping
-from nnctl.errors import TrainingDiverged
+from nnctl.errors import CheckpointError, TrainingDiverged
 from nnctl.graph import Model
 from nnctl.optimizers import Optimizer, ema_swapped
-from nnctl.rowshare import RowShare
 from nnctl.schedules import Schedule
-
-
-@dataclass
-class Hooks:
-    grad_hook: object = None  # flat_grads -> None, sums gradients across ranks in place
-    reduce_hook: object = None  # host float64 array -> summed array across ranks
-    world: tuple[int, int] = (0, 1)
-    should_stop: object = None  # () -> bool, checked between batches (SIGINT)
-    between_batches: object = None  # () -> None, e.g. SIGUSR1 checkpoint requests
-    augment: object = None  # (x_batch, rng) -> x_batch, training batches only
-    gather_hook: object = None  # this rank's rows -> every rank's rows, so training metrics cover the epoch
-    epoch_logs: object = None  # () -> dict merged into each epoch's logs (allreduce_seconds)
-    agree_stop: object = None  # local stop flag -> the flag all ranks agree on (run.train wires it)
-    sync_rngs: object = None  # generator states -> the same states on every rank, at each epoch end
-    on_batch: object = None  # BatchProgress -> None after every batch (progress bars); reads nothing itself
+from nnctl.scoring import epoch_metrics, evaluate_model, fuses
+from nnctl.strategy import Local
 
 
 @dataclass
@@ -53,7 +46,18 @@ class BatchProgress:
     batches: int
     samples: int  # this rank's samples done in this epoch
     started: float  # time.perf_counter() when the epoch began
-    mean_loss: object  # () -> float: mean training loss over the batches so far (one host read)
+    mean_loss: Callable[[], float]  # mean training loss over the batches so far (one host read)
+
+
+@dataclass
+class Hooks:
+    """Callbacks the trainer makes; each is optional."""
+
+    should_stop: Callable[[], bool] | None = None  # checked at each step boundary (signals)
+    between_batches: Callable[[], None] | None = None  # after every batch (SIGUSR1 checkpoint requests)
+    on_step: Callable[[int], None] | None = None  # after every optimizer step, with the step count
+    augment: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None  # training batches only
+    on_batch: Callable[[BatchProgress], None] | None = None  # progress bars; reads nothing itself
 
 
 @dataclass
@@ -62,12 +66,26 @@ class TrainState:
     history: dict = field(default_factory=dict)  # name -> list per epoch
 
 
+@dataclass
+class EpochProgress:
+    """The epoch in progress: its order, batches done, and what its logs need from them."""
+
+    order: np.ndarray
+    batch_size: int
+    batch: int = 0  # batches done
+    losses: list = field(default_factory=list)  # per batch: loss * rows, on the device
+    preds: list = field(default_factory=list)  # per batch: outputs, when metrics are logged
+    rows: list = field(default_factory=list)  # per batch: the rows' indices (the gather buffer is reused)
+    carried_loss: float = 0.0  # data parallel resume: the loss sum of the batches before the checkpoint
+    carried: tuple | None = None  # resume: (outputs, rows) of every rank's batches before the checkpoint
+
+
 class Trainer:
     """Fit a built ``Model`` with a loss, optimizer and the spec's training options."""
 
     def __init__(self, model: Model, loss: losses.Loss, optimizer: Optimizer, train_cfg: dict, task: str,
                  n_classes: int, seed: int, schedule: Schedule | None = None, early: EarlyStopping | None = None,
-                 hooks: Hooks | None = None, decode=None):
+                 hooks: Hooks | None = None, decode: Callable | None = None, strategy: Local | None = None):
         self.model, self.loss, self.optimizer, self.cfg = model, loss, optimizer, train_cfg
         self.task, self.n_classes = task, n_classes
         self.metric_names = [metrics.METRICS.canonical(m) for m in train_cfg.get("metrics", [])]
@@ -75,22 +93,21 @@ class Trainer:
         self.early = early
         self.hooks = hooks or Hooks()
         self.decode = decode  # maps regression outputs/targets back to original units for metrics
+        self.accumulate = int(train_cfg.get("gradient_accumulation") or 1)
         self.data_rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(3,))))
         self.aug_rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(4,))))
-        self.row_shares = []  # under data parallelism: every generator a batch draws from, as a RowShare
-        if self.hooks.world[1] > 1:
-            self.aug_rng = RowShare(self.aug_rng)
-            for node in model.nodes:
-                node.layer.rng = RowShare(node.layer.rng)
-            self.row_shares = [self.aug_rng, *(node.layer.rng for node in model.nodes)]
+        self.strategy = strategy or Local()
+        self.strategy.attach(self)
         self.state = TrainState()
-        act = model.output_activation()
-        self.fused = act is not None and act in loss.fused
+        self.progress: EpochProgress | None = None  # set while an epoch runs, kept when it stops mid-way
+        self.fused = fuses(model, loss)
         if isinstance(loss, losses.Perceptron) and not self.fused:
             raise ValueError("the perceptron loss needs a final 'step' activation")
         self.optimizer.init_slots(model.flat_params.size, model.dtype)
         self._buffers: dict = {}
         self.class_weight = None  # device (n_classes,) loss weights of train.class_weight (losses.class_weights)
+        self._summed: Any = None  # K > 1: sum_k n_k * g_k over the batches of the step so far
+        self._summed_rows = 0  # sum_k n_k
 
     # -- one step -----------------------------------------------------------------------------------
     def loss_and_grad(self, xb, yb, scale: float = 1.0, weights=None):
@@ -107,6 +124,62 @@ class Trainer:
         model.backward(grad, skip_output_activation=self.fused)
         return value, y
 
+    def step(self, lr: float) -> None:
+        """Exchange the gradient and step the optimizer on it, then ``after_step``."""
+        model = self.model
+        self.strategy.exchange(model.flat_grads)
+        self.optimizer.step(model.flat_params, model.flat_grads, model.slices.values(), lr=lr)
+        self.after_step()
+
+    def after_step(self) -> None:
+        """The per-step point, once after every optimizer step (``optimizer.iterations`` counts them)."""
+        if self.hooks.on_step is not None:
+            self.hooks.on_step(self.optimizer.iterations)
+
+    def _batch(self, x, y, rows: np.ndarray, lr: float, last_of_step: bool, regularized: bool):
+        """One batch: its share's forward and backward, and a step at the end of each group of K batches."""
+        model = self.model
+        shard = self.strategy.shard(rows)
+        if len(shard.rows) == 0:  # fewer rows than ranks (ragged last batch): a zero gradient, still exchanged
+            model.flat_grads[...] = 0
+            value, out = B.xp.zeros((), dtype=model.dtype), None
+        else:
+            xb = self._gather(x, shard.rows, "x")
+            if self.hooks.augment is not None:
+                xb = self.hooks.augment(xb, self.aug_rng)
+            xb = B.asarray(xb, dtype=model.input_dtype)
+            yb = B.asarray(self._gather(y, shard.rows, "y"))
+            w = None if self.class_weight is None else self.class_weight[losses.label_ids(yb, self.task)]
+            value, out = self.loss_and_grad(xb, yb, scale=shard.scale, weights=w)
+        if self.accumulate == 1:
+            if regularized:  # every rank adds the penalty's gradient: the exchange averages it back to once
+                value = value + model.regularization(add_grads=True)
+            self.step(lr)
+        else:
+            if regularized:  # the penalty's gradient is added once per step, below
+                value = value + model.regularization(add_grads=False)
+            self._accumulate(shard.weight)
+            if last_of_step:
+                self._take_accumulated()
+                if regularized:
+                    model.regularization(add_grads=True)
+                self.step(lr)
+        return value, out, shard.rows
+
+    def _accumulate(self, weight: int) -> None:
+        grads = self.model.flat_grads
+        if self._summed is None:
+            self._summed = B.xp.zeros_like(grads)
+        self._summed += grads * grads.dtype.type(weight)
+        self._summed_rows += weight
+
+    def _take_accumulated(self) -> None:
+        """flat_grads <- sum_k n_k g_k / sum_k n_k, and the sum starts again."""
+        grads = self.model.flat_grads
+        B.xp.divide(self._summed, grads.dtype.type(max(self._summed_rows, 1)), out=grads)
+        self._summed[...] = 0
+        self._summed_rows = 0
+
     def _batch_size(self, n: int) -> int:
         bs = self.cfg.get("batch_size", 32)
         return n if isinstance(bs, str) else min(int(bs), n)
@@ -121,117 +194,93 @@ class Trainer:
 
     # -- one epoch ----------------------------------------------------------------------------------
     def run_epoch(self, x, y) -> dict:
-        model, opt = self.model, self.optimizer
+        """One pass over (x, y), or the rest of it after a mid-epoch resume; {} when stopped between batches."""
         n = len(x)
         bs = self._batch_size(n)
-        rank, size = self.hooks.world
-        if not self.cfg.get("shuffle", True):
-            order = np.arange(n)
-        elif hasattr(x, "epoch_order"):  # streamed rows (data.streaming.Rows) may shuffle in chunk order
-            order = x.epoch_order(self.data_rng)
-        else:
-            order = self.data_rng.permutation(n)
-        epoch = self.state.epoch
+        if self.progress is None:
+            if not self.cfg.get("shuffle", True):
+                order = np.arange(n)
+            elif hasattr(x, "epoch_order"):  # streamed rows (data.streaming.Rows) may shuffle in chunk order
+                order = x.epoch_order(self.data_rng)
+            else:
+                order = self.data_rng.permutation(n)
+            self.progress = EpochProgress(order, bs)
+        self.check_progress(n)
+        prog, epoch = self.progress, self.state.epoch
         n_batches = math.ceil(n / bs)
         lr = self.schedule.rate(epoch, n_batches - 1, n_batches)  # logged: the rate of the epoch's last step
-        batch_losses = []
-        preds = []
-        targets = []
         t0 = time.perf_counter()
-        regularized = model.has_regularization()
-        running, seen = _RunningLoss(batch_losses), 0
-        for b in range(n_batches):
-            if self.hooks.should_stop is not None and self.hooks.should_stop():
+        running, seen, first = _RunningLoss(prog.losses), 0, prog.batch
+        regularized = self.model.has_regularization()
+        for b in range(prog.batch, n_batches):
+            # a stop is honoured where a step has just ended, so no accumulated gradient is left behind
+            if b % self.accumulate == 0 and self.hooks.should_stop is not None and self.hooks.should_stop():
                 return {}
-            idx = order[b * bs:(b + 1) * bs]
-            glob = len(idx)
-            lo, hi = rank * glob // size, (rank + 1) * glob // size  # this rank's share of the global batch
-            for rng in self.row_shares:  # draw for all glob rows, keep [lo:hi]: the numbers 1 process draws
-                rng.share = (lo, hi, glob)
-            idx = idx[lo:hi]
-            if len(idx) == 0:  # fewer rows than ranks (ragged last batch): a zero gradient, still exchanged
-                model.flat_grads[...] = 0
-                value, out = B.xp.zeros((), dtype=model.dtype), None
-            else:
-                xb = self._gather(x, idx, "x")
-                if self.hooks.augment is not None:
-                    xb = self.hooks.augment(xb, self.aug_rng)
-                xb = B.asarray(xb, dtype=model.input_dtype)
-                yb = B.asarray(self._gather(y, idx, "y"))
-                w = None if self.class_weight is None else self.class_weight[losses.label_ids(yb, self.task)]
-                value, out = self.loss_and_grad(xb, yb, scale=len(idx) * size / glob, weights=w)
-            if regularized:  # every rank adds the penalty's gradient: the exchange averages it back to once
-                value = value + model.regularization(add_grads=True)
-            if self.hooks.grad_hook is not None:
-                self.hooks.grad_hook(model.flat_grads)
-            opt.step(model.flat_params, model.flat_grads, model.slices.values(), lr=self.schedule.rate(epoch, b, n_batches))
-            batch_losses.append(value * len(idx))
+            last_of_step = (b + 1) % self.accumulate == 0 or b == n_batches - 1
+            value, out, rows = self._batch(x, y, prog.order[b * bs:(b + 1) * bs], self.schedule.rate(epoch, b, n_batches),
+                                           last_of_step, regularized)
+            prog.losses.append(value * len(rows))
             if self.metric_names and out is not None:
-                preds.append(out)
-                targets.append(idx)  # indices, not yb: the gather buffer is reused by the next batch
+                prog.preds.append(out)
+                prog.rows.append(rows)
+            prog.batch = b + 1
             if self.hooks.between_batches is not None:
                 self.hooks.between_batches()
             if self.hooks.on_batch is not None:
-                seen += len(idx)
+                seen += len(rows)
                 self.hooks.on_batch(BatchProgress(epoch + 1, b + 1, n_batches, seen, t0,
                                                   lambda n=max(seen, 1): running.total() / n))
-        # a rank with no rows in a (ragged last) batch skipped its draws, token_swap draws per-share rounds:
-        # every rank takes the same states, so the checkpoint's (rank 0's) are every rank's
-        if self.hooks.sync_rngs is not None:
-            aug, layers = self.hooks.sync_rngs((self.aug_rng.bit_generator.state, self.model.rng_states()))
-            self.aug_rng.bit_generator.state = aug
-            self.model.set_rng_states(layers)
-        # one host read per epoch: per-batch losses, checked for NaN/inf with the batch named
-        losses_host = B.to_numpy(B.xp.stack([B.xp.asarray(v) for v in batch_losses])).astype(np.float64)
-        totals = np.array([losses_host.sum(), n / size])
+        self.progress = None
+        logs = self._epoch_logs(x, y, prog, epoch, lr, n_batches)
+        seconds, rows_run = time.perf_counter() - t0, n - min(first * bs, n)  # a resumed epoch runs only the rest
+        logs.update(seconds=seconds, samples_per_second=rows_run / seconds if seconds > 0 else 0.0)
+        logs.update(self.strategy.epoch_logs())
+        return logs
+
+    def check_progress(self, n: int) -> None:
+        """A mid-epoch resume needs the epoch it stopped in: the same rows, in batches of the same size."""
+        prog, bs = self.progress, self._batch_size(n)
+        if prog is not None and (len(prog.order) != n or prog.batch_size != bs):
+            raise CheckpointError(f"the checkpoint stopped inside epoch {self.state.epoch + 1}, over "
+                                  f"{len(prog.order)} rows in batches of {prog.batch_size}; this run has {n} rows "
+                                  f"in batches of {bs}: resume with the same data and train.batch_size")
+
+    def _epoch_logs(self, x, y, prog: EpochProgress, epoch: int, lr: float, n_batches: int) -> dict:
+        """The finished epoch's loss (NaN/inf checked, the batch named) and metrics over every rank's rows."""
+        n, strategy = len(x), self.strategy
+        strategy.end_epoch(self)
+        # one host read per epoch
+        losses_host = _host_losses(prog.losses, self.model.dtype).astype(np.float64)
         bad = np.nonzero(~np.isfinite(losses_host))[0]
         if len(bad) and self.cfg.get("stop_on_nan", True):
             raise TrainingDiverged(f"training diverged: loss is {losses_host[bad[0]]} at epoch {epoch + 1}, "
                                    f"batch {bad[0] + 1} of {n_batches}")
         logs = {}
         if self.metric_names:
-            p, rows = B.xp.concatenate(preds), np.concatenate(targets)
-            if self.hooks.gather_hook is not None:  # every rank's rows: the same metrics on all ranks
-                p, rows = self.hooks.gather_hook(p), self.hooks.gather_hook(rows)
+            p, rows = self._outputs(prog)
             logs.update(self._metrics(p, B.asarray(y[rows])))
-        if self.hooks.reduce_hook is not None:
-            totals = self.hooks.reduce_hook(totals)
-        logs["loss"] = float(totals[0] / max(totals[1], 1))
-        seconds = time.perf_counter() - t0
-        logs.update(lr=lr, seconds=seconds, samples_per_second=n / seconds if seconds > 0 else 0.0)
-        if self.hooks.epoch_logs is not None:
-            logs.update(self.hooks.epoch_logs())
+        totals = strategy.reduce(np.array([losses_host.sum(), n / strategy.size]))
+        logs["loss"] = float((totals[0] + prog.carried_loss) / max(totals[1], 1))
+        logs["lr"] = lr
         return logs
 
+    def _outputs(self, prog: EpochProgress):
+        """The epoch's outputs so far and their rows, over every rank (batches before a resume first)."""
+        parts = [prog.carried] if prog.carried is not None else []
+        if prog.preds or self.strategy.size > 1:  # a rank with no rows still takes part in the gather
+            dtype = self.model.dtype
+            p = B.xp.concatenate(prog.preds) if prog.preds else B.xp.zeros((0, *self.model.output_shape), dtype)
+            rows = np.concatenate(prog.rows) if prog.rows else np.zeros(0, np.int64)
+            parts.append((self.strategy.gather(p), self.strategy.gather(rows)))  # the same metrics on all ranks
+        return B.xp.concatenate([B.asarray(a) for a, _ in parts]), np.concatenate([r for _, r in parts])
+
     def _metrics(self, p, y) -> dict:
-        if not self.metric_names:
-            return {}
-        p = self.loss.probabilities(p)
-        if self.decode is not None and self.task == "regression":
-            p, y = self.decode(p), self.decode(y)
-        return metrics.compute(self.metric_names, p, y, self.task, self.n_classes)
+        return epoch_metrics(self.loss, self.metric_names, p, y, self.task, self.n_classes, self.decode)
 
     def evaluate(self, x, y, batch_size: int = 1024) -> dict:
         """Loss (with the regularisation term, as in training) and every metric in inference mode."""
-        model = self.model
-        total, outs, ys = 0.0, [], []
-        for start in range(0, len(x), batch_size):
-            xb = B.asarray(x[start:start + batch_size], dtype=model.input_dtype)
-            yb = B.asarray(y[start:start + batch_size])
-            out = model.forward(xb, training=False)
-            if self.fused:
-                value = self.loss.fused_value_grad(model.logits(), yb, model.output_activation())[0]
-            else:
-                value = self.loss.value(out, yb)
-            total = total + value * len(xb)
-            outs.append(out)
-            ys.append(yb)
-            model._caches = []
-        logs = {"loss": float(total) / max(len(x), 1)}
-        if model.has_regularization():
-            logs["loss"] += float(model.regularization(add_grads=False))
-        logs.update(self._metrics(B.xp.concatenate(outs), B.xp.concatenate(ys)))
-        return logs
+        return evaluate_model(self.model, self.loss, x, y, self.metric_names, self.task, self.n_classes, self.decode,
+                              batch_size)
 
     # -- whole run ----------------------------------------------------------------------------------
     def fit(self, x, y, epochs: int, x_val=None, y_val=None, on_epoch_end=None) -> TrainState:
@@ -245,7 +294,7 @@ class Trainer:
         while self.state.epoch < epochs and not (self.early and self.early.stopped):
             logs = self.run_epoch(x, y)
             if not logs:
-                break  # stopped between batches: the state is still that of the last finished epoch
+                break  # stopped between batches: ``progress`` says where
             if x_val is not None and len(x_val):
                 with ema_swapped(self.optimizer, self.model.flat_params):  # use_ema: validate what is saved
                     logs.update({f"val_{k}": v for k, v in self.evaluate(x_val, y_val).items()})
@@ -260,7 +309,9 @@ class Trainer:
 
     # -- state for checkpoints and resume -----------------------------------------------------------
     def snapshot(self) -> dict:
-        """Host copy of everything needed to resume exactly after the last finished epoch."""
+        """Host copy of everything needed to resume exactly here (after an epoch, or mid-epoch after a stop).
+
+        Mid-epoch under data parallelism every rank must call it (the batch outputs are gathered)."""
         return {
             "flat_params": B.to_numpy(self.model.flat_params).copy(),
             "frozen": {k: B.to_numpy(v).copy() for k, v in self.model.named_params().items()
@@ -275,7 +326,22 @@ class Trainer:
             "data_rng": self.data_rng.bit_generator.state,
             "aug_rng": self.aug_rng.bit_generator.state,
             "layer_rngs": self.model.rng_states(),
+            "position": self._position(),
         }
+
+    def _position(self) -> dict | None:
+        """The epoch in progress as host arrays: order, batches done, batch losses, outputs and their rows."""
+        prog = self.progress
+        if prog is None:
+            return None
+        losses_host = _host_losses(prog.losses, self.model.dtype)
+        out = {"order": prog.order.copy(), "batch": prog.batch, "batch_size": prog.batch_size,
+               "losses": self.strategy.gather(losses_host),
+               "carried_loss": prog.carried_loss}
+        if self.metric_names and (prog.preds or prog.carried is not None or self.strategy.size > 1):
+            p, rows = self._outputs(prog)
+            out["preds"], out["rows"] = B.to_numpy(p), rows
+        return out
 
     def restore(self, snap: dict) -> None:
         xp = B.xp
@@ -297,6 +363,27 @@ class Trainer:
         self.data_rng.bit_generator.state = snap["data_rng"]
         self.aug_rng.bit_generator.state = snap["aug_rng"]
         self.model.set_rng_states(snap["layer_rngs"])
+        self.progress = self._progress_from(snap.get("position"))
+
+    def _progress_from(self, pos: dict | None) -> EpochProgress | None:
+        if pos is None:
+            return None
+        prog = EpochProgress(np.asarray(pos["order"], dtype=np.int64), int(pos["batch_size"]), int(pos["batch"]))
+        losses_host = np.asarray(pos["losses"])
+        if self.strategy.size == 1:  # the same per-batch values in the same order: the same epoch loss
+            prog.losses = [B.xp.asarray(v) for v in losses_host]
+        else:  # every rank's batches so far, summed once, beside this rank's share of the rest
+            prog.carried_loss = float(pos.get("carried_loss", 0.0)) + float(losses_host.astype(np.float64).sum())
+        if "preds" in pos and len(pos["rows"]):
+            prog.carried = (B.asarray(pos["preds"]), np.asarray(pos["rows"], dtype=np.int64))
+        return prog
+
+
+def _host_losses(values: list, dtype) -> np.ndarray:
+    """Per-batch device losses as one host array (one read); empty when no batch ran."""
+    if not values:
+        return np.zeros(0, dtype)
+    return B.to_numpy(B.xp.stack([B.xp.asarray(v) for v in values]))
 
 
 class _RunningLoss:

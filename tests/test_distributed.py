@@ -7,7 +7,6 @@ Each test starts ``mpiexec -n 2 nnctl train`` in a subprocess (the launcher and 
 from __future__ import annotations
 
 import importlib.util
-import inspect
 import json
 import os
 import pathlib
@@ -194,10 +193,6 @@ def test_ragged_shares_and_random_draws_equal_one_process(tmp_path, options):
 
 @mpi
 def test_training_metrics_are_gathered(tmp_path):
-    from nnctl.train import Trainer  # noqa: PLC0415
-
-    if "gather_hook" not in inspect.getsource(Trainer.run_epoch):
-        pytest.skip("Trainer.run_epoch does not call hooks.gather_hook yet: training metrics are rank 0's share")
     spec = make_spec(tmp_path)
     one = events(train(spec, None, "-o", "one.h5"))
     two = events(train(spec, 2, "-o", "two.h5"))
@@ -225,10 +220,11 @@ def test_error_on_one_rank_aborts_all(tmp_path):
     """A rank raising while the other waits in a collective: both end with the error's exit code, no hang."""
     script = tmp_path / "fail.py"
     script.write_text(textwrap.dedent("""
-        from nnctl.distributed import setup
+        from nnctl.cli.ranks import guard
+        from nnctl.distributed import connect
         from nnctl.errors import DataError
-        world = setup("cpu", force=True)
-        with world.guard():
+        world = connect(force=True)
+        with guard(world):
             if world.rank == 1:
                 raise DataError("rank one cannot read its data")
             world.comm.Barrier()  # rank 0 would wait here forever without MPI_Abort
@@ -292,10 +288,11 @@ def test_stop_vote_is_the_same_on_every_rank(tmp_path):
     """Ranks asking to stop at different batches all stop at the same one: the batch after the first ask."""
     script = tmp_path / "vote.py"
     script.write_text(textwrap.dedent("""
-        from nnctl.distributed import setup
-        world = setup("cpu", force=True)
+        from nnctl.cli.ranks import guard
+        from nnctl.distributed import connect
+        world = connect(force=True)
         asks = {0: 7, 1: 5}[world.rank]  # rank 1 gets Ctrl-C first
-        with world.guard():
+        with guard(world):
             for batch in range(100):
                 if world.agree_stop(batch >= asks):
                     break
@@ -311,10 +308,6 @@ def test_stop_vote_is_the_same_on_every_rank(tmp_path):
 
 @mpi
 def test_ctrl_c_writes_the_checkpoint_and_exits_130(tmp_path):
-    from nnctl import run  # noqa: PLC0415
-
-    if "agree_stop" not in inspect.getsource(run.train):
-        pytest.skip("run.train does not vote on stopping (hooks.agree_stop) yet: Ctrl-C may lose the checkpoint")
     spec = make_spec(tmp_path, epochs=100000)
     proc = subprocess.Popen([MPIEXEC, "-n", "2", NNCTL, "train", spec.name, "--json"], cwd=tmp_path,
                             env={**os.environ, "NNCTL_DEVICE": "cpu"}, stdout=subprocess.PIPE,

@@ -1,12 +1,14 @@
 """The ``nnctl`` Typer app: registers the verbs and is the one place that turns exceptions into exit codes.
 
 Exit codes: 0 success; 1 internal error (a bug: please report); 2 invalid input (usage, spec, data,
-checkpoint, device, an unwritable output, a full disk); 3 training diverged; 130 interrupted. Every
+checkpoint, device, an unwritable output, a full disk); 3 training diverged; 130 interrupted; 143
+terminated by SIGTERM after writing a checkpoint (requeue and ``--resume auto``). Every
 failure is one ``error: ...`` line on stderr, never a traceback (``NNCTL_DEBUG=1`` adds it for bugs).
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 try:  # Ctrl-C while the (slow) imports run: no traceback
@@ -142,25 +144,29 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
     """Train, evaluate and serve neural networks from declarative spec files."""
 
 
-def _register():
-    from nnctl.cli import (  # noqa: PLC0415 - each verb's imports load only when the CLI starts
-        augment_preview,
-        compare,
-        data_cmd,
-        evaluate,
-        init_cmd,
-        inspect_cmds,
-        lr_find,
-        plot,
-        predict,
-        schema_cmd,
-        time_cmd,
-        train,
-    )
+#: the modules of nnctl.cli that each register one or more verbs, in the order ``--help`` lists them
+VERBS = (
+    "train",
+    "evaluate",
+    "predict",
+    "inspect_cmds",
+    "plot",
+    "compare",
+    "init_cmd",
+    "schema_cmd",
+    "augment_preview",
+    "time_cmd",
+    "lr_find",
+    "export_cmd",
+    "import_cmd",
+    "serve_cmd",
+    "data_cmd",
+)
 
-    for module in (train, evaluate, predict, inspect_cmds, plot, compare, init_cmd, schema_cmd, augment_preview,
-                   time_cmd, lr_find, data_cmd):
-        module.register(app, reports_errors)
+
+def _register():
+    for name in VERBS:  # each verb's imports load only when the CLI starts
+        importlib.import_module(f"nnctl.cli.{name}").register(app, reports_errors)
 
 
 try:

@@ -1,4 +1,4 @@
-"""``nnctl train SPEC``: train and write one checkpoint (and its run folder)."""
+"""``nnctl train SPEC``: train and write one checkpoint (and its run folder); ``--resume`` continues one."""
 
 from __future__ import annotations
 
@@ -13,13 +13,16 @@ def register(app: typer.Typer, reports_errors) -> None:
     @app.command()
     @reports_errors
     def train(
-        spec: str = typer.Argument(..., help="spec file (.toml, .yaml, .json)"),
+        ctx: typer.Context,
+        spec: Optional[str] = typer.Argument(None, help="spec file (.toml, .yaml, .json); optional with --resume CKPT",
+                                             show_default=False),
         out: Optional[str] = typer.Option(None, "--out", "-o", help="checkpoint path (default: output.checkpoint)"),
         set_: list[str] = typer.Option([], "--set", help="override a spec key: train.epochs=5 (repeatable)"),
         device: str = typer.Option("auto", help="auto, cpu or gpu"),
         epochs: Optional[int] = typer.Option(None, min=0, max=1_000_000, help="override train.epochs"),
         seed: Optional[int] = typer.Option(None, min=0, max=2**32 - 1, help="override seed (0 to 4294967295)"),
-        resume: Optional[str] = typer.Option(None, help="continue the run saved in this checkpoint"),
+        resume: Optional[str] = typer.Option(None, help="continue the run saved in this checkpoint; 'auto': the "
+                                                        "newest readable checkpoint of this run, else start fresh"),
         init_from: Optional[str] = typer.Option(None, "--init-from", help="load weights by layer name first"),
         run_dir: Optional[str] = typer.Option(None, "--run-dir", help="run folder (default beside the checkpoint)"),
         json_: bool = typer.Option(False, "--json", help="one JSON object per epoch and a final one on stdout"),
@@ -28,16 +31,25 @@ def register(app: typer.Typer, reports_errors) -> None:
                                          help="data-parallel over MPI (automatic under mpiexec or srun)"),
         k_fold: Optional[int] = typer.Option(None, "--k-fold", min=2, max=1000,
                                              help="K-fold cross-validation: K runs, each validated on its held-out fold"),
+        checkpoint_on_signal: bool = typer.Option(False, "--checkpoint-on-signal",
+                                                  help="SIGUSR1 also checkpoints at the next batch and exits 143, "
+                                                       "as SIGTERM does (SLURM --signal=USR1@90)"),
     ):
-        """Train the network a spec describes and write its HDF5 checkpoint."""
-        from nnctl import run, spec as spec_mod  # noqa: PLC0415
-        from nnctl.cli.output import emit_json, fmt, log  # noqa: PLC0415
-        from nnctl.cli.progress import Progress  # noqa: PLC0415
-        from nnctl.errors import Interrupted, TrainingDiverged  # noqa: PLC0415
-        from nnctl.train import Hooks  # noqa: PLC0415
-        from nnctl.distributed import setup  # noqa: PLC0415 - imports mpi4py only under MPI
+        """Train the network a spec describes and write its HDF5 checkpoint.
 
-        world = setup(device, force=distributed)  # None unless launched by mpiexec/srun or --distributed
+        Example: nnctl train specs/iris_mlp.toml --resume auto   (SIGTERM: checkpoint, exit 143)
+        """
+        from nnctl import run, spec as spec_mod
+        from nnctl.cli.main import click_exc
+        from nnctl.cli.output import emit_json, fmt, log
+        from nnctl.cli.progress import Progress
+        from nnctl.errors import Interrupted, TrainingDiverged
+        from nnctl.train import Hooks
+
+        if spec is None and (resume is None or resume == "auto"):
+            what = "--resume auto continues the run a SPEC names" if resume == "auto" else "Missing argument 'SPEC'."
+            raise click_exc.UsageError(what, ctx)
+        world = _connect(device, distributed)  # None unless launched by mpiexec/srun or --distributed
         rank = world.rank if world else 0
         if rank != 0:  # one voice: only rank 0 prints progress and results
             json_, quiet = False, True
@@ -47,11 +59,13 @@ def register(app: typer.Typer, reports_errors) -> None:
             overrides.append(f"train.epochs={epochs}")
         if seed is not None:
             overrides.append(f"seed={seed}")
-        s = spec_mod.load(spec, overrides)
+        if checkpoint_on_signal:
+            overrides.append("train.checkpoint_on_signal=true")
+        s = spec_mod.load(spec, overrides) if spec is not None else run.stored_spec(str(resume), overrides)
         # paths given on the command line are relative to the working directory, not the spec
         if out is not None:
             s["output"]["checkpoint"] = os.path.abspath(out)
-        elif resume is not None:  # resume in place: the run continues in the checkpoint it started from
+        elif resume is not None and resume != "auto":  # resume in place: the run continues in its checkpoint
             s["output"]["checkpoint"] = os.path.abspath(resume)
         if run_dir is not None:
             s["output"]["run_dir"] = os.path.abspath(run_dir)
@@ -59,7 +73,7 @@ def register(app: typer.Typer, reports_errors) -> None:
             from nnctl.cli.kfold_cmd import train_folds  # noqa: PLC0415
 
             return train_folds(s, k_fold, device, json_, quiet, init_from, resume, world is not None)
-        hooks = world.hooks if world else Hooks()
+        hooks = Hooks()
         with Progress(enabled=not (quiet or json_)) as progress:
             progress.set_epochs(int(s["train"]["epochs"]))
             if progress.live:  # per-batch bars only where someone watches; no hook, no cost
@@ -76,15 +90,18 @@ def register(app: typer.Typer, reports_errors) -> None:
                 elif event["event"] == "note" and not quiet:
                     log(f"note: {event['message']}")
                 elif not quiet and event["event"] in ("resume", "checkpoint"):
-                    log(f"{event['event']}: {event['checkpoint']} (epoch {event['epoch']})")
+                    batch = f", batch {event['batch']}" if "batch" in event else ""
+                    log(f"{event['event']}: {event['checkpoint']} (epoch {event['epoch']}{batch})")
 
             try:
-                with world.guard() if world else contextlib.nullcontext():  # one rank fails: MPI_Abort them all
+                with _guard(world):  # one rank fails: MPI_Abort them all
                     done = run.train(s, emit=emit, device=device, resume=resume, init_from=init_from,
-                                     hooks=hooks, is_writer=rank == 0)
+                                     hooks=hooks, is_writer=rank == 0,
+                                     strategy=world.strategy() if world else None)
             except (TrainingDiverged, Interrupted) as exc:
                 if getattr(exc, "checkpoint", None):  # the command that continues from what was written
-                    again = continue_command(spec, exc.checkpoint, set_, epochs, seed, device, run_dir)
+                    again = continue_command(spec, exc.checkpoint, set_, epochs, seed, device, run_dir,
+                                             checkpoint_on_signal)
                     hint = "lower the learning rate (--set train.optimizer.learning_rate=...) and continue: " \
                         if isinstance(exc, TrainingDiverged) else "continue: "
                     exc.args = (f"{exc}; {hint}{again}",)
@@ -102,11 +119,35 @@ def register(app: typer.Typer, reports_errors) -> None:
                 log(done["summary"]["note"])
 
 
-def continue_command(spec: str, checkpoint: str, sets: list[str], epochs, seed, device: str, run_dir) -> str:
-    """The ``nnctl train`` command line that resumes ``checkpoint`` in place with this run's options."""
-    import shlex  # noqa: PLC0415
+def _connect(device: str, force: bool):
+    """The MPI world with its device bound (every rank ends if one cannot bind), or None outside MPI."""
+    from nnctl.distributed import connect  # imports mpi4py only under MPI
 
-    args = ["nnctl", "train", spec, "--resume", checkpoint]
+    world = connect(force)
+    if world is not None:
+        pidfile = os.environ.get("NNCTL_TEST_PIDFILE")  # tests only: each rank's pid, so a test can kill one
+        if pidfile:
+            with open(f"{pidfile}.{world.rank}", "w", encoding="utf-8") as f:
+                f.write(f"{os.getpid()}\n")
+        with _guard(world):
+            world.bind_device(device)
+    return world
+
+
+def _guard(world):
+    if world is None:
+        return contextlib.nullcontext()
+    from nnctl.cli.ranks import guard
+
+    return guard(world)
+
+
+def continue_command(spec: str | None, checkpoint: str, sets: list[str], epochs, seed, device: str, run_dir,
+                     checkpoint_on_signal: bool = False) -> str:
+    """The ``nnctl train`` command line that resumes ``checkpoint`` in place with this run's options."""
+    import shlex
+
+    args = ["nnctl", "train", *([spec] if spec is not None else []), "--resume", checkpoint]
     for item in sets:
         args += ["--set", item]
     for flag, value in (("--epochs", epochs), ("--seed", seed), ("--run-dir", run_dir)):
@@ -114,4 +155,6 @@ def continue_command(spec: str, checkpoint: str, sets: list[str], epochs, seed, 
             args += [flag, str(value)]
     if device != "auto":
         args += ["--device", device]
+    if checkpoint_on_signal:
+        args.append("--checkpoint-on-signal")
     return " ".join(shlex.quote(str(a)) for a in args)

@@ -21,6 +21,7 @@ Contract of a layer (``Layer`` below):
 from __future__ import annotations
 
 import functools
+import typing
 
 import numpy as np
 
@@ -74,6 +75,9 @@ class Layer:
     input_grads_needed: tuple = (True,)
     #: True when forward wants one padding mask per input (a list) instead of the first input's mask
     mask_per_input = False
+    #: the layer's own random generator (dropout masks, noise), seeded by Model.build; a RowShare under
+    #: data parallelism
+    rng: typing.Any
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -92,7 +96,7 @@ class Layer:
         self.state: dict = {}
         self.dtype = np.float32
         self.input_shapes: list[tuple] = []
-        self.output_shape = None
+        self.output_shape: typing.Any = None  # set by build: a tuple, or a list of tuples
 
     # -- contract ---------------------------------------------------------------------------
     def build(self, input_shapes: list[tuple], rng: np.random.Generator):

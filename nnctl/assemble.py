@@ -1,0 +1,72 @@
+"""The spec's pieces for a dataset or a checkpoint: the model built for the data, its loss, optimizer, decoder."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from nnctl import backend as B
+from nnctl import losses, optimizers
+from nnctl.build import build_model
+from nnctl.data import Dataset
+from nnctl.data.preprocess import Preprocessor
+from nnctl.errors import DataError, SpecError
+from nnctl.graph import Model
+from nnctl.spec import loss_config, optimizer_config
+
+
+def model_for_data(spec: dict, ds: Dataset) -> Model:
+    """Build the spec's model for the dataset's input shape and check its output against the targets."""
+    shape = tuple(spec["model"].get("input_shape") or ds.input_shape)
+    if tuple(ds.input_shape) != shape:
+        raise DataError(f"{spec['data']['train']}: samples have shape {list(ds.input_shape)} "
+                        f"({features(ds.input_shape)}), but model.input_shape is {list(shape)}")
+    input_dtype = ds.x_train.dtype if ds.x_train.dtype.kind in "iu" else spec["dtype"]
+    model = build_model(spec, shape, spec["seed"], ds.defaults, input_dtype=input_dtype)
+    check_targets(spec, model, ds.y_train, ds.prep)
+    model.check_input(ds.x_train, spec["data"]["train"])
+    if ds.x_val is not None:
+        validation = spec["data"].get("validation")
+        model.check_input(ds.x_val, validation if isinstance(validation, str) else f"{spec['data']['train']} (validation split)")
+    # what the checkpoint needs to rebuild the same model without the data
+    spec["model"]["input_shape"] = list(shape)
+    spec["_defaults"], spec["_input_dtype"] = dict(ds.defaults), str(np.dtype(input_dtype))
+    return model
+
+
+def features(shape) -> str:
+    """A sample shape for a message: "4 features" or "28x28x1"."""
+    return f"{shape[0]} features" if len(shape) == 1 else "x".join(map(str, shape))
+
+
+def check_targets(spec, model: Model, y: np.ndarray, prep: Preprocessor) -> None:
+    out = tuple(model.output_shape) if not isinstance(model.output_shape, list) else None
+    if out is None:
+        raise SpecError(f"{spec.get('_source', 'spec')}: model.layers[-1]: the last layer must have one output")
+    want = out[:-1] if prep.task == "sparse" else out
+    if tuple(y.shape[1:]) != want:
+        last = spec["model"]["layers"][-1]["name"]
+        if prep.classes is not None and prep.task in ("categorical", "sparse"):
+            raise DataError(f"{spec['data']['train']}: the target has {len(prep.classes)} classes but the last layer "
+                            f"({last}) has {out[-1]} units")
+        raise DataError(f"{spec['data']['train']}: targets have shape {list(y.shape[1:])} per sample but the last "
+                        f"layer ({last}) outputs {list(out)}")
+
+
+def make_loss(spec) -> losses.Loss:
+    name, kwargs = loss_config(spec["train"])
+    return losses.get(name, **kwargs)
+
+
+def make_optimizer(spec) -> optimizers.Optimizer:
+    name, kwargs = optimizer_config(spec["train"])
+    return optimizers.get(name, **kwargs)
+
+
+def device_decoder(prep: Preprocessor) -> Callable | None:
+    """Regression outputs back to the target's units on the device (None when targets were not scaled)."""
+    if prep.task != "regression" or prep.y_shift is None:
+        return None
+    shift, scale = B.asarray(prep.y_shift), B.asarray(prep.y_scale)
+    return lambda a: a.astype(shift.dtype) * scale + shift

@@ -1,0 +1,151 @@
+"""Inference from a checkpoint alone (its stored spec, statistics and classes): restore, evaluate, predict.
+
+No optimizer and no trainer: evaluation is ``scoring.evaluate_model`` over the restored model.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import NamedTuple
+
+import numpy as np
+
+from nnctl import backend as B
+from nnctl import metrics
+from nnctl.assemble import check_targets, device_decoder, features, make_loss
+from nnctl.build import build_model
+from nnctl.checkpoint import Checkpoint, load_into
+from nnctl.data import load_dataset
+from nnctl.data.preprocess import Preprocessor
+from nnctl.errors import CheckpointError, DataError, SpecError, quote
+from nnctl.graph import Model
+from nnctl.scoring import evaluate_model
+
+
+class Restored(NamedTuple):
+    """A checkpoint's model rebuilt with its weights, with what inference needs beside it."""
+
+    checkpoint: Checkpoint
+    model: Model
+    prep: Preprocessor
+    spec: dict
+
+
+def restore(path, device: str = "auto") -> Restored:
+    """Rebuild the model stored in a checkpoint, with its weights, on the chosen device."""
+    B.use(device)
+    ck = Checkpoint(path)
+    spec = ck.spec
+    try:
+        prep = Preprocessor.from_arrays(ck.prep_arrays)
+        shape = tuple(spec["model"]["input_shape"])
+    except (KeyError, ValueError, TypeError, json.JSONDecodeError) as exc:
+        raise SpecError(f"{path}: checkpoint preprocessing or spec is incomplete ({exc})") from None
+    defaults = spec.get("_defaults", {})
+    try:
+        model = build_model(spec, shape, spec["seed"], defaults, input_dtype=spec.get("_input_dtype"))
+    except (KeyError, ValueError, TypeError, AttributeError) as exc:
+        raise CheckpointError(f"{path}: /spec: the stored model cannot be built ({type(exc).__name__}: "
+                              f"{quote(exc, 60)})") from None
+    _check_classes(path, prep, model)
+    load_into(model, ck.weights, ck.state, str(path))
+    model.to_device()
+    return Restored(ck, model, prep, spec)
+
+
+def _check_classes(path, prep: Preprocessor, model: Model) -> None:
+    """A classifier's stored labels must match its output units (else predictions name the wrong class)."""
+    if prep.classes is None or isinstance(model.output_shape, list):
+        return
+    units = model.output_shape[-1]
+    n = len(prep.classes)
+    bad = (n != units) if prep.task in ("categorical", "sparse") else (prep.task == "binary" and (units != 1 or n > 2))
+    if bad:
+        raise CheckpointError(f"{path}: /preprocessing/classes holds {n} labels but the model has {units} output "
+                              f"units; the checkpoint is inconsistent")
+
+
+def evaluation_data(path, spec: dict, prep: Preprocessor, model: Model, data: str | None,
+                    preprocessed: bool = False):
+    """The labelled inputs a checkpoint is evaluated on: ``data`` (any labelled kind the data section reads),
+    else the spec's test set -> (x, y, source)."""
+    if data:
+        from nnctl.data import load_split  # noqa: PLC0415
+
+        x, y = load_split(spec, prep, data, preprocessed=preprocessed)
+        source = data
+    else:
+        if not spec["data"].get("test"):
+            raise SpecError(f"{path}: the spec has no data.test; pass --data FILE")
+        from nnctl.data import ARRAY_KINDS, load_split  # noqa: PLC0415
+
+        source = spec["data"]["test"]
+        if prep.kind in ARRAY_KINDS:  # the stored preprocessing: the training file is not read again
+            x, y = load_split(spec, prep, source)
+        else:
+            ds = load_dataset(spec)
+            x, y = ds.x_test, ds.y_test
+    from nnctl.data.inputs import conform  # noqa: PLC0415
+
+    x = conform(x, model.input_shape)
+    if tuple(x.shape[1:]) != tuple(model.input_shape):
+        raise DataError(f"{source}: samples have shape {list(x.shape[1:])} ({features(x.shape[1:])}), the model "
+                        f"expects {list(model.input_shape)}")
+    model.check_input(x, source)
+    return x, y, source
+
+
+def evaluate(path, data: str | None = None, device: str = "auto", preprocessed: bool = False) -> dict:
+    """Loss and every metric of a checkpoint on the spec's test set or on ``data``."""
+    ck, model, prep, spec = restore(path, device)
+    x, y, source = evaluation_data(path, spec, prep, model, data, preprocessed)
+    check_targets(spec, model, y, prep)
+    names = [metrics.METRICS.canonical(m) for m in spec["train"].get("metrics", [])]
+    if prep.task == "regression":  # errors in the target's own units beside the loss, whatever the spec lists
+        names += [m for m in ("mse", "mae", "rmse") if m not in names]
+    logs = evaluate_model(model, make_loss(spec), x, y, names, prep.task, prep.n_classes(model.output_shape[-1]),
+                          device_decoder(prep))
+    if prep.kind == "timeseries":  # a forecast is only useful if it beats repeating the last value
+        from nnctl.data.timeseries import naive_metrics  # noqa: PLC0415
+
+        logs.update(naive_metrics(x, y, prep))
+        if "naive_mse" in logs:
+            logs["naive_rmse"] = float(np.sqrt(logs["naive_mse"]))
+    out = {"checkpoint": str(path), "data": str(source), "samples": int(len(x)), **logs}
+    if prep.task != "regression" and not isinstance(model.output_shape, list):
+        from nnctl.report import classification_report  # noqa: PLC0415
+
+        p = B.to_numpy(make_loss(spec).probabilities(model.predict(x)))
+        classes = prep.classes if prep.classes is not None else np.arange(prep.n_classes(model.output_shape[-1]))
+        out.update(classification_report(p, np.asarray(y), prep.task, classes))
+    if prep.unseen:  # category levels not in the training vocabulary, read as out of vocabulary
+        out["unseen"] = dict(prep.unseen)
+    return out
+
+
+def predict(restored: Restored, raw_inputs, preprocessed: bool = False, source: str = "input") -> tuple[np.ndarray, np.ndarray]:
+    """Model outputs and decoded predictions (labels or original units) for raw inputs, from ``restore``.
+
+    The checkpoint's preprocessing (rescale, normalisation) is applied once, unless ``preprocessed``
+    says the inputs already went through it; (N, H, W) inputs of an (H, W, 1) model get the channel axis.
+    """
+    ck, model, prep, spec = restored
+    if spec["model"].get("decode"):  # teacher-forced sequence model: rows are source ids (nnctl/decode.py)
+        from nnctl.decode import greedy_decode  # noqa: PLC0415
+
+        p = greedy_decode(model, raw_inputs, spec["model"]["decode"])
+        return p, prep.decode_y(p)
+    from nnctl.data.inputs import conform  # noqa: PLC0415
+
+    raw_inputs = conform(np.asarray(raw_inputs), model.input_shape)
+    if tuple(raw_inputs.shape[1:]) != tuple(model.input_shape):  # before scaling, which would broadcast
+        raise DataError(f"{source}: rows have shape {list(raw_inputs.shape[1:])} ({features(raw_inputs.shape[1:])}), "
+                        f"the model expects {list(model.input_shape)} ({features(model.input_shape)})")
+    dtype = np.dtype(spec["dtype"])
+    if preprocessed:
+        x = raw_inputs if raw_inputs.dtype.kind in "iu" and prep.kind == "text" else raw_inputs.astype(dtype, copy=False)
+    else:
+        x = prep.transform_x(raw_inputs, dtype)
+    model.check_input(x, source)
+    p = B.to_numpy(make_loss(spec).probabilities(model.predict(x)))
+    return p, prep.decode_y(p)
