@@ -25,6 +25,9 @@ def register(app: typer.Typer, reports_errors) -> None:
         from nnctl import run  # noqa: PLC0415
         from nnctl.cli.output import emit_json, table  # noqa: PLC0415
 
+        from nnctl.gan_checkpoint import refuse_gan  # noqa: PLC0415
+
+        refuse_gan(checkpoint, "evaluate")
         result = run.evaluate(checkpoint, data, device, preprocessed=preprocessed)
         if confusion_matrix:  # the PNG path joins the result: a row of the table, a key of --json
             from nnctl.plots import confusion_from_checkpoint  # noqa: PLC0415

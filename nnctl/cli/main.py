@@ -143,10 +143,11 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
 
 
 def _register():
-    from nnctl.cli import (augment_preview, compare, evaluate, init_cmd, inspect_cmds, plot, predict,  # noqa: PLC0415
-                           schema_cmd, train)
+    from nnctl.cli import (augment_preview, compare, evaluate, generate_cmd, init_cmd, inspect_cmds,  # noqa: PLC0415
+                           plot, predict, schema_cmd, train)
 
-    for module in (train, evaluate, predict, inspect_cmds, plot, compare, init_cmd, schema_cmd, augment_preview):
+    for module in (train, evaluate, predict, inspect_cmds, plot, compare, init_cmd, schema_cmd, augment_preview,
+                   generate_cmd):
         module.register(app, reports_errors)
 
 

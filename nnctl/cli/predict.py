@@ -42,6 +42,9 @@ def register(app: typer.Typer, reports_errors) -> None:
             raise SpecError(f"--top-k: expected a positive integer, found {top_k}")
         if top_k is not None and format_ == "npy":
             raise SpecError("--top-k: needs --format csv or jsonl (npy holds one array)")
+        from nnctl.gan_checkpoint import refuse_gan  # noqa: PLC0415
+
+        refuse_gan(checkpoint, "predict")
         restored = run.restore(checkpoint, device)  # a bad checkpoint fails before stdin is read
         ck, model, prep, spec = restored
         if prep.task == "regression" and (proba or top_k is not None):

@@ -28,7 +28,7 @@ def register(app: typer.Typer, reports_errors) -> None:
                                          help="data-parallel over MPI (automatic under mpiexec or srun)"),
     ):
         """Train the network a spec describes and write its HDF5 checkpoint."""
-        from nnctl import run, spec as spec_mod  # noqa: PLC0415
+        from nnctl import gan, spec as spec_mod  # noqa: PLC0415
         from nnctl.cli.output import emit_json, fmt, log  # noqa: PLC0415
         from nnctl.cli.progress import Progress  # noqa: PLC0415
         from nnctl.errors import Interrupted, TrainingDiverged  # noqa: PLC0415
@@ -72,7 +72,7 @@ def register(app: typer.Typer, reports_errors) -> None:
 
             try:
                 with world.guard() if world else contextlib.nullcontext():  # one rank fails: MPI_Abort them all
-                    done = run.train(s, emit=emit, device=device, resume=resume, init_from=init_from,
+                    done = gan.train_function(s, resume)(s, emit=emit, device=device, resume=resume, init_from=init_from,
                                      hooks=hooks, is_writer=rank == 0)
             except (TrainingDiverged, Interrupted) as exc:
                 if getattr(exc, "checkpoint", None):  # the command that continues from what was written

@@ -1,0 +1,433 @@
+"""A GAN training session: a generator G and a discriminator D, each with its own optimizer, trained in turn.
+
+One round: ``d_steps`` discriminator steps, each on its own real batch x and a fake batch G(z), z drawn
+from the latent distribution, then ``g_steps`` generator steps through D (D's weights are not stepped).
+The first generator step reuses the last discriminator step's fake batch, as PyTorch's DCGAN example does.
+Losses are in ``nnctl.gan_losses``. Logged per epoch: d_loss, g_loss and D's accuracy on real (s > 0) and
+fake (s < 0) samples. Both models, both optimizers and every RNG live in one checkpoint (``gan_checkpoint``),
+so ``nnctl train --resume`` continues bit-identically on the CPU.
+"""
+
+from __future__ import annotations
+
+import math
+import pathlib
+import time
+
+import numpy as np
+
+from nnctl import backend as B
+from nnctl import fs, gan_losses, optimizers
+from nnctl.build import build_model
+from nnctl.errors import DataError, Interrupted, SpecError, TrainingDiverged
+from nnctl.gan_checkpoint import read_snapshot, write_checkpoint
+from nnctl.graph import Model
+from nnctl.train import BatchProgress, Hooks
+
+# output activations whose range the real data must lie in
+RANGES = {"sigmoid": (0.0, 1.0), "tanh": (-1.0, 1.0)}
+
+
+def _noop(event: dict) -> None:
+    pass
+
+
+def named_config(value) -> tuple[str, dict]:
+    """``"adam"`` or ``{type = "adam", ...}`` -> (name, keyword arguments)."""
+    if isinstance(value, str):
+        return value, {}
+    return str(value.get("type", "adam")), {k: v for k, v in value.items() if k != "type"}
+
+
+def make_optimizer(value) -> optimizers.Optimizer:
+    name, kwargs = named_config(value)
+    return optimizers.get(name, **kwargs)
+
+
+def discriminator_seed(seed: int) -> int:
+    """D's weights are drawn from their own stream: with G's seed, G and D's first kernels would be equal draws."""
+    return int(np.random.SeedSequence(seed, spawn_key=(6,)).generate_state(1)[0])
+
+
+def _built(spec: dict, which: str, input_shape, seed: int, input_grad: bool = False) -> Model:
+    """One of the two models; build errors name ``model.<which>.layers[i]``."""
+    sub = {"model": {"layers": spec["model"][which]["layers"]}, "dtype": spec["dtype"],
+           "_source": spec.get("_source", "spec")}
+    try:
+        return build_model(sub, tuple(input_shape), seed, input_grad=input_grad)
+    except SpecError as exc:
+        lines = [line.replace("model.layers[", f"model.{which}.layers[")
+                 for line in getattr(exc, "lines", None) or [str(exc)]]
+        err = SpecError("\nerror: ".join(lines))
+        err.lines = lines
+        raise err from None
+
+
+def build_generator(spec: dict) -> Model:
+    return _built(spec, "generator", (spec["model"]["generator"]["latent_dim"],), spec["seed"])
+
+
+def build_pair(spec: dict, sample_shape) -> tuple[Model, Model]:
+    """(G, D) for samples of ``sample_shape``: G maps z to one sample, D maps a sample to one score."""
+    source = spec.get("_source", "spec")
+    g = build_generator(spec)
+    if tuple(g.output_shape) != tuple(sample_shape):
+        raise SpecError(f"{source}: model.generator: outputs samples of shape {list(g.output_shape)}, but the data's "
+                        f"samples have shape {list(sample_shape)} ({spec['data']['train']})")
+    d = _built(spec, "discriminator", sample_shape, discriminator_seed(spec["seed"]), input_grad=True)
+    if isinstance(d.output_shape, list) or tuple(d.output_shape) != (1,):
+        last = d.nodes[-1].name
+        raise SpecError(f"{source}: model.discriminator.layers[-1] ({last}): the discriminator must output one score "
+                        f"per sample, found output shape {list(d.output_shape)}")
+    if d.output_activation() not in (None, "linear", "sigmoid"):
+        raise SpecError(f"{source}: model.discriminator.layers[-1]: expected a linear or sigmoid score, found "
+                        f"activation {d.output_activation()!r}")
+    return g, d
+
+
+def check_range(spec: dict, g: Model, x: np.ndarray) -> None:
+    """Real samples outside the generator's output range (a sigmoid against 0..255 pixels) let D win at once."""
+    act = g.output_activation()
+    if act not in RANGES or not len(x):
+        return
+    lo, hi = RANGES[act]
+    x_lo, x_hi = float(x.min()), float(x.max())
+    if x_lo < lo - 1e-6 or x_hi > hi + 1e-6:
+        fix = 'set data.rescale = "1/255" for 0..255 pixels' if act == "sigmoid" else "rescale the data to [-1, 1]"
+        raise DataError(f"{spec['data']['train']}: real samples range over [{x_lo:g}, {x_hi:g}] but the generator's "
+                        f"{act} output lies in [{lo:g}, {hi:g}], so the discriminator wins at once; {fix}")
+
+
+def draw_latent(rng: np.random.Generator, kind: str, n: int, dim: int, dtype) -> np.ndarray:
+    """z on the host (the same numbers on CPU and GPU): N(0, 1) or U(-1, 1)."""
+    z = rng.standard_normal((n, dim)) if kind == "normal" else rng.uniform(-1.0, 1.0, (n, dim))
+    return z.astype(dtype)
+
+
+class GanTrainer:
+    """Alternating updates of a built, on-device (G, D) pair; ``snapshot``/``restore`` capture every bit of state."""
+
+    def __init__(self, g: Model, d: Model, g_opt: optimizers.Optimizer, d_opt: optimizers.Optimizer, train_cfg: dict,
+                 latent: dict, seed: int, hooks: Hooks | None = None):
+        self.g, self.d, self.g_opt, self.d_opt, self.cfg = g, d, g_opt, d_opt, train_cfg
+        gan = train_cfg["gan"]
+        self.kind, self.d_steps, self.g_steps = gan["loss"], int(gan["d_steps"]), int(gan["g_steps"])
+        self.real_target = 1.0 - float(gan.get("label_smoothing", 0.0))
+        self.latent_dim, self.latent = int(latent["latent_dim"]), latent["latent"]
+        self.hooks = hooks or Hooks()
+        self.data_rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(3,))))
+        self.latent_rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(5,))))
+        g_opt.init_slots(g.flat_params.size, g.dtype)
+        d_opt.init_slots(d.flat_params.size, d.dtype)
+        self.d_sigmoid = d.output_activation() == "sigmoid"  # scores are then the logits under the sigmoid
+        self._acc = B.xp.zeros_like(d.flat_grads)
+        self.epoch, self.history = 0, {}
+
+    # -- steps --------------------------------------------------------------------------------------
+    def _fake(self, n: int):
+        z = B.asarray(draw_latent(self.latent_rng, self.latent, n, self.latent_dim, self.g.dtype))
+        return self.g.forward(z, training=True)  # G's caches stay for a generator step on this batch
+
+    def _score(self, x):
+        out = self.d.forward(x, training=True)
+        return self.d.logits() if self.d_sigmoid else out
+
+    def _backward_d(self, grad):
+        return self.d.backward(grad, skip_output_activation=self.d_sigmoid)
+
+    def d_step(self, x_real):
+        """One discriminator update on a real batch and a fresh fake one: (loss, real hits, fake hits, fake)."""
+        d = self.d
+        fake = self._fake(len(x_real))
+        # real and fake pass through D separately (each with its own batch statistics); gradients are summed
+        s_real = self._score(x_real)
+        v_real, g_real = gan_losses.real_term(self.kind, s_real, self.real_target)
+        real_hits = (s_real > 0).sum()
+        self._backward_d(g_real)
+        self._acc[...] = d.flat_grads
+        s_fake = self._score(fake)
+        v_fake, g_fake = gan_losses.fake_term(self.kind, s_fake)
+        fake_hits = (s_fake < 0).sum()
+        self._backward_d(g_fake)
+        d.flat_grads += self._acc
+        value = v_real + v_fake
+        if d.has_regularization():
+            value = value + d.regularization(add_grads=True)
+        self.d_opt.step(d.flat_params, d.flat_grads, d.slices.values())
+        return value, real_hits, fake_hits, fake
+
+    def g_step(self, n: int, fake=None):
+        """One generator update through D (D's weights untouched): the generator loss."""
+        g = self.g
+        if fake is None:
+            fake = self._fake(n)
+        value, grad = gan_losses.generator_loss(self.kind, self._score(fake))
+        g.backward(self._backward_d(grad))
+        if g.has_regularization():
+            value = value + g.regularization(add_grads=True)
+        self.g_opt.step(g.flat_params, g.flat_grads, g.slices.values())
+        return value
+
+    # -- epochs -------------------------------------------------------------------------------------
+    def run_epoch(self, x) -> dict:
+        """One pass of D over the real data; {} when stopped between batches (state: the last finished epoch)."""
+        xp, hooks = B.xp, self.hooks
+        n = len(x)
+        bs = n if isinstance(self.cfg.get("batch_size", 32), str) else min(int(self.cfg.get("batch_size", 32)), n)
+        order = self.data_rng.permutation(n) if self.cfg.get("shuffle", True) else np.arange(n)
+        n_batches = math.ceil(n / bs)
+        d_losses, g_losses, real_hits, fake_hits = [], [], [], []
+        g_seen = 0
+        t0 = time.perf_counter()
+        buf = np.empty((bs, *x.shape[1:]), dtype=x.dtype)
+        for b in range(n_batches):
+            if hooks.should_stop is not None and hooks.should_stop():
+                return {}
+            idx = order[b * bs:(b + 1) * bs]
+            xb = B.asarray(np.take(x, idx, axis=0, out=buf[:len(idx)]), dtype=self.d.input_dtype)
+            value, hits_r, hits_f, fake = self.d_step(xb)
+            d_losses.append(value * len(idx))
+            real_hits.append(hits_r)
+            fake_hits.append(hits_f)
+            if (b + 1) % self.d_steps == 0:
+                for k in range(self.g_steps):
+                    g_losses.append(self.g_step(len(idx), fake if k == 0 else None) * len(idx))
+                    g_seen += len(idx)
+            if hooks.between_batches is not None:
+                hooks.between_batches()
+            if hooks.on_batch is not None:
+                done = min((b + 1) * bs, n)
+                hooks.on_batch(BatchProgress(self.epoch + 1, b + 1, n_batches, done, t0,
+                                             lambda d=d_losses, k=done: float(B.to_numpy(xp.stack(d).sum())) / k))
+        # one host read per epoch
+        sums = B.to_numpy(xp.stack([xp.stack(d_losses).sum(), xp.stack(g_losses).sum() if g_losses else
+                                    xp.zeros((), dtype=self.d.dtype), xp.stack(real_hits).sum().astype(self.d.dtype),
+                                    xp.stack(fake_hits).sum().astype(self.d.dtype)])).astype(np.float64)
+        if not np.all(np.isfinite(sums[:2])) and self.cfg.get("stop_on_nan", True):
+            which = "d_loss" if not np.isfinite(sums[0]) else "g_loss"
+            raise TrainingDiverged(f"training diverged: {which} is {sums[0] if which == 'd_loss' else sums[1]} at "
+                                   f"epoch {self.epoch + 1}")
+        seconds = time.perf_counter() - t0
+        return {"d_loss": sums[0] / n, "g_loss": sums[1] / g_seen if g_seen else float("nan"),
+                "d_real_accuracy": sums[2] / n, "d_fake_accuracy": sums[3] / n, "seconds": seconds,
+                "samples_per_second": n / seconds if seconds > 0 else 0.0}
+
+    def fit(self, x, epochs: int, on_epoch_end=None) -> None:
+        """Train until ``epochs`` epochs have run in total (counting resumed ones) or a stop request."""
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+            while self.epoch < epochs:
+                logs = self.run_epoch(x)
+                if not logs:
+                    break
+                self.epoch += 1
+                for k, v in logs.items():
+                    self.history.setdefault(k, []).append(float(v))
+                if on_epoch_end is not None:
+                    on_epoch_end(self.epoch, logs)
+
+    # -- state for checkpoints and resume -----------------------------------------------------------
+    @staticmethod
+    def _model_snapshot(model: Model, opt: optimizers.Optimizer) -> dict:
+        return {"flat_params": B.to_numpy(model.flat_params).copy(),
+                "frozen": {k: B.to_numpy(v).copy() for k, v in model.named_params().items() if k not in model.slices},
+                "model_state": {k: B.to_numpy(v).copy() for k, v in model.named_state().items()},
+                "slots": {k: B.to_numpy(v).copy() for k, v in opt.slots.items()},
+                "iterations": opt.iterations, "layer_rngs": model.rng_states()}
+
+    @staticmethod
+    def _model_restore(model: Model, opt: optimizers.Optimizer, snap: dict) -> None:
+        model.flat_params[...] = B.asarray(snap["flat_params"])
+        params, state = model.named_params(), model.named_state()
+        for k, v in snap["frozen"].items():
+            params[k][...] = B.asarray(v)
+        for k, v in snap["model_state"].items():
+            state[k][...] = B.asarray(v)
+        for k, v in snap["slots"].items():
+            opt.slots[k] = B.xp.asarray(v).copy()
+        opt.iterations = int(snap["iterations"])
+        model.set_rng_states(snap["layer_rngs"])
+
+    def snapshot(self) -> dict:
+        """Host copy of everything needed to resume exactly after the last finished epoch."""
+        return {"generator": self._model_snapshot(self.g, self.g_opt),
+                "discriminator": self._model_snapshot(self.d, self.d_opt),
+                "epoch": self.epoch, "history": {k: list(v) for k, v in self.history.items()},
+                "data_rng": self.data_rng.bit_generator.state, "latent_rng": self.latent_rng.bit_generator.state}
+
+    def restore(self, snap: dict) -> None:
+        self._model_restore(self.g, self.g_opt, snap["generator"])
+        self._model_restore(self.d, self.d_opt, snap["discriminator"])
+        self.epoch = int(snap["epoch"])
+        self.history = {k: list(v) for k, v in snap["history"].items()}
+        self.data_rng.bit_generator.state = snap["data_rng"]
+        self.latent_rng.bit_generator.state = snap["latent_rng"]
+
+
+# -- the session -------------------------------------------------------------------------------------
+def train(spec: dict, emit=_noop, device: str = "auto", resume: str | None = None, init_from: str | None = None,
+          hooks: Hooks | None = None, is_writer: bool = True) -> dict:
+    """Train a GAN spec; write its checkpoint and run folder; returns the final ``done`` event (as run.train)."""
+    from nnctl.run import check_before_work  # noqa: PLC0415 - the checks every training run makes first
+
+    source = spec.get("_source", "spec")
+    if init_from:
+        raise SpecError(f"--init-from: not supported for a GAN spec ({source}); resume a GAN checkpoint with --resume")
+    if not is_writer or (hooks is not None and hooks.world[1] > 1):
+        raise SpecError(f"{source}: train.mode = \"gan\" trains in one process; run it without mpiexec or "
+                        f"--distributed")
+    check_before_work(spec)
+    with fs.run_lock(spec["output"]["checkpoint"]):
+        return _train(spec, emit, device, resume, hooks or Hooks())
+
+
+def _train(spec: dict, emit, device: str, resume: str | None, hooks: Hooks) -> dict:
+    from nnctl.data import load_dataset  # noqa: PLC0415
+    from nnctl.run import Signals  # noqa: PLC0415
+
+    B.use(device)
+    t_start = time.perf_counter()
+    ds = load_dataset(spec, with_test=False)
+    g, d = build_pair(spec, ds.input_shape)
+    check_range(spec, g, ds.x_train)
+    spec["_sample_shape"] = list(ds.input_shape)  # what generate and --resume need without the data
+    g.to_device()
+    d.to_device()
+    tcfg = spec["train"]
+    epochs = int(tcfg["epochs"])
+    trainer = GanTrainer(g, d, make_optimizer(tcfg["gan"]["generator_optimizer"]),
+                         make_optimizer(tcfg["gan"]["discriminator_optimizer"]), tcfg, spec["model"]["generator"],
+                         spec["seed"], hooks)
+    ckpt_path = spec["output"]["checkpoint"]
+    if resume:
+        trainer.restore(read_snapshot(resume, spec, trainer))
+        emit({"event": "resume", "checkpoint": str(resume), "epoch": trainer.epoch})
+    start_epoch = trainer.epoch
+    last = trainer.snapshot()
+    signals = Signals()
+    hooks.should_stop = lambda: signals.stop
+
+    def write(path, snap):
+        write_checkpoint(path, spec, trainer, ds.prep, snap)
+
+    def between_batches():
+        if signals.save_requested:
+            signals.save_requested = False
+            write(ckpt_path, last)
+            emit({"event": "checkpoint", "reason": "SIGUSR1", "checkpoint": ckpt_path, "epoch": last["epoch"]})
+
+    hooks.between_batches = between_batches
+
+    def on_epoch_end(epoch, logs):
+        nonlocal last
+        last = trainer.snapshot()
+        emit({"event": "epoch", "epoch": epoch, "epochs": epochs, **logs})
+        if tcfg.get("save_every") and epoch % tcfg["save_every"] == 0:
+            stem = pathlib.Path(ckpt_path)
+            write(stem.with_name(f"{stem.stem}.epoch{epoch:03d}.h5"), last)
+
+    with signals.installed():  # also while the final checkpoint is written: a Ctrl-C then sets ``stop``
+        try:
+            trainer.fit(ds.x_train, epochs, on_epoch_end)
+        except BaseException as exc:
+            kept = last["epoch"] > 0
+            if kept:  # keep the last good epoch (diverged or crashed)
+                write(ckpt_path, last)
+            if isinstance(exc, TrainingDiverged):
+                exc.checkpoint = ckpt_path if kept else None
+                exc.args = (f"{exc}; " + (f"wrote {ckpt_path} with epoch {last['epoch']}, the last good one"
+                                          if kept else "no epoch had finished, so no checkpoint was written"),)
+            raise
+        if signals.stop and last["epoch"] == start_epoch:  # nothing new to save: never clobber what is there
+            kept_note = f"; {ckpt_path} is unchanged" if pathlib.Path(ckpt_path).exists() else ""
+            raise Interrupted(f"interrupted before epoch {start_epoch + 1} finished: nothing written{kept_note}")
+        done = _finish(spec, ckpt_path, write, last, t_start)
+    if signals.stop:
+        emit(done)
+        exc = Interrupted(f"interrupted: wrote {ckpt_path} with epoch {last['epoch']}")
+        exc.checkpoint = ckpt_path  # the CLI adds the command that continues
+        raise exc
+    return done
+
+
+def diagnosis(history: dict) -> str:
+    """What the last epochs' logs say about the usual failure modes (README: GANs, when training fails)."""
+    real, fake = history.get("d_real_accuracy", []), history.get("d_fake_accuracy", [])
+    if not real:
+        return ""
+    if real[-1] > 0.95 and fake[-1] > 0.95:
+        return (f"the discriminator is winning (it tells real from fake {real[-1]:.0%} / {fake[-1]:.0%} of the time): "
+                f"the generator's gradient is fading; lower the discriminator's learning rate, raise "
+                f"train.gan.g_steps or add label_smoothing")
+    if fake[-1] < 0.05 and real[-1] < 0.5:
+        return (f"the discriminator scores {1 - fake[-1]:.0%} of fakes as real: it has collapsed or the generator "
+                f"found a blind spot; look at the samples (nnctl generate) for mode collapse")
+    return ""
+
+
+def _finish(spec: dict, ckpt_path: str, write, last: dict, t_start: float) -> dict:
+    """Write the final checkpoint and the run folder; the ``done`` event."""
+    from nnctl.runlog import default_run_dir, write_run  # noqa: PLC0415
+
+    write(ckpt_path, last)
+    history, epochs_run = last["history"], last["epoch"]
+    final = {k: v[-1] for k, v in history.items() if v}
+    summary = {"epochs": epochs_run, "checkpoint_epoch": epochs_run, **{f"final_{k}": v for k, v in final.items()
+                                                                      if k not in ("seconds", "samples_per_second")}}
+    note = diagnosis(history)
+    if note:
+        summary["note"] = note
+    run_dir = spec["output"].get("run_dir") or str(default_run_dir(ckpt_path))
+    write_run(run_dir, spec, history, summary)
+    return {"event": "done", "checkpoint": ckpt_path, "run_dir": run_dir, "epochs_run": epochs_run,
+            "weights_epoch": epochs_run, "stopped_early": False, "seconds": time.perf_counter() - t_start,
+            "metrics": final, "summary": summary}
+
+
+# -- sampling ------------------------------------------------------------------------------------------
+def sample(generator: Model, latent: dict, n: int, seed: int) -> np.ndarray:
+    """``n`` samples G(z) (host array, the model's units), z drawn from a generator seeded with ``seed``."""
+    rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed)))
+    z = draw_latent(rng, latent["latent"], n, int(latent["latent_dim"]), generator.dtype)
+    return generator.predict(z)
+
+
+def to_data_units(x: np.ndarray, prep) -> np.ndarray:
+    """Model-space samples back through the checkpoint's preprocessing: x s + m, then / rescale (float64)."""
+    x = np.asarray(x, dtype=np.float64)
+    if prep.x_shift is not None:
+        x = x * prep.x_scale + prep.x_shift
+    if prep.rescale:
+        x = x / prep.rescale
+    return x
+
+
+def generate(path, n: int = 64, seed: int = 0, device: str = "auto") -> tuple[np.ndarray, dict]:
+    """``n`` samples of a GAN checkpoint's generator in the training data's units, and what was sampled."""
+    from nnctl.data.preprocess import Preprocessor  # noqa: PLC0415
+    from nnctl.gan_checkpoint import load_generator  # noqa: PLC0415
+
+    ck, g, spec = load_generator(path, device)
+    try:
+        prep = Preprocessor.from_arrays(ck.prep_arrays)
+    except (KeyError, ValueError, TypeError) as exc:
+        raise SpecError(f"{path}: checkpoint preprocessing is incomplete ({exc})") from None
+    x = to_data_units(sample(g, spec["model"]["generator"], n, seed), prep)
+    info = {"checkpoint": str(path), "samples": n, "seed": seed, "shape": list(x.shape[1:]), "epoch": ck.epoch,
+            "kind": prep.kind}
+    return x, info
+
+
+def train_function(spec: dict, resume: str | None = None):
+    """``gan.train`` for a GAN spec, ``run.train`` otherwise; a --resume checkpoint of the other kind is refused."""
+    from nnctl import run  # noqa: PLC0415
+    from nnctl.checkpoint import Checkpoint  # noqa: PLC0415
+    from nnctl.gan_spec import is_gan  # noqa: PLC0415
+
+    wanted = is_gan(spec)
+    if resume and pathlib.Path(resume).is_file():
+        stored = is_gan(Checkpoint(resume).spec)
+        if stored != wanted:
+            kinds = {True: 'a GAN (train.mode = "gan")', False: "an ordinary model"}
+            raise SpecError(f"--resume {resume}: the checkpoint holds {kinds[stored]} but the spec trains "
+                            f"{kinds[wanted]}")
+    return train if wanted else run.train
