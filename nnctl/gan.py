@@ -431,3 +431,11 @@ def train_function(spec: dict, resume: str | None = None):
             raise SpecError(f"--resume {resume}: the checkpoint holds {kinds[stored]} but the spec trains "
                             f"{kinds[wanted]}")
     return train if wanted else run.train
+
+
+def models_for_check(spec: dict) -> list[tuple[str, Model]]:
+    """Both models built without data (D on G's output shape) for ``nnctl check`` and ``summary``."""
+    g = build_generator(spec)
+    shape = spec.get("_sample_shape") or g.output_shape
+    d = _built(spec, "discriminator", shape, discriminator_seed(spec["seed"]))
+    return [("generator", g), ("discriminator", d)]
