@@ -343,9 +343,9 @@ def _train(spec: dict, emit, device: str, resume: str | None, hooks: Hooks) -> d
         done = _finish(spec, ckpt_path, write, last, t_start)
     if signals.stop:
         emit(done)
-        exc = Interrupted(f"interrupted: wrote {ckpt_path} with epoch {last['epoch']}")
-        exc.checkpoint = ckpt_path  # the CLI adds the command that continues
-        raise exc
+        stopped = Interrupted(f"interrupted: wrote {ckpt_path} with epoch {last['epoch']}")
+        stopped.checkpoint = ckpt_path  # type: ignore[attr-defined] - the CLI adds the command that continues
+        raise stopped
     return done
 
 
@@ -357,7 +357,7 @@ def diagnosis(history: dict) -> str:
     if real[-1] > 0.95 and fake[-1] > 0.95:
         return (f"the discriminator is winning (it tells real from fake {real[-1]:.0%} / {fake[-1]:.0%} of the time): "
                 f"the generator's gradient is fading; lower the discriminator's learning rate, raise "
-                f"train.gan.g_steps or add label_smoothing")
+                f"train.gan.g_steps or label_smoothing")
     if fake[-1] < 0.05 and real[-1] < 0.5:
         return (f"the discriminator scores {1 - fake[-1]:.0%} of fakes as real: it has collapsed or the generator "
                 f"found a blind spot; look at the samples (nnctl generate) for mode collapse")
