@@ -272,6 +272,8 @@ def test_resume_from_the_cli_and_the_epoch_lines(tmp_path):
     run = tmp_path / "a.run"
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2, 3, 4] and "g_loss" in rows[0]
+    p = nnctl("plot", tmp_path / "a.h5", "--terminal")
+    assert p.returncode == 0 and "g_loss" in p.stdout, p.stderr
 
 
 def test_a_plain_checkpoint_is_not_resumed_by_a_gan_spec_nor_the_reverse(tmp_path):
@@ -404,3 +406,23 @@ def test_the_library_refuses_a_distributed_gan(tmp_path):
     s = spec_mod.load(tiny_spec(tmp_path))
     with pytest.raises(SpecError, match="one process"):
         gan.train(s, hooks=Hooks(world=(0, 2)))
+
+
+def test_emulated_gpu_gan_training_and_sampling_equal_the_cpu_bit_for_bit(tmp_path, emulated_gpu):
+    from nnctl import backend
+
+    path = tiny_spec(tmp_path, epochs=2)
+    outs = {}
+    for device in ("cpu", "gpu"):
+        s = spec_mod.load(path)
+        s["output"]["checkpoint"] = str(tmp_path / f"{device}.h5")
+        gan.train(s, device=device)
+        outs[device] = checkpoint_arrays(tmp_path / f"{device}.h5"), gan.generate(tmp_path / f"{device}.h5", 5, 1,
+                                                                                   device)[0]
+    assert backend.device == "gpu" and backend.xp is emulated_gpu
+    (cpu, cpu_x), (gpu, gpu_x) = outs["cpu"], outs["gpu"]
+    assert cpu.keys() == gpu.keys() and len(cpu) > 0
+    for k in cpu:
+        np.testing.assert_array_equal(gpu[k], cpu[k], err_msg=k)
+    assert isinstance(gpu_x, np.ndarray)
+    np.testing.assert_array_equal(gpu_x, cpu_x)
