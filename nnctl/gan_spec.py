@@ -20,6 +20,7 @@ SUPERVISED_ONLY = {
     ("train", "early_stopping"): "GAN losses do not measure sample quality, so nothing to stop on",
     ("train", "lr_schedule"): "not supported for GANs; set each optimizer's learning_rate",
     ("train", "save_best"): "GAN losses do not rank epochs; use train.save_every",
+    ("train", "tensorboard"): "not written for GAN runs yet; nnctl plot reads the run folder",
     ("model", "layers"): "write the layers under model.generator.layers and model.discriminator.layers",
     ("model", "input_shape"): "the discriminator's input is the data's sample shape",
     ("model", "init_from"): "not supported for GANs",
