@@ -14,6 +14,7 @@ from nnctl import backend as B
 from nnctl import gan, gan_losses
 from nnctl import spec as spec_mod
 from nnctl.errors import Interrupted, SpecError
+from nnctl.gan_trainer import GanTrainer, draw_latent
 from nnctl.optimizers import SGD
 
 TINY = """
@@ -146,7 +147,7 @@ def _trainer(tmp_path, **kw):
     g.to_device()
     d.to_device()
     # plain SGD with learning rate 1: each step moves the weights by exactly minus the gradient
-    t = gan.GanTrainer(g, d, SGD(learning_rate=1.0), SGD(learning_rate=1.0), s["train"], s["model"]["generator"],
+    t = GanTrainer(g, d, SGD(learning_rate=1.0), SGD(learning_rate=1.0), s["train"], s["model"]["generator"],
                        s["seed"])
     return t, x[:16]
 
@@ -178,7 +179,7 @@ def _grad_by_differences(trainer, model, which, x, z, coords, eps=1e-6):
 def test_a_discriminator_step_moves_only_the_discriminator_by_its_loss_gradient(tmp_path):
     t, x = _trainer(tmp_path)
     g0, d0 = t.g.flat_params.copy(), t.d.flat_params.copy()
-    z = gan.draw_latent(np.random.Generator(np.random.PCG64(11)), "normal", len(x), 3, np.float64)
+    z = draw_latent(np.random.Generator(np.random.PCG64(11)), "normal", len(x), 3, np.float64)
     t.latent_rng.bit_generator.state = np.random.PCG64(11).state  # the step draws the same z
     coords = np.random.default_rng(1).choice(d0.size, 12, replace=False)
     want = _grad_by_differences(t, t.d, "d", x, z, coords)
@@ -191,7 +192,7 @@ def test_a_discriminator_step_moves_only_the_discriminator_by_its_loss_gradient(
 def test_a_generator_step_moves_only_the_generator_by_its_loss_gradient(tmp_path):
     t, x = _trainer(tmp_path)
     g0, d0 = t.g.flat_params.copy(), t.d.flat_params.copy()
-    z = gan.draw_latent(np.random.Generator(np.random.PCG64(7)), "normal", len(x), 3, np.float64)
+    z = draw_latent(np.random.Generator(np.random.PCG64(7)), "normal", len(x), 3, np.float64)
     t.latent_rng.bit_generator.state = np.random.PCG64(7).state
     coords = np.random.default_rng(2).choice(g0.size, 12, replace=False)
     want = _grad_by_differences(t, t.g, "g", x, z, coords)
