@@ -72,8 +72,9 @@ def register(app: typer.Typer, reports_errors) -> None:
 
             try:
                 with world.guard() if world else contextlib.nullcontext():  # one rank fails: MPI_Abort them all
-                    done = gan.train_function(s, resume)(s, emit=emit, device=device, resume=resume, init_from=init_from,
-                                     hooks=hooks, is_writer=rank == 0)
+                    train_fn = gan.train_function(s, resume)  # run.train, or gan.train for train.mode = "gan"
+                    done = train_fn(s, emit=emit, device=device, resume=resume, init_from=init_from,
+                                    hooks=hooks, is_writer=rank == 0)
             except (TrainingDiverged, Interrupted) as exc:
                 if getattr(exc, "checkpoint", None):  # the command that continues from what was written
                     again = continue_command(spec, exc.checkpoint, set_, epochs, seed, device, run_dir)
