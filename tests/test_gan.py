@@ -374,14 +374,15 @@ def test_hostile_gan_specs_exit_2_with_one_line(tmp_path, old, new, message):
     assert all(line.startswith(f"error: {path}: ") for line in lines), err
 
 
-def test_a_missing_discriminator_is_one_line(tmp_path):
+@pytest.mark.parametrize("which, start, end", [("generator", "[model.generator]", "[model.discriminator]"),
+                                               ("discriminator", "[model.discriminator]", "[train]")])
+def test_a_missing_model_is_one_line(tmp_path, which, start, end):
     path = tiny_spec(tmp_path)
     text = path.read_text()
-    start, end = text.index("[model.discriminator]"), text.index("[train]")
-    path.write_text(text[:start] + text[end:])
+    path.write_text(text[:text.index(start)] + text[text.index(end):])
     code, err = check_in_process(path)
     assert code == 2
-    assert err == f'error: {path}: model.discriminator: required with train.mode = "gan" (a table with layers = [...])\n'
+    assert err == f'error: {path}: model.{which}: required with train.mode = "gan" (a table with layers = [...])\n'
 
 
 @pytest.mark.parametrize("old,new,message", [
