@@ -98,6 +98,17 @@ def check_range(spec: dict, g: Model, x: np.ndarray) -> None:
                         f"{act} output lies in [{lo:g}, {hi:g}], so the discriminator wins at once; {fix}")
 
 
+def _check_rounds(spec: dict, n: int) -> None:
+    """An epoch must hold at least one round of d_steps batches, or the generator never steps."""
+    bs = spec["train"]["batch_size"]
+    batches = 1 if isinstance(bs, str) else -(-n // min(int(bs), n))
+    d_steps = spec["train"]["gan"]["d_steps"]
+    if d_steps > batches:
+        raise SpecError(f"{spec.get('_source', 'spec')}: train.gan.d_steps: {d_steps} discriminator steps per round, "
+                        f"but an epoch has {batches} batches of {bs}, so the generator would never step; lower "
+                        f"d_steps or train.batch_size")
+
+
 # -- the session -------------------------------------------------------------------------------------
 def train(spec: dict, emit=_noop, device: str = "auto", resume: str | None = None, init_from: str | None = None,
           hooks: Hooks | None = None, is_writer: bool = True) -> dict:
@@ -124,6 +135,7 @@ def _train(spec: dict, emit, device: str, resume: str | None, hooks: Hooks) -> d
     ds = load_dataset(spec, with_test=False)
     g, d = build_pair(spec, ds.input_shape)
     check_range(spec, g, ds.x_train)
+    _check_rounds(spec, len(ds.x_train))
     spec["_sample_shape"] = list(ds.input_shape)  # what generate and --resume need without the data
     g.to_device()
     d.to_device()

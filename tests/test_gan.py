@@ -428,3 +428,15 @@ def test_emulated_gpu_gan_training_and_sampling_equal_the_cpu_bit_for_bit(tmp_pa
         np.testing.assert_array_equal(gpu[k], cpu[k], err_msg=k)
     assert isinstance(gpu_x, np.ndarray)
     np.testing.assert_array_equal(gpu_x, cpu_x)
+
+
+def test_more_d_steps_than_batches_is_refused_before_training(tmp_path):
+    path = tiny_spec(tmp_path, d_steps=8)  # 200 samples in batches of 32: 7 batches per epoch
+    line = one_error_line(nnctl("train", path, "--out", tmp_path / "n.h5"))
+    assert "train.gan.d_steps: 8 discriminator steps per round, but an epoch has 7 batches" in line
+
+
+def test_the_done_note_names_the_failure_the_accuracies_show():
+    assert "discriminator is winning" in gan.diagnosis({"d_real_accuracy": [0.7, 0.99], "d_fake_accuracy": [0.8, 1.0]})
+    assert "mode collapse" in gan.diagnosis({"d_real_accuracy": [0.2, 0.0], "d_fake_accuracy": [0.1, 0.0]})
+    assert gan.diagnosis({"d_real_accuracy": [0.6], "d_fake_accuracy": [0.7]}) == ""
