@@ -328,6 +328,8 @@ def test_generate_refuses_a_plain_checkpoint_and_a_png_of_vectors(tmp_path):
     assert "needs image samples" in line and not (tmp_path / "g.png").exists()
     line = one_error_line(nnctl("generate", tmp_path / "g.h5", "--output", tmp_path / "g.jpg"))
     assert "expected a .png" in line
+    line = one_error_line(nnctl("generate", tmp_path / "g.h5", "--n", 5000, "--output", tmp_path / "big.png"))
+    assert "at most 4096 samples" in line
     p = nnctl("generate", tmp_path / "g.h5", "--n", "3", "--output", tmp_path / "g.npy")
     assert p.returncode == 0 and np.load(tmp_path / "g.npy").shape == (3, 2)
 

@@ -14,6 +14,8 @@ from typing import Optional
 import numpy as np
 import typer
 
+MAX_GRID = 4096  # a 64 x 64 grid; more samples belong in a .npy file
+
 
 def tiles(x: np.ndarray, kind: str) -> np.ndarray:
     """Samples (N, H, W[, C]) -> uint8 (N, H, W, 1 or 3): pixel kinds clipped to 0..255, others scaled together."""
@@ -63,6 +65,8 @@ def register(app: typer.Typer, reports_errors) -> None:
         if ext not in (".png", ".npy"):
             raise SpecError(f"--output {out}: expected a .png (grid) or .npy (arrays) path, found {ext or 'no'} "
                             f"extension")
+        if ext == ".png" and n > MAX_GRID:
+            raise SpecError(f"--n {n}: a PNG grid holds at most {MAX_GRID} samples; write a .npy file for more")
         fs.check_output_file(out, "output")
         x, info = gan.generate(checkpoint, n, seed, device)
         if ext == ".npy":
