@@ -98,7 +98,8 @@ def _check_inputs(where: str, e: dict, layers: list, i: int, seen: dict) -> list
     return problems
 
 
-def build_model(spec: dict, input_shape, seed: int, defaults: dict | None = None, input_dtype=None) -> Model:
+def build_model(spec: dict, input_shape, seed: int, defaults: dict | None = None, input_dtype=None,
+                input_grad: bool = False) -> Model:
     """Instantiate, wire and build the spec's layers for ``input_shape`` (weights drawn from ``seed``)."""
     source = spec.get("_source", "spec")
     dtype = np.dtype(spec.get("dtype", "float32"))
@@ -126,7 +127,7 @@ def build_model(spec: dict, input_shape, seed: int, defaults: dict | None = None
         nodes.append(Node(entry["name"], layer, refs, act, spec=entry))
         layer.name = entry["name"]
         prev = entry["name"]
-    model = Model(nodes, tuple(input_shape), dtype=dtype, input_dtype=input_dtype)
+    model = Model(nodes, tuple(input_shape), dtype=dtype, input_dtype=input_dtype, input_grad=input_grad)
     try:
         model.build(seed)
     except (ValueError, IndexError, TypeError) as exc:

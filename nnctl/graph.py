@@ -44,8 +44,10 @@ def parse_ref(ref: str) -> tuple[str, int | None]:
 class Model:
     """A built network: ``forward(x)`` -> predictions, ``backward(dy)`` -> parameter gradients."""
 
-    def __init__(self, nodes: list[Node], input_shape: tuple, dtype=np.float32, input_dtype=None):
+    def __init__(self, nodes: list[Node], input_shape: tuple, dtype=np.float32, input_dtype=None,
+                 input_grad: bool = False):
         self.nodes = nodes
+        self.input_grad = input_grad  # backward returns dL/dx (a GAN's discriminator passes it to the generator)
         self.input_shape = tuple(input_shape)
         self.dtype = np.dtype(dtype)
         self.input_dtype = np.dtype(input_dtype or dtype)
@@ -65,8 +67,8 @@ class Model:
             layer.rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(1, i))))
             in_shapes = [self._pick(shapes[name], idx) for name, idx in node.refs]
             layer.input_shapes = in_shapes
-            # the model input needs no gradient: the first layer can skip its input-gradient product
-            layer.input_grads_needed = tuple(name != INPUT for name, _ in node.refs)
+            # the model input needs no gradient (unless asked for): the first layer can skip that product
+            layer.input_grads_needed = tuple(name != INPUT or self.input_grad for name, _ in node.refs)
             out = layer.build(in_shapes, init_rng)
             node.output_shape = layer.output_shape = out if isinstance(out, list) else tuple(int(d) for d in out)
             shapes[node.name] = node.output_shape
@@ -141,8 +143,10 @@ class Model:
         cache, act_cache = self._caches[-1]
         return act_cache[0] if last.activation is not None else cache[0]
 
-    def backward(self, grad, skip_output_activation: bool = False) -> None:
-        """Backpropagate ``grad`` (w.r.t. the output, or the logits when skipping the activation)."""
+    def backward(self, grad, skip_output_activation: bool = False):
+        """Backpropagate ``grad`` (w.r.t. the output, or the logits when skipping the activation).
+
+        Returns dL/dx for a model built with ``input_grad``, else None."""
         grads: dict[str, Any] = {self.nodes[-1].name: grad}
         for i in range(len(self.nodes) - 1, -1, -1):
             node = self.nodes[i]
@@ -158,10 +162,11 @@ class Model:
             else:
                 in_grads = node.layer.backward(g, cache)
             for (name, idx), gi in zip(node.refs, in_grads):
-                if gi is None or name == INPUT:
+                if gi is None or (name == INPUT and not self.input_grad):
                     continue
                 self._accumulate(grads, name, idx, gi)
         self._caches = []
+        return grads.get(INPUT)
 
     def _accumulate(self, grads, name, idx, g):
         if idx is None:

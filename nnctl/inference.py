@@ -36,6 +36,10 @@ def restore(path, device: str = "auto") -> Restored:
     B.use(device)
     ck = Checkpoint(path)
     spec = ck.spec
+    if spec.get("train", {}).get("mode") == "gan":  # two models: evaluate, predict, export and serve read one
+        raise CheckpointError(f"{path}: a GAN checkpoint (train.mode = \"gan\") holds a generator and a "
+                              f"discriminator, not one model trained on (input, target) pairs; sample the "
+                              f"generator with: nnctl generate {path}")
     try:
         prep = Preprocessor.from_arrays(ck.prep_arrays)
         shape = tuple(spec["model"]["input_shape"])

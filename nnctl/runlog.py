@@ -43,7 +43,7 @@ def write_run(run_dir, spec: dict, history: dict, summary: dict) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     _write_text(run_dir / "spec.json", json.dumps(spec, indent=2) + "\n")
     names = list(history)
-    n = len(history.get("loss", []))
+    n = max((len(v) for v in history.values()), default=0)  # a GAN logs d_loss and g_loss, no "loss"
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(["epoch", *names])

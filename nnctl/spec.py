@@ -15,7 +15,7 @@ import pathlib
 import tomllib
 from typing import Any
 
-from nnctl import keras_names, losses, metrics, optimizers, schedules, spec_extends  # noqa: F401 - registers the loss/optimizer families
+from nnctl import gan_spec, keras_names, losses, metrics, optimizers, schedules, spec_extends  # noqa: F401 - registers the loss/optimizer families
 from nnctl.errors import SpecError
 from nnctl.fields import check_keys, fields_of, shown
 from nnctl.registry import suggestion
@@ -145,12 +145,19 @@ def validate(raw: dict, source: str = "spec", base_dir: pathlib.Path | None = No
             spec[section][key], found = _filled(value, cls, path, fill)
             problems += found
     # the checks below read the sections' values, so each needs its section well-formed
-    if "train" not in bad_sections:
+    gan = gan_spec.is_gan(spec)  # two models (model.generator, model.discriminator): their own rules
+    if gan and not bad_sections & {"model", "train"}:
+        problems += gan_spec.check(spec, raw)
+    elif not gan:
+        problems += gan_spec.misplaced(spec) if not bad_sections & {"model", "train"} else []
+    if "train" not in bad_sections and not gan:
         problems += _check_train(spec)
-    if isinstance(spec.get("model", {}).get("layers"), list):
+    if isinstance(spec.get("model", {}).get("layers"), list) and not gan:
         spec["model"]["layers"], found = check_layers(spec["model"]["layers"])
         problems += found
-    if not problems:
+    elif not gan and "model" in raw and "model" not in bad_sections:
+        problems.append("model.layers: required key is missing")
+    if not problems and not gan:
         problems += losses.check_output(spec["train"]["loss"], spec["model"]["layers"][-1])
         problems += _check_monitors(spec)
     if problems:

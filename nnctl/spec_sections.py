@@ -147,12 +147,16 @@ class Augment:
 
 @dataclass(frozen=True)
 class ModelSection:
-    layers: list = doc("the layers, in order")
+    layers: list | None = doc("the layers, in order (required, except in a GAN spec)", default=None)
     input_shape: list[PositiveInt] | None = doc("input shape without the batch axis (inferred from the data)",
                                                 default=None)
     init_from: str | None = doc("checkpoint whose weights initialise layers of the same name and shape",
                                 default=None)
     decode: dict | None = doc("greedy decoding for teacher-forced sequence models at predict time", default=None)
+    generator: dict | None = doc("GAN (train.mode = \"gan\"): latent_dim, latent and the generator's layers",
+                                 default=None)
+    discriminator: dict | None = doc("GAN (train.mode = \"gan\"): the discriminator's layers, one score out",
+                                     default=None)
 
 
 @dataclass(frozen=True)
@@ -188,6 +192,10 @@ class TrainSection:
                                                  "(0 = only at epoch ends)", default=0)
     checkpoint_on_signal: bool = doc("SIGUSR1 checkpoints at the next batch and exits 143, as SIGTERM does "
                                      "(SLURM --signal=USR1@90)", default=False)
+    mode: Annotated[str, Choices(("supervised", "gan"))] = doc(
+        "supervised: one model on (input, target) pairs; gan: model.generator against model.discriminator",
+        default="supervised")
+    gan: dict | None = doc("GAN: loss, d_steps, g_steps, label_smoothing and the two optimizers", default=None)
 
 
 @dataclass(frozen=True)
@@ -236,6 +244,35 @@ class LrSchedule:
 
 
 @dataclass(frozen=True)
+class Generator:
+    layers: list = doc("the generator's layers: latent vector in, one sample (the data's shape) out")
+    latent_dim: PositiveInt = doc("size of the latent vector z the generator maps to a sample", default=100)
+    latent: Annotated[str, Choices(("normal", "uniform"))] = doc(
+        "distribution of z: normal N(0, 1) or uniform U(-1, 1)", default="normal")
+
+
+@dataclass(frozen=True)
+class Discriminator:
+    layers: list = doc("the discriminator's layers: one sample in, one score (a logit, or sigmoid) out")
+
+
+@dataclass(frozen=True)
+class GanTrain:
+    loss: Annotated[str, Choices(("non_saturating", "hinge"))] = doc(
+        "non_saturating: D minimises BCE, G minimises -log D(G(z)); hinge: D relu(1 - s_real) + relu(1 + s_fake), "
+        "G -s_fake", default="non_saturating")
+    d_steps: PositiveInt = doc("discriminator steps (each on its own real batch) before the generator steps",
+                               default=1)
+    g_steps: PositiveInt = doc("generator steps after each round of d_steps discriminator steps", default=1)
+    label_smoothing: Annotated[float, Range(0, 0.5, hi_open=True)] = doc(
+        "one-sided: real samples get the target 1 - label_smoothing (non_saturating only)", default=0.0)
+    generator_optimizer: Annotated[str | dict, NameOf("optimizer", default_type="adam")] = doc(
+        "the generator's optimizer: name or {type = ..., learning_rate = ...}", default="adam")
+    discriminator_optimizer: Annotated[str | dict, NameOf("optimizer", default_type="adam")] = doc(
+        "the discriminator's optimizer: name or {type = ..., learning_rate = ...}", default="adam")
+
+
+@dataclass(frozen=True)
 class OutputSection:
     checkpoint: str | None = doc("checkpoint path (default runs/<name>.h5)", default=None)
     run_dir: str | None = doc("run folder (default: <checkpoint without .h5>.run)", default=None)
@@ -246,4 +283,6 @@ SECTIONS = {"": TopLevel, "data": DataSection, "model": ModelSection, "train": T
 #: sub-tables checked against their own class; ``fill`` says whether defaults are written into the spec
 SUBTABLES = {"data.validation": (Validation, True), "data.tokenizer": (Tokenizer, True), "data.missing": (Missing, False),
              "data.augment": (Augment, False), "model.decode": (Decode, True),
-             "train.early_stopping": (EarlyStopping, True), "train.lr_schedule": (LrSchedule, True)}
+             "train.early_stopping": (EarlyStopping, True), "train.lr_schedule": (LrSchedule, True),
+             "model.generator": (Generator, True), "model.discriminator": (Discriminator, True),
+             "train.gan": (GanTrain, True)}

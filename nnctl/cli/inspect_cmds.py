@@ -103,6 +103,8 @@ def register(app: typer.Typer, reports_errors) -> None:
                 spec_mod.apply_override(raw, item)
             print(dump_toml(raw), end="")
             return
+        if _gan_summaries(s, f"{spec}: valid", json_):
+            return
         needs_data = any(_needs_data(e) for e in s["model"]["layers"])
         model = model_from_spec(s, needs_data)
         _print_summary(f"{spec}: valid", model, json_)
@@ -122,13 +124,18 @@ def register(app: typer.Typer, reports_errors) -> None:
         if format_ not in ("table", *FORMATS):
             raise typer.BadParameter(f"expected table, dot, svg or png, found {format_!r}", param_hint="--format")
         if pathlib.Path(target).suffix.lower() in (".h5", ".hdf5"):
-            from nnctl.run import restore  # noqa: PLC0415
+            from nnctl.checkpoint import Checkpoint  # noqa: PLC0415
+            from nnctl.inference import restore  # noqa: PLC0415
 
+            if _gan_summaries(Checkpoint(target).spec, target, json_, format_):
+                return
             _, model, _, _ = restore(target, "cpu")
         else:
             from nnctl import spec as spec_mod  # noqa: PLC0415
 
             s = spec_mod.load(target)
+            if _gan_summaries(s, target, json_, format_):
+                return
             model = model_from_spec(s, any(_needs_data(e) for e in s["model"]["layers"]))
         _print_summary(target, model, json_, format_, output)
 
@@ -155,6 +162,21 @@ def register(app: typer.Typer, reports_errors) -> None:
             print(f"{k:<16}{'-' if v is None else v}")
         for i, g in enumerate(gpus):
             print(f"{f'gpu {i}':<16}{g['name']}, {g['memory_bytes'] / 2**30:.1f} GiB")
+
+
+def _gan_summaries(spec: dict, title: str, json_: bool, format_: str = "table") -> bool:
+    """A GAN spec or checkpoint: one table per model (generator, discriminator); False for any other."""
+    from nnctl import gan  # noqa: PLC0415
+    from nnctl.gan_spec import is_gan  # noqa: PLC0415
+
+    if not is_gan(spec):
+        return False
+    if format_ != "table":  # one picture holds one model
+        raise typer.BadParameter(f"a GAN has two models; only the table format shows them, found {format_!r}",
+                                 param_hint="--format")
+    for name, model in gan.models_for_check(spec):
+        _print_summary(f"{title} ({name})", model, json_)
+    return True
 
 
 def _needs_data(entry: dict) -> bool:

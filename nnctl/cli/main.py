@@ -160,6 +160,7 @@ VERBS = (
     "export_cmd",
     "import_cmd",
     "serve_cmd",
+    "generate_cmd",
     "data_cmd",
 )
 

@@ -25,7 +25,7 @@ def load_run(target: str) -> dict:
             history = read_history(p)
         except (ValueError, AttributeError) as exc:
             raise CheckpointError(f"{p / 'metrics.jsonl'}: unreadable ({exc})") from None
-        epochs = len(history.get("loss", []))
+        epochs = _epochs(history)
         ckpt_epoch = epochs
         summary = p / "summary.json"
         if summary.is_file():
@@ -42,8 +42,13 @@ def load_run(target: str) -> dict:
     history = {k: [float(v) for v in vals] for k, vals in ck.history.items()}
     # the weights are the best epoch's when early stopping restored them, else the last epoch's
     ckpt_epoch = ck.best_epoch if ck.best_epoch is not None else ck.epoch
-    return {"run": str(target), "history": history, "epochs": len(history.get("loss", [])),
+    return {"run": str(target), "history": history, "epochs": _epochs(history),
             "checkpoint_epoch": ckpt_epoch}
+
+
+def _epochs(history: dict) -> int:
+    """Epochs logged: the longest series (a GAN logs d_loss and g_loss, no "loss")."""
+    return max((len(v) for v in history.values()), default=0)
 
 
 def register(app: typer.Typer, reports_errors) -> None:

@@ -39,7 +39,7 @@ def register(app: typer.Typer, reports_errors) -> None:
 
         Example: nnctl train specs/iris_mlp.toml --resume auto   (SIGTERM: checkpoint, exit 143)
         """
-        from nnctl import run, spec as spec_mod
+        from nnctl import gan, run, spec as spec_mod
         from nnctl.cli.main import click_exc
         from nnctl.cli.output import emit_json, fmt, log
         from nnctl.cli.progress import Progress
@@ -95,9 +95,9 @@ def register(app: typer.Typer, reports_errors) -> None:
 
             try:
                 with _guard(world):  # one rank fails: MPI_Abort them all
-                    done = run.train(s, emit=emit, device=device, resume=resume, init_from=init_from,
-                                     hooks=hooks, is_writer=rank == 0,
-                                     strategy=world.strategy() if world else None)
+                    train_fn = gan.train if gan.is_gan_run(s, resume) else run.train  # train.mode = "gan"
+                    done = train_fn(s, emit=emit, device=device, resume=resume, init_from=init_from, hooks=hooks,
+                                    is_writer=rank == 0, strategy=world.strategy() if world else None)
             except (TrainingDiverged, Interrupted) as exc:
                 if getattr(exc, "checkpoint", None):  # the command that continues from what was written
                     again = continue_command(spec, exc.checkpoint, set_, epochs, seed, device, run_dir,

@@ -1,0 +1,296 @@
+"""A GAN training session: a generator G and a discriminator D, each with its own optimizer, trained in turn.
+
+This module builds the two models from a spec and runs the session as ``run.train`` does for one model
+(checks, run lock, signals, --resume, checkpoints, run folder, the same events); the updates themselves
+are ``gan_trainer.GanTrainer``, the losses ``gan_losses``. Logged per epoch: d_loss, g_loss and D's
+accuracy on real (s > 0) and fake (s < 0) samples. Both models, both optimizers and every RNG live in
+one checkpoint (``gan_checkpoint``), so ``nnctl train --resume`` continues bit-identically on the CPU.
+Sampling (``generate``) undoes the checkpoint's preprocessing, so samples are in the data's units.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import time
+
+import numpy as np
+
+from nnctl import backend as B
+from nnctl import fs, optimizers
+from nnctl.build import build_model
+from nnctl.errors import DataError, Interrupted, Preempted, SpecError, TrainingDiverged
+from nnctl.gan_checkpoint import read_snapshot, write_checkpoint
+from nnctl.gan_trainer import GanTrainer, draw_latent
+from nnctl.graph import Model
+from nnctl.strategy import DataParallel, Local
+from nnctl.train import Hooks
+
+# output activations whose range the real data must lie in
+RANGES = {"sigmoid": (0.0, 1.0), "tanh": (-1.0, 1.0)}
+
+
+def _noop(event: dict) -> None:
+    pass
+
+
+def named_config(value) -> tuple[str, dict]:
+    """``"adam"`` or ``{type = "adam", ...}`` -> (name, keyword arguments)."""
+    if isinstance(value, str):
+        return value, {}
+    return str(value.get("type", "adam")), {k: v for k, v in value.items() if k != "type"}
+
+
+def make_optimizer(value) -> optimizers.Optimizer:
+    name, kwargs = named_config(value)
+    return optimizers.get(name, **kwargs)
+
+
+def discriminator_seed(seed: int) -> int:
+    """D's weights are drawn from their own stream: with G's seed, G and D's first kernels would be equal draws."""
+    return int(np.random.SeedSequence(seed, spawn_key=(6,)).generate_state(1)[0])
+
+
+def _built(spec: dict, which: str, input_shape, seed: int, input_grad: bool = False) -> Model:
+    """One of the two models; build errors name ``model.<which>.layers[i]``."""
+    sub = {"model": {"layers": spec["model"][which]["layers"]}, "dtype": spec["dtype"],
+           "_source": spec.get("_source", "spec")}
+    try:
+        return build_model(sub, tuple(input_shape), seed, input_grad=input_grad)
+    except SpecError as exc:
+        lines = [line.replace("model.layers[", f"model.{which}.layers[")
+                 for line in getattr(exc, "lines", None) or [str(exc)]]
+        err = SpecError("\nerror: ".join(lines))
+        err.lines = lines
+        raise err from None
+
+
+def build_generator(spec: dict) -> Model:
+    return _built(spec, "generator", (spec["model"]["generator"]["latent_dim"],), spec["seed"])
+
+
+def build_pair(spec: dict, sample_shape) -> tuple[Model, Model]:
+    """(G, D) for samples of ``sample_shape``: G maps z to one sample, D maps a sample to one score."""
+    source = spec.get("_source", "spec")
+    g = build_generator(spec)
+    if tuple(g.output_shape) != tuple(sample_shape):
+        raise SpecError(f"{source}: model.generator: outputs samples of shape {list(g.output_shape)}, but the data's "
+                        f"samples have shape {list(sample_shape)} ({spec['data']['train']})")
+    d = _built(spec, "discriminator", sample_shape, discriminator_seed(spec["seed"]), input_grad=True)
+    if isinstance(d.output_shape, list) or tuple(d.output_shape) != (1,):
+        last = d.nodes[-1].name
+        raise SpecError(f"{source}: model.discriminator.layers[-1] ({last}): the discriminator must output one score "
+                        f"per sample, found output shape {list(d.output_shape)}")
+    if d.output_activation() not in (None, "linear", "sigmoid"):
+        raise SpecError(f"{source}: model.discriminator.layers[-1]: expected a linear or sigmoid score, found "
+                        f"activation {d.output_activation()!r}")
+    return g, d
+
+
+def check_range(spec: dict, g: Model, x: np.ndarray) -> None:
+    """Real samples outside the generator's output range (a sigmoid against 0..255 pixels) let D win at once."""
+    act = g.output_activation()
+    if act not in RANGES or not len(x):
+        return
+    lo, hi = RANGES[act]
+    x_lo, x_hi = float(x.min()), float(x.max())
+    if x_lo < lo - 1e-6 or x_hi > hi + 1e-6:
+        fix = 'set data.rescale = "1/255" for 0..255 pixels' if act == "sigmoid" else "rescale the data to [-1, 1]"
+        raise DataError(f"{spec['data']['train']}: real samples range over [{x_lo:g}, {x_hi:g}] but the generator's "
+                        f"{act} output lies in [{lo:g}, {hi:g}], so the discriminator wins at once; {fix}")
+
+
+def _check_rounds(spec: dict, n: int) -> None:
+    """An epoch must hold at least one round of d_steps batches, or the generator never steps."""
+    bs = spec["train"]["batch_size"]
+    batches = 1 if isinstance(bs, str) else -(-n // min(int(bs), n))
+    d_steps = spec["train"]["gan"]["d_steps"]
+    if d_steps > batches:
+        raise SpecError(f"{spec.get('_source', 'spec')}: train.gan.d_steps: {d_steps} discriminator steps per round, "
+                        f"but an epoch has {batches} batches of {bs}, so the generator would never step; lower "
+                        f"d_steps or train.batch_size")
+
+
+# -- the session -------------------------------------------------------------------------------------
+def train(spec: dict, emit=_noop, device: str = "auto", resume: str | None = None, init_from: str | None = None,
+          hooks: Hooks | None = None, is_writer: bool = True, strategy: Local | None = None) -> dict:
+    """Train a GAN spec; write its checkpoint and run folder; returns the final ``done`` event (as run.train).
+
+    One process only: ``strategy`` must be None or ``Local`` (data parallelism is refused)."""
+    from nnctl.run import check_before_work  # noqa: PLC0415 - the checks every training run makes first
+
+    source = spec.get("_source", "spec")
+    if init_from:
+        raise SpecError(f"--init-from: not supported for a GAN spec ({source}); resume a GAN checkpoint with --resume")
+    if not is_writer or isinstance(strategy, DataParallel):
+        raise SpecError(f"{source}: train.mode = \"gan\" trains in one process; run it without mpiexec or "
+                        f"--distributed")
+    check_before_work(spec)
+    with fs.run_lock(spec["output"]["checkpoint"]):
+        return _train(spec, emit, device, resume, hooks or Hooks())
+
+
+def _train(spec: dict, emit, device: str, resume: str | None, hooks: Hooks) -> dict:
+    from nnctl.data import load_dataset  # noqa: PLC0415
+    from nnctl.run import Signals  # noqa: PLC0415
+
+    B.use(device)
+    t_start = time.perf_counter()
+    ds = load_dataset(spec, with_test=False)
+    g, d = build_pair(spec, ds.input_shape)
+    check_range(spec, g, ds.x_train)
+    _check_rounds(spec, len(ds.x_train))
+    spec["_sample_shape"] = list(ds.input_shape)  # what generate and --resume need without the data
+    g.to_device()
+    d.to_device()
+    tcfg = spec["train"]
+    epochs = int(tcfg["epochs"])
+    trainer = GanTrainer(g, d, make_optimizer(tcfg["gan"]["generator_optimizer"]),
+                         make_optimizer(tcfg["gan"]["discriminator_optimizer"]), tcfg, spec["model"]["generator"],
+                         spec["seed"], hooks)
+    ckpt_path = spec["output"]["checkpoint"]
+    if resume:
+        trainer.restore(read_snapshot(resume, spec, trainer))
+        emit({"event": "resume", "checkpoint": str(resume), "epoch": trainer.epoch})
+    start_epoch = trainer.epoch
+    last = trainer.snapshot()
+    signals = Signals()
+    hooks.should_stop = lambda: signals.stop
+
+    def write(path, snap):
+        write_checkpoint(path, spec, trainer, ds.prep, snap)
+
+    def between_batches():
+        if signals.save_requested:
+            signals.save_requested = False
+            write(ckpt_path, last)
+            emit({"event": "checkpoint", "reason": "SIGUSR1", "checkpoint": ckpt_path, "epoch": last["epoch"]})
+
+    hooks.between_batches = between_batches
+
+    def on_epoch_end(epoch, logs):
+        nonlocal last
+        last = trainer.snapshot()
+        emit({"event": "epoch", "epoch": epoch, "epochs": epochs, **logs})
+        if tcfg.get("save_every") and epoch % tcfg["save_every"] == 0:
+            stem = pathlib.Path(ckpt_path)
+            write(stem.with_name(f"{stem.stem}.epoch{epoch:03d}.h5"), last)
+
+    with signals.installed():  # also while the final checkpoint is written: a Ctrl-C then sets ``stop``
+        try:
+            trainer.fit(ds.x_train, epochs, on_epoch_end)
+        except BaseException as exc:
+            kept = last["epoch"] > 0
+            if kept:  # keep the last good epoch (diverged or crashed)
+                write(ckpt_path, last)
+            if isinstance(exc, TrainingDiverged):
+                exc.checkpoint = ckpt_path if kept else None
+                exc.args = (f"{exc}; " + (f"wrote {ckpt_path} with epoch {last['epoch']}, the last good one"
+                                          if kept else "no epoch had finished, so no checkpoint was written"),)
+            raise
+        if signals.stop and last["epoch"] == start_epoch:  # nothing new to save: never clobber what is there
+            kept_note = f"; {ckpt_path} is unchanged" if pathlib.Path(ckpt_path).exists() else ""
+            raise Interrupted(f"interrupted before epoch {start_epoch + 1} finished: nothing written{kept_note}")
+        done = _finish(spec, ckpt_path, write, last, t_start)
+    if signals.stop:
+        emit(done)
+        if signals.name:  # SIGTERM: the documented requeue code, 143 (docs/distributed.md)
+            stopped: Interrupted = Preempted(f"terminated by {signals.name}: wrote {ckpt_path} with epoch {last['epoch']}")
+        else:
+            stopped = Interrupted(f"interrupted: wrote {ckpt_path} with epoch {last['epoch']}")
+        stopped.checkpoint = ckpt_path  # the CLI adds the command that continues
+        raise stopped
+    return done
+
+
+def diagnosis(history: dict) -> str:
+    """What the last epochs' logs say about the usual failure modes (README: GANs, when training fails)."""
+    real, fake = history.get("d_real_accuracy", []), history.get("d_fake_accuracy", [])
+    if not real:
+        return ""
+    if real[-1] > 0.95 and fake[-1] > 0.95:
+        return (f"the discriminator is winning (it tells real from fake {real[-1]:.0%} / {fake[-1]:.0%} of the time): "
+                f"the generator's gradient is fading; lower the discriminator's learning rate, raise "
+                f"train.gan.g_steps or label_smoothing")
+    if fake[-1] < 0.05 and real[-1] < 0.5:
+        return (f"the discriminator scores {1 - fake[-1]:.0%} of fakes as real: it has collapsed or the generator "
+                f"found a blind spot; look at the samples (nnctl generate) for mode collapse")
+    return ""
+
+
+def _finish(spec: dict, ckpt_path: str, write, last: dict, t_start: float) -> dict:
+    """Write the final checkpoint and the run folder; the ``done`` event."""
+    from nnctl.runlog import default_run_dir, write_run  # noqa: PLC0415
+
+    write(ckpt_path, last)
+    history, epochs_run = last["history"], last["epoch"]
+    final = {k: v[-1] for k, v in history.items() if v}
+    summary = {"epochs": epochs_run, "checkpoint_epoch": epochs_run, **{f"final_{k}": v for k, v in final.items()
+                                                                      if k not in ("seconds", "samples_per_second")}}
+    note = diagnosis(history)
+    if note:
+        summary["note"] = note
+    run_dir = spec["output"].get("run_dir") or str(default_run_dir(ckpt_path))
+    write_run(run_dir, spec, history, summary)
+    return {"event": "done", "checkpoint": ckpt_path, "run_dir": run_dir, "epochs_run": epochs_run,
+            "weights_epoch": epochs_run, "stopped_early": False, "seconds": time.perf_counter() - t_start,
+            "metrics": final, "summary": summary}
+
+
+# -- sampling ------------------------------------------------------------------------------------------
+def sample(generator: Model, latent: dict, n: int, seed: int) -> np.ndarray:
+    """``n`` samples G(z) (host array, the model's units), z drawn from a generator seeded with ``seed``."""
+    rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed)))
+    z = draw_latent(rng, latent["latent"], n, int(latent["latent_dim"]), generator.dtype)
+    return generator.predict(z)
+
+
+def to_data_units(x: np.ndarray, prep) -> np.ndarray:
+    """Model-space samples back through the checkpoint's preprocessing: x s + m, then / rescale (float64)."""
+    x = np.asarray(x, dtype=np.float64)
+    if prep.x_shift is not None:
+        x = x * prep.x_scale + prep.x_shift
+    if prep.rescale:
+        x = x / prep.rescale
+    return x
+
+
+def generate(path, n: int = 64, seed: int = 0, device: str = "auto") -> tuple[np.ndarray, dict]:
+    """``n`` samples of a GAN checkpoint's generator in the training data's units, and what was sampled."""
+    from nnctl.data.preprocess import Preprocessor  # noqa: PLC0415
+    from nnctl.gan_checkpoint import load_generator  # noqa: PLC0415
+
+    ck, g, spec = load_generator(path, device)
+    try:
+        prep = Preprocessor.from_arrays(ck.prep_arrays)
+    except (KeyError, ValueError, TypeError) as exc:
+        raise SpecError(f"{path}: checkpoint preprocessing is incomplete ({exc})") from None
+    x = to_data_units(sample(g, spec["model"]["generator"], n, seed), prep)
+    info = {"checkpoint": str(path), "samples": n, "seed": seed, "shape": list(x.shape[1:]), "epoch": ck.epoch,
+            "kind": prep.kind}
+    return x, info
+
+
+def is_gan_run(spec: dict, resume: str | None = None) -> bool:
+    """True for a GAN spec; a --resume checkpoint of the other kind is refused."""
+    from nnctl.checkpoint import Checkpoint  # noqa: PLC0415
+    from nnctl.gan_spec import is_gan  # noqa: PLC0415
+
+    wanted = is_gan(spec)
+    if wanted and resume == "auto":
+        raise SpecError(f"{spec.get('_source', 'spec')}: --resume auto: a GAN run resumes from a named checkpoint "
+                        f"(--resume CKPT)")
+    if resume and resume != "auto" and pathlib.Path(resume).is_file():
+        stored = is_gan(Checkpoint(resume).spec)
+        if stored != wanted:
+            kinds = {True: 'a GAN (train.mode = "gan")', False: "an ordinary model"}
+            raise SpecError(f"--resume {resume}: the checkpoint holds {kinds[stored]} but the spec trains "
+                            f"{kinds[wanted]}")
+    return wanted
+
+
+def models_for_check(spec: dict) -> list[tuple[str, Model]]:
+    """Both models built without data (D on G's output shape) for ``nnctl check`` and ``summary``."""
+    g = build_generator(spec)
+    shape = spec.get("_sample_shape") or g.output_shape
+    d = _built(spec, "discriminator", shape, discriminator_seed(spec["seed"]))
+    return [("generator", g), ("discriminator", d)]

@@ -1,0 +1,95 @@
+"""The cross-field rules of a GAN spec (``train.mode = "gan"``): two layer lists, one score out, no supervised keys.
+
+The keys themselves are typed in ``nnctl.spec_sections`` (``Generator``, ``Discriminator``, ``GanTrain``);
+``spec.validate`` calls ``check`` in GAN mode and ``misplaced`` otherwise, and reports every problem at once.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from nnctl.fields import check_keys, fields_of
+from nnctl.spec_sections import GanTrain
+
+MODELS = ("generator", "discriminator")
+#: keys of an ordinary spec that a GAN run has no use for, with what to write instead
+SUPERVISED_ONLY = {
+    ("train", "loss"): "set train.gan.loss (non_saturating or hinge)",
+    ("train", "optimizer"): "set train.gan.generator_optimizer and train.gan.discriminator_optimizer",
+    ("train", "metrics"): "a GAN run logs d_loss, g_loss, d_real_accuracy and d_fake_accuracy itself",
+    ("train", "early_stopping"): "GAN losses do not measure sample quality, so nothing to stop on",
+    ("train", "lr_schedule"): "not supported for GANs; set each optimizer's learning_rate",
+    ("train", "save_best"): "GAN losses do not rank epochs; use train.save_every",
+    ("train", "tensorboard"): "not written for GAN runs yet; nnctl plot reads the run folder",
+    ("model", "layers"): "write the layers under model.generator.layers and model.discriminator.layers",
+    ("model", "input_shape"): "the discriminator's input is the data's sample shape",
+    ("model", "init_from"): "not supported for GANs",
+    ("model", "decode"): "not a sequence model",
+    ("data", "validation"): "a GAN run has no validation loss",
+    ("data", "augment"): "augmenting only real samples teaches the discriminator to spot augmentation",
+}
+
+
+def is_gan(spec: dict) -> bool:
+    """Whether a (raw or validated) spec asks for adversarial training."""
+    train = spec.get("train")
+    return isinstance(train, dict) and train.get("mode") == "gan"
+
+
+def misplaced(spec: dict) -> list[str]:
+    """Problems of an ordinary spec that carries GAN-only keys."""
+    found = [f"model.{m}" for m in MODELS if spec.get("model", {}).get(m) is not None]
+    found += ["train.gan"] if spec.get("train", {}).get("gan") is not None else []
+    return [f"{key}: only read with train.mode = \"gan\"; add it or remove {key}" for key in found]
+
+
+def check(spec: dict, raw: dict) -> list[str]:
+    """Problems of a GAN spec (``spec`` validated by section, ``raw`` as written); fills train.gan's defaults."""
+    from nnctl.build import check_layers  # noqa: PLC0415 - the layer registry is heavier to import
+    from nnctl.losses import output_activation  # noqa: PLC0415
+
+    problems = []
+    for (section, key), instead in SUPERVISED_ONLY.items():
+        table = raw.get(section)
+        if isinstance(table, dict) and table.get(key) not in (None, [], False):
+            problems.append(f"{section}.{key}: not used with train.mode = \"gan\"; {instead}")
+    model = spec.get("model", {})
+    for name in MODELS:
+        net = model.get(name)
+        if net is None:
+            problems.append(f"model.{name}: required with train.mode = \"gan\" (a table with layers = [...])")
+            continue
+        if not isinstance(net.get("layers"), list):
+            continue  # already reported by the section check
+        prefix = f"model.{name}.layers"
+        net["layers"], found = check_layers(net["layers"])
+        problems += [_renamed(p, prefix) for p in found]
+        if name == "discriminator" and not found and net["layers"]:
+            act, units = output_activation(net["layers"][-1])
+            where = f"{prefix}[-1] ({net['layers'][-1]['name']})"
+            if units is not None and units != 1:
+                problems.append(f"{where}: the discriminator outputs one score per sample; expected 1 unit, "
+                                f"found {units}")
+            if act is not None and act not in ("linear", "sigmoid"):
+                problems.append(f"{where}: the discriminator's score is a logit; expected no activation (or "
+                                f"sigmoid), found {act!r}")
+    train = spec.get("train", {})
+    if train.get("gan") is None:
+        train["gan"], _ = _defaults(GanTrain)
+    gan = train["gan"]
+    if gan.get("loss") == "hinge" and gan.get("label_smoothing"):
+        problems.append("train.gan.label_smoothing: applies to the non_saturating loss only; the hinge loss has "
+                        "its own margin")
+    return problems
+
+
+def _renamed(problem: str, prefix: str) -> str:
+    """A layer-list problem (``model.layers[2].units: ...``) under the GAN model's own path."""
+    return prefix + problem[len("model.layers"):] if problem.startswith("model.layers") else problem
+
+
+def _defaults(cls) -> tuple[dict, list[str]]:
+    fields = fields_of(cls)
+    out, problems = check_keys({}, fields, "")
+    out.update({k: copy.deepcopy(f.default) for k, f in fields.items() if not f.required})
+    return out, problems
