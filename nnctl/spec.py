@@ -15,7 +15,7 @@ import pathlib
 import tomllib
 from typing import Any
 
-from nnctl import keras_names, losses, metrics, optimizers  # noqa: F401 - registers the loss/optimizer families
+from nnctl import blocks, keras_names, losses, metrics, optimizers  # noqa: F401 - registers the loss/optimizer families
 from nnctl.errors import SpecError
 from nnctl.fields import check_keys, fields_of, shown
 from nnctl.registry import suggestion
@@ -120,7 +120,8 @@ def validate(raw: dict, source: str = "spec", base_dir: pathlib.Path | None = No
     from nnctl.build import check_layers  # noqa: PLC0415 - the layer registry is heavier to import
 
     raw = copy.deepcopy(raw)
-    problems = keras_names.rewrite(raw)
+    block_problems, origin = blocks.expand_model(raw.get("model"))
+    problems = block_problems + keras_names.rewrite(raw)
     spec, found = _filled(raw, SECTIONS[""], "")
     problems += found
     for section in ("data", "model"):
@@ -144,9 +145,10 @@ def validate(raw: dict, source: str = "spec", base_dir: pathlib.Path | None = No
     # the checks below read the sections' values, so each needs its section well-formed
     if "train" not in bad_sections:
         problems += _check_train(spec)
-    if isinstance(spec.get("model", {}).get("layers"), list):
-        spec["model"]["layers"], found = check_layers(spec["model"]["layers"])
-        problems += found
+    if isinstance(spec.get("model", {}).get("layers"), list) and not block_problems:
+        layers = spec["model"]["layers"]
+        spec["model"]["layers"], found = check_layers(layers)
+        problems += blocks.locate(found, origin[len(origin) - len(layers):])  # an Input entry may be gone
     if not problems:
         problems += losses.check_output(spec["train"]["loss"], spec["model"]["layers"][-1])
         problems += _check_monitors(spec)

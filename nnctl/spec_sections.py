@@ -122,6 +122,8 @@ class ModelSection:
     init_from: str | None = doc("checkpoint whose weights initialise layers of the same name and shape",
                                 default=None)
     decode: dict | None = doc("greedy decoding for teacher-forced sequence models at predict time", default=None)
+    blocks: dict | None = doc("named blocks {params, defaults, layers}, used in layers as {block = ..., repeat = N}",
+                              default=None)
 
 
 @dataclass(frozen=True)
