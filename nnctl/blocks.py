@@ -7,7 +7,8 @@ type; a string with ``{p}`` inside (``"{name}_conv1"``) has it replaced as text.
 ``{name}`` (the use's name; ``repeat`` instances get ``{name}`` with ``{index}`` filled in, or
 ``<name>_<index>`` when the name has no ``{index}``), ``{index}`` (the instance number, from
 ``index_from``, default 1) and ``{input}`` (the layer feeding the instance: the previous entry, or
-``input`` for the first). Expansion happens before validation, so ``nnctl check`` shows every
+``input`` for the first). In the name of a block used inside a block, ``{index}`` is that inner
+use's own instance number. Expansion happens before validation, so ``nnctl check`` shows every
 expanded layer and a problem in one names the block, the field and the use it came from.
 """
 
@@ -138,7 +139,12 @@ def _expand_use(use: dict, where: str, blocks: dict, prev: str | None, out: list
         tag = f"{where}, block {bname!r}, name {inst!r}"
         for j, entry in enumerate(block["layers"]):
             bwhere = f"model.blocks.{bname}.layers[{j}]"
+            nested = isinstance(entry, dict) and "block" in entry and isinstance(entry.get("name"), str)
+            # a nested use's {index} numbers its own instances, so it is left for that use to fill
+            entry = {**entry, "name": entry["name"].replace("{index}", "\0")} if nested else entry
             body, found = _substitute(copy.deepcopy(entry), env, bwhere, bname)
+            if nested and not found:
+                body["name"] = body["name"].replace("\0", "{index}")
             problems += found
             if found:
                 continue
