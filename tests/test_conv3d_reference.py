@@ -3,8 +3,8 @@
 
 import numpy as np
 import pytest
-from helpers import dev, host
 
+from helpers import dev, host
 from nnctl.layers import layer_class
 
 
