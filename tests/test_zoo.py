@@ -23,13 +23,14 @@ COUNTS = {
     "resnet50": (25_636_712, 53_120), "resnet50_notop": (23_587_712, 53_120),
     "mobilenet": (4_253_864, 21_888), "mobilenet_notop": (3_228_864, 21_888),
     "mobilenet_v2": (3_538_984, 34_112), "mobilenet_v2_notop": (2_257_984, 34_112),
+    "inception_v3": (23_851_784, 34_432), "inception_v3_notop": (21_802_784, 34_432),
     "resnet18": (11_689_512 + 9_600, 9_600), "resnet18_notop": (11_689_512 - 513_000 + 9_600, 9_600),
     # AlexNet, one tower: conv1-5, then fc6 (6*6*256 -> 4096), fc7, fc8 (the paper's Figure 2 sizes)
     "alexnet": (11 * 11 * 3 * 96 + 96 + 5 * 5 * 96 * 256 + 256 + 3 * 3 * 256 * 384 + 384 + 3 * 3 * 384 * 384 + 384
                 + 3 * 3 * 384 * 256 + 256 + 9216 * 4096 + 4096 + 4096 * 4096 + 4096 + 4096 * 1000 + 1000, 0),
     "alexnet_notop": (3_747_200, 0),
 }
-INPUT = {"alexnet": [None, 227, 227, 3]}
+INPUT = {"alexnet": [None, 227, 227, 3], "inception_v3": [None, 299, 299, 3]}
 runner = CliRunner()
 
 
@@ -39,7 +40,7 @@ def check(name: str) -> dict:
     return json.loads(r.stdout)
 
 
-def test_every_zoo_spec_has_a_count():
+def test_every_zoo_spec_has_a_count():  # the _small variants train on the sample (test_zoo_small_train)
     assert sorted(p.stem for p in ZOO.glob("*.toml") if not p.stem.endswith("_small")) == sorted(COUNTS)
 
 
@@ -58,7 +59,7 @@ def test_alexnet_count_is_the_published_one_tower_figure():
 
 
 KERAS_APPS = {"vgg16": "VGG16", "vgg19": "VGG19", "resnet50": "ResNet50", "mobilenet": "MobileNet",
-              "mobilenet_v2": "MobileNetV2"}
+              "mobilenet_v2": "MobileNetV2", "inception_v3": "InceptionV3"}
 
 
 @pytest.mark.keras
@@ -67,11 +68,20 @@ KERAS_APPS = {"vgg16": "VGG16", "vgg19": "VGG19", "resnet50": "ResNet50", "mobil
 def test_zoo_against_keras_applications(name, top):
     keras = pytest.importorskip("keras")
     keras.backend.clear_session()  # Keras's default names (global_average_pooling2d) restart from 0
-    model = getattr(keras.applications, KERAS_APPS[name])(weights=None, include_top=top, input_shape=(224, 224, 3))
+    size = (299, 299, 3) if name == "inception_v3" else (224, 224, 3)
+    model = getattr(keras.applications, KERAS_APPS[name])(weights=None, include_top=top, input_shape=size)
     ours = check(name if top else f"{name}_notop")
     assert ours["total_params"] == model.count_params()
     theirs = {layer.name: list(layer.output.shape) for layer in model.layers if not layer.name.startswith("input")}
     shapes = {layer["name"]: layer["output_shape"] for layer in ours["layers"]}
+    if name == "inception_v3":
+        # Keras leaves the convolutions of InceptionV3 unnamed (conv2d_93, ...): the named layers by name,
+        # and every layer as the same multiset of (type, output shape)
+        named = {n: s for n, s in theirs.items() if n.startswith(("mixed", "avg_pool", "predictions"))}
+        assert {n: shapes.get(n) for n in named} == named and len(named) == 13 + top * 2
+        kinds = sorted((type(layer).__name__, str(list(layer.output.shape))) for layer in model.layers[1:])
+        assert sorted((layer["type"].split()[0], str(layer["output_shape"])) for layer in ours["layers"]) == kinds
+        return
     assert {n: shapes.get(n) for n in theirs} == theirs  # every Keras layer, under its name, with its shape
     # ours has only Keras's layers, but for MobileNet's GlobalAveragePooling2D(keepdims=True) written as
     # global_average_pooling + a Reshape to (1, 1, C) under Keras's name
