@@ -9,10 +9,12 @@ compares the count and every layer's output shape.
 
 import json
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from helpers import ROOT
+from helpers import ROOT, train_spec
+from nnctl import run
 from nnctl.cli.main import app
 
 ZOO = ROOT / "specs" / "zoo"
@@ -86,3 +88,28 @@ def test_zoo_against_keras_applications(name, top):
     # ours has only Keras's layers, but for MobileNet's GlobalAveragePooling2D(keepdims=True) written as
     # global_average_pooling + a Reshape to (1, 1, C) under Keras's name
     assert set(shapes) - set(theirs) <= {"global_average_pooling"}
+
+
+SMALL = sorted(p.stem for p in ZOO.glob("*_small.toml"))
+
+
+def test_every_architecture_has_a_small_variant():
+    assert SMALL == ["alexnet_small", "inception_small", "mobilenet_small", "mobilenet_v2_small", "resnet18_small",
+                     "resnet50_small", "vgg_small"]
+
+
+@pytest.mark.parametrize("name", SMALL)
+def test_small_variant_trains_as_shipped(tmp_path, name):
+    """End to end on the shipped sample (a subset, one epoch: the full runs' accuracies are in the README)."""
+    s, done = train_spec(f"zoo/{name}.toml", tmp_path, "data.subset=120", "train.epochs=1")
+    assert done["epochs_run"] == 1
+    assert s["model"]["input_shape"] == [32, 32, 3]
+    assert 0.0 <= run.evaluate(s["output"]["checkpoint"])["accuracy"] <= 1.0
+
+
+def test_seq2seq_attention_trains_and_decodes(tmp_path):
+    s, done = train_spec("seq2seq_attention.toml", tmp_path, "data.subset=256", "train.epochs=1")
+    assert done["epochs_run"] == 1
+    src = np.load(ROOT / "examples" / "data" / "reverse15-test.npz")["x"][:8, :15]
+    probs, ids = run.predict(run.restore(s["output"]["checkpoint"], "auto"), src)
+    assert probs.shape == (8, 15, 10) and ids.shape == (8, 15)
