@@ -25,6 +25,12 @@ USE_KEYS = ("block", "name", "repeat", "index_from")
 MAX_DEPTH = 8  # blocks using blocks: deeper than this is a cycle or a mistake
 MAX_LAYERS = 10000  # an expansion larger than this is refused (a typo in repeat, not a network)
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+#: JSON Schema of a use in model.layers (its parameters are the block's own, checked by expand_model)
+USE_SCHEMA = {"type": "object", "title": "block use", "required": ["block"],
+              "description": "a use of a block of model.blocks: block, name, repeat, index_from and its parameters",
+              "properties": {"block": {"type": "string"}, "name": {"type": "string"},
+                             "repeat": {"type": "integer", "minimum": 1},
+                             "index_from": {"type": "integer", "minimum": 0}}}
 
 
 def expand_model(model) -> tuple[list[str], list[str | None]]:

@@ -113,3 +113,14 @@ def test_seq2seq_attention_trains_and_decodes(tmp_path):
     src = np.load(ROOT / "examples" / "data" / "reverse15-test.npz")["x"][:8, :15]
     probs, ids = run.predict(run.restore(s["output"]["checkpoint"], "auto"), src)
     assert probs.shape == (8, 15, 10) and ids.shape == (8, 15)
+
+
+def test_the_json_schema_accepts_every_zoo_spec():
+    import tomllib
+
+    jsonschema = pytest.importorskip("jsonschema")
+    from nnctl.schema import spec_schema
+
+    validator = jsonschema.Draft202012Validator(spec_schema())
+    for path in sorted(ZOO.glob("*.toml")):
+        assert validator.is_valid(tomllib.loads(path.read_text())), path.name
