@@ -131,8 +131,8 @@ def _expand_use(use: dict, where: str, blocks: dict, prev: str | None, out: list
             problems.append(f"{where}.{p}: required parameter of block {bname!r} is missing")
     repeat, start = use.get("repeat", 1), use.get("index_from", 1)
     for key, value, lo in (("repeat", repeat, 1), ("index_from", start, 0)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < lo:
-            problems.append(f"{where}.{key}: expected an integer >= {lo}, found {shown(value)}")
+        if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= MAX_LAYERS:
+            problems.append(f"{where}.{key}: expected an integer from {lo} to {MAX_LAYERS}, found {shown(value)}")
     name = use.get("name", bname)
     if not isinstance(name, str) or not name:
         problems.append(f"{where}.name: expected a non-empty name, found {shown(name)}")
