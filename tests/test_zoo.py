@@ -101,7 +101,7 @@ def test_every_architecture_has_a_small_variant():
 @pytest.mark.parametrize("name", SMALL)
 def test_small_variant_trains_as_shipped(tmp_path, name):
     """End to end on the shipped sample (a subset, one epoch: the full runs' accuracies are in the README)."""
-    s, done = train_spec(f"zoo/{name}.toml", tmp_path, "data.subset=60", "train.epochs=1")
+    s, done = train_spec(f"zoo/{name}.toml", tmp_path, "data.subset=120", "train.epochs=1")
     assert done["epochs_run"] == 1
     assert s["model"]["input_shape"] == [32, 32, 3]
     assert 0.0 <= run.evaluate(s["output"]["checkpoint"])["accuracy"] <= 1.0
