@@ -129,7 +129,7 @@ def _bidirectional(layer, ins, out) -> int | None:
 
 _ZERO = ("Dropout", "SpatialDropout1D", "SpatialDropout2D", "GaussianNoise", "GaussianDropout", "Flatten", "Reshape",
          "Permute", "RepeatVector", "Cropping1D", "Cropping2D", "ZeroPadding1D", "ZeroPadding2D", "UpSampling1D",
-         "UpSampling2D", "Concatenate", "Embedding", "Masking")
+         "UpSampling2D", "UpSampling3D", "ZeroPadding3D", "Concatenate", "Embedding", "Masking")
 _RULES = {
     "Dense": _dense_like, "Conv1D": _dense_like, "Conv2D": _dense_like, "Conv3D": _dense_like,
     "DepthwiseConv1D": _depthwise, "DepthwiseConv2D": _depthwise,
@@ -142,7 +142,7 @@ _RULES = {
     "ELU": _elementwise, "Softmax": _elementwise, "PReLU": _elementwise, "PositionalEncoding": _elementwise,
     "PositionEmbedding": _elementwise, "BatchNormalization": _norm, "LayerNormalization": _norm,
     "GroupNormalization": _norm, "MaxPooling1D": _pool, "MaxPooling2D": _pool, "AveragePooling1D": _pool,
-    "AveragePooling2D": _pool, "GlobalAveragePooling1D": _global_pool, "GlobalAveragePooling2D": _global_pool,
+    "AveragePooling2D": _pool, "MaxPooling3D": _pool, "AveragePooling3D": _pool, "GlobalAveragePooling1D": _global_pool, "GlobalAveragePooling2D": _global_pool,
     "GlobalMaxPooling1D": _global_pool, "GlobalMaxPooling2D": _global_pool,
     "TimeDistributed": _time_distributed, "Bidirectional": _bidirectional,
 }

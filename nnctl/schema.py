@@ -12,6 +12,7 @@ from __future__ import annotations
 import inspect
 
 from nnctl import initializers, losses, metrics, optimizers, regularizers  # noqa: F401 - registers families
+from nnctl.blocks import USE_SCHEMA
 from nnctl.fields import REQUIRED, Field, fields_of, params_of
 from nnctl.keras_names import AUGMENT_RENAMES
 from nnctl.layers import LAYERS
@@ -174,4 +175,4 @@ def spec_schema() -> dict:
     top["required"] = ["data", "model"]
     return {"$schema": DRAFT, "title": "nnctl spec",
             "description": "A declarative nnctl training spec (TOML, YAML or JSON): data, model, train, output.",
-            **top, "$defs": {"layer": {"oneOf": layer_schemas()}}}
+            **top, "$defs": {"layer": {"oneOf": [*layer_schemas(), USE_SCHEMA]}}}

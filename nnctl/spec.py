@@ -15,7 +15,7 @@ import pathlib
 import tomllib
 from typing import Any
 
-from nnctl import gan_spec, keras_names, losses, metrics, optimizers, schedules, spec_extends  # noqa: F401 - registers the loss/optimizer families
+from nnctl import blocks, gan_spec, keras_names, losses, metrics, optimizers, schedules, spec_extends  # noqa: F401 - registers the loss/optimizer families
 from nnctl.errors import SpecError
 from nnctl.fields import check_keys, fields_of, shown
 from nnctl.registry import suggestion
@@ -123,7 +123,8 @@ def validate(raw: dict, source: str = "spec", base_dir: pathlib.Path | None = No
     from nnctl.build import check_layers  # noqa: PLC0415 - the layer registry is heavier to import
 
     raw = copy.deepcopy(raw)
-    problems = keras_names.rewrite(raw)
+    block_problems, origin = blocks.expand_model(raw.get("model"))
+    problems = block_problems + keras_names.rewrite(raw)
     spec, found = _filled(raw, SECTIONS[""], "")
     problems += found
     for section in ("data", "model"):
@@ -152,10 +153,11 @@ def validate(raw: dict, source: str = "spec", base_dir: pathlib.Path | None = No
         problems += gan_spec.misplaced(spec) if not bad_sections & {"model", "train"} else []
     if "train" not in bad_sections and not gan:
         problems += _check_train(spec)
-    if isinstance(spec.get("model", {}).get("layers"), list) and not gan:
-        spec["model"]["layers"], found = check_layers(spec["model"]["layers"])
-        problems += found
-    elif not gan and "model" in raw and "model" not in bad_sections:
+    if isinstance(spec.get("model", {}).get("layers"), list) and not gan and not block_problems:
+        layers = spec["model"]["layers"]
+        spec["model"]["layers"], found = check_layers(layers)
+        problems += blocks.locate(found, origin[len(origin) - len(layers):])  # an Input entry may be gone
+    elif not gan and "model" in raw and "model" not in bad_sections and not block_problems:
         problems.append("model.layers: required key is missing")
     if not problems and not gan:
         problems += losses.check_output(spec["train"]["loss"], spec["model"]["layers"][-1])

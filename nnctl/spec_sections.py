@@ -157,6 +157,8 @@ class ModelSection:
                                  default=None)
     discriminator: dict | None = doc("GAN (train.mode = \"gan\"): the discriminator's layers, one score out",
                                      default=None)
+    blocks: dict | None = doc("named blocks {params, defaults, layers}, used in layers as {block = ..., repeat = N}",
+                              default=None)
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,17 @@ def test_conv2d_same_and_strided():
     assert per["l1"] == 2 * 4 * 4 * 2 * (2 * 2 * 4)
 
 
+def test_conv3d_and_its_pooling():
+    # 4x4x4x2 input, 2x2x2 kernel, 3 filters, valid: 27 positions x 3 filters x 16 multiply-adds, 81 bias adds
+    m = model([{"type": "Conv3D", "filters": 3, "kernel_size": 2, "name": "c"},
+               {"type": "ZeroPadding3D", "padding": 1, "name": "z"},
+               {"type": "MaxPooling3D", "pool_size": 2, "name": "p"}], (4, 4, 4, 2))
+    per, _ = model_flops(m)
+    assert per["c"] == 2 * 27 * 3 * (2 * 2 * 2 * 2) + 27 * 3
+    assert per["z"] == 0
+    assert per["p"] == (2 * 2 * 2 * 3) * 8  # 5x5x5x3 -> 2x2x2x3 outputs, 8 reads each
+
+
 def test_lstm_and_gru():
     # LSTM, T=5, F=3, U=4: per step x W (3x16) and h R (4x16) products, 16 bias adds
     m = model([{"type": "LSTM", "units": 4}], (5, 3))
