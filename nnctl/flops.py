@@ -142,7 +142,8 @@ _RULES = {
     "ELU": _elementwise, "Softmax": _elementwise, "PReLU": _elementwise, "PositionalEncoding": _elementwise,
     "PositionEmbedding": _elementwise, "BatchNormalization": _norm, "LayerNormalization": _norm,
     "GroupNormalization": _norm, "MaxPooling1D": _pool, "MaxPooling2D": _pool, "AveragePooling1D": _pool,
-    "AveragePooling2D": _pool, "MaxPooling3D": _pool, "AveragePooling3D": _pool, "GlobalAveragePooling1D": _global_pool, "GlobalAveragePooling2D": _global_pool,
+    "AveragePooling2D": _pool, "MaxPooling3D": _pool, "AveragePooling3D": _pool,
+    "GlobalAveragePooling1D": _global_pool, "GlobalAveragePooling2D": _global_pool,
     "GlobalMaxPooling1D": _global_pool, "GlobalMaxPooling2D": _global_pool,
     "TimeDistributed": _time_distributed, "Bidirectional": _bidirectional,
 }

@@ -4,16 +4,13 @@ merged = deep_merge(base, child): tables merge key by key with the child's value
 layer list, metrics) and scalars are replaced whole. A base may extend another (the chain is read
 from the named spec towards the root and refused on a cycle). Relative paths a base writes (``data.train``,
 ``output.checkpoint``, ...) resolve against the base's own folder, so a base works from any child.
-Every key remembers the file it came from, so a validation error names that file. ``dump_toml``
+Every key remembers the file it came from, so a validation error names that file. ``nnctl.toml_write.dump``
 writes a resolved spec back as TOML (``nnctl check --print-spec``).
 """
 
 from __future__ import annotations
 
-import json
-import math
 import pathlib
-import re
 from collections.abc import Callable
 
 from nnctl.errors import SpecError, quote
@@ -110,61 +107,3 @@ def relabel(exc: SpecError, source: str, origins: dict[str, str]) -> SpecError:
     err = SpecError("\nerror: ".join(out))
     err.lines = out  # type: ignore[attr-defined]  # as SpecError.many sets it
     return err
-
-
-# -- writing TOML ----------------------------------------------------------------------------------
-_BARE = re.compile(r"^[A-Za-z0-9_-]+$")
-
-
-def _key(k) -> str:
-    return k if _BARE.match(str(k)) else json.dumps(str(k))
-
-
-def _value(v) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, float):
-        return ("nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")) if not math.isfinite(v) else repr(v)
-    if isinstance(v, str):
-        return json.dumps(v)  # a JSON string is a TOML basic string (same escapes)
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_value(x) for x in v if x is not None) + "]"
-    if isinstance(v, dict):
-        return "{ " + ", ".join(f"{_key(k)} = {_value(x)}" for k, x in v.items() if x is not None) + " }"
-    raise SpecError(f"spec value {quote(v)} cannot be written as TOML")
-
-
-def _is_table_list(v) -> bool:
-    return isinstance(v, list) and bool(v) and all(isinstance(x, dict) for x in v)
-
-
-def dump_toml(spec: dict) -> str:
-    """A spec dict as TOML text that ``tomllib`` reads back to the same dict (None values are left out)."""
-    lines: list[str] = []
-    _table(spec, [], lines)
-    return "\n".join(lines).lstrip("\n") + "\n"
-
-
-def _table(table: dict, path: list[str], lines: list[str]) -> None:
-    nested = []
-    for k, v in table.items():
-        if v is None:
-            continue
-        if isinstance(v, dict) or _is_table_list(v):
-            nested.append((k, v))
-        else:
-            lines.append(f"{_key(k)} = {_value(v)}")
-    for k, v in nested:
-        sub = [*path, _key(k)]
-        if isinstance(v, dict):
-            if not v or any(x is not None and not (isinstance(x, dict) or _is_table_list(x)) for x in v.values()):
-                lines += ["", f"[{'.'.join(sub)}]"]  # a table of tables only needs no header of its own
-            _table(v, sub, lines)
-        else:
-            for item in v:
-                lines += ["", f"[[{'.'.join(sub)}]]"]
-                for ik, iv in item.items():  # an entry's own tables are written inline (a wrapper's layer)
-                    if iv is not None:
-                        lines.append(f"{_key(ik)} = {_value(iv)}")

@@ -9,7 +9,6 @@ two Conv2D 3x3 + MaxPooling2D blocks, Flatten and Dense 64.
 
 from __future__ import annotations
 
-import json
 import os
 import pathlib
 import re
@@ -17,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from nnctl import toml_write
 from nnctl.errors import DataError
 
 MAX_CLASSES = 20
@@ -285,22 +285,8 @@ def inspect_data(data, target: str | None = None) -> Facts:
 
 
 # -- writing the spec ------------------------------------------------------------------------------
-def _toml(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value)  # a JSON string is a valid TOML basic string
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + " }"
-    raise TypeError(value)
-
-
 def _line(key: str, value, comment: str = "") -> str:
-    text = f"{key} = {_toml(value)}"
+    text = f"{key} = {toml_write.value(value)}"
     return f"{text:<39} # {comment}" if comment else text
 
 

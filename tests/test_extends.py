@@ -11,7 +11,8 @@ import pytest
 
 from nnctl import spec
 from nnctl.errors import SpecError
-from nnctl.spec_extends import dump_toml, load_chain
+from nnctl.spec_extends import load_chain
+from nnctl.toml_write import dump as dump_toml
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 IRIS = ROOT / "examples" / "data" / "iris.csv"

@@ -96,12 +96,13 @@ def register(app: typer.Typer, reports_errors) -> None:
 
         s = spec_mod.load(spec, set_)
         if print_spec:
-            from nnctl.spec_extends import dump_toml, load_chain  # noqa: PLC0415
+            from nnctl import toml_write  # noqa: PLC0415
+            from nnctl.spec_extends import load_chain  # noqa: PLC0415
 
             raw, _ = load_chain(spec, spec_mod.load_file)
             for item in set_:
                 spec_mod.apply_override(raw, item)
-            print(dump_toml(raw), end="")
+            print(toml_write.dump(raw), end="")
             return
         if _gan_summaries(s, f"{spec}: valid", json_):
             return

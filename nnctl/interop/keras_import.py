@@ -15,6 +15,7 @@ import json
 import pathlib
 import zipfile
 
+from nnctl import toml_write
 from nnctl.errors import CheckpointError, SpecError, quote
 from nnctl.fields import params_of
 from nnctl.layers import LAYERS, layer_class
@@ -279,29 +280,5 @@ def write_spec_text(raw: dict, suffix: str, source) -> str:
         import yaml  # noqa: PLC0415
 
         return f"# imported from {source} by nnctl import\n" + yaml.safe_dump(raw, sort_keys=False)
-    lines = [f"# imported from {source} by nnctl import; data.train is a placeholder to point at your data",
-             f"name = {_toml(raw['name'])}", f"seed = {raw['seed']}", ""]
-    for section in ("data", "model", "train", "output"):
-        table = {k: v for k, v in raw[section].items() if k != "layers"}
-        lines.append(f"[{section}]")
-        lines += [f"{k} = {_toml(v)}" for k, v in table.items()]
-        lines.append("")
-        for layer in raw[section].get("layers", []) if section == "model" else []:
-            lines.append("[[model.layers]]")
-            lines += [f"{k} = {_toml(v)}" for k, v in layer.items()]
-            lines.append("")
-    return "\n".join(lines)
-
-
-def _toml(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value)  # a JSON string is a TOML basic string
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + " }"
-    raise SpecError(f"{value!r} has no TOML form (a null merge_mode): write the spec as .yaml or .json")
+    return (f"# imported from {source} by nnctl import; data.train is a placeholder to point at your data\n"
+            + toml_write.dump(raw, skip_null=False))
