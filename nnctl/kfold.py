@@ -54,6 +54,7 @@ def _raw(spec: dict):
         rng = np.random.default_rng(np.random.SeedSequence(spec["seed"], spawn_key=(2,)))
         keep = np.sort(rng.permutation(len(s.x_train))[: data["subset"]])
         s.x_train, s.y_train = s.x_train[keep], s.y_train[keep]
+        s.w_train = None if s.w_train is None else s.w_train[keep]
     return s, prep
 
 
@@ -83,7 +84,8 @@ def fold_datasets(spec: dict, k: int):
         x_tr, y_tr = p.transform_x(s.x_train[train], dtype), p.encode_y(s.y_train[train], name, dtype)
         x_va = p.transform_x(s.x_train[val_idx], dtype)
         y_va = p.encode_y(s.y_train[val_idx], f"{name} (fold {i + 1} of {k})", dtype)
-        yield val_idx, Dataset(x_tr, y_tr, x_va, y_va, None, None, p, dict(s.defaults))
+        w_tr = None if s.w_train is None else s.w_train[train]
+        yield val_idx, Dataset(x_tr, y_tr, x_va, y_va, None, None, p, dict(s.defaults), w_tr)
 
 
 def fold_paths(spec: dict, i: int) -> tuple[str, str | None]:

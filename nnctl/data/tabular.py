@@ -14,7 +14,7 @@ import numpy as np
 from nnctl.data.columns import TableEncoder, plan
 from nnctl.data.csvfile import Columns, header_of, is_missing, read_columns, sample_rows, try_fast
 from nnctl.data.preprocess import Preprocessor
-from nnctl.data.splits import Splits
+from nnctl.data.splits import Splits, check_weights
 from nnctl.errors import DataError
 
 SAMPLE_ROWS = 200  # rows looked at to guess which columns hold text
@@ -33,7 +33,14 @@ def _names(path, data: dict, prep: Preprocessor, role: str, header: list[str]) -
             raise DataError(f"{path}: no target column {t!r}; columns are {', '.join(header)}")
     # another file (validation, test, evaluate --data) is read by the training columns' names
     known = prep.feature_names if role != "train" and prep.feature_names else None
-    features = data.get("features") or known or [h for h in header if h not in targets]
+    weight = data.get("sample_weight") if role == "train" else None
+    if weight is not None and weight not in header:
+        raise DataError(f"{path}: data.sample_weight: expected a column named {weight!r}, found columns "
+                        f"{', '.join(header)}")
+    if weight is not None and (weight in targets or weight in (data.get("features") or [])):
+        raise DataError(f"{path}: data.sample_weight: expected a column that is neither a feature nor a target, "
+                        f"found {weight!r} listed as one")
+    features = data.get("features") or known or [h for h in header if h not in targets and h != weight]
     for f in features:
         if f not in header:
             raise DataError(f"{path}: no feature column {f!r}; columns are {', '.join(header)}")
@@ -78,12 +85,14 @@ def _read(path, data, prep: Preprocessor, role: str, enc: TableEncoder | None = 
         enc = TableEncoder.from_json(prep.meta["table"]) if prep.meta.get("table") else \
             TableEncoder.from_json([{"name": f} for f in features])
     classify = prep.task != "regression"
+    weight = [data["sample_weight"]] if fresh and data.get("sample_weight") is not None else []
     numeric = enc.numeric + ([] if classify else targets)
-    text = enc.text + (targets[:1] if classify else [])
+    # read as text: the weights' own check names data.sample_weight for a bad, missing or infinite cell
+    text = enc.text + weight + (targets[:1] if classify else [])
     cols = None
     if classify and not enc.missing_ok and _text_like(path, header, targets[:1]) == set():
         # labels that look like numbers: parsed in C; they are read as text if any is not a number
-        cols = try_fast(path, numeric + targets[:1], enc.text)
+        cols = try_fast(path, numeric + targets[:1], enc.text + weight)
         if cols is not None:
             cols.text[targets[0]] = cols.numbers.pop(targets[0])
     if cols is None:
@@ -107,7 +116,8 @@ def _read(path, data, prep: Preprocessor, role: str, enc: TableEncoder | None = 
         prep.unseen[k] = prep.unseen.get(k, 0) + v
     if enc.ids_only:
         x = x.astype(np.int64)
-    return x, _targets(cols, targets, classify), enc
+    w = _weights(cols, path, weight[0], len(x)) if weight else None
+    return x, _targets(cols, targets, classify), enc, w
 
 
 def _targets(cols: Columns, targets: list[str], classify: bool) -> np.ndarray:
@@ -123,9 +133,28 @@ def _targets(cols: Columns, targets: list[str], classify: bool) -> np.ndarray:
         return raw
 
 
+def _weights(cols: Columns, path, name: str, n: int) -> np.ndarray:
+    """The weight column's cells as numbers, the first that is not a number named with its line."""
+    cells = cols.text[name]
+    if cells.dtype.kind == "f":
+        return check_weights(cells, path, n, f"column {name!r}", cols.first_line, "line")
+    try:  # the common case, parsed in C
+        return check_weights(cells.astype(np.float64), path, n, f"column {name!r}", cols.first_line, "line")
+    except ValueError:
+        pass
+    out = np.empty(len(cells), np.float64)
+    for i, cell in enumerate(cells.tolist()):
+        try:
+            out[i] = float(cell)
+        except ValueError:
+            raise DataError(f"{path}: data.sample_weight: expected a number in column {name!r}, found "
+                            f"{cell!r} at line {cols.first_line + i}") from None
+    return check_weights(out, path, n, f"column {name!r}", cols.first_line, "line")
+
+
 def csv_xy(path, data: dict, prep: Preprocessor, role: str) -> tuple[np.ndarray, np.ndarray]:
     """Encoded inputs and raw targets of one CSV file; ``role`` "train" fits the column encoding."""
-    x, y, _ = _read(path, data, prep, role)
+    x, y, _, _ = _read(path, data, prep, role)
     return x, y
 
 
@@ -134,8 +163,8 @@ def load(data: dict, prep: Preprocessor) -> Splits:
     if size > int(data.get("stream_above_mb", 1024)) << 20:
         prep.notes.append(f"{data['train']}: {size >> 20} MiB of CSV is read into memory; for data larger than "
                           f"memory, convert it once (nnctl data convert) and train on the HDF5 file streamed")
-    x, y, enc = _read(data["train"], data, prep, "train")
-    s = Splits(x, y)
+    x, y, enc, w = _read(data["train"], data, prep, "train")
+    s = Splits(x, y, w_train=w)
     if enc.ids_only:
         s.defaults = {"input_dim": max(len(c.vocab) for c in enc.columns) + 1}
     if data.get("test"):
