@@ -7,7 +7,9 @@ follow ``data.missing``. ``columns.TableEncoder`` does the encoding, fitted on t
 
 from __future__ import annotations
 
+import copy
 import pathlib
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -75,7 +77,10 @@ def _encoder(path, data: dict, prep: Preprocessor, header: list[str], features: 
     return TableEncoder(plan(data, features, guess, str(data.get("_source", "spec"))))
 
 
-def _read(path, data, prep: Preprocessor, role: str, enc: TableEncoder | None = None):
+def _columns(path, data, prep: Preprocessor, role: str, enc: TableEncoder | None = None):
+    """The file's cells by column and the (training: not yet fitted) encoder of its features; with
+    ``role`` "train" the column kinds are settled (auto-detected categories with too many levels read as
+    numbers) and the feature and target names recorded in ``prep``."""
     header = header_of(path)
     features, targets = _names(path, data, prep, role, header)
     fresh = role == "train"
@@ -104,20 +109,69 @@ def _read(path, data, prep: Preprocessor, role: str, enc: TableEncoder | None = 
             for c in enc.columns:
                 if c.name in bad:
                     c.kind = "number"
-            return _read(path, data, prep, role, enc)
+            return _columns(path, data, prep, role, enc)
         if guessed:
             prep.notes.append(f"{path}: read {', '.join(f'{c.name!r}' for c in guessed)} as categorical (not "
                               f"numbers); list them in data.categorical to choose their encoding")
-        enc.fit(cols)
         prep.feature_names, prep.target_names = features, targets
-        prep.meta["table"] = enc.to_json()
+    w = _weights(cols, path, weight[0], len(cols)) if weight else None
+    return cols, enc, _targets(cols, targets, classify), w
+
+
+def _encode(enc: TableEncoder, cols: Columns, prep: Preprocessor) -> np.ndarray:
+    """Encoded inputs; unseen category levels counted into ``prep.unseen``."""
     x, unseen = enc.transform(cols)
     for k, v in unseen.items():
         prep.unseen[k] = prep.unseen.get(k, 0) + v
-    if enc.ids_only:
-        x = x.astype(np.int64)
-    w = _weights(cols, path, weight[0], len(x)) if weight else None
-    return x, _targets(cols, targets, classify), enc, w
+    return x.astype(np.int64) if enc.ids_only else x
+
+
+def _fit(enc: TableEncoder, cols: Columns, prep: Preprocessor) -> None:
+    enc.fit(cols)
+    prep.meta["table"] = enc.to_json()
+
+
+def _read(path, data, prep: Preprocessor, role: str):
+    cols, enc, y, w = _columns(path, data, prep, role)
+    if role == "train":
+        _fit(enc, cols, prep)
+    return _encode(enc, cols, prep), y, enc, w
+
+
+@dataclass
+class Table:
+    """A training CSV read but not encoded (for k-fold: each fold fits the encoding on its own rows)."""
+
+    cols: Columns
+    enc: TableEncoder  # column kinds settled, nothing fitted
+    y: np.ndarray
+    w: np.ndarray | None
+
+
+def read_table(data: dict, prep: Preprocessor) -> Table:
+    table = Table(*_columns(data["train"], data, prep, "train"))
+    # encoded once whole, thrown away: a missing cell nothing may fill is named by its line in the file
+    whole = copy.deepcopy(table.enc)
+    whole.fit(table.cols)
+    whole.transform(table.cols)
+    return table
+
+
+def encode_fold(table: Table, train_rows: np.ndarray, val_rows: np.ndarray, prep: Preprocessor):
+    """Inputs of a fold's training and held-out rows, the encoding (vocabularies, fill values) fitted on the
+    training rows alone and stored in ``prep``; levels seen only in the held-out rows count as unseen there.
+    Returns (x_train, x_val, layer defaults)."""
+    enc = copy.deepcopy(table.enc)
+    train = table.cols.take(train_rows)
+    _fit(enc, train, prep)
+    x_tr = _encode(enc, train, prep)
+    prep.unseen.clear()  # what is reported is the held-out rows' count
+    x_va = _encode(enc, table.cols.take(val_rows), prep)
+    return x_tr, x_va, _defaults(enc)
+
+
+def _defaults(enc: TableEncoder) -> dict:
+    return {"input_dim": max(len(c.vocab) for c in enc.columns) + 1} if enc.ids_only else {}
 
 
 def _targets(cols: Columns, targets: list[str], classify: bool) -> np.ndarray:
@@ -164,9 +218,7 @@ def load(data: dict, prep: Preprocessor) -> Splits:
         prep.notes.append(f"{data['train']}: {size >> 20} MiB of CSV is read into memory; for data larger than "
                           f"memory, convert it once (nnctl data convert) and train on the HDF5 file streamed")
     x, y, enc, w = _read(data["train"], data, prep, "train")
-    s = Splits(x, y, w_train=w)
-    if enc.ids_only:
-        s.defaults = {"input_dim": max(len(c.vocab) for c in enc.columns) + 1}
+    s = Splits(x, y, w_train=w, defaults=_defaults(enc))
     if data.get("test"):
         s.x_test, s.y_test = csv_xy(data["test"], data, prep, "test")
     if isinstance(data.get("validation"), str):
