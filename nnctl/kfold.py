@@ -3,7 +3,9 @@
 Folds are drawn once from the seed: a classifier's samples are dealt class by class (each class shuffled,
 then fold = position mod K over the classes in turn), so every fold holds each class's share to within one
 sample; other targets are shuffled and cut into K near-equal parts. Preprocessing (normalisation,
-target scaling) is fitted on each run's training folds only. Each fold trains through ``run.train`` into
+target scaling, a CSV's category vocabularies and missing-value fills) is fitted on each run's training folds
+only: a level present only in the held-out fold is out of vocabulary there (counted in the fold's
+``unseen_in_validation``). Each fold trains through ``run.train`` into
 its own checkpoint and run folder (``<stem>.fold<i>.h5``, ``<stem>.fold<i>.run``); the ``<stem>.kfold``
 folder holds the mean and the standard deviation (NumPy's, ddof 0) over the folds of every quantity at each
 run's checkpoint epoch, as a one-row run that ``nnctl compare`` and ``nnctl plot`` read.
@@ -35,7 +37,8 @@ def fold_indices(n: int, k: int, seed: int, labels: np.ndarray | None = None) ->
 
 
 def _raw(spec: dict):
-    """The training file's raw samples (no validation, no test) and the unfitted preprocessing the loader set up."""
+    """The training file's raw samples (no validation, no test), the unfitted preprocessing the loader set up,
+    and for a CSV its unencoded ``tabular.Table`` (then the samples' x are row numbers into it)."""
     from nnctl.data import loader, parse_rescale, resolve_kind  # noqa: PLC0415
     from nnctl.data.preprocess import Preprocessor, task_of  # noqa: PLC0415
     from nnctl.spec import loss_config  # noqa: PLC0415
@@ -44,7 +47,15 @@ def _raw(spec: dict):
     kind = resolve_kind(data)
     prep = Preprocessor(kind, task_of(loss_config(spec["train"])[0]), data.get("normalize", "none"),
                         data.get("normalize_target", "none"), parse_rescale(data.get("rescale")))
-    s = loader(kind)(data, prep)
+    table = None
+    if kind == "tabular":  # cells read, encoding left for each fold to fit on its own training rows
+        from nnctl.data.splits import Splits  # noqa: PLC0415
+        from nnctl.data.tabular import read_table  # noqa: PLC0415
+
+        table = read_table(data, prep)
+        s = Splits(np.arange(len(table.y)), table.y, w_train=table.w)  # x: row numbers into table.cols
+    else:
+        s = loader(kind)(data, prep)
     if s.ordered:
         raise DataError(f"{data['train']}: --k-fold needs exchangeable samples; {kind} windows are ordered in time "
                         f"(validate on the end of the series with data.validation = {{ split = 0.2 }})")
@@ -54,7 +65,8 @@ def _raw(spec: dict):
         rng = np.random.default_rng(np.random.SeedSequence(spec["seed"], spawn_key=(2,)))
         keep = np.sort(rng.permutation(len(s.x_train))[: data["subset"]])
         s.x_train, s.y_train = s.x_train[keep], s.y_train[keep]
-    return s, prep
+        s.w_train = None if s.w_train is None else s.w_train[keep]
+    return s, prep, table
 
 
 def strata(y: np.ndarray, task: str) -> np.ndarray | None:
@@ -70,7 +82,7 @@ def fold_datasets(spec: dict, k: int):
     """Yield (validation indices, Dataset) for each fold, preprocessing fitted on the other folds."""
     from nnctl.data import Dataset  # noqa: PLC0415
 
-    s, prep = _raw(spec)
+    s, prep, table = _raw(spec)
     folds = fold_indices(len(s.x_train), k, spec["seed"], strata(s.y_train, prep.task))
     dtype = np.dtype(spec["dtype"])
     name = spec["data"]["train"]
@@ -78,12 +90,19 @@ def fold_datasets(spec: dict, k: int):
         train = np.ones(len(s.x_train), bool)
         train[val_idx] = False
         p = copy.deepcopy(prep)
-        p.fit_x(s.x_train[train])
+        if table is not None:  # category vocabularies and fill values from the training folds only
+            from nnctl.data.tabular import encode_fold  # noqa: PLC0415
+
+            raw_tr, raw_va, defaults = encode_fold(table, s.x_train[train], s.x_train[val_idx], p)
+        else:
+            raw_tr, raw_va, defaults = s.x_train[train], s.x_train[val_idx], dict(s.defaults)
+        p.fit_x(raw_tr)
         p.fit_y(s.y_train[train], name)
-        x_tr, y_tr = p.transform_x(s.x_train[train], dtype), p.encode_y(s.y_train[train], name, dtype)
-        x_va = p.transform_x(s.x_train[val_idx], dtype)
+        x_tr, y_tr = p.transform_x(raw_tr, dtype), p.encode_y(s.y_train[train], name, dtype)
+        x_va = p.transform_x(raw_va, dtype)
         y_va = p.encode_y(s.y_train[val_idx], f"{name} (fold {i + 1} of {k})", dtype)
-        yield val_idx, Dataset(x_tr, y_tr, x_va, y_va, None, None, p, dict(s.defaults))
+        w_tr = None if s.w_train is None else s.w_train[train]
+        yield val_idx, Dataset(x_tr, y_tr, x_va, y_va, None, None, p, defaults, w_tr)
 
 
 def fold_paths(spec: dict, i: int) -> tuple[str, str | None]:
@@ -130,6 +149,7 @@ def cross_validate(spec: dict, k: int, train, emit=lambda e: None, **train_kw) -
         folds.append({"fold": i, "checkpoint": done["checkpoint"], "run_dir": done["run_dir"],
                       "train_samples": int(len(ds.x_train)), "validation_samples": int(len(val_idx)),
                       "epochs_run": done["epochs_run"], "weights_epoch": done["weights_epoch"],
+                      "unseen_in_validation": dict(ds.prep.unseen),
                       "metrics": {m: v for m, v in done["metrics"].items() if _scored(m)}})
     names = [m for m in folds[0]["metrics"] if all(m in f["metrics"] for f in folds)]
     values = {m: np.array([f["metrics"][m] for f in folds], dtype=np.float64) for m in names}

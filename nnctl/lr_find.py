@@ -51,8 +51,7 @@ def sweep(trainer: Trainer, x, y, start: float = 1e-7, end: float = 10.0, steps:
             pos += bs
             xb = B.asarray(x[idx], dtype=model.input_dtype)
             yb = B.asarray(y[idx])
-            w = None if trainer.class_weight is None else trainer.class_weight[losses.label_ids(yb, trainer.task)]
-            value, _ = trainer.loss_and_grad(xb, yb, weights=w)
+            value, _ = trainer.loss_and_grad(xb, yb, weights=trainer.batch_weights(yb, idx))
             if model.has_regularization():
                 value = value + model.regularization(add_grads=True)
             opt.step(model.flat_params, model.flat_grads, model.slices.values(), lr=float(lr))
@@ -172,6 +171,7 @@ def lr_find(spec: dict, device: str = "auto", start: float = 1e-7, end: float = 
         trainer.class_weight = B.asarray(losses.class_weights(
             spec["train"]["class_weight"], losses.label_ids(ds.y_train, ds.prep.task), trainer.n_classes,
             ds.prep.classes))
+    trainer.sample_weight = ds.w_train
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
         result = sweep(trainer, ds.x_train, ds.y_train, start, end, steps, seed=spec["seed"])
     result["spec"] = spec.get("_source", "spec")

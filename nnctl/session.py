@@ -198,6 +198,7 @@ class Session:
                     ds.prep.classes))
             except ValueError as exc:
                 raise SpecError(f"{spec.get('_source', 'spec')}: {exc}") from None
+        trainer.sample_weight = ds.w_train  # data.sample_weight, sliced like x_train
         return trainer
 
     def _resume(self, resume: str) -> None:

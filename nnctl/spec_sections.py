@@ -49,6 +49,9 @@ class DataSection:
                                         default=None)
     target: str | int | list | None = doc("target column(s), name or index (default: the last column)", default=None)
     features: list | None = doc("CSV input columns (default: every column but the target)", default=None)
+    sample_weight: str | None = doc("per-sample training-loss weights: a CSV column (not a feature) or an "
+                                    "npz/h5 array (a .npy file beside .npy inputs) of N non-negative numbers",
+                                    default=None)
     x: str = doc("npz/h5 key of the inputs", default="x")
     y: str = doc("npz/h5 key of the targets", default="y")
     normalize: Scaling = doc("input scaling, statistics from the training split only", default="none")

@@ -106,6 +106,7 @@ class Trainer:
         self.optimizer.init_slots(model.flat_params.size, model.dtype)
         self._buffers: dict = {}
         self.class_weight = None  # device (n_classes,) loss weights of train.class_weight (losses.class_weights)
+        self.sample_weight: np.ndarray | None = None  # host (N,) data.sample_weight, by training row
         self._summed: Any = None  # K > 1: sum_k n_k * g_k over the batches of the step so far
         self._summed_rows = 0  # sum_k n_k
 
@@ -123,6 +124,15 @@ class Trainer:
             grad = grad * grad.dtype.type(scale)
         model.backward(grad, skip_output_activation=self.fused)
         return value, y
+
+    def batch_weights(self, yb, rows: np.ndarray):
+        """Per-sample loss weights of a batch, w_i = class_weight[label_i] * sample_weight[row_i] (either factor
+        1 where absent), or None when neither is set."""
+        w = None if self.class_weight is None else self.class_weight[losses.label_ids(yb, self.task)]
+        if self.sample_weight is not None:
+            sw = B.asarray(self.sample_weight[rows], dtype=self.model.dtype)
+            w = sw if w is None else w * sw
+        return w
 
     def step(self, lr: float) -> None:
         """Exchange the gradient and step the optimizer on it, then ``after_step``."""
@@ -149,8 +159,7 @@ class Trainer:
                 xb = self.hooks.augment(xb, self.aug_rng)
             xb = B.asarray(xb, dtype=model.input_dtype)
             yb = B.asarray(self._gather(y, shard.rows, "y"))
-            w = None if self.class_weight is None else self.class_weight[losses.label_ids(yb, self.task)]
-            value, out = self.loss_and_grad(xb, yb, scale=shard.scale, weights=w)
+            value, out = self.loss_and_grad(xb, yb, scale=shard.scale, weights=self.batch_weights(yb, shard.rows))
         if self.accumulate == 1:
             if regularized:  # every rank adds the penalty's gradient: the exchange averages it back to once
                 value = value + model.regularization(add_grads=True)

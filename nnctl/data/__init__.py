@@ -124,6 +124,8 @@ def _validation_split(s: Splits, split: float, stratify: bool, rng, name: str) -
         val_mask[rng.permutation(n)[:n_val]] = True
     s.x_val, s.y_val = rows_of(s.x_train, val_mask), s.y_train[val_mask]
     s.x_train, s.y_train = rows_of(s.x_train, ~val_mask), s.y_train[~val_mask]
+    if s.w_train is not None:  # validation stays unweighted (Keras's sample_weight is the training loss's)
+        s.w_train = s.w_train[~val_mask]
 
 
 def load_dataset(spec: dict, with_test: bool = True) -> Dataset:
@@ -134,6 +136,9 @@ def load_dataset(spec: dict, with_test: bool = True) -> Dataset:
     kind = resolve_kind(data)
     prep = Preprocessor(kind, task_of(loss_config(spec["train"])[0]), data.get("normalize", "none"),
                         data.get("normalize_target", "none"), parse_rescale(data.get("rescale")))
+    if data.get("sample_weight") is not None and kind not in ("tabular", "arrays"):
+        raise DataError(f"{data['train']}: data.sample_weight: expected tabular (CSV) or arrays (.npz/.h5/.npy) "
+                        f"data, found {kind} data")
     s = loader(kind)(dict(data, _seed=spec["seed"]), prep)  # text splits before building its vocabulary
     rng = np.random.default_rng(np.random.SeedSequence(spec["seed"], spawn_key=(2,)))
     name = data["train"]
@@ -141,6 +146,7 @@ def load_dataset(spec: dict, with_test: bool = True) -> Dataset:
         if data["subset"] < len(s.x_train):
             keep = np.sort(rng.permutation(len(s.x_train))[: data["subset"]])
             s.x_train, s.y_train = rows_of(s.x_train, keep), s.y_train[keep]
+            s.w_train = None if s.w_train is None else s.w_train[keep]
     val = data.get("validation")
     val_path = val if isinstance(val, str) else (val.get("path") if isinstance(val, dict) else None)
     shape, classes = s.x_train.shape[1:], _label_classes(s.y_train, prep)
@@ -167,7 +173,7 @@ def load_dataset(spec: dict, with_test: bool = True) -> Dataset:
         if x is not None and x.shape[1:] != x_train.shape[1:]:
             raise DataError(f"{data.get(split_name) if isinstance(data.get(split_name), str) else name}: "
                             f"{split_name} inputs have shape {list(x.shape[1:])}, training inputs {list(x_train.shape[1:])}")
-    return Dataset(x_train, y_train, x_val, y_val, x_test, y_test, prep, s.defaults)
+    return Dataset(x_train, y_train, x_val, y_val, x_test, y_test, prep, s.defaults, s.w_train)
 
 
 def _label_classes(y, prep: Preprocessor):

@@ -14,7 +14,7 @@ import numpy as np
 
 from nnctl.data.preprocess import Preprocessor
 from nnctl.data.readers import _exists, _npy_header, read_arrays
-from nnctl.data.splits import Splits
+from nnctl.data.splits import Splits, check_weights
 from nnctl.data.streaming import Rows
 from nnctl.errors import DataError, quote
 
@@ -98,8 +98,40 @@ def arrays_xy(path, data: dict):
     return x, y
 
 
+def sample_weights(path, name: str, n: int) -> np.ndarray:
+    """``data.sample_weight`` of an arrays file: the array ``name`` beside x and y in a .npz/.h5 file, or a
+    .npy file named relative to a .npy of inputs; (n,) non-negative finite numbers."""
+    p = _exists(path)
+    beside = _targets_beside(p, name) if p.suffix.lower() == ".npy" else None
+    if p.suffix.lower() == ".npy" and beside is None:
+        raise DataError(f"{p}: data.sample_weight: expected a .npy file of weights beside these inputs, found {name!r}")
+    if beside is not None:
+        where, w = f"{beside.name}", read_arrays(_exists(beside), ("w",))[0]
+    else:
+        where, w = f"array {name!r}", _named(p, name)
+    return check_weights(w, p, n, where)
+
+
+def _named(p: pathlib.Path, name: str):
+    """The array ``name`` of a .npz/.h5 file, refused (naming the arrays there) when it is absent."""
+    if p.suffix.lower() in (".h5", ".hdf5"):
+        import h5py  # noqa: PLC0415
+
+        with h5py.File(p, "r") as f:
+            names = list(f.keys())
+    else:
+        with np.load(p, allow_pickle=False) as z:
+            names = list(z.files)
+    if name not in names:
+        raise DataError(f"{p}: data.sample_weight: expected an array named {name!r}, found "
+                        f"{', '.join(names[:20]) or 'none'}")
+    return read_arrays(p, (name,))[0]
+
+
 def load(data: dict, prep: Preprocessor) -> Splits:
     s = Splits(*arrays_xy(data["train"], data))
+    if data.get("sample_weight") is not None:
+        s.w_train = sample_weights(data["train"], data["sample_weight"], len(s.x_train))
     if data.get("test"):
         s.x_test, s.y_test = arrays_xy(data["test"], data)
     if isinstance(data.get("validation"), str):

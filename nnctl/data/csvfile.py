@@ -49,6 +49,11 @@ class Columns:
             return None
         return self.table[:, first:first + len(names)]
 
+    def take(self, rows: np.ndarray) -> Columns:
+        """The cells of ``rows`` only (copies; no table view, lines no longer those of the file)."""
+        return Columns(self.name, self.header, {k: v[rows] for k, v in self.numbers.items()},
+                       {k: v[rows] for k, v in self.text.items()}, self.fast)
+
     def __len__(self) -> int:
         for arrays in (self.numbers, self.text):
             for a in arrays.values():

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from nnctl.data.preprocess import Preprocessor
+from nnctl.errors import DataError
 
 
 @dataclass
@@ -22,6 +23,7 @@ class Splits:
     y_test: np.ndarray | None = None
     ordered: bool = False
     defaults: dict = field(default_factory=dict)  # layer keys taken from the data (Embedding input_dim)
+    w_train: np.ndarray | None = None  # (N,) float64 data.sample_weight of the training rows, or None
 
 
 @dataclass
@@ -34,7 +36,28 @@ class Dataset:
     y_test: np.ndarray | None
     prep: Preprocessor
     defaults: dict
+    w_train: np.ndarray | None = None  # (N,) float64 per-sample loss weights of the training rows, or None
 
     @property
     def input_shape(self) -> tuple:
         return tuple(self.x_train.shape[1:])
+
+
+def check_weights(w, path, n: int, where: str, first_row: int = 0, unit: str = "row") -> np.ndarray:
+    """``data.sample_weight`` as (N,) float64, refused unless it holds ``n`` non-negative finite numbers.
+
+    ``where`` names the column or array; the first row is reported as ``unit`` ``first_row`` (CSV: line 2)."""
+    w = np.asarray(w)
+    if w.ndim == 2 and w.shape[1] == 1:
+        w = w[:, 0]
+    if w.dtype.kind not in "biuf" or w.ndim != 1:
+        raise DataError(f"{path}: data.sample_weight: expected {where} to hold one number per sample, found "
+                        f"an array of shape {list(w.shape)} and type {w.dtype}")
+    if len(w) != n:
+        raise DataError(f"{path}: data.sample_weight: expected {n} weights in {where} (one per sample), found {len(w)}")
+    w = w.astype(np.float64)
+    bad = np.nonzero(~np.isfinite(w) | (w < 0))[0]
+    if len(bad):
+        raise DataError(f"{path}: data.sample_weight: expected a non-negative finite weight in {where}, found "
+                        f"{float(w[bad[0]])} at {unit} {first_row + int(bad[0])}")
+    return w

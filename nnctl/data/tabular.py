@@ -7,14 +7,16 @@ follow ``data.missing``. ``columns.TableEncoder`` does the encoding, fitted on t
 
 from __future__ import annotations
 
+import copy
 import pathlib
+from dataclasses import dataclass
 
 import numpy as np
 
 from nnctl.data.columns import TableEncoder, plan
 from nnctl.data.csvfile import Columns, header_of, is_missing, read_columns, sample_rows, try_fast
 from nnctl.data.preprocess import Preprocessor
-from nnctl.data.splits import Splits
+from nnctl.data.splits import Splits, check_weights
 from nnctl.errors import DataError
 
 SAMPLE_ROWS = 200  # rows looked at to guess which columns hold text
@@ -33,7 +35,14 @@ def _names(path, data: dict, prep: Preprocessor, role: str, header: list[str]) -
             raise DataError(f"{path}: no target column {t!r}; columns are {', '.join(header)}")
     # another file (validation, test, evaluate --data) is read by the training columns' names
     known = prep.feature_names if role != "train" and prep.feature_names else None
-    features = data.get("features") or known or [h for h in header if h not in targets]
+    weight = data.get("sample_weight") if role == "train" else None
+    if weight is not None and weight not in header:
+        raise DataError(f"{path}: data.sample_weight: expected a column named {weight!r}, found columns "
+                        f"{', '.join(header)}")
+    if weight is not None and (weight in targets or weight in (data.get("features") or [])):
+        raise DataError(f"{path}: data.sample_weight: expected a column that is neither a feature nor a target, "
+                        f"found {weight!r} listed as one")
+    features = data.get("features") or known or [h for h in header if h not in targets and h != weight]
     for f in features:
         if f not in header:
             raise DataError(f"{path}: no feature column {f!r}; columns are {', '.join(header)}")
@@ -68,7 +77,10 @@ def _encoder(path, data: dict, prep: Preprocessor, header: list[str], features: 
     return TableEncoder(plan(data, features, guess, str(data.get("_source", "spec"))))
 
 
-def _read(path, data, prep: Preprocessor, role: str, enc: TableEncoder | None = None):
+def _columns(path, data, prep: Preprocessor, role: str, enc: TableEncoder | None = None):
+    """The file's cells by column and the (training: not yet fitted) encoder of its features; with
+    ``role`` "train" the column kinds are settled (auto-detected categories with too many levels read as
+    numbers) and the feature and target names recorded in ``prep``."""
     header = header_of(path)
     features, targets = _names(path, data, prep, role, header)
     fresh = role == "train"
@@ -78,12 +90,14 @@ def _read(path, data, prep: Preprocessor, role: str, enc: TableEncoder | None = 
         enc = TableEncoder.from_json(prep.meta["table"]) if prep.meta.get("table") else \
             TableEncoder.from_json([{"name": f} for f in features])
     classify = prep.task != "regression"
+    weight = [data["sample_weight"]] if fresh and data.get("sample_weight") is not None else []
     numeric = enc.numeric + ([] if classify else targets)
-    text = enc.text + (targets[:1] if classify else [])
+    # read as text: the weights' own check names data.sample_weight for a bad, missing or infinite cell
+    text = enc.text + weight + (targets[:1] if classify else [])
     cols = None
     if classify and not enc.missing_ok and _text_like(path, header, targets[:1]) == set():
         # labels that look like numbers: parsed in C; they are read as text if any is not a number
-        cols = try_fast(path, numeric + targets[:1], enc.text)
+        cols = try_fast(path, numeric + targets[:1], enc.text + weight)
         if cols is not None:
             cols.text[targets[0]] = cols.numbers.pop(targets[0])
     if cols is None:
@@ -95,19 +109,69 @@ def _read(path, data, prep: Preprocessor, role: str, enc: TableEncoder | None = 
             for c in enc.columns:
                 if c.name in bad:
                     c.kind = "number"
-            return _read(path, data, prep, role, enc)
+            return _columns(path, data, prep, role, enc)
         if guessed:
             prep.notes.append(f"{path}: read {', '.join(f'{c.name!r}' for c in guessed)} as categorical (not "
                               f"numbers); list them in data.categorical to choose their encoding")
-        enc.fit(cols)
         prep.feature_names, prep.target_names = features, targets
-        prep.meta["table"] = enc.to_json()
+    w = _weights(cols, path, weight[0], len(cols)) if weight else None
+    return cols, enc, _targets(cols, targets, classify), w
+
+
+def _encode(enc: TableEncoder, cols: Columns, prep: Preprocessor) -> np.ndarray:
+    """Encoded inputs; unseen category levels counted into ``prep.unseen``."""
     x, unseen = enc.transform(cols)
     for k, v in unseen.items():
         prep.unseen[k] = prep.unseen.get(k, 0) + v
-    if enc.ids_only:
-        x = x.astype(np.int64)
-    return x, _targets(cols, targets, classify), enc
+    return x.astype(np.int64) if enc.ids_only else x
+
+
+def _fit(enc: TableEncoder, cols: Columns, prep: Preprocessor) -> None:
+    enc.fit(cols)
+    prep.meta["table"] = enc.to_json()
+
+
+def _read(path, data, prep: Preprocessor, role: str):
+    cols, enc, y, w = _columns(path, data, prep, role)
+    if role == "train":
+        _fit(enc, cols, prep)
+    return _encode(enc, cols, prep), y, enc, w
+
+
+@dataclass
+class Table:
+    """A training CSV read but not encoded (for k-fold: each fold fits the encoding on its own rows)."""
+
+    cols: Columns
+    enc: TableEncoder  # column kinds settled, nothing fitted
+    y: np.ndarray
+    w: np.ndarray | None
+
+
+def read_table(data: dict, prep: Preprocessor) -> Table:
+    table = Table(*_columns(data["train"], data, prep, "train"))
+    # encoded once whole, thrown away: a missing cell nothing may fill is named by its line in the file
+    whole = copy.deepcopy(table.enc)
+    whole.fit(table.cols)
+    whole.transform(table.cols)
+    return table
+
+
+def encode_fold(table: Table, train_rows: np.ndarray, val_rows: np.ndarray, prep: Preprocessor):
+    """Inputs of a fold's training and held-out rows, the encoding (vocabularies, fill values) fitted on the
+    training rows alone and stored in ``prep``; levels seen only in the held-out rows count as unseen there.
+    Returns (x_train, x_val, layer defaults)."""
+    enc = copy.deepcopy(table.enc)
+    train = table.cols.take(train_rows)
+    _fit(enc, train, prep)
+    x_tr = _encode(enc, train, prep)
+    prep.unseen.clear()  # what is reported is the held-out rows' count
+    x_va = _encode(enc, table.cols.take(val_rows), prep)
+    return x_tr, x_va, _defaults(enc)
+
+
+def _defaults(enc: TableEncoder) -> dict:
+    return {"input_dim": max(len(c.vocab) for c in enc.columns) + 1} if enc.ids_only else {}
 
 
 def _targets(cols: Columns, targets: list[str], classify: bool) -> np.ndarray:
@@ -123,9 +187,28 @@ def _targets(cols: Columns, targets: list[str], classify: bool) -> np.ndarray:
         return raw
 
 
+def _weights(cols: Columns, path, name: str, n: int) -> np.ndarray:
+    """The weight column's cells as numbers, the first that is not a number named with its line."""
+    cells = cols.text[name]
+    if cells.dtype.kind == "f":
+        return check_weights(cells, path, n, f"column {name!r}", cols.first_line, "line")
+    try:  # the common case, parsed in C
+        return check_weights(cells.astype(np.float64), path, n, f"column {name!r}", cols.first_line, "line")
+    except ValueError:
+        pass
+    out = np.empty(len(cells), np.float64)
+    for i, cell in enumerate(cells.tolist()):
+        try:
+            out[i] = float(cell)
+        except ValueError:
+            raise DataError(f"{path}: data.sample_weight: expected a number in column {name!r}, found "
+                            f"{cell!r} at line {cols.first_line + i}") from None
+    return check_weights(out, path, n, f"column {name!r}", cols.first_line, "line")
+
+
 def csv_xy(path, data: dict, prep: Preprocessor, role: str) -> tuple[np.ndarray, np.ndarray]:
     """Encoded inputs and raw targets of one CSV file; ``role`` "train" fits the column encoding."""
-    x, y, _ = _read(path, data, prep, role)
+    x, y, _, _ = _read(path, data, prep, role)
     return x, y
 
 
@@ -134,10 +217,8 @@ def load(data: dict, prep: Preprocessor) -> Splits:
     if size > int(data.get("stream_above_mb", 1024)) << 20:
         prep.notes.append(f"{data['train']}: {size >> 20} MiB of CSV is read into memory; for data larger than "
                           f"memory, convert it once (nnctl data convert) and train on the HDF5 file streamed")
-    x, y, enc = _read(data["train"], data, prep, "train")
-    s = Splits(x, y)
-    if enc.ids_only:
-        s.defaults = {"input_dim": max(len(c.vocab) for c in enc.columns) + 1}
+    x, y, enc, w = _read(data["train"], data, prep, "train")
+    s = Splits(x, y, w_train=w, defaults=_defaults(enc))
     if data.get("test"):
         s.x_test, s.y_test = csv_xy(data["test"], data, prep, "test")
     if isinstance(data.get("validation"), str):
