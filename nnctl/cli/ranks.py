@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import time
 import traceback
 from collections.abc import Iterator
 
@@ -41,6 +42,7 @@ def guard(world: World) -> Iterator[World]:
                 raise  # the CLI says which checkpoint it wrote and exits with the interruption's code
             sys.exit(0)  # rank 0's exit code is the job's
         report(world, exc)
+        time.sleep(0.5)  # let mpiexec forward the error line: MPI_Abort kills the ranks before it drains stderr
         world.abort(exit_code(exc))
     else:
         if world.size > 1:
