@@ -8,7 +8,9 @@ y in {0, 1}), ``categorical`` (one-hot y), ``sparse`` (integer y), ``regression`
 - auc: area under the ROC curve, exact (the Mann-Whitney statistic, ties counted half); pr_auc: average
   precision, sum_n (R_n - R_{n-1}) P_n over the distinct thresholds. Both pool every (class, sample) pair
   for more than one output column (Keras's ``multi_label = False``).
-- top_k_categorical_accuracy: the true class is among the k = 5 highest scores (ties at the boundary count in).
+- top_k_categorical_accuracy: the true class is among the k = 5 highest scores (ties at the boundary count in);
+  ``top<k>_accuracy`` (``top3_accuracy``) for any other k, and ``f<beta>`` (``f3``, ``f0.25``) for any
+  F_beta, so a logged name says its parameter.
 - mean_iou: mean over classes that occur of TP / (TP + FP + FN).
 - crossentropy: the binary, categorical or sparse cross-entropy of the loss's encoding, p clipped to [1e-7, 1 - 1e-7].
 - mae, mse, rmse, r2, mape (100 |y - p| / max(|y|, 1e-7)), msle ((log1p(max(p, 1e-7)) - log1p(max(y, 1e-7)))^2).
@@ -16,6 +18,7 @@ y in {0, 1}), ``categorical`` (one-hot y), ``sparse`` (integer y), ``regression`
 
 from __future__ import annotations
 
+import re
 from typing import NamedTuple
 
 import numpy as np
@@ -42,7 +45,23 @@ def _add(name, fn, classification, higher, *aliases):
 
 def canonical(name: str) -> str:
     """The canonical name of a metric or its alias (``acc`` -> ``accuracy``); unknown names pass unchanged."""
+    add_parametrised(name)
     return METRICS.canonical(name) if name in METRICS else str(name).lower()
+
+
+_TOP_K_NAME = re.compile(r"top([1-9][0-9]{0,3})_accuracy")
+_FBETA_NAME = re.compile(r"f([0-9]+(?:\.[0-9]+)?)")
+
+
+def add_parametrised(name) -> None:
+    """Register ``top<k>_accuracy`` or ``f<beta>`` on first use (a name that says its parameter)."""
+    text = str(name).lower()
+    if not isinstance(name, str) or name in METRICS:
+        return
+    if m := _TOP_K_NAME.fullmatch(text):
+        _add(text, _top_k(int(m.group(1))), True, True)
+    elif (m := _FBETA_NAME.fullmatch(text)) and float(m.group(1)) > 0:
+        _add(text, _prf("f", "macro", float(m.group(1))), True, True)
 
 
 # -- class labels and counts ----------------------------------------------------------------------------
@@ -103,13 +122,18 @@ def _accuracy(p, y, kind, n_classes):
     return (pred == true).mean()
 
 
-def _top_k(p, y, kind, n_classes):
-    xp = B.xp
-    if kind == "binary":  # two classes: always within the top 5
-        return 1.0
-    true = y.argmax(axis=-1) if kind == "categorical" else y.astype(xp.int64)
-    score = xp.take_along_axis(p, true[..., None], axis=-1)
-    return ((p > score).sum(axis=-1) < TOP_K).mean()
+def _top_k(k: int):
+    """The share of samples whose true class is among the k highest scores (ties at the boundary count in)."""
+
+    def fn(p, y, kind, n_classes):
+        xp = B.xp
+        if kind == "binary":  # two classes: always within the top k >= 2; top 1 is accuracy
+            return 1.0 if k >= 2 else _accuracy(p, y, kind, n_classes)
+        true = y.argmax(axis=-1) if kind == "categorical" else y.astype(xp.int64)
+        score = xp.take_along_axis(p, true[..., None], axis=-1)
+        return ((p > score).sum(axis=-1) < k).mean()
+
+    return fn
 
 
 def _mean_iou(p, y, kind, n_classes):
@@ -203,7 +227,7 @@ for _avg in ("micro", "weighted"):
     _add(f"f1_{_avg}", _prf("f1", _avg), True, True)
 _add("auc", _roc_auc, True, True, "roc_auc")
 _add("pr_auc", _pr_auc, True, True, "auc_pr", "average_precision")
-_add("top_k_categorical_accuracy", _top_k, True, True, "sparse_top_k_categorical_accuracy", "top_k_accuracy",
+_add("top_k_categorical_accuracy", _top_k(TOP_K), True, True, "sparse_top_k_categorical_accuracy", "top_k_accuracy",
      "top5_accuracy")
 _add("mean_iou", _mean_iou, True, True, "iou", "one_hot_mean_iou")
 _add("crossentropy", _crossentropy, True, False, "binary_crossentropy", "categorical_crossentropy",
@@ -215,7 +239,6 @@ _add("r2", _r2, False, True, "r2_score")
 _add("mape", _mape, False, False, "mean_absolute_percentage_error")
 _add("msle", _msle, False, False, "mean_squared_logarithmic_error")
 NAMES = METRICS.names()
-CLASSIFICATION = tuple(n for n in NAMES if METRICS.get(n).classification)
 
 
 def compute(names: list[str], p, y, kind: str, n_classes: int = 2) -> dict[str, float]:

@@ -207,11 +207,12 @@ def _check_train(spec: dict) -> list[str]:
     loss_name = loss_config(train)[0]
     for i, m in enumerate(train["metrics"]):
         try:
+            metrics.add_parametrised(m)  # top3_accuracy, f3
             name = train["metrics"][i] = metrics.METRICS.canonical(m)
         except LookupError as exc:
             problems.append(f"train.metrics[{i}]: {exc}")
             continue
-        if name in metrics.CLASSIFICATION and not losses.is_classification(loss_name):
+        if metrics.METRICS.get(name).classification and not losses.is_classification(loss_name):
             problems.append(f"train.metrics[{i}]: {name} needs a classification loss, found loss {loss_name!r}")
     return problems + schedules.check(train.get("lr_schedule")) + losses.check_class_weight(
         train.get("class_weight"), loss_name)

@@ -5,7 +5,7 @@ import itertools
 import numpy as np
 import pytest
 
-from helpers import dev
+from helpers import ROOT, dev
 from nnctl import metrics
 
 RNG = np.random.default_rng(3)
@@ -68,6 +68,53 @@ def test_top_k_hand_computed():
     assert m("top_k_categorical_accuracy", p, np.eye(6)[ids], "categorical", 6) == pytest.approx(2 / 3)
 
 
+def test_top_k_for_any_k_by_its_name():
+    p = np.array([[0.1, 0.2, 0.3, 0.05, 0.05, 0.3],  # true 0: 4 scores above it
+                  [0.5, 0.1, 0.1, 0.1, 0.1, 0.1],  # true 1: 1 above
+                  [0.01, 0.02, 0.03, 0.04, 0.05, 0.85]])  # true 0: 5 above
+    y = np.array([0, 1, 0]).astype(float)
+    assert m("top1_accuracy", p, y, "sparse", 6) == pytest.approx(0.0)
+    assert m("top2_accuracy", p, y, "sparse", 6) == pytest.approx(1 / 3)
+    assert m("top5_accuracy", p, y, "sparse", 6) == pytest.approx(2 / 3)  # = top_k_categorical_accuracy
+    assert m("top6_accuracy", p, y, "sparse", 6) == pytest.approx(1.0)
+
+
+def test_fbeta_for_any_beta_by_its_name():
+    p, y = _confusion_case()
+    # per class (P, R): (1, 2/3), (1/2, 1/2), (1/2, 1); F_b = (1 + b^2) P R / (b^2 P + R), macro mean
+    per = [(1, 2 / 3), (1 / 2, 1 / 2), (1 / 2, 1)]
+    for beta in (3.0, 0.25):
+        b2 = beta * beta
+        want = sum((1 + b2) * P * R / (b2 * P + R) for P, R in per) / 3
+        assert m(f"f{beta:g}", p, y, "categorical", 3) == pytest.approx(want)
+
+
+def test_parametrised_metric_names_in_a_spec(tmp_path):
+    from nnctl import spec as spec_mod
+    from nnctl.errors import SpecError
+
+    def spec_with(metric):
+        path = tmp_path / "s.toml"
+        path.write_text(f"""
+[data]
+train = "{ROOT / 'examples/data/iris.csv'}"
+validation = {{ split = 0.2 }}
+[model]
+layers = [{{type = "Dense", units = 3, activation = "softmax"}}]
+[train]
+loss = "sparse_categorical_crossentropy"
+metrics = ["{metric}"]
+early_stopping = {{monitor = "val_{metric}", mode = "max"}}
+""")
+        return spec_mod.load(path)
+
+    assert spec_with("top2_accuracy")["train"]["metrics"] == ["top2_accuracy"]
+    assert spec_with("F3")["train"]["metrics"] == ["f3"]
+    for bad in ("top0_accuracy", "f0", "top_accuracy"):
+        with pytest.raises(SpecError, match="train.metrics"):
+            spec_with(bad)
+
+
 def _confusion_case():
     # true 0 0 0 1 1 2, predicted 0 1 0 1 2 2 (one-hot probabilities)
     true = np.array([0, 0, 0, 1, 1, 2])
@@ -124,6 +171,6 @@ def test_regression_metrics_and_crossentropy_against_their_definitions():
 def test_directions_and_classification_flags():
     assert metrics.higher_is_better("val_auc") and metrics.higher_is_better("mean_iou")
     assert not metrics.higher_is_better("val_crossentropy") and not metrics.higher_is_better("mape")
-    assert "auc" in metrics.CLASSIFICATION and "msle" not in metrics.CLASSIFICATION
+    assert metrics.METRICS.get("auc").classification and not metrics.METRICS.get("msle").classification
     with pytest.raises(ValueError, match="classification"):
         m("auc", np.zeros((2, 1)), np.zeros((2, 1)), "regression")
