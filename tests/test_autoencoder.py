@@ -1,0 +1,99 @@
+"""Autoencoders: data.target = "input", denoising, reconstruct/embed predictions."""
+
+import numpy as np
+import pytest
+
+from nnctl import run
+from nnctl import spec as spec_mod
+from nnctl.data import load_dataset
+from nnctl.errors import DataError
+
+
+def _arrays(tmp_path, n=48, d=6, seed=0):
+    r = np.random.default_rng(seed)
+    x = r.integers(0, 256, size=(n, d)).astype(np.uint8)
+    np.savez(tmp_path / "train.npz", x=x, y=np.zeros(n, np.int64))
+    return x
+
+
+def _raw(tmp_path, **data):
+    return {"seed": 1, "data": {"train": "train.npz", "target": "input", "rescale": "1/255", **data},
+            "model": {"layers": [{"type": "Dense", "units": 3, "activation": "relu", "name": "code"},
+                                 {"type": "Dense", "units": 6, "activation": "sigmoid"}]},
+            "train": {"loss": "mse", "optimizer": {"type": "adam", "learning_rate": 0.01}, "epochs": 3, "batch_size": 8},
+            "output": {"checkpoint": str(tmp_path / "ae.h5")}}
+
+
+def test_target_is_the_rescaled_input_itself(tmp_path):
+    x = _arrays(tmp_path)
+    ds = load_dataset(spec_mod.validate(_raw(tmp_path, validation={"split": 0.25}), base_dir=tmp_path))
+    assert ds.y_train is ds.x_train and ds.y_val is ds.x_val
+    rows = {r.tobytes() for r in (x / 255.0).astype(np.float32)}
+    assert all(r.tobytes() in rows for r in np.concatenate([ds.x_train, ds.x_val]))
+    assert len(ds.x_train) + len(ds.x_val) == len(x)
+
+
+def test_tabular_target_is_every_column(tmp_path):
+    r = np.random.default_rng(2)
+    v = r.normal(size=(20, 3))
+    (tmp_path / "t.csv").write_text("a,b,c\n" + "\n".join(",".join(f"{u:.6f}" for u in row) for row in v) + "\n")
+    raw = _raw(tmp_path, train="t.csv", rescale=None, normalize="standard")
+    ds = load_dataset(spec_mod.validate(raw, base_dir=tmp_path))
+    ref = (v - v.mean(axis=0)) / v.std(axis=0)
+    np.testing.assert_allclose(ds.x_train, ref, atol=1e-4)
+    assert ds.y_train is ds.x_train
+
+
+@pytest.mark.parametrize("data, loss, message", [
+    ({"normalize_target": "standard"}, "mse", "normalize_target"),
+    ({}, "categorical_crossentropy", "regression loss"),
+])
+def test_target_input_rejects_what_cannot_apply(tmp_path, data, loss, message):
+    _arrays(tmp_path)
+    raw = _raw(tmp_path, **data)
+    raw["train"]["loss"] = loss
+    raw["model"]["layers"][-1]["activation"] = "softmax" if "categorical" in loss else "sigmoid"
+    with pytest.raises(DataError, match=message):
+        load_dataset(spec_mod.validate(raw, base_dir=tmp_path))
+
+
+def test_denoising_alters_the_input_only(tmp_path, monkeypatch):
+    from nnctl import train as T
+
+    _arrays(tmp_path)
+    raw = _raw(tmp_path, augment={"noise": 0.5})
+    raw["train"]["epochs"] = 1
+    seen = []
+    real = T.Trainer.loss_and_grad
+
+    def spy(self, xb, yb, *a, **kw):
+        seen.append((np.array(xb), np.array(yb)))
+        return real(self, xb, yb, *a, **kw)
+
+    monkeypatch.setattr(T.Trainer, "loss_and_grad", spy)
+    s = spec_mod.validate(raw, base_dir=tmp_path)
+    run.train(s)
+    clean = {r.tobytes() for r in load_dataset(s).x_train}
+    assert seen
+    for xb, yb in seen:
+        assert all(r.tobytes() in clean for r in yb)  # the target: clean training rows
+        assert not any(r.tobytes() in clean for r in xb)  # the input: every row noised
+        assert np.abs(xb - yb).mean() > 0.2  # noise of std 0.5 about the clean target
+
+
+def test_without_augment_input_and_target_batches_are_equal(tmp_path, monkeypatch):
+    from nnctl import train as T
+
+    _arrays(tmp_path)
+    seen = []
+    real = T.Trainer.loss_and_grad
+
+    def spy(self, xb, yb, *a, **kw):
+        seen.append((np.array(xb), np.array(yb)))
+        return real(self, xb, yb, *a, **kw)
+
+    monkeypatch.setattr(T.Trainer, "loss_and_grad", spy)
+    raw = _raw(tmp_path)
+    raw["train"]["epochs"] = 1
+    run.train(spec_mod.validate(raw, base_dir=tmp_path))
+    assert seen and all(np.array_equal(xb, yb) for xb, yb in seen)
