@@ -97,3 +97,64 @@ def test_without_augment_input_and_target_batches_are_equal(tmp_path, monkeypatc
     raw["train"]["epochs"] = 1
     run.train(spec_mod.validate(raw, base_dir=tmp_path))
     assert seen and all(np.array_equal(xb, yb) for xb, yb in seen)
+
+
+# -- predict: reconstructions in the input's units, codes of a named layer -----------------------
+def _trained(tmp_path):
+    x = _arrays(tmp_path)
+    run.train(spec_mod.validate(_raw(tmp_path), base_dir=tmp_path))
+    np.save(tmp_path / "new.npy", x[:7])
+    import h5py
+
+    with h5py.File(tmp_path / "ae.h5", "r") as f:
+        w = {f"{n}/{k}": f["weights"][n][k][()].astype(np.float64) for n in f["weights"] for k in f["weights"][n]}
+    names = sorted({k.split("/")[0] for k in w})
+    code = [n for n in names if n == "code"][0]
+    out = [n for n in names if n != "code"][0]
+    h = np.maximum(x[:7] / 255.0 @ w[f"{code}/kernel"] + w[f"{code}/bias"], 0)
+    rec = 1 / (1 + np.exp(-(h @ w[f"{out}/kernel"] + w[f"{out}/bias"])))
+    return h, rec * 255.0
+
+
+def _predict(*args):
+    from typer.testing import CliRunner
+
+    from nnctl.cli.main import app
+
+    return CliRunner().invoke(app, ["predict", *map(str, args)])
+
+
+def test_reconstruct_is_in_the_input_units_and_the_default(tmp_path):
+    _, ref = _trained(tmp_path)
+    for flags in (["--reconstruct"], []):
+        r = _predict(tmp_path / "ae.h5", tmp_path / "new.npy", "-f", "npy", "-o", tmp_path / "r.npy", *flags)
+        assert r.exit_code == 0, r.output
+        np.testing.assert_allclose(np.load(tmp_path / "r.npy"), ref, rtol=1e-4, atol=1e-3)
+    r = _predict(tmp_path / "ae.h5", tmp_path / "new.npy", "--reconstruct")
+    assert r.exit_code == 0, r.output
+    lines = r.stdout.splitlines()
+    assert lines[0] == ",".join(f"x_{i}" for i in range(6)) and len(lines) == 8
+    np.testing.assert_allclose(np.array([[float(v) for v in ln.split(",")] for ln in lines[1:]]), ref,
+                               rtol=1e-4, atol=1e-3)
+
+
+def test_embed_returns_the_bottleneck_codes(tmp_path):
+    codes, _ = _trained(tmp_path)
+    r = _predict(tmp_path / "ae.h5", tmp_path / "new.npy", "--embed", "code", "-f", "npy", "-o", tmp_path / "c.npy")
+    assert r.exit_code == 0, r.output
+    np.testing.assert_allclose(np.load(tmp_path / "c.npy"), codes, rtol=1e-4, atol=1e-5)
+    r = _predict(tmp_path / "ae.h5", tmp_path / "new.npy", "--embed", "nope")
+    assert r.exit_code == 2 and "--embed" in r.output and "code" in r.output
+
+
+def test_reconstruct_refuses_a_supervised_model(tmp_path):
+    x = _arrays(tmp_path)
+    raw = _raw(tmp_path)
+    raw["data"].pop("target")
+    raw["data"]["y"] = "y"
+    np.savez(tmp_path / "train.npz", x=x, y=np.arange(len(x), dtype=np.float64))
+    raw["model"]["layers"][-1] = {"type": "Dense", "units": 1}
+    run.train(spec_mod.validate(raw, base_dir=tmp_path))
+    np.save(tmp_path / "new.npy", x[:3])
+    r = _predict(tmp_path / "ae.h5", tmp_path / "new.npy", "--reconstruct")
+    assert r.exit_code == 2 and "--reconstruct" in r.output
