@@ -158,3 +158,24 @@ def test_reconstruct_refuses_a_supervised_model(tmp_path):
     np.save(tmp_path / "new.npy", x[:3])
     r = _predict(tmp_path / "ae.h5", tmp_path / "new.npy", "--reconstruct")
     assert r.exit_code == 2 and "--reconstruct" in r.output
+
+
+# -- the shipped MNIST autoencoder against PCA with the same code size -----------------------------
+def test_mnist_autoencoder_beats_pca_with_the_same_code_size(tmp_path):
+    from helpers import load_spec
+
+    s = load_spec("mnist_autoencoder.toml", tmp_path, "data.subset=8000", "train.epochs=12", "data.validation=null")
+    run.train(s)
+    ds = load_dataset(s)
+    a = ds.x_train.reshape(len(ds.x_train), -1).astype(np.float64)
+    b = ds.x_test[:1000].reshape(1000, -1).astype(np.float64)
+    mu = a.mean(axis=0)
+    _, _, vt = np.linalg.svd(a - mu, full_matrices=False)
+    v = vt[:32].T  # the code size of the spec's "code" layer
+    pca = (((b - mu) @ v @ v.T + mu - b) ** 2).mean()
+    restored = run.restore(s["output"]["checkpoint"])
+    p, _ = run.predict(restored, ds.x_test[:1000], preprocessed=True)
+    codes, _ = run.predict(restored, ds.x_test[:1000], preprocessed=True, embed="code")
+    ae = ((p.reshape(1000, -1) - b) ** 2).mean()
+    assert codes.shape == (1000, 32)
+    assert ae < pca, (ae, pca)
