@@ -106,8 +106,9 @@ class Model:
                 layer.state[k] = B.asarray(v)
 
     # -- running ----------------------------------------------------------------------------
-    def forward(self, x, training: bool = False):
-        """Run every node; returns the output (the final activation applied)."""
+    def forward(self, x, training: bool = False, until: str | None = None):
+        """Run every node, or the nodes up to and including ``until``; returns the last one's output (its
+        activation applied)."""
         outs: dict[str, Any] = {INPUT: x}
         masks: dict[str, Any] = {INPUT: None}
         caches = []
@@ -125,8 +126,10 @@ class Model:
                 y, act_cache = node.activation.forward(y)
             outs[node.name] = y
             caches.append((cache, act_cache))
+            if node.name == until:
+                break
         self._caches = caches
-        return outs[self.nodes[-1].name]
+        return outs[until or self.nodes[-1].name]
 
     def output_activation(self) -> str | None:
         """Name of the final elementwise activation (``softmax``, ``sigmoid``...), for fused losses."""
@@ -231,13 +234,15 @@ class Model:
             if problem:
                 raise DataError(f"{source}: {problem}")
 
-    def predict(self, x, batch_size: int = 1024):
-        """Inference in batches; x is a host array, the result a host array (or list for multi-output)."""
+    def predict(self, x, batch_size: int = 1024, until: str | None = None):
+        """Inference in batches; x is a host array, the result a host array (or list for multi-output);
+        ``until`` names a node whose output is returned instead of the model's."""
         outs = []
         for start in range(0, len(x), batch_size):
             xb = B.asarray(x[start:start + batch_size], dtype=self.input_dtype)
-            outs.append(B.to_numpy(self.forward(xb, training=False)))
+            outs.append(B.to_numpy(self.forward(xb, training=False, until=until)))
             self._caches = []
         if not outs:
-            return np.zeros((0, *self.output_shape), dtype=self.dtype)
+            shape = self.by_name[until].output_shape if until else self.output_shape
+            return np.zeros((0, *shape), dtype=self.dtype)
         return np.concatenate(outs, axis=0)

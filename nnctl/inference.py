@@ -15,7 +15,7 @@ from nnctl import metrics
 from nnctl.assemble import check_targets, device_decoder, features, make_loss
 from nnctl.build import build_model
 from nnctl.checkpoint import Checkpoint, load_into
-from nnctl.data import load_dataset
+from nnctl.data import load_dataset, reconstructs
 from nnctl.data.preprocess import Preprocessor
 from nnctl.errors import CheckpointError, DataError, SpecError, quote
 from nnctl.graph import Model
@@ -127,13 +127,19 @@ def evaluate(path, data: str | None = None, device: str = "auto", preprocessed: 
     return out
 
 
-def predict(restored: Restored, raw_inputs, preprocessed: bool = False, source: str = "input") -> tuple[np.ndarray, np.ndarray]:
+def predict(restored: Restored, raw_inputs, preprocessed: bool = False, source: str = "input",
+            embed: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Model outputs and decoded predictions (labels or original units) for raw inputs, from ``restore``.
 
     The checkpoint's preprocessing (rescale, normalisation) is applied once, unless ``preprocessed``
     says the inputs already went through it; (N, H, W) inputs of an (H, W, 1) model get the channel axis.
+    An autoencoder's (``data.target = "input"``) decoded predictions are its reconstructions in the raw
+    input's units; ``embed`` names a layer whose outputs (e.g. the bottleneck codes) are returned, twice.
     """
     ck, model, prep, spec = restored
+    if embed is not None and embed not in model.by_name:
+        raise SpecError(f"--embed: expected a layer name ({', '.join(n.name for n in model.nodes)}), "
+                        f"found {embed!r}")
     if spec["model"].get("decode"):  # teacher-forced sequence model: rows are source ids (nnctl/decode.py)
         from nnctl.decode import greedy_decode  # noqa: PLC0415
 
@@ -151,5 +157,10 @@ def predict(restored: Restored, raw_inputs, preprocessed: bool = False, source: 
     else:
         x = prep.transform_x(raw_inputs, dtype)
     model.check_input(x, source)
+    if embed is not None:
+        codes = model.predict(x, until=embed)
+        return codes, codes
     p = B.to_numpy(make_loss(spec).probabilities(model.predict(x)))
+    if reconstructs(prep):
+        return p, prep.inverse_x(p)
     return p, prep.decode_y(p)

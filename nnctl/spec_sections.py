@@ -47,7 +47,9 @@ class DataSection:
     test: str | None = doc("test file or folder, used by evaluate", default=None)
     validation: str | dict | None = doc("a path, or {split = 0.2, stratify = false} (a number means the split)",
                                         default=None)
-    target: str | int | list | None = doc("target column(s), name or index (default: the last column)", default=None)
+    target: str | int | list | None = doc(
+        "target column(s), name or index (default: the last column); 'input': the preprocessed input itself "
+        "(an autoencoder; with data.augment the clean input is the target of the augmented one)", default=None)
     features: list | None = doc("CSV input columns (default: every column but the target)", default=None)
     sample_weight: str | None = doc("per-sample training-loss weights: a CSV column (not a feature) or an "
                                     "npz/h5 array (a .npy file beside .npy inputs) of N non-negative numbers",

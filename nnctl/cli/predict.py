@@ -26,6 +26,12 @@ def register(app: typer.Typer, reports_errors) -> None:
         preprocessed: bool = typer.Option(False, "--preprocessed",
                                           help="inputs are already rescaled and normalised: do not apply the "
                                                "checkpoint's preprocessing again"),
+        reconstruct: bool = typer.Option(False, "--reconstruct",
+                                         help="autoencoders (data.target = 'input'): the reconstructions, in "
+                                              "the input's units (their default output)"),
+        embed: Optional[str] = typer.Option(None, "--embed", metavar="LAYER",
+                                            help="the named layer's outputs instead (e.g. an autoencoder's "
+                                                 "bottleneck codes)"),
         device: str = typer.Option("auto", help="auto, cpu or gpu"),
     ):
         """Predict with a checkpoint: labels for classifiers (as in the training data), values for regression.
@@ -42,8 +48,20 @@ def register(app: typer.Typer, reports_errors) -> None:
             raise SpecError(f"--top-k: expected a positive integer, found {top_k}")
         if top_k is not None and format_ == "npy":
             raise SpecError("--top-k: needs --format csv or jsonl (npy holds one array)")
+        if reconstruct and embed is not None:
+            raise SpecError("--embed: expected either --reconstruct or --embed, found both")
         restored = run.restore(checkpoint, device)  # a bad checkpoint fails before stdin is read
         ck, model, prep, spec = restored
+        from nnctl.data import reconstructs  # noqa: PLC0415
+
+        if reconstruct and not reconstructs(prep):
+            raise SpecError(f"--reconstruct: expected an autoencoder (data.target = 'input'), found {checkpoint} "
+                            f"trained on targets")
+        shaped = reconstructs(prep) or embed is not None  # values, not labels or probabilities
+        if shaped and (proba or top_k is not None):
+            flag = "--proba" if proba else "--top-k"
+            raise SpecError(f"{flag}: {checkpoint} predicts {'codes' if embed else 'reconstructions'}, "
+                            f"not class probabilities")
         if prep.task == "regression" and (proba or top_k is not None):
             flag = "--proba" if proba else "--top-k"
             raise SpecError(f"{flag}: {checkpoint} is a regression model (loss {spec['train'].get('loss')!r}); "
@@ -55,8 +73,9 @@ def register(app: typer.Typer, reports_errors) -> None:
 
             log("note: values not seen in training, encoded as out of vocabulary: "
                 + ", ".join(f"{k} {v}" for k, v in prep.unseen.items()))
-        outputs, decoded = run.predict(restored, x, preprocessed=preprocessed, source=source)
-        data = render(outputs, decoded, prep, format_, proba, top_k, files)
+        outputs, decoded = run.predict(restored, x, preprocessed=preprocessed, source=source, embed=embed)
+        columns = _shaped_columns(prep, decoded, embed) if shaped else None
+        data = render(outputs, decoded, prep, format_, proba, top_k, files, columns)
         if output == "-":
             (sys.stdout.buffer.write(data) if isinstance(data, bytes) else sys.stdout.write(data))
             sys.stdout.flush()
@@ -76,6 +95,17 @@ def _columns(prep, width: int) -> list[str]:
     if len(names) == 1:
         return [f"{names[0]}_{i + 1}" for i in range(width)]
     return ["prediction"] if width == 1 else [f"prediction_{i}" for i in range(width)]
+
+
+def _shaped_columns(prep, values, embed: str | None) -> list[str]:
+    """Columns of codes (``code_0``... after the layer) or reconstructions (the input's CSV columns, else
+    ``x_0``...), one per value of a flattened row."""
+    import math  # noqa: PLC0415
+
+    width = math.prod(values.shape[1:])
+    if embed is None and len(prep.feature_names) == width:
+        return list(prep.feature_names)
+    return [f"{embed or 'x'}_{i}" for i in range(width)]
 
 
 def _class_names(prep, outputs):
@@ -108,8 +138,9 @@ def _top_k(prep, probs, k: int):
     return names[order], np.take_along_axis(probs, order, axis=1), cols
 
 
-def render(outputs, decoded, prep, fmt: str, proba: bool, top_k: int | None = None, files=None):
-    """Predictions as CSV, JSON lines or .npy bytes; image inputs lead each row with their file."""
+def render(outputs, decoded, prep, fmt: str, proba: bool, top_k: int | None = None, files=None, columns=None):
+    """Predictions as CSV, JSON lines or .npy bytes; image inputs lead each row with their file; ``columns``
+    names the values of a flattened row instead of the target's names."""
     import numpy as np  # noqa: PLC0415
 
     if fmt == "npy":
@@ -117,7 +148,7 @@ def render(outputs, decoded, prep, fmt: str, proba: bool, top_k: int | None = No
         np.save(buf, decoded if not proba else outputs)
         return buf.getvalue()
     values = decoded.reshape(len(decoded), -1)
-    cols = _columns(prep, values.shape[1])
+    cols = columns or _columns(prep, values.shape[1])
     probs = _probabilities(prep, outputs) if (proba and prep.task != "regression") else None
     pcols = []
     if probs is not None:

@@ -21,7 +21,7 @@ from nnctl.data.streaming import rows_of
 from nnctl.data.tabular import csv_xy
 from nnctl.errors import DataError
 
-__all__ = ["Dataset", "Splits", "idx_labels_path", "load_dataset", "load_split", "resolve_kind"]
+__all__ = ["Dataset", "Splits", "idx_labels_path", "load_dataset", "load_split", "reconstructs", "resolve_kind"]
 
 
 KINDS = {"tabular": tabular.load, "arrays": arrays.load, "idx": idx.load}
@@ -161,8 +161,13 @@ def load_dataset(spec: dict, with_test: bool = True) -> Dataset:
         s.x_test, s.y_test = read_labelled(data["test"], data, prep, kind, shape, classes)
     dtype = np.dtype(spec["dtype"])
     prep.fit_x(s.x_train)
-    prep.fit_y(s.y_train, name)
-    enc = lambda x, y, where: (prep.transform_x(x, dtype), prep.encode_y(y, where, dtype))  # noqa: E731
+    if data.get("target") == "input":
+        _check_reconstruct(data, kind, prep)
+        prep.meta["target"] = "input"
+        prep.target_names = []
+    else:
+        prep.fit_y(s.y_train, name)
+    enc = lambda x, y, where: _encode(prep, x, y, where, dtype)  # noqa: E731
     x_train, y_train = enc(s.x_train, s.y_train, name)
     x_val = y_val = x_test = y_test = None
     if s.x_val is not None:
@@ -174,6 +179,31 @@ def load_dataset(spec: dict, with_test: bool = True) -> Dataset:
             raise DataError(f"{data.get(split_name) if isinstance(data.get(split_name), str) else name}: "
                             f"{split_name} inputs have shape {list(x.shape[1:])}, training inputs {list(x_train.shape[1:])}")
     return Dataset(x_train, y_train, x_val, y_val, x_test, y_test, prep, s.defaults, s.w_train)
+
+
+def _check_reconstruct(data: dict, kind: str, prep: Preprocessor) -> None:
+    """An autoencoder's target is its scaled input: only array kinds, and no separate target scaling."""
+    if kind not in ARRAY_KINDS:
+        raise DataError(f"data.target: expected a target column for {kind} data, found 'input' "
+                        f"(kinds {', '.join(ARRAY_KINDS)} can reconstruct their input)")
+    if data.get("normalize_target", "none") != "none":
+        raise DataError("data.normalize_target: expected none with target = 'input' (the target is the input, "
+                        f"scaled by data.normalize), found {data['normalize_target']!r}")
+    if prep.task not in ("regression", "binary"):
+        raise DataError(f"train.loss: expected a regression loss (mse, mae) or binary_crossentropy with "
+                        f"target = 'input', found a {prep.task} loss")
+
+
+def reconstructs(prep: Preprocessor) -> bool:
+    """Whether the model was trained with ``data.target = "input"``."""
+    return prep.meta.get("target") == "input"
+
+
+def _encode(prep: Preprocessor, x, y, where: str, dtype):
+    """(inputs, targets) as the model and loss see them; the target of an autoencoder is the very array of
+    its inputs (no copy), so the trainer's augmentation, which works on its own gathered batch, leaves it clean."""
+    x = prep.transform_x(x, dtype)
+    return (x, x) if reconstructs(prep) else (x, prep.encode_y(y, where, dtype))
 
 
 def _label_classes(y, prep: Preprocessor):
@@ -211,4 +241,4 @@ def load_split(spec: dict, prep: Preprocessor, path: str, preprocessed: bool = F
         x = x if x.dtype.kind in "iu" and prep.kind == "text" else x.astype(dtype, copy=False)
     else:
         x = prep.transform_x(x, dtype)
-    return x, prep.encode_y(y, path, dtype)
+    return x, (x if reconstructs(prep) else prep.encode_y(y, path, dtype))

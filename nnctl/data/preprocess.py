@@ -114,6 +114,14 @@ class Preprocessor:
             x = (x - self.x_shift) / self.x_scale
         return x.astype(dtype, copy=False)
 
+    def inverse_x(self, x: np.ndarray) -> np.ndarray:
+        """Scaled inputs (or an autoencoder's reconstructions) back in the raw input's units:
+        x_raw = (x * scale + shift) / rescale."""
+        x = np.asarray(x, dtype=np.float64)
+        if self.x_shift is not None:
+            x = x * self.x_scale + self.x_shift
+        return x / self.rescale if self.rescale is not None else x
+
     # -- targets --------------------------------------------------------------------------------
     def fit_y(self, y: np.ndarray, name: str) -> None:
         if self.task == "regression":
