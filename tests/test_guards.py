@@ -8,6 +8,8 @@ import h5py
 import numpy as np
 import pytest
 
+from helpers import checkpoint_arrays
+
 
 def nnctl(*args, cwd=None):
     p = subprocess.run([sys.executable, "-m", "nnctl", *map(str, args)], capture_output=True, text=True, cwd=cwd,
@@ -128,3 +130,101 @@ def test_check_finite_reads_streamed_arrays_in_blocks(monkeypatch):
         splits.check_finite(a, "f.npy", "x")
     assert max(Counting.reads) == 10 and sum(Counting.reads) == 95
     splits.check_finite(np.array([1, 2, 3]), "f.npy", "x")  # integers: nothing to check
+
+
+# -- 2. another model's checkpoint is not overwritten without --force -------------------------------------
+def _npz(tmp, features=4, name="d.npz"):
+    rng = np.random.default_rng(1)
+    np.savez(tmp / name, x=rng.normal(size=(40, features)), y=rng.integers(0, 3, 40))
+    return tmp / name
+
+
+def _weights(path):
+    return checkpoint_arrays(path, ("weights",))
+
+
+def _refused(tmp, before, *args):
+    code, _, err = nnctl("train", *args, "--quiet")
+    line = _one_error(code, err)
+    assert str(tmp / "out.h5") in line and "--force" in line, line
+    assert (tmp / "out.h5").read_bytes() == before  # untouched
+    return line
+
+
+def test_another_spec_name_is_refused_then_forced(tmp_path):
+    data = _npz(tmp_path)
+    assert nnctl("train", spec(tmp_path, data, name="first"), "--quiet")[0] == 0
+    before = (tmp_path / "out.h5").read_bytes()
+    line = _refused(tmp_path, before, spec(tmp_path, data, name="second"))
+    assert "'first'" in line and "'second'" in line
+    code, _, err = nnctl("train", spec(tmp_path, data, name="second"), "--quiet", "--force")
+    assert code == 0, err
+    with h5py.File(tmp_path / "out.h5", "r") as f:
+        assert '"second"' in f["spec"][()].decode()
+
+
+def test_another_architecture_is_refused(tmp_path):
+    data = _npz(tmp_path)
+    assert nnctl("train", spec(tmp_path, data, units=5), "--quiet")[0] == 0
+    before = (tmp_path / "out.h5").read_bytes()
+    line = _refused(tmp_path, before, spec(tmp_path, data, units=6))
+    assert "units 5 -> 6" in line
+
+
+def test_same_layers_on_wider_data_is_refused_by_parameter_shapes(tmp_path):
+    assert nnctl("train", spec(tmp_path, _npz(tmp_path, 4)), "--quiet")[0] == 0
+    before = (tmp_path / "out.h5").read_bytes()
+    line = _refused(tmp_path, before, spec(tmp_path, _npz(tmp_path, 6, "wide.npz")))
+    assert "[4, 3]" in line and "[6, 3]" in line  # the first Dense kernel: (features, units)
+
+
+def test_a_file_that_is_not_a_checkpoint_is_refused(tmp_path):
+    (tmp_path / "out.h5").write_bytes(b"my notes, not a model\n")
+    _refused(tmp_path, b"my notes, not a model\n", spec(tmp_path, _npz(tmp_path)))
+
+
+def test_rerun_and_resume_in_place_are_allowed(tmp_path):
+    path = spec(tmp_path, _npz(tmp_path))
+    assert nnctl("train", path, "--quiet")[0] == 0
+    first = _weights(tmp_path / "out.h5")
+    code, _, err = nnctl("train", path, "--quiet", "--seed", "7")  # same spec again: replaces its own run
+    assert code == 0, err
+    assert any(not np.array_equal(first[k], v) for k, v in _weights(tmp_path / "out.h5").items())
+    code, _, err = nnctl("train", "--resume", tmp_path / "out.h5", "--epochs", "2", "--quiet")
+    assert code == 0, err
+    with h5py.File(tmp_path / "out.h5", "r") as f:
+        assert len(f["history/loss"]) == 2
+
+
+# -- 3. free space for the checkpoint ----------------------------------------------------------------------
+def _free_space_run(tmp, monkeypatch, free, optimizer):
+    import shutil as sh
+
+    from nnctl import guards, run, spec as spec_mod
+
+    seen = []
+
+    def usage(folder):
+        seen.append(str(folder))
+        return sh._ntuple_diskusage(10 << 30, (10 << 30) - free, free)
+
+    monkeypatch.setattr(guards.shutil, "disk_usage", usage)
+    s = spec_mod.load(spec(tmp, _npz(tmp), units=5), [f"train.optimizer={optimizer}"])
+    return seen, lambda: run.train(s)
+
+
+# Dense(4 -> 5) + Dense(5 -> 3): 4*5 + 5 + 5*3 + 3 = 43 float32 parameters, no state; Adam keeps 2 slots (m, v),
+# SGD without momentum none. Checkpoint estimate: 43 * (1 + slots) * 4 bytes + 64 KiB margin, needed twice.
+@pytest.mark.parametrize("optimizer, slots", [("adam", 2), ("sgd", 0)])
+def test_free_space_below_twice_the_checkpoint_is_refused(tmp_path, monkeypatch, optimizer, slots):
+    from nnctl.errors import OutputError
+
+    need = 2 * (43 * (1 + slots) * 4 + (64 << 10))
+    seen, train = _free_space_run(tmp_path, monkeypatch, need - 1, optimizer)
+    with pytest.raises(OutputError) as exc:
+        train()
+    msg = str(exc.value)
+    assert msg.startswith(f"{tmp_path}: checkpoint folder has ") and f"{need / 2**20:.1f} MiB" in msg, msg
+    assert seen == [str(tmp_path)] and not (tmp_path / "out.h5").exists()
+    _, train = _free_space_run(tmp_path, monkeypatch, need, optimizer)
+    assert train()["epochs_run"] == 1 and (tmp_path / "out.h5").exists()
