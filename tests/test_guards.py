@@ -200,7 +200,8 @@ def test_rerun_and_resume_in_place_are_allowed(tmp_path):
 def _free_space_run(tmp, monkeypatch, free, optimizer):
     import shutil as sh
 
-    from nnctl import guards, run, spec as spec_mod
+    from nnctl import guards, run
+    from nnctl import spec as spec_mod
 
     seen = []
 
