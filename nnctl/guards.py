@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import pathlib
 import shutil
+from typing import NoReturn
 
 import numpy as np
 
@@ -42,7 +43,8 @@ def existing_model(spec: dict, resume: str | None, force: bool) -> dict | None:
     name, theirs = spec.get("name"), stored.get("name")
     if name != theirs:
         refuse(path, f"spec {quote(theirs)}, this run is {quote(name)}")
-    model = stored.get("model") if isinstance(stored.get("model"), dict) else {}
+    found = stored.get("model")
+    model: dict = found if isinstance(found, dict) else {}
     if not isinstance(model.get("layers"), list):
         refuse(path, "a model without a layer list (a GAN or another kind of run)")
     ours = dict(spec, model=dict(spec["model"]))
@@ -65,7 +67,7 @@ def check_same_shapes(path: str, stored: dict, model) -> None:
                          f"{show(ours.get(key))}")
 
 
-def refuse(path: str, what: str) -> None:
+def refuse(path: str, what: str) -> NoReturn:
     raise CheckpointError(f"{path}: holds a different model ({what}); pass --force to overwrite it, or --out "
                           f"another path")
 
