@@ -229,3 +229,40 @@ def test_free_space_below_twice_the_checkpoint_is_refused(tmp_path, monkeypatch,
     assert seen == [str(tmp_path)] and not (tmp_path / "out.h5").exists()
     _, train = _free_space_run(tmp_path, monkeypatch, need, optimizer)
     assert train()["epochs_run"] == 1 and (tmp_path / "out.h5").exists()
+
+
+# -- 4. nnctl check's training-memory estimate -------------------------------------------------------------
+def _dense_spec(tmp, optimizer, dtype="float32"):
+    path = tmp / "m.toml"
+    path.write_text(f'dtype = "{dtype}"\n[data]\ntrain = "unused.csv"\n[model]\ninput_shape = [512]\n'
+                    '[[model.layers]]\ntype = "Dense"\nunits = 1024\nactivation = "relu"\n'
+                    '[[model.layers]]\ntype = "Dense"\nunits = 10\nactivation = "softmax"\n'
+                    f'[train]\nloss = "sparse_categorical_crossentropy"\nbatch_size = 64\noptimizer = {optimizer}\n')
+    return path
+
+
+# Dense(512 -> 1024) + Dense(1024 -> 10): 512*1024 + 1024 + 1024*10 + 10 = 535,562 parameters; each sample's
+# layer outputs 1024 + 10 values, kept for a batch of 64.
+@pytest.mark.parametrize("optimizer, slots, dtype, itemsize", [
+    ('"adam"', 2, "float32", 4), ('{type = "sgd", momentum = 0.9}', 1, "float64", 8), ('"sgd"', 0, "float32", 4)])
+def test_check_reports_training_memory(tmp_path, optimizer, slots, dtype, itemsize):
+    import json
+
+    params = 512 * 1024 + 1024 + 1024 * 10 + 10
+    want = {"parameters": params * itemsize, "gradients": params * itemsize,
+            "optimizer_slots": slots * params * itemsize, "activations": 64 * (1024 + 10) * itemsize}
+    want["total"] = sum(want.values())
+    code, out, err = nnctl("check", _dense_spec(tmp_path, optimizer, dtype), "--json")
+    assert code == 0, err
+    mem = json.loads(out)["memory"]
+    assert mem["batch_size"] == 64 and mem["dtype"] == dtype and mem["optimizer_slots_per_parameter"] == slots
+    for k, v in want.items():
+        assert mem[f"{k}_bytes"] == v, k
+        assert mem[f"{k}_mib"] == pytest.approx(v / 2**20), k
+    code, out, err = nnctl("check", _dense_spec(tmp_path, optimizer, dtype))
+    assert code == 0, err
+    line = next(ln for ln in out.splitlines() if ln.startswith("Training memory"))
+    assert f"parameters {want['parameters'] / 2**20:.3f}" in line
+    assert f"optimizer slots {want['optimizer_slots'] / 2**20:.3f}" in line
+    assert f"activations {want['activations'] / 2**20:.3f} per batch of 64" in line
+    assert f"total {want['total'] / 2**20:.3f}" in line
