@@ -26,7 +26,7 @@ def _same_file(a: str, b: str) -> bool:
 def existing_model(spec: dict, resume: str | None, force: bool) -> dict | None:
     """The weight shapes of the checkpoint at the spec's output path when one is there and this run may
     replace it only if it builds the same model (``{name: shape}``), else None (no file, ``--force``, or
-    ``--resume`` of that very file). Refuses now, before the data is read, a checkpoint of another spec
+    ``--resume`` of that very file, or a damaged file under ``--resume auto``). Refuses now, before the data is read, a checkpoint of another spec
     name, another architecture (layers, declared input shape, dtype) or no readable nnctl checkpoint."""
     from nnctl.checkpoint import Checkpoint  # noqa: PLC0415
     from nnctl.resume import model_differences  # noqa: PLC0415
@@ -37,8 +37,11 @@ def existing_model(spec: dict, resume: str | None, force: bool) -> dict | None:
     try:
         ck = Checkpoint(path)
     except CheckpointError as exc:
-        raise CheckpointError(f"{path}: exists and is not a readable nnctl checkpoint ({quote(exc, 60)}); pass "
-                              f"--force to overwrite it, or --out another path") from None
+        if resume == "auto":  # a damaged checkpoint of this run: --resume auto falls back past it
+            return None
+        reason = str(exc).removeprefix(f"{path}: ").split(" (")[0][:80]  # the first clause, bounded
+        raise CheckpointError(f"{path}: exists and is not a readable nnctl checkpoint ({reason}); "
+                              f"pass --force to overwrite it, or --out another path") from None
     stored = ck.spec if isinstance(ck.spec, dict) else {}
     name, theirs = spec.get("name"), stored.get("name")
     if name != theirs:
