@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from nnctl import backend as B
-from nnctl import fs, losses
+from nnctl import fs, guards, losses
 from nnctl.assemble import device_decoder, make_loss, make_optimizer, model_for_data
 from nnctl.callbacks import EarlyStopping
 from nnctl.checkpoint import Checkpoint, load_into
@@ -107,18 +107,21 @@ def check_before_work(spec: dict) -> None:
 
 def train(spec: dict, emit: Emit = _noop, device: str = "auto", resume: str | None = None,
           init_from: str | None = None, hooks: Hooks | None = None, is_writer: bool = True,
-          strategy: Local | None = None, dataset: Dataset | None = None) -> dict:
+          strategy: Local | None = None, dataset: Dataset | None = None, force: bool = False) -> dict:
     """Train ``spec``; write its checkpoint and run folder; returns the final ``done`` event.
 
     ``resume`` is a checkpoint path, or "auto": the newest readable checkpoint of this run, else a
     fresh start. Outputs are checked before the data is loaded, and the checkpoint path stays locked
     for the run (a second run on it is refused). ``dataset`` replaces the spec's data (a k-fold split,
-    nnctl.kfold)."""
+    nnctl.kfold). A checkpoint of another model at the output path is refused unless ``force``
+    (nnctl.guards), as is a folder without room for the checkpoint."""
     if not is_writer:
         return Session(spec, emit, hooks, is_writer, strategy).run(device, resume, init_from, dataset)
     check_before_work(spec)
     with fs.run_lock(spec["output"]["checkpoint"]):
-        return Session(spec, emit, hooks, is_writer, strategy).run(device, resume, init_from, dataset)
+        session = Session(spec, emit, hooks, is_writer, strategy)
+        session.replaces = guards.existing_model(spec, resume, force)
+        return session.run(device, resume, init_from, dataset)
 
 
 class Session:
@@ -136,6 +139,7 @@ class Session:
         self.step_checkpoint_due = False
         self.tb: TensorBoardWriter | None = None
         self.t_start = time.perf_counter()
+        self.replaces: dict | None = None  # weight shapes of the checkpoint this run may replace (guards)
 
     # -- setting up ---------------------------------------------------------------------------------
     def run(self, device: str, resume: str | None, init_from: str | None, dataset: Dataset | None = None) -> dict:
@@ -145,6 +149,10 @@ class Session:
         for note in self.ds.prep.notes:  # what the data layer inferred (categorical columns)
             self.emit({"event": "note", "message": note})
         self.trainer = self._trainer(self.ds, init_from)
+        if self.is_writer:  # before the first epoch: the model's shapes and size are known now
+            if self.replaces is not None:
+                guards.check_same_shapes(self.ckpt_path, self.replaces, self.trainer.model)
+            guards.check_free_space(self.ckpt_path, guards.checkpoint_bytes(self.trainer.model, self.trainer.optimizer))
         if resume:
             self._resume(resume)
         self.start_epoch = self.trainer.state.epoch

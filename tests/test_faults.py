@@ -65,9 +65,9 @@ def slow_spec(tmp_path):
     return path
 
 
-def start_slow(spec, out):
+def start_slow(spec, out, *extra):
     """Start a slow run on ``out``; return once it holds the checkpoint lock and has had time to load its data."""
-    p = subprocess.Popen([sys.executable, "-m", "nnctl", "train", str(spec), "--out", str(out), "--quiet"],
+    p = subprocess.Popen([sys.executable, "-m", "nnctl", "train", str(spec), "--out", str(out), "--quiet", *extra],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lock = out.with_name(f".{out.name}.lock")
     for _ in range(600):
@@ -83,7 +83,7 @@ def test_ctrl_c_in_epoch_1_keeps_the_older_checkpoint(tmp_path, slow_spec):
     out = tmp_path / "run.h5"
     assert nnctl("train", IRIS_SPEC, "--epochs", "2", "--out", out, "--quiet").returncode == 0
     before = out.read_bytes()
-    p = start_slow(slow_spec, out)
+    p = start_slow(slow_spec, out, "--force")  # another model: replaced only once it has finished an epoch
     p.send_signal(signal.SIGINT)
     _, err = p.communicate(timeout=60)
     assert p.returncode == 130, err
@@ -196,8 +196,10 @@ def test_files_follow_the_umask(tmp_path, umask, mode):
         assert stat.S_IMODE(f.stat().st_mode) == mode, f
 
 
-def test_full_disk_one_line_old_file_kept(tmp_path):
-    """A 2 MiB tmpfs in a user namespace, filled up: the final write fails with one line, the old file intact."""
+@pytest.mark.parametrize("guarded", [True, False], ids=["free-space-check", "write-fails"])
+def test_full_disk_one_line_old_file_kept(tmp_path, guarded):
+    """A 2 MiB tmpfs in a user namespace, filled up: one line, the old file intact. The free-space check refuses
+    before training; with it disabled, the final write fails and the old file is still intact."""
     if shutil.which("unshare") is None or subprocess.run(
             ["unshare", "-rm", "mount", "-t", "tmpfs", "-o", "size=2m", "none", str(tmp_path)],
             capture_output=True).returncode != 0:
@@ -206,12 +208,19 @@ def test_full_disk_one_line_old_file_kept(tmp_path):
     assert nnctl("train", IRIS_SPEC, "--epochs", "1", "--out", old, "--quiet").returncode == 0
     disk = tmp_path / "disk"
     disk.mkdir()
+    cli = (f"{sys.executable} -m nnctl" if guarded else
+           f"{sys.executable} -c 'import sys, nnctl.guards as g; g.check_free_space = lambda *a: None; "
+           f"sys.argv[0] = \"nnctl\"; from nnctl.cli.main import run; run()'")
     script = (f'mount -t tmpfs -o size=2m none {disk} && cp {old} {disk}/c.h5 && '
               f'(head -c 4M /dev/zero > {disk}/fill 2>/dev/null; true) && '
-              f'{sys.executable} -m nnctl train {IRIS_SPEC} --epochs 2 --out {disk}/c.h5 --run-dir {tmp_path}/r --quiet; '
+              f'{cli} train {IRIS_SPEC} --epochs 2 --out {disk}/c.h5 --run-dir {tmp_path}/r --quiet; '
               f'echo "rc=$?"; cmp {old} {disk}/c.h5 && echo same; ls -a {disk}')
     p = subprocess.run(["unshare", "-rm", "sh", "-c", script], capture_output=True, text=True, timeout=120)
     assert "rc=2" in p.stdout, p.stdout + p.stderr
-    assert p.stderr.strip() == (f"error: {disk}/c.h5: cannot write (no space left on device); the previous file "
-                                f"is unchanged")
+    if guarded:  # refused before training (nnctl/guards.py), which counts twice the checkpoint's size
+        assert p.stderr.strip().startswith(f"error: {disk}: checkpoint folder has 0.0 MiB free; the checkpoint "
+                                           f"needs about "), p.stderr
+    else:
+        assert p.stderr.strip() == (f"error: {disk}/c.h5: cannot write (no space left on device); the previous "
+                                    f"file is unchanged")
     assert "same" in p.stdout and ".tmp" not in p.stdout

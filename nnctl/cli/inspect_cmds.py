@@ -39,7 +39,7 @@ def model_from_spec(spec, need_data: bool | None = None):
     return model_for_data(spec, load_dataset(spec, with_test=False))
 
 
-def _print_summary(title, model, json_, fmt: str = "table", output: str | None = None):
+def _print_summary(title, model, json_, fmt: str = "table", output: str | None = None, memory: dict | None = None):
     from nnctl.cli.output import emit_json, table  # noqa: PLC0415
     from nnctl.flops import CONVENTION, model_flops  # noqa: PLC0415
 
@@ -50,7 +50,8 @@ def _print_summary(title, model, json_, fmt: str = "table", output: str | None =
     if fmt != "table":
         return _write_graph(rows, model, title, fmt, output)
     if json_:
-        emit_json({"model": title, "input_shape": [None, *model.input_shape], "layers": rows, **totals})
+        emit_json({"model": title, "input_shape": [None, *model.input_shape], "layers": rows, **totals,
+                   **({"memory": memory} if memory is not None else {})})
         return
     table([[r["name"], r["type"], str(tuple(r["output_shape"])) if not isinstance(r["output_shape"][0], list)
             else " ".join(str(tuple(s)) for s in r["output_shape"]), r["params"],
@@ -58,6 +59,12 @@ def _print_summary(title, model, json_, fmt: str = "table", output: str | None =
            for r in rows], ["layer", "type", "output shape", "params", "FLOPs", "trainable"], title=title)
     print(f"Total params: {totals['total_params']:,}  Trainable: {trainable:,}  Non-trainable: {frozen:,}")
     print(f"Total FLOPs: {totals['total_flops']:,} ({CONVENTION})")
+    if memory is not None:
+        act = memory["activations_mib"]
+        print(f"Training memory (MiB, {memory['dtype']}): parameters {memory['parameters_mib']:.3f}  gradients "
+              f"{memory['gradients_mib']:.3f}  optimizer slots {memory['optimizer_slots_mib']:.3f}  activations "
+              + (f"{act:.3f} per batch of {memory['batch_size']}" if act is not None else "? (batch_size = 'full')")
+              + f"  total {memory['total_mib']:.3f}")
 
 
 def _write_graph(rows, model, title, fmt, output):
@@ -108,7 +115,9 @@ def register(app: typer.Typer, reports_errors) -> None:
             return
         needs_data = any(_needs_data(e) for e in s["model"]["layers"])
         model = model_from_spec(s, needs_data)
-        _print_summary(f"{spec}: valid", model, json_)
+        from nnctl.memory import training_memory  # noqa: PLC0415
+
+        _print_summary(f"{spec}: valid", model, json_, memory=training_memory(model, s))
 
     @app.command()
     @reports_errors

@@ -31,6 +31,7 @@ def register(app: typer.Typer, reports_errors) -> None:
                                          help="data-parallel over MPI (automatic under mpiexec or srun)"),
         k_fold: Optional[int] = typer.Option(None, "--k-fold", min=2, max=1000,
                                              help="K-fold cross-validation: K runs, each validated on its held-out fold"),
+        force: bool = typer.Option(False, "--force", help="overwrite a checkpoint of another model at the output path"),
         checkpoint_on_signal: bool = typer.Option(False, "--checkpoint-on-signal",
                                                   help="SIGUSR1 also checkpoints at the next batch and exits 143, "
                                                        "as SIGTERM does (SLURM --signal=USR1@90)"),
@@ -95,9 +96,11 @@ def register(app: typer.Typer, reports_errors) -> None:
 
             try:
                 with _guard(world):  # one rank fails: MPI_Abort them all
-                    train_fn = gan.train if gan.is_gan_run(s, resume) else run.train  # train.mode = "gan"
+                    is_gan = gan.is_gan_run(s, resume)
+                    train_fn = gan.train if is_gan else run.train  # train.mode = "gan"
                     done = train_fn(s, emit=emit, device=device, resume=resume, init_from=init_from, hooks=hooks,
-                                    is_writer=rank == 0, strategy=world.strategy() if world else None)
+                                    is_writer=rank == 0, strategy=world.strategy() if world else None,
+                                    **({} if is_gan else {"force": force}))
             except (TrainingDiverged, Interrupted) as exc:
                 if getattr(exc, "checkpoint", None):  # the command that continues from what was written
                     again = continue_command(spec, exc.checkpoint, set_, epochs, seed, device, run_dir,

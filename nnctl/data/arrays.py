@@ -14,7 +14,7 @@ import numpy as np
 
 from nnctl.data.preprocess import Preprocessor
 from nnctl.data.readers import _exists, _npy_header, read_arrays
-from nnctl.data.splits import Splits, check_weights
+from nnctl.data.splits import Splits, check_finite, check_weights
 from nnctl.data.streaming import Rows
 from nnctl.errors import DataError, quote
 
@@ -95,6 +95,8 @@ def arrays_xy(path, data: dict):
         raise DataError(f"{path}: a .npy file holds only inputs; use .npz or .h5 with {data['x']!r} and {data['y']!r}")
     if len(x) != len(y):
         raise DataError(f"{path}: {data['x']!r} has {len(x)} samples but {data['y']!r} has {len(y)}")
+    check_finite(x, str(path), "x" if ext == ".npy" else data["x"])
+    check_finite(y, str(y_file or path), "y" if y_file else data["y"])
     return x, y
 
 

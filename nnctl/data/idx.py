@@ -8,7 +8,7 @@ import numpy as np
 
 from nnctl.data.preprocess import Preprocessor
 from nnctl.data.readers import read_idx
-from nnctl.data.splits import Splits
+from nnctl.data.splits import Splits, check_finite
 from nnctl.errors import DataError
 
 
@@ -26,6 +26,7 @@ def idx_xy(path):
     x, y = read_idx(path), read_idx(idx_labels_path(path))
     if len(x) != len(y):
         raise DataError(f"{path}: {len(x)} images but {len(y)} labels in {idx_labels_path(path).name}")
+    check_finite(x, str(path), "images")
     return (x[..., None] if x.ndim == 3 else x), y.astype(np.int64)
 
 
