@@ -159,25 +159,7 @@ def _jsonl_table(data: bytes, name: str, prep) -> np.ndarray:
     """JSON lines of a table with category or missing-value columns: objects keyed by feature (or lists in
     feature order); null is a missing cell, every value is read as the CSV cell it would be."""
     features = prep.feature_names
-    rows = []
-    for i, line in enumerate(decode_text(data, name).splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{name}: line {i}: not valid JSON ({exc.msg})") from None
-        if isinstance(obj, list):
-            if len(obj) != len(features):
-                raise DataError(f"{name}: line {i}: {len(obj)} values, the model expects {len(features)} "
-                                f"features ({_names(features)})")
-            obj = dict(zip(features, obj))
-        if not isinstance(obj, dict):
-            raise DataError(f"{name}: line {i}: expected a JSON object keyed by {_names(features)}")
-        missing = [f for f in features if f not in obj]
-        if missing:
-            raise DataError(f"{name}: line {i}: missing feature {quote(missing[0])}; expected keys {_names(features)}")
-        rows.append(["" if obj[f] is None else str(obj[f]) for f in features])
+    rows = [["" if v is None else str(v) for v in row] for row in _jsonl_rows(data, name, features)]
     if not rows:
         raise DataError(f"{name}: no JSON lines")
     return _table(features, rows, name, prep, first_line=1)
@@ -236,7 +218,9 @@ def _hdf5(data: bytes, name: str, keys) -> np.ndarray:
         raise DataError(f"{name}: not a readable HDF5 file ({exc})") from None
 
 
-def _jsonl(data: bytes, name: str, features: list[str]) -> np.ndarray:
+def _jsonl_rows(data: bytes, name: str, features: list[str]) -> list[list]:
+    """One list of values per non-blank JSON line: a list as written (as many values as ``features``, when
+    they are known), or an object's values in feature order."""
     rows = []
     for i, line in enumerate(decode_text(data, name).splitlines(), start=1):
         if not line.strip():
@@ -258,6 +242,11 @@ def _jsonl(data: bytes, name: str, features: list[str]) -> np.ndarray:
             rows.append([obj[f] for f in features])
         else:
             raise DataError(f"{name}: line {i}: expected a JSON object or list, found {line.strip()[:40]!r}")
+    return rows
+
+
+def _jsonl(data: bytes, name: str, features: list[str]) -> np.ndarray:
+    rows = _jsonl_rows(data, name, features)
     try:
         arr = np.array(rows, dtype=np.float64)
     except (ValueError, TypeError):
