@@ -234,14 +234,17 @@ class Model:
             if problem:
                 raise DataError(f"{source}: {problem}")
 
-    def predict(self, x, batch_size: int = 1024, until: str | None = None):
+    def predict(self, x, batch_size: int = 1024, until: str | None = None, on_batch=None):
         """Inference in batches; x is a host array, the result a host array (or list for multi-output);
-        ``until`` names a node whose output is returned instead of the model's."""
+        ``until`` names a node whose output is returned instead of the model's; ``on_batch(done, total)``
+        follows the rows."""
         outs = []
         for start in range(0, len(x), batch_size):
             xb = B.asarray(x[start:start + batch_size], dtype=self.input_dtype)
             outs.append(B.to_numpy(self.forward(xb, training=False, until=until)))
             self._caches = []
+            if on_batch is not None:
+                on_batch(min(start + batch_size, len(x)), len(x))
         if not outs:
             shape = self.by_name[until].output_shape if until else self.output_shape
             return np.zeros((0, *shape), dtype=self.dtype)

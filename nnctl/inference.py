@@ -6,6 +6,7 @@ No optimizer and no trainer: evaluation is ``scoring.evaluate_model`` over the r
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
@@ -99,16 +100,24 @@ def evaluation_data(path, spec: dict, prep: Preprocessor, model: Model, data: st
     return x, y, source
 
 
-def evaluate(path, data: str | None = None, device: str = "auto", preprocessed: bool = False) -> dict:
-    """Loss and every metric of a checkpoint on the spec's test set or on ``data``."""
+def evaluate(path, data: str | None = None, device: str = "auto", preprocessed: bool = False,
+             on_batch: Callable[[int, int], None] | None = None) -> dict:
+    """Loss and every metric of a checkpoint on the spec's test set or on ``data``; ``on_batch(done, total)``
+    follows the rows (a classifier's per-class report is a second pass, counted in ``total``)."""
     ck, model, prep, spec = restore(path, device)
     x, y, source = evaluation_data(path, spec, prep, model, data, preprocessed)
     check_targets(spec, model, y, prep)
     names = [metrics.METRICS.canonical(m) for m in spec["train"].get("metrics", [])]
     if prep.task == "regression":  # errors in the target's own units beside the loss, whatever the spec lists
         names += [m for m in ("mse", "mae", "rmse") if m not in names]
+    report = prep.task != "regression" and not isinstance(model.output_shape, list)
+    passes = 2 if report else 1
+
+    def rows(offset: int):
+        return None if on_batch is None else (lambda done, total: on_batch(offset + done, passes * total))
+
     logs = evaluate_model(model, make_loss(spec), x, y, names, prep.task, prep.n_classes(model.output_shape[-1]),
-                          device_decoder(prep))
+                          device_decoder(prep), on_batch=rows(0))
     if prep.kind == "timeseries":  # a forecast is only useful if it beats repeating the last value
         from nnctl.data.timeseries import naive_metrics  # noqa: PLC0415
 
@@ -116,10 +125,10 @@ def evaluate(path, data: str | None = None, device: str = "auto", preprocessed: 
         if "naive_mse" in logs:
             logs["naive_rmse"] = float(np.sqrt(logs["naive_mse"]))
     out = {"checkpoint": str(path), "data": str(source), "samples": int(len(x)), **logs}
-    if prep.task != "regression" and not isinstance(model.output_shape, list):
+    if report:
         from nnctl.report import classification_report  # noqa: PLC0415
 
-        p = B.to_numpy(make_loss(spec).probabilities(model.predict(x)))
+        p = B.to_numpy(make_loss(spec).probabilities(model.predict(x, on_batch=rows(len(x)))))
         classes = prep.classes if prep.classes is not None else np.arange(prep.n_classes(model.output_shape[-1]))
         out.update(classification_report(p, np.asarray(y), prep.task, classes))
     if prep.unseen:  # category levels not in the training vocabulary, read as out of vocabulary
@@ -128,13 +137,15 @@ def evaluate(path, data: str | None = None, device: str = "auto", preprocessed: 
 
 
 def predict(restored: Restored, raw_inputs, preprocessed: bool = False, source: str = "input",
-            embed: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+            embed: str | None = None, on_batch: Callable[[int, int], None] | None = None
+            ) -> tuple[np.ndarray, np.ndarray]:
     """Model outputs and decoded predictions (labels or original units) for raw inputs, from ``restore``.
 
     The checkpoint's preprocessing (rescale, normalisation) is applied once, unless ``preprocessed``
     says the inputs already went through it; (N, H, W) inputs of an (H, W, 1) model get the channel axis.
     An autoencoder's (``data.target = "input"``) decoded predictions are its reconstructions in the raw
     input's units; ``embed`` names a layer whose outputs (e.g. the bottleneck codes) are returned, twice.
+    ``on_batch(done, total)`` follows the rows.
     """
     ck, model, prep, spec = restored
     if embed is not None and embed not in model.by_name:
@@ -158,9 +169,9 @@ def predict(restored: Restored, raw_inputs, preprocessed: bool = False, source: 
         x = prep.transform_x(raw_inputs, dtype)
     model.check_input(x, source)
     if embed is not None:
-        codes = model.predict(x, until=embed)
+        codes = model.predict(x, until=embed, on_batch=on_batch)
         return codes, codes
-    p = B.to_numpy(make_loss(spec).probabilities(model.predict(x)))
+    p = B.to_numpy(make_loss(spec).probabilities(model.predict(x, on_batch=on_batch)))
     if reconstructs(prep):
         return p, prep.inverse_x(p)
     return p, prep.decode_y(p)

@@ -28,8 +28,11 @@ def epoch_metrics(loss: losses.Loss, names: list[str], p, y, task: str, n_classe
 
 
 def evaluate_model(model: Model, loss: losses.Loss, x, y, metric_names: list[str], task: str, n_classes: int,
-                   decode: Callable | None = None, batch_size: int = 1024) -> dict:
-    """Loss (with the regularisation term, as in training) and every metric in inference mode; no optimizer."""
+                   decode: Callable | None = None, batch_size: int = 1024,
+                   on_batch: Callable[[int, int], None] | None = None) -> dict:
+    """Loss (with the regularisation term, as in training) and every metric in inference mode; no optimizer.
+
+    ``on_batch(done, total)`` follows the rows (host counts: no device read)."""
     fused = fuses(model, loss)
     total: Any = 0.0
     outs, ys = [], []
@@ -45,6 +48,8 @@ def evaluate_model(model: Model, loss: losses.Loss, x, y, metric_names: list[str
         outs.append(out)
         ys.append(yb)
         model._caches = []
+        if on_batch is not None:
+            on_batch(min(start + batch_size, len(x)), len(x))
     logs = {"loss": float(total) / max(len(x), 1)}
     if model.has_regularization():
         logs["loss"] += float(model.regularization(add_grads=False))

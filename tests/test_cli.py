@@ -191,3 +191,14 @@ def test_set_overrides(tmp_path):
         assert f["weights/dense/kernel"].shape == (4, 8)
         assert json.loads(f["spec"][()])["train"]["optimizer"]["learning_rate"] == 0.05
         assert len(f["history/loss"]) == 2
+
+
+def test_shell_completion_knows_the_verbs():
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, COMP_WORDS="nnctl tr", COMP_CWORD="1", _NNCTL_COMPLETE="complete_bash")
+    p = subprocess.run([sys.executable, "-c", "from nnctl.cli.main import app; app(prog_name='nnctl')"],
+                       capture_output=True, text=True, env=env, timeout=60)
+    assert p.stdout.split() == ["train"], (p.stdout, p.stderr)

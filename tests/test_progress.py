@@ -12,6 +12,7 @@ import subprocess
 import sys
 import termios
 
+import numpy as np
 import pytest
 
 from helpers import SPECS, load_spec
@@ -133,3 +134,38 @@ def test_no_bar_on_a_terminal_with_json_or_quiet(tmp_path, flag):
     rc, raw = _train_under_pty(tmp_path, SPECS / "iris_mlp.toml", "--out", tmp_path / "m.h5", "--epochs", "2", flag)
     assert rc == 0, raw
     assert "\x1b" not in raw and "epoch 1/2" not in raw
+
+
+# -- evaluate and predict ---------------------------------------------------------------------------------
+def test_rows_bar_counts_rows_on_a_terminal_and_writes_nothing_elsewhere(monkeypatch):
+    from nnctl.cli.progress import RowsBar
+
+    monkeypatch.setenv("NNCTL_REFRESH_SECONDS", "0")
+    term = _Terminal()
+    with RowsBar("predict", enabled=True, stream=term) as bar:
+        for done in (1024, 2048, 3000):
+            bar.rows(done, 3000)
+    shown = ANSI.sub("", term.getvalue())
+    assert "predict  1,024/3,000" in shown and "predict  3,000/3,000" in shown
+    pipe = io.StringIO()  # not a terminal: the results on stdout stand alone, stderr stays empty
+    with RowsBar("predict", enabled=True, stream=pipe) as bar:
+        bar.rows(3000, 3000)
+    assert pipe.getvalue() == ""
+
+
+def test_evaluate_and_predict_follow_their_rows(tmp_path):
+    from nnctl import inference
+
+    s = load_spec("iris_mlp.toml", tmp_path, "train.epochs=1")
+    ckpt = s["output"]["checkpoint"]
+    run.train(s)
+    seen: list[tuple[int, int]] = []
+    result = inference.evaluate(ckpt, on_batch=lambda done, total: seen.append((done, total)))
+    n = result["samples"]
+    # a classifier: the loss and metrics pass, then the per-class report pass, both counted in the total
+    assert seen == [(n, 2 * n), (2 * n, 2 * n)]
+    restored = inference.restore(ckpt)
+    rows: list[tuple[int, int]] = []
+    x = np.random.default_rng(0).normal(size=(2500, 4))
+    inference.predict(restored, x, on_batch=lambda done, total: rows.append((done, total)))
+    assert rows == [(1024, 2500), (2048, 2500), (2500, 2500)]

@@ -28,8 +28,10 @@ def register(app: typer.Typer, reports_errors) -> None:
         """
         from nnctl import run  # noqa: PLC0415
         from nnctl.cli.output import emit_json, table  # noqa: PLC0415
+        from nnctl.cli.progress import RowsBar  # noqa: PLC0415
 
-        result = run.evaluate(checkpoint, data, device, preprocessed=preprocessed)
+        with RowsBar("evaluate", enabled=not json_) as bar:  # a terminal only; gone before the results print
+            result = run.evaluate(checkpoint, data, device, preprocessed=preprocessed, on_batch=bar.rows)
         if confusion_matrix:  # the PNG path joins the result: a row of the table, a key of --json
             from nnctl.plots import confusion_from_checkpoint  # noqa: PLC0415
 

@@ -133,7 +133,7 @@ def _version(value: bool):
         raise typer.Exit(0)
 
 
-app = typer.Typer(cls=Group, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+app = typer.Typer(cls=Group, add_completion=True, no_args_is_help=True, pretty_exceptions_enable=False,
                   context_settings={"help_option_names": ["-h", "--help"]},
                   help="Train, evaluate and serve neural networks from declarative spec files.")
 

@@ -73,7 +73,11 @@ def register(app: typer.Typer, reports_errors) -> None:
 
             log("note: values not seen in training, encoded as out of vocabulary: "
                 + ", ".join(f"{k} {v}" for k, v in prep.unseen.items()))
-        outputs, decoded = run.predict(restored, x, preprocessed=preprocessed, source=source, embed=embed)
+        from nnctl.cli.progress import RowsBar  # noqa: PLC0415
+
+        with RowsBar("predict", enabled=True) as bar:  # stderr on a terminal only; stdout stays the results
+            outputs, decoded = run.predict(restored, x, preprocessed=preprocessed, source=source, embed=embed,
+                                           on_batch=bar.rows)
         columns = _shaped_columns(prep, decoded, embed) if shaped else None
         data = render(outputs, decoded, prep, format_, proba, top_k, files, columns)
         if output == "-":

@@ -159,3 +159,47 @@ class Progress:
     def __exit__(self, *exc):
         if self._progress is not None:
             self._progress.__exit__(*exc)
+
+
+class RowsBar:
+    """A transient bar over the rows of an evaluation or prediction, on a terminal only (``rows`` is the
+    ``on_batch(done, total)`` callback of ``inference.evaluate``/``predict``); redrawn at most every
+    ``NNCTL_REFRESH_SECONDS``, and gone when the work ends, so stdout's results stand alone."""
+
+    def __init__(self, label: str, enabled: bool, stream=None):
+        self.label, self.stream = label, stream or sys.stderr
+        self.live = enabled and self.stream.isatty()
+        self.every = _refresh_seconds()
+        self._progress = self._task = None
+        self._last, self._started = 0.0, time.perf_counter()
+
+    def __enter__(self):
+        if self.live:
+            from rich.console import Console  # noqa: PLC0415
+            from rich.progress import BarColumn, TextColumn  # noqa: PLC0415
+            from rich.progress import Progress as RichProgress  # noqa: PLC0415
+
+            self._progress = RichProgress(TextColumn("{task.description}"), BarColumn(bar_width=None),
+                                          TextColumn("{task.fields[info]}"),
+                                          console=Console(file=self.stream, highlight=False),
+                                          auto_refresh=False, transient=True, expand=True)
+            self._progress.__enter__()
+        return self
+
+    def rows(self, done: int, total: int) -> None:
+        if self._progress is None:
+            return
+        now = time.perf_counter()
+        if self._task is None:
+            self._task = self._progress.add_task(self.label, total=total, info="")
+        elif now - self._last < self.every and done < total:
+            return
+        self._last = now
+        rate = done / max(now - self._started, 1e-9)
+        self._progress.update(self._task, completed=done, total=total,
+                              description=f"{self.label}  {done:,}/{total:,}", info=f"{rate:,.0f} samples/s")
+        self._progress.refresh()
+
+    def __exit__(self, *exc):
+        if self._progress is not None:
+            self._progress.__exit__(*exc)
