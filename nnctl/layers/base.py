@@ -65,6 +65,17 @@ def _checked(init):
     return checked_init
 
 
+#: a channels-last sample's axes by spatial rank, as shape errors name them
+CHANNELS_LAST = {1: "(steps, channels)", 2: "(height, width, channels)", 3: "(depth, height, width, channels)"}
+
+
+def expect_input(layer, shape, words: str) -> None:
+    """Refuse an input whose sample shape (no batch axis) has not the axes ``words`` names, e.g.
+    ``"(steps, channels)"``: one message for every layer that checks its input's rank."""
+    if len(shape) != len([axis for axis in words.strip("()").split(",") if axis.strip()]):
+        raise ValueError(f"{type(layer).__name__} expects input of shape {words}, found {tuple(shape)}")
+
+
 class Layer:
     """Base layer: named parameters, state and gradients, and the forward/backward contract."""
 

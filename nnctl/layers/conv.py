@@ -12,12 +12,11 @@ from nnctl import backend as B
 from nnctl import initializers
 from nnctl.fields import Choices, NonNegativeInt, PositiveInt
 from nnctl.initializers import InitializerName
-from nnctl.layers.base import Layer, register
+from nnctl.layers.base import CHANNELS_LAST, Layer, expect_input, register
 from nnctl.ops.activations import ActivationName
 from nnctl.ops import im2col as K
 
 Padding = Annotated[str, Choices(("valid", "same"))]
-_RANK_WORDS = {1: "(steps, channels)", 2: "(height, width, channels)"}
 _INFERENCE_CHUNK_BYTES = 8 * 2**20  # patch matrix per chunk in inference: a few MB stays in cache
 
 
@@ -47,9 +46,8 @@ class _Conv(Layer):
 
     def _geometry(self, shape):
         """Validate the config against an input shape (no batch axis); set the NHWC geometry."""
-        name, r = type(self).__name__, self.rank
-        if len(shape) != r + 1:
-            raise ValueError(f"{name} expects input of shape {_RANK_WORDS[r]}, found {tuple(shape)}")
+        r = self.rank
+        expect_input(self, shape, CHANNELS_LAST[r])
         if not isinstance(self.filters, int) or isinstance(self.filters, bool) or self.filters < 1:
             raise ValueError(f"filters must be a positive integer, found {self.filters!r}")
         k = K.as_tuple(self.kernel_size, r, "kernel_size")
@@ -197,8 +195,7 @@ class ZeroPadding2D(Layer):
 
     def build(self, input_shapes, rng):
         shape = input_shapes[0]
-        if len(shape) != 3:
-            raise ValueError(f"ZeroPadding2D expects input of shape (height, width, channels), found {tuple(shape)}")
+        expect_input(self, shape, CHANNELS_LAST[2])
         self._pads = _padding_pairs(self.padding)
         (t, b), (left, r) = self._pads
         return (shape[0] + t + b, shape[1] + left + r, shape[2])
@@ -227,8 +224,7 @@ class UpSampling2D(Layer):
 
     def build(self, input_shapes, rng):
         shape = input_shapes[0]
-        if len(shape) != 3:
-            raise ValueError(f"UpSampling2D expects input of shape (height, width, channels), found {tuple(shape)}")
+        expect_input(self, shape, CHANNELS_LAST[2])
         if str(self.interpolation).lower() != "nearest":
             raise ValueError(f"interpolation {self.interpolation!r} is not supported; use 'nearest'")
         self._size = K.as_tuple(self.size, 2, "size")

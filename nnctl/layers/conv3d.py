@@ -15,7 +15,7 @@ from nnctl import backend as B
 from nnctl import initializers
 from nnctl.fields import NonNegativeInt, PositiveInt
 from nnctl.initializers import InitializerName
-from nnctl.layers.base import Layer, register
+from nnctl.layers.base import CHANNELS_LAST, Layer, expect_input, register
 from nnctl.layers.conv import Padding
 from nnctl.ops import im2col as K
 from nnctl.ops.activations import ActivationName
@@ -40,16 +40,15 @@ def _crop3(x, pads):
     return x[(slice(None), *(slice(a, x.shape[i + 1] - b) for i, (a, b) in enumerate(pads)))]
 
 
-def _geometry(name, shape, k, s, d, padding):
+def _geometry(layer, shape, k, s, d, padding):
     """Output size and (before, after) padding per spatial axis for a (D, H, W, C) input."""
-    if len(shape) != 4:
-        raise ValueError(f"{name} expects input of shape (depth, height, width, channels), found {tuple(shape)}")
+    expect_input(layer, shape, CHANNELS_LAST[3])
     mode = K.check_padding(padding)
     geo = [K.output_size(n, kk, ss, dd, mode) for n, kk, ss, dd in zip(shape[:3], k, s, d)]
     out, pads = tuple(o for o, _ in geo), tuple(p for _, p in geo)
     if 0 in out:
         span = [(kk - 1) * dd + 1 for kk, dd in zip(k, d)]
-        raise ValueError(f"{name}: the window spans {span} but the input is only {list(shape[:3])} with padding "
+        raise ValueError(f"{type(layer).__name__}: the window spans {span} but the input is only {list(shape[:3])} with padding "
                          "'valid'; use a smaller window or padding 'same'")
     return out, pads
 
@@ -77,7 +76,7 @@ class Conv3D(Layer):
         self._k = K.as_tuple(self.kernel_size, 3, "kernel_size")
         self._s = K.as_tuple(self.strides, 3, "strides")
         self._d = K.as_tuple(self.dilation_rate, 3, "dilation_rate")
-        self._out, self._pads = _geometry("Conv3D", shape, self._k, self._s, self._d, self.padding)
+        self._out, self._pads = _geometry(self, shape, self._k, self._s, self._d, self.padding)
         self.add_param("kernel", initializers.initialize(self.kernel_initializer, (*self._k, shape[-1], self.filters),
                                                          rng))
         if self.use_bias:
@@ -132,7 +131,7 @@ class _Pool3D(Layer):
         shape = input_shapes[0]
         self._p = K.as_tuple(self.pool_size, 3, "pool_size")
         self._s = self._p if self.strides is None else K.as_tuple(self.strides, 3, "strides")
-        self._out, self._pads = _geometry(type(self).__name__, shape, self._p, self._s, (1, 1, 1), self.padding)
+        self._out, self._pads = _geometry(self, shape, self._p, self._s, (1, 1, 1), self.padding)
         if self.op == "avg":  # real voxels per window is separable: the product of the covered lengths per axis
             counts = [np.array([min(o * ss - pd[0] + pp, n) - max(o * ss - pd[0], 0) for o in range(out)])
                       for n, pp, ss, pd, out in zip(shape[:3], self._p, self._s, self._pads, self._out)]
@@ -188,9 +187,7 @@ class UpSampling3D(Layer):
 
     def build(self, input_shapes, rng):
         shape = input_shapes[0]
-        if len(shape) != 4:
-            raise ValueError(f"UpSampling3D expects input of shape (depth, height, width, channels), found "
-                             f"{tuple(shape)}")
+        expect_input(self, shape, CHANNELS_LAST[3])
         self._f = K.as_tuple(self.size, 3, "size")
         return (*(n * f for n, f in zip(shape[:3], self._f)), shape[-1])
 
@@ -217,9 +214,7 @@ class ZeroPadding3D(Layer):
 
     def build(self, input_shapes, rng):
         shape = input_shapes[0]
-        if len(shape) != 4:
-            raise ValueError(f"ZeroPadding3D expects input of shape (depth, height, width, channels), found "
-                             f"{tuple(shape)}")
+        expect_input(self, shape, CHANNELS_LAST[3])
         p = self.padding
         p = [p] * 3 if isinstance(p, int) else list(p)
         if len(p) != 3:

@@ -11,10 +11,8 @@ from __future__ import annotations
 from nnctl import backend as B
 from nnctl import initializers
 from nnctl.fields import PositiveInt
-from nnctl.layers.base import Layer, register
+from nnctl.layers.base import CHANNELS_LAST, Layer, expect_input, register
 from nnctl.ops import im2col as K
-
-RANK_WORDS = {1: "(steps, channels)", 2: "(height, width, channels)"}
 
 
 def positive_int(value, name: str) -> int:
@@ -31,8 +29,7 @@ def conv_geometry(layer, shape, kernel_size, strides, dilation_rate, padding):
     """Check a convolution config against an input shape (no batch axis); set the layer's NHWC geometry
     (_k, _s, _d: kernel, strides, dilation; _out: output size; _pads: input padding) and return C_in."""
     r = layer.rank
-    if len(shape) != r + 1:
-        raise ValueError(f"{type(layer).__name__} expects input of shape {RANK_WORDS[r]}, found {tuple(shape)}")
+    expect_input(layer, shape, CHANNELS_LAST[r])
     k = K.as_tuple(kernel_size, r, "kernel_size")
     s = K.as_tuple(strides, r, "strides")
     d = K.as_tuple(dilation_rate, r, "dilation_rate")

@@ -10,8 +10,8 @@ from __future__ import annotations
 from nnctl import backend as B
 from nnctl import initializers
 from nnctl.fields import PositiveInt
-from nnctl.layers.base import Layer, register
-from nnctl.layers.conv_extra import RANK_WORDS, lift, positive_int
+from nnctl.layers.base import CHANNELS_LAST, Layer, expect_input, register
+from nnctl.layers.conv_extra import lift, positive_int
 from nnctl.ops import im2col as K
 
 
@@ -52,9 +52,8 @@ class _ConvTranspose(Layer):
         self.alpha = alpha
 
     def build(self, input_shapes, rng):
-        shape, r, name = input_shapes[0], self.rank, type(self).__name__
-        if len(shape) != r + 1:
-            raise ValueError(f"{name} expects input of shape {RANK_WORDS[r]}, found {tuple(shape)}")
+        shape, r = input_shapes[0], self.rank
+        expect_input(self, shape, CHANNELS_LAST[r])
         f = positive_int(self.filters, "filters")
         k = K.as_tuple(self.kernel_size, r, "kernel_size")
         s = K.as_tuple(self.strides, r, "strides")

@@ -12,7 +12,7 @@ import numpy as np
 
 from nnctl import backend as B
 from nnctl.fields import NonNegativeFloat, Rate
-from nnctl.layers.base import Layer, register
+from nnctl.layers.base import CHANNELS_LAST, Layer, expect_input, register
 
 
 def _check_rate(rate, name: str = "rate") -> None:
@@ -33,9 +33,7 @@ class _SpatialDropout(Layer):
 
     def build(self, input_shapes, rng):
         shape = input_shapes[0]
-        if len(shape) != self.rank + 1:
-            words = "(steps, channels)" if self.rank == 1 else "(height, width, channels)"
-            raise ValueError(f"{type(self).__name__} expects input of shape {words}, found {tuple(shape)}")
+        expect_input(self, shape, CHANNELS_LAST[self.rank])
         _check_rate(self.rate)
         return shape
 

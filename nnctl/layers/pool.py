@@ -11,11 +11,9 @@ import numpy as np
 
 from nnctl import backend as B
 from nnctl.fields import PositiveInt
-from nnctl.layers.base import Layer, register
+from nnctl.layers.base import CHANNELS_LAST, Layer, expect_input, register
 from nnctl.layers.conv import Padding
 from nnctl.ops import im2col as K
-
-_RANK_WORDS = {1: "(steps, channels)", 2: "(height, width, channels)"}
 
 
 class _Pool(Layer):
@@ -34,9 +32,8 @@ class _Pool(Layer):
         self.pool_size, self.strides, self.padding = pool_size, strides, padding
 
     def build(self, input_shapes, rng):
-        shape, r, name = input_shapes[0], self.rank, type(self).__name__
-        if len(shape) != r + 1:
-            raise ValueError(f"{name} expects input of shape {_RANK_WORDS[r]}, found {tuple(shape)}")
+        shape, r = input_shapes[0], self.rank
+        expect_input(self, shape, CHANNELS_LAST[r])
         p = K.as_tuple(self.pool_size, r, "pool_size")
         s = p if self.strides is None else K.as_tuple(self.strides, r, "strides")
         mode = K.check_padding(self.padding)
@@ -149,9 +146,7 @@ class _Global(Layer):
 
     def build(self, input_shapes, rng):
         shape = input_shapes[0]
-        if len(shape) != self.rank + 1:
-            raise ValueError(f"{type(self).__name__} expects input of shape {_RANK_WORDS[self.rank]}, "
-                             f"found {tuple(shape)}")
+        expect_input(self, shape, CHANNELS_LAST[self.rank])
         return (shape[-1],)
 
     def forward(self, x, training=False, mask=None):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from nnctl import backend as B
 from nnctl.fields import PositiveInt
-from nnctl.layers.base import Layer, register
+from nnctl.layers.base import Layer, expect_input, register
 from nnctl.ops import im2col as K
 
 
@@ -32,11 +32,6 @@ def side_pairs(value, rank: int, name: str) -> tuple[tuple[int, int], ...]:
     raise ValueError(f"{name} must be {want} of non-negative integers, found {value!r}")
 
 
-def _expect(layer, shape, rank: int, words: str) -> None:
-    if len(shape) != rank:
-        raise ValueError(f"{type(layer).__name__} expects input of shape {words}, found {tuple(shape)}")
-
-
 @register()
 class Cropping2D(Layer):
     """Drop rows and columns at the borders: y = x[:, t:H-b, l:W-r]; (N, H, W, C) -> (N, H-t-b, W-l-r, C).
@@ -50,7 +45,7 @@ class Cropping2D(Layer):
 
     def build(self, input_shapes, rng):
         shape = input_shapes[0]
-        _expect(self, shape, 3, "(height, width, channels)")
+        expect_input(self, shape, "(height, width, channels)")
         self._crop = side_pairs(self.cropping, 2, "cropping")
         (t, b), (left, r) = self._crop
         if t + b >= shape[0] or left + r >= shape[1]:
@@ -80,7 +75,7 @@ class ZeroPadding1D(Layer):
 
     def build(self, input_shapes, rng):
         shape = input_shapes[0]
-        _expect(self, shape, 2, "(steps, features)")
+        expect_input(self, shape, "(steps, features)")
         self._pads = ((0, 0), side_pairs(self.padding, 1, "padding")[0])  # a sequence is an image of height 1
         a, b = self._pads[1]
         return (shape[0] + a + b, shape[1])
@@ -108,7 +103,7 @@ class UpSampling1D(Layer):
 
     def build(self, input_shapes, rng):
         shape = input_shapes[0]
-        _expect(self, shape, 2, "(steps, features)")
+        expect_input(self, shape, "(steps, features)")
         (self._size,) = K.as_tuple(self.size, 1, "size")
         return (shape[0] * self._size, shape[1])
 
@@ -165,7 +160,7 @@ class RepeatVector(Layer):
 
     def build(self, input_shapes, rng):
         shape = input_shapes[0]
-        _expect(self, shape, 1, "(features,)")
+        expect_input(self, shape, "(features,)")
         (self._n,) = K.as_tuple(self.n, 1, "n")
         return (self._n, shape[0])
 
