@@ -1,12 +1,30 @@
 """Shared test helpers: shipped spec paths and training a spec into a temporary folder."""
 
+import json
 import pathlib
+import subprocess
+import sys
 
 from nnctl import backend as B
 from nnctl import run, spec
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"
+# a run that only a signal ends: digits_mlp on 400 rows for 100,000 epochs (see signalled_after_first_epoch)
+ENDLESS_ARGS = ("--set", "data.subset=400", "--epochs", "100000")
+
+
+def signalled_after_first_epoch(out, signum) -> tuple[int, str]:
+    """``nnctl train digits_mlp --out OUT`` sent ``signum`` once its first epoch is logged: (exit code, stderr)."""
+    proc = subprocess.Popen([sys.executable, "-m", "nnctl", "train", SPECS / "digits_mlp.toml", "--out", out,
+                             "--json", *ENDLESS_ARGS], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert json.loads(proc.stdout.readline())["event"] == "epoch"
+        proc.send_signal(signum)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    return proc.returncode, err
 
 
 def load_spec(name: str, tmp_path, *overrides: str) -> dict:

@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from helpers import SPECS, checkpoint_arrays
+from helpers import SPECS, checkpoint_arrays, signalled_after_first_epoch
 from nnctl.checkpoint import Checkpoint
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGUSR1"), reason="POSIX signals")
@@ -267,16 +267,8 @@ def test_sbatch_script_requeues_on_143_only(tmp_path):
 def test_sigterm_from_outside_exits_143_with_a_resumable_checkpoint(tmp_path):
     """A SIGTERM sent by another process (as a scheduler does) at an unknown batch."""
     out = tmp_path / "long.h5"
-    proc = subprocess.Popen([sys.executable, "-m", "nnctl", "train", SPECS / "digits_mlp.toml", "--out", out,
-                             "--json", "--set", "data.subset=400", "--epochs", "100000"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert json.loads(proc.stdout.readline())["event"] == "epoch"
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=120)
-    finally:
-        proc.kill()
-    assert proc.returncode == 143, err
+    returncode, err = signalled_after_first_epoch(out, signal.SIGTERM)
+    assert returncode == 143, err
     assert err.strip().splitlines()[-1].startswith(f"error: terminated by SIGTERM: wrote {out} in epoch ")
     ck = Checkpoint(out)
     assert ck.epoch >= 1 and ck.resume is not None

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from helpers import SPECS
+from helpers import ENDLESS_ARGS, SPECS, signalled_after_first_epoch
 from nnctl.checkpoint import Checkpoint
 
 DIVERGE = ["--set", 'train.optimizer={type = "sgd", learning_rate = 1e12}']
@@ -57,22 +57,13 @@ def test_divergence_after_a_good_epoch_names_it_and_the_command_that_continues(t
 @pytest.mark.skipif(not hasattr(signal, "SIGINT"), reason="POSIX signals")
 def test_ctrl_c_prints_the_command_that_continues(tmp_path):
     out = tmp_path / "long.h5"
-    proc = subprocess.Popen([sys.executable, "-m", "nnctl", "train", SPECS / "digits_mlp.toml", "--out", out,
-                             "--json", "--set", "data.subset=400", "--epochs", "100000"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert json.loads(proc.stdout.readline())["event"] == "epoch"
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=120)
-    finally:
-        proc.kill()
-    assert proc.returncode == 130, err
+    returncode, err = signalled_after_first_epoch(out, signal.SIGINT)
+    assert returncode == 130, err
     line = err.strip().splitlines()[-1]
     epoch = Checkpoint(out).epoch
     assert line.startswith(f"error: interrupted: wrote {out} with epoch {epoch}; continue: ")
     command = shlex.split(line.split("continue: ", 1)[1])
-    assert command == ["nnctl", "train", str(SPECS / "digits_mlp.toml"), "--resume", str(out),
-                       "--set", "data.subset=400", "--epochs", "100000"]
+    assert command == ["nnctl", "train", str(SPECS / "digits_mlp.toml"), "--resume", str(out), *ENDLESS_ARGS]
     # the command continues from that epoch (one epoch more, here)
     command[command.index("--epochs") + 1] = str(epoch + 1)
     p = nnctl(*command[1:], "--json")
