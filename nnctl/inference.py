@@ -103,7 +103,7 @@ def evaluation_data(path, spec: dict, prep: Preprocessor, model: Model, data: st
 def evaluate(path, data: str | None = None, device: str = "auto", preprocessed: bool = False,
              on_batch: Callable[[int, int], None] | None = None) -> dict:
     """Loss and every metric of a checkpoint on the spec's test set or on ``data``; ``on_batch(done, total)``
-    follows the rows (a classifier's per-class report is a second pass, counted in ``total``)."""
+    follows the rows."""
     ck, model, prep, spec = restore(path, device)
     x, y, source = evaluation_data(path, spec, prep, model, data, preprocessed)
     check_targets(spec, model, y, prep)
@@ -111,13 +111,9 @@ def evaluate(path, data: str | None = None, device: str = "auto", preprocessed: 
     if prep.task == "regression":  # errors in the target's own units beside the loss, whatever the spec lists
         names += [m for m in ("mse", "mae", "rmse") if m not in names]
     report = prep.task != "regression" and not isinstance(model.output_shape, list)
-    passes = 2 if report else 1
-
-    def rows(offset: int):
-        return None if on_batch is None else (lambda done, total: on_batch(offset + done, passes * total))
-
+    outputs: list = []  # the report reads the same forward pass as the loss and metrics
     logs = evaluate_model(model, make_loss(spec), x, y, names, prep.task, prep.n_classes(model.output_shape[-1]),
-                          device_decoder(prep), on_batch=rows(0))
+                          device_decoder(prep), on_batch=on_batch, outputs=outputs if report else None)
     if prep.kind == "timeseries":  # a forecast is only useful if it beats repeating the last value
         from nnctl.data.timeseries import naive_metrics  # noqa: PLC0415
 
@@ -128,7 +124,7 @@ def evaluate(path, data: str | None = None, device: str = "auto", preprocessed: 
     if report:
         from nnctl.report import classification_report  # noqa: PLC0415
 
-        p = B.to_numpy(make_loss(spec).probabilities(model.predict(x, on_batch=rows(len(x)))))
+        p = B.to_numpy(make_loss(spec).probabilities(outputs[0]))
         classes = prep.classes if prep.classes is not None else np.arange(prep.n_classes(model.output_shape[-1]))
         out.update(classification_report(p, np.asarray(y), prep.task, classes))
     if prep.unseen:  # category levels not in the training vocabulary, read as out of vocabulary

@@ -29,10 +29,11 @@ def epoch_metrics(loss: losses.Loss, names: list[str], p, y, task: str, n_classe
 
 def evaluate_model(model: Model, loss: losses.Loss, x, y, metric_names: list[str], task: str, n_classes: int,
                    decode: Callable | None = None, batch_size: int = 1024,
-                   on_batch: Callable[[int, int], None] | None = None) -> dict:
+                   on_batch: Callable[[int, int], None] | None = None, outputs: list | None = None) -> dict:
     """Loss (with the regularisation term, as in training) and every metric in inference mode; no optimizer.
 
-    ``on_batch(done, total)`` follows the rows (host counts: no device read)."""
+    ``on_batch(done, total)`` follows the rows (host counts: no device read); a list given as ``outputs``
+    receives the model's (N, ...) device outputs, for callers that need them too (no second forward pass)."""
     fused = fuses(model, loss)
     total: Any = 0.0
     outs, ys = [], []
@@ -53,6 +54,8 @@ def evaluate_model(model: Model, loss: losses.Loss, x, y, metric_names: list[str
     logs = {"loss": float(total) / max(len(x), 1)}
     if model.has_regularization():
         logs["loss"] += float(model.regularization(add_grads=False))
-    logs.update(epoch_metrics(loss, metric_names, B.xp.concatenate(outs), B.xp.concatenate(ys), task, n_classes,
-                              decode))
+    out_all = B.xp.concatenate(outs)
+    if outputs is not None:
+        outputs.append(out_all)
+    logs.update(epoch_metrics(loss, metric_names, out_all, B.xp.concatenate(ys), task, n_classes, decode))
     return logs
