@@ -24,11 +24,14 @@ from __future__ import annotations
 
 import bisect
 import math
+from collections.abc import Callable
 
 from nnctl.metrics import higher_is_better
+from nnctl.registry import Registry
 
-TYPES = ("constant", "step", "multistep", "exponential", "cosine", "polynomial", "cosine_restarts", "one_cycle",
-         "plateau")
+#: each kind's rate after warmup: ``f(schedule, steps, t, span, batches)`` with ``steps`` and ``t`` the steps and
+#: epochs since warmup and ``span`` = T; the aliases are Keras's and PyTorch's class names for the same schedule
+KINDS: Registry[Callable[..., float]] = Registry("schedule")
 
 
 def _cos(start: float, end: float, pct: float) -> float:
@@ -43,7 +46,7 @@ class Schedule:
                  min_delta: float = 0.0, cooldown: int = 0, milestones: list | None = None, power: float = 1.0,
                  cycle_epochs: float = 10.0, t_mul: float = 2.0, m_mul: float = 1.0, pct_start: float = 0.3,
                  div_factor: float = 25.0, final_div_factor: float = 1e4):
-        self.type, self.base_lr = type, float(base_lr)
+        self.type, self.base_lr = KINDS.canonical(type), float(base_lr)
         self.step_size, self.factor, self.decay_rate, self.decay_epochs = step_size, factor, decay_rate, decay_epochs
         self.warmup_epochs, self.warmup_steps = float(warmup_epochs), int(warmup_steps)
         self.min_lr, self.total_epochs = min_lr, total_epochs
@@ -75,25 +78,8 @@ class Schedule:
 
     def _main(self, steps: int, t: float, batches: int, warmup: int) -> float:
         """The schedule ``steps`` steps (``t`` epochs) after its warmup."""
-        lr0, kind = self.base_lr, self.type
         span = max(self.total_epochs - warmup / batches, 1e-12)
-        if kind == "step":
-            return lr0 * self.factor ** math.floor(t / self.step_size + 1e-9)
-        if kind == "multistep":
-            return lr0 * self.factor ** bisect.bisect_right(self.milestones, t + 1e-9)
-        if kind == "exponential":
-            return lr0 * self.decay_rate ** (t / self.decay_epochs)
-        if kind == "cosine":
-            return _cos(lr0, self.min_lr, t / span)
-        if kind == "polynomial":
-            return self.min_lr + (lr0 - self.min_lr) * (1 - min(t, span) / span) ** self.power
-        if kind == "cosine_restarts":
-            return self._restarts(t)
-        if kind == "one_cycle":
-            return self._one_cycle(steps, max(round(span * batches), 2))
-        if kind == "plateau":
-            return self.current
-        return lr0
+        return KINDS.get(self.type)(self, steps, t, span, batches)
 
     def _restarts(self, t: float) -> float:
         done = t / self.cycle_epochs  # in units of the first cycle
@@ -139,6 +125,51 @@ class Schedule:
     def load_state(self, state: dict) -> None:
         self.current, self.best = state["current"], state["best"]
         self.wait, self.cooldown_left = state["wait"], state["cooldown_left"]
+
+
+@KINDS.register("constant", "ConstantLR")
+def _constant(s: Schedule, steps: int, t: float, span: float, batches: int) -> float:
+    return s.base_lr
+
+
+@KINDS.register("step", "StepLR")
+def _step(s: Schedule, steps: int, t: float, span: float, batches: int) -> float:
+    return s.base_lr * s.factor ** math.floor(t / s.step_size + 1e-9)
+
+
+@KINDS.register("multistep", "MultiStepLR")
+def _multistep(s: Schedule, steps: int, t: float, span: float, batches: int) -> float:
+    return s.base_lr * s.factor ** bisect.bisect_right(s.milestones, t + 1e-9)
+
+
+@KINDS.register("exponential", "ExponentialDecay", "ExponentialLR")
+def _exponential(s: Schedule, steps: int, t: float, span: float, batches: int) -> float:
+    return s.base_lr * s.decay_rate ** (t / s.decay_epochs)
+
+
+@KINDS.register("cosine", "CosineDecay", "CosineAnnealingLR")
+def _cosine(s: Schedule, steps: int, t: float, span: float, batches: int) -> float:
+    return _cos(s.base_lr, s.min_lr, t / span)
+
+
+@KINDS.register("polynomial", "PolynomialDecay", "PolynomialLR")
+def _polynomial(s: Schedule, steps: int, t: float, span: float, batches: int) -> float:
+    return s.min_lr + (s.base_lr - s.min_lr) * (1 - min(t, span) / span) ** s.power
+
+
+@KINDS.register("cosine_restarts", "CosineDecayRestarts", "CosineAnnealingWarmRestarts")
+def _cosine_restarts(s: Schedule, steps: int, t: float, span: float, batches: int) -> float:
+    return s._restarts(t)
+
+
+@KINDS.register("one_cycle", "OneCycleLR")
+def _one_cycle(s: Schedule, steps: int, t: float, span: float, batches: int) -> float:
+    return s._one_cycle(steps, max(round(span * batches), 2))
+
+
+@KINDS.register("plateau", "ReduceLROnPlateau")
+def _plateau(s: Schedule, steps: int, t: float, span: float, batches: int) -> float:
+    return s.current
 
 
 def check(table: dict | None) -> list[str]:

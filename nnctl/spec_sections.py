@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 from nnctl.fields import Choices, Doc, FileStem, Fraction, NameOf, NonNegativeFloat, NonNegativeInt, PositiveFloat, \
     PositiveInt, Range, Seed
-from nnctl.schedules import TYPES
+from nnctl.schedules import KINDS as SCHEDULE_KINDS
 
 Scaling = Annotated[str, Choices(("none", "standard", "minmax"))]
 Monitor = Annotated[str, Doc("a logged quantity: loss, a metric, or val_ of either")]
@@ -185,7 +185,7 @@ class TrainSection:
                                         default=32)
     shuffle: bool = doc("reshuffle the training data every epoch", default=True)
     early_stopping: dict | None = doc("monitor, mode, patience, min_delta, restore_best", default=None)
-    lr_schedule: dict | None = doc("type = " + "|".join(TYPES) + " and its keys", default=None)
+    lr_schedule: dict | None = doc("type = " + "|".join(SCHEDULE_KINDS.names()) + " and its keys", default=None)
     class_weight: Annotated[str, Choices(("balanced",))] | dict | None = doc(
         "loss weight per class: \"balanced\" (n / (classes * count)) or { label = weight }; training loss only",
         default=None)
@@ -214,13 +214,14 @@ class EarlyStopping:
     restore_best: bool = doc("keep the best epoch's weights", default=True)
 
 
-SCHEDULES = TYPES
 Epochs = Annotated[float, Range(0, lo_open=True)]
 
 
 @dataclass(frozen=True)
 class LrSchedule:
-    type: Annotated[str, Choices(SCHEDULES)] = doc("schedule kind; every kind is evaluated per step", default="constant")
+    type: Annotated[str, NameOf("schedule", tables=False)] = doc(
+        "schedule kind (Keras's and PyTorch's class names are aliases); every kind is evaluated per step",
+        default="constant")
     warmup_epochs: NonNegativeFloat = doc("every kind: linear warmup over this many epochs (fractions allowed)",
                                           default=0.0)
     warmup_steps: NonNegativeInt = doc("every kind: linear warmup over this many steps (instead of warmup_epochs)",

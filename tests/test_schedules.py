@@ -147,3 +147,22 @@ def test_every_schedule_trains_from_a_spec(tmp_path):
         assert done["epochs_run"] == 3
         lr = Checkpoint(s["output"]["checkpoint"]).history["lr"]
         assert len(lr) == 3 and all(0 < v <= 0.01 + 1e-12 for v in lr)  # no schedule exceeds learning_rate
+
+
+@pytest.mark.parametrize("alias,canonical", [("CosineDecay", "cosine"), ("ExponentialDecay", "exponential"),
+                                             ("ReduceLROnPlateau", "plateau"), ("OneCycleLR", "one_cycle"),
+                                             ("multi_step", "multistep")])
+def test_keras_and_pytorch_class_names_resolve_to_the_schedule_and_are_stored_canonical(alias, canonical, tmp_path):
+    s = load_spec("iris_mlp.toml", tmp_path, f'train.lr_schedule={{type = "{alias}", milestones = [1]}}')
+    assert s["train"]["lr_schedule"]["type"] == canonical
+    by_alias = Schedule(0.1, type=alias, total_epochs=3, milestones=[1])
+    by_name = Schedule(0.1, type=canonical, total_epochs=3, milestones=[1])
+    assert rates(by_alias, 3, 4) == rates(by_name, 3, 4)
+
+
+def test_an_unknown_schedule_names_the_closest_and_the_known_ones(tmp_path):
+    from nnctl.errors import SpecError
+
+    with pytest.raises(SpecError, match=r"train.lr_schedule.type: unknown schedule 'cosin'; did you mean 'cosine'\?"
+                                        r"; expected one of constant, cosine, "):
+        load_spec("iris_mlp.toml", tmp_path, 'train.lr_schedule={type = "cosin"}')
