@@ -69,6 +69,13 @@ class Pattern:
 
 
 @dataclass(frozen=True)
+class MinItems:
+    """A list value has at least ``n`` items."""
+
+    n: int
+
+
+@dataclass(frozen=True)
 class Doc:
     text: str
 
@@ -91,6 +98,8 @@ NonNegativeFloat = Annotated[float, Range(0)]
 Rate = Annotated[float, Range(0, 1, hi_open=True)]  # dropout-style rates: 1.0 would zero everything
 Fraction = Annotated[float, Range(0, 1)]
 Seed = Annotated[int, Range(0, 2**32 - 1)]
+# A path a user names: "" would silently mean the default (or the current folder), so it is refused.
+Path = Annotated[str, Pattern(r"[\s\S]*\S[\s\S]*", "a file or folder path")]
 # A name that becomes a file name: no separator, no leading dot, so runs/<name>.h5 stays inside runs/.
 FileStem = Annotated[str, Pattern(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,99}",
                                   "a file name of letters, digits, '_', '-', '.', '+' (no '/', not starting with '.')")]
@@ -111,6 +120,7 @@ class Field:
     doc: str = ""
     name_of: NameOf | None = None
     pattern: Pattern | None = None
+    min_items: int = 0
 
     @property
     def required(self) -> bool:
@@ -165,8 +175,9 @@ def field_from(name: str, annotation, default=REQUIRED, doc: str = "") -> Field:
     doc = next((m.text for m in meta if isinstance(m, Doc)), doc)
     name_of = next((m for m in meta if isinstance(m, NameOf)), None)
     pattern = next((m for m in meta if isinstance(m, Pattern)), None)
+    min_items = next((m.n for m in meta if isinstance(m, MinItems)), 0)
     return Field(name, tuple(dict.fromkeys(accepted)), default, rng, choices, item_types, item_range, nullable, doc,
-                 name_of, pattern)
+                 name_of, pattern, min_items)
 
 
 @functools.lru_cache(maxsize=None)
@@ -300,6 +311,8 @@ def check(f: Field, value, path: str) -> tuple[Any, list[str]]:
     if f.range is not None and isinstance(value, (int, float)) and not isinstance(value, bool):
         if not f.range.holds(value):
             return value, [f"{path}: expected {expectation(f)}, found {shown(value)}"]
+    if isinstance(value, list) and len(value) < f.min_items:
+        return value, [f"{path}: expected a list of at least {f.min_items}, found {shown(value)}"]
     if isinstance(value, list) and f.item_types:
         for i, item in enumerate(value):
             numeric = isinstance(item, (int, float)) and not isinstance(item, bool)

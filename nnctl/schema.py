@@ -82,6 +82,8 @@ def field_schema(f: Field, nested: dict | None = None) -> dict:
                     if f.item_range is not None:
                         _numeric(Field("item", range=f.item_range), item)
                     entry["items"] = item
+                if f.min_items:
+                    entry["minItems"] = f.min_items
                 alternatives.append(entry)
             elif t in _JSON:
                 alternatives.append({"type": _JSON[t]})

@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-from nnctl.fields import Choices, Doc, FileStem, Fraction, NameOf, NonNegativeFloat, NonNegativeInt, PositiveFloat, \
-    PositiveInt, Range, Seed
+from nnctl.fields import Choices, Doc, MinItems, FileStem, Fraction, NameOf, NonNegativeFloat, NonNegativeInt, Path, \
+    PositiveFloat, PositiveInt, Range, Seed
 from nnctl.schedules import KINDS as SCHEDULE_KINDS
 
 Scaling = Annotated[str, Choices(("none", "standard", "minmax"))]
@@ -41,16 +41,17 @@ KINDS = ("auto", "tabular", "arrays", "idx", "images", "timeseries", "text")
 
 @dataclass(frozen=True)
 class DataSection:
-    train: str = doc("training file or folder")
+    train: Path = doc("training file or folder")
     kind: Annotated[str, Choices(KINDS)] = doc("data kind; auto picks from the file extension or folder",
                                                default="auto")
-    test: str | None = doc("test file or folder, used by evaluate", default=None)
+    test: Path | None = doc("test file or folder, used by evaluate", default=None)
     validation: str | dict | None = doc("a path, or {split = 0.2, stratify = false} (a number means the split)",
                                         default=None)
     target: str | int | list | None = doc(
         "target column(s), name or index (default: the last column); 'input': the preprocessed input itself "
         "(an autoencoder; with data.augment the clean input is the target of the augmented one)", default=None)
-    features: list | None = doc("CSV input columns (default: every column but the target)", default=None)
+    features: Annotated[list, MinItems(1)] | None = doc("CSV input columns (default: every column but the target)",
+                                                        default=None)
     sample_weight: str | None = doc("per-sample training-loss weights: a CSV column (not a feature) or an "
                                     "npz/h5 array (a .npy file beside .npy inputs) of N non-negative numbers",
                                     default=None)
@@ -155,7 +156,7 @@ class ModelSection:
     layers: list | None = doc("the layers, in order (required, except in a GAN spec)", default=None)
     input_shape: list[PositiveInt] | None = doc("input shape without the batch axis (inferred from the data)",
                                                 default=None)
-    init_from: str | None = doc("checkpoint whose weights initialise layers of the same name and shape",
+    init_from: Path | None = doc("checkpoint whose weights initialise layers of the same name and shape",
                                 default=None)
     decode: dict | None = doc("greedy decoding for teacher-forced sequence models at predict time", default=None)
     generator: dict | None = doc("GAN (train.mode = \"gan\"): latent_dim, latent and the generator's layers",
@@ -191,7 +192,7 @@ class TrainSection:
         default=None)
     save_best: bool = doc("also write <checkpoint>.best.h5 with the best epoch", default=False)
     save_every: NonNegativeInt = doc("also write <checkpoint>.epochNNN.h5 every N epochs (0 = never)", default=0)
-    tensorboard: str | None = doc("folder for TensorBoard event files", default=None)
+    tensorboard: Path | None = doc("folder for TensorBoard event files", default=None)
     stop_on_nan: bool = doc("stop with exit code 3 on a non-finite loss", default=True)
     gradient_accumulation: PositiveInt = doc("optimizer step every K batches on their row-weighted mean "
                                              "gradient (= batch size K*batch_size)", default=1)
@@ -282,8 +283,8 @@ class GanTrain:
 
 @dataclass(frozen=True)
 class OutputSection:
-    checkpoint: str | None = doc("checkpoint path (default runs/<name>.h5)", default=None)
-    run_dir: str | None = doc("run folder (default: <checkpoint without .h5>.run)", default=None)
+    checkpoint: Path | None = doc("checkpoint path (default runs/<name>.h5)", default=None)
+    run_dir: Path | None = doc("run folder (default: <checkpoint without .h5>.run)", default=None)
 
 
 SECTIONS = {"": TopLevel, "data": DataSection, "model": ModelSection, "train": TrainSection,

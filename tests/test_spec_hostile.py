@@ -133,6 +133,9 @@ CASES = [
     ("train.lr_schedule", {"type": "step", "factor": 2}, ["train.lr_schedule.factor", "in (0, 1)"]),
     ("train.save_every", -1, ["train.save_every", "non-negative"]),
     ("output.checkpoint", 5, ["output.checkpoint", "string"]),
+    ("output.checkpoint", "", ["output.checkpoint", "expected a file or folder path", 'found ""']),
+    ("data.train", " ", ["data.train", "expected a file or folder path"]),
+    ("data.features", [], ["data.features", "expected a list of at least 1, found []"]),
     ("output.chekpoint", "x.h5", ["output.chekpoint", "did you mean 'checkpoint'"]),
 ]
 # the loss and the output layer must agree
