@@ -3,6 +3,7 @@ error messages the slow reader gives when the fast one gives up."""
 
 import csv
 import io
+import re
 
 import numpy as np
 import pytest
@@ -104,3 +105,34 @@ def test_missing_cells_read_as_nan_only_where_allowed(tmp_path):
     assert np.isnan(cols.numbers["b"]).tolist() == [True, False, True]
     with pytest.raises(DataError, match="line 3, column 'a': expected a number, found 'NA'"):
         read_columns(path, ["a", "b"], ["y"], missing_ok={"b"})
+
+
+@pytest.mark.parametrize("header,message", [
+    ("a,a,y", "header: column name 'a' appears twice (columns 1 and 2); names must be unique"),
+    ("a,b,y,", "header: column 4 has no name (a trailing comma)"),
+    (",a,y", "header: column 1 has no name (an index column written by pandas? save with index=False)"),
+    ("a;b;y", "header 'a;b;y' is one column; nnctl reads comma-separated files and this one looks ';'-separated"),
+    ("a\tb\ty", "looks '\\t'-separated"),
+])
+def test_a_header_that_cannot_name_its_columns_is_refused(tmp_path, header, message):
+    sep = "," if "," in header else header[1]
+    width = len(header.split(sep))
+    path = tmp_path / "h.csv"
+    path.write_text(header + "\n" + "\n".join(sep.join(["1"] * width) for _ in range(3)) + "\n")
+    with pytest.raises(DataError, match=re.escape(message)):
+        read_columns(path, ["y"], [])
+
+
+@pytest.mark.parametrize("cell", ["nan", "", "NaN"])
+def test_a_missing_class_label_names_its_line(tmp_path, cell):
+    from helpers import load_spec
+    from nnctl import run
+
+    rows = [f"{i},{i % 2}" for i in range(20)]
+    rows[6] = f"6,{cell}"
+    path = tmp_path / "labels.csv"
+    path.write_text("x,y\n" + "\n".join(rows) + "\n")
+    spec = load_spec("iris_mlp.toml", tmp_path, f'data.train="{path}"', 'data.target="y"', "model.input_shape=[1]",
+                     "data.features=[\"x\"]")
+    with pytest.raises(DataError, match=rf"labels.csv: line 8, column 'y': expected a class label, found '{cell}'"):
+        run.train(spec)

@@ -71,7 +71,10 @@ def _header(path) -> list[str] | None:
     if line.count('"') % 2:
         return None
     rows = list(csv.reader([line]))
-    return [h.strip() for h in rows[0]] if rows and rows[0] else None
+    header = [h.strip() for h in rows[0]] if rows and rows[0] else None
+    if header is None or len(set(header)) != len(header) or not all(header) or len(header) == 1:
+        return None  # the full reader names the problem (or reads the one column)
+    return header
 
 
 class _Codes:

@@ -130,7 +130,7 @@ class Preprocessor:
                 self.y_shift, self.y_scale = _stats(y, self.normalize_target)
             return
         if y.ndim == 1 or (y.ndim == 2 and y.shape[1] == 1 and self.task == "binary"):
-            self.classes = np.unique(y.reshape(-1))
+            self.classes = np.unique(_labels(y, name))
             if self.task == "binary" and len(self.classes) > 2:
                 raise DataError(f"{name}: a binary loss needs 2 classes, found {len(self.classes)}: "
                                 f"{', '.join(map(str, self.classes[:6]))}")
@@ -144,7 +144,7 @@ class Preprocessor:
             return y.astype(dtype)
         if self.classes is None:  # already encoded: one-hot rows or integer ids per step
             return y.astype(dtype) if self.task != "sparse" else y.astype(np.int64)
-        flat = y.reshape(-1)
+        flat = _labels(y, name)
         idx = np.searchsorted(self.classes, flat)
         idx = np.clip(idx, 0, len(self.classes) - 1)
         bad = np.nonzero(self.classes[idx] != flat)[0]
@@ -199,3 +199,12 @@ class Preprocessor:
             p.classes = c.astype(str) if meta["classes_are_text"] else c
         p.arrays = {k.removeprefix("extra_"): np.asarray(v) for k, v in arrays.items() if k.startswith("extra_")}
         return p
+
+
+def _labels(y: np.ndarray, name: str) -> np.ndarray:
+    """Class labels as one flat array; a NaN or infinite label (a missing cell read as a number) is an error."""
+    flat = y.reshape(-1)
+    if flat.dtype.kind == "f" and not np.isfinite(flat).all():
+        row = int(np.nonzero(~np.isfinite(flat))[0][0])
+        raise DataError(f"{name}: row {row + 1}: expected a class label, found {flat[row].item()!r} (a missing value?)")
+    return flat

@@ -71,6 +71,24 @@ def _binary_kind(data: bytes) -> str:
     return ""
 
 
+def check_header(header: list[str], name) -> None:
+    """Refuse a header whose columns cannot be named: an empty or repeated name, or one column that is the
+    whole line of a file separated by something other than commas."""
+    if len(header) == 1 and any(sep in header[0] for sep in ";\t|"):
+        sep = next(s for s in ";\t|" if s in header[0])
+        raise DataError(f"{name}: header {quote(header[0])} is one column; nnctl reads comma-separated files and "
+                        f"this one looks {quote(sep)}-separated: save it with commas")
+    seen: dict[str, int] = {}
+    for i, h in enumerate(header, start=1):
+        if not h:
+            why = "a trailing comma" if i > 1 else "an index column written by pandas? save with index=False"
+            raise DataError(f"{name}: header: column {i} has no name ({why}); every column needs one")
+        if h in seen:
+            raise DataError(f"{name}: header: column name {quote(h)} appears twice (columns {seen[h]} and {i}); "
+                            f"names must be unique")
+        seen[h] = i
+
+
 def read_csv_table(source, name: str | None = None) -> tuple[list[str], list[list[str]]]:
     """Header and rows of a CSV file (or an open text stream); ragged rows are errors naming the line."""
     if isinstance(source, (str, pathlib.Path)):
@@ -86,6 +104,7 @@ def read_csv_table(source, name: str | None = None) -> tuple[list[str], list[lis
     except csv.Error as exc:
         raise DataError(f"{name}: line {reader.line_num}: not readable as CSV ({exc})") from None
     header = [h.strip() for h in header]
+    check_header(header, name)
     rows = []
     try:
         for row in reader:

@@ -17,7 +17,7 @@ from nnctl.data.columns import TableEncoder, plan
 from nnctl.data.csvfile import Columns, header_of, is_missing, read_columns, sample_rows, try_fast
 from nnctl.data.preprocess import Preprocessor
 from nnctl.data.splits import Splits, check_weights
-from nnctl.errors import DataError
+from nnctl.errors import DataError, quote
 
 SAMPLE_ROWS = 200  # rows looked at to guess which columns hold text
 
@@ -118,7 +118,7 @@ def _columns(path, data, prep: Preprocessor, role: str, enc: TableEncoder | None
                               f"numbers); list them in data.categorical to choose their encoding")
         prep.feature_names, prep.target_names = features, targets
     w = _weights(cols, path, weight[0], len(cols)) if weight else None
-    return cols, enc, _targets(cols, targets, classify), w
+    return cols, enc, _targets(cols, targets, classify, path), w
 
 
 def _encode(enc: TableEncoder, cols: Columns, prep: Preprocessor) -> np.ndarray:
@@ -177,17 +177,23 @@ def _defaults(enc: TableEncoder) -> dict:
     return {"input_dim": max(len(c.vocab) for c in enc.columns) + 1} if enc.ids_only else {}
 
 
-def _targets(cols: Columns, targets: list[str], classify: bool) -> np.ndarray:
+def _targets(cols: Columns, targets: list[str], classify: bool, path) -> np.ndarray:
     if not classify:
         return np.stack([cols.numbers[t] for t in targets], axis=1)
     raw = cols.text[targets[0]]
     if raw.dtype.kind == "f":  # read as numbers by the fast path: the values float() gives the same text
-        return raw.astype(np.int64) if np.all(raw == np.round(raw)) else raw
-    try:
-        y = raw.astype(np.float64)
-        return y.astype(np.int64) if np.all(y == np.round(y)) else y
-    except ValueError:
-        return raw
+        y = raw
+    else:
+        try:
+            y = raw.astype(np.float64)
+        except ValueError:
+            y = raw
+    missing = np.nonzero(~np.isfinite(y) if y.dtype.kind == "f" else np.char.strip(y) == "")[0]
+    if len(missing):  # a label cell must name a class: an empty or NaN one is a missing value, not a class
+        i = int(missing[0])
+        raise DataError(f"{path}: line {i + cols.first_line}, column {quote(targets[0])}: expected a class label, "
+                        f"found {quote(str(raw[i]))} (a missing value)")
+    return y.astype(np.int64) if y.dtype.kind == "f" and np.all(y == np.round(y)) else y
 
 
 def _weights(cols: Columns, path, name: str, n: int) -> np.ndarray:
