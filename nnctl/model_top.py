@@ -47,8 +47,8 @@ def apply(spec: dict) -> tuple[list[str], list[str]]:
     layers = model["layers"]
     if top is None:
         if include is False:
-            return [f"model.include_top: false needs model.top, the names of the top layers (or the first of "
-                    f"them) to remove; found no model.top"], []
+            return ["model.include_top: false needs model.top, the names of the top layers (or the first of "
+                    "them) to remove; found no model.top"], []
         return [], []
     names, problems = top_names(top, layers)
     if problems or include is not False:
