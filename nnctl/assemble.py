@@ -47,11 +47,13 @@ def check_targets(spec, model: Model, y: np.ndarray, prep: Preprocessor) -> None
     want = out[:-1] if prep.task == "sparse" else out
     if tuple(y.shape[1:]) != want:
         last = spec["model"]["layers"][-1]["name"]
+        cut = spec.get("_top_removed")  # nnctl.model_top: a feature extractor has no head for these targets
+        why = f"; model.include_top = false removed its top ({', '.join(cut)}): train it with the top" if cut else ""
         if prep.classes is not None and prep.task in ("categorical", "sparse"):
             raise DataError(f"{spec['data']['train']}: the target has {len(prep.classes)} classes but the last layer "
-                            f"({last}) has {out[-1]} units")
+                            f"({last}) has {out[-1]} units{why}")
         raise DataError(f"{spec['data']['train']}: targets have shape {list(y.shape[1:])} per sample but the last "
-                        f"layer ({last}) outputs {list(out)}")
+                        f"layer ({last}) outputs {list(out)}{why}")
 
 
 def make_loss(spec) -> losses.Loss:

@@ -65,6 +65,9 @@ def _check_classes(path, prep: Preprocessor, model: Model) -> None:
     units = model.output_shape[-1]
     n = len(prep.classes)
     bad = (n != units) if prep.task in ("categorical", "sparse") else (prep.task == "binary" and (units != 1 or n > 2))
+    if bad and prep.task == "sparse" and n < units:  # class indices train a wider head (specs/zoo as shipped)
+        raise CheckpointError(f"{path}: trained on {n} classes (sparse labels) with a {units}-unit head; predict "
+                              f"and evaluate name one class per unit: train on data with {units} classes")
     if bad:
         raise CheckpointError(f"{path}: /preprocessing/classes holds {n} labels but the model has {units} output "
                               f"units; the checkpoint is inconsistent")

@@ -15,7 +15,7 @@ import pathlib
 import tomllib
 from typing import Any
 
-from nnctl import blocks, gan_spec, keras_names, losses, metrics, optimizers, schedules, spec_extends  # noqa: F401 - registers the loss/optimizer families
+from nnctl import blocks, gan_spec, keras_names, losses, metrics, model_top, optimizers, schedules, spec_extends  # noqa: F401 - registers the loss/optimizer families
 from nnctl.errors import SpecError
 from nnctl.fields import check_keys, fields_of, shown
 from nnctl.registry import suggestion
@@ -159,8 +159,12 @@ def validate(raw: dict, source: str = "spec", base_dir: pathlib.Path | None = No
         problems += blocks.locate(found, origin[len(origin) - len(layers):])  # an Input entry may be gone
     elif not gan and "model" in raw and "model" not in bad_sections and not block_problems:
         problems.append("model.layers: required key is missing")
+    removed = []  # include_top = false: the top's layers go, and with them the loss's head
     if not problems and not gan:
-        problems += losses.check_output(spec["train"]["loss"], spec["model"]["layers"][-1])
+        found, removed = model_top.apply(spec)
+        problems += found
+    if not problems and not gan:
+        problems += [] if removed else losses.check_output(spec["train"]["loss"], spec["model"]["layers"][-1])
         problems += _check_monitors(spec)
     if problems:
         raise SpecError.many(source, problems, MAX_PROBLEMS)

@@ -165,6 +165,10 @@ class ModelSection:
                                      default=None)
     blocks: dict | None = doc("named blocks {params, defaults, layers}, used in layers as {block = ..., repeat = N}",
                               default=None)
+    top: list[str] | str | None = doc("the classifier top: names of the last layers, in order, or the name of the "
+                                      "first of them (it and every layer after it)", default=None)
+    include_top: bool = doc("false: build without model.top's layers (a feature extractor, as Keras's "
+                            "include_top=False)", default=True)
 
 
 @dataclass(frozen=True)
