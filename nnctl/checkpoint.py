@@ -23,6 +23,8 @@ from nnctl import __version__
 from nnctl.errors import CheckpointError, quote
 from nnctl.fs import atomic_write
 
+SPEC_SUFFIXES = (".toml", ".yaml", ".yml", ".json")  # a spec passed where a checkpoint belongs gets its own message
+
 FORMAT = "nnctl-checkpoint"
 FORMAT_VERSION = 1
 
@@ -246,6 +248,9 @@ class Checkpoint:
         except CheckpointError:
             raise
         except (OSError, KeyError, ValueError, TypeError, RuntimeError, json.JSONDecodeError) as exc:
+            if pathlib.Path(self.path).suffix.lower() in SPEC_SUFFIXES:
+                raise CheckpointError(f"{self.path}: a spec, not a checkpoint; train it first (nnctl train "
+                                      f"{self.path}) and pass the checkpoint it writes") from None
             raise CheckpointError(f"{self.path}: unreadable or truncated checkpoint ({quote(exc, 80)})") from None
 
     @property

@@ -316,6 +316,7 @@ CASES = [
     ("classes shorter than outputs", _ckpt(_short_classes), 2, "/preprocessing/classes"),
     ("not HDF5", _not_hdf5, 2, "fake.h5"),
     ("truncated checkpoint", _truncated_ckpt, 2, "cut.h5"),
+    ("a spec passed to evaluate", _args("evaluate", "{spec}"), 2, "a spec, not a checkpoint; train it first"),
     ("YAML alias bomb", _yaml(BOMB), 2, "aliases expand"),
     ("YAML recursive alias", _yaml("a: &a [*a]\n"), 2, "recursive alias"),
     ("YAML !!binary", _yaml("name: !!binary aGVsbG8=\n"), 2, "!!binary"),
