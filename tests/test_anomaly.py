@@ -291,3 +291,28 @@ def test_shipped_transactions_spec_finds_the_planted_anomalies(tmp_path):
     out = json.loads(r.stdout)
     assert out["anomalies_true"] == 90 and out["samples"] == 3000
     assert out["anomaly_recall"] >= 0.9 and out["anomaly_precision"] >= 0.6  # README: 1.00 and 0.73
+
+
+def test_emulated_gpu_gives_the_cpu_threshold_errors_and_flags(data, emulated_gpu):
+    """Threshold fitting, evaluate and predict read device outputs back to the host (the CuPy emulator)."""
+    from nnctl import backend, run
+    from nnctl import spec as spec_mod
+
+    tmp, _ = data
+    got = {}
+    for device in ("cpu", "gpu"):
+        s = spec_mod.load(_spec(tmp))
+        s["output"]["checkpoint"] = str(tmp / f"{device}.h5")
+        run.train(s, device=device)
+        ev = run.evaluate(tmp / f"{device}.h5", device=device)
+        restored = run.restore(tmp / f"{device}.h5", device)
+        x, _ = _x(tmp / "other.csv")
+        outputs, _ = run.predict(restored, x)
+        got[device] = (Checkpoint(tmp / f"{device}.h5").anomaly["threshold"], ev,
+                       anomaly.scores(restored, x, outputs))
+    assert backend.device == "gpu"
+    (t_cpu, ev_cpu, (e_cpu, f_cpu)), (t_gpu, ev_gpu, (e_gpu, f_gpu)) = got["cpu"], got["gpu"]
+    assert t_gpu == pytest.approx(t_cpu, rel=1e-5)
+    assert ev_gpu["anomaly_tp"] == ev_cpu["anomaly_tp"] and ev_gpu["error_mean"] == pytest.approx(ev_cpu["error_mean"])
+    np.testing.assert_allclose(e_gpu, e_cpu, rtol=1e-5)
+    assert isinstance(e_gpu, np.ndarray) and np.array_equal(f_gpu, f_cpu)
