@@ -246,4 +246,7 @@ def refit(path, quantile: float, device: str = "auto") -> dict:
     ds = load_dataset(spec, with_test=False)
     if not reconstructs(ds.prep):
         raise SpecError(f"--anomaly-quantile: expected an autoencoder (data.target = 'input'), found {path}")
-    return fit_threshold(path, ds.x_train, quantile)
+    from nnctl.fs import run_lock  # noqa: PLC0415
+
+    with run_lock(path):  # not while a training run is writing this checkpoint
+        return fit_threshold(path, ds.x_train, quantile)

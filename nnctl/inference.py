@@ -108,6 +108,10 @@ def evaluate(path, data: str | None = None, device: str = "auto", preprocessed: 
     ck, model, prep, spec = restore(path, device)
     x, y, source = evaluation_data(path, spec, prep, model, data, preprocessed)
     check_targets(spec, model, y, prep)
+    asked = [k for k, v in (anomaly or {}).items() if v]
+    if asked and not reconstructs(prep):  # per-row errors and anomaly labels are an autoencoder's
+        raise SpecError(f"--{'anomaly-label' if asked[0] == 'label' else asked[0]}: expected an autoencoder "
+                        f"(data.target = 'input'), found {path} trained on targets")
     names = [metrics.METRICS.canonical(m) for m in spec["train"].get("metrics", [])]
     if prep.task == "regression":  # errors in the target's own units beside the loss, whatever the spec lists
         names += [m for m in ("mse", "mae", "rmse") if m not in names]

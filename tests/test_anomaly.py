@@ -276,7 +276,8 @@ def test_score_refuses_a_supervised_model(data):
     (tmp / "spec.json").write_text(json.dumps(spec))
     _train(tmp / "spec.json")
     for args in (["predict", tmp / "ae.h5", tmp / "test.csv", "--score"],
-                 ["evaluate", tmp / "ae.h5", "--anomaly-quantile", "0.9"]):
+                 ["evaluate", tmp / "ae.h5", "--anomaly-quantile", "0.9"],
+                 ["evaluate", tmp / "ae.h5", "--errors", tmp / "e.csv"]):
         r = _cli(*args)
         assert r.exit_code == 2 and "data.target = 'input'" in r.stderr, r.output
 
