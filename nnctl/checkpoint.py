@@ -10,6 +10,7 @@ Layout (documented in docs/checkpoint.md):
   /optimizer            attrs type, iterations; /optimizer/slots/<slot>/<layer>/<p>
   /resume               the state for --resume: weights/, state/ by name, a JSON dataset with epoch,
                         schedule, early stopping and RNG states, and position/epoch/<k> when saved mid-epoch
+  /anomaly              an autoencoder's anomaly threshold (JSON: quantile, threshold, rows...), when fitted
 """
 
 from __future__ import annotations
@@ -86,6 +87,22 @@ def save(path, *, spec: dict, weights: dict, state: dict, prep_arrays: dict, his
                 _json(rg, "info", resume["info"])
                 if resume.get("position"):  # mid-epoch: the epoch's order, batch losses and outputs so far
                     _write_named(rg.create_group("position"), resume["position"])
+
+    atomic_write(path, write)
+
+
+def store_anomaly(path, info: dict) -> None:
+    """Add (or replace) ``/anomaly`` in an existing checkpoint, atomically: a copy gets it, then replaces the file."""
+    import shutil  # noqa: PLC0415
+
+    import h5py  # noqa: PLC0415
+
+    def write(tmp):
+        shutil.copyfile(path, tmp)
+        with h5py.File(tmp, "r+") as f:
+            if "anomaly" in f:
+                del f["anomaly"]
+            _json(f, "anomaly", info)
 
     atomic_write(path, write)
 
@@ -239,6 +256,7 @@ class Checkpoint:
                     raise r.error("/optimizer", "attributes type, iterations and config (JSON) expected") from None
                 slots = r.node("optimizer/slots", "group")
                 self.optimizer["slots"] = {s: r.named(f"optimizer/slots/{s}") for s in slots}
+                self.anomaly = r.json("anomaly") if "anomaly" in f else None
                 self.resume = None
                 if "resume" in f:
                     r.node("resume", "group")

@@ -104,19 +104,25 @@ def evaluation_data(path, spec: dict, prep: Preprocessor, model: Model, data: st
 
 
 def evaluate(path, data: str | None = None, device: str = "auto", preprocessed: bool = False,
-             on_batch: Callable[[int, int], None] | None = None) -> dict:
+             on_batch: Callable[[int, int], None] | None = None, anomaly: dict | None = None) -> dict:
     """Loss and every metric of a checkpoint on the spec's test set or on ``data``; ``on_batch(done, total)``
-    follows the rows."""
+    follows the rows. An autoencoder's also get reconstruction errors (``anomaly`` = {label, errors}:
+    nnctl.anomaly.report)."""
     ck, model, prep, spec = restore(path, device)
     x, y, source = evaluation_data(path, spec, prep, model, data, preprocessed)
     check_targets(spec, model, y, prep)
+    asked = [k for k, v in (anomaly or {}).items() if v]
+    if asked and not reconstructs(prep):  # per-row errors and anomaly labels are an autoencoder's
+        raise SpecError(f"--{'anomaly-label' if asked[0] == 'label' else asked[0]}: expected an autoencoder "
+                        f"(data.target = 'input'), found {path} trained on targets")
     names = [metrics.METRICS.canonical(m) for m in spec["train"].get("metrics", [])]
     if prep.task == "regression":  # errors in the target's own units beside the loss, whatever the spec lists
         names += [m for m in ("mse", "mae", "rmse") if m not in names]
     report = prep.task != "regression" and not isinstance(model.output_shape, list)
     outputs: list = []  # the report reads the same forward pass as the loss and metrics
     logs = evaluate_model(model, make_loss(spec), x, y, names, prep.task, prep.n_classes(model.output_shape[-1]),
-                          device_decoder(prep), on_batch=on_batch, outputs=outputs if report else None)
+                          device_decoder(prep), on_batch=on_batch,
+                          outputs=outputs if report or reconstructs(prep) else None)
     if prep.kind == "timeseries":  # a forecast is only useful if it beats repeating the last value
         from nnctl.data.timeseries import naive_metrics  # noqa: PLC0415
 
@@ -130,8 +136,21 @@ def evaluate(path, data: str | None = None, device: str = "auto", preprocessed: 
         p = B.to_numpy(make_loss(spec).probabilities(outputs[0]))
         classes = prep.classes if prep.classes is not None else np.arange(prep.n_classes(model.output_shape[-1]))
         out.update(classification_report(p, np.asarray(y), prep.task, classes))
+    if reconstructs(prep) and outputs:
+        out.update(_reconstruction_report(ck, model, spec, x, outputs[0], source, anomaly or {}))
     if prep.unseen:  # category levels not in the training vocabulary, read as out of vocabulary
         out["unseen"] = dict(prep.unseen)
+    return out
+
+
+def _reconstruction_report(ck, model, spec: dict, x, outputs, source, anomaly: dict) -> dict:
+    """An autoencoder's per-row errors, stored threshold, flagged rows and, for denoising, noisy vs denoised MSE."""
+    from nnctl import anomaly as A  # noqa: PLC0415
+
+    loss = make_loss(spec)
+    label = anomaly.get("label") or spec["data"].get("anomaly_label")
+    out = A.report(ck, model, loss, x, outputs, source, label, anomaly.get("errors"))
+    out.update(A.denoising(model, loss, x, spec))
     return out
 
 

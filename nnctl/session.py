@@ -336,6 +336,13 @@ class Session:
         early, last = self.trainer.early, self.last
         use_best = early is not None and early.restore_best and self.best is not None
         self.write(self.ckpt_path, self.best if use_best else last, self.best_epoch if use_best else None)
+        if self.is_writer and self.tcfg.get("anomaly_quantile") is not None:  # of the weights just written
+            from nnctl.anomaly import fit_threshold  # noqa: PLC0415
+
+            info = fit_threshold(self.ckpt_path, self.ds.x_train, self.tcfg["anomaly_quantile"])
+            self.emit({"event": "note", "message": f"anomaly threshold {info['threshold']:.6g} (quantile "
+                                                   f"{info['quantile']:g} of {info['rows']} training rows' errors) "
+                                                   f"stored in {self.ckpt_path}"})
         weights_epoch = self.best_epoch if use_best else last["epoch"]
         summary = overfit_summary(last["history"], weights_epoch)
         run_dir = self.spec["output"].get("run_dir") or str(default_run_dir(self.ckpt_path))

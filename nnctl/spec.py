@@ -15,7 +15,18 @@ import pathlib
 import tomllib
 from typing import Any
 
-from nnctl import blocks, gan_spec, keras_names, losses, metrics, model_top, optimizers, schedules, spec_extends  # noqa: F401 - registers the loss/optimizer families
+from nnctl import (  # noqa: F401 - registers the loss/optimizer families
+    anomaly,
+    blocks,
+    gan_spec,
+    keras_names,
+    losses,
+    metrics,
+    model_top,
+    optimizers,
+    schedules,
+    spec_extends,
+)
 from nnctl.errors import SpecError
 from nnctl.fields import check_keys, fields_of, shown
 from nnctl.registry import suggestion
@@ -219,7 +230,7 @@ def _check_train(spec: dict) -> list[str]:
         if metrics.METRICS.get(name).classification and not losses.is_classification(loss_name):
             problems.append(f"train.metrics[{i}]: {name} needs a classification loss, found loss {loss_name!r}")
     return problems + schedules.check(train.get("lr_schedule")) + losses.check_class_weight(
-        train.get("class_weight"), loss_name)
+        train.get("class_weight"), loss_name) + anomaly.check_spec(spec)
 
 
 def _check_monitors(spec: dict) -> list[str]:

@@ -55,6 +55,9 @@ class DataSection:
     sample_weight: str | None = doc("per-sample training-loss weights: a CSV column (not a feature) or an "
                                     "npz/h5 array (a .npy file beside .npy inputs) of N non-negative numbers",
                                     default=None)
+    anomaly_label: str | None = doc("autoencoders: a CSV column (never an input) or npz/h5 key marking true "
+                                    "anomalies 1/0; evaluate reports precision and recall of the flagged rows",
+                                    default=None)
     x: str = doc("npz/h5 key of the inputs", default="x")
     y: str = doc("npz/h5 key of the targets", default="y")
     normalize: Scaling = doc("input scaling, statistics from the training split only", default="none")
@@ -204,6 +207,9 @@ class TrainSection:
                                                  "(0 = only at epoch ends)", default=0)
     checkpoint_on_signal: bool = doc("SIGUSR1 checkpoints at the next batch and exits 143, as SIGTERM does "
                                      "(SLURM --signal=USR1@90)", default=False)
+    anomaly_quantile: Annotated[float, Range(0, 1, lo_open=True, hi_open=True)] | None = doc(
+        "autoencoders: when training ends, store this quantile of the training rows' reconstruction errors in "
+        "the checkpoint as the anomaly threshold", default=None)
     mode: Annotated[str, Choices(("supervised", "gan"))] = doc(
         "supervised: one model on (input, target) pairs; gan: model.generator against model.discriminator",
         default="supervised")

@@ -21,17 +21,36 @@ def register(app: typer.Typer, reports_errors) -> None:
         json_: bool = typer.Option(False, "--json", help="one JSON object on stdout"),
         confusion_matrix: Optional[str] = typer.Option(None, "--confusion-matrix",
                                                         help="also write the confusion matrix to this PNG"),
+        errors: Optional[str] = typer.Option(None, "--errors", help="autoencoders: write each row's reconstruction "
+                                                                    "error (and anomaly flag) to this CSV"),
+        anomaly_quantile: Optional[float] = typer.Option(
+            None, "--anomaly-quantile", help="autoencoders: first store this quantile of the TRAINING rows' "
+                                             "errors in the checkpoint as the anomaly threshold (e.g. 0.99)"),
+        anomaly_label: Optional[str] = typer.Option(
+            None, "--anomaly-label", help="autoencoders: the column (npz/h5 key) of the evaluated data marking "
+                                          "true anomalies (default: the spec's data.anomaly_label)"),
     ):
         """Evaluate a checkpoint: loss and every metric of its spec; a classifier's per-class report.
 
         Example: nnctl evaluate runs/iris-mlp.h5 --data test.csv --json
+        Example: nnctl evaluate runs/transactions-anomaly.h5 --errors errors.csv
         """
         from nnctl import run  # noqa: PLC0415
         from nnctl.cli.output import emit_json, table  # noqa: PLC0415
         from nnctl.cli.progress import RowsBar  # noqa: PLC0415
 
+        if anomaly_quantile is not None:  # from the training rows only, before the test rows are scored
+            from nnctl.anomaly import refit  # noqa: PLC0415
+
+            if not 0 < anomaly_quantile < 1:
+                from nnctl.errors import SpecError  # noqa: PLC0415
+
+                raise SpecError(f"--anomaly-quantile: expected a number strictly between 0 and 1, found "
+                                f"{anomaly_quantile}")
+            refit(checkpoint, anomaly_quantile, device)
         with RowsBar("evaluate", enabled=not json_) as bar:  # a terminal only; gone before the results print
-            result = run.evaluate(checkpoint, data, device, preprocessed=preprocessed, on_batch=bar.rows)
+            result = run.evaluate(checkpoint, data, device, preprocessed=preprocessed, on_batch=bar.rows,
+                                  anomaly={"label": anomaly_label, "errors": errors})
         if confusion_matrix:  # the PNG path joins the result: a row of the table, a key of --json
             from nnctl.plots import confusion_from_checkpoint  # noqa: PLC0415
 

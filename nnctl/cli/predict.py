@@ -32,6 +32,9 @@ def register(app: typer.Typer, reports_errors) -> None:
         embed: Optional[str] = typer.Option(None, "--embed", metavar="LAYER",
                                             help="the named layer's outputs instead (e.g. an autoencoder's "
                                                  "bottleneck codes)"),
+        score: bool = typer.Option(False, "--score",
+                                   help="autoencoders: each row's reconstruction error, and anomaly true/false "
+                                        "when the checkpoint stores a threshold (then the default output)"),
         device: str = typer.Option("auto", help="auto, cpu or gpu"),
     ):
         """Predict with a checkpoint: labels for classifiers (as in the training data), values for regression.
@@ -57,6 +60,7 @@ def register(app: typer.Typer, reports_errors) -> None:
         if reconstruct and not reconstructs(prep):
             raise SpecError(f"--reconstruct: expected an autoencoder (data.target = 'input'), found {checkpoint} "
                             f"trained on targets")
+        score = _scoring(checkpoint, restored, score, reconstruct, embed, format_)
         shaped = reconstructs(prep) or embed is not None  # values, not labels or probabilities
         if shaped and (proba or top_k is not None):
             flag = "--proba" if proba else "--top-k"
@@ -78,8 +82,13 @@ def register(app: typer.Typer, reports_errors) -> None:
         with RowsBar("predict", enabled=True) as bar:  # stderr on a terminal only; stdout stays the results
             outputs, decoded = run.predict(restored, x, preprocessed=preprocessed, source=source, embed=embed,
                                            on_batch=bar.rows)
-        columns = _shaped_columns(prep, decoded, embed) if shaped else None
-        data = render(outputs, decoded, prep, format_, proba, top_k, files, columns)
+        if score:  # error per row against the stored threshold (nnctl/anomaly.py)
+            from nnctl.anomaly import render_scores, scores  # noqa: PLC0415
+
+            data: str | bytes = render_scores(*scores(restored, x, outputs, preprocessed), format_, files)
+        else:
+            columns = _shaped_columns(prep, decoded, embed) if shaped else None
+            data = render(outputs, decoded, prep, format_, proba, top_k, files, columns)
         if output == "-":
             (sys.stdout.buffer.write(data) if isinstance(data, bytes) else sys.stdout.write(data))
             sys.stdout.flush()
@@ -88,6 +97,27 @@ def register(app: typer.Typer, reports_errors) -> None:
 
             mode = "wb" if isinstance(data, bytes) else "w"
             atomic_write(output, lambda tmp: open(tmp, mode).write(data))
+
+
+def _scoring(checkpoint: str, restored, score: bool, reconstruct: bool, embed, format_: str) -> bool:
+    """Whether predict writes errors and anomaly flags: asked with --score, or the default of a checkpoint that
+    stores an anomaly threshold (unless --reconstruct or --embed asks for values)."""
+    from nnctl.anomaly import stored  # noqa: PLC0415
+    from nnctl.data import reconstructs  # noqa: PLC0415
+    from nnctl.errors import SpecError  # noqa: PLC0415
+
+    if score and not reconstructs(restored.prep):
+        raise SpecError(f"--score: expected an autoencoder (data.target = 'input'), found {checkpoint} trained on "
+                        f"targets")
+    if score and (reconstruct or embed is not None):
+        raise SpecError(f"--score: expected one of --score, --reconstruct and --embed, found "
+                        f"{'--reconstruct' if reconstruct else '--embed'} too")
+    score = score or (reconstructs(restored.prep) and not reconstruct and embed is None
+                      and stored(restored.checkpoint) is not None)
+    if score and format_ == "npy":
+        raise SpecError("--format: expected csv or jsonl for errors and anomaly flags, found npy (use "
+                        "--reconstruct for an array of reconstructions)")
+    return score
 
 
 def _columns(prep, width: int) -> list[str]:

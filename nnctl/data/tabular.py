@@ -25,7 +25,8 @@ SAMPLE_ROWS = 200  # rows looked at to guess which columns hold text
 def _names(path, data: dict, prep: Preprocessor, role: str, header: list[str]) -> tuple[list[str], list[str]]:
     target = data.get("target")
     if target == "input":  # an autoencoder: every column is an input; the dataset makes the target
-        features = data.get("features") or (prep.feature_names if role != "train" and prep.feature_names else header)
+        features = data.get("features") or (prep.feature_names if role != "train" and prep.feature_names else
+                                             [h for h in header if h != data.get("anomaly_label")])
         return _names(path, dict(data, target=features[0], features=features), prep, role, header)
     if isinstance(target, int):
         if not -len(header) <= target < len(header):
