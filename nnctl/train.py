@@ -154,11 +154,13 @@ class Trainer:
             model.flat_grads[...] = 0
             value, out = B.xp.zeros((), dtype=model.dtype), None
         else:
-            xb = self._gather(x, shard.rows, "x")
-            if self.hooks.augment is not None:
+            xb, yb = self._gather(x, shard.rows, "x"), self._gather(y, shard.rows, "y")
+            if getattr(self.hooks.augment, "joint", False):  # segmentation: the masks move with their images
+                xb, yb = self.hooks.augment.pair(xb, yb, self.aug_rng)  # type: ignore[union-attr]
+            elif self.hooks.augment is not None:
                 xb = self.hooks.augment(xb, self.aug_rng)
             xb = B.asarray(xb, dtype=model.input_dtype)
-            yb = B.asarray(self._gather(y, shard.rows, "y"))
+            yb = B.asarray(yb)
             value, out = self.loss_and_grad(xb, yb, scale=shard.scale, weights=self.batch_weights(yb, shard.rows))
         if self.accumulate == 1:
             if regularized:  # every rank adds the penalty's gradient: the exchange averages it back to once
