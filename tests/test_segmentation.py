@@ -5,9 +5,9 @@ import json
 
 import numpy as np
 import pytest
-from helpers import dev, host
 from typer.testing import CliRunner
 
+from helpers import dev, host
 from nnctl import losses, metrics
 from nnctl.data import augment as A
 
@@ -215,6 +215,31 @@ def test_the_trainer_hands_the_loss_aligned_batches(tmp_path, monkeypatch):
         whole = np.abs(level - np.rint(level)) < 1e-4  # not a bilinear blend across a class boundary
         assert whole.mean() > 0.8
         np.testing.assert_array_equal(np.rint(level)[whole], yb[whole])
+
+
+def test_training_metrics_compare_outputs_with_the_moved_masks(tmp_path, monkeypatch):
+    from nnctl import run
+    from nnctl import spec as spec_mod
+    from nnctl import train as T
+
+    root = _folder(tmp_path / "train", n=10)
+    seen = []
+    real = T.Trainer.loss_and_grad
+
+    def spy(self, xb, yb, *a, **kw):
+        value, out = real(self, xb, yb, *a, **kw)
+        seen.append((np.array(host(out)).argmax(axis=-1), np.array(host(yb))))
+        return value, out
+
+    monkeypatch.setattr(T.Trainer, "loss_and_grad", spy)
+    raw = _spec(root, None, augment={"flip": "both"})
+    raw["train"]["epochs"] = 1
+    events = []
+    run.train(spec_mod.validate(raw, base_dir=tmp_path), emit=events.append)
+    pred = np.concatenate([p for p, _ in seen])
+    true = np.concatenate([t for _, t in seen])
+    logged = [e for e in events if e.get("event") == "epoch"][0]
+    assert logged["pixel_accuracy"] == pytest.approx(float((pred == true).mean()), abs=1e-9)
 
 
 # -- mask folders -----------------------------------------------------------------------------------------
