@@ -342,6 +342,10 @@ def test_ignore_class_values_are_allowed_and_left_out(tmp_path):
     raw["train"]["epochs"] = 1
     r = _cli("train", _write_spec(tmp_path, raw), "--quiet")
     assert r.exit_code == 0, r.output
+    r = _cli("evaluate", tmp_path / "seg.h5", "--data", root, "--json")
+    assert r.exit_code == 0, r.output
+    result = json.loads(r.stdout)  # the 2 x 16 ignored pixels are in no class of the confusion counts
+    assert sum(map(sum, result["confusion"]["counts"])) == 12 * 16 * 16 - 32
 
 
 def test_npz_masks_train_and_out_of_range_values_name_the_sample(tmp_path):
