@@ -401,3 +401,15 @@ def test_cli_train_evaluate_predict_writes_png_masks(tmp_path):
             got = np.asarray(im)
         np.testing.assert_array_equal(got, decoded[i])  # the argmax class of every pixel
         assert got.max() < 3
+
+
+# -- the shipped spec ---------------------------------------------------------------------------------------
+def test_shipped_unet_spec_trains_on_a_subset(tmp_path):
+    from helpers import train_spec
+
+    s, done = train_spec("unet_shapes.toml", tmp_path, "data.subset=48", "train.epochs=1")
+    assert done["epochs_run"] == 1
+    r = _cli("evaluate", s["output"]["checkpoint"], "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["samples"] == 200
+
