@@ -331,6 +331,22 @@ def test_mask_value_out_of_class_range_is_one_line_naming_the_file(tmp_path):
     _one_line_error(_cli("train", _write_spec(tmp_path, _spec(root, None))), "s07.png", "RGB")
 
 
+def test_dice_trains_from_the_cli_and_lowers_its_loss(tmp_path):
+    root = _folder(tmp_path / "train", n=16)
+    raw = _spec(root, None, loss={"type": "dice", "smooth": 1.0})
+    raw["train"]["epochs"] = 6
+    r = _cli("train", _write_spec(tmp_path, raw), "--json")
+    assert r.exit_code == 0, r.output
+    epochs = [json.loads(line) for line in r.stdout.splitlines() if '"epoch"' in line and '"loss"' in line]
+    assert epochs[-1]["loss"] < epochs[0]["loss"]
+
+
+def test_a_loss_that_does_not_take_class_ids_is_refused(tmp_path):
+    root = _folder(tmp_path / "train")
+    _one_line_error(_cli("train", _write_spec(tmp_path, _spec(root, None, loss="categorical_crossentropy"))),
+                    "train.loss", "sparse_categorical_crossentropy or dice")
+
+
 def test_ignore_class_values_are_allowed_and_left_out(tmp_path):
     from PIL import Image
 

@@ -35,7 +35,10 @@ def _check_values(values: np.ndarray, where: str, allowed) -> None:
     if allowed is None:
         return
     k, ignore = allowed
-    bad = values[((values < 0) | (values >= k)) & (values != (ignore if ignore is not None else -1))]
+    ok = (values >= 0) & (values < k)
+    if ignore is not None:
+        ok |= values == ignore
+    bad = values[~ok]
     if len(bad):
         span = f"0-{k - 1}" + (f" or {ignore} (ignored)" if ignore is not None else "")
         raise DataError(f"{where}: mask value {int(bad[0])} is not a class id; expected {span} "
@@ -101,7 +104,7 @@ def read_mask(path: pathlib.Path, size: tuple[int, int], resize_to: tuple[int, i
         raise DataError(f"{path}: not a readable mask image ({type(exc).__name__}: {str(exc)[:80]})") from None
 
 
-def _folder(root, data: dict, prep, mode: str | None, sources: dict, allowed):
+def _folder(root, data: dict, mode: str | None, sources: dict, allowed):
     """(uint8 images (N, H, W, C), int64 masks (N, H, W), colour mode) of one segmentation folder."""
     from nnctl.data import images as imgs  # noqa: PLC0415
 
@@ -159,6 +162,9 @@ def _is_arrays(path) -> bool:
 
 def load(data: dict, prep) -> Splits:
     """Training, test and validation splits (folders or arrays files) as images and int64 masks."""
+    if prep.task != "sparse":
+        raise DataError(f"{data['train']}: train.loss: masks hold one class id per pixel; expected a loss on "
+                        f"class ids (sparse_categorical_crossentropy or dice), found a {prep.task} loss")
     allowed = _allowed(prep.meta)
     sources: dict[int, str] = {}  # each mask value and the first file holding it, for check_classes
     mode = prep.meta.get("color_mode") or data.get("color_mode", "auto")
@@ -172,7 +178,7 @@ def load(data: dict, prep) -> Splits:
         if _is_arrays(path):
             out[role] = _arrays(path, data, sources, allowed)
         else:
-            x, y, mode = _folder(path, data, prep, mode, sources, allowed)
+            x, y, mode = _folder(path, data, mode, sources, allowed)
             out[role] = (x, y)
     shapes = {role: x.shape[1:] for role, (x, _) in out.items()}
     for role, shape in shapes.items():
