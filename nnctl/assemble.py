@@ -54,6 +54,10 @@ def check_targets(spec, model: Model, y: np.ndarray, prep: Preprocessor) -> None
                             f"({last}) has {out[-1]} units{why}")
         raise DataError(f"{spec['data']['train']}: targets have shape {list(y.shape[1:])} per sample but the last "
                         f"layer ({last}) outputs {list(out)}{why}")
+    if prep.kind == "segmentation":  # every mask value read is a class id of the output channels
+        from nnctl.data.masks import check_classes  # noqa: PLC0415
+
+        check_classes(spec, out[-1], prep)
 
 
 def make_loss(spec) -> losses.Loss:

@@ -266,31 +266,48 @@ class SparseCategoricalCrossentropy(_FromLogits):
     logit_activation = "softmax"
     per_class_axis = True
 
-    def __init__(self, from_logits: bool = False):  # Keras's sparse form has no label_smoothing
+    def __init__(self, from_logits: bool = False, ignore_class: int | None = None):  # no label_smoothing (Keras)
         super().__init__(from_logits)
+        self.ignore_class = None if ignore_class is None else int(ignore_class)
 
     def _pick(self, a, y):
         xp = B.xp
         return xp.take_along_axis(a, y.astype(xp.int64)[..., None], axis=-1)[..., 0]
 
+    def _ignoring(self, p, y):
+        """(ids with ignored ones read as class 0, weight per term): the weight is 0 on ignored terms and
+        (terms / kept terms) elsewhere, so the base class's mean over every term is the mean over the kept
+        ones (Keras's ``ignore_class``); (y, None) without ``ignore_class``."""
+        if self.ignore_class is None:
+            return y, None
+        xp = B.xp
+        keep = y != self.ignore_class
+        kept = xp.maximum(keep.sum(), 1)
+        return xp.where(keep, y, 0), keep.astype(p.dtype) * p.dtype.type(self._count(p)) / kept.astype(p.dtype)
+
     def terms(self, p, y):
-        return -B.xp.log(B.xp.clip(self._pick(p, y), EPS, 1.0))
+        y, k = self._ignoring(p, y)
+        t = -B.xp.log(B.xp.clip(self._pick(p, y), EPS, 1.0))
+        return t if k is None else t * k
 
     def terms_grad(self, p, y):
         xp = B.xp
+        y, k = self._ignoring(p, y)
         g = xp.zeros_like(p)
         idx = y.astype(xp.int64)[..., None]
         xp.put_along_axis(g, idx, (-1.0 / xp.clip(self._pick(p, y), EPS, 1.0))[..., None], axis=-1)
-        return g
+        return g if k is None else g * k[..., None]
 
     def fused_terms_grad(self, z, y, activation):
         xp = B.xp
+        y, k = self._ignoring(z, y)
         shifted = z - z.max(axis=-1, keepdims=True)
         log_sum = xp.log(xp.exp(shifted).sum(axis=-1))
         g = softmax(z)
         idx = y.astype(xp.int64)[..., None]
         xp.put_along_axis(g, idx, xp.take_along_axis(g, idx, axis=-1) - 1, axis=-1)
-        return log_sum - self._pick(shifted, y), g
+        t = log_sum - self._pick(shifted, y)
+        return (t, g) if k is None else (t * k, g * k[..., None])
 
 
 class BinaryFocalCrossentropy(BinaryCrossentropy):
@@ -461,6 +478,56 @@ class Perceptron(Loss):
         return B.xp.abs(wrong), wrong
 
 
+# -- segmentation: per-pixel losses over the spatial axes (issue 18) -------------------------------------
+class Dice(Loss):
+    """Soft Dice loss of integer masks: 1 - mean over classes of each sample's Dice coefficient.
+
+    p (N, ..., C) class probabilities (softmax), y (N, ...) class ids; Y the one-hot of y, m = 1 where
+    y != ignore_class. Per sample n and class c, over the spatial axes s:
+        I = sum_s m p Y,  S = sum_s m (p + Y),  D_nc = (2 I + e) / (S + e)   (e = ``smooth``)
+        l_n = 1 - (1/C) sum_c D_nc,  L = sum_n w_n l_n / N
+    A class absent from both the mask and the prediction scores D = 1. dD/dp = m (2 Y (S + e) - (2 I + e)) / (S + e)^2.
+    """
+
+    target = "sparse"
+    task = "sparse"
+
+    def __init__(self, smooth: PositiveFloat = 1.0, ignore_class: int | None = None):
+        self.smooth = float(smooth)
+        self.ignore_class = None if ignore_class is None else int(ignore_class)
+
+    def _count(self, p) -> int:
+        return p.shape[0]  # one term per sample
+
+    def _parts(self, p, y):
+        """(one-hot Y, keep mask m (N, ..., 1), I, S) with I and S of shape (N, C)."""
+        xp = B.xp
+        ids = y.astype(xp.int64)
+        keep = xp.ones(ids.shape, dtype=p.dtype) if self.ignore_class is None else \
+            (ids != self.ignore_class).astype(p.dtype)
+        ids = xp.where(keep > 0, ids, 0)
+        onehot = (ids[..., None] == xp.arange(p.shape[-1])).astype(p.dtype)
+        m = keep[..., None]
+        axes = tuple(range(1, p.ndim - 1))
+        inter, total = m * p * onehot, m * (p + onehot)
+        if axes:
+            inter, total = inter.sum(axis=axes), total.sum(axis=axes)
+        return onehot, m, inter, total
+
+    def terms(self, p, y):
+        _, _, inter, total = self._parts(p, y)
+        e = self.smooth
+        return 1 - ((2 * inter + e) / (total + e)).mean(axis=-1)
+
+    def terms_grad(self, p, y):
+        onehot, m, inter, total = self._parts(p, y)
+        e = self.smooth
+        shape = (p.shape[0],) + (1,) * (p.ndim - 2) + (p.shape[-1],)
+        den = (total + e).reshape(shape)
+        num = (2 * inter + e).reshape(shape)
+        return -m * (2 * onehot * den - num) / (den * den) / p.shape[-1]
+
+
 LOSSES: Registry[type[Loss]] = Registry("loss")
 LOSSES.add("mean_squared_error", MeanSquaredError, "mse")
 LOSSES.add("mean_absolute_error", MeanAbsoluteError, "mae")
@@ -480,6 +547,7 @@ LOSSES.add("squared_hinge", SquaredHinge)
 LOSSES.add("categorical_hinge", CategoricalHinge)
 LOSSES.add("kl_divergence", KLDivergence, "kld", "kullback_leibler_divergence")
 LOSSES.add("perceptron", Perceptron)
+LOSSES.add("dice", Dice, "dice_loss", "sparse_dice")
 NAMES = LOSSES.names()
 
 
@@ -609,4 +677,7 @@ def check_output(loss_value, last: dict) -> list[str]:
                             f"activation = \"{natural}\"")
         elif act != natural:
             print(f"warning: {where}: {act} output with {name}; {natural} is the usual pairing", file=sys.stderr)
+    elif cls is Dice and act != "softmax":
+        problems.append(f"{where}: dice needs class probabilities, found activation {act!r}; use "
+                        f"activation = \"softmax\" (one unit per class)")
     return problems

@@ -11,7 +11,8 @@ y in {0, 1}), ``categorical`` (one-hot y), ``sparse`` (integer y), ``regression`
 - top_k_categorical_accuracy: the true class is among the k = 5 highest scores (ties at the boundary count in);
   ``top<k>_accuracy`` (``top3_accuracy``) for any other k, and ``f<beta>`` (``f3``, ``f0.25``) for any
   F_beta, so a logged name says its parameter.
-- mean_iou: mean over classes that occur of TP / (TP + FP + FN).
+- mean_iou: mean over classes that occur of TP / (TP + FP + FN), every pixel of a mask pooled; pixel_accuracy:
+  the share of pixels labelled right. Both leave out sparse truths outside [0, K) (a loss's ignore_class).
 - crossentropy: the binary, categorical or sparse cross-entropy of the loss's encoding, p clipped to [1e-7, 1 - 1e-7].
 - mae, mse, rmse, r2, mape (100 |y - p| / max(|y|, 1e-7)), msle ((log1p(max(p, 1e-7)) - log1p(max(y, 1e-7)))^2).
 """
@@ -136,11 +137,39 @@ def _top_k(k: int):
     return fn
 
 
+# -- segmentation: per-pixel metrics (issue 18) -----------------------------------------------------------
+def _kept_labels(p, y, kind, n_classes):
+    """Predicted and true ids of every pixel (or sample) whose true id is a class: sparse ids outside
+    [0, n_classes) (a loss's ``ignore_class``, such as 255) are left out, as Keras's ``ignore_class`` does."""
+    pred, true = _labels(p, y, kind)
+    if kind != "sparse":
+        return pred, true
+    keep = (true >= 0) & (true < n_classes)
+    return pred[keep], true[keep]
+
+
+def _kept_counts(p, y, kind, n_classes):
+    """Per-class true positives, predicted counts and true counts over the kept pixels (float64)."""
+    xp = B.xp
+    pred, true = _kept_labels(p, y, kind, n_classes)
+    k = 2 if kind == "binary" else n_classes
+    tp = xp.bincount(true[pred == true], minlength=k)[:k]
+    return tuple(c.astype(xp.float64) for c in (tp, xp.bincount(pred, minlength=k)[:k], xp.bincount(true, minlength=k)[:k]))
+
+
 def _mean_iou(p, y, kind, n_classes):
-    tp, predicted, actual = _confusion_counts(p, y, kind, n_classes)
+    """Mean over the classes that occur (in truth or prediction) of TP / (TP + FP + FN), every pixel pooled."""
+    tp, predicted, actual = _kept_counts(p, y, kind, n_classes)
     union = predicted + actual - tp
     present = union > 0
     return (_ratio(tp, union) * present).sum() / B.xp.maximum(present.sum(), 1)
+
+
+def _pixel_accuracy(p, y, kind, n_classes):
+    """The share of kept pixels whose predicted class is the true one."""
+    pred, true = _kept_labels(p, y, kind, n_classes)
+    return (pred == true).sum() / B.xp.maximum(true.size, 1)
+# -- end segmentation ---------------------------------------------------------------------------------------
 
 
 # -- ranking metrics (on the host: sorting with ties) ---------------------------------------------------
@@ -230,6 +259,7 @@ _add("pr_auc", _pr_auc, True, True, "auc_pr", "average_precision")
 _add("top_k_categorical_accuracy", _top_k(TOP_K), True, True, "sparse_top_k_categorical_accuracy", "top_k_accuracy",
      "top5_accuracy")
 _add("mean_iou", _mean_iou, True, True, "iou", "one_hot_mean_iou")
+_add("pixel_accuracy", _pixel_accuracy, True, True)  # segmentation (issue 18): accuracy without ignored pixels
 _add("crossentropy", _crossentropy, True, False, "binary_crossentropy", "categorical_crossentropy",
      "sparse_categorical_crossentropy", "log_loss")
 _add("mae", lambda p, y, k, n: B.xp.abs(_diff(p, y, k)[0]).mean(), False, False, "mean_absolute_error")

@@ -73,7 +73,9 @@ def class_ids(values: np.ndarray, task: str) -> np.ndarray:
 def classification_report(outputs, y, task: str, classes) -> dict:
     """The per-class report and confusion counts of outputs against encoded targets ``y``."""
     k = len(classes)
-    counts = confusion_from_ids(class_ids(y, task), class_ids(outputs, task), k)
+    true, pred = class_ids(y, task), class_ids(outputs, task)
+    keep = (true >= 0) & (true < k)  # a mask pixel of a loss's ignore_class (segmentation) has no class
+    counts = confusion_from_ids(true[keep], pred[keep], k)
     out = per_class(counts, classes)
     out["confusion"] = {"classes": np.asarray(classes).tolist(), "counts": counts.tolist()}
     return out

@@ -36,7 +36,7 @@ class TopLevel:
     output: dict = doc("where results go", default_factory=dict)
 
 
-KINDS = ("auto", "tabular", "arrays", "idx", "images", "timeseries", "text")
+KINDS = ("auto", "tabular", "arrays", "idx", "images", "timeseries", "text", "segmentation")
 
 
 @dataclass(frozen=True)

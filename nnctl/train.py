@@ -78,6 +78,7 @@ class EpochProgress:
     rows: list = field(default_factory=list)  # per batch: the rows' indices (the gather buffer is reused)
     carried_loss: float = 0.0  # data parallel resume: the loss sum of the batches before the checkpoint
     carried: tuple | None = None  # resume: (outputs, rows) of every rank's batches before the checkpoint
+    targets: list = field(default_factory=list)  # per batch: augmented masks (segmentation), which outputs answer
 
 
 class Trainer:
@@ -96,6 +97,7 @@ class Trainer:
         self.accumulate = int(train_cfg.get("gradient_accumulation") or 1)
         self.data_rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(3,))))
         self.aug_rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(4,))))
+        self._moved_targets = None  # the last batch's masks after joint augmentation (segmentation)
         self.strategy = strategy or Local()
         self.strategy.attach(self)
         self.state = TrainState()
@@ -154,11 +156,14 @@ class Trainer:
             model.flat_grads[...] = 0
             value, out = B.xp.zeros((), dtype=model.dtype), None
         else:
-            xb = self._gather(x, shard.rows, "x")
-            if self.hooks.augment is not None:
+            xb, yb = self._gather(x, shard.rows, "x"), self._gather(y, shard.rows, "y")
+            if getattr(self.hooks.augment, "joint", False):  # segmentation: the masks move with their images
+                xb, yb = self.hooks.augment.pair(xb, yb, self.aug_rng)  # type: ignore[union-attr]
+                self._moved_targets = yb  # the epoch's metrics compare the outputs with these
+            elif self.hooks.augment is not None:
                 xb = self.hooks.augment(xb, self.aug_rng)
             xb = B.asarray(xb, dtype=model.input_dtype)
-            yb = B.asarray(self._gather(y, shard.rows, "y"))
+            yb = B.asarray(yb)
             value, out = self.loss_and_grad(xb, yb, scale=shard.scale, weights=self.batch_weights(yb, shard.rows))
         if self.accumulate == 1:
             if regularized:  # every rank adds the penalty's gradient: the exchange averages it back to once
@@ -232,6 +237,8 @@ class Trainer:
             if self.metric_names and out is not None:
                 prog.preds.append(out)
                 prog.rows.append(rows)
+                if getattr(self.hooks.augment, "joint", False):
+                    prog.targets.append(self._moved_targets)
             prog.batch = b + 1
             if self.hooks.between_batches is not None:
                 self.hooks.between_batches()
@@ -267,7 +274,7 @@ class Trainer:
         logs = {}
         if self.metric_names:
             p, rows = self._outputs(prog)
-            logs.update(self._metrics(p, B.asarray(y[rows])))
+            logs.update(self._metrics(p, B.asarray(self._epoch_targets(prog, y, rows))))
         totals = strategy.reduce(np.array([losses_host.sum(), n / strategy.size]))
         logs["loss"] = float((totals[0] + prog.carried_loss) / max(totals[1], 1))
         logs["lr"] = lr
@@ -282,6 +289,16 @@ class Trainer:
             rows = np.concatenate(prog.rows) if prog.rows else np.zeros(0, np.int64)
             parts.append((self.strategy.gather(p), self.strategy.gather(rows)))  # the same metrics on all ranks
         return B.xp.concatenate([B.asarray(a) for a, _ in parts]), np.concatenate([r for _, r in parts])
+
+    def _epoch_targets(self, prog: EpochProgress, y, rows: np.ndarray):
+        """The targets the epoch's outputs answer: y[rows], or, where masks moved with their images (joint
+        augmentation), each batch's moved masks, gathered over the ranks as the outputs are (the batches before
+        a mid-epoch resume keep y[rows]: their moved masks are not saved)."""
+        if not getattr(self.hooks.augment, "joint", False):
+            return y[rows]
+        mine = np.concatenate(prog.targets) if prog.targets else np.zeros((0, *y.shape[1:]), y.dtype)
+        before = len(prog.carried[1]) if prog.carried is not None else 0
+        return np.concatenate([y[rows[:before]], np.asarray(B.to_numpy(self.strategy.gather(mine)))])
 
     def _metrics(self, p, y) -> dict:
         return epoch_metrics(self.loss, self.metric_names, p, y, self.task, self.n_classes, self.decode)

@@ -18,7 +18,8 @@ def register(app: typer.Typer, reports_errors) -> None:
         input_: str = typer.Argument("-", metavar="[INPUT|-]",
                                      help="image file or folder, IDX, .npy/.npz/.h5, CSV with a header, JSON lines, "
                                           "text, or - for stdin"),
-        output: str = typer.Option("-", "--output", "-o", help="file, or - for stdout"),
+        output: str = typer.Option("-", "--output", "-o", help="file, or - for stdout; segmentation models: a "
+                                                               "folder (masks/) gets one mask PNG per input"),
         format_: str = typer.Option("csv", "--format", "-f", help="csv, jsonl or npy"),
         proba: bool = typer.Option(False, "--proba", help="add one probability column per class"),
         top_k: Optional[int] = typer.Option(None, "--top-k", help="add the K most likely classes and their "
@@ -70,6 +71,12 @@ def register(app: typer.Typer, reports_errors) -> None:
             flag = "--proba" if proba else "--top-k"
             raise SpecError(f"{flag}: {checkpoint} is a regression model (loss {spec['train'].get('loss')!r}); "
                             f"it predicts values, not class probabilities")
+        segments = prep.kind == "segmentation"
+        if segments and input_ != "-":  # a segmentation split folder: its images/, not its masks
+            import pathlib  # noqa: PLC0415
+
+            if (pathlib.Path(input_) / "images").is_dir():
+                input_ = str(pathlib.Path(input_) / "images")
         x, files = read_inputs_named(input_, prep, model.input_shape, (spec["data"].get("x") or "x", "x"))
         source = "stdin" if input_ == "-" else input_
         if prep.unseen:  # predict never fails on a new category level; it says how many it saw
@@ -82,6 +89,15 @@ def register(app: typer.Typer, reports_errors) -> None:
         with RowsBar("predict", enabled=True) as bar:  # stderr on a terminal only; stdout stays the results
             outputs, decoded = run.predict(restored, x, preprocessed=preprocessed, source=source, embed=embed,
                                            on_batch=bar.rows)
+        from nnctl.data.masks import is_mask_folder  # noqa: PLC0415
+
+        if segments and embed is None and output != "-" and is_mask_folder(output):  # one mask PNG per input
+            from nnctl.cli.output import log  # noqa: PLC0415
+            from nnctl.data.masks import mask_names, write_masks  # noqa: PLC0415
+
+            written = write_masks(output, decoded, mask_names(files, input_, len(decoded)))
+            log(f"wrote {len(written)} masks to {output}")
+            return
         if score:  # error per row against the stored threshold (nnctl/anomaly.py)
             from nnctl.anomaly import render_scores, scores  # noqa: PLC0415
 

@@ -27,6 +27,7 @@ __all__ = ["Dataset", "Splits", "idx_labels_path", "load_dataset", "load_split",
 KINDS = {"tabular": tabular.load, "arrays": arrays.load, "idx": idx.load}
 ARRAY_KINDS = ("tabular", "arrays", "idx", "images")  # kinds whose files can stand in for one another
 PLUGIN_KINDS = {"images": "nnctl.data.images", "timeseries": "nnctl.data.timeseries", "text": "nnctl.data.text"}
+PLUGIN_KINDS["segmentation"] = "nnctl.data.masks"  # images paired with masks (issue 18)
 
 
 def resolve_kind(data: dict) -> str:

@@ -21,6 +21,11 @@ Text, x int token ids (N, T), 0 = padding:
   token_deletion p  each token dropped with probability p; the rest keep their order and the padding side
   token_swap p      round(p L) swaps of random adjacent token pairs, L the sample's token count
 
+Segmentation (data.kind = "segmentation"): ``JointAugmenter.pair(x, y, rng)`` draws once per sample and applies
+flip, the affine map and crop_padding to the images and to their integer masks y (N, H, W) alike, the masks by
+nearest neighbour (the class of the source pixel nearest to the point read; fill_mode constant fills class 0);
+brightness, contrast and noise change the images only.
+
 Values are in units of the preprocessed inputs (after rescale/normalize), so 0 is the padding or fill.
 Transforms run in the fixed order above, each drawing from the numpy Generator passed in: the same
 seed gives the same batch. Each is vectorised over the batch; the input batch is never modified.
@@ -118,6 +123,22 @@ def fill_coordinates(s: np.ndarray, n: int, mode: str) -> np.ndarray:
     return np.clip(s, 0, n - 1)
 
 
+def _affine_sources(shape, degrees: np.ndarray, shift: np.ndarray, scale: np.ndarray,
+                    shear: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Source rows and columns (N, H, W) that each output pixel of ``affine_images`` reads, before filling."""
+    _, h, w = shape[:3]
+    cy, cx = (h - 1) / 2, (w - 1) / 2
+    gy, gx = np.meshgrid(np.arange(h, dtype=np.float64), np.arange(w, dtype=np.float64), indexing="ij")
+    py = gy[None] - cy - shift[:, 0, None, None]  # (N, H, W) relative to the centre, shift undone
+    px = gx[None] - cx - shift[:, 1, None, None]
+    if shear is not None:
+        px = px - np.tan(np.deg2rad(shear))[:, None, None] * py
+    theta = np.deg2rad(degrees)[:, None, None]
+    cos, sin, s = np.cos(theta), np.sin(theta), scale[:, None, None]
+    # rows grow downwards, so this inverse rotation turns the picture counter-clockwise as displayed
+    return cy + (cos * py + sin * px) / s, cx + (cos * px - sin * py) / s
+
+
 def affine_images(x: np.ndarray, degrees: np.ndarray, shift: np.ndarray, scale: np.ndarray,
                   shear: np.ndarray | None = None, fill_mode: str = "nearest", cval: float = 0.0) -> np.ndarray:
     """Rotate by ``degrees`` (N,) counter-clockwise, move by ``shift`` (N, 2) pixels (down, right), enlarge by
@@ -128,21 +149,26 @@ def affine_images(x: np.ndarray, degrees: np.ndarray, shift: np.ndarray, scale: 
     sideways by tan(φ) times its distance from the centre. Points outside the input follow ``fill_mode``.
     """
     _, h, w, _ = x.shape
-    cy, cx = (h - 1) / 2, (w - 1) / 2
-    gy, gx = np.meshgrid(np.arange(h, dtype=np.float64), np.arange(w, dtype=np.float64), indexing="ij")
-    py = gy[None] - cy - shift[:, 0, None, None]  # (N, H, W) relative to the centre, shift undone
-    px = gx[None] - cx - shift[:, 1, None, None]
-    if shear is not None:
-        px = px - np.tan(np.deg2rad(shear))[:, None, None] * py
-    theta = np.deg2rad(degrees)[:, None, None]
-    cos, sin, s = np.cos(theta), np.sin(theta), scale[:, None, None]
-    # rows grow downwards, so this inverse rotation turns the picture counter-clockwise as displayed
-    sy = cy + (cos * py + sin * px) / s
-    sx = cx + (cos * px - sin * py) / s
+    sy, sx = _affine_sources(x.shape, degrees, shift, scale, shear)
     out = bilinear(x, fill_coordinates(sy, h, fill_mode), fill_coordinates(sx, w, fill_mode))
     if fill_mode == "constant":
         outside = (sy < 0) | (sy > h - 1) | (sx < 0) | (sx > w - 1)
         out[outside] = cval
+    return out
+
+
+def affine_masks(y: np.ndarray, degrees: np.ndarray, shift: np.ndarray, scale: np.ndarray,
+                 shear: np.ndarray | None = None, fill_mode: str = "nearest", fill: int = 0) -> np.ndarray:
+    """The map of ``affine_images`` applied to integer masks y (N, H, W), nearest neighbour: each output pixel
+    takes the class of the source pixel nearest to the point it reads (never a blend of two class ids);
+    under fill_mode constant, points outside the mask take class ``fill``."""
+    n, h, w = y.shape[:3]
+    sy, sx = _affine_sources(y.shape, degrees, shift, scale, shear)
+    iy = np.rint(fill_coordinates(sy, h, fill_mode)).astype(np.intp)
+    ix = np.rint(fill_coordinates(sx, w, fill_mode)).astype(np.intp)
+    out = y[np.arange(n)[:, None, None], iy, ix]
+    if fill_mode == "constant":
+        out[(sy < -0.5) | (sy > h - 0.5) | (sx < -0.5) | (sx > w - 0.5)] = fill
     return out
 
 
@@ -229,43 +255,55 @@ def _normal(rng, shape, sigma, dtype):
 
 
 def _image_steps(cfg: dict) -> list:
+    return [(name, lambda x, rng, step=step: step(x, None, rng)[0]) for name, step in _joint_image_steps(cfg)]
+
+
+def _joint_image_steps(cfg: dict) -> list:
+    """(name, step) pairs, each step(x, y, rng) -> (x', y'): one draw per sample, applied to the images x and,
+    for the geometric steps (flip, affine, crop_padding), to their masks y (N, H, W) as well, nearest
+    neighbour; y None (plain images) is passed through. The draws are those of the image-only steps."""
     steps = []
     if cfg.get("flip"):
         mode = cfg["flip"]
 
-        def flip(x, rng):
+        def flip(x, y, rng):
             h = rng.random(len(x)) < 0.5 if mode in ("horizontal", "both") else None
             v = rng.random(len(x)) < 0.5 if mode in ("vertical", "both") else None
-            return flip_images(x, h, v)
+            return flip_images(x, h, v), (None if y is None else flip_images(y[..., None], h, v)[..., 0])
         steps.append(("flip", flip))
     r, sw, sh, z, shear = (float(cfg.get(k) or 0) for k in ("rotation", "width_shift", "height_shift", "zoom", "shear"))
     fill, cval = cfg.get("fill_mode") or "nearest", float(cfg.get("cval") or 0.0)
     if r or sw or sh or z or shear:
-        def affine(x, rng):
+        def affine(x, y, rng):
             n, h, w, _ = x.shape
             deg = rng.uniform(-r, r, n)
             shift = rng.uniform(-1, 1, (n, 2)) * np.array([sh * h, sw * w])
             scale = rng.uniform(1 - z, 1 + z, n)
             angles = rng.uniform(-shear, shear, n) if shear else None  # drawn last: older seeds keep their draws
-            return affine_images(x, deg, shift, scale, angles, fill, cval)
+            return (affine_images(x, deg, shift, scale, angles, fill, cval),
+                    None if y is None else affine_masks(y, deg, shift, scale, angles, fill))
         steps.append(("affine", affine))
     if cfg.get("crop_padding"):
         pad = int(cfg["crop_padding"])
-        steps.append(("crop_padding", lambda x, rng: crop_images(x, pad, rng.integers(0, 2 * pad + 1, (len(x), 2)))))
+
+        def crop(x, y, rng):
+            offsets = rng.integers(0, 2 * pad + 1, (len(x), 2))
+            return crop_images(x, pad, offsets), (None if y is None else crop_images(y[..., None], pad, offsets)[..., 0])
+        steps.append(("crop_padding", crop))
     if cfg.get("brightness"):
         b = float(cfg["brightness"])
 
-        def brightness(x, rng):
+        def brightness(x, y, rng):
             span = float(x.max() - x.min()) if x.size else 0.0
             delta = rng.uniform(-b, b, (len(x), 1, 1, 1)) * (span or 1.0)
-            return x + delta.astype(x.dtype)
+            return x + delta.astype(x.dtype), y
         steps.append(("brightness", brightness))
     if cfg.get("contrast"):
         c = float(cfg["contrast"])
 
-        def contrast(x, rng):
+        def contrast(x, y, rng):
             mean = x.mean(axis=(1, 2, 3), keepdims=True)
-            return (x - mean) * rng.uniform(1 - c, 1 + c, (len(x), 1, 1, 1)).astype(x.dtype) + mean
+            return (x - mean) * rng.uniform(1 - c, 1 + c, (len(x), 1, 1, 1)).astype(x.dtype) + mean, y
         steps.append(("contrast", contrast))
     return steps
 
@@ -320,6 +358,25 @@ class Augmenter:
         return out.copy() if out is x else out
 
 
+class JointAugmenter(Augmenter):
+    """Images and their masks (segmentation): ``pair(x, y, rng)`` applies each geometric step with one draw to
+    both (masks nearest neighbour), the photometric ones (brightness, contrast, noise) to the images only.
+    Called on images alone it is the ordinary image augmenter, with the same draws."""
+
+    joint = True
+
+    def __init__(self, steps: list, family: str, joint_steps: list):
+        super().__init__(steps, family)
+        self.joint_steps = joint_steps
+
+    def pair(self, x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """(x', y') for images x (N, H, W, C) and integer masks y (N, H, W); neither input is modified."""
+        out, masks = _float(x), y
+        for _, fn in self.joint_steps:
+            out, masks = fn(out, masks, rng)
+        return (out.copy() if out is x else out), (masks.copy() if masks is y else masks)
+
+
 def _check(cfg: dict, fam: str, kind: str, sample_shape) -> None:
     for key, value in cfg.items():
         where = f"data.augment.{key}"
@@ -355,7 +412,14 @@ def build_augmenter(cfg: dict, kind: str, sample_shape: tuple) -> Augmenter:
     _check(cfg, fam, kind, sample_shape)
     steps = {"images": _image_steps, "sequences": _sequence_steps, "text": _text_steps,
              "other": lambda c: []}[fam](cfg)
+    noise = None
     if fam != "text" and cfg.get("noise"):
         s = float(cfg["noise"])
-        steps.append(("noise", lambda x, rng: x + _normal(rng, x.shape, s, x.dtype)))
+        noise = ("noise", lambda x, rng: x + _normal(rng, x.shape, s, x.dtype))
+        steps.append(noise)
+    if kind == "segmentation" and fam == "images":  # masks follow their images through the geometric steps
+        joint = _joint_image_steps(cfg)
+        if noise is not None:
+            joint.append(("noise", lambda x, y, rng, fn=noise[1]: (fn(x, rng), y)))
+        return JointAugmenter(steps, fam, joint)
     return Augmenter(steps, fam)
