@@ -22,9 +22,11 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
-from nnctl import fs, spec as spec_mod, toml_write, tune_space
+from nnctl import fs, toml_write, tune_space
+from nnctl import spec as spec_mod
 from nnctl.errors import Interrupted, NnctlError, Preempted, SpecError
 from nnctl.spec_extends import PATH_KEYS, load_chain
 from nnctl.tune_space import Settings
@@ -38,19 +40,19 @@ def _noop(event: dict) -> None:
     pass
 
 
-def load(spec_path: str, overrides: list[str] = ()) -> tuple[dict, dict, Settings]:
+def load(spec_path: str, overrides: Sequence[str] = ()) -> tuple[dict, dict, Settings]:
     """(the spec as written with overrides and absolute paths, the validated spec, the [tune] settings)."""
     validated = spec_mod.load(spec_path, list(overrides))  # also checks [tune] against the spec
     if not isinstance(validated.get("tune"), dict):
         raise SpecError(f"{spec_path}: tune: no [tune] section; add one, e.g. [tune.space] "
                         f"\"train.optimizer.learning_rate\" = {{ log_uniform = [0.0001, 0.1] }}")
-    settings = tune_space.parse(validated["tune"], validated)
+    settings = tune_space.parse(validated["tune"], validated, source=spec_path)
     raw, _ = load_chain(spec_path, spec_mod.load_file)
     for item in overrides:
         spec_mod.apply_override(raw, item)
     base = pathlib.Path(spec_path).resolve().parent
     for keys in PATH_KEYS:  # trial specs live in the tune folder: every path they hold is absolute
-        node = raw
+        node: Any = raw
         for k in keys[:-1]:
             node = node.get(k) if isinstance(node, dict) else None
         if isinstance(node, dict) and isinstance(node.get(keys[-1]), str):
@@ -97,7 +99,7 @@ class _Running:
 class Tuner:
     """One search: proposes parameters, runs up to ``parallel`` trials at once, books each as it ends."""
 
-    def __init__(self, spec_path: str, out_dir, overrides: list[str] = (), trials: int | None = None,
+    def __init__(self, spec_path: str, out_dir, overrides: Sequence[str] = (), trials: int | None = None,
                  parallel: int | None = None, device: str = "auto", emit: Emit = _noop):
         self.spec_path = str(spec_path)
         self.raw, self.validated, self.settings = load(self.spec_path, overrides)
@@ -156,7 +158,7 @@ class Tuner:
         record.update(status="running", spec=str(path), checkpoint=str(self.dir / f"{name}.h5"),
                       run_dir=str(self.dir / f"{name}.run"))
         cmd = [sys.executable, "-m", "nnctl", "train", str(path), "--json", "--resume", "auto", "--device", self.device]
-        log_file = open(self.dir / f"{name}.log", "a", encoding="utf-8")  # noqa: SIM115 - closed when it ends
+        log_file = open(self.dir / f"{name}.log", "a", encoding="utf-8")
         # a session of its own: a Ctrl-C at the terminal reaches nnctl tune only, which forwards it once
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log_file, stdin=subprocess.DEVNULL,
                                 text=True, start_new_session=True)
@@ -309,7 +311,7 @@ def _last_line(path: pathlib.Path) -> str:
     return lines[-1][:300] if lines else ""
 
 
-def tune(spec_path: str, out_dir=None, overrides: list[str] = (), trials: int | None = None,
+def tune(spec_path: str, out_dir=None, overrides: Sequence[str] = (), trials: int | None = None,
          parallel: int | None = None, device: str = "auto", emit: Emit = _noop) -> dict:
     """Run ``nnctl tune``: the summary with every trial, the best one and the files written."""
     result = Tuner(spec_path, out_dir, overrides, trials, parallel, device, emit).run()

@@ -92,8 +92,8 @@ def plot(folder, settings: Settings, trials: list[dict]) -> pathlib.Path | None:
     for ax, p in zip(axes, settings.space):
         if p.kind == "choice":  # categories at 0..k-1, labelled with their values
             labels = [json.dumps(v) for v in p.values]
-            xs = [labels.index(json.dumps(t["params"][p.path])) if json.dumps(t["params"][p.path]) in labels else -1
-                  for t in points]
+            xs: list[float] = [float(labels.index(json.dumps(t["params"][p.path])))
+                               if json.dumps(t["params"][p.path]) in labels else -1.0 for t in points]
             ax.set_xticks(range(len(labels)), [lb[:12] for lb in labels])
         else:
             xs = [float(t["params"][p.path]) for t in points]

@@ -219,14 +219,14 @@ def problems(raw: dict, spec: dict, source: str) -> list[str]:
     try:
         parse(table, spec, raw=raw, source=source)
     except SpecError as exc:
-        return list(getattr(exc, "lines", None) or [str(exc)])
+        return [line.removeprefix(f"{source}: ") for line in getattr(exc, "lines", None) or [str(exc)]]
     return []
 
 
 def parse(table: dict, spec: dict, raw: dict | None = None, source: str = "spec") -> Settings:
     """The checked settings of a ``[tune]`` table; ``raw`` (the spec as written) checks the paths against it.
 
-    Raises one SpecError listing every problem (lines without the source prefix, as spec.validate adds it)."""
+    Raises one SpecError listing every problem, each line prefixed with ``source``."""
     from nnctl import metrics  # noqa: PLC0415
 
     out, found = check_keys(table, fields_of(TuneSection), "tune")
@@ -265,9 +265,7 @@ def parse(table: dict, spec: dict, raw: dict | None = None, source: str = "spec"
                          f"{{ split = 0.2 }}); or use {base!r}")
     objective = f"val_{base}" if objective.startswith("val_") else base
     if found:
-        err = SpecError("\n".join(found))
-        err.lines = found
-        raise err
+        raise SpecError.many(source, found)
     mode = out.get("mode", "auto")
     higher = metrics.higher_is_better(objective) if mode == "auto" else mode == "max"
     sampler = out.get("sampler", "random")

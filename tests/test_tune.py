@@ -239,7 +239,7 @@ def test_tune_section_in_check_schema_and_train(tmp_path):
     path = _spec(tmp_path, RANDOM)
     done = run.train(spec.load(path))  # a spec with [tune] trains as written
     assert done["epochs_run"] == EPOCHS
-    from nnctl.schema import spec_schema  # noqa: PLC0415
+    from nnctl.schema import spec_schema
 
     tune = spec_schema()["properties"]["tune"]["anyOf"][0]  # or null
     assert "objective" in tune["properties"]

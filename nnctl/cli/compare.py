@@ -75,7 +75,7 @@ def register(app: typer.Typer, reports_errors) -> None:
         from nnctl.cli.plot import load_run  # noqa: PLC0415
 
         runs = []
-        for target in [t for target in targets for t in _expand(target)]:
+        for target in [t for given in targets for t in _expand(given)]:
             run = load_run(target)
             runs.append({"run": run["run"], "epochs": run["epochs"], "checkpoint_epoch": run["checkpoint_epoch"],
                          "quantities": summarize(run["history"])})
