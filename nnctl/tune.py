@@ -218,6 +218,11 @@ class Tuner:
         else:
             record["status"] = "failed"
             record["message"] = _last_line(self.dir / f"trial-{record['trial']:03d}.log") or f"exit code {rc}"
+        tb = self.validated["train"].get("tensorboard")
+        if tb and isinstance(record.get("objective"), float) and record["status"] in ("done", "pruned"):
+            from nnctl.tensorboard import hparams  # noqa: PLC0415
+
+            hparams(tb, f"trial-{record['trial']:03d}", record["params"], {self.settings.objective: record["objective"]})
         if self.study is not None and record["status"] in FINISHED:
             from nnctl.tune_optuna import tell  # noqa: PLC0415
 
