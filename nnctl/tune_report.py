@@ -88,13 +88,14 @@ def plot(folder, settings: Settings, trials: list[dict]) -> pathlib.Path | None:
     n = len(settings.space)
     cols = min(n, 3)
     fig = Figure(figsize=(4.5 * cols, 3.4 * -(-n // cols)), layout="constrained")
+    fig.suptitle(f"{settings.objective} of {len(points)} trials ({settings.sampler} search)")
     axes = fig.subplots(-(-n // cols), cols, squeeze=False).ravel()
     for ax, p in zip(axes, settings.space):
         if p.kind == "choice":  # categories at 0..k-1, labelled with their values
             labels = [json.dumps(v) for v in p.values]
             xs: list[float] = [float(labels.index(json.dumps(t["params"][p.path])))
                                if json.dumps(t["params"][p.path]) in labels else -1.0 for t in points]
-            ax.set_xticks(range(len(labels)), [lb[:12] for lb in labels])
+            ax.set_xticks(range(len(labels)), [lb if len(lb) <= 16 else lb[:15] + "…" for lb in labels])
         else:
             xs = [float(t["params"][p.path]) for t in points]
             if p.kind == "log_uniform" or p.log:

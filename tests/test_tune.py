@@ -286,3 +286,11 @@ def test_tpe_through_optuna(tmp_path):
     result = json.loads(r.stdout.splitlines()[-1])
     assert [t["status"] for t in result["trials"]] == ["done"] * 3
     assert all(0.001 <= t["params"]["train.optimizer.learning_rate"] <= 0.9 for t in result["trials"])
+
+
+def test_shipped_tune_example(tmp_path):
+    spec_path = pathlib.Path(__file__).resolve().parent.parent / "specs" / "tune_iris.toml"
+    r = _tune(spec_path, "--out", tmp_path / "iris", "--trials", "2", "--set", "tune.epochs=2")
+    assert r.returncode == 0, r.stderr
+    assert "best trial" in r.stdout and (tmp_path / "iris" / "best.toml").is_file()
+    assert '{"l2": ' in r.stdout  # a table-valued choice shown as JSON in the results table

@@ -7,6 +7,13 @@ from typing import Optional
 import typer
 
 
+def _shown(v) -> str | float | int:
+    """A parameter value for a terminal line: numbers as they are (fmt rounds them), tables and lists as JSON."""
+    import json  # noqa: PLC0415
+
+    return v if isinstance(v, (int, float)) and not isinstance(v, bool) else json.dumps(v)
+
+
 def register(app: typer.Typer, reports_errors) -> None:
     @app.command()
     @reports_errors
@@ -41,7 +48,7 @@ def register(app: typer.Typer, reports_errors) -> None:
             if kind == "note":
                 log(f"note: {event['message']}")
             elif kind == "trial":
-                shown = "  ".join(f"{p}={fmt(v)}" for p, v in event["params"].items())
+                shown = "  ".join(f"{p}={fmt(_shown(v))}" for p, v in event["params"].items())
                 value = event.get("objective")
                 log(f"trial {event['trial']}: {event['status']}  {shown}  "
                     f"objective {'-' if value is None else fmt(value)}  epochs {event.get('epochs', '-')}"
@@ -55,7 +62,7 @@ def register(app: typer.Typer, reports_errors) -> None:
         best = result["best"]["trial"] if result["best"] else None
         for t in result["trials"]:
             mark = "*" if t["trial"] == best else ""
-            rows.append([f"{t['trial']}{mark}", t["status"], *(t["params"].get(p) for p in t["params"]),
+            rows.append([f"{t['trial']}{mark}", t["status"], *(_shown(v) for v in t["params"].values()),
                          "-" if t[result["objective"]] is None else t[result["objective"]],
                          t["epochs"] if t["epochs"] is not None else "-",
                          "-" if t["seconds"] is None else f"{t['seconds']:.1f}"])
