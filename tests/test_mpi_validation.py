@@ -8,11 +8,15 @@ the one below.
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 import threading
 import types
 
 import numpy as np
 import pytest
+from test_distributed import MPIEXEC, NNCTL, make_spec, mpi
 
 from nnctl import spec as spec_mod
 from nnctl.assemble import make_loss
@@ -104,3 +108,20 @@ def test_each_rank_scores_its_share_and_the_logs_are_one_process(n, size):
     penalty = 0.01 * float(np.sum(one.model.nodes[0].layer.params["kernel"] ** 2))
     assert want["loss"] == pytest.approx(float(-np.mean(np.sum(y * np.log(p), axis=1))) + penalty, rel=1e-9)
     assert want["accuracy"] == pytest.approx(float(np.mean(p.argmax(1) == y.argmax(1))))
+
+
+@mpi
+def test_lr_find_under_mpiexec_sweeps_the_losses_of_one_process(tmp_path):
+    spec = make_spec(tmp_path, l2=0.01, dropout=0.2)  # 301 rows: the batches of 64 split 32 + 32, then 22 + 23
+    cmd = [NNCTL, "lr-find", spec.name, "--json", "--no-png", "--steps", "20", "--end", "1"]
+    env = {**os.environ, "NNCTL_DEVICE": "cpu"}
+    for k in ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "MPI_LOCALRANKID", "SLURM_PROCID"):
+        env.pop(k, None)
+    runs = [subprocess.run(c, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180)
+            for c in (cmd, [MPIEXEC, "-n", "2", *cmd])]
+    for r in runs:
+        assert r.returncode == 0, r.stderr
+    one, two = (json.loads(r.stdout) for r in runs)  # rank 1 printed nothing: one JSON object
+    assert two["steps"] == one["steps"] == 20
+    assert two["losses"] == pytest.approx(one["losses"], rel=1e-9)
+    assert two["suggestion"] == pytest.approx(one["suggestion"], rel=1e-12)
