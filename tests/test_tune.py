@@ -244,6 +244,14 @@ def test_tune_section_in_check_schema_and_train(tmp_path):
     tune = spec_schema()["properties"]["tune"]["anyOf"][0]  # or null
     assert "objective" in tune["properties"]
     assert "log_uniform" in tune["properties"]["space"]["additionalProperties"]["properties"]
+    jsonschema = pytest.importorskip("jsonschema")
+    import tomllib
+
+    raw = tomllib.loads(path.read_text())
+    jsonschema.validate(raw, spec_schema())
+    raw["tune"]["space"]["train.optimizer.learning_rate"] = {"unifrom": [0.1, 0.2]}
+    with pytest.raises(jsonschema.ValidationError, match="'unifrom' was unexpected"):
+        jsonschema.validate(raw, spec_schema())
     r = _tune(tmp_path / "lin.toml", "--out", tmp_path / "t", "--trials", "1", "--set", "tune.sampler=grid")
     assert r.returncode == 2 and "grid = 4" in r.stderr
 
@@ -294,3 +302,22 @@ def test_shipped_tune_example(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "best trial" in r.stdout and (tmp_path / "iris" / "best.toml").is_file()
     assert '{"l2": ' in r.stdout  # a table-valued choice shown as JSON in the results table
+
+
+def test_a_diverging_trial_is_failed_and_the_search_goes_on(tmp_path):
+    # lr 5: the error grows 9x per step ((1 - 2 lr) = -9), to inf in float64 within a few hundred steps
+    path = _spec(tmp_path, """
+[tune]
+sampler = "grid"
+[tune.space]
+"train.optimizer.learning_rate" = { choice = [5.0, 0.25] }
+""", epochs=400)
+    r = _tune(path, "--out", tmp_path / "d", "--json")
+    assert r.returncode == 0, r.stderr
+    result = json.loads(r.stdout.splitlines()[-1])
+    failed, done = result["trials"]
+    assert failed["status"] == "failed" and failed["val_loss"] is None
+    assert "training diverged" in json.loads(r.stdout.splitlines()[0])["message"]
+    assert done["status"] == "done" and result["best"]["trial"] == 1
+    text = (tmp_path / "d" / "results.csv").read_text().splitlines()
+    assert text[1].startswith("0,failed,5.0,,")  # no objective for the failed trial
