@@ -148,19 +148,21 @@ def test_grid_points():
         (a, b) for a in p.points() for b in ("a", "b")]
 
 
-def test_interrupted_tune_skips_finished_trials(tmp_path):
-    path = _spec(tmp_path, RANDOM.replace("trials = 4", "trials = 3"), epochs=300)
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
+def test_interrupted_tune_skips_finished_trials(tmp_path, signum, code):
+    epochs = 300
+    path = _spec(tmp_path, RANDOM.replace("trials = 4", "trials = 3"), epochs=epochs)
     out = tmp_path / "r"
     proc = subprocess.Popen([sys.executable, "-m", "nnctl", "tune", path, "--out", out, "--json"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         first = json.loads(proc.stdout.readline())  # the first finished trial
         assert first["event"] == "trial" and first["status"] == "done"
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signum)
         _, err = proc.communicate(timeout=120)
     finally:
         proc.kill()
-    assert proc.returncode == 130, err
+    assert proc.returncode == code, err
     assert err.count("error:") == 1 and f"--out {out}" in err
     state = json.loads((out / "tune.json").read_text())
     finished = [t["trial"] for t in state["trials"] if t["status"] == "done"]
@@ -173,6 +175,13 @@ def test_interrupted_tune_skips_finished_trials(tmp_path):
     result = json.loads(r.stdout.splitlines()[-1])
     assert [t["status"] for t in result["trials"]] == ["done"] * 3
     assert {i: os.stat(out / f"trial-{i:03d}.h5").st_mtime_ns for i in finished} == stamps  # not run again
+    # a trial continued from its checkpoint ends where an uninterrupted one does: the maths of the task
+    default = run.train(spec.load(path, ["train.epochs=1"]))["metrics"]["val_loss"]
+    initial = default / (1 - 2 * 0.01) ** 2
+    for t in result["trials"]:
+        lr = t["params"]["train.optimizer.learning_rate"]
+        assert t["epochs"] == epochs
+        assert t["val_loss"] == pytest.approx(initial * (1 - 2 * lr) ** (2 * epochs), rel=1e-6, abs=1e-12)
     # a different space in the same folder is refused, not mixed in
     path.write_text(path.read_text().replace("0.9]", "0.8]"))
     r = _tune(path, "--out", out)
