@@ -117,7 +117,6 @@ class Tuner:
         fresh = {"spec": os.path.abspath(self.spec_path), "settings": self.settings.fingerprint(), "elapsed": 0.0,
                  "trials": []}
         if not path.is_file():
-            fs.check_output_dir(self.dir, "tune folder")
             return fresh
         try:
             state = json.loads(path.read_text(encoding="utf-8"))
@@ -238,7 +237,14 @@ class Tuner:
                     run.proc.send_signal(signum)
 
     def run(self) -> dict:
-        """Run the search to its end (or a signal); returns the summary (``tune_report.summary``)."""
+        """Run the search to its end (or a signal); returns the summary (``tune_report.finish``).
+
+        The folder stays locked meanwhile: a second ``nnctl tune`` into it is refused at once."""
+        fs.check_output_dir(self.dir, "tune folder")
+        with fs.run_lock(self.dir / STATE, "tune folder"):
+            return self._run()
+
+    def _run(self) -> dict:
         from nnctl.tune_report import finish  # noqa: PLC0415
 
         self.state = self._load_state()

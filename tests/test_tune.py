@@ -330,3 +330,12 @@ sampler = "grid"
     assert done["status"] == "done" and result["best"]["trial"] == 1
     text = (tmp_path / "d" / "results.csv").read_text().splitlines()
     assert text[1].startswith("0,failed,5.0,,")  # no objective for the failed trial
+
+
+def test_a_tune_folder_in_use_is_refused(tmp_path):
+    from nnctl import fs
+
+    path = _spec(tmp_path, RANDOM)
+    with fs.run_lock(tmp_path / "busy" / "tune.json", "tune folder"):  # another nnctl tune holds it
+        r = _tune(path, "--out", tmp_path / "busy")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "another nnctl run" in r.stderr
