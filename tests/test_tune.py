@@ -339,3 +339,14 @@ def test_a_tune_folder_in_use_is_refused(tmp_path):
     with fs.run_lock(tmp_path / "busy" / "tune.json", "tune folder"):  # another nnctl tune holds it
         r = _tune(path, "--out", tmp_path / "busy")
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "another nnctl run" in r.stderr
+
+
+def test_tensorboard_gets_an_hparams_summary_per_trial(tmp_path):
+    pytest.importorskip("tensorboardX")
+    path = _spec(tmp_path, RANDOM, epochs=1)
+    path.write_text(path.read_text().replace('batch_size = "full"', 'batch_size = "full"\ntensorboard = "tb"'))
+    r = _tune(path, "--out", tmp_path / "t", "--trials", "1")
+    assert r.returncode == 0, r.stderr
+    events = list((tmp_path / "tb" / "trial-000").glob("events.out.tfevents.*"))
+    blobs = b"".join(p.read_bytes() for p in events)
+    assert b"loss" in blobs and b"hparams" in blobs and b"train.optimizer.learning_rate" in blobs
