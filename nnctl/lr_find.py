@@ -29,7 +29,7 @@ def sweep(trainer: Trainer, x, y, start: float = 1e-7, end: float = 10.0, steps:
           diverge: float = 4.0, seed: int = 0) -> dict:
     """Run the range test on ``trainer``'s model and restore it; rates, raw and smoothed losses, suggestion."""
     _check(start, end, steps)
-    model, opt = trainer.model, trainer.optimizer
+    model, opt, strategy = trainer.model, trainer.optimizer, trainer.strategy
     kept_params = model.flat_params.copy()
     kept_state = {k: v.copy() for k, v in model.named_state().items()}
     kept_slots = {k: v.copy() for k, v in opt.slots.items()}
@@ -49,13 +49,23 @@ def sweep(trainer: Trainer, x, y, start: float = 1e-7, end: float = 10.0, steps:
                 order, pos = rng.permutation(n), 0
             idx = np.sort(order[pos:pos + bs])
             pos += bs
-            xb = B.asarray(x[idx], dtype=model.input_dtype)
-            yb = B.asarray(y[idx])
-            value, _ = trainer.loss_and_grad(xb, yb, weights=trainer.batch_weights(yb, idx))
-            if model.has_regularization():
-                value = value + model.regularization(add_grads=True)
-            opt.step(model.flat_params, model.flat_grads, model.slices.values(), lr=float(lr))
+            shard = strategy.shard(idx)  # under MPI: this rank's rows of the global batch (train.py's split)
+            if len(shard.rows):
+                xb = B.asarray(x[shard.rows], dtype=model.input_dtype)
+                yb = B.asarray(y[shard.rows])
+                value, _ = trainer.loss_and_grad(xb, yb, scale=shard.scale,
+                                                 weights=trainer.batch_weights(yb, shard.rows))
+            else:  # fewer rows than ranks: a zero gradient, still exchanged
+                model.flat_grads[...] = 0
+                value = B.xp.zeros((), dtype=model.dtype)
             loss = float(B.to_numpy(value))
+            if strategy.size > 1:  # the global batch's mean loss, the same on every rank
+                totals = strategy.reduce(np.array([loss * len(shard.rows), len(shard.rows)], dtype=np.float64))
+                loss = float(totals[0] / max(totals[1], 1))
+            if model.has_regularization():
+                loss += float(B.to_numpy(model.regularization(add_grads=True)))
+            strategy.exchange(model.flat_grads)
+            opt.step(model.flat_params, model.flat_grads, model.slices.values(), lr=float(lr))
             raw.append(loss)
             avg = BETA * avg + (1 - BETA) * loss if math.isfinite(loss) else math.inf
             s = avg / (1 - BETA ** (i + 1))
@@ -157,16 +167,18 @@ def plot_png(result: dict, output_png) -> None:
     fs.atomic_write(pathlib.Path(output_png), lambda tmp: fig.savefig(tmp, format="png", dpi=100))
 
 
-def lr_find(spec: dict, device: str = "auto", start: float = 1e-7, end: float = 10.0, steps: int = 200) -> dict:
+def lr_find(spec: dict, device: str = "auto", start: float = 1e-7, end: float = 10.0, steps: int = 200,
+            strategy=None) -> dict:
     """Build the spec's model, loss, optimizer and data as ``nnctl train`` does (class weights included, data
-    augmentation not) and run the range test on them."""
+    augmentation not) and run the range test on them; ``strategy`` (a ``DataParallel``) shares every batch
+    among MPI ranks as training does, so every rank sweeps the losses of one process."""
     _check(start, end, steps)
     B.use(device)
     ds = load_dataset(spec)
     model = model_for_data(spec, ds)
     model.to_device()
     trainer = Trainer(model, make_loss(spec), make_optimizer(spec), spec["train"], ds.prep.task,
-                      ds.prep.n_classes(model.output_shape[-1]), spec["seed"])
+                      ds.prep.n_classes(model.output_shape[-1]), spec["seed"], strategy=strategy)
     if spec["train"].get("class_weight") is not None:
         trainer.class_weight = B.asarray(losses.class_weights(
             spec["train"]["class_weight"], losses.label_ids(ds.y_train, ds.prep.task), trainer.n_classes,

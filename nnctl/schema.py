@@ -18,7 +18,7 @@ from nnctl.keras_names import AUGMENT_RENAMES
 from nnctl.layers import LAYERS
 from nnctl.ops import activations  # noqa: F401 - registers the activation family
 from nnctl.registry import FAMILIES, normalise
-from nnctl.spec_sections import SECTIONS, SUBTABLES
+from nnctl.spec_sections import SECTIONS, SUBTABLES, TuneParam
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 _JSON = {bool: "boolean", int: "integer", float: "number", str: "string", list: "array", dict: "object"}
@@ -172,8 +172,10 @@ def spec_schema() -> dict:
                               "validation_split": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1}})
     for table in train["properties"]["optimizer"]["anyOf"][1]["anyOf"]:  # Keras's lr, rewritten to learning_rate
         table["properties"]["lr"] = {"type": "number", "exclusiveMinimum": 0}
+    tune = section("tune")  # the space: dotted spec paths, each a TuneParam table
+    tune["properties"]["space"] = {"type": "object", "additionalProperties": object_schema(fields_of(TuneParam))}
     top = object_schema(fields_of(SECTIONS[""]), {"data": data, "model": model, "train": train,
-                                                  "output": section("output")})
+                                                  "output": section("output"), "tune": tune})
     top["required"] = ["data", "model"]
     return {"$schema": DRAFT, "title": "nnctl spec",
             "description": "A declarative nnctl training spec (TOML, YAML or JSON): data, model, train, output.",

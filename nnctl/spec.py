@@ -133,7 +133,7 @@ def validate(raw: dict, source: str = "spec", base_dir: pathlib.Path | None = No
     Every problem is collected first; SpecError then lists them all (one line each, at most MAX_PROBLEMS)."""
     from nnctl.build import check_layers  # noqa: PLC0415 - the layer registry is heavier to import
 
-    raw = copy.deepcopy(raw)
+    original, raw = raw, copy.deepcopy(raw)
     block_problems, origin = blocks.expand_model(raw.get("model"))
     problems = block_problems + keras_names.rewrite(raw)
     spec, found = _filled(raw, SECTIONS[""], "")
@@ -177,6 +177,10 @@ def validate(raw: dict, source: str = "spec", base_dir: pathlib.Path | None = No
     if not problems and not gan:
         problems += [] if removed else losses.check_output(spec["train"]["loss"], spec["model"]["layers"][-1])
         problems += _check_monitors(spec)
+    if not problems and isinstance(original.get("tune"), dict):  # nnctl tune's search space, on this spec
+        from nnctl.tune_space import problems as tune_problems  # noqa: PLC0415
+
+        problems += tune_problems(original, spec, source)
     if problems:
         raise SpecError.many(source, problems, MAX_PROBLEMS)
     if base_dir is not None:

@@ -8,6 +8,7 @@ class's constructor instead.
 
 from __future__ import annotations
 
+import builtins
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -34,6 +35,8 @@ class TopLevel:
     model: dict = doc("the network", default_factory=dict)
     train: dict = doc("how to train", default_factory=dict)
     output: dict = doc("where results go", default_factory=dict)
+    tune: dict | None = doc("nnctl tune: the search space, objective and budget (ignored by nnctl train)",
+                            default=None)
 
 
 KINDS = ("auto", "tabular", "arrays", "idx", "images", "timeseries", "text", "segmentation")
@@ -297,8 +300,44 @@ class OutputSection:
     run_dir: Path | None = doc("run folder (default: <checkpoint without .h5>.run)", default=None)
 
 
+TUNE_SAMPLERS = ("random", "grid", "tpe")
+
+
+@dataclass(frozen=True)
+class TuneSection:
+    space: dict = doc("search space: {\"dotted.path\" = {log_uniform | uniform | int = [lo, hi]} or "
+                      "{choice = [...]}}; a path is what --set takes (model.layers[0].units)")
+    objective: Monitor = doc("the logged quantity each trial is scored by, at its checkpoint's epoch",
+                             default="val_loss")
+    mode: Annotated[str, Choices(("auto", "min", "max"))] = doc("minimise or maximise the objective (auto: "
+                                                                "max for accuracy-like metrics)", default="auto")
+    trials: PositiveInt | None = doc("trials to run (default 20; grid: the whole grid)", default=None)
+    epochs: PositiveInt | None = doc("epochs per trial (default train.epochs)", default=None)
+    time_limit: NonNegativeFloat = doc("seconds after which no new trial starts (0 = no limit)", default=0.0)
+    sampler: Annotated[str, Choices(TUNE_SAMPLERS)] = doc("random and grid built in; tpe needs optuna "
+                                                           "(pip install nnctl[tune])", default="random")
+    pruner: Annotated[str, Choices(("none", "median"))] = doc(
+        "median: stop a trial whose objective at an epoch is worse than the median of earlier trials there",
+        default="none")
+    startup_trials: NonNegativeInt = doc("median pruner and tpe: trials finished before either acts", default=5)
+    seed: Seed | None = doc("seeds the sampler (default: the spec's seed); every trial trains with the spec's "
+                            "seed", default=None)
+    parallel: PositiveInt = doc("trials at a time, each in its own process (--parallel)", default=1)
+
+
+@dataclass(frozen=True)
+class TuneParam:
+    log_uniform: list[float] | None = doc("[lo, hi], 0 < lo < hi: sampled uniformly in log space", default=None)
+    uniform: list[float] | None = doc("[lo, hi], lo < hi: sampled uniformly", default=None)
+    int: list[builtins.int] | None = doc("[lo, hi], lo < hi: an integer, both ends included", default=None)
+    choice: list | None = doc("the values to choose from (any spec values)", default=None)
+    log: bool = doc("int: sample in log space", default=False)
+    grid: PositiveInt | None = doc("grid sampler: points of a range (log-spaced for log_uniform; an int range "
+                                   "without it is enumerated)", default=None)
+
+
 SECTIONS = {"": TopLevel, "data": DataSection, "model": ModelSection, "train": TrainSection,
-            "output": OutputSection}
+            "output": OutputSection, "tune": TuneSection}
 #: sub-tables checked against their own class; ``fill`` says whether defaults are written into the spec
 SUBTABLES = {"data.validation": (Validation, True), "data.tokenizer": (Tokenizer, True), "data.missing": (Missing, False),
              "data.augment": (Augment, False), "model.decode": (Decode, True),

@@ -10,16 +10,22 @@ scales its mean gradient by n_r*p/g, so the averaged gradient is
     (1/p) * sum_r (n_r*p/g) * (1/n_r) * sum_{i in r} grad_i  =  (1/g) * sum_i grad_i,
 
 the gradient of one process on the whole batch. Random draws (augmentation, dropout) go through
-``RowShare``: each rank draws for the whole global batch and keeps its rows.
+``RowShare``: each rank draws for the whole global batch and keeps its rows. Validation is shared the
+same way: rank r runs rows [r*n//p, (r+1)*n//p) of the n validation rows forward, the loss sums and
+row counts are summed over ranks, and the outputs and targets are gathered in rank order, so the loss
+(sum over ranks / n, plus the penalty) and every metric are those of one process on the whole set.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import numpy as np
 
+from nnctl import backend as B
 from nnctl.rowshare import RowShare
+from nnctl.scoring import epoch_metrics, evaluate_model
 
 if TYPE_CHECKING:
     from nnctl.train import Trainer
@@ -85,6 +91,7 @@ class DataParallel(Local):
         self.row_shares: list[RowShare] = []
 
     def attach(self, trainer: Trainer) -> None:
+        trainer.evaluate = functools.partial(self.evaluate, trainer)  # type: ignore[method-assign]
         trainer.aug_rng = RowShare(trainer.aug_rng)
         for node in trainer.model.nodes:
             node.layer.rng = RowShare(node.layer.rng)
@@ -99,6 +106,26 @@ class DataParallel(Local):
 
     def exchange(self, flat_grads: Any) -> None:
         self.comm.grad_hook(flat_grads)
+
+    def evaluate(self, trainer: Trainer, x, y, batch_size: int = 1024) -> dict:
+        """``Trainer.evaluate`` from this rank's share of the rows: the logs one process computes on all of them."""
+        n, model = len(x), trainer.model
+        lo, hi = self.rank * n // self.size, (self.rank + 1) * n // self.size
+        penalty = float(model.regularization(add_grads=False)) if model.has_regularization() else 0.0
+        outputs: list = []
+        loss_sum = 0.0
+        if hi > lo:  # the share's mean loss (its penalty taken off again) times its rows
+            logs = evaluate_model(model, trainer.loss, x[lo:hi], y[lo:hi], [], trainer.task, trainer.n_classes,
+                                  trainer.decode, batch_size, outputs=outputs)
+            loss_sum = (logs["loss"] - penalty) * (hi - lo)
+        totals = self.reduce(np.array([loss_sum, hi - lo], dtype=np.float64))
+        out = {"loss": float(totals[0] / max(totals[1], 1)) + penalty}
+        if trainer.metric_names:
+            mine = outputs[0] if outputs else B.xp.zeros((0, *model.output_shape), model.dtype)
+            y_all = self.gather(B.asarray(y[lo:hi]))  # every rank: every output and target, in row order
+            out.update(epoch_metrics(trainer.loss, trainer.metric_names, self.gather(mine), y_all, trainer.task,
+                                     trainer.n_classes, trainer.decode))
+        return out
 
     def agree_stop(self, local: int) -> int:
         return self.comm.agree_stop(local)

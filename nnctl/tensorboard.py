@@ -38,6 +38,20 @@ class TensorBoardWriter:
         self._writer.close()
 
 
+def hparams(logdir, name: str, params: dict, metrics: dict) -> None:
+    """One hparams summary (TensorBoard's HPARAMS tab) for the ``nnctl tune`` trial whose events are in ``logdir/name``.
+
+    Values that are not numbers, strings or booleans (a choice of tables) are shown as their JSON text."""
+    import json  # noqa: PLC0415
+
+    writer = _summary_writer_class()(logdir=str(logdir))
+    try:
+        shown = {k: v if isinstance(v, (bool, int, float, str)) else json.dumps(v) for k, v in params.items()}
+        writer.add_hparams(shown, {k: float(v) for k, v in metrics.items()}, name=name)
+    finally:
+        writer.close()
+
+
 def _summary_writer_class():
     """tensorboardX's SummaryWriter, imported without PyTorch.
 

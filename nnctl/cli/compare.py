@@ -43,11 +43,31 @@ def _columns(runs: list[dict]) -> list[str]:
     return [n for b in bases for n in (b, f"val_{b}") if n in present]
 
 
+def _expand(target: str) -> list[str]:
+    """A tune folder (``nnctl tune``'s tune.json inside) stands for the run folders of its trials."""
+    import json  # noqa: PLC0415
+    import pathlib  # noqa: PLC0415
+
+    state = pathlib.Path(target) / "tune.json"
+    if not state.is_file():
+        return [target]
+    from nnctl.errors import CheckpointError  # noqa: PLC0415
+
+    try:
+        trials = json.loads(state.read_text(encoding="utf-8"))["trials"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{state}: unreadable tune state ({exc})") from None
+    found = [str(t["run_dir"]) for t in trials if t.get("run_dir") and (pathlib.Path(t["run_dir"]) / "metrics.jsonl").is_file()]
+    if not found:
+        raise CheckpointError(f"{target}: a tune folder with no finished trial yet")
+    return found
+
+
 def register(app: typer.Typer, reports_errors) -> None:
     @app.command()
     @reports_errors
     def compare(
-        targets: list[str] = typer.Argument(..., help="checkpoints (.h5) or run folders"),
+        targets: list[str] = typer.Argument(..., help="checkpoints (.h5), run folders or tune folders (every trial)"),
         json_: bool = typer.Option(False, "--json", help="one JSON object on stdout"),
     ):
         """Compare runs: epochs, checkpoint epoch, final and best value of the loss and each metric."""
@@ -55,7 +75,7 @@ def register(app: typer.Typer, reports_errors) -> None:
         from nnctl.cli.plot import load_run  # noqa: PLC0415
 
         runs = []
-        for target in targets:
+        for target in [t for given in targets for t in _expand(given)]:
             run = load_run(target)
             runs.append({"run": run["run"], "epochs": run["epochs"], "checkpoint_epoch": run["checkpoint_epoch"],
                          "quantities": summarize(run["history"])})

@@ -22,6 +22,8 @@ def register(app: typer.Typer, reports_errors) -> None:
         no_png: bool = typer.Option(False, "--no-png", help="write no PNG"),
         device: str = typer.Option("auto", help="auto, cpu or gpu"),
         json_: bool = typer.Option(False, "--json", help="one JSON object on stdout (rates, losses, suggestion)"),
+        distributed: bool = typer.Option(False, "--distributed",
+                                         help="batches shared over MPI ranks (automatic under mpiexec or srun)"),
     ):
         """Sweep the learning rate exponentially for a few hundred steps and suggest one; no checkpoint is written.
 
@@ -34,13 +36,19 @@ def register(app: typer.Typer, reports_errors) -> None:
         from nnctl import spec as spec_mod  # noqa: PLC0415
         from nnctl.cli.output import emit_json  # noqa: PLC0415
 
+        from nnctl.cli.train import _connect, _guard  # noqa: PLC0415 - the same MPI start as nnctl train
+
+        world = _connect(device, distributed)  # None unless launched by mpiexec/srun or --distributed
         s = spec_mod.load(spec, list(set_))
         png = None
         if not no_png:
             png = os.path.abspath(output) if output else str(s["output"]["checkpoint"]).removesuffix(".h5") + \
                 ".lr_find.png"
             fs.check_output_file(png, "lr-find plot")
-        result = finder.lr_find(s, device, start, end, steps)
+        with _guard(world):  # one rank fails: MPI_Abort them all
+            result = finder.lr_find(s, device, start, end, steps, strategy=world.strategy() if world else None)
+        if world is not None and world.rank != 0:  # one voice: rank 0 prints and writes the plot
+            return
         if png:
             finder.plot_png(result, png)
         result["png"] = png

@@ -162,6 +162,7 @@ VERBS = (
     "serve_cmd",
     "generate_cmd",
     "data_cmd",
+    "tune_cmd",
 )
 
 
