@@ -15,7 +15,7 @@ import pathlib
 import tomllib
 from typing import Any
 
-from nnctl import blocks, gan_spec, keras_names, losses, metrics, optimizers, schedules, spec_extends  # noqa: F401 - registers the loss/optimizer families
+from nnctl import blocks, gan_spec, keras_names, losses, metrics, multi_spec, optimizers, schedules, spec_extends  # noqa: F401 - registers the loss/optimizer families
 from nnctl.errors import SpecError
 from nnctl.fields import check_keys, fields_of, shown
 from nnctl.registry import suggestion
@@ -153,14 +153,20 @@ def validate(raw: dict, source: str = "spec", base_dir: pathlib.Path | None = No
         problems += gan_spec.misplaced(spec) if not bad_sections & {"model", "train"} else []
     if "train" not in bad_sections and not gan:
         problems += _check_train(spec)
+    multi = not gan and "model" not in bad_sections and multi_spec.is_multi(spec)
+    if multi:
+        problems += multi_spec.check_inputs(spec["model"])
     if isinstance(spec.get("model", {}).get("layers"), list) and not gan and not block_problems:
         layers = spec["model"]["layers"]
-        spec["model"]["layers"], found = check_layers(layers)
+        spec["model"]["layers"], found = check_layers(layers, multi_spec.input_names(spec) if multi else ("input",))
         problems += blocks.locate(found, origin[len(origin) - len(layers):])  # an Input entry may be gone
     elif not gan and "model" in raw and "model" not in bad_sections and not block_problems:
         problems.append("model.layers: required key is missing")
+    if not problems and multi and "data" not in bad_sections:
+        problems += multi_spec.check_graph(spec)
     if not problems and not gan:
-        problems += losses.check_output(spec["train"]["loss"], spec["model"]["layers"][-1])
+        if not spec["model"].get("outputs"):
+            problems += losses.check_output(spec["train"]["loss"], spec["model"]["layers"][-1])
         problems += _check_monitors(spec)
     if problems:
         raise SpecError.many(source, problems, MAX_PROBLEMS)
@@ -221,7 +227,7 @@ def _check_train(spec: dict) -> list[str]:
 def _check_monitors(spec: dict) -> list[str]:
     """Early stopping and plateau monitors must name a quantity the run logs (``val_`` only with validation)."""
     train = spec["train"]
-    logged = {"loss", *train["metrics"]}
+    logged = multi_spec.logged(spec) if spec["model"].get("outputs") else {"loss", *train["metrics"]}
     has_val = spec["data"].get("validation") is not None
     problems = []
     for key in ("early_stopping", "lr_schedule"):
