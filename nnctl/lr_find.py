@@ -161,6 +161,9 @@ def lr_find(spec: dict, device: str = "auto", start: float = 1e-7, end: float = 
     """Build the spec's model, loss, optimizer and data as ``nnctl train`` does (class weights included, data
     augmentation not) and run the range test on them."""
     _check(start, end, steps)
+    from nnctl.multi_spec import refuse_named  # noqa: PLC0415
+
+    refuse_named(spec, "lr-find")
     B.use(device)
     ds = load_dataset(spec)
     model = model_for_data(spec, ds)

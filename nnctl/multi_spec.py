@@ -143,3 +143,13 @@ def logged(spec: dict) -> set[str]:
         return {"loss", *only.get("metrics", [])}
     return {"loss", *(f"{n}_loss" for n in outputs),
             *(f"{n}_{m}" for n, o in outputs.items() for m in o.get("metrics", []))}
+
+
+def refuse_named(spec: dict, verb: str, source: str | None = None) -> None:
+    """SpecError for a verb that takes only one unnamed input and one output (export, serve, lr-find...)."""
+    if is_multi(spec):
+        from nnctl.errors import SpecError  # noqa: PLC0415
+
+        raise SpecError(f"{source or spec.get('_source', 'spec')}: model.inputs/model.outputs: nnctl {verb} takes "
+                        f"a model with one input and one output; this one names its inputs or outputs (train, "
+                        f"evaluate and predict take it)")
