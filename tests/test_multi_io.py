@@ -158,6 +158,46 @@ def test_npz_named_arrays_feed_inputs_and_targets_by_name_and_by_default(tmp_pat
     np.testing.assert_array_equal(ds.y_train["cls"], arrays["labels"])
 
 
+def test_hdf5_named_arrays_feed_inputs_and_targets(tmp_path):
+    import h5py
+
+    rng = np.random.default_rng(4)
+    arrays = {"a": rng.normal(size=(9, 3)), "b": rng.normal(size=(9, 2)), "r": rng.normal(size=(9, 2)),
+              "cls": rng.integers(0, 3, 9)}
+    with h5py.File(tmp_path / "t.h5", "w") as f:
+        for k, v in arrays.items():
+            f[k] = v
+    ds = load_dataset(two_io_spec({"train": str(tmp_path / "t.h5"), "targets": {"reg": "r"}}))
+    np.testing.assert_allclose(ds.x_train["b"], arrays["b"].astype(np.float32))
+    np.testing.assert_allclose(ds.y_train["reg"], arrays["r"].astype(np.float32))
+    np.testing.assert_array_equal(ds.y_train["cls"], arrays["cls"])
+
+
+def test_one_unnamed_input_with_named_outputs_reads_the_other_csv_columns(tmp_path):
+    """Without model.inputs the one input is every column no target names, in file order."""
+    a, b, r, c = write_csv(tmp_path / "t.csv")
+    s = two_io_spec({"train": str(tmp_path / "t.csv"), "targets": CSV_DATA["targets"]},
+                    model__inputs=None,
+                    model__layers=[{"type": "Dense", "name": "reg", "units": 2},
+                                   {"type": "Dense", "name": "cls", "units": 3, "activation": "softmax",
+                                    "inputs": ["input"]}])
+    ds = load_dataset(s)
+    np.testing.assert_allclose(ds.x_train, np.concatenate([a, b], axis=1), rtol=1e-6)
+    model = run.model_for_data(s, ds)
+    assert model.output_shapes == {"reg": (2,), "cls": (3,)}
+
+
+def test_two_named_inputs_and_one_output_use_train_loss_and_metrics(tmp_path):
+    write_csv(tmp_path / "t.csv")
+    s = two_io_spec({"train": str(tmp_path / "t.csv"), "inputs": CSV_DATA["inputs"], "target": "r1"},
+                    model__outputs=None, train__metrics=["mae"])
+    s["model"]["layers"][-1].update(units=1, activation="linear")
+    s["output"]["checkpoint"] = str(tmp_path / "one.h5")
+    s["output"]["run_dir"] = str(tmp_path / "one.run")
+    done = run.train(s)
+    assert set(done["metrics"]) >= {"loss", "mae"} and not any(k.endswith("_loss") for k in done["metrics"])
+
+
 def test_npz_arrays_of_different_lengths_are_refused(tmp_path):
     rng = np.random.default_rng(2)
     np.savez(tmp_path / "t.npz", a=rng.normal(size=(12, 3)), b=rng.normal(size=(11, 2)),

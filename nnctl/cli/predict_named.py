@@ -43,7 +43,8 @@ def render(results: dict, fmt: str, proba: bool) -> str:
                     row[f"{names[k]}_proba"] = [float(e) for e in _values(p)[i]]
             lines.append(json.dumps(row))
         return "".join(line + "\n" for line in lines)
-    head, blocks = [], []
+    head: list[str] = []
+    blocks: list[np.ndarray] = []
     for k, (p, d) in results.items():
         v = _values(d)
         head += [names[k]] if v.shape[1] == 1 else [f"{names[k]}_{j}" for j in range(v.shape[1])]
