@@ -380,3 +380,10 @@ def test_shipped_localisation_trains_and_reports_box_iou(tmp_path):
     whole = np.mean(np.prod(boxes[:, 2:] - boxes[:, :2], axis=1))  # IoU of the [0, 1] box with each true box
     assert result["bbox_box_iou"] > whole + 0.2
     assert result["shape_accuracy"] > 0.45
+
+
+def test_summary_dot_draws_each_named_input():
+    r = nnctl("summary", ROOT / "specs" / "recommender.toml", "--format", "dot")
+    assert r.returncode == 0, r.stderr
+    assert '"user" [label="user\\n(None, 1)", shape=ellipse];' in r.stdout
+    assert '"input" [' not in r.stdout and '"item" -> "item_vec";' in r.stdout
