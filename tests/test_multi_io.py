@@ -387,3 +387,35 @@ def test_summary_dot_draws_each_named_input():
     assert r.returncode == 0, r.stderr
     assert '"user" [label="user\\n(None, 1)", shape=ellipse];' in r.stdout
     assert '"input" [' not in r.stdout and '"item" -> "item_vec";' in r.stdout
+
+
+def test_a_stop_inside_an_epoch_resumes_to_the_same_weights_and_epoch_metrics(tmp_path):
+    from nnctl.assemble import make_loss, make_optimizer, model_for_data
+    from nnctl.train import Hooks, Trainer
+
+    write_csv(tmp_path / "t.csv", n=40)
+    s = two_io_spec({"train": str(tmp_path / "t.csv"), **CSV_DATA}, dtype="float64",
+                    train__batch_size=4, train__epochs=2)
+    ds = load_dataset(s)
+
+    def trainer(stop_after=None):
+        model = model_for_data(s, ds)
+        model.to_device()
+        calls = []
+        hooks = Hooks(should_stop=(lambda: calls.append(1) or len(calls) > stop_after) if stop_after else None)
+        return Trainer(model, make_loss(s), make_optimizer(s), s["train"], "regression", 2, s["seed"],
+                       hooks=hooks, heads=make_heads(s, model))
+
+    whole = trainer()
+    whole.fit(ds.x_train, ds.y_train, 2)
+    first = trainer(stop_after=13)  # stops inside epoch 2 (10 batches an epoch)
+    first.fit(ds.x_train, ds.y_train, 2)
+    assert first.state.epoch == 1 and first.progress is not None and first.progress.batch == 3
+    snap = first.snapshot()
+    assert snap["position"]["preds"].shape == (12, 5)  # both outputs side by side: 2 + 3 columns
+    again = trainer()
+    again.restore(snap)
+    again.fit(ds.x_train, ds.y_train, 2)
+    np.testing.assert_array_equal(B.to_numpy(again.model.flat_params), B.to_numpy(whole.model.flat_params))
+    for key in ("loss", "reg_mae", "cls_accuracy"):
+        assert again.state.history[key] == whole.state.history[key], key
