@@ -149,6 +149,28 @@ class Heads:
         return {f"{h.name}_loss": float(sums[h.name]) / max(n, 1) for h in self.heads}
 
 
+class PartSums:
+    """Each output's training loss over an epoch's batches: sum_b loss_o,b * n_b on the device, and the rows
+    (after a mid-epoch resume, those of the rest of the epoch)."""
+
+    def __init__(self):
+        self.sums: dict = {}
+        self.rows = 0
+
+    def add(self, parts: dict, n: int) -> None:
+        for k, v in parts.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v * n
+        self.rows += n
+
+    def logs(self, heads: Heads, reduce) -> dict:
+        """``<name>_loss`` per output, summed over every rank by ``reduce``; nothing for one output."""
+        if len(heads.heads) == 1:
+            return {}
+        names = [h.name for h in heads.heads]
+        total = reduce(np.array([float(self.sums.get(k, 0.0)) for k in names] + [self.rows]))
+        return heads.loss_logs(dict(zip(names, total[:-1])), int(total[-1]))
+
+
 def epoch_metrics(loss: losses.Loss, names: list[str], p, y, task: str, n_classes: int,
                   decode: Callable | None = None) -> dict:
     """Every metric in ``names`` of outputs ``p`` against targets ``y`` (regression in original units)."""

@@ -33,7 +33,7 @@ from nnctl.errors import CheckpointError, TrainingDiverged
 from nnctl.graph import Model, take
 from nnctl.graph import rows as n_rows
 from nnctl.optimizers import Optimizer, ema_swapped
-from nnctl.outputs import Heads, device_targets
+from nnctl.outputs import Heads, PartSums, device_targets
 from nnctl.schedules import Schedule
 from nnctl.scoring import evaluate_model, fuses
 from nnctl.strategy import Local
@@ -80,8 +80,7 @@ class EpochProgress:
     rows: list = field(default_factory=list)  # per batch: the rows' indices (the gather buffer is reused)
     carried_loss: float = 0.0  # data parallel resume: the loss sum of the batches before the checkpoint
     carried: tuple | None = None  # resume: (outputs, rows) of every rank's batches before the checkpoint
-    parts: dict = field(default_factory=dict)  # several outputs: output name -> sum of its loss * rows (device)
-    part_rows: int = 0  # the rows those sums cover (after a mid-epoch resume, only the rest of the epoch)
+    parts: PartSums = field(default_factory=PartSums)  # several outputs: each one's loss over the batches
 
 
 class Trainer:
@@ -235,9 +234,7 @@ class Trainer:
                                            last_of_step, regularized)
             prog.losses.append(value * len(rows))
             if len(self.heads.heads) > 1 and out is not None:
-                for k, v in self._parts.items():
-                    prog.parts[k] = prog.parts.get(k, 0.0) + v * len(rows)
-                prog.part_rows += len(rows)
+                prog.parts.add(self._parts, len(rows))
             if self.metric_names and out is not None:
                 prog.preds.append(out)
                 prog.rows.append(rows)
@@ -279,10 +276,7 @@ class Trainer:
             logs.update(self._metrics(p, device_targets(take(y, done))))
         totals = strategy.reduce(np.array([losses_host.sum(), n / strategy.size]))
         logs["loss"] = float((totals[0] + prog.carried_loss) / max(totals[1], 1))
-        if len(self.heads.heads) > 1:  # each output's loss, as Keras logs <name>_loss
-            names = [h.name for h in self.heads.heads]
-            sums = strategy.reduce(np.array([float(prog.parts.get(k, 0.0)) for k in names] + [prog.part_rows]))
-            logs.update(self.heads.loss_logs(dict(zip(names, sums[:-1])), int(sums[-1])))
+        logs.update(prog.parts.logs(self.heads, strategy.reduce))  # each output's loss, as Keras's <name>_loss
         logs["lr"] = lr
         return logs
 
