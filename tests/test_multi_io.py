@@ -419,3 +419,28 @@ def test_a_stop_inside_an_epoch_resumes_to_the_same_weights_and_epoch_metrics(tm
     np.testing.assert_array_equal(B.to_numpy(again.model.flat_params), B.to_numpy(whole.model.flat_params))
     for key in ("loss", "reg_mae", "cls_accuracy"):
         assert again.state.history[key] == whole.state.history[key], key
+
+
+@pytest.mark.mpi
+def test_two_mpi_ranks_train_a_two_output_model_as_one_process(tmp_path):
+    import importlib.util
+    import shutil
+
+    bin_dir = pathlib.Path(sys.executable).parent
+    mpiexec = shutil.which("mpiexec", path=str(bin_dir)) or shutil.which("mpiexec")
+    console = shutil.which("nnctl", path=str(bin_dir)) or shutil.which("nnctl")
+    if mpiexec is None or console is None or importlib.util.find_spec("mpi4py") is None:
+        pytest.skip("needs mpiexec, mpi4py and the nnctl console script: pip install nnctl[mpi]")
+    write_csv(tmp_path / "d.csv", n=48)
+    spec_path = tmp_path / "tiny.toml"
+    spec_path.write_text(SPEC_TOML.format(data=tmp_path / "d.csv", out=tmp_path / "one.h5"))
+    one = nnctl("train", spec_path)
+    assert one.returncode == 0, one.stderr
+    two = subprocess.run([mpiexec, "-n", "2", console, "train", spec_path, "--out", tmp_path / "two.h5"],
+                         capture_output=True, text=True, timeout=300)
+    assert two.returncode == 0, two.stderr
+    a, b = Checkpoint(tmp_path / "one.h5"), Checkpoint(tmp_path / "two.h5")
+    for k, v in a.weights.items():
+        np.testing.assert_allclose(b.weights[k], v, rtol=1e-5, atol=1e-6)
+    for key in ("loss", "reg_loss", "cls_loss", "reg_mae", "cls_accuracy", "val_cls_loss"):
+        np.testing.assert_allclose(b.history[key], a.history[key], rtol=1e-5, err_msg=key)
