@@ -320,6 +320,8 @@ def test_cli_trains_evaluates_and_predicts_a_two_input_two_output_spec(tmp_path)
                 "val_cls_accuracy"):
         assert key in epoch, key
     assert epoch["val_loss"] == pytest.approx(2.0 * epoch["val_reg_loss"] + 0.5 * epoch["val_cls_loss"], rel=1e-5)
+    assert Checkpoint(ckpt).attrs["format_version"] == 2  # an nnctl without named outputs refuses it
+    assert Checkpoint(FIXTURES / "old_layout_iris.h5").attrs["format_version"] == 1
     history = Checkpoint(ckpt).history
     assert len(history["reg_loss"]) == 3 and len(history["val_cls_accuracy"]) == 3
 
