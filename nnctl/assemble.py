@@ -7,17 +7,21 @@ from collections.abc import Callable
 import numpy as np
 
 from nnctl import backend as B
-from nnctl import losses, optimizers
+from nnctl import losses, metrics, optimizers
 from nnctl.build import build_model
 from nnctl.data import Dataset
 from nnctl.data.preprocess import Preprocessor
 from nnctl.errors import DataError, SpecError
 from nnctl.graph import Model
+from nnctl.multi_spec import is_multi
+from nnctl.outputs import Head, Heads
 from nnctl.spec import loss_config, optimizer_config
 
 
 def model_for_data(spec: dict, ds: Dataset) -> Model:
     """Build the spec's model for the dataset's input shape and check its output against the targets."""
+    if is_multi(spec):
+        return model_for_named(spec, ds)
     shape = tuple(spec["model"].get("input_shape") or ds.input_shape)
     if tuple(ds.input_shape) != shape:
         raise DataError(f"{spec['data']['train']}: samples have shape {list(ds.input_shape)} "
@@ -33,6 +37,47 @@ def model_for_data(spec: dict, ds: Dataset) -> Model:
     spec["model"]["input_shape"] = list(shape)
     spec["_defaults"], spec["_input_dtype"] = dict(ds.defaults), str(np.dtype(input_dtype))
     return model
+
+
+def model_for_named(spec: dict, ds: Dataset) -> Model:
+    """The model of a spec with named inputs or outputs (nnctl.data.multi encoded its targets for it)."""
+    named = spec["model"].get("inputs")
+    if named:
+        shape, input_dtype = tuple(next(iter(named.values()))["shape"]), None
+    else:
+        shape, input_dtype = tuple(ds.x_train.shape[1:]), ds.x_train.dtype
+        spec["model"]["input_shape"], spec["_input_dtype"] = list(shape), str(np.dtype(input_dtype))
+    model = build_model(spec, shape, spec["seed"], {}, input_dtype=input_dtype)
+    model.check_input(ds.x_train, spec["data"]["train"])
+    if ds.x_val is not None:
+        model.check_input(ds.x_val, f"{spec['data']['train']} (validation)")
+    spec["_defaults"] = {}
+    return model
+
+
+def named_output_shapes(spec: dict, x) -> dict:
+    """{layer: output shape} of the spec's model for inputs ``x`` (before its targets are encoded)."""
+    named = spec["model"].get("inputs")
+    shape = tuple(next(iter(named.values()))["shape"]) if named else tuple(x.shape[1:] if not isinstance(x, dict)
+                                                                               else x["input"].shape[1:])
+    model = build_model(spec, shape, spec["seed"], {})
+    return {n.name: n.output_shape for n in model.nodes}
+
+
+def make_heads(spec: dict, model: Model) -> Heads | None:
+    """The outputs of a spec with ``model.outputs``, each with its loss, weight and metrics (None without)."""
+    named = spec["model"].get("outputs")
+    if not named:
+        return None
+    heads = []
+    for name, o in named.items():
+        lname, kwargs = loss_config(o)
+        head_loss = losses.get(lname, **kwargs)
+        units = model.by_name[o["layer"]].output_shape[-1]
+        heads.append(Head(name, o["layer"], head_loss, float(o.get("weight", 1.0)),
+                          tuple(metrics.METRICS.canonical(m) for m in o.get("metrics", [])), head_loss.task,
+                          units if head_loss.task != "binary" else 2))
+    return Heads(model, heads)
 
 
 def features(shape) -> str:

@@ -53,8 +53,9 @@ def _default_name(type_name: str, seen: dict, counts: dict) -> str:
     return name
 
 
-def check_layers(layers: list) -> tuple[list[dict], list[str]]:
-    """Validate every entry, give each a unique name, check that ``inputs`` name earlier nodes: (entries, problems)."""
+def check_layers(layers: list, input_names: tuple = (INPUT,)) -> tuple[list[dict], list[str]]:
+    """Validate every entry, give each a unique name, check that ``inputs`` name earlier nodes or the model's
+    inputs (``input``, or the names of ``model.inputs``): (entries, problems)."""
     if not layers:
         return layers, ["model.layers: expected at least one layer"]
     seen: dict[str, int] = {}
@@ -71,16 +72,16 @@ def check_layers(layers: list) -> tuple[list[dict], list[str]]:
             e["name"] = _default_name(e["type"], seen, counts)
         if not isinstance(e["name"], str) or not e["name"] or ":" in e["name"] or "/" in e["name"]:
             problems.append(f"{where}.name: expected a non-empty name without ':' or '/', found {shown(e['name'])}")
-        elif e["name"] in seen or e["name"] == INPUT:
+        elif e["name"] in seen or e["name"] in (INPUT, *input_names):
             by = f" by model.layers[{seen[e['name']]}]" if e["name"] in seen else " by the model input"
             problems.append(f"{where}.name: {e['name']!r} is already used{by}")
-        problems += _check_inputs(where, e, layers, i, seen)
+        problems += _check_inputs(where, e, layers, i, seen, input_names)
         seen[e["name"]] = i
         out.append(e)
     return out, problems
 
 
-def _check_inputs(where: str, e: dict, layers: list, i: int, seen: dict) -> list[str]:
+def _check_inputs(where: str, e: dict, layers: list, i: int, seen: dict, input_names: tuple = (INPUT,)) -> list[str]:
     inputs = e.get("inputs")
     if inputs is None:
         return []
@@ -91,10 +92,10 @@ def _check_inputs(where: str, e: dict, layers: list, i: int, seen: dict) -> list
     problems = []
     for ref in inputs:
         name, _ = parse_ref(ref)
-        if name != INPUT and name not in seen:
+        if name not in input_names and name not in seen:
             later = any(isinstance(x, dict) and x.get("name") == name for x in layers[i:])
-            why = "it comes later (inputs must name earlier layers)" if later else "no such layer"
-            problems.append(f"{where}.inputs: {ref!r}: {why}{suggestion(name, [*seen, INPUT]) if not later else ''}")
+            why = "it comes later (inputs must name earlier layers)" if later else "no such layer or model input"
+            problems.append(f"{where}.inputs: {ref!r}: {why}{suggestion(name, [*seen, *input_names]) if not later else ''}")
     return problems
 
 
@@ -104,7 +105,8 @@ def build_model(spec: dict, input_shape, seed: int, defaults: dict | None = None
     source = spec.get("_source", "spec")
     dtype = np.dtype(spec.get("dtype", "float32"))
     nodes = []
-    prev = INPUT
+    named = spec["model"].get("inputs")  # named inputs {name: {shape, dtype}} (nnctl.multi_spec)
+    prev = next(iter(named)) if named else INPUT
     for i, entry in enumerate(spec["model"]["layers"]):
         where = f"{source}: model.layers[{i}] ({entry['name']})"
         kwargs = {k: v for k, v in entry.items() if k != "type"}
@@ -127,7 +129,10 @@ def build_model(spec: dict, input_shape, seed: int, defaults: dict | None = None
         nodes.append(Node(entry["name"], layer, refs, act, spec=entry))
         layer.name = entry["name"]
         prev = entry["name"]
-    model = Model(nodes, tuple(input_shape), dtype=dtype, input_dtype=input_dtype, input_grad=input_grad)
+    inputs = {k: (v["shape"], v.get("dtype") or dtype) for k, v in named.items()} if named else None
+    outputs = [v["layer"] for v in spec["model"]["outputs"].values()] if spec["model"].get("outputs") else None
+    model = Model(nodes, tuple(input_shape), dtype=dtype, input_dtype=input_dtype, input_grad=input_grad,
+                  inputs=inputs, outputs=outputs)
     try:
         model.build(seed)
     except (ValueError, IndexError, TypeError) as exc:

@@ -27,7 +27,15 @@ from nnctl.fs import atomic_write
 SPEC_SUFFIXES = (".toml", ".yaml", ".yml", ".json")  # a spec passed where a checkpoint belongs gets its own message
 
 FORMAT = "nnctl-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # the newest this nnctl reads and writes
+NAMED_IO_VERSION = 2  # a model with named inputs or outputs; every other checkpoint is still written as 1
+
+
+def format_version(spec: dict) -> int:
+    """1 for the layout every nnctl reads; 2 when the spec names its inputs or outputs (model.inputs,
+    model.outputs), so an nnctl from before them refuses the file instead of predicting with one output."""
+    model = spec.get("model") or {}
+    return NAMED_IO_VERSION if model.get("inputs") or model.get("outputs") else 1
 
 
 def _write_named(group, named: dict) -> None:
@@ -63,7 +71,7 @@ def save(path, *, spec: dict, weights: dict, state: dict, prep_arrays: dict, his
 
     def write(tmp):
         with h5py.File(tmp, "w") as f:
-            f.attrs.update(format=FORMAT, format_version=FORMAT_VERSION, nnctl_version=__version__, seed=seed,
+            f.attrs.update(format=FORMAT, format_version=format_version(spec), nnctl_version=__version__, seed=seed,
                            epoch=epoch, best_epoch=-1 if best_epoch is None else best_epoch)
             _json(f, "spec", spec)
             _write_named(f.create_group("weights"), weights)

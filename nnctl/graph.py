@@ -1,8 +1,10 @@
 """The model: an ordered list of named nodes built from the layer registry, with shapes inferred.
 
 A node without ``inputs`` takes the previous node's output; ``inputs`` may name the model input
-(``"input"``), any earlier node, or one output of a multi-output node (``"encoder:1"``). List order
-is therefore the topological order. Backward walks the list in reverse and sums gradients where one
+(``"input"``, or one of several named inputs, ``model.inputs``), any earlier node, or one output of a
+multi-output node (``"encoder:1"``). List order is therefore the topological order. A model with
+named outputs (``model.outputs``) returns ``{node: output}`` from ``forward`` and takes
+``{node: gradient}`` in ``backward_many``; without, it returns its last node's output. Backward walks the list in reverse and sums gradients where one
 output feeds several nodes.
 
 All trainable parameters live in one contiguous buffer (``flat_params``) and their gradients in
@@ -45,12 +47,18 @@ class Model:
     """A built network: ``forward(x)`` -> predictions, ``backward(dy)`` -> parameter gradients."""
 
     def __init__(self, nodes: list[Node], input_shape: tuple, dtype=np.float32, input_dtype=None,
-                 input_grad: bool = False):
+                 input_grad: bool = False, inputs: dict | None = None, outputs: list[str] | None = None):
         self.nodes = nodes
         self.input_grad = input_grad  # backward returns dL/dx (a GAN's discriminator passes it to the generator)
         self.input_shape = tuple(input_shape)
         self.dtype = np.dtype(dtype)
         self.input_dtype = np.dtype(input_dtype or dtype)
+        # named inputs: name -> (shape, dtype); one unnamed input is {"input": (input_shape, input_dtype)}
+        self.named_inputs = inputs is not None
+        self.inputs = {k: (tuple(s), np.dtype(d or dtype)) for k, (s, d) in inputs.items()} if inputs else \
+            {INPUT: (self.input_shape, self.input_dtype)}
+        self.named_outputs = outputs is not None
+        self.outputs = list(outputs) if outputs else [nodes[-1].name]  # node names, in the spec's order
         self.by_name = {n.name: n for n in nodes}
         self.flat_params: Any = None  # (P,) every parameter, one buffer (set by build)
         self.flat_grads: Any = None  # (P,) their gradients, the same layout
@@ -60,7 +68,7 @@ class Model:
     def build(self, seed: int) -> None:
         """Infer every output shape and draw initial weights on the host from ``seed``."""
         init_rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(0,))))
-        shapes: dict[str, Any] = {INPUT: self.input_shape}
+        shapes: dict[str, Any] = {k: s for k, (s, _) in self.inputs.items()}
         for i, node in enumerate(self.nodes):
             layer = node.layer
             layer.dtype = self.dtype
@@ -68,11 +76,12 @@ class Model:
             in_shapes = [self._pick(shapes[name], idx) for name, idx in node.refs]
             layer.input_shapes = in_shapes
             # the model input needs no gradient (unless asked for): the first layer can skip that product
-            layer.input_grads_needed = tuple(name != INPUT or self.input_grad for name, _ in node.refs)
+            layer.input_grads_needed = tuple(name not in self.inputs or self.input_grad for name, _ in node.refs)
             out = layer.build(in_shapes, init_rng)
             node.output_shape = layer.output_shape = out if isinstance(out, list) else tuple(int(d) for d in out)
             shapes[node.name] = node.output_shape
         self.output_shape = self.nodes[-1].output_shape
+        self.output_shapes = {name: self.by_name[name].output_shape for name in self.outputs}
 
     @staticmethod
     def _pick(value, idx):
@@ -108,9 +117,11 @@ class Model:
     # -- running ----------------------------------------------------------------------------
     def forward(self, x, training: bool = False, until: str | None = None):
         """Run every node, or the nodes up to and including ``until``; returns the last one's output (its
-        activation applied)."""
-        outs: dict[str, Any] = {INPUT: x}
-        masks: dict[str, Any] = {INPUT: None}
+        activation applied), or ``{node: output}`` of a model with named outputs.
+
+        ``x`` is one array, or ``{input name: array}`` for named inputs."""
+        outs: dict[str, Any] = dict(x) if self.named_inputs else {INPUT: x}
+        masks: dict[str, Any] = dict.fromkeys(outs)
         caches = []
         for node in self.nodes:
             ins = [self._pick(outs[name], idx) for name, idx in node.refs]
@@ -129,46 +140,60 @@ class Model:
             if node.name == until:
                 break
         self._caches = caches
+        if self.named_outputs and until is None:
+            return {name: outs[name] for name in self.outputs}
         return outs[until or self.nodes[-1].name]
 
-    def output_activation(self) -> str | None:
-        """Name of the final elementwise activation (``softmax``, ``sigmoid``...), for fused losses."""
-        last = self.nodes[-1]
+    def output_activation(self, node: str | None = None) -> str | None:
+        """Name of the final elementwise activation (``softmax``, ``sigmoid``...) of the last node or of
+        output ``node``, for fused losses."""
+        last = self.by_name[node] if node else self.nodes[-1]
         if last.activation is not None:
             return last.activation.activation
         if isinstance(last.layer, Activation):
             return last.layer.activation
         return None
 
-    def logits(self):
-        """Input of the final activation in the last forward pass (the logits for softmax/sigmoid)."""
-        last = self.nodes[-1]
-        cache, act_cache = self._caches[-1]
-        return act_cache[0] if last.activation is not None else cache[0]
+    def logits(self, node: str | None = None):
+        """Input of the final activation (of the last node, or of ``node``) in the last forward pass (the
+        logits for softmax/sigmoid)."""
+        i = self.nodes.index(self.by_name[node]) if node else len(self.nodes) - 1
+        cache, act_cache = self._caches[i]
+        return act_cache[0] if self.nodes[i].activation is not None else cache[0]
 
     def backward(self, grad, skip_output_activation: bool = False):
         """Backpropagate ``grad`` (w.r.t. the output, or the logits when skipping the activation).
 
         Returns dL/dx for a model built with ``input_grad``, else None."""
-        grads: dict[str, Any] = {self.nodes[-1].name: grad}
+        last = self.nodes[-1].name
+        return self.backward_many({last: grad}, {last} if skip_output_activation else set())
+
+    def backward_many(self, seeds: dict, skip: set):
+        """Backpropagate ``{node: dL/d output}`` from several outputs at once (dL/d logits for the nodes in
+        ``skip``, whose activation is then not differentiated); gradients where paths meet are summed.
+
+        Returns dL/dx (a dict for named inputs) for a model built with ``input_grad``, else None."""
+        grads: dict[str, Any] = dict(seeds)
         for i in range(len(self.nodes) - 1, -1, -1):
             node = self.nodes[i]
             g = grads.pop(node.name, None)
             if g is None:
                 continue
             cache, act_cache = self._caches[i]
-            skip = skip_output_activation and i == len(self.nodes) - 1
-            if node.activation is not None and not skip:
+            skip_act = node.name in skip
+            if node.activation is not None and not skip_act:
                 g = node.activation.backward(g, act_cache)[0]
-            if isinstance(node.layer, Activation) and skip:
+            if isinstance(node.layer, Activation) and skip_act:
                 in_grads = (g,)
             else:
                 in_grads = node.layer.backward(g, cache)
             for (name, idx), gi in zip(node.refs, in_grads):
-                if gi is None or (name == INPUT and not self.input_grad):
+                if gi is None or (name in self.inputs and not self.input_grad):
                     continue
                 self._accumulate(grads, name, idx, gi)
         self._caches = []
+        if self.named_inputs:
+            return {k: grads[k] for k in self.inputs if k in grads} if self.input_grad else None
         return grads.get(INPUT)
 
     def _accumulate(self, grads, name, idx, g):
@@ -229,23 +254,47 @@ class Model:
     def check_input(self, x: np.ndarray, source: str) -> None:
         """DataError naming ``source`` and the sample when host data ``x`` does not suit a layer that reads
         the model input (token ids outside an Embedding's table): once per dataset, not per batch."""
+        named = x if self.named_inputs else {INPUT: x}
         for node in self.nodes:
-            problem = (INPUT, None) in node.refs and node.layer.check_input(x)
-            if problem:
-                raise DataError(f"{source}: {problem}")
+            for name in self.inputs:
+                problem = (name, None) in node.refs and node.layer.check_input(named[name])
+                if problem:
+                    raise DataError(f"{source}: {'' if name == INPUT else f'input {name!r}: '}{problem}")
 
     def predict(self, x, batch_size: int = 1024, until: str | None = None, on_batch=None):
-        """Inference in batches; x is a host array, the result a host array (or list for multi-output);
-        ``until`` names a node whose output is returned instead of the model's; ``on_batch(done, total)``
-        follows the rows."""
-        outs = []
-        for start in range(0, len(x), batch_size):
-            xb = B.asarray(x[start:start + batch_size], dtype=self.input_dtype)
-            outs.append(B.to_numpy(self.forward(xb, training=False, until=until)))
+        """Inference in batches; x is a host array (``{name: array}`` for named inputs), the result a host
+        array (or list for multi-output, ``{node: array}`` for named outputs); ``until`` names a node whose
+        output is returned instead of the model's; ``on_batch(done, total)`` follows the rows."""
+        n = rows(x)
+        named = self.named_outputs and until is None
+        outs: list = []
+        for start in range(0, n, batch_size):
+            y = self.forward(self.device_inputs(take(x, slice(start, start + batch_size))), training=False,
+                             until=until)
+            outs.append({k: B.to_numpy(v) for k, v in y.items()} if named else B.to_numpy(y))
             self._caches = []
             if on_batch is not None:
-                on_batch(min(start + batch_size, len(x)), len(x))
+                on_batch(min(start + batch_size, n), n)
+        if named:
+            return {k: np.concatenate([o[k] for o in outs]) if outs else
+                    np.zeros((0, *self.output_shapes[k]), dtype=self.dtype) for k in self.outputs}
         if not outs:
             shape = self.by_name[until].output_shape if until else self.output_shape
             return np.zeros((0, *shape), dtype=self.dtype)
         return np.concatenate(outs, axis=0)
+
+    def device_inputs(self, xb):
+        """A host batch on the device in each input's dtype (``{name: array}`` for named inputs)."""
+        if self.named_inputs:
+            return {k: B.asarray(xb[k], dtype=dt) for k, (_, dt) in self.inputs.items()}
+        return B.asarray(xb, dtype=self.input_dtype)
+
+
+def rows(x) -> int:
+    """Rows of one array, or of ``{name: array}`` (all of one length)."""
+    return len(next(iter(x.values()))) if isinstance(x, dict) else len(x)
+
+
+def take(x, idx):
+    """Rows ``idx`` (a slice or indices) of one array, or of each array of ``{name: array}``."""
+    return {k: v[idx] for k, v in x.items()} if isinstance(x, dict) else x[idx]

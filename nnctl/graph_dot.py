@@ -30,12 +30,14 @@ def _shape(shape) -> str:
     return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ")"
 
 
-def to_dot(rows: list[dict], input_shape, title: str = "model") -> str:
-    """DOT text of a layer table (``inspect_cmds.layer_table`` rows: name, type, output_shape, params, flops, inputs)."""
+def to_dot(rows: list[dict], input_shape, title: str = "model", inputs: dict | None = None) -> str:
+    """DOT text of a layer table (``inspect_cmds.layer_table`` rows: name, type, output_shape, params, flops, inputs);
+    ``inputs`` {name: shape} replaces the one ``input`` of ``input_shape`` for named inputs."""
     lines = [f"digraph {_quote(title)} {{", "  rankdir=TB;",
              '  node [shape=box, style="rounded", fontname="Helvetica", fontsize=10];',
-             '  edge [fontname="Helvetica", fontsize=9];',
-             f'  {_quote("input")} [label={_quote("input" + chr(10) + _shape([None, *input_shape]))}, shape=ellipse];']
+             '  edge [fontname="Helvetica", fontsize=9];']
+    for name, shape in (inputs or {"input": input_shape}).items():
+        lines.append(f'  {_quote(name)} [label={_quote(name + chr(10) + _shape([None, *shape]))}, shape=ellipse];')
     for r in rows:
         parts = [r["name"], r["type"], _shape(r["output_shape"]), f"{r['params']:,} params"]
         if r.get("flops") is not None:

@@ -13,13 +13,15 @@ import numpy as np
 
 from nnctl import backend as B
 from nnctl import metrics
-from nnctl.assemble import check_targets, device_decoder, features, make_loss
+from nnctl.assemble import check_targets, device_decoder, features, make_heads, make_loss
 from nnctl.build import build_model
 from nnctl.checkpoint import Checkpoint, load_into
 from nnctl.data import load_dataset, reconstructs
 from nnctl.data.preprocess import Preprocessor
 from nnctl.errors import CheckpointError, DataError, SpecError, quote
-from nnctl.graph import Model
+from nnctl.graph import Model, rows
+from nnctl.multi_spec import is_multi
+from nnctl.outputs import Heads
 from nnctl.scoring import evaluate_model
 
 
@@ -43,7 +45,7 @@ def restore(path, device: str = "auto") -> Restored:
                               f"generator with: nnctl generate {path}")
     try:
         prep = Preprocessor.from_arrays(ck.prep_arrays)
-        shape = tuple(spec["model"]["input_shape"])
+        shape = stored_input_shape(spec)
     except (KeyError, ValueError, TypeError, json.JSONDecodeError) as exc:
         raise SpecError(f"{path}: checkpoint preprocessing or spec is incomplete ({exc})") from None
     defaults = spec.get("_defaults", {})
@@ -56,6 +58,12 @@ def restore(path, device: str = "auto") -> Restored:
     load_into(model, ck.weights, ck.state, str(path))
     model.to_device()
     return Restored(ck, model, prep, spec)
+
+
+def stored_input_shape(spec: dict) -> tuple:
+    """The input shape a checkpoint's model is built for: model.input_shape, or its first named input's."""
+    named = spec["model"].get("inputs")
+    return tuple(next(iter(named.values()))["shape"]) if named else tuple(spec["model"]["input_shape"])
 
 
 def _check_classes(path, prep: Preprocessor, model: Model) -> None:
@@ -109,6 +117,8 @@ def evaluate(path, data: str | None = None, device: str = "auto", preprocessed: 
     follows the rows. An autoencoder's also get reconstruction errors (``anomaly`` = {label, errors}:
     nnctl.anomaly.report)."""
     ck, model, prep, spec = restore(path, device)
+    if is_multi(spec):
+        return evaluate_named(path, model, spec, data, on_batch)
     x, y, source = evaluation_data(path, spec, prep, model, data, preprocessed)
     check_targets(spec, model, y, prep)
     asked = [k for k, v in (anomaly or {}).items() if v]
@@ -152,6 +162,62 @@ def _reconstruction_report(ck, model, spec: dict, x, outputs, source, anomaly: d
     out = A.report(ck, model, loss, x, outputs, source, label, anomaly.get("errors"))
     out.update(A.denoising(model, loss, x, spec))
     return out
+
+
+def named_source(path, spec: dict, data: str | None) -> str:
+    if data:
+        return data
+    if not spec["data"].get("test"):
+        raise SpecError(f"{path}: the spec has no data.test; pass --data FILE")
+    return spec["data"]["test"]
+
+
+def evaluate_named(path, model: Model, spec: dict, data: str | None,
+                   on_batch: Callable[[int, int], None] | None = None) -> dict:
+    """Total loss, each output's loss and metrics (``<name>_loss``, ``<name>_<metric>``) of a model with
+    named inputs or outputs, on its test set or ``data``."""
+    from nnctl.data import multi  # noqa: PLC0415
+
+    source = named_source(path, spec, data)
+    x, y = multi.load_split(spec, source, {n.name: n.output_shape for n in model.nodes})
+    model.check_input(x, source)
+    heads = make_heads(spec, model) or Heads.single(model, make_loss(spec), _canonical(spec["train"].get("metrics", [])),
+                                                    make_loss(spec).task, model.output_shape[-1])
+    logs = evaluate_model(model, None, x, y, [], "", 0, on_batch=on_batch, heads=heads)
+    return {"checkpoint": str(path), "data": str(source), "samples": int(rows(x)), **logs}
+
+
+def _canonical(names) -> list[str]:
+    return [metrics.METRICS.canonical(m) for m in names]
+
+
+def predict_named(restored: Restored, source: str, on_batch: Callable[[int, int], None] | None = None) -> dict:
+    """{output name: (outputs, decoded)} of a model with named inputs or outputs, for the inputs of the CSV
+    column groups or npz/h5 arrays in ``source``: class outputs decode to ids, others are values."""
+    from nnctl.data import multi  # noqa: PLC0415
+
+    ck, model, prep, spec = restored
+    x = multi.read_inputs(source, spec)
+    model.check_input(x, source)
+    p = model.predict(x, on_batch=on_batch)
+    heads = make_heads(spec, model)
+    if heads is None:
+        loss = make_loss(spec)
+        probs = B.to_numpy(loss.probabilities(p))
+        return {"": (probs, _decoded(probs, loss.task))}
+    out = {}
+    for h in heads.heads:
+        probs = B.to_numpy(h.loss.probabilities(p[h.node]))
+        out[h.name] = (probs, _decoded(probs, h.task))
+    return out
+
+
+def _decoded(p: np.ndarray, task: str) -> np.ndarray:
+    if task in ("categorical", "sparse"):
+        return p.argmax(axis=-1)
+    if task == "binary":
+        return (p > 0.5).astype(np.int64)
+    return p
 
 
 def predict(restored: Restored, raw_inputs, preprocessed: bool = False, source: str = "input",

@@ -123,8 +123,10 @@ def cross_validate(spec: dict, k: int, train, emit=lambda e: None, **train_kw) -
     """Train ``spec`` once per fold through ``train(spec, dataset=..., emit=..., **train_kw)`` (``run.train``);
     returns the k-fold summary (per-fold metrics, mean and std of each) and writes it as a run folder."""
     from nnctl import fs  # noqa: PLC0415
+    from nnctl.multi_spec import refuse_named  # noqa: PLC0415
     from nnctl.runlog import write_run  # noqa: PLC0415
 
+    refuse_named(spec, "train --k-fold")
     if spec["data"].get("validation") is not None:
         emit({"event": "note", "message": "--k-fold replaces data.validation: each fold is validated on its "
                                           "held-out part"})

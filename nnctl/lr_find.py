@@ -173,6 +173,9 @@ def lr_find(spec: dict, device: str = "auto", start: float = 1e-7, end: float = 
     augmentation not) and run the range test on them; ``strategy`` (a ``DataParallel``) shares every batch
     among MPI ranks as training does, so every rank sweeps the losses of one process."""
     _check(start, end, steps)
+    from nnctl.multi_spec import refuse_named  # noqa: PLC0415
+
+    refuse_named(spec, "lr-find")
     B.use(device)
     ds = load_dataset(spec)
     model = model_for_data(spec, ds)

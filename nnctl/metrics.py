@@ -13,6 +13,9 @@ y in {0, 1}), ``categorical`` (one-hot y), ``sparse`` (integer y), ``regression`
   F_beta, so a logged name says its parameter.
 - mean_iou: mean over classes that occur of TP / (TP + FP + FN), every pixel of a mask pooled; pixel_accuracy:
   the share of pixels labelled right. Both leave out sparse truths outside [0, K) (a loss's ignore_class).
+- box_iou: mean over samples of the intersection over union of the predicted and true boxes, each
+  (x_min, y_min, x_max, y_max) on the last axis (a predicted box's corners are sorted first); 0 when
+  the union is empty.
 - crossentropy: the binary, categorical or sparse cross-entropy of the loss's encoding, p clipped to [1e-7, 1 - 1e-7].
 - mae, mse, rmse, r2, mape (100 |y - p| / max(|y|, 1e-7)), msle ((log1p(max(p, 1e-7)) - log1p(max(y, 1e-7)))^2).
 """
@@ -266,6 +269,19 @@ _add("mae", lambda p, y, k, n: B.xp.abs(_diff(p, y, k)[0]).mean(), False, False,
 _add("mse", lambda p, y, k, n: (_diff(p, y, k)[0] ** 2).mean(), False, False, "mean_squared_error")
 _add("rmse", lambda p, y, k, n: B.xp.sqrt((_diff(p, y, k)[0] ** 2).mean()), False, False, "root_mean_squared_error")
 _add("r2", _r2, False, True, "r2_score")
+
+
+def _box_iou(p, y, kind, n_classes):
+    xp = B.xp
+    p, y = p.reshape(-1, 4).astype(xp.float64), y.reshape(-1, 4).astype(xp.float64)
+    p = xp.concatenate([xp.minimum(p[:, :2], p[:, 2:]), xp.maximum(p[:, :2], p[:, 2:])], axis=1)
+    wh = xp.clip(xp.minimum(p[:, 2:], y[:, 2:]) - xp.maximum(p[:, :2], y[:, :2]), 0, None)
+    inter = wh[:, 0] * wh[:, 1]
+    union = xp.prod(p[:, 2:] - p[:, :2], axis=1) + xp.prod(xp.clip(y[:, 2:] - y[:, :2], 0, None), axis=1) - inter
+    return xp.where(union > 0, inter / xp.where(union > 0, union, 1.0), 0.0).mean()
+
+
+_add("box_iou", _box_iou, False, True, "mean_box_iou")
 _add("mape", _mape, False, False, "mean_absolute_percentage_error")
 _add("msle", _msle, False, False, "mean_squared_logarithmic_error")
 NAMES = METRICS.names()

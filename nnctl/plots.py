@@ -216,6 +216,9 @@ def confusion_from_checkpoint(checkpoint, data: str | None, output_png, device: 
     from nnctl import run  # noqa: PLC0415
 
     ck, model, prep, spec = run.restore(checkpoint, device)
+    from nnctl.multi_spec import refuse_named  # noqa: PLC0415
+
+    refuse_named(spec, "evaluate --confusion-matrix", str(checkpoint))
     if prep.task == "regression":
         raise SpecError(f"--confusion-matrix: {checkpoint} is a regression model; a confusion matrix needs classes")
     x, y, source = run.evaluation_data(checkpoint, spec, prep, model, data)

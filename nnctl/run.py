@@ -11,10 +11,10 @@ They emit events (plain dicts) through ``emit`` and return results; they never p
 from __future__ import annotations
 
 from nnctl.assemble import check_targets, make_loss, make_optimizer, model_for_data
-from nnctl.inference import Restored, evaluate, evaluation_data, predict, restore
+from nnctl.inference import Restored, evaluate, evaluation_data, predict, predict_named, restore
 from nnctl.resume import model_differences, snapshot_from_checkpoint, stored_spec, write_checkpoint
 from nnctl.session import MAX_EPOCHS, MAX_SEED, Session, Signals, check_before_work, train
 
 __all__ = ["MAX_EPOCHS", "MAX_SEED", "Restored", "Session", "Signals", "check_before_work", "check_targets",
            "evaluate", "evaluation_data", "make_loss", "make_optimizer", "model_differences", "model_for_data",
-           "predict", "restore", "snapshot_from_checkpoint", "stored_spec", "train", "write_checkpoint"]
+           "predict", "predict_named", "restore", "snapshot_from_checkpoint", "stored_spec", "train", "write_checkpoint"]

@@ -6,8 +6,11 @@ from collections.abc import Callable
 from typing import Any
 
 from nnctl import backend as B
-from nnctl import losses, metrics
-from nnctl.graph import Model
+from nnctl import losses
+from nnctl.graph import Model, rows, take
+from nnctl.outputs import Heads, device_targets, epoch_metrics
+
+__all__ = ["epoch_metrics", "evaluate_model", "fuses"]
 
 
 def fuses(model: Model, loss: losses.Loss) -> bool:
@@ -16,46 +19,48 @@ def fuses(model: Model, loss: losses.Loss) -> bool:
     return act is not None and act in loss.fused
 
 
-def epoch_metrics(loss: losses.Loss, names: list[str], p, y, task: str, n_classes: int,
-                  decode: Callable | None = None) -> dict:
-    """Every metric in ``names`` of outputs ``p`` against targets ``y`` (regression in original units)."""
-    if not names:
-        return {}
-    p = loss.probabilities(p)
-    if decode is not None and task == "regression":
-        p, y = decode(p), decode(y)
-    return metrics.compute(names, p, y, task, n_classes)
-
-
-def evaluate_model(model: Model, loss: losses.Loss, x, y, metric_names: list[str], task: str, n_classes: int,
+def evaluate_model(model: Model, loss: losses.Loss | None, x, y, metric_names: list[str], task: str, n_classes: int,
                    decode: Callable | None = None, batch_size: int = 1024,
-                   on_batch: Callable[[int, int], None] | None = None, outputs: list | None = None) -> dict:
+                   on_batch: Callable[[int, int], None] | None = None, outputs: list | None = None,
+                   heads: Heads | None = None) -> dict:
     """Loss (with the regularisation term, as in training) and every metric in inference mode; no optimizer.
 
+    ``heads`` gives a model's several outputs with their losses (else one output with ``loss``);
     ``on_batch(done, total)`` follows the rows (host counts: no device read); a list given as ``outputs``
-    receives the model's (N, ...) device outputs, for callers that need them too (no second forward pass)."""
-    fused = fuses(model, loss)
+    receives the model's (N, ...) device outputs (packed side by side for named outputs), for callers that
+    need them too (no second forward pass)."""
+    if heads is None:
+        assert loss is not None
+        heads = Heads.single(model, loss, metric_names, task, n_classes, decode)
     total: Any = 0.0
+    sums: dict = {}
     outs, ys = [], []
-    for start in range(0, len(x), batch_size):
-        xb = B.asarray(x[start:start + batch_size], dtype=model.input_dtype)
-        yb = B.asarray(y[start:start + batch_size])
+    n = rows(x)
+    for start in range(0, n, batch_size):
+        part = slice(start, start + batch_size)
+        xb, yb = model.device_inputs(take(x, part)), device_targets(take(y, part))
         out = model.forward(xb, training=False)
-        if fused:
-            value = loss.fused_value_grad(model.logits(), yb, model.output_activation())[0]
-        else:
-            value = loss.value(out, yb)
-        total = total + value * len(xb)
-        outs.append(out)
+        value, parts = heads.value(out, yb)
+        size = min(start + batch_size, n) - start
+        total = total + value * size
+        for k, v in parts.items():
+            sums[k] = sums.get(k, 0.0) + v * size
+        outs.append(heads.pack(out))
         ys.append(yb)
         model._caches = []
         if on_batch is not None:
-            on_batch(min(start + batch_size, len(x)), len(x))
-    logs = {"loss": float(total) / max(len(x), 1)}
+            on_batch(min(start + batch_size, n), n)
+    logs = {"loss": float(total) / max(n, 1)}
     if model.has_regularization():
         logs["loss"] += float(model.regularization(add_grads=False))
-    out_all = B.xp.concatenate(outs)
+    logs.update(heads.loss_logs({k: float(v) for k, v in sums.items()}, n))
+    out_all = B.xp.concatenate(outs) if outs else B.xp.zeros((0, *heads.width()), model.dtype)
     if outputs is not None:
         outputs.append(out_all)
-    logs.update(epoch_metrics(loss, metric_names, out_all, B.xp.concatenate(ys), task, n_classes, decode))
+    y_all = ({k: B.xp.concatenate([b[k] for b in ys]) for k in ys[0]} if isinstance(ys[0], dict)
+             else B.xp.concatenate(ys)) if ys else y
+    logs.update(heads.metrics(out_all, y_all))
     return logs
+
+
+

@@ -38,6 +38,9 @@ class ModelService:
 
         self.checkpoint = str(checkpoint)
         self.restored = restore(checkpoint, device)
+        from nnctl.multi_spec import refuse_named  # noqa: PLC0415
+
+        refuse_named(self.restored.spec, "serve", str(checkpoint))
         self._predict, self.render = predict, render
         self.lock = threading.Lock()
         self.metadata = _metadata(self.checkpoint, self.restored)

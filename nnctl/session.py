@@ -18,11 +18,12 @@ from typing import TYPE_CHECKING
 
 from nnctl import backend as B
 from nnctl import fs, guards, losses
-from nnctl.assemble import device_decoder, make_loss, make_optimizer, model_for_data
+from nnctl.assemble import device_decoder, make_heads, make_loss, make_optimizer, model_for_data
 from nnctl.callbacks import EarlyStopping
 from nnctl.checkpoint import Checkpoint, load_into
 from nnctl.data import Dataset, load_dataset
 from nnctl.errors import Interrupted, Preempted, SpecError, TrainingDiverged, quote
+from nnctl.graph import rows
 from nnctl.resume import ResumeFrom, find_auto, model_differences, snapshot_from_checkpoint, write_checkpoint
 from nnctl.schedules import Schedule
 from nnctl.strategy import Local
@@ -198,7 +199,8 @@ class Session:
             except SpecError as exc:  # name the spec file, as validation errors do
                 raise SpecError(f"{spec.get('_source', 'spec')}: {exc}") from None
         trainer = Trainer(model, loss, optimizer, tcfg, ds.prep.task, ds.prep.n_classes(model.output_shape[-1]),
-                          spec["seed"], schedule, early, hooks, device_decoder(ds.prep), self.strategy)
+                          spec["seed"], schedule, early, hooks, device_decoder(ds.prep), self.strategy,
+                          heads=make_heads(spec, model))
         if tcfg.get("class_weight") is not None:  # Keras's class_weight: scales the training loss only
             try:
                 trainer.class_weight = B.asarray(losses.class_weights(
@@ -225,7 +227,7 @@ class Session:
             raise SpecError(f"--resume {found.path}: the spec's model differs from the checkpoint's: "
                             + "; ".join(diff))
         self.trainer.restore(snapshot_from_checkpoint(found.checkpoint, self.trainer))
-        self.trainer.check_progress(len(self.ds.x_train))
+        self.trainer.check_progress(rows(self.ds.x_train))
         progress = self.trainer.progress
         self.emit({"event": "resume", "checkpoint": found.path, "epoch": self.trainer.state.epoch,
                    **({"batch": progress.batch} if progress is not None else {})})

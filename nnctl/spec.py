@@ -23,6 +23,7 @@ from nnctl import (  # noqa: F401 - registers the loss/optimizer families
     losses,
     metrics,
     model_top,
+    multi_spec,
     optimizers,
     schedules,
     spec_extends,
@@ -164,18 +165,24 @@ def validate(raw: dict, source: str = "spec", base_dir: pathlib.Path | None = No
         problems += gan_spec.misplaced(spec) if not bad_sections & {"model", "train"} else []
     if "train" not in bad_sections and not gan:
         problems += _check_train(spec)
+    multi = not gan and "model" not in bad_sections and multi_spec.is_multi(spec)
+    if multi:
+        problems += multi_spec.check_inputs(spec["model"])
     if isinstance(spec.get("model", {}).get("layers"), list) and not gan and not block_problems:
         layers = spec["model"]["layers"]
-        spec["model"]["layers"], found = check_layers(layers)
+        spec["model"]["layers"], found = check_layers(layers, multi_spec.input_names(spec) if multi else ("input",))
         problems += blocks.locate(found, origin[len(origin) - len(layers):])  # an Input entry may be gone
     elif not gan and "model" in raw and "model" not in bad_sections and not block_problems:
         problems.append("model.layers: required key is missing")
+    if not problems and multi and "data" not in bad_sections:
+        problems += multi_spec.check_graph(spec)
     removed = []  # include_top = false: the top's layers go, and with them the loss's head
     if not problems and not gan:
         found, removed = model_top.apply(spec)
         problems += found
     if not problems and not gan:
-        problems += [] if removed else losses.check_output(spec["train"]["loss"], spec["model"]["layers"][-1])
+        if not removed and not spec["model"].get("outputs"):
+            problems += losses.check_output(spec["train"]["loss"], spec["model"]["layers"][-1])
         problems += _check_monitors(spec)
     if not problems and isinstance(original.get("tune"), dict):  # nnctl tune's search space, on this spec
         from nnctl.tune_space import problems as tune_problems  # noqa: PLC0415
@@ -240,7 +247,7 @@ def _check_train(spec: dict) -> list[str]:
 def _check_monitors(spec: dict) -> list[str]:
     """Early stopping and plateau monitors must name a quantity the run logs (``val_`` only with validation)."""
     train = spec["train"]
-    logged = {"loss", *train["metrics"]}
+    logged = multi_spec.logged(spec) if spec["model"].get("outputs") else {"loss", *train["metrics"]}
     has_val = spec["data"].get("validation") is not None
     problems = []
     for key in ("early_stopping", "lr_schedule"):

@@ -91,6 +91,10 @@ class DataSection:
     stream_above_mb: NonNegativeInt = doc("arrays: files larger than this stream under stream = auto", default=1024)
     shuffle_buffer: NonNegativeInt = doc("HDF5 streaming: rows of the shuffle buffer (0 = chunk order only)",
                                          default=0)
+    inputs: dict | None = doc("named inputs' data {name = [CSV columns] or 'npz/h5 array'} (default: the "
+                              "array of the input's name)", default=None)
+    targets: dict | None = doc("named outputs' targets {name = [CSV columns] or 'npz/h5 array'} (default: the "
+                               "array of the output's name)", default=None)
 
 
 @dataclass(frozen=True)
@@ -175,6 +179,26 @@ class ModelSection:
                                       "first of them (it and every layer after it)", default=None)
     include_top: bool = doc("false: build without model.top's layers (a feature extractor, as Keras's "
                             "include_top=False)", default=True)
+    inputs: dict | None = doc("named inputs {name = {shape, dtype}}, referenced by name in a layer's inputs "
+                              "(default: one input, 'input')", default=None)
+    outputs: dict | None = doc("named outputs {name = {layer, loss, weight, metrics}}; the loss is the weighted "
+                               "sum (default: the last layer, train.loss)", default=None)
+
+
+@dataclass(frozen=True)
+class ModelInput:
+    shape: list[PositiveInt] = doc("the input's shape without the batch axis")
+    dtype: Annotated[str, Choices(("float32", "float64", "int32", "int64"))] | None = doc(
+        "int64/int32 for ids (an Embedding's input); default: the spec's dtype", default=None)
+
+
+@dataclass(frozen=True)
+class ModelOutput:
+    layer: str = doc("the layer whose output this is")
+    loss: Annotated[str | dict, NameOf("loss", default_type="mean_squared_error")] = doc(
+        "this output's loss: name or {type = ..., ...}", default="mean_squared_error")
+    weight: NonNegativeFloat = doc("its weight in the total loss (Keras's loss_weights)", default=1.0)
+    metrics: list[str] = doc("metrics of this output, logged as <output>_<metric>", default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -30,10 +30,12 @@ from nnctl import backend as B
 from nnctl import losses, metrics
 from nnctl.callbacks import EarlyStopping
 from nnctl.errors import CheckpointError, TrainingDiverged
-from nnctl.graph import Model
+from nnctl.graph import Model, take
+from nnctl.graph import rows as n_rows
 from nnctl.optimizers import Optimizer, ema_swapped
+from nnctl.outputs import Heads, PartSums, device_targets
 from nnctl.schedules import Schedule
-from nnctl.scoring import epoch_metrics, evaluate_model, fuses
+from nnctl.scoring import evaluate_model, fuses
 from nnctl.strategy import Local
 
 
@@ -79,6 +81,7 @@ class EpochProgress:
     carried_loss: float = 0.0  # data parallel resume: the loss sum of the batches before the checkpoint
     carried: tuple | None = None  # resume: (outputs, rows) of every rank's batches before the checkpoint
     targets: list = field(default_factory=list)  # per batch: augmented masks (segmentation), which outputs answer
+    parts: PartSums = field(default_factory=PartSums)  # several outputs: each one's loss over the batches
 
 
 class Trainer:
@@ -86,10 +89,16 @@ class Trainer:
 
     def __init__(self, model: Model, loss: losses.Loss, optimizer: Optimizer, train_cfg: dict, task: str,
                  n_classes: int, seed: int, schedule: Schedule | None = None, early: EarlyStopping | None = None,
-                 hooks: Hooks | None = None, decode: Callable | None = None, strategy: Local | None = None):
+                 hooks: Hooks | None = None, decode: Callable | None = None, strategy: Local | None = None,
+                 heads: Heads | None = None):
         self.model, self.loss, self.optimizer, self.cfg = model, loss, optimizer, train_cfg
         self.task, self.n_classes = task, n_classes
         self.metric_names = [metrics.METRICS.canonical(m) for m in train_cfg.get("metrics", [])]
+        # the outputs with their losses and metrics (nnctl.outputs); one output is the one-head case
+        self.heads = heads or Heads.single(model, loss, self.metric_names, task, n_classes, decode)
+        if heads is not None:
+            self.metric_names = [m for h in heads.heads for m in h.metrics]
+        self._parts: dict = {}  # the last batch's loss per output
         self.schedule = schedule or Schedule(optimizer.learning_rate)
         self.early = early
         self.hooks = hooks or Hooks()
@@ -116,16 +125,9 @@ class Trainer:
     def loss_and_grad(self, xb, yb, scale: float = 1.0, weights=None):
         """Forward and backward on one batch (``weights``: per-sample loss weights or None); returns the
         device loss (before regularisation)."""
-        model = self.model
-        y = model.forward(xb, training=True)
-        if self.fused:
-            value, grad = self.loss.fused_value_grad(model.logits(), yb, model.output_activation(), weights)
-        else:
-            value, grad = self.loss.value_grad(y, yb, weights)
-        if scale != 1.0:
-            grad = grad * grad.dtype.type(scale)
-        model.backward(grad, skip_output_activation=self.fused)
-        return value, y
+        y = self.model.forward(xb, training=True)
+        value, self._parts = self.heads.value_grad(y, yb, weights, scale)
+        return value, self.heads.pack(y)
 
     def batch_weights(self, yb, rows: np.ndarray):
         """Per-sample loss weights of a batch, w_i = class_weight[label_i] * sample_weight[row_i] (either factor
@@ -162,8 +164,8 @@ class Trainer:
                 self._moved_targets = yb  # the epoch's metrics compare the outputs with these
             elif self.hooks.augment is not None:
                 xb = self.hooks.augment(xb, self.aug_rng)
-            xb = B.asarray(xb, dtype=model.input_dtype)
-            yb = B.asarray(yb)
+            xb = model.device_inputs(xb)
+            yb = device_targets(yb)
             value, out = self.loss_and_grad(xb, yb, scale=shard.scale, weights=self.batch_weights(yb, shard.rows))
         if self.accumulate == 1:
             if regularized:  # every rank adds the penalty's gradient: the exchange averages it back to once
@@ -199,7 +201,9 @@ class Trainer:
         return n if isinstance(bs, str) else min(int(bs), n)
 
     def _gather(self, x, idx, key):
-        """x[idx] into a reused host buffer (full batches), moved to the device."""
+        """x[idx] into a reused host buffer (full batches), moved to the device; each array of named data."""
+        if isinstance(x, dict):
+            return {k: self._gather(v, idx, f"{key}.{k}") for k, v in x.items()}
         buf = self._buffers.get((key, len(idx)))
         if buf is None or buf.dtype != x.dtype:
             buf = self._buffers[(key, len(idx))] = np.empty((len(idx), *x.shape[1:]), dtype=x.dtype)
@@ -209,7 +213,7 @@ class Trainer:
     # -- one epoch ----------------------------------------------------------------------------------
     def run_epoch(self, x, y) -> dict:
         """One pass over (x, y), or the rest of it after a mid-epoch resume; {} when stopped between batches."""
-        n = len(x)
+        n = n_rows(x)
         bs = self._batch_size(n)
         if self.progress is None:
             if not self.cfg.get("shuffle", True):
@@ -234,6 +238,8 @@ class Trainer:
             value, out, rows = self._batch(x, y, prog.order[b * bs:(b + 1) * bs], self.schedule.rate(epoch, b, n_batches),
                                            last_of_step, regularized)
             prog.losses.append(value * len(rows))
+            if len(self.heads.heads) > 1 and out is not None:
+                prog.parts.add(self._parts, len(rows))
             if self.metric_names and out is not None:
                 prog.preds.append(out)
                 prog.rows.append(rows)
@@ -263,7 +269,7 @@ class Trainer:
 
     def _epoch_logs(self, x, y, prog: EpochProgress, epoch: int, lr: float, n_batches: int) -> dict:
         """The finished epoch's loss (NaN/inf checked, the batch named) and metrics over every rank's rows."""
-        n, strategy = len(x), self.strategy
+        n, strategy = n_rows(x), self.strategy
         strategy.end_epoch(self)
         # one host read per epoch
         losses_host = _host_losses(prog.losses, self.model.dtype).astype(np.float64)
@@ -273,10 +279,11 @@ class Trainer:
                                    f"batch {bad[0] + 1} of {n_batches}")
         logs = {}
         if self.metric_names:
-            p, rows = self._outputs(prog)
-            logs.update(self._metrics(p, B.asarray(self._epoch_targets(prog, y, rows))))
+            p, done = self._outputs(prog)
+            logs.update(self._metrics(p, device_targets(self._epoch_targets(prog, y, done))))
         totals = strategy.reduce(np.array([losses_host.sum(), n / strategy.size]))
         logs["loss"] = float((totals[0] + prog.carried_loss) / max(totals[1], 1))
+        logs.update(prog.parts.logs(self.heads, strategy.reduce))  # each output's loss, as Keras's <name>_loss
         logs["lr"] = lr
         return logs
 
@@ -285,7 +292,7 @@ class Trainer:
         parts = [prog.carried] if prog.carried is not None else []
         if prog.preds or self.strategy.size > 1:  # a rank with no rows still takes part in the gather
             dtype = self.model.dtype
-            p = B.xp.concatenate(prog.preds) if prog.preds else B.xp.zeros((0, *self.model.output_shape), dtype)
+            p = B.xp.concatenate(prog.preds) if prog.preds else B.xp.zeros((0, *self.heads.width()), dtype)
             rows = np.concatenate(prog.rows) if prog.rows else np.zeros(0, np.int64)
             parts.append((self.strategy.gather(p), self.strategy.gather(rows)))  # the same metrics on all ranks
         return B.xp.concatenate([B.asarray(a) for a, _ in parts]), np.concatenate([r for _, r in parts])
@@ -295,18 +302,18 @@ class Trainer:
         augmentation), each batch's moved masks, gathered over the ranks as the outputs are (the batches before
         a mid-epoch resume keep y[rows]: their moved masks are not saved)."""
         if not getattr(self.hooks.augment, "joint", False):
-            return y[rows]
+            return take(y, rows)
         mine = np.concatenate(prog.targets) if prog.targets else np.zeros((0, *y.shape[1:]), y.dtype)
         before = len(prog.carried[1]) if prog.carried is not None else 0
         return np.concatenate([y[rows[:before]], np.asarray(B.to_numpy(self.strategy.gather(mine)))])
 
     def _metrics(self, p, y) -> dict:
-        return epoch_metrics(self.loss, self.metric_names, p, y, self.task, self.n_classes, self.decode)
+        return self.heads.metrics(p, y)
 
     def evaluate(self, x, y, batch_size: int = 1024) -> dict:
         """Loss (with the regularisation term, as in training) and every metric in inference mode."""
         return evaluate_model(self.model, self.loss, x, y, self.metric_names, self.task, self.n_classes, self.decode,
-                              batch_size)
+                              batch_size, heads=self.heads)
 
     # -- whole run ----------------------------------------------------------------------------------
     def fit(self, x, y, epochs: int, x_val=None, y_val=None, on_epoch_end=None) -> TrainState:
@@ -321,7 +328,7 @@ class Trainer:
             logs = self.run_epoch(x, y)
             if not logs:
                 break  # stopped between batches: ``progress`` says where
-            if x_val is not None and len(x_val):
+            if x_val is not None and n_rows(x_val):
                 with ema_swapped(self.optimizer, self.model.flat_params):  # use_ema: validate what is saved
                     logs.update({f"val_{k}": v for k, v in self.evaluate(x_val, y_val).items()})
             self.state.epoch += 1

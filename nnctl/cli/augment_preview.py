@@ -58,6 +58,9 @@ def preview(spec: dict, output: str, samples: int = 16, versions: int = 3, seed:
         from PIL import Image  # noqa: PLC0415
     except ImportError:
         raise DataError("augment-preview writes a PNG with Pillow: Pillow, a core dependency: reinstall nnctl, or pip install Pillow") from None
+    from nnctl.multi_spec import refuse_named  # noqa: PLC0415
+
+    refuse_named(spec, "augment-preview")
     ds = load_dataset(spec, with_test=False)
     if ds.x_train.ndim != 4:
         raise DataError(f"{spec['data']['train']}: augment-preview shows images (samples of shape [H, W, C]); "

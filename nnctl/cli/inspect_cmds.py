@@ -74,7 +74,8 @@ def _write_graph(rows, model, title, fmt, output):
     from nnctl.errors import OutputError  # noqa: PLC0415
     from nnctl.graph_dot import render, to_dot  # noqa: PLC0415
 
-    data = render(to_dot(rows, model.input_shape, title), fmt)
+    named = {k: s for k, (s, _) in model.inputs.items()} if model.named_inputs else None
+    data = render(to_dot(rows, model.input_shape, title, named), fmt)
     if output is None:
         if fmt == "png" and sys.stdout.isatty():
             raise OutputError("--format png is binary: pass --output FILE.png or redirect stdout")

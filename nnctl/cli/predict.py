@@ -56,6 +56,15 @@ def register(app: typer.Typer, reports_errors) -> None:
             raise SpecError("--embed: expected either --reconstruct or --embed, found both")
         restored = run.restore(checkpoint, device)  # a bad checkpoint fails before stdin is read
         ck, model, prep, spec = restored
+        from nnctl.multi_spec import is_multi  # noqa: PLC0415
+
+        if is_multi(spec):  # named inputs or outputs: one column group or key per output
+            from nnctl.cli import predict_named  # noqa: PLC0415
+
+            predict_named.check_flags(checkpoint, format_, top_k, preprocessed, reconstruct, embed)
+            data = predict_named.render(run.predict_named(restored, input_), format_, proba)
+            _write(output, data)
+            return
         from nnctl.data import reconstructs  # noqa: PLC0415
 
         if reconstruct and not reconstructs(prep):
@@ -105,14 +114,18 @@ def register(app: typer.Typer, reports_errors) -> None:
         else:
             columns = _shaped_columns(prep, decoded, embed) if shaped else None
             data = render(outputs, decoded, prep, format_, proba, top_k, files, columns)
-        if output == "-":
-            (sys.stdout.buffer.write(data) if isinstance(data, bytes) else sys.stdout.write(data))
-            sys.stdout.flush()
-        else:
-            from nnctl.checkpoint import atomic_write  # noqa: PLC0415
+        _write(output, data)
 
-            mode = "wb" if isinstance(data, bytes) else "w"
-            atomic_write(output, lambda tmp: open(tmp, mode).write(data))
+
+def _write(output: str, data) -> None:
+    if output == "-":
+        (sys.stdout.buffer.write(data) if isinstance(data, bytes) else sys.stdout.write(data))
+        sys.stdout.flush()
+    else:
+        from nnctl.checkpoint import atomic_write  # noqa: PLC0415
+
+        mode = "wb" if isinstance(data, bytes) else "w"
+        atomic_write(output, lambda tmp: open(tmp, mode).write(data))
 
 
 def _scoring(checkpoint: str, restored, score: bool, reconstruct: bool, embed, format_: str) -> bool:

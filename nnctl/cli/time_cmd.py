@@ -32,6 +32,9 @@ def register(app: typer.Typer, reports_errors) -> None:
         from nnctl.train import Trainer  # noqa: PLC0415
 
         s = spec_mod.load(spec, set_)
+        from nnctl.multi_spec import refuse_named  # noqa: PLC0415
+
+        refuse_named(s, "time")
         chosen = B.use(device)
         model = model_from_spec(s)
         model.to_device()

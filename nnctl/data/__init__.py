@@ -20,6 +20,7 @@ from nnctl.data.splits import Dataset, Splits
 from nnctl.data.streaming import rows_of
 from nnctl.data.tabular import csv_xy
 from nnctl.errors import DataError
+from nnctl.multi_spec import is_multi
 
 __all__ = ["Dataset", "Splits", "idx_labels_path", "load_dataset", "load_split", "reconstructs", "resolve_kind"]
 
@@ -131,6 +132,8 @@ def _validation_split(s: Splits, split: float, stratify: bool, rng, name: str) -
 
 def load_dataset(spec: dict, with_test: bool = True) -> Dataset:
     """Everything ``train`` needs: encoded arrays of each split and the fitted preprocessing."""
+    if is_multi(spec):  # named inputs or outputs: {name: array} per split (nnctl.data.multi)
+        return _load_named(spec)
     data = spec["data"]
     from nnctl.spec import loss_config  # noqa: PLC0415
 
@@ -180,6 +183,13 @@ def load_dataset(spec: dict, with_test: bool = True) -> Dataset:
             raise DataError(f"{data.get(split_name) if isinstance(data.get(split_name), str) else name}: "
                             f"{split_name} inputs have shape {list(x.shape[1:])}, training inputs {list(x_train.shape[1:])}")
     return Dataset(x_train, y_train, x_val, y_val, x_test, y_test, prep, s.defaults, s.w_train)
+
+
+def _load_named(spec: dict) -> Dataset:
+    from nnctl.assemble import named_output_shapes  # noqa: PLC0415 - the outputs' shapes come from the model
+    from nnctl.data import multi  # noqa: PLC0415
+
+    return multi.load(spec, lambda x: named_output_shapes(spec, x))
 
 
 def _check_reconstruct(data: dict, kind: str, prep: Preprocessor) -> None:

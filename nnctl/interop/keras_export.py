@@ -159,6 +159,9 @@ def export_keras(path, output: str | None = None) -> dict:
     from nnctl.inference import restore  # noqa: PLC0415
 
     ck, model, prep, spec = restore(path, "cpu")
+    from nnctl.multi_spec import refuse_named  # noqa: PLC0415
+
+    refuse_named(spec, "export", str(path))
     if spec["model"].get("decode"):
         raise SpecError(f"{path}: model.decode: cannot be exported to Keras: greedy decoding is a loop outside "
                         f"the model")

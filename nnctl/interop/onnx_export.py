@@ -41,6 +41,9 @@ def export_onnx(path, output: str | None = None, opset: int = DEFAULT_OPSET) -> 
     from nnctl.inference import restore  # noqa: PLC0415
 
     restored = restore(path, "cpu")
+    from nnctl.multi_spec import refuse_named  # noqa: PLC0415
+
+    refuse_named(restored.spec, "export", str(path))
     model_proto = build_onnx(restored, str(path), opset)
     out = pathlib.Path(output) if output else pathlib.Path(path).with_suffix(".onnx")
     from nnctl.fs import atomic_write  # noqa: PLC0415

@@ -1,0 +1,232 @@
+"""Data of a model with named inputs or outputs: ``{name: array}`` per split, from CSV column groups or npz/HDF5.
+
+``data.inputs`` maps each input to its CSV columns (``user = ["user_id"]``) or to an array of a
+.npz/.h5 file (``image = "images"``; default: the array of the input's name); ``data.targets`` maps each
+output the same way. A model with one unnamed input reads ``data.features`` / ``data.x``, and one
+unnamed output ``data.target`` / ``data.y``, as before. Values are fed as stored (no scaling): ids stay
+integers, class targets are integer ids 0..K-1 (one-hot for a categorical loss), other targets floats.
+"""
+
+from __future__ import annotations
+
+import pathlib
+
+import numpy as np
+
+from nnctl.data.csvfile import header_of, read_columns
+from nnctl.data.preprocess import Preprocessor, task_of
+from nnctl.data.readers import read_arrays
+from nnctl.data.splits import Dataset, check_finite
+from nnctl.errors import DataError
+from nnctl.registry import suggestion
+
+UNSUPPORTED = ("normalize", "normalize_target", "rescale", "sample_weight", "augment", "categorical", "missing",
+               "subset")
+
+
+def _outputs(spec: dict) -> dict:
+    """{output name: {layer, loss, ...}}; the one unnamed output is "" with train.loss."""
+    named = spec["model"].get("outputs")
+    if named:
+        return named
+    return {"": {"layer": spec["model"]["layers"][-1]["name"], "loss": spec["train"]["loss"]}}
+
+
+def _loss_name(loss) -> str:
+    return loss if isinstance(loss, str) else loss["type"]
+
+
+def sources(spec: dict, csv: bool) -> tuple[dict, dict]:
+    """Where each input and target comes from: {name: [columns]} for CSV, {name: array name} otherwise."""
+    data, model = spec["data"], spec["model"]
+    given_x, given_y = data.get("inputs") or {}, data.get("targets") or {}
+    inputs = {k: given_x.get(k) for k in (model.get("inputs") or {"input": None})}
+    targets = {k: given_y.get(k) for k in _outputs(spec)}
+    for name in inputs:
+        if inputs[name] is None:
+            inputs[name] = (data.get("features") if name == "input" else None) if csv else \
+                (data.get("x", "x") if name == "input" else name)
+    for name in targets:
+        if targets[name] is None:
+            targets[name] = ([data["target"]] if isinstance(data.get("target"), (str, int)) else data.get("target")) \
+                if name == "" else (None if csv else name)
+            if not csv and name == "":
+                targets[name] = data.get("y", "y")
+    return inputs, targets
+
+
+def _label(kind: str, name: str) -> str:
+    return f"data.{kind}.{name}" if name not in ("", "input") else ("data.features" if kind == "inputs" else "data.target")
+
+
+def read_inputs(path, spec: dict):
+    """The inputs alone (``nnctl predict``), shaped and typed for the model: {name: array}, or one array."""
+    x, _ = read(path, spec, with_targets=False)
+    x = conform_inputs(spec, x, str(path))
+    return x if spec["model"].get("inputs") else x["input"]
+
+
+def read(path, spec: dict, with_targets: bool = True) -> tuple[dict, dict]:
+    """({input: array}, {output name: array}) of one CSV or .npz/.h5 file, each with the same rows."""
+    p = pathlib.Path(path)
+    if str(path) == "-" or not p.is_file():
+        raise DataError(f"{path}: expected a CSV or .npz/.h5 file holding the named inputs (not stdin)")
+    csv = p.suffix.lower() == ".csv"
+    inputs, targets = sources(spec, csv)
+    if not with_targets:
+        targets = {}
+    if csv:
+        x, y = _read_csv(p, inputs, targets)
+        if with_targets:  # the column groups as resolved, stored with the spec for predict
+            spec["data"]["inputs"] = {**(spec["data"].get("inputs") or {}), **inputs}
+    else:
+        x, y = _read_arrays(p, inputs, targets)
+    counts = {**{_label("inputs", k): len(v) for k, v in x.items()}, **{_label("targets", k): len(v) for k, v in y.items()}}
+    if len(set(counts.values())) > 1:
+        first = next(iter(counts))
+        other = next(k for k, v in counts.items() if v != counts[first])
+        raise DataError(f"{p}: {other}: expected {counts[first]} rows (as {first}), found {counts[other]}")
+    for k, v in {**x, **y}.items():
+        check_finite(v, str(p), k or "target")
+    return x, y
+
+
+def _read_csv(p: pathlib.Path, inputs: dict, targets: dict) -> tuple[dict, dict]:
+    header = header_of(p)
+    for kind, table in (("targets", targets), ("inputs", inputs)):
+        for name, cols in table.items():
+            if cols is None and name == "":
+                cols = table[name] = [header[-1]]  # the one unnamed target: the last column, as for one model
+            if cols is None and kind == "targets":
+                raise DataError(f"{p}: data.targets.{name}: required for CSV data (the output's columns)")
+            if cols is None:
+                if name != "input":
+                    raise DataError(f"{p}: data.inputs.{name}: required for CSV data (the input's columns)")
+                used = {c for v in targets.values() for c in v or []}
+                table[name] = [c for c in header if c not in used]
+                continue
+            cols = table[name] = [c if isinstance(c, str) else header[c] if -len(header) <= c < len(header) else
+                                  str(c) for c in (cols if isinstance(cols, list) else [cols])]
+            for c in cols:
+                if c not in header:
+                    raise DataError(f"{p}: {_label(kind, name)}: column {c!r} is not in the header"
+                                    f"{suggestion(c, header)}")
+    every = list(dict.fromkeys(c for t in (inputs, targets) for v in t.values() for c in v))
+    cols = read_columns(p, every, [])
+
+    def group(names):
+        return np.stack([cols.numbers[c] for c in names], axis=1)
+
+    return {k: group(v) for k, v in inputs.items()}, {k: group(v) for k, v in targets.items()}
+
+
+def _read_arrays(p: pathlib.Path, inputs: dict, targets: dict) -> tuple[dict, dict]:
+    for kind, table in (("inputs", inputs), ("targets", targets)):
+        for name, key in table.items():
+            if not isinstance(key, str):
+                raise DataError(f"{p}: {_label(kind, name)}: expected an array name for .npz/.h5 data, "
+                                f"found columns {key!r}")
+    names = list(dict.fromkeys([*inputs.values(), *targets.values()]))
+    arrays = dict(zip(names, read_arrays(p, tuple(names))))
+    return {k: np.asarray(arrays[v]) for k, v in inputs.items()}, {k: np.asarray(arrays[v]) for k, v in targets.items()}
+
+
+# -- fitting the arrays to the model -----------------------------------------------------------
+def conform_inputs(spec: dict, x: dict, where: str) -> dict:
+    """Each input reshaped to its declared shape and cast to its dtype (ids must be whole numbers)."""
+    named = spec["model"].get("inputs")
+    dtype = np.dtype(spec["dtype"])
+    out = {}
+    for name, a in x.items():
+        shape = tuple(named[name]["shape"]) if named else tuple(spec["model"].get("input_shape") or a.shape[1:])
+        dt = np.dtype(named[name].get("dtype") or dtype) if named else dtype
+        if int(np.prod(a.shape[1:], dtype=np.int64)) != int(np.prod(shape, dtype=np.int64)):
+            raise DataError(f"{where}: {_label('inputs', name)}: samples have shape {list(a.shape[1:])}, "
+                            f"the input's shape is {list(shape)}")
+        a = a.reshape(len(a), *shape)
+        if dt.kind in "iu":
+            if a.dtype.kind == "f" and not np.all(a == np.round(a)):
+                raise DataError(f"{where}: {_label('inputs', name)}: expected whole-number ids for dtype {dt}, "
+                                f"found {a[a != np.round(a)].ravel()[0]}")
+        out[name] = a.astype(dt, copy=False)
+    return out
+
+
+def encode_targets(spec: dict, y: dict, output_shapes: dict, where: str) -> dict:
+    """Targets as each output's loss takes them: class ids (sparse), one-hot (categorical), else floats of
+    the output's shape."""
+    dtype = np.dtype(spec["dtype"])
+    out = {}
+    for name, head in _outputs(spec).items():
+        a, shape, task = y[name], tuple(output_shapes[head["layer"]]), task_of(_loss_name(head["loss"]))
+        label = _label("targets", name)
+        if task in ("sparse", "categorical") and (a.ndim == 1 or a.shape[1:] in ((1,), shape[:-1])):
+            ids = a.reshape(len(a), *shape[:-1])
+            if not np.all(ids == np.round(ids)) or (len(ids) and (ids.min() < 0 or ids.max() >= shape[-1])):
+                bad = ids[(ids != np.round(ids)) | (ids < 0) | (ids >= shape[-1])].ravel()[0]
+                raise DataError(f"{where}: {label}: expected class ids 0..{shape[-1] - 1} for layer "
+                                f"{head['layer']} ({shape[-1]} units), found {bad}")
+            ids = ids.astype(np.int64)
+            out[name] = ids if task == "sparse" else np.eye(shape[-1], dtype=dtype)[ids]
+            continue
+        if int(np.prod(a.shape[1:], dtype=np.int64)) != int(np.prod(shape, dtype=np.int64)):
+            raise DataError(f"{where}: {label}: targets have shape {list(a.shape[1:])} per sample but layer "
+                            f"{head['layer']} outputs {list(shape)}")
+        out[name] = a.reshape(len(a), *shape).astype(dtype, copy=False)
+    return out
+
+
+def _unnamed(x: dict, y: dict, spec: dict) -> tuple:
+    """The one unnamed input and output stay plain arrays (the model's one-input, one-output case)."""
+    return (x if spec["model"].get("inputs") else x["input"]), (y if spec["model"].get("outputs") else y[""])
+
+
+def load_split(spec: dict, path, output_shapes: dict) -> tuple:
+    """(inputs, targets) of another labelled file, encoded for the model (``evaluate --data``, the test set)."""
+    x, y = read(path, spec)
+    return _unnamed(conform_inputs(spec, x, str(path)), encode_targets(spec, y, output_shapes, str(path)), spec)
+
+
+def load(spec: dict, output_shapes) -> Dataset:
+    """Every split of a named-inputs/outputs spec, encoded; ``output_shapes(x)`` builds the model to learn
+    the outputs' shapes from the inputs."""
+    data = spec["data"]
+    for key in UNSUPPORTED:
+        if data.get(key) not in (None, "none", {}, []):
+            raise DataError(f"{data['train']}: data.{key}: not available with named inputs or outputs "
+                            f"(model.inputs/model.outputs); their data is fed as stored")
+    first_loss = _loss_name(next(iter(_outputs(spec).values()))["loss"])
+    prep = Preprocessor(_kind(data["train"]), task_of(first_loss))
+    prep.meta["named"] = True
+    x_raw, y_raw = read(data["train"], spec)
+    x = conform_inputs(spec, x_raw, data["train"])
+    shapes = output_shapes(x)
+    y = encode_targets(spec, y_raw, shapes, data["train"])
+    n = len(next(iter(x.values())))
+    x_val = y_val = x_test = y_test = None
+    val = data.get("validation")
+    val_path = val if isinstance(val, str) else (val.get("path") if isinstance(val, dict) else None)
+    if val_path:
+        x_val, y_val = _unnamed(*_encoded(spec, val_path, shapes), spec)
+    elif isinstance(val, dict):
+        n_val = int(round(n * float(val.get("split", 0.2))))
+        if not 0 < n_val < n:
+            raise DataError(f"{data['train']}: validation split {val.get('split')} of {n} samples leaves an empty split")
+        rng = np.random.default_rng(np.random.SeedSequence(spec["seed"], spawn_key=(2,)))
+        mask = np.zeros(n, bool)
+        mask[rng.permutation(n)[:n_val]] = True
+        x_val, y_val = _unnamed({k: v[mask] for k, v in x.items()}, {k: v[mask] for k, v in y.items()}, spec)
+        x, y = {k: v[~mask] for k, v in x.items()}, {k: v[~mask] for k, v in y.items()}
+    if data.get("test"):
+        x_test, y_test = _unnamed(*_encoded(spec, data["test"], shapes), spec)
+    x_train, y_train = _unnamed(x, y, spec)
+    return Dataset(x_train, y_train, x_val, y_val, x_test, y_test, prep, {}, None)
+
+
+def _encoded(spec: dict, path, shapes: dict) -> tuple[dict, dict]:
+    x, y = read(path, spec)
+    return conform_inputs(spec, x, str(path)), encode_targets(spec, y, shapes, str(path))
+
+
+def _kind(path) -> str:
+    return "tabular" if str(path).lower().endswith(".csv") else "arrays"
