@@ -109,6 +109,10 @@ class DataParallel(Local):
 
     def evaluate(self, trainer: Trainer, x, y, batch_size: int = 1024) -> dict:
         """``Trainer.evaluate`` from this rank's share of the rows: the logs one process computes on all of them."""
+        if isinstance(x, dict) or isinstance(y, dict) or len(trainer.heads.heads) > 1:
+            # named inputs or outputs: each output's loss and metrics are not shared out yet; every rank scores
+            # every row, which gives the same logs
+            return type(trainer).evaluate(trainer, x, y, batch_size)
         n, model = len(x), trainer.model
         lo, hi = self.rank * n // self.size, (self.rank + 1) * n // self.size
         penalty = float(model.regularization(add_grads=False)) if model.has_regularization() else 0.0

@@ -21,6 +21,7 @@ from test_distributed import MPIEXEC, NNCTL, make_spec, mpi
 from nnctl import spec as spec_mod
 from nnctl.assemble import make_loss
 from nnctl.build import build_model
+from nnctl.outputs import Heads
 from nnctl.scoring import evaluate_model
 from nnctl.strategy import DataParallel
 
@@ -74,8 +75,9 @@ def _trainer(spec):
         return forward(x, training=training, **kw)
 
     model.forward = counting
-    return types.SimpleNamespace(model=model, loss=make_loss(spec), metric_names=spec["train"]["metrics"],
-                                 task="categorical", n_classes=3, decode=None, rows=rows)
+    loss, names = make_loss(spec), spec["train"]["metrics"]
+    return types.SimpleNamespace(model=model, loss=loss, metric_names=names, task="categorical", n_classes=3,
+                                 decode=None, rows=rows, heads=Heads.single(model, loss, names, "categorical", 3))
 
 
 @pytest.mark.parametrize("n, size", [(75, 2), (10, 3), (1, 2)], ids=["ragged", "three_ranks", "empty_share"])
