@@ -64,6 +64,7 @@ from common import (
 )
 
 GROUPS = ("mlp", "cnn", "lstm", "predict", "startup", "knobs")
+BASELINE: str | None = None  # --baseline: a source tree (e.g. `git worktree add /tmp/base HEAD~3`) run as nnctl-before
 
 
 # -- analytic forward FLOPs per sample ------------------------------------------------------------------
@@ -110,8 +111,8 @@ def _timed(fn):
 
 
 # -- nnctl ---------------------------------------------------------------------------------------------
-def nnctl_train(model, x, y, batch, warm):
-    _, trainer = nnctl_model(model, batch)
+def nnctl_train(model, x, y, batch, warm, mallopt=True):
+    _, trainer = nnctl_model(model, batch, mallopt=mallopt)
     trainer.run_epoch(x[:warm], y[:warm])
     sec, cpu, logs = _timed(lambda: trainer.run_epoch(x, y))
     return sec, cpu, logs["loss"]
@@ -300,7 +301,7 @@ def worker(task: dict) -> dict:
     x, y = make_data(model, n)
     if kind == "train":
         if who == "nnctl":
-            sec, cpu, loss = nnctl_train(model, x, y, batch, warm)
+            sec, cpu, loss = nnctl_train(model, x, y, batch, warm, mallopt=task.get("mallopt", True))
         elif who == "numpy":
             sec, cpu, loss = numpy_train(x, y, batch, warm)
         else:
@@ -412,7 +413,7 @@ def alternate(tasks_by_who: dict, repeats: int, env=None) -> dict:
         order = names[r % len(names):] + names[:r % len(names)]
         for who in order:
             task = tasks_by_who[who]
-            res = run_child(__file__, task, env=(env or {}).get(who))
+            res = run_child(task.get("script", __file__), task, env=(env or {}).get(who))
             if "error" in res:
                 log(f"  {who}: ERROR {res['error']}")
             else:
@@ -445,6 +446,8 @@ def bench_train(model: str, plan: Plan, repeats: int, torch_ok: bool) -> dict:
     n = {"mlp": plan.mlp_n, "cnn": plan.cnn_n, "lstm": plan.lstm_n}[model]
     base = {"kind": "train", "model": model, "n": n, "batch": BATCH[model], "warm": plan.warm_batches * BATCH[model]}
     tasks = {"nnctl": {**base, "who": "nnctl"}}
+    if BASELINE:  # the same nnctl task run from another source tree (--baseline)
+        tasks["nnctl-before"] = {**base, "who": "nnctl", "script": str(Path(BASELINE) / "benchmarks" / "run.py")}
     if model == "mlp":
         tasks["numpy"] = {**base, "who": "numpy"}
     if torch_ok:
@@ -702,10 +705,18 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=None,
                     help="set OPENBLAS_NUM_THREADS, OMP_NUM_THREADS and MKL_NUM_THREADS (and so torch's default "
                          "thread count) for every contender; default: the environment as given")
+    ap.add_argument("--baseline", default=None, metavar="TREE",
+                    help="also train with the nnctl of another source tree (contender nnctl-before), alternating "
+                         "with the others in the same run: a before/after table from one run")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
         return worker_main(worker, args.worker)
+    global BASELINE
+    if args.baseline:
+        if not (Path(args.baseline) / "benchmarks" / "run.py").is_file():
+            ap.error(f"--baseline: {args.baseline} holds no benchmarks/run.py")
+        BASELINE = str(Path(args.baseline).resolve())
     if args.quick and args.threads is None:
         # a smoke run: one thread keeps it to seconds even when other jobs hold the cores (with two threads,
         # OpenBLAS and OpenMP wait on each other at every call and a busy machine slows them 10-30x)

@@ -26,10 +26,11 @@ def register(app: typer.Typer, reports_errors) -> None:
 
         Example: nnctl evaluate runs/iris-mlp.h5 --data test.csv --json
         """
-        from nnctl import run  # noqa: PLC0415
+        from nnctl import backend as B, run  # noqa: PLC0415
         from nnctl.cli.output import emit_json, table  # noqa: PLC0415
         from nnctl.cli.progress import RowsBar  # noqa: PLC0415
 
+        B.keep_freed_memory()  # the process's malloc settings are the application's to choose (backend doc)
         with RowsBar("evaluate", enabled=not json_) as bar:  # a terminal only; gone before the results print
             result = run.evaluate(checkpoint, data, device, preprocessed=preprocessed, on_batch=bar.rows)
         if confusion_matrix:  # the PNG path joins the result: a row of the table, a key of --json
