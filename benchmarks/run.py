@@ -64,6 +64,7 @@ from common import (
 )
 
 GROUPS = ("mlp", "cnn", "lstm", "predict", "startup", "knobs")
+MALLOPT_AB = False  # --mallopt-ab: also nnctl without backend.keep_freed_memory() (contender nnctl-no-mallopt)
 BASELINE: str | None = None  # --baseline: a source tree (e.g. `git worktree add /tmp/base HEAD~3`) run as nnctl-before
 
 
@@ -448,6 +449,8 @@ def bench_train(model: str, plan: Plan, repeats: int, torch_ok: bool) -> dict:
     tasks = {"nnctl": {**base, "who": "nnctl"}}
     if BASELINE:  # the same nnctl task run from another source tree (--baseline)
         tasks["nnctl-before"] = {**base, "who": "nnctl", "script": str(Path(BASELINE) / "benchmarks" / "run.py")}
+    if MALLOPT_AB and model != "mlp":
+        tasks["nnctl-no-mallopt"] = {**base, "who": "nnctl", "mallopt": False}
     if model == "mlp":
         tasks["numpy"] = {**base, "who": "numpy"}
     if torch_ok:
@@ -708,11 +711,16 @@ def main(argv=None) -> int:
     ap.add_argument("--baseline", default=None, metavar="TREE",
                     help="also train with the nnctl of another source tree (contender nnctl-before), alternating "
                          "with the others in the same run: a before/after table from one run")
+    ap.add_argument("--mallopt-ab", action="store_true",
+                    help="also train the CNN and LSTM without the CLI's malloc settings (contender nnctl-no-mallopt)")
+    ap.add_argument("--samples", type=int, default=None,
+                    help="CNN and LSTM training samples per contender (default 10240; rows stay per 10k)")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
         return worker_main(worker, args.worker)
-    global BASELINE
+    global BASELINE, MALLOPT_AB
+    MALLOPT_AB = args.mallopt_ab
     if args.baseline:
         if not (Path(args.baseline) / "benchmarks" / "run.py").is_file():
             ap.error(f"--baseline: {args.baseline} holds no benchmarks/run.py")
@@ -729,6 +737,8 @@ def main(argv=None) -> int:
         ap.error(f"--only: unknown group(s) {', '.join(bad)}; expected {', '.join(GROUPS)}")
     repeats = args.repeats or (1 if args.quick else 3)
     plan = Plan(args.quick)
+    if args.samples:
+        plan.cnn_n = plan.lstm_n = args.samples
     t_start = time.perf_counter()
     torch_ok = have_torch()
     if not torch_ok:

@@ -13,8 +13,7 @@ from helpers import SPECS
 from nnctl import backend as B
 from nnctl.cli.main import app
 from nnctl.layers import conv as conv_mod
-from nnctl.layers import layer_class
-from nnctl.layers import rnn_cells
+from nnctl.layers import layer_class, rnn_cells
 from nnctl.testing import check_layer
 
 

@@ -18,7 +18,7 @@ from nnctl.ops import im2col as K
 
 Padding = Annotated[str, Choices(("valid", "same"))]
 _INFERENCE_CHUNK_BYTES = 8 * 2**20  # patch matrix per chunk in inference: a few MB stays in cache
-_TRAINING_CHUNK_BYTES = 2**20  # and in training: one sample of the benchmark CNN's 2nd layer (L2-sized, measured)
+_TRAINING_CHUNK_BYTES = 2 * 2**20  # and in training: 3 samples of the benchmark CNN's 2nd layer (measured: benchmarks/README.md)
 
 
 class _Conv(Layer):
@@ -144,7 +144,7 @@ class _Conv(Layer):
         gb = self.grads["bias"] if self.use_bias else None
         want_dx = self.input_grads_needed[0]  # not for the model input
         if want_dx:
-            w4 = self.params["kernel"].reshape(*self._k, -1, f)
+            w_t = xp.ascontiguousarray(self.params["kernel"].reshape(-1, f).T)  # (F, KH*KW*C)
             dx = xp.empty(xpad.shape, dtype=g.dtype)
         ones = xp.ones(min(per, n) * rows, dtype=g2.dtype) if gb is not None else None
         scratch = None if cols is not None else self._buffer("_scratch", per * rows * width, xpad.dtype)
@@ -166,14 +166,14 @@ class _Conv(Layer):
                     part_b = xp.matmul(ones[:len(ga)], ga, out=part_b)
                     gb += part_b
             if want_dx:
-                # each offset's product is contiguous (M, C), which adds into the strided window faster
-                # than scattering one (M, KH*KW*C) product through col2im
+                # one product per chunk, g_c W^T (M, KH*KW*C), into the patch buffer (its patches are used up),
+                # then added back through the windows: few large products (many small ones make OpenBLAS's
+                # threads wait for each other, measured 8x slower on a busy machine)
+                into = buf if buf is not None else scratch
+                back = xp.matmul(ga, w_t, out=None if into is None else into[:m * rows * width].reshape(-1, width))
                 dxa = dx[a:a + m]
                 dxa[...] = 0
-                dwin = K.windows(dxa, self._k, self._s, self._d, self._out)
-                out4 = (m, *self._out, c)
-                for i, j in K.offsets(self._k):
-                    dwin[:, :, :, i, j] += (ga @ w4[i, j].T).reshape(out4)
+                K.add_windows(dxa, back, self._k, self._s, self._d, self._out)
         if not gk.flags.c_contiguous:
             gk[...] = gk2.reshape(gk.shape)
         if buf is not None:
