@@ -1,7 +1,9 @@
 """Convolution layers: Conv2D, Conv1D, ZeroPadding2D, UpSampling2D (NHWC / NTC layouts).
 
-A convolution is one matrix product over im2col patches (see nnctl/ops/im2col.py). Conv1D is Conv2D
-on a height-1 image, so both share one code path.
+A convolution is one matrix product over im2col patches (see nnctl/ops/im2col.py), taken in chunks of
+samples whose patch matrix fits in cache, in training and inference alike, so no batch-sized patch
+matrix exists (85 MB for the benchmark CNN's 2nd layer at batch 128). Conv1D is Conv2D on a height-1
+image, so both share one code path.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from nnctl.ops import im2col as K
 
 Padding = Annotated[str, Choices(("valid", "same"))]
 _INFERENCE_CHUNK_BYTES = 8 * 2**20  # patch matrix per chunk in inference: a few MB stays in cache
-_TRAINING_CHUNK_BYTES = 2 * 2**20  # and in training: 3 samples of the benchmark CNN's 2nd layer (measured: benchmarks/README.md)
+# and in training: 3 samples of the benchmark CNN's 2nd layer; backward rebuilds each chunk's patches
+# (cheaper than keeping them: measured in benchmarks/README.md)
+_TRAINING_CHUNK_BYTES = 2 * 2**20
 
 
 class _Conv(Layer):
@@ -26,8 +30,8 @@ class _Conv(Layer):
 
     Internally every input is an NHWC image (a sequence is an image of height 1); the kernel is
     (KH, KW, C_in, F) for Conv2D and (K, C_in, F) for Conv1D, the bias (F,).
-    Backward: dW = cols^T g, db = sum g, and dx = sum over kernel offsets (i, j) of g W[i, j]^T
-    added into the input window at that offset.
+    Backward, per chunk c of samples: dW += cols_c^T g_c, db += 1^T g_c, and dx_c = col2im(g_c W^T),
+    the (M, KH*KW*C) product added back through the input windows, one kernel offset at a time.
     """
 
     rank = 2
@@ -130,9 +134,9 @@ class _Conv(Layer):
         return y.reshape(n, *self._out[2 - self.rank:], self.filters)
 
     def backward(self, g, cache):
-        """Per chunk c of the forward's ``per`` samples: dW += cols_c^T g_c, db += 1^T g_c and dx_c = the
-        kernel offsets' products g_c W[i, j]^T added into the chunk's input windows, while the chunk's
-        patches (rebuilt from the input when the forward kept none) and gradient rows are in cache."""
+        """Per chunk c of the forward's ``per`` samples: dW += cols_c^T g_c, db += 1^T g_c and
+        dx_c = col2im(g_c W^T), while the chunk's patches (rebuilt from the input when the forward kept
+        none) and gradient rows are in cache."""
         xp = B.xp
         cols, per, buf, xpad, x_shape = cache
         f, n, c = self.filters, xpad.shape[0], xpad.shape[3]
