@@ -2,7 +2,12 @@
 """nnctl against PyTorch CPU (and a pure-NumPy floor) on the same synthetic data, in one run.
 
     .venv/bin/python benchmarks/run.py [--quick] [--repeats 3] [--only mlp,cnn,lstm,predict,startup,knobs]
-                                       [--json results.json] [--threads N]
+                                       [--json results.json] [--threads N] [--samples N]
+                                       [--baseline TREE] [--mallopt-ab]
+
+--baseline TREE adds the contender nnctl-before (the nnctl of another source tree, alternating with the
+others: a before/after table from one run); --mallopt-ab adds nnctl-no-mallopt (without the CLI's
+backend.keep_freed_memory() call). See benchmarks/README.md.
 
 --quick shrinks every size and uses one repeat and one BLAS/OpenMP thread (unless --threads is given),
 so it finishes in well under a minute even on a busy machine; its numbers are a smoke test, not a result.
