@@ -11,6 +11,10 @@ With the default activations (tanh, sigmoid) a cell is *fused*: sigmoid(z) = 0.5
 so the layer pre-scales the sigmoid gates' weight columns by ``scale`` = 0.5 and one in-place tanh
 plus an affine step turns all gate blocks into activations, stored over Z itself.
 
+A step's recurrent product runs in row pieces small enough that OpenBLAS keeps it on the calling
+thread (``row_parts``): two threads meeting at every step cost far more than the product on a busy
+machine.
+
 Masks (``Mb`` (T, N, 1) bool): a masked step keeps the previous state, h_t = h_{t-1} (c_t = c_{t-1});
 the backward coefficients of masked rows are zeroed so their gradients pass straight to t-1.
 """
