@@ -59,8 +59,9 @@ def make_data(model: str, n: int):
 
 
 def nnctl_setup(layers: list[dict], input_shape: tuple, loss: str, classes: int | None, batch: int,
-                device: str = "cpu", input_dtype=None):
-    """An nnctl Model on ``device`` and its Trainer (Adam, lr 1e-3), built through the library as the CLI does."""
+                device: str = "cpu", input_dtype=None, mallopt: bool = True):
+    """An nnctl Model on ``device`` and its Trainer (Adam, lr 1e-3), built through the library as the CLI does
+    (which includes the CLI's ``backend.keep_freed_memory()`` call, unless ``mallopt`` is False)."""
     from nnctl import backend as B
     from nnctl import losses, optimizers
     from nnctl.build import build_model
@@ -68,6 +69,8 @@ def nnctl_setup(layers: list[dict], input_shape: tuple, loss: str, classes: int 
     from nnctl.train import Trainer
 
     B.use(device)
+    if mallopt and hasattr(B, "keep_freed_memory"):
+        B.keep_freed_memory()
     raw = {"name": "benchmark", "seed": 0, "data": {"train": "synthetic"},
            "model": {"layers": [dict(e) for e in layers]},
            "train": {"loss": loss, "optimizer": {"type": "adam", "learning_rate": 1e-3},
@@ -81,9 +84,10 @@ def nnctl_setup(layers: list[dict], input_shape: tuple, loss: str, classes: int 
     return net, trainer
 
 
-def nnctl_model(model: str, batch: int, device: str = "cpu"):
+def nnctl_model(model: str, batch: int, device: str = "cpu", mallopt: bool = True):
     """nnctl_setup for one of the models above."""
-    return nnctl_setup(NNCTL_LAYERS[model], INPUT_SHAPE[model], LOSS[model], CLASSES[model], batch, device)
+    return nnctl_setup(NNCTL_LAYERS[model], INPUT_SHAPE[model], LOSS[model], CLASSES[model], batch, device,
+                       mallopt=mallopt)
 
 
 def torch_model(model: str):

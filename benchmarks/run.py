@@ -2,7 +2,12 @@
 """nnctl against PyTorch CPU (and a pure-NumPy floor) on the same synthetic data, in one run.
 
     .venv/bin/python benchmarks/run.py [--quick] [--repeats 3] [--only mlp,cnn,lstm,predict,startup,knobs]
-                                       [--json results.json] [--threads N]
+                                       [--json results.json] [--threads N] [--samples N]
+                                       [--baseline TREE] [--mallopt-ab]
+
+--baseline TREE adds the contender nnctl-before (the nnctl of another source tree, alternating with the
+others: a before/after table from one run); --mallopt-ab adds nnctl-no-mallopt (without the CLI's
+backend.keep_freed_memory() call). See benchmarks/README.md.
 
 --quick shrinks every size and uses one repeat and one BLAS/OpenMP thread (unless --threads is given),
 so it finishes in well under a minute even on a busy machine; its numbers are a smoke test, not a result.
@@ -64,6 +69,8 @@ from common import (
 )
 
 GROUPS = ("mlp", "cnn", "lstm", "predict", "startup", "knobs")
+MALLOPT_AB = False  # --mallopt-ab: also nnctl without backend.keep_freed_memory() (contender nnctl-no-mallopt)
+BASELINE: str | None = None  # --baseline: a source tree (e.g. `git worktree add /tmp/base HEAD~3`) run as nnctl-before
 
 
 # -- analytic forward FLOPs per sample ------------------------------------------------------------------
@@ -110,8 +117,8 @@ def _timed(fn):
 
 
 # -- nnctl ---------------------------------------------------------------------------------------------
-def nnctl_train(model, x, y, batch, warm):
-    _, trainer = nnctl_model(model, batch)
+def nnctl_train(model, x, y, batch, warm, mallopt=True):
+    _, trainer = nnctl_model(model, batch, mallopt=mallopt)
     trainer.run_epoch(x[:warm], y[:warm])
     sec, cpu, logs = _timed(lambda: trainer.run_epoch(x, y))
     return sec, cpu, logs["loss"]
@@ -300,7 +307,7 @@ def worker(task: dict) -> dict:
     x, y = make_data(model, n)
     if kind == "train":
         if who == "nnctl":
-            sec, cpu, loss = nnctl_train(model, x, y, batch, warm)
+            sec, cpu, loss = nnctl_train(model, x, y, batch, warm, mallopt=task.get("mallopt", True))
         elif who == "numpy":
             sec, cpu, loss = numpy_train(x, y, batch, warm)
         else:
@@ -412,7 +419,7 @@ def alternate(tasks_by_who: dict, repeats: int, env=None) -> dict:
         order = names[r % len(names):] + names[:r % len(names)]
         for who in order:
             task = tasks_by_who[who]
-            res = run_child(__file__, task, env=(env or {}).get(who))
+            res = run_child(task.get("script", __file__), task, env=(env or {}).get(who))
             if "error" in res:
                 log(f"  {who}: ERROR {res['error']}")
             else:
@@ -445,6 +452,10 @@ def bench_train(model: str, plan: Plan, repeats: int, torch_ok: bool) -> dict:
     n = {"mlp": plan.mlp_n, "cnn": plan.cnn_n, "lstm": plan.lstm_n}[model]
     base = {"kind": "train", "model": model, "n": n, "batch": BATCH[model], "warm": plan.warm_batches * BATCH[model]}
     tasks = {"nnctl": {**base, "who": "nnctl"}}
+    if BASELINE:  # the same nnctl task run from another source tree (--baseline)
+        tasks["nnctl-before"] = {**base, "who": "nnctl", "script": str(Path(BASELINE) / "benchmarks" / "run.py")}
+    if MALLOPT_AB and model != "mlp":
+        tasks["nnctl-no-mallopt"] = {**base, "who": "nnctl", "mallopt": False}
     if model == "mlp":
         tasks["numpy"] = {**base, "who": "numpy"}
     if torch_ok:
@@ -702,10 +713,23 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=None,
                     help="set OPENBLAS_NUM_THREADS, OMP_NUM_THREADS and MKL_NUM_THREADS (and so torch's default "
                          "thread count) for every contender; default: the environment as given")
+    ap.add_argument("--baseline", default=None, metavar="TREE",
+                    help="also train with the nnctl of another source tree (contender nnctl-before), alternating "
+                         "with the others in the same run: a before/after table from one run")
+    ap.add_argument("--mallopt-ab", action="store_true",
+                    help="also train the CNN and LSTM without the CLI's malloc settings (contender nnctl-no-mallopt)")
+    ap.add_argument("--samples", type=int, default=None,
+                    help="CNN and LSTM training samples per contender (default 10240; rows stay per 10k)")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
         return worker_main(worker, args.worker)
+    global BASELINE, MALLOPT_AB
+    MALLOPT_AB = args.mallopt_ab
+    if args.baseline:
+        if not (Path(args.baseline) / "benchmarks" / "run.py").is_file():
+            ap.error(f"--baseline: {args.baseline} holds no benchmarks/run.py")
+        BASELINE = str(Path(args.baseline).resolve())
     if args.quick and args.threads is None:
         # a smoke run: one thread keeps it to seconds even when other jobs hold the cores (with two threads,
         # OpenBLAS and OpenMP wait on each other at every call and a busy machine slows them 10-30x)
@@ -718,6 +742,8 @@ def main(argv=None) -> int:
         ap.error(f"--only: unknown group(s) {', '.join(bad)}; expected {', '.join(GROUPS)}")
     repeats = args.repeats or (1 if args.quick else 3)
     plan = Plan(args.quick)
+    if args.samples:
+        plan.cnn_n = plan.lstm_n = args.samples
     t_start = time.perf_counter()
     torch_ok = have_torch()
     if not torch_ok:

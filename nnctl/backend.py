@@ -56,7 +56,6 @@ def use(name: str = "auto") -> str:
         xp, device = _cupy(), "gpu"
     else:
         xp, device = np, "cpu"
-        keep_freed_memory()  # measured: about 20% off a CNN training step (benchmarks/)
     return device
 
 
@@ -70,12 +69,16 @@ _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
 
 
 def keep_freed_memory() -> bool:
-    """Ask glibc's malloc to keep freed blocks instead of returning them to the OS.
+    """Ask glibc's malloc to keep freed blocks instead of returning them to the OS (whole process).
+
+    A process-wide setting, so the library never makes it on its own: the CLI's train, predict,
+    evaluate and time verbs call this (an application's choice); a program that embeds nnctl may.
 
     A training step allocates and frees the same large activation and gradient arrays every batch;
     by default glibc serves blocks above 128 KiB with mmap and unmaps them on free, so every step
     page-faults its working set in again. Raising the mmap threshold to its 32 MiB maximum and
-    never trimming keeps those blocks in the heap for the next step. No effect off glibc.
+    never trimming keeps those blocks in the heap for the next step (measured in benchmarks/README.md).
+    No effect off glibc; returns whether both settings took.
     """
     import ctypes
     import sys

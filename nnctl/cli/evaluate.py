@@ -35,10 +35,11 @@ def register(app: typer.Typer, reports_errors) -> None:
         Example: nnctl evaluate runs/iris-mlp.h5 --data test.csv --json
         Example: nnctl evaluate runs/transactions-anomaly.h5 --errors errors.csv
         """
-        from nnctl import run  # noqa: PLC0415
+        from nnctl import backend as B, run  # noqa: PLC0415
         from nnctl.cli.output import emit_json, table  # noqa: PLC0415
         from nnctl.cli.progress import RowsBar  # noqa: PLC0415
 
+        B.keep_freed_memory()  # the process's malloc settings are the application's to choose (backend doc)
         if anomaly_quantile is not None:  # from the training rows only, before the test rows are scored
             from nnctl.anomaly import refit  # noqa: PLC0415
 

@@ -42,7 +42,7 @@ def register(app: typer.Typer, reports_errors) -> None:
 
         Example: nnctl predict runs/mnist.h5 digits/ --top-k 3
         """
-        from nnctl import run  # noqa: PLC0415
+        from nnctl import backend as B, run  # noqa: PLC0415
         from nnctl.data.inputs import read_inputs_named  # noqa: PLC0415
         from nnctl.errors import SpecError  # noqa: PLC0415
 
@@ -54,6 +54,7 @@ def register(app: typer.Typer, reports_errors) -> None:
             raise SpecError("--top-k: needs --format csv or jsonl (npy holds one array)")
         if reconstruct and embed is not None:
             raise SpecError("--embed: expected either --reconstruct or --embed, found both")
+        B.keep_freed_memory()  # the process's malloc settings are the application's to choose (backend doc)
         restored = run.restore(checkpoint, device)  # a bad checkpoint fails before stdin is read
         ck, model, prep, spec = restored
         from nnctl.multi_spec import is_multi  # noqa: PLC0415

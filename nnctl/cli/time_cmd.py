@@ -36,6 +36,7 @@ def register(app: typer.Typer, reports_errors) -> None:
 
         refuse_named(s, "time")
         chosen = B.use(device)
+        B.keep_freed_memory()  # as nnctl train does, so the times match training's
         model = model_from_spec(s)
         model.to_device()
         loss_name, loss_kw = spec_mod.loss_config(s["train"])

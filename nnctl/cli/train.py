@@ -40,7 +40,7 @@ def register(app: typer.Typer, reports_errors) -> None:
 
         Example: nnctl train specs/iris_mlp.toml --resume auto   (SIGTERM: checkpoint, exit 143)
         """
-        from nnctl import gan, run, spec as spec_mod
+        from nnctl import backend as B, gan, run, spec as spec_mod
         from nnctl.cli.main import click_exc
         from nnctl.cli.output import emit_json, fmt, log
         from nnctl.cli.progress import Progress
@@ -50,6 +50,7 @@ def register(app: typer.Typer, reports_errors) -> None:
         if spec is None and (resume is None or resume == "auto"):
             what = "--resume auto continues the run a SPEC names" if resume == "auto" else "Missing argument 'SPEC'."
             raise click_exc.UsageError(what, ctx)
+        B.keep_freed_memory()  # the process's malloc settings are the application's to choose (backend doc)
         world = _connect(device, distributed)  # None unless launched by mpiexec/srun or --distributed
         rank = world.rank if world else 0
         if rank != 0:  # one voice: only rank 0 prints progress and results

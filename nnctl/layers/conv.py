@@ -1,7 +1,9 @@
 """Convolution layers: Conv2D, Conv1D, ZeroPadding2D, UpSampling2D (NHWC / NTC layouts).
 
-A convolution is one matrix product over im2col patches (see nnctl/ops/im2col.py). Conv1D is Conv2D
-on a height-1 image, so both share one code path.
+A convolution is one matrix product over im2col patches (see nnctl/ops/im2col.py), taken in chunks of
+samples whose patch matrix fits in cache, in training and inference alike, so no batch-sized patch
+matrix exists (85 MB for the benchmark CNN's 2nd layer at batch 128). Conv1D is Conv2D on a height-1
+image, so both share one code path.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ from nnctl.ops import im2col as K
 
 Padding = Annotated[str, Choices(("valid", "same"))]
 _INFERENCE_CHUNK_BYTES = 8 * 2**20  # patch matrix per chunk in inference: a few MB stays in cache
+# and in training: 3 samples of the benchmark CNN's 2nd layer; backward rebuilds each chunk's patches
+# (cheaper than keeping them: measured in benchmarks/README.md)
+_TRAINING_CHUNK_BYTES = 2 * 2**20
 
 
 class _Conv(Layer):
@@ -25,8 +30,8 @@ class _Conv(Layer):
 
     Internally every input is an NHWC image (a sequence is an image of height 1); the kernel is
     (KH, KW, C_in, F) for Conv2D and (K, C_in, F) for Conv1D, the bias (F,).
-    Backward: dW = cols^T g, db = sum g, and dx = sum over kernel offsets (i, j) of g W[i, j]^T
-    added into the input window at that offset.
+    Backward, per chunk c of samples: dW += cols_c^T g_c, db += 1^T g_c, and dx_c = col2im(g_c W^T),
+    the (M, KH*KW*C) product added back through the input windows, one kernel offset at a time.
     """
 
     rank = 2
@@ -42,7 +47,8 @@ class _Conv(Layer):
         self.filters, self.kernel_size, self.strides, self.padding = filters, kernel_size, strides, padding
         self.dilation_rate, self.activation, self.use_bias, self.alpha = dilation_rate, activation, use_bias, alpha
         self.kernel_initializer, self.bias_initializer = kernel_initializer, bias_initializer
-        self._spare = None  # patch buffer free for the next forward
+        self._spare = None  # patch buffer free for the next forward (one-chunk training)
+        self._scratch = None  # patch buffer of one chunk, used within one forward or backward
 
     def _geometry(self, shape):
         """Validate the config against an input shape (no batch axis); set the NHWC geometry."""
@@ -77,69 +83,107 @@ class _Conv(Layer):
     def _image(self, a):
         return a if self.rank == 2 else a[:, None]  # (N, T, C) -> (N, 1, T, C), a view
 
-    def forward(self, x, training=False, mask=None):
+    def _buffer(self, name: str, size: int, dtype):
+        """A flat buffer of ``size`` elements kept on the layer across steps (a fresh one page-faults
+        every step); ``name`` "_spare" is taken (None left behind) until backward gives it back."""
         xp = B.xp
+        buf = getattr(self, name)
+        if buf is None or buf.size != size or buf.dtype != dtype or not isinstance(buf, xp.ndarray):
+            buf = xp.empty(size, dtype=dtype)
+        setattr(self, name, None if name == "_spare" else buf)
+        return buf
+
+    def forward(self, x, training=False, mask=None):
         xpad = K.pad(self._image(x), self._pads)
         n, c = xpad.shape[0], xpad.shape[3]
-        buf = None
-        per_sample = self._out[0] * self._out[1] * self._k[0] * self._k[1] * c * x.dtype.itemsize
-        if not training and n > 1 and n * per_sample > _INFERENCE_CHUNK_BYTES:
-            return self._forward_chunked(xpad, x, max(1, _INFERENCE_CHUNK_BYTES // per_sample)), None
+        rows, width = self._out[0] * self._out[1], self._k[0] * self._k[1] * c
         if self._k == (1, 1) and self._s == (1, 1):
-            cols = xpad.reshape(-1, c)  # already the patch matrix (a view when x is contiguous)
+            cols, per, buf = xpad.reshape(-1, c), n, None  # already the patch matrix (a view when contiguous)
         else:
-            # reuse the patch buffer released by the last backward: a fresh one page-faults on every step
-            buf, self._spare = self._spare, None
-            size = n * self._out[0] * self._out[1] * self._k[0] * self._k[1] * c
-            if buf is None or buf.size != size or buf.dtype != x.dtype or not isinstance(buf, xp.ndarray):
-                buf = xp.empty(size, dtype=x.dtype)
+            per = max(1, min(n, (_TRAINING_CHUNK_BYTES if training else _INFERENCE_CHUNK_BYTES)
+                             // (rows * width * x.dtype.itemsize)))
+            if per < n:  # backward rebuilds each chunk's patches from the input
+                y = self._forward_chunked(xpad, x, per)
+                return y, ((None, per, None, xpad, x.shape) if training else None)
+            # one chunk: keep its patches for backward; take the buffer the last backward gave back
+            buf = self._buffer("_spare", n * rows * width, x.dtype)
             cols = K.im2col(xpad, self._k, self._s, self._d, self._out, out=buf)
         y = cols @ self.params["kernel"].reshape(-1, self.filters)
         if self.use_bias:
             y += self.params["bias"]
-        return y.reshape(n, *self._out[2 - self.rank:], self.filters), (cols, buf, xpad.shape, x.shape)
+        return y.reshape(n, *self._out[2 - self.rank:], self.filters), (cols, per, buf, xpad, x.shape)
 
     def _forward_chunked(self, xpad, x, per: int):
-        """Inference without a cache: the patch matrix of ``per`` samples at a time, so it stays in cache
-        instead of one batch-sized matrix (680 MB for a 1024-image batch of the MNIST CNN's 2nd layer)."""
+        """y from the patch matrix of ``per`` samples at a time, so it stays in cache instead of one
+        batch-sized matrix (85 MB for the benchmark CNN's 2nd layer at batch 128, 680 MB at 1024 in
+        inference); the bias goes onto each chunk's rows while they are in cache."""
         xp = B.xp
         n, c = xpad.shape[0], xpad.shape[3]
         rows = self._out[0] * self._out[1]
         width = self._k[0] * self._k[1] * c
         kernel = self.params["kernel"].reshape(-1, self.filters)
         y = xp.empty((n * rows, self.filters), dtype=x.dtype)
-        buf = xp.empty(per * rows * width, dtype=x.dtype)
+        buf = self._buffer("_scratch", per * rows * width, x.dtype)
         for a in range(0, n, per):
             part = xpad[a:a + per]
             cols = K.im2col(part, self._k, self._s, self._d, self._out, out=buf[:len(part) * rows * width])
-            xp.matmul(cols, kernel, out=y[a * rows:(a + len(part)) * rows])
-        if self.use_bias:
-            y += self.params["bias"]
+            ya = y[a * rows:(a + len(part)) * rows]
+            xp.matmul(cols, kernel, out=ya)
+            if self.use_bias:
+                ya += self.params["bias"]
         return y.reshape(n, *self._out[2 - self.rank:], self.filters)
 
     def backward(self, g, cache):
+        """Per chunk c of the forward's ``per`` samples: dW += cols_c^T g_c, db += 1^T g_c and
+        dx_c = col2im(g_c W^T), while the chunk's patches (rebuilt from the input when the forward kept
+        none) and gradient rows are in cache."""
         xp = B.xp
-        cols, buf, padded_shape, x_shape = cache
-        f = self.filters
+        cols, per, buf, xpad, x_shape = cache
+        f, n, c = self.filters, xpad.shape[0], xpad.shape[3]
         g2 = g.reshape(-1, f)
+        rows, width = g2.shape[0] // n, self._k[0] * self._k[1] * c
         gk = self.grads["kernel"]
-        if gk.flags.c_contiguous:  # reshape is then a view, so out= writes the gradient in place
-            xp.matmul(cols.T, g2, out=gk.reshape(-1, f))
-        else:
-            gk[...] = (cols.T @ g2).reshape(gk.shape)
-        self._spare = buf  # cols is consumed from here on, so the next forward may overwrite it
-        if self.use_bias:  # a matrix-vector product is several times faster than sum(axis=0)
-            xp.matmul(xp.ones(g2.shape[0], dtype=g2.dtype), g2, out=self.grads["bias"])
-        if not self.input_grads_needed[0]:  # the model input: no gradient wanted
+        # with a contiguous gradient (the flat buffer's view) out= writes it in place
+        gk2 = gk.reshape(-1, f) if gk.flags.c_contiguous else xp.empty((width, f), dtype=gk.dtype)
+        gb = self.grads["bias"] if self.use_bias else None
+        want_dx = self.input_grads_needed[0]  # not for the model input
+        if want_dx:
+            w_t = xp.ascontiguousarray(self.params["kernel"].reshape(-1, f).T)  # (F, KH*KW*C)
+            dx = xp.empty(xpad.shape, dtype=g.dtype)
+        ones = xp.ones(min(per, n) * rows, dtype=g2.dtype) if gb is not None else None
+        scratch = None if cols is not None else self._buffer("_scratch", per * rows * width, xpad.dtype)
+        part_k = part_b = None
+        for a in range(0, n, per):
+            m = min(per, n - a)
+            ga = g2[a * rows:(a + m) * rows]
+            if scratch is not None:
+                cols = K.im2col(xpad[a:a + m], self._k, self._s, self._d, self._out, out=scratch[:m * rows * width])
+            if a == 0:
+                xp.matmul(cols.T, ga, out=gk2)
+            else:
+                part_k = xp.matmul(cols.T, ga, out=part_k)
+                gk2 += part_k
+            if gb is not None:  # a matrix-vector product is several times faster than sum(axis=0)
+                if a == 0:
+                    xp.matmul(ones, ga, out=gb)
+                else:
+                    part_b = xp.matmul(ones[:len(ga)], ga, out=part_b)
+                    gb += part_b
+            if want_dx:
+                # one product per chunk, g_c W^T (M, KH*KW*C), into the patch buffer (its patches are used up),
+                # then added back through the windows: few large products (many small ones make OpenBLAS's
+                # threads wait for each other, measured 8x slower on a busy machine)
+                into = buf if buf is not None else scratch
+                back = xp.matmul(ga, w_t, out=None if into is None else into[:m * rows * width].reshape(-1, width))
+                dxa = dx[a:a + m]
+                dxa[...] = 0
+                K.add_windows(dxa, back, self._k, self._s, self._d, self._out)
+        if not gk.flags.c_contiguous:
+            gk[...] = gk2.reshape(gk.shape)
+        if buf is not None:
+            self._spare = buf  # cols is consumed, so the next forward may overwrite it
+        if not want_dx:
             return (None,)
-        # dx per kernel offset: each product is contiguous (M, C), which adds into the strided window
-        # faster than scattering one (M, KH*KW*C) product through col2im
-        w4 = self.params["kernel"].reshape(*self._k, -1, f)
-        dx = xp.zeros(padded_shape, dtype=g.dtype)
-        dwin = K.windows(dx, self._k, self._s, self._d, self._out)
-        out4 = (x_shape[0], *self._out, padded_shape[3])
-        for i, j in K.offsets(self._k):
-            dwin[:, :, :, i, j] += (g2 @ w4[i, j].T).reshape(out4)
         dx = K.crop(dx, self._pads)
         return (dx if self.rank == 2 else dx[:, 0],)
 

@@ -11,6 +11,10 @@ With the default activations (tanh, sigmoid) a cell is *fused*: sigmoid(z) = 0.5
 so the layer pre-scales the sigmoid gates' weight columns by ``scale`` = 0.5 and one in-place tanh
 plus an affine step turns all gate blocks into activations, stored over Z itself.
 
+A step's recurrent product runs in row pieces small enough that OpenBLAS keeps it on the calling
+thread (``row_parts``): two threads meeting at every step cost far more than the product on a busy
+machine.
+
 Masks (``Mb`` (T, N, 1) bool): a masked step keeps the previous state, h_t = h_{t-1} (c_t = c_{t-1});
 the backward coefficients of masked rows are zeroed so their gradients pass straight to t-1.
 """
@@ -101,7 +105,7 @@ class Cell:
 
     def step(self, s, t) -> None:
         z = s.Z[t]
-        z += B.xp.matmul(s.H[t], s.Wr, out=s.tmp)
+        z += rec_matmul(s, s.H[t], s.Wr, s.tmp)
         self.act(z, out=s.H[t + 1])
 
     def prepare_back(self, s) -> None:
@@ -110,7 +114,7 @@ class Cell:
             s.D *= s.M
 
     def step_back(self, s, t, dh, dc):
-        dhp = B.xp.multiply(dh, s.D[t], out=s.dZ[t]) @ s.WrT
+        dhp = rec_matmul(s, B.xp.multiply(dh, s.D[t], out=s.dZ[t]), s.WrT)
         if s.M is not None:
             dhp += dh * s.keep[t]
         return dhp, None
@@ -150,7 +154,7 @@ class LSTMCell(GatedCell):
     def step(self, s, t):
         xp, U = B.xp, self.units
         z, a = s.Z[t], s.A[t]
-        z += xp.matmul(s.H[t], s.Wr, out=s.tmp)
+        z += rec_matmul(s, s.H[t], s.Wr, s.tmp)
         if self.fused:  # a is z
             xp.tanh(z, out=z)
             z *= s.k
@@ -189,7 +193,7 @@ class LSTMCell(GatedCell):
         dc = dc + dh * s.Ec[t]
         xp.multiply(dc[:, None, :], s.E4[t, :, :3], out=s.dZ4[t, :, :3])
         xp.multiply(dh, s.E4[t, :, 3], out=s.dZ4[t, :, 3])
-        dhp = s.dZ[t] @ s.WrT
+        dhp = rec_matmul(s, s.dZ[t], s.WrT)
         if s.M is not None:
             dhp += dh * s.keep[t]
         return dhp, dc * s.Fm[t]
@@ -209,7 +213,7 @@ class GRUCell(GatedCell):
     def step(self, s, t):
         xp, U = B.xp, self.units
         z, a, rec = s.Z[t], s.A[t], s.R[t]
-        xp.matmul(s.H[t], s.Wr, out=rec)
+        rec_matmul(s, s.H[t], s.Wr, rec)
         if s.brec is not None:
             rec += s.brec
         zr = z[:, :2 * U]
@@ -251,13 +255,44 @@ class GRUCell(GatedCell):
         xp.multiply(dh, s.Ez[t], out=drec[:, :U])
         xp.multiply(dxh, s.Er[t], out=drec[:, U:2 * U])
         xp.multiply(dxh, s.A[t, :, U:2 * U], out=drec[:, 2 * U:])
-        dhp = drec @ s.WrT
+        dhp = rec_matmul(s, drec, s.WrT)
         dhp += dh * s.Zm[t]
         return dhp, None
 
     def finish_back(self, s):
         U = self.units
         s.dZ[..., :2 * U] = s.dRec[..., :2 * U]
+
+
+_PART_MNK = 2**19  # rows x weights of one recurrent product piece (measured: benchmarks/README.md)
+_MIN_PART_ROWS = 8
+
+
+def row_parts(n: int, weights: int) -> list[slice] | None:
+    """Row slices that split an (n, K) @ (K, M) recurrent product with K*M = ``weights`` into pieces of at
+    most _PART_MNK multiply-adds, or None for one product.
+
+    A step's product is small (64 x 64 @ 64 x 256 for LSTM(64) at batch 64) and OpenBLAS hands a
+    product of that size to all its threads, which on a busy machine wait for each other at every
+    step (0.8-3.9 ms against 0.09 ms on one thread, measured); pieces under its threading threshold run
+    on the calling thread. Large layers, whose products gain from threads, stay whole.
+    """
+    rows = _PART_MNK // max(weights, 1)
+    if rows >= n or rows < _MIN_PART_ROWS:
+        return None
+    return [slice(a, min(a + rows, n)) for a in range(0, n, rows)]
+
+
+def rec_matmul(s, a, w, out=None):
+    """out = a @ w (a new array without ``out``), in the tape's row pieces ``s.parts`` (see row_parts)."""
+    xp = B.xp
+    if s.parts is None:
+        return xp.matmul(a, w, out=out)
+    if out is None:
+        out = xp.empty((a.shape[0], w.shape[1]), dtype=xp.result_type(a, w))
+    for p in s.parts:
+        xp.matmul(a[p], w, out=out[p])
+    return out
 
 
 def run(cell: Cell, s, Wr, brec, h0, c0, Mb):
@@ -267,6 +302,7 @@ def run(cell: Cell, s, Wr, brec, h0, c0, Mb):
     T, N, _ = s.Z.shape
     U, dt = cell.units, s.Z.dtype
     s.Wr, s.brec, s.Mb = Wr, brec, Mb
+    s.parts = row_parts(N, Wr.shape[0] * Wr.shape[1])
     s.tmp = s.empty("tmp", s.Z.shape[1:], dt)
     s.H = s.empty("H", (T + 1, N, U), dt)
     s.H[0] = 0 if h0 is None else h0

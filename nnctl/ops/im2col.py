@@ -100,12 +100,17 @@ def offsets(kernel):
     return [(i, j) for i in range(kernel[0]) for j in range(kernel[1])]
 
 
-def col2im(cols, padded_shape, kernel, strides, dilation, out_hw):
-    """Adjoint of ``im2col``: cols (N*OH*OW, KH*KW*C) summed back into a zero (N, Hp, Wp, C) array."""
-    n, c = padded_shape[0], padded_shape[3]
-    dx = B.xp.zeros(padded_shape, dtype=cols.dtype)
-    dwin = windows(dx, kernel, strides, dilation, out_hw)
+def add_windows(x, cols, kernel, strides, dilation, out_hw) -> None:
+    """In place: x (N, Hp, Wp, C) += col2im(cols), the adjoint of ``im2col`` for cols (N*OH*OW, KH*KW*C)."""
+    n, c = x.shape[0], x.shape[3]
+    win = windows(x, kernel, strides, dilation, out_hw)
     c6 = cols.reshape(n, out_hw[0], out_hw[1], kernel[0], kernel[1], c)
     for i, j in offsets(kernel):
-        dwin[:, :, :, i, j] += c6[:, :, :, i, j]
+        win[:, :, :, i, j] += c6[:, :, :, i, j]
+
+
+def col2im(cols, padded_shape, kernel, strides, dilation, out_hw):
+    """Adjoint of ``im2col``: cols (N*OH*OW, KH*KW*C) summed back into a zero (N, Hp, Wp, C) array."""
+    dx = B.xp.zeros(padded_shape, dtype=cols.dtype)
+    add_windows(dx, cols, kernel, strides, dilation, out_hw)
     return dx
