@@ -172,6 +172,9 @@ class Session:
 
     def _trainer(self, ds: Dataset, init_from: str | None) -> Trainer:
         spec, tcfg = self.spec, self.tcfg
+        from nnctl.memory import check_fits_for_data  # noqa: PLC0415
+
+        check_fits_for_data(spec, ds)  # a model too large for memory is refused before it is allocated
         model = model_for_data(spec, ds)
         init_from = init_from or spec["model"].get("init_from")
         if init_from:

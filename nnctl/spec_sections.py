@@ -199,6 +199,8 @@ class TrainSection:
                                                  "(0 = only at epoch ends)", default=0)
     checkpoint_on_signal: bool = doc("SIGUSR1 checkpoints at the next batch and exits 143, as SIGTERM does "
                                      "(SLURM --signal=USR1@90)", default=False)
+    memory_check: bool = doc("refuse, before allocating it, a model whose estimated training memory exceeds "
+                             "the memory available (train --no-memory-check sets false)", default=True)
     mode: Annotated[str, Choices(("supervised", "gan"))] = doc(
         "supervised: one model on (input, target) pairs; gan: model.generator against model.discriminator",
         default="supervised")

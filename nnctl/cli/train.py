@@ -32,6 +32,9 @@ def register(app: typer.Typer, reports_errors) -> None:
         k_fold: Optional[int] = typer.Option(None, "--k-fold", min=2, max=1000,
                                              help="K-fold cross-validation: K runs, each validated on its held-out fold"),
         force: bool = typer.Option(False, "--force", help="overwrite a checkpoint of another model at the output path"),
+        no_memory_check: bool = typer.Option(False, "--no-memory-check",
+                                             help="train even if the model's memory estimate exceeds the memory "
+                                                  "available (train.memory_check = false)"),
         checkpoint_on_signal: bool = typer.Option(False, "--checkpoint-on-signal",
                                                   help="SIGUSR1 also checkpoints at the next batch and exits 143, "
                                                        "as SIGTERM does (SLURM --signal=USR1@90)"),
@@ -62,6 +65,8 @@ def register(app: typer.Typer, reports_errors) -> None:
             overrides.append(f"seed={seed}")
         if checkpoint_on_signal:
             overrides.append("train.checkpoint_on_signal=true")
+        if no_memory_check:
+            overrides.append("train.memory_check=false")
         s = spec_mod.load(spec, overrides) if spec is not None else run.stored_spec(str(resume), overrides)
         # paths given on the command line are relative to the working directory, not the spec
         if out is not None:
@@ -104,7 +109,7 @@ def register(app: typer.Typer, reports_errors) -> None:
             except (TrainingDiverged, Interrupted) as exc:
                 if getattr(exc, "checkpoint", None):  # the command that continues from what was written
                     again = continue_command(spec, exc.checkpoint, set_, epochs, seed, device, run_dir,
-                                             checkpoint_on_signal)
+                                             checkpoint_on_signal, no_memory_check)
                     hint = "lower the learning rate (--set train.optimizer.learning_rate=...) and continue: " \
                         if isinstance(exc, TrainingDiverged) else "continue: "
                     exc.args = (f"{exc}; {hint}{again}",)
@@ -146,7 +151,7 @@ def _guard(world):
 
 
 def continue_command(spec: str | None, checkpoint: str, sets: list[str], epochs, seed, device: str, run_dir,
-                     checkpoint_on_signal: bool = False) -> str:
+                     checkpoint_on_signal: bool = False, no_memory_check: bool = False) -> str:
     """The ``nnctl train`` command line that resumes ``checkpoint`` in place with this run's options."""
     import shlex
 
@@ -160,4 +165,6 @@ def continue_command(spec: str | None, checkpoint: str, sets: list[str], epochs,
         args += ["--device", device]
     if checkpoint_on_signal:
         args.append("--checkpoint-on-signal")
+    if no_memory_check:
+        args.append("--no-memory-check")
     return " ".join(shlex.quote(str(a)) for a in args)

@@ -12,10 +12,14 @@ from nnctl.data.streaming import CHUNK_BYTES
 from nnctl.errors import DataError, quote
 
 
-def check_finite(a, where: str, name: str) -> None:
-    """Refuse an array of numbers holding NaN or inf, naming ``where`` (the file), ``name`` (the array) and
-    the first bad row (0-based along axis 0); one vectorised ``isfinite`` pass, in blocks of about
-    ``CHUNK_BYTES`` so a memory-mapped or streamed array is never read whole."""
+TRAIN_HINT = "remove or fill NaN/inf first"
+
+
+def check_finite(a, where: str, name: str | None, hint: str = TRAIN_HINT, unit: str = "row") -> None:
+    """Refuse an array of numbers holding NaN or inf, naming ``where`` (the file), ``name`` (the array, or
+    None for a file holding one) and the first bad ``unit`` (0-based along axis 0) with its column (2-D) or
+    position in the sample; one vectorised ``isfinite`` pass, in blocks of about ``CHUNK_BYTES`` so a
+    memory-mapped or streamed array is never read whole."""
     if a is None or np.dtype(a.dtype).kind not in "fc" or len(a) == 0:
         return  # integers, booleans and text cannot hold NaN/inf
     row_bytes = max(1, int(np.prod(a.shape[1:], dtype=np.int64)) * np.dtype(a.dtype).itemsize)
@@ -27,9 +31,16 @@ def check_finite(a, where: str, name: str) -> None:
         ok = np.isfinite(block).reshape(len(block), -1).all(axis=1)
         if not ok.all():
             row = int(np.argmin(ok))
-            value = block[row].reshape(-1)[int(np.argmin(np.isfinite(block[row].reshape(-1))))]
-            raise DataError(f"{where}: {quote(name)}: row {start + row} holds {value}; expected finite numbers "
-                            f"(remove or fill NaN/inf before training)")
+            sample = block[row]
+            flat = int(np.argmin(np.isfinite(sample.reshape(-1))))
+            value = sample.reshape(-1)[flat]
+            at = f"{unit} {start + row}"
+            if sample.ndim == 1:
+                at += f", column {flat}"
+            elif sample.ndim > 1:
+                at += f", position {list(int(i) for i in np.unravel_index(flat, sample.shape))}"
+            label = f"{quote(name)}: " if name is not None else ""
+            raise DataError(f"{where}: {label}{at} holds {value}; expected finite numbers ({hint})")
         start += len(block)
 
 
