@@ -23,6 +23,10 @@ def register(app: typer.Typer, reports_errors) -> None:
         seed: Optional[int] = typer.Option(None, min=0, max=2**32 - 1, help="override seed (0 to 4294967295)"),
         resume: Optional[str] = typer.Option(None, help="continue the run saved in this checkpoint; 'auto': the "
                                                         "newest readable checkpoint of this run, else start fresh"),
+        resume_weights_only: bool = typer.Option(False, "--resume-weights-only",
+                                                 help="with --resume: fine-tune from the checkpoint's weights "
+                                                      "with this run's optimizer and schedule; epochs count "
+                                                      "from 0"),
         init_from: Optional[str] = typer.Option(None, "--init-from", help="load weights by layer name first"),
         run_dir: Optional[str] = typer.Option(None, "--run-dir", help="run folder (default beside the checkpoint)"),
         json_: bool = typer.Option(False, "--json", help="one JSON object per epoch and a final one on stdout"),
@@ -67,7 +71,10 @@ def register(app: typer.Typer, reports_errors) -> None:
             overrides.append("train.checkpoint_on_signal=true")
         if no_memory_check:
             overrides.append("train.memory_check=false")
+        if resume_weights_only and resume is None:
+            raise click_exc.UsageError("--resume-weights-only needs --resume CHECKPOINT", ctx)
         s = spec_mod.load(spec, overrides) if spec is not None else run.stored_spec(str(resume), overrides)
+        s["_set"] = [item.partition("=")[0].strip() for item in overrides]  # asked-for changes --resume accepts
         # paths given on the command line are relative to the working directory, not the spec
         if out is not None:
             s["output"]["checkpoint"] = os.path.abspath(out)
@@ -102,10 +109,15 @@ def register(app: typer.Typer, reports_errors) -> None:
             try:
                 with _guard(world):  # one rank fails: MPI_Abort them all
                     is_gan = gan.is_gan_run(s, resume)
+                    if is_gan and resume_weights_only:
+                        from nnctl.errors import SpecError  # noqa: PLC0415
+
+                        raise SpecError("--resume-weights-only: a GAN run resumes whole (its two models and "
+                                        "optimizers); use --resume")
                     train_fn = gan.train if is_gan else run.train  # train.mode = "gan"
                     done = train_fn(s, emit=emit, device=device, resume=resume, init_from=init_from, hooks=hooks,
                                     is_writer=rank == 0, strategy=world.strategy() if world else None,
-                                    **({} if is_gan else {"force": force}))
+                                    **({} if is_gan else {"force": force, "weights_only": resume_weights_only}))
             except (TrainingDiverged, Interrupted) as exc:
                 if getattr(exc, "checkpoint", None):  # the command that continues from what was written
                     again = continue_command(spec, exc.checkpoint, set_, epochs, seed, device, run_dir,
