@@ -172,12 +172,12 @@ def setup_differences(current: dict, stored: dict) -> dict[str, str]:
 
 def refused_changes(changes: dict[str, str], set_keys) -> dict[str, str]:
     """The setup changes a plain ``--resume`` refuses: all but those the command line asked for by name
-    (``--set train.optimizer.learning_rate=...``); an optimizer of another type is always refused, since
-    the stored slots belong to the checkpoint's optimizer."""
+    (``--set train.optimizer.learning_rate=...``, or ``--set train.optimizer=...`` for all its keys): a
+    change in the spec file is silent, one on the command line is not."""
     def asked(field: str) -> bool:
         return any(field == k or field.startswith(k + ".") for k in set_keys)
 
-    return {f: v for f, v in changes.items() if f == "train.optimizer.type" or not asked(f)}
+    return {f: v for f, v in changes.items() if not asked(f)}
 
 
 def check_setup(path: str, current: dict, stored: dict, set_keys=()) -> None:
