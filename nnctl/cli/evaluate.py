@@ -30,13 +30,16 @@ def register(app: typer.Typer, reports_errors) -> None:
         from nnctl.cli.output import emit_json, table  # noqa: PLC0415
         from nnctl.cli.progress import RowsBar  # noqa: PLC0415
 
+        if confusion_matrix:  # before the work: a PNG path that cannot be written fails now
+            from nnctl import fs  # noqa: PLC0415
+
+            fs.check_output_file(confusion_matrix, "confusion matrix")
         with RowsBar("evaluate", enabled=not json_) as bar:  # a terminal only; gone before the results print
             result = run.evaluate(checkpoint, data, device, preprocessed=preprocessed, on_batch=bar.rows)
-        if confusion_matrix:  # the PNG path joins the result: a row of the table, a key of --json
-            from nnctl.plots import confusion_from_checkpoint  # noqa: PLC0415
+        if confusion_matrix:  # drawn from the evaluation's own counts; the path joins the result
+            from nnctl.plots import confusion_from_result  # noqa: PLC0415
 
-            result["confusion_matrix"] = confusion_from_checkpoint(checkpoint, data, confusion_matrix,
-                                                                   device)["confusion_matrix"]
+            result["confusion_matrix"] = confusion_from_result(result, checkpoint, confusion_matrix)
         if json_:
             emit_json(result)
             return
