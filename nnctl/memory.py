@@ -72,7 +72,7 @@ def shapes_only() -> Iterator[None]:
     def add_state(self, name: str, value) -> None:
         self.state[name] = _no_storage(np.shape(value), self.dtype)
 
-    initializers.initialize = lambda spec, shape, rng: _no_storage(shape, np.float64)  # type: ignore[assignment]
+    initializers.initialize = lambda spec, shape, rng: _no_storage(shape, np.float64)
     Layer.add_param, Layer.add_state = add, add_state  # type: ignore[method-assign]
     try:
         yield

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import pathlib
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -134,7 +134,7 @@ def _named_in_full(family: str, value) -> dict | None:
     from nnctl.optimizers import OPTIMIZERS  # noqa: PLC0415
     from nnctl.registry import UnknownName  # noqa: PLC0415
 
-    registry = OPTIMIZERS if family == "optimizer" else LOSSES
+    registry: Any = OPTIMIZERS if family == "optimizer" else LOSSES
     try:
         name, config = spec_mod._named_config(value)
         name = registry.canonical(name)
@@ -150,7 +150,9 @@ def setup_differences(current: dict, stored: dict) -> dict[str, str]:
     """``{field: "stored -> current"}`` for each part of the training setup (``SETUP_KEYS``; the optimizer
     and loss key by key, defaults filled in) where the spec a run resumes with differs from the checkpoint's."""
     out: dict[str, str] = {}
-    ours, theirs = current.get("train") or {}, stored.get("train") if isinstance(stored.get("train"), dict) else {}
+    found = stored.get("train")
+    ours: dict = current.get("train") or {}
+    theirs: dict = found if isinstance(found, dict) else {}
     for key in SETUP_KEYS:
         if key not in theirs:  # a checkpoint written before nnctl had the key
             continue

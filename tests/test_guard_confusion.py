@@ -7,10 +7,10 @@ import sys
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
 from nnctl.cli.main import app
 from nnctl.graph import Model
-from typer.testing import CliRunner
 
 matplotlib = pytest.importorskip("matplotlib")
 

@@ -109,7 +109,7 @@ def test_memory_check_false_trains_a_model_the_estimate_refuses(tmp_path, monkey
     # keeps 20 x (5 + 3) outputs
     need = 43 * 4 * 4 + 20 * 8 * 4
     monkeypatch.setattr(memory, "available_memory", lambda: (need - 1, "of RAM available"))
-    with pytest.raises(SpecError, match=f"training needs about 0 MiB .* but this machine has 0 MiB"):
+    with pytest.raises(SpecError, match="training needs about 0 MiB .* but this machine has 0 MiB"):
         run.train(spec_mod.load(path))
     assert not (tmp_path / "s.h5").exists()
     monkeypatch.setattr(memory, "available_memory", lambda: (need, "of RAM available"))
@@ -120,12 +120,11 @@ def test_memory_check_false_trains_a_model_the_estimate_refuses(tmp_path, monkey
 
 
 def test_shape_only_build_matches_the_real_one_and_leaves_layers_intact():
+    from helpers import SPECS
     from nnctl import memory
     from nnctl import spec as spec_mod
     from nnctl.build import build_model
     from nnctl.layers.base import Layer
-
-    from helpers import SPECS
 
     s = spec_mod.load(SPECS / "mnist_cnn.toml")
     shape = tuple(s["model"]["input_shape"])

@@ -11,7 +11,6 @@ from nnctl.data.preprocess import Preprocessor
 from nnctl.data.streaming import CHUNK_BYTES
 from nnctl.errors import DataError, quote
 
-
 TRAIN_HINT = "remove or fill NaN/inf first"
 
 
