@@ -79,9 +79,11 @@ class DataSection:
     missing: dict | None = doc("tabular: {strategy, indicator, value, columns = {name = {...}}} for missing cells",
                                default=None)
     stream: Annotated[str, Choices(("auto", "memory", "mmap", "batches"))] = doc(
-        "arrays: read .npy/HDF5 whole (memory), memory-mapped (.npy) or per batch (HDF5); auto streams files "
+        "arrays: read .npy/HDF5 whole (memory), memory-mapped (.npy) or per batch (HDF5); image folders: "
+        "decoded whole (memory) or per batch with the next batch prefetched (batches); auto streams data "
         "over stream_above_mb", default="auto")
-    stream_above_mb: NonNegativeInt = doc("arrays: files larger than this stream under stream = auto", default=1024)
+    stream_above_mb: NonNegativeInt = doc("arrays and image folders: data larger than this (image folders: "
+                                          "decoded) stream under stream = auto", default=1024)
     shuffle_buffer: NonNegativeInt = doc("HDF5 streaming: rows of the shuffle buffer (0 = chunk order only)",
                                          default=0)
 
