@@ -164,14 +164,16 @@ def _table(header, rows, name: str, prep, first_line: int = 2) -> np.ndarray:
     return x.astype(np.int64) if enc.ids_only else x
 
 
-def _jsonl_table(data: bytes, name: str, prep) -> np.ndarray:
+def _jsonl_table(data: bytes, name: str, prep, first_line: int = 1) -> np.ndarray:
     """JSON lines of a table with category or missing-value columns: objects keyed by feature (or lists in
     feature order); null is a missing cell, every value is read as the CSV cell it would be."""
     features = prep.feature_names
-    rows = [["" if v is None else str(v) for v in row] for row in _jsonl_rows(data, name, features)]
+    lines: list[int] = []
+    rows = [["" if v is None else str(v) for v in row] for row in _jsonl_rows(data, name, features, lines,
+                                                                               first_line)]
     if not rows:
         raise DataError(f"{name}: no JSON lines")
-    return _table(features, rows, name, prep, first_line=1)
+    return _table(features, rows, name, prep, first_line=lines[0])
 
 
 def read_inputs(source: str, prep, sample_shape=None, keys=("x",)) -> np.ndarray:
@@ -230,11 +232,13 @@ def _hdf5(data: bytes, name: str, keys) -> np.ndarray:
     return _finite(x, name, key)
 
 
-def _jsonl_rows(data: bytes, name: str, features: list[str], lines: list[int] | None = None) -> list[list]:
+def _jsonl_rows(data: bytes, name: str, features: list[str], lines: list[int] | None = None,
+                first_line: int = 1) -> list[list]:
     """One list of values per non-blank JSON line: a list as written (as many values as ``features``, when
-    they are known), or an object's values in feature order; ``lines`` gets each row's 1-based line."""
+    they are known), or an object's values in feature order; ``lines`` gets each row's line (the first of
+    ``data`` is line ``first_line``)."""
     rows = []
-    for i, line in enumerate(decode_text(data, name).splitlines(), start=1):
+    for i, line in enumerate(decode_text(data, name).splitlines(), start=first_line):
         if not line.strip():
             continue
         try:
@@ -261,9 +265,9 @@ def _jsonl_rows(data: bytes, name: str, features: list[str], lines: list[int] | 
     return rows
 
 
-def _jsonl(data: bytes, name: str, features: list[str]) -> np.ndarray:
+def _jsonl(data: bytes, name: str, features: list[str], first_line: int = 1) -> np.ndarray:
     lines: list[int] = []
-    rows = _jsonl_rows(data, name, features, lines)
+    rows = _jsonl_rows(data, name, features, lines, first_line)
     try:
         arr = np.array(rows, dtype=np.float64)
     except (ValueError, TypeError):

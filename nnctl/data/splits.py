@@ -33,14 +33,27 @@ def check_finite(a, where: str, name: str | None, hint: str = TRAIN_HINT, unit: 
             sample = block[row]
             flat = int(np.argmin(np.isfinite(sample.reshape(-1))))
             value = sample.reshape(-1)[flat]
-            at = f"{unit} {start + row}"
+            within = ""
             if sample.ndim == 1:
-                at += f", column {flat}"
+                within = f", column {flat}"
             elif sample.ndim > 1:
-                at += f", position {list(int(i) for i in np.unravel_index(flat, sample.shape))}"
+                within = f", position {list(int(i) for i in np.unravel_index(flat, sample.shape))}"
             label = f"{quote(name)}: " if name is not None else ""
-            raise DataError(f"{where}: {label}{at} holds {value}; expected finite numbers ({hint})")
+            raise NonFinite(f"{where}: {label}{unit} ", start + row, f"{within} holds {value}; expected finite "
+                            f"numbers ({hint})")
         start += len(block)
+
+
+class NonFinite(DataError):
+    """``check_finite``'s error: ``head`` + row + ``tail``; ``shifted(n)`` numbers the row ``n`` further on
+    (a chunk of a longer input)."""
+
+    def __init__(self, head: str, row: int, tail: str):
+        super().__init__(f"{head}{row}{tail}")
+        self.head, self.row, self.tail = head, row, tail
+
+    def shifted(self, n: int) -> NonFinite:
+        return NonFinite(self.head, self.row + n, self.tail)
 
 
 @dataclass
