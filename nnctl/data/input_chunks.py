@@ -149,14 +149,14 @@ def _csv_block(rows, numbers, header, cols, name: str, prep, encoded: bool) -> n
 
 def _jsonl_chunks(lines: Iterator[str], name: str, prep, size: int) -> Iterator[np.ndarray]:
     block: list[str] = []
-    start, n, seen = 1, 0, 0
-    for n, line in enumerate(lines, start=1):  # noqa: B007
+    start, filled, seen = 1, 0, False  # the block's first line; its non-blank lines
+    for n, line in enumerate(lines, start=1):
         block.append(line)
-        if sum(1 for b in block if b.strip()) >= size:
+        filled += bool(line.strip())
+        if filled == size:
             yield _jsonl_block(block, start, name, prep)
-            seen += 1
-            start, block = n + 1, []
-    if any(b.strip() for b in block):
+            seen, start, block, filled = True, n + 1, [], 0
+    if filled:
         yield _jsonl_block(block, start, name, prep)
     elif not seen:
         raise DataError(f"{name}: no JSON lines")
