@@ -3,26 +3,20 @@ weights of the same images in memory, each image decoded once per epoch with the
 background thread, and a peak RSS far below the in-memory run's."""
 
 import pathlib
-import subprocess
-import sys
 import threading
 
 import h5py
 import numpy as np
 import pytest
+from child_rss import run_measured
 
 from helpers import checkpoint_arrays
 
 Image = pytest.importorskip("PIL.Image")
-WRAP = ("import resource, runpy, sys\nsys.argv[0] = 'nnctl'\ntry:\n    runpy.run_module('nnctl', run_name='__main__')\n"
-        "finally:\n    sys.stderr.write('\\nmaxrss_kb %d\\n' % resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n")
 
 
 def nnctl(*args, cwd=None):
-    p = subprocess.run([sys.executable, "-c", WRAP, *map(str, args)], capture_output=True, text=True, cwd=cwd,
-                       timeout=300)
-    body, _, rss = p.stderr.rpartition("maxrss_kb ")
-    return p.returncode, p.stdout, body.rstrip("\n"), int(rss.split()[0]) // 1024
+    return run_measured(*args, cwd=cwd)
 
 
 def folder(root: pathlib.Path, per_class: int, side: int, classes: int = 3, seed: int = 0) -> pathlib.Path:

@@ -10,9 +10,8 @@ import sys
 
 import numpy as np
 import pytest
+from child_rss import run_measured
 
-WRAP = ("import resource, runpy, sys\nsys.argv[0] = 'nnctl'\ntry:\n    runpy.run_module('nnctl', run_name='__main__')\n"
-        "finally:\n    sys.stderr.write('\\nmaxrss_kb %d\\n' % resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n")
 FEATURES = ["a", "b", "c", "d"]
 
 
@@ -109,20 +108,12 @@ def test_the_first_answers_come_before_the_input_ends(ckpt):
 
 @pytest.mark.slow
 def test_memory_does_not_grow_with_the_input(ckpt):
-    # the peak RSS of nnctl as a child of a fresh process (wait4's rusage, as /usr/bin/time reports it)
-    parent = ("import resource, subprocess, sys\nwith open(sys.argv[1]) as f:\n"
-              "    p = subprocess.run(sys.argv[2:], stdin=f, stdout=subprocess.PIPE)\n"
-              "print(p.returncode, p.stdout.count(b'\\n'), resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n")
+    def peak(n):
+        (ckpt.parent / "in.csv").write_text(_csv(_rows(n)))
+        code, out, err, mb = run_measured("predict", ckpt, "-", stdin=ckpt.parent / "in.csv")
+        assert code == 0 and len(out.splitlines()) == n + 1, err
+        return mb
 
-    def peak(n, tmp):
-        (tmp / "in.csv").write_text(_csv(_rows(n)))
-        p = subprocess.run([sys.executable, "-c", parent, tmp / "in.csv", sys.executable, "-m", "nnctl", "predict",
-                            str(ckpt), "-"], capture_output=True, text=True, timeout=600)
-        code, lines, kb = map(int, p.stdout.split())
-        assert code == 0 and lines == n + 1, p.stderr
-        return kb // 1024
-
-    tmp = ckpt.parent
-    small, large = peak(20_000, tmp), peak(400_000, tmp)
+    small, large = peak(20_000), peak(400_000)
     # the whole-input reader grew by about 0.65 KB per row: 250 MB more for 380,000 more rows
     assert large - small < 40, (small, large)
