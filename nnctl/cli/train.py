@@ -109,6 +109,8 @@ def register(app: typer.Typer, reports_errors) -> None:
             try:
                 with _guard(world):  # one rank fails: MPI_Abort them all
                     is_gan = gan.is_gan_run(s, resume)
+                    if is_gan:  # a GAN resumes whole; the asked-for changes are the supervised session's
+                        s.pop("_set", None)
                     if is_gan and resume_weights_only:
                         from nnctl.errors import SpecError  # noqa: PLC0415
 
