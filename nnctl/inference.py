@@ -88,7 +88,8 @@ def evaluation_data(path, spec: dict, prep: Preprocessor, model: Model, data: st
     if data:
         from nnctl.data import load_split  # noqa: PLC0415
 
-        x, y = load_split(spec, prep, data, preprocessed=preprocessed)
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported below, once
+            x, y = load_split(spec, prep, data, preprocessed=preprocessed)
         source = data
     else:
         if not spec["data"].get("test"):
@@ -104,6 +105,7 @@ def evaluation_data(path, spec: dict, prep: Preprocessor, model: Model, data: st
     from nnctl.data.inputs import conform  # noqa: PLC0415
 
     x = conform(x, model.input_shape)
+    finite_after_scaling(x, source, spec["dtype"])
     if tuple(x.shape[1:]) != tuple(model.input_shape):
         raise DataError(f"{source}: samples have shape {list(x.shape[1:])} ({features(x.shape[1:])}), the model "
                         f"expects {list(model.input_shape)}")
@@ -250,12 +252,34 @@ def predict(restored: Restored, raw_inputs, preprocessed: bool = False, source: 
     if preprocessed:
         x = raw_inputs if raw_inputs.dtype.kind in "iu" and prep.kind == "text" else raw_inputs.astype(dtype, copy=False)
     else:
-        x = prep.transform_x(raw_inputs, dtype)
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported below, once
+            x = prep.transform_x(raw_inputs, dtype)
+    finite_after_scaling(x, source, spec["dtype"])
     model.check_input(x, source)
     if embed is not None:
         codes = model.predict(x, until=embed, on_batch=on_batch)
         return codes, codes
     p = B.to_numpy(make_loss(spec).probabilities(model.predict(x, on_batch=on_batch)))
+    finite_outputs(p, source)
     if reconstructs(prep):
         return p, prep.inverse_x(p)
     return p, prep.decode_y(p)
+
+
+def finite_after_scaling(x, source: str, dtype: str) -> None:
+    """Refuse model inputs that are NaN/inf after preprocessing: finite raw values too large for ``dtype``
+    (1e300 as float32) would otherwise come back as NaN predictions with exit 0."""
+    if isinstance(x, np.ndarray):  # inputs read per batch were checked as they were read
+        from nnctl.data.splits import check_finite  # noqa: PLC0415
+
+        check_finite(x, source, None, f"after preprocessing to {dtype}: an input value is out of range")
+
+
+def finite_outputs(p, source: str) -> None:
+    """Refuse a prediction that is NaN/inf (the forward pass overflowed on a finite input)."""
+    if not isinstance(p, np.ndarray):  # several outputs: each is the multi-output path's to report
+        return
+    from nnctl.data.splits import check_finite  # noqa: PLC0415
+
+    with np.errstate(all="ignore"):
+        check_finite(p, source, None, "the model's output overflowed on this input")

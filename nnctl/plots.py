@@ -100,6 +100,13 @@ def confusion_counts(y_true_labels, y_pred_labels, classes) -> np.ndarray:
 def confusion_matrix(y_true_labels, y_pred_labels, classes, output_png, title: str | None = None) -> np.ndarray:
     """Write the confusion matrix (rows: true class, columns: predicted) as a PNG; returns the counts."""
     counts = confusion_counts(y_true_labels, y_pred_labels, classes)
+    draw_confusion(counts, classes, output_png, title)
+    return counts
+
+
+def draw_confusion(counts, classes, output_png, title: str | None = None) -> None:
+    """Write counts[i, j] (samples of true class i predicted as j, a square integer array) as a PNG."""
+    counts = np.asarray(counts, dtype=np.int64)
     Figure = _figure(str(output_png))
     k = len(counts)
     size = min(max(4.0, 0.6 * k + 2.5), 16.0)
@@ -123,7 +130,6 @@ def confusion_matrix(y_true_labels, y_pred_labels, classes, output_png, title: s
                 ax.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize="small",
                         color="white" if counts[i, j] > threshold else "black")
     _save(fig, output_png)
-    return counts
 
 
 # -- plain text -----------------------------------------------------------------------------------
@@ -209,29 +215,26 @@ def terminal_curves(history: dict, width: int = 60, height: int = 12) -> str:
 
 # -- evaluate --confusion-matrix ------------------------------------------------------------------
 def confusion_from_checkpoint(checkpoint, data: str | None, output_png, device: str = "auto") -> dict:
-    """Predict the evaluation set (``data`` or the spec's data.test) and write its confusion matrix PNG.
+    """Evaluate a checkpoint on ``data`` (or the spec's data.test) and write its confusion matrix PNG.
 
     Returns ``{"confusion_matrix": path, "classes": [...], "counts": [[...]]}`` for --json output.
     """
     from nnctl import run  # noqa: PLC0415
 
-    ck, model, prep, spec = run.restore(checkpoint, device)
-    from nnctl.multi_spec import refuse_named  # noqa: PLC0415
+    result = run.evaluate(checkpoint, data, device)
+    drawn = confusion_from_result(result, checkpoint, output_png)
+    return {"confusion_matrix": drawn, **result["confusion"]}
 
-    refuse_named(spec, "evaluate --confusion-matrix", str(checkpoint))
-    if prep.task == "regression":
-        raise SpecError(f"--confusion-matrix: {checkpoint} is a regression model; a confusion matrix needs classes")
-    x, y, source = run.evaluation_data(checkpoint, spec, prep, model, data)
-    p = model.predict(x)
-    if isinstance(p, list):
+
+def confusion_from_result(result: dict, checkpoint, output_png) -> str:
+    """Draw the confusion counts an evaluation already computed (``inference.evaluate``'s ``confusion``)
+    as a PNG: no second restore or forward pass. Returns the PNG's path."""
+    if "confusion" not in result:
+        if "mse" in result:  # inference.evaluate adds mse, mae and rmse for regression, only
+            raise SpecError(f"--confusion-matrix: {checkpoint} is a regression model; a confusion matrix needs "
+                            f"classes")
         raise SpecError(f"--confusion-matrix: {checkpoint} has several outputs; a confusion matrix needs one")
-    pred = prep.decode_y(p)
-    if prep.task == "sparse":  # targets are class ids, not one-hot rows: decode_y's argmax does not apply
-        ids = np.asarray(y).astype(np.int64)
-        true = prep.classes[ids] if prep.classes is not None else ids
-    else:
-        true = prep.decode_y(np.asarray(y))
-    classes = prep.classes if prep.classes is not None else np.arange(prep.n_classes(p.shape[-1]))
-    name = pathlib.Path(str(checkpoint)).name
-    counts = confusion_matrix(true, pred, classes, output_png, title=f"{name} on {pathlib.Path(str(source)).name}")
-    return {"confusion_matrix": str(output_png), "classes": np.asarray(classes).tolist(), "counts": counts.tolist()}
+    conf = result["confusion"]
+    title = f"{pathlib.Path(str(checkpoint)).name} on {pathlib.Path(str(result['data'])).name}"
+    draw_confusion(conf["counts"], conf["classes"], output_png, title=title)
+    return str(output_png)

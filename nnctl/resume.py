@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import pathlib
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -118,6 +118,90 @@ def model_differences(a: dict, b: dict) -> list[str]:
             keys = sorted(k for k in set(x) | set(y) if x.get(k) != y.get(k))
             out.append(f"model.layers[{i}]: " + ", ".join(f"{k} {y.get(k)!r} -> {x.get(k)!r}" for k in keys))
     return out
+
+
+# train keys that change what a resumed run computes (epochs may grow: that is what resuming is for)
+SETUP_KEYS = ("optimizer", "loss", "batch_size", "gradient_accumulation", "shuffle", "lr_schedule", "class_weight")
+
+
+def _named_in_full(family: str, value) -> dict | None:
+    """A registry entry as ``{type: canonical name, every keyword: its value or default}`` (``"adam"`` and
+    ``{type = "Adam", learning_rate = 0.001}`` are the same), or None for a value no registry knows."""
+    import json  # noqa: PLC0415
+
+    from nnctl.fields import REQUIRED, params_of  # noqa: PLC0415
+    from nnctl.losses import LOSSES  # noqa: PLC0415
+    from nnctl.optimizers import OPTIMIZERS  # noqa: PLC0415
+    from nnctl.registry import UnknownName  # noqa: PLC0415
+
+    registry: Any = OPTIMIZERS if family == "optimizer" else LOSSES
+    try:
+        name, config = spec_mod._named_config(value)
+        name = registry.canonical(name)
+        cls = registry.get(name)
+    except (UnknownName, KeyError, TypeError, AttributeError):
+        return None
+    full = {k: f.default for k, f in params_of(cls).items() if f.default is not REQUIRED}
+    full.update(json.loads(json.dumps(config)))  # tuples and lists alike, as the stored spec reads back
+    return {"type": name, **full}
+
+
+def setup_differences(current: dict, stored: dict) -> dict[str, str]:
+    """``{field: "stored -> current"}`` for each part of the training setup (``SETUP_KEYS``; the optimizer
+    and loss key by key, defaults filled in) where the spec a run resumes with differs from the checkpoint's."""
+    out: dict[str, str] = {}
+    found = stored.get("train")
+    ours: dict = current.get("train") or {}
+    theirs: dict = found if isinstance(found, dict) else {}
+    for key in SETUP_KEYS:
+        if key not in theirs:  # a checkpoint written before nnctl had the key
+            continue
+        a, b = ours.get(key), theirs[key]
+        if key in ("optimizer", "loss"):
+            fa, fb = _named_in_full(key, a), _named_in_full(key, b)
+            if fa is not None and fb is not None and fa["type"] != fb["type"]:
+                out[f"train.{key}.type"] = f"{fb['type']!r} -> {fa['type']!r}"
+                continue
+            if fa is not None and fb is not None:
+                for k in ["type", *sorted((set(fa) | set(fb)) - {"type"})]:
+                    if fa.get(k) != fb.get(k):
+                        out[f"train.{key}.{k}"] = f"{fb.get(k)!r} -> {fa.get(k)!r}"[:120]
+                continue
+        if a != b:
+            out[f"train.{key}"] = f"{b!r} -> {a!r}"[:120]
+    return out
+
+
+def refused_changes(changes: dict[str, str], set_keys) -> dict[str, str]:
+    """The setup changes a plain ``--resume`` refuses: all but those the command line asked for by name
+    (``--set train.optimizer.learning_rate=...``, or ``--set train.optimizer=...`` for all its keys): a
+    change in the spec file is silent, one on the command line is not."""
+    def asked(field: str) -> bool:
+        return any(field == k or field.startswith(k + ".") for k in set_keys)
+
+    return {f: v for f, v in changes.items() if not asked(f)}
+
+
+def check_setup(path: str, current: dict, stored: dict, set_keys=()) -> None:
+    """Refuse to resume ``path`` with a training setup that differs from its stored one, unless each change
+    was asked for on the command line (``set_keys``, the dotted keys of ``--set``)."""
+    refused = refused_changes(setup_differences(current, stored), set_keys)
+    if refused:
+        shown = "; ".join(f"{k} {v}" for k, v in list(refused.items())[:4])
+        more = f" (and {len(refused) - 4} more)" if len(refused) > 4 else ""
+        raise SpecError(f"--resume {path}: the training setup differs from the checkpoint's: {shown}{more}; "
+                        f"resuming would not continue the same run: use the checkpoint's settings, change a "
+                        f"setting explicitly with --set, or pass --resume-weights-only to fine-tune from its "
+                        f"weights with the new setup (epochs count from 0)")
+
+
+def resume_weights_only(found: ResumeFrom, model: Model, emit) -> None:
+    """``--resume-weights-only``: the checkpoint's weights for use (and layer state) into ``model``, every
+    array required; the optimizer, its slots, the schedule, history and epoch counter stay this run's own."""
+    ck = found.checkpoint
+    load_into(model, ck.weights, ck.state, str(found.path))
+    emit({"event": "note", "message": f"--resume-weights-only: weights of {found.path} (epoch {ck.epoch}); the "
+                                      f"optimizer, schedule and epochs start fresh"})
 
 
 def candidates(checkpoint: str) -> list[pathlib.Path]:

@@ -24,7 +24,15 @@ from nnctl.checkpoint import Checkpoint, load_into
 from nnctl.data import Dataset, load_dataset
 from nnctl.errors import Interrupted, Preempted, SpecError, TrainingDiverged, quote
 from nnctl.graph import rows
-from nnctl.resume import ResumeFrom, find_auto, model_differences, snapshot_from_checkpoint, write_checkpoint
+from nnctl.resume import (
+    ResumeFrom,
+    check_setup,
+    find_auto,
+    model_differences,
+    resume_weights_only,
+    snapshot_from_checkpoint,
+    write_checkpoint,
+)
 from nnctl.schedules import Schedule
 from nnctl.strategy import Local
 from nnctl.train import Hooks, Trainer
@@ -108,19 +116,24 @@ def check_before_work(spec: dict) -> None:
 
 def train(spec: dict, emit: Emit = _noop, device: str = "auto", resume: str | None = None,
           init_from: str | None = None, hooks: Hooks | None = None, is_writer: bool = True,
-          strategy: Local | None = None, dataset: Dataset | None = None, force: bool = False) -> dict:
+          strategy: Local | None = None, dataset: Dataset | None = None, force: bool = False,
+          weights_only: bool = False) -> dict:
     """Train ``spec``; write its checkpoint and run folder; returns the final ``done`` event.
 
     ``resume`` is a checkpoint path, or "auto": the newest readable checkpoint of this run, else a
     fresh start. Outputs are checked before the data is loaded, and the checkpoint path stays locked
     for the run (a second run on it is refused). ``dataset`` replaces the spec's data (a k-fold split,
     nnctl.kfold). A checkpoint of another model at the output path is refused unless ``force``
-    (nnctl.guards), as is a folder without room for the checkpoint."""
+    (nnctl.guards), as is a folder without room for the checkpoint. ``weights_only`` takes only the
+    resumed checkpoint's weights (nnctl.resume.resume_weights_only)."""
     if not is_writer:
-        return Session(spec, emit, hooks, is_writer, strategy).run(device, resume, init_from, dataset)
+        session = Session(spec, emit, hooks, is_writer, strategy)
+        session.weights_only = weights_only
+        return session.run(device, resume, init_from, dataset)
     check_before_work(spec)
     with fs.run_lock(spec["output"]["checkpoint"]):
         session = Session(spec, emit, hooks, is_writer, strategy)
+        session.weights_only = weights_only
         session.replaces = guards.existing_model(spec, resume, force)
         return session.run(device, resume, init_from, dataset)
 
@@ -141,6 +154,8 @@ class Session:
         self.tb: TensorBoardWriter | None = None
         self.t_start = time.perf_counter()
         self.replaces: dict | None = None  # weight shapes of the checkpoint this run may replace (guards)
+        self.weights_only = False  # --resume-weights-only: take only the resumed checkpoint's weights
+        self.set_keys = tuple(spec.pop("_set", None) or ())  # keys --set changed: --resume accepts those changes
 
     # -- setting up ---------------------------------------------------------------------------------
     def run(self, device: str, resume: str | None, init_from: str | None, dataset: Dataset | None = None) -> dict:
@@ -173,6 +188,9 @@ class Session:
 
     def _trainer(self, ds: Dataset, init_from: str | None) -> Trainer:
         spec, tcfg = self.spec, self.tcfg
+        from nnctl.memory import check_fits_for_data  # noqa: PLC0415
+
+        check_fits_for_data(spec, ds)  # a model too large for memory is refused before it is allocated
         model = model_for_data(spec, ds)
         init_from = init_from or spec["model"].get("init_from")
         if init_from:
@@ -226,6 +244,10 @@ class Session:
         if diff:
             raise SpecError(f"--resume {found.path}: the spec's model differs from the checkpoint's: "
                             + "; ".join(diff))
+        if self.weights_only:  # fine-tuning: its weights, this run's optimizer, schedule and epoch 0
+            resume_weights_only(found, self.trainer.model, self.emit)
+            return
+        check_setup(found.path, self.spec, found.checkpoint.spec, self.set_keys)
         self.trainer.restore(snapshot_from_checkpoint(found.checkpoint, self.trainer))
         self.trainer.check_progress(rows(self.ds.x_train))
         progress = self.trainer.progress

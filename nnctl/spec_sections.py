@@ -86,9 +86,11 @@ class DataSection:
     missing: dict | None = doc("tabular: {strategy, indicator, value, columns = {name = {...}}} for missing cells",
                                default=None)
     stream: Annotated[str, Choices(("auto", "memory", "mmap", "batches"))] = doc(
-        "arrays: read .npy/HDF5 whole (memory), memory-mapped (.npy) or per batch (HDF5); auto streams files "
+        "arrays: read .npy/HDF5 whole (memory), memory-mapped (.npy) or per batch (HDF5); image folders: "
+        "decoded whole (memory) or per batch with the next batch prefetched (batches); auto streams data "
         "over stream_above_mb", default="auto")
-    stream_above_mb: NonNegativeInt = doc("arrays: files larger than this stream under stream = auto", default=1024)
+    stream_above_mb: NonNegativeInt = doc("arrays and image folders: data larger than this (image folders: "
+                                          "decoded) stream under stream = auto", default=1024)
     shuffle_buffer: NonNegativeInt = doc("HDF5 streaming: rows of the shuffle buffer (0 = chunk order only)",
                                          default=0)
     inputs: dict | None = doc("named inputs' data {name = [CSV columns] or 'npz/h5 array'} (default: the "
@@ -237,6 +239,8 @@ class TrainSection:
     anomaly_quantile: Annotated[float, Range(0, 1, lo_open=True, hi_open=True)] | None = doc(
         "autoencoders: when training ends, store this quantile of the training rows' reconstruction errors in "
         "the checkpoint as the anomaly threshold", default=None)
+    memory_check: bool = doc("refuse, before allocating it, a model whose estimated training memory exceeds "
+                             "the memory available (train --no-memory-check sets false)", default=True)
     mode: Annotated[str, Choices(("supervised", "gan"))] = doc(
         "supervised: one model on (input, target) pairs; gan: model.generator against model.discriminator",
         default="supervised")

@@ -20,6 +20,7 @@ from nnctl import toml_write
 from nnctl.errors import DataError
 
 MAX_CLASSES = 20
+MAX_LEVELS = 50  # a text column with more distinct values is free text or an identifier (data.max_categories)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 X_KEYS = ("x", "X", "inputs", "features", "data", "images", "x_train", "X_train")
 Y_KEYS = ("y", "Y", "labels", "targets", "target", "y_train", "Y_train")
@@ -39,6 +40,8 @@ class Facts:
     test: pathlib.Path | None = None
     target: str | None = None
     features: list | None = None  # only when some columns had to be left out
+    categorical: list | None = None  # CSV text columns with few levels: one-hot encoded
+    missing: list | None = None  # CSV feature columns with empty cells: filled, with an indicator
     x_key: str = "x"
     y_key: str = "y"
     uint8: bool = False  # raw 0-255 pixels: rescale by 1/255
@@ -89,6 +92,27 @@ def _numeric(rows, col) -> bool:
     return True
 
 
+def _column_kind(rows, col) -> tuple[str, int, int]:
+    """(kind, missing cells, distinct present values) of a CSV column: ``number`` (every present cell a
+    number), ``category`` (text with at most ``MAX_LEVELS`` levels, fewer than half the rows), ``text``
+    (free text or identifiers: left out) or ``empty``; missing cells are the data layer's tokens."""
+    from nnctl.data.csvfile import is_missing  # noqa: PLC0415
+
+    present = [r[col].strip() for r in rows if not is_missing(r[col])]
+    n_missing = len(rows) - len(present)
+    if not present:
+        return "empty", n_missing, 0
+    try:
+        for cell in present:
+            float(cell)
+        return "number", n_missing, len(set(present))
+    except ValueError:
+        pass
+    levels = len(set(present))
+    kind = "category" if levels <= MAX_LEVELS and levels <= max(len(rows) // 2, 2) else "text"
+    return kind, n_missing, levels
+
+
 def _sibling_test(train: pathlib.Path) -> pathlib.Path | None:
     """A test file beside the training file by the usual names (iris.csv -> iris-test.csv, train -> test)."""
     name = train.name
@@ -118,22 +142,44 @@ def _inspect_csv(path: pathlib.Path, target: str | None) -> Facts:
         y = raw.astype(np.float64)
     except ValueError:
         y = raw
+    from nnctl.data.csvfile import is_missing  # noqa: PLC0415
+
+    unlabelled = sum(is_missing(r[t]) for r in rows)
+    if unlabelled:
+        raise DataError(f"{path}: the target column {target!r} is empty in {unlabelled} of {len(rows)} rows; "
+                        f"remove the rows without a target first")
     task, classes, units, why = _task_of_labels(y, str(path))
-    numeric = [h for i, h in enumerate(header) if i != t and _numeric(rows, i)]
-    text = [h for i, h in enumerate(header) if i != t and h not in numeric]
-    if not numeric:
-        raise DataError(f"{path}: no numeric feature column besides the target {target!r}")
-    facts = Facts("tabular", path, len(rows), (len(numeric),), task, units, classes, target=target,
-                  features=numeric if text else None)
-    facts.notes.append(f"{path.name}: {len(rows)} rows, {len(numeric)} numeric feature columns, target column "
-                       f"{target!r}: {why}.")
-    if text:
-        facts.notes.append(f"Left out the non-numeric column(s) {', '.join(text)}: nnctl reads numeric features only "
-                           f"(encode them as numbers to use them).")
+    kinds = {h: _column_kind(rows, i) for i, h in enumerate(header) if i != t}
+    numeric = [h for h, k in kinds.items() if k[0] == "number"]
+    categorical = [h for h, k in kinds.items() if k[0] == "category"]
+    features = [h for h in kinds if h in numeric or h in categorical]  # in the file's order
+    left_out = [h for h in kinds if h not in features]
+    missing = [h for h in features if kinds[h][1]]
+    if not features:
+        raise DataError(f"{path}: no usable feature column besides the target {target!r} (numbers, or text with "
+                        f"at most {MAX_LEVELS} distinct values)")
+    width = len(numeric) + sum(1 + kinds[h][2] for h in categorical) + len(missing)  # data/columns.py's widths
+    facts = Facts("tabular", path, len(rows), (width,), task, units, classes, target=target,
+                  features=features if left_out else None, categorical=categorical or None,
+                  missing=missing or None)
+    facts.notes.append(f"{path.name}: {len(rows)} rows, {len(numeric)} numeric feature columns"
+                       + (f", {len(categorical)} categorical" if categorical else "")
+                       + f", target column {target!r}: {why}.")
+    if categorical:
+        facts.notes.append("Categorical (one-hot, with a slot for values unseen in training): " + ", ".join(
+            f"{h} ({kinds[h][2]} levels)" for h in categorical) + ".")
+    if missing:
+        facts.notes.append("Empty cells, filled from the training split (median; the most frequent level for "
+                           "categories), with a 0/1 column saying so: " + ", ".join(
+                               f"{h} ({kinds[h][1]})" for h in missing) + ".")
+    for h in left_out:
+        kind, _, levels = kinds[h]
+        why_out = "has no values" if kind == "empty" else f"is free text or an identifier ({levels} distinct values)"
+        facts.notes.append(f"Left out the column {h!r}: it {why_out}.")
     test = _sibling_test(path)
     if test is not None:
         test_header, test_rows = read_csv_table(test)
-        usable = target in test_header and all(f in test_header for f in numeric)
+        usable = target in test_header and all(f in test_header for f in features)
         if usable and classes is not None:
             seen = {str(c) for c in classes}
             usable = all(_label_text(r[test_header.index(target)]) in seen for r in test_rows)
@@ -344,7 +390,13 @@ def starter_spec(data, output_dir, target: str | None = None, source_arg: str | 
     if facts.kind == "tabular":
         L.append(_line("target", facts.target, "the column to predict"))
         if facts.features:
-            L.append(_line("features", facts.features, "the numeric input columns"))
+            L.append(_line("features", facts.features, "the input columns (the others are left out)"))
+        if facts.categorical:
+            L.append(_line("categorical", facts.categorical, "text columns, one-hot encoded"))
+        if facts.missing:
+            L.append(_line("missing", {"strategy": "median", "columns": {h: {"indicator": True}
+                                                                        for h in facts.missing}},
+                           "fill empty cells; mark where they were"))
     if facts.kind == "arrays" and (facts.x_key, facts.y_key) != ("x", "y"):
         L.append(_line("x", facts.x_key, "array of inputs"))
         L.append(_line("y", facts.y_key, "array of targets"))
@@ -356,7 +408,7 @@ def starter_spec(data, output_dir, target: str | None = None, source_arg: str | 
     if facts.uint8:
         L.append(_line("rescale", "1/255", "0-255 pixels to 0-1, so the first layer sees small inputs"))
     else:
-        L.append(_line("normalize", "standard", "each feature to mean 0, std 1 (training split statistics)"))
+        L.append(_line("normalize", "standard", "each input column to mean 0, std 1 (training split statistics)"))
     if facts.task == "regression":
         L.append(_line("normalize_target", "standard", "learn standardised targets; predictions in original units"))
     stratify = facts.classes is not None
@@ -364,7 +416,8 @@ def starter_spec(data, output_dir, target: str | None = None, source_arg: str | 
                    "hold out 20% to watch overfitting" + (" (same class mix)" if stratify else "")))
 
     # [model]
-    L += ["", "[model]", f"# input_shape = {list(facts.input_shape)} is read from the data"]
+    L += ["", "[model]", f"# input_shape = {list(facts.input_shape)} is read from the data"
+          + (" (after encoding the columns)" if facts.categorical or facts.missing else "")]
     if facts.image:
         h, w = facts.input_shape[:2]
         if len(facts.input_shape) == 2:

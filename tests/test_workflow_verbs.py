@@ -276,7 +276,7 @@ def test_init_csv_classification(tmp_path):
     spec_dir.mkdir()
     raw, done = _init_and_train(tmp_path / "flowers.csv", spec_dir / "flowers.toml")
     assert raw["data"]["train"] == "../flowers.csv"
-    assert raw["data"]["features"] == ["x1", "x2"]  # the text column is left out
+    assert "features" not in raw["data"] and raw["data"]["categorical"] == ["note"]  # 3 levels: one-hot
     assert raw["data"]["normalize"] == "standard" and raw["data"]["validation"]["split"] == 0.2
     assert raw["model"]["layers"][-1] == {"type": "Dense", "units": 3, "activation": "softmax"}
     assert raw["train"]["loss"] == "categorical_crossentropy"

@@ -40,6 +40,10 @@ def register(app: typer.Typer, reports_errors) -> None:
         from nnctl.cli.progress import RowsBar  # noqa: PLC0415
 
         B.keep_freed_memory()  # the process's malloc settings are the application's to choose (backend doc)
+        if confusion_matrix:  # before the work: a PNG path that cannot be written fails now
+            from nnctl import fs  # noqa: PLC0415
+
+            fs.check_output_file(confusion_matrix, "confusion matrix")
         if anomaly_quantile is not None:  # from the training rows only, before the test rows are scored
             from nnctl.anomaly import refit  # noqa: PLC0415
 
@@ -52,11 +56,10 @@ def register(app: typer.Typer, reports_errors) -> None:
         with RowsBar("evaluate", enabled=not json_) as bar:  # a terminal only; gone before the results print
             result = run.evaluate(checkpoint, data, device, preprocessed=preprocessed, on_batch=bar.rows,
                                   anomaly={"label": anomaly_label, "errors": errors})
-        if confusion_matrix:  # the PNG path joins the result: a row of the table, a key of --json
-            from nnctl.plots import confusion_from_checkpoint  # noqa: PLC0415
+        if confusion_matrix:  # drawn from the evaluation's own counts; the path joins the result
+            from nnctl.plots import confusion_from_result  # noqa: PLC0415
 
-            result["confusion_matrix"] = confusion_from_checkpoint(checkpoint, data, confusion_matrix,
-                                                                   device)["confusion_matrix"]
+            result["confusion_matrix"] = confusion_from_result(result, checkpoint, confusion_matrix)
         if json_:
             emit_json(result)
             return

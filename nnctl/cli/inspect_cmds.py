@@ -95,7 +95,10 @@ def register(app: typer.Typer, reports_errors) -> None:
               set_: list[str] = typer.Option([], "--set", help="override a spec key (repeatable)"),
               print_spec: bool = typer.Option(False, "--print-spec",
                                               help="print the resolved spec (extends merged, --set applied) as TOML"),
-              json_: bool = typer.Option(False, "--json", help="JSON on stdout")):
+              json_: bool = typer.Option(False, "--json", help="JSON on stdout"),
+              no_memory_check: bool = typer.Option(False, "--no-memory-check",
+                                                   help="build the model even if its training memory estimate "
+                                                        "exceeds the memory available")):
         """Validate a spec and infer every layer's output shape, parameter count and FLOPs, without training.
 
         Example: nnctl check specs/iris_mlp.toml --set train.epochs=5 --print-spec
@@ -115,8 +118,12 @@ def register(app: typer.Typer, reports_errors) -> None:
         if _gan_summaries(s, f"{spec}: valid", json_):
             return
         needs_data = any(_needs_data(e) for e in s["model"]["layers"])
+        from nnctl.memory import check_fits, training_memory  # noqa: PLC0415
+
+        if s["model"].get("input_shape") and not needs_data and not no_memory_check and s["train"].get(
+                "memory_check", True):  # refused from its shapes, before a parameter is allocated
+            check_fits(s, s["model"]["input_shape"])
         model = model_from_spec(s, needs_data)
-        from nnctl.memory import training_memory  # noqa: PLC0415
 
         _print_summary(f"{spec}: valid", model, json_, memory=training_memory(model, s))
 

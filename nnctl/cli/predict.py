@@ -87,6 +87,10 @@ def register(app: typer.Typer, reports_errors) -> None:
 
             if (pathlib.Path(input_) / "images").is_dir():
                 input_ = str(pathlib.Path(input_) / "images")
+        from nnctl.data.input_chunks import streams  # noqa: PLC0415
+
+        if format_ != "npy" and not score and streams(input_, prep, spec):  # CSV or JSON lines: in chunks
+            return _predict_in_chunks(restored, input_, output, format_, proba, top_k, preprocessed, embed, shaped)
         x, files = read_inputs_named(input_, prep, model.input_shape, (spec["data"].get("x") or "x", "x"))
         source = "stdin" if input_ == "-" else input_
         if prep.unseen:  # predict never fails on a new category level; it says how many it saw
@@ -148,6 +152,48 @@ def _scoring(checkpoint: str, restored, score: bool, reconstruct: bool, embed, f
         raise SpecError("--format: expected csv or jsonl for errors and anomaly flags, found npy (use "
                         "--reconstruct for an array of reconstructions)")
     return score
+
+
+def _predict_in_chunks(restored, input_: str, output: str, fmt: str, proba: bool, top_k, preprocessed: bool,
+                       embed, shaped: bool) -> None:
+    """Read, predict and write CSV or JSON lines chunk by chunk (``data.input_chunks``): memory holds one
+    chunk, and the first answers are written before the input ends. A file output is written atomically."""
+    from nnctl import fs, run  # noqa: PLC0415
+    from nnctl.cli.output import log  # noqa: PLC0415
+    from nnctl.data.input_chunks import chunks  # noqa: PLC0415
+    from nnctl.data.splits import NonFinite  # noqa: PLC0415
+
+    prep = restored.prep
+    source = "stdin" if input_ == "-" else input_
+    if output != "-":
+        fs.check_output_file(output, "predictions")
+
+    def write_all(out) -> None:
+        done = 0
+        for x in chunks(input_, prep):
+            try:
+                outputs, decoded = run.predict(restored, x, preprocessed=preprocessed, source=source, embed=embed)
+            except NonFinite as exc:  # rows are numbered from the start of the input, not of the chunk
+                raise exc.shifted(done) from None
+            columns = _shaped_columns(prep, decoded, embed) if shaped else None
+            text = render(outputs, decoded, prep, fmt, proba, top_k, None, columns)
+            out.write(text if done == 0 or fmt != "csv" else text.partition("\n")[2])  # one header
+            out.flush()
+            done += len(x)
+
+    if output == "-":
+        write_all(sys.stdout)
+    else:
+        from nnctl.checkpoint import atomic_write  # noqa: PLC0415
+
+        def into(tmp) -> None:
+            with open(tmp, "w", encoding="utf-8", newline="") as f:
+                write_all(f)
+
+        atomic_write(output, into)
+    if prep.unseen:
+        log("note: values not seen in training, encoded as out of vocabulary: "
+            + ", ".join(f"{k} {v}" for k, v in prep.unseen.items()))
 
 
 def _columns(prep, width: int) -> list[str]:

@@ -23,6 +23,10 @@ def register(app: typer.Typer, reports_errors) -> None:
         seed: Optional[int] = typer.Option(None, min=0, max=2**32 - 1, help="override seed (0 to 4294967295)"),
         resume: Optional[str] = typer.Option(None, help="continue the run saved in this checkpoint; 'auto': the "
                                                         "newest readable checkpoint of this run, else start fresh"),
+        resume_weights_only: bool = typer.Option(False, "--resume-weights-only",
+                                                 help="with --resume: fine-tune from the checkpoint's weights "
+                                                      "with this run's optimizer and schedule; epochs count "
+                                                      "from 0"),
         init_from: Optional[str] = typer.Option(None, "--init-from", help="load weights by layer name first"),
         run_dir: Optional[str] = typer.Option(None, "--run-dir", help="run folder (default beside the checkpoint)"),
         json_: bool = typer.Option(False, "--json", help="one JSON object per epoch and a final one on stdout"),
@@ -32,6 +36,9 @@ def register(app: typer.Typer, reports_errors) -> None:
         k_fold: Optional[int] = typer.Option(None, "--k-fold", min=2, max=1000,
                                              help="K-fold cross-validation: K runs, each validated on its held-out fold"),
         force: bool = typer.Option(False, "--force", help="overwrite a checkpoint of another model at the output path"),
+        no_memory_check: bool = typer.Option(False, "--no-memory-check",
+                                             help="train even if the model's memory estimate exceeds the memory "
+                                                  "available (train.memory_check = false)"),
         checkpoint_on_signal: bool = typer.Option(False, "--checkpoint-on-signal",
                                                   help="SIGUSR1 also checkpoints at the next batch and exits 143, "
                                                        "as SIGTERM does (SLURM --signal=USR1@90)"),
@@ -63,7 +70,12 @@ def register(app: typer.Typer, reports_errors) -> None:
             overrides.append(f"seed={seed}")
         if checkpoint_on_signal:
             overrides.append("train.checkpoint_on_signal=true")
+        if no_memory_check:
+            overrides.append("train.memory_check=false")
+        if resume_weights_only and resume is None:
+            raise click_exc.UsageError("--resume-weights-only needs --resume CHECKPOINT", ctx)
         s = spec_mod.load(spec, overrides) if spec is not None else run.stored_spec(str(resume), overrides)
+        s["_set"] = [item.partition("=")[0].strip() for item in overrides]  # asked-for changes --resume accepts
         # paths given on the command line are relative to the working directory, not the spec
         if out is not None:
             s["output"]["checkpoint"] = os.path.abspath(out)
@@ -98,14 +110,21 @@ def register(app: typer.Typer, reports_errors) -> None:
             try:
                 with _guard(world):  # one rank fails: MPI_Abort them all
                     is_gan = gan.is_gan_run(s, resume)
+                    if is_gan:  # a GAN resumes whole; the asked-for changes are the supervised session's
+                        s.pop("_set", None)
+                    if is_gan and resume_weights_only:
+                        from nnctl.errors import SpecError  # noqa: PLC0415
+
+                        raise SpecError("--resume-weights-only: a GAN run resumes whole (its two models and "
+                                        "optimizers); use --resume")
                     train_fn = gan.train if is_gan else run.train  # train.mode = "gan"
                     done = train_fn(s, emit=emit, device=device, resume=resume, init_from=init_from, hooks=hooks,
                                     is_writer=rank == 0, strategy=world.strategy() if world else None,
-                                    **({} if is_gan else {"force": force}))
+                                    **({} if is_gan else {"force": force, "weights_only": resume_weights_only}))
             except (TrainingDiverged, Interrupted) as exc:
                 if getattr(exc, "checkpoint", None):  # the command that continues from what was written
                     again = continue_command(spec, exc.checkpoint, set_, epochs, seed, device, run_dir,
-                                             checkpoint_on_signal)
+                                             checkpoint_on_signal, no_memory_check)
                     hint = "lower the learning rate (--set train.optimizer.learning_rate=...) and continue: " \
                         if isinstance(exc, TrainingDiverged) else "continue: "
                     exc.args = (f"{exc}; {hint}{again}",)
@@ -147,7 +166,7 @@ def _guard(world):
 
 
 def continue_command(spec: str | None, checkpoint: str, sets: list[str], epochs, seed, device: str, run_dir,
-                     checkpoint_on_signal: bool = False) -> str:
+                     checkpoint_on_signal: bool = False, no_memory_check: bool = False) -> str:
     """The ``nnctl train`` command line that resumes ``checkpoint`` in place with this run's options."""
     import shlex
 
@@ -161,4 +180,6 @@ def continue_command(spec: str | None, checkpoint: str, sets: list[str], epochs,
         args += ["--device", device]
     if checkpoint_on_signal:
         args.append("--checkpoint-on-signal")
+    if no_memory_check:
+        args.append("--no-memory-check")
     return " ".join(shlex.quote(str(a)) for a in args)

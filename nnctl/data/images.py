@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from nnctl.data import Splits
+from nnctl.data.streaming import Rows
 from nnctl.errors import DataError
 
 # the most pixels of one image, read from its header before decoding (Pillow itself allows about 179 M)
@@ -96,13 +97,18 @@ def read_images(files, color_mode: str, size: tuple[int, int] | None) -> np.ndar
     return _decode(Image, files, _headers(Image, files), color_mode, size)
 
 
+def _same_size(files, heads, size) -> None:
+    """Refuse an image whose size differs from ``size`` (without data.image_size every image keeps its own)."""
+    for p, (_, hw) in zip(files, heads):
+        if hw != size:
+            raise DataError(f"{p}: image is {hw[0]}x{hw[1]} (height x width) but {files[0]} is "
+                            f"{size[0]}x{size[1]}; set data.image_size = [h, w] to resize every image")
+
+
 def _decode(Image, files, heads, color_mode: str, size) -> np.ndarray:
     if size is None:
         size = heads[0][1]
-        for p, (_, hw) in zip(files, heads):
-            if hw != size:
-                raise DataError(f"{p}: image is {hw[0]}x{hw[1]} (height x width) but {files[0]} is "
-                                f"{size[0]}x{size[1]}; set data.image_size = [h, w] to resize every image")
+        _same_size(files, heads, size)
     channels = 1 if color_mode == "grayscale" else 3
     pil_mode = "L" if channels == 1 else "RGB"
     x = np.empty((len(files), size[0], size[1], channels), dtype=np.uint8)
@@ -133,6 +139,93 @@ def _decode(Image, files, heads, color_mode: str, size) -> np.ndarray:
     return x
 
 
+class _Files:
+    """The (N, H, W, C) uint8 array a folder decodes to, as a shape and dtype only (``Rows``' source)."""
+
+    chunks = None
+
+    def __init__(self, Image, files, color_mode: str, size: tuple[int, int]):
+        self.Image, self.files, self.color_mode, self.size = Image, list(files), color_mode, size
+        channels = 1 if color_mode == "grayscale" else 3
+        self.shape = (len(self.files), size[0], size[1], channels)
+        self.dtype = np.dtype(np.uint8)
+
+    def decode(self, rows: np.ndarray) -> np.ndarray:
+        return _decode(self.Image, [self.files[int(i)] for i in rows], None, self.color_mode, self.size)
+
+
+class ImageRows(Rows):
+    """An image folder decoded per batch: ``Rows`` whose reads decode the files they name (in a thread pool)
+    while a background thread already decodes the batch expected next.
+
+    The next batch is the following slice of the epoch's order (``epoch_order``, the in-memory
+    permutation, so training gives the weights of the same images in memory), or the next consecutive
+    rows after a consecutive read (evaluation, prediction, statistics). A read that was not foreseen
+    (a mid-epoch resume's first batch, an MPI rank's share) is decoded on the spot."""
+
+    def __init__(self, source: _Files, index=None, transform=None, dtype=None):
+        super().__init__(source, index, transform, dtype, block_rows=1)
+        self._plan: np.ndarray | None = None  # this epoch's order of logical rows
+        self._cursor = 0
+        self._pending: tuple | None = None  # (rows, raw, future) decoding in the background
+        self._pool = None
+
+    def _view(self, index, transform, dtype) -> ImageRows:
+        return ImageRows(self.source, index, transform, dtype)
+
+    def epoch_order(self, rng: np.random.Generator) -> np.ndarray:
+        self._plan, self._cursor = super().epoch_order(rng), 0
+        return self._plan
+
+    def _read(self, idx: np.ndarray, raw: bool = False) -> np.ndarray:
+        if len(idx) and (idx.min() < 0 or idx.max() >= len(self)):
+            raise IndexError(f"row {int(idx.max())} is out of range for {len(self)} rows")
+        pending, self._pending = self._pending, None
+        if pending is not None and pending[1] == raw and np.array_equal(pending[0], idx):
+            block = pending[2].result()  # a corrupt file raises here, at the batch that needs it
+        else:
+            block = self._decode(idx, raw)
+        following = self._following(idx)
+        if following is not None and len(following):
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(1, thread_name_prefix="nnctl-prefetch")
+            self._pending = (following, raw, self._pool.submit(self._decode, following, raw))
+        return block
+
+    def _decode(self, idx: np.ndarray, raw: bool) -> np.ndarray:
+        phys = idx if self.index is None else self.index[idx]
+        block = self.source.decode(phys)
+        if raw:
+            return block
+        if self.transform is not None:
+            block = self.transform(block)
+        return np.asarray(block, dtype=self.dtype)
+
+    def _following(self, idx: np.ndarray) -> np.ndarray | None:
+        """The rows expected to be read next: the next slice of the epoch's order, or the next run of rows."""
+        k = len(idx)
+        plan = self._plan
+        if plan is not None and k:
+            c = self._cursor
+            if not np.array_equal(plan[c:c + k], idx):  # out of step (a resumed epoch): find the batch
+                hits = np.flatnonzero(plan == idx[0])
+                c = int(hits[0]) if len(hits) else -1
+            if c >= 0 and np.array_equal(plan[c:c + k], idx):
+                self._cursor = c + k
+                return plan[c + k:c + 2 * k]
+        if k > 1 and idx[-1] - idx[0] == k - 1 and np.all(np.diff(idx) == 1):
+            return np.arange(idx[-1] + 1, min(idx[-1] + 1 + k, len(self)), dtype=np.int64)
+        return None
+
+
+def _streams(data: dict, n_pixels_bytes: int) -> bool:
+    """Whether the folder is decoded per batch: ``stream = "batches"``, or ``auto`` above ``stream_above_mb``."""
+    mode = data.get("stream", "auto")
+    if mode == "batches":
+        return True
+    return mode == "auto" and n_pixels_bytes > int(data.get("stream_above_mb", 1024)) << 20
+
+
 def _kind_of(path) -> str:
     from nnctl.data import _path_kind  # noqa: PLC0415
 
@@ -160,8 +253,18 @@ def load(data: dict, prep) -> Splits:
     mode = prep.meta.get("color_mode") or data.get("color_mode", "auto")
     if mode == "auto":
         mode = "rgb" if any(_is_colour(m, Image) for h in heads.values() for m, _ in h) else "grayscale"
-    arrays = {role: (_decode(Image, files, heads[role], mode, size), np.array(labels))
-              for role, (_, files, labels) in listed.items()}
+    channels = 1 if mode == "grayscale" else 3
+    hw = size or heads["train"][0][1]
+    total = sum(len(files) for _, files, _ in listed.values()) * hw[0] * hw[1] * channels
+    if _streams(data, total):  # decoded per batch, the next one in the background
+        for role, (_, files, _) in listed.items():
+            if size is None:
+                _same_size(files, heads[role], hw)
+        arrays = {role: (ImageRows(_Files(Image, files, mode, hw)), np.array(labels))
+                  for role, (_, files, labels) in listed.items()}
+    else:
+        arrays = {role: (_decode(Image, files, heads[role], mode, size), np.array(labels))
+                  for role, (_, files, labels) in listed.items()}
     shapes = {role: x.shape[1:3] for role, (x, _) in arrays.items()}
     for role, hw in shapes.items():
         if hw != shapes["train"]:  # without image_size each folder keeps its own first size

@@ -26,11 +26,13 @@ from nnctl.data.readers import (
     read_csv_table,
     to_float_matrix,
 )
+from nnctl.data.splits import check_finite
 from nnctl.errors import DataError, quote
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 IMAGE_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8")
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+PREDICT_HINT = "remove or fill NaN/inf first"
 
 
 def _source_bytes(source: str) -> tuple[bytes, str]:
@@ -109,12 +111,12 @@ def read_inputs_named(source: str, prep, sample_shape=None, keys=("x",)) -> tupl
     if prep.kind == "timeseries":
         from nnctl.data.timeseries import read_series_inputs  # noqa: PLC0415
 
-        return read_series_inputs(data, name, prep), None
+        return _finite(read_series_inputs(data, name, prep), name, None, "window"), None
     fmt = sniff(data, name)
     if fmt == "image":
         return decode_images([_NamedBytes(data, name)], prep, sample_shape, name), [name]
     if fmt == "idx":
-        return idx_from_bytes(data, name), None
+        return _finite(idx_from_bytes(data, name), name, None), None
     if fmt == "hdf5":
         return _hdf5(data, name, keys), None
     if fmt == "npy":
@@ -137,6 +139,13 @@ def read_inputs_named(source: str, prep, sample_shape=None, keys=("x",)) -> tupl
     return to_float_matrix(rows, cols, header, name), None
 
 
+def _finite(x: np.ndarray, name: str, array: str | None, unit: str = "row") -> np.ndarray:
+    """``x`` unchanged, unless it holds NaN or inf: then one error naming the source, array, row and column
+    (a NaN input would otherwise come back as a NaN prediction)."""
+    check_finite(x, name, array, PREDICT_HINT, unit)
+    return x
+
+
 def _encoded(prep) -> bool:
     """Whether the checkpoint's table has category or missing-value columns (else plain numbers are read)."""
     return any(c["kind"] == "category" or c["strategy"] != "error" for c in prep.meta.get("table") or ())
@@ -155,14 +164,16 @@ def _table(header, rows, name: str, prep, first_line: int = 2) -> np.ndarray:
     return x.astype(np.int64) if enc.ids_only else x
 
 
-def _jsonl_table(data: bytes, name: str, prep) -> np.ndarray:
+def _jsonl_table(data: bytes, name: str, prep, first_line: int = 1) -> np.ndarray:
     """JSON lines of a table with category or missing-value columns: objects keyed by feature (or lists in
     feature order); null is a missing cell, every value is read as the CSV cell it would be."""
     features = prep.feature_names
-    rows = [["" if v is None else str(v) for v in row] for row in _jsonl_rows(data, name, features)]
+    lines: list[int] = []
+    rows = [["" if v is None else str(v) for v in row] for row in _jsonl_rows(data, name, features, lines,
+                                                                               first_line)]
     if not rows:
         raise DataError(f"{name}: no JSON lines")
-    return _table(features, rows, name, prep, first_line=1)
+    return _table(features, rows, name, prep, first_line=lines[0])
 
 
 def read_inputs(source: str, prep, sample_shape=None, keys=("x",)) -> np.ndarray:
@@ -197,14 +208,15 @@ def _pick(names: list[str], keys, name: str) -> str:
 def _npy(data: bytes, name: str, keys) -> np.ndarray:
     """A .npy array or a .npz member (``keys`` in order, else the only one), sizes checked before reading."""
     if data[:2] != b"PK":
-        return load_npy(io.BytesIO(data), name, len(data))
+        return _finite(load_npy(io.BytesIO(data), name, len(data)), name, None)
     import zipfile  # noqa: PLC0415
 
     try:
         members = [n[:-4] for n in zipfile.ZipFile(io.BytesIO(data)).namelist() if n.endswith(".npy")]
     except zipfile.BadZipFile as exc:
         raise DataError(f"{name}: not a readable .npz file ({quote(exc, 80)})") from None
-    return load_npz(io.BytesIO(data), name, (_pick(members, keys, name),))[0]
+    key = _pick(members, keys, name)
+    return _finite(load_npz(io.BytesIO(data), name, (key,))[0], name, key)
 
 
 def _hdf5(data: bytes, name: str, keys) -> np.ndarray:
@@ -213,16 +225,20 @@ def _hdf5(data: bytes, name: str, keys) -> np.ndarray:
     try:
         with h5py.File(io.BytesIO(data), "r") as f:
             datasets = [k for k in f.keys() if isinstance(f[k], h5py.Dataset)]
-            return np.asarray(f[_pick(datasets, keys, name)][()])
+            key = _pick(datasets, keys, name)
+            x = np.asarray(f[key][()])
     except OSError as exc:
         raise DataError(f"{name}: not a readable HDF5 file ({exc})") from None
+    return _finite(x, name, key)
 
 
-def _jsonl_rows(data: bytes, name: str, features: list[str]) -> list[list]:
+def _jsonl_rows(data: bytes, name: str, features: list[str], lines: list[int] | None = None,
+                first_line: int = 1) -> list[list]:
     """One list of values per non-blank JSON line: a list as written (as many values as ``features``, when
-    they are known), or an object's values in feature order."""
+    they are known), or an object's values in feature order; ``lines`` gets each row's line (the first of
+    ``data`` is line ``first_line``)."""
     rows = []
-    for i, line in enumerate(decode_text(data, name).splitlines(), start=1):
+    for i, line in enumerate(decode_text(data, name).splitlines(), start=first_line):
         if not line.strip():
             continue
         try:
@@ -234,25 +250,36 @@ def _jsonl_rows(data: bytes, name: str, features: list[str]) -> list[list]:
                 raise DataError(f"{name}: line {i}: {len(obj)} values, the model expects {len(features)} "
                                 f"features ({_names(features)})")
             rows.append(obj)
+            if lines is not None:
+                lines.append(i)
         elif isinstance(obj, dict):
             missing = [f for f in features if f not in obj]
             if missing:
                 raise DataError(f"{name}: line {i}: missing feature {quote(missing[0])}; expected keys "
                                 f"{_names(features)}")
             rows.append([obj[f] for f in features])
+            if lines is not None:
+                lines.append(i)
         else:
             raise DataError(f"{name}: line {i}: expected a JSON object or list, found {line.strip()[:40]!r}")
     return rows
 
 
-def _jsonl(data: bytes, name: str, features: list[str]) -> np.ndarray:
-    rows = _jsonl_rows(data, name, features)
+def _jsonl(data: bytes, name: str, features: list[str], first_line: int = 1) -> np.ndarray:
+    lines: list[int] = []
+    rows = _jsonl_rows(data, name, features, lines, first_line)
     try:
         arr = np.array(rows, dtype=np.float64)
     except (ValueError, TypeError):
         raise DataError(f"{name}: expected numeric features in every line") from None
-    if arr.ndim < 2 or not np.isfinite(arr).all():
+    if arr.ndim < 2:
         raise DataError(f"{name}: expected rows of finite numbers")
+    bad = ~np.isfinite(arr.reshape(len(arr), -1))
+    if bad.any():  # the line and feature, as a CSV cell is reported
+        r, c = (int(i) for i in np.argwhere(bad)[0])
+        col = quote(features[c]) if arr.ndim == 2 and c < len(features) else str(c)
+        raise DataError(f"{name}: line {lines[r]}, feature {col}: expected a finite number, found "
+                        f"{arr.reshape(len(arr), -1)[r, c]}")
     return arr
 
 

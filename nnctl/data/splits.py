@@ -11,11 +11,14 @@ from nnctl.data.preprocess import Preprocessor
 from nnctl.data.streaming import CHUNK_BYTES
 from nnctl.errors import DataError, quote
 
+TRAIN_HINT = "remove or fill NaN/inf first"
 
-def check_finite(a, where: str, name: str) -> None:
-    """Refuse an array of numbers holding NaN or inf, naming ``where`` (the file), ``name`` (the array) and
-    the first bad row (0-based along axis 0); one vectorised ``isfinite`` pass, in blocks of about
-    ``CHUNK_BYTES`` so a memory-mapped or streamed array is never read whole."""
+
+def check_finite(a, where: str, name: str | None, hint: str = TRAIN_HINT, unit: str = "row") -> None:
+    """Refuse an array of numbers holding NaN or inf, naming ``where`` (the file), ``name`` (the array, or
+    None for a file holding one) and the first bad ``unit`` (0-based along axis 0) with its column (2-D) or
+    position in the sample; one vectorised ``isfinite`` pass, in blocks of about ``CHUNK_BYTES`` so a
+    memory-mapped or streamed array is never read whole."""
     if a is None or np.dtype(a.dtype).kind not in "fc" or len(a) == 0:
         return  # integers, booleans and text cannot hold NaN/inf
     row_bytes = max(1, int(np.prod(a.shape[1:], dtype=np.int64)) * np.dtype(a.dtype).itemsize)
@@ -27,10 +30,30 @@ def check_finite(a, where: str, name: str) -> None:
         ok = np.isfinite(block).reshape(len(block), -1).all(axis=1)
         if not ok.all():
             row = int(np.argmin(ok))
-            value = block[row].reshape(-1)[int(np.argmin(np.isfinite(block[row].reshape(-1))))]
-            raise DataError(f"{where}: {quote(name)}: row {start + row} holds {value}; expected finite numbers "
-                            f"(remove or fill NaN/inf before training)")
+            sample = block[row]
+            flat = int(np.argmin(np.isfinite(sample.reshape(-1))))
+            value = sample.reshape(-1)[flat]
+            within = ""
+            if sample.ndim == 1:
+                within = f", column {flat}"
+            elif sample.ndim > 1:
+                within = f", position {list(int(i) for i in np.unravel_index(flat, sample.shape))}"
+            label = f"{quote(name)}: " if name is not None else ""
+            raise NonFinite(f"{where}: {label}{unit} ", start + row, f"{within} holds {value}; expected finite "
+                            f"numbers ({hint})")
         start += len(block)
+
+
+class NonFinite(DataError):
+    """``check_finite``'s error: ``head`` + row + ``tail``; ``shifted(n)`` numbers the row ``n`` further on
+    (a chunk of a longer input)."""
+
+    def __init__(self, head: str, row: int, tail: str):
+        super().__init__(f"{head}{row}{tail}")
+        self.head, self.row, self.tail = head, row, tail
+
+    def shifted(self, n: int) -> NonFinite:
+        return NonFinite(self.head, self.row + n, self.tail)
 
 
 @dataclass
