@@ -1,8 +1,10 @@
 """A GAN training session: a generator G and a discriminator D, each with its own optimizer, trained in turn.
 
-This module builds the two models from a spec and runs the session as ``run.train`` does for one model
-(checks, run lock, signals, --resume, checkpoints, run folder, the same events); the updates themselves
-are ``gan_trainer.GanTrainer``, the losses ``gan_losses``. Logged per epoch: d_loss, g_loss and D's
+This module builds the two models from a spec and runs the session (``GanSession``, as ``session.Session``
+does for one model: checks, run lock, signals, --resume, checkpoints, run folder, the same events); the
+updates themselves are ``gan_trainer.GanTrainer``, the losses ``gan_losses``. A conditional GAN
+(``model.generator.classes``) feeds G [z, onehot(y)] and D the sample with one-hot label channels, so
+both stay ordinary single-input layer lists; ``sample`` draws requested classes in rows. Logged per epoch: d_loss, g_loss and D's
 accuracy on real (s > 0) and fake (s < 0) samples. Both models, both optimizers and every RNG live in
 one checkpoint (``gan_checkpoint``), so ``nnctl train --resume`` continues bit-identically on the CPU.
 Sampling (``generate``) undoes the checkpoint's preprocessing, so samples are in the data's units.

@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+from test_gan import _interrupt_after, nnctl, one_error_line, tiny_spec
 
 from helpers import SPECS, checkpoint_arrays
 from nnctl import backend as B
@@ -12,7 +13,6 @@ from nnctl import spec as spec_mod
 from nnctl.errors import Interrupted
 from nnctl.gan_trainer import GanTrainer, draw_latent
 from nnctl.optimizers import SGD
-from test_gan import _interrupt_after, nnctl, one_error_line, tiny_spec
 
 K = 3  # classes of the toy data: three 2-D blobs
 

@@ -2,14 +2,14 @@
 
 import numpy as np
 import pytest
+from test_gan import _finite_difference, nnctl, one_error_line, tiny_spec
+from test_gan_conditional import cond_spec, onehot
 
 from nnctl import backend as B
 from nnctl import gan, gan_losses
 from nnctl import spec as spec_mod
 from nnctl.gan_trainer import GanTrainer, draw_latent
 from nnctl.optimizers import SGD
-from test_gan import _finite_difference, nnctl, one_error_line, tiny_spec
-from test_gan_conditional import cond_spec, onehot
 
 S_REAL = np.array([[-2.0], [0.4], [1.6], [3.0]])
 S_FAKE = np.array([[-3.0], [-0.5], [0.8]])
