@@ -218,3 +218,13 @@ def test_generate_refuses_labels_it_cannot_draw(tmp_path):
     assert "unconditional GAN" in line
     line = one_error_line(nnctl("train", path, "--resume", tmp_path / "u.h5"))
     assert "model.generator.classes differs" in line
+
+
+def test_the_shipped_cgan_trains_a_few_batches_and_draws_each_digit(tmp_path):
+    ckpt = tmp_path / "cgan.h5"
+    p = nnctl("train", SPECS / "cgan_mnist.toml", "--out", ckpt, "--set", "data.subset=64", "--epochs", "1", "-q")
+    assert p.returncode == 0, p.stderr
+    p = nnctl("generate", ckpt, "--n", 20, "-o", tmp_path / "grid.png", "--json")
+    assert p.returncode == 0, p.stderr
+    info = json.loads(p.stdout)
+    assert info["rows"] == list(range(10)) and info["labels"] == [k for k in range(10) for _ in range(2)]
