@@ -1,8 +1,10 @@
 """A GAN training session: a generator G and a discriminator D, each with its own optimizer, trained in turn.
 
-This module builds the two models from a spec and runs the session as ``run.train`` does for one model
-(checks, run lock, signals, --resume, checkpoints, run folder, the same events); the updates themselves
-are ``gan_trainer.GanTrainer``, the losses ``gan_losses``. Logged per epoch: d_loss, g_loss and D's
+This module builds the two models from a spec and runs the session (``GanSession``, as ``session.Session``
+does for one model: checks, run lock, signals, --resume, checkpoints, run folder, the same events); the
+updates themselves are ``gan_trainer.GanTrainer``, the losses ``gan_losses``. A conditional GAN
+(``model.generator.classes``) feeds G [z, onehot(y)] and D the sample with one-hot label channels, so
+both stay ordinary single-input layer lists; ``sample`` draws requested classes in rows. Logged per epoch: d_loss, g_loss and D's
 accuracy on real (s > 0) and fake (s < 0) samples. Both models, both optimizers and every RNG live in
 one checkpoint (``gan_checkpoint``), so ``nnctl train --resume`` continues bit-identically on the CPU.
 Sampling (``generate``) undoes the checkpoint's preprocessing, so samples are in the data's units.
@@ -20,7 +22,7 @@ from nnctl import fs, optimizers
 from nnctl.build import build_model
 from nnctl.errors import DataError, Interrupted, Preempted, SpecError, TrainingDiverged
 from nnctl.gan_checkpoint import read_snapshot, write_checkpoint
-from nnctl.gan_trainer import GanTrainer, draw_latent
+from nnctl.gan_trainer import GanTrainer, draw_latent, with_labels
 from nnctl.graph import Model
 from nnctl.strategy import DataParallel, Local
 from nnctl.train import Hooks
@@ -64,8 +66,44 @@ def _built(spec: dict, which: str, input_shape, seed: int, input_grad: bool = Fa
         raise err from None
 
 
+def classes_of(spec: dict) -> int:
+    """A conditional GAN's number of classes; 0 for an unconditional one."""
+    return int(spec["model"]["generator"].get("classes") or 0)
+
+
 def build_generator(spec: dict) -> Model:
-    return _built(spec, "generator", (spec["model"]["generator"]["latent_dim"],), spec["seed"])
+    """G on z (and, conditional, the one-hot label after it): input [latent_dim + classes]."""
+    net = spec["model"]["generator"]
+    return _built(spec, "generator", (int(net["latent_dim"]) + classes_of(spec),), spec["seed"])
+
+
+def discriminator_input(spec: dict, sample_shape) -> tuple:
+    """D's input shape: the sample's, with ``classes`` more channels on its last axis for a conditional GAN."""
+    shape = tuple(sample_shape)
+    return shape[:-1] + (shape[-1] + classes_of(spec),)
+
+
+def class_labels(spec: dict, y) -> np.ndarray | None:
+    """A conditional GAN's training labels as int64 in 0..classes-1 (None when unconditional); one line if not."""
+    k = classes_of(spec)
+    if not k:
+        return None
+    where = f"{spec['data']['train']}: labels"
+    fix = f"model.generator.classes = {k} needs integer class labels 0..{k - 1}"
+    y = None if y is None else np.asarray(y)
+    if y is None or y.ndim > 2 or (y.ndim == 2 and y.shape[1] != 1) or not len(y):
+        shape = "none" if y is None else f"shape {list(y.shape)}"
+        raise DataError(f"{where}: expected one class label per sample ({fix}), found {shape}")
+    y = y.reshape(len(y))
+    if not np.all(np.isfinite(y)) or not np.all(y == np.round(y)):
+        bad = y[~(np.isfinite(y) & (y == np.round(y)))][0]
+        raise DataError(f"{where}: expected integer class labels ({fix}), found {bad!r}")
+    labels = y.astype(np.int64)
+    found = np.unique(labels)
+    if labels.min() < 0 or labels.max() >= k or len(found) != k:
+        raise DataError(f"{where}: expected {k} classes 0..{k - 1} (model.generator.classes), found {len(found)} "
+                        f"distinct labels from {labels.min()} to {labels.max()}")
+    return labels
 
 
 def build_pair(spec: dict, sample_shape) -> tuple[Model, Model]:
@@ -75,7 +113,8 @@ def build_pair(spec: dict, sample_shape) -> tuple[Model, Model]:
     if tuple(g.output_shape) != tuple(sample_shape):
         raise SpecError(f"{source}: model.generator: outputs samples of shape {list(g.output_shape)}, but the data's "
                         f"samples have shape {list(sample_shape)} ({spec['data']['train']})")
-    d = _built(spec, "discriminator", sample_shape, discriminator_seed(spec["seed"]), input_grad=True)
+    d = _built(spec, "discriminator", discriminator_input(spec, sample_shape), discriminator_seed(spec["seed"]),
+               input_grad=True)
     if isinstance(d.output_shape, list) or tuple(d.output_shape) != (1,):
         last = d.nodes[-1].name
         raise SpecError(f"{source}: model.discriminator.layers[-1] ({last}): the discriminator must output one score "
@@ -126,86 +165,112 @@ def train(spec: dict, emit=_noop, device: str = "auto", resume: str | None = Non
                         f"--distributed")
     check_before_work(spec)
     with fs.run_lock(spec["output"]["checkpoint"]):
-        return _train(spec, emit, device, resume, hooks or Hooks())
+        return GanSession(spec, emit, hooks).run(device, resume)
 
 
-def _train(spec: dict, emit, device: str, resume: str | None, hooks: Hooks) -> dict:
-    from nnctl.data import load_dataset  # noqa: PLC0415
-    from nnctl.run import Signals  # noqa: PLC0415
+class GanSession:
+    """One GAN training run: data, the two models and their trainer, signals, checkpoints and the run folder.
 
-    B.use(device)
-    t_start = time.perf_counter()
-    ds = load_dataset(spec, with_test=False)
-    g, d = build_pair(spec, ds.input_shape)
-    check_range(spec, g, ds.x_train)
-    _check_rounds(spec, len(ds.x_train))
-    spec["_sample_shape"] = list(ds.input_shape)  # what generate and --resume need without the data
-    g.to_device()
-    d.to_device()
-    tcfg = spec["train"]
-    epochs = int(tcfg["epochs"])
-    trainer = GanTrainer(g, d, make_optimizer(tcfg["gan"]["generator_optimizer"]),
-                         make_optimizer(tcfg["gan"]["discriminator_optimizer"]), tcfg, spec["model"]["generator"],
-                         spec["seed"], hooks)
-    ckpt_path = spec["output"]["checkpoint"]
-    if resume:
-        trainer.restore(read_snapshot(resume, spec, trainer))
-        emit({"event": "resume", "checkpoint": str(resume), "epoch": trainer.epoch})
-    start_epoch = trainer.epoch
-    last = trainer.snapshot()
-    signals = Signals()
-    hooks.should_stop = lambda: signals.stop
+    The state the old closures shared lives on the instance: ``last`` is the snapshot of the last finished
+    epoch (what every checkpoint written during or after a failure holds)."""
 
-    def write(path, snap):
-        write_checkpoint(path, spec, trainer, ds.prep, snap)
+    def __init__(self, spec: dict, emit=_noop, hooks: Hooks | None = None):
+        from nnctl.run import Signals  # noqa: PLC0415
 
-    def between_batches():
-        if signals.save_requested:
-            signals.save_requested = False
-            write(ckpt_path, last)
-            emit({"event": "checkpoint", "reason": "SIGUSR1", "checkpoint": ckpt_path, "epoch": last["epoch"]})
+        self.spec, self.emit, self.hooks = spec, emit, hooks or Hooks()
+        self.tcfg = spec["train"]
+        self.epochs = int(self.tcfg["epochs"])
+        self.ckpt_path = spec["output"]["checkpoint"]
+        self.signals = Signals()
+        self.t_start = time.perf_counter()
 
-    hooks.between_batches = between_batches
+    def run(self, device: str, resume: str | None) -> dict:
+        """Load, build, train and write; the ``done`` event (raises Interrupted/Preempted when stopped)."""
+        from nnctl.data import load_dataset  # noqa: PLC0415
 
-    def on_epoch_end(epoch, logs):
-        nonlocal last
-        last = trainer.snapshot()
-        emit({"event": "epoch", "epoch": epoch, "epochs": epochs, **logs})
-        if tcfg.get("save_every") and epoch % tcfg["save_every"] == 0:
-            stem = pathlib.Path(ckpt_path)
-            write(stem.with_name(f"{stem.stem}.epoch{epoch:03d}.h5"), last)
+        spec = self.spec
+        B.use(device)
+        self.t_start = time.perf_counter()
+        self.ds = ds = load_dataset(spec, with_test=False)
+        g, d = build_pair(spec, ds.input_shape)
+        check_range(spec, g, ds.x_train)
+        _check_rounds(spec, len(ds.x_train))
+        self.labels = class_labels(spec, ds.y_train)
+        spec["_sample_shape"] = list(ds.input_shape)  # what generate and --resume need without the data
+        g.to_device()
+        d.to_device()
+        gcfg = self.tcfg["gan"]
+        self.trainer = GanTrainer(g, d, make_optimizer(gcfg["generator_optimizer"]),
+                                  make_optimizer(gcfg["discriminator_optimizer"]), self.tcfg,
+                                  spec["model"]["generator"], spec["seed"], self.hooks)
+        if resume:
+            self.trainer.restore(read_snapshot(resume, spec, self.trainer))
+            self.emit({"event": "resume", "checkpoint": str(resume), "epoch": self.trainer.epoch})
+        self.start_epoch = self.trainer.epoch
+        self.last = self.trainer.snapshot()
+        self.hooks.should_stop = lambda: self.signals.stop
+        self.hooks.between_batches = self.between_batches
+        with self.signals.installed():  # also while the final checkpoint is written: a Ctrl-C then sets ``stop``
+            done = self._fit()
+        if self.signals.stop:
+            self._stopped(done)
+        return done
 
-    with signals.installed():  # also while the final checkpoint is written: a Ctrl-C then sets ``stop``
+    def write(self, path, snap: dict) -> None:
+        write_checkpoint(path, self.spec, self.trainer, self.ds.prep, snap)
+
+    def between_batches(self) -> None:
+        """SIGUSR1 asks for a checkpoint of the last finished epoch, written between batches."""
+        if self.signals.save_requested:
+            self.signals.save_requested = False
+            self.write(self.ckpt_path, self.last)
+            self.emit({"event": "checkpoint", "reason": "SIGUSR1", "checkpoint": self.ckpt_path,
+                       "epoch": self.last["epoch"]})
+
+    def on_epoch_end(self, epoch: int, logs: dict) -> None:
+        self.last = self.trainer.snapshot()
+        self.emit({"event": "epoch", "epoch": epoch, "epochs": self.epochs, **logs})
+        if self.tcfg.get("save_every") and epoch % self.tcfg["save_every"] == 0:
+            stem = pathlib.Path(self.ckpt_path)
+            self.write(stem.with_name(f"{stem.stem}.epoch{epoch:03d}.h5"), self.last)
+
+    def _fit(self) -> dict:
+        """Train; on a failure keep the last good epoch; the ``done`` event of the final checkpoint."""
+        ckpt_path, last_epoch = self.ckpt_path, lambda: self.last["epoch"]
         try:
-            trainer.fit(ds.x_train, epochs, on_epoch_end)
+            self.trainer.fit(self.ds.x_train, self.epochs, self.on_epoch_end, self.labels)
         except BaseException as exc:
-            kept = last["epoch"] > 0
+            kept = last_epoch() > 0
             if kept:  # keep the last good epoch (diverged or crashed)
-                write(ckpt_path, last)
+                self.write(ckpt_path, self.last)
             if isinstance(exc, TrainingDiverged):
                 exc.checkpoint = ckpt_path if kept else None
-                exc.args = (f"{exc}; " + (f"wrote {ckpt_path} with epoch {last['epoch']}, the last good one"
+                exc.args = (f"{exc}; " + (f"wrote {ckpt_path} with epoch {last_epoch()}, the last good one"
                                           if kept else "no epoch had finished, so no checkpoint was written"),)
             raise
-        if signals.stop and last["epoch"] == start_epoch:  # nothing new to save: never clobber what is there
+        if self.signals.stop and last_epoch() == self.start_epoch:  # nothing new to save: never clobber
             kept_note = f"; {ckpt_path} is unchanged" if pathlib.Path(ckpt_path).exists() else ""
-            raise Interrupted(f"interrupted before epoch {start_epoch + 1} finished: nothing written{kept_note}")
-        done = _finish(spec, ckpt_path, write, last, t_start)
-    if signals.stop:
-        emit(done)
-        if signals.name:  # SIGTERM: the documented requeue code, 143 (docs/distributed.md)
-            stopped: Interrupted = Preempted(f"terminated by {signals.name}: wrote {ckpt_path} with epoch {last['epoch']}")
+            raise Interrupted(f"interrupted before epoch {self.start_epoch + 1} finished: nothing written{kept_note}")
+        return _finish(self.spec, ckpt_path, self.write, self.last, self.t_start)
+
+    def _stopped(self, done: dict) -> None:
+        """A stop request that ended training after a checkpoint was written: the done event, then the raise."""
+        self.emit(done)
+        ckpt_path, epoch = self.ckpt_path, self.last["epoch"]
+        if self.signals.name:  # SIGTERM: the documented requeue code, 143 (docs/distributed.md)
+            stopped: Interrupted = Preempted(f"terminated by {self.signals.name}: wrote {ckpt_path} with epoch {epoch}")
         else:
-            stopped = Interrupted(f"interrupted: wrote {ckpt_path} with epoch {last['epoch']}")
+            stopped = Interrupted(f"interrupted: wrote {ckpt_path} with epoch {epoch}")
         stopped.checkpoint = ckpt_path  # the CLI adds the command that continues
         raise stopped
-    return done
 
 
-def diagnosis(history: dict) -> str:
-    """What the last epochs' logs say about the usual failure modes (README: GANs, when training fails)."""
+def diagnosis(history: dict, loss: str = "non_saturating") -> str:
+    """What the last epochs' logs say about the usual failure modes (README: GANs, when training fails).
+
+    A WGAN critic's score has no zero point, so its accuracies say nothing and no note is given."""
     real, fake = history.get("d_real_accuracy", []), history.get("d_fake_accuracy", [])
-    if not real:
+    if not real or loss == "wgan_gp":
         return ""
     if real[-1] > 0.95 and fake[-1] > 0.95:
         return (f"the discriminator is winning (it tells real from fake {real[-1]:.0%} / {fake[-1]:.0%} of the time): "
@@ -226,7 +291,7 @@ def _finish(spec: dict, ckpt_path: str, write, last: dict, t_start: float) -> di
     final = {k: v[-1] for k, v in history.items() if v}
     summary = {"epochs": epochs_run, "checkpoint_epoch": epochs_run, **{f"final_{k}": v for k, v in final.items()
                                                                       if k not in ("seconds", "samples_per_second")}}
-    note = diagnosis(history)
+    note = diagnosis(history, spec["train"]["gan"]["loss"])
     if note:
         summary["note"] = note
     run_dir = spec["output"].get("run_dir") or str(default_run_dir(ckpt_path))
@@ -237,11 +302,22 @@ def _finish(spec: dict, ckpt_path: str, write, last: dict, t_start: float) -> di
 
 
 # -- sampling ------------------------------------------------------------------------------------------
-def sample(generator: Model, latent: dict, n: int, seed: int) -> np.ndarray:
-    """``n`` samples G(z) (host array, the model's units), z drawn from a generator seeded with ``seed``."""
+def sample(generator: Model, latent: dict, n: int, seed: int, labels=None) -> tuple[np.ndarray, np.ndarray | None]:
+    """``n`` samples G(z) (host array, the model's units) and their labels, z from a generator seeded with ``seed``.
+
+    Conditional: the requested ``labels`` (default every class) in rows of c = ceil(n / len(labels)) samples,
+    row r all of class labels[r] and column j the same z_j in every row (the style held, the class changed);
+    the first n in row order. One label is c = n draws, so sample i has the same z with or without it."""
     rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed)))
-    z = draw_latent(rng, latent["latent"], n, int(latent["latent_dim"]), generator.dtype)
-    return generator.predict(z)
+    classes = int(latent.get("classes") or 0)
+    if not classes:
+        return generator.predict(draw_latent(rng, latent["latent"], n, int(latent["latent_dim"]), generator.dtype)), None
+    wanted = list(range(classes)) if labels is None else [int(k) for k in labels]
+    per_row = -(-n // len(wanted))
+    z = draw_latent(rng, latent["latent"], per_row, int(latent["latent_dim"]), generator.dtype)
+    z_all = np.concatenate([z] * len(wanted))[:n]
+    y = np.repeat(np.asarray(wanted, dtype=np.int64), per_row)[:n]
+    return generator.predict(with_labels(z_all, y, classes)), y
 
 
 def to_data_units(x: np.ndarray, prep) -> np.ndarray:
@@ -254,19 +330,41 @@ def to_data_units(x: np.ndarray, prep) -> np.ndarray:
     return x
 
 
-def generate(path, n: int = 64, seed: int = 0, device: str = "auto") -> tuple[np.ndarray, dict]:
-    """``n`` samples of a GAN checkpoint's generator in the training data's units, and what was sampled."""
+def check_labels(path, spec: dict, labels) -> None:
+    """Requested labels must be a conditional checkpoint's classes; one line otherwise."""
+    k = classes_of(spec)
+    if labels is None:
+        return
+    if not k:
+        raise SpecError(f"--label: {path} holds an unconditional GAN (no model.generator.classes); sample it "
+                        f"without --label/--labels")
+    if not len(labels):
+        raise SpecError("--labels: expected at least one class label, found none")
+    bad = [int(v) for v in labels if not 0 <= int(v) < k]
+    if bad:
+        raise SpecError(f"--label: expected a class 0..{k - 1} of {path}, found {bad[0]}")
+
+
+def generate(path, n: int = 64, seed: int = 0, device: str = "auto", labels=None) -> tuple[np.ndarray, dict]:
+    """``n`` samples of a GAN checkpoint's generator in the training data's units, and what was sampled.
+
+    ``labels``: the classes to draw (conditional GAN; default all of them), see ``sample``."""
     from nnctl.data.preprocess import Preprocessor  # noqa: PLC0415
     from nnctl.gan_checkpoint import load_generator  # noqa: PLC0415
 
     ck, g, spec = load_generator(path, device)
+    check_labels(path, spec, labels)
     try:
         prep = Preprocessor.from_arrays(ck.prep_arrays)
     except (KeyError, ValueError, TypeError) as exc:
         raise SpecError(f"{path}: checkpoint preprocessing is incomplete ({exc})") from None
-    x = to_data_units(sample(g, spec["model"]["generator"], n, seed), prep)
+    raw, y = sample(g, spec["model"]["generator"], n, seed, labels)
+    x = to_data_units(raw, prep)
     info = {"checkpoint": str(path), "samples": n, "seed": seed, "shape": list(x.shape[1:]), "epoch": ck.epoch,
             "kind": prep.kind}
+    if y is not None:
+        wanted = list(range(classes_of(spec))) if labels is None else [int(k) for k in labels]
+        info.update(labels=[int(v) for v in y], rows=wanted, per_row=-(-n // len(wanted)))
     return x, info
 
 
@@ -292,5 +390,5 @@ def models_for_check(spec: dict) -> list[tuple[str, Model]]:
     """Both models built without data (D on G's output shape) for ``nnctl check`` and ``summary``."""
     g = build_generator(spec)
     shape = spec.get("_sample_shape") or g.output_shape
-    d = _built(spec, "discriminator", shape, discriminator_seed(spec["seed"]))
+    d = _built(spec, "discriminator", discriminator_input(spec, shape), discriminator_seed(spec["seed"]))
     return [("generator", g), ("discriminator", d)]

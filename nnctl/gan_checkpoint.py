@@ -74,7 +74,7 @@ def model_differences(spec: dict, stored: dict) -> list[str]:
         out.append(f"sample shape {stored.get('_sample_shape')} -> {spec.get('_sample_shape')}")
     for which in MODELS:
         a, b = spec["model"][which], stored.get("model", {}).get(which) or {}
-        for key in ("latent_dim", "latent", "layers"):
+        for key in ("latent_dim", "latent", "classes", "layers"):
             if key in a and a.get(key) != b.get(key):
                 out.append(f"model.{which}.{key} differs")
     return out

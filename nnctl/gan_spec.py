@@ -14,7 +14,7 @@ from nnctl.spec_sections import GanTrain
 MODELS = ("generator", "discriminator")
 #: keys of an ordinary spec that a GAN run has no use for, with what to write instead
 SUPERVISED_ONLY = {
-    ("train", "loss"): "set train.gan.loss (non_saturating or hinge)",
+    ("train", "loss"): "set train.gan.loss (non_saturating, hinge or wgan_gp)",
     ("train", "optimizer"): "set train.gan.generator_optimizer and train.gan.discriminator_optimizer",
     ("train", "metrics"): "a GAN run logs d_loss, g_loss, d_real_accuracy and d_fake_accuracy itself",
     ("train", "early_stopping"): "GAN losses do not measure sample quality, so nothing to stop on",
@@ -77,10 +77,31 @@ def check(spec: dict, raw: dict) -> list[str]:
     if train.get("gan") is None:
         train["gan"], _ = _defaults(GanTrain)
     gan = train["gan"]
-    if gan.get("loss") == "hinge" and gan.get("label_smoothing"):
-        problems.append("train.gan.label_smoothing: applies to the non_saturating loss only; the hinge loss has "
-                        "its own margin")
+    if gan.get("loss") in ("hinge", "wgan_gp") and gan.get("label_smoothing"):
+        problems.append(f"train.gan.label_smoothing: applies to the non_saturating loss only; expected 0 with "
+                        f"loss = {gan['loss']!r}, found {gan['label_smoothing']}")
+    if gan.get("loss") == "wgan_gp":
+        problems += _per_sample_critic(model.get("discriminator"))
+    classes = (model.get("generator") or {}).get("classes")
+    if isinstance(classes, int) and classes < 2:
+        problems.append(f"model.generator.classes: a conditional GAN needs at least 2 classes, found {classes}")
     return problems
+
+
+#: layers that mix the samples of a batch, so that grad_x D(x_hat_i) is not one sample's gradient
+BATCH_COUPLED = ("BatchNormalization",)
+
+
+def _per_sample_critic(net) -> list[str]:
+    """The gradient penalty is per sample: a critic with batch statistics is refused (Gulrajani et al., 4)."""
+    layers = net.get("layers") if isinstance(net, dict) else None
+    out = []
+    for i, layer in enumerate(layers if isinstance(layers, list) else []):
+        if isinstance(layer, dict) and layer.get("type") in BATCH_COUPLED:
+            out.append(f"model.discriminator.layers[{i}] ({layer.get('name', layer['type'])}): expected no "
+                       f"{layer['type']} with loss = 'wgan_gp' (batch statistics couple the samples whose gradient "
+                       f"norms the penalty takes), found one; use LayerNormalization or none")
+    return out
 
 
 def _renamed(problem: str, prefix: str) -> str:

@@ -299,6 +299,9 @@ class Generator:
     latent_dim: PositiveInt = doc("size of the latent vector z the generator maps to a sample", default=100)
     latent: Annotated[str, Choices(("normal", "uniform"))] = doc(
         "distribution of z: normal N(0, 1) or uniform U(-1, 1)", default="normal")
+    classes: PositiveInt | None = doc(
+        "conditional GAN: the number of classes (labels 0..classes-1); the label goes into G as a one-hot vector "
+        "beside z and into D as one-hot channels beside the sample", default=None)
 
 
 @dataclass(frozen=True)
@@ -308,9 +311,12 @@ class Discriminator:
 
 @dataclass(frozen=True)
 class GanTrain:
-    loss: Annotated[str, Choices(("non_saturating", "hinge"))] = doc(
+    loss: Annotated[str, Choices(("non_saturating", "hinge", "wgan_gp"))] = doc(
         "non_saturating: D minimises BCE, G minimises -log D(G(z)); hinge: D relu(1 - s_real) + relu(1 + s_fake), "
-        "G -s_fake", default="non_saturating")
+        "G -s_fake; wgan_gp: D s_fake - s_real + gradient_penalty (||grad_x D(x_hat)|| - 1)^2, G -s_fake",
+        default="non_saturating")
+    gradient_penalty: Annotated[float, Range(0)] = doc(
+        "wgan_gp: the penalty weight lambda (Gulrajani et al. 2017 use 10)", default=10.0)
     d_steps: PositiveInt = doc("discriminator steps (each on its own real batch) before the generator steps",
                                default=1)
     g_steps: PositiveInt = doc("generator steps after each round of d_steps discriminator steps", default=1)

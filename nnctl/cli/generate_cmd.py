@@ -3,6 +3,8 @@
 Samples come back in the training data's units (the checkpoint's rescale and normalisation undone), so a
 .npy file goes straight into ``nnctl predict`` of a classifier trained on the same data. The grid shows
 pixel data (IDX, image folders) on its own 0..255 scale, other data min-max scaled over the whole grid.
+A conditional GAN's grid has one row per requested class (``--label 3``, ``--labels 0,1,2``; default
+every class), each column one latent vector.
 """
 
 from __future__ import annotations
@@ -27,15 +29,29 @@ def tiles(x: np.ndarray, kind: str) -> np.ndarray:
     return np.round(np.clip(x, 0, 255)).astype(np.uint8)
 
 
-def grid_picture(x: np.ndarray, kind: str, scale: int) -> np.ndarray:
-    """A near-square grid of every sample, ceil(sqrt(N)) per row."""
+def grid_picture(x: np.ndarray, kind: str, scale: int, per_row: int | None = None) -> np.ndarray:
+    """A grid of every sample, ``per_row`` (default ceil(sqrt(N)), near-square) per row."""
     from nnctl.cli.augment_preview import grid  # noqa: PLC0415
 
     t = tiles(x, kind)
-    per_row = math.ceil(math.sqrt(len(t)))
+    per_row = per_row or math.ceil(math.sqrt(len(t)))
     blank = np.full((per_row * math.ceil(len(t) / per_row) - len(t), *t.shape[1:]), 255, dtype=np.uint8)
     t = np.concatenate([t, blank])
     return grid([t[i:i + per_row] for i in range(0, len(t), per_row)], scale)
+
+
+def parse_labels(label: list[int] | None, labels: str | None) -> list[int] | None:
+    """``--label 3 --label 5`` and ``--labels 3,5`` -> [3, 5]; None when neither is given (every class)."""
+    from nnctl.errors import SpecError  # noqa: PLC0415
+
+    out = list(label or [])
+    for part in (labels.split(",") if labels is not None else []):
+        try:
+            out.append(int(part.strip()))
+        except ValueError:
+            raise SpecError(f"--labels: expected comma-separated class numbers such as 0,3,7, found "
+                            f"{labels!r}") from None
+    return out if label or labels is not None else None
 
 
 def register(app: typer.Typer, reports_errors) -> None:
@@ -43,7 +59,11 @@ def register(app: typer.Typer, reports_errors) -> None:
     @reports_errors
     def generate(
         checkpoint: str = typer.Argument(..., help="checkpoint written by nnctl train with train.mode = \"gan\""),
-        n: int = typer.Option(64, "--n", "-n", min=1, max=100_000, help="number of samples"),
+        n: int = typer.Option(64, "--n", "-n", min=1, max=100_000,
+                              help="number of samples (conditional: over every requested class, in rows)"),
+        label: Optional[list[int]] = typer.Option(None, "--label", help="conditional GAN: draw this class "
+                                                  "(repeat for more rows); default every class"),
+        labels: Optional[str] = typer.Option(None, "--labels", help="conditional GAN: classes such as 0,3,7"),
         seed: int = typer.Option(0, min=0, max=2**32 - 1, help="seeds the latent draws: same seed, same samples"),
         output: Optional[str] = typer.Option(None, "--output", "-o",
                                              help="grid.png (a picture) or samples.npy (the arrays); default "
@@ -54,7 +74,8 @@ def register(app: typer.Typer, reports_errors) -> None:
     ):
         """Sample a GAN's generator: a PNG grid of images or a .npy array of every sample.
 
-        Example: nnctl generate runs/dcgan-mnist.h5 --n 64 --seed 1 --output grid.png
+        Example: nnctl generate runs/dcgan-mnist.h5 --n 64 --seed 1 --output grid.png; a conditional GAN:
+        nnctl generate runs/cgan-mnist.h5 --n 64 --label 3
         """
         from nnctl import fs, gan  # noqa: PLC0415
         from nnctl.cli.output import emit_json  # noqa: PLC0415
@@ -68,7 +89,7 @@ def register(app: typer.Typer, reports_errors) -> None:
         if ext == ".png" and n > MAX_GRID:
             raise SpecError(f"--n {n}: a PNG grid holds at most {MAX_GRID} samples; write a .npy file for more")
         fs.check_output_file(out, "output")
-        x, info = gan.generate(checkpoint, n, seed, device)
+        x, info = gan.generate(checkpoint, n, seed, device, parse_labels(label, labels))
         if ext == ".npy":
             def write(tmp):
                 with open(tmp, "wb") as f:
@@ -79,7 +100,8 @@ def register(app: typer.Typer, reports_errors) -> None:
                                 f"generator makes samples of shape {info['shape']}; write a .npy file instead")
             from PIL import Image  # noqa: PLC0415
 
-            picture = grid_picture(x, info["kind"], scale)
+            rows = len(info.get("rows", ()))
+            picture = grid_picture(x, info["kind"], scale, info["per_row"] if rows > 1 else None)
             image = Image.fromarray(picture[..., 0] if picture.shape[-1] == 1 else picture)
 
             def write(tmp):
@@ -89,4 +111,5 @@ def register(app: typer.Typer, reports_errors) -> None:
         if json_:
             emit_json(info)
         else:
-            print(f"wrote {out}: {n} samples of shape {info['shape']} (seed {seed}, epoch {info['epoch']})")
+            classes = f", classes {','.join(map(str, info['rows']))}" if "rows" in info else ""
+            print(f"wrote {out}: {n} samples of shape {info['shape']} (seed {seed}, epoch {info['epoch']}{classes})")
