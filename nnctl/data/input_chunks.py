@@ -20,7 +20,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from nnctl.data import inputs
-from nnctl.data.readers import _exists
+from nnctl.data.readers import _exists, check_header, to_float_matrix
 from nnctl.errors import DataError, quote
 
 CHUNK_ROWS = 4096
@@ -93,6 +93,7 @@ def _csv_chunks(lines: Iterator[str], name: str, prep, size: int) -> Iterator[np
         header = [h.strip() for h in next(reader)]
     except csv.Error as exc:
         raise DataError(f"{name}: line 1: not readable as CSV ({exc})") from None
+    check_header(header, name)
     features = prep.feature_names
     encoded = inputs._encoded(prep)
     if features and not all(f in header for f in features):
@@ -127,24 +128,7 @@ def _csv_chunks(lines: Iterator[str], name: str, prep, size: int) -> Iterator[np
 def _csv_block(rows, numbers, header, cols, name: str, prep, encoded: bool) -> np.ndarray:
     if encoded and prep.feature_names:
         return inputs._table(header, rows, name, prep, first_line=numbers[0])
-    try:
-        out = np.array([[float(r[c]) for c in cols] for r in rows], dtype=np.float64)
-        if np.isfinite(out).all():
-            return out
-    except ValueError:
-        pass
-    for r, line in zip(rows, numbers):  # the first bad cell, by its line in the input
-        for c in cols:
-            cell = r[c].strip()
-            try:
-                v = float(cell)
-            except ValueError:
-                raise DataError(f"{name}: line {line}, column {quote(header[c])}: expected a number, "
-                                f"found {quote(cell)}") from None
-            if not np.isfinite(v):
-                raise DataError(f"{name}: line {line}, column {quote(header[c])}: expected a finite number, "
-                                f"found {quote(cell)}")
-    raise DataError(f"{name}: lines {numbers[0]}-{numbers[-1]}: not readable as numbers")
+    return to_float_matrix(rows, cols, header, name, numbers)
 
 
 def _jsonl_chunks(lines: Iterator[str], name: str, prep, size: int) -> Iterator[np.ndarray]:

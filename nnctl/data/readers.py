@@ -121,23 +121,26 @@ def read_csv_table(source, name: str | None = None) -> tuple[list[str], list[lis
     return header, rows
 
 
-def to_float_matrix(rows: list[list[str]], columns: list[int], header: list[str], name: str) -> np.ndarray:
-    """Parse the given columns of CSV rows as finite floats; errors name the line and column."""
+def to_float_matrix(rows: list[list[str]], columns: list[int], header: list[str], name: str,
+                    lines: list[int] | None = None) -> np.ndarray:
+    """Parse the given columns of CSV rows as finite floats; errors name the line (``lines[i]`` for row i,
+    default i + 2: after the header) and the column."""
     try:
         out = np.array([[float(r[c]) for c in columns] for r in rows], dtype=np.float64)
     except ValueError:
         out = None
     if out is None or not np.isfinite(out).all():
         for i, r in enumerate(rows):
+            line = lines[i] if lines is not None else i + 2
             for c in columns:
                 cell = r[c].strip()
                 try:
                     v = float(cell)
                 except ValueError:
-                    raise DataError(f"{name}: line {i + 2}, column {quote(header[c])}: expected a number, "
+                    raise DataError(f"{name}: line {line}, column {quote(header[c])}: expected a number, "
                                     f"found {quote(cell)}") from None
                 if not np.isfinite(v):
-                    raise DataError(f"{name}: line {i + 2}, column {quote(header[c])}: expected a finite number, "
+                    raise DataError(f"{name}: line {line}, column {quote(header[c])}: expected a finite number, "
                                     f"found {quote(cell)}")
     return out
 
