@@ -21,22 +21,32 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 MARK = "@@RESULT@@ "  # a worker's one result line on stdout starts with this
-ENV_KEYS = ("OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
-            "GOTO_NUM_THREADS", "OMP_WAIT_POLICY", "NNCTL_DEVICE")
+ENV_KEYS = (
+    "OPENBLAS_CORETYPE",
+    "OPENBLAS_NUM_THREADS",
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "GOTO_NUM_THREADS",
+    "OMP_WAIT_POLICY",
+    "NNCTL_DEVICE",
+)
 
 # -- models: nnctl spec layers, input shapes, losses, batch sizes ---------------------------------------
 NNCTL_LAYERS = {
-    "mlp": [{"type": "Dense", "units": 256, "activation": "relu"},
-            {"type": "Dense", "units": 128, "activation": "relu"},
-            {"type": "Dense", "units": 10, "activation": "softmax"}],
-    "cnn": [{"type": "Conv2D", "filters": 32, "kernel_size": 3, "activation": "relu"},
-            {"type": "Conv2D", "filters": 64, "kernel_size": 3, "activation": "relu"},
-            {"type": "MaxPooling2D", "pool_size": 2},
-            {"type": "Flatten"},
-            {"type": "Dense", "units": 128, "activation": "relu"},
-            {"type": "Dense", "units": 10, "activation": "softmax"}],
-    "lstm": [{"type": "LSTM", "units": 64},
-             {"type": "Dense", "units": 1}],
+    "mlp": [
+        {"type": "Dense", "units": 256, "activation": "relu"},
+        {"type": "Dense", "units": 128, "activation": "relu"},
+        {"type": "Dense", "units": 10, "activation": "softmax"},
+    ],
+    "cnn": [
+        {"type": "Conv2D", "filters": 32, "kernel_size": 3, "activation": "relu"},
+        {"type": "Conv2D", "filters": 64, "kernel_size": 3, "activation": "relu"},
+        {"type": "MaxPooling2D", "pool_size": 2},
+        {"type": "Flatten"},
+        {"type": "Dense", "units": 128, "activation": "relu"},
+        {"type": "Dense", "units": 10, "activation": "softmax"},
+    ],
+    "lstm": [{"type": "LSTM", "units": 64}, {"type": "Dense", "units": 1}],
 }
 INPUT_SHAPE = {"mlp": (784,), "cnn": (28, 28, 1), "lstm": (50, 8)}
 LOSS = {"mlp": "sparse_categorical_crossentropy", "cnn": "sparse_categorical_crossentropy", "lstm": "mse"}
@@ -58,8 +68,16 @@ def make_data(model: str, n: int):
     return x, y
 
 
-def nnctl_setup(layers: list[dict], input_shape: tuple, loss: str, classes: int | None, batch: int,
-                device: str = "cpu", input_dtype=None, mallopt: bool = True):
+def nnctl_setup(
+    layers: list[dict],
+    input_shape: tuple,
+    loss: str,
+    classes: int | None,
+    batch: int,
+    device: str = "cpu",
+    input_dtype=None,
+    mallopt: bool = True,
+):
     """An nnctl Model on ``device`` and its Trainer (Adam, lr 1e-3), built through the library as the CLI does
     (which includes the CLI's ``backend.keep_freed_memory()`` call, unless ``mallopt`` is False)."""
     from nnctl import backend as B
@@ -71,23 +89,40 @@ def nnctl_setup(layers: list[dict], input_shape: tuple, loss: str, classes: int 
     B.use(device)
     if mallopt and hasattr(B, "keep_freed_memory"):
         B.keep_freed_memory()
-    raw = {"name": "benchmark", "seed": 0, "data": {"train": "synthetic"},
-           "model": {"layers": [dict(e) for e in layers]},
-           "train": {"loss": loss, "optimizer": {"type": "adam", "learning_rate": 1e-3},
-                     "batch_size": batch, "epochs": 1, "shuffle": True}}
+    raw = {
+        "name": "benchmark",
+        "seed": 0,
+        "data": {"train": "synthetic"},
+        "model": {"layers": [dict(e) for e in layers]},
+        "train": {
+            "loss": loss,
+            "optimizer": {"type": "adam", "learning_rate": 1e-3},
+            "batch_size": batch,
+            "epochs": 1,
+            "shuffle": True,
+        },
+    }
     spec = validate(raw, source="benchmark")
     net = build_model(spec, input_shape, spec["seed"], input_dtype=input_dtype)
     net.to_device()
     task = "regression" if classes is None else "sparse"
-    trainer = Trainer(net, losses.get(loss), optimizers.get("adam", learning_rate=1e-3), spec["train"], task,
-                      classes or 1, spec["seed"])
+    trainer = Trainer(
+        net,
+        losses.get(loss),
+        optimizers.get("adam", learning_rate=1e-3),
+        spec["train"],
+        task,
+        classes or 1,
+        spec["seed"],
+    )
     return net, trainer
 
 
 def nnctl_model(model: str, batch: int, device: str = "cpu", mallopt: bool = True):
     """nnctl_setup for one of the models above."""
-    return nnctl_setup(NNCTL_LAYERS[model], INPUT_SHAPE[model], LOSS[model], CLASSES[model], batch, device,
-                       mallopt=mallopt)
+    return nnctl_setup(
+        NNCTL_LAYERS[model], INPUT_SHAPE[model], LOSS[model], CLASSES[model], batch, device, mallopt=mallopt
+    )
 
 
 def torch_model(model: str):
@@ -99,8 +134,17 @@ def torch_model(model: str):
     if model == "mlp":
         return nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 128), nn.ReLU(), nn.Linear(128, 10))
     if model == "cnn":
-        return nn.Sequential(nn.Conv2d(1, 32, 3), nn.ReLU(), nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
-                             nn.Flatten(), nn.Linear(12 * 12 * 64, 128), nn.ReLU(), nn.Linear(128, 10))
+        return nn.Sequential(
+            nn.Conv2d(1, 32, 3),
+            nn.ReLU(),
+            nn.Conv2d(32, 64, 3),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(12 * 12 * 64, 128),
+            nn.ReLU(),
+            nn.Linear(128, 10),
+        )
 
     class LSTMNet(nn.Module):
         def __init__(self):
@@ -147,7 +191,7 @@ def run_child(script: str | Path, task: dict, env: dict | None = None, timeout: 
     result = None
     for line in text.splitlines():
         if line.startswith(MARK):
-            result = json.loads(line[len(MARK):])
+            result = json.loads(line[len(MARK) :])
     if result is None:
         tail = "\n".join(text.strip().splitlines()[-6:])
         return {"error": tail or f"exit {proc.returncode}", **task}

@@ -31,7 +31,7 @@ def generate(path: Path, rows: int, cols: int) -> None:
     with open(path, "w") as f:
         f.write(header + "\n")
         for start in range(0, rows, 50_000):
-            block = np.column_stack([x[start:start + 50_000], y[start:start + 50_000]])
+            block = np.column_stack([x[start : start + 50_000], y[start : start + 50_000]])
             np.savetxt(f, block, delimiter=",", fmt=["%.6g"] * (cols - 1) + ["%d"])
 
 
@@ -100,8 +100,10 @@ def main() -> None:
             continue
         t = [r["seconds"] for r in runs]
         rss = max(r["rss_mib"] for r in runs)
-        print(f"| {who} | {statistics.median(t):.2f} s | {min(t):.2f} s | {rss:.0f} MiB | {runs[0]['shape']} |",
-              flush=True)
+        print(
+            f"| {who} | {statistics.median(t):.2f} s | {min(t):.2f} s | {rss:.0f} MiB | {runs[0]['shape']} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

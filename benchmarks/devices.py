@@ -61,26 +61,42 @@ SCE = "sparse_categorical_crossentropy"
 MODELS = {
     "mlp": (common.NNCTL_LAYERS["mlp"], (784,), SCE, 10, (128, 512)),
     "cnn": (common.NNCTL_LAYERS["cnn"], (28, 28, 1), SCE, 10, (128, 512)),
-    "cifar": ([{"type": "Conv2D", "filters": 32, "kernel_size": 3, "activation": "relu"},
-               {"type": "Conv2D", "filters": 64, "kernel_size": 3, "activation": "relu"},
-               {"type": "MaxPooling2D", "pool_size": 2},
-               {"type": "Conv2D", "filters": 128, "kernel_size": 3, "activation": "relu"},
-               {"type": "MaxPooling2D", "pool_size": 2},
-               {"type": "Flatten"},
-               {"type": "Dense", "units": 64, "activation": "relu"},
-               {"type": "Dense", "units": 10, "activation": "softmax"}], (32, 32, 3), SCE, 10, (128, 512)),
+    "cifar": (
+        [
+            {"type": "Conv2D", "filters": 32, "kernel_size": 3, "activation": "relu"},
+            {"type": "Conv2D", "filters": 64, "kernel_size": 3, "activation": "relu"},
+            {"type": "MaxPooling2D", "pool_size": 2},
+            {"type": "Conv2D", "filters": 128, "kernel_size": 3, "activation": "relu"},
+            {"type": "MaxPooling2D", "pool_size": 2},
+            {"type": "Flatten"},
+            {"type": "Dense", "units": 64, "activation": "relu"},
+            {"type": "Dense", "units": 10, "activation": "softmax"},
+        ],
+        (32, 32, 3),
+        SCE,
+        10,
+        (128, 512),
+    ),
     "lstm": (common.NNCTL_LAYERS["lstm"], (50, 8), "mse", None, (64, 512)),
-    "transformer": ([{"type": "Embedding", "input_dim": VOCAB, "output_dim": D_MODEL},
-                     {"type": "PositionEmbedding", "name": "pos"},
-                     {"type": "MultiHeadAttention", "num_heads": HEADS, "key_dim": D_MODEL // HEADS, "name": "attn"},
-                     {"type": "Add", "inputs": ["pos", "attn"]},
-                     {"type": "LayerNormalization", "name": "norm_a"},
-                     {"type": "Dense", "units": FF, "activation": "relu"},
-                     {"type": "Dense", "units": D_MODEL, "name": "ffn"},
-                     {"type": "Add", "inputs": ["norm_a", "ffn"]},
-                     {"type": "LayerNormalization"},
-                     {"type": "GlobalAveragePooling1D"},
-                     {"type": "Dense", "units": 2, "activation": "softmax"}], (SEQ,), SCE, 2, (128, 512)),
+    "transformer": (
+        [
+            {"type": "Embedding", "input_dim": VOCAB, "output_dim": D_MODEL},
+            {"type": "PositionEmbedding", "name": "pos"},
+            {"type": "MultiHeadAttention", "num_heads": HEADS, "key_dim": D_MODEL // HEADS, "name": "attn"},
+            {"type": "Add", "inputs": ["pos", "attn"]},
+            {"type": "LayerNormalization", "name": "norm_a"},
+            {"type": "Dense", "units": FF, "activation": "relu"},
+            {"type": "Dense", "units": D_MODEL, "name": "ffn"},
+            {"type": "Add", "inputs": ["norm_a", "ffn"]},
+            {"type": "LayerNormalization"},
+            {"type": "GlobalAveragePooling1D"},
+            {"type": "Dense", "units": 2, "activation": "softmax"},
+        ],
+        (SEQ,),
+        SCE,
+        2,
+        (128, 512),
+    ),
 }
 
 # timed steps per measurement (--steps overrides). CPU: about this many samples, which is 1-3 s per
@@ -117,8 +133,9 @@ def nnctl_setup(model: str, batch: int, device: str):
     import numpy as np
 
     layers, shape, loss, classes, _ = MODELS[model]
-    return common.nnctl_setup(layers, shape, loss, classes, batch, device,
-                              input_dtype=np.int64 if model == "transformer" else None)
+    return common.nnctl_setup(
+        layers, shape, loss, classes, batch, device, input_dtype=np.int64 if model == "transformer" else None
+    )
 
 
 def torch_setup(model: str):
@@ -138,9 +155,20 @@ def torch_setup(model: str):
         net.lstm.bias_hh_l0.requires_grad_(False)
         return net
     if model == "cifar":
-        return nn.Sequential(nn.Conv2d(3, 32, 3), nn.ReLU(), nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
-                             nn.Conv2d(64, 128, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-                             nn.Linear(6 * 6 * 128, 64), nn.ReLU(), nn.Linear(64, 10))
+        return nn.Sequential(
+            nn.Conv2d(3, 32, 3),
+            nn.ReLU(),
+            nn.Conv2d(32, 64, 3),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(64, 128, 3),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(6 * 6 * 128, 64),
+            nn.ReLU(),
+            nn.Linear(64, 10),
+        )
 
     class Encoder(nn.Module):
         def __init__(self):
@@ -149,8 +177,9 @@ def torch_setup(model: str):
             self.pos = nn.Parameter(nn.init.xavier_uniform_(torch.empty(SEQ, D_MODEL)))  # PositionEmbedding
             # post-norm (norm_first=False) as the nnctl stack: norm(x + attn(x)), then norm(x + ffn(x));
             # nnctl's LayerNormalization epsilon is Keras's 1e-3; no dropout in either
-            self.block = nn.TransformerEncoderLayer(D_MODEL, HEADS, dim_feedforward=FF, dropout=0.0,
-                                                    layer_norm_eps=1e-3, batch_first=True)
+            self.block = nn.TransformerEncoderLayer(
+                D_MODEL, HEADS, dim_feedforward=FF, dropout=0.0, layer_norm_eps=1e-3, batch_first=True
+            )
             self.head = nn.Linear(D_MODEL, 2)
 
         def forward(self, ids):
@@ -172,7 +201,7 @@ def nnctl_pass(trainer, x, y, batch: int, rng) -> float:
     lr = float(trainer.schedule.lr(0))
     losses = []
     for s in range(0, len(x), batch):
-        idx = order[s:s + batch]
+        idx = order[s : s + batch]
         value, _ = trainer.loss_and_grad(x[idx], y[idx])
         opt.step(net.flat_params, net.flat_grads, net.slices.values(), lr=lr)
         losses.append(B.xp.asarray(value))
@@ -185,7 +214,7 @@ def torch_pass(net, opt, crit, x, y, batch: int, gen) -> float:
     perm = torch.randperm(len(x), generator=gen).to(x.device)
     losses = []
     for s in range(0, len(x), batch):
-        idx = perm[s:s + batch]
+        idx = perm[s : s + batch]
         opt.zero_grad(set_to_none=True)
         loss = crit(net(x[idx]), y[idx])
         loss.backward()
@@ -208,7 +237,7 @@ def worker(task: dict) -> dict:
     model, who, batch, device = task["model"], task["who"], task["batch"], task["device"]
     steps, warm = task["steps"], task["warm"]
     x, y = make_data(model, (steps + warm) * batch)
-    xw, yw, xt, yt = x[:warm * batch], y[:warm * batch], x[warm * batch:], y[warm * batch:]
+    xw, yw, xt, yt = x[: warm * batch], y[: warm * batch], x[warm * batch :], y[warm * batch :]
     out = {"model": model, "who": who, "batch": batch, "samples": steps * batch}
     if who == "nnctl":
         from nnctl import backend as B
@@ -286,13 +315,24 @@ def environment(device: str) -> dict:
 
     cpu = platform.processor() or "unknown"
     try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
+        cpu = next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        )
     except (OSError, StopIteration):
         pass
-    return {"date": time.strftime("%Y-%m-%d %H:%M %Z"), "device": device, "cpu": cpu, "cores": os.cpu_count(),
-            "loadavg": os.getloadavg(), "python": platform.python_version(), "numpy": np.__version__,
-            "torch": common.torch_version(), "env": {k: os.environ.get(k) for k in common.ENV_KEYS}}
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+        "device": device,
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "loadavg": os.getloadavg(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "torch": common.torch_version(),
+        "env": {k: os.environ.get(k) for k in common.ENV_KEYS},
+    }
 
 
 def parse_only(text: str | None) -> list[tuple[str, int]]:
@@ -309,24 +349,31 @@ def parse_only(text: str | None) -> list[tuple[str, int]]:
 
 
 def report(env: dict, rows: list[dict], counts: dict) -> str:
-    lines = ["", "== environment ==", f"date     {env['date']}",
-             f"device   {env['device']}" + (f": {env['gpu']}" if env.get("gpu") else f" ({env['cpu']}, "
-                                                                                       f"{env['cores']} cores)"),
-             f"versions python {env['python']}, numpy {env['numpy']}, torch {env['torch']}"
-             + "".join(f", {k} {v}" for k, v in env.get("gpu_versions", {}).items()),
-             "env      " + (", ".join(f"{k}={v}" for k, v in env["env"].items() if v is not None) or "(none set)"),
-             "", "== training throughput (median over repeats; ratio = nnctl time / PyTorch time, < 1: nnctl "
-                 "faster) =="]
-    hdr = f"{'model':<12}{'batch':>6}{'params':>10}{'steps':>7}{'nnctl samples/s':>17}{'torch samples/s':>17}" \
-          f"{'ratio':>8}  loss nnctl / torch"
+    lines = [
+        "",
+        "== environment ==",
+        f"date     {env['date']}",
+        f"device   {env['device']}"
+        + (f": {env['gpu']}" if env.get("gpu") else f" ({env['cpu']}, {env['cores']} cores)"),
+        f"versions python {env['python']}, numpy {env['numpy']}, torch {env['torch']}"
+        + "".join(f", {k} {v}" for k, v in env.get("gpu_versions", {}).items()),
+        "env      " + (", ".join(f"{k}={v}" for k, v in env["env"].items() if v is not None) or "(none set)"),
+        "",
+        "== training throughput (median over repeats; ratio = nnctl time / PyTorch time, < 1: nnctl faster) ==",
+    ]
+    hdr = (
+        f"{'model':<12}{'batch':>6}{'params':>10}{'steps':>7}{'nnctl samples/s':>17}{'torch samples/s':>17}"
+        f"{'ratio':>8}  loss nnctl / torch"
+    )
     lines += [hdr, "-" * len(hdr)]
     for r in rows:
         n, t = r["nnctl"], r["torch"]
         sps = [f"{c['samples_per_s']:>17,.0f}" if "samples_per_s" in c else f"{'ERROR':>17}" for c in (n, t)]
         ratio = f"{n['seconds'] / t['seconds']:>8.2f}" if "seconds" in n and "seconds" in t else f"{'-':>8}"
         loss = " / ".join(f"{c['loss']:.3f}" if "loss" in c else "-" for c in (n, t))
-        lines.append(f"{r['model']:<12}{r['batch']:>6}{counts[r['model']]:>10,}{r['steps']:>7}{''.join(sps)}"
-                     f"{ratio}  {loss}")
+        lines.append(
+            f"{r['model']:<12}{r['batch']:>6}{counts[r['model']]:>10,}{r['steps']:>7}{''.join(sps)}{ratio}  {loss}"
+        )
         for who, c in (("nnctl", n), ("torch", t)):
             if "error" in c:
                 lines.append(f"    {who}: " + c["error"].replace("\n", "\n    "))
@@ -338,20 +385,31 @@ def summarize(results: list[dict]) -> dict:
     if not ok:
         return {"error": results[0]["error"] if results else "not run"}
     sec = statistics.median(r["seconds"] for r in ok)
-    return {"seconds": sec, "samples_per_s": ok[0]["samples"] / sec, "loss": ok[0]["loss"],
-            "all_seconds": [r["seconds"] for r in ok]}
+    return {
+        "seconds": sec,
+        "samples_per_s": ok[0]["samples"] / sec,
+        "loss": ok[0]["loss"],
+        "all_seconds": [r["seconds"] for r in ok],
+    }
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
-    ap.add_argument("--quick", action="store_true",
-                    help="2 timed steps after 1 warm-up, one repeat, one thread on the CPU: a smoke run")
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="2 timed steps after 1 warm-up, one repeat, one thread on the CPU: a smoke run",
+    )
     ap.add_argument("--only", default=None, help=f"comma-separated MODEL or MODEL:BATCH among {', '.join(MODELS)}")
     ap.add_argument("--repeats", type=int, default=None, help="repeats per contender (default 3, --quick 1)")
     ap.add_argument("--steps", type=int, default=None, help="timed steps per measurement (default per model)")
-    ap.add_argument("--threads", type=int, default=None,
-                    help="OPENBLAS/OMP/MKL_NUM_THREADS for every contender (--quick on the CPU: 1)")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="OPENBLAS/OMP/MKL_NUM_THREADS for every contender (--quick on the CPU: 1)",
+    )
     ap.add_argument("--json", default=None, help="also write every number to this JSON file")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -377,24 +435,37 @@ def main(argv=None) -> int:
         common.log(f"{model} batch {batch}: {steps} timed steps after {warm} warm-up, {repeats} repeat(s)")
         runs: dict = {"nnctl": [], "torch": []}
         for r in range(repeats):
-            for who in (["nnctl", "torch"] if r % 2 == 0 else ["torch", "nnctl"]):  # alternate, rotated
+            for who in ["nnctl", "torch"] if r % 2 == 0 else ["torch", "nnctl"]:  # alternate, rotated
                 res = common.run_child(__file__, {**base, "who": who})
                 if "error" in res:
                     common.log(f"  {who}: ERROR {res['error']}")
                 else:
-                    common.log(f"  {who} (repeat {r + 1}/{repeats}): {res['seconds']:.3f} s, "
-                              f"{res['samples_per_s']:,.0f} samples/s, load {res['loadavg']:.1f}")
+                    common.log(
+                        f"  {who} (repeat {r + 1}/{repeats}): {res['seconds']:.3f} s, "
+                        f"{res['samples_per_s']:,.0f} samples/s, load {res['loadavg']:.1f}"
+                    )
                     env.setdefault("gpu", res.get("device_name"))
                     env.setdefault("gpu_versions", {}).update(res.get("versions", {}))
                 runs[who].append(res)
-        results.append({"model": model, "batch": batch, "steps": steps, "warm": warm,
-                        **{who: summarize(rs) for who, rs in runs.items()}})
+        results.append(
+            {
+                "model": model,
+                "batch": batch,
+                "steps": steps,
+                "warm": warm,
+                **{who: summarize(rs) for who, rs in runs.items()},
+            }
+        )
     print(report(env, results, counts))
-    print(f"\n(total wall time {time.perf_counter() - t_start:.0f} s, {repeats} repeat(s)"
-          + (", --quick sizes" if args.quick else "") + ")")
+    print(
+        f"\n(total wall time {time.perf_counter() - t_start:.0f} s, {repeats} repeat(s)"
+        + (", --quick sizes" if args.quick else "")
+        + ")"
+    )
     if args.json:
-        Path(args.json).write_text(json.dumps({"env": env, "param_counts": counts, "rows": results}, indent=1,
-                                              default=str))
+        Path(args.json).write_text(
+            json.dumps({"env": env, "param_counts": counts, "rows": results}, indent=1, default=str)
+        )
     return 0
 
 

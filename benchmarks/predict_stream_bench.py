@@ -21,13 +21,16 @@ def setup(folder: Path, rows: int) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(300, 4)), rng.integers(0, 3, 300)
-    (folder / "train.csv").write_text("a,b,c,d,label\n" + "".join(",".join(f"{v:.4f}" for v in r) + f",{c}\n"
-                                                                  for r, c in zip(x, y)))
-    (folder / "s.toml").write_text('name = "bench"\n[data]\ntrain = "train.csv"\nnormalize = "standard"\n'
-                                   '[[model.layers]]\ntype = "Dense"\nunits = 16\nactivation = "relu"\n'
-                                   '[[model.layers]]\ntype = "Dense"\nunits = 3\nactivation = "softmax"\n'
-                                   '[train]\nloss = "sparse_categorical_crossentropy"\nepochs = 1\n'
-                                   '[output]\ncheckpoint = "bench.h5"\n')
+    (folder / "train.csv").write_text(
+        "a,b,c,d,label\n" + "".join(",".join(f"{v:.4f}" for v in r) + f",{c}\n" for r, c in zip(x, y))
+    )
+    (folder / "s.toml").write_text(
+        'name = "bench"\n[data]\ntrain = "train.csv"\nnormalize = "standard"\n'
+        '[[model.layers]]\ntype = "Dense"\nunits = 16\nactivation = "relu"\n'
+        '[[model.layers]]\ntype = "Dense"\nunits = 3\nactivation = "softmax"\n'
+        '[train]\nloss = "sparse_categorical_crossentropy"\nepochs = 1\n'
+        '[output]\ncheckpoint = "bench.h5"\n'
+    )
     subprocess.run([sys.executable, "-m", "nnctl", "train", "s.toml", "--quiet", "--force"], cwd=folder, check=True)
     big = folder / f"predict_{rows}.csv"
     if not big.exists():
@@ -58,11 +61,18 @@ def main() -> int:
     args = ap.parse_args()
     folder = Path(args.dir)
     big = setup(folder, args.rows)
-    out = subprocess.run([sys.executable, "-c", CHILD, big, sys.executable, "-m", "nnctl", "predict",
-                          str(folder / "bench.h5"), "-"], capture_output=True, text=True, cwd=folder, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, big, sys.executable, "-m", "nnctl", "predict", str(folder / "bench.h5"), "-"],
+        capture_output=True,
+        text=True,
+        cwd=folder,
+        check=True,
+    )
     code, lines, first, total, kb = out.stdout.split()
-    print(f"rows {args.rows:,}  exit {code}  output lines {int(lines):,}  first byte {float(first):.2f} s  "
-          f"total {float(total):.2f} s  peak RSS {int(kb) / 1024:.0f} MiB")
+    print(
+        f"rows {args.rows:,}  exit {code}  output lines {int(lines):,}  first byte {float(first):.2f} s  "
+        f"total {float(total):.2f} s  peak RSS {int(kb) / 1024:.0f} MiB"
+    )
     return 0
 
 

@@ -31,11 +31,18 @@ def main(argv=None):
     ap.add_argument("--predict", action="store_true", help="profile Model.predict at batch 1024 instead")
     ap.add_argument("--cprofile", action="store_true", help="also print cProfile's top functions by self time")
     ap.add_argument("--collapse", default=None, help="summarise a py-spy raw profile by nnctl source line")
-    ap.add_argument("--within", default="profile.<locals>.step (",
-                    help="with --collapse: count only stacks through one of these ';'-separated frames "
-                         "(default: the timed training step)")
-    ap.add_argument("--ms-per-step", type=float, default=None,
-                    help="with --collapse: also print ms per step, scaling the fractions by this step time")
+    ap.add_argument(
+        "--within",
+        default="profile.<locals>.step (",
+        help="with --collapse: count only stacks through one of these ';'-separated frames "
+        "(default: the timed training step)",
+    )
+    ap.add_argument(
+        "--ms-per-step",
+        type=float,
+        default=None,
+        help="with --collapse: also print ms per step, scaling the fractions by this step time",
+    )
     args = ap.parse_args(argv)
     if args.collapse:
         return collapse(args.collapse, args.within, args.ms_per_step)
@@ -52,7 +59,7 @@ def main(argv=None):
     order = np.random.default_rng(0).permutation(len(x))
 
     def batch_at(b):
-        idx = order[(b * batch) % len(x):][:batch]
+        idx = order[(b * batch) % len(x) :][:batch]
         idx = idx if len(idx) == batch else order[:batch]
         return np.take(x, idx, axis=0), np.take(y, idx, axis=0)
 
@@ -67,16 +74,26 @@ def main(argv=None):
         prof.disable()
     step = result["step_ms"]
     what = "predict batch" if args.predict else "training step"
-    print(f"{model}: {steps} x {what} of {batch}: {step:.2f} ms per step ({result['samples_per_second']:,.0f} samples/s)")
+    print(
+        f"{model}: {steps} x {what} of {batch}: {step:.2f} ms per step ({result['samples_per_second']:,.0f} samples/s)"
+    )
     rows = [(r["forward_ms"], f"{i}:{r['name']} ({r['type']}) forward") for i, r in enumerate(result["layers"])]
-    rows += [(r["backward_ms"], f"{i}:{r['name']} ({r['type']}) backward") for i, r in enumerate(result["layers"])
-             if not args.predict]
-    rows += [(v, k.removesuffix("_ms")) for k, v in result.items() if k.endswith("_ms") and k not in
-             ("step_ms", "forward_ms", "backward_ms", "other_ms")]
+    rows += [
+        (r["backward_ms"], f"{i}:{r['name']} ({r['type']}) backward")
+        for i, r in enumerate(result["layers"])
+        if not args.predict
+    ]
+    rows += [
+        (v, k.removesuffix("_ms"))
+        for k, v in result.items()
+        if k.endswith("_ms") and k not in ("step_ms", "forward_ms", "backward_ms", "other_ms")
+    ]
     for ms, key in sorted(rows, key=lambda r: -r[0]):
         print(f"  {ms:8.3f} ms  {100 * ms / step:5.1f}%  {key}")
-    print(f"  {result['other_ms']:8.3f} ms  {100 * result['other_ms'] / step:5.1f}%  "
-          f"(Model.forward/backward bookkeeping, loop)")
+    print(
+        f"  {result['other_ms']:8.3f} ms  {100 * result['other_ms'] / step:5.1f}%  "
+        f"(Model.forward/backward bookkeeping, loop)"
+    )
     if prof is not None:
         import pstats
 

@@ -155,7 +155,7 @@ def torch_train(model, x, y, batch, warm, fused=False):
         perm = torch.randperm(n, generator=gen)
         losses = []
         for b in range(math.ceil(n / batch)):
-            idx = perm[b * batch:(b + 1) * batch]
+            idx = perm[b * batch : (b + 1) * batch]
             xb, yb = xt[idx], yt[idx]
             opt.zero_grad(set_to_none=True)
             loss = crit(net(xb), yb)
@@ -179,7 +179,7 @@ def torch_predict(model, x, batch):
         outs = []
         with torch.inference_mode():
             for s in range(0, len(xt), batch):
-                outs.append(torch.softmax(net(xt[s:s + batch]), dim=-1))
+                outs.append(torch.softmax(net(xt[s : s + batch]), dim=-1))
         return torch.cat(outs).numpy()
 
     with torch.inference_mode():
@@ -204,10 +204,10 @@ def numpy_train(x, y, batch, warm):
     off = 0
     for a, b in sizes:
         lim = math.sqrt(6.0 / (a + b))
-        W, gW = P[off:off + a * b].reshape(a, b), G[off:off + a * b].reshape(a, b)
+        W, gW = P[off : off + a * b].reshape(a, b), G[off : off + a * b].reshape(a, b)
         W[...] = rng.uniform(-lim, lim, (a, b))
         off += a * b
-        Ws.append(W), gWs.append(gW), bs.append(P[off:off + b]), gbs.append(G[off:off + b])
+        Ws.append(W), gWs.append(gW), bs.append(P[off : off + b]), gbs.append(G[off : off + b])
         off += b
     bufs = {}
     state = {"t": 0}
@@ -263,7 +263,7 @@ def numpy_train(x, y, batch, warm):
         order = rng.permutation(n)
         total_loss = 0.0
         for b in range(math.ceil(n / batch)):
-            idx = order[b * batch:(b + 1) * batch]
+            idx = order[b * batch : (b + 1) * batch]
             xb = bufs.get(("x", len(idx)))
             if xb is None:
                 xb = bufs[("x", len(idx))] = np.empty((len(idx), 784), f32)
@@ -280,8 +280,14 @@ def blas_info() -> dict:
         from threadpoolctl import threadpool_info
     except ImportError:
         return {}
-    return {f"{p.get('internal_api')}": {"architecture": p.get("architecture"), "threads": p.get("num_threads"),
-                                         "version": p.get("version")} for p in threadpool_info()}
+    return {
+        f"{p.get('internal_api')}": {
+            "architecture": p.get("architecture"),
+            "threads": p.get("num_threads"),
+            "version": p.get("version"),
+        }
+        for p in threadpool_info()
+    }
 
 
 def worker(task: dict) -> dict:
@@ -374,20 +380,38 @@ def environment(ceiling: dict) -> dict:
     blas = blas_info().get("openblas", {})
     commit = "unknown"
     try:  # read-only: no index refresh (--no-optional-locks)
-        head = subprocess.run(["git", "--no-optional-locks", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                              capture_output=True, text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "--no-optional-locks", "status", "--porcelain", "--", "nnctl"], cwd=ROOT,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        head = subprocess.run(
+            ["git", "--no-optional-locks", "rev-parse", "--short", "HEAD"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "--no-optional-locks", "status", "--porcelain", "--", "nnctl"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
         if head:
             commit = head + (" + uncommitted changes under nnctl/" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         pass
     return {
         "nnctl_commit": commit,
-        "date": time.strftime("%Y-%m-%d %H:%M %Z"), "cpu": cpu, "cpu_flags": flags, "cores": os.cpu_count(),
-        "usable_cores": affinity, "loadavg": os.getloadavg(), "python": platform.python_version(),
-        "numpy": np.__version__, "torch": torch_version(), "openblas": blas,
-        "env": {k: os.environ.get(k) for k in ENV_KEYS}, "numpy_matmul_gflops": ceiling,
+        "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+        "cpu": cpu,
+        "cpu_flags": flags,
+        "cores": os.cpu_count(),
+        "usable_cores": affinity,
+        "loadavg": os.getloadavg(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "torch": torch_version(),
+        "openblas": blas,
+        "env": {k: os.environ.get(k) for k in ENV_KEYS},
+        "numpy_matmul_gflops": ceiling,
     }
 
 
@@ -416,15 +440,17 @@ def alternate(tasks_by_who: dict, repeats: int, env=None) -> dict:
     names = list(tasks_by_who)
     results: dict = {w: [] for w in names}
     for r in range(repeats):
-        order = names[r % len(names):] + names[:r % len(names)]
+        order = names[r % len(names) :] + names[: r % len(names)]
         for who in order:
             task = tasks_by_who[who]
             res = run_child(task.get("script", __file__), task, env=(env or {}).get(who))
             if "error" in res:
                 log(f"  {who}: ERROR {res['error']}")
             else:
-                log(f"  {who} (repeat {r + 1}/{repeats}): {res['seconds']:.3f} s, cpu {res['cpu_seconds']:.2f} s, "
-                    f"steal {res['steal_seconds']:.2f} s, load {res['loadavg'][0]:.1f}, peak RSS {res['rss_mib']:.0f} MiB")
+                log(
+                    f"  {who} (repeat {r + 1}/{repeats}): {res['seconds']:.3f} s, cpu {res['cpu_seconds']:.2f} s, "
+                    f"steal {res['steal_seconds']:.2f} s, load {res['loadavg'][0]:.1f}, peak RSS {res['rss_mib']:.0f} MiB"
+                )
             results[who].append(res)
     return results
 
@@ -440,11 +466,18 @@ def summarize(results: dict, flops_per_sample: float, per: int | None) -> dict:
         sec = med(ok, "seconds")
         n = ok[0]["samples"]
         best = min(r["seconds"] for r in ok)
-        out[who] = {"seconds": sec, "samples": n, "seconds_per": sec * per / n if per else sec,
-                    "best_per": best * per / n if per else best,
-                    "samples_per_s": n / sec, "gflops": flops_per_sample * n / sec / 1e9,
-                    "rss_mib": med(ok, "rss_mib"), "cpu_util": med(ok, "cpu_seconds") / sec,
-                    "all_seconds": [r["seconds"] for r in ok], "check": ok[0].get("check")}
+        out[who] = {
+            "seconds": sec,
+            "samples": n,
+            "seconds_per": sec * per / n if per else sec,
+            "best_per": best * per / n if per else best,
+            "samples_per_s": n / sec,
+            "gflops": flops_per_sample * n / sec / 1e9,
+            "rss_mib": med(ok, "rss_mib"),
+            "cpu_util": med(ok, "cpu_seconds") / sec,
+            "all_seconds": [r["seconds"] for r in ok],
+            "check": ok[0].get("check"),
+        }
     return out
 
 
@@ -515,7 +548,8 @@ def bench_startup(plan: Plan, torch_ok: bool) -> dict:
             '[[model.layers]]\ntype = "Dense"\nunits = 8\nactivation = "relu"\n'
             '[[model.layers]]\ntype = "Dense"\nunits = 3\nactivation = "softmax"\n'
             '[train]\nloss = "categorical_crossentropy"\nepochs = 2\nbatch_size = 16\n'
-            '[output]\ncheckpoint = "tiny.h5"\n')
+            '[output]\ncheckpoint = "tiny.h5"\n'
+        )
         log("startup: training a tiny checkpoint")
         proc = subprocess.run([*nnctl_cmd, "train", str(tmp / "spec.toml")], capture_output=True, text=True, cwd=tmp)
         if proc.returncode != 0:
@@ -523,9 +557,11 @@ def bench_startup(plan: Plan, torch_ok: bool) -> dict:
         ckpt = tmp / "tiny.h5"
         out = {}
         log(f"startup: {plan.startup_runs} runs each of nnctl predict and the interpreter floors")
-        cmds = {"nnctl predict": [*nnctl_cmd, "predict", str(ckpt), str(tmp / "one.csv")],
-                "python -c pass": [sys.executable, "-c", "pass"],
-                "python -c 'import numpy'": [sys.executable, "-c", "import numpy"]}
+        cmds = {
+            "nnctl predict": [*nnctl_cmd, "predict", str(ckpt), str(tmp / "one.csv")],
+            "python -c pass": [sys.executable, "-c", "pass"],
+            "python -c 'import numpy'": [sys.executable, "-c", "import numpy"],
+        }
         if torch_ok and not plan.quick:
             cmds["python -c 'import torch'"] = [sys.executable, "-c", "import torch"]
         for _ in range(1):  # warm the page cache once
@@ -570,11 +606,13 @@ def knob_variants(plan: Plan) -> list[tuple[str, dict, str, int]]:
 def bench_knobs(plan: Plan, repeats: int) -> list[dict]:
     variants = knob_variants(plan)
     sizes = {"mlp": plan.knob_n, "cnn": plan.knob_cnn_n}
-    log(f"knobs: nnctl MLP epoch of {plan.knob_n} samples and CNN training on {plan.knob_cnn_n} samples "
-        f"under {len(variants)} settings")
+    log(
+        f"knobs: nnctl MLP epoch of {plan.knob_n} samples and CNN training on {plan.knob_cnn_n} samples "
+        f"under {len(variants)} settings"
+    )
     results: dict = {v[0]: [] for v in variants}
     for r in range(repeats):
-        order = variants[r % len(variants):] + variants[:r % len(variants)]
+        order = variants[r % len(variants) :] + variants[: r % len(variants)]
         for label, changes, model, batch in order:
             env = dict(os.environ)
             for k, v in changes.items():
@@ -582,8 +620,19 @@ def bench_knobs(plan: Plan, repeats: int) -> list[dict]:
                     env.pop(k, None)
                 else:
                     env[k] = v
-            res = run_child(__file__, {"kind": "train", "model": model, "who": "nnctl", "n": sizes[model], "batch": batch,
-                             "warm": plan.warm_batches * batch, "blas_info": True}, env=env)
+            res = run_child(
+                __file__,
+                {
+                    "kind": "train",
+                    "model": model,
+                    "who": "nnctl",
+                    "n": sizes[model],
+                    "batch": batch,
+                    "warm": plan.warm_batches * batch,
+                    "blas_info": True,
+                },
+                env=env,
+            )
             if "error" in res:
                 log(f"  {label}: ERROR {res['error']}")
             else:
@@ -599,10 +648,21 @@ def bench_knobs(plan: Plan, repeats: int) -> list[dict]:
         sec = med(ok, "seconds")
         base.setdefault(model, sec)
         blas = ok[0].get("blas", {}).get("openblas", {})
-        rows.append({"label": label, "model": model, "batch": batch, "seconds": sec, "samples": ok[0]["samples"],
-                     "samples_per_s": ok[0]["samples"] / sec, "vs_given": sec / base[model],
-                     "rss_mib": med(ok, "rss_mib"), "blas_arch": blas.get("architecture"),
-                     "blas_threads": blas.get("threads"), "all_seconds": [r["seconds"] for r in ok]})
+        rows.append(
+            {
+                "label": label,
+                "model": model,
+                "batch": batch,
+                "seconds": sec,
+                "samples": ok[0]["samples"],
+                "samples_per_s": ok[0]["samples"] / sec,
+                "vs_given": sec / base[model],
+                "rss_mib": med(ok, "rss_mib"),
+                "blas_arch": blas.get("architecture"),
+                "blas_threads": blas.get("threads"),
+                "all_seconds": [r["seconds"] for r in ok],
+            }
+        )
     return rows
 
 
@@ -614,30 +674,39 @@ def fmt(v, spec=".3f", none="-"):
     return none if v is None else format(v, spec)
 
 
-def report(env: dict, rows: dict, startup: dict | None, memory: dict | None, knobs: list | None,
-           ceiling: float, torch_ok: bool) -> str:
+def report(
+    env: dict, rows: dict, startup: dict | None, memory: dict | None, knobs: list | None, ceiling: float, torch_ok: bool
+) -> str:
     lines = []
     p = lines.append
     p("")
     p("== environment ==")
     p(f"date        {env['date']}")
     p(f"nnctl       commit {env['nnctl_commit']}")
-    p(f"cpu         {env['cpu']} ({env['cpu_flags']}); {env['cores']} cores, {env['usable_cores']} usable; "
-      f"load average at start {', '.join(f'{x:.2f}' for x in env['loadavg'])}")
+    p(
+        f"cpu         {env['cpu']} ({env['cpu_flags']}); {env['cores']} cores, {env['usable_cores']} usable; "
+        f"load average at start {', '.join(f'{x:.2f}' for x in env['loadavg'])}"
+    )
     blas = env["openblas"]
-    p(f"python {env['python']}, numpy {env['numpy']} (OpenBLAS {blas.get('version', '?')}, kernel "
-      f"{blas.get('architecture', '?')}, {blas.get('threads', '?')} threads), torch {env['torch'] or 'absent'}"
-      + (f" ({env.get('torch_threads')} threads)" if env.get("torch_threads") else ""))
+    p(
+        f"python {env['python']}, numpy {env['numpy']} (OpenBLAS {blas.get('version', '?')}, kernel "
+        f"{blas.get('architecture', '?')}, {blas.get('threads', '?')} threads), torch {env['torch'] or 'absent'}"
+        + (f" ({env.get('torch_threads')} threads)" if env.get("torch_threads") else "")
+    )
     p("env         " + ", ".join(f"{k}={v if v is not None else '(unset)'}" for k, v in env["env"].items()))
     c = env["numpy_matmul_gflops"]
-    p(f"ceiling     NumPy float32 2048x2048 matmul: {c['best']:.1f} GFLOP/s (best of 5 at the start: "
-      f"{c['start']['best']:.1f}, median {c['start']['median']:.1f}; at the end: {c['end']['best']:.1f}, "
-      f"median {c['end']['median']:.1f})"
-      + (f"; torch.mm: {env['torch_matmul_gflops']:.1f} GFLOP/s" if env.get("torch_matmul_gflops") else ""))
+    p(
+        f"ceiling     NumPy float32 2048x2048 matmul: {c['best']:.1f} GFLOP/s (best of 5 at the start: "
+        f"{c['start']['best']:.1f}, median {c['start']['median']:.1f}; at the end: {c['end']['best']:.1f}, "
+        f"median {c['end']['median']:.1f})"
+        + (f"; torch.mm: {env['torch_matmul_gflops']:.1f} GFLOP/s" if env.get("torch_matmul_gflops") else "")
+    )
     p("")
     p("== results (median over repeats; time ratio nnctl/PyTorch: < 1 means nnctl is faster) ==")
-    hdr = f"{'row':<30}{'contender':<13}{'median':>9}{'best':>8}  {'unit':<9}{'samples/s':>11}{'GFLOP/s':>9}{'%ceil':>7}" \
-          f"{'peakRSS':>9}{'cpu%':>6}{'vs torch':>9}  target (nnctl/torch time)"
+    hdr = (
+        f"{'row':<30}{'contender':<13}{'median':>9}{'best':>8}  {'unit':<9}{'samples/s':>11}{'GFLOP/s':>9}{'%ceil':>7}"
+        f"{'peakRSS':>9}{'cpu%':>6}{'vs torch':>9}  target (nnctl/torch time)"
+    )
     p(hdr)
     p("-" * len(hdr))
     for key, (title, unit, res) in rows.items():
@@ -658,9 +727,11 @@ def report(env: dict, rows: dict, startup: dict | None, memory: dict | None, kno
                 ratio_s = f"{r['seconds'] / ref:.2f}" if who != "torch" else "1.00"
             else:
                 ratio_s = fmt(ratio, ".2f")
-            p(f"{title:<30}{who:<13}{r['seconds_per']:>9.3f}{r['best_per']:>8.3f}  {unit:<9}{r['samples_per_s']:>11,.0f}"
-              f"{r['gflops']:>9.1f}{100 * r['gflops'] / ceiling:>6.1f}%{fmt(r['rss_mib'], '.0f'):>9}"
-              f"{100 * r['cpu_util']:>5.0f}%{ratio_s:>9}  {target}")
+            p(
+                f"{title:<30}{who:<13}{r['seconds_per']:>9.3f}{r['best_per']:>8.3f}  {unit:<9}{r['samples_per_s']:>11,.0f}"
+                f"{r['gflops']:>9.1f}{100 * r['gflops'] / ceiling:>6.1f}%{fmt(r['rss_mib'], '.0f'):>9}"
+                f"{100 * r['cpu_util']:>5.0f}%{ratio_s:>9}  {target}"
+            )
         if not torch_ok:
             p(f"{title:<30}{'torch':<13}  skipped: PyTorch is not installed (pip install torch==2.13.0)")
     if memory is not None:
@@ -670,8 +741,10 @@ def report(env: dict, rows: dict, startup: dict | None, memory: dict | None, kno
         for who in ("nnctl", "torch"):
             if who in cnn and "rss_mib" in cnn[who]:
                 base = memory.get(who)
-                p(f"{who:<8} peak {cnn[who]['rss_mib']:>7.0f} MiB   (imports + data + model, no step: "
-                  f"{fmt(base, '.0f')} MiB; training adds {fmt(cnn[who]['rss_mib'] - base if base else None, '.0f')} MiB)")
+                p(
+                    f"{who:<8} peak {cnn[who]['rss_mib']:>7.0f} MiB   (imports + data + model, no step: "
+                    f"{fmt(base, '.0f')} MiB; training adds {fmt(cnn[who]['rss_mib'] - base if base else None, '.0f')} MiB)"
+                )
         if "nnctl" in cnn and "torch" in cnn and "rss_mib" in cnn.get("torch", {}):
             p(f"ratio nnctl/torch peak RSS: {cnn['nnctl']['rss_mib'] / cnn['torch']['rss_mib']:.2f}")
     if startup is not None:
@@ -689,37 +762,62 @@ def report(env: dict, rows: dict, startup: dict | None, memory: dict | None, kno
                 p(f"{k:<28} {v['median']:.3f} s ({v['min']:.3f} s){tgt}")
     if knobs is not None:
         p("")
-        p("== knobs: nnctl training under user settings (fresh process each; time relative to the model's "
-          "first row, the environment as given) ==")
+        p(
+            "== knobs: nnctl training under user settings (fresh process each; time relative to the model's "
+            "first row, the environment as given) =="
+        )
         for k in knobs:
             if "error" in k:
                 p(f"{k['label']:<44} {k['error']}")
             else:
                 what = f"s/{k['samples']}"
-                p(f"{k['label']:<44} {k['seconds']:>7.3f} {what:<8} (best {min(k['all_seconds']):.3f}) "
-                  f"{k['samples_per_s']:>9,.0f} samples/s  x{k['vs_given']:.2f}  peak {fmt(k['rss_mib'], '.0f')} MiB  (OpenBLAS kernel {k['blas_arch']}, "
-                  f"{k['blas_threads']} threads)")
+                p(
+                    f"{k['label']:<44} {k['seconds']:>7.3f} {what:<8} (best {min(k['all_seconds']):.3f}) "
+                    f"{k['samples_per_s']:>9,.0f} samples/s  x{k['vs_given']:.2f}  peak {fmt(k['rss_mib'], '.0f')} MiB  "
+                    f"(OpenBLAS kernel {k['blas_arch']}, {k['blas_threads']} threads)"
+                )
     return "\n".join(lines)
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true",
-                    help="tiny sizes, one repeat, one thread unless --threads: a smoke run of seconds")
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny sizes, one repeat, one thread unless --threads: a smoke run of seconds",
+    )
     ap.add_argument("--repeats", type=int, default=None, help="repeats per contender (default 3, --quick 1)")
-    ap.add_argument("--only", default=",".join(GROUPS),
-                    help=f"comma-separated groups among {', '.join(GROUPS)} (memory = part of cnn)")
+    ap.add_argument(
+        "--only",
+        default=",".join(GROUPS),
+        help=f"comma-separated groups among {', '.join(GROUPS)} (memory = part of cnn)",
+    )
     ap.add_argument("--json", default=None, help="also write every number to this JSON file")
-    ap.add_argument("--threads", type=int, default=None,
-                    help="set OPENBLAS_NUM_THREADS, OMP_NUM_THREADS and MKL_NUM_THREADS (and so torch's default "
-                         "thread count) for every contender; default: the environment as given")
-    ap.add_argument("--baseline", default=None, metavar="TREE",
-                    help="also train with the nnctl of another source tree (contender nnctl-before), alternating "
-                         "with the others in the same run: a before/after table from one run")
-    ap.add_argument("--mallopt-ab", action="store_true",
-                    help="also train the CNN and LSTM without the CLI's malloc settings (contender nnctl-no-mallopt)")
-    ap.add_argument("--samples", type=int, default=None,
-                    help="CNN and LSTM training samples per contender (default 10240; rows stay per 10k)")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="set OPENBLAS_NUM_THREADS, OMP_NUM_THREADS and MKL_NUM_THREADS (and so torch's default "
+        "thread count) for every contender; default: the environment as given",
+    )
+    ap.add_argument(
+        "--baseline",
+        default=None,
+        metavar="TREE",
+        help="also train with the nnctl of another source tree (contender nnctl-before), alternating "
+        "with the others in the same run: a before/after table from one run",
+    )
+    ap.add_argument(
+        "--mallopt-ab",
+        action="store_true",
+        help="also train the CNN and LSTM without the CLI's malloc settings (contender nnctl-no-mallopt)",
+    )
+    ap.add_argument(
+        "--samples",
+        type=int,
+        default=None,
+        help="CNN and LSTM training samples per contender (default 10240; rows stay per 10k)",
+    )
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
@@ -760,7 +858,9 @@ def main(argv=None) -> int:
         if model not in only:
             continue
         if not avail[model]:
-            print(f"{model}: skipped: nnctl layers {[e['type'] for e in NNCTL_LAYERS[model]]} are not all importable yet")
+            print(
+                f"{model}: skipped: nnctl layers {[e['type'] for e in NNCTL_LAYERS[model]]} are not all importable yet"
+            )
             continue
         title = {"mlp": f"MLP train, {plan.mlp_n // 1000}k epoch", "cnn": "CNN train", "lstm": "LSTM train"}[model]
         unit = "s/epoch" if model == "mlp" else "s/10k"
@@ -776,7 +876,11 @@ def main(argv=None) -> int:
             if not avail[model]:
                 print(f"predict {model}: skipped: nnctl layers are not importable yet")
                 continue
-            rows[f"predict {model}"] = (f"{model.upper()} predict b1024", "s/10k", bench_predict(model, plan, repeats, torch_ok))
+            rows[f"predict {model}"] = (
+                f"{model.upper()} predict b1024",
+                "s/10k",
+                bench_predict(model, plan, repeats, torch_ok),
+            )
     startup = bench_startup(plan, torch_ok) if "startup" in only else None
     knobs = bench_knobs(plan, repeats) if "knobs" in only else None
     log("measuring the NumPy float32 matmul ceiling again (the table uses the better of the two)")
@@ -784,12 +888,25 @@ def main(argv=None) -> int:
     env["numpy_matmul_gflops"] = {"best": max(ceiling["best"], again["best"]), "start": ceiling, "end": again}
     text = report(env, rows, startup, memory, knobs, env["numpy_matmul_gflops"]["best"], torch_ok)
     print(text)
-    print(f"\n(total wall time {time.perf_counter() - t_start:.0f} s, {repeats} repeat(s)"
-          + (", --quick sizes" if plan.quick else "") + ")")
+    print(
+        f"\n(total wall time {time.perf_counter() - t_start:.0f} s, {repeats} repeat(s)"
+        + (", --quick sizes" if plan.quick else "")
+        + ")"
+    )
     if args.json:
-        Path(args.json).write_text(json.dumps({"env": env, "rows": {k: v[2] for k, v in rows.items()},
-                                               "startup": startup, "memory_baseline": memory, "knobs": knobs},
-                                              indent=1, default=str))
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "env": env,
+                    "rows": {k: v[2] for k, v in rows.items()},
+                    "startup": startup,
+                    "memory_baseline": memory,
+                    "knobs": knobs,
+                },
+                indent=1,
+                default=str,
+            )
+        )
     return 0
 
 

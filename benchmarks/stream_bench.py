@@ -37,19 +37,21 @@ def generate(path: Path, gb: float, feats: int) -> int:
         for s in range(0, rows, len(block)):
             n = min(len(block), rows - s)
             b = block[:n] + np.float32((s // len(block)) % 5)
-            dx[s:s + n] = b
-            dy[s:s + n] = b @ w
+            dx[s : s + n] = b
+            dy[s : s + n] = b @ w
     return rows
 
 
 def worker(task: dict) -> dict:
     from nnctl import run, spec
 
-    raw = {"seed": 0, "data": {"train": task["file"], "stream": "batches", "normalize": "standard",
-                               "shuffle_buffer": task["buffer"]},
-           "model": {"layers": [{"type": "Dense", "units": 1}]},
-           "train": {"loss": "mse", "epochs": 1, "batch_size": 1024, "shuffle": task["shuffle"]},
-           "output": {"checkpoint": task["out"]}}
+    raw = {
+        "seed": 0,
+        "data": {"train": task["file"], "stream": "batches", "normalize": "standard", "shuffle_buffer": task["buffer"]},
+        "model": {"layers": [{"type": "Dense", "units": 1}]},
+        "train": {"loss": "mse", "epochs": 1, "batch_size": 1024, "shuffle": task["shuffle"]},
+        "output": {"checkpoint": task["out"]},
+    }
     t0 = time.perf_counter()
     done = run.train(spec.validate(raw, "bench"))
     return {"seconds": time.perf_counter() - t0, "loss": done["metrics"].get("loss")}

@@ -35,9 +35,14 @@ def main() -> None:
         confusion[k] = np.bincount(p.argmax(axis=1), minlength=len(classes))
         confidence.append(float(p.max(axis=1).mean()))
     per_class = (np.diag(confusion) / confusion.sum(axis=1)).round(3).tolist()
-    out = {"samples_per_class": args.n, "seed": args.seed,
-           "fraction_as_requested": float(np.trace(confusion) / confusion.sum()), "per_class": per_class,
-           "mean_max_probability": float(np.mean(confidence)), "confusion": confusion.tolist()}
+    out = {
+        "samples_per_class": args.n,
+        "seed": args.seed,
+        "fraction_as_requested": float(np.trace(confusion) / confusion.sum()),
+        "per_class": per_class,
+        "mean_max_probability": float(np.mean(confidence)),
+        "confusion": confusion.tolist(),
+    }
     print(json.dumps(out, indent=2))
 
 

@@ -26,9 +26,11 @@ def scores(probabilities: np.ndarray) -> dict:
     labels = probabilities.argmax(axis=1)
     hist = np.bincount(labels, minlength=probabilities.shape[1]) / len(labels)
     nonzero = hist[hist > 0]
-    return {"mean_max_probability": float(probabilities.max(axis=1).mean()),
-            "label_entropy_bits": max(0.0, float(-(nonzero * np.log2(nonzero)).sum())),  # no -0.0
-            "label_histogram": [int(c) for c in np.bincount(labels, minlength=probabilities.shape[1])]}
+    return {
+        "mean_max_probability": float(probabilities.max(axis=1).mean()),
+        "label_entropy_bits": max(0.0, float(-(nonzero * np.log2(nonzero)).sum())),  # no -0.0
+        "label_histogram": [int(c) for c in np.bincount(labels, minlength=probabilities.shape[1])],
+    }
 
 
 def main() -> None:

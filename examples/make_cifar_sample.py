@@ -57,8 +57,15 @@ def _draw_shape(draw, name, rng, fill) -> None:
         w = r * rng.uniform(0.25, 0.4)
         for a in (angle, angle + np.pi / 2):
             dx, dy, nx, ny = r * np.cos(a), r * np.sin(a), w * -np.sin(a), w * np.cos(a)
-            draw.polygon([(cx - dx + nx, cy - dy + ny), (cx + dx + nx, cy + dy + ny),
-                          (cx + dx - nx, cy + dy - ny), (cx - dx - nx, cy - dy - ny)], fill=fill)
+            draw.polygon(
+                [
+                    (cx - dx + nx, cy - dy + ny),
+                    (cx + dx + nx, cy + dy + ny),
+                    (cx + dx - nx, cy + dy - ny),
+                    (cx - dx - nx, cy - dy - ny),
+                ],
+                fill=fill,
+            )
     elif name == "star":
         draw.polygon(_polygon(cx, cy, [r, r * 0.42] * 5, angle), fill=fill)
 
@@ -76,7 +83,7 @@ def _texture_mask(name, rng) -> np.ndarray:
         "dots": (yy % period < 2) & (xx % period < 2),
     }[name]
     patch = np.zeros((SIZE, SIZE), bool)
-    patch[top:top + h, left:left + w] = True
+    patch[top : top + h, left : left + w] = True
     return pattern & patch
 
 

@@ -53,8 +53,10 @@ def main() -> None:
     write(out / "ratings-test.csv", u[test], i[test], r[test])
     mean = r[train].mean()
     rmse = float(np.sqrt(np.mean((r[test] - mean) ** 2)))
-    print(f"wrote {len(train)} training and {len(test)} test ratings to {out}; "
-          f"global-mean ({mean:.4f}) baseline test RMSE {rmse:.4f}")
+    print(
+        f"wrote {len(train)} training and {len(test)} test ratings to {out}; "
+        f"global-mean ({mean:.4f}) baseline test RMSE {rmse:.4f}"
+    )
 
 
 if __name__ == "__main__":

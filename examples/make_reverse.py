@@ -27,7 +27,7 @@ def main() -> None:
     out = pathlib.Path(__file__).resolve().parent / "data"
     out.mkdir(exist_ok=True)
     rng = np.random.default_rng(20240607)
-    codes = rng.choice(DIGITS ** LENGTH, N_TRAIN + N_TEST, replace=False)  # distinct sources
+    codes = rng.choice(DIGITS**LENGTH, N_TRAIN + N_TEST, replace=False)  # distinct sources
     src = (codes[:, None] // DIGITS ** np.arange(LENGTH - 1, -1, -1)) % DIGITS
     for name, rows in (("reverse-train.npz", slice(0, N_TRAIN)), ("reverse-test.npz", slice(N_TRAIN, None))):
         x, y = layout(src[rows])

@@ -33,8 +33,10 @@ def main() -> None:
     src = rng.integers(0, DIGITS, size=(2 * (N_TRAIN + N_TEST), length))
     _, first = np.unique(src, axis=0, return_index=True)
     src = src[np.sort(first)][: N_TRAIN + N_TEST]
-    for name, rows in ((f"reverse{length}-train.npz", slice(0, N_TRAIN)),
-                       (f"reverse{length}-test.npz", slice(N_TRAIN, None))):
+    for name, rows in (
+        (f"reverse{length}-train.npz", slice(0, N_TRAIN)),
+        (f"reverse{length}-test.npz", slice(N_TRAIN, None)),
+    ):
         x, y = layout(src[rows])
         np.savez_compressed(out / name, x=x, y=y)
         print(f"wrote {out / name} (x {list(x.shape)}, y {list(y.shape)})")

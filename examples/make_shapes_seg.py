@@ -86,8 +86,10 @@ def main() -> None:
         else:
             write_folder(out / split, x, y)
         share = np.bincount(y.reshape(-1), minlength=len(CLASSES)) / y.size
-        print(f"{split}: {n} images {args.size}x{args.size}, pixels per class "
-              + ", ".join(f"{c} {s:.1%}" for c, s in zip(CLASSES, share)))
+        print(
+            f"{split}: {n} images {args.size}x{args.size}, pixels per class "
+            + ", ".join(f"{c} {s:.1%}" for c, s in zip(CLASSES, share))
+        )
 
 
 if __name__ == "__main__":

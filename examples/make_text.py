@@ -16,17 +16,79 @@ import pathlib
 import numpy as np
 
 N_TRAIN, N_TEST, LABEL_NOISE = 2000, 500, 0.05
-POSITIVE = ["good", "great", "excellent", "wonderful", "enjoyable", "delightful", "solid", "lovely",
-            "impressive", "fun", "charming", "brilliant", "pleasant", "satisfying", "superb"]
-NEGATIVE = ["bad", "terrible", "awful", "boring", "dull", "disappointing", "poor", "weak", "bland",
-            "annoying", "mediocre", "tedious", "clumsy", "forgettable", "painful"]
-THINGS = ["movie", "plot", "acting", "soundtrack", "ending", "service", "food", "book", "story", "camera",
-          "battery", "screen", "design", "price", "staff", "room", "dialogue", "pacing", "cast", "game"]
+POSITIVE = [
+    "good",
+    "great",
+    "excellent",
+    "wonderful",
+    "enjoyable",
+    "delightful",
+    "solid",
+    "lovely",
+    "impressive",
+    "fun",
+    "charming",
+    "brilliant",
+    "pleasant",
+    "satisfying",
+    "superb",
+]
+NEGATIVE = [
+    "bad",
+    "terrible",
+    "awful",
+    "boring",
+    "dull",
+    "disappointing",
+    "poor",
+    "weak",
+    "bland",
+    "annoying",
+    "mediocre",
+    "tedious",
+    "clumsy",
+    "forgettable",
+    "painful",
+]
+THINGS = [
+    "movie",
+    "plot",
+    "acting",
+    "soundtrack",
+    "ending",
+    "service",
+    "food",
+    "book",
+    "story",
+    "camera",
+    "battery",
+    "screen",
+    "design",
+    "price",
+    "staff",
+    "room",
+    "dialogue",
+    "pacing",
+    "cast",
+    "game",
+]
 OPENERS = ["", "", "honestly", "overall", "I think", "to be fair", "in my opinion", "frankly", "well"]
 INTENSIFIERS = ["", "", "", "very", "really", "quite", "extremely", "so", "pretty", "rather"]
 NEGATIONS = ["not", "never", "hardly", "not at all"]
-FILLERS = ["", "", "", "for the price", "this time", "to me", "if you ask me", "on the whole",
-           "from start to finish", "as expected", "for a weekend", "in the end"]
+FILLERS = [
+    "",
+    "",
+    "",
+    "for the price",
+    "this time",
+    "to me",
+    "if you ask me",
+    "on the whole",
+    "from start to finish",
+    "as expected",
+    "for a weekend",
+    "in the end",
+]
 
 
 def clause(rng, polarity: int) -> str:
@@ -34,8 +96,16 @@ def clause(rng, polarity: int) -> str:
     negate = rng.random() < 0.3
     word_polarity = -polarity if negate else polarity
     word = rng.choice(POSITIVE if word_polarity > 0 else NEGATIVE)
-    parts = [rng.choice(OPENERS), "the", rng.choice(THINGS), "was", rng.choice(INTENSIFIERS) if not negate else "",
-             rng.choice(NEGATIONS) if negate else "", word, rng.choice(FILLERS)]
+    parts = [
+        rng.choice(OPENERS),
+        "the",
+        rng.choice(THINGS),
+        "was",
+        rng.choice(INTENSIFIERS) if not negate else "",
+        rng.choice(NEGATIONS) if negate else "",
+        word,
+        rng.choice(FILLERS),
+    ]
     return " ".join(p for p in parts if p)
 
 

@@ -24,8 +24,7 @@ CATEGORIES = ("grocery", "fuel", "restaurant", "online", "travel")
 P_CATEGORY = (0.34, 0.18, 0.2, 0.2, 0.08)
 AMOUNT = {"grocery": 45.0, "fuel": 55.0, "restaurant": 35.0, "online": 60.0, "travel": 400.0}  # medians
 HOUR = {"grocery": (17, 3), "fuel": (12, 4), "restaurant": (19.5, 2), "online": (21, 3), "travel": (10, 3)}
-COLUMNS = ("amount", "hour", "category", "distance_km", "card_present", "tx_last_24h", "account_age_days",
-           "is_anomaly")
+COLUMNS = ("amount", "hour", "category", "distance_km", "card_present", "tx_last_24h", "account_age_days", "is_anomaly")
 
 
 def normal_rows(rng: np.random.Generator, n: int) -> dict:
@@ -38,9 +37,16 @@ def normal_rows(rng: np.random.Generator, n: int) -> dict:
     distance = np.where(online, 0.0, rng.lognormal(1.5, 0.6, n))
     distance = np.where(travel, rng.lognormal(5.5, 0.5, n), distance)
     card = np.where(online, 0, (rng.random(n) < 0.97).astype(int))
-    return {"amount": amount, "hour": hour, "category": names, "distance_km": distance, "card_present": card,
-            "tx_last_24h": rng.poisson(2.0, n), "account_age_days": rng.integers(60, 3650, n),
-            "is_anomaly": np.zeros(n, int)}
+    return {
+        "amount": amount,
+        "hour": hour,
+        "category": names,
+        "distance_km": distance,
+        "card_present": card,
+        "tx_last_24h": rng.poisson(2.0, n),
+        "account_age_days": rng.integers(60, 3650, n),
+        "is_anomaly": np.zeros(n, int),
+    }
 
 
 def plant(rng: np.random.Generator, rows: dict, idx: np.ndarray) -> None:
@@ -78,9 +84,11 @@ def table(rng: np.random.Generator, n: int, rate: float) -> dict:
 def write(path: pathlib.Path, rows: dict) -> None:
     lines = [",".join(COLUMNS)]
     for i in range(len(rows["amount"])):
-        lines.append(f"{rows['amount'][i]:.2f},{rows['hour'][i]:.2f},{rows['category'][i]},"
-                     f"{rows['distance_km'][i]:.1f},{rows['card_present'][i]},{rows['tx_last_24h'][i]},"
-                     f"{rows['account_age_days'][i]},{rows['is_anomaly'][i]}")
+        lines.append(
+            f"{rows['amount'][i]:.2f},{rows['hour'][i]:.2f},{rows['category'][i]},"
+            f"{rows['distance_km'][i]:.1f},{rows['card_present'][i]},{rows['tx_last_24h'][i]},"
+            f"{rows['account_age_days'][i]},{rows['is_anomaly'][i]}"
+        )
     path.write_text("\n".join(lines) + "\n")
 
 

@@ -22,8 +22,14 @@ from nnctl.checkpoint import Checkpoint
 
 HERE = pathlib.Path(__file__).resolve().parent
 OUT = HERE / "data" / "vgg_mini_notop.h5"
-BASE = [("block1_conv1", 8), ("block1_conv2", 8), ("block1_pool", None), ("block2_conv1", 16),
-        ("block2_conv2", 16), ("block2_pool", None)]
+BASE = [
+    ("block1_conv1", 8),
+    ("block1_conv2", 8),
+    ("block1_pool", None),
+    ("block2_conv1", 16),
+    ("block2_conv2", 16),
+    ("block2_pool", None),
+]
 
 
 def _layers() -> list[dict]:
@@ -32,18 +38,33 @@ def _layers() -> list[dict]:
         if filters is None:
             layers.append({"type": "MaxPooling2D", "name": name, "pool_size": 2})
         else:
-            layers.append({"type": "Conv2D", "name": name, "filters": filters, "kernel_size": 3, "padding": "same",
-                           "activation": "relu"})
+            layers.append(
+                {
+                    "type": "Conv2D",
+                    "name": name,
+                    "filters": filters,
+                    "kernel_size": 3,
+                    "padding": "same",
+                    "activation": "relu",
+                }
+            )
     return layers + [{"type": "Flatten"}, {"type": "Dense", "units": 10, "activation": "softmax"}]
 
 
 def pretrain(folder: pathlib.Path) -> dict:
-    raw = {"name": "vgg-mini-pretrain", "seed": 0,
-           "data": {"train": str(HERE / "data" / "cifar_sample" / "train"), "color_mode": "rgb", "rescale": "1/255"},
-           "model": {"input_shape": [32, 32, 3], "layers": _layers()},
-           "train": {"loss": "categorical_crossentropy", "optimizer": {"type": "adam", "learning_rate": 0.003},
-                     "epochs": 15, "batch_size": 32},
-           "output": {"checkpoint": str(folder / "pretrain.h5"), "run_dir": str(folder / "run")}}
+    raw = {
+        "name": "vgg-mini-pretrain",
+        "seed": 0,
+        "data": {"train": str(HERE / "data" / "cifar_sample" / "train"), "color_mode": "rgb", "rescale": "1/255"},
+        "model": {"input_shape": [32, 32, 3], "layers": _layers()},
+        "train": {
+            "loss": "categorical_crossentropy",
+            "optimizer": {"type": "adam", "learning_rate": 0.003},
+            "epochs": 15,
+            "batch_size": 32,
+        },
+        "output": {"checkpoint": str(folder / "pretrain.h5"), "run_dir": str(folder / "run")},
+    }
     s = spec.validate(raw, "make_vgg_weights", base_dir=HERE)
     done = run.train(s)
     return Checkpoint(done["checkpoint"]).weights

@@ -27,10 +27,15 @@ def check_spec(spec: dict) -> list[str]:
     train, data = spec.get("train", {}), spec.get("data", {})
     if not isinstance(train, dict) or not isinstance(data, dict) or data.get("target") == "input":
         return []
-    return [f"{where}: expected data.target = 'input' (an autoencoder scores rows by reconstruction error), "
-            f"found data.target = {data.get('target')!r}"
-            for where, value in (("train.anomaly_quantile", train.get("anomaly_quantile")),
-                                 ("data.anomaly_label", data.get("anomaly_label"))) if value is not None]
+    return [
+        f"{where}: expected data.target = 'input' (an autoencoder scores rows by reconstruction error), "
+        f"found data.target = {data.get('target')!r}"
+        for where, value in (
+            ("train.anomaly_quantile", train.get("anomaly_quantile")),
+            ("data.anomaly_label", data.get("anomaly_label")),
+        )
+        if value is not None
+    ]
 
 
 def row_errors(reconstructions, x) -> np.ndarray:
@@ -59,11 +64,18 @@ def fit_threshold(path, x_train, quantile: float, device: str | None = None) -> 
     ck, model, _, spec = restore(path, device or B.device)
     errors = model_errors(model, make_loss(spec), x_train)
     if len(errors) == 0 or not np.all(np.isfinite(errors)):
-        raise DataError(f"{path}: the training rows' reconstruction errors are {'empty' if not len(errors) else 'not finite'}; "
-                        f"no anomaly threshold")
-    info = {"quantile": float(quantile), "threshold": float(np.quantile(errors, quantile)), "rows": int(len(errors)),
-            "error": "mean squared reconstruction error per row, in the model's (preprocessed) units",
-            "train_error_mean": float(errors.mean()), "train_error_max": float(errors.max())}
+        raise DataError(
+            f"{path}: the training rows' reconstruction errors are {'empty' if not len(errors) else 'not finite'}; "
+            f"no anomaly threshold"
+        )
+    info = {
+        "quantile": float(quantile),
+        "threshold": float(np.quantile(errors, quantile)),
+        "rows": int(len(errors)),
+        "error": "mean squared reconstruction error per row, in the model's (preprocessed) units",
+        "train_error_mean": float(errors.mean()),
+        "train_error_max": float(errors.max()),
+    }
     store_anomaly(path, info)
     return info
 
@@ -74,10 +86,13 @@ def stored(ck) -> dict | None:
     if info is None:
         return None
     t, q = info.get("threshold"), info.get("quantile")
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in (t, q)) \
-            or not 0 < q < 1:
-        raise CheckpointError(f"{ck.path}: /anomaly: expected a finite threshold and a quantile in (0, 1), "
-                              f"found {json.dumps(info)[:80]}")
+    if (
+        not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in (t, q))
+        or not 0 < q < 1
+    ):
+        raise CheckpointError(
+            f"{ck.path}: /anomaly: expected a finite threshold and a quantile in (0, 1), found {json.dumps(info)[:80]}"
+        )
     return info
 
 
@@ -91,9 +106,14 @@ def summary(errors: np.ndarray) -> dict:
     e = np.asarray(errors, dtype=np.float64)
     if not len(e):
         return {}
-    return {"error_mean": float(e.mean()), "error_std": float(e.std()), "error_median": float(np.median(e)),
-            "error_p95": float(np.quantile(e, 0.95)), "error_p99": float(np.quantile(e, 0.99)),
-            "error_max": float(e.max())}
+    return {
+        "error_mean": float(e.mean()),
+        "error_std": float(e.std()),
+        "error_median": float(np.median(e)),
+        "error_p95": float(np.quantile(e, 0.95)),
+        "error_p99": float(np.quantile(e, 0.99)),
+        "error_max": float(e.max()),
+    }
 
 
 def precision_recall(flagged: np.ndarray, labels: np.ndarray) -> dict:
@@ -103,8 +123,16 @@ def precision_recall(flagged: np.ndarray, labels: np.ndarray) -> dict:
     precision = tp / (tp + fp) if tp + fp else 0.0
     recall = tp / (tp + fn) if tp + fn else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"anomaly_precision": precision, "anomaly_recall": recall, "anomaly_f1": f1, "anomaly_tp": tp,
-            "anomaly_fp": fp, "anomaly_fn": fn, "anomaly_tn": int(np.sum(~f & ~y)), "anomalies_true": int(y.sum())}
+    return {
+        "anomaly_precision": precision,
+        "anomaly_recall": recall,
+        "anomaly_f1": f1,
+        "anomaly_tp": tp,
+        "anomaly_fp": fp,
+        "anomaly_fn": fn,
+        "anomaly_tn": int(np.sum(~f & ~y)),
+        "anomalies_true": int(y.sum()),
+    }
 
 
 def read_labels(path, column: str) -> np.ndarray | None:
@@ -153,8 +181,9 @@ def report(ck, model, loss, x, outputs, source, label: str | None, errors_path: 
     flagged = None
     if info is not None:
         flagged = flags(errors, info["threshold"])
-        out.update(anomaly_threshold=info["threshold"], anomaly_quantile=info["quantile"],
-                   anomalies_flagged=int(flagged.sum()))
+        out.update(
+            anomaly_threshold=info["threshold"], anomaly_quantile=info["quantile"], anomalies_flagged=int(flagged.sum())
+        )
     labels = read_labels(source, label) if label else None
     if labels is not None and len(labels) != len(errors):
         raise DataError(f"{source}: {label}: {len(labels)} marks for {len(errors)} rows")
@@ -172,10 +201,15 @@ def write_errors(path, errors, flagged=None, labels=None) -> None:
 
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["row", "error"] + (["anomaly"] if flagged is not None else []) + (["label"] if labels is not None else []))
+    w.writerow(
+        ["row", "error"] + (["anomaly"] if flagged is not None else []) + (["label"] if labels is not None else [])
+    )
     for i, e in enumerate(errors):
-        w.writerow([i, f"{float(e):.9g}"] + ([_word(flagged[i])] if flagged is not None else [])
-                   + ([int(labels[i])] if labels is not None else []))
+        w.writerow(
+            [i, f"{float(e):.9g}"]
+            + ([_word(flagged[i])] if flagged is not None else [])
+            + ([int(labels[i])] if labels is not None else [])
+        )
     text = buf.getvalue()
     atomic_write(path, lambda tmp: pathlib.Path(tmp).write_text(text))
 
@@ -207,8 +241,11 @@ def render_scores(errors, flagged, fmt: str, files=None) -> str:
     w = csv.writer(buf, lineterminator="\n")
     w.writerow((["file"] if files is not None else []) + ["error"] + (["anomaly"] if flagged is not None else []))
     for r in rows:
-        w.writerow(([r["file"]] if files is not None else []) + [f"{r['error']:.9g}"]
-                   + ([_word(r["anomaly"])] if flagged is not None else []))
+        w.writerow(
+            ([r["file"]] if files is not None else [])
+            + [f"{r['error']:.9g}"]
+            + ([_word(r["anomaly"])] if flagged is not None else [])
+        )
     return buf.getvalue()
 
 
@@ -227,7 +264,10 @@ def denoising(model, loss, x, spec: dict) -> dict:
     from nnctl import backend as B  # noqa: PLC0415
 
     denoised = B.to_numpy(loss.probabilities(model.predict(noisy)))
-    return {"noisy_input_mse": float(row_errors(noisy, x).mean()), "denoised_mse": float(row_errors(denoised, x).mean())}
+    return {
+        "noisy_input_mse": float(row_errors(noisy, x).mean()),
+        "denoised_mse": float(row_errors(denoised, x).mean()),
+    }
 
 
 def refit(path, quantile: float, device: str = "auto") -> dict:
@@ -241,8 +281,9 @@ def refit(path, quantile: float, device: str = "auto") -> dict:
     B.use(device)
     spec = Checkpoint(path).spec
     if (spec.get("data") or {}).get("target") != "input":
-        raise SpecError(f"--anomaly-quantile: expected an autoencoder (data.target = 'input'), found {path} "
-                        f"trained on targets")
+        raise SpecError(
+            f"--anomaly-quantile: expected an autoencoder (data.target = 'input'), found {path} trained on targets"
+        )
     ds = load_dataset(spec, with_test=False)
     if not reconstructs(ds.prep):
         raise SpecError(f"--anomaly-quantile: expected an autoencoder (data.target = 'input'), found {path}")

@@ -24,15 +24,19 @@ def model_for_data(spec: dict, ds: Dataset) -> Model:
         return model_for_named(spec, ds)
     shape = tuple(spec["model"].get("input_shape") or ds.input_shape)
     if tuple(ds.input_shape) != shape:
-        raise DataError(f"{spec['data']['train']}: samples have shape {list(ds.input_shape)} "
-                        f"({features(ds.input_shape)}), but model.input_shape is {list(shape)}")
+        raise DataError(
+            f"{spec['data']['train']}: samples have shape {list(ds.input_shape)} "
+            f"({features(ds.input_shape)}), but model.input_shape is {list(shape)}"
+        )
     input_dtype = ds.x_train.dtype if ds.x_train.dtype.kind in "iu" else spec["dtype"]
     model = build_model(spec, shape, spec["seed"], ds.defaults, input_dtype=input_dtype)
     check_targets(spec, model, ds.y_train, ds.prep)
     model.check_input(ds.x_train, spec["data"]["train"])
     if ds.x_val is not None:
         validation = spec["data"].get("validation")
-        model.check_input(ds.x_val, validation if isinstance(validation, str) else f"{spec['data']['train']} (validation split)")
+        model.check_input(
+            ds.x_val, validation if isinstance(validation, str) else f"{spec['data']['train']} (validation split)"
+        )
     # what the checkpoint needs to rebuild the same model without the data
     spec["model"]["input_shape"] = list(shape)
     spec["_defaults"], spec["_input_dtype"] = dict(ds.defaults), str(np.dtype(input_dtype))
@@ -58,8 +62,11 @@ def model_for_named(spec: dict, ds: Dataset) -> Model:
 def named_output_shapes(spec: dict, x) -> dict:
     """{layer: output shape} of the spec's model for inputs ``x`` (before its targets are encoded)."""
     named = spec["model"].get("inputs")
-    shape = tuple(next(iter(named.values()))["shape"]) if named else tuple(x.shape[1:] if not isinstance(x, dict)
-                                                                               else x["input"].shape[1:])
+    shape = (
+        tuple(next(iter(named.values()))["shape"])
+        if named
+        else tuple(x.shape[1:] if not isinstance(x, dict) else x["input"].shape[1:])
+    )
     model = build_model(spec, shape, spec["seed"], {})
     return {n.name: n.output_shape for n in model.nodes}
 
@@ -74,9 +81,17 @@ def make_heads(spec: dict, model: Model) -> Heads | None:
         lname, kwargs = loss_config(o)
         head_loss = losses.get(lname, **kwargs)
         units = model.by_name[o["layer"]].output_shape[-1]
-        heads.append(Head(name, o["layer"], head_loss, float(o.get("weight", 1.0)),
-                          tuple(metrics.METRICS.canonical(m) for m in o.get("metrics", [])), head_loss.task,
-                          units if head_loss.task != "binary" else 2))
+        heads.append(
+            Head(
+                name,
+                o["layer"],
+                head_loss,
+                float(o.get("weight", 1.0)),
+                tuple(metrics.METRICS.canonical(m) for m in o.get("metrics", [])),
+                head_loss.task,
+                units if head_loss.task != "binary" else 2,
+            )
+        )
     return Heads(model, heads)
 
 
@@ -95,10 +110,14 @@ def check_targets(spec, model: Model, y: np.ndarray, prep: Preprocessor) -> None
         cut = spec.get("_top_removed")  # nnctl.model_top: a feature extractor has no head for these targets
         why = f"; model.include_top = false removed its top ({', '.join(cut)}): train it with the top" if cut else ""
         if prep.classes is not None and prep.task in ("categorical", "sparse"):
-            raise DataError(f"{spec['data']['train']}: the target has {len(prep.classes)} classes but the last layer "
-                            f"({last}) has {out[-1]} units{why}")
-        raise DataError(f"{spec['data']['train']}: targets have shape {list(y.shape[1:])} per sample but the last "
-                        f"layer ({last}) outputs {list(out)}{why}")
+            raise DataError(
+                f"{spec['data']['train']}: the target has {len(prep.classes)} classes but the last layer "
+                f"({last}) has {out[-1]} units{why}"
+            )
+        raise DataError(
+            f"{spec['data']['train']}: targets have shape {list(y.shape[1:])} per sample but the last "
+            f"layer ({last}) outputs {list(out)}{why}"
+        )
     if prep.kind == "segmentation":  # every mask value read is a class id of the output channels
         from nnctl.data.masks import check_classes  # noqa: PLC0415
 

@@ -88,7 +88,8 @@ def keep_freed_memory() -> bool:
     try:
         libc = ctypes.CDLL("libc.so.6")
         return bool(libc.mallopt(_M_MMAP_THRESHOLD, 32 * 1024 * 1024)) and bool(
-            libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
+            libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
+        )
     except (OSError, AttributeError):
         return False
 
@@ -138,8 +139,12 @@ def info() -> dict:
         for i in range(runtime.getDeviceCount()):
             props = runtime.getDeviceProperties(i)
             name = props["name"]
-            out["gpus"].append({"name": name.decode() if isinstance(name, bytes) else str(name),
-                                "memory_bytes": int(props["totalGlobalMem"])})
+            out["gpus"].append(
+                {
+                    "name": name.decode() if isinstance(name, bytes) else str(name),
+                    "memory_bytes": int(props["totalGlobalMem"]),
+                }
+            )
     except Exception as exc:  # noqa: BLE001 - a CUDA error: no driver, no device, mismatched versions
         out["gpu_unavailable"] = f"CuPy found no CUDA driver or device ({exc})"
     if out["gpus"]:
@@ -172,8 +177,9 @@ def _nccl():
     try:
         from cupy.cuda import nccl
     except Exception as exc:  # noqa: BLE001 - ImportError, or an NCCL library that fails to load
-        raise BackendError(f"multi-GPU training needs NCCL through CuPy (cupy.cuda.nccl fails to load: {exc})"
-                           ) from None
+        raise BackendError(
+            f"multi-GPU training needs NCCL through CuPy (cupy.cuda.nccl fails to load: {exc})"
+        ) from None
     return nccl
 
 
@@ -193,8 +199,11 @@ class DeviceAllreduce:
         nccl = _nccl()
         self.size = size
         self._comm = nccl.NcclCommunicator(size, unique_id, rank)
-        self._types = {np.dtype(np.float16): nccl.NCCL_FLOAT16, np.dtype(np.float32): nccl.NCCL_FLOAT32,
-                       np.dtype(np.float64): nccl.NCCL_FLOAT64}
+        self._types = {
+            np.dtype(np.float16): nccl.NCCL_FLOAT16,
+            np.dtype(np.float32): nccl.NCCL_FLOAT32,
+            np.dtype(np.float64): nccl.NCCL_FLOAT64,
+        }
         self._sum = nccl.NCCL_SUM
         self._events: list[tuple[Any, Any]] = []  # (start, end) around each call since take_seconds
 

@@ -26,11 +26,18 @@ MAX_DEPTH = 8  # blocks using blocks: deeper than this is a cycle or a mistake
 MAX_LAYERS = 10000  # an expansion larger than this is refused (a typo in repeat, not a network)
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 #: JSON Schema of a use in model.layers (its parameters are the block's own, checked by expand_model)
-USE_SCHEMA = {"type": "object", "title": "block use", "required": ["block"],
-              "description": "a use of a block of model.blocks: block, name, repeat, index_from and its parameters",
-              "properties": {"block": {"type": "string"}, "name": {"type": "string"},
-                             "repeat": {"type": "integer", "minimum": 1},
-                             "index_from": {"type": "integer", "minimum": 0}}}
+USE_SCHEMA = {
+    "type": "object",
+    "title": "block use",
+    "required": ["block"],
+    "description": "a use of a block of model.blocks: block, name, repeat, index_from and its parameters",
+    "properties": {
+        "block": {"type": "string"},
+        "name": {"type": "string"},
+        "repeat": {"type": "integer", "minimum": 1},
+        "index_from": {"type": "integer", "minimum": 0},
+    },
+}
 
 
 def expand_model(model) -> tuple[list[str], list[str | None]]:
@@ -68,6 +75,7 @@ def expand_model(model) -> tuple[list[str], list[str | None]]:
 
 def locate(problems: list[str], origin: list[str | None]) -> list[str]:
     """Problems about expanded entry ``model.layers[i]`` say which block layer and which use it came from."""
+
     def src(i: int) -> str | None:
         return origin[i] if i < len(origin) and origin[i] else None
 
@@ -77,7 +85,7 @@ def locate(problems: list[str], origin: list[str | None]) -> list[str]:
         tail = ""
         if m and (o := src(int(m.group(1)))):
             block_where, _, use = o.partition("|")
-            p, tail = block_where + p[m.end():], f" (in {use})"
+            p, tail = block_where + p[m.end() :], f" (in {use})"
         p = re.sub(r"model\.layers\[(\d+)\]", lambda m: (src(int(m.group(1))) or m.group(0)).partition("|")[0], p)
         out.append(p + tail)
     return out
@@ -90,8 +98,10 @@ def _check_block(bname: str, block) -> list[str]:
     problems = []
     for key in block:
         if key not in ("params", "defaults", "layers", "doc"):
-            problems.append(f"{where}.{key}: unknown key for a block{suggestion(key, ['params', 'defaults', 'layers'])}"
-                            "; expected params, defaults, layers or doc")
+            problems.append(
+                f"{where}.{key}: unknown key for a block{suggestion(key, ['params', 'defaults', 'layers'])}"
+                "; expected params, defaults, layers or doc"
+            )
     params = block.get("params", [])
     if not isinstance(params, list) or not all(isinstance(p, str) for p in params):
         problems.append(f"{where}.params: expected a list of parameter names, found {shown(params)}")
@@ -110,12 +120,16 @@ def _check_block(bname: str, block) -> list[str]:
     return problems
 
 
-def _expand_use(use: dict, where: str, blocks: dict, prev: str | None, out: list, origin: list, depth: int) -> list[str]:
+def _expand_use(
+    use: dict, where: str, blocks: dict, prev: str | None, out: list, origin: list, depth: int
+) -> list[str]:
     bname = use.get("block")
     if not isinstance(bname, str) or bname not in blocks:
         known = sorted(blocks)
-        return [f"{where}.block: unknown block {shown(bname)}{suggestion(str(bname), known)}; "
-                f"expected one of {', '.join(known) or '(no model.blocks declared)'}"]
+        return [
+            f"{where}.block: unknown block {shown(bname)}{suggestion(str(bname), known)}; "
+            f"expected one of {', '.join(known) or '(no model.blocks declared)'}"
+        ]
     if depth >= MAX_DEPTH:
         return [f"{where}.block: blocks nest deeper than {MAX_DEPTH} (does block {bname!r} use itself?)"]
     block = blocks[bname]
@@ -178,9 +192,12 @@ def _substitute(value, env: dict, where: str, bname: str):
         return [v for v, _ in items], [p for _, found in items for p in found]
     if not isinstance(value, str) or "{" not in value:
         return value, []
-    problems = [f"{where}: unknown parameter {{{m}}} in block {bname!r}{suggestion(m, list(env))}; "
-                f"expected one of {', '.join('{' + k + '}' for k in env)}"
-                for m in _PLACEHOLDER.findall(value) if m not in env]
+    problems = [
+        f"{where}: unknown parameter {{{m}}} in block {bname!r}{suggestion(m, list(env))}; "
+        f"expected one of {', '.join('{' + k + '}' for k in env)}"
+        for m in _PLACEHOLDER.findall(value)
+        if m not in env
+    ]
     if not problems and "input" in _PLACEHOLDER.findall(value) and env["input"] is None:
         problems = [f"{where}: {{input}} in block {bname!r}: the layer before this use has no name; name it"]
     if problems:

@@ -36,8 +36,9 @@ def check_entry(where: str, entry, data_keys=("input_dim",)) -> tuple[dict, list
     body = {k: v for k, v in entry.items() if k != "type"}
     wrapped = "layer" in body  # a wrapper's inner layer is an entry of its own, checked below
     inner = body.pop("layer", None)
-    out, problems = check_keys(body, params_of(cls), where, cls.__name__,
-                               optional=(*data_keys, "layer") if wrapped else data_keys)
+    out, problems = check_keys(
+        body, params_of(cls), where, cls.__name__, optional=(*data_keys, "layer") if wrapped else data_keys
+    )
     if wrapped:
         out["layer"], found = check_entry(f"{where}.layer", inner)
         problems += found
@@ -95,12 +96,15 @@ def _check_inputs(where: str, e: dict, layers: list, i: int, seen: dict, input_n
         if name not in input_names and name not in seen:
             later = any(isinstance(x, dict) and x.get("name") == name for x in layers[i:])
             why = "it comes later (inputs must name earlier layers)" if later else "no such layer or model input"
-            problems.append(f"{where}.inputs: {ref!r}: {why}{suggestion(name, [*seen, *input_names]) if not later else ''}")
+            problems.append(
+                f"{where}.inputs: {ref!r}: {why}{suggestion(name, [*seen, *input_names]) if not later else ''}"
+            )
     return problems
 
 
-def build_model(spec: dict, input_shape, seed: int, defaults: dict | None = None, input_dtype=None,
-                input_grad: bool = False) -> Model:
+def build_model(
+    spec: dict, input_shape, seed: int, defaults: dict | None = None, input_dtype=None, input_grad: bool = False
+) -> Model:
     """Instantiate, wire and build the spec's layers for ``input_shape`` (weights drawn from ``seed``)."""
     source = spec.get("_source", "spec")
     dtype = np.dtype(spec.get("dtype", "float32"))
@@ -131,14 +135,23 @@ def build_model(spec: dict, input_shape, seed: int, defaults: dict | None = None
         prev = entry["name"]
     inputs = {k: (v["shape"], v.get("dtype") or dtype) for k, v in named.items()} if named else None
     outputs = [v["layer"] for v in spec["model"]["outputs"].values()] if spec["model"].get("outputs") else None
-    model = Model(nodes, tuple(input_shape), dtype=dtype, input_dtype=input_dtype, input_grad=input_grad,
-                  inputs=inputs, outputs=outputs)
+    model = Model(
+        nodes,
+        tuple(input_shape),
+        dtype=dtype,
+        input_dtype=input_dtype,
+        input_grad=input_grad,
+        inputs=inputs,
+        outputs=outputs,
+    )
     try:
         model.build(seed)
     except (ValueError, IndexError, TypeError) as exc:
         bad = next((n for n in nodes if n.output_shape is None), nodes[-1])
         i = nodes.index(bad)
         shapes = [list(s) if not isinstance(s, list) else s for s in bad.layer.input_shapes]
-        raise SpecError(f"{source}: model.layers[{i}] ({bad.name}, {type(bad.layer).__name__}) on input shape "
-                        f"{shapes[0] if len(shapes) == 1 else shapes}: {exc}") from None
+        raise SpecError(
+            f"{source}: model.layers[{i}] ({bad.name}, {type(bad.layer).__name__}) on input shape "
+            f"{shapes[0] if len(shapes) == 1 else shapes}: {exc}"
+        ) from None
     return model

@@ -7,8 +7,14 @@ from nnctl.metrics import higher_is_better
 
 
 class EarlyStopping:
-    def __init__(self, monitor: str = "val_loss", mode: str = "auto", patience: int = 5, min_delta: float = 0.0,
-                 restore_best: bool = True):
+    def __init__(
+        self,
+        monitor: str = "val_loss",
+        mode: str = "auto",
+        patience: int = 5,
+        min_delta: float = 0.0,
+        restore_best: bool = True,
+    ):
         self.monitor, self.patience, self.min_delta, self.restore_best = monitor, patience, abs(min_delta), restore_best
         self.mode = mode if mode != "auto" else ("max" if higher_is_better(monitor) else "min")
         self.best: float | None = None

@@ -63,16 +63,34 @@ def named_from_flat(flat: np.ndarray, slices: dict, shapes: dict) -> dict:
     return {k: flat[sl].reshape(shapes[k]) for k, sl in slices.items()}
 
 
-def save(path, *, spec: dict, weights: dict, state: dict, prep_arrays: dict, history: dict, seed: int,
-         epoch: int, best_epoch: int | None, optimizer: dict, resume: dict | None) -> None:
+def save(
+    path,
+    *,
+    spec: dict,
+    weights: dict,
+    state: dict,
+    prep_arrays: dict,
+    history: dict,
+    seed: int,
+    epoch: int,
+    best_epoch: int | None,
+    optimizer: dict,
+    resume: dict | None,
+) -> None:
     """Write a checkpoint. ``optimizer`` = {type, iterations, config, slots: {slot: {name: array}}};
     ``resume`` = {weights, state, info} for the last finished epoch (None when equal to ``weights``)."""
     import h5py  # noqa: PLC0415
 
     def write(tmp):
         with h5py.File(tmp, "w") as f:
-            f.attrs.update(format=FORMAT, format_version=format_version(spec), nnctl_version=__version__, seed=seed,
-                           epoch=epoch, best_epoch=-1 if best_epoch is None else best_epoch)
+            f.attrs.update(
+                format=FORMAT,
+                format_version=format_version(spec),
+                nnctl_version=__version__,
+                seed=seed,
+                epoch=epoch,
+                best_epoch=-1 if best_epoch is None else best_epoch,
+            )
             _json(f, "spec", spec)
             _write_named(f.create_group("weights"), weights)
             _write_named(f.create_group("state"), state)
@@ -83,8 +101,9 @@ def save(path, *, spec: dict, weights: dict, state: dict, prep_arrays: dict, his
             for k, v in history.items():
                 hg.create_dataset(k, data=np.asarray(v, dtype=np.float64))
             og = f.create_group("optimizer")
-            og.attrs.update(type=optimizer["type"], iterations=optimizer["iterations"],
-                            config=json.dumps(optimizer["config"]))
+            og.attrs.update(
+                type=optimizer["type"], iterations=optimizer["iterations"], config=json.dumps(optimizer["config"])
+            )
             sg = og.create_group("slots")
             for slot, named in optimizer["slots"].items():
                 _write_named(sg.create_group(slot), named)
@@ -167,8 +186,11 @@ class _Reader:
             raise self.error(where, "stored in an external file; refused")
         declared = ds.size * max(ds.dtype.itemsize, 1)
         if declared > self.file_size:
-            raise self.error(where, f"declares shape {list(ds.shape)} ({declared} bytes), more than the whole file "
-                                    f"holds ({self.file_size} bytes)")
+            raise self.error(
+                where,
+                f"declares shape {list(ds.shape)} ({declared} bytes), more than the whole file "
+                f"holds ({self.file_size} bytes)",
+            )
 
     def node(self, where: str, kind):
         import h5py  # noqa: PLC0415
@@ -207,8 +229,9 @@ class _Reader:
         for layer in group:
             lg = self.node(f"{where}/{layer}", "group")
             for param in lg:
-                out[f"{layer}/{param}"] = self.array(self.node(f"{where}/{layer}/{param}", "dataset"),
-                                                     f"/{where}/{layer}/{param}")
+                out[f"{layer}/{param}"] = self.array(
+                    self.node(f"{where}/{layer}/{param}", "dataset"), f"/{where}/{layer}/{param}"
+                )
         return out
 
     def any(self, where: str):
@@ -237,29 +260,38 @@ class Checkpoint:
             with h5py.File(self.path, "r") as f:
                 fmt = f.attrs.get("format")
                 if fmt != FORMAT:
-                    raise CheckpointError(f"{self.path}: not an nnctl checkpoint (expected attribute "
-                                          f"format={FORMAT!r}, found {quote(fmt)})")
+                    raise CheckpointError(
+                        f"{self.path}: not an nnctl checkpoint (expected attribute "
+                        f"format={FORMAT!r}, found {quote(fmt)})"
+                    )
                 version = int(f.attrs.get("format_version", -1))
                 if version > FORMAT_VERSION:
-                    raise CheckpointError(f"{self.path}: checkpoint format {version} is newer than this "
-                                          f"nnctl reads ({FORMAT_VERSION}); upgrade nnctl")
+                    raise CheckpointError(
+                        f"{self.path}: checkpoint format {version} is newer than this "
+                        f"nnctl reads ({FORMAT_VERSION}); upgrade nnctl"
+                    )
                 r = _Reader(f, self.path, self.path.stat().st_size)
                 r.check_tree()
-                self.attrs = {k: (f.attrs[k].item() if hasattr(f.attrs[k], "item") else f.attrs[k])
-                              for k in ATTRS if k in f.attrs}
+                self.attrs = {
+                    k: (f.attrs[k].item() if hasattr(f.attrs[k], "item") else f.attrs[k]) for k in ATTRS if k in f.attrs
+                }
                 self.spec = r.json("spec")
                 self.weights = r.named("weights")
                 self.state = r.named("state")
                 prep = r.node("preprocessing", "group")
                 self.prep_arrays = {k: r.any(f"preprocessing/{k}") for k in prep}
                 history = r.node("history", "group")
-                self.history = {k: list(r.array(r.node(f"history/{k}", "dataset"), f"/history/{k}", "fiu", 1))
-                                for k in history}
+                self.history = {
+                    k: list(r.array(r.node(f"history/{k}", "dataset"), f"/history/{k}", "fiu", 1)) for k in history
+                }
                 og = r.node("optimizer", "group")
                 try:
                     config = json.loads(og.attrs["config"])
-                    self.optimizer = {"type": str(og.attrs["type"]), "iterations": int(og.attrs["iterations"]),
-                                      "config": config}
+                    self.optimizer = {
+                        "type": str(og.attrs["type"]),
+                        "iterations": int(og.attrs["iterations"]),
+                        "config": config,
+                    }
                 except (KeyError, ValueError, TypeError, RecursionError):
                     raise r.error("/optimizer", "attributes type, iterations and config (JSON) expected") from None
                 slots = r.node("optimizer/slots", "group")
@@ -268,15 +300,20 @@ class Checkpoint:
                 self.resume = None
                 if "resume" in f:
                     r.node("resume", "group")
-                    self.resume = {"weights": r.named("resume/weights"), "state": r.named("resume/state"),
-                                   "info": r.json("resume/info"),
-                                   "position": r.named("resume/position") if "position" in f["resume"] else {}}
+                    self.resume = {
+                        "weights": r.named("resume/weights"),
+                        "state": r.named("resume/state"),
+                        "info": r.json("resume/info"),
+                        "position": r.named("resume/position") if "position" in f["resume"] else {},
+                    }
         except CheckpointError:
             raise
         except (OSError, KeyError, ValueError, TypeError, RuntimeError, json.JSONDecodeError) as exc:
             if pathlib.Path(self.path).suffix.lower() in SPEC_SUFFIXES:
-                raise CheckpointError(f"{self.path}: a spec, not a checkpoint; train it first (nnctl train "
-                                      f"{self.path}) and pass the checkpoint it writes") from None
+                raise CheckpointError(
+                    f"{self.path}: a spec, not a checkpoint; train it first (nnctl train "
+                    f"{self.path}) and pass the checkpoint it writes"
+                ) from None
             raise CheckpointError(f"{self.path}: unreadable or truncated checkpoint ({quote(exc, 80)})") from None
 
     @property
@@ -297,20 +334,24 @@ def load_into(model, weights: dict, state: dict, source: str, strict: bool = Tru
     from nnctl import backend as B  # noqa: PLC0415
 
     loaded, skipped = [], []
-    for kind, target, source_arrays in (("weights", model.named_params(), weights),
-                                        ("state", model.named_state(), state)):
+    for kind, target, source_arrays in (
+        ("weights", model.named_params(), weights),
+        ("state", model.named_state(), state),
+    ):
         for key, arr in target.items():
             src = source_arrays.get(key)
             if src is None:
                 if strict:
-                    raise CheckpointError(f"{source}: missing /{kind}/{key}; the model expects an array of shape "
-                                          f"{list(arr.shape)}")
+                    raise CheckpointError(
+                        f"{source}: missing /{kind}/{key}; the model expects an array of shape {list(arr.shape)}"
+                    )
                 skipped.append(f"{key} (not in the checkpoint)")
                 continue
             if tuple(src.shape) != tuple(arr.shape):
                 if strict:
-                    raise CheckpointError(f"{source}: /{kind}/{key} has shape {list(src.shape)}, the model expects "
-                                          f"{list(arr.shape)}")
+                    raise CheckpointError(
+                        f"{source}: /{kind}/{key} has shape {list(src.shape)}, the model expects {list(arr.shape)}"
+                    )
                 skipped.append(f"{key} (shape {list(src.shape)} in the checkpoint, {list(arr.shape)} in the model)")
                 continue
             arr[...] = B.asarray(src.astype(arr.dtype, copy=False))

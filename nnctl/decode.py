@@ -25,19 +25,25 @@ def greedy_decode(model, x_source, cfg: dict) -> np.ndarray:
     S, start = int(cfg["source_length"]), int(cfg["start_token"])
     shape_in, shape_out = tuple(model.input_shape), model.output_shape
     if len(shape_in) != 1 or not 0 < S < shape_in[0] or isinstance(shape_out, list) or len(shape_out) != 2:
-        raise DataError(f"model.decode: needs a model with one input of ids (source_length + decoder steps,) "
-                        f"longer than source_length {S} and one output (steps, classes); found input "
-                        f"{list(shape_in)} and output {shape_out}")
+        raise DataError(
+            f"model.decode: needs a model with one input of ids (source_length + decoder steps,) "
+            f"longer than source_length {S} and one output (steps, classes); found input "
+            f"{list(shape_in)} and output {shape_out}"
+        )
     D = shape_in[0] - S
     steps = int(cfg.get("steps") or shape_out[0])
     if not 1 <= steps <= min(D, shape_out[0]):
-        raise DataError(f"model.decode.steps: expected 1 to {min(D, shape_out[0])} (the decoder's length), found {steps}")
+        raise DataError(
+            f"model.decode.steps: expected 1 to {min(D, shape_out[0])} (the decoder's length), found {steps}"
+        )
     src = np.asarray(x_source)
     if src.ndim == 1 and len(src) == S:
         src = src[None]
     if src.ndim != 2 or src.shape[1] != S:
-        raise DataError(f"input: expected {S} columns (the source ids, model.decode.source_length), "
-                        f"found rows of shape {list(src.shape[1:])}")
+        raise DataError(
+            f"input: expected {S} columns (the source ids, model.decode.source_length), "
+            f"found rows of shape {list(src.shape[1:])}"
+        )
     ids = np.rint(src.astype(np.float64))
     if not np.all(np.isfinite(src.astype(np.float64))) or np.any(ids != src):
         raise DataError(f"input: source ids must be whole numbers, found {src[ids != src].ravel()[:1].tolist()}")

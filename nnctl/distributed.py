@@ -80,8 +80,10 @@ class World:
         # NCCL refuses two ranks on one GPU: compare physical ids, as CUDA_VISIBLE_DEVICES may renumber
         buses = self._node.allgather(B.gpu_bus_id(device))
         if len(set(buses)) < len(buses):
-            raise BackendError(f"{self.local_size} ranks on this machine share {len(set(buses))} GPU(s): launch "
-                               f"one rank per GPU (mpiexec -ppn <GPUs per machine>) or use --device cpu")
+            raise BackendError(
+                f"{self.local_size} ranks on this machine share {len(set(buses))} GPU(s): launch "
+                f"one rank per GPU (mpiexec -ppn <GPUs per machine>) or use --device cpu"
+            )
         B.use_gpu(device)
         uid = self.comm.bcast(B.nccl_unique_id() if self.rank == 0 else None, root=0)
         self._nccl = B.DeviceAllreduce(self.size, uid, self.rank)

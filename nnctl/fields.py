@@ -40,7 +40,9 @@ class Range:
 
     def text(self, integer: bool) -> str:
         if integer and self.lo is not None and self.hi is None:
-            return {0: "a non-negative integer", 1: "a positive integer"}.get(int(self.lo), f"an integer >= {self.lo:g}")
+            return {0: "a non-negative integer", 1: "a positive integer"}.get(
+                int(self.lo), f"an integer >= {self.lo:g}"
+            )
         if self.lo == 0 and self.hi is None:
             return "a positive number" if self.lo_open else "a non-negative number"
         lo = "(" if self.lo_open else "["
@@ -101,8 +103,13 @@ Seed = Annotated[int, Range(0, 2**32 - 1)]
 # A path a user names: "" would silently mean the default (or the current folder), so it is refused.
 Path = Annotated[str, Pattern(r"[\s\S]*\S[\s\S]*", "a file or folder path")]
 # A name that becomes a file name: no separator, no leading dot, so runs/<name>.h5 stays inside runs/.
-FileStem = Annotated[str, Pattern(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,99}",
-                                  "a file name of letters, digits, '_', '-', '.', '+' (no '/', not starting with '.')")]
+FileStem = Annotated[
+    str,
+    Pattern(
+        r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,99}",
+        "a file name of letters, digits, '_', '-', '.', '+' (no '/', not starting with '.')",
+    ),
+]
 
 
 @dataclass(frozen=True)
@@ -176,11 +183,23 @@ def field_from(name: str, annotation, default=REQUIRED, doc: str = "") -> Field:
     name_of = next((m for m in meta if isinstance(m, NameOf)), None)
     pattern = next((m for m in meta if isinstance(m, Pattern)), None)
     min_items = next((m.n for m in meta if isinstance(m, MinItems)), 0)
-    return Field(name, tuple(dict.fromkeys(accepted)), default, rng, choices, item_types, item_range, nullable, doc,
-                 name_of, pattern, min_items)
+    return Field(
+        name,
+        tuple(dict.fromkeys(accepted)),
+        default,
+        rng,
+        choices,
+        item_types,
+        item_range,
+        nullable,
+        doc,
+        name_of,
+        pattern,
+        min_items,
+    )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def params_of(cls) -> dict[str, Field]:
     """The keys a class accepts: keyword parameters of ``__init__``, and of its bases' while it passes ``**kw`` on."""
     chain: list[dict[str, Field]] = []
@@ -195,8 +214,13 @@ def params_of(cls) -> dict[str, Field]:
         except Exception:  # noqa: BLE001 - an annotation that does not evaluate: accept any type
             hints = {}
         params = inspect.signature(init).parameters.values()
-        chain.append({p.name: field_from(p.name, hints.get(p.name, typing.Any), p.default) for p in params
-                      if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)})
+        chain.append(
+            {
+                p.name: field_from(p.name, hints.get(p.name, typing.Any), p.default)
+                for p in params
+                if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+            }
+        )
         if not any(p.kind is p.VAR_KEYWORD for p in params):
             break
     out: dict[str, Field] = {}
@@ -229,12 +253,11 @@ def shown(value, limit: int = 40) -> str:
     except (TypeError, ValueError):
         text = repr(value)
     if isinstance(value, (dict, list)) and len(text) > limit:
-        return ("a table" if isinstance(value, dict) else f"a list of {len(value)}")
+        return "a table" if isinstance(value, dict) else f"a list of {len(value)}"
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-_NOUN = {bool: "true or false", int: "an integer", float: "a number", str: "a string", list: "a list",
-         dict: "a table"}
+_NOUN = {bool: "true or false", int: "an integer", float: "a number", str: "a string", list: "a list", dict: "a table"}
 
 
 def expectation(f: Field) -> str:
@@ -248,9 +271,14 @@ def expectation(f: Field) -> str:
         words += [_NOUN[t] for t in f.types if t not in (int, float, bool) and t in _NOUN]
         return " or ".join(words)
     if list in f.types and f.item_types:
-        item = f.item_range.text(int in f.item_types and float not in f.item_types) if f.item_range else \
-            _NOUN.get(f.item_types[0], "values")
-        words = [_NOUN[t] for t in f.types if t is not list and t in _NOUN] + [f"a list of {item.removeprefix('a ').removeprefix('an ')}s"]
+        item = (
+            f.item_range.text(int in f.item_types and float not in f.item_types)
+            if f.item_range
+            else _NOUN.get(f.item_types[0], "values")
+        )
+        words = [_NOUN[t] for t in f.types if t is not list and t in _NOUN] + [
+            f"a list of {item.removeprefix('a ').removeprefix('an ')}s"
+        ]
         return " or ".join(words)
     return " or ".join(dict.fromkeys(_NOUN.get(t, t.__name__) for t in f.types)) or "a value"
 
@@ -274,8 +302,9 @@ def check_name(name_of: NameOf, value, path: str) -> tuple[Any, list[str]]:
         except UnknownName as exc:
             return value, [f"{path}: {exc}"]
     if not isinstance(value, dict) or not name_of.tables:
-        return value, [f"{path}: expected a {name_of.family} name{' or a table' if name_of.tables else ''}, "
-                       f"found {shown(value)}"]
+        return value, [
+            f"{path}: expected a {name_of.family} name{' or a table' if name_of.tables else ''}, found {shown(value)}"
+        ]
     table = dict(value)
     kind = table.pop("type", name_of.default_type)
     if kind is None:
@@ -303,8 +332,9 @@ def check(f: Field, value, path: str) -> tuple[Any, list[str]]:
     if f.choices and isinstance(value, str):
         low = value.lower()
         if low not in f.choices:
-            return value, [f"{path}: expected one of {', '.join(f.choices)}, found {shown(value)}"
-                           f"{suggestion(low, f.choices)}"]
+            return value, [
+                f"{path}: expected one of {', '.join(f.choices)}, found {shown(value)}{suggestion(low, f.choices)}"
+            ]
         return low, []
     if f.pattern is not None and isinstance(value, str) and not re.fullmatch(f.pattern.regex, value):
         return value, [f"{path}: expected {f.pattern.text}, found {shown(value)}"]
@@ -317,15 +347,17 @@ def check(f: Field, value, path: str) -> tuple[Any, list[str]]:
         for i, item in enumerate(value):
             numeric = isinstance(item, (int, float)) and not isinstance(item, bool)
             if not any(_is(item, t) for t in f.item_types) or (
-                    f.item_range is not None and numeric and not f.item_range.holds(item)):
+                f.item_range is not None and numeric and not f.item_range.holds(item)
+            ):
                 return value, [f"{path}: expected {expectation(f)}, found {shown(value)} (item {i})"]
     if float in f.types and int not in f.types and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     return value, []
 
 
-def check_keys(table: dict, fields: dict[str, Field], path: str, owner: str = "",
-               optional=()) -> tuple[dict, list[str]]:
+def check_keys(
+    table: dict, fields: dict[str, Field], path: str, owner: str = "", optional=()
+) -> tuple[dict, list[str]]:
     """Check every key of ``table`` against ``fields``: (checked values, problems).
 
     Required keys must be there, except those in ``optional`` (supplied later, e.g. from the data)."""

@@ -43,7 +43,9 @@ def _bias(layer, out) -> int:
 
 
 def _separable(layer, ins, out) -> int:
-    return 2 * _positions(out) * (_size(layer, "depthwise_kernel") + _size(layer, "pointwise_kernel")) + _bias(layer, out)
+    return 2 * _positions(out) * (_size(layer, "depthwise_kernel") + _size(layer, "pointwise_kernel")) + _bias(
+        layer, out
+    )
 
 
 def _depthwise(layer, ins, out) -> int:
@@ -127,25 +129,75 @@ def _bidirectional(layer, ins, out) -> int | None:
     return sum(f for f in each if f is not None) + (0 if layer.merge_mode in (None, "concat") else _n(first))
 
 
-_ZERO = ("Dropout", "SpatialDropout1D", "SpatialDropout2D", "GaussianNoise", "GaussianDropout", "Flatten", "Reshape",
-         "Permute", "RepeatVector", "Cropping1D", "Cropping2D", "ZeroPadding1D", "ZeroPadding2D", "UpSampling1D",
-         "UpSampling2D", "UpSampling3D", "ZeroPadding3D", "Concatenate", "Embedding", "Masking")
+_ZERO = (
+    "Dropout",
+    "SpatialDropout1D",
+    "SpatialDropout2D",
+    "GaussianNoise",
+    "GaussianDropout",
+    "Flatten",
+    "Reshape",
+    "Permute",
+    "RepeatVector",
+    "Cropping1D",
+    "Cropping2D",
+    "ZeroPadding1D",
+    "ZeroPadding2D",
+    "UpSampling1D",
+    "UpSampling2D",
+    "UpSampling3D",
+    "ZeroPadding3D",
+    "Concatenate",
+    "Embedding",
+    "Masking",
+)
 _RULES = {
-    "Dense": _dense_like, "Conv1D": _dense_like, "Conv2D": _dense_like, "Conv3D": _dense_like,
-    "DepthwiseConv1D": _depthwise, "DepthwiseConv2D": _depthwise,
-    "SeparableConv1D": _separable, "SeparableConv2D": _separable,
-    "Conv1DTranspose": _transpose, "Conv2DTranspose": _transpose,
-    "SimpleRNN": _recurrent, "GRU": _recurrent, "LSTM": _recurrent,
-    "MultiHeadAttention": _mha, "Attention": _score_attention, "AdditiveAttention": _score_attention,
-    "Dot": _dot, "Add": _merge, "Subtract": _merge, "Multiply": _merge, "Average": _merge, "Maximum": _merge,
-    "Minimum": _merge, "Activation": _elementwise, "ReLU": _elementwise, "LeakyReLU": _elementwise,
-    "ELU": _elementwise, "Softmax": _elementwise, "PReLU": _elementwise, "PositionalEncoding": _elementwise,
-    "PositionEmbedding": _elementwise, "BatchNormalization": _norm, "LayerNormalization": _norm,
-    "GroupNormalization": _norm, "MaxPooling1D": _pool, "MaxPooling2D": _pool, "AveragePooling1D": _pool,
-    "AveragePooling2D": _pool, "MaxPooling3D": _pool, "AveragePooling3D": _pool,
-    "GlobalAveragePooling1D": _global_pool, "GlobalAveragePooling2D": _global_pool,
-    "GlobalMaxPooling1D": _global_pool, "GlobalMaxPooling2D": _global_pool,
-    "TimeDistributed": _time_distributed, "Bidirectional": _bidirectional,
+    "Dense": _dense_like,
+    "Conv1D": _dense_like,
+    "Conv2D": _dense_like,
+    "Conv3D": _dense_like,
+    "DepthwiseConv1D": _depthwise,
+    "DepthwiseConv2D": _depthwise,
+    "SeparableConv1D": _separable,
+    "SeparableConv2D": _separable,
+    "Conv1DTranspose": _transpose,
+    "Conv2DTranspose": _transpose,
+    "SimpleRNN": _recurrent,
+    "GRU": _recurrent,
+    "LSTM": _recurrent,
+    "MultiHeadAttention": _mha,
+    "Attention": _score_attention,
+    "AdditiveAttention": _score_attention,
+    "Dot": _dot,
+    "Add": _merge,
+    "Subtract": _merge,
+    "Multiply": _merge,
+    "Average": _merge,
+    "Maximum": _merge,
+    "Minimum": _merge,
+    "Activation": _elementwise,
+    "ReLU": _elementwise,
+    "LeakyReLU": _elementwise,
+    "ELU": _elementwise,
+    "Softmax": _elementwise,
+    "PReLU": _elementwise,
+    "PositionalEncoding": _elementwise,
+    "PositionEmbedding": _elementwise,
+    "BatchNormalization": _norm,
+    "LayerNormalization": _norm,
+    "GroupNormalization": _norm,
+    "MaxPooling1D": _pool,
+    "MaxPooling2D": _pool,
+    "AveragePooling1D": _pool,
+    "AveragePooling2D": _pool,
+    "MaxPooling3D": _pool,
+    "AveragePooling3D": _pool,
+    "GlobalAveragePooling1D": _global_pool,
+    "GlobalAveragePooling2D": _global_pool,
+    "GlobalMaxPooling1D": _global_pool,
+    "GlobalMaxPooling2D": _global_pool,
+    "TimeDistributed": _time_distributed,
+    "Bidirectional": _bidirectional,
 }
 
 

@@ -77,7 +77,7 @@ def remove_stale_temps(path: pathlib.Path) -> list[pathlib.Path]:
     except OSError:
         return removed
     for entry in entries:
-        pid = entry.name[len(prefix):-4] if entry.name.startswith(prefix) and entry.name.endswith(".tmp") else ""
+        pid = entry.name[len(prefix) : -4] if entry.name.startswith(prefix) and entry.name.endswith(".tmp") else ""
         if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
             with contextlib.suppress(OSError):
                 os.unlink(entry.path)
@@ -149,8 +149,9 @@ def run_lock(path: str | pathlib.Path, what: str = "checkpoint"):
             holder = os.pread(fd, 20, 0).decode(errors="replace").strip()
             os.close(fd)
             who = f" (pid {holder})" if holder.isdigit() else ""
-            raise OutputError(f"{path}: another nnctl run{who} is writing this {what}; wait for it to finish or "
-                              f"choose another --out") from None
+            raise OutputError(
+                f"{path}: another nnctl run{who} is writing this {what}; wait for it to finish or choose another --out"
+            ) from None
         try:  # the holder before us may have removed the file between our open and our lock: retry
             if os.fstat(fd).st_ino == os.stat(lock).st_ino:
                 break

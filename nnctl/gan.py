@@ -54,13 +54,18 @@ def discriminator_seed(seed: int) -> int:
 
 def _built(spec: dict, which: str, input_shape, seed: int, input_grad: bool = False) -> Model:
     """One of the two models; build errors name ``model.<which>.layers[i]``."""
-    sub = {"model": {"layers": spec["model"][which]["layers"]}, "dtype": spec["dtype"],
-           "_source": spec.get("_source", "spec")}
+    sub = {
+        "model": {"layers": spec["model"][which]["layers"]},
+        "dtype": spec["dtype"],
+        "_source": spec.get("_source", "spec"),
+    }
     try:
         return build_model(sub, tuple(input_shape), seed, input_grad=input_grad)
     except SpecError as exc:
-        lines = [line.replace("model.layers[", f"model.{which}.layers[")
-                 for line in getattr(exc, "lines", None) or [str(exc)]]
+        lines = [
+            line.replace("model.layers[", f"model.{which}.layers[")
+            for line in getattr(exc, "lines", None) or [str(exc)]
+        ]
         err = SpecError("\nerror: ".join(lines))
         err.lines = lines
         raise err from None
@@ -101,8 +106,10 @@ def class_labels(spec: dict, y) -> np.ndarray | None:
     labels = y.astype(np.int64)
     found = np.unique(labels)
     if labels.min() < 0 or labels.max() >= k or len(found) != k:
-        raise DataError(f"{where}: expected {k} classes 0..{k - 1} (model.generator.classes), found {len(found)} "
-                        f"distinct labels from {labels.min()} to {labels.max()}")
+        raise DataError(
+            f"{where}: expected {k} classes 0..{k - 1} (model.generator.classes), found {len(found)} "
+            f"distinct labels from {labels.min()} to {labels.max()}"
+        )
     return labels
 
 
@@ -111,17 +118,28 @@ def build_pair(spec: dict, sample_shape) -> tuple[Model, Model]:
     source = spec.get("_source", "spec")
     g = build_generator(spec)
     if tuple(g.output_shape) != tuple(sample_shape):
-        raise SpecError(f"{source}: model.generator: outputs samples of shape {list(g.output_shape)}, but the data's "
-                        f"samples have shape {list(sample_shape)} ({spec['data']['train']})")
-    d = _built(spec, "discriminator", discriminator_input(spec, sample_shape), discriminator_seed(spec["seed"]),
-               input_grad=True)
+        raise SpecError(
+            f"{source}: model.generator: outputs samples of shape {list(g.output_shape)}, but the data's "
+            f"samples have shape {list(sample_shape)} ({spec['data']['train']})"
+        )
+    d = _built(
+        spec,
+        "discriminator",
+        discriminator_input(spec, sample_shape),
+        discriminator_seed(spec["seed"]),
+        input_grad=True,
+    )
     if isinstance(d.output_shape, list) or tuple(d.output_shape) != (1,):
         last = d.nodes[-1].name
-        raise SpecError(f"{source}: model.discriminator.layers[-1] ({last}): the discriminator must output one score "
-                        f"per sample, found output shape {list(d.output_shape)}")
+        raise SpecError(
+            f"{source}: model.discriminator.layers[-1] ({last}): the discriminator must output one score "
+            f"per sample, found output shape {list(d.output_shape)}"
+        )
     if d.output_activation() not in (None, "linear", "sigmoid"):
-        raise SpecError(f"{source}: model.discriminator.layers[-1]: expected a linear or sigmoid score, found "
-                        f"activation {d.output_activation()!r}")
+        raise SpecError(
+            f"{source}: model.discriminator.layers[-1]: expected a linear or sigmoid score, found "
+            f"activation {d.output_activation()!r}"
+        )
     return g, d
 
 
@@ -134,8 +152,10 @@ def check_range(spec: dict, g: Model, x: np.ndarray) -> None:
     x_lo, x_hi = float(x.min()), float(x.max())
     if x_lo < lo - 1e-6 or x_hi > hi + 1e-6:
         fix = 'set data.rescale = "1/255" for 0..255 pixels' if act == "sigmoid" else "rescale the data to [-1, 1]"
-        raise DataError(f"{spec['data']['train']}: real samples range over [{x_lo:g}, {x_hi:g}] but the generator's "
-                        f"{act} output lies in [{lo:g}, {hi:g}], so the discriminator wins at once; {fix}")
+        raise DataError(
+            f"{spec['data']['train']}: real samples range over [{x_lo:g}, {x_hi:g}] but the generator's "
+            f"{act} output lies in [{lo:g}, {hi:g}], so the discriminator wins at once; {fix}"
+        )
 
 
 def _check_rounds(spec: dict, n: int) -> None:
@@ -144,14 +164,24 @@ def _check_rounds(spec: dict, n: int) -> None:
     batches = 1 if isinstance(bs, str) else -(-n // min(int(bs), n))
     d_steps = spec["train"]["gan"]["d_steps"]
     if d_steps > batches:
-        raise SpecError(f"{spec.get('_source', 'spec')}: train.gan.d_steps: {d_steps} discriminator steps per round, "
-                        f"but an epoch has {batches} batches of {bs}, so the generator would never step; lower "
-                        f"d_steps or train.batch_size")
+        raise SpecError(
+            f"{spec.get('_source', 'spec')}: train.gan.d_steps: {d_steps} discriminator steps per round, "
+            f"but an epoch has {batches} batches of {bs}, so the generator would never step; lower "
+            f"d_steps or train.batch_size"
+        )
 
 
 # -- the session -------------------------------------------------------------------------------------
-def train(spec: dict, emit=_noop, device: str = "auto", resume: str | None = None, init_from: str | None = None,
-          hooks: Hooks | None = None, is_writer: bool = True, strategy: Local | None = None) -> dict:
+def train(
+    spec: dict,
+    emit=_noop,
+    device: str = "auto",
+    resume: str | None = None,
+    init_from: str | None = None,
+    hooks: Hooks | None = None,
+    is_writer: bool = True,
+    strategy: Local | None = None,
+) -> dict:
     """Train a GAN spec; write its checkpoint and run folder; returns the final ``done`` event (as run.train).
 
     One process only: ``strategy`` must be None or ``Local`` (data parallelism is refused)."""
@@ -161,8 +191,7 @@ def train(spec: dict, emit=_noop, device: str = "auto", resume: str | None = Non
     if init_from:
         raise SpecError(f"--init-from: not supported for a GAN spec ({source}); resume a GAN checkpoint with --resume")
     if not is_writer or isinstance(strategy, DataParallel):
-        raise SpecError(f"{source}: train.mode = \"gan\" trains in one process; run it without mpiexec or "
-                        f"--distributed")
+        raise SpecError(f'{source}: train.mode = "gan" trains in one process; run it without mpiexec or --distributed')
     check_before_work(spec)
     with fs.run_lock(spec["output"]["checkpoint"]):
         return GanSession(spec, emit, hooks).run(device, resume)
@@ -200,9 +229,16 @@ class GanSession:
         g.to_device()
         d.to_device()
         gcfg = self.tcfg["gan"]
-        self.trainer = GanTrainer(g, d, make_optimizer(gcfg["generator_optimizer"]),
-                                  make_optimizer(gcfg["discriminator_optimizer"]), self.tcfg,
-                                  spec["model"]["generator"], spec["seed"], self.hooks)
+        self.trainer = GanTrainer(
+            g,
+            d,
+            make_optimizer(gcfg["generator_optimizer"]),
+            make_optimizer(gcfg["discriminator_optimizer"]),
+            self.tcfg,
+            spec["model"]["generator"],
+            spec["seed"],
+            self.hooks,
+        )
         if resume:
             self.trainer.restore(read_snapshot(resume, spec, self.trainer))
             self.emit({"event": "resume", "checkpoint": str(resume), "epoch": self.trainer.epoch})
@@ -224,8 +260,9 @@ class GanSession:
         if self.signals.save_requested:
             self.signals.save_requested = False
             self.write(self.ckpt_path, self.last)
-            self.emit({"event": "checkpoint", "reason": "SIGUSR1", "checkpoint": self.ckpt_path,
-                       "epoch": self.last["epoch"]})
+            self.emit(
+                {"event": "checkpoint", "reason": "SIGUSR1", "checkpoint": self.ckpt_path, "epoch": self.last["epoch"]}
+            )
 
     def on_epoch_end(self, epoch: int, logs: dict) -> None:
         self.last = self.trainer.snapshot()
@@ -245,8 +282,14 @@ class GanSession:
                 self.write(ckpt_path, self.last)
             if isinstance(exc, TrainingDiverged):
                 exc.checkpoint = ckpt_path if kept else None
-                exc.args = (f"{exc}; " + (f"wrote {ckpt_path} with epoch {last_epoch()}, the last good one"
-                                          if kept else "no epoch had finished, so no checkpoint was written"),)
+                exc.args = (
+                    f"{exc}; "
+                    + (
+                        f"wrote {ckpt_path} with epoch {last_epoch()}, the last good one"
+                        if kept
+                        else "no epoch had finished, so no checkpoint was written"
+                    ),
+                )
             raise
         if self.signals.stop and last_epoch() == self.start_epoch:  # nothing new to save: never clobber
             kept_note = f"; {ckpt_path} is unchanged" if pathlib.Path(ckpt_path).exists() else ""
@@ -273,12 +316,16 @@ def diagnosis(history: dict, loss: str = "non_saturating") -> str:
     if not real or loss == "wgan_gp":
         return ""
     if real[-1] > 0.95 and fake[-1] > 0.95:
-        return (f"the discriminator is winning (it tells real from fake {real[-1]:.0%} / {fake[-1]:.0%} of the time): "
-                f"the generator's gradient is fading; lower the discriminator's learning rate, raise "
-                f"train.gan.g_steps or label_smoothing")
+        return (
+            f"the discriminator is winning (it tells real from fake {real[-1]:.0%} / {fake[-1]:.0%} of the time): "
+            f"the generator's gradient is fading; lower the discriminator's learning rate, raise "
+            f"train.gan.g_steps or label_smoothing"
+        )
     if fake[-1] < 0.05 and real[-1] < 0.5:
-        return (f"the discriminator scores {1 - fake[-1]:.0%} of fakes as real: it has collapsed or the generator "
-                f"found a blind spot; look at the samples (nnctl generate) for mode collapse")
+        return (
+            f"the discriminator scores {1 - fake[-1]:.0%} of fakes as real: it has collapsed or the generator "
+            f"found a blind spot; look at the samples (nnctl generate) for mode collapse"
+        )
     return ""
 
 
@@ -289,16 +336,27 @@ def _finish(spec: dict, ckpt_path: str, write, last: dict, t_start: float) -> di
     write(ckpt_path, last)
     history, epochs_run = last["history"], last["epoch"]
     final = {k: v[-1] for k, v in history.items() if v}
-    summary = {"epochs": epochs_run, "checkpoint_epoch": epochs_run, **{f"final_{k}": v for k, v in final.items()
-                                                                      if k not in ("seconds", "samples_per_second")}}
+    summary = {
+        "epochs": epochs_run,
+        "checkpoint_epoch": epochs_run,
+        **{f"final_{k}": v for k, v in final.items() if k not in ("seconds", "samples_per_second")},
+    }
     note = diagnosis(history, spec["train"]["gan"]["loss"])
     if note:
         summary["note"] = note
     run_dir = spec["output"].get("run_dir") or str(default_run_dir(ckpt_path))
     write_run(run_dir, spec, history, summary)
-    return {"event": "done", "checkpoint": ckpt_path, "run_dir": run_dir, "epochs_run": epochs_run,
-            "weights_epoch": epochs_run, "stopped_early": False, "seconds": time.perf_counter() - t_start,
-            "metrics": final, "summary": summary}
+    return {
+        "event": "done",
+        "checkpoint": ckpt_path,
+        "run_dir": run_dir,
+        "epochs_run": epochs_run,
+        "weights_epoch": epochs_run,
+        "stopped_early": False,
+        "seconds": time.perf_counter() - t_start,
+        "metrics": final,
+        "summary": summary,
+    }
 
 
 # -- sampling ------------------------------------------------------------------------------------------
@@ -311,7 +369,9 @@ def sample(generator: Model, latent: dict, n: int, seed: int, labels=None) -> tu
     rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed)))
     classes = int(latent.get("classes") or 0)
     if not classes:
-        return generator.predict(draw_latent(rng, latent["latent"], n, int(latent["latent_dim"]), generator.dtype)), None
+        return generator.predict(
+            draw_latent(rng, latent["latent"], n, int(latent["latent_dim"]), generator.dtype)
+        ), None
     wanted = list(range(classes)) if labels is None else [int(k) for k in labels]
     per_row = -(-n // len(wanted))
     z = draw_latent(rng, latent["latent"], per_row, int(latent["latent_dim"]), generator.dtype)
@@ -336,8 +396,10 @@ def check_labels(path, spec: dict, labels) -> None:
     if labels is None:
         return
     if not k:
-        raise SpecError(f"--label: {path} holds an unconditional GAN (no model.generator.classes); sample it "
-                        f"without --label/--labels")
+        raise SpecError(
+            f"--label: {path} holds an unconditional GAN (no model.generator.classes); sample it "
+            f"without --label/--labels"
+        )
     if not len(labels):
         raise SpecError("--labels: expected at least one class label, found none")
     bad = [int(v) for v in labels if not 0 <= int(v) < k]
@@ -360,8 +422,14 @@ def generate(path, n: int = 64, seed: int = 0, device: str = "auto", labels=None
         raise SpecError(f"{path}: checkpoint preprocessing is incomplete ({exc})") from None
     raw, y = sample(g, spec["model"]["generator"], n, seed, labels)
     x = to_data_units(raw, prep)
-    info = {"checkpoint": str(path), "samples": n, "seed": seed, "shape": list(x.shape[1:]), "epoch": ck.epoch,
-            "kind": prep.kind}
+    info = {
+        "checkpoint": str(path),
+        "samples": n,
+        "seed": seed,
+        "shape": list(x.shape[1:]),
+        "epoch": ck.epoch,
+        "kind": prep.kind,
+    }
     if y is not None:
         wanted = list(range(classes_of(spec))) if labels is None else [int(k) for k in labels]
         info.update(labels=[int(v) for v in y], rows=wanted, per_row=-(-n // len(wanted)))
@@ -375,14 +443,16 @@ def is_gan_run(spec: dict, resume: str | None = None) -> bool:
 
     wanted = is_gan(spec)
     if wanted and resume == "auto":
-        raise SpecError(f"{spec.get('_source', 'spec')}: --resume auto: a GAN run resumes from a named checkpoint "
-                        f"(--resume CKPT)")
+        raise SpecError(
+            f"{spec.get('_source', 'spec')}: --resume auto: a GAN run resumes from a named checkpoint (--resume CKPT)"
+        )
     if resume and resume != "auto" and pathlib.Path(resume).is_file():
         stored = is_gan(Checkpoint(resume).spec)
         if stored != wanted:
             kinds = {True: 'a GAN (train.mode = "gan")', False: "an ordinary model"}
-            raise SpecError(f"--resume {resume}: the checkpoint holds {kinds[stored]} but the spec trains "
-                            f"{kinds[wanted]}")
+            raise SpecError(
+                f"--resume {resume}: the checkpoint holds {kinds[stored]} but the spec trains {kinds[wanted]}"
+            )
     return wanted
 
 

@@ -25,7 +25,7 @@ def _prefixed(prefix: str, named: dict) -> dict:
 
 def _unprefixed(prefix: str, named: dict) -> dict:
     head = prefix + "."
-    return {k[len(head):]: v for k, v in named.items() if k.startswith(head)}
+    return {k[len(head) :]: v for k, v in named.items() if k.startswith(head)}
 
 
 def write_checkpoint(path, spec: dict, trainer, prep, snap: dict) -> None:
@@ -45,23 +45,43 @@ def write_checkpoint(path, spec: dict, trainer, prep, snap: dict) -> None:
         name, config = named_config(spec["train"]["gan"][f"{which}_optimizer"])
         optimizer_config[which] = {"type": name, "config": config, "iterations": part["iterations"]}
         rngs[which] = part["layer_rngs"]
-    info = {"epoch": snap["epoch"], "history": snap["history"], "data_rng": snap["data_rng"],
-            "latent_rng": snap["latent_rng"], "layer_rngs": rngs,
-            "iterations": {m: snap[m]["iterations"] for m in MODELS}}
-    save(path, spec=spec, weights=weights, state=state, prep_arrays=prep.to_arrays(), history=snap["history"],
-         seed=spec["seed"], epoch=snap["epoch"], best_epoch=None,
-         optimizer={"type": "gan", "iterations": snap["generator"]["iterations"], "config": optimizer_config,
-                    "slots": slots},
-         resume={"weights": weights, "state": state, "info": info})
+    info = {
+        "epoch": snap["epoch"],
+        "history": snap["history"],
+        "data_rng": snap["data_rng"],
+        "latent_rng": snap["latent_rng"],
+        "layer_rngs": rngs,
+        "iterations": {m: snap[m]["iterations"] for m in MODELS},
+    }
+    save(
+        path,
+        spec=spec,
+        weights=weights,
+        state=state,
+        prep_arrays=prep.to_arrays(),
+        history=snap["history"],
+        seed=spec["seed"],
+        epoch=snap["epoch"],
+        best_epoch=None,
+        optimizer={
+            "type": "gan",
+            "iterations": snap["generator"]["iterations"],
+            "config": optimizer_config,
+            "slots": slots,
+        },
+        resume={"weights": weights, "state": state, "info": info},
+    )
 
 
 def open_gan(path, verb: str) -> Checkpoint:
     """The checkpoint at ``path``, refused with one line unless a GAN spec wrote it."""
     ck = Checkpoint(path)
     if not is_gan(ck.spec):
-        raise CheckpointError(f"{path}: not a GAN checkpoint (its spec trains one model, train.mode = "
-                              f"{ck.spec.get('train', {}).get('mode', 'supervised')!r}); {verb} needs a checkpoint "
-                              f"written by a spec with train.mode = \"gan\"")
+        raise CheckpointError(
+            f"{path}: not a GAN checkpoint (its spec trains one model, train.mode = "
+            f"{ck.spec.get('train', {}).get('mode', 'supervised')!r}); {verb} needs a checkpoint "
+            f'written by a spec with train.mode = "gan"'
+        )
     return ck
 
 
@@ -92,8 +112,9 @@ def read_snapshot(path, spec: dict, trainer) -> dict:
     snap = trainer.snapshot()
     try:
         for which, model in (("generator", trainer.g), ("discriminator", trainer.d)):
-            load_into(model, _unprefixed(which, ck.resume["weights"]), _unprefixed(which, ck.resume["state"]),
-                      str(path))
+            load_into(
+                model, _unprefixed(which, ck.resume["weights"]), _unprefixed(which, ck.resume["state"]), str(path)
+            )
             slots = {}
             for slot in snap[which]["slots"]:
                 named = ck.optimizer["slots"].get(f"{which}.{slot}")
@@ -101,13 +122,17 @@ def read_snapshot(path, spec: dict, trainer) -> dict:
                     raise CheckpointError(f"{path}: /optimizer/slots/{which}.{slot} is missing")
                 slots[slot] = _flat(model, _unprefixed(which, named), f"{path}: /optimizer/slots/{which}.{slot}")
             part = snap[which]
-            part.update(flat_params=B.to_numpy(model.flat_params).copy(), slots=slots,
-                        iterations=int(info["iterations"][which]), layer_rngs=info["layer_rngs"][which],
-                        frozen={k: B.to_numpy(v).copy() for k, v in model.named_params().items()
-                                if k not in model.slices},
-                        model_state={k: B.to_numpy(v).copy() for k, v in model.named_state().items()})
-        snap.update(epoch=int(info["epoch"]), history=info["history"], data_rng=info["data_rng"],
-                    latent_rng=info["latent_rng"])
+            part.update(
+                flat_params=B.to_numpy(model.flat_params).copy(),
+                slots=slots,
+                iterations=int(info["iterations"][which]),
+                layer_rngs=info["layer_rngs"][which],
+                frozen={k: B.to_numpy(v).copy() for k, v in model.named_params().items() if k not in model.slices},
+                model_state={k: B.to_numpy(v).copy() for k, v in model.named_state().items()},
+            )
+        snap.update(
+            epoch=int(info["epoch"]), history=info["history"], data_rng=info["data_rng"], latent_rng=info["latent_rng"]
+        )
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: /resume/info is incomplete ({type(exc).__name__}: {exc})") from None
     return snap

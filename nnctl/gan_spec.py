@@ -40,7 +40,7 @@ def misplaced(spec: dict) -> list[str]:
     """Problems of an ordinary spec that carries GAN-only keys."""
     found = [f"model.{m}" for m in MODELS if spec.get("model", {}).get(m) is not None]
     found += ["train.gan"] if spec.get("train", {}).get("gan") is not None else []
-    return [f"{key}: only read with train.mode = \"gan\"; add it or remove {key}" for key in found]
+    return [f'{key}: only read with train.mode = "gan"; add it or remove {key}' for key in found]
 
 
 def check(spec: dict, raw: dict) -> list[str]:
@@ -52,12 +52,12 @@ def check(spec: dict, raw: dict) -> list[str]:
     for (section, key), instead in SUPERVISED_ONLY.items():
         table = raw.get(section)
         if isinstance(table, dict) and table.get(key) not in (None, [], False):
-            problems.append(f"{section}.{key}: not used with train.mode = \"gan\"; {instead}")
+            problems.append(f'{section}.{key}: not used with train.mode = "gan"; {instead}')
     model = spec.get("model", {})
     for name in MODELS:
         net = model.get(name)
         if net is None:
-            problems.append(f"model.{name}: required with train.mode = \"gan\" (a table with layers = [...])")
+            problems.append(f'model.{name}: required with train.mode = "gan" (a table with layers = [...])')
             continue
         if not isinstance(net.get("layers"), list):
             continue  # already reported by the section check
@@ -68,18 +68,22 @@ def check(spec: dict, raw: dict) -> list[str]:
             act, units = output_activation(net["layers"][-1])
             where = f"{prefix}[-1] ({net['layers'][-1]['name']})"
             if units is not None and units != 1:
-                problems.append(f"{where}: the discriminator outputs one score per sample; expected 1 unit, "
-                                f"found {units}")
+                problems.append(
+                    f"{where}: the discriminator outputs one score per sample; expected 1 unit, found {units}"
+                )
             if act is not None and act not in ("linear", "sigmoid"):
-                problems.append(f"{where}: the discriminator's score is a logit; expected no activation (or "
-                                f"sigmoid), found {act!r}")
+                problems.append(
+                    f"{where}: the discriminator's score is a logit; expected no activation (or sigmoid), found {act!r}"
+                )
     train = spec.get("train", {})
     if train.get("gan") is None:
         train["gan"], _ = _defaults(GanTrain)
     gan = train["gan"]
     if gan.get("loss") in ("hinge", "wgan_gp") and gan.get("label_smoothing"):
-        problems.append(f"train.gan.label_smoothing: applies to the non_saturating loss only; expected 0 with "
-                        f"loss = {gan['loss']!r}, found {gan['label_smoothing']}")
+        problems.append(
+            f"train.gan.label_smoothing: applies to the non_saturating loss only; expected 0 with "
+            f"loss = {gan['loss']!r}, found {gan['label_smoothing']}"
+        )
     if gan.get("loss") == "wgan_gp":
         problems += _per_sample_critic(model.get("discriminator"))
     classes = (model.get("generator") or {}).get("classes")
@@ -98,15 +102,17 @@ def _per_sample_critic(net) -> list[str]:
     out = []
     for i, layer in enumerate(layers if isinstance(layers, list) else []):
         if isinstance(layer, dict) and layer.get("type") in BATCH_COUPLED:
-            out.append(f"model.discriminator.layers[{i}] ({layer.get('name', layer['type'])}): expected no "
-                       f"{layer['type']} with loss = 'wgan_gp' (batch statistics couple the samples whose gradient "
-                       f"norms the penalty takes), found one; use LayerNormalization or none")
+            out.append(
+                f"model.discriminator.layers[{i}] ({layer.get('name', layer['type'])}): expected no "
+                f"{layer['type']} with loss = 'wgan_gp' (batch statistics couple the samples whose gradient "
+                f"norms the penalty takes), found one; use LayerNormalization or none"
+            )
     return out
 
 
 def _renamed(problem: str, prefix: str) -> str:
     """A layer-list problem (``model.layers[2].units: ...``) under the GAN model's own path."""
-    return prefix + problem[len("model.layers"):] if problem.startswith("model.layers") else problem
+    return prefix + problem[len("model.layers") :] if problem.startswith("model.layers") else problem
 
 
 def _defaults(cls) -> tuple[dict, list[str]]:

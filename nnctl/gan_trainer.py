@@ -47,8 +47,17 @@ def with_labels(z: np.ndarray, labels, classes: int) -> np.ndarray:
 class GanTrainer:
     """Alternating updates of a built, on-device (G, D) pair; ``snapshot``/``restore`` capture every bit of state."""
 
-    def __init__(self, g: Model, d: Model, g_opt: optimizers.Optimizer, d_opt: optimizers.Optimizer, train_cfg: dict,
-                 latent: dict, seed: int, hooks: Hooks | None = None):
+    def __init__(
+        self,
+        g: Model,
+        d: Model,
+        g_opt: optimizers.Optimizer,
+        d_opt: optimizers.Optimizer,
+        train_cfg: dict,
+        latent: dict,
+        seed: int,
+        hooks: Hooks | None = None,
+    ):
         self.g, self.d, self.g_opt, self.d_opt, self.cfg = g, d, g_opt, d_opt, train_cfg
         gan = train_cfg["gan"]
         self.kind, self.d_steps, self.g_steps = gan["loss"], int(gan["d_steps"]), int(gan["g_steps"])
@@ -83,7 +92,7 @@ class GanTrainer:
 
     def _sample_part(self, dx):
         """dL/d(sample) out of dL/d(D's input): the label channels dropped."""
-        return B.xp.ascontiguousarray(dx[..., :-self.classes]) if self.classes else dx
+        return B.xp.ascontiguousarray(dx[..., : -self.classes]) if self.classes else dx
 
     def _score(self, x):
         out = self.d.forward(x, training=True)
@@ -168,8 +177,8 @@ class GanTrainer:
         for b in range(n_batches):
             if hooks.should_stop is not None and hooks.should_stop():
                 return {}
-            idx = order[b * bs:(b + 1) * bs]
-            xb = B.asarray(np.take(x, idx, axis=0, out=buf[:len(idx)]), dtype=self.d.input_dtype)
+            idx = order[b * bs : (b + 1) * bs]
+            xb = B.asarray(np.take(x, idx, axis=0, out=buf[: len(idx)]), dtype=self.d.input_dtype)
             lb = None if y is None else y[idx]
             value, hits_r, hits_f, fake = self.d_step(xb, lb)
             d_losses.append(value * len(idx))
@@ -183,20 +192,41 @@ class GanTrainer:
                 hooks.between_batches()
             if hooks.on_batch is not None:
                 done = min((b + 1) * bs, n)
-                hooks.on_batch(BatchProgress(self.epoch + 1, b + 1, n_batches, done, t0,
-                                             lambda d=d_losses, k=done: float(B.to_numpy(xp.stack(d).sum())) / k))
+                hooks.on_batch(
+                    BatchProgress(
+                        self.epoch + 1,
+                        b + 1,
+                        n_batches,
+                        done,
+                        t0,
+                        lambda d=d_losses, k=done: float(B.to_numpy(xp.stack(d).sum())) / k,
+                    )
+                )
         # one host read per epoch
-        sums = B.to_numpy(xp.stack([xp.stack(d_losses).sum(), xp.stack(g_losses).sum() if g_losses else
-                                    xp.zeros((), dtype=self.d.dtype), xp.stack(real_hits).sum().astype(self.d.dtype),
-                                    xp.stack(fake_hits).sum().astype(self.d.dtype)])).astype(np.float64)
+        sums = B.to_numpy(
+            xp.stack(
+                [
+                    xp.stack(d_losses).sum(),
+                    xp.stack(g_losses).sum() if g_losses else xp.zeros((), dtype=self.d.dtype),
+                    xp.stack(real_hits).sum().astype(self.d.dtype),
+                    xp.stack(fake_hits).sum().astype(self.d.dtype),
+                ]
+            )
+        ).astype(np.float64)
         if not np.all(np.isfinite(sums[:2])) and self.cfg.get("stop_on_nan", True):
             which = "d_loss" if not np.isfinite(sums[0]) else "g_loss"
-            raise TrainingDiverged(f"training diverged: {which} is {sums[0] if which == 'd_loss' else sums[1]} at "
-                                   f"epoch {self.epoch + 1}")
+            raise TrainingDiverged(
+                f"training diverged: {which} is {sums[0] if which == 'd_loss' else sums[1]} at epoch {self.epoch + 1}"
+            )
         seconds = time.perf_counter() - t0
-        return {"d_loss": sums[0] / n, "g_loss": sums[1] / g_seen if g_seen else float("nan"),
-                "d_real_accuracy": sums[2] / n, "d_fake_accuracy": sums[3] / n, "seconds": seconds,
-                "samples_per_second": n / seconds if seconds > 0 else 0.0}
+        return {
+            "d_loss": sums[0] / n,
+            "g_loss": sums[1] / g_seen if g_seen else float("nan"),
+            "d_real_accuracy": sums[2] / n,
+            "d_fake_accuracy": sums[3] / n,
+            "seconds": seconds,
+            "samples_per_second": n / seconds if seconds > 0 else 0.0,
+        }
 
     def fit(self, x, epochs: int, on_epoch_end=None, y=None) -> None:
         """Train until ``epochs`` epochs have run in total (counting resumed ones) or a stop request.
@@ -216,11 +246,14 @@ class GanTrainer:
     # -- state for checkpoints and resume -----------------------------------------------------------
     @staticmethod
     def _model_snapshot(model: Model, opt: optimizers.Optimizer) -> dict:
-        return {"flat_params": B.to_numpy(model.flat_params).copy(),
-                "frozen": {k: B.to_numpy(v).copy() for k, v in model.named_params().items() if k not in model.slices},
-                "model_state": {k: B.to_numpy(v).copy() for k, v in model.named_state().items()},
-                "slots": {k: B.to_numpy(v).copy() for k, v in opt.slots.items()},
-                "iterations": opt.iterations, "layer_rngs": model.rng_states()}
+        return {
+            "flat_params": B.to_numpy(model.flat_params).copy(),
+            "frozen": {k: B.to_numpy(v).copy() for k, v in model.named_params().items() if k not in model.slices},
+            "model_state": {k: B.to_numpy(v).copy() for k, v in model.named_state().items()},
+            "slots": {k: B.to_numpy(v).copy() for k, v in opt.slots.items()},
+            "iterations": opt.iterations,
+            "layer_rngs": model.rng_states(),
+        }
 
     @staticmethod
     def _model_restore(model: Model, opt: optimizers.Optimizer, snap: dict) -> None:
@@ -237,10 +270,14 @@ class GanTrainer:
 
     def snapshot(self) -> dict:
         """Host copy of everything needed to resume exactly after the last finished epoch."""
-        return {"generator": self._model_snapshot(self.g, self.g_opt),
-                "discriminator": self._model_snapshot(self.d, self.d_opt),
-                "epoch": self.epoch, "history": {k: list(v) for k, v in self.history.items()},
-                "data_rng": self.data_rng.bit_generator.state, "latent_rng": self.latent_rng.bit_generator.state}
+        return {
+            "generator": self._model_snapshot(self.g, self.g_opt),
+            "discriminator": self._model_snapshot(self.d, self.d_opt),
+            "epoch": self.epoch,
+            "history": {k: list(v) for k, v in self.history.items()},
+            "data_rng": self.data_rng.bit_generator.state,
+            "latent_rng": self.latent_rng.bit_generator.state,
+        }
 
     def restore(self, snap: dict) -> None:
         self._model_restore(self.g, self.g_opt, snap["generator"])

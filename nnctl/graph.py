@@ -46,8 +46,16 @@ def parse_ref(ref: str) -> tuple[str, int | None]:
 class Model:
     """A built network: ``forward(x)`` -> predictions, ``backward(dy)`` -> parameter gradients."""
 
-    def __init__(self, nodes: list[Node], input_shape: tuple, dtype=np.float32, input_dtype=None,
-                 input_grad: bool = False, inputs: dict | None = None, outputs: list[str] | None = None):
+    def __init__(
+        self,
+        nodes: list[Node],
+        input_shape: tuple,
+        dtype=np.float32,
+        input_dtype=None,
+        input_grad: bool = False,
+        inputs: dict | None = None,
+        outputs: list[str] | None = None,
+    ):
         self.nodes = nodes
         self.input_grad = input_grad  # backward returns dL/dx (a GAN's discriminator passes it to the generator)
         self.input_shape = tuple(input_shape)
@@ -55,8 +63,11 @@ class Model:
         self.input_dtype = np.dtype(input_dtype or dtype)
         # named inputs: name -> (shape, dtype); one unnamed input is {"input": (input_shape, input_dtype)}
         self.named_inputs = inputs is not None
-        self.inputs = {k: (tuple(s), np.dtype(d or dtype)) for k, (s, d) in inputs.items()} if inputs else \
-            {INPUT: (self.input_shape, self.input_dtype)}
+        self.inputs = (
+            {k: (tuple(s), np.dtype(d or dtype)) for k, (s, d) in inputs.items()}
+            if inputs
+            else {INPUT: (self.input_shape, self.input_dtype)}
+        )
         self.named_outputs = outputs is not None
         self.outputs = list(outputs) if outputs else [nodes[-1].name]  # node names, in the spec's order
         self.by_name = {n.name: n for n in nodes}
@@ -206,8 +217,12 @@ class Model:
 
     # -- parameters ---------------------------------------------------------------------------
     def named_params(self, trainable_only: bool = False) -> dict[str, Any]:
-        return {f"{n.name}/{k}": v for n in self.nodes for k, v in n.layer.params.items()
-                if n.layer.trainable or not trainable_only}
+        return {
+            f"{n.name}/{k}": v
+            for n in self.nodes
+            for k, v in n.layer.params.items()
+            if n.layer.trainable or not trainable_only
+        }
 
     def named_state(self) -> dict[str, Any]:
         return {f"{n.name}/{k}": v for n in self.nodes for k, v in n.layer.state.items()}
@@ -269,15 +284,18 @@ class Model:
         named = self.named_outputs and until is None
         outs: list = []
         for start in range(0, n, batch_size):
-            y = self.forward(self.device_inputs(take(x, slice(start, start + batch_size))), training=False,
-                             until=until)
+            y = self.forward(self.device_inputs(take(x, slice(start, start + batch_size))), training=False, until=until)
             outs.append({k: B.to_numpy(v) for k, v in y.items()} if named else B.to_numpy(y))
             self._caches = []
             if on_batch is not None:
                 on_batch(min(start + batch_size, n), n)
         if named:
-            return {k: np.concatenate([o[k] for o in outs]) if outs else
-                    np.zeros((0, *self.output_shapes[k]), dtype=self.dtype) for k in self.outputs}
+            return {
+                k: np.concatenate([o[k] for o in outs])
+                if outs
+                else np.zeros((0, *self.output_shapes[k]), dtype=self.dtype)
+                for k in self.outputs
+            }
         if not outs:
             shape = self.by_name[until].output_shape if until else self.output_shape
             return np.zeros((0, *shape), dtype=self.dtype)

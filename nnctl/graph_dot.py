@@ -33,11 +33,14 @@ def _shape(shape) -> str:
 def to_dot(rows: list[dict], input_shape, title: str = "model", inputs: dict | None = None) -> str:
     """DOT text of a layer table (``inspect_cmds.layer_table`` rows: name, type, output_shape, params, flops, inputs);
     ``inputs`` {name: shape} replaces the one ``input`` of ``input_shape`` for named inputs."""
-    lines = [f"digraph {_quote(title)} {{", "  rankdir=TB;",
-             '  node [shape=box, style="rounded", fontname="Helvetica", fontsize=10];',
-             '  edge [fontname="Helvetica", fontsize=9];']
+    lines = [
+        f"digraph {_quote(title)} {{",
+        "  rankdir=TB;",
+        '  node [shape=box, style="rounded", fontname="Helvetica", fontsize=10];',
+        '  edge [fontname="Helvetica", fontsize=9];',
+    ]
     for name, shape in (inputs or {"input": input_shape}).items():
-        lines.append(f'  {_quote(name)} [label={_quote(name + chr(10) + _shape([None, *shape]))}, shape=ellipse];')
+        lines.append(f"  {_quote(name)} [label={_quote(name + chr(10) + _shape([None, *shape]))}, shape=ellipse];")
     for r in rows:
         parts = [r["name"], r["type"], _shape(r["output_shape"]), f"{r['params']:,} params"]
         if r.get("flops") is not None:
@@ -59,11 +62,14 @@ def render(dot_text: str, fmt: str) -> bytes:
         return dot_text.encode("utf-8")
     exe = shutil.which("dot")
     if exe is None:
-        raise GraphvizMissing(f"--format {fmt} needs Graphviz's 'dot' program, which is not on PATH; install the "
-                              f"graphviz package (apt install graphviz, brew install graphviz, conda install "
-                              f"graphviz), or write --format dot and draw it elsewhere")
-    done = subprocess.run([exe, f"-T{fmt}"], input=dot_text.encode("utf-8"), capture_output=True, timeout=120,
-                          check=False)
+        raise GraphvizMissing(
+            f"--format {fmt} needs Graphviz's 'dot' program, which is not on PATH; install the "
+            f"graphviz package (apt install graphviz, brew install graphviz, conda install "
+            f"graphviz), or write --format dot and draw it elsewhere"
+        )
+    done = subprocess.run(
+        [exe, f"-T{fmt}"], input=dot_text.encode("utf-8"), capture_output=True, timeout=120, check=False
+    )
     if done.returncode != 0:
         why = done.stderr.decode("utf-8", "replace").strip().splitlines()
         raise NnctlError(f"graphviz dot -T{fmt} failed (exit {done.returncode}): {why[0] if why else 'no message'}")

@@ -40,8 +40,10 @@ def existing_model(spec: dict, resume: str | None, force: bool) -> dict | None:
         if resume == "auto":  # a damaged checkpoint of this run: --resume auto falls back past it
             return None
         reason = str(exc).removeprefix(f"{path}: ").split(" (")[0][:80]  # the first clause, bounded
-        raise CheckpointError(f"{path}: exists and is not a readable nnctl checkpoint ({reason}); "
-                              f"pass --force to overwrite it, or --out another path") from None
+        raise CheckpointError(
+            f"{path}: exists and is not a readable nnctl checkpoint ({reason}); "
+            f"pass --force to overwrite it, or --out another path"
+        ) from None
     stored = ck.spec if isinstance(ck.spec, dict) else {}
     name, theirs = spec.get("name"), stored.get("name")
     if name != theirs:
@@ -64,15 +66,19 @@ def check_same_shapes(path: str, stored: dict, model) -> None:
     ours = {k: tuple(v.shape) for k, v in model.named_params().items()}
     for key in sorted(set(ours) | set(stored)):
         if ours.get(key) != stored.get(key):
+
             def show(s):
                 return "absent" if s is None else list(s)
-            refuse(path, f"another architecture: /weights/{key} {show(stored.get(key))}, this run's "
-                         f"{show(ours.get(key))}")
+
+            refuse(
+                path, f"another architecture: /weights/{key} {show(stored.get(key))}, this run's {show(ours.get(key))}"
+            )
 
 
 def refuse(path: str, what: str) -> NoReturn:
-    raise CheckpointError(f"{path}: holds a different model ({what}); pass --force to overwrite it, or --out "
-                          f"another path")
+    raise CheckpointError(
+        f"{path}: holds a different model ({what}); pass --force to overwrite it, or --out another path"
+    )
 
 
 def checkpoint_bytes(model, optimizer) -> int:
@@ -95,5 +101,7 @@ def check_free_space(path: str, need_bytes: int) -> None:
     except OSError:
         return  # the folder was checked writable; a file system without statistics is not refused
     if free < need:
-        raise OutputError(f"{folder}: checkpoint folder has {free / MIB:.1f} MiB free; the checkpoint needs about "
-                        f"{need / MIB:.1f} MiB (twice its size, for the atomic write); free some space or use --out")
+        raise OutputError(
+            f"{folder}: checkpoint folder has {free / MIB:.1f} MiB free; the checkpoint needs about "
+            f"{need / MIB:.1f} MiB (twice its size, for the atomic write); free some space or use --out"
+        )

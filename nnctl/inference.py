@@ -40,9 +40,11 @@ def restore(path, device: str = "auto") -> Restored:
     ck = Checkpoint(path)
     spec = ck.spec
     if spec.get("train", {}).get("mode") == "gan":  # two models: evaluate, predict, export and serve read one
-        raise CheckpointError(f"{path}: a GAN checkpoint (train.mode = \"gan\") holds a generator and a "
-                              f"discriminator, not one model trained on (input, target) pairs; sample the "
-                              f"generator with: nnctl generate {path}")
+        raise CheckpointError(
+            f'{path}: a GAN checkpoint (train.mode = "gan") holds a generator and a '
+            f"discriminator, not one model trained on (input, target) pairs; sample the "
+            f"generator with: nnctl generate {path}"
+        )
     try:
         prep = Preprocessor.from_arrays(ck.prep_arrays)
         shape = stored_input_shape(spec)
@@ -52,8 +54,9 @@ def restore(path, device: str = "auto") -> Restored:
     try:
         model = build_model(spec, shape, spec["seed"], defaults, input_dtype=spec.get("_input_dtype"))
     except (KeyError, ValueError, TypeError, AttributeError) as exc:
-        raise CheckpointError(f"{path}: /spec: the stored model cannot be built ({type(exc).__name__}: "
-                              f"{quote(exc, 60)})") from None
+        raise CheckpointError(
+            f"{path}: /spec: the stored model cannot be built ({type(exc).__name__}: {quote(exc, 60)})"
+        ) from None
     _check_classes(path, prep, model)
     load_into(model, ck.weights, ck.state, str(path))
     model.to_device()
@@ -74,15 +77,18 @@ def _check_classes(path, prep: Preprocessor, model: Model) -> None:
     n = len(prep.classes)
     bad = (n != units) if prep.task in ("categorical", "sparse") else (prep.task == "binary" and (units != 1 or n > 2))
     if bad and prep.task == "sparse" and n < units:  # class indices train a wider head (specs/zoo as shipped)
-        raise CheckpointError(f"{path}: trained on {n} classes (sparse labels) with a {units}-unit head; predict "
-                              f"and evaluate name one class per unit: train on data with {units} classes")
+        raise CheckpointError(
+            f"{path}: trained on {n} classes (sparse labels) with a {units}-unit head; predict "
+            f"and evaluate name one class per unit: train on data with {units} classes"
+        )
     if bad:
-        raise CheckpointError(f"{path}: /preprocessing/classes holds {n} labels but the model has {units} output "
-                              f"units; the checkpoint is inconsistent")
+        raise CheckpointError(
+            f"{path}: /preprocessing/classes holds {n} labels but the model has {units} output "
+            f"units; the checkpoint is inconsistent"
+        )
 
 
-def evaluation_data(path, spec: dict, prep: Preprocessor, model: Model, data: str | None,
-                    preprocessed: bool = False):
+def evaluation_data(path, spec: dict, prep: Preprocessor, model: Model, data: str | None, preprocessed: bool = False):
     """The labelled inputs a checkpoint is evaluated on: ``data`` (any labelled kind the data section reads),
     else the spec's test set -> (x, y, source)."""
     if data:
@@ -107,14 +113,22 @@ def evaluation_data(path, spec: dict, prep: Preprocessor, model: Model, data: st
     x = conform(x, model.input_shape)
     finite_after_scaling(x, source, spec["dtype"])
     if tuple(x.shape[1:]) != tuple(model.input_shape):
-        raise DataError(f"{source}: samples have shape {list(x.shape[1:])} ({features(x.shape[1:])}), the model "
-                        f"expects {list(model.input_shape)}")
+        raise DataError(
+            f"{source}: samples have shape {list(x.shape[1:])} ({features(x.shape[1:])}), the model "
+            f"expects {list(model.input_shape)}"
+        )
     model.check_input(x, source)
     return x, y, source
 
 
-def evaluate(path, data: str | None = None, device: str = "auto", preprocessed: bool = False,
-             on_batch: Callable[[int, int], None] | None = None, anomaly: dict | None = None) -> dict:
+def evaluate(
+    path,
+    data: str | None = None,
+    device: str = "auto",
+    preprocessed: bool = False,
+    on_batch: Callable[[int, int], None] | None = None,
+    anomaly: dict | None = None,
+) -> dict:
     """Loss and every metric of a checkpoint on the spec's test set or on ``data``; ``on_batch(done, total)``
     follows the rows. An autoencoder's also get reconstruction errors (``anomaly`` = {label, errors}:
     nnctl.anomaly.report)."""
@@ -125,16 +139,27 @@ def evaluate(path, data: str | None = None, device: str = "auto", preprocessed: 
     check_targets(spec, model, y, prep)
     asked = [k for k, v in (anomaly or {}).items() if v]
     if asked and not reconstructs(prep):  # per-row errors and anomaly labels are an autoencoder's
-        raise SpecError(f"--{'anomaly-label' if asked[0] == 'label' else asked[0]}: expected an autoencoder "
-                        f"(data.target = 'input'), found {path} trained on targets")
+        raise SpecError(
+            f"--{'anomaly-label' if asked[0] == 'label' else asked[0]}: expected an autoencoder "
+            f"(data.target = 'input'), found {path} trained on targets"
+        )
     names = [metrics.METRICS.canonical(m) for m in spec["train"].get("metrics", [])]
     if prep.task == "regression":  # errors in the target's own units beside the loss, whatever the spec lists
         names += [m for m in ("mse", "mae", "rmse") if m not in names]
     report = prep.task != "regression" and not isinstance(model.output_shape, list)
     outputs: list = []  # the report reads the same forward pass as the loss and metrics
-    logs = evaluate_model(model, make_loss(spec), x, y, names, prep.task, prep.n_classes(model.output_shape[-1]),
-                          device_decoder(prep), on_batch=on_batch,
-                          outputs=outputs if report or reconstructs(prep) else None)
+    logs = evaluate_model(
+        model,
+        make_loss(spec),
+        x,
+        y,
+        names,
+        prep.task,
+        prep.n_classes(model.output_shape[-1]),
+        device_decoder(prep),
+        on_batch=on_batch,
+        outputs=outputs if report or reconstructs(prep) else None,
+    )
     if prep.kind == "timeseries":  # a forecast is only useful if it beats repeating the last value
         from nnctl.data.timeseries import naive_metrics  # noqa: PLC0415
 
@@ -174,8 +199,9 @@ def named_source(path, spec: dict, data: str | None) -> str:
     return spec["data"]["test"]
 
 
-def evaluate_named(path, model: Model, spec: dict, data: str | None,
-                   on_batch: Callable[[int, int], None] | None = None) -> dict:
+def evaluate_named(
+    path, model: Model, spec: dict, data: str | None, on_batch: Callable[[int, int], None] | None = None
+) -> dict:
     """Total loss, each output's loss and metrics (``<name>_loss``, ``<name>_<metric>``) of a model with
     named inputs or outputs, on its test set or ``data``."""
     from nnctl.data import multi  # noqa: PLC0415
@@ -183,8 +209,13 @@ def evaluate_named(path, model: Model, spec: dict, data: str | None,
     source = named_source(path, spec, data)
     x, y = multi.load_split(spec, source, {n.name: n.output_shape for n in model.nodes})
     model.check_input(x, source)
-    heads = make_heads(spec, model) or Heads.single(model, make_loss(spec), _canonical(spec["train"].get("metrics", [])),
-                                                    make_loss(spec).task, model.output_shape[-1])
+    heads = make_heads(spec, model) or Heads.single(
+        model,
+        make_loss(spec),
+        _canonical(spec["train"].get("metrics", [])),
+        make_loss(spec).task,
+        model.output_shape[-1],
+    )
     logs = evaluate_model(model, None, x, y, [], "", 0, on_batch=on_batch, heads=heads)
     return {"checkpoint": str(path), "data": str(source), "samples": int(rows(x)), **logs}
 
@@ -222,9 +253,14 @@ def _decoded(p: np.ndarray, task: str) -> np.ndarray:
     return p
 
 
-def predict(restored: Restored, raw_inputs, preprocessed: bool = False, source: str = "input",
-            embed: str | None = None, on_batch: Callable[[int, int], None] | None = None
-            ) -> tuple[np.ndarray, np.ndarray]:
+def predict(
+    restored: Restored,
+    raw_inputs,
+    preprocessed: bool = False,
+    source: str = "input",
+    embed: str | None = None,
+    on_batch: Callable[[int, int], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Model outputs and decoded predictions (labels or original units) for raw inputs, from ``restore``.
 
     The checkpoint's preprocessing (rescale, normalisation) is applied once, unless ``preprocessed``
@@ -235,8 +271,7 @@ def predict(restored: Restored, raw_inputs, preprocessed: bool = False, source: 
     """
     ck, model, prep, spec = restored
     if embed is not None and embed not in model.by_name:
-        raise SpecError(f"--embed: expected a layer name ({', '.join(n.name for n in model.nodes)}), "
-                        f"found {embed!r}")
+        raise SpecError(f"--embed: expected a layer name ({', '.join(n.name for n in model.nodes)}), found {embed!r}")
     if spec["model"].get("decode"):  # teacher-forced sequence model: rows are source ids (nnctl/decode.py)
         from nnctl.decode import greedy_decode  # noqa: PLC0415
 
@@ -246,11 +281,17 @@ def predict(restored: Restored, raw_inputs, preprocessed: bool = False, source: 
 
     raw_inputs = conform(np.asarray(raw_inputs), model.input_shape)
     if tuple(raw_inputs.shape[1:]) != tuple(model.input_shape):  # before scaling, which would broadcast
-        raise DataError(f"{source}: rows have shape {list(raw_inputs.shape[1:])} ({features(raw_inputs.shape[1:])}), "
-                        f"the model expects {list(model.input_shape)} ({features(model.input_shape)})")
+        raise DataError(
+            f"{source}: rows have shape {list(raw_inputs.shape[1:])} ({features(raw_inputs.shape[1:])}), "
+            f"the model expects {list(model.input_shape)} ({features(model.input_shape)})"
+        )
     dtype = np.dtype(spec["dtype"])
     if preprocessed:
-        x = raw_inputs if raw_inputs.dtype.kind in "iu" and prep.kind == "text" else raw_inputs.astype(dtype, copy=False)
+        x = (
+            raw_inputs
+            if raw_inputs.dtype.kind in "iu" and prep.kind == "text"
+            else raw_inputs.astype(dtype, copy=False)
+        )
     else:
         with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported below, once
             x = prep.transform_x(raw_inputs, dtype)

@@ -38,10 +38,14 @@ class Initializer:
 
 @INITIALIZERS.register("variance_scaling")
 class VarianceScaling(Initializer):
-    def __init__(self, scale: PositiveFloat = 1.0,
-                 mode: Annotated[str, Choices(("fan_in", "fan_out", "fan_avg"))] = "fan_in",
-                 distribution: Annotated[str, Choices(("truncated_normal", "untruncated_normal", "uniform"))]
-                 = "truncated_normal"):
+    def __init__(
+        self,
+        scale: PositiveFloat = 1.0,
+        mode: Annotated[str, Choices(("fan_in", "fan_out", "fan_avg"))] = "fan_in",
+        distribution: Annotated[
+            str, Choices(("truncated_normal", "untruncated_normal", "uniform"))
+        ] = "truncated_normal",
+    ):
         self.scale, self.mode, self.distribution = scale, mode, distribution
 
     def __call__(self, shape, rng):

@@ -14,15 +14,20 @@ from __future__ import annotations
 
 from nnctl.fields import shown
 
-AUGMENT_RENAMES = {"rotation_range": "rotation", "width_shift_range": "width_shift",
-                   "height_shift_range": "height_shift", "zoom_range": "zoom", "shear_range": "shear"}
+AUGMENT_RENAMES = {
+    "rotation_range": "rotation",
+    "width_shift_range": "width_shift",
+    "height_shift_range": "height_shift",
+    "zoom_range": "zoom",
+    "shear_range": "shear",
+}
 AUGMENT_UNSUPPORTED = {
     "brightness_range": "nnctl's brightness is an additive shift: write brightness = 0.2 (a fraction of the "
-                        "batch's value range) or contrast = 0.2",
+    "batch's value range) or contrast = 0.2",
     "channel_shift_range": "use brightness (an additive shift) instead",
-    "rescale": "rescale belongs in [data]: data.rescale = \"1/255\"",
-    "featurewise_center": "use data.normalize = \"standard\"",
-    "featurewise_std_normalization": "use data.normalize = \"standard\"",
+    "rescale": 'rescale belongs in [data]: data.rescale = "1/255"',
+    "featurewise_center": 'use data.normalize = "standard"',
+    "featurewise_std_normalization": 'use data.normalize = "standard"',
     "validation_split": "use data.validation = { split = 0.2 }",
 }
 
@@ -41,8 +46,11 @@ def rewrite(raw: dict) -> list[str]:
             problems.append("train.validation_split: data.validation is also set; keep one of them")
         elif data is not None:
             data["validation"] = {"split": split}
-    if data is not None and isinstance(data.get("validation"), (int, float)) \
-            and not isinstance(data.get("validation"), bool):
+    if (
+        data is not None
+        and isinstance(data.get("validation"), (int, float))
+        and not isinstance(data.get("validation"), bool)
+    ):
         data["validation"] = {"split": data["validation"]}
     if train is not None and isinstance(train.get("optimizer"), dict) and "lr" in train["optimizer"]:
         opt = train["optimizer"]

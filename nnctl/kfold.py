@@ -45,8 +45,13 @@ def _raw(spec: dict):
 
     data = dict(spec["data"], validation=None, test=None, _seed=spec["seed"])
     kind = resolve_kind(data)
-    prep = Preprocessor(kind, task_of(loss_config(spec["train"])[0]), data.get("normalize", "none"),
-                        data.get("normalize_target", "none"), parse_rescale(data.get("rescale")))
+    prep = Preprocessor(
+        kind,
+        task_of(loss_config(spec["train"])[0]),
+        data.get("normalize", "none"),
+        data.get("normalize_target", "none"),
+        parse_rescale(data.get("rescale")),
+    )
     table = None
     if kind == "tabular":  # cells read, encoding left for each fold to fit on its own training rows
         from nnctl.data.splits import Splits  # noqa: PLC0415
@@ -57,8 +62,10 @@ def _raw(spec: dict):
     else:
         s = loader(kind)(data, prep)
     if s.ordered:
-        raise DataError(f"{data['train']}: --k-fold needs exchangeable samples; {kind} windows are ordered in time "
-                        f"(validate on the end of the series with data.validation = {{ split = 0.2 }})")
+        raise DataError(
+            f"{data['train']}: --k-fold needs exchangeable samples; {kind} windows are ordered in time "
+            f"(validate on the end of the series with data.validation = {{ split = 0.2 }})"
+        )
     if s.y_train is None:
         raise DataError(f"{data['train']}: --k-fold needs labelled training data")
     if data.get("subset") and data["subset"] < len(s.x_train):  # the same seeded subset load_dataset takes
@@ -109,8 +116,10 @@ def fold_paths(spec: dict, i: int) -> tuple[str, str | None]:
     """Checkpoint and run folder of fold ``i`` (1-based): beside the spec's checkpoint, or inside its run folder."""
     ckpt = pathlib.Path(spec["output"]["checkpoint"])
     run_dir = spec["output"].get("run_dir")
-    return (str(ckpt.with_name(f"{ckpt.stem}.fold{i}{ckpt.suffix or '.h5'}")),
-            str(pathlib.Path(run_dir) / f"fold{i}") if run_dir else None)
+    return (
+        str(ckpt.with_name(f"{ckpt.stem}.fold{i}{ckpt.suffix or '.h5'}")),
+        str(pathlib.Path(run_dir) / f"fold{i}") if run_dir else None,
+    )
 
 
 def summary_dir(spec: dict) -> pathlib.Path:
@@ -128,8 +137,12 @@ def cross_validate(spec: dict, k: int, train, emit=lambda e: None, **train_kw) -
 
     refuse_named(spec, "train --k-fold")
     if spec["data"].get("validation") is not None:
-        emit({"event": "note", "message": "--k-fold replaces data.validation: each fold is validated on its "
-                                          "held-out part"})
+        emit(
+            {
+                "event": "note",
+                "message": "--k-fold replaces data.validation: each fold is validated on its held-out part",
+            }
+        )
     for i in range(1, k + 1):  # every output writable before the first fold trains
         ckpt, run_dir = fold_paths(spec, i)
         fs.check_output_file(ckpt, "checkpoint")
@@ -148,23 +161,49 @@ def cross_validate(spec: dict, k: int, train, emit=lambda e: None, **train_kw) -
         except NnctlError as exc:  # same kind and exit code, saying which fold
             exc.args = (f"fold {i} of {k}: {exc}",)
             raise
-        folds.append({"fold": i, "checkpoint": done["checkpoint"], "run_dir": done["run_dir"],
-                      "train_samples": int(len(ds.x_train)), "validation_samples": int(len(val_idx)),
-                      "epochs_run": done["epochs_run"], "weights_epoch": done["weights_epoch"],
-                      "unseen_in_validation": dict(ds.prep.unseen),
-                      "metrics": {m: v for m, v in done["metrics"].items() if _scored(m)}})
+        folds.append(
+            {
+                "fold": i,
+                "checkpoint": done["checkpoint"],
+                "run_dir": done["run_dir"],
+                "train_samples": int(len(ds.x_train)),
+                "validation_samples": int(len(val_idx)),
+                "epochs_run": done["epochs_run"],
+                "weights_epoch": done["weights_epoch"],
+                "unseen_in_validation": dict(ds.prep.unseen),
+                "metrics": {m: v for m, v in done["metrics"].items() if _scored(m)},
+            }
+        )
     names = [m for m in folds[0]["metrics"] if all(m in f["metrics"] for f in folds)]
     values = {m: np.array([f["metrics"][m] for f in folds], dtype=np.float64) for m in names}
-    result = {"event": "kfold", "k": k, "seed": spec["seed"], "stratified": strata_used(spec),
-              "folds": folds, "mean": {m: float(v.mean()) for m, v in values.items()},
-              "std": {m: float(v.std()) for m, v in values.items()}, "run_dir": str(summary_dir(spec))}
+    result = {
+        "event": "kfold",
+        "k": k,
+        "seed": spec["seed"],
+        "stratified": strata_used(spec),
+        "folds": folds,
+        "mean": {m: float(v.mean()) for m, v in values.items()},
+        "std": {m: float(v.std()) for m, v in values.items()},
+        "run_dir": str(summary_dir(spec)),
+    }
     history = {m: [result["mean"][m]] for m in names}
     history.update({f"{m}_std": [result["std"][m]] for m in names})
-    write_run(summary_dir(spec), spec, history, {"epochs": 1, "checkpoint_epoch": None, "kfold": k,
-                                                 "note": f"mean and std over {k} folds at each fold's checkpoint "
-                                                         f"epoch", "mean": result["mean"], "std": result["std"]})
-    fs.atomic_write(summary_dir(spec) / "kfold.json",
-                    lambda tmp: pathlib.Path(tmp).write_text(json.dumps(result, indent=2) + "\n"))
+    write_run(
+        summary_dir(spec),
+        spec,
+        history,
+        {
+            "epochs": 1,
+            "checkpoint_epoch": None,
+            "kfold": k,
+            "note": f"mean and std over {k} folds at each fold's checkpoint epoch",
+            "mean": result["mean"],
+            "std": result["std"],
+        },
+    )
+    fs.atomic_write(
+        summary_dir(spec) / "kfold.json", lambda tmp: pathlib.Path(tmp).write_text(json.dumps(result, indent=2) + "\n")
+    )
     return result
 
 

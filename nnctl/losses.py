@@ -199,12 +199,10 @@ class _FromLogits(Loss):
 
     # with from_logits, p are logits: the fused formulas (log-softmax, log1p(exp(-|z|))) apply to them
     def value(self, p, y, w=None):
-        return self.fused_value_grad(p, y, self.logit_activation, w)[0] if self.from_logits \
-            else super().value(p, y, w)
+        return self.fused_value_grad(p, y, self.logit_activation, w)[0] if self.from_logits else super().value(p, y, w)
 
     def grad(self, p, y, w=None):
-        return self.fused_value_grad(p, y, self.logit_activation, w)[1] if self.from_logits \
-            else super().grad(p, y, w)
+        return self.fused_value_grad(p, y, self.logit_activation, w)[1] if self.from_logits else super().grad(p, y, w)
 
     def value_grad(self, p, y, w=None):
         if self.from_logits:  # one pass gives both
@@ -314,8 +312,14 @@ class BinaryFocalCrossentropy(BinaryCrossentropy):
     """(1 - p_t)^gamma bce, p_t = y p + (1 - y)(1 - p); with ``apply_class_balancing`` times
     alpha y + (1 - alpha)(1 - y) (Lin et al. 2017, Keras's form); averaged."""
 
-    def __init__(self, apply_class_balancing: bool = False, alpha: Fraction = 0.25, gamma: NonNegativeFloat = 2.0,
-                 from_logits: bool = False, label_smoothing: Smoothing = 0.0):
+    def __init__(
+        self,
+        apply_class_balancing: bool = False,
+        alpha: Fraction = 0.25,
+        gamma: NonNegativeFloat = 2.0,
+        from_logits: bool = False,
+        label_smoothing: Smoothing = 0.0,
+    ):
         super().__init__(from_logits, label_smoothing)
         self.apply_class_balancing, self.alpha, self.gamma = bool(apply_class_balancing), float(alpha), float(gamma)
 
@@ -323,7 +327,7 @@ class BinaryFocalCrossentropy(BinaryCrossentropy):
         """(terms, balance, focal factor, d factor / dp) from the probabilities p, the smoothed y and bce."""
         xp = B.xp
         one_minus = xp.maximum(1 - (y * p + (1 - y) * (1 - p)), 0)
-        factor = one_minus ** self.gamma
+        factor = one_minus**self.gamma
         dfactor = -self.gamma * xp.maximum(one_minus, 1e-30) ** (self.gamma - 1) * (2 * y - 1) if self.gamma else 0.0
         balance = y * self.alpha + (1 - y) * (1 - self.alpha) if self.apply_class_balancing else 1.0
         return balance * factor * bce, balance, factor, dfactor
@@ -356,8 +360,13 @@ def _bce(p, y):
 class CategoricalFocalCrossentropy(CategoricalCrossentropy):
     """-sum alpha (1 - q)^gamma y log q over the classes, q = p / sum(p) clipped to [1e-7, 1 - 1e-7] (Keras's form)."""
 
-    def __init__(self, alpha: Fraction = 0.25, gamma: NonNegativeFloat = 2.0, from_logits: bool = False,
-                 label_smoothing: Smoothing = 0.0):
+    def __init__(
+        self,
+        alpha: Fraction = 0.25,
+        gamma: NonNegativeFloat = 2.0,
+        from_logits: bool = False,
+        label_smoothing: Smoothing = 0.0,
+    ):
         super().__init__(from_logits, label_smoothing)
         self.alpha, self.gamma = float(alpha), float(gamma)
 
@@ -503,8 +512,11 @@ class Dice(Loss):
         """(one-hot Y, keep mask m (N, ..., 1), I, S) with I and S of shape (N, C)."""
         xp = B.xp
         ids = y.astype(xp.int64)
-        keep = xp.ones(ids.shape, dtype=p.dtype) if self.ignore_class is None else \
-            (ids != self.ignore_class).astype(p.dtype)
+        keep = (
+            xp.ones(ids.shape, dtype=p.dtype)
+            if self.ignore_class is None
+            else (ids != self.ignore_class).astype(p.dtype)
+        )
         ids = xp.where(keep > 0, ids, 0)
         onehot = (ids[..., None] == xp.arange(p.shape[-1])).astype(p.dtype)
         m = keep[..., None]
@@ -610,8 +622,9 @@ def label_ids(y, task: str):
     xp = B.xp
     per_sample = y.ndim == 2 if task == "categorical" else y.size == len(y)
     if not per_sample:
-        raise ValueError(f"train.class_weight: needs one label per sample, found targets of shape {list(y.shape[1:])} "
-                         f"per sample")
+        raise ValueError(
+            f"train.class_weight: needs one label per sample, found targets of shape {list(y.shape[1:])} per sample"
+        )
     if task == "binary":
         return (y.reshape(-1) > 0.5).astype(xp.int64)
     if task == "categorical":
@@ -620,8 +633,7 @@ def label_ids(y, task: str):
 
 
 # -- the loss and the output layer agree ---------------------------------------------------------------
-_ACTIVATION_LAYERS = {"Softmax": "softmax", "ReLU": "relu", "ELU": "elu", "LeakyReLU": "leaky_relu",
-                      "PReLU": "prelu"}
+_ACTIVATION_LAYERS = {"Softmax": "softmax", "ReLU": "relu", "ELU": "elu", "LeakyReLU": "leaky_relu", "PReLU": "prelu"}
 
 
 def output_activation(entry: dict) -> tuple[str | None, int | None]:
@@ -651,33 +663,46 @@ def check_output(loss_value, last: dict) -> list[str]:
     cls = LOSSES.get(name)
     problems: list[str] = []
     if act == "step" and cls is not Perceptron:
-        problems.append(f"{where}: a step output has zero gradient; train it with loss = \"perceptron\" "
-                        f"(and optimizer = \"perceptron\"), or use activation = \"sigmoid\" with {name}")
+        problems.append(
+            f'{where}: a step output has zero gradient; train it with loss = "perceptron" '
+            f'(and optimizer = "perceptron"), or use activation = "sigmoid" with {name}'
+        )
     elif cls is Perceptron and act != "step":
-        problems.append(f"train.loss: the perceptron loss needs a final activation = \"step\", found {act!r}")
+        problems.append(f'train.loss: the perceptron loss needs a final activation = "step", found {act!r}')
     elif issubclass(cls, _FromLogits):
         natural = cls.logit_activation
         if from_logits and act == "linear":
             pass
         elif from_logits:
-            problems.append(f"train.loss.from_logits: true expects a linear last layer, found activation {act!r}; "
-                            f"remove the activation or set from_logits = false")
+            problems.append(
+                f"train.loss.from_logits: true expects a linear last layer, found activation {act!r}; "
+                f"remove the activation or set from_logits = false"
+            )
         elif not from_logits and act == "linear":
-            problems.append(f"train.loss: {name} on a linear last layer treats raw scores as probabilities; set "
-                            f"activation = \"{natural}\" on {where} or loss = {{ type = \"{name}\", "
-                            f"from_logits = true }}")
+            problems.append(
+                f"train.loss: {name} on a linear last layer treats raw scores as probabilities; set "
+                f'activation = "{natural}" on {where} or loss = {{ type = "{name}", '
+                f"from_logits = true }}"
+            )
         elif act == "softmax" and units == 1:
-            problems.append(f"{where}: softmax over 1 unit always outputs 1; use activation = \"sigmoid\" "
-                            f"with binary_crossentropy, or 2+ units with categorical_crossentropy")
+            problems.append(
+                f'{where}: softmax over 1 unit always outputs 1; use activation = "sigmoid" '
+                f"with binary_crossentropy, or 2+ units with categorical_crossentropy"
+            )
         elif cls is SparseCategoricalCrossentropy and act == "sigmoid":
-            problems.append(f"{where}: sparse_categorical_crossentropy needs a softmax output, found sigmoid; "
-                            f"use activation = \"softmax\" (or binary_crossentropy for one unit)")
+            problems.append(
+                f"{where}: sparse_categorical_crossentropy needs a softmax output, found sigmoid; "
+                f'use activation = "softmax" (or binary_crossentropy for one unit)'
+            )
         elif act not in ("sigmoid", "softmax"):
-            problems.append(f"{where}: {name} needs probabilities, found activation {act!r}; use "
-                            f"activation = \"{natural}\"")
+            problems.append(
+                f'{where}: {name} needs probabilities, found activation {act!r}; use activation = "{natural}"'
+            )
         elif act != natural:
             print(f"warning: {where}: {act} output with {name}; {natural} is the usual pairing", file=sys.stderr)
     elif cls is Dice and act != "softmax":
-        problems.append(f"{where}: dice needs class probabilities, found activation {act!r}; use "
-                        f"activation = \"softmax\" (one unit per class)")
+        problems.append(
+            f"{where}: dice needs class probabilities, found activation {act!r}; use "
+            f'activation = "softmax" (one unit per class)'
+        )
     return problems

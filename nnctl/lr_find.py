@@ -25,8 +25,16 @@ from nnctl.train import Trainer
 BETA = 0.98
 
 
-def sweep(trainer: Trainer, x, y, start: float = 1e-7, end: float = 10.0, steps: int = 200,
-          diverge: float = 4.0, seed: int = 0) -> dict:
+def sweep(
+    trainer: Trainer,
+    x,
+    y,
+    start: float = 1e-7,
+    end: float = 10.0,
+    steps: int = 200,
+    diverge: float = 4.0,
+    seed: int = 0,
+) -> dict:
     """Run the range test on ``trainer``'s model and restore it; rates, raw and smoothed losses, suggestion."""
     _check(start, end, steps)
     model, opt, strategy = trainer.model, trainer.optimizer, trainer.strategy
@@ -47,14 +55,15 @@ def sweep(trainer: Trainer, x, y, start: float = 1e-7, end: float = 10.0, steps:
         for i, lr in enumerate(rates):
             if pos + bs > n:  # a new pass over the data, in a new order
                 order, pos = rng.permutation(n), 0
-            idx = np.sort(order[pos:pos + bs])
+            idx = np.sort(order[pos : pos + bs])
             pos += bs
             shard = strategy.shard(idx)  # under MPI: this rank's rows of the global batch (train.py's split)
             if len(shard.rows):
                 xb = B.asarray(x[shard.rows], dtype=model.input_dtype)
                 yb = B.asarray(y[shard.rows])
-                value, _ = trainer.loss_and_grad(xb, yb, scale=shard.scale,
-                                                 weights=trainer.batch_weights(yb, shard.rows))
+                value, _ = trainer.loss_and_grad(
+                    xb, yb, scale=shard.scale, weights=trainer.batch_weights(yb, shard.rows)
+                )
             else:  # fewer rows than ranks: a zero gradient, still exchanged
                 model.flat_grads[...] = 0
                 value = B.xp.zeros((), dtype=model.dtype)
@@ -83,10 +92,17 @@ def sweep(trainer: Trainer, x, y, start: float = 1e-7, end: float = 10.0, steps:
         opt.iterations = kept_iterations
         model.set_rng_states(kept_rngs)
     done = len(raw)
-    return {"rates": [float(r) for r in rates[:done]], "losses": raw, "smoothed": smoothed, "steps": done,
-            "stopped_early": stopped, "suggestion": suggest(rates[:done], smoothed),
-            "min_loss_rate": float(rates[int(np.nanargmin(np.where(np.isfinite(smoothed), smoothed, np.nan)))])
-            if any(math.isfinite(s) for s in smoothed) else None}
+    return {
+        "rates": [float(r) for r in rates[:done]],
+        "losses": raw,
+        "smoothed": smoothed,
+        "steps": done,
+        "stopped_early": stopped,
+        "suggestion": suggest(rates[:done], smoothed),
+        "min_loss_rate": float(rates[int(np.nanargmin(np.where(np.isfinite(smoothed), smoothed, np.nan)))])
+        if any(math.isfinite(s) for s in smoothed)
+        else None,
+    }
 
 
 def _check(start: float, end: float, steps: int) -> None:
@@ -106,7 +122,7 @@ def suggest(rates, smoothed, skip_begin: int = 10) -> float | None:
         return None
     r, s = r[finite], s[finite]
     lowest = int(np.argmin(s))
-    r, s = r[skip_begin:lowest + 1], s[skip_begin:lowest + 1]
+    r, s = r[skip_begin : lowest + 1], s[skip_begin : lowest + 1]
     if len(s) < 3:
         return None
     slope = np.gradient(s, np.log(r))
@@ -132,8 +148,11 @@ def terminal_plot(result: dict, width: int = 60, height: int = 14) -> str:
         for cells in grid:
             if cells[c] == " ":
                 cells[c] = "|"
-    lines = [f"smoothed loss vs learning rate (log scale); suggested {result['suggestion']:.3g}"
-             if result.get("suggestion") else "smoothed loss vs learning rate (log scale)"]
+    lines = [
+        f"smoothed loss vs learning rate (log scale); suggested {result['suggestion']:.3g}"
+        if result.get("suggestion")
+        else "smoothed loss vs learning rate (log scale)"
+    ]
     for i, cells in enumerate(grid):
         tick = f"{hi:.3g}" if i == 0 else f"{lo:.3g}" if i == height - 1 else ""
         lines.append(f"{tick:>9} |{''.join(cells)}".rstrip())
@@ -167,8 +186,9 @@ def plot_png(result: dict, output_png) -> None:
     fs.atomic_write(pathlib.Path(output_png), lambda tmp: fig.savefig(tmp, format="png", dpi=100))
 
 
-def lr_find(spec: dict, device: str = "auto", start: float = 1e-7, end: float = 10.0, steps: int = 200,
-            strategy=None) -> dict:
+def lr_find(
+    spec: dict, device: str = "auto", start: float = 1e-7, end: float = 10.0, steps: int = 200, strategy=None
+) -> dict:
     """Build the spec's model, loss, optimizer and data as ``nnctl train`` does (class weights included, data
     augmentation not) and run the range test on them; ``strategy`` (a ``DataParallel``) shares every batch
     among MPI ranks as training does, so every rank sweeps the losses of one process."""
@@ -180,12 +200,25 @@ def lr_find(spec: dict, device: str = "auto", start: float = 1e-7, end: float = 
     ds = load_dataset(spec)
     model = model_for_data(spec, ds)
     model.to_device()
-    trainer = Trainer(model, make_loss(spec), make_optimizer(spec), spec["train"], ds.prep.task,
-                      ds.prep.n_classes(model.output_shape[-1]), spec["seed"], strategy=strategy)
+    trainer = Trainer(
+        model,
+        make_loss(spec),
+        make_optimizer(spec),
+        spec["train"],
+        ds.prep.task,
+        ds.prep.n_classes(model.output_shape[-1]),
+        spec["seed"],
+        strategy=strategy,
+    )
     if spec["train"].get("class_weight") is not None:
-        trainer.class_weight = B.asarray(losses.class_weights(
-            spec["train"]["class_weight"], losses.label_ids(ds.y_train, ds.prep.task), trainer.n_classes,
-            ds.prep.classes))
+        trainer.class_weight = B.asarray(
+            losses.class_weights(
+                spec["train"]["class_weight"],
+                losses.label_ids(ds.y_train, ds.prep.task),
+                trainer.n_classes,
+                ds.prep.classes,
+            )
+        )
     trainer.sample_weight = ds.w_train
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
         result = sweep(trainer, ds.x_train, ds.y_train, start, end, steps, seed=spec["seed"])

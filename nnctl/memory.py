@@ -40,8 +40,12 @@ def training_memory(model, spec: dict) -> dict:
     slots = optimizer_slots(spec)
     batch = spec["train"].get("batch_size", 32)
     per_sample = sum(_elements(n.output_shape) for n in model.nodes)
-    parts = {"parameters": (trainable + frozen) * b, "gradients": flat * b, "optimizer_slots": slots * flat * b,
-             "activations": None if batch == "full" else int(batch) * per_sample * b}
+    parts = {
+        "parameters": (trainable + frozen) * b,
+        "gradients": flat * b,
+        "optimizer_slots": slots * flat * b,
+        "activations": None if batch == "full" else int(batch) * per_sample * b,
+    }
     total = sum(v for v in parts.values() if v is not None)
     out: dict = {"batch_size": batch, "dtype": str(np.dtype(model.dtype)), "optimizer_slots_per_parameter": slots}
     for k, v in {**parts, "total": total}.items():
@@ -144,8 +148,15 @@ def available_memory() -> tuple[int | None, str]:
             return int(free) + int(pool.free_bytes()), "free on the GPU"
         except Exception:  # noqa: BLE001 - a CUDA error: no figure, no refusal
             return None, "GPU"
-    found = [(v, w) for v, w in ((_meminfo_available(), "of RAM available"), (_cgroup_available(), "left under the cgroup memory limit"),
-                                 (_address_space_available(), "left under RLIMIT_AS (ulimit -v)")) if v is not None]
+    found = [
+        (v, w)
+        for v, w in (
+            (_meminfo_available(), "of RAM available"),
+            (_cgroup_available(), "left under the cgroup memory limit"),
+            (_address_space_available(), "left under RLIMIT_AS (ulimit -v)"),
+        )
+        if v is not None
+    ]
     if not found:
         return None, "of RAM"
     return min(found)
@@ -165,8 +176,14 @@ def check_fits_for_data(spec: dict, ds) -> dict | None:
     return check_fits(spec, shape, ds.defaults, ds.x_train.dtype if kind in "iu" else spec["dtype"])
 
 
-def check_fits(spec: dict, input_shape, defaults: dict | None = None, input_dtype=None, flag: str = "--no-memory-check",
-               available: tuple[int | None, str] | None = None) -> dict | None:
+def check_fits(
+    spec: dict,
+    input_shape,
+    defaults: dict | None = None,
+    input_dtype=None,
+    flag: str = "--no-memory-check",
+    available: tuple[int | None, str] | None = None,
+) -> dict | None:
     """Refuse, before any allocation, a model whose training memory estimate exceeds the memory available
     (``flag`` names the override in the message); returns the estimate (None when it cannot be made)."""
     from nnctl.errors import SpecError  # noqa: PLC0415
@@ -177,10 +194,14 @@ def check_fits(spec: dict, input_shape, defaults: dict | None = None, input_dtyp
     free, where = available if available is not None else available_memory()
     if free is not None and est["total_bytes"] > free:
         act = est["activations_bytes"]
-        parts = (f"parameters {est['parameters_mib']:,.0f}, gradients {est['gradients_mib']:,.0f}, optimizer slots "
-                 f"{est['optimizer_slots_mib']:,.0f}" + (f", activations {act / MIB:,.0f} per batch of "
-                                                          f"{est['batch_size']}" if act is not None else ""))
-        raise SpecError(f"{spec.get('_source', 'spec')}: model: training needs about {est['total_mib']:,.0f} MiB "
-                        f"({parts}), but this machine has {free / MIB:,.0f} MiB {where}; use fewer units or a smaller "
-                        f"train.batch_size, or pass {flag} to try anyway")
+        parts = (
+            f"parameters {est['parameters_mib']:,.0f}, gradients {est['gradients_mib']:,.0f}, optimizer slots "
+            f"{est['optimizer_slots_mib']:,.0f}"
+            + (f", activations {act / MIB:,.0f} per batch of {est['batch_size']}" if act is not None else "")
+        )
+        raise SpecError(
+            f"{spec.get('_source', 'spec')}: model: training needs about {est['total_mib']:,.0f} MiB "
+            f"({parts}), but this machine has {free / MIB:,.0f} MiB {where}; use fewer units or a smaller "
+            f"train.batch_size, or pass {flag} to try anyway"
+        )
     return est

@@ -85,7 +85,9 @@ def _confusion_counts(p, y, kind, n_classes):
     pred, true = _labels(p, y, kind)
     k = 2 if kind == "binary" else n_classes
     tp = xp.bincount(true[pred == true], minlength=k)[:k]
-    return tuple(c.astype(xp.float64) for c in (tp, xp.bincount(pred, minlength=k)[:k], xp.bincount(true, minlength=k)[:k]))
+    return tuple(
+        c.astype(xp.float64) for c in (tp, xp.bincount(pred, minlength=k)[:k], xp.bincount(true, minlength=k)[:k])
+    )
 
 
 def _ratio(a, b):
@@ -157,7 +159,9 @@ def _kept_counts(p, y, kind, n_classes):
     pred, true = _kept_labels(p, y, kind, n_classes)
     k = 2 if kind == "binary" else n_classes
     tp = xp.bincount(true[pred == true], minlength=k)[:k]
-    return tuple(c.astype(xp.float64) for c in (tp, xp.bincount(pred, minlength=k)[:k], xp.bincount(true, minlength=k)[:k]))
+    return tuple(
+        c.astype(xp.float64) for c in (tp, xp.bincount(pred, minlength=k)[:k], xp.bincount(true, minlength=k)[:k])
+    )
 
 
 def _mean_iou(p, y, kind, n_classes):
@@ -172,6 +176,8 @@ def _pixel_accuracy(p, y, kind, n_classes):
     """The share of kept pixels whose predicted class is the true one."""
     pred, true = _kept_labels(p, y, kind, n_classes)
     return (pred == true).sum() / B.xp.maximum(true.size, 1)
+
+
 # -- end segmentation ---------------------------------------------------------------------------------------
 
 
@@ -246,8 +252,7 @@ def _r2(p, y, kind, n_classes):
     return 1 - (d * d).sum() / B.xp.maximum((yc * yc).sum(), 1e-300)
 
 
-_add("accuracy", _accuracy, True, True, "acc", "categorical_accuracy", "sparse_categorical_accuracy",
-     "binary_accuracy")
+_add("accuracy", _accuracy, True, True, "acc", "categorical_accuracy", "sparse_categorical_accuracy", "binary_accuracy")
 _add("precision", _prf("precision", "macro"), True, True)
 _add("recall", _prf("recall", "macro"), True, True)
 _add("f1", _prf("f1", "macro"), True, True, "f1_score")
@@ -259,12 +264,27 @@ for _avg in ("micro", "weighted"):
     _add(f"f1_{_avg}", _prf("f1", _avg), True, True)
 _add("auc", _roc_auc, True, True, "roc_auc")
 _add("pr_auc", _pr_auc, True, True, "auc_pr", "average_precision")
-_add("top_k_categorical_accuracy", _top_k(TOP_K), True, True, "sparse_top_k_categorical_accuracy", "top_k_accuracy",
-     "top5_accuracy")
+_add(
+    "top_k_categorical_accuracy",
+    _top_k(TOP_K),
+    True,
+    True,
+    "sparse_top_k_categorical_accuracy",
+    "top_k_accuracy",
+    "top5_accuracy",
+)
 _add("mean_iou", _mean_iou, True, True, "iou", "one_hot_mean_iou")
 _add("pixel_accuracy", _pixel_accuracy, True, True)  # segmentation (issue 18): accuracy without ignored pixels
-_add("crossentropy", _crossentropy, True, False, "binary_crossentropy", "categorical_crossentropy",
-     "sparse_categorical_crossentropy", "log_loss")
+_add(
+    "crossentropy",
+    _crossentropy,
+    True,
+    False,
+    "binary_crossentropy",
+    "categorical_crossentropy",
+    "sparse_categorical_crossentropy",
+    "log_loss",
+)
 _add("mae", lambda p, y, k, n: B.xp.abs(_diff(p, y, k)[0]).mean(), False, False, "mean_absolute_error")
 _add("mse", lambda p, y, k, n: (_diff(p, y, k)[0] ** 2).mean(), False, False, "mean_squared_error")
 _add("rmse", lambda p, y, k, n: B.xp.sqrt((_diff(p, y, k)[0] ** 2).mean()), False, False, "root_mean_squared_error")

@@ -25,18 +25,23 @@ def top_names(top, layers: list[dict]) -> tuple[list[str], list[str]]:
     if isinstance(top, str):
         if top not in names:
             return [], [f"model.top: no layer named {top!r} in model.layers{suggestion(top, names)}"]
-        return names[names.index(top):], []
+        return names[names.index(top) :], []
     if not isinstance(top, list) or not top or not all(isinstance(t, str) for t in top):
         return [], [f"model.top: expected a list of layer names or the name of the first top layer, found {shown(top)}"]
-    problems = [f"model.top[{i}]: no layer named {t!r} in model.layers{suggestion(t, names)}"
-                for i, t in enumerate(top) if t not in names]
+    problems = [
+        f"model.top[{i}]: no layer named {t!r} in model.layers{suggestion(t, names)}"
+        for i, t in enumerate(top)
+        if t not in names
+    ]
     problems += [f"model.top[{i}]: {t!r} is listed twice" for i, t in enumerate(top) if t in top[:i]]
     if problems:
         return [], problems
-    tail = names[len(names) - len(top):]
+    tail = names[len(names) - len(top) :]
     if top != tail:
-        return [], [f"model.top: expected the model's last {len(top)} layers in order ({', '.join(tail)}), found "
-                    f"{', '.join(top)}; the top is the layers at the end of model.layers"]
+        return [], [
+            f"model.top: expected the model's last {len(top)} layers in order ({', '.join(tail)}), found "
+            f"{', '.join(top)}; the top is the layers at the end of model.layers"
+        ]
     return list(top), []
 
 
@@ -47,8 +52,10 @@ def apply(spec: dict) -> tuple[list[str], list[str]]:
     layers = model["layers"]
     if top is None:
         if include is False:
-            return ["model.include_top: false needs model.top, the names of the top layers (or the first of "
-                    "them) to remove; found no model.top"], []
+            return [
+                "model.include_top: false needs model.top, the names of the top layers (or the first of "
+                "them) to remove; found no model.top"
+            ], []
         return [], []
     names, problems = top_names(top, layers)
     if problems or include is not False:

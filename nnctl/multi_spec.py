@@ -68,20 +68,21 @@ def check_graph(spec: dict) -> list[str]:
     layers = [e for e in model.get("layers") or [] if isinstance(e, dict) and "name" in e]
     names = [e["name"] for e in layers]
     if model.get("inputs"):
-        used = {str(r).partition(':')[0] for e in layers for r in e.get("inputs") or []}
+        used = {str(r).partition(":")[0] for e in layers for r in e.get("inputs") or []}
         if layers and not layers[0].get("inputs"):
             used.add(next(iter(model["inputs"])))  # the first layer takes the first input by default
         for name in model["inputs"]:
             if name in names:
                 problems.append(f"model.inputs.{name}: {name!r} is also a layer's name; rename one")
             elif name not in used:
-                problems.append(f"model.inputs.{name}: never used; name it in a layer's inputs "
-                                f"(inputs = [{name!r}])")
+                problems.append(f"model.inputs.{name}: never used; name it in a layer's inputs (inputs = [{name!r}])")
     problems += _check_outputs(spec, {e["name"]: e for e in layers})
     if spec["model"].get("outputs") and spec["train"].get("class_weight") is not None:
         problems.append("train.class_weight: not available with model.outputs (each output has its own loss)")
-    for key, declared, what in (("inputs", input_names(spec), "model.inputs"),
-                                ("targets", tuple(model.get("outputs") or ()), "model.outputs")):
+    for key, declared, what in (
+        ("inputs", input_names(spec), "model.inputs"),
+        ("targets", tuple(model.get("outputs") or ()), "model.outputs"),
+    ):
         table = spec["data"].get(key)
         if table is None:
             continue
@@ -90,12 +91,16 @@ def check_graph(spec: dict) -> list[str]:
             continue
         for name, value in table.items():
             if name not in declared:
-                problems.append(f"data.{key}.{name}: not one of {what} ({', '.join(declared) or 'none'})"
-                                f"{suggestion(str(name), declared)}")
+                problems.append(
+                    f"data.{key}.{name}: not one of {what} ({', '.join(declared) or 'none'})"
+                    f"{suggestion(str(name), declared)}"
+                )
             elif not (isinstance(value, str) and value) and not (
-                    isinstance(value, list) and value and all(isinstance(c, (str, int)) for c in value)):
-                problems.append(f"data.{key}.{name}: expected a list of CSV columns or an array name, "
-                                f"found {shown(value)}")
+                isinstance(value, list) and value and all(isinstance(c, (str, int)) for c in value)
+            ):
+                problems.append(
+                    f"data.{key}.{name}: expected a list of CSV columns or an array name, found {shown(value)}"
+                )
     return problems
 
 
@@ -104,8 +109,10 @@ def _check_outputs(spec: dict, by_name: dict) -> list[str]:
     if named is None:
         return []
     if not isinstance(named, dict) or not named:
-        return [f"model.outputs: expected a table of named outputs {{name = {{layer = ..., loss = ...}}}}, "
-                f"found {shown(named)}"]
+        return [
+            f"model.outputs: expected a table of named outputs {{name = {{layer = ..., loss = ...}}}}, "
+            f"found {shown(named)}"
+        ]
     problems = []
     for name, entry in list(named.items()):
         where = f"model.outputs.{name}"
@@ -116,8 +123,10 @@ def _check_outputs(spec: dict, by_name: dict) -> list[str]:
         if found or "layer" not in out:
             continue
         if out["layer"] not in by_name:
-            problems.append(f"{where}.layer: {out['layer']!r} is not a layer of model.layers"
-                            f"{suggestion(str(out['layer']), list(by_name))}")
+            problems.append(
+                f"{where}.layer: {out['layer']!r} is not a layer of model.layers"
+                f"{suggestion(str(out['layer']), list(by_name))}"
+            )
             continue
         loss_name = out["loss"] if isinstance(out["loss"], str) else out["loss"]["type"]
         for msg in losses.check_output(out["loss"], by_name[out["layer"]]):
@@ -141,8 +150,11 @@ def logged(spec: dict) -> set[str]:
     if len(outputs) <= 1:
         only = next(iter(outputs.values()), {"metrics": spec["train"].get("metrics", [])})
         return {"loss", *only.get("metrics", [])}
-    return {"loss", *(f"{n}_loss" for n in outputs),
-            *(f"{n}_{m}" for n, o in outputs.items() for m in o.get("metrics", []))}
+    return {
+        "loss",
+        *(f"{n}_loss" for n in outputs),
+        *(f"{n}_{m}" for n, o in outputs.items() for m in o.get("metrics", [])),
+    }
 
 
 def refuse_named(spec: dict, verb: str, source: str | None = None) -> None:
@@ -150,6 +162,8 @@ def refuse_named(spec: dict, verb: str, source: str | None = None) -> None:
     if is_multi(spec):
         from nnctl.errors import SpecError  # noqa: PLC0415
 
-        raise SpecError(f"{source or spec.get('_source', 'spec')}: model.inputs/model.outputs: nnctl {verb} takes "
-                        f"a model with one input and one output; this one names its inputs or outputs (train, "
-                        f"evaluate and predict take it)")
+        raise SpecError(
+            f"{source or spec.get('_source', 'spec')}: model.inputs/model.outputs: nnctl {verb} takes "
+            f"a model with one input and one output; this one names its inputs or outputs (train, "
+            f"evaluate and predict take it)"
+        )

@@ -37,9 +37,15 @@ Beta = Annotated[float, Range(0, 1, hi_open=True)]
 class Optimizer:
     slot_names: tuple[str, ...] = ()
 
-    def __init__(self, learning_rate: PositiveFloat = 0.01, clipnorm: PositiveFloat | None = None,
-                 global_clipnorm: PositiveFloat | None = None, clipvalue: PositiveFloat | None = None,
-                 use_ema: bool = False, ema_momentum: Fraction = 0.99):
+    def __init__(
+        self,
+        learning_rate: PositiveFloat = 0.01,
+        clipnorm: PositiveFloat | None = None,
+        global_clipnorm: PositiveFloat | None = None,
+        clipvalue: PositiveFloat | None = None,
+        use_ema: bool = False,
+        ema_momentum: Fraction = 0.99,
+    ):
         self.learning_rate = float(learning_rate)
         self.clipnorm, self.global_clipnorm, self.clipvalue = clipnorm, global_clipnorm, clipvalue
         self.use_ema, self.ema_momentum = bool(use_ema), float(ema_momentum)
@@ -117,12 +123,20 @@ class Perceptron(SGD):
 class RMSprop(Optimizer):
     slot_names = ("velocity", "average_gradient", "momentum")
 
-    def __init__(self, learning_rate: PositiveFloat = 0.001, rho: Beta = 0.9, momentum: Fraction = 0.0,
-                 epsilon: PositiveFloat = 1e-7, centered: bool = False, **kw):
+    def __init__(
+        self,
+        learning_rate: PositiveFloat = 0.001,
+        rho: Beta = 0.9,
+        momentum: Fraction = 0.0,
+        epsilon: PositiveFloat = 1e-7,
+        centered: bool = False,
+        **kw,
+    ):
         super().__init__(learning_rate, **kw)
         self.rho, self.momentum, self.epsilon, self.centered = float(rho), float(momentum), float(epsilon), centered
-        self.slot_names = ("velocity",) + (("average_gradient",) if centered else ()) + (
-            ("momentum",) if self.momentum else ())
+        self.slot_names = (
+            ("velocity",) + (("average_gradient",) if centered else ()) + (("momentum",) if self.momentum else ())
+        )
 
     def _update(self, w, g, lr):
         xp = B.xp
@@ -147,9 +161,16 @@ class RMSprop(Optimizer):
 class Adam(Optimizer):
     slot_names = ("m", "v")
 
-    def __init__(self, learning_rate: PositiveFloat = 0.001, beta_1: Beta = 0.9, beta_2: Beta = 0.999,
-                 epsilon: PositiveFloat = 1e-7, amsgrad: bool = False, weight_decay: NonNegativeFloat | None = None,
-                 **kw):
+    def __init__(
+        self,
+        learning_rate: PositiveFloat = 0.001,
+        beta_1: Beta = 0.9,
+        beta_2: Beta = 0.999,
+        epsilon: PositiveFloat = 1e-7,
+        amsgrad: bool = False,
+        weight_decay: NonNegativeFloat | None = None,
+        **kw,
+    ):
         super().__init__(learning_rate, **kw)
         self.beta_1, self.beta_2, self.epsilon, self.amsgrad = float(beta_1), float(beta_2), float(epsilon), amsgrad
         self.weight_decay = weight_decay  # decoupled, as Keras 3: w -= lr wd w before the Adam step
@@ -193,8 +214,13 @@ class AdamW(Adam):
 class Adagrad(Optimizer):
     slot_names = ("accumulator",)
 
-    def __init__(self, learning_rate: PositiveFloat = 0.001, initial_accumulator_value: NonNegativeFloat = 0.1,
-                 epsilon: PositiveFloat = 1e-7, **kw):
+    def __init__(
+        self,
+        learning_rate: PositiveFloat = 0.001,
+        initial_accumulator_value: NonNegativeFloat = 0.1,
+        epsilon: PositiveFloat = 1e-7,
+        **kw,
+    ):
         super().__init__(learning_rate, **kw)
         self.initial_accumulator_value, self.epsilon = float(initial_accumulator_value), float(epsilon)
 
@@ -211,8 +237,14 @@ class Adagrad(Optimizer):
 class Nadam(Optimizer):
     slot_names = ("m", "v")
 
-    def __init__(self, learning_rate: PositiveFloat = 0.001, beta_1: Beta = 0.9, beta_2: Beta = 0.999,
-                 epsilon: PositiveFloat = 1e-7, **kw):
+    def __init__(
+        self,
+        learning_rate: PositiveFloat = 0.001,
+        beta_1: Beta = 0.9,
+        beta_2: Beta = 0.999,
+        epsilon: PositiveFloat = 1e-7,
+        **kw,
+    ):
         super().__init__(learning_rate, **kw)
         self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
         self._product = (0, 1.0)  # (t, prod_{i<=t} mu_i), recomputed from ``iterations`` after a resume
@@ -246,8 +278,14 @@ class Nadam(Optimizer):
 class Adamax(Optimizer):
     slot_names = ("m", "u")
 
-    def __init__(self, learning_rate: PositiveFloat = 0.001, beta_1: Beta = 0.9, beta_2: Beta = 0.999,
-                 epsilon: PositiveFloat = 1e-7, **kw):
+    def __init__(
+        self,
+        learning_rate: PositiveFloat = 0.001,
+        beta_1: Beta = 0.9,
+        beta_2: Beta = 0.999,
+        epsilon: PositiveFloat = 1e-7,
+        **kw,
+    ):
         super().__init__(learning_rate, **kw)
         self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
 
@@ -279,8 +317,14 @@ class Adadelta(Optimizer):
 class Lion(Optimizer):
     slot_names = ("m",)
 
-    def __init__(self, learning_rate: PositiveFloat = 0.001, beta_1: Beta = 0.9, beta_2: Beta = 0.99,
-                 weight_decay: NonNegativeFloat | None = None, **kw):
+    def __init__(
+        self,
+        learning_rate: PositiveFloat = 0.001,
+        beta_1: Beta = 0.9,
+        beta_2: Beta = 0.99,
+        weight_decay: NonNegativeFloat | None = None,
+        **kw,
+    ):
         super().__init__(learning_rate, **kw)
         self.beta_1, self.beta_2, self.weight_decay = float(beta_1), float(beta_2), weight_decay
 
@@ -298,11 +342,17 @@ class Ftrl(Optimizer):
 
     slot_names = ("accumulator", "linear")
 
-    def __init__(self, learning_rate: PositiveFloat = 0.001,
-                 learning_rate_power: Annotated[float, Range(None, 0)] = -0.5,
-                 initial_accumulator_value: NonNegativeFloat = 0.1, l1_regularization_strength: NonNegativeFloat = 0.0,
-                 l2_regularization_strength: NonNegativeFloat = 0.0,
-                 l2_shrinkage_regularization_strength: NonNegativeFloat = 0.0, beta: NonNegativeFloat = 0.0, **kw):
+    def __init__(
+        self,
+        learning_rate: PositiveFloat = 0.001,
+        learning_rate_power: Annotated[float, Range(None, 0)] = -0.5,
+        initial_accumulator_value: NonNegativeFloat = 0.1,
+        l1_regularization_strength: NonNegativeFloat = 0.0,
+        l2_regularization_strength: NonNegativeFloat = 0.0,
+        l2_shrinkage_regularization_strength: NonNegativeFloat = 0.0,
+        beta: NonNegativeFloat = 0.0,
+        **kw,
+    ):
         super().__init__(learning_rate, **kw)
         self.learning_rate_power = float(learning_rate_power)
         self.initial_accumulator_value = float(initial_accumulator_value)
@@ -325,9 +375,19 @@ class Ftrl(Optimizer):
 
 
 OPTIMIZERS: Registry[type[Optimizer]] = Registry("optimizer")
-for _name, _cls in (("sgd", SGD), ("rmsprop", RMSprop), ("adam", Adam), ("adamw", AdamW), ("adagrad", Adagrad),
-                    ("nadam", Nadam), ("adamax", Adamax), ("adadelta", Adadelta), ("lion", Lion), ("ftrl", Ftrl),
-                    ("perceptron", Perceptron)):
+for _name, _cls in (
+    ("sgd", SGD),
+    ("rmsprop", RMSprop),
+    ("adam", Adam),
+    ("adamw", AdamW),
+    ("adagrad", Adagrad),
+    ("nadam", Nadam),
+    ("adamax", Adamax),
+    ("adadelta", Adadelta),
+    ("lion", Lion),
+    ("ftrl", Ftrl),
+    ("perceptron", Perceptron),
+):
     OPTIMIZERS.add(_name, _cls)
 NAMES = OPTIMIZERS.names()
 

@@ -58,8 +58,9 @@ class Heads:
         self.named = model.named_outputs
 
     @classmethod
-    def single(cls, model: Model, loss: losses.Loss, names, task: str, n_classes: int,
-               decode: Callable | None = None) -> Heads:
+    def single(
+        cls, model: Model, loss: losses.Loss, names, task: str, n_classes: int, decode: Callable | None = None
+    ) -> Heads:
         return cls(model, [Head("", model.outputs[0], loss, 1.0, tuple(names), task, n_classes, decode)])
 
     def prefix(self, head: Head) -> str:
@@ -81,8 +82,9 @@ class Heads:
         parts = {}
         for h in self.heads:
             if h.fused:
-                value, grad = h.loss.fused_value_grad(model.logits(h.node), ys[h.name], model.output_activation(h.node),
-                                                      weights)
+                value, grad = h.loss.fused_value_grad(
+                    model.logits(h.node), ys[h.name], model.output_activation(h.node), weights
+                )
             else:
                 value, grad = h.loss.value_grad(outs[h.node], ys[h.name], weights)
             factor = h.weight * scale
@@ -129,7 +131,7 @@ class Heads:
         for n in self.model.outputs:
             shape = self.model.output_shapes[n]
             size = int(np.prod(shape))
-            out[n] = p[:, start:start + size].reshape(len(p), *shape)
+            out[n] = p[:, start : start + size].reshape(len(p), *shape)
             start += size
         return out
 
@@ -171,8 +173,9 @@ class PartSums:
         return heads.loss_logs(dict(zip(names, total[:-1])), int(total[-1]))
 
 
-def epoch_metrics(loss: losses.Loss, names: list[str], p, y, task: str, n_classes: int,
-                  decode: Callable | None = None) -> dict:
+def epoch_metrics(
+    loss: losses.Loss, names: list[str], p, y, task: str, n_classes: int, decode: Callable | None = None
+) -> dict:
     """Every metric in ``names`` of outputs ``p`` against targets ``y`` (regression in original units)."""
     if not names:
         return {}

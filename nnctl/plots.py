@@ -42,7 +42,9 @@ def _figure(what: str):
     try:
         from matplotlib.figure import Figure  # noqa: PLC0415 - optional extra
     except ImportError:
-        raise SpecError(f"{what}: writing a PNG needs matplotlib (a core dependency: reinstall nnctl, or pip install matplotlib)") from None
+        raise SpecError(
+            f"{what}: writing a PNG needs matplotlib (a core dependency: reinstall nnctl, or pip install matplotlib)"
+        ) from None
     return Figure
 
 
@@ -85,7 +87,7 @@ def plot_history(history: dict, output_png, title: str | None = None) -> None:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
-    for ax in axes[len(names):]:
+    for ax in axes[len(names) :]:
         ax.set_visible(False)
     _save(fig, output_png)
 
@@ -127,8 +129,15 @@ def draw_confusion(counts, classes, output_png, title: str | None = None) -> Non
         threshold = counts.max() / 2 if counts.size else 0
         for i in range(k):
             for j in range(k):
-                ax.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize="small",
-                        color="white" if counts[i, j] > threshold else "black")
+                ax.text(
+                    j,
+                    i,
+                    str(counts[i, j]),
+                    ha="center",
+                    va="center",
+                    fontsize="small",
+                    color="white" if counts[i, j] > threshold else "black",
+                )
     _save(fig, output_png)
 
 
@@ -173,8 +182,9 @@ def _panel(name: str, train: list, val: list, n_epochs: int, width: int, height:
         from nnctl.metrics import higher_is_better  # noqa: PLC0415
 
         best = (max if higher_is_better(name) else min)(vp, key=lambda p: p[1])
-        title += (f"{',' if tp else ''} validation o (last {_label(vp[-1][1])}, "
-                  f"best {_label(best[1])} at epoch {best[0]})")
+        title += (
+            f"{',' if tp else ''} validation o (last {_label(vp[-1][1])}, best {_label(best[1])} at epoch {best[0]})"
+        )
     gutter = max(len(_label(hi)), len(_label(lo)), len(_label((hi + lo) / 2)))
     lines = [title]
     for r in range(height):
@@ -231,8 +241,7 @@ def confusion_from_result(result: dict, checkpoint, output_png) -> str:
     as a PNG: no second restore or forward pass. Returns the PNG's path."""
     if "confusion" not in result:
         if "mse" in result:  # inference.evaluate adds mse, mae and rmse for regression, only
-            raise SpecError(f"--confusion-matrix: {checkpoint} is a regression model; a confusion matrix needs "
-                            f"classes")
+            raise SpecError(f"--confusion-matrix: {checkpoint} is a regression model; a confusion matrix needs classes")
         raise SpecError(f"--confusion-matrix: {checkpoint} has several outputs; a confusion matrix needs one")
     conf = result["confusion"]
     title = f"{pathlib.Path(str(checkpoint)).name} on {pathlib.Path(str(result['data'])).name}"

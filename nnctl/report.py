@@ -49,14 +49,22 @@ def per_class(counts: np.ndarray, classes) -> dict:
     precision = _ratio(tp, counts.sum(axis=0).astype(np.float64))
     recall = _ratio(tp, support.astype(np.float64))
     f1 = _ratio(2 * precision * recall, precision + recall)
-    rows = {str(c): {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
-                     "support": int(support[i])} for i, c in enumerate(np.asarray(classes).tolist())}
+    rows = {
+        str(c): {
+            "precision": float(precision[i]),
+            "recall": float(recall[i]),
+            "f1": float(f1[i]),
+            "support": int(support[i]),
+        }
+        for i, c in enumerate(np.asarray(classes).tolist())
+    }
     total = max(int(support.sum()), 1)
     w = support / total
-    return {"per_class": rows,
-            "macro_avg": {"precision": float(precision.mean()), "recall": float(recall.mean()),
-                          "f1": float(f1.mean())},
-            "weighted_avg": {"precision": float(w @ precision), "recall": float(w @ recall), "f1": float(w @ f1)}}
+    return {
+        "per_class": rows,
+        "macro_avg": {"precision": float(precision.mean()), "recall": float(recall.mean()), "f1": float(f1.mean())},
+        "weighted_avg": {"precision": float(w @ precision), "recall": float(w @ recall), "f1": float(w @ f1)},
+    }
 
 
 def class_ids(values: np.ndarray, task: str) -> np.ndarray:

@@ -41,8 +41,9 @@ def _weights_of(model: Model, snap: dict, shapes: dict) -> tuple[dict, dict]:
     return weights, dict(snap["model_state"])
 
 
-def write_checkpoint(path, spec, trainer: Trainer, prep: Preprocessor, last: dict, weights_snap: dict,
-                     best_epoch: int | None) -> None:
+def write_checkpoint(
+    path, spec, trainer: Trainer, prep: Preprocessor, last: dict, weights_snap: dict, best_epoch: int | None
+) -> None:
     """Checkpoint with ``weights_snap``'s weights for use, and ``last`` (if different) for --resume."""
     model = trainer.model
     shapes = {k: tuple(v.shape) for k, v in model.named_params().items()}
@@ -59,10 +60,19 @@ def write_checkpoint(path, spec, trainer: Trainer, prep: Preprocessor, last: dic
         arrays = {f"epoch/{k}": position[k] for k in ("order", "losses", "preds", "rows") if k in position}
     resume_weights, resume_state = _weights_of(model, last, shapes)
     name, config = optimizer_config(spec["train"])
-    save(path, spec=spec, weights=weights, state=state, prep_arrays=prep.to_arrays(), history=last["history"],
-         seed=spec["seed"], epoch=last["epoch"], best_epoch=best_epoch,
-         optimizer={"type": name, "iterations": last["iterations"], "config": config, "slots": slots},
-         resume={"weights": resume_weights, "state": resume_state, "info": info, "position": arrays})
+    save(
+        path,
+        spec=spec,
+        weights=weights,
+        state=state,
+        prep_arrays=prep.to_arrays(),
+        history=last["history"],
+        seed=spec["seed"],
+        epoch=last["epoch"],
+        best_epoch=best_epoch,
+        optimizer={"type": name, "iterations": last["iterations"], "config": config, "slots": slots},
+        resume={"weights": resume_weights, "state": resume_state, "info": info, "position": arrays},
+    )
 
 
 def snapshot_from_checkpoint(ckpt: Checkpoint, trainer: Trainer) -> dict:
@@ -81,9 +91,18 @@ def snapshot_from_checkpoint(ckpt: Checkpoint, trainer: Trainer) -> dict:
             flat[sl] = named[key].ravel()
         slots[slot] = flat
     snap = trainer.snapshot()
-    snap.update(slots=slots, iterations=info["iterations"], epoch=info["epoch"], history=info["history"],
-                schedule=info["schedule"], early=info["early"], data_rng=info["data_rng"], aug_rng=info["aug_rng"],
-                layer_rngs=info["layer_rngs"], position=_position(ckpt, info))
+    snap.update(
+        slots=slots,
+        iterations=info["iterations"],
+        epoch=info["epoch"],
+        history=info["history"],
+        schedule=info["schedule"],
+        early=info["early"],
+        data_rng=info["data_rng"],
+        aug_rng=info["aug_rng"],
+        layer_rngs=info["layer_rngs"],
+        position=_position(ckpt, info),
+    )
     return snap
 
 
@@ -97,10 +116,15 @@ def _position(ckpt: Checkpoint, info: dict) -> dict | None:
     missing = [k for k in ("order", "losses") if k not in arrays]
     missing += [k for k in ("batch", "batch_size") if not isinstance(pos.get(k), int)]
     if missing:
-        raise CheckpointError(f"{ckpt.path}: /resume/position: the mid-epoch position is incomplete "
-                              f"(missing {', '.join(missing)})")
-    return {**arrays, "batch": pos["batch"], "batch_size": pos["batch_size"],
-            "carried_loss": float(pos.get("carried_loss", 0.0))}
+        raise CheckpointError(
+            f"{ckpt.path}: /resume/position: the mid-epoch position is incomplete (missing {', '.join(missing)})"
+        )
+    return {
+        **arrays,
+        "batch": pos["batch"],
+        "batch_size": pos["batch_size"],
+        "carried_loss": float(pos.get("carried_loss", 0.0)),
+    }
 
 
 def model_differences(a: dict, b: dict) -> list[str]:
@@ -176,6 +200,7 @@ def refused_changes(changes: dict[str, str], set_keys) -> dict[str, str]:
     """The setup changes a plain ``--resume`` refuses: all but those the command line asked for by name
     (``--set train.optimizer.learning_rate=...``, or ``--set train.optimizer=...`` for all its keys): a
     change in the spec file is silent, one on the command line is not."""
+
     def asked(field: str) -> bool:
         return any(field == k or field.startswith(k + ".") for k in set_keys)
 
@@ -189,10 +214,12 @@ def check_setup(path: str, current: dict, stored: dict, set_keys=()) -> None:
     if refused:
         shown = "; ".join(f"{k} {v}" for k, v in list(refused.items())[:4])
         more = f" (and {len(refused) - 4} more)" if len(refused) > 4 else ""
-        raise SpecError(f"--resume {path}: the training setup differs from the checkpoint's: {shown}{more}; "
-                        f"resuming would not continue the same run: use the checkpoint's settings, change a "
-                        f"setting explicitly with --set, or pass --resume-weights-only to fine-tune from its "
-                        f"weights with the new setup (epochs count from 0)")
+        raise SpecError(
+            f"--resume {path}: the training setup differs from the checkpoint's: {shown}{more}; "
+            f"resuming would not continue the same run: use the checkpoint's settings, change a "
+            f"setting explicitly with --set, or pass --resume-weights-only to fine-tune from its "
+            f"weights with the new setup (epochs count from 0)"
+        )
 
 
 def resume_weights_only(found: ResumeFrom, model: Model, emit) -> None:
@@ -200,8 +227,13 @@ def resume_weights_only(found: ResumeFrom, model: Model, emit) -> None:
     array required; the optimizer, its slots, the schedule, history and epoch counter stay this run's own."""
     ck = found.checkpoint
     load_into(model, ck.weights, ck.state, str(found.path))
-    emit({"event": "note", "message": f"--resume-weights-only: weights of {found.path} (epoch {ck.epoch}); the "
-                                      f"optimizer, schedule and epochs start fresh"})
+    emit(
+        {
+            "event": "note",
+            "message": f"--resume-weights-only: weights of {found.path} (epoch {ck.epoch}); the "
+            f"optimizer, schedule and epochs start fresh",
+        }
+    )
 
 
 def candidates(checkpoint: str) -> list[pathlib.Path]:

@@ -15,6 +15,25 @@ from nnctl.inference import Restored, evaluate, evaluation_data, predict, predic
 from nnctl.resume import model_differences, snapshot_from_checkpoint, stored_spec, write_checkpoint
 from nnctl.session import MAX_EPOCHS, MAX_SEED, Session, Signals, check_before_work, train
 
-__all__ = ["MAX_EPOCHS", "MAX_SEED", "Restored", "Session", "Signals", "check_before_work", "check_targets",
-           "evaluate", "evaluation_data", "make_loss", "make_optimizer", "model_differences", "model_for_data",
-           "predict", "predict_named", "restore", "snapshot_from_checkpoint", "stored_spec", "train", "write_checkpoint"]
+__all__ = [
+    "MAX_EPOCHS",
+    "MAX_SEED",
+    "Restored",
+    "Session",
+    "Signals",
+    "check_before_work",
+    "check_targets",
+    "evaluate",
+    "evaluation_data",
+    "make_loss",
+    "make_optimizer",
+    "model_differences",
+    "model_for_data",
+    "predict",
+    "predict_named",
+    "restore",
+    "snapshot_from_checkpoint",
+    "stored_spec",
+    "train",
+    "write_checkpoint",
+]

@@ -29,12 +29,19 @@ def overfit_summary(history: dict, weights_epoch: int) -> dict:
     val = history.get("val_loss")
     if val:
         best = min(range(len(val)), key=val.__getitem__)
-        out.update(best_val_loss=val[best], best_val_epoch=best + 1, final_val_loss=val[-1],
-                   final_loss=history["loss"][-1], gap=val[-1] - history["loss"][-1])
+        out.update(
+            best_val_loss=val[best],
+            best_val_epoch=best + 1,
+            final_val_loss=val[-1],
+            final_loss=history["loss"][-1],
+            gap=val[-1] - history["loss"][-1],
+        )
         out["overfit"] = best + 1 < len(val) and val[-1] > val[best]
-        out["note"] = (f"validation loss stopped improving after epoch {best + 1}; final gap val - train = "
-                       f"{out['gap']:.4g}" if out["overfit"] else
-                       f"validation loss still at its best in the last epoch; gap val - train = {out['gap']:.4g}")
+        out["note"] = (
+            f"validation loss stopped improving after epoch {best + 1}; final gap val - train = {out['gap']:.4g}"
+            if out["overfit"]
+            else f"validation loss still at its best in the last epoch; gap val - train = {out['gap']:.4g}"
+        )
     return out
 
 

@@ -62,8 +62,10 @@ def _check(root, source: str) -> None:
         if finished:
             total = 1 + sum(size[id(c)] for c in _children(node))
             if total > MAX_NODES:
-                raise SpecError(f"{_where(source, node)}: aliases expand to more than {MAX_NODES} values; a spec "
-                                f"is far smaller (refused to protect memory)")
+                raise SpecError(
+                    f"{_where(source, node)}: aliases expand to more than {MAX_NODES} values; a spec "
+                    f"is far smaller (refused to protect memory)"
+                )
             size[key] = total
             on_path.discard(key)
             continue
@@ -73,11 +75,14 @@ def _check(root, source: str) -> None:
             raise SpecError(f"{_where(source, node)}: a recursive alias (a value that contains itself)")
         if node.tag not in ALLOWED_TAGS:
             if node.tag == _CORE + "timestamp":
-                raise SpecError(f"{_where(source, node)}: {quote(node.value)} reads as a YAML date; quote it to "
-                                f"keep it as text")
-            tag = "!!" + node.tag[len(_CORE):] if node.tag.startswith(_CORE) else node.tag
-            raise SpecError(f"{_where(source, node)}: YAML tag {quote(tag)} is not supported in a spec "
-                            f"(only strings, numbers, booleans, null, lists and tables)")
+                raise SpecError(
+                    f"{_where(source, node)}: {quote(node.value)} reads as a YAML date; quote it to keep it as text"
+                )
+            tag = "!!" + node.tag[len(_CORE) :] if node.tag.startswith(_CORE) else node.tag
+            raise SpecError(
+                f"{_where(source, node)}: YAML tag {quote(tag)} is not supported in a spec "
+                f"(only strings, numbers, booleans, null, lists and tables)"
+            )
         on_path.add(key)
         stack.append((node, True))
         stack.extend((c, False) for c in _children(node))

@@ -40,12 +40,31 @@ def _cos(start: float, end: float, pct: float) -> float:
 
 
 class Schedule:
-    def __init__(self, base_lr: float, type: str = "constant", step_size: int = 10, factor: float = 0.5,
-                 decay_rate: float = 0.9, decay_epochs: float = 1.0, warmup_epochs: float = 0, warmup_steps: int = 0,
-                 min_lr: float = 0.0, total_epochs: int = 1, monitor: str = "val_loss", patience: int = 5,
-                 min_delta: float = 0.0, cooldown: int = 0, milestones: list | None = None, power: float = 1.0,
-                 cycle_epochs: float = 10.0, t_mul: float = 2.0, m_mul: float = 1.0, pct_start: float = 0.3,
-                 div_factor: float = 25.0, final_div_factor: float = 1e4):
+    def __init__(
+        self,
+        base_lr: float,
+        type: str = "constant",
+        step_size: int = 10,
+        factor: float = 0.5,
+        decay_rate: float = 0.9,
+        decay_epochs: float = 1.0,
+        warmup_epochs: float = 0,
+        warmup_steps: int = 0,
+        min_lr: float = 0.0,
+        total_epochs: int = 1,
+        monitor: str = "val_loss",
+        patience: int = 5,
+        min_delta: float = 0.0,
+        cooldown: int = 0,
+        milestones: list | None = None,
+        power: float = 1.0,
+        cycle_epochs: float = 10.0,
+        t_mul: float = 2.0,
+        m_mul: float = 1.0,
+        pct_start: float = 0.3,
+        div_factor: float = 25.0,
+        final_div_factor: float = 1e4,
+    ):
         self.type, self.base_lr = KINDS.canonical(type), float(base_lr)
         self.step_size, self.factor, self.decay_rate, self.decay_epochs = step_size, factor, decay_rate, decay_epochs
         self.warmup_epochs, self.warmup_steps = float(warmup_epochs), int(warmup_steps)
@@ -180,6 +199,8 @@ def check(table: dict | None) -> list[str]:
     if table.get("warmup_steps") and table.get("warmup_epochs"):
         problems.append("train.lr_schedule.warmup_steps: warmup_epochs is also set; keep one of them")
     if table.get("type") == "multistep" and not table.get("milestones"):
-        problems.append("train.lr_schedule.milestones: multistep needs the epochs at which the rate drops, "
-                        "e.g. milestones = [30, 60]")
+        problems.append(
+            "train.lr_schedule.milestones: multistep needs the epochs at which the rate drops, "
+            "e.g. milestones = [30, 60]"
+        )
     return problems

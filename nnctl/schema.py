@@ -26,6 +26,7 @@ _JSON = {bool: "boolean", int: "integer", float: "number", str: "string", list: 
 
 def name_pattern(names) -> str:
     """A regex matching every spelling nnctl accepts for ``names`` (case-free, separators optional)."""
+
     def one(name: str) -> str:
         return "[_ -]*".join(f"[{c}{c.upper()}]" if c.isalpha() else c for c in normalise(name))
 
@@ -67,8 +68,9 @@ def field_schema(f: Field, nested: dict | None = None) -> dict:
             if t is dict and nested is not None:
                 alternatives.append(nested)
             elif t is str and f.choices:
-                alternatives.append({"type": "string",
-                                     "anyOf": [{"enum": list(f.choices)}, {"pattern": name_pattern(f.choices)}]})
+                alternatives.append(
+                    {"type": "string", "anyOf": [{"enum": list(f.choices)}, {"pattern": name_pattern(f.choices)}]}
+                )
             elif t is str and f.pattern:
                 alternatives.append({"type": "string", "pattern": f"^{f.pattern.regex}$"})
             elif t in (int, float):
@@ -97,8 +99,13 @@ def field_schema(f: Field, nested: dict | None = None) -> dict:
     return out
 
 
-def object_schema(fields: dict[str, Field], nested: dict | None = None, title: str = "",
-                  extra: dict | None = None, skip_required: tuple[str, ...] = ()) -> dict:
+def object_schema(
+    fields: dict[str, Field],
+    nested: dict | None = None,
+    title: str = "",
+    extra: dict | None = None,
+    skip_required: tuple[str, ...] = (),
+) -> dict:
     nested = nested or {}
     props = {k: field_schema(f, nested.get(k)) for k, f in fields.items()}
     props.update(extra or {})
@@ -118,8 +125,9 @@ def named_tables(family: str, default_type: str | None) -> dict:
     for name, entry in registry.items():
         fields = params_of(entry) if isinstance(entry, type) else {}
         accepted = [name, *(alias for alias, canonical in registry.aliases().items() if canonical == name)]
-        obj = object_schema(fields, title=f"{family} {name}",
-                            extra={"type": {"type": "string", "pattern": name_pattern(accepted)}})
+        obj = object_schema(
+            fields, title=f"{family} {name}", extra={"type": {"type": "string", "pattern": name_pattern(accepted)}}
+        )
         if default_type is None or registry.canonical(default_type) != name:
             obj["required"] = ["type", *obj.get("required", [])]
         options.append(obj)
@@ -131,23 +139,38 @@ def layer_schemas() -> list[dict]:
     out = []
     for name, cls in LAYERS.items():
         fields = params_of(cls)
-        extra = {"type": {"type": "string", "pattern": name_pattern([name]), "description": name},
-                 "input_shape": {"type": "array", "items": {"type": ["integer", "null"]}},
-                 "input_dim": {"type": "integer", "minimum": 1}}
+        extra = {
+            "type": {"type": "string", "pattern": name_pattern([name]), "description": name},
+            "input_shape": {"type": "array", "items": {"type": ["integer", "null"]}},
+            "input_dim": {"type": "integer", "minimum": 1},
+        }
         if "layer" in fields:
             extra["layer"] = {"$ref": "#/$defs/layer"}
         if "inputs" in fields:
-            extra["inputs"] = {"type": ["array", "string"], "items": {"type": "string"},
-                               "description": "earlier layer names ('input' = the model input; 'name:1' = output 1)"}
+            extra["inputs"] = {
+                "type": ["array", "string"],
+                "items": {"type": "string"},
+                "description": "earlier layer names ('input' = the model input; 'name:1' = output 1)",
+            }
         entry = object_schema(fields, title=name, extra=extra, skip_required=("input_dim",))
         entry["required"] = ["type", *entry.get("required", [])]
         doc = (inspect.getdoc(cls) or "").split("\n")[0]
         if doc:
             entry["description"] = doc
         out.append(entry)
-    out.append({"type": "object", "title": "Input", "additionalProperties": False, "required": ["type"],
-                "properties": {"type": {"type": "string", "pattern": name_pattern(["Input", "InputLayer"])},
-                               "shape": {"type": "array"}, "input_shape": {"type": "array"}}})
+    out.append(
+        {
+            "type": "object",
+            "title": "Input",
+            "additionalProperties": False,
+            "required": ["type"],
+            "properties": {
+                "type": {"type": "string", "pattern": name_pattern(["Input", "InputLayer"])},
+                "shape": {"type": "array"},
+                "input_shape": {"type": "array"},
+            },
+        }
+    )
     return out
 
 
@@ -165,18 +188,34 @@ def spec_schema() -> dict:
         return object_schema(fields_of(SECTIONS[name]), nested, extra=extra)
 
     data = section("data")
-    data["properties"]["validation"] = {"anyOf": [{"type": "string"}, sub["data.validation"],
-                                                  {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1}]}
+    data["properties"]["validation"] = {
+        "anyOf": [
+            {"type": "string"},
+            sub["data.validation"],
+            {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
+        ]
+    }
     model = section("model", {"layers": {"type": "array", "items": {"$ref": "#/$defs/layer"}, "minItems": 1}})
-    train = section("train", {"metrics": {"type": "array", "items": metric, "default": []},
-                              "validation_split": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1}})
+    train = section(
+        "train",
+        {
+            "metrics": {"type": "array", "items": metric, "default": []},
+            "validation_split": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
+        },
+    )
     for table in train["properties"]["optimizer"]["anyOf"][1]["anyOf"]:  # Keras's lr, rewritten to learning_rate
         table["properties"]["lr"] = {"type": "number", "exclusiveMinimum": 0}
     tune = section("tune")  # the space: dotted spec paths, each a TuneParam table
     tune["properties"]["space"] = {"type": "object", "additionalProperties": object_schema(fields_of(TuneParam))}
-    top = object_schema(fields_of(SECTIONS[""]), {"data": data, "model": model, "train": train,
-                                                  "output": section("output"), "tune": tune})
+    top = object_schema(
+        fields_of(SECTIONS[""]),
+        {"data": data, "model": model, "train": train, "output": section("output"), "tune": tune},
+    )
     top["required"] = ["data", "model"]
-    return {"$schema": DRAFT, "title": "nnctl spec",
-            "description": "A declarative nnctl training spec (TOML, YAML or JSON): data, model, train, output.",
-            **top, "$defs": {"layer": {"oneOf": [*layer_schemas(), USE_SCHEMA]}}}
+    return {
+        "$schema": DRAFT,
+        "title": "nnctl spec",
+        "description": "A declarative nnctl training spec (TOML, YAML or JSON): data, model, train, output.",
+        **top,
+        "$defs": {"layer": {"oneOf": [*layer_schemas(), USE_SCHEMA]}},
+    }

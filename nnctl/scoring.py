@@ -19,10 +19,20 @@ def fuses(model: Model, loss: losses.Loss) -> bool:
     return act is not None and act in loss.fused
 
 
-def evaluate_model(model: Model, loss: losses.Loss | None, x, y, metric_names: list[str], task: str, n_classes: int,
-                   decode: Callable | None = None, batch_size: int = 1024,
-                   on_batch: Callable[[int, int], None] | None = None, outputs: list | None = None,
-                   heads: Heads | None = None) -> dict:
+def evaluate_model(
+    model: Model,
+    loss: losses.Loss | None,
+    x,
+    y,
+    metric_names: list[str],
+    task: str,
+    n_classes: int,
+    decode: Callable | None = None,
+    batch_size: int = 1024,
+    on_batch: Callable[[int, int], None] | None = None,
+    outputs: list | None = None,
+    heads: Heads | None = None,
+) -> dict:
     """Loss (with the regularisation term, as in training) and every metric in inference mode; no optimizer.
 
     ``heads`` gives a model's several outputs with their losses (else one output with ``loss``);
@@ -57,10 +67,10 @@ def evaluate_model(model: Model, loss: losses.Loss | None, x, y, metric_names: l
     out_all = B.xp.concatenate(outs) if outs else B.xp.zeros((0, *heads.width()), model.dtype)
     if outputs is not None:
         outputs.append(out_all)
-    y_all = ({k: B.xp.concatenate([b[k] for b in ys]) for k in ys[0]} if isinstance(ys[0], dict)
-             else B.xp.concatenate(ys)) if ys else y
+    y_all = (
+        ({k: B.xp.concatenate([b[k] for b in ys]) for k in ys[0]} if isinstance(ys[0], dict) else B.xp.concatenate(ys))
+        if ys
+        else y
+    )
     logs.update(heads.metrics(out_all, y_all))
     return logs
-
-
-

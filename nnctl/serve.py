@@ -50,8 +50,10 @@ class ModelService:
         _, model, prep, spec = self.restored
         if prep.task == "regression" and (proba or top_k is not None):
             flag = "--proba" if proba else "--top-k"
-            raise SpecError(f"{flag}: {self.checkpoint} is a regression model (loss {spec['train'].get('loss')!r}); "
-                            f"it predicts values, not class probabilities")
+            raise SpecError(
+                f"{flag}: {self.checkpoint} is a regression model (loss {spec['train'].get('loss')!r}); "
+                f"it predicts values, not class probabilities"
+            )
         x = parse_rows(body, prep)
         with self.lock:  # one model call at a time: layers reuse buffers between calls
             outputs, decoded = self._predict(self.restored, x, source="request")
@@ -108,15 +110,19 @@ def parse_rows(body: bytes, prep) -> np.ndarray:
             missing = [f for f in features if f not in row]
             if not features or missing:
                 want = ", ".join(map(str, features[:10])) if features else "none (send lists of values)"
-                raise DataError(f"request: row {i}: missing feature {quote(missing[0] if missing else '?')}; "
-                                f"expected keys {want}")
+                raise DataError(
+                    f"request: row {i}: missing feature {quote(missing[0] if missing else '?')}; expected keys {want}"
+                )
             row = [row[f] for f in features]
         elif not isinstance(row, list):
             raise DataError(f"request: row {i}: expected a JSON object or list, found {quote(json.dumps(row))}")
         elif features and len(row) != len(features):  # as predict's JSON lines: never broadcast one value
-            names = ", ".join(map(str, features[:10])) + (f", ... ({len(features)} in all)" if len(features) > 10 else "")
-            raise DataError(f"request: row {i}: {len(row)} values, the model expects {len(features)} features "
-                            f"({names})")
+            names = ", ".join(map(str, features[:10])) + (
+                f", ... ({len(features)} in all)" if len(features) > 10 else ""
+            )
+            raise DataError(
+                f"request: row {i}: {len(row)} values, the model expects {len(features)} features ({names})"
+            )
         values.append(row)
     try:
         arr = np.array(values, dtype=np.float64)
@@ -130,13 +136,23 @@ def parse_rows(body: bytes, prep) -> np.ndarray:
 def _metadata(checkpoint: str, restored) -> dict:
     _, model, prep, spec = restored
     classes = None if prep.classes is None else [c.item() if hasattr(c, "item") else c for c in prep.classes]
-    return {"checkpoint": checkpoint, "spec": spec.get("name"), "nnctl_version": __version__,
-            "inputs": {"shape": list(model.input_shape), "kind": prep.kind, "features": list(prep.feature_names)},
-            "outputs": {"shape": list(model.output_shape) if not isinstance(model.output_shape, list) else None,
-                        "task": prep.task, "targets": list(prep.target_names)},
-            "classes": classes,
-            "preprocessing": {"rescale": prep.rescale, "normalize": prep.normalize,
-                              "normalize_target": prep.normalize_target}}
+    return {
+        "checkpoint": checkpoint,
+        "spec": spec.get("name"),
+        "nnctl_version": __version__,
+        "inputs": {"shape": list(model.input_shape), "kind": prep.kind, "features": list(prep.feature_names)},
+        "outputs": {
+            "shape": list(model.output_shape) if not isinstance(model.output_shape, list) else None,
+            "task": prep.task,
+            "targets": list(prep.target_names),
+        },
+        "classes": classes,
+        "preprocessing": {
+            "rescale": prep.rescale,
+            "normalize": prep.normalize,
+            "normalize_target": prep.normalize_target,
+        },
+    }
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -172,8 +188,10 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         url = urlsplit(self.path)
         if url.path != "/predict":
-            self._error(404 if url.path not in ("/health", "/metadata") else 405,
-                        f"{quote(url.path)}: use POST /predict, GET /health or GET /metadata")
+            self._error(
+                404 if url.path not in ("/health", "/metadata") else 405,
+                f"{quote(url.path)}: use POST /predict, GET /health or GET /metadata",
+            )
             return
         length = self.headers.get("Content-Length")
         if length is None or not length.isdigit():
@@ -212,8 +230,9 @@ def make_server(service: ModelService, host: str, port: int, max_body: int = MAX
     return server
 
 
-def serve(checkpoint: str, host: str, port: int, render, max_body: int = MAX_BODY, device: str = "auto",
-          ready=None) -> None:
+def serve(
+    checkpoint: str, host: str, port: int, render, max_body: int = MAX_BODY, device: str = "auto", ready=None
+) -> None:
     """Serve until SIGTERM or SIGINT; ``ready(address)`` is called once the socket listens."""
     if max_body < 1:
         raise SpecError(f"--max-body: expected a positive number of bytes, found {max_body}")

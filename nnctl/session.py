@@ -114,10 +114,19 @@ def check_before_work(spec: dict) -> None:
         fs.check_output_dir(spec["train"]["tensorboard"], "TensorBoard folder")
 
 
-def train(spec: dict, emit: Emit = _noop, device: str = "auto", resume: str | None = None,
-          init_from: str | None = None, hooks: Hooks | None = None, is_writer: bool = True,
-          strategy: Local | None = None, dataset: Dataset | None = None, force: bool = False,
-          weights_only: bool = False) -> dict:
+def train(
+    spec: dict,
+    emit: Emit = _noop,
+    device: str = "auto",
+    resume: str | None = None,
+    init_from: str | None = None,
+    hooks: Hooks | None = None,
+    is_writer: bool = True,
+    strategy: Local | None = None,
+    dataset: Dataset | None = None,
+    force: bool = False,
+    weights_only: bool = False,
+) -> dict:
     """Train ``spec``; write its checkpoint and run folder; returns the final ``done`` event.
 
     ``resume`` is a checkpoint path, or "auto": the newest readable checkpoint of this run, else a
@@ -141,8 +150,14 @@ def train(spec: dict, emit: Emit = _noop, device: str = "auto", resume: str | No
 class Session:
     """A run of the trainer over one spec: what is kept (last, best), when it is written, and how it ends."""
 
-    def __init__(self, spec: dict, emit: Emit = _noop, hooks: Hooks | None = None, is_writer: bool = True,
-                 strategy: Local | None = None):
+    def __init__(
+        self,
+        spec: dict,
+        emit: Emit = _noop,
+        hooks: Hooks | None = None,
+        is_writer: bool = True,
+        strategy: Local | None = None,
+    ):
         self.spec, self.emit, self.is_writer = spec, emit, is_writer
         self.hooks = hooks or Hooks()
         self.strategy = strategy or Local()
@@ -201,12 +216,15 @@ class Session:
             self.emit({"event": "init_from", "checkpoint": str(init_from), "loaded": loaded, "skipped": skipped})
         model.to_device()
         loss, optimizer = make_loss(spec), make_optimizer(spec)
-        schedule = Schedule(optimizer.learning_rate, total_epochs=int(tcfg["epochs"]),
-                            **dict(tcfg.get("lr_schedule") or {}))
+        schedule = Schedule(
+            optimizer.learning_rate, total_epochs=int(tcfg["epochs"]), **dict(tcfg.get("lr_schedule") or {})
+        )
         early = EarlyStopping(**tcfg["early_stopping"]) if tcfg.get("early_stopping") else None
         if early and early.monitor.startswith("val_") and ds.x_val is None:
-            raise SpecError(f"{spec.get('_source', 'spec')}: train.early_stopping.monitor: {early.monitor!r} needs "
-                            f"validation data; set data.validation (a path or {{split = 0.2}})")
+            raise SpecError(
+                f"{spec.get('_source', 'spec')}: train.early_stopping.monitor: {early.monitor!r} needs "
+                f"validation data; set data.validation (a path or {{split = 0.2}})"
+            )
         hooks = self.hooks
         hooks.should_stop, hooks.between_batches, hooks.on_step = self.should_stop, self.between_batches, self.on_step
         if spec["data"].get("augment"):
@@ -216,14 +234,31 @@ class Session:
                 hooks.augment = build_augmenter(spec["data"]["augment"], ds.prep.kind, ds.x_train.shape[1:])
             except SpecError as exc:  # name the spec file, as validation errors do
                 raise SpecError(f"{spec.get('_source', 'spec')}: {exc}") from None
-        trainer = Trainer(model, loss, optimizer, tcfg, ds.prep.task, ds.prep.n_classes(model.output_shape[-1]),
-                          spec["seed"], schedule, early, hooks, device_decoder(ds.prep), self.strategy,
-                          heads=make_heads(spec, model))
+        trainer = Trainer(
+            model,
+            loss,
+            optimizer,
+            tcfg,
+            ds.prep.task,
+            ds.prep.n_classes(model.output_shape[-1]),
+            spec["seed"],
+            schedule,
+            early,
+            hooks,
+            device_decoder(ds.prep),
+            self.strategy,
+            heads=make_heads(spec, model),
+        )
         if tcfg.get("class_weight") is not None:  # Keras's class_weight: scales the training loss only
             try:
-                trainer.class_weight = B.asarray(losses.class_weights(
-                    tcfg["class_weight"], losses.label_ids(ds.y_train, ds.prep.task), trainer.n_classes,
-                    ds.prep.classes))
+                trainer.class_weight = B.asarray(
+                    losses.class_weights(
+                        tcfg["class_weight"],
+                        losses.label_ids(ds.y_train, ds.prep.task),
+                        trainer.n_classes,
+                        ds.prep.classes,
+                    )
+                )
             except ValueError as exc:
                 raise SpecError(f"{spec.get('_source', 'spec')}: {exc}") from None
         trainer.sample_weight = ds.w_train  # data.sample_weight, sliced like x_train
@@ -235,15 +270,20 @@ class Session:
             for note in found.notes if found else []:
                 self.emit({"event": "note", "message": note})
             if found is None:
-                self.emit({"event": "note", "message": f"--resume auto: no checkpoint of this run at "
-                                                       f"{self.ckpt_path} yet; starting fresh"})
+                self.emit(
+                    {
+                        "event": "note",
+                        "message": f"--resume auto: no checkpoint of this run at {self.ckpt_path} yet; starting fresh",
+                    }
+                )
                 return
         else:
             found = ResumeFrom(resume, Checkpoint(resume), [])
         diff = model_differences(self.spec, found.checkpoint.spec)
         if diff:
-            raise SpecError(f"--resume {found.path}: the spec's model differs from the checkpoint's: "
-                            + "; ".join(diff))
+            raise SpecError(
+                f"--resume {found.path}: the spec's model differs from the checkpoint's: " + "; ".join(diff)
+            )
         if self.weights_only:  # fine-tuning: its weights, this run's optimizer, schedule and epoch 0
             resume_weights_only(found, self.trainer.model, self.emit)
             return
@@ -251,8 +291,14 @@ class Session:
         self.trainer.restore(snapshot_from_checkpoint(found.checkpoint, self.trainer))
         self.trainer.check_progress(rows(self.ds.x_train))
         progress = self.trainer.progress
-        self.emit({"event": "resume", "checkpoint": found.path, "epoch": self.trainer.state.epoch,
-                   **({"batch": progress.batch} if progress is not None else {})})
+        self.emit(
+            {
+                "event": "resume",
+                "checkpoint": found.path,
+                "epoch": self.trainer.state.epoch,
+                **({"batch": progress.batch} if progress is not None else {}),
+            }
+        )
 
     # -- the trainer's hooks ------------------------------------------------------------------------
     def should_stop(self) -> bool:
@@ -272,8 +318,9 @@ class Session:
         if self.signals.save_requested:
             self.signals.save_requested = False
             self.write(self.ckpt_path, self._for_use(self.last), self.best_epoch)
-            self.emit({"event": "checkpoint", "reason": "SIGUSR1", "checkpoint": self.ckpt_path,
-                       "epoch": self.last["epoch"]})
+            self.emit(
+                {"event": "checkpoint", "reason": "SIGUSR1", "checkpoint": self.ckpt_path, "epoch": self.last["epoch"]}
+            )
 
     def on_epoch_end(self, epoch: int, logs: dict, is_best: bool) -> None:
         self.last = self.trainer.snapshot()
@@ -303,8 +350,15 @@ class Session:
         here = self.trainer.snapshot()
         self.write(self.ckpt_path, self._for_use(here), self.best_epoch, last=here)
         position = here["position"]
-        self.emit({"event": "checkpoint", "reason": reason, "checkpoint": self.ckpt_path, "epoch": here["epoch"],
-                   **({"batch": position["batch"]} if position is not None else {})})
+        self.emit(
+            {
+                "event": "checkpoint",
+                "reason": reason,
+                "checkpoint": self.ckpt_path,
+                "epoch": here["epoch"],
+                **({"batch": position["batch"]} if position is not None else {}),
+            }
+        )
         return here
 
     # -- the run and its endings --------------------------------------------------------------------
@@ -340,16 +394,24 @@ class Session:
             self.write(self.ckpt_path, self.last, self.best_epoch)
         if isinstance(exc, TrainingDiverged):
             exc.checkpoint = self.ckpt_path if kept else None
-            exc.args = (f"{exc}; " + (f"wrote {self.ckpt_path} with epoch {self.last['epoch']}, the last good one"
-                                      if kept else "no epoch had finished, so no checkpoint was written"),)
+            exc.args = (
+                f"{exc}; "
+                + (
+                    f"wrote {self.ckpt_path} with epoch {self.last['epoch']}, the last good one"
+                    if kept
+                    else "no epoch had finished, so no checkpoint was written"
+                ),
+            )
 
     def _preempted(self) -> None:
         here = self._write_position(self.signals.name or "SIGTERM")
         position = here["position"]
-        where = f"epoch {here['epoch']}" if position is None else \
-            f"epoch {here['epoch'] + 1} at batch {position['batch']}"
-        exc = Preempted(f"terminated by {self.signals.name or 'a signal on another rank'}: wrote {self.ckpt_path} "
-                        f"in {where}")
+        where = (
+            f"epoch {here['epoch']}" if position is None else f"epoch {here['epoch'] + 1} at batch {position['batch']}"
+        )
+        exc = Preempted(
+            f"terminated by {self.signals.name or 'a signal on another rank'}: wrote {self.ckpt_path} in {where}"
+        )
         exc.checkpoint = self.ckpt_path
         raise exc
 
@@ -364,17 +426,31 @@ class Session:
             from nnctl.anomaly import fit_threshold  # noqa: PLC0415
 
             info = fit_threshold(self.ckpt_path, self.ds.x_train, self.tcfg["anomaly_quantile"])
-            self.emit({"event": "note", "message": f"anomaly threshold {info['threshold']:.6g} (quantile "
-                                                   f"{info['quantile']:g} of {info['rows']} training rows' errors) "
-                                                   f"stored in {self.ckpt_path}"})
+            self.emit(
+                {
+                    "event": "note",
+                    "message": f"anomaly threshold {info['threshold']:.6g} (quantile "
+                    f"{info['quantile']:g} of {info['rows']} training rows' errors) "
+                    f"stored in {self.ckpt_path}",
+                }
+            )
         weights_epoch = self.best_epoch if use_best else last["epoch"]
         summary = overfit_summary(last["history"], weights_epoch)
         run_dir = self.spec["output"].get("run_dir") or str(default_run_dir(self.ckpt_path))
-        final = {k: v[weights_epoch - 1] for k, v in last["history"].items()
-                 if weights_epoch and len(v) >= weights_epoch}
-        done = {"event": "done", "checkpoint": self.ckpt_path, "run_dir": run_dir, "epochs_run": last["epoch"],
-                "weights_epoch": weights_epoch, "stopped_early": bool(early and early.stopped),
-                "seconds": time.perf_counter() - self.t_start, "metrics": final, "summary": summary}
+        final = {
+            k: v[weights_epoch - 1] for k, v in last["history"].items() if weights_epoch and len(v) >= weights_epoch
+        }
+        done = {
+            "event": "done",
+            "checkpoint": self.ckpt_path,
+            "run_dir": run_dir,
+            "epochs_run": last["epoch"],
+            "weights_epoch": weights_epoch,
+            "stopped_early": bool(early and early.stopped),
+            "seconds": time.perf_counter() - self.t_start,
+            "metrics": final,
+            "summary": summary,
+        }
         if self.is_writer:
             write_run(run_dir, self.spec, last["history"], summary)
         return done

@@ -29,7 +29,7 @@ from nnctl import (  # noqa: F401 - registers the loss/optimizer families
     spec_extends,
 )
 from nnctl.errors import SpecError
-from nnctl.fields import check_keys, fields_of, shown
+from nnctl.fields import check_keys, fields_of
 from nnctl.registry import suggestion
 from nnctl.spec_sections import SECTIONS, SUBTABLES
 
@@ -56,7 +56,7 @@ def load_file(path: str | pathlib.Path) -> dict:
             raise SpecError(f"{p}: unknown spec format {ext!r}; expected .toml, .yaml, .yml or .json")
     except SpecError:
         raise
-    except Exception as exc:  # the parsers' own messages carry line and column
+    except Exception as exc:  # noqa: BLE001 - the parsers' own messages carry line and column
         raise SpecError(f"{p}: not valid {ext.lstrip('.').upper()}: {exc}".replace("\n", " ")) from None
     if not isinstance(data, dict):
         raise SpecError(f"{p}: expected a table at the top level")
@@ -171,7 +171,7 @@ def validate(raw: dict, source: str = "spec", base_dir: pathlib.Path | None = No
     if isinstance(spec.get("model", {}).get("layers"), list) and not gan and not block_problems:
         layers = spec["model"]["layers"]
         spec["model"]["layers"], found = check_layers(layers, multi_spec.input_names(spec) if multi else ("input",))
-        problems += blocks.locate(found, origin[len(origin) - len(layers):])  # an Input entry may be gone
+        problems += blocks.locate(found, origin[len(origin) - len(layers) :])  # an Input entry may be gone
     elif not gan and "model" in raw and "model" not in bad_sections and not block_problems:
         problems.append("model.layers: required key is missing")
     if not problems and multi and "data" not in bad_sections:
@@ -240,8 +240,12 @@ def _check_train(spec: dict) -> list[str]:
             continue
         if metrics.METRICS.get(name).classification and not losses.is_classification(loss_name):
             problems.append(f"train.metrics[{i}]: {name} needs a classification loss, found loss {loss_name!r}")
-    return problems + schedules.check(train.get("lr_schedule")) + losses.check_class_weight(
-        train.get("class_weight"), loss_name) + anomaly.check_spec(spec)
+    return (
+        problems
+        + schedules.check(train.get("lr_schedule"))
+        + losses.check_class_weight(train.get("class_weight"), loss_name)
+        + anomaly.check_spec(spec)
+    )
 
 
 def _check_monitors(spec: dict) -> list[str]:
@@ -262,11 +266,15 @@ def _check_monitors(spec: dict) -> list[str]:
             pass
         known = sorted({*logged, *(f"val_{n}" for n in logged if has_val)})
         if base not in logged:
-            problems.append(f"train.{key}.monitor: {monitor!r} is not logged by this run"
-                            f"{suggestion(monitor, known)}; expected one of {', '.join(known)}")
+            problems.append(
+                f"train.{key}.monitor: {monitor!r} is not logged by this run"
+                f"{suggestion(monitor, known)}; expected one of {', '.join(known)}"
+            )
         elif monitor.startswith("val_") and not has_val:
-            problems.append(f"train.{key}.monitor: {monitor!r} needs validation data (data.validation = "
-                            f"{{ split = 0.2 }}); or monitor {base!r}")
+            problems.append(
+                f"train.{key}.monitor: {monitor!r} needs validation data (data.validation = "
+                f"{{ split = 0.2 }}); or monitor {base!r}"
+            )
         else:
             table["monitor"] = f"val_{base}" if monitor.startswith("val_") else base
     return problems

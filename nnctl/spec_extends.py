@@ -17,8 +17,16 @@ from nnctl.errors import SpecError, quote
 
 MAX_DEPTH = 32  # an extends chain longer than this is surely a mistake
 # the spec keys holding file paths that nnctl resolves against the spec's folder (nnctl.spec._resolve_paths)
-PATH_KEYS = (("data", "train"), ("data", "test"), ("data", "validation"), ("data", "validation", "path"),
-             ("model", "init_from"), ("output", "checkpoint"), ("output", "run_dir"), ("train", "tensorboard"))
+PATH_KEYS = (
+    ("data", "train"),
+    ("data", "test"),
+    ("data", "validation"),
+    ("data", "validation", "path"),
+    ("model", "init_from"),
+    ("output", "checkpoint"),
+    ("output", "run_dir"),
+    ("train", "tensorboard"),
+)
 
 
 def load_chain(path, load_file: Callable[[pathlib.Path], dict]) -> tuple[dict, dict[str, str]]:
@@ -29,7 +37,7 @@ def load_chain(path, load_file: Callable[[pathlib.Path], dict]) -> tuple[dict, d
     while True:
         resolved = here.resolve()
         if resolved in chain:
-            names = " -> ".join(str(p) for p in [*chain[chain.index(resolved):], resolved])
+            names = " -> ".join(str(p) for p in [*chain[chain.index(resolved) :], resolved])
             raise SpecError(f"{tables[-1][0]}: extends: cycle {names}")
         if len(chain) >= MAX_DEPTH:
             raise SpecError(f"{path}: extends: the chain is longer than {MAX_DEPTH} files")

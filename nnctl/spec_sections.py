@@ -12,8 +12,21 @@ import builtins
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-from nnctl.fields import Choices, Doc, MinItems, FileStem, Fraction, NameOf, NonNegativeFloat, NonNegativeInt, Path, \
-    PositiveFloat, PositiveInt, Range, Seed
+from nnctl.fields import (
+    Choices,
+    Doc,
+    FileStem,
+    Fraction,
+    MinItems,
+    NameOf,
+    NonNegativeFloat,
+    NonNegativeInt,
+    Path,
+    PositiveFloat,
+    PositiveInt,
+    Range,
+    Seed,
+)
 from nnctl.schedules import KINDS as SCHEDULE_KINDS
 
 Scaling = Annotated[str, Choices(("none", "standard", "minmax"))]
@@ -26,8 +39,11 @@ def doc(text: str, **kw) -> Any:
 
 @dataclass(frozen=True)
 class TopLevel:
-    extends: str | None = doc("a base spec merged under this one (its path relative to this file); tables merge "
-                              "key by key, this file's values and lists win", default=None)
+    extends: str | None = doc(
+        "a base spec merged under this one (its path relative to this file); tables merge "
+        "key by key, this file's values and lists win",
+        default=None,
+    )
     name: FileStem = doc("run name; the default checkpoint is runs/<name>.h5 next to the spec", default="model")
     seed: Seed = doc("seeds the weights, data order, validation split, dropout and augmentation", default=0)
     dtype: Annotated[str, Choices(("float32", "float64"))] = doc("array precision", default="float32")
@@ -35,8 +51,7 @@ class TopLevel:
     model: dict = doc("the network", default_factory=dict)
     train: dict = doc("how to train", default_factory=dict)
     output: dict = doc("where results go", default_factory=dict)
-    tune: dict | None = doc("nnctl tune: the search space, objective and budget (ignored by nnctl train)",
-                            default=None)
+    tune: dict | None = doc("nnctl tune: the search space, objective and budget (ignored by nnctl train)", default=None)
 
 
 KINDS = ("auto", "tabular", "arrays", "idx", "images", "timeseries", "text", "segmentation")
@@ -45,64 +60,83 @@ KINDS = ("auto", "tabular", "arrays", "idx", "images", "timeseries", "text", "se
 @dataclass(frozen=True)
 class DataSection:
     train: Path = doc("training file or folder")
-    kind: Annotated[str, Choices(KINDS)] = doc("data kind; auto picks from the file extension or folder",
-                                               default="auto")
+    kind: Annotated[str, Choices(KINDS)] = doc(
+        "data kind; auto picks from the file extension or folder", default="auto"
+    )
     test: Path | None = doc("test file or folder, used by evaluate", default=None)
-    validation: str | dict | None = doc("a path, or {split = 0.2, stratify = false} (a number means the split)",
-                                        default=None)
+    validation: str | dict | None = doc(
+        "a path, or {split = 0.2, stratify = false} (a number means the split)", default=None
+    )
     target: str | int | list | None = doc(
         "target column(s), name or index (default: the last column); 'input': the preprocessed input itself "
-        "(an autoencoder; with data.augment the clean input is the target of the augmented one)", default=None)
-    features: Annotated[list, MinItems(1)] | None = doc("CSV input columns (default: every column but the target)",
-                                                        default=None)
-    sample_weight: str | None = doc("per-sample training-loss weights: a CSV column (not a feature) or an "
-                                    "npz/h5 array (a .npy file beside .npy inputs) of N non-negative numbers",
-                                    default=None)
-    anomaly_label: str | None = doc("autoencoders: a CSV column (never an input) or npz/h5 key marking true "
-                                    "anomalies 1/0; evaluate reports precision and recall of the flagged rows",
-                                    default=None)
+        "(an autoencoder; with data.augment the clean input is the target of the augmented one)",
+        default=None,
+    )
+    features: Annotated[list, MinItems(1)] | None = doc(
+        "CSV input columns (default: every column but the target)", default=None
+    )
+    sample_weight: str | None = doc(
+        "per-sample training-loss weights: a CSV column (not a feature) or an "
+        "npz/h5 array (a .npy file beside .npy inputs) of N non-negative numbers",
+        default=None,
+    )
+    anomaly_label: str | None = doc(
+        "autoencoders: a CSV column (never an input) or npz/h5 key marking true "
+        "anomalies 1/0; evaluate reports precision and recall of the flagged rows",
+        default=None,
+    )
     x: str = doc("npz/h5 key of the inputs", default="x")
     y: str = doc("npz/h5 key of the targets", default="y")
     normalize: Scaling = doc("input scaling, statistics from the training split only", default="none")
-    normalize_target: Scaling = doc("regression target scaling; predictions come back in original units",
-                                    default="none")
+    normalize_target: Scaling = doc(
+        "regression target scaling; predictions come back in original units", default="none"
+    )
     rescale: float | str | None = doc("multiply inputs by this (e.g. 0.00392156862745098 or '1/255')", default=None)
     subset: PositiveInt | None = doc("train on a seeded random subset of this many training samples", default=None)
     image_size: list[PositiveInt] | None = doc("image folders: resize every image to [height, width]", default=None)
-    color_mode: Annotated[str, Choices(("auto", "grayscale", "rgb"))] = doc("image folders: channels",
-                                                                           default="auto")
+    color_mode: Annotated[str, Choices(("auto", "grayscale", "rgb"))] = doc("image folders: channels", default="auto")
     window: PositiveInt | None = doc("time series: input steps per window", default=None)
     horizon: PositiveInt = doc("time series: predict this many steps after the window", default=1)
     stride: PositiveInt = doc("time series: steps between window starts", default=1)
     text: str = doc("text: the column holding the text", default="text")
-    tokenizer: dict = doc("text: level, vocab_size, max_length, lowercase, oov_token, padding, truncating",
-                          default_factory=dict)
+    tokenizer: dict = doc(
+        "text: level, vocab_size, max_length, lowercase, oov_token, padding, truncating", default_factory=dict
+    )
     augment: dict = doc("on-the-fly augmentation of training batches", default_factory=dict)
     categorical: list[str] | dict | None = doc(
         "tabular: category columns, a list (one-hot) or {column = 'onehot' | 'ids'} (default: auto-detected)",
-        default=None)
-    max_categories: NonNegativeInt = doc("tabular: auto-detect a non-numeric column with at most this many "
-                                         "levels as categorical (0 = never)", default=50)
-    missing: dict | None = doc("tabular: {strategy, indicator, value, columns = {name = {...}}} for missing cells",
-                               default=None)
+        default=None,
+    )
+    max_categories: NonNegativeInt = doc(
+        "tabular: auto-detect a non-numeric column with at most this many levels as categorical (0 = never)", default=50
+    )
+    missing: dict | None = doc(
+        "tabular: {strategy, indicator, value, columns = {name = {...}}} for missing cells", default=None
+    )
     stream: Annotated[str, Choices(("auto", "memory", "mmap", "batches"))] = doc(
         "arrays: read .npy/HDF5 whole (memory), memory-mapped (.npy) or per batch (HDF5); image folders: "
         "decoded whole (memory) or per batch with the next batch prefetched (batches); auto streams data "
-        "over stream_above_mb", default="auto")
-    stream_above_mb: NonNegativeInt = doc("arrays and image folders: data larger than this (image folders: "
-                                          "decoded) stream under stream = auto", default=1024)
-    shuffle_buffer: NonNegativeInt = doc("HDF5 streaming: rows of the shuffle buffer (0 = chunk order only)",
-                                         default=0)
-    inputs: dict | None = doc("named inputs' data {name = [CSV columns] or 'npz/h5 array'} (default: the "
-                              "array of the input's name)", default=None)
-    targets: dict | None = doc("named outputs' targets {name = [CSV columns] or 'npz/h5 array'} (default: the "
-                               "array of the output's name)", default=None)
+        "over stream_above_mb",
+        default="auto",
+    )
+    stream_above_mb: NonNegativeInt = doc(
+        "arrays and image folders: data larger than this (image folders: decoded) stream under stream = auto",
+        default=1024,
+    )
+    shuffle_buffer: NonNegativeInt = doc("HDF5 streaming: rows of the shuffle buffer (0 = chunk order only)", default=0)
+    inputs: dict | None = doc(
+        "named inputs' data {name = [CSV columns] or 'npz/h5 array'} (default: the array of the input's name)",
+        default=None,
+    )
+    targets: dict | None = doc(
+        "named outputs' targets {name = [CSV columns] or 'npz/h5 array'} (default: the array of the output's name)",
+        default=None,
+    )
 
 
 @dataclass(frozen=True)
 class Validation:
-    split: Annotated[float, Range(0, 1, lo_open=True, hi_open=True)] = doc("fraction of the training data",
-                                                                          default=0.2)
+    split: Annotated[float, Range(0, 1, lo_open=True, hi_open=True)] = doc("fraction of the training data", default=0.2)
     stratify: bool = doc("keep class proportions in the split", default=False)
     path: str | None = doc("a validation file instead of a split", default=None)
 
@@ -114,19 +148,23 @@ MISSING_STRATEGIES = ("error", "mean", "median", "most_frequent", "constant")
 class Missing:
     strategy: Annotated[str, Choices(MISSING_STRATEGIES)] = doc(
         "how a missing cell (empty, NA, N/A, NaN, null, None, ?) is filled; statistics from the training split",
-        default="error")
+        default="error",
+    )
     indicator: bool = doc("add a 0/1 column per filled column saying the cell was missing", default=False)
-    value: float | str | None = doc("the fill value of strategy = constant (default 0, or '' for categories)",
-                                    default=None)
-    columns: dict = doc("per-column rules {name = {strategy, indicator, value}} over the ones above",
-                        default_factory=dict)
+    value: float | str | None = doc(
+        "the fill value of strategy = constant (default 0, or '' for categories)", default=None
+    )
+    columns: dict = doc(
+        "per-column rules {name = {strategy, indicator, value}} over the ones above", default_factory=dict
+    )
 
 
 @dataclass(frozen=True)
 class Tokenizer:
     level: Annotated[str, Choices(("word", "char"))] = doc("word or character tokens", default="word")
-    vocab_size: Annotated[int, Range(3)] = doc("vocabulary size, counting padding 0 and out-of-vocabulary 1",
-                                               default=10000)
+    vocab_size: Annotated[int, Range(3)] = doc(
+        "vocabulary size, counting padding 0 and out-of-vocabulary 1", default=10000
+    )
     max_length: PositiveInt = doc("tokens per sample after padding or truncation", default=32)
     lowercase: bool = doc("lower-case the text first", default=True)
     oov_token: str = doc("the out-of-vocabulary token", default="<unk>")
@@ -138,67 +176,80 @@ class Tokenizer:
 class Augment:
     flip: Annotated[str, Choices(("horizontal", "vertical", "both"))] | None = doc("images: mirror", default=None)
     rotation: Annotated[float, Range(0, 180)] | None = doc("images: degrees", default=None)
-    width_shift: Annotated[float, Range(0, 1, hi_open=True)] | None = doc("images: fraction of width",
-                                                                         default=None)
-    height_shift: Annotated[float, Range(0, 1, hi_open=True)] | None = doc("images: fraction of height",
-                                                                          default=None)
+    width_shift: Annotated[float, Range(0, 1, hi_open=True)] | None = doc("images: fraction of width", default=None)
+    height_shift: Annotated[float, Range(0, 1, hi_open=True)] | None = doc("images: fraction of height", default=None)
     zoom: Annotated[float, Range(0, 1, hi_open=True)] | None = doc("images: scale in [1 - z, 1 + z]", default=None)
-    shear: Annotated[float, Range(0, 90, hi_open=True)] | None = doc("images: shear angle in degrees",
-                                                                    default=None)
+    shear: Annotated[float, Range(0, 90, hi_open=True)] | None = doc("images: shear angle in degrees", default=None)
     fill_mode: Annotated[str, Choices(("nearest", "constant", "reflect", "wrap"))] = doc(
-        "images: how points outside the image are filled", default="nearest")
+        "images: how points outside the image are filled", default="nearest"
+    )
     cval: float = doc("images: the fill value of fill_mode = constant", default=0.0)
     crop_padding: NonNegativeInt | None = doc("images: pad and crop back at a random offset", default=None)
-    brightness: NonNegativeFloat | None = doc("images: additive shift, fraction of the batch's range",
-                                              default=None)
+    brightness: NonNegativeFloat | None = doc("images: additive shift, fraction of the batch's range", default=None)
     contrast: Fraction | None = doc("images: contrast factor in [1 - c, 1 + c]", default=None)
     noise: NonNegativeFloat | None = doc("numeric inputs: Gaussian noise sigma", default=None)
     jitter: NonNegativeFloat | None = doc("sequences: Gaussian noise sigma", default=None)
     scaling: NonNegativeFloat | None = doc("sequences: scale factor sigma", default=None)
     time_warp: Annotated[float, Range(0, 1, hi_open=True)] | None = doc("sequences: speed variation", default=None)
-    step_dropout: Annotated[float, Range(0, 1, hi_open=True)] | None = doc("sequences: step drop probability",
-                                                                          default=None)
-    token_deletion: Annotated[float, Range(0, 1, hi_open=True)] | None = doc("text: token drop probability",
-                                                                            default=None)
+    step_dropout: Annotated[float, Range(0, 1, hi_open=True)] | None = doc(
+        "sequences: step drop probability", default=None
+    )
+    token_deletion: Annotated[float, Range(0, 1, hi_open=True)] | None = doc(
+        "text: token drop probability", default=None
+    )
     token_swap: Fraction | None = doc("text: adjacent swaps per token", default=None)
 
 
 @dataclass(frozen=True)
 class ModelSection:
     layers: list | None = doc("the layers, in order (required, except in a GAN spec)", default=None)
-    input_shape: list[PositiveInt] | None = doc("input shape without the batch axis (inferred from the data)",
-                                                default=None)
-    init_from: Path | None = doc("checkpoint whose weights initialise layers of the same name and shape",
-                                default=None)
+    input_shape: list[PositiveInt] | None = doc(
+        "input shape without the batch axis (inferred from the data)", default=None
+    )
+    init_from: Path | None = doc("checkpoint whose weights initialise layers of the same name and shape", default=None)
     decode: dict | None = doc("greedy decoding for teacher-forced sequence models at predict time", default=None)
-    generator: dict | None = doc("GAN (train.mode = \"gan\"): latent_dim, latent and the generator's layers",
-                                 default=None)
-    discriminator: dict | None = doc("GAN (train.mode = \"gan\"): the discriminator's layers, one score out",
-                                     default=None)
-    blocks: dict | None = doc("named blocks {params, defaults, layers}, used in layers as {block = ..., repeat = N}",
-                              default=None)
-    top: list[str] | str | None = doc("the classifier top: names of the last layers, in order, or the name of the "
-                                      "first of them (it and every layer after it)", default=None)
-    include_top: bool = doc("false: build without model.top's layers (a feature extractor, as Keras's "
-                            "include_top=False)", default=True)
-    inputs: dict | None = doc("named inputs {name = {shape, dtype}}, referenced by name in a layer's inputs "
-                              "(default: one input, 'input')", default=None)
-    outputs: dict | None = doc("named outputs {name = {layer, loss, weight, metrics}}; the loss is the weighted "
-                               "sum (default: the last layer, train.loss)", default=None)
+    generator: dict | None = doc(
+        'GAN (train.mode = "gan"): latent_dim, latent and the generator\'s layers', default=None
+    )
+    discriminator: dict | None = doc(
+        'GAN (train.mode = "gan"): the discriminator\'s layers, one score out', default=None
+    )
+    blocks: dict | None = doc(
+        "named blocks {params, defaults, layers}, used in layers as {block = ..., repeat = N}", default=None
+    )
+    top: list[str] | str | None = doc(
+        "the classifier top: names of the last layers, in order, or the name of the "
+        "first of them (it and every layer after it)",
+        default=None,
+    )
+    include_top: bool = doc(
+        "false: build without model.top's layers (a feature extractor, as Keras's include_top=False)", default=True
+    )
+    inputs: dict | None = doc(
+        "named inputs {name = {shape, dtype}}, referenced by name in a layer's inputs (default: one input, 'input')",
+        default=None,
+    )
+    outputs: dict | None = doc(
+        "named outputs {name = {layer, loss, weight, metrics}}; the loss is the weighted "
+        "sum (default: the last layer, train.loss)",
+        default=None,
+    )
 
 
 @dataclass(frozen=True)
 class ModelInput:
     shape: list[PositiveInt] = doc("the input's shape without the batch axis")
     dtype: Annotated[str, Choices(("float32", "float64", "int32", "int64"))] | None = doc(
-        "int64/int32 for ids (an Embedding's input); default: the spec's dtype", default=None)
+        "int64/int32 for ids (an Embedding's input); default: the spec's dtype", default=None
+    )
 
 
 @dataclass(frozen=True)
 class ModelOutput:
     layer: str = doc("the layer whose output this is")
     loss: Annotated[str | dict, NameOf("loss", default_type="mean_squared_error")] = doc(
-        "this output's loss: name or {type = ..., ...}", default="mean_squared_error")
+        "this output's loss: name or {type = ..., ...}", default="mean_squared_error"
+    )
     weight: NonNegativeFloat = doc("its weight in the total loss (Keras's loss_weights)", default=1.0)
     metrics: list[str] = doc("metrics of this output, logged as <output>_<metric>", default_factory=list)
 
@@ -213,37 +264,50 @@ class Decode:
 @dataclass(frozen=True)
 class TrainSection:
     loss: Annotated[str | dict, NameOf("loss", default_type="mean_squared_error")] = doc(
-        "loss name or {type = ..., from_logits = ...}", default="mean_squared_error")
+        "loss name or {type = ..., from_logits = ...}", default="mean_squared_error"
+    )
     optimizer: Annotated[str | dict, NameOf("optimizer", default_type="adam")] = doc(
-        "optimizer name or {type = ..., learning_rate = ...}", default="adam")
+        "optimizer name or {type = ..., learning_rate = ...}", default="adam"
+    )
     metrics: list[str] = doc("metrics logged each epoch", default_factory=list)
     epochs: Annotated[int, Range(0, 10**6)] = doc("epochs to train", default=10)
-    batch_size: PositiveInt | Annotated[str, Choices(("full",))] = doc("samples per step; 1 = stochastic, 'full' = batch gradient descent",
-                                        default=32)
+    batch_size: PositiveInt | Annotated[str, Choices(("full",))] = doc(
+        "samples per step; 1 = stochastic, 'full' = batch gradient descent", default=32
+    )
     shuffle: bool = doc("reshuffle the training data every epoch", default=True)
     early_stopping: dict | None = doc("monitor, mode, patience, min_delta, restore_best", default=None)
     lr_schedule: dict | None = doc("type = " + "|".join(SCHEDULE_KINDS.names()) + " and its keys", default=None)
     class_weight: Annotated[str, Choices(("balanced",))] | dict | None = doc(
-        "loss weight per class: \"balanced\" (n / (classes * count)) or { label = weight }; training loss only",
-        default=None)
+        'loss weight per class: "balanced" (n / (classes * count)) or { label = weight }; training loss only',
+        default=None,
+    )
     save_best: bool = doc("also write <checkpoint>.best.h5 with the best epoch", default=False)
     save_every: NonNegativeInt = doc("also write <checkpoint>.epochNNN.h5 every N epochs (0 = never)", default=0)
     tensorboard: Path | None = doc("folder for TensorBoard event files", default=None)
     stop_on_nan: bool = doc("stop with exit code 3 on a non-finite loss", default=True)
-    gradient_accumulation: PositiveInt = doc("optimizer step every K batches on their row-weighted mean "
-                                             "gradient (= batch size K*batch_size)", default=1)
-    checkpoint_every_steps: NonNegativeInt = doc("also write the checkpoint, mid-epoch, every N optimizer steps "
-                                                 "(0 = only at epoch ends)", default=0)
-    checkpoint_on_signal: bool = doc("SIGUSR1 checkpoints at the next batch and exits 143, as SIGTERM does "
-                                     "(SLURM --signal=USR1@90)", default=False)
+    gradient_accumulation: PositiveInt = doc(
+        "optimizer step every K batches on their row-weighted mean gradient (= batch size K*batch_size)", default=1
+    )
+    checkpoint_every_steps: NonNegativeInt = doc(
+        "also write the checkpoint, mid-epoch, every N optimizer steps (0 = only at epoch ends)", default=0
+    )
+    checkpoint_on_signal: bool = doc(
+        "SIGUSR1 checkpoints at the next batch and exits 143, as SIGTERM does (SLURM --signal=USR1@90)", default=False
+    )
     anomaly_quantile: Annotated[float, Range(0, 1, lo_open=True, hi_open=True)] | None = doc(
         "autoencoders: when training ends, store this quantile of the training rows' reconstruction errors in "
-        "the checkpoint as the anomaly threshold", default=None)
-    memory_check: bool = doc("refuse, before allocating it, a model whose estimated training memory exceeds "
-                             "the memory available (train --no-memory-check sets false)", default=True)
+        "the checkpoint as the anomaly threshold",
+        default=None,
+    )
+    memory_check: bool = doc(
+        "refuse, before allocating it, a model whose estimated training memory exceeds "
+        "the memory available (train --no-memory-check sets false)",
+        default=True,
+    )
     mode: Annotated[str, Choices(("supervised", "gan"))] = doc(
         "supervised: one model on (input, target) pairs; gan: model.generator against model.discriminator",
-        default="supervised")
+        default="supervised",
+    )
     gan: dict | None = doc("GAN: loss, d_steps, g_steps, label_smoothing and the two optimizers", default=None)
 
 
@@ -263,30 +327,35 @@ Epochs = Annotated[float, Range(0, lo_open=True)]
 class LrSchedule:
     type: Annotated[str, NameOf("schedule", tables=False)] = doc(
         "schedule kind (Keras's and PyTorch's class names are aliases); every kind is evaluated per step",
-        default="constant")
-    warmup_epochs: NonNegativeFloat = doc("every kind: linear warmup over this many epochs (fractions allowed)",
-                                          default=0.0)
-    warmup_steps: NonNegativeInt = doc("every kind: linear warmup over this many steps (instead of warmup_epochs)",
-                                       default=0)
+        default="constant",
+    )
+    warmup_epochs: NonNegativeFloat = doc(
+        "every kind: linear warmup over this many epochs (fractions allowed)", default=0.0
+    )
+    warmup_steps: NonNegativeInt = doc(
+        "every kind: linear warmup over this many steps (instead of warmup_epochs)", default=0
+    )
     step_size: PositiveInt = doc("step: epochs per decay", default=10)
-    milestones: list[Epochs] | None = doc("multistep: epochs at which the rate is multiplied by factor",
-                                          default=None)
-    factor: Annotated[float, Range(0, 1, lo_open=True, hi_open=True)] = doc("step/multistep/plateau: multiplier",
-                                                                           default=0.5)
+    milestones: list[Epochs] | None = doc("multistep: epochs at which the rate is multiplied by factor", default=None)
+    factor: Annotated[float, Range(0, 1, lo_open=True, hi_open=True)] = doc(
+        "step/multistep/plateau: multiplier", default=0.5
+    )
     decay_rate: PositiveFloat = doc("exponential: rate per decay_epochs", default=0.9)
     decay_epochs: PositiveFloat = doc("exponential: epochs per decay", default=1.0)
     power: PositiveFloat = doc("polynomial: exponent of (1 - t / T)", default=1.0)
     cycle_epochs: Epochs = doc("cosine_restarts: epochs of the first cycle", default=10.0)
     t_mul: Annotated[float, Range(1)] = doc("cosine_restarts: each cycle is this many times longer", default=2.0)
-    m_mul: Annotated[float, Range(0, 1, lo_open=True)] = doc("cosine_restarts: each cycle starts this many times "
-                                                             "lower", default=1.0)
+    m_mul: Annotated[float, Range(0, 1, lo_open=True)] = doc(
+        "cosine_restarts: each cycle starts this many times lower", default=1.0
+    )
     pct_start: Annotated[float, Range(0, 1, lo_open=True, hi_open=True)] = doc(
-        "one_cycle: fraction of the steps spent rising", default=0.3)
+        "one_cycle: fraction of the steps spent rising", default=0.3
+    )
     div_factor: Annotated[float, Range(1)] = doc("one_cycle: starts at learning_rate / div_factor", default=25.0)
-    final_div_factor: Annotated[float, Range(1)] = doc("one_cycle: ends at the start rate / final_div_factor",
-                                                       default=1e4)
-    min_lr: NonNegativeFloat = doc("lowest learning rate (cosine, polynomial, cosine_restarts, plateau)",
-                                   default=0.0)
+    final_div_factor: Annotated[float, Range(1)] = doc(
+        "one_cycle: ends at the start rate / final_div_factor", default=1e4
+    )
+    min_lr: NonNegativeFloat = doc("lowest learning rate (cosine, polynomial, cosine_restarts, plateau)", default=0.0)
     monitor: Monitor = doc("plateau: the quantity watched", default="val_loss")
     patience: NonNegativeInt = doc("plateau: epochs without improvement", default=5)
     min_delta: NonNegativeFloat = doc("plateau: smallest improvement", default=0.0)
@@ -298,10 +367,13 @@ class Generator:
     layers: list = doc("the generator's layers: latent vector in, one sample (the data's shape) out")
     latent_dim: PositiveInt = doc("size of the latent vector z the generator maps to a sample", default=100)
     latent: Annotated[str, Choices(("normal", "uniform"))] = doc(
-        "distribution of z: normal N(0, 1) or uniform U(-1, 1)", default="normal")
+        "distribution of z: normal N(0, 1) or uniform U(-1, 1)", default="normal"
+    )
     classes: PositiveInt | None = doc(
         "conditional GAN: the number of classes (labels 0..classes-1); the label goes into G as a one-hot vector "
-        "beside z and into D as one-hot channels beside the sample", default=None)
+        "beside z and into D as one-hot channels beside the sample",
+        default=None,
+    )
 
 
 @dataclass(frozen=True)
@@ -314,18 +386,22 @@ class GanTrain:
     loss: Annotated[str, Choices(("non_saturating", "hinge", "wgan_gp"))] = doc(
         "non_saturating: D minimises BCE, G minimises -log D(G(z)); hinge: D relu(1 - s_real) + relu(1 + s_fake), "
         "G -s_fake; wgan_gp: D s_fake - s_real + gradient_penalty (||grad_x D(x_hat)|| - 1)^2, G -s_fake",
-        default="non_saturating")
+        default="non_saturating",
+    )
     gradient_penalty: Annotated[float, Range(0)] = doc(
-        "wgan_gp: the penalty weight lambda (Gulrajani et al. 2017 use 10)", default=10.0)
-    d_steps: PositiveInt = doc("discriminator steps (each on its own real batch) before the generator steps",
-                               default=1)
+        "wgan_gp: the penalty weight lambda (Gulrajani et al. 2017 use 10)", default=10.0
+    )
+    d_steps: PositiveInt = doc("discriminator steps (each on its own real batch) before the generator steps", default=1)
     g_steps: PositiveInt = doc("generator steps after each round of d_steps discriminator steps", default=1)
     label_smoothing: Annotated[float, Range(0, 0.5, hi_open=True)] = doc(
-        "one-sided: real samples get the target 1 - label_smoothing (non_saturating only)", default=0.0)
+        "one-sided: real samples get the target 1 - label_smoothing (non_saturating only)", default=0.0
+    )
     generator_optimizer: Annotated[str | dict, NameOf("optimizer", default_type="adam")] = doc(
-        "the generator's optimizer: name or {type = ..., learning_rate = ...}", default="adam")
+        "the generator's optimizer: name or {type = ..., learning_rate = ...}", default="adam"
+    )
     discriminator_optimizer: Annotated[str | dict, NameOf("optimizer", default_type="adam")] = doc(
-        "the discriminator's optimizer: name or {type = ..., learning_rate = ...}", default="adam")
+        "the discriminator's optimizer: name or {type = ..., learning_rate = ...}", default="adam"
+    )
 
 
 @dataclass(frozen=True)
@@ -339,23 +415,30 @@ TUNE_SAMPLERS = ("random", "grid", "tpe")
 
 @dataclass(frozen=True)
 class TuneSection:
-    space: dict = doc("search space: {\"dotted.path\" = {log_uniform | uniform | int = [lo, hi]} or "
-                      "{choice = [...]}}; a path is what --set takes (model.layers[0].units)")
-    objective: Monitor = doc("the logged quantity each trial is scored by, at its checkpoint's epoch",
-                             default="val_loss")
-    mode: Annotated[str, Choices(("auto", "min", "max"))] = doc("minimise or maximise the objective (auto: "
-                                                                "max for accuracy-like metrics)", default="auto")
+    space: dict = doc(
+        'search space: {"dotted.path" = {log_uniform | uniform | int = [lo, hi]} or '
+        "{choice = [...]}}; a path is what --set takes (model.layers[0].units)"
+    )
+    objective: Monitor = doc(
+        "the logged quantity each trial is scored by, at its checkpoint's epoch", default="val_loss"
+    )
+    mode: Annotated[str, Choices(("auto", "min", "max"))] = doc(
+        "minimise or maximise the objective (auto: max for accuracy-like metrics)", default="auto"
+    )
     trials: PositiveInt | None = doc("trials to run (default 20; grid: the whole grid)", default=None)
     epochs: PositiveInt | None = doc("epochs per trial (default train.epochs)", default=None)
     time_limit: NonNegativeFloat = doc("seconds after which no new trial starts (0 = no limit)", default=0.0)
-    sampler: Annotated[str, Choices(TUNE_SAMPLERS)] = doc("random and grid built in; tpe needs optuna "
-                                                           "(pip install nnctl[tune])", default="random")
+    sampler: Annotated[str, Choices(TUNE_SAMPLERS)] = doc(
+        "random and grid built in; tpe needs optuna (pip install nnctl[tune])", default="random"
+    )
     pruner: Annotated[str, Choices(("none", "median"))] = doc(
         "median: stop a trial whose objective at an epoch is worse than the median of earlier trials there",
-        default="none")
+        default="none",
+    )
     startup_trials: NonNegativeInt = doc("median pruner and tpe: trials finished before either acts", default=5)
-    seed: Seed | None = doc("seeds the sampler (default: the spec's seed); every trial trains with the spec's "
-                            "seed", default=None)
+    seed: Seed | None = doc(
+        "seeds the sampler (default: the spec's seed); every trial trains with the spec's seed", default=None
+    )
     parallel: PositiveInt = doc("trials at a time, each in its own process (--parallel)", default=1)
 
 
@@ -366,15 +449,30 @@ class TuneParam:
     int: list[builtins.int] | None = doc("[lo, hi], lo < hi: an integer, both ends included", default=None)
     choice: list | None = doc("the values to choose from (any spec values)", default=None)
     log: bool = doc("int: sample in log space", default=False)
-    grid: PositiveInt | None = doc("grid sampler: points of a range (log-spaced for log_uniform; an int range "
-                                   "without it is enumerated)", default=None)
+    grid: PositiveInt | None = doc(
+        "grid sampler: points of a range (log-spaced for log_uniform; an int range without it is enumerated)",
+        default=None,
+    )
 
 
-SECTIONS = {"": TopLevel, "data": DataSection, "model": ModelSection, "train": TrainSection,
-            "output": OutputSection, "tune": TuneSection}
+SECTIONS = {
+    "": TopLevel,
+    "data": DataSection,
+    "model": ModelSection,
+    "train": TrainSection,
+    "output": OutputSection,
+    "tune": TuneSection,
+}
 #: sub-tables checked against their own class; ``fill`` says whether defaults are written into the spec
-SUBTABLES = {"data.validation": (Validation, True), "data.tokenizer": (Tokenizer, True), "data.missing": (Missing, False),
-             "data.augment": (Augment, False), "model.decode": (Decode, True),
-             "train.early_stopping": (EarlyStopping, True), "train.lr_schedule": (LrSchedule, True),
-             "model.generator": (Generator, True), "model.discriminator": (Discriminator, True),
-             "train.gan": (GanTrain, True)}
+SUBTABLES = {
+    "data.validation": (Validation, True),
+    "data.tokenizer": (Tokenizer, True),
+    "data.missing": (Missing, False),
+    "data.augment": (Augment, False),
+    "model.decode": (Decode, True),
+    "train.early_stopping": (EarlyStopping, True),
+    "train.lr_schedule": (LrSchedule, True),
+    "model.generator": (Generator, True),
+    "model.discriminator": (Discriminator, True),
+    "train.gan": (GanTrain, True),
+}

@@ -57,8 +57,7 @@ def _task_of_labels(y: np.ndarray, where: str) -> tuple[str, list | None, int, s
     if y.ndim == 2 and y.shape[1] > 1:
         onehot = np.isin(y, (0, 1)).all() and np.all(y.sum(axis=1) == 1)
         if onehot:
-            return ("multiclass", None, y.shape[1],
-                    f"the targets are one-hot rows of {y.shape[1]} classes")
+            return ("multiclass", None, y.shape[1], f"the targets are one-hot rows of {y.shape[1]} classes")
         return "regression", None, y.shape[1], f"the targets are {y.shape[1]} numbers per sample"
     flat = y.reshape(n)
     if flat.dtype.kind in "USO":
@@ -69,16 +68,22 @@ def _task_of_labels(y: np.ndarray, where: str) -> tuple[str, list | None, int, s
         classes = np.unique(values)
         integral = np.all(np.isfinite(values)) and np.all(values == np.round(values))
         if not (integral and len(classes) <= MAX_CLASSES and len(classes) <= max(n // 2, 2)):
-            return "regression", None, 1, (f"the targets are numbers with {len(classes)} distinct values"
-                                           + ("" if integral else ", not all integers"))
+            return (
+                "regression",
+                None,
+                1,
+                (
+                    f"the targets are numbers with {len(classes)} distinct values"
+                    + ("" if integral else ", not all integers")
+                ),
+            )
         classes = [int(c) for c in classes]
         why = f"the targets are {len(classes)} distinct integers"
     if len(classes) < 2:
         raise DataError(f"{where}: the target has a single value ({classes[0]!r}); nothing to learn")
     if y.ndim == 2 and len(classes) > 2:
         # a (N, 1) column of class ids is read as already encoded, which softmax cannot use
-        raise DataError(f"{where}: targets have shape {list(y.shape)}; store class labels as a 1-D array of "
-                        f"length {n}")
+        raise DataError(f"{where}: targets have shape {list(y.shape)}; store class labels as a 1-D array of length {n}")
     task = "binary" if len(classes) == 2 else "multiclass"
     return task, classes, 1 if task == "binary" else len(classes), why
 
@@ -117,7 +122,7 @@ def _sibling_test(train: pathlib.Path) -> pathlib.Path | None:
     """A test file beside the training file by the usual names (iris.csv -> iris-test.csv, train -> test)."""
     name = train.name
     stem = name[: -len("".join(train.suffixes))] if train.suffixes else name
-    suffix = name[len(stem):]
+    suffix = name[len(stem) :]
     candidates = []
     if "train" in name:
         candidates += [name.replace("train", "t10k"), name.replace("train", "test")]
@@ -146,8 +151,10 @@ def _inspect_csv(path: pathlib.Path, target: str | None) -> Facts:
 
     unlabelled = sum(is_missing(r[t]) for r in rows)
     if unlabelled:
-        raise DataError(f"{path}: the target column {target!r} is empty in {unlabelled} of {len(rows)} rows; "
-                        f"remove the rows without a target first")
+        raise DataError(
+            f"{path}: the target column {target!r} is empty in {unlabelled} of {len(rows)} rows; "
+            f"remove the rows without a target first"
+        )
     task, classes, units, why = _task_of_labels(y, str(path))
     kinds = {h: _column_kind(rows, i) for i, h in enumerate(header) if i != t}
     numeric = [h for h, k in kinds.items() if k[0] == "number"]
@@ -156,22 +163,40 @@ def _inspect_csv(path: pathlib.Path, target: str | None) -> Facts:
     left_out = [h for h in kinds if h not in features]
     missing = [h for h in features if kinds[h][1]]
     if not features:
-        raise DataError(f"{path}: no usable feature column besides the target {target!r} (numbers, or text with "
-                        f"at most {MAX_LEVELS} distinct values)")
+        raise DataError(
+            f"{path}: no usable feature column besides the target {target!r} (numbers, or text with "
+            f"at most {MAX_LEVELS} distinct values)"
+        )
     width = len(numeric) + sum(1 + kinds[h][2] for h in categorical) + len(missing)  # data/columns.py's widths
-    facts = Facts("tabular", path, len(rows), (width,), task, units, classes, target=target,
-                  features=features if left_out else None, categorical=categorical or None,
-                  missing=missing or None)
-    facts.notes.append(f"{path.name}: {len(rows)} rows, {len(numeric)} numeric feature columns"
-                       + (f", {len(categorical)} categorical" if categorical else "")
-                       + f", target column {target!r}: {why}.")
+    facts = Facts(
+        "tabular",
+        path,
+        len(rows),
+        (width,),
+        task,
+        units,
+        classes,
+        target=target,
+        features=features if left_out else None,
+        categorical=categorical or None,
+        missing=missing or None,
+    )
+    facts.notes.append(
+        f"{path.name}: {len(rows)} rows, {len(numeric)} numeric feature columns"
+        + (f", {len(categorical)} categorical" if categorical else "")
+        + f", target column {target!r}: {why}."
+    )
     if categorical:
-        facts.notes.append("Categorical (one-hot, with a slot for values unseen in training): " + ", ".join(
-            f"{h} ({kinds[h][2]} levels)" for h in categorical) + ".")
+        facts.notes.append(
+            "Categorical (one-hot, with a slot for values unseen in training): "
+            + ", ".join(f"{h} ({kinds[h][2]} levels)" for h in categorical)
+            + "."
+        )
     if missing:
-        facts.notes.append("Empty cells, filled from the training split (median; the most frequent level for "
-                           "categories), with a 0/1 column saying so: " + ", ".join(
-                               f"{h} ({kinds[h][1]})" for h in missing) + ".")
+        facts.notes.append(
+            "Empty cells, filled from the training split (median; the most frequent level for "
+            "categories), with a 0/1 column saying so: " + ", ".join(f"{h} ({kinds[h][1]})" for h in missing) + "."
+        )
     for h in left_out:
         kind, _, levels = kinds[h]
         why_out = "has no values" if kind == "empty" else f"is free text or an identifier ({levels} distinct values)"
@@ -204,8 +229,10 @@ def _pick_key(keys: list[str], wanted: tuple, path, what: str) -> str:
     for k in wanted:
         if k in keys:
             return k
-    raise DataError(f"{path}: cannot tell which array holds the {what}; found {', '.join(keys) or 'none'} "
-                    f"(expected one of {', '.join(wanted[:4])})")
+    raise DataError(
+        f"{path}: cannot tell which array holds the {what}; found {', '.join(keys) or 'none'} "
+        f"(expected one of {', '.join(wanted[:4])})"
+    )
 
 
 def _array_keys(path: pathlib.Path) -> list[str]:
@@ -220,8 +247,18 @@ def _array_keys(path: pathlib.Path) -> list[str]:
 
 def _facts_from_arrays(kind, path, x, y, x_key="x", y_key="y") -> Facts:
     task, classes, units, why = _task_of_labels(y, str(path))
-    facts = Facts(kind, path, len(x), tuple(x.shape[1:]), task, units, classes, x_key=x_key, y_key=y_key,
-                  uint8=x.dtype == np.uint8)
+    facts = Facts(
+        kind,
+        path,
+        len(x),
+        tuple(x.shape[1:]),
+        task,
+        units,
+        classes,
+        x_key=x_key,
+        y_key=y_key,
+        uint8=x.dtype == np.uint8,
+    )
     shape = tuple(x.shape[1:])
     facts.image = (len(shape) == 3 and shape[-1] in (1, 3, 4)) or (len(shape) == 2 and x.dtype == np.uint8)
     what = "images" if facts.image else "samples"
@@ -247,8 +284,9 @@ def _inspect_arrays(path: pathlib.Path) -> Facts:
     if test is not None:
         try:
             tx, ty = read_arrays(test, (xk, yk))
-            ok = tx.shape[1:] == x.shape[1:] and (facts.classes is None or set(np.unique(ty).tolist()) <= set(
-                facts.classes))
+            ok = tx.shape[1:] == x.shape[1:] and (
+                facts.classes is None or set(np.unique(ty).tolist()) <= set(facts.classes)
+            )
         except DataError:
             ok = False
         if ok:
@@ -286,7 +324,9 @@ def _inspect_folder(path: pathlib.Path) -> Facts:
     try:
         from PIL import Image  # noqa: PLC0415
     except ImportError:
-        raise DataError("image folders need Pillow: Pillow, a core dependency: reinstall nnctl, or pip install Pillow") from None
+        raise DataError(
+            "image folders need Pillow: Pillow, a core dependency: reinstall nnctl, or pip install Pillow"
+        ) from None
     sizes, colour = set(), False
     for p in files[:: max(len(files) // 200, 1)]:  # headers of a sample: cheap even for big folders
         try:
@@ -301,15 +341,29 @@ def _inspect_folder(path: pathlib.Path) -> Facts:
         size = [64, 64]
         h = w = 64
     units = 1 if len(classes) == 2 else len(classes)
-    facts = Facts("images", root, len(files), (h, w, 3 if colour else 1),
-                  "binary" if len(classes) == 2 else "multiclass", units, classes, test=test, uint8=True,
-                  image=True, image_size=size)
-    facts.notes.append(f"{root.name}/: {len(files)} images in {len(classes)} class folders "
-                       f"({', '.join(classes[:8])}{', ...' if len(classes) > 8 else ''}), "
-                       f"{'colour' if colour else 'grayscale'}.")
+    facts = Facts(
+        "images",
+        root,
+        len(files),
+        (h, w, 3 if colour else 1),
+        "binary" if len(classes) == 2 else "multiclass",
+        units,
+        classes,
+        test=test,
+        uint8=True,
+        image=True,
+        image_size=size,
+    )
+    facts.notes.append(
+        f"{root.name}/: {len(files)} images in {len(classes)} class folders "
+        f"({', '.join(classes[:8])}{', ...' if len(classes) > 8 else ''}), "
+        f"{'colour' if colour else 'grayscale'}."
+    )
     if size:
-        facts.notes.append("The images differ in size or are large, so they are resized to 64x64 "
-                           "(data.image_size); bigger sizes keep more detail but train slower.")
+        facts.notes.append(
+            "The images differ in size or are large, so they are resized to 64x64 "
+            "(data.image_size); bigger sizes keep more detail but train slower."
+        )
     return facts
 
 
@@ -326,8 +380,12 @@ def inspect_data(data, target: str | None = None) -> Facts:
         raise DataError(f"{data}: init reads CSV files, .npz/.h5 arrays, IDX files and image folders") from None
     if target is not None and kind != "tabular":
         raise DataError(f"--target: only CSV files have columns; {data} is {kind} data")
-    return {"tabular": lambda: _inspect_csv(path, target), "arrays": lambda: _inspect_arrays(path),
-            "idx": lambda: _inspect_idx(path), "images": lambda: _inspect_folder(path)}[kind]()
+    return {
+        "tabular": lambda: _inspect_csv(path, target),
+        "arrays": lambda: _inspect_arrays(path),
+        "idx": lambda: _inspect_idx(path),
+        "images": lambda: _inspect_folder(path),
+    }[kind]()
 
 
 # -- writing the spec ------------------------------------------------------------------------------
@@ -360,8 +418,9 @@ def _layer(lines: list, comment: str, **keys) -> None:
     lines += [_line(k, v) for k, v in keys.items()]
 
 
-def starter_spec(data, output_dir, target: str | None = None, source_arg: str | None = None,
-                 spec_name: str = "spec.toml") -> str:
+def starter_spec(
+    data, output_dir, target: str | None = None, source_arg: str | None = None, spec_name: str = "spec.toml"
+) -> str:
     """The commented TOML text of a starter spec; data paths are relative to ``output_dir`` (the spec's folder)."""
     facts = inspect_data(data, target)
     out_dir = pathlib.Path(output_dir).resolve()
@@ -373,12 +432,17 @@ def starter_spec(data, output_dir, target: str | None = None, source_arg: str | 
             return p.as_posix()
 
     name = _name(facts)
-    L: list[str] = [f"# Starter spec written by `nnctl init {source_arg or data}`. Edit freely:",
-                    f"#   nnctl check {spec_name}   validates it and prints every layer's output shape",
-                    f"#   nnctl train {spec_name}   trains it; nnctl plot <the checkpoint it prints> shows the curves"]
+    L: list[str] = [
+        f"# Starter spec written by `nnctl init {source_arg or data}`. Edit freely:",
+        f"#   nnctl check {spec_name}   validates it and prints every layer's output shape",
+        f"#   nnctl train {spec_name}   trains it; nnctl plot <the checkpoint it prints> shows the curves",
+    ]
     L += [f"# {n}" for n in facts.notes]
-    task_words = {"binary": "binary classification", "multiclass": f"classification into {facts.n_outputs} classes",
-                  "regression": "regression"}[facts.task]
+    task_words = {
+        "binary": "binary classification",
+        "multiclass": f"classification into {facts.n_outputs} classes",
+        "regression": "regression",
+    }[facts.task]
     L += [f"# Task: {task_words}.", "# Paths are relative to this file's folder.", ""]
     L.append(_line("name", name, "names the checkpoint runs/<name>.h5"))
     L.append(_line("seed", 0, "same seed, same weights and data order: reruns match"))
@@ -394,17 +458,23 @@ def starter_spec(data, output_dir, target: str | None = None, source_arg: str | 
         if facts.categorical:
             L.append(_line("categorical", facts.categorical, "text columns, one-hot encoded"))
         if facts.missing:
-            L.append(_line("missing", {"strategy": "median", "columns": {h: {"indicator": True}
-                                                                        for h in facts.missing}},
-                           "fill empty cells; mark where they were"))
+            L.append(
+                _line(
+                    "missing",
+                    {"strategy": "median", "columns": {h: {"indicator": True} for h in facts.missing}},
+                    "fill empty cells; mark where they were",
+                )
+            )
     if facts.kind == "arrays" and (facts.x_key, facts.y_key) != ("x", "y"):
         L.append(_line("x", facts.x_key, "array of inputs"))
         L.append(_line("y", facts.y_key, "array of targets"))
     if facts.image_size:
         L.append(_line("image_size", facts.image_size, "resize every image to [height, width]"))
     if facts.image and facts.n_samples > 10000:
-        L.append(f"# subset = 5000                         # uncomment for a quick first run on a CPU "
-                 f"({facts.n_samples} images)")
+        L.append(
+            f"# subset = 5000                         # uncomment for a quick first run on a CPU "
+            f"({facts.n_samples} images)"
+        )
     if facts.uint8:
         L.append(_line("rescale", "1/255", "0-255 pixels to 0-1, so the first layer sees small inputs"))
     else:
@@ -412,25 +482,41 @@ def starter_spec(data, output_dir, target: str | None = None, source_arg: str | 
     if facts.task == "regression":
         L.append(_line("normalize_target", "standard", "learn standardised targets; predictions in original units"))
     stratify = facts.classes is not None
-    L.append(_line("validation", {"split": 0.2, **({"stratify": True} if stratify else {})},
-                   "hold out 20% to watch overfitting" + (" (same class mix)" if stratify else "")))
+    L.append(
+        _line(
+            "validation",
+            {"split": 0.2, **({"stratify": True} if stratify else {})},
+            "hold out 20% to watch overfitting" + (" (same class mix)" if stratify else ""),
+        )
+    )
 
     # [model]
-    L += ["", "[model]", f"# input_shape = {list(facts.input_shape)} is read from the data"
-          + (" (after encoding the columns)" if facts.categorical or facts.missing else "")]
+    L += [
+        "",
+        "[model]",
+        f"# input_shape = {list(facts.input_shape)} is read from the data"
+        + (" (after encoding the columns)" if facts.categorical or facts.missing else ""),
+    ]
     if facts.image:
         h, w = facts.input_shape[:2]
         if len(facts.input_shape) == 2:
-            _layer(L, "(H, W) samples need a channel axis for Conv2D", type="Reshape",
-                   target_shape=[h, w, 1])
+            _layer(L, "(H, W) samples need a channel axis for Conv2D", type="Reshape", target_shape=[h, w, 1])
         blocks = _conv_blocks(h, w)
         for i, filters in enumerate((32, 64)[:blocks]):
-            _layer(L, "3x3 filters find local patterns (edges, then parts)" if i == 0 else "", type="Conv2D",
-                   filters=filters, kernel_size=3, activation="relu")
+            _layer(
+                L,
+                "3x3 filters find local patterns (edges, then parts)" if i == 0 else "",
+                type="Conv2D",
+                filters=filters,
+                kernel_size=3,
+                activation="relu",
+            )
             _layer(L, "halve height and width", type="MaxPooling2D", pool_size=2)
         if blocks < 2:
-            L.append(f"# the images ({h}x{w}) are too small for {'two' if blocks == 1 else 'any'} "
-                     f"3x3 conv + 2x2 pool block{'s' if blocks == 1 else ''}")
+            L.append(
+                f"# the images ({h}x{w}) are too small for {'two' if blocks == 1 else 'any'} "
+                f"3x3 conv + 2x2 pool block{'s' if blocks == 1 else ''}"
+            )
         _layer(L, "feature maps to one vector", type="Flatten")
         _layer(L, "", type="Dense", units=64, activation="relu")
     else:
@@ -450,15 +536,31 @@ def starter_spec(data, output_dir, target: str | None = None, source_arg: str | 
 
     # [train]
     loss = {"binary": "binary_crossentropy", "multiclass": "categorical_crossentropy", "regression": "mse"}[facts.task]
-    L += ["", "[train]",
-          _line("loss", loss, {"binary": "for one sigmoid unit", "multiclass": "for softmax outputs",
-                               "regression": "mean squared error"}[facts.task]),
-          _line("optimizer", {"type": "adam", "learning_rate": 0.001}, "a safe default"),
-          _line("metrics", ["accuracy"] if facts.task != "regression" else ["mae", "r2"],
-                "reported each epoch" + (" in the target's units" if facts.task == "regression" else "")),
-          _line("epochs", 50, "an upper bound: early stopping usually ends sooner"),
-          _line("batch_size", 32),
-          _line("early_stopping", {"monitor": "val_loss", "patience": 10, "restore_best": True},
-                "stop after 10 epochs without a better val_loss; keep the best"),
-          "", "[output]", _line("checkpoint", f"runs/{name}.h5", "weights, preprocessing and history")]
+    L += [
+        "",
+        "[train]",
+        _line(
+            "loss",
+            loss,
+            {"binary": "for one sigmoid unit", "multiclass": "for softmax outputs", "regression": "mean squared error"}[
+                facts.task
+            ],
+        ),
+        _line("optimizer", {"type": "adam", "learning_rate": 0.001}, "a safe default"),
+        _line(
+            "metrics",
+            ["accuracy"] if facts.task != "regression" else ["mae", "r2"],
+            "reported each epoch" + (" in the target's units" if facts.task == "regression" else ""),
+        ),
+        _line("epochs", 50, "an upper bound: early stopping usually ends sooner"),
+        _line("batch_size", 32),
+        _line(
+            "early_stopping",
+            {"monitor": "val_loss", "patience": 10, "restore_best": True},
+            "stop after 10 epochs without a better val_loss; keep the best",
+        ),
+        "",
+        "[output]",
+        _line("checkpoint", f"runs/{name}.h5", "weights, preprocessing and history"),
+    ]
     return "\n".join(L) + "\n"

@@ -119,16 +119,35 @@ class DataParallel(Local):
         outputs: list = []
         loss_sum = 0.0
         if hi > lo:  # the share's mean loss (its penalty taken off again) times its rows
-            logs = evaluate_model(model, trainer.loss, x[lo:hi], y[lo:hi], [], trainer.task, trainer.n_classes,
-                                  trainer.decode, batch_size, outputs=outputs)
+            logs = evaluate_model(
+                model,
+                trainer.loss,
+                x[lo:hi],
+                y[lo:hi],
+                [],
+                trainer.task,
+                trainer.n_classes,
+                trainer.decode,
+                batch_size,
+                outputs=outputs,
+            )
             loss_sum = (logs["loss"] - penalty) * (hi - lo)
         totals = self.reduce(np.array([loss_sum, hi - lo], dtype=np.float64))
         out = {"loss": float(totals[0] / max(totals[1], 1)) + penalty}
         if trainer.metric_names:
             mine = outputs[0] if outputs else B.xp.zeros((0, *model.output_shape), model.dtype)
             y_all = self.gather(B.asarray(y[lo:hi]))  # every rank: every output and target, in row order
-            out.update(epoch_metrics(trainer.loss, trainer.metric_names, self.gather(mine), y_all, trainer.task,
-                                     trainer.n_classes, trainer.decode))
+            out.update(
+                epoch_metrics(
+                    trainer.loss,
+                    trainer.metric_names,
+                    self.gather(mine),
+                    y_all,
+                    trainer.task,
+                    trainer.n_classes,
+                    trainer.decode,
+                )
+            )
         return out
 
     def agree_stop(self, local: int) -> int:

@@ -53,8 +53,19 @@ def _numeric(f, arr, rng, max_elems, h):
     return None, (dirs, derivs)
 
 
-def check_layer(layer, input_shapes, seed=0, training=False, mask=None, int_inputs=(), int_high=5,
-                max_elems=400, h=1e-6, rtol=1e-5, atol=1e-7):
+def check_layer(
+    layer,
+    input_shapes,
+    seed=0,
+    training=False,
+    mask=None,
+    int_inputs=(),
+    int_high=5,
+    max_elems=400,
+    h=1e-6,
+    rtol=1e-5,
+    atol=1e-7,
+):
     """Build ``layer`` in float64, check every input and parameter gradient; returns the max error.
 
     ``int_inputs`` lists input positions that are integer ids (no gradient); ``mask`` is an optional
@@ -102,13 +113,16 @@ def check_layer(layer, input_shapes, seed=0, training=False, mask=None, int_inpu
             bad = err.max() if err.size else 0.0
             assert bad <= max(scale, 1e-5 * max(1.0, np.abs(full).max())), (
                 f"{type(layer).__name__} d/d{name}: max |numeric - analytic| = {bad:.3g} "
-                f"(numeric {full.ravel()[:4]}, analytic {a.ravel()[:4]})")
+                f"(numeric {full.ravel()[:4]}, analytic {a.ravel()[:4]})"
+            )
             worst = max(worst, bad)
         else:
             dirs, derivs = directional
             for d, num in zip(dirs, derivs):
                 ana = float((a.reshape(-1) * d).sum())
                 bad = abs(num - ana)
-                assert bad <= 1e-5 * max(1.0, abs(num)), f"{type(layer).__name__} d/d{name} along a direction: {num} vs {ana}"
+                assert bad <= 1e-5 * max(1.0, abs(num)), (
+                    f"{type(layer).__name__} d/d{name} along a direction: {num} vs {ana}"
+                )
                 worst = max(worst, bad)
     return worst

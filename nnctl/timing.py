@@ -32,16 +32,30 @@ class Profile:
     def to_dict(self) -> dict:
         """Milliseconds per step for each node and part, and samples per second."""
         per = 1000.0 / self.iterations
-        layers = [{"name": n["name"], "type": n["type"], "forward_ms": n["forward"] * per,
-                   "backward_ms": n["backward"] * per, "total_ms": (n["forward"] + n["backward"]) * per}
-                  for n in self.nodes]
+        layers = [
+            {
+                "name": n["name"],
+                "type": n["type"],
+                "forward_ms": n["forward"] * per,
+                "backward_ms": n["backward"] * per,
+                "total_ms": (n["forward"] + n["backward"]) * per,
+            }
+            for n in self.nodes
+        ]
         parts = {f"{k}_ms": v * per for k, v in self.parts.items()}
         accounted = sum(n["forward"] + n["backward"] for n in self.nodes) + sum(self.parts.values())
         step = self.wall * per
-        return {"batch": self.batch, "iterations": self.iterations, "step_ms": step,
-                "samples_per_second": self.batch * self.iterations / self.wall if self.wall > 0 else 0.0,
-                "forward_ms": sum(r["forward_ms"] for r in layers), "backward_ms": sum(r["backward_ms"] for r in layers),
-                **parts, "other_ms": max(0.0, (self.wall - accounted) * per), "layers": layers}
+        return {
+            "batch": self.batch,
+            "iterations": self.iterations,
+            "step_ms": step,
+            "samples_per_second": self.batch * self.iterations / self.wall if self.wall > 0 else 0.0,
+            "forward_ms": sum(r["forward_ms"] for r in layers),
+            "backward_ms": sum(r["backward_ms"] for r in layers),
+            **parts,
+            "other_ms": max(0.0, (self.wall - accounted) * per),
+            "layers": layers,
+        }
 
 
 class _Timers:
@@ -119,8 +133,9 @@ def profile(model, trainer, batch_fn, iterations: int, warmup: int = 3, predict:
         trainer.loss_and_grad(xb, yb)
         if regularized:
             model.regularization(add_grads=True)
-        trainer.optimizer.step(model.flat_params, model.flat_grads, model.slices.values(),
-                               lr=float(trainer.schedule.lr(0)))
+        trainer.optimizer.step(
+            model.flat_params, model.flat_grads, model.slices.values(), lr=float(trainer.schedule.lr(0))
+        )
 
     for i in range(warmup):  # buffers, page faults, kernel compilation
         step(i)
@@ -136,8 +151,15 @@ def profile(model, trainer, batch_fn, iterations: int, warmup: int = 3, predict:
     finally:
         timers.remove()
     s = timers.seconds
-    nodes = [{"name": n.name, "type": type(n.layer).__name__, "forward": s[(i, "forward")],
-              "backward": 0.0 if predict else s[(i, "backward")]} for i, n in enumerate(model.nodes)]
+    nodes = [
+        {
+            "name": n.name,
+            "type": type(n.layer).__name__,
+            "forward": s[(i, "forward")],
+            "backward": 0.0 if predict else s[(i, "backward")],
+        }
+        for i, n in enumerate(model.nodes)
+    ]
     parts = {"batch": gather[0]}
     if not predict:
         parts.update(loss=s.get("loss", 0.0), optimizer=s.get("optimizer", 0.0))
@@ -155,8 +177,14 @@ def synthetic_batch(model, task: str, batch: int, seed: int = 0) -> tuple[np.nda
     rng = np.random.default_rng(seed)
     shape = (batch, *model.input_shape)
     if model.input_dtype.kind in "iu":
-        vocab = min((int(getattr(n.layer, "input_dim", 0) or 0) for n in model.nodes
-                     if (INPUT, None) in n.refs and getattr(n.layer, "input_dim", None)), default=2)
+        vocab = min(
+            (
+                int(getattr(n.layer, "input_dim", 0) or 0)
+                for n in model.nodes
+                if (INPUT, None) in n.refs and getattr(n.layer, "input_dim", None)
+            ),
+            default=2,
+        )
         x = rng.integers(0, max(vocab, 1), shape).astype(model.input_dtype)
     else:
         x = rng.standard_normal(shape).astype(model.input_dtype)

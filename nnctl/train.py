@@ -87,10 +87,22 @@ class EpochProgress:
 class Trainer:
     """Fit a built ``Model`` with a loss, optimizer and the spec's training options."""
 
-    def __init__(self, model: Model, loss: losses.Loss, optimizer: Optimizer, train_cfg: dict, task: str,
-                 n_classes: int, seed: int, schedule: Schedule | None = None, early: EarlyStopping | None = None,
-                 hooks: Hooks | None = None, decode: Callable | None = None, strategy: Local | None = None,
-                 heads: Heads | None = None):
+    def __init__(
+        self,
+        model: Model,
+        loss: losses.Loss,
+        optimizer: Optimizer,
+        train_cfg: dict,
+        task: str,
+        n_classes: int,
+        seed: int,
+        schedule: Schedule | None = None,
+        early: EarlyStopping | None = None,
+        hooks: Hooks | None = None,
+        decode: Callable | None = None,
+        strategy: Local | None = None,
+        heads: Heads | None = None,
+    ):
         self.model, self.loss, self.optimizer, self.cfg = model, loss, optimizer, train_cfg
         self.task, self.n_classes = task, n_classes
         self.metric_names = [metrics.METRICS.canonical(m) for m in train_cfg.get("metrics", [])]
@@ -235,8 +247,14 @@ class Trainer:
             if b % self.accumulate == 0 and self.hooks.should_stop is not None and self.hooks.should_stop():
                 return {}
             last_of_step = (b + 1) % self.accumulate == 0 or b == n_batches - 1
-            value, out, rows = self._batch(x, y, prog.order[b * bs:(b + 1) * bs], self.schedule.rate(epoch, b, n_batches),
-                                           last_of_step, regularized)
+            value, out, rows = self._batch(
+                x,
+                y,
+                prog.order[b * bs : (b + 1) * bs],
+                self.schedule.rate(epoch, b, n_batches),
+                last_of_step,
+                regularized,
+            )
             prog.losses.append(value * len(rows))
             if len(self.heads.heads) > 1 and out is not None:
                 prog.parts.add(self._parts, len(rows))
@@ -250,8 +268,9 @@ class Trainer:
                 self.hooks.between_batches()
             if self.hooks.on_batch is not None:
                 seen += len(rows)
-                self.hooks.on_batch(BatchProgress(epoch + 1, b + 1, n_batches, seen, t0,
-                                                  lambda n=max(seen, 1): running.total() / n))
+                self.hooks.on_batch(
+                    BatchProgress(epoch + 1, b + 1, n_batches, seen, t0, lambda n=max(seen, 1): running.total() / n)  # noqa: B008 - binds this batch's count
+                )
         self.progress = None
         logs = self._epoch_logs(x, y, prog, epoch, lr, n_batches)
         seconds, rows_run = time.perf_counter() - t0, n - min(first * bs, n)  # a resumed epoch runs only the rest
@@ -263,9 +282,11 @@ class Trainer:
         """A mid-epoch resume needs the epoch it stopped in: the same rows, in batches of the same size."""
         prog, bs = self.progress, self._batch_size(n)
         if prog is not None and (len(prog.order) != n or prog.batch_size != bs):
-            raise CheckpointError(f"the checkpoint stopped inside epoch {self.state.epoch + 1}, over "
-                                  f"{len(prog.order)} rows in batches of {prog.batch_size}; this run has {n} rows "
-                                  f"in batches of {bs}: resume with the same data and train.batch_size")
+            raise CheckpointError(
+                f"the checkpoint stopped inside epoch {self.state.epoch + 1}, over "
+                f"{len(prog.order)} rows in batches of {prog.batch_size}; this run has {n} rows "
+                f"in batches of {bs}: resume with the same data and train.batch_size"
+            )
 
     def _epoch_logs(self, x, y, prog: EpochProgress, epoch: int, lr: float, n_batches: int) -> dict:
         """The finished epoch's loss (NaN/inf checked, the batch named) and metrics over every rank's rows."""
@@ -275,8 +296,10 @@ class Trainer:
         losses_host = _host_losses(prog.losses, self.model.dtype).astype(np.float64)
         bad = np.nonzero(~np.isfinite(losses_host))[0]
         if len(bad) and self.cfg.get("stop_on_nan", True):
-            raise TrainingDiverged(f"training diverged: loss is {losses_host[bad[0]]} at epoch {epoch + 1}, "
-                                   f"batch {bad[0] + 1} of {n_batches}")
+            raise TrainingDiverged(
+                f"training diverged: loss is {losses_host[bad[0]]} at epoch {epoch + 1}, "
+                f"batch {bad[0] + 1} of {n_batches}"
+            )
         logs = {}
         if self.metric_names:
             p, done = self._outputs(prog)
@@ -312,8 +335,18 @@ class Trainer:
 
     def evaluate(self, x, y, batch_size: int = 1024) -> dict:
         """Loss (with the regularisation term, as in training) and every metric in inference mode."""
-        return evaluate_model(self.model, self.loss, x, y, self.metric_names, self.task, self.n_classes, self.decode,
-                              batch_size, heads=self.heads)
+        return evaluate_model(
+            self.model,
+            self.loss,
+            x,
+            y,
+            self.metric_names,
+            self.task,
+            self.n_classes,
+            self.decode,
+            batch_size,
+            heads=self.heads,
+        )
 
     # -- whole run ----------------------------------------------------------------------------------
     def fit(self, x, y, epochs: int, x_val=None, y_val=None, on_epoch_end=None) -> TrainState:
@@ -347,8 +380,9 @@ class Trainer:
         Mid-epoch under data parallelism every rank must call it (the batch outputs are gathered)."""
         return {
             "flat_params": B.to_numpy(self.model.flat_params).copy(),
-            "frozen": {k: B.to_numpy(v).copy() for k, v in self.model.named_params().items()
-                       if k not in self.model.slices},  # parameters outside the flat buffer
+            "frozen": {
+                k: B.to_numpy(v).copy() for k, v in self.model.named_params().items() if k not in self.model.slices
+            },  # parameters outside the flat buffer
             "model_state": {k: B.to_numpy(v).copy() for k, v in self.model.named_state().items()},
             "slots": {k: B.to_numpy(v).copy() for k, v in self.optimizer.slots.items()},
             "iterations": self.optimizer.iterations,
@@ -368,9 +402,13 @@ class Trainer:
         if prog is None:
             return None
         losses_host = _host_losses(prog.losses, self.model.dtype)
-        out = {"order": prog.order.copy(), "batch": prog.batch, "batch_size": prog.batch_size,
-               "losses": self.strategy.gather(losses_host),
-               "carried_loss": prog.carried_loss}
+        out = {
+            "order": prog.order.copy(),
+            "batch": prog.batch,
+            "batch_size": prog.batch_size,
+            "losses": self.strategy.gather(losses_host),
+            "carried_loss": prog.carried_loss,
+        }
         if self.metric_names and (prog.preds or prog.carried is not None or self.strategy.size > 1):
             p, rows = self._outputs(prog)
             out["preds"], out["rows"] = B.to_numpy(p), rows
@@ -430,9 +468,8 @@ class _RunningLoss:
         self.values, self.done, self.sum = weighted_losses, 0, 0.0
 
     def total(self) -> float:
-        new = self.values[self.done:]
+        new = self.values[self.done :]
         if new:
             self.sum += float(B.to_numpy(B.xp.stack([B.xp.asarray(v) for v in new]).sum()))
             self.done = len(self.values)
         return self.sum
-

@@ -44,8 +44,10 @@ def load(spec_path: str, overrides: Sequence[str] = ()) -> tuple[dict, dict, Set
     """(the spec as written with overrides and absolute paths, the validated spec, the [tune] settings)."""
     validated = spec_mod.load(spec_path, list(overrides))  # also checks [tune] against the spec
     if not isinstance(validated.get("tune"), dict):
-        raise SpecError(f"{spec_path}: tune: no [tune] section; add one, e.g. [tune.space] "
-                        f"\"train.optimizer.learning_rate\" = {{ log_uniform = [0.0001, 0.1] }}")
+        raise SpecError(
+            f"{spec_path}: tune: no [tune] section; add one, e.g. [tune.space] "
+            f'"train.optimizer.learning_rate" = {{ log_uniform = [0.0001, 0.1] }}'
+        )
     settings = tune_space.parse(validated["tune"], validated, source=spec_path)
     raw, _ = load_chain(spec_path, spec_mod.load_file)
     for item in overrides:
@@ -99,8 +101,16 @@ class _Running:
 class Tuner:
     """One search: proposes parameters, runs up to ``parallel`` trials at once, books each as it ends."""
 
-    def __init__(self, spec_path: str, out_dir, overrides: Sequence[str] = (), trials: int | None = None,
-                 parallel: int | None = None, device: str = "auto", emit: Emit = _noop):
+    def __init__(
+        self,
+        spec_path: str,
+        out_dir,
+        overrides: Sequence[str] = (),
+        trials: int | None = None,
+        parallel: int | None = None,
+        device: str = "auto",
+        emit: Emit = _noop,
+    ):
         self.spec_path = str(spec_path)
         self.raw, self.validated, self.settings = load(self.spec_path, overrides)
         self.dir = pathlib.Path(out_dir) if out_dir else default_dir(self.validated)
@@ -114,8 +124,12 @@ class Tuner:
     # -- state ----------------------------------------------------------------------------------------
     def _load_state(self) -> dict:
         path = self.dir / STATE
-        fresh = {"spec": os.path.abspath(self.spec_path), "settings": self.settings.fingerprint(), "elapsed": 0.0,
-                 "trials": []}
+        fresh = {
+            "spec": os.path.abspath(self.spec_path),
+            "settings": self.settings.fingerprint(),
+            "elapsed": 0.0,
+            "trials": [],
+        }
         if not path.is_file():
             return fresh
         try:
@@ -123,8 +137,10 @@ class Tuner:
         except (OSError, ValueError) as exc:
             raise SpecError(f"{path}: unreadable tune state ({exc}); remove it or use another --out") from None
         if state.get("settings") != self.settings.fingerprint():
-            raise SpecError(f"{path}: this folder holds a search of another [tune] section (space, objective, "
-                            f"epochs, sampler, seed or pruner differ); use another --out")
+            raise SpecError(
+                f"{path}: this folder holds a search of another [tune] section (space, objective, "
+                f"epochs, sampler, seed or pruner differ); use another --out"
+            )
         return state
 
     def _save(self) -> None:
@@ -149,18 +165,25 @@ class Tuner:
     def _launch(self, record: dict, handle) -> _Running:
         name = f"trial-{record['trial']:03d}"
         tb = self.validated["train"].get("tensorboard")
-        spec = trial_spec(self.raw, self.settings, record["params"], f"{name}.h5",
-                          str(pathlib.Path(tb) / name) if tb else None)
+        spec = trial_spec(
+            self.raw, self.settings, record["params"], f"{name}.h5", str(pathlib.Path(tb) / name) if tb else None
+        )
         header = f"nnctl tune {self.spec_path}: trial {record['trial']}\n" + "\n".join(
-            f"{p} = {json.dumps(v)}" for p, v in record["params"].items())
+            f"{p} = {json.dumps(v)}" for p, v in record["params"].items()
+        )
         path = write_spec(self.dir / name, spec, header)
-        record.update(status="running", spec=str(path), checkpoint=str(self.dir / f"{name}.h5"),
-                      run_dir=str(self.dir / f"{name}.run"))
+        record.update(
+            status="running",
+            spec=str(path),
+            checkpoint=str(self.dir / f"{name}.h5"),
+            run_dir=str(self.dir / f"{name}.run"),
+        )
         cmd = [sys.executable, "-m", "nnctl", "train", str(path), "--json", "--resume", "auto", "--device", self.device]
         log_file = open(self.dir / f"{name}.log", "a", encoding="utf-8")
         # a session of its own: a Ctrl-C at the terminal reaches nnctl tune only, which forwards it once
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log_file, stdin=subprocess.DEVNULL,
-                                text=True, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=log_file, stdin=subprocess.DEVNULL, text=True, start_new_session=True
+        )
         run = _Running(record, proc, log_file, handle)
         threading.Thread(target=self._read, args=(run,), daemon=True).start()
         self.emit({"event": "trial_start", "trial": record["trial"], "params": record["params"]})
@@ -192,8 +215,11 @@ class Tuner:
         import statistics  # noqa: PLC0415
 
         epoch = len(record["curve"])
-        others = [t["curve"][epoch - 1] for t in self.state["trials"]
-                  if t["status"] in ("done", "pruned") and len(t.get("curve", [])) >= epoch]
+        others = [
+            t["curve"][epoch - 1]
+            for t in self.state["trials"]
+            if t["status"] in ("done", "pruned") and len(t.get("curve", [])) >= epoch
+        ]
         if len(others) < max(self.settings.startup_trials, 1):
             return False
         median, value = statistics.median(others), record["curve"][-1]
@@ -221,7 +247,9 @@ class Tuner:
         if tb and isinstance(record.get("objective"), float) and record["status"] in ("done", "pruned"):
             from nnctl.tensorboard import hparams  # noqa: PLC0415
 
-            hparams(tb, f"trial-{record['trial']:03d}", record["params"], {self.settings.objective: record["objective"]})
+            hparams(
+                tb, f"trial-{record['trial']:03d}", record["params"], {self.settings.objective: record["objective"]}
+            )
         if self.study is not None and record["status"] in FINISHED:
             from nnctl.tune_optuna import tell  # noqa: PLC0415
 
@@ -259,8 +287,13 @@ class Tuner:
         pending = [i for i in range(self.n_trials) if records.get(i, {}).get("status") not in FINISHED]
         skipped = self.n_trials - len(pending)
         if skipped:
-            self.emit({"event": "note", "message": f"{self.dir}: {skipped} of {self.n_trials} trials already "
-                                                   f"finished; continuing with the rest"})
+            self.emit(
+                {
+                    "event": "note",
+                    "message": f"{self.dir}: {skipped} of {self.n_trials} trials already "
+                    f"finished; continuing with the rest",
+                }
+            )
         self.running: dict[int, _Running] = {}
         t0, previous = time.perf_counter(), float(self.state.get("elapsed", 0.0))
         old = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -322,11 +355,17 @@ def _last_line(path: pathlib.Path) -> str:
     return lines[-1][:300] if lines else ""
 
 
-def tune(spec_path: str, out_dir=None, overrides: Sequence[str] = (), trials: int | None = None,
-         parallel: int | None = None, device: str = "auto", emit: Emit = _noop) -> dict:
+def tune(
+    spec_path: str,
+    out_dir=None,
+    overrides: Sequence[str] = (),
+    trials: int | None = None,
+    parallel: int | None = None,
+    device: str = "auto",
+    emit: Emit = _noop,
+) -> dict:
     """Run ``nnctl tune``: the summary with every trial, the best one and the files written."""
     result = Tuner(spec_path, out_dir, overrides, trials, parallel, device, emit).run()
     if result["best"] is None:
         raise NnctlError(f"{result['dir']}: no trial finished with an objective; see the trial-NNN.log files")
     return result
-

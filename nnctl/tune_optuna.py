@@ -14,8 +14,9 @@ def _optuna():
     try:
         import optuna  # noqa: PLC0415 - optional extra
     except ImportError:
-        raise SpecError("tune.sampler: 'tpe' needs optuna (pip install nnctl[tune]); or use 'random' or "
-                        "'grid'") from None
+        raise SpecError(
+            "tune.sampler: 'tpe' needs optuna (pip install nnctl[tune]); or use 'random' or 'grid'"
+        ) from None
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return optuna
 
@@ -47,11 +48,19 @@ def study(settings: Settings, finished: list[dict]):
     for t in sorted(finished, key=lambda t: t["trial"]):
         value = t.get("objective")
         ok = t["status"] == "done" and isinstance(value, float)
-        state = optuna.trial.TrialState.COMPLETE if ok else (
-            optuna.trial.TrialState.PRUNED if t["status"] == "pruned" else optuna.trial.TrialState.FAIL)
-        s.add_trial(optuna.trial.create_trial(
-            params={p.path: _internal(p, t["params"][p.path]) for p in settings.space}, distributions=dists,
-            value=value if ok else None, state=state))
+        state = (
+            optuna.trial.TrialState.COMPLETE
+            if ok
+            else (optuna.trial.TrialState.PRUNED if t["status"] == "pruned" else optuna.trial.TrialState.FAIL)
+        )
+        s.add_trial(
+            optuna.trial.create_trial(
+                params={p.path: _internal(p, t["params"][p.path]) for p in settings.space},
+                distributions=dists,
+                value=value if ok else None,
+                state=state,
+            )
+        )
     return s
 
 
@@ -79,5 +88,7 @@ def tell(s, handle, record: dict, settings: Settings) -> None:
     if record["status"] == "done" and isinstance(value, float):
         s.tell(handle, value)
     else:
-        s.tell(handle, state=optuna.trial.TrialState.PRUNED if record["status"] == "pruned"
-               else optuna.trial.TrialState.FAIL)
+        s.tell(
+            handle,
+            state=optuna.trial.TrialState.PRUNED if record["status"] == "pruned" else optuna.trial.TrialState.FAIL,
+        )

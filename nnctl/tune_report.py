@@ -21,8 +21,11 @@ from nnctl.tune_space import Settings
 
 def best(settings: Settings, trials: list[dict]) -> dict | None:
     """The finished trial (status done) with the best finite objective; ties go to the lower trial number."""
-    scored = [t for t in trials if t.get("status") == "done" and isinstance(t.get("objective"), (int, float))
-              and math.isfinite(t["objective"])]
+    scored = [
+        t
+        for t in trials
+        if t.get("status") == "done" and isinstance(t.get("objective"), (int, float)) and math.isfinite(t["objective"])
+    ]
     if not scored:
         return None
     sign = -1.0 if settings.higher_is_better else 1.0
@@ -33,8 +36,16 @@ def rows(settings: Settings, trials: list[dict]) -> tuple[list[str], list[list]]
     header = ["trial", "status", *(p.path for p in settings.space), settings.objective, "epochs", "seconds"]
     out = []
     for t in sorted(trials, key=lambda t: t["trial"]):
-        out.append([t["trial"], t.get("status", ""), *(t["params"].get(p.path) for p in settings.space),
-                    t.get("objective"), t.get("epochs"), t.get("seconds")])
+        out.append(
+            [
+                t["trial"],
+                t.get("status", ""),
+                *(t["params"].get(p.path) for p in settings.space),
+                t.get("objective"),
+                t.get("epochs"),
+                t.get("seconds"),
+            ]
+        )
     return header, out
 
 
@@ -55,10 +66,16 @@ def write_results(folder, settings: Settings, trials: list[dict]) -> None:
         w.writerow([_cell(c) for c in r])
     fs.atomic_write(folder / "results.csv", lambda tmp: pathlib.Path(tmp).write_text(buf.getvalue()))
     top = best(settings, trials)
-    doc = {"objective": settings.objective, "mode": "max" if settings.higher_is_better else "min",
-           "sampler": settings.sampler, "best_trial": top["trial"] if top else None,
-           "trials": [dict(zip(header, r)) | {"params": t["params"]} for r, t in
-                      zip(table, sorted(trials, key=lambda t: t["trial"]))]}
+    doc = {
+        "objective": settings.objective,
+        "mode": "max" if settings.higher_is_better else "min",
+        "sampler": settings.sampler,
+        "best_trial": top["trial"] if top else None,
+        "trials": [
+            dict(zip(header, r)) | {"params": t["params"]}
+            for r, t in zip(table, sorted(trials, key=lambda t: t["trial"]))
+        ],
+    }
     fs.atomic_write(folder / "results.json", lambda tmp: pathlib.Path(tmp).write_text(json.dumps(doc, indent=2) + "\n"))
 
 
@@ -70,16 +87,23 @@ def write_best(folder, settings: Settings, trial: dict, spec_path: str) -> pathl
     folder = pathlib.Path(folder)
     spec = load_file(trial["spec"])
     spec["output"] = {"checkpoint": "best.h5"}
-    header = (f"the best of nnctl tune {spec_path}: trial {trial['trial']}, {settings.objective} = "
-              f"{trial['objective']:.6g} after {trial.get('epochs')} epochs\n"
-              + "\n".join(f"{p} = {json.dumps(v)}" for p, v in trial["params"].items()))
+    header = (
+        f"the best of nnctl tune {spec_path}: trial {trial['trial']}, {settings.objective} = "
+        f"{trial['objective']:.6g} after {trial.get('epochs')} epochs\n"
+        + "\n".join(f"{p} = {json.dumps(v)}" for p, v in trial["params"].items())
+    )
     return write_spec(folder / "best", spec, header)
 
 
 def plot(folder, settings: Settings, trials: list[dict]) -> pathlib.Path | None:
     """objective.png: the objective against each parameter; None where no trial has an objective."""
-    points = [t for t in trials if t.get("status") in ("done", "pruned") and isinstance(t.get("objective"), float)
-              and math.isfinite(t["objective"])]
+    points = [
+        t
+        for t in trials
+        if t.get("status") in ("done", "pruned")
+        and isinstance(t.get("objective"), float)
+        and math.isfinite(t["objective"])
+    ]
     if not points:
         return None
     from matplotlib.figure import Figure  # noqa: PLC0415 - a core dependency, loaded only here
@@ -93,8 +117,12 @@ def plot(folder, settings: Settings, trials: list[dict]) -> pathlib.Path | None:
     for ax, p in zip(axes, settings.space):
         if p.kind == "choice":  # categories at 0..k-1, labelled with their values
             labels = [json.dumps(v) for v in p.values]
-            xs: list[float] = [float(labels.index(json.dumps(t["params"][p.path])))
-                               if json.dumps(t["params"][p.path]) in labels else -1.0 for t in points]
+            xs: list[float] = [
+                float(labels.index(json.dumps(t["params"][p.path])))
+                if json.dumps(t["params"][p.path]) in labels
+                else -1.0
+                for t in points
+            ]
             ax.set_xticks(range(len(labels)), [lb if len(lb) <= 16 else lb[:15] + "…" for lb in labels])
         else:
             xs = [float(t["params"][p.path]) for t in points]
@@ -104,12 +132,23 @@ def plot(folder, settings: Settings, trials: list[dict]) -> pathlib.Path | None:
         done = [t["status"] == "done" for t in points]
         ax.scatter([x for x, d in zip(xs, done) if d], [y for y, d in zip(ys, done) if d], label="trial")
         if not all(done):
-            ax.scatter([x for x, d in zip(xs, done) if not d], [y for y, d in zip(ys, done) if not d],
-                       marker="x", label="pruned")
+            ax.scatter(
+                [x for x, d in zip(xs, done) if not d],
+                [y for y, d in zip(ys, done) if not d],
+                marker="x",
+                label="pruned",
+            )
         if top is not None:
             i = points.index(top)
-            ax.plot([xs[i]], [ys[i]], "o", markersize=12, fillstyle="none", color="black",
-                    label=f"best (trial {top['trial']})")
+            ax.plot(
+                [xs[i]],
+                [ys[i]],
+                "o",
+                markersize=12,
+                fillstyle="none",
+                color="black",
+                label=f"best (trial {top['trial']})",
+            )
         ax.set_xlabel(p.path)
         ax.set_ylabel(settings.objective)
         ax.grid(alpha=0.3)
@@ -129,12 +168,26 @@ def finish(folder, settings: Settings, trials: list[dict], spec_path: str) -> di
     best_spec = write_best(folder, settings, top, spec_path) if top is not None else None
     png = plot(folder, settings, trials)
     header, table = rows(settings, trials)
-    return {"event": "tune", "dir": str(folder), "objective": settings.objective,
-            "mode": "max" if settings.higher_is_better else "min", "sampler": settings.sampler,
-            "trials": [dict(zip(header, r)) | {"params": t["params"]}
-                       for r, t in zip(table, sorted(trials, key=lambda t: t["trial"]))],
-            "best": None if top is None else {"trial": top["trial"], "params": top["params"],
-                                               "objective": top["objective"], "epochs": top.get("epochs"),
-                                               "checkpoint": top.get("checkpoint")},
-            "best_spec": None if best_spec is None else str(best_spec),
-            "results": str(folder / "results.csv"), "plot": None if png is None else str(png)}
+    return {
+        "event": "tune",
+        "dir": str(folder),
+        "objective": settings.objective,
+        "mode": "max" if settings.higher_is_better else "min",
+        "sampler": settings.sampler,
+        "trials": [
+            dict(zip(header, r)) | {"params": t["params"]}
+            for r, t in zip(table, sorted(trials, key=lambda t: t["trial"]))
+        ],
+        "best": None
+        if top is None
+        else {
+            "trial": top["trial"],
+            "params": top["params"],
+            "objective": top["objective"],
+            "epochs": top.get("epochs"),
+            "checkpoint": top.get("checkpoint"),
+        },
+        "best_spec": None if best_spec is None else str(best_spec),
+        "results": str(folder / "results.csv"),
+        "plot": None if png is None else str(png),
+    }

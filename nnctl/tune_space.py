@@ -89,9 +89,15 @@ class Settings:
 
     def fingerprint(self) -> dict:
         """What must match for a second ``nnctl tune`` into the same folder to continue the first."""
-        return {"space": [[p.path, p.kind, p.lo, p.hi, list(p.values), p.log, p.grid] for p in self.space],
-                "objective": self.objective, "higher_is_better": self.higher_is_better, "epochs": self.epochs,
-                "sampler": self.sampler, "seed": self.seed, "pruner": self.pruner}
+        return {
+            "space": [[p.path, p.kind, p.lo, p.hi, list(p.values), p.log, p.grid] for p in self.space],
+            "objective": self.objective,
+            "higher_is_better": self.higher_is_better,
+            "epochs": self.epochs,
+            "sampler": self.sampler,
+            "seed": self.seed,
+            "pruner": self.pruner,
+        }
 
 
 def grid(space: tuple[Param, ...]) -> list[dict]:
@@ -157,8 +163,10 @@ def apply(raw: dict, params: dict) -> dict:
 # -- checking the section -------------------------------------------------------------------------
 def _param(path: str, table, where: str) -> tuple[Param | None, list[str]]:
     if not isinstance(table, dict):
-        return None, [f"{where}: expected a table such as {{ log_uniform = [0.0001, 0.1] }} or "
-                      f"{{ choice = [32, 64] }}, found {json.dumps(table, default=str)[:40]}"]
+        return None, [
+            f"{where}: expected a table such as {{ log_uniform = [0.0001, 0.1] }} or "
+            f"{{ choice = [32, 64] }}, found {json.dumps(table, default=str)[:40]}"
+        ]
     out, problems = check_keys(table, fields_of(TuneParam), where)
     if problems:
         return None, problems
@@ -240,10 +248,15 @@ def parse(table: dict, spec: dict, raw: dict | None = None, source: str = "spec"
             param, bad = _param(path, entry, where)
             if param is not None and raw is not None:
                 bad = _against_spec(raw, param, where, source)
-            if param is not None and out.get("sampler") == "grid" and param.kind in ("uniform", "log_uniform") \
-                    and param.grid is None:
-                bad.append(f"{where}.grid: the grid sampler needs the number of points of a {param.kind} range "
-                           f"(grid = 4)")
+            if (
+                param is not None
+                and out.get("sampler") == "grid"
+                and param.kind in ("uniform", "log_uniform")
+                and param.grid is None
+            ):
+                bad.append(
+                    f"{where}.grid: the grid sampler needs the number of points of a {param.kind} range (grid = 4)"
+                )
             found += bad
             if param is not None and not bad:
                 space.append(param)
@@ -258,11 +271,14 @@ def parse(table: dict, spec: dict, raw: dict | None = None, source: str = "spec"
     if "objective" not in [f.split(":")[0] for f in found]:
         known = [*logged, *(f"val_{n}" for n in logged if has_val)]
         if base not in logged:
-            found.append(f"tune.objective: {objective!r} is not logged by this spec; expected one of "
-                         f"{', '.join(known)}")
+            found.append(
+                f"tune.objective: {objective!r} is not logged by this spec; expected one of {', '.join(known)}"
+            )
         elif objective.startswith("val_") and not has_val:
-            found.append(f"tune.objective: {objective!r} needs validation data (data.validation = "
-                         f"{{ split = 0.2 }}); or use {base!r}")
+            found.append(
+                f"tune.objective: {objective!r} needs validation data (data.validation = "
+                f"{{ split = 0.2 }}); or use {base!r}"
+            )
     objective = f"val_{base}" if objective.startswith("val_") else base
     if found:
         raise SpecError.many(source, found)
@@ -272,8 +288,16 @@ def parse(table: dict, spec: dict, raw: dict | None = None, source: str = "spec"
     trials = out.get("trials")
     if trials is None:
         trials = len(grid(tuple(space))) if sampler == "grid" else DEFAULT_TRIALS
-    return Settings(tuple(space), objective, bool(higher), int(trials), out.get("epochs"),
-                    float(out.get("time_limit", 0.0)), sampler, out.get("pruner", "none"),
-                    int(out.get("startup_trials", 5)),
-                    int(out["seed"]) if out.get("seed") is not None else int(spec.get("seed", 0)),
-                    int(out.get("parallel", 1)))
+    return Settings(
+        tuple(space),
+        objective,
+        bool(higher),
+        int(trials),
+        out.get("epochs"),
+        float(out.get("time_limit", 0.0)),
+        sampler,
+        out.get("pruner", "none"),
+        int(out.get("startup_trials", 5)),
+        int(out["seed"]) if out.get("seed") is not None else int(spec.get("seed", 0)),
+        int(out.get("parallel", 1)),
+    )

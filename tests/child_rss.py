@@ -18,9 +18,13 @@ sys.stdout.write(json.dumps({"code": p.returncode, "out": p.stdout.decode(errors
 
 def run_measured(*args, stdin=None, cwd=None, timeout=600):
     """``python -m nnctl ARGS`` -> (exit code, stdout, stderr, peak RSS in MiB)."""
-    task = {"cmd": [sys.executable, "-m", "nnctl", *map(str, args)], "stdin": str(stdin) if stdin else None,
-            "cwd": str(cwd) if cwd else None}
-    p = subprocess.run([sys.executable, "-c", PARENT, json.dumps(task)], capture_output=True, text=True,
-                       timeout=timeout)
+    task = {
+        "cmd": [sys.executable, "-m", "nnctl", *map(str, args)],
+        "stdin": str(stdin) if stdin else None,
+        "cwd": str(cwd) if cwd else None,
+    }
+    p = subprocess.run(
+        [sys.executable, "-c", PARENT, json.dumps(task)], capture_output=True, text=True, timeout=timeout
+    )
     got = json.loads(p.stdout)
     return got["code"], got["out"], got["err"], got["kb"] // 1024

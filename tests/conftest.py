@@ -22,15 +22,16 @@ def emulated_gpu(monkeypatch):
 
     Any real CuPy is hidden meanwhile; afterwards the modules are dropped and the backend is back on NumPy.
     """
+
     def cupy_modules():
         return [m for m in sys.modules if m.split(".")[0] in ("cupy", "cupyx")]
 
-    from nnctl import backend  # noqa: PLC0415
+    from nnctl import backend
 
     before = backend.xp, backend.device
     saved = {m: sys.modules.pop(m) for m in cupy_modules()}
     monkeypatch.syspath_prepend(str(EMULATOR))
-    import cupy  # noqa: PLC0415 - the emulator, found first on the path
+    import cupy
 
     cupy.host_reads = 0
     yield cupy
@@ -44,6 +45,6 @@ def emulated_gpu(monkeypatch):
 def device_from_environment():
     """Every test starts on the device NNCTL_DEVICE names (NNCTL_DEVICE=gpu pytest), also the unit tests
     that never call ``backend.use``, whatever the test before it chose."""
-    from nnctl import backend  # noqa: PLC0415
+    from nnctl import backend
 
     backend.use("auto")

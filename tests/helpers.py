@@ -16,8 +16,12 @@ ENDLESS_ARGS = ("--set", "data.subset=400", "--epochs", "100000")
 
 def signalled_after_first_epoch(out, signum) -> tuple[int, str]:
     """``nnctl train digits_mlp --out OUT`` sent ``signum`` once its first epoch is logged: (exit code, stderr)."""
-    proc = subprocess.Popen([sys.executable, "-m", "nnctl", "train", SPECS / "digits_mlp.toml", "--out", out,
-                             "--json", *ENDLESS_ARGS], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nnctl", "train", SPECS / "digits_mlp.toml", "--out", out, "--json", *ENDLESS_ARGS],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert json.loads(proc.stdout.readline())["event"] == "epoch"
         proc.send_signal(signum)
@@ -43,13 +47,16 @@ def train_spec(name: str, tmp_path, *overrides: str, **kw) -> tuple[dict, dict]:
 def checkpoint_arrays(path, groups=("weights", "state", "optimizer/slots")) -> dict:
     """Every array under the checkpoint's ``groups`` (weights, state such as moving statistics, optimizer
     slots), keyed by its path in the file."""
-    import h5py  # noqa: PLC0415
+    import h5py
 
     out = {}
     with h5py.File(path, "r") as f:
         for group in groups:
-            f[group].visititems(lambda name, obj, g=group: out.__setitem__(f"{g}/{name}", obj[()])
-                                if isinstance(obj, h5py.Dataset) else None)
+            f[group].visititems(
+                lambda name, obj, g=group: (
+                    out.__setitem__(f"{g}/{name}", obj[()]) if isinstance(obj, h5py.Dataset) else None
+                )
+            )
     return out
 
 

@@ -37,14 +37,21 @@ EXAMPLES = {
         ({"pool_size": 2}, [(2, 5, 4, 2)], {}),
         ({"pool_size": 3, "strides": 2, "padding": "same"}, [(2, 6, 5, 2)], {}),
     ],
-    "MaxPooling1D": [({"pool_size": 2}, [(2, 7, 3)], {}), ({"pool_size": 3, "strides": 1, "padding": "same"},
-                                                             [(2, 5, 2)], {})],
-    "AveragePooling1D": [({"pool_size": 3, "strides": 2}, [(2, 7, 2)], {}),
-                         ({"pool_size": 2, "padding": "same"}, [(2, 5, 2)], {})],
+    "MaxPooling1D": [
+        ({"pool_size": 2}, [(2, 7, 3)], {}),
+        ({"pool_size": 3, "strides": 1, "padding": "same"}, [(2, 5, 2)], {}),
+    ],
+    "AveragePooling1D": [
+        ({"pool_size": 3, "strides": 2}, [(2, 7, 2)], {}),
+        ({"pool_size": 2, "padding": "same"}, [(2, 5, 2)], {}),
+    ],
     "GlobalAveragePooling2D": [({}, [(2, 3, 4, 3)], {})],
     "GlobalMaxPooling2D": [({}, [(2, 3, 4, 3)], {})],
-    "GlobalAveragePooling1D": [({}, [(2, 5, 3)], {}), ({}, [(2, 5, 3)], {"mask": MASK}),
-                               ({}, [(3, 5, 2)], {"mask": MASK3})],
+    "GlobalAveragePooling1D": [
+        ({}, [(2, 5, 3)], {}),
+        ({}, [(2, 5, 3)], {"mask": MASK}),
+        ({}, [(3, 5, 2)], {"mask": MASK3}),
+    ],
     "GlobalMaxPooling1D": [({}, [(2, 5, 3)], {}), ({}, [(3, 5, 2)], {"mask": MASK3})],
     "BatchNormalization": [
         ({}, [(6, 4)], {"training": True}),
@@ -53,6 +60,9 @@ EXAMPLES = {
         ({"scale": False, "moving_mean_initializer": "glorot_uniform"}, [(2, 3, 3, 2)], {}),  # inference
         ({"momentum": 0.9, "epsilon": 0.01}, [(2, 5, 3)], {}),
     ],
-    "LayerNormalization": [({}, [(3, 5)], {}), ({"center": False}, [(2, 4, 6)], {}),
-                           ({"scale": False}, [(2, 3, 2, 4)], {})],
+    "LayerNormalization": [
+        ({}, [(3, 5)], {}),
+        ({"center": False}, [(2, 4, 6)], {}),
+        ({"scale": False}, [(2, 3, 2, 4)], {}),
+    ],
 }

@@ -9,8 +9,11 @@ EXAMPLES = {
         ({"kernel_size": 3}, [(2, 5, 5, 2)], {}),
         ({"kernel_size": [3, 2], "depth_multiplier": 2, "strides": [2, 1]}, [(2, 6, 5, 2)], {}),
         ({"kernel_size": 2, "padding": "same", "use_bias": False}, [(2, 4, 5, 3)], {}),
-        ({"kernel_size": 3, "dilation_rate": 2, "padding": "same", "depth_multiplier": 2, "activation": "relu"},
-         [(2, 5, 6, 1)], {}),
+        (
+            {"kernel_size": 3, "dilation_rate": 2, "padding": "same", "depth_multiplier": 2, "activation": "relu"},
+            [(2, 5, 6, 1)],
+            {},
+        ),
     ],
     "DepthwiseConv1D": [
         ({"kernel_size": 3}, [(2, 7, 2)], {}),
@@ -18,8 +21,7 @@ EXAMPLES = {
     ],
     "SeparableConv2D": [
         ({"filters": 3, "kernel_size": 3}, [(2, 5, 5, 2)], {}),
-        ({"filters": 2, "kernel_size": 2, "depth_multiplier": 2, "strides": 2, "padding": "same"}, [(2, 5, 4, 3)],
-         {}),
+        ({"filters": 2, "kernel_size": 2, "depth_multiplier": 2, "strides": 2, "padding": "same"}, [(2, 5, 4, 3)], {}),
         ({"filters": 2, "kernel_size": 3, "dilation_rate": 2, "use_bias": False}, [(2, 6, 6, 2)], {}),
     ],
     "SeparableConv1D": [
@@ -47,8 +49,11 @@ EXAMPLES = {
     ],
     "ZeroPadding1D": [({"padding": 2}, [(2, 3, 2)], {}), ({"padding": [0, 3]}, [(2, 4, 2)], {})],
     "UpSampling1D": [({}, [(2, 3, 2)], {}), ({"size": 3}, [(2, 2, 3)], {})],
-    "Permute": [({"dims": [2, 1]}, [(2, 3, 4)], {}), ({"dims": [3, 1, 2]}, [(2, 3, 4, 2)], {}),
-                ({"dims": [1, 3, 2]}, [(2, 5, 2, 3)], {"mask": MASK})],
+    "Permute": [
+        ({"dims": [2, 1]}, [(2, 3, 4)], {}),
+        ({"dims": [3, 1, 2]}, [(2, 3, 4, 2)], {}),
+        ({"dims": [1, 3, 2]}, [(2, 5, 2, 3)], {"mask": MASK}),
+    ],
     "RepeatVector": [({"n": 3}, [(2, 4)], {})],
     "Masking": [({}, [(2, 5, 3)], {}), ({"mask_value": 0.5}, [(2, 4, 2, 3)], {})],
     "Multiply": [({}, [(3, 4), (3, 4)], {}), ({}, [(2, 3, 2), (2, 3, 2), (2, 3, 2)], {})],

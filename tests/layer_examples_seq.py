@@ -24,19 +24,31 @@ def _rnn(kind: str, n_states: int) -> list:
 
 EXAMPLES = {
     "SimpleRNN": _rnn("SimpleRNN", 1),
-    "LSTM": _rnn("LSTM", 2) + [({"units": 2, "recurrent_activation": "tanh", "unit_forget_bias": False},
-                                [(2, 3, 2)], {})],
+    "LSTM": _rnn("LSTM", 2)
+    + [({"units": 2, "recurrent_activation": "tanh", "unit_forget_bias": False}, [(2, 3, 2)], {})],
     "GRU": _rnn("GRU", 1) + [({"units": 2, "activation": "relu", "recurrent_activation": "tanh"}, [(2, 3, 2)], {})],
     "Bidirectional": [
         ({"layer": {"type": "GRU", "units": 2}, "merge_mode": m}, [(3, 4, 2)], {})
         for m in ("concat", "sum", "ave", "mul")
-    ] + [
-        ({"layer": {"type": "LSTM", "units": 2, "return_sequences": True}, "merge_mode": m}, [(3, 4, 2)],
-         {"mask": MASK}) for m in ("concat", "sum", "ave", "mul", None)
-    ] + [
+    ]
+    + [
+        (
+            {"layer": {"type": "LSTM", "units": 2, "return_sequences": True}, "merge_mode": m},
+            [(3, 4, 2)],
+            {"mask": MASK},
+        )
+        for m in ("concat", "sum", "ave", "mul", None)
+    ]
+    + [
         ({"layer": {"type": "LSTM", "units": 2, "return_state": True}}, [(3, 4, 2)] + [(3, 2)] * 4, {}),
-        ({"layer": {"type": "SimpleRNN", "units": 2, "return_sequences": True, "return_state": True},
-          "merge_mode": "sum"}, [(3, 4, 2)], {"mask": MASK}),
+        (
+            {
+                "layer": {"type": "SimpleRNN", "units": 2, "return_sequences": True, "return_state": True},
+                "merge_mode": "sum",
+            },
+            [(3, 4, 2)],
+            {"mask": MASK},
+        ),
     ],
     "Embedding": [
         ({"input_dim": 7, "output_dim": 3}, [(2, 5)], {"int_inputs": (0,), "int_high": 7}),

@@ -25,7 +25,7 @@ def _relu6(v):
 # the definitions, one scalar at a time
 SCALAR = {
     "gelu": lambda v: 0.5 * v * math.erfc(-v / math.sqrt(2)),  # = x (1 + erf(x / sqrt 2)) / 2, no cancellation
-    "gelu_tanh": lambda v: 0.5 * v * (1 + math.tanh(math.sqrt(2 / math.pi) * (v + 0.044715 * v ** 3))),
+    "gelu_tanh": lambda v: 0.5 * v * (1 + math.tanh(math.sqrt(2 / math.pi) * (v + 0.044715 * v**3))),
     "silu": lambda v: v / (1 + math.exp(-v)),
     "selu": lambda v: SELU_S * (v if v > 0 else SELU_A * math.expm1(v)),
     "relu6": _relu6,
@@ -113,10 +113,19 @@ def test_gelu_is_the_exact_form_and_gelu_tanh_the_approximation():
 def test_activations_match_torch():
     torch = pytest.importorskip("torch")
     F = torch.nn.functional
-    refs = {"gelu": lambda t: F.gelu(t), "gelu_tanh": lambda t: F.gelu(t, approximate="tanh"), "silu": F.silu,
-            "selu": F.selu, "relu6": F.relu6, "hard_sigmoid": F.hardsigmoid, "hard_silu": F.hardswish,
-            "mish": F.mish, "softsign": F.softsign, "exponential": torch.exp,
-            "log_softmax": lambda t: F.log_softmax(t, dim=-1)}
+    refs = {
+        "gelu": lambda t: F.gelu(t),
+        "gelu_tanh": lambda t: F.gelu(t, approximate="tanh"),
+        "silu": F.silu,
+        "selu": F.selu,
+        "relu6": F.relu6,
+        "hard_sigmoid": F.hardsigmoid,
+        "hard_silu": F.hardswish,
+        "mish": F.mish,
+        "softsign": F.softsign,
+        "exponential": torch.exp,
+        "log_softmax": lambda t: F.log_softmax(t, dim=-1),
+    }
     rng = np.random.default_rng(1)
     x = rng.normal(0, 3, size=(6, 9))
     g = rng.normal(size=x.shape)

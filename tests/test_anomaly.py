@@ -34,15 +34,33 @@ def _write(path, x, labels=None):
 
 def _spec(tmp_path, test="test.csv", quantile=0.9, **data):
     spec = {
-        "seed": 3, "name": "ae",
-        "data": {"train": "train.csv", "test": test, "validation": "val.csv", "target": "input",
-                 "normalize": "standard", "anomaly_label": "is_anomaly", **data},
-        "model": {"layers": [{"type": "Dense", "units": 6, "activation": "tanh", "name": "enc"},
-                             {"type": "Dense", "units": 2, "name": "code"},
-                             {"type": "Dense", "units": 4, "name": "out"}]},
-        "train": {"loss": "mse", "optimizer": {"type": "adam", "learning_rate": 0.02}, "epochs": 15,
-                  "batch_size": 16, "anomaly_quantile": quantile},
-        "output": {"checkpoint": str(tmp_path / "ae.h5")}}
+        "seed": 3,
+        "name": "ae",
+        "data": {
+            "train": "train.csv",
+            "test": test,
+            "validation": "val.csv",
+            "target": "input",
+            "normalize": "standard",
+            "anomaly_label": "is_anomaly",
+            **data,
+        },
+        "model": {
+            "layers": [
+                {"type": "Dense", "units": 6, "activation": "tanh", "name": "enc"},
+                {"type": "Dense", "units": 2, "name": "code"},
+                {"type": "Dense", "units": 4, "name": "out"},
+            ]
+        },
+        "train": {
+            "loss": "mse",
+            "optimizer": {"type": "adam", "learning_rate": 0.02},
+            "epochs": 15,
+            "batch_size": 16,
+            "anomaly_quantile": quantile,
+        },
+        "output": {"checkpoint": str(tmp_path / "ae.h5")},
+    }
     (tmp_path / "spec.json").write_text(json.dumps(spec))
     return tmp_path / "spec.json"
 
@@ -138,8 +156,9 @@ def test_evaluate_anomaly_quantile_stores_a_new_threshold(data):
     r = _cli("evaluate", tmp / "ae.h5", "--json", "--anomaly-quantile", "0.75")
     assert r.exit_code == 0, r.output
     stored = Checkpoint(tmp / "ae.h5").anomaly
-    np.testing.assert_allclose(stored["threshold"], np.quantile(_numpy_errors(tmp / "ae.h5", x_train, x_train), 0.75),
-                               rtol=1e-4)
+    np.testing.assert_allclose(
+        stored["threshold"], np.quantile(_numpy_errors(tmp / "ae.h5", x_train, x_train), 0.75), rtol=1e-4
+    )
     assert json.loads(r.stdout)["anomaly_threshold"] == stored["threshold"]
 
 
@@ -244,11 +263,14 @@ def test_a_corrupt_threshold_is_refused(data):
     assert r.exit_code == 2 and r.stderr.count("error:") == 1 and "/anomaly" in r.stderr
 
 
-@pytest.mark.parametrize("args, message", [
-    (["predict", "{ae}", "{test}", "-f", "npy"], "--format"),
-    (["predict", "{ae}", "{test}", "--score", "--reconstruct"], "--score"),
-    (["evaluate", "{ae}", "--anomaly-quantile", "1.5"], "--anomaly-quantile"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["predict", "{ae}", "{test}", "-f", "npy"], "--format"),
+        (["predict", "{ae}", "{test}", "--score", "--reconstruct"], "--score"),
+        (["evaluate", "{ae}", "--anomaly-quantile", "1.5"], "--anomaly-quantile"),
+    ],
+)
 def test_cli_mistakes_are_one_error_line(data, args, message):
     tmp, _ = data
     _train(_spec(tmp))
@@ -275,9 +297,11 @@ def test_score_refuses_a_supervised_model(data):
     spec["model"]["layers"][-1]["units"] = 1
     (tmp / "spec.json").write_text(json.dumps(spec))
     _train(tmp / "spec.json")
-    for args in (["predict", tmp / "ae.h5", tmp / "test.csv", "--score"],
-                 ["evaluate", tmp / "ae.h5", "--anomaly-quantile", "0.9"],
-                 ["evaluate", tmp / "ae.h5", "--errors", tmp / "e.csv"]):
+    for args in (
+        ["predict", tmp / "ae.h5", tmp / "test.csv", "--score"],
+        ["evaluate", tmp / "ae.h5", "--anomaly-quantile", "0.9"],
+        ["evaluate", tmp / "ae.h5", "--errors", tmp / "e.csv"],
+    ):
         r = _cli(*args)
         assert r.exit_code == 2 and "data.target = 'input'" in r.stderr, r.output
 
@@ -309,8 +333,7 @@ def test_emulated_gpu_gives_the_cpu_threshold_errors_and_flags(data, emulated_gp
         restored = run.restore(tmp / f"{device}.h5", device)
         x, _ = _x(tmp / "other.csv")
         outputs, _ = run.predict(restored, x)
-        got[device] = (Checkpoint(tmp / f"{device}.h5").anomaly["threshold"], ev,
-                       anomaly.scores(restored, x, outputs))
+        got[device] = (Checkpoint(tmp / f"{device}.h5").anomaly["threshold"], ev, anomaly.scores(restored, x, outputs))
     assert backend.device == "gpu"
     (t_cpu, ev_cpu, (e_cpu, f_cpu)), (t_gpu, ev_gpu, (e_gpu, f_gpu)) = got["cpu"], got["gpu"]
     assert t_gpu == pytest.approx(t_cpu, rel=1e-5)

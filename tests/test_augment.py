@@ -9,8 +9,17 @@ import pytest
 from nnctl.data import augment as A
 from nnctl.errors import SpecError
 
-ALL_IMAGE = {"flip": "both", "rotation": 20, "width_shift": 0.1, "height_shift": 0.1, "zoom": 0.2,
-             "crop_padding": 3, "brightness": 0.1, "contrast": 0.2, "noise": 0.05}
+ALL_IMAGE = {
+    "flip": "both",
+    "rotation": 20,
+    "width_shift": 0.1,
+    "height_shift": 0.1,
+    "zoom": 0.2,
+    "crop_padding": 3,
+    "brightness": 0.1,
+    "contrast": 0.2,
+    "noise": 0.05,
+}
 ALL_SEQ = {"jitter": 0.1, "scaling": 0.1, "time_warp": 0.3, "step_dropout": 0.2, "noise": 0.01}
 ALL_TEXT = {"token_deletion": 0.3, "token_swap": 0.3}
 
@@ -57,8 +66,9 @@ def test_identity_affine_and_crop():
     assert np.array_equal(A.affine_images(x, np.zeros(n), np.zeros((n, 2)), np.ones(n)), x)
     assert np.array_equal(A.crop_images(x, 3, np.full((n, 2), 3)), x)
     # ranges of zero draw exactly zero: an augmenter of zeros changes nothing
-    out = A.build_augmenter({"rotation": 0, "width_shift": 0, "height_shift": 0, "zoom": 0}, "images",
-                            x.shape[1:])(x, rng())
+    out = A.build_augmenter({"rotation": 0, "width_shift": 0, "height_shift": 0, "zoom": 0}, "images", x.shape[1:])(
+        x, rng()
+    )
     assert np.array_equal(out, x) and out is not x
 
 
@@ -178,7 +188,7 @@ def test_token_deletion_on_pre_padded_rows_keeps_padding_at_the_start():
     out = A.delete_tokens(pre, np.random.default_rng(0).random(pre.shape) < 0.4)
     for row in out:
         nz = np.nonzero(row)[0]
-        assert len(nz) == 0 or np.all(row[nz[0]:] != 0)
+        assert len(nz) == 0 or np.all(row[nz[0] :] != 0)
 
 
 def test_token_swap_permutes_only_adjacent_tokens_within_each_row():
@@ -200,16 +210,19 @@ def test_text_augmenter_is_reproducible_and_never_modifies_input():
 
 
 # -- errors -------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("cfg,kind,shape,message", [
-    ({"rotation": 10}, "timeseries", (20, 1), "data.augment.rotation: applies to images"),
-    ({"jitter": 0.1}, "images", (8, 8, 3), "data.augment.jitter: applies to sequences"),
-    ({"token_swap": 0.1}, "tabular", (4,), "data.augment.token_swap: applies to text"),
-    ({"noise": 0.1}, "text", (12,), "data.augment.noise: applies to numeric inputs"),
-    ({"zoom": 1.5}, "images", (8, 8, 3), "data.augment.zoom: expected a number in [0, 1), found 1.5"),
-    ({"crop_padding": 2.5}, "images", (8, 8, 3), "data.augment.crop_padding: expected a non-negative integer"),
-    ({"flip": "sideways"}, "images", (8, 8, 3), "data.augment.flip: expected one of horizontal, vertical, both"),
-    ({"rotate": 10}, "images", (8, 8, 3), "data.augment.rotate: unknown key"),
-])
+@pytest.mark.parametrize(
+    "cfg,kind,shape,message",
+    [
+        ({"rotation": 10}, "timeseries", (20, 1), "data.augment.rotation: applies to images"),
+        ({"jitter": 0.1}, "images", (8, 8, 3), "data.augment.jitter: applies to sequences"),
+        ({"token_swap": 0.1}, "tabular", (4,), "data.augment.token_swap: applies to text"),
+        ({"noise": 0.1}, "text", (12,), "data.augment.noise: applies to numeric inputs"),
+        ({"zoom": 1.5}, "images", (8, 8, 3), "data.augment.zoom: expected a number in [0, 1), found 1.5"),
+        ({"crop_padding": 2.5}, "images", (8, 8, 3), "data.augment.crop_padding: expected a non-negative integer"),
+        ({"flip": "sideways"}, "images", (8, 8, 3), "data.augment.flip: expected one of horizontal, vertical, both"),
+        ({"rotate": 10}, "images", (8, 8, 3), "data.augment.rotate: unknown key"),
+    ],
+)
 def test_keys_that_do_not_fit_raise_spec_errors(cfg, kind, shape, message):
     with pytest.raises(SpecError, match="^" + re.escape(message)):
         A.build_augmenter(cfg, kind, shape)
@@ -224,17 +237,21 @@ def test_families():
 
 # -- only training batches ----------------------------------------------------------------------------
 def test_augmenter_sees_only_training_batches_never_labels(tmp_path, monkeypatch):
-    from nnctl import run, spec as spec_mod
+    from nnctl import run
+    from nnctl import spec as spec_mod
     from nnctl.data import load_dataset
 
     r = np.random.default_rng(0)
     x = r.normal(size=(40, 6, 6, 1)).astype(np.float32)
     y = (x.mean(axis=(1, 2, 3)) > 0).astype(np.int64)
     np.savez(tmp_path / "train.npz", x=x, y=y)
-    raw = {"seed": 3, "data": {"train": "train.npz", "validation": {"split": 0.25}, "augment": {"noise": 5.0}},
-           "model": {"layers": [{"type": "Flatten"}, {"type": "Dense", "units": 2, "activation": "softmax"}]},
-           "train": {"loss": "sparse_categorical_crossentropy", "epochs": 2, "batch_size": 8},
-           "output": {"checkpoint": str(tmp_path / "m.h5")}}
+    raw = {
+        "seed": 3,
+        "data": {"train": "train.npz", "validation": {"split": 0.25}, "augment": {"noise": 5.0}},
+        "model": {"layers": [{"type": "Flatten"}, {"type": "Dense", "units": 2, "activation": "softmax"}]},
+        "train": {"loss": "sparse_categorical_crossentropy", "epochs": 2, "batch_size": 8},
+        "output": {"checkpoint": str(tmp_path / "m.h5")},
+    }
     seen = []
     real = A.build_augmenter
 
@@ -245,6 +262,7 @@ def test_augmenter_sees_only_training_batches_never_labels(tmp_path, monkeypatch
             assert len(args) == 2 and isinstance(args[1], np.random.Generator)  # (x, rng): no labels
             seen.append(args[0].copy())
             return aug(*args)
+
         return wrapped
 
     monkeypatch.setattr(A, "build_augmenter", spy)

@@ -17,11 +17,18 @@ def _arrays(tmp_path, n=48, d=6, seed=0):
 
 
 def _raw(tmp_path, **data):
-    return {"seed": 1, "data": {"train": "train.npz", "target": "input", "rescale": "1/255", **data},
-            "model": {"layers": [{"type": "Dense", "units": 3, "activation": "relu", "name": "code"},
-                                 {"type": "Dense", "units": 6, "activation": "sigmoid"}]},
-            "train": {"loss": "mse", "optimizer": {"type": "adam", "learning_rate": 0.01}, "epochs": 3, "batch_size": 8},
-            "output": {"checkpoint": str(tmp_path / "ae.h5")}}
+    return {
+        "seed": 1,
+        "data": {"train": "train.npz", "target": "input", "rescale": "1/255", **data},
+        "model": {
+            "layers": [
+                {"type": "Dense", "units": 3, "activation": "relu", "name": "code"},
+                {"type": "Dense", "units": 6, "activation": "sigmoid"},
+            ]
+        },
+        "train": {"loss": "mse", "optimizer": {"type": "adam", "learning_rate": 0.01}, "epochs": 3, "batch_size": 8},
+        "output": {"checkpoint": str(tmp_path / "ae.h5")},
+    }
 
 
 def test_target_is_the_rescaled_input_itself(tmp_path):
@@ -44,10 +51,13 @@ def test_tabular_target_is_every_column(tmp_path):
     assert ds.y_train is ds.x_train
 
 
-@pytest.mark.parametrize("data, loss, message", [
-    ({"normalize_target": "standard"}, "mse", "normalize_target"),
-    ({}, "categorical_crossentropy", "regression loss"),
-])
+@pytest.mark.parametrize(
+    "data, loss, message",
+    [
+        ({"normalize_target": "standard"}, "mse", "normalize_target"),
+        ({}, "categorical_crossentropy", "regression loss"),
+    ],
+)
 def test_target_input_rejects_what_cannot_apply(tmp_path, data, loss, message):
     _arrays(tmp_path)
     raw = _raw(tmp_path, **data)
@@ -134,8 +144,9 @@ def test_reconstruct_is_in_the_input_units_and_the_default(tmp_path):
     assert r.exit_code == 0, r.output
     lines = r.stdout.splitlines()
     assert lines[0] == ",".join(f"x_{i}" for i in range(6)) and len(lines) == 8
-    np.testing.assert_allclose(np.array([[float(v) for v in ln.split(",")] for ln in lines[1:]]), ref,
-                               rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(
+        np.array([[float(v) for v in ln.split(",")] for ln in lines[1:]]), ref, rtol=1e-4, atol=1e-3
+    )
 
 
 def test_embed_returns_the_bottleneck_codes(tmp_path):

@@ -17,39 +17,55 @@ from nnctl.errors import DataError
 
 
 def _cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "nnctl", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "nnctl", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=300
+    )
 
 
 # -- the encoder against hand-written matrices ---------------------------------------------------------
 def test_onehot_ids_fill_and_indicator_by_hand(tmp_path):
     train = tmp_path / "t.csv"
     train.write_text("size,city,zone,y\n1,Paris,b,0\n,Lyon,a,1\n5,Paris,,0\n4,Nice,b,1\n")
-    enc = TableEncoder([Column("size", strategy="median", indicator=True),
-                        Column("city", kind="category"),
-                        Column("zone", kind="category", encoding="ids", strategy="most_frequent")])
+    enc = TableEncoder(
+        [
+            Column("size", strategy="median", indicator=True),
+            Column("city", kind="category"),
+            Column("zone", kind="category", encoding="ids", strategy="most_frequent"),
+        ]
+    )
     cols = read_columns(train, enc.numeric, enc.text, enc.missing_ok)
     enc.fit(cols)
     assert enc.columns[0].fill == statistics.median([1, 5, 4])
     assert enc.columns[1].vocab == ["Lyon", "Nice", "Paris"]
     assert enc.columns[2].vocab == ["a", "b"] and enc.columns[2].fill == "b"
-    assert enc.output_names() == ["size", "size_missing", "city=<unseen>", "city=Lyon", "city=Nice",
-                                  "city=Paris", "zone"]
+    assert enc.output_names() == [
+        "size",
+        "size_missing",
+        "city=<unseen>",
+        "city=Lyon",
+        "city=Nice",
+        "city=Paris",
+        "zone",
+    ]
     other = tmp_path / "o.csv"
     other.write_text("size,city,zone,y\n2,Berlin,a,0\n,Nice,,1\n")
     x, unseen = enc.transform(read_columns(other, enc.numeric, enc.text, enc.missing_ok))
-    want = np.array([[2, 0, 1, 0, 0, 0, 1],    # Berlin: the out-of-vocabulary slot; zone a = id 1
-                     [4, 1, 0, 0, 1, 0, 2]],   # size filled with the median 4, flagged; zone filled with b
-                    dtype=np.float64)
+    want = np.array(
+        [
+            [2, 0, 1, 0, 0, 0, 1],  # Berlin: the out-of-vocabulary slot; zone a = id 1
+            [4, 1, 0, 0, 1, 0, 2],
+        ],  # size filled with the median 4, flagged; zone filled with b
+        dtype=np.float64,
+    )
     np.testing.assert_array_equal(x, want)
     assert unseen == {"city": 1}
     back = TableEncoder.from_json(json.loads(json.dumps(enc.to_json())))
-    np.testing.assert_array_equal(back.transform(read_columns(other, enc.numeric, enc.text,
-                                                              enc.missing_ok))[0], want)
+    np.testing.assert_array_equal(back.transform(read_columns(other, enc.numeric, enc.text, enc.missing_ok))[0], want)
 
 
-@pytest.mark.parametrize("strategy,expected", [("mean", 15 / 4), ("median", 2.5), ("most_frequent", 1.0),
-                                               ("constant", -1.0)])
+@pytest.mark.parametrize(
+    "strategy,expected", [("mean", 15 / 4), ("median", 2.5), ("most_frequent", 1.0), ("constant", -1.0)]
+)
 def test_fill_statistics(tmp_path, strategy, expected):
     path = tmp_path / "m.csv"
     path.write_text("v,y\n1,0\n1,0\nNA,1\n4,1\n9,0\n")
@@ -156,8 +172,14 @@ def test_categorical_and_missing_train_evaluate_predict(tmp_path):
     assert len(first) == 2 and all(r["prediction"] in ("yes", "no") for r in first)
 
     lines = '{"age": null, "city": "Berlin", "income": "NA", "colour": "purple"}\n[55, "Paris", 2.5, "red"]\n'
-    js = subprocess.run([sys.executable, "-m", "nnctl", "predict", "people.h5", "-", "--format", "jsonl", "--proba"],
-                        input=lines, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    js = subprocess.run(
+        [sys.executable, "-m", "nnctl", "predict", "people.h5", "-", "--format", "jsonl", "--proba"],
+        input=lines,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert js.returncode == 0, js.stderr
     assert js.stdout == pr.stdout  # JSON lines read as the CSV cells they stand for
 
@@ -171,8 +193,10 @@ def test_categorical_and_missing_train_evaluate_predict(tmp_path):
 
 def test_ids_only_table_feeds_an_embedding(tmp_path):
     rng = np.random.default_rng(0)
-    rows = [f"{c},{k},{'a' if c in ('Paris', 'Nice') else 'b'}"
-            for c, k in zip(rng.choice(CITIES, 120), rng.choice(COLOURS, 120))]
+    rows = [
+        f"{c},{k},{'a' if c in ('Paris', 'Nice') else 'b'}"
+        for c, k in zip(rng.choice(CITIES, 120), rng.choice(COLOURS, 120))
+    ]
     (tmp_path / "t.csv").write_text("city,colour,y\n" + "\n".join(rows) + "\n")
     (tmp_path / "s.toml").write_text("""
 [data]
@@ -207,8 +231,9 @@ checkpoint = "e.h5"
 
 def test_unknown_categorical_column_is_a_spec_error(tmp_path):
     (tmp_path / "t.csv").write_text("a,y\n1,0\n2,1\n")
-    (tmp_path / "s.toml").write_text('[data]\ntrain = "t.csv"\ncategorical = ["town"]\n[[model.layers]]\n'
-                                     'type = "Dense"\nunits = 1\n')
+    (tmp_path / "s.toml").write_text(
+        '[data]\ntrain = "t.csv"\ncategorical = ["town"]\n[[model.layers]]\ntype = "Dense"\nunits = 1\n'
+    )
     p = _cli("train", "s.toml", cwd=tmp_path)
     assert p.returncode == 2 and "data.categorical: 'town' is not a feature column" in p.stderr
     assert len(p.stderr.strip().splitlines()) == 1
@@ -218,9 +243,11 @@ def test_a_text_column_with_many_levels_keeps_the_number_error(tmp_path):
     """Past max_categories a non-numeric column is not a category: the reader names its first cell."""
     rows = [f"{i},name{i},{i % 2}" for i in range(12)]
     (tmp_path / "t.csv").write_text("a,who,y\n" + "\n".join(rows) + "\n")
-    (tmp_path / "s.toml").write_text('[data]\ntrain = "t.csv"\nmax_categories = 5\n[[model.layers]]\n'
-                                     'type = "Dense"\nunits = 1\nactivation = "sigmoid"\n'
-                                     '[train]\nloss = "binary_crossentropy"\n')
+    (tmp_path / "s.toml").write_text(
+        '[data]\ntrain = "t.csv"\nmax_categories = 5\n[[model.layers]]\n'
+        'type = "Dense"\nunits = 1\nactivation = "sigmoid"\n'
+        '[train]\nloss = "binary_crossentropy"\n'
+    )
     p = _cli("train", "s.toml", cwd=tmp_path)
     assert p.returncode == 2
     assert p.stderr == f"error: {tmp_path / 't.csv'}: line 2, column 'who': expected a number, found 'name0'\n"
@@ -228,7 +255,9 @@ def test_a_text_column_with_many_levels_keeps_the_number_error(tmp_path):
 
 def test_unknown_key_of_a_per_column_missing_rule(tmp_path):
     (tmp_path / "t.csv").write_text("a,y\n1,0\n,1\n")
-    (tmp_path / "s.toml").write_text('[data]\ntrain = "t.csv"\nmissing = { columns = { a = { strategy = "mean", '
-                                     'fill = 1 } } }\n[[model.layers]]\ntype = "Dense"\nunits = 1\n')
+    (tmp_path / "s.toml").write_text(
+        '[data]\ntrain = "t.csv"\nmissing = { columns = { a = { strategy = "mean", '
+        'fill = 1 } } }\n[[model.layers]]\ntype = "Dense"\nunits = 1\n'
+    )
     p = _cli("train", "s.toml", cwd=tmp_path)
     assert p.returncode == 2 and "data.missing.columns.a.fill: unknown key" in p.stderr

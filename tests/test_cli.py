@@ -18,8 +18,14 @@ IRIS_TEST = ROOT / "examples/data/iris-test.csv"
 
 
 def nnctl(*args, input=None, cwd=None):
-    return subprocess.run([sys.executable, "-m", "nnctl", *map(str, args)], input=input, capture_output=True,
-                          text=isinstance(input, str) or input is None, cwd=cwd, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "nnctl", *map(str, args)],
+        input=input,
+        capture_output=True,
+        text=isinstance(input, str) or input is None,
+        cwd=cwd,
+        timeout=300,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -113,8 +119,10 @@ def test_bad_data_exit_2_names_row(tmp_path):
     data = tmp_path / "d.csv"
     data.write_text("a,b,y\n1,2,x\n3,oops,y\n")
     spec = tmp_path / "s.toml"
-    spec.write_text('[data]\ntrain = "d.csv"\n[[model.layers]]\ntype = "Dense"\nunits = 2\nactivation = "softmax"\n'
-                    '[train]\nloss = "categorical_crossentropy"\n')
+    spec.write_text(
+        '[data]\ntrain = "d.csv"\n[[model.layers]]\ntype = "Dense"\nunits = 2\nactivation = "softmax"\n'
+        '[train]\nloss = "categorical_crossentropy"\n'
+    )
     p = nnctl("train", spec)
     assert p.returncode == 2 and "d.csv: line 3, column 'b'" in p.stderr and "oops" in p.stderr
 
@@ -153,8 +161,10 @@ def test_unseen_test_label_is_an_error(tmp_path):
     (tmp_path / "tr.csv").write_text("a,y\n1,cat\n2,dog\n3,cat\n4,dog\n")
     (tmp_path / "te.csv").write_text("a,y\n1,cat\n2,bird\n")
     spec = tmp_path / "s.toml"
-    spec.write_text('[data]\ntrain = "tr.csv"\ntest = "te.csv"\n[[model.layers]]\ntype = "Dense"\nunits = 2\n'
-                    'activation = "softmax"\n[train]\nloss = "categorical_crossentropy"\nepochs = 1\n')
+    spec.write_text(
+        '[data]\ntrain = "tr.csv"\ntest = "te.csv"\n[[model.layers]]\ntype = "Dense"\nunits = 2\n'
+        'activation = "softmax"\n[train]\nloss = "categorical_crossentropy"\nepochs = 1\n'
+    )
     p = nnctl("train", spec)
     assert p.returncode == 2 and "te.csv: row 2: label 'bird' was not seen in training" in p.stderr
 
@@ -183,9 +193,22 @@ def test_atomic_write_keeps_old_file_when_interrupted(tmp_path, monkeypatch):
 
 def test_set_overrides(tmp_path):
     out = tmp_path / "o.h5"
-    r = runner.invoke(app, ["train", str(SPECS / "iris_mlp.toml"), "--out", str(out), "--json",
-                            "--set", "train.epochs=2", "--set", "train.optimizer.learning_rate=0.05",
-                            "--set", "model.layers[0].units=8"])
+    r = runner.invoke(
+        app,
+        [
+            "train",
+            str(SPECS / "iris_mlp.toml"),
+            "--out",
+            str(out),
+            "--json",
+            "--set",
+            "train.epochs=2",
+            "--set",
+            "train.optimizer.learning_rate=0.05",
+            "--set",
+            "model.layers[0].units=8",
+        ],
+    )
     assert r.exit_code == 0, r.output
     with h5py.File(out) as f:
         assert f["weights/dense/kernel"].shape == (4, 8)
@@ -199,6 +222,11 @@ def test_shell_completion_knows_the_verbs():
     import sys
 
     env = dict(os.environ, COMP_WORDS="nnctl tr", COMP_CWORD="1", _NNCTL_COMPLETE="complete_bash")
-    p = subprocess.run([sys.executable, "-c", "from nnctl.cli.main import app; app(prog_name='nnctl')"],
-                       capture_output=True, text=True, env=env, timeout=60)
+    p = subprocess.run(
+        [sys.executable, "-c", "from nnctl.cli.main import app; app(prog_name='nnctl')"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert p.stdout.split() == ["train"], (p.stdout, p.stderr)

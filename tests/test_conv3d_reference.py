@@ -50,6 +50,7 @@ def test_upsampling3d_and_pooling_by_hand():
 
 try:
     import torch
+
     F = torch.nn.functional
 except ImportError:  # the hand-computed cases above still run
     torch = None
@@ -93,8 +94,10 @@ def test_conv3d_against_torch(config, shape):
     g = rng.normal(size=(2, *out))
     y, dx = run(layer, x, g)
     w = host(layer.params["kernel"])
-    k, s, d = (np.broadcast_to(np.asarray(config.get(key, v)), 3).tolist()
-               for key, v in (("kernel_size", 1), ("strides", 1), ("dilation_rate", 1)))
+    k, s, d = (
+        np.broadcast_to(np.asarray(config.get(key, v)), 3).tolist()
+        for key, v in (("kernel_size", 1), ("strides", 1), ("dilation_rate", 1))
+    )
     xt = to_t(x)
     xin = xt
     if config.get("padding") == "same":  # Keras pads the extra voxel at the end; torch pads symmetrically
@@ -106,19 +109,23 @@ def test_conv3d_against_torch(config, shape):
     yt.backward(to_t(g).detach())
     np.testing.assert_allclose(y, from_t(yt), rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(dx, from_t(xt.grad), rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(host(layer.grads["kernel"]), np.transpose(wt.grad.numpy(), (2, 3, 4, 1, 0)),
-                               rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(
+        host(layer.grads["kernel"]), np.transpose(wt.grad.numpy(), (2, 3, 4, 1, 0)), rtol=1e-10, atol=1e-12
+    )
     np.testing.assert_allclose(host(layer.grads["bias"]), bt.grad.numpy(), rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.torch
-@pytest.mark.parametrize("type_name, config, shape", [
-    ("MaxPooling3D", {"pool_size": 2}, (4, 6, 4, 2)),
-    ("MaxPooling3D", {"pool_size": 3, "strides": 2}, (5, 7, 5, 2)),
-    ("AveragePooling3D", {"pool_size": 2}, (4, 4, 6, 3)),
-    ("AveragePooling3D", {"pool_size": [3, 2, 3], "strides": [2, 1, 2]}, (5, 4, 5, 1)),
-    ("UpSampling3D", {"size": [2, 3, 1]}, (2, 3, 4, 2)),
-])
+@pytest.mark.parametrize(
+    "type_name, config, shape",
+    [
+        ("MaxPooling3D", {"pool_size": 2}, (4, 6, 4, 2)),
+        ("MaxPooling3D", {"pool_size": 3, "strides": 2}, (5, 7, 5, 2)),
+        ("AveragePooling3D", {"pool_size": 2}, (4, 4, 6, 3)),
+        ("AveragePooling3D", {"pool_size": [3, 2, 3], "strides": [2, 1, 2]}, (5, 4, 5, 1)),
+        ("UpSampling3D", {"size": [2, 3, 1]}, (2, 3, 4, 2)),
+    ],
+)
 def test_pool3d_against_torch(type_name, config, shape):
     needs_torch()
     rng = np.random.default_rng(2)

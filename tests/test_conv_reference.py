@@ -4,8 +4,8 @@ NCHW / (F, Cin, KH, KW))."""
 
 import numpy as np
 import pytest
-from helpers import dev, host
 
+from helpers import dev, host
 from nnctl.layers import layer_class
 
 
@@ -53,8 +53,9 @@ def test_conv2d_same_even_kernel_pads_bottom_right():
 
 
 def test_conv2d_stride_same_and_backward_by_hand():
-    layer, out = make("Conv2D", {"filters": 1, "kernel_size": 1, "strides": 2, "padding": "same",
-                                 "use_bias": False}, (3, 3, 1))
+    layer, out = make(
+        "Conv2D", {"filters": 1, "kernel_size": 1, "strides": 2, "padding": "same", "use_bias": False}, (3, 3, 1)
+    )
     layer.params["kernel"][...] = 2
     y, dx = run(layer, X33, g=np.ones((1, 2, 2, 1)))
     assert out == (2, 2, 1)
@@ -130,8 +131,9 @@ def test_col2im_is_the_adjoint_of_im2col():
     rng = np.random.default_rng(6)
     for kernel, strides, dilation in [((3, 3), (1, 1), (1, 1)), ((2, 3), (2, 1), (1, 2)), ((3, 2), (3, 2), (2, 1))]:
         x = rng.normal(size=(2, 9, 8, 3))
-        out_hw = tuple(K.output_size(n, k, s, d, "valid")[0]
-                       for n, k, s, d in zip(x.shape[1:3], kernel, strides, dilation))
+        out_hw = tuple(
+            K.output_size(n, k, s, d, "valid")[0] for n, k, s, d in zip(x.shape[1:3], kernel, strides, dilation)
+        )
         cols = host(K.im2col(dev(x), kernel, strides, dilation, out_hw))
         c = rng.normal(size=cols.shape)
         back = host(K.col2im(dev(c), x.shape, kernel, strides, dilation, out_hw))
@@ -171,14 +173,16 @@ def test_conv_patch_buffer_reuse_keeps_pending_caches_intact():
 
 def test_float32_stays_float32():
     rng = np.random.default_rng(0)
-    for type_name, config, shape in [("Conv2D", {"filters": 4, "kernel_size": 3, "padding": "same"}, (5, 5, 2)),
-                                     ("Conv1D", {"filters": 4, "kernel_size": 3}, (6, 2)),
-                                     ("MaxPooling2D", {"padding": "same"}, (5, 5, 2)),
-                                     ("AveragePooling2D", {"padding": "same"}, (5, 5, 2)),
-                                     ("GlobalAveragePooling2D", {}, (5, 5, 2)),
-                                     ("BatchNormalization", {}, (5, 5, 2)),
-                                     ("LayerNormalization", {}, (5, 2)),
-                                     ("UpSampling2D", {}, (3, 3, 2))]:
+    for type_name, config, shape in [
+        ("Conv2D", {"filters": 4, "kernel_size": 3, "padding": "same"}, (5, 5, 2)),
+        ("Conv1D", {"filters": 4, "kernel_size": 3}, (6, 2)),
+        ("MaxPooling2D", {"padding": "same"}, (5, 5, 2)),
+        ("AveragePooling2D", {"padding": "same"}, (5, 5, 2)),
+        ("GlobalAveragePooling2D", {}, (5, 5, 2)),
+        ("BatchNormalization", {}, (5, 5, 2)),
+        ("LayerNormalization", {}, (5, 2)),
+        ("UpSampling2D", {}, (3, 3, 2)),
+    ]:
         layer, out = make(type_name, config, shape)
         for training in (False, True):
             y, dx = run(layer, rng.normal(size=(2, *shape)), g=rng.normal(size=(2, *out)), training=training)
@@ -186,19 +190,27 @@ def test_float32_stays_float32():
             assert all(g.dtype == np.float32 for g in layer.grads.values()), type_name
 
 
-@pytest.mark.parametrize("type_name,config,shape,message", [
-    ("Conv2D", {"filters": 2, "kernel_size": 3}, (784,), r"Conv2D expects input of shape \(height, width, channels\), "
-                                                         r"found \(784,\)"),
-    ("Conv2D", {"filters": 2, "kernel_size": 5}, (3, 3, 1), "spans"),
-    ("Conv2D", {"filters": 2, "kernel_size": 3, "dilation_rate": 3}, (6, 6, 1), "spans"),
-    ("Conv2D", {"filters": 2, "kernel_size": [3, 3, 3]}, (6, 6, 1), "kernel_size"),
-    ("Conv2D", {"filters": 2, "kernel_size": 3, "padding": "full"}, (6, 6, 1), "padding"),
-    ("Conv1D", {"filters": 2, "kernel_size": 3}, (6, 6, 1), r"Conv1D expects input of shape \(steps, channels\)"),
-    ("MaxPooling2D", {"pool_size": 4}, (3, 3, 1), "larger than the input"),
-    ("GlobalAveragePooling1D", {}, (3, 3, 1), "expects input"),
-    ("ZeroPadding2D", {"padding": [1, 2, 3]}, (3, 3, 1), "padding"),
-    ("BatchNormalization", {"axis": 1}, (3, 3, 1), "last"),
-])
+@pytest.mark.parametrize(
+    "type_name,config,shape,message",
+    [
+        (
+            "Conv2D",
+            {"filters": 2, "kernel_size": 3},
+            (784,),
+            r"Conv2D expects input of shape \(height, width, channels\), "
+            r"found \(784,\)",
+        ),
+        ("Conv2D", {"filters": 2, "kernel_size": 5}, (3, 3, 1), "spans"),
+        ("Conv2D", {"filters": 2, "kernel_size": 3, "dilation_rate": 3}, (6, 6, 1), "spans"),
+        ("Conv2D", {"filters": 2, "kernel_size": [3, 3, 3]}, (6, 6, 1), "kernel_size"),
+        ("Conv2D", {"filters": 2, "kernel_size": 3, "padding": "full"}, (6, 6, 1), "padding"),
+        ("Conv1D", {"filters": 2, "kernel_size": 3}, (6, 6, 1), r"Conv1D expects input of shape \(steps, channels\)"),
+        ("MaxPooling2D", {"pool_size": 4}, (3, 3, 1), "larger than the input"),
+        ("GlobalAveragePooling1D", {}, (3, 3, 1), "expects input"),
+        ("ZeroPadding2D", {"padding": [1, 2, 3]}, (3, 3, 1), "padding"),
+        ("BatchNormalization", {"axis": 1}, (3, 3, 1), "last"),
+    ],
+)
 def test_impossible_configs_raise_value_error(type_name, config, shape, message):
     with pytest.raises(ValueError, match=message):
         make(type_name, config, shape)
@@ -265,9 +277,14 @@ def test_conv2d_matches_torch(config, shape):
 
 
 @pytest.mark.torch
-@pytest.mark.parametrize("config", [{"filters": 4, "kernel_size": 3},
-                                    {"filters": 4, "kernel_size": 4, "strides": 2, "padding": "same"},
-                                    {"filters": 2, "kernel_size": 3, "dilation_rate": 2, "padding": "same"}])
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"filters": 4, "kernel_size": 3},
+        {"filters": 4, "kernel_size": 4, "strides": 2, "padding": "same"},
+        {"filters": 2, "kernel_size": 3, "dilation_rate": 2, "padding": "same"},
+    ],
+)
 def test_conv1d_matches_torch(config):
     torch, F = _torch()
     rng = np.random.default_rng(1)
@@ -278,16 +295,27 @@ def test_conv1d_matches_torch(config):
     xt = torch.tensor(np.ascontiguousarray(x.transpose(0, 2, 1)))
     if config.get("padding") == "same":
         xt = F.pad(xt, _same_pads(13, k, layer._s[1], layer._d[1]))
-    yt = F.conv1d(xt, torch.tensor(np.ascontiguousarray(host(layer.params["kernel"]).transpose(2, 1, 0))),
-                  torch.tensor(host(layer.params["bias"])), stride=layer._s[1], dilation=layer._d[1])
+    yt = F.conv1d(
+        xt,
+        torch.tensor(np.ascontiguousarray(host(layer.params["kernel"]).transpose(2, 1, 0))),
+        torch.tensor(host(layer.params["bias"])),
+        stride=layer._s[1],
+        dilation=layer._d[1],
+    )
     np.testing.assert_allclose(y, yt.numpy().transpose(0, 2, 1), rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.torch
-@pytest.mark.parametrize("type_name,config", [
-    ("MaxPooling2D", {"pool_size": 2}), ("MaxPooling2D", {"pool_size": 3, "strides": 2}),
-    ("MaxPooling2D", {"pool_size": [2, 3], "padding": "same"}), ("AveragePooling2D", {"pool_size": 2}),
-    ("AveragePooling2D", {"pool_size": 3, "strides": 2, "padding": "same"})])
+@pytest.mark.parametrize(
+    "type_name,config",
+    [
+        ("MaxPooling2D", {"pool_size": 2}),
+        ("MaxPooling2D", {"pool_size": 3, "strides": 2}),
+        ("MaxPooling2D", {"pool_size": [2, 3], "padding": "same"}),
+        ("AveragePooling2D", {"pool_size": 2}),
+        ("AveragePooling2D", {"pool_size": 3, "strides": 2, "padding": "same"}),
+    ],
+)
 def test_pooling2d_matches_torch(type_name, config):
     torch, F = _torch()
     rng = np.random.default_rng(2)
@@ -336,14 +364,18 @@ def test_batchnorm_matches_torch(shape):
     np.testing.assert_allclose(host(layer.grads["beta"]), beta.grad.numpy(), rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(host(layer.state["moving_mean"]), rm.numpy(), rtol=1e-5, atol=1e-6)
     n = x.size // c  # torch keeps the unbiased variance; Keras (and nnctl) the biased one
-    np.testing.assert_allclose(host(layer.state["moving_variance"]), 0.9 + (rv.numpy() - 0.9) * (n - 1) / n,
-                               rtol=1e-5)
+    np.testing.assert_allclose(host(layer.state["moving_variance"]), 0.9 + (rv.numpy() - 0.9) * (n - 1) / n, rtol=1e-5)
     # inference: torch with our moving statistics
     yi, _ = run(layer, x)
-    yti = F.batch_norm(torch.tensor(np.ascontiguousarray(np.moveaxis(x, -1, 1))),
-                       torch.tensor(host(layer.state["moving_mean"])),
-                       torch.tensor(host(layer.state["moving_variance"])),
-                       gamma.detach(), beta.detach(), training=False, eps=1e-3)
+    yti = F.batch_norm(
+        torch.tensor(np.ascontiguousarray(np.moveaxis(x, -1, 1))),
+        torch.tensor(host(layer.state["moving_mean"])),
+        torch.tensor(host(layer.state["moving_variance"])),
+        gamma.detach(),
+        beta.detach(),
+        training=False,
+        eps=1e-3,
+    )
     np.testing.assert_allclose(yi, np.moveaxis(yti.numpy(), 1, -1), rtol=1e-4, atol=1e-4)
 
 
@@ -358,8 +390,9 @@ def test_layernorm_matches_torch():
     g = rng.normal(size=(3, 5, 8)).astype(np.float32)
     y, dx = run(layer, x, g=g)
     xt = torch.tensor(x, requires_grad=True)
-    yt = F.layer_norm(xt, (8,), torch.tensor(host(layer.params["gamma"])), torch.tensor(host(layer.params["beta"])),
-                      eps=1e-3)
+    yt = F.layer_norm(
+        xt, (8,), torch.tensor(host(layer.params["gamma"])), torch.tensor(host(layer.params["beta"])), eps=1e-3
+    )
     (yt * torch.tensor(g)).sum().backward()
     np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-4, atol=1e-4)

@@ -54,8 +54,13 @@ def test_fast_and_slow_paths_give_identical_arrays(tmp_path, newline, bom, trail
         assert got[True].numbers[k].tobytes() == got[False].numbers[k].tobytes()
 
 
-@pytest.mark.parametrize("cells", [["0.1", "1e22", "2.2250738585072014e-308", "123456789012345678901234567890"],
-                                   ["4.9e-324", "9007199254740993", "0.30000000000000004", "1e-7"]])
+@pytest.mark.parametrize(
+    "cells",
+    [
+        ["0.1", "1e22", "2.2250738585072014e-308", "123456789012345678901234567890"],
+        ["4.9e-324", "9007199254740993", "0.30000000000000004", "1e-7"],
+    ],
+)
 def test_fast_path_rounds_like_float(tmp_path, cells):
     path = tmp_path / "r.csv"
     path.write_text("v,y\n" + "".join(f"{c},0\n" for c in cells))
@@ -64,16 +69,19 @@ def test_fast_path_rounds_like_float(tmp_path, cells):
     assert cols.numbers["v"].tolist() == [float(c) for c in cells]
 
 
-@pytest.mark.parametrize("body,message", [
-    ("a,b,y\n1,2,x\n3,oops,y\n", "line 3, column 'b': expected a number, found 'oops'"),
-    ("a,b,y\n1,,x\n", "line 2, column 'b': expected a number, found ''"),
-    ("a,b,y\n1,inf,x\n", "line 2, column 'b': expected a finite number, found 'inf'"),
-    ("a,b,y\n1,nan,x\n", "line 2, column 'b': expected a finite number, found 'nan'"),
-    ("a,b,y\n1,2,x\n3,4\n", "line 3: 2 fields, expected 3 (as in the header)"),
-    ("a,b,y\n1,2,x,9\n", "line 2: 4 fields, expected 3 (as in the header)"),
-    ("a,b,y\n", "no data rows after the header"),
-    ("", "empty file; expected a CSV header line"),
-])
+@pytest.mark.parametrize(
+    "body,message",
+    [
+        ("a,b,y\n1,2,x\n3,oops,y\n", "line 3, column 'b': expected a number, found 'oops'"),
+        ("a,b,y\n1,,x\n", "line 2, column 'b': expected a number, found ''"),
+        ("a,b,y\n1,inf,x\n", "line 2, column 'b': expected a finite number, found 'inf'"),
+        ("a,b,y\n1,nan,x\n", "line 2, column 'b': expected a finite number, found 'nan'"),
+        ("a,b,y\n1,2,x\n3,4\n", "line 3: 2 fields, expected 3 (as in the header)"),
+        ("a,b,y\n1,2,x,9\n", "line 2: 4 fields, expected 3 (as in the header)"),
+        ("a,b,y\n", "no data rows after the header"),
+        ("", "empty file; expected a CSV header line"),
+    ],
+)
 def test_slow_path_messages_are_unchanged(tmp_path, body, message):
     path = tmp_path / "d.csv"
     path.write_text(body)
@@ -107,13 +115,16 @@ def test_missing_cells_read_as_nan_only_where_allowed(tmp_path):
         read_columns(path, ["a", "b"], ["y"], missing_ok={"b"})
 
 
-@pytest.mark.parametrize("header,message", [
-    ("a,a,y", "header: column name 'a' appears twice (columns 1 and 2); names must be unique"),
-    ("a,b,y,", "header: column 4 has no name (a trailing comma)"),
-    (",a,y", "header: column 1 has no name (an index column written by pandas? save with index=False)"),
-    ("a;b;y", "header 'a;b;y' is one column; nnctl reads comma-separated files and this one looks ';'-separated"),
-    ("a\tb\ty", "looks '\\t'-separated"),
-])
+@pytest.mark.parametrize(
+    "header,message",
+    [
+        ("a,a,y", "header: column name 'a' appears twice (columns 1 and 2); names must be unique"),
+        ("a,b,y,", "header: column 4 has no name (a trailing comma)"),
+        (",a,y", "header: column 1 has no name (an index column written by pandas? save with index=False)"),
+        ("a;b;y", "header 'a;b;y' is one column; nnctl reads comma-separated files and this one looks ';'-separated"),
+        ("a\tb\ty", "looks '\\t'-separated"),
+    ],
+)
 def test_a_header_that_cannot_name_its_columns_is_refused(tmp_path, header, message):
     sep = "," if "," in header else header[1]
     width = len(header.split(sep))
@@ -132,7 +143,13 @@ def test_a_missing_class_label_names_its_line(tmp_path, cell):
     rows[6] = f"6,{cell}"
     path = tmp_path / "labels.csv"
     path.write_text("x,y\n" + "\n".join(rows) + "\n")
-    spec = load_spec("iris_mlp.toml", tmp_path, f'data.train="{path}"', 'data.target="y"', "model.input_shape=[1]",
-                     "data.features=[\"x\"]")
+    spec = load_spec(
+        "iris_mlp.toml",
+        tmp_path,
+        f'data.train="{path}"',
+        'data.target="y"',
+        "model.input_shape=[1]",
+        'data.features=["x"]',
+    )
     with pytest.raises(DataError, match=rf"labels.csv: line 8, column 'y': expected a class label, found '{cell}'"):
         run.train(spec)

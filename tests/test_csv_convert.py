@@ -59,20 +59,37 @@ def test_converted_file_trains_streamed_from_the_cli(tmp_path):
     x = rng.normal(size=(200, 3))
     lines = [f"{a},{b},{c},{int(a + b > 0)}" for a, b, c in x]
     (tmp_path / "d.csv").write_text("a,b,c,label\n" + "\n".join(lines) + "\n")
-    p = subprocess.run([sys.executable, "-m", "nnctl", "data", "convert", "d.csv", "d.h5", "--target", "label",
-                        "--json"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        [sys.executable, "-m", "nnctl", "data", "convert", "d.csv", "d.h5", "--target", "label", "--json"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout)["rows"] == 200
-    (tmp_path / "s.toml").write_text('[data]\ntrain = "d.h5"\nstream = "batches"\nshuffle_buffer = 64\n'
-                                     'normalize = "standard"\n[[model.layers]]\ntype = "Dense"\nunits = 2\n'
-                                     'activation = "softmax"\n[train]\nloss = "sparse_categorical_crossentropy"\n'
-                                     'metrics = ["accuracy"]\nepochs = 20\n'
-                                     'optimizer = { type = "adam", learning_rate = 0.05 }\n'
-                                     '[output]\ncheckpoint = "m.h5"\n')
-    t = subprocess.run([sys.executable, "-m", "nnctl", "train", "s.toml", "--json"], cwd=tmp_path,
-                       capture_output=True, text=True, timeout=300)
+    (tmp_path / "s.toml").write_text(
+        '[data]\ntrain = "d.h5"\nstream = "batches"\nshuffle_buffer = 64\n'
+        'normalize = "standard"\n[[model.layers]]\ntype = "Dense"\nunits = 2\n'
+        'activation = "softmax"\n[train]\nloss = "sparse_categorical_crossentropy"\n'
+        'metrics = ["accuracy"]\nepochs = 20\n'
+        'optimizer = { type = "adam", learning_rate = 0.05 }\n'
+        '[output]\ncheckpoint = "m.h5"\n'
+    )
+    t = subprocess.run(
+        [sys.executable, "-m", "nnctl", "train", "s.toml", "--json"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert t.returncode == 0, t.stderr
     assert json.loads(t.stdout.splitlines()[-1])["metrics"]["accuracy"] > 0.9
-    bad = subprocess.run([sys.executable, "-m", "nnctl", "data", "convert", "d.csv", "d.npz"], cwd=tmp_path,
-                         capture_output=True, text=True, timeout=120)
+    bad = subprocess.run(
+        [sys.executable, "-m", "nnctl", "data", "convert", "d.csv", "d.npz"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert bad.returncode == 2 and bad.stderr.startswith("error: d.npz: expected an .h5")

@@ -26,15 +26,31 @@ def _images(tmp_path, n=64, seed=0):
 
 def _raw(tmp_path, noise=0.4, epochs=2):
     conv = {"kernel_size": 3, "padding": "same"}
-    return {"seed": 5, "data": {"train": "train.npz", "test": "test.npz", "target": "input", "rescale": "1/255",
-                                "augment": {"noise": noise}},
-            "model": {"layers": [{"type": "Conv2D", "filters": 4, "activation": "relu", **conv},
-                                 {"type": "MaxPooling2D", "pool_size": 2, "name": "code"},
-                                 {"type": "Conv2DTranspose", "filters": 4, "strides": 2, "activation": "relu", **conv},
-                                 {"type": "Conv2D", "filters": 1, "activation": "sigmoid", **conv}]},
-            "train": {"loss": "mse", "optimizer": {"type": "adam", "learning_rate": 0.01}, "epochs": epochs,
-                      "batch_size": 16},
-            "output": {"checkpoint": str(tmp_path / "cae.h5")}}
+    return {
+        "seed": 5,
+        "data": {
+            "train": "train.npz",
+            "test": "test.npz",
+            "target": "input",
+            "rescale": "1/255",
+            "augment": {"noise": noise},
+        },
+        "model": {
+            "layers": [
+                {"type": "Conv2D", "filters": 4, "activation": "relu", **conv},
+                {"type": "MaxPooling2D", "pool_size": 2, "name": "code"},
+                {"type": "Conv2DTranspose", "filters": 4, "strides": 2, "activation": "relu", **conv},
+                {"type": "Conv2D", "filters": 1, "activation": "sigmoid", **conv},
+            ]
+        },
+        "train": {
+            "loss": "mse",
+            "optimizer": {"type": "adam", "learning_rate": 0.01},
+            "epochs": epochs,
+            "batch_size": 16,
+        },
+        "output": {"checkpoint": str(tmp_path / "cae.h5")},
+    }
 
 
 def test_conv_denoising_alters_the_input_and_keeps_the_clean_target(tmp_path, monkeypatch):
@@ -69,7 +85,7 @@ def test_evaluate_reports_noisy_and_denoised_mse(tmp_path):
     r = CliRunner().invoke(app, ["evaluate", str(tmp_path / "cae.h5"), "--json"])
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
-    assert out["noisy_input_mse"] == pytest.approx(0.4 ** 2, rel=0.05)  # E[n^2] = sigma^2 over 2048 values
+    assert out["noisy_input_mse"] == pytest.approx(0.4**2, rel=0.05)  # E[n^2] = sigma^2 over 2048 values
     assert out["denoised_mse"] < 0.5 * out["noisy_input_mse"]  # the model takes most of the noise away
     # clean test images reconstructed: the ordinary loss, against the clean images themselves
     assert out["mse"] == pytest.approx(out["error_mean"], rel=1e-5)

@@ -27,10 +27,13 @@ BIN = pathlib.Path(sys.executable).parent
 NNCTL = shutil.which("nnctl", path=str(BIN)) or shutil.which("nnctl")
 MPIEXEC = shutil.which("mpiexec", path=str(BIN)) or shutil.which("mpiexec")
 HAVE_MPI4PY = importlib.util.find_spec("mpi4py") is not None
-needs_mpi = [pytest.mark.mpi,
-             pytest.mark.skipif(not HAVE_MPI4PY, reason="needs mpi4py: pip install nnctl[mpi]"),
-             pytest.mark.skipif(MPIEXEC is None or NNCTL is None,
-                                reason="needs mpiexec (pip install mpich) and the nnctl console script")]
+needs_mpi = [
+    pytest.mark.mpi,
+    pytest.mark.skipif(not HAVE_MPI4PY, reason="needs mpi4py: pip install nnctl[mpi]"),
+    pytest.mark.skipif(
+        MPIEXEC is None or NNCTL is None, reason="needs mpiexec (pip install mpich) and the nnctl console script"
+    ),
+]
 
 
 def mpi(fn):
@@ -85,16 +88,22 @@ def write_data(folder: pathlib.Path, n_train: int = 301, n_val: int = 75) -> Non
         (folder / name).write_text("a,b,c,d,e,label\n" + "\n".join(rows) + "\n")
 
 
-def make_spec(folder: pathlib.Path, dtype: str = "float64", epochs: int = 3, n_train: int = 301,
-              l2: float = 0.0, dropout: float = 0.0, noise: float = 0.0) -> pathlib.Path:
+def make_spec(
+    folder: pathlib.Path,
+    dtype: str = "float64",
+    epochs: int = 3,
+    n_train: int = 301,
+    l2: float = 0.0,
+    dropout: float = 0.0,
+    noise: float = 0.0,
+) -> pathlib.Path:
     folder.mkdir(parents=True, exist_ok=True)
     write_data(folder, n_train)
     spec = folder / "spec.toml"
     regularizer = f"kernel_regularizer = {{ l2 = {l2} }}" if l2 else ""
     augment = f"\n[data.augment]\nnoise = {noise}\n" if noise else ""
-    dropout = f"\n[[model.layers]]\ntype = \"Dropout\"\nrate = {dropout}\n" if dropout else ""
-    spec.write_text(SPEC.format(dtype=dtype, epochs=epochs, regularizer=regularizer, augment=augment,
-                                dropout=dropout))
+    dropout = f'\n[[model.layers]]\ntype = "Dropout"\nrate = {dropout}\n' if dropout else ""
+    spec.write_text(SPEC.format(dtype=dtype, epochs=epochs, regularizer=regularizer, augment=augment, dropout=dropout))
     return spec
 
 
@@ -136,11 +145,13 @@ def test_launcher_detection():
 
 
 # -- row shares of random draws (no MPI needed) -----------------------------------------------------------
-@pytest.mark.parametrize("draw, args, rest", [("random", (), (4,)), ("uniform", (-1.0, 2.0), (2,)),
-                                              ("integers", (0, 5), ()), ("standard_normal", (), (3, 2))])
+@pytest.mark.parametrize(
+    "draw, args, rest",
+    [("random", (), (4,)), ("uniform", (-1.0, 2.0), (2,)), ("integers", (0, 5), ()), ("standard_normal", (), (3, 2))],
+)
 def test_row_shares_draw_the_global_batch(draw, args, rest):
     """Shares [0:3] and [3:7] of a 7-row batch, concatenated, are the 7 rows one Generator draws."""
-    from nnctl.rowshare import RowShare  # noqa: PLC0415
+    from nnctl.rowshare import RowShare
 
     def rng():
         return np.random.default_rng(11)
@@ -173,15 +184,19 @@ def test_two_ranks_equal_one_process(tmp_path, dtype, rtol):
 
 
 @mpi
-@pytest.mark.parametrize("options", [
-    # 257 rows: the last global batch has 1 row, so rank 0's share is empty; L2 enters loss and gradient
-    {"n_train": 257, "l2": 0.01},
-    # each rank draws the masks and noise of the whole global batch and keeps its rows: the draws of
-    # 1 process. 301 rows: shares of 32 + 32, then 22 + 23; 257 rows: the last batch leaves rank 0
-    # without rows, so it skips that batch's draws and takes the last rank's generator states at the epoch's end
-    {"n_train": 301, "dropout": 0.3, "noise": 0.2},
-    {"n_train": 257, "dropout": 0.3, "noise": 0.2},
-], ids=["empty_share_l2", "dropout_noise_301", "dropout_noise_257"])
+@pytest.mark.parametrize(
+    "options",
+    [
+        # 257 rows: the last global batch has 1 row, so rank 0's share is empty; L2 enters loss and gradient
+        {"n_train": 257, "l2": 0.01},
+        # each rank draws the masks and noise of the whole global batch and keeps its rows: the draws of
+        # 1 process. 301 rows: shares of 32 + 32, then 22 + 23; 257 rows: the last batch leaves rank 0
+        # without rows, so it skips that batch's draws and takes the last rank's generator states at the epoch's end
+        {"n_train": 301, "dropout": 0.3, "noise": 0.2},
+        {"n_train": 257, "dropout": 0.3, "noise": 0.2},
+    ],
+    ids=["empty_share_l2", "dropout_noise_301", "dropout_noise_257"],
+)
 def test_ragged_shares_and_random_draws_equal_one_process(tmp_path, options):
     spec = make_spec(tmp_path, **options)
     one = events(train(spec, None, "-o", "one.h5"))
@@ -219,7 +234,8 @@ def test_only_rank_zero_writes(tmp_path):
 def test_error_on_one_rank_aborts_all(tmp_path):
     """A rank raising while the other waits in a collective: both end with the error's exit code, no hang."""
     script = tmp_path / "fail.py"
-    script.write_text(textwrap.dedent("""
+    script.write_text(
+        textwrap.dedent("""
         from nnctl.cli.ranks import guard
         from nnctl.distributed import connect
         from nnctl.errors import DataError
@@ -228,10 +244,10 @@ def test_error_on_one_rank_aborts_all(tmp_path):
             if world.rank == 1:
                 raise DataError("rank one cannot read its data")
             world.comm.Barrier()  # rank 0 would wait here forever without MPI_Abort
-    """))
+    """)
+    )
     t0 = time.monotonic()
-    proc = subprocess.run([MPIEXEC, "-n", "2", sys.executable, str(script)], capture_output=True, text=True,
-                          timeout=60)
+    proc = subprocess.run([MPIEXEC, "-n", "2", sys.executable, str(script)], capture_output=True, text=True, timeout=60)
     assert time.monotonic() - t0 < 30
     assert proc.returncode == 2, proc.stderr  # DataError's exit code, as in a 1-process run
     assert "error: rank 1 of 2: rank one cannot read its data" in proc.stderr
@@ -242,8 +258,14 @@ def test_killing_one_rank_ends_the_job(tmp_path):
     spec = make_spec(tmp_path, epochs=100000)
     pidfile = tmp_path / "pid"
     env = {**os.environ, "NNCTL_DEVICE": "cpu", "NNCTL_TEST_PIDFILE": str(pidfile)}
-    proc = subprocess.Popen([MPIEXEC, "-n", "2", NNCTL, "train", spec.name, "--json"], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [MPIEXEC, "-n", "2", NNCTL, "train", spec.name, "--json"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         first = json.loads(proc.stdout.readline())
         assert first["event"] == "epoch"
@@ -287,7 +309,8 @@ def test_resume_with_dropout_under_mpiexec(tmp_path):
 def test_stop_vote_is_the_same_on_every_rank(tmp_path):
     """Ranks asking to stop at different batches all stop at the same one: the batch after the first ask."""
     script = tmp_path / "vote.py"
-    script.write_text(textwrap.dedent("""
+    script.write_text(
+        textwrap.dedent("""
         from nnctl.cli.ranks import guard
         from nnctl.distributed import connect
         world = connect(force=True)
@@ -299,9 +322,9 @@ def test_stop_vote_is_the_same_on_every_rank(tmp_path):
             stops = world.comm.allgather(batch)
         if world.rank == 0:
             print(stops)
-    """))
-    proc = subprocess.run([MPIEXEC, "-n", "2", sys.executable, str(script)], capture_output=True, text=True,
-                          timeout=60)
+    """)
+    )
+    proc = subprocess.run([MPIEXEC, "-n", "2", sys.executable, str(script)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[6, 6]"
 
@@ -309,9 +332,14 @@ def test_stop_vote_is_the_same_on_every_rank(tmp_path):
 @mpi
 def test_ctrl_c_writes_the_checkpoint_and_exits_130(tmp_path):
     spec = make_spec(tmp_path, epochs=100000)
-    proc = subprocess.Popen([MPIEXEC, "-n", "2", NNCTL, "train", spec.name, "--json"], cwd=tmp_path,
-                            env={**os.environ, "NNCTL_DEVICE": "cpu"}, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [MPIEXEC, "-n", "2", NNCTL, "train", spec.name, "--json"],
+        cwd=tmp_path,
+        env={**os.environ, "NNCTL_DEVICE": "cpu"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert json.loads(proc.stdout.readline())["event"] == "epoch"
         proc.send_signal(signal.SIGINT)  # mpiexec forwards it to every rank

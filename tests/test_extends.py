@@ -53,8 +53,11 @@ def nnctl(*args, cwd=None):
 
 def test_child_wins_tables_merge_lists_replace(tmp_path):
     write(tmp_path / "base.toml", BASE)
-    child = write(tmp_path / "child.toml", 'extends = "base.toml"\nname = "child"\n[train]\nepochs = 2\n'
-                  'metrics = ["accuracy"]\n[train.optimizer]\nlearning_rate = 0.5\n')
+    child = write(
+        tmp_path / "child.toml",
+        'extends = "base.toml"\nname = "child"\n[train]\nepochs = 2\n'
+        'metrics = ["accuracy"]\n[train.optimizer]\nlearning_rate = 0.5\n',
+    )
     merged, _ = load_chain(child, spec.load_file)
     assert merged["name"] == "child" and merged["seed"] == 3
     assert merged["train"]["epochs"] == 2 and merged["train"]["batch_size"] == 16
@@ -67,8 +70,10 @@ def test_child_wins_tables_merge_lists_replace(tmp_path):
 
 def test_child_layer_list_replaces_base_list(tmp_path):
     write(tmp_path / "base.toml", BASE)
-    child = write(tmp_path / "c.toml", 'extends = "base.toml"\n[[model.layers]]\ntype = "Dense"\nunits = 3\n'
-                  'activation = "softmax"\n')
+    child = write(
+        tmp_path / "c.toml",
+        'extends = "base.toml"\n[[model.layers]]\ntype = "Dense"\nunits = 3\nactivation = "softmax"\n',
+    )
     s = spec.load(child)
     assert [e["units"] for e in s["model"]["layers"]] == [3]
 
@@ -124,25 +129,40 @@ def test_errors_name_the_file_holding_the_bad_key(tmp_path):
 
 
 def test_mixed_formats_toml_child_yaml_base(tmp_path):
-    write(tmp_path / "base.yaml", f"""
+    write(
+        tmp_path / "base.yaml",
+        f"""
 seed: 5
 data: {{train: "{IRIS}", target: species}}
 model:
   layers:
     - {{type: Dense, units: 3, activation: softmax}}
 train: {{loss: categorical_crossentropy, epochs: 3}}
-""")
+""",
+    )
     child = write(tmp_path / "child.toml", 'extends = "base.yaml"\n[train]\nepochs = 1\n')
     s = spec.load(child)
     assert s["seed"] == 5 and s["train"]["epochs"] == 1 and s["train"]["loss"] == "categorical_crossentropy"
 
 
 def test_dump_toml_round_trips():
-    d = {"name": "x \"q\"", "seed": 1, "f": 0.1, "b": True, "l": [1, 2], "nan": None,
-         "data": {"validation": {"split": 0.2}, "features": ["a b", "c"]},
-         "model": {"layers": [{"type": "Dense", "units": 4, "kernel_regularizer": {"l2": 0.01}},
-                              {"type": "TimeDistributed", "layer": {"type": "Dense", "units": 2}}]},
-         "train": {"optimizer": {"type": "adam"}, "weird key": 1}, "output": {}}
+    d = {
+        "name": 'x "q"',
+        "seed": 1,
+        "f": 0.1,
+        "b": True,
+        "l": [1, 2],
+        "nan": None,
+        "data": {"validation": {"split": 0.2}, "features": ["a b", "c"]},
+        "model": {
+            "layers": [
+                {"type": "Dense", "units": 4, "kernel_regularizer": {"l2": 0.01}},
+                {"type": "TimeDistributed", "layer": {"type": "Dense", "units": 2}},
+            ]
+        },
+        "train": {"optimizer": {"type": "adam"}, "weird key": 1},
+        "output": {},
+    }
     back = tomllib.loads(dump_toml(d))
     d.pop("nan")
     assert back == d
@@ -172,8 +192,10 @@ def test_checkpoint_stores_the_resolved_spec(tmp_path):
     from nnctl.checkpoint import Checkpoint
 
     write(tmp_path / "base.toml", BASE)
-    child = write(tmp_path / "child.toml", f'extends = "base.toml"\nname = "child"\n[train]\nepochs = 1\n'
-                  f'[output]\ncheckpoint = "{tmp_path / "c.h5"}"\n')
+    child = write(
+        tmp_path / "child.toml",
+        f'extends = "base.toml"\nname = "child"\n[train]\nepochs = 1\n[output]\ncheckpoint = "{tmp_path / "c.h5"}"\n',
+    )
     r = nnctl("train", child, "--quiet")
     assert r.returncode == 0, r.stderr
     stored = Checkpoint(tmp_path / "c.h5").spec
@@ -182,7 +204,9 @@ def test_checkpoint_stores_the_resolved_spec(tmp_path):
 
 
 def test_child_table_refines_a_base_optimizer_named_by_a_string(tmp_path):
-    write(tmp_path / "base.toml", BASE.replace('optimizer = { type = "adam", learning_rate = 0.01 }',
-                                               'optimizer = "rmsprop"'))
+    write(
+        tmp_path / "base.toml",
+        BASE.replace('optimizer = { type = "adam", learning_rate = 0.01 }', 'optimizer = "rmsprop"'),
+    )
     child = write(tmp_path / "c.toml", 'extends = "base.toml"\n[train.optimizer]\nlearning_rate = 0.2\n')
     assert spec.load(child)["train"]["optimizer"] == {"type": "rmsprop", "learning_rate": 0.2}

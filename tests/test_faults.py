@@ -38,8 +38,9 @@ run()
 
 
 def nnctl(*args, timeout=120, **kw):
-    return subprocess.run([sys.executable, "-m", "nnctl", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "nnctl", *map(str, args)], capture_output=True, text=True, timeout=timeout, **kw
+    )
 
 
 def epoch_of(path) -> int:
@@ -59,16 +60,22 @@ def slow_spec(tmp_path):
     rows = "\n".join(",".join(f"{v:.3f}" for v in r) + f",{int(r[0] > 0)}" for r in x)
     (tmp_path / "big.csv").write_text("a,b,c,d,e,f,g,h,y\n" + rows + "\n")
     path = tmp_path / "slow.toml"
-    path.write_text('[data]\ntrain = "big.csv"\n[[model.layers]]\ntype = "Dense"\nunits = 64\nactivation = "relu"\n'
-                    '[[model.layers]]\ntype = "Dense"\nunits = 2\nactivation = "softmax"\n'
-                    '[train]\nloss = "sparse_categorical_crossentropy"\nepochs = 50\nbatch_size = 1\n')
+    path.write_text(
+        '[data]\ntrain = "big.csv"\n[[model.layers]]\ntype = "Dense"\nunits = 64\nactivation = "relu"\n'
+        '[[model.layers]]\ntype = "Dense"\nunits = 2\nactivation = "softmax"\n'
+        '[train]\nloss = "sparse_categorical_crossentropy"\nepochs = 50\nbatch_size = 1\n'
+    )
     return path
 
 
 def start_slow(spec, out, *extra):
     """Start a slow run on ``out``; return once it holds the checkpoint lock and has had time to load its data."""
-    p = subprocess.Popen([sys.executable, "-m", "nnctl", "train", str(spec), "--out", str(out), "--quiet", *extra],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "nnctl", "train", str(spec), "--out", str(out), "--quiet", *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     lock = out.with_name(f".{out.name}.lock")
     for _ in range(600):
         if lock.exists() or p.poll() is not None:
@@ -98,8 +105,10 @@ def test_concurrent_runs_on_one_checkpoint_second_refuses(tmp_path, slow_spec):
     try:
         second = nnctl("train", IRIS_SPEC, "--epochs", "1", "--out", out, "--quiet")
         assert second.returncode == 2
-        assert second.stderr.strip() == (f"error: {out}: another nnctl run (pid {first.pid}) is writing this "
-                                         f"checkpoint; wait for it to finish or choose another --out")
+        assert second.stderr.strip() == (
+            f"error: {out}: another nnctl run (pid {first.pid}) is writing this "
+            f"checkpoint; wait for it to finish or choose another --out"
+        )
     finally:
         first.send_signal(signal.SIGINT)
         first.communicate(timeout=60)
@@ -110,8 +119,24 @@ def test_concurrent_runs_on_one_checkpoint_second_refuses(tmp_path, slow_spec):
 @pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
 def test_signal_during_final_write_still_saves(tmp_path, sig):
     out = tmp_path / "final.h5"
-    p = subprocess.run([sys.executable, "-c", SIGNAL_IN_WRITE, sig, "train", str(IRIS_SPEC), "--epochs", "2",
-                        "--out", str(out), "--quiet"], capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            SIGNAL_IN_WRITE,
+            sig,
+            "train",
+            str(IRIS_SPEC),
+            "--epochs",
+            "2",
+            "--out",
+            str(out),
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     if sig == "SIGINT":  # honoured after the write: the run is saved and the run folder written, exit 130
         assert p.returncode == 130, p.stderr
         line = p.stderr.strip()
@@ -126,8 +151,24 @@ def test_signal_during_final_write_still_saves(tmp_path, sig):
 
 def test_sigkill_mid_write_leaves_a_temp_the_next_run_removes(tmp_path):
     out = tmp_path / "k.h5"
-    p = subprocess.run([sys.executable, "-c", SIGNAL_IN_WRITE, "SIGKILL", "train", str(IRIS_SPEC), "--epochs", "1",
-                        "--out", str(out), "--quiet"], capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            SIGNAL_IN_WRITE,
+            "SIGKILL",
+            "train",
+            str(IRIS_SPEC),
+            "--epochs",
+            "1",
+            "--out",
+            str(out),
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert p.returncode == -signal.SIGKILL
     left = temps(tmp_path)
     assert not out.exists() and len(left) == 1 and left[0].startswith(".k.h5.")
@@ -147,8 +188,10 @@ def test_sigkill_mid_write_leaves_a_temp_the_next_run_removes(tmp_path):
 def _missing_data_spec(tmp_path):
     """A spec whose data file does not exist: an output error, not this one, proves outputs are checked first."""
     path = tmp_path / "nodata.toml"
-    path.write_text('[data]\ntrain = "missing.csv"\n[[model.layers]]\ntype = "Dense"\nunits = 2\n'
-                    'activation = "softmax"\n[train]\nloss = "sparse_categorical_crossentropy"\nepochs = 1\n')
+    path.write_text(
+        '[data]\ntrain = "missing.csv"\n[[model.layers]]\ntype = "Dense"\nunits = 2\n'
+        'activation = "softmax"\n[train]\nloss = "sparse_categorical_crossentropy"\nepochs = 1\n'
+    )
     return path
 
 
@@ -200,27 +243,38 @@ def test_files_follow_the_umask(tmp_path, umask, mode):
 def test_full_disk_one_line_old_file_kept(tmp_path, guarded):
     """A 2 MiB tmpfs in a user namespace, filled up: one line, the old file intact. The free-space check refuses
     before training; with it disabled, the final write fails and the old file is still intact."""
-    if shutil.which("unshare") is None or subprocess.run(
-            ["unshare", "-rm", "mount", "-t", "tmpfs", "-o", "size=2m", "none", str(tmp_path)],
-            capture_output=True).returncode != 0:
+    if (
+        shutil.which("unshare") is None
+        or subprocess.run(
+            ["unshare", "-rm", "mount", "-t", "tmpfs", "-o", "size=2m", "none", str(tmp_path)], capture_output=True
+        ).returncode
+        != 0
+    ):
         pytest.skip("unshare/mount of a tmpfs is not permitted here")
     old = tmp_path / "old.h5"
     assert nnctl("train", IRIS_SPEC, "--epochs", "1", "--out", old, "--quiet").returncode == 0
     disk = tmp_path / "disk"
     disk.mkdir()
-    cli = (f"{sys.executable} -m nnctl" if guarded else
-           f"{sys.executable} -c 'import sys, nnctl.guards as g; g.check_free_space = lambda *a: None; "
-           f"sys.argv[0] = \"nnctl\"; from nnctl.cli.main import run; run()'")
-    script = (f'mount -t tmpfs -o size=2m none {disk} && cp {old} {disk}/c.h5 && '
-              f'(head -c 4M /dev/zero > {disk}/fill 2>/dev/null; true) && '
-              f'{cli} train {IRIS_SPEC} --epochs 2 --out {disk}/c.h5 --run-dir {tmp_path}/r --quiet; '
-              f'echo "rc=$?"; cmp {old} {disk}/c.h5 && echo same; ls -a {disk}')
+    cli = (
+        f"{sys.executable} -m nnctl"
+        if guarded
+        else f"{sys.executable} -c 'import sys, nnctl.guards as g; g.check_free_space = lambda *a: None; "
+        f'sys.argv[0] = "nnctl"; from nnctl.cli.main import run; run()\''
+    )
+    script = (
+        f"mount -t tmpfs -o size=2m none {disk} && cp {old} {disk}/c.h5 && "
+        f"(head -c 4M /dev/zero > {disk}/fill 2>/dev/null; true) && "
+        f"{cli} train {IRIS_SPEC} --epochs 2 --out {disk}/c.h5 --run-dir {tmp_path}/r --quiet; "
+        f'echo "rc=$?"; cmp {old} {disk}/c.h5 && echo same; ls -a {disk}'
+    )
     p = subprocess.run(["unshare", "-rm", "sh", "-c", script], capture_output=True, text=True, timeout=120)
     assert "rc=2" in p.stdout, p.stdout + p.stderr
     if guarded:  # refused before training (nnctl/guards.py), which counts twice the checkpoint's size
-        assert p.stderr.strip().startswith(f"error: {disk}: checkpoint folder has 0.0 MiB free; the checkpoint "
-                                           f"needs about "), p.stderr
+        assert p.stderr.strip().startswith(
+            f"error: {disk}: checkpoint folder has 0.0 MiB free; the checkpoint needs about "
+        ), p.stderr
     else:
-        assert p.stderr.strip() == (f"error: {disk}/c.h5: cannot write (no space left on device); the previous "
-                                    f"file is unchanged")
+        assert p.stderr.strip() == (
+            f"error: {disk}/c.h5: cannot write (no space left on device); the previous file is unchanged"
+        )
     assert "same" in p.stdout and ".tmp" not in p.stdout

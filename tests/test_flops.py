@@ -14,14 +14,17 @@ HERE = pathlib.Path(__file__).resolve().parent
 
 
 def model(layers, input_shape):
-    spec = {"dtype": "float64", "model": {"layers": [dict(e, name=e.get("name", f"l{i}")) for i, e in
-                                                     enumerate(layers)]}}
+    spec = {
+        "dtype": "float64",
+        "model": {"layers": [dict(e, name=e.get("name", f"l{i}")) for i, e in enumerate(layers)]},
+    }
     return build_model(spec, input_shape, 0)
 
 
 def test_dense_with_and_without_bias_and_activation():
-    m = model([{"type": "Dense", "units": 16, "activation": "relu"},
-               {"type": "Dense", "units": 3, "use_bias": False}], (4,))
+    m = model(
+        [{"type": "Dense", "units": 16, "activation": "relu"}, {"type": "Dense", "units": 3, "use_bias": False}], (4,)
+    )
     per, total = model_flops(m)
     # 4 -> 16: 64 multiply-adds (128) + 16 bias adds + 16 relu; 16 -> 3: 48 multiply-adds, no bias
     assert per == {"l0": 2 * 4 * 16 + 16 + 16, "l1": 2 * 16 * 3}
@@ -35,8 +38,13 @@ def test_dense_on_a_sequence_counts_every_step():
 
 def test_conv2d_same_and_strided():
     # 8x8x3 input, 3x3 kernel, 4 filters, same padding: 64 positions x 4 filters x 27 multiply-adds
-    m = model([{"type": "Conv2D", "filters": 4, "kernel_size": 3, "padding": "same"},
-               {"type": "Conv2D", "filters": 2, "kernel_size": 2, "strides": 2, "use_bias": False}], (8, 8, 3))
+    m = model(
+        [
+            {"type": "Conv2D", "filters": 4, "kernel_size": 3, "padding": "same"},
+            {"type": "Conv2D", "filters": 2, "kernel_size": 2, "strides": 2, "use_bias": False},
+        ],
+        (8, 8, 3),
+    )
     per, _ = model_flops(m)
     assert per["l0"] == 2 * 8 * 8 * 4 * (3 * 3 * 3) + 8 * 8 * 4
     # 8x8x4 -> 4x4x2 with a 2x2 kernel: 16 positions x 2 filters x 16 multiply-adds
@@ -45,9 +53,14 @@ def test_conv2d_same_and_strided():
 
 def test_conv3d_and_its_pooling():
     # 4x4x4x2 input, 2x2x2 kernel, 3 filters, valid: 27 positions x 3 filters x 16 multiply-adds, 81 bias adds
-    m = model([{"type": "Conv3D", "filters": 3, "kernel_size": 2, "name": "c"},
-               {"type": "ZeroPadding3D", "padding": 1, "name": "z"},
-               {"type": "MaxPooling3D", "pool_size": 2, "name": "p"}], (4, 4, 4, 2))
+    m = model(
+        [
+            {"type": "Conv3D", "filters": 3, "kernel_size": 2, "name": "c"},
+            {"type": "ZeroPadding3D", "padding": 1, "name": "z"},
+            {"type": "MaxPooling3D", "pool_size": 2, "name": "p"},
+        ],
+        (4, 4, 4, 2),
+    )
     per, _ = model_flops(m)
     assert per["c"] == 2 * 27 * 3 * (2 * 2 * 2 * 2) + 27 * 3
     assert per["z"] == 0
@@ -75,26 +88,38 @@ def test_multi_head_attention_self():
 
 def test_dot_attention_cross():
     # query (5, 4) from a Dense, value = key = the input (5, 4): scores 5 x 5 x 4, weighted sum 5 x 5 x 4
-    m = model([{"type": "Dense", "units": 4, "name": "q"},
-               {"type": "Attention", "inputs": ["q", "input"], "name": "att"}], (5, 4))
+    m = model(
+        [{"type": "Dense", "units": 4, "name": "q"}, {"type": "Attention", "inputs": ["q", "input"], "name": "att"}],
+        (5, 4),
+    )
     assert model_flops(m)[0]["att"] == 2 * 5 * 5 * 4 + 2 * 5 * 5 * 4
 
 
 def test_time_distributed_and_bidirectional():
-    m = model([{"type": "TimeDistributed", "layer": {"type": "Dense", "units": 3}, "name": "td"},
-               {"type": "Bidirectional", "layer": {"type": "SimpleRNN", "units": 2}, "name": "bi"}], (4, 5))
+    m = model(
+        [
+            {"type": "TimeDistributed", "layer": {"type": "Dense", "units": 3}, "name": "td"},
+            {"type": "Bidirectional", "layer": {"type": "SimpleRNN", "units": 2}, "name": "bi"},
+        ],
+        (4, 5),
+    )
     per, _ = model_flops(m)
     assert per["td"] == 4 * (2 * 5 * 3 + 3)
     assert per["bi"] == 2 * 4 * (2 * 3 * 2 + 2 * 2 * 2 + 2)  # two directions, concat merge is free
 
 
 def test_pooling_merge_norm_and_zero_cost_layers():
-    m = model([{"type": "Conv2D", "filters": 2, "kernel_size": 1, "name": "c"},
-               {"type": "MaxPooling2D", "pool_size": 2, "name": "p"},
-               {"type": "BatchNormalization", "name": "bn"},
-               {"type": "Add", "inputs": ["bn", "p"], "name": "add"},
-               {"type": "Flatten", "name": "f"},
-               {"type": "Dropout", "rate": 0.5, "name": "d"}], (4, 4, 3))
+    m = model(
+        [
+            {"type": "Conv2D", "filters": 2, "kernel_size": 1, "name": "c"},
+            {"type": "MaxPooling2D", "pool_size": 2, "name": "p"},
+            {"type": "BatchNormalization", "name": "bn"},
+            {"type": "Add", "inputs": ["bn", "p"], "name": "add"},
+            {"type": "Flatten", "name": "f"},
+            {"type": "Dropout", "rate": 0.5, "name": "d"},
+        ],
+        (4, 4, 3),
+    )
     per, _ = model_flops(m)
     assert per["p"] == 2 * 2 * 2 * 4  # 8 outputs, 4 reads each
     assert per["bn"] == 2 * 8 and per["add"] == 8 and per["f"] == 0 and per["d"] == 0

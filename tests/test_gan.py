@@ -55,22 +55,35 @@ discriminator_optimizer = {{ type = "rmsprop", learning_rate = 0.002 }}
 """
 
 
-def tiny_spec(tmp_path, dtype="float32", latent="normal", d_act="linear", epochs=3, loss="non_saturating",
-              d_steps=1, smoothing=0.1, n=200):
+def tiny_spec(
+    tmp_path,
+    dtype="float32",
+    latent="normal",
+    d_act="linear",
+    epochs=3,
+    loss="non_saturating",
+    d_steps=1,
+    smoothing=0.1,
+    n=200,
+):
     """A dense GAN on two 2-D Gaussian blobs, written into tmp_path; returns the spec path."""
     rng = np.random.default_rng(0)
     side = rng.integers(0, 2, n)
     x = np.stack([np.where(side == 0, -2.0, 2.0) + 0.3 * rng.standard_normal(n), 1 + 0.3 * rng.standard_normal(n)], 1)
     np.savez(tmp_path / "blobs.npz", x=x, y=np.zeros(n))
     path = tmp_path / "gan.toml"
-    path.write_text(TINY.format(dtype=dtype, latent=latent, d_act=d_act, epochs=epochs, loss=loss, d_steps=d_steps,
-                                smoothing=smoothing))
+    path.write_text(
+        TINY.format(
+            dtype=dtype, latent=latent, d_act=d_act, epochs=epochs, loss=loss, d_steps=d_steps, smoothing=smoothing
+        )
+    )
     return path
 
 
 def nnctl(*args, cwd=None, timeout=300):
-    return subprocess.run([sys.executable, "-m", "nnctl", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "nnctl", *map(str, args)], capture_output=True, text=True, timeout=timeout, cwd=cwd
+    )
 
 
 def check_in_process(path):
@@ -120,8 +133,11 @@ def test_non_saturating_losses_are_binary_cross_entropies_with_their_gradients(t
     np.testing.assert_allclose(g_fake, _finite_difference(lambda f: loss(SCORES, f), SCORES_FAKE), atol=1e-8)
     v, g = gan_losses.generator_loss("non_saturating", SCORES_FAKE)
     assert float(v) == pytest.approx(np.mean(-np.log(_sigmoid(SCORES_FAKE).clip(1e-300))), rel=1e-9)
-    np.testing.assert_allclose(g, _finite_difference(lambda f: float(gan_losses.generator_loss("non_saturating", f)[0]),
-                                                     SCORES_FAKE), atol=1e-8)
+    np.testing.assert_allclose(
+        g,
+        _finite_difference(lambda f: float(gan_losses.generator_loss("non_saturating", f)[0]), SCORES_FAKE),
+        atol=1e-8,
+    )
     assert np.all(g[:-1] < 0) and g[-1] <= 0  # pushes every score up (sigma(40) is 1 in float64)
 
 
@@ -129,14 +145,17 @@ def test_hinge_losses_and_their_gradients():
     off_kink_real = np.array([[-2.0], [0.4], [1.6], [3.0]])  # away from s = 1, where relu(1 - s) has its kink
     off_kink_fake = np.array([[-3.0], [-0.5], [0.8]])
     v, g_real, g_fake = gan_losses.discriminator_loss("hinge", off_kink_real, off_kink_fake)
-    assert float(v) == pytest.approx(np.mean(np.maximum(0, 1 - off_kink_real)) + np.mean(np.maximum(0, 1 + off_kink_fake)))
+    assert float(v) == pytest.approx(
+        np.mean(np.maximum(0, 1 - off_kink_real)) + np.mean(np.maximum(0, 1 + off_kink_fake))
+    )
     loss = lambda r, f: float(gan_losses.discriminator_loss("hinge", r, f)[0])  # noqa: E731
     np.testing.assert_allclose(g_real, _finite_difference(lambda r: loss(r, off_kink_fake), off_kink_real), atol=1e-8)
     np.testing.assert_allclose(g_fake, _finite_difference(lambda f: loss(off_kink_real, f), off_kink_fake), atol=1e-8)
     v, g = gan_losses.generator_loss("hinge", off_kink_fake)
     assert float(v) == pytest.approx(-off_kink_fake.mean())
-    np.testing.assert_allclose(g, _finite_difference(lambda f: float(gan_losses.generator_loss("hinge", f)[0]),
-                                                     off_kink_fake), atol=1e-8)
+    np.testing.assert_allclose(
+        g, _finite_difference(lambda f: float(gan_losses.generator_loss("hinge", f)[0]), off_kink_fake), atol=1e-8
+    )
 
 
 # -- the alternation -----------------------------------------------------------------------------------
@@ -147,8 +166,7 @@ def _trainer(tmp_path, **kw):
     g.to_device()
     d.to_device()
     # plain SGD with learning rate 1: each step moves the weights by exactly minus the gradient
-    t = GanTrainer(g, d, SGD(learning_rate=1.0), SGD(learning_rate=1.0), s["train"], s["model"]["generator"],
-                       s["seed"])
+    t = GanTrainer(g, d, SGD(learning_rate=1.0), SGD(learning_rate=1.0), s["train"], s["model"]["generator"], s["seed"])
     return t, x[:16]
 
 
@@ -158,8 +176,10 @@ def _loss_of(trainer, model, flat, which, x, z):
     model.flat_params[...] = flat
     fake = trainer.g.forward(z, training=True)
     if which == "d":
-        v = float(gan_losses.real_term("non_saturating", trainer.d.forward(x, training=True), trainer.real_target)[0]
-                  + gan_losses.fake_term("non_saturating", trainer.d.forward(fake, training=True))[0])
+        v = float(
+            gan_losses.real_term("non_saturating", trainer.d.forward(x, training=True), trainer.real_target)[0]
+            + gan_losses.fake_term("non_saturating", trainer.d.forward(fake, training=True))[0]
+        )
     else:
         v = float(gan_losses.generator_loss("non_saturating", trainer.d.forward(fake, training=True))[0])
     model.flat_params[...] = saved
@@ -172,7 +192,9 @@ def _grad_by_differences(trainer, model, which, x, z, coords, eps=1e-6):
         up, down = model.flat_params.copy(), model.flat_params.copy()
         up[i] += eps
         down[i] -= eps
-        out.append((_loss_of(trainer, model, up, which, x, z) - _loss_of(trainer, model, down, which, x, z)) / (2 * eps))
+        out.append(
+            (_loss_of(trainer, model, up, which, x, z) - _loss_of(trainer, model, down, which, x, z)) / (2 * eps)
+        )
     return np.array(out)
 
 
@@ -224,6 +246,7 @@ def _interrupt_after(epoch):
     def emit(event):
         if event["event"] == "epoch" and event["epoch"] == epoch:
             os.kill(os.getpid(), signal.SIGINT)  # handled by the session: stop before the next batch
+
     return emit
 
 
@@ -290,8 +313,9 @@ def test_a_plain_checkpoint_is_not_resumed_by_a_gan_spec_nor_the_reverse(tmp_pat
 # -- generate, and the verbs that take one model -------------------------------------------------------
 def test_generate_is_seeded_and_writes_pngs_and_arrays(tmp_path):
     ckpt = tmp_path / "fast.h5"
-    p = nnctl("train", SPECS / "dcgan_mnist_fast.toml", "--out", ckpt, "--set", "data.subset=128", "--epochs", "1",
-              "-q")
+    p = nnctl(
+        "train", SPECS / "dcgan_mnist_fast.toml", "--out", ckpt, "--set", "data.subset=128", "--epochs", "1", "-q"
+    )
     assert p.returncode == 0, p.stderr
     a, b, c = (tmp_path / f"{n}.npy" for n in "abc")
     for out, seed in ((a, 5), (b, 5), (c, 6)):
@@ -314,8 +338,10 @@ def test_generate_is_seeded_and_writes_pngs_and_arrays(tmp_path):
         assert "a GAN checkpoint" in line and f"nnctl generate {ckpt}" in line
     s = nnctl("summary", ckpt, "--json")
     assert s.returncode == 0, s.stderr
-    assert [json.loads(line)["model"] for line in s.stdout.splitlines()] == [f"{ckpt} (generator)",
-                                                                           f"{ckpt} (discriminator)"]
+    assert [json.loads(line)["model"] for line in s.stdout.splitlines()] == [
+        f"{ckpt} (generator)",
+        f"{ckpt} (discriminator)",
+    ]
 
 
 def test_generate_refuses_a_plain_checkpoint_and_a_png_of_vectors(tmp_path):
@@ -376,22 +402,37 @@ def test_hostile_gan_specs_exit_2_with_one_line(tmp_path, old, new, message):
     assert all(line.startswith(f"error: {path}: ") for line in lines), err
 
 
-@pytest.mark.parametrize("which, start, end", [("generator", "[model.generator]", "[model.discriminator]"),
-                                               ("discriminator", "[model.discriminator]", "[train]")])
+@pytest.mark.parametrize(
+    "which, start, end",
+    [
+        ("generator", "[model.generator]", "[model.discriminator]"),
+        ("discriminator", "[model.discriminator]", "[train]"),
+    ],
+)
 def test_a_missing_model_is_one_line(tmp_path, which, start, end):
     path = tiny_spec(tmp_path)
     text = path.read_text()
-    path.write_text(text[:text.index(start)] + text[text.index(end):])
+    path.write_text(text[: text.index(start)] + text[text.index(end) :])
     code, err = check_in_process(path)
     assert code == 2
     assert err == f'error: {path}: model.{which}: required with train.mode = "gan" (a table with layers = [...])\n'
 
 
-@pytest.mark.parametrize("old,new,message", [
-    ('units = 1\nactivation = "linear"', 'units = 1\nactivation = "linear"\n[[model.discriminator.layers]]\n'
-     'type = "Reshape"\ntarget_shape = [1, 1]', "must output one score per sample, found output shape [1, 1]"),
-    ("units = 2\n", "units = 3\n", "model.generator: outputs samples of shape [3], but the data's samples have shape [2]"),
-])
+@pytest.mark.parametrize(
+    "old,new,message",
+    [
+        (
+            'units = 1\nactivation = "linear"',
+            'units = 1\nactivation = "linear"\n[[model.discriminator.layers]]\ntype = "Reshape"\ntarget_shape = [1, 1]',
+            "must output one score per sample, found output shape [1, 1]",
+        ),
+        (
+            "units = 2\n",
+            "units = 3\n",
+            "model.generator: outputs samples of shape [3], but the data's samples have shape [2]",
+        ),
+    ],
+)
 def test_shapes_known_only_with_the_data_exit_2_at_train(tmp_path, old, new, message):
     path = _edited(tmp_path, old, new)
     line = one_error_line(nnctl("train", path, "--out", tmp_path / "h.h5"))
@@ -421,8 +462,10 @@ def test_emulated_gpu_gan_training_and_sampling_equal_the_cpu_bit_for_bit(tmp_pa
         s = spec_mod.load(path)
         s["output"]["checkpoint"] = str(tmp_path / f"{device}.h5")
         gan.train(s, device=device)
-        outs[device] = checkpoint_arrays(tmp_path / f"{device}.h5"), gan.generate(tmp_path / f"{device}.h5", 5, 1,
-                                                                                   device)[0]
+        outs[device] = (
+            checkpoint_arrays(tmp_path / f"{device}.h5"),
+            gan.generate(tmp_path / f"{device}.h5", 5, 1, device)[0],
+        )
     assert backend.device == "gpu" and backend.xp is emulated_gpu
     (cpu, cpu_x), (gpu, gpu_x) = outs["cpu"], outs["gpu"]
     assert cpu.keys() == gpu.keys() and len(cpu) > 0

@@ -36,8 +36,7 @@ def _trainer(tmp_path, **kw):
     g, d = gan.build_pair(s, x.shape[1:])
     g.to_device()
     d.to_device()
-    t = GanTrainer(g, d, SGD(learning_rate=1.0), SGD(learning_rate=1.0), s["train"], s["model"]["generator"],
-                   s["seed"])
+    t = GanTrainer(g, d, SGD(learning_rate=1.0), SGD(learning_rate=1.0), s["train"], s["model"]["generator"], s["seed"])
     return t, x[:12]
 
 
@@ -63,8 +62,11 @@ def _g_loss(t, flat, z, labels):
     saved = t.g.flat_params.copy()
     t.g.flat_params[...] = flat
     fake = t.g.forward(np.concatenate([z, onehot(labels)], 1), training=True)
-    v = float(gan_losses.generator_loss("non_saturating", t.d.forward(np.concatenate([fake, onehot(labels)], 1),
-                                                                     training=True))[0])
+    v = float(
+        gan_losses.generator_loss(
+            "non_saturating", t.d.forward(np.concatenate([fake, onehot(labels)], 1), training=True)
+        )[0]
+    )
     t.g.flat_params[...] = saved
     return v
 
@@ -101,9 +103,12 @@ def test_a_discriminator_step_scores_reals_and_fakes_with_their_labels(tmp_path)
         saved = t.d.flat_params.copy()
         t.d.flat_params[...] = flat
         fake = t.g.forward(np.concatenate([z, onehot(labels)], 1), training=True)
-        v = (gan_losses.real_term("non_saturating", t.d.forward(np.concatenate([x, onehot(labels)], 1), True),
-                                  t.real_target)[0]
-             + gan_losses.fake_term("non_saturating", t.d.forward(np.concatenate([fake, onehot(labels)], 1), True))[0])
+        v = (
+            gan_losses.real_term(
+                "non_saturating", t.d.forward(np.concatenate([x, onehot(labels)], 1), True), t.real_target
+            )[0]
+            + gan_losses.fake_term("non_saturating", t.d.forward(np.concatenate([fake, onehot(labels)], 1), True))[0]
+        )
         t.d.flat_params[...] = saved
         return float(v)
 
@@ -143,24 +148,39 @@ def test_generate_draws_the_requested_classes_seeded_in_rows(tmp_path):
     assert info1["labels"] == [2, 2, 2]
     every, info_all = gan.generate(tmp_path / "c.h5", 7, seed=3, device="cpu")
     assert info_all["rows"] == [0, 1, 2] and info_all["labels"] == [0, 0, 0, 1, 1, 1, 2]
-    p = nnctl("generate", tmp_path / "c.h5", "--n", 4, "--labels", "2,0", "--seed", 3, "-o", tmp_path / "s.npy",
-              "--json")
+    p = nnctl(
+        "generate", tmp_path / "c.h5", "--n", 4, "--labels", "2,0", "--seed", 3, "-o", tmp_path / "s.npy", "--json"
+    )
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout)["labels"] == [2, 2, 0, 0]
-    q = nnctl("generate", tmp_path / "c.h5", "--n", 4, "--label", 2, "--label", 0, "--seed", 3, "-o",
-              tmp_path / "t.npy")
+    q = nnctl(
+        "generate", tmp_path / "c.h5", "--n", 4, "--label", 2, "--label", 0, "--seed", 3, "-o", tmp_path / "t.npy"
+    )
     assert q.returncode == 0, q.stderr
     np.testing.assert_array_equal(np.load(tmp_path / "s.npy"), np.load(tmp_path / "t.npy"))
 
 
 def test_a_conditional_grid_has_one_row_per_class(tmp_path):
     ckpt = tmp_path / "fast.h5"
-    p = nnctl("train", SPECS / "dcgan_mnist_fast.toml", "--out", ckpt, "--set", "data.subset=128", "--set",
-              "model.generator.classes=10", "--epochs", "1", "-q")
+    p = nnctl(
+        "train",
+        SPECS / "dcgan_mnist_fast.toml",
+        "--out",
+        ckpt,
+        "--set",
+        "data.subset=128",
+        "--set",
+        "model.generator.classes=10",
+        "--epochs",
+        "1",
+        "-q",
+    )
     assert p.returncode == 0, p.stderr
     from PIL import Image
 
-    assert nnctl("generate", ckpt, "--n", 6, "--labels", "1,4,7", "--scale", 1, "-o", tmp_path / "r.png").returncode == 0
+    assert (
+        nnctl("generate", ckpt, "--n", 6, "--labels", "1,4,7", "--scale", 1, "-o", tmp_path / "r.png").returncode == 0
+    )
     assert nnctl("generate", ckpt, "--n", 6, "--label", 4, "--scale", 1, "-o", tmp_path / "s.png").returncode == 0
     with Image.open(tmp_path / "r.png") as rows, Image.open(tmp_path / "s.png") as square:
         assert rows.size == (2 * 28 + 2, 3 * 28 + 2 * 2)  # 3 classes x 2 samples

@@ -23,8 +23,9 @@ def test_wasserstein_losses_and_their_gradients():
     np.testing.assert_allclose(g_fake, _finite_difference(lambda f: loss(S_REAL, f), S_FAKE), atol=1e-8)
     v, g = gan_losses.generator_loss("wgan_gp", S_FAKE)
     assert float(v) == pytest.approx(-S_FAKE.mean())
-    np.testing.assert_allclose(g, _finite_difference(lambda f: float(gan_losses.generator_loss("wgan_gp", f)[0]),
-                                                     S_FAKE), atol=1e-8)
+    np.testing.assert_allclose(
+        g, _finite_difference(lambda f: float(gan_losses.generator_loss("wgan_gp", f)[0]), S_FAKE), atol=1e-8
+    )
 
 
 def test_the_penalty_value_and_its_derivative_along_the_input_gradients():
@@ -50,8 +51,7 @@ def _critic(tmp_path, d_act="linear", classes=None, dtype="float64"):
     g, d = gan.build_pair(s, x.shape[1:])
     g.to_device()
     d.to_device()
-    t = GanTrainer(g, d, SGD(learning_rate=1.0), SGD(learning_rate=1.0), s["train"], s["model"]["generator"],
-                   s["seed"])
+    t = GanTrainer(g, d, SGD(learning_rate=1.0), SGD(learning_rate=1.0), s["train"], s["model"]["generator"], s["seed"])
     return t, x[:10]
 
 
@@ -61,15 +61,16 @@ def _penalty_of(t, flat, x_hat, labels=None):
     t.d.flat_params[...] = flat
     inp = x_hat if labels is None else np.concatenate([x_hat, onehot(labels)], 1)
     s = t._score(inp)
-    gx = t._backward_d(np.ones_like(s))[:, :x_hat.shape[1]]
+    gx = t._backward_d(np.ones_like(s))[:, : x_hat.shape[1]]
     t.d.flat_params[...] = saved
-    return t.gp_weight * np.mean((np.sqrt((gx ** 2).sum(1)) - 1) ** 2)
+    return t.gp_weight * np.mean((np.sqrt((gx**2).sum(1)) - 1) ** 2)
 
 
 @pytest.mark.parametrize("case", ["linear", "sigmoid", "conditional"])
 def test_the_penalty_gradient_equals_finite_differences_of_the_penalty_in_the_weights(tmp_path, case):
-    t, x = _critic(tmp_path, d_act="sigmoid" if case == "sigmoid" else "linear",
-                   classes=3 if case == "conditional" else None)
+    t, x = _critic(
+        tmp_path, d_act="sigmoid" if case == "sigmoid" else "linear", classes=3 if case == "conditional" else None
+    )
     labels = np.arange(len(x)) % 3 if case == "conditional" else None
     # points away from the data (a large gradient) and near it, so the weights w_i take both signs
     x_hat = np.concatenate([x[:5] * 3, x[5:] * 0.2])
@@ -79,7 +80,7 @@ def test_the_penalty_gradient_equals_finite_differences_of_the_penalty_in_the_we
     theta = t.d.flat_params.copy()
     norms = []
     for i in range(len(x_hat)):
-        inp = x_hat[i:i + 1] if labels is None else np.concatenate([x_hat[i:i + 1], onehot(labels[i:i + 1])], 1)
+        inp = x_hat[i : i + 1] if labels is None else np.concatenate([x_hat[i : i + 1], onehot(labels[i : i + 1])], 1)
         s = t._score(inp)
         norms.append(np.sqrt((t._backward_d(np.ones_like(s))[:, :2] ** 2).sum()))
     assert min(norms) < 1 < max(norms)
@@ -154,14 +155,23 @@ def test_wgan_gp_trains_from_the_cli(tmp_path):
     assert np.all(np.isfinite(np.load(tmp_path / "w.npy")))
 
 
-@pytest.mark.parametrize("old, new, message", [
-    ("label_smoothing = 0.1", "label_smoothing = 0.1",
-     "train.gan.label_smoothing: applies to the non_saturating loss only; expected 0 with loss = 'wgan_gp'"),
-    ('[[model.discriminator.layers]]\ntype = "Dense"\nunits = 1', '[[model.discriminator.layers]]\ntype = '
-     '"BatchNormalization"\n[[model.discriminator.layers]]\ntype = "Dense"\nunits = 1',
-     "model.discriminator.layers[1] (batch_normalization): expected no BatchNormalization with loss = 'wgan_gp'"),
-    ("d_steps = 1", "d_steps = 1\ngradient_penalty = -1", "train.gan.gradient_penalty"),
-])
+@pytest.mark.parametrize(
+    "old, new, message",
+    [
+        (
+            "label_smoothing = 0.1",
+            "label_smoothing = 0.1",
+            "train.gan.label_smoothing: applies to the non_saturating loss only; expected 0 with loss = 'wgan_gp'",
+        ),
+        (
+            '[[model.discriminator.layers]]\ntype = "Dense"\nunits = 1',
+            "[[model.discriminator.layers]]\ntype = "
+            '"BatchNormalization"\n[[model.discriminator.layers]]\ntype = "Dense"\nunits = 1',
+            "model.discriminator.layers[1] (batch_normalization): expected no BatchNormalization with loss = 'wgan_gp'",
+        ),
+        ("d_steps = 1", "d_steps = 1\ngradient_penalty = -1", "train.gan.gradient_penalty"),
+    ],
+)
 def test_hostile_wgan_gp_specs_exit_2_with_one_line(tmp_path, old, new, message):
     path = tiny_spec(tmp_path, loss="wgan_gp", smoothing=0.1 if "smoothing" in message else 0)
     text = path.read_text()

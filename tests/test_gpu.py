@@ -25,7 +25,7 @@ runner = CliRunner()
 def _real_gpu() -> bool:
     if not backend._gpu_installed():
         return False
-    import cupy  # noqa: PLC0415
+    import cupy
 
     return getattr(cupy, "__version__", "") != "emulated" and backend.gpu_status()[0]
 
@@ -65,8 +65,11 @@ def test_gpu_without_a_driver_says_so(tmp_path, monkeypatch):
 
     cupy = types.ModuleType("cupy")
     cupy.__version__ = "14.0.0"
-    cupy.cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(
-        getDeviceCount=no_driver, runtimeGetVersion=lambda: 13000, driverGetVersion=lambda: 0))
+    cupy.cuda = types.SimpleNamespace(
+        runtime=types.SimpleNamespace(
+            getDeviceCount=no_driver, runtimeGetVersion=lambda: 13000, driverGetVersion=lambda: 0
+        )
+    )
     monkeypatch.setitem(sys.modules, "cupy", cupy)
     monkeypatch.setattr(backend, "_gpu_installed", lambda: True)
     monkeypatch.setenv("NNCTL_DEVICE", "gpu")
@@ -123,30 +126,43 @@ def test_evaluate_and_predict_on_the_gpu_match_the_cpu(tmp_path, emulated_gpu):
         np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize("name, rows, copies_per_batch", [
-    ("digits_mlp.toml", 1438, 3),  # inputs, targets and the Dropout mask (drawn on the host: CPU and GPU agree)
-    ("text_transformer.toml", 800, 2),  # inputs and targets: padding masks and causal masks are made on the device
-    ("text_gru.toml", 800, 2),  # a masked Bidirectional GRU
-])
+@pytest.mark.parametrize(
+    "name, rows, copies_per_batch",
+    [
+        ("digits_mlp.toml", 1438, 3),  # inputs, targets and the Dropout mask (drawn on the host: CPU and GPU agree)
+        ("text_transformer.toml", 800, 2),  # inputs and targets: padding masks and causal masks are made on the device
+        ("text_gru.toml", 800, 2),  # a masked Bidirectional GRU
+    ],
+)
 def test_training_reads_nothing_back_per_batch(tmp_path, emulated_gpu, name, rows, copies_per_batch):
     """Host reads per epoch do not grow with the number of batches (losses and metrics stay on the device
     until the epoch ends), and host-to-device copies grow by a fixed few per batch."""
+
     def per_epoch(batch_size):
-        s = load_spec(name, tmp_path / str(batch_size), "train.epochs=2", f"train.batch_size={batch_size}",
-                      f"data.subset={rows}")
+        s = load_spec(
+            name, tmp_path / str(batch_size), "train.epochs=2", f"train.batch_size={batch_size}", f"data.subset={rows}"
+        )
         del s["data"]["validation"]
         s["train"].pop("early_stopping", None)
         counts = []
-        run.train(s, device="gpu", emit=lambda e: counts.append((emulated_gpu.host_reads, emulated_gpu.host_copies))
-                  if e.get("event") == "epoch" else None)
+        run.train(
+            s,
+            device="gpu",
+            emit=lambda e: (
+                counts.append((emulated_gpu.host_reads, emulated_gpu.host_copies))
+                if e.get("event") == "epoch"
+                else None
+            ),
+        )
         (r0, c0), (r1, c1) = counts
         return r1 - r0, c1 - c0  # the second epoch: no start-up work
 
     big, small = rows // 2, rows // 32
     (reads_few, copies_few), (reads_many, copies_many) = per_epoch(big), per_epoch(small)
     batches_few, batches_many = -(-rows // big), -(-rows // small)
-    assert reads_many == reads_few < 10, f"host reads per epoch: {reads_many} with {batches_many} batches, " \
-                                         f"{reads_few} with {batches_few}"
+    assert reads_many == reads_few < 10, (
+        f"host reads per epoch: {reads_many} with {batches_many} batches, {reads_few} with {batches_few}"
+    )
     assert copies_many - copies_few == copies_per_batch * (batches_many - batches_few), (copies_few, copies_many)
 
 

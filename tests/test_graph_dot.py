@@ -87,8 +87,14 @@ def test_dot_names_every_layer_and_draws_branches(tmp_path):
     assert nodes["out"]["label"].split("\n")[1:4] == ["Dense", "(None, 1)", "7 params"]
     assert "FLOPs" in nodes["out"]["label"] and "dashed" in nodes["from_c"]["style"]
     pairs = {(a, b): attrs.get("label") for a, b, attrs in edges}
-    assert pairs == {("input", "enc"): None, ("enc", "from_h"): "1", ("enc", "from_c"): "2",
-                     ("from_h", "cat"): None, ("from_c", "cat"): None, ("cat", "out"): None}
+    assert pairs == {
+        ("input", "enc"): None,
+        ("enc", "from_h"): "1",
+        ("enc", "from_c"): "2",
+        ("from_h", "cat"): None,
+        ("from_c", "cat"): None,
+        ("cat", "out"): None,
+    }
 
 
 def test_dot_of_a_shipped_residual_spec_to_a_file(tmp_path):

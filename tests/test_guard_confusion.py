@@ -24,12 +24,15 @@ def trained(tmp_path_factory):
     x = centres[y] + rng.normal(0, 0.8, (90, 2))
     labels = np.array(["a", "b", "c"])[y]
     (tmp / "d.csv").write_text("u,v,label\n" + "".join(f"{p:.4f},{q:.4f},{c}\n" for (p, q), c in zip(x, labels)))
-    (tmp / "s.toml").write_text(f'name = "cm"\n[data]\ntrain = "{tmp / "d.csv"}"\n[[model.layers]]\ntype = "Dense"\n'
-                                'units = 8\nactivation = "relu"\n[[model.layers]]\ntype = "Dense"\nunits = 3\n'
-                                'activation = "softmax"\n[train]\nloss = "categorical_crossentropy"\nepochs = 30\n'
-                                f'optimizer = {{type = "adam", learning_rate = 0.05}}\n[output]\ncheckpoint = "{tmp / "cm.h5"}"\n')
-    p = subprocess.run([sys.executable, "-m", "nnctl", "train", tmp / "s.toml", "--quiet"], capture_output=True,
-                       text=True, timeout=120)
+    (tmp / "s.toml").write_text(
+        f'name = "cm"\n[data]\ntrain = "{tmp / "d.csv"}"\n[[model.layers]]\ntype = "Dense"\n'
+        'units = 8\nactivation = "relu"\n[[model.layers]]\ntype = "Dense"\nunits = 3\n'
+        'activation = "softmax"\n[train]\nloss = "categorical_crossentropy"\nepochs = 30\n'
+        f'optimizer = {{type = "adam", learning_rate = 0.05}}\n[output]\ncheckpoint = "{tmp / "cm.h5"}"\n'
+    )
+    p = subprocess.run(
+        [sys.executable, "-m", "nnctl", "train", tmp / "s.toml", "--quiet"], capture_output=True, text=True, timeout=120
+    )
     assert p.returncode == 0, p.stderr
     return tmp, tmp / "cm.h5", x, labels
 
@@ -50,8 +53,9 @@ def test_one_forward_pass_and_the_report_s_counts(trained, monkeypatch):
     tmp, ckpt, x, labels = trained
     rows = _counting(monkeypatch)
     png = tmp / "cm.png"
-    r = CliRunner().invoke(app, ["evaluate", str(ckpt), "--data", str(tmp / "d.csv"), "--json",
-                                 "--confusion-matrix", str(png)])
+    r = CliRunner().invoke(
+        app, ["evaluate", str(ckpt), "--data", str(tmp / "d.csv"), "--json", "--confusion-matrix", str(png)]
+    )
     assert r.exit_code == 0, r.output
     assert sum(rows) == len(x)  # every row once: no second restore-and-predict for the picture
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -72,8 +76,9 @@ def test_an_unwritable_png_path_fails_before_evaluating(trained, monkeypatch):
     tmp, ckpt, _, _ = trained
     rows = _counting(monkeypatch)
     (tmp / "folder.png").mkdir(exist_ok=True)
-    r = CliRunner().invoke(app, ["evaluate", str(ckpt), "--data", str(tmp / "d.csv"),
-                                 "--confusion-matrix", str(tmp / "folder.png")])
+    r = CliRunner().invoke(
+        app, ["evaluate", str(ckpt), "--data", str(tmp / "d.csv"), "--confusion-matrix", str(tmp / "folder.png")]
+    )
     assert r.exit_code == 2 and "folder.png" in r.stderr and "folder" in r.stderr
     assert rows == []
 
@@ -82,12 +87,18 @@ def test_a_regression_model_is_refused(tmp_path):
     rng = np.random.default_rng(1)
     x = rng.normal(size=(40, 2))
     (tmp_path / "r.csv").write_text("u,v,price\n" + "".join(f"{p},{q},{p + q}\n" for p, q in x))
-    (tmp_path / "r.toml").write_text(f'name = "r"\n[data]\ntrain = "{tmp_path / "r.csv"}"\n[[model.layers]]\n'
-                                     'type = "Dense"\nunits = 1\n[train]\nloss = "mse"\nepochs = 1\n'
-                                     f'[output]\ncheckpoint = "{tmp_path / "r.h5"}"\n')
+    (tmp_path / "r.toml").write_text(
+        f'name = "r"\n[data]\ntrain = "{tmp_path / "r.csv"}"\n[[model.layers]]\n'
+        'type = "Dense"\nunits = 1\n[train]\nloss = "mse"\nepochs = 1\n'
+        f'[output]\ncheckpoint = "{tmp_path / "r.h5"}"\n'
+    )
     cmd = [sys.executable, "-m", "nnctl"]
     assert subprocess.run([*cmd, "train", tmp_path / "r.toml", "-q"], capture_output=True, timeout=120).returncode == 0
-    p = subprocess.run([*cmd, "evaluate", tmp_path / "r.h5", "--data", tmp_path / "r.csv", "--confusion-matrix",
-                        tmp_path / "cm.png"], capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        [*cmd, "evaluate", tmp_path / "r.h5", "--data", tmp_path / "r.csv", "--confusion-matrix", tmp_path / "cm.png"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert p.returncode == 2 and p.stderr.strip().splitlines() == [p.stderr.strip()]
     assert "regression model" in p.stderr and not (tmp_path / "cm.png").exists()

@@ -26,12 +26,12 @@ def folder(root: pathlib.Path, per_class: int, side: int, classes: int = 3, seed
         d.mkdir(parents=True, exist_ok=True)
         for i in range(per_class):
             a = rng.integers(0, 80, (side, side, 3)).astype(np.uint8)
-            a[c * side // classes:(c + 1) * side // classes, :, c] = 250  # a bright band per class
+            a[c * side // classes : (c + 1) * side // classes, :, c] = 250  # a bright band per class
             Image.fromarray(a).save(d / f"{i:03d}.png", compress_level=1)
     return root
 
 
-SPEC = '''name = "im"
+SPEC = """name = "im"
 [data]
 train = "{train}"
 rescale = "1/255"
@@ -54,14 +54,25 @@ epochs = {epochs}
 batch_size = 8
 [output]
 checkpoint = "{out}"
-'''
+"""
 
 
-def spec(tmp, train, stream, out, epochs=3, extra="", first="Conv2D", first_keys='filters = 4\nkernel_size = 3',
-         units=3):
+def spec(
+    tmp, train, stream, out, epochs=3, extra="", first="Conv2D", first_keys="filters = 4\nkernel_size = 3", units=3
+):
     path = tmp / f"{out}.toml"
-    path.write_text(SPEC.format(train=train, stream=stream, out=tmp / f"{out}.h5", epochs=epochs, extra=extra,
-                                first=first, first_keys=first_keys, units=units))
+    path.write_text(
+        SPEC.format(
+            train=train,
+            stream=stream,
+            out=tmp / f"{out}.h5",
+            epochs=epochs,
+            extra=extra,
+            first=first,
+            first_keys=first_keys,
+            units=units,
+        )
+    )
     return path
 
 
@@ -111,11 +122,11 @@ def test_each_batch_is_decoded_once_and_the_next_one_in_the_background(tmp_path,
     assert sorted(order.tolist()) == list(range(20))
     whole = images.read_images(files, "rgb", None)
     for b in range(0, 20, 6):  # batches of 6, 6, 6 and 2, as the trainer takes them
-        got = np.take(rows, order[b:b + 6], axis=0)
-        np.testing.assert_array_equal(got, whole[order[b:b + 6]])
+        got = np.take(rows, order[b : b + 6], axis=0)
+        np.testing.assert_array_equal(got, whole[order[b : b + 6]])
     first, *rest = decoded
     assert first == ("MainThread", sorted(order[:6].tolist()))  # the first batch: nothing foreseen it
-    assert [sorted(order[b:b + 6].tolist()) for b in range(6, 20, 6)] == [r for _, r in rest]
+    assert [sorted(order[b : b + 6].tolist()) for b in range(6, 20, 6)] == [r for _, r in rest]
     assert all(name.startswith("nnctl-prefetch") for name, _ in rest)  # decoded ahead, by the prefetch thread
     assert sum(len(r) for _, r in decoded) == 20  # each image once
 
@@ -135,8 +146,7 @@ def test_streaming_bounds_peak_memory(tmp_path):
     imgs = folder(tmp_path / "imgs", 60, 224, classes=2)
     peaks = {}
     for stream in ("memory", "batches"):
-        path = spec(tmp_path, imgs, stream, stream, epochs=1, first="GlobalAveragePooling2D", first_keys="",
-                    units=2)
+        path = spec(tmp_path, imgs, stream, stream, epochs=1, first="GlobalAveragePooling2D", first_keys="", units=2)
         text = path.read_text().replace('type = "Flatten"', 'type = "Dropout"\nrate = 0.0')
         path.write_text(text.replace('normalize = "standard"\n', "").replace("validation = { split = 0.25 }\n", ""))
         code, _, err, peaks[stream] = nnctl("train", path, "--quiet")

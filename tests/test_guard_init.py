@@ -12,8 +12,9 @@ import pytest
 
 
 def nnctl(*args, cwd=None):
-    p = subprocess.run([sys.executable, "-m", "nnctl", *map(str, args)], capture_output=True, text=True, cwd=cwd,
-                       timeout=180)
+    p = subprocess.run(
+        [sys.executable, "-m", "nnctl", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=180
+    )
     return p.returncode, p.stdout, p.stderr
 
 
@@ -68,12 +69,15 @@ def test_init_refuses_rows_without_a_target(tmp_path):
     assert not (tmp_path / "people.toml").exists()
 
 
-@pytest.mark.parametrize("cells, kind", [
-    (["1", "2.5", "", "-3e2"], ("number", 1, 3)),
-    (["a", "b", "a", "NA", "b", "?"], ("category", 2, 2)),
-    ([f"id{i}" for i in range(10)], ("text", 0, 10)),  # 10 distinct of 10 rows: more than half
-    (["", "na", "N/A"], ("empty", 3, 0)),
-])
+@pytest.mark.parametrize(
+    "cells, kind",
+    [
+        (["1", "2.5", "", "-3e2"], ("number", 1, 3)),
+        (["a", "b", "a", "NA", "b", "?"], ("category", 2, 2)),
+        ([f"id{i}" for i in range(10)], ("text", 0, 10)),  # 10 distinct of 10 rows: more than half
+        (["", "na", "N/A"], ("empty", 3, 0)),
+    ],
+)
 def test_column_kinds(cells, kind):
     from nnctl.starter import _column_kind
 

@@ -13,8 +13,14 @@ FEATURES = ["a", "b", "c", "d"]
 
 
 def nnctl(*args, input=None, cwd=None):
-    p = subprocess.run([sys.executable, "-m", "nnctl", *map(str, args)], input=input, capture_output=True,
-                       text=True, cwd=cwd, timeout=120)
+    p = subprocess.run(
+        [sys.executable, "-m", "nnctl", *map(str, args)],
+        input=input,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=120,
+    )
     return p.returncode, p.stdout, p.stderr
 
 
@@ -28,10 +34,12 @@ def one_error(code, out, err):
 
 def _spec(tmp, train, name):
     path = tmp / f"{name}.toml"
-    path.write_text(f'name = "{name}"\n[data]\ntrain = "{train}"\n[[model.layers]]\ntype = "Dense"\nunits = 5\n'
-                    'activation = "relu"\n[[model.layers]]\ntype = "Dense"\nunits = 3\nactivation = "softmax"\n'
-                    '[train]\nloss = "sparse_categorical_crossentropy"\nepochs = 1\n'
-                    f'[output]\ncheckpoint = "{tmp / name}.h5"\n')
+    path.write_text(
+        f'name = "{name}"\n[data]\ntrain = "{train}"\n[[model.layers]]\ntype = "Dense"\nunits = 5\n'
+        'activation = "relu"\n[[model.layers]]\ntype = "Dense"\nunits = 3\nactivation = "softmax"\n'
+        '[train]\nloss = "sparse_categorical_crossentropy"\nepochs = 1\n'
+        f'[output]\ncheckpoint = "{tmp / name}.h5"\n'
+    )
     return path
 
 
@@ -41,8 +49,9 @@ def ckpts(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("finite")
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(60, 4)), rng.integers(0, 3, 60)
-    (tmp / "d.csv").write_text(",".join(FEATURES) + ",label\n"
-                               + "".join(",".join(f"{v:.3f}" for v in r) + f",{c}\n" for r, c in zip(x, y)))
+    (tmp / "d.csv").write_text(
+        ",".join(FEATURES) + ",label\n" + "".join(",".join(f"{v:.3f}" for v in r) + f",{c}\n" for r, c in zip(x, y))
+    )
     np.savez(tmp / "d.npz", x=x, y=y)
     for name, data in (("csv", "d.csv"), ("arr", "d.npz")):
         code, _, err = nnctl("train", _spec(tmp, tmp / data, name), "--quiet")
@@ -64,13 +73,21 @@ def _idx_float32(x):
 PREDICT = [
     ("arr", "p.npy", lambda p: np.save(p, _bad(np.nan)), ["p.npy", "row 1, column 2", "nan"]),
     ("arr", "p.npz", lambda p: np.savez(p, x=_bad(np.inf, 2, 0)), ["p.npz", "'x'", "row 2, column 0", "inf"]),
-    ("arr", "p.h5", lambda p: h5py.File(p, "w").create_dataset("x", data=_bad(-np.inf, 0, 3)).file.close(),
-     ["p.h5", "'x'", "row 0, column 3", "-inf"]),
+    (
+        "arr",
+        "p.h5",
+        lambda p: h5py.File(p, "w").create_dataset("x", data=_bad(-np.inf, 0, 3)).file.close(),
+        ["p.h5", "'x'", "row 0, column 3", "-inf"],
+    ),
     ("arr", "p.idx", lambda p: p.write_bytes(_idx_float32(_bad(np.nan, 2, 1))), ["p.idx", "row 2, column 1", "nan"]),
     ("csv", "p.csv", lambda p: p.write_text("a,b,c,d\n1,2,3,4\n1,2,3,-inf\n"), ["p.csv", "line 3", "'d'", "-inf"]),
     # finite, but out of float32's range once read: would be a NaN probability
-    ("csv", "big.csv", lambda p: p.write_text("a,b,c,d\n1,2,3,4\n1e300,2,3,4\n"),
-     ["big.csv", "row 1, column 0", "out of range", "float32"]),
+    (
+        "csv",
+        "big.csv",
+        lambda p: p.write_text("a,b,c,d\n1,2,3,4\n1e300,2,3,4\n"),
+        ["big.csv", "row 1, column 0", "out of range", "float32"],
+    ),
 ]
 
 
@@ -84,10 +101,13 @@ def test_predict_refuses_non_finite_inputs(ckpts, kind, name, write, words):
             assert w in line, (w, line)
 
 
-@pytest.mark.parametrize("text, words", [
-    ('{"a": 1, "b": 2, "c": NaN, "d": 4}\n', ["stdin", "line 1", "feature 'c'", "nan"]),
-    ('[1, 2, 3, 4]\n\n[1, Infinity, 3, 4]\n', ["stdin", "line 3", "feature 'b'", "inf"]),
-])
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ('{"a": 1, "b": 2, "c": NaN, "d": 4}\n', ["stdin", "line 1", "feature 'c'", "nan"]),
+        ("[1, 2, 3, 4]\n\n[1, Infinity, 3, 4]\n", ["stdin", "line 3", "feature 'b'", "inf"]),
+    ],
+)
 def test_predict_refuses_non_finite_json_lines(ckpts, text, words):
     line = one_error(*nnctl("predict", ckpts[0], "-", input=text))
     for w in words:
@@ -98,8 +118,12 @@ EVALUATE = [
     ("arr", "e.npz", lambda p: np.savez(p, x=_bad(np.nan), y=np.array([0, 1, 2])), ["e.npz", "'x'", "row 1, column 2"]),
     ("arr", "e.h5", lambda p: _h5(p, _bad(np.inf, 0, 0)), ["e.h5", "'x'", "row 0, column 0", "inf"]),
     ("csv", "e.csv", lambda p: p.write_text("a,b,c,d,label\n1,2,3,4,0\n1,2,nan,4,1\n"), ["e.csv", "line 3", "'c'"]),
-    ("csv", "ebig.csv", lambda p: p.write_text("a,b,c,d,label\n1,2,3,4,0\n1,2,3,-1e300,1\n"),
-     ["ebig.csv", "row 1, column 3", "out of range"]),
+    (
+        "csv",
+        "ebig.csv",
+        lambda p: p.write_text("a,b,c,d,label\n1,2,3,4,0\n1,2,3,-1e300,1\n"),
+        ["ebig.csv", "row 1, column 3", "out of range"],
+    ),
 ]
 
 

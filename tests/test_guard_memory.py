@@ -27,9 +27,11 @@ def one_error(code, err):
 
 def _huge_check_spec(tmp, units=UNITS):
     path = tmp / "huge.toml"
-    path.write_text('[data]\ntrain = "unused.csv"\n[model]\ninput_shape = [512]\n[[model.layers]]\ntype = "Dense"\n'
-                    f'units = {units}\n[[model.layers]]\ntype = "Dense"\nunits = 10\nactivation = "softmax"\n'
-                    '[train]\nloss = "sparse_categorical_crossentropy"\nbatch_size = 32\n')
+    path.write_text(
+        '[data]\ntrain = "unused.csv"\n[model]\ninput_shape = [512]\n[[model.layers]]\ntype = "Dense"\n'
+        f'units = {units}\n[[model.layers]]\ntype = "Dense"\nunits = 10\nactivation = "softmax"\n'
+        '[train]\nloss = "sparse_categorical_crossentropy"\nbatch_size = 32\n'
+    )
     return path
 
 
@@ -51,10 +53,12 @@ def test_train_refuses_before_allocating_and_writes_nothing(tmp_path):
     rng = np.random.default_rng(0)
     np.savez(tmp_path / "d.npz", x=rng.normal(size=(20, 4)), y=rng.integers(0, 3, 20))
     path = tmp_path / "t.toml"
-    path.write_text(f'name = "t"\n[data]\ntrain = "{tmp_path / "d.npz"}"\n[[model.layers]]\ntype = "Dense"\n'
-                    f'units = {UNITS}\n[[model.layers]]\ntype = "Dense"\nunits = 3\nactivation = "softmax"\n'
-                    '[train]\nloss = "sparse_categorical_crossentropy"\nepochs = 1\noptimizer = "sgd"\n'
-                    f'[output]\ncheckpoint = "{tmp_path / "t.h5"}"\n')
+    path.write_text(
+        f'name = "t"\n[data]\ntrain = "{tmp_path / "d.npz"}"\n[[model.layers]]\ntype = "Dense"\n'
+        f'units = {UNITS}\n[[model.layers]]\ntype = "Dense"\nunits = 3\nactivation = "softmax"\n'
+        '[train]\nloss = "sparse_categorical_crossentropy"\nepochs = 1\noptimizer = "sgd"\n'
+        f'[output]\ncheckpoint = "{tmp_path / "t.h5"}"\n'
+    )
     code, _, err, rss_mb = nnctl("train", path, "--quiet")
     line = one_error(code, err)
     params = 4 * UNITS + UNITS + UNITS * 3 + 3  # plain SGD keeps no slot
@@ -73,10 +77,13 @@ def test_the_override_skips_the_estimate(tmp_path):
     spec = _huge_check_spec(tmp_path, units)
 
     def run(*extra):
-        limited = ("import resource, runpy, sys\nresource.setrlimit(resource.RLIMIT_AS, (1536 << 20, "
-                   "resource.RLIM_INFINITY))\nsys.argv[0] = 'nnctl'\nrunpy.run_module('nnctl', run_name='__main__')\n")
-        p = subprocess.run([sys.executable, "-c", limited, "check", spec, *extra], capture_output=True, text=True,
-                           timeout=120)
+        limited = (
+            "import resource, runpy, sys\nresource.setrlimit(resource.RLIMIT_AS, (1536 << 20, "
+            "resource.RLIM_INFINITY))\nsys.argv[0] = 'nnctl'\nrunpy.run_module('nnctl', run_name='__main__')\n"
+        )
+        p = subprocess.run(
+            [sys.executable, "-c", limited, "check", spec, *extra], capture_output=True, text=True, timeout=120
+        )
         return p.returncode, p.stderr
 
     if resource.getrlimit(resource.RLIMIT_AS)[0] != resource.RLIM_INFINITY:
@@ -97,10 +104,12 @@ def test_memory_check_false_trains_a_model_the_estimate_refuses(tmp_path, monkey
     rng = np.random.default_rng(0)
     np.savez(tmp_path / "d.npz", x=rng.normal(size=(20, 4)), y=rng.integers(0, 3, 20))
     path = tmp_path / "s.toml"
-    path.write_text(f'name = "s"\n[data]\ntrain = "{tmp_path / "d.npz"}"\n[[model.layers]]\ntype = "Dense"\n'
-                    'units = 5\n[[model.layers]]\ntype = "Dense"\nunits = 3\nactivation = "softmax"\n'
-                    '[train]\nloss = "sparse_categorical_crossentropy"\nepochs = 1\nbatch_size = "full"\n'
-                    f'[output]\ncheckpoint = "{tmp_path / "s.h5"}"\n')
+    path.write_text(
+        f'name = "s"\n[data]\ntrain = "{tmp_path / "d.npz"}"\n[[model.layers]]\ntype = "Dense"\n'
+        'units = 5\n[[model.layers]]\ntype = "Dense"\nunits = 3\nactivation = "softmax"\n'
+        '[train]\nloss = "sparse_categorical_crossentropy"\nepochs = 1\nbatch_size = "full"\n'
+        f'[output]\ncheckpoint = "{tmp_path / "s.h5"}"\n'
+    )
     # Dense(4 -> 5) + Dense(5 -> 3) = 43 float32 parameters, Adam: 43 x 4 x 4 bytes; a full batch of 20 rows
     # keeps 20 x (5 + 3) outputs
     need = 43 * 4 * 4 + 20 * 8 * 4

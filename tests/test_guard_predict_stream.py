@@ -16,8 +16,9 @@ FEATURES = ["a", "b", "c", "d"]
 
 
 def nnctl(*args, input=None):
-    p = subprocess.run([sys.executable, "-m", "nnctl", *map(str, args)], input=input, capture_output=True, text=True,
-                       timeout=300)
+    p = subprocess.run(
+        [sys.executable, "-m", "nnctl", *map(str, args)], input=input, capture_output=True, text=True, timeout=300
+    )
     return p.returncode, p.stdout, p.stderr
 
 
@@ -26,13 +27,16 @@ def ckpt(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("stream")
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(60, 4)), np.array(["lo", "mid", "hi"])[rng.integers(0, 3, 60)]
-    (tmp / "d.csv").write_text("a,b,c,d,label\n" + "".join(",".join(f"{v:.3f}" for v in r) + f",{c}\n"
-                                                           for r, c in zip(x, y)))
-    (tmp / "s.toml").write_text(f'name = "s"\n[data]\ntrain = "{tmp / "d.csv"}"\nnormalize = "standard"\n'
-                                '[[model.layers]]\ntype = "Dense"\nunits = 5\nactivation = "relu"\n'
-                                '[[model.layers]]\ntype = "Dense"\nunits = 3\nactivation = "softmax"\n'
-                                '[train]\nloss = "categorical_crossentropy"\nepochs = 2\n'
-                                f'[output]\ncheckpoint = "{tmp / "s.h5"}"\n')
+    (tmp / "d.csv").write_text(
+        "a,b,c,d,label\n" + "".join(",".join(f"{v:.3f}" for v in r) + f",{c}\n" for r, c in zip(x, y))
+    )
+    (tmp / "s.toml").write_text(
+        f'name = "s"\n[data]\ntrain = "{tmp / "d.csv"}"\nnormalize = "standard"\n'
+        '[[model.layers]]\ntype = "Dense"\nunits = 5\nactivation = "relu"\n'
+        '[[model.layers]]\ntype = "Dense"\nunits = 3\nactivation = "softmax"\n'
+        '[train]\nloss = "categorical_crossentropy"\nepochs = 2\n'
+        f'[output]\ncheckpoint = "{tmp / "s.h5"}"\n'
+    )
     code, _, err = nnctl("train", tmp / "s.toml", "--quiet")
     assert code == 0, err
     return tmp / "s.h5"
@@ -81,16 +85,21 @@ def test_errors_are_numbered_from_the_start_of_the_input(ckpt, tmp_path):
     x[4500, 0] = 1e300  # finite, but inf once scaled to float32: row 4500 of the input, in its second chunk
     code, _, err = nnctl("predict", ckpt, "-", input=_csv(x))
     assert code == 2 and "stdin: row 4500, column 0 holds inf" in err and "out of range" in err, err
-    code, _, err = nnctl("predict", ckpt, "-", input='{"a": 1, "b": 2, "c": 3, "d": 4}\n' * 5000
-                         + '{"a": 1, "b": 2, "c": 3}\n')
+    code, _, err = nnctl(
+        "predict", ckpt, "-", input='{"a": 1, "b": 2, "c": 3, "d": 4}\n' * 5000 + '{"a": 1, "b": 2, "c": 3}\n'
+    )
     assert code == 2 and "stdin: line 5001: missing feature 'd'" in err, err
     code, _, err = nnctl("predict", ckpt, "-", input="a,b,c,d\n")
     assert code == 2 and "no data rows after the header" in err
 
 
 def test_the_first_answers_come_before_the_input_ends(ckpt):
-    p = subprocess.Popen([sys.executable, "-m", "nnctl", "predict", str(ckpt), "-"], stdin=subprocess.PIPE,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "nnctl", "predict", str(ckpt), "-"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         p.stdin.write(_csv(_rows(5000)).encode())  # one full chunk and part of the next; stdin stays open
         p.stdin.flush()

@@ -27,10 +27,12 @@ def one_error(code, err):
 
 def write_spec(tmp, name="r", train='optimizer = "adam"'):
     path = tmp / f"{name}.toml"
-    path.write_text(f'name = "r"\n[data]\ntrain = "{tmp / "d.npz"}"\n[[model.layers]]\ntype = "Dense"\nunits = 5\n'
-                    'activation = "relu"\n[[model.layers]]\ntype = "Dense"\nunits = 3\nactivation = "softmax"\n'
-                    f'[train]\nloss = "sparse_categorical_crossentropy"\nepochs = 1\n{train}\n'
-                    f'[output]\ncheckpoint = "{tmp / "r.h5"}"\n')
+    path.write_text(
+        f'name = "r"\n[data]\ntrain = "{tmp / "d.npz"}"\n[[model.layers]]\ntype = "Dense"\nunits = 5\n'
+        'activation = "relu"\n[[model.layers]]\ntype = "Dense"\nunits = 3\nactivation = "softmax"\n'
+        f'[train]\nloss = "sparse_categorical_crossentropy"\nepochs = 1\n{train}\n'
+        f'[output]\ncheckpoint = "{tmp / "r.h5"}"\n'
+    )
     return path
 
 
@@ -51,13 +53,17 @@ def _spec_json(path):
         return json.loads(f["spec"][()])
 
 
-@pytest.mark.parametrize("train, words", [
-    ('optimizer = "sgd"', ["train.optimizer.type 'adam' -> 'sgd'"]),
-    ('optimizer = { type = "adam", learning_rate = 0.01 }', ["train.optimizer.learning_rate 0.001 -> 0.01"]),
-    ('optimizer = { type = "adam", beta_1 = 0.8 }', ["train.optimizer.beta_1 0.9 -> 0.8"]),
-    ('optimizer = "adam"\nbatch_size = 8', ["train.batch_size 32 -> 8"]),
-    ('optimizer = "adam"\nloss = "categorical_crossentropy"', ["train.loss.type"]),
-], ids=["type", "learning-rate", "beta-1", "batch-size", "loss"])
+@pytest.mark.parametrize(
+    "train, words",
+    [
+        ('optimizer = "sgd"', ["train.optimizer.type 'adam' -> 'sgd'"]),
+        ('optimizer = { type = "adam", learning_rate = 0.01 }', ["train.optimizer.learning_rate 0.001 -> 0.01"]),
+        ('optimizer = { type = "adam", beta_1 = 0.8 }', ["train.optimizer.beta_1 0.9 -> 0.8"]),
+        ('optimizer = "adam"\nbatch_size = 8', ["train.batch_size 32 -> 8"]),
+        ('optimizer = "adam"\nloss = "categorical_crossentropy"', ["train.loss.type"]),
+    ],
+    ids=["type", "learning-rate", "beta-1", "batch-size", "loss"],
+)
 def test_a_changed_setup_in_the_spec_file_is_refused(trained, train, words):
     tmp, ckpt = trained
     if "loss" in train:  # a second loss key: replace the first
@@ -84,8 +90,17 @@ def test_the_same_setup_written_another_way_resumes(trained):
 
 def test_a_change_asked_for_with_set_resumes(trained):
     tmp, ckpt = trained
-    code, _, err = nnctl("train", write_spec(tmp), "--resume", ckpt, "--epochs", "2", "--quiet",
-                         "--set", "train.optimizer.learning_rate=0.01")
+    code, _, err = nnctl(
+        "train",
+        write_spec(tmp),
+        "--resume",
+        ckpt,
+        "--epochs",
+        "2",
+        "--quiet",
+        "--set",
+        "train.optimizer.learning_rate=0.01",
+    )
     assert code == 0, err
     assert _spec_json(ckpt)["train"]["optimizer"]["learning_rate"] == 0.01
     assert "_set" not in _spec_json(ckpt)
@@ -95,11 +110,23 @@ def test_a_change_asked_for_with_set_resumes(trained):
 
 def test_another_optimizer_type_asked_for_with_set_resumes_but_not_a_part_of_it(trained):
     tmp, ckpt = trained
-    line = one_error(*nnctl("train", write_spec(tmp, "b", 'optimizer = "sgd"'), "--resume", ckpt, "--epochs", "2",
-                            "--quiet", "--set", "train.optimizer.learning_rate=0.01")[::2])
+    line = one_error(
+        *nnctl(
+            "train",
+            write_spec(tmp, "b", 'optimizer = "sgd"'),
+            "--resume",
+            ckpt,
+            "--epochs",
+            "2",
+            "--quiet",
+            "--set",
+            "train.optimizer.learning_rate=0.01",
+        )[::2]
+    )
     assert "train.optimizer.type 'adam' -> 'sgd'" in line  # the type came from the file, not from --set
-    code, _, err = nnctl("train", write_spec(tmp), "--resume", ckpt, "--epochs", "2", "--quiet",
-                         "--set", "train.optimizer=sgd")
+    code, _, err = nnctl(
+        "train", write_spec(tmp), "--resume", ckpt, "--epochs", "2", "--quiet", "--set", "train.optimizer=sgd"
+    )
     assert code == 0, err
     assert _spec_json(ckpt)["train"]["optimizer"] in ("sgd", {"type": "sgd"})
 
@@ -142,15 +169,31 @@ def test_resume_weights_only_needs_resume(trained):
 def test_setup_differences_by_hand():
     from nnctl.resume import refused_changes, setup_differences
 
-    stored = {"train": {"optimizer": {"type": "sgd", "learning_rate": 0.1, "momentum": 0.9}, "loss": "mse",
-                        "batch_size": 32, "shuffle": True}}
-    same = {"train": {"optimizer": {"type": "SGD", "momentum": 0.9, "learning_rate": 0.1, "nesterov": False},
-                      "loss": "mean_squared_error", "batch_size": 32, "shuffle": True}}
+    stored = {
+        "train": {
+            "optimizer": {"type": "sgd", "learning_rate": 0.1, "momentum": 0.9},
+            "loss": "mse",
+            "batch_size": 32,
+            "shuffle": True,
+        }
+    }
+    same = {
+        "train": {
+            "optimizer": {"type": "SGD", "momentum": 0.9, "learning_rate": 0.1, "nesterov": False},
+            "loss": "mean_squared_error",
+            "batch_size": 32,
+            "shuffle": True,
+        }
+    }
     assert setup_differences(same, stored) == {}
-    changed = {"train": {"optimizer": {"type": "sgd", "learning_rate": 0.1}, "loss": "mae", "batch_size": 32,
-                         "shuffle": False}}
+    changed = {
+        "train": {"optimizer": {"type": "sgd", "learning_rate": 0.1}, "loss": "mae", "batch_size": 32, "shuffle": False}
+    }
     diff = setup_differences(changed, stored)
-    assert diff == {"train.optimizer.momentum": "0.9 -> 0.0", "train.loss.type": "'mean_squared_error' -> "
-                    "'mean_absolute_error'", "train.shuffle": "True -> False"}
+    assert diff == {
+        "train.optimizer.momentum": "0.9 -> 0.0",
+        "train.loss.type": "'mean_squared_error' -> 'mean_absolute_error'",
+        "train.shuffle": "True -> False",
+    }
     assert refused_changes(diff, ["train.optimizer", "train.shuffle"]) == {"train.loss.type": diff["train.loss.type"]}
     assert setup_differences({"train": {"optimizer": "adam"}}, {"train": {}}) == {}  # an older checkpoint

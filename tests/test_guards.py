@@ -12,18 +12,21 @@ from helpers import checkpoint_arrays
 
 
 def nnctl(*args, cwd=None):
-    p = subprocess.run([sys.executable, "-m", "nnctl", *map(str, args)], capture_output=True, text=True, cwd=cwd,
-                       timeout=120)
+    p = subprocess.run(
+        [sys.executable, "-m", "nnctl", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=120
+    )
     return p.returncode, p.stdout, p.stderr
 
 
 def spec(tmp, train, extra="", name="s", units=3, out="out.h5"):
     """A tiny classifier spec on ``train`` (one epoch), written next to it."""
     path = tmp / f"{name}.toml"
-    path.write_text(f'name = "{name}"\n[data]\ntrain = "{train}"\n{extra}\n[[model.layers]]\ntype = "Dense"\n'
-                    f'units = {units}\nactivation = "relu"\n[[model.layers]]\ntype = "Dense"\nunits = 3\n'
-                    'activation = "softmax"\n[train]\nloss = "sparse_categorical_crossentropy"\nepochs = 1\n'
-                    f'[output]\ncheckpoint = "{tmp / out}"\n')
+    path.write_text(
+        f'name = "{name}"\n[data]\ntrain = "{train}"\n{extra}\n[[model.layers]]\ntype = "Dense"\n'
+        f'units = {units}\nactivation = "relu"\n[[model.layers]]\ntype = "Dense"\nunits = 3\n'
+        'activation = "softmax"\n[train]\nloss = "sparse_categorical_crossentropy"\nepochs = 1\n'
+        f'[output]\ncheckpoint = "{tmp / out}"\n'
+    )
     return path
 
 
@@ -87,13 +90,33 @@ def _csv_cell(token):
         rows = "\n".join(f"{i * 0.1},{token if i == 3 else 1.5},{i % 3}" for i in range(30))
         (tmp / "d.csv").write_text("a,b,label\n" + rows + "\n")
         return spec(tmp, tmp / "d.csv"), ["d.csv", "line 5", "'b'", repr(token)]  # header is line 1
+
     return build
 
 
-@pytest.mark.parametrize("build", [_npz_nan_x, _npz_inf_y, _npy_mmap_inf, _h5_streamed_nan, _h5_validation_nan,
-                                   _csv_cell("nan"), _csv_cell("inf"), _csv_cell("-Infinity")],
-                         ids=["npz-nan-x", "npz-inf-y", "npy-mmap-inf", "h5-streamed-nan", "validation-nan",
-                              "csv-nan", "csv-inf", "csv-neg-infinity"])
+@pytest.mark.parametrize(
+    "build",
+    [
+        _npz_nan_x,
+        _npz_inf_y,
+        _npy_mmap_inf,
+        _h5_streamed_nan,
+        _h5_validation_nan,
+        _csv_cell("nan"),
+        _csv_cell("inf"),
+        _csv_cell("-Infinity"),
+    ],
+    ids=[
+        "npz-nan-x",
+        "npz-inf-y",
+        "npy-mmap-inf",
+        "h5-streamed-nan",
+        "validation-nan",
+        "csv-nan",
+        "csv-inf",
+        "csv-neg-infinity",
+    ],
+)
 def test_non_finite_data_is_refused_before_training(tmp_path, build):
     path, words = build(tmp_path)
     code, _, err = nnctl("train", path, "--quiet")
@@ -234,23 +257,31 @@ def test_free_space_below_twice_the_checkpoint_is_refused(tmp_path, monkeypatch,
 # -- 4. nnctl check's training-memory estimate -------------------------------------------------------------
 def _dense_spec(tmp, optimizer, dtype="float32"):
     path = tmp / "m.toml"
-    path.write_text(f'dtype = "{dtype}"\n[data]\ntrain = "unused.csv"\n[model]\ninput_shape = [512]\n'
-                    '[[model.layers]]\ntype = "Dense"\nunits = 1024\nactivation = "relu"\n'
-                    '[[model.layers]]\ntype = "Dense"\nunits = 10\nactivation = "softmax"\n'
-                    f'[train]\nloss = "sparse_categorical_crossentropy"\nbatch_size = 64\noptimizer = {optimizer}\n')
+    path.write_text(
+        f'dtype = "{dtype}"\n[data]\ntrain = "unused.csv"\n[model]\ninput_shape = [512]\n'
+        '[[model.layers]]\ntype = "Dense"\nunits = 1024\nactivation = "relu"\n'
+        '[[model.layers]]\ntype = "Dense"\nunits = 10\nactivation = "softmax"\n'
+        f'[train]\nloss = "sparse_categorical_crossentropy"\nbatch_size = 64\noptimizer = {optimizer}\n'
+    )
     return path
 
 
 # Dense(512 -> 1024) + Dense(1024 -> 10): 512*1024 + 1024 + 1024*10 + 10 = 535,562 parameters; each sample's
 # layer outputs 1024 + 10 values, kept for a batch of 64.
-@pytest.mark.parametrize("optimizer, slots, dtype, itemsize", [
-    ('"adam"', 2, "float32", 4), ('{type = "sgd", momentum = 0.9}', 1, "float64", 8), ('"sgd"', 0, "float32", 4)])
+@pytest.mark.parametrize(
+    "optimizer, slots, dtype, itemsize",
+    [('"adam"', 2, "float32", 4), ('{type = "sgd", momentum = 0.9}', 1, "float64", 8), ('"sgd"', 0, "float32", 4)],
+)
 def test_check_reports_training_memory(tmp_path, optimizer, slots, dtype, itemsize):
     import json
 
     params = 512 * 1024 + 1024 + 1024 * 10 + 10
-    want = {"parameters": params * itemsize, "gradients": params * itemsize,
-            "optimizer_slots": slots * params * itemsize, "activations": 64 * (1024 + 10) * itemsize}
+    want = {
+        "parameters": params * itemsize,
+        "gradients": params * itemsize,
+        "optimizer_slots": slots * params * itemsize,
+        "activations": 64 * (1024 + 10) * itemsize,
+    }
     want["total"] = sum(want.values())
     code, out, err = nnctl("check", _dense_spec(tmp_path, optimizer, dtype), "--json")
     assert code == 0, err

@@ -24,13 +24,16 @@ IRIS = ROOT / "examples/data/iris.csv"
 SECRET = "SECRET-CONTENT-7f3a"  # planted in files a checkpoint points at; must never be printed
 MAX_RSS_MB = 1024  # numpy + h5py + the CLI take about 150 MB; every bomb here would need gigabytes
 # run the CLI and report the child's own peak RSS as a last stderr line
-WRAP = ("import resource, runpy, sys\nsys.argv[0] = 'nnctl'\ntry:\n    runpy.run_module('nnctl', run_name='__main__')\n"
-        "finally:\n    sys.stderr.write('\\nmaxrss_kb %d\\n' % resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n")
+WRAP = (
+    "import resource, runpy, sys\nsys.argv[0] = 'nnctl'\ntry:\n    runpy.run_module('nnctl', run_name='__main__')\n"
+    "finally:\n    sys.stderr.write('\\nmaxrss_kb %d\\n' % resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+)
 
 
 def nnctl(*args, input=None, cwd=None, timeout=60):
-    p = subprocess.run([sys.executable, "-c", WRAP, *map(str, args)], input=input, capture_output=True,
-                       cwd=cwd, timeout=timeout)
+    p = subprocess.run(
+        [sys.executable, "-c", WRAP, *map(str, args)], input=input, capture_output=True, cwd=cwd, timeout=timeout
+    )
     err = p.stderr.decode(errors="replace")
     body, _, rss = err.rpartition("maxrss_kb ")
     return p.returncode, p.stdout.decode(errors="replace"), body.rstrip("\n"), int(rss.split()[0]) // 1024
@@ -47,9 +50,11 @@ def ckpt(tmp_path_factory):
 def spec(tmp, train, extra=""):
     """A tiny classifier spec on ``train`` (one epoch), written next to it."""
     path = tmp / "s.toml"
-    path.write_text(f'[data]\ntrain = "{train}"\n{extra}\n[[model.layers]]\ntype = "Dense"\nunits = 3\n'
-                    'activation = "softmax"\n[train]\nloss = "sparse_categorical_crossentropy"\nepochs = 1\n'
-                    f'[output]\ncheckpoint = "{tmp / "out.h5"}"\n')
+    path.write_text(
+        f'[data]\ntrain = "{train}"\n{extra}\n[[model.layers]]\ntype = "Dense"\nunits = 3\n'
+        'activation = "softmax"\n[train]\nloss = "sparse_categorical_crossentropy"\nepochs = 1\n'
+        f'[output]\ncheckpoint = "{tmp / "out.h5"}"\n'
+    )
     return path
 
 
@@ -72,8 +77,8 @@ def png_with_size(path, width, height):
     Image.new("L", (1, 1)).save(buf, format="PNG")
     raw = bytearray(buf.getvalue())
     ihdr = raw.index(b"IHDR")
-    raw[ihdr + 4:ihdr + 12] = struct.pack(">II", width, height)
-    raw[ihdr + 17:ihdr + 21] = struct.pack(">I", zlib.crc32(bytes(raw[ihdr:ihdr + 17])))
+    raw[ihdr + 4 : ihdr + 12] = struct.pack(">II", width, height)
+    raw[ihdr + 17 : ihdr + 21] = struct.pack(">I", zlib.crc32(bytes(raw[ihdr : ihdr + 17])))
     path.write_bytes(bytes(raw))
 
 
@@ -107,6 +112,7 @@ def _file(name, data):
     def build(tmp, ckpt):
         (tmp / name).write_bytes(data(tmp) if callable(data) else data)
         return ["predict", ckpt, tmp / name], None
+
     return build
 
 
@@ -190,6 +196,7 @@ def _fifo(verb):
         if verb == "train":
             return ["train", spec(tmp, tmp / "pipe.csv")], None
         return ["predict", ckpt, tmp / "pipe.csv"], None
+
     return build
 
 
@@ -266,7 +273,8 @@ def _yaml(body):
 
 
 BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
-    f"{c}: &{c} [{', '.join(['*' + p] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi"))
+    f"{c}: &{c} [{', '.join(['*' + p] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi")
+)
 
 
 def _big_png(tmp, ckpt):
@@ -355,14 +363,17 @@ def test_version_and_short_help():
 
 def test_internal_error_is_one_line_and_traceback_only_under_debug(monkeypatch, tmp_path):
     """A bug (here an injected ZeroDivisionError) is exit 1 with a short line; NNCTL_DEBUG=1 adds the traceback."""
-    script = ("import sys, nnctl.run\n"
-              "def boom(*a, **k):\n    raise ZeroDivisionError('x' * 500)\n"
-              "nnctl.run.evaluate = boom\nsys.argv = ['nnctl', 'evaluate', 'c.h5']\n"
-              "from nnctl.cli.main import run\nrun()\n")
+    script = (
+        "import sys, nnctl.run\n"
+        "def boom(*a, **k):\n    raise ZeroDivisionError('x' * 500)\n"
+        "nnctl.run.evaluate = boom\nsys.argv = ['nnctl', 'evaluate', 'c.h5']\n"
+        "from nnctl.cli.main import run\nrun()\n"
+    )
     for debug in ("", "1"):
         env = dict(os.environ, NNCTL_DEBUG=debug)
-        p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60,
-                           cwd=tmp_path)
+        p = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60, cwd=tmp_path
+        )
         assert p.returncode == 1
         last = p.stderr.strip().splitlines()[-1]
         assert last.startswith("error: internal error (ZeroDivisionError: 'xxx") and "please report" in last

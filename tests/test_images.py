@@ -28,8 +28,11 @@ def make_folder(root, mode="RGB", per_class=3, size=(12, 12), classes=("dog", "c
 
 
 def dataset(tmp_path, **data):
-    raw = {"data": {"train": "train", **data}, "model": {"layers": LAYERS},
-           "train": {"loss": "sparse_categorical_crossentropy"}}
+    raw = {
+        "data": {"train": "train", **data},
+        "model": {"layers": LAYERS},
+        "train": {"loss": "sparse_categorical_crossentropy"},
+    }
     return load_dataset(spec_mod.validate(raw, base_dir=tmp_path))
 
 
@@ -132,10 +135,24 @@ def test_augment_preview_writes_a_png_grid(tmp_path):
     (tmp_path / "spec.toml").write_text(
         '[data]\ntrain = "train"\nnormalize = "standard"\naugment = {flip = "horizontal", rotation = 15}\n'
         '[model]\nlayers = [{type = "Flatten"}, {type = "Dense", units = 2, activation = "softmax"}]\n'
-        '[train]\nloss = "sparse_categorical_crossentropy"\n')
+        '[train]\nloss = "sparse_categorical_crossentropy"\n'
+    )
     out = tmp_path / "grid.png"
-    result = CliRunner().invoke(_app(), ["augment-preview", str(tmp_path / "spec.toml"), "--output", str(out),
-                                         "--samples", "5", "--scale", "2", "--set", "data.augment.zoom=0.1"])
+    result = CliRunner().invoke(
+        _app(),
+        [
+            "augment-preview",
+            str(tmp_path / "spec.toml"),
+            "--output",
+            str(out),
+            "--samples",
+            "5",
+            "--scale",
+            "2",
+            "--set",
+            "data.augment.zoom=0.1",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "flip, affine" in result.output
     with Image.open(out) as im:
@@ -153,6 +170,7 @@ def test_augment_preview_without_augment_is_an_error(tmp_path):
 
     make_folder(tmp_path / "train")
     (tmp_path / "spec.toml").write_text(
-        '[data]\ntrain = "train"\n[model]\nlayers = [{type = "Flatten"}, {type = "Dense", units = 2}]\n')
+        '[data]\ntrain = "train"\n[model]\nlayers = [{type = "Flatten"}, {type = "Dense", units = 2}]\n'
+    )
     result = CliRunner().invoke(_app(), ["augment-preview", str(tmp_path / "spec.toml"), "-o", str(tmp_path / "g.png")])
     assert result.exit_code == 2 and "data.augment is empty" in result.output

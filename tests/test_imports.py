@@ -14,10 +14,28 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "nnctl"
 GPU_MODULES = {"cupy", "cupyx"}
 
 # the floors above the layers: a layer or kernel importing one of these reaches up
-ABOVE_LAYERS = ("nnctl.cli", "nnctl.run", "nnctl.session", "nnctl.resume", "nnctl.inference", "nnctl.spec",
-                "nnctl.build", "nnctl.train", "nnctl.distributed", "nnctl.data", "nnctl.checkpoint", "nnctl.graph",
-                "nnctl.starter", "nnctl.plots", "nnctl.runlog", "nnctl.tensorboard", "nnctl.callbacks", "nnctl.assemble",
-                "nnctl.scoring", "nnctl.strategy")
+ABOVE_LAYERS = (
+    "nnctl.cli",
+    "nnctl.run",
+    "nnctl.session",
+    "nnctl.resume",
+    "nnctl.inference",
+    "nnctl.spec",
+    "nnctl.build",
+    "nnctl.train",
+    "nnctl.distributed",
+    "nnctl.data",
+    "nnctl.checkpoint",
+    "nnctl.graph",
+    "nnctl.starter",
+    "nnctl.plots",
+    "nnctl.runlog",
+    "nnctl.tensorboard",
+    "nnctl.callbacks",
+    "nnctl.assemble",
+    "nnctl.scoring",
+    "nnctl.strategy",
+)
 
 # known upward imports still to remove (issue 20); an entry that no longer exists fails, so the list only shrinks
 LIBRARY_TO_CLI_EXEMPT = {"nnctl/plots.py": {"nnctl.cli.output"}}
@@ -90,20 +108,35 @@ def gpu_mentions(source: str) -> list[tuple[int, str]]:
 
 
 # -- the detectors find what they should ---------------------------------------------------------------
-@pytest.mark.parametrize("source", [
-    "import cupy", "import cupyx.scipy.sparse", "from cupy.cuda import nccl", "from cupyx import scatter_add",
-    "import numpy as np, cupy as cp", "cupy = B.xp", "stream = B.xp.cupy.cuda", "def f(cupy):\n    pass",
-    "import importlib\nimportlib.import_module('cupy')", "sys.modules.get('cupy.cuda')",
-    "def f():\n    from cupy.cuda import nccl\n    return nccl",
-])
+@pytest.mark.parametrize(
+    "source",
+    [
+        "import cupy",
+        "import cupyx.scipy.sparse",
+        "from cupy.cuda import nccl",
+        "from cupyx import scatter_add",
+        "import numpy as np, cupy as cp",
+        "cupy = B.xp",
+        "stream = B.xp.cupy.cuda",
+        "def f(cupy):\n    pass",
+        "import importlib\nimportlib.import_module('cupy')",
+        "sys.modules.get('cupy.cuda')",
+        "def f():\n    from cupy.cuda import nccl\n    return nccl",
+    ],
+)
 def test_gpu_mention_detector_finds_uses(source):
     assert gpu_mentions(source)
 
 
-@pytest.mark.parametrize("source", [
-    "import numpy as np  # cupy would go here", '"""Runs on NumPy or CuPy (see backend)."""',
-    "x = 'a cupy array'", "from nnctl import backend as B\nxp = B.xp",
-])
+@pytest.mark.parametrize(
+    "source",
+    [
+        "import numpy as np  # cupy would go here",
+        '"""Runs on NumPy or CuPy (see backend)."""',
+        "x = 'a cupy array'",
+        "from nnctl import backend as B\nxp = B.xp",
+    ],
+)
 def test_gpu_mention_detector_ignores_prose(source):
     assert gpu_mentions(source) == []
 
@@ -132,14 +165,17 @@ def test_only_the_backend_uses_cupy():
 
 @pytest.mark.parametrize("room", ["layers", "ops"])
 def test_layers_and_ops_import_nothing_above_them(room):
-    offenders = {rel(p): sorted(n for n in imports(p) if within(n, ABOVE_LAYERS))
-                 for p in sorted((PACKAGE / room).rglob("*.py"))}
+    offenders = {
+        rel(p): sorted(n for n in imports(p) if within(n, ABOVE_LAYERS)) for p in sorted((PACKAGE / room).rglob("*.py"))
+    }
     assert not {k: v for k, v in offenders.items() if v}
 
 
 def test_ops_do_not_import_layers():
-    offenders = {rel(p): sorted(n for n in imports(p) if within(n, ["nnctl.layers"]))
-                 for p in sorted((PACKAGE / "ops").rglob("*.py"))}
+    offenders = {
+        rel(p): sorted(n for n in imports(p) if within(n, ["nnctl.layers"]))
+        for p in sorted((PACKAGE / "ops").rglob("*.py"))
+    }
     assert not {k: v for k, v in offenders.items() if v}
 
 

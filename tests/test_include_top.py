@@ -78,21 +78,36 @@ def test_the_validated_spec_lists_only_the_layers_built(tmp_path):
     assert [e["name"] for e in again["model"]["layers"]] == ["features"]
 
 
-@pytest.mark.parametrize("top, include, message", [
-    ('["hidden", "predictons"]', "true", "model.top[1]: no layer named 'predictons' in model.layers; did you mean "
-                                        "'predictions'?"),
-    ('["features", "predictions"]', "true", "model.top: expected the model's last 2 layers in order (hidden, "
-                                           "predictions), found features, predictions"),
-    ('["predictions", "hidden"]', "false", "model.top: expected the model's last 2 layers in order (hidden, "
-                                          "predictions), found predictions, hidden"),
-    ('["predictions", "predictions"]', "true", "model.top[1]: 'predictions' is listed twice"),
-    ('"features"', "false", "model.top: names every layer (features, hidden, predictions); include_top = false "
-                            "would leave no model"),
-    ('"fc9"', "false", "model.top: no layer named 'fc9' in model.layers"),
-    ("[]", "false", "model.top: expected a list of layer names or the name of the first top layer, found []"),
-    ("3", "true", "model.top: expected"),
-    ('"hidden"', '"no"', "model.include_top: expected"),
-])
+@pytest.mark.parametrize(
+    "top, include, message",
+    [
+        (
+            '["hidden", "predictons"]',
+            "true",
+            "model.top[1]: no layer named 'predictons' in model.layers; did you mean 'predictions'?",
+        ),
+        (
+            '["features", "predictions"]',
+            "true",
+            "model.top: expected the model's last 2 layers in order (hidden, predictions), found features, predictions",
+        ),
+        (
+            '["predictions", "hidden"]',
+            "false",
+            "model.top: expected the model's last 2 layers in order (hidden, predictions), found predictions, hidden",
+        ),
+        ('["predictions", "predictions"]', "true", "model.top[1]: 'predictions' is listed twice"),
+        (
+            '"features"',
+            "false",
+            "model.top: names every layer (features, hidden, predictions); include_top = false would leave no model",
+        ),
+        ('"fc9"', "false", "model.top: no layer named 'fc9' in model.layers"),
+        ("[]", "false", "model.top: expected a list of layer names or the name of the first top layer, found []"),
+        ("3", "true", "model.top: expected"),
+        ('"hidden"', '"no"', "model.include_top: expected"),
+    ],
+)
 def test_a_bad_top_is_one_clear_error(tmp_path, top, include, message):
     r, _ = check(mlp(tmp_path, top, include))
     assert r.exit_code == 2
@@ -111,8 +126,10 @@ def test_include_top_false_needs_a_top(tmp_path):
 def test_training_a_model_without_its_top_on_labels_names_the_removed_top(tmp_path):
     r = runner.invoke(app, ["train", mlp(tmp_path), "--set", "model.include_top=false", "-o", str(tmp_path / "m.h5")])
     assert r.exit_code == 2
-    assert "targets have shape [3] per sample but the last layer (features) outputs [4]; model.include_top = " \
-           "false removed its top (hidden, predictions)" in r.output
+    assert (
+        "targets have shape [3] per sample but the last layer (features) outputs [4]; model.include_top = "
+        "false removed its top (hidden, predictions)" in r.output
+    )
     assert not (tmp_path / "m.h5").exists()
 
 

@@ -37,13 +37,21 @@ def _legacy_weights(path, layers: dict[str, dict[str, np.ndarray]], suffix=":0")
 
 
 def _mlp_spec(tmp_path, init_from, epochs=0):
-    raw = {"name": "mlp", "seed": 0, "data": {"train": str(ROOT / "examples/data/iris.csv"), "target": "species"},
-           "model": {"init_from": str(init_from), "layers": [
-               {"type": "Dense", "name": "fc1", "units": 5, "activation": "relu", "trainable": False},
-               {"type": "BatchNormalization", "name": "bn", "trainable": False},
-               {"type": "Dense", "name": "head", "units": 3, "activation": "softmax"}]},
-           "train": {"loss": "categorical_crossentropy", "epochs": epochs},
-           "output": {"checkpoint": str(tmp_path / "mlp.h5"), "run_dir": str(tmp_path / "run")}}
+    raw = {
+        "name": "mlp",
+        "seed": 0,
+        "data": {"train": str(ROOT / "examples/data/iris.csv"), "target": "species"},
+        "model": {
+            "init_from": str(init_from),
+            "layers": [
+                {"type": "Dense", "name": "fc1", "units": 5, "activation": "relu", "trainable": False},
+                {"type": "BatchNormalization", "name": "bn", "trainable": False},
+                {"type": "Dense", "name": "head", "units": 3, "activation": "softmax"},
+            ],
+        },
+        "train": {"loss": "categorical_crossentropy", "epochs": epochs},
+        "output": {"checkpoint": str(tmp_path / "mlp.h5"), "run_dir": str(tmp_path / "run")},
+    }
     path = tmp_path / "mlp.json"
     path.write_text(json.dumps(raw))
     return spec_mod.load(path, [])
@@ -52,15 +60,20 @@ def _mlp_spec(tmp_path, init_from, epochs=0):
 def test_init_from_reads_a_legacy_keras_weights_file(tmp_path):
     rng = np.random.default_rng(0)
     fc1 = {"kernel": rng.normal(size=(4, 5)).astype(np.float32), "bias": rng.normal(size=5).astype(np.float32)}
-    bn = {"gamma": rng.uniform(0.5, 2, 5), "beta": rng.normal(size=5), "moving_mean": rng.normal(size=5),
-          "moving_variance": rng.uniform(0.5, 2, 5)}
+    bn = {
+        "gamma": rng.uniform(0.5, 2, 5),
+        "beta": rng.normal(size=5),
+        "moving_mean": rng.normal(size=5),
+        "moving_variance": rng.uniform(0.5, 2, 5),
+    }
     other = {"kernel": rng.normal(size=(9, 9))}  # a layer the model does not have
     _legacy_weights(tmp_path / "w.h5", {"fc1": fc1, "pool": {}, "bn": bn, "extra": other})
     events = []
     run.train(_mlp_spec(tmp_path, tmp_path / "w.h5", epochs=1), emit=events.append)
     event = next(e for e in events if e["event"] == "init_from")
-    assert sorted(event["loaded"]) == sorted(["fc1/kernel", "fc1/bias", "bn/gamma", "bn/beta", "bn/moving_mean",
-                                              "bn/moving_variance"])
+    assert sorted(event["loaded"]) == sorted(
+        ["fc1/kernel", "fc1/bias", "bn/gamma", "bn/beta", "bn/moving_mean", "bn/moving_variance"]
+    )
     assert any(s.startswith("head/kernel") for s in event["skipped"])
     with h5py.File(tmp_path / "mlp.h5") as f:  # frozen layers keep the file's arrays through training
         np.testing.assert_array_equal(f["weights/fc1/kernel"][()], fc1["kernel"])
@@ -86,14 +99,32 @@ def test_init_from_reads_keras3_weights_layout(tmp_path):
 
 def _legacy_model(path, rng):
     """A whole-model legacy .h5 (model.save('x.h5')): model_config JSON plus /model_weights."""
-    config = {"class_name": "Sequential", "config": {"name": "tiny", "layers": [
-        {"class_name": "Dense", "config": {"name": "d1", "units": 6, "activation": "tanh", "use_bias": True,
-                                           "batch_input_shape": [None, 3], "kernel_constraint": None,
-                                           "kernel_initializer": {"class_name": "GlorotUniform", "config": {}}}},
-        {"class_name": "Dropout", "config": {"name": "drop", "rate": 0.3}},
-        {"class_name": "Dense", "config": {"name": "d2", "units": 2, "activation": "softmax"}}]}}
-    w = {"d1": {"kernel": rng.normal(size=(3, 6)), "bias": rng.normal(size=6)},
-         "d2": {"kernel": rng.normal(size=(6, 2)), "bias": rng.normal(size=2)}}
+    config = {
+        "class_name": "Sequential",
+        "config": {
+            "name": "tiny",
+            "layers": [
+                {
+                    "class_name": "Dense",
+                    "config": {
+                        "name": "d1",
+                        "units": 6,
+                        "activation": "tanh",
+                        "use_bias": True,
+                        "batch_input_shape": [None, 3],
+                        "kernel_constraint": None,
+                        "kernel_initializer": {"class_name": "GlorotUniform", "config": {}},
+                    },
+                },
+                {"class_name": "Dropout", "config": {"name": "drop", "rate": 0.3}},
+                {"class_name": "Dense", "config": {"name": "d2", "units": 2, "activation": "softmax"}},
+            ],
+        },
+    }
+    w = {
+        "d1": {"kernel": rng.normal(size=(3, 6)), "bias": rng.normal(size=6)},
+        "d2": {"kernel": rng.normal(size=(6, 2)), "bias": rng.normal(size=2)},
+    }
     with h5py.File(path, "w") as f:
         f.attrs["model_config"] = json.dumps(config)
         g = f.create_group("model_weights")
@@ -109,8 +140,9 @@ def _legacy_model(path, rng):
 
 def test_import_legacy_model_matches_numpy(tmp_path):
     w = _legacy_model(tmp_path / "tiny.h5", np.random.default_rng(2))
-    r = _cli("import", str(tmp_path / "tiny.h5"), "--output", str(tmp_path / "tiny.toml"), str(tmp_path / "t.h5"),
-             "--json")
+    r = _cli(
+        "import", str(tmp_path / "tiny.h5"), "--output", str(tmp_path / "tiny.toml"), str(tmp_path / "t.h5"), "--json"
+    )
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["layers"] == 3
     assert _cli("check", str(tmp_path / "tiny.toml")).returncode == 0
@@ -130,16 +162,26 @@ def _keras_archive(path, layers, weights=b""):
         z.writestr("model.weights.h5", weights)
 
 
-@pytest.mark.parametrize("layer,fragment", [
-    ({"class_name": "Lambda", "config": {"name": "code", "function": "gASVxx"}}, "Python code"),
-    ({"class_name": "Conv2D", "config": {"name": "c", "filters": 2, "kernel_size": 3,
-                                         "data_format": "channels_first"}}, "data_format"),
-    ({"class_name": "GRU", "config": {"name": "g", "units": 2, "reset_after": False}}, "reset_after"),
-    ({"class_name": "Sorcery", "config": {"name": "s"}}, "no 'Sorcery' layer"),
-])
+@pytest.mark.parametrize(
+    "layer,fragment",
+    [
+        ({"class_name": "Lambda", "config": {"name": "code", "function": "gASVxx"}}, "Python code"),
+        (
+            {
+                "class_name": "Conv2D",
+                "config": {"name": "c", "filters": 2, "kernel_size": 3, "data_format": "channels_first"},
+            },
+            "data_format",
+        ),
+        ({"class_name": "GRU", "config": {"name": "g", "units": 2, "reset_after": False}}, "reset_after"),
+        ({"class_name": "Sorcery", "config": {"name": "s"}}, "no 'Sorcery' layer"),
+    ],
+)
 def test_import_refuses_what_nnctl_cannot_run(tmp_path, layer, fragment):
-    _keras_archive(tmp_path / "bad.keras", [
-        {"class_name": "InputLayer", "config": {"batch_shape": [None, 4, 4, 1], "name": "in"}}, layer])
+    _keras_archive(
+        tmp_path / "bad.keras",
+        [{"class_name": "InputLayer", "config": {"batch_shape": [None, 4, 4, 1], "name": "in"}}, layer],
+    )
     r = _cli("import", str(tmp_path / "bad.keras"))
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
@@ -176,8 +218,9 @@ def test_shipped_transfer_spec_loads_the_keras_file(tmp_path):
     event = next(e for e in events if e["event"] == "init_from")
     assert len(event["loaded"]) == 8 and {x.split(" ")[0] for x in event["skipped"]} == {"head/kernel", "head/bias"}
     with h5py.File(ROOT / "examples/data/vgg_mini_notop.h5") as src, h5py.File(s["output"]["checkpoint"]) as ck:
-        np.testing.assert_array_equal(src["block2_conv2/block2_conv2/kernel:0"][()],
-                                      ck["weights/block2_conv2/kernel"][()])
+        np.testing.assert_array_equal(
+            src["block2_conv2/block2_conv2/kernel:0"][()], ck["weights/block2_conv2/kernel"][()]
+        )
 
 
 # -- against Keras itself ----------------------------------------------------------------------------
@@ -192,18 +235,30 @@ def _randomise(model, rng):
     """Random weights everywhere, BatchNormalization's moving statistics included (variance positive)."""
     for layer in model.layers:
         ws = layer.get_weights()
-        new = [rng.uniform(0.5, 1.5, w.shape) if "variance" in v.path else rng.normal(0, 0.5, w.shape)
-               for w, v in zip(ws, layer.weights)]
+        new = [
+            rng.uniform(0.5, 1.5, w.shape) if "variance" in v.path else rng.normal(0, 0.5, w.shape)
+            for w, v in zip(ws, layer.weights)
+        ]
         layer.set_weights([w.astype("float32") for w in new])
 
 
 def _keras_models(keras):
     L = keras.layers
-    seq = keras.Sequential([keras.Input((10, 10, 3)), L.Conv2D(4, 3, padding="same", activation="relu", name="c1"),
-                            L.BatchNormalization(name="bn"), L.MaxPooling2D(2, name="p"),
-                            L.DepthwiseConv2D(3, padding="same", name="dw"), L.SeparableConv2D(5, 2, name="sep"),
-                            L.AveragePooling2D(2, name="ap"), L.Flatten(name="f"), L.Dropout(0.2, name="d"),
-                            L.Dense(3, activation="softmax", name="out")], name="cnn")
+    seq = keras.Sequential(
+        [
+            keras.Input((10, 10, 3)),
+            L.Conv2D(4, 3, padding="same", activation="relu", name="c1"),
+            L.BatchNormalization(name="bn"),
+            L.MaxPooling2D(2, name="p"),
+            L.DepthwiseConv2D(3, padding="same", name="dw"),
+            L.SeparableConv2D(5, 2, name="sep"),
+            L.AveragePooling2D(2, name="ap"),
+            L.Flatten(name="f"),
+            L.Dropout(0.2, name="d"),
+            L.Dense(3, activation="softmax", name="out"),
+        ],
+        name="cnn",
+    )
     inp = keras.Input((8, 5))
     x = L.Conv1D(6, 3, padding="same", activation="gelu", name="c")(inp)
     x = L.Bidirectional(L.LSTM(4, return_sequences=True), name="bi")(x)
@@ -241,9 +296,16 @@ def test_keras_models_import_and_predict_the_same(tmp_path, fmt):
 
 
 @pytest.mark.keras
-@pytest.mark.parametrize("name,shape", [("iris_mlp.toml", (4,)), ("digits_cnn.toml", None),
-                                        ("resnet_small.toml", None), ("sine_lstm.toml", None),
-                                        ("text_gru.toml", None)])
+@pytest.mark.parametrize(
+    "name,shape",
+    [
+        ("iris_mlp.toml", (4,)),
+        ("digits_cnn.toml", None),
+        ("resnet_small.toml", None),
+        ("sine_lstm.toml", None),
+        ("text_gru.toml", None),
+    ],
+)
 def test_nnctl_exports_load_in_keras(tmp_path, name, shape):
     keras = _keras()
     _, done = train_spec(name, tmp_path, "train.epochs=1")

@@ -64,8 +64,7 @@ def test_fold_data_is_held_out_and_scaled_with_training_statistics(tmp_path):
     spec = load_spec("iris_mlp.toml", tmp_path)  # normalize = "standard"
     with open(IRIS) as f:
         rows = list(csv.DictReader(f))
-    x = np.array([[float(r[c]) for c in ("sepal_length", "sepal_width", "petal_length", "petal_width")]
-                  for r in rows])
+    x = np.array([[float(r[c]) for c in ("sepal_length", "sepal_width", "petal_length", "petal_width")] for r in rows])
     species = np.array([r["species"] for r in rows])
     seen = []
     for val_idx, ds in kfold.fold_datasets(spec, 3):
@@ -114,8 +113,9 @@ def test_cli_k_fold_table(tmp_path):
     assert "fold 2/2" in r.stderr
 
 
-@pytest.mark.parametrize("args,needle", [(["--k-fold", 1], "--k-fold"),
-                                         (["--k-fold", 2, "--resume", "x.h5"], "--resume")])
+@pytest.mark.parametrize(
+    "args,needle", [(["--k-fold", 1], "--k-fold"), (["--k-fold", 2, "--resume", "x.h5"], "--resume")]
+)
 def test_cli_bad_k_fold_is_one_error_line(tmp_path, args, needle):
     r = nnctl("train", SPECS / "iris_mlp.toml", *args, "--out", tmp_path / "m.h5")
     assert r.returncode == 2 and r.stderr.count("error:") == 1 and needle in r.stderr

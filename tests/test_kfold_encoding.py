@@ -25,12 +25,24 @@ def _table(tmp_path, n=30):
 
 
 def _spec(tmp_path, csv, **data):
-    return spec.validate({
-        "name": "kf", "seed": 3, "dtype": "float64",
-        "data": {"train": str(csv), "target": "y", "categorical": ["city"], "missing": {"strategy": "mean"}, **data},
-        "model": {"layers": [{"type": "Dense", "units": 1, "activation": "sigmoid"}]},
-        "train": {"loss": "binary_crossentropy", "epochs": 1, "batch_size": 8},
-        "output": {"checkpoint": str(tmp_path / "kf.h5")}}, "kf.toml")
+    return spec.validate(
+        {
+            "name": "kf",
+            "seed": 3,
+            "dtype": "float64",
+            "data": {
+                "train": str(csv),
+                "target": "y",
+                "categorical": ["city"],
+                "missing": {"strategy": "mean"},
+                **data,
+            },
+            "model": {"layers": [{"type": "Dense", "units": 1, "activation": "sigmoid"}]},
+            "train": {"loss": "binary_crossentropy", "epochs": 1, "batch_size": 8},
+            "output": {"checkpoint": str(tmp_path / "kf.h5")},
+        },
+        "kf.toml",
+    )
 
 
 def test_each_fold_fits_vocabulary_and_fills_on_its_training_rows(tmp_path):
@@ -48,10 +60,8 @@ def test_each_fold_fits_vocabulary_and_fills_on_its_training_rows(tmp_path):
         np.testing.assert_array_equal(ds.x_val[:, :width], expect)
         # missing cells take the mean of the training folds' numbers, not of the whole file
         fill = np.nanmean(num[train])
-        np.testing.assert_allclose(ds.x_val[:, width], np.where(np.isnan(num[val_idx]), fill, num[val_idx]),
-                                   rtol=1e-12)
-        np.testing.assert_allclose(ds.x_train[:, width], np.where(np.isnan(num[train]), fill, num[train]),
-                                   rtol=1e-12)
+        np.testing.assert_allclose(ds.x_val[:, width], np.where(np.isnan(num[val_idx]), fill, num[val_idx]), rtol=1e-12)
+        np.testing.assert_allclose(ds.x_train[:, width], np.where(np.isnan(num[train]), fill, num[train]), rtol=1e-12)
         if 11 in val_idx:
             held_oslo += 1
             assert "oslo" not in vocab and ds.prep.unseen == {"city": 1}

@@ -125,8 +125,9 @@ def test_depthwise_and_separable_conv1d_match_torch(separable):
     wt = torch.tensor(np.ascontiguousarray(dw.transpose(1, 2, 0).reshape(4, 1, 3)), requires_grad=True)
     yt = F.conv1d(F.pad(xt, _same_pads(11, 3, 2, 1)), wt, stride=2, groups=2)
     if separable:
-        pt = torch.tensor(np.ascontiguousarray(host(layer.params["pointwise_kernel"])[0].T[:, :, None]),
-                          requires_grad=True)
+        pt = torch.tensor(
+            np.ascontiguousarray(host(layer.params["pointwise_kernel"])[0].T[:, :, None]), requires_grad=True
+        )
         yt = F.conv1d(yt, pt)
     yt = yt + torch.tensor(host(layer.params["bias"]))[None, :, None]
     (yt * _t(torch, g).detach()).sum().backward()
@@ -214,8 +215,11 @@ def test_conv2d_transpose_is_the_input_gradient_of_conv2d():
     """TensorFlow's definition: conv2d_transpose(x) = d<conv2d(z), x>/dz for z of the output shape."""
     torch, F = _torch()
     rng = np.random.default_rng(3)
-    for cfg in ({"strides": 2, "padding": "same", "kernel_size": 3}, {"strides": 2, "kernel_size": 4},
-                {"strides": 2, "padding": "same", "kernel_size": 4}):
+    for cfg in (
+        {"strides": 2, "padding": "same", "kernel_size": 3},
+        {"strides": 2, "kernel_size": 4},
+        {"strides": 2, "padding": "same", "kernel_size": 4},
+    ):
         layer, out = make("Conv2DTranspose", dict(cfg, filters=3, use_bias=False), [(4, 5, 2)])
         x = rng.normal(size=(2, 4, 5, 2))
         y, _ = run(layer, [x])
@@ -231,9 +235,13 @@ def test_conv2d_transpose_is_the_input_gradient_of_conv2d():
 
 def test_conv_transpose_keras_shapes():
     # shapes from Keras's formula for a 7x7 input, 3x3 kernel: 'valid' s=1 -> 9, s=2 -> 15, 'same' s=2 -> 14
-    for cfg, want in [({}, (9, 9, 4)), ({"strides": 2}, (15, 15, 4)), ({"strides": 2, "padding": "same"}, (14, 14, 4)),
-                      ({"strides": 2, "output_padding": 1}, (16, 16, 4)),
-                      ({"strides": 2, "padding": "same", "output_padding": 0}, (13, 13, 4))]:
+    for cfg, want in [
+        ({}, (9, 9, 4)),
+        ({"strides": 2}, (15, 15, 4)),
+        ({"strides": 2, "padding": "same"}, (14, 14, 4)),
+        ({"strides": 2, "output_padding": 1}, (16, 16, 4)),
+        ({"strides": 2, "padding": "same", "output_padding": 0}, (13, 13, 4)),
+    ]:
         assert make("Conv2DTranspose", dict(cfg, filters=4, kernel_size=3), [(7, 7, 2)])[1] == want
     layer, out = make("Conv1DTranspose", {"filters": 1, "kernel_size": 2, "strides": 2, "use_bias": False}, [(3, 1)])
     layer.params["kernel"][...] = dev(np.array([1.0, 10.0]).reshape(2, 1, 1))
@@ -315,9 +323,17 @@ def test_elementwise_merges_by_hand():
 
 
 @pytest.mark.torch
-@pytest.mark.parametrize("axes,shapes,normalize", [
-    (1, [(4,), (4,)], False), (1, [(4,), (4,)], True), ([2, 2], [(3, 4), (5, 4)], False),
-    ([2, 2], [(3, 4), (5, 4)], True), ([1, 2], [(4, 3), (5, 4)], False), ([-1, 1], [(3, 4), (4, 2)], True)])
+@pytest.mark.parametrize(
+    "axes,shapes,normalize",
+    [
+        (1, [(4,), (4,)], False),
+        (1, [(4,), (4,)], True),
+        ([2, 2], [(3, 4), (5, 4)], False),
+        ([2, 2], [(3, 4), (5, 4)], True),
+        ([1, 2], [(4, 3), (5, 4)], False),
+        ([-1, 1], [(3, 4), (4, 2)], True),
+    ],
+)
 def test_dot_matches_torch(axes, shapes, normalize):
     torch, F = _torch()
     rng = np.random.default_rng(6)
@@ -330,8 +346,9 @@ def test_dot_matches_torch(axes, shapes, normalize):
     ua = F.normalize(at, dim=ax[0], eps=1e-6) if normalize else at
     ub = F.normalize(bt, dim=ax[1], eps=1e-6) if normalize else bt
     yt = torch.tensordot  # batched: one tensordot per sample
-    yt = torch.stack([yt(ua[i], ub[i], dims=([ax[0] % len(a.shape) - 1], [ax[1] % len(b.shape) - 1]))
-                      for i in range(3)])
+    yt = torch.stack(
+        [yt(ua[i], ub[i], dims=([ax[0] % len(a.shape) - 1], [ax[1] % len(b.shape) - 1])) for i in range(3)]
+    )
     yt = yt.reshape(3, -1) if yt.dim() == 1 else yt
     (yt * torch.tensor(g)).sum().backward()
     assert yt.shape[1:] == out
@@ -342,9 +359,16 @@ def test_dot_matches_torch(axes, shapes, normalize):
 
 # -- group normalisation -------------------------------------------------------------------------------
 @pytest.mark.torch
-@pytest.mark.parametrize("config,shape", [({"groups": 2}, (5, 6, 4)), ({"groups": 3}, (4, 5, 6)),
-                                          ({"groups": 1, "epsilon": 1e-5}, (7, 4)), ({"groups": 4}, (3, 3, 4)),
-                                          ({"groups": 2, "center": False, "scale": False}, (6, 4))])
+@pytest.mark.parametrize(
+    "config,shape",
+    [
+        ({"groups": 2}, (5, 6, 4)),
+        ({"groups": 3}, (4, 5, 6)),
+        ({"groups": 1, "epsilon": 1e-5}, (7, 4)),
+        ({"groups": 4}, (3, 3, 4)),
+        ({"groups": 2, "center": False, "scale": False}, (6, 4)),
+    ],
+)
 def test_group_normalization_matches_torch(config, shape):
     torch, F = _torch()
     rng = np.random.default_rng(7)
@@ -369,8 +393,11 @@ def test_group_normalization_matches_torch(config, shape):
 # -- noise ---------------------------------------------------------------------------------------------
 def test_noise_layers_differ_between_training_and_inference():
     x = np.ones((400, 6, 50))
-    for type_name, config in [("SpatialDropout1D", {"rate": 0.3}), ("GaussianNoise", {"stddev": 0.5}),
-                              ("GaussianDropout", {"rate": 0.2})]:
+    for type_name, config in [
+        ("SpatialDropout1D", {"rate": 0.3}),
+        ("GaussianNoise", {"stddev": 0.5}),
+        ("GaussianDropout", {"rate": 0.2}),
+    ]:
         layer, _ = make(type_name, config, [(6, 50)])
         y, _ = run(layer, [x])
         np.testing.assert_array_equal(y, x)  # inference: identity
@@ -397,8 +424,11 @@ def test_noise_layers_differ_between_training_and_inference():
 # -- TimeDistributed -----------------------------------------------------------------------------------
 def test_time_distributed_applies_the_inner_layer_at_every_step():
     rng = np.random.default_rng(8)
-    td, out = make("TimeDistributed", {"layer": {"type": "Conv2D", "filters": 2, "kernel_size": 2,
-                                                 "activation": "relu"}}, [(3, 4, 4, 1)])
+    td, out = make(
+        "TimeDistributed",
+        {"layer": {"type": "Conv2D", "filters": 2, "kernel_size": 2, "activation": "relu"}},
+        [(3, 4, 4, 1)],
+    )
     assert out == (3, 3, 3, 2) and set(td.params) == {"kernel", "bias"}
     conv, _ = make("Conv2D", {"filters": 2, "kernel_size": 2}, [(4, 4, 1)])
     conv.params = {k: v.copy() for k, v in td.params.items()}
@@ -416,9 +446,15 @@ def test_time_distributed_applies_the_inner_layer_at_every_step():
 # -- Luong and Bahdanau attention ----------------------------------------------------------------------
 @pytest.mark.torch
 @pytest.mark.parametrize("type_name", ["Attention", "AdditiveAttention"])
-@pytest.mark.parametrize("config,with_key,masked", [({}, False, False), ({"use_scale": True}, True, True),
-                                                    ({"use_causal_mask": True}, False, True),
-                                                    ({"use_scale": False}, True, False)])
+@pytest.mark.parametrize(
+    "config,with_key,masked",
+    [
+        ({}, False, False),
+        ({"use_scale": True}, True, True),
+        ({"use_causal_mask": True}, False, True),
+        ({"use_scale": False}, True, False),
+    ],
+)
 def test_attention_matches_torch(type_name, config, with_key, masked):
     """Keras's definitions written in torch: scores, -1e9 on padded or future keys, softmax, average, zeroed
     padded queries."""

@@ -3,8 +3,8 @@ unfused composition, and no NaN on saturated outputs."""
 
 import numpy as np
 import pytest
-from helpers import dev, host
 
+from helpers import dev, host
 from nnctl import losses
 from nnctl.ops.activations import sigmoid, softmax
 
@@ -137,7 +137,7 @@ def test_sample_weights_give_the_weighted_mean_and_its_gradient(name):
     p = _prediction(loss, (N, K))
     y = _targets(loss, p)
     w = RNG.uniform(0.0, 3.0, size=N)
-    per_sample = [float(host(loss.value(dev(p[i:i + 1]), dev(y[i:i + 1])))) for i in range(N)]
+    per_sample = [float(host(loss.value(dev(p[i : i + 1]), dev(y[i : i + 1])))) for i in range(N)]
     value = float(host(loss.value(dev(p), dev(y), dev(w))))
     assert value == pytest.approx(float(np.dot(w, per_sample)) / N, rel=1e-10)
     num = _numeric_grad(lambda q: float(host(loss.value(dev(q), dev(y), dev(w)))), p.copy())
@@ -234,17 +234,24 @@ def test_losses_against_pytorch():
     assert float(host(got)) == pytest.approx(ref, rel=1e-10)
 
 
-@pytest.mark.parametrize("loss", ['{type = "categorical_focal_crossentropy", gamma = 1.0, label_smoothing = 0.1}',
-                                  '"categorical_hinge"',
-                                  '{type = "categorical_crossentropy", from_logits = true, label_smoothing = 0.2}'])
+@pytest.mark.parametrize(
+    "loss",
+    [
+        '{type = "categorical_focal_crossentropy", gamma = 1.0, label_smoothing = 0.1}',
+        '"categorical_hinge"',
+        '{type = "categorical_crossentropy", from_logits = true, label_smoothing = 0.2}',
+    ],
+)
 def test_new_losses_train_and_evaluate_from_a_spec(loss, tmp_path):
     from helpers import load_spec
-
     from nnctl import run
 
-    sets = [f"train.loss={loss}", "train.epochs=3",
-            'train.metrics=["accuracy", "auc", "pr_auc", "top_k_categorical_accuracy", "mean_iou", "f1_weighted", '
-            '"precision_micro", "f2", "crossentropy"]']
+    sets = [
+        f"train.loss={loss}",
+        "train.epochs=3",
+        'train.metrics=["accuracy", "auc", "pr_auc", "top_k_categorical_accuracy", "mean_iou", "f1_weighted", '
+        '"precision_micro", "f2", "crossentropy"]',
+    ]
     if "from_logits" in loss:
         sets.append('model.layers[1].activation="linear"')  # the output layer
     s = load_spec("iris_mlp.toml", tmp_path, *sets)

@@ -19,8 +19,15 @@ def _trainer(spec):
     ds = load_dataset(spec)
     model = run.model_for_data(spec, ds)
     model.to_device()
-    trainer = Trainer(model, run.make_loss(spec), run.make_optimizer(spec), spec["train"], ds.prep.task,
-                      ds.prep.n_classes(model.output_shape[-1]), spec["seed"])
+    trainer = Trainer(
+        model,
+        run.make_loss(spec),
+        run.make_optimizer(spec),
+        spec["train"],
+        ds.prep.task,
+        ds.prep.n_classes(model.output_shape[-1]),
+        spec["seed"],
+    )
     return trainer, ds
 
 
@@ -54,10 +61,16 @@ def test_sgd_on_least_squares_diverges_past_the_stability_limit(tmp_path):
     np.savez(tmp_path / "ls.npz", x=x, y=y[:, None])
     from nnctl import spec as spec_mod
 
-    s = spec_mod.validate({"name": "ls", "data": {"train": str(tmp_path / "ls.npz")},
-                           "model": {"layers": [{"type": "Dense", "units": 1}]},
-                           "train": {"loss": "mse", "optimizer": "sgd", "batch_size": 200},
-                           "output": {"checkpoint": str(tmp_path / "ls.h5")}}, "ls.toml")
+    s = spec_mod.validate(
+        {
+            "name": "ls",
+            "data": {"train": str(tmp_path / "ls.npz")},
+            "model": {"layers": [{"type": "Dense", "units": 1}]},
+            "train": {"loss": "mse", "optimizer": "sgd", "batch_size": 200},
+            "output": {"checkpoint": str(tmp_path / "ls.h5")},
+        },
+        "ls.toml",
+    )
     result = lr_find.lr_find(s, steps=200, start=1e-4, end=100.0)
     assert result["stopped_early"] and 0.5 < result["rates"][-1] < 10.0
     assert 1e-4 <= result["suggestion"] < 1.0
@@ -65,23 +78,71 @@ def test_sgd_on_least_squares_diverges_past_the_stability_limit(tmp_path):
 
 def test_cli_writes_the_png_and_pure_json_and_no_checkpoint(tmp_path):
     png = tmp_path / "curve.png"
-    p = subprocess.run([sys.executable, "-m", "nnctl", "lr-find", SPECS / "digits_mlp.toml", "--steps", "40",
-                        "--set", "data.subset=200", "--set", f"output.checkpoint={tmp_path / 'd.h5'}",
-                        "-o", png, "--json"], capture_output=True, text=True, timeout=300)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "nnctl",
+            "lr-find",
+            SPECS / "digits_mlp.toml",
+            "--steps",
+            "40",
+            "--set",
+            "data.subset=200",
+            "--set",
+            f"output.checkpoint={tmp_path / 'd.h5'}",
+            "-o",
+            png,
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert p.returncode == 0, p.stderr
     out = json.loads(p.stdout)
     assert out["png"] == str(png) and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert out["rates"][0] <= out["suggestion"] <= out["rates"][-1]
     assert not (tmp_path / "d.h5").exists()
-    text = subprocess.run([sys.executable, "-m", "nnctl", "lr-find", SPECS / "digits_mlp.toml", "--steps", "30",
-                           "--set", "data.subset=200", "--no-png"], capture_output=True, text=True, timeout=300)
+    text = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "nnctl",
+            "lr-find",
+            SPECS / "digits_mlp.toml",
+            "--steps",
+            "30",
+            "--set",
+            "data.subset=200",
+            "--no-png",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert text.returncode == 0, text.stderr
     assert "suggested learning_rate" in text.stdout and "|" in text.stdout
 
 
 def test_cli_refuses_a_bad_sweep(tmp_path):
-    p = subprocess.run([sys.executable, "-m", "nnctl", "lr-find", SPECS / "digits_mlp.toml", "--start", "1",
-                        "--end", "0.1", "--no-png"], capture_output=True, text=True, timeout=300)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "nnctl",
+            "lr-find",
+            SPECS / "digits_mlp.toml",
+            "--start",
+            "1",
+            "--end",
+            "0.1",
+            "--no-png",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert p.returncode == 2
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: lr-find: --start")

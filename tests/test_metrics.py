@@ -60,18 +60,26 @@ def test_multiclass_auc_pools_every_class_column():
 
 
 def test_top_k_hand_computed():
-    p = np.array([[0.1, 0.2, 0.3, 0.05, 0.05, 0.3],  # true class 0: 4 scores above it -> in the top 5
-                  [0.5, 0.1, 0.1, 0.1, 0.1, 0.1],  # true class 1: only 0.5 above (ties count in)
-                  [0.01, 0.02, 0.03, 0.04, 0.05, 0.85]])  # true 0: 5 above -> out
+    p = np.array(
+        [
+            [0.1, 0.2, 0.3, 0.05, 0.05, 0.3],  # true class 0: 4 scores above it -> in the top 5
+            [0.5, 0.1, 0.1, 0.1, 0.1, 0.1],  # true class 1: only 0.5 above (ties count in)
+            [0.01, 0.02, 0.03, 0.04, 0.05, 0.85],
+        ]
+    )  # true 0: 5 above -> out
     ids = np.array([0, 1, 0])
     assert m("sparse_top_k_categorical_accuracy", p, ids.astype(float), "sparse", 6) == pytest.approx(2 / 3)
     assert m("top_k_categorical_accuracy", p, np.eye(6)[ids], "categorical", 6) == pytest.approx(2 / 3)
 
 
 def test_top_k_for_any_k_by_its_name():
-    p = np.array([[0.1, 0.2, 0.3, 0.05, 0.05, 0.3],  # true 0: 4 scores above it
-                  [0.5, 0.1, 0.1, 0.1, 0.1, 0.1],  # true 1: 1 above
-                  [0.01, 0.02, 0.03, 0.04, 0.05, 0.85]])  # true 0: 5 above
+    p = np.array(
+        [
+            [0.1, 0.2, 0.3, 0.05, 0.05, 0.3],  # true 0: 4 scores above it
+            [0.5, 0.1, 0.1, 0.1, 0.1, 0.1],  # true 1: 1 above
+            [0.01, 0.02, 0.03, 0.04, 0.05, 0.85],
+        ]
+    )  # true 0: 5 above
     y = np.array([0, 1, 0]).astype(float)
     assert m("top1_accuracy", p, y, "sparse", 6) == pytest.approx(0.0)
     assert m("top2_accuracy", p, y, "sparse", 6) == pytest.approx(1 / 3)
@@ -97,7 +105,7 @@ def test_parametrised_metric_names_in_a_spec(tmp_path):
         path = tmp_path / "s.toml"
         path.write_text(f"""
 [data]
-train = "{ROOT / 'examples/data/iris.csv'}"
+train = "{ROOT / "examples/data/iris.csv"}"
 validation = {{ split = 0.2 }}
 [model]
 layers = [{{type = "Dense", units = 3, activation = "softmax"}}]
@@ -163,9 +171,11 @@ def test_regression_metrics_and_crossentropy_against_their_definitions():
     assert m("binary_crossentropy", pb, yb, "binary") == pytest.approx(-(np.log(0.9) + np.log(0.3)) / 2)
     pc = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]])
     assert m("categorical_crossentropy", pc, np.eye(3)[[1, 2]], "categorical", 3) == pytest.approx(
-        -(np.log(0.2) + np.log(0.8)) / 2)
+        -(np.log(0.2) + np.log(0.8)) / 2
+    )
     assert m("sparse_categorical_crossentropy", pc, np.array([1.0, 2.0]), "sparse", 3) == pytest.approx(
-        -(np.log(0.2) + np.log(0.8)) / 2)
+        -(np.log(0.2) + np.log(0.8)) / 2
+    )
 
 
 def test_directions_and_classification_flags():

@@ -26,10 +26,16 @@ from nnctl.scoring import evaluate_model
 from nnctl.strategy import DataParallel
 
 SPEC = {
-    "name": "v", "seed": 1, "dtype": "float64",
+    "name": "v",
+    "seed": 1,
+    "dtype": "float64",
     "data": {"train": "unused.csv"},
-    "model": {"layers": [{"type": "Dense", "units": 8, "activation": "tanh", "kernel_regularizer": {"l2": 0.01}},
-                         {"type": "Dense", "units": 3, "activation": "softmax"}]},
+    "model": {
+        "layers": [
+            {"type": "Dense", "units": 8, "activation": "tanh", "kernel_regularizer": {"l2": 0.01}},
+            {"type": "Dense", "units": 3, "activation": "softmax"},
+        ]
+    },
     "train": {"loss": "categorical_crossentropy", "metrics": ["accuracy", "auc"]},
 }
 
@@ -76,8 +82,16 @@ def _trainer(spec):
 
     model.forward = counting
     loss, names = make_loss(spec), spec["train"]["metrics"]
-    return types.SimpleNamespace(model=model, loss=loss, metric_names=names, task="categorical", n_classes=3,
-                                 decode=None, rows=rows, heads=Heads.single(model, loss, names, "categorical", 3))
+    return types.SimpleNamespace(
+        model=model,
+        loss=loss,
+        metric_names=names,
+        task="categorical",
+        n_classes=3,
+        decode=None,
+        rows=rows,
+        heads=Heads.single(model, loss, names, "categorical", 3),
+    )
 
 
 @pytest.mark.parametrize("n, size", [(75, 2), (10, 3), (1, 2)], ids=["ragged", "three_ranks", "empty_share"])
@@ -119,8 +133,10 @@ def test_lr_find_under_mpiexec_sweeps_the_losses_of_one_process(tmp_path):
     env = {**os.environ, "NNCTL_DEVICE": "cpu"}
     for k in ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "MPI_LOCALRANKID", "SLURM_PROCID"):
         env.pop(k, None)
-    runs = [subprocess.run(c, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180)
-            for c in (cmd, [MPIEXEC, "-n", "2", *cmd])]
+    runs = [
+        subprocess.run(c, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180)
+        for c in (cmd, [MPIEXEC, "-n", "2", *cmd])
+    ]
     for r in runs:
         assert r.returncode == 0, r.stderr
     one, two = (json.loads(r.stdout) for r in runs)  # rank 1 printed nothing: one JSON object

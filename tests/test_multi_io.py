@@ -28,7 +28,8 @@ def two_io_spec(data: dict | None = None, dtype: str = "float32", **changes) -> 
     """Inputs a (3 features) and b (2 features); outputs reg = Dense(2) on tanh(Dense(a)) and cls =
     softmax(Dense(3)) on [reg, tanh(Dense(b))]: reg is an output that also feeds cls."""
     raw = {
-        "seed": 3, "dtype": dtype,
+        "seed": 3,
+        "dtype": dtype,
         "data": data or {"train": "unused.csv"},
         "model": {
             "inputs": {"a": {"shape": [3]}, "b": {"shape": [2]}},
@@ -39,9 +40,15 @@ def two_io_spec(data: dict | None = None, dtype: str = "float32", **changes) -> 
                 {"type": "Concatenate", "name": "cat", "inputs": ["reg", "hb"]},
                 {"type": "Dense", "name": "cls", "units": 3, "activation": "softmax"},
             ],
-            "outputs": {"reg": {"layer": "reg", "loss": "mse", "weight": 0.7, "metrics": ["mae"]},
-                        "cls": {"layer": "cls", "loss": "sparse_categorical_crossentropy", "weight": 1.3,
-                                "metrics": ["accuracy"]}},
+            "outputs": {
+                "reg": {"layer": "reg", "loss": "mse", "weight": 0.7, "metrics": ["mae"]},
+                "cls": {
+                    "layer": "cls",
+                    "loss": "sparse_categorical_crossentropy",
+                    "weight": 1.3,
+                    "metrics": ["accuracy"],
+                },
+            },
         },
         "train": {"epochs": 1},
     }
@@ -147,8 +154,12 @@ def test_csv_column_groups_feed_named_inputs_and_targets(tmp_path):
 
 def test_npz_named_arrays_feed_inputs_and_targets_by_name_and_by_default(tmp_path):
     rng = np.random.default_rng(2)
-    arrays = {"a": rng.normal(size=(12, 3)), "bee": rng.normal(size=(12, 2)), "reg": rng.normal(size=(12, 2)),
-              "labels": rng.integers(0, 3, 12)}
+    arrays = {
+        "a": rng.normal(size=(12, 3)),
+        "bee": rng.normal(size=(12, 2)),
+        "reg": rng.normal(size=(12, 2)),
+        "labels": rng.integers(0, 3, 12),
+    }
     np.savez(tmp_path / "t.npz", **arrays)
     s = two_io_spec({"train": str(tmp_path / "t.npz"), "inputs": {"b": "bee"}, "targets": {"cls": "labels"}})
     ds = load_dataset(s)
@@ -162,8 +173,12 @@ def test_hdf5_named_arrays_feed_inputs_and_targets(tmp_path):
     import h5py
 
     rng = np.random.default_rng(4)
-    arrays = {"a": rng.normal(size=(9, 3)), "b": rng.normal(size=(9, 2)), "r": rng.normal(size=(9, 2)),
-              "cls": rng.integers(0, 3, 9)}
+    arrays = {
+        "a": rng.normal(size=(9, 3)),
+        "b": rng.normal(size=(9, 2)),
+        "r": rng.normal(size=(9, 2)),
+        "cls": rng.integers(0, 3, 9),
+    }
     with h5py.File(tmp_path / "t.h5", "w") as f:
         for k, v in arrays.items():
             f[k] = v
@@ -176,11 +191,14 @@ def test_hdf5_named_arrays_feed_inputs_and_targets(tmp_path):
 def test_one_unnamed_input_with_named_outputs_reads_the_other_csv_columns(tmp_path):
     """Without model.inputs the one input is every column no target names, in file order."""
     a, b, r, c = write_csv(tmp_path / "t.csv")
-    s = two_io_spec({"train": str(tmp_path / "t.csv"), "targets": CSV_DATA["targets"]},
-                    model__inputs=None,
-                    model__layers=[{"type": "Dense", "name": "reg", "units": 2},
-                                   {"type": "Dense", "name": "cls", "units": 3, "activation": "softmax",
-                                    "inputs": ["input"]}])
+    s = two_io_spec(
+        {"train": str(tmp_path / "t.csv"), "targets": CSV_DATA["targets"]},
+        model__inputs=None,
+        model__layers=[
+            {"type": "Dense", "name": "reg", "units": 2},
+            {"type": "Dense", "name": "cls", "units": 3, "activation": "softmax", "inputs": ["input"]},
+        ],
+    )
     ds = load_dataset(s)
     np.testing.assert_allclose(ds.x_train, np.concatenate([a, b], axis=1), rtol=1e-6)
     model = run.model_for_data(s, ds)
@@ -189,8 +207,11 @@ def test_one_unnamed_input_with_named_outputs_reads_the_other_csv_columns(tmp_pa
 
 def test_two_named_inputs_and_one_output_use_train_loss_and_metrics(tmp_path):
     write_csv(tmp_path / "t.csv")
-    s = two_io_spec({"train": str(tmp_path / "t.csv"), "inputs": CSV_DATA["inputs"], "target": "r1"},
-                    model__outputs=None, train__metrics=["mae"])
+    s = two_io_spec(
+        {"train": str(tmp_path / "t.csv"), "inputs": CSV_DATA["inputs"], "target": "r1"},
+        model__outputs=None,
+        train__metrics=["mae"],
+    )
     s["model"]["layers"][-1].update(units=1, activation="linear")
     s["output"]["checkpoint"] = str(tmp_path / "one.h5")
     s["output"]["run_dir"] = str(tmp_path / "one.run")
@@ -200,8 +221,13 @@ def test_two_named_inputs_and_one_output_use_train_loss_and_metrics(tmp_path):
 
 def test_npz_arrays_of_different_lengths_are_refused(tmp_path):
     rng = np.random.default_rng(2)
-    np.savez(tmp_path / "t.npz", a=rng.normal(size=(12, 3)), b=rng.normal(size=(11, 2)),
-             reg=rng.normal(size=(12, 2)), cls=rng.integers(0, 3, 12))
+    np.savez(
+        tmp_path / "t.npz",
+        a=rng.normal(size=(12, 3)),
+        b=rng.normal(size=(11, 2)),
+        reg=rng.normal(size=(12, 2)),
+        cls=rng.integers(0, 3, 12),
+    )
     with pytest.raises(DataError, match=r"data\.inputs\.b: expected 12 rows \(as data\.inputs\.a\), found 11"):
         load_dataset(two_io_spec({"train": str(tmp_path / "t.npz")}))
 
@@ -213,19 +239,36 @@ def test_a_csv_column_group_naming_a_missing_column_is_refused(tmp_path):
         load_dataset(two_io_spec(data))
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"model__layers": [{"type": "Dense", "name": "h", "units": 2, "inputs": ["aa"]},
-                        {"type": "Dense", "name": "g", "units": 2, "inputs": ["b"]}]},
-     r"model\.layers\[0\]\.inputs: 'aa': no such layer or model input; did you mean 'a'\?"),
-    ({"model__layers": [{"type": "Dense", "name": "h", "units": 2, "inputs": ["a"]}],
-      "model__outputs": {"y": {"layer": "h"}}},
-     r"model\.inputs\.b: never used"),
-    ({"model__outputs": {"y": {"layer": "clss", "loss": "mse"}}},
-     r"model\.outputs\.y\.layer: 'clss' is not a layer of model\.layers; did you mean 'cls'\?"),
-    ({"model__outputs": {"y": {"layer": "reg", "metrics": ["accuracy"]}}},
-     r"model\.outputs\.y\.metrics\[0\]: accuracy needs a classification loss"),
-    ({"model__outputs": {"y": {"layer": "reg", "wieght": 2}}}, r"model\.outputs\.y\.wieght: unknown key"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (
+            {
+                "model__layers": [
+                    {"type": "Dense", "name": "h", "units": 2, "inputs": ["aa"]},
+                    {"type": "Dense", "name": "g", "units": 2, "inputs": ["b"]},
+                ]
+            },
+            r"model\.layers\[0\]\.inputs: 'aa': no such layer or model input; did you mean 'a'\?",
+        ),
+        (
+            {
+                "model__layers": [{"type": "Dense", "name": "h", "units": 2, "inputs": ["a"]}],
+                "model__outputs": {"y": {"layer": "h"}},
+            },
+            r"model\.inputs\.b: never used",
+        ),
+        (
+            {"model__outputs": {"y": {"layer": "clss", "loss": "mse"}}},
+            r"model\.outputs\.y\.layer: 'clss' is not a layer of model\.layers; did you mean 'cls'\?",
+        ),
+        (
+            {"model__outputs": {"y": {"layer": "reg", "metrics": ["accuracy"]}}},
+            r"model\.outputs\.y\.metrics\[0\]: accuracy needs a classification loss",
+        ),
+        ({"model__outputs": {"y": {"layer": "reg", "wieght": 2}}}, r"model\.outputs\.y\.wieght: unknown key"),
+    ],
+)
 def test_spec_mistakes_are_one_line_errors(change, message):
     with pytest.raises(SpecError, match=message):
         two_io_spec(**change)
@@ -241,8 +284,9 @@ def test_old_checkpoint_still_loads_and_predicts_as_before():
     p, labels = run.predict(restored, x)
     want = list(csv.DictReader(open(FIXTURES / "old_layout_iris_predict.csv")))
     assert [str(v) for v in labels] == [r["prediction"] for r in want]
-    np.testing.assert_allclose(p, [[float(r[f"proba_{c}"]) for c in ("setosa", "versicolor", "virginica")]
-                                   for r in want], atol=2e-6)
+    np.testing.assert_allclose(
+        p, [[float(r[f"proba_{c}"]) for c in ("setosa", "versicolor", "virginica")] for r in want], atol=2e-6
+    )
     result = run.evaluate(FIXTURES / "old_layout_iris.h5", str(ROOT / "examples" / "data" / "iris-test.csv"), "cpu")
     assert result["samples"] == 30 and result["accuracy"] == 1.0
 
@@ -303,8 +347,7 @@ checkpoint = "{out}"
 
 
 def nnctl(*args):
-    return subprocess.run([sys.executable, "-m", "nnctl", *map(str, args)], capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run([sys.executable, "-m", "nnctl", *map(str, args)], capture_output=True, text=True, timeout=300)
 
 
 def test_cli_trains_evaluates_and_predicts_a_two_input_two_output_spec(tmp_path):
@@ -316,8 +359,16 @@ def test_cli_trains_evaluates_and_predicts_a_two_input_two_output_spec(tmp_path)
     assert r.returncode == 0, r.stderr
     events = [json.loads(line) for line in r.stdout.splitlines()]
     epoch = next(e for e in events if e["event"] == "epoch")
-    for key in ("loss", "reg_loss", "cls_loss", "reg_mae", "cls_accuracy", "val_loss", "val_reg_loss",
-                "val_cls_accuracy"):
+    for key in (
+        "loss",
+        "reg_loss",
+        "cls_loss",
+        "reg_mae",
+        "cls_accuracy",
+        "val_loss",
+        "val_reg_loss",
+        "val_cls_accuracy",
+    ):
         assert key in epoch, key
     assert epoch["val_loss"] == pytest.approx(2.0 * epoch["val_reg_loss"] + 0.5 * epoch["val_cls_loss"], rel=1e-5)
     assert Checkpoint(ckpt).attrs["format_version"] == 2  # an nnctl without named outputs refuses it
@@ -396,8 +447,9 @@ def test_a_stop_inside_an_epoch_resumes_to_the_same_weights_and_epoch_metrics(tm
     from nnctl.train import Hooks, Trainer
 
     write_csv(tmp_path / "t.csv", n=40)
-    s = two_io_spec({"train": str(tmp_path / "t.csv"), **CSV_DATA}, dtype="float64",
-                    train__batch_size=4, train__epochs=2)
+    s = two_io_spec(
+        {"train": str(tmp_path / "t.csv"), **CSV_DATA}, dtype="float64", train__batch_size=4, train__epochs=2
+    )
     ds = load_dataset(s)
 
     def trainer(stop_after=None):
@@ -405,8 +457,17 @@ def test_a_stop_inside_an_epoch_resumes_to_the_same_weights_and_epoch_metrics(tm
         model.to_device()
         calls = []
         hooks = Hooks(should_stop=(lambda: calls.append(1) or len(calls) > stop_after) if stop_after else None)
-        return Trainer(model, make_loss(s), make_optimizer(s), s["train"], "regression", 2, s["seed"],
-                       hooks=hooks, heads=make_heads(s, model))
+        return Trainer(
+            model,
+            make_loss(s),
+            make_optimizer(s),
+            s["train"],
+            "regression",
+            2,
+            s["seed"],
+            hooks=hooks,
+            heads=make_heads(s, model),
+        )
 
     whole = trainer()
     whole.fit(ds.x_train, ds.y_train, 2)
@@ -438,8 +499,12 @@ def test_two_mpi_ranks_train_a_two_output_model_as_one_process(tmp_path):
     spec_path.write_text(SPEC_TOML.format(data=tmp_path / "d.csv", out=tmp_path / "one.h5"))
     one = nnctl("train", spec_path)
     assert one.returncode == 0, one.stderr
-    two = subprocess.run([mpiexec, "-n", "2", console, "train", spec_path, "--out", tmp_path / "two.h5"],
-                         capture_output=True, text=True, timeout=300)
+    two = subprocess.run(
+        [mpiexec, "-n", "2", console, "train", spec_path, "--out", tmp_path / "two.h5"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert two.returncode == 0, two.stderr
     a, b = Checkpoint(tmp_path / "one.h5"), Checkpoint(tmp_path / "two.h5")
     for k, v in a.weights.items():

@@ -39,8 +39,9 @@ def _compare(ckpt, x, tmp_path, rtol=RTOL, atol=ATOL):
     sess = _session(out)
     feed_type = np.int64 if sess.get_inputs()[0].type == "tensor(int64)" else np.float32
     for batch in (7, len(x)):  # neither is a training batch size
-        got = np.concatenate([sess.run(None, {"input": x[i:i + batch].astype(feed_type)})[0]
-                              for i in range(0, len(x), batch)])
+        got = np.concatenate(
+            [sess.run(None, {"input": x[i : i + batch].astype(feed_type)})[0] for i in range(0, len(x), batch)]
+        )
         np.testing.assert_allclose(got, want, rtol=rtol, atol=atol)
     return onnx.load(str(out))
 
@@ -75,67 +76,102 @@ def test_shipped_spec_matches_predict(name, source, tmp_path):
 
 
 FAMILIES = {
-    "conv1d_pool1d": ([24, 3], [
-        {"type": "Conv1D", "filters": 4, "kernel_size": 3, "padding": "same", "activation": "gelu"},
-        {"type": "MaxPooling1D", "pool_size": 2, "padding": "same"},
-        {"type": "Conv1D", "filters": 5, "kernel_size": 2, "strides": 2, "dilation_rate": 1},
-        {"type": "AveragePooling1D", "pool_size": 3, "strides": 1, "padding": "same"},
-        {"type": "ZeroPadding1D", "padding": [1, 2]},
-        {"type": "Cropping1D", "cropping": [2, 1]},
-        {"type": "UpSampling1D", "size": 2},
-        {"type": "GlobalMaxPooling1D"},
-        {"type": "Dense", "units": 3, "activation": "softmax"}]),
-    "conv2d_family": ([9, 8, 2], [
-        {"type": "ZeroPadding2D", "padding": [1, 1]},
-        {"type": "Conv2D", "filters": 4, "kernel_size": [3, 2], "strides": [2, 1], "padding": "same",
-         "activation": "elu"},
-        {"type": "BatchNormalization"},
-        {"type": "DepthwiseConv2D", "kernel_size": 3, "padding": "same", "activation": "relu6"},
-        {"type": "SeparableConv2D", "filters": 6, "kernel_size": 2, "activation": "swish"},
-        {"type": "AveragePooling2D", "pool_size": 2, "padding": "same"},
-        {"type": "UpSampling2D", "size": [2, 1]},
-        {"type": "GroupNormalization", "groups": 3},
-        {"type": "PReLU", "alpha_initializer": "he_normal"},
-        {"type": "GlobalMaxPooling2D"},
-        {"type": "Dense", "units": 3, "activation": "softmax"}]),
-    "activations_merges": ([6], [
-        {"type": "Dense", "units": 8, "name": "a", "activation": "selu"},
-        {"type": "Dense", "units": 8, "name": "b", "inputs": ["input"], "activation": "mish"},
-        {"type": "Add", "name": "s", "inputs": ["a", "b"]},
-        {"type": "Multiply", "name": "m", "inputs": ["a", "b"]},
-        {"type": "Subtract", "name": "d", "inputs": ["s", "m"]},
-        {"type": "Average", "name": "v", "inputs": ["a", "d"]},
-        {"type": "Maximum", "name": "mx", "inputs": ["v", "b"]},
-        {"type": "Minimum", "name": "mn", "inputs": ["v", "a"]},
-        {"type": "Concatenate", "inputs": ["mx", "mn", "s"]},
-        {"type": "LeakyReLU", "negative_slope": 0.1},
-        {"type": "Dense", "units": 8, "activation": "hard_silu"},
-        {"type": "ReLU", "max_value": 1.5, "negative_slope": 0.05, "threshold": 0.1},
-        {"type": "Dense", "units": 8, "activation": "gelu_tanh"},
-        {"type": "ELU", "alpha": 0.7},
-        {"type": "Activation", "activation": "softsign"},
-        {"type": "Dense", "units": 6, "activation": "softplus"},
-        {"type": "RepeatVector", "n": 3},
-        {"type": "Permute", "dims": [2, 1]},
-        {"type": "Flatten"},
-        {"type": "Dense", "units": 3, "activation": "softmax"}]),
-    "lstm_bidirectional_states": ([7, 3], [
-        {"type": "Masking", "mask_value": 0.0},
-        {"type": "Bidirectional", "layer": {"type": "LSTM", "units": 4, "return_sequences": True},
-         "merge_mode": "sum"},
-        {"type": "LSTM", "units": 5, "return_sequences": True, "go_backwards": True, "activation": "relu"},
-        {"type": "TimeDistributed", "layer": {"type": "Dense", "units": 4, "activation": "tanh"}},
-        {"type": "GRU", "units": 4, "return_state": True, "name": "g"},
-        {"type": "Concatenate", "inputs": ["g:0", "g:1"]},
-        {"type": "Dense", "units": 1, "activation": "sigmoid"}]),
-    "attention_positions": ([6, 8], [
-        {"type": "PositionEmbedding"},
-        {"type": "MultiHeadAttention", "num_heads": 2, "key_dim": 3, "causal": True, "name": "att"},
-        {"type": "LayerNormalization", "epsilon": 1e-5},
-        {"type": "MultiHeadAttention", "num_heads": 2, "key_dim": 4, "value_dim": 3, "output_shape": 5,
-         "inputs": ["layer_normalization", "input"]},
-        {"type": "SimpleRNN", "units": 4, "activation": "relu"},
-        {"type": "Dense", "units": 2}]),
+    "conv1d_pool1d": (
+        [24, 3],
+        [
+            {"type": "Conv1D", "filters": 4, "kernel_size": 3, "padding": "same", "activation": "gelu"},
+            {"type": "MaxPooling1D", "pool_size": 2, "padding": "same"},
+            {"type": "Conv1D", "filters": 5, "kernel_size": 2, "strides": 2, "dilation_rate": 1},
+            {"type": "AveragePooling1D", "pool_size": 3, "strides": 1, "padding": "same"},
+            {"type": "ZeroPadding1D", "padding": [1, 2]},
+            {"type": "Cropping1D", "cropping": [2, 1]},
+            {"type": "UpSampling1D", "size": 2},
+            {"type": "GlobalMaxPooling1D"},
+            {"type": "Dense", "units": 3, "activation": "softmax"},
+        ],
+    ),
+    "conv2d_family": (
+        [9, 8, 2],
+        [
+            {"type": "ZeroPadding2D", "padding": [1, 1]},
+            {
+                "type": "Conv2D",
+                "filters": 4,
+                "kernel_size": [3, 2],
+                "strides": [2, 1],
+                "padding": "same",
+                "activation": "elu",
+            },
+            {"type": "BatchNormalization"},
+            {"type": "DepthwiseConv2D", "kernel_size": 3, "padding": "same", "activation": "relu6"},
+            {"type": "SeparableConv2D", "filters": 6, "kernel_size": 2, "activation": "swish"},
+            {"type": "AveragePooling2D", "pool_size": 2, "padding": "same"},
+            {"type": "UpSampling2D", "size": [2, 1]},
+            {"type": "GroupNormalization", "groups": 3},
+            {"type": "PReLU", "alpha_initializer": "he_normal"},
+            {"type": "GlobalMaxPooling2D"},
+            {"type": "Dense", "units": 3, "activation": "softmax"},
+        ],
+    ),
+    "activations_merges": (
+        [6],
+        [
+            {"type": "Dense", "units": 8, "name": "a", "activation": "selu"},
+            {"type": "Dense", "units": 8, "name": "b", "inputs": ["input"], "activation": "mish"},
+            {"type": "Add", "name": "s", "inputs": ["a", "b"]},
+            {"type": "Multiply", "name": "m", "inputs": ["a", "b"]},
+            {"type": "Subtract", "name": "d", "inputs": ["s", "m"]},
+            {"type": "Average", "name": "v", "inputs": ["a", "d"]},
+            {"type": "Maximum", "name": "mx", "inputs": ["v", "b"]},
+            {"type": "Minimum", "name": "mn", "inputs": ["v", "a"]},
+            {"type": "Concatenate", "inputs": ["mx", "mn", "s"]},
+            {"type": "LeakyReLU", "negative_slope": 0.1},
+            {"type": "Dense", "units": 8, "activation": "hard_silu"},
+            {"type": "ReLU", "max_value": 1.5, "negative_slope": 0.05, "threshold": 0.1},
+            {"type": "Dense", "units": 8, "activation": "gelu_tanh"},
+            {"type": "ELU", "alpha": 0.7},
+            {"type": "Activation", "activation": "softsign"},
+            {"type": "Dense", "units": 6, "activation": "softplus"},
+            {"type": "RepeatVector", "n": 3},
+            {"type": "Permute", "dims": [2, 1]},
+            {"type": "Flatten"},
+            {"type": "Dense", "units": 3, "activation": "softmax"},
+        ],
+    ),
+    "lstm_bidirectional_states": (
+        [7, 3],
+        [
+            {"type": "Masking", "mask_value": 0.0},
+            {
+                "type": "Bidirectional",
+                "layer": {"type": "LSTM", "units": 4, "return_sequences": True},
+                "merge_mode": "sum",
+            },
+            {"type": "LSTM", "units": 5, "return_sequences": True, "go_backwards": True, "activation": "relu"},
+            {"type": "TimeDistributed", "layer": {"type": "Dense", "units": 4, "activation": "tanh"}},
+            {"type": "GRU", "units": 4, "return_state": True, "name": "g"},
+            {"type": "Concatenate", "inputs": ["g:0", "g:1"]},
+            {"type": "Dense", "units": 1, "activation": "sigmoid"},
+        ],
+    ),
+    "attention_positions": (
+        [6, 8],
+        [
+            {"type": "PositionEmbedding"},
+            {"type": "MultiHeadAttention", "num_heads": 2, "key_dim": 3, "causal": True, "name": "att"},
+            {"type": "LayerNormalization", "epsilon": 1e-5},
+            {
+                "type": "MultiHeadAttention",
+                "num_heads": 2,
+                "key_dim": 4,
+                "value_dim": 3,
+                "output_shape": 5,
+                "inputs": ["layer_normalization", "input"],
+            },
+            {"type": "SimpleRNN", "units": 4, "activation": "relu"},
+            {"type": "Dense", "units": 2},
+        ],
+    ),
 }
 
 
@@ -145,17 +181,25 @@ def _random_task(name, shape, layers, tmp_path, loss):
     x = rng.normal(size=(n, *shape)).astype(np.float32)
     if name.startswith("lstm"):  # padded tails: whole steps of zeros, which Masking turns into a mask
         for i in range(n):
-            x[i, rng.integers(3, shape[0] + 1):] = 0.0
-    y = {"categorical_crossentropy": rng.integers(0, 3, size=n), "binary_crossentropy": rng.integers(0, 2, size=n),
-         "mse": rng.normal(size=(n, 2))}[loss]
+            x[i, rng.integers(3, shape[0] + 1) :] = 0.0
+    y = {
+        "categorical_crossentropy": rng.integers(0, 3, size=n),
+        "binary_crossentropy": rng.integers(0, 2, size=n),
+        "mse": rng.normal(size=(n, 2)),
+    }[loss]
     np.savez(tmp_path / "data.npz", x=x, y=y)
-    spec = {"name": name, "seed": 1, "data": {"train": str(tmp_path / "data.npz"),
-                                                      # padding must stay zero for Masking to see it
-                                                      "normalize": "none" if name.startswith("lstm") else "standard"},
-            "model": {"layers": layers},
-            "train": {"loss": loss, "optimizer": {"type": "adam", "learning_rate": 0.05}, "epochs": 1,
-                      "batch_size": 16},
-            "output": {"checkpoint": str(tmp_path / f"{name}.h5"), "run_dir": str(tmp_path / "run")}}
+    spec = {
+        "name": name,
+        "seed": 1,
+        "data": {
+            "train": str(tmp_path / "data.npz"),
+            # padding must stay zero for Masking to see it
+            "normalize": "none" if name.startswith("lstm") else "standard",
+        },
+        "model": {"layers": layers},
+        "train": {"loss": loss, "optimizer": {"type": "adam", "learning_rate": 0.05}, "epochs": 1, "batch_size": 16},
+        "output": {"checkpoint": str(tmp_path / f"{name}.h5"), "run_dir": str(tmp_path / "run")},
+    }
     path = tmp_path / "spec.json"
     path.write_text(json.dumps(spec))
     return path, x
@@ -167,7 +211,8 @@ def test_layer_family_matches_predict(name, tmp_path):
 
     shape, layers = FAMILIES[name]
     loss = {"lstm_bidirectional_states": "binary_crossentropy", "attention_positions": "mse"}.get(
-        name, "categorical_crossentropy")
+        name, "categorical_crossentropy"
+    )
     path, x = _random_task(name, shape, layers, tmp_path, loss)
     done = run.train(spec_mod.load(path, []))
     x_new = x[:30] * 1.3  # new rows (scaled), padded steps still zero
@@ -176,8 +221,9 @@ def test_layer_family_matches_predict(name, tmp_path):
 
 def test_metadata_checker_and_dynamic_batch(tmp_path):
     _, done = train_spec("iris_mlp.toml", tmp_path, "train.epochs=1")
-    model = _compare(done["checkpoint"], _raw_inputs(done["checkpoint"], ROOT / "examples/data/iris-test.csv"),
-                     tmp_path)
+    model = _compare(
+        done["checkpoint"], _raw_inputs(done["checkpoint"], ROOT / "examples/data/iris-test.csv"), tmp_path
+    )
     onnx.checker.check_model(model, full_check=True)
     meta = {p.key: p.value for p in model.metadata_props}
     assert json.loads(meta["classes"]) == ["setosa", "versicolor", "virginica"]
@@ -187,8 +233,13 @@ def test_metadata_checker_and_dynamic_batch(tmp_path):
 
 
 def test_from_logits_output_is_probabilities(tmp_path):
-    _, done = train_spec("iris_mlp.toml", tmp_path, "train.epochs=1", "model.layers[1].activation=linear",
-                         "train.loss={type = 'categorical_crossentropy', from_logits = true}")
+    _, done = train_spec(
+        "iris_mlp.toml",
+        tmp_path,
+        "train.epochs=1",
+        "model.layers[1].activation=linear",
+        "train.loss={type = 'categorical_crossentropy', from_logits = true}",
+    )
     x = _raw_inputs(done["checkpoint"], ROOT / "examples/data/iris-test.csv")
     _compare(done["checkpoint"], x, tmp_path)
     got = _session(tmp_path / "model.onnx").run(None, {"input": x})[0]
@@ -216,11 +267,18 @@ def test_cli_export_matches_cli_predict(tmp_path):
 
 
 def test_unexpressible_layer_is_refused_by_name(tmp_path):
-    path, _ = _random_task("dot", [4], [
-        {"type": "Dense", "units": 4, "name": "p"},
-        {"type": "Dense", "units": 4, "name": "q", "inputs": ["input"]},
-        {"type": "Dot", "axes": 1, "inputs": ["p", "q"], "name": "similarity"},
-        {"type": "Dense", "units": 3, "activation": "softmax"}], tmp_path, "categorical_crossentropy")
+    path, _ = _random_task(
+        "dot",
+        [4],
+        [
+            {"type": "Dense", "units": 4, "name": "p"},
+            {"type": "Dense", "units": 4, "name": "q", "inputs": ["input"]},
+            {"type": "Dot", "axes": 1, "inputs": ["p", "q"], "name": "similarity"},
+            {"type": "Dense", "units": 3, "activation": "softmax"},
+        ],
+        tmp_path,
+        "categorical_crossentropy",
+    )
     from nnctl import spec as spec_mod
 
     done = run.train(spec_mod.load(path, []))

@@ -4,8 +4,8 @@ import math
 
 import numpy as np
 import pytest
-from helpers import dev, host
 
+from helpers import dev, host
 from nnctl import optimizers
 
 W0 = np.array([1.0, -2.0])
@@ -88,8 +88,12 @@ def test_float32_stays_float32(name):
 
 
 # -- Nadam, Adamax, Adadelta against PyTorch; Lion and Ftrl against their formulas ------------------------
-STEPS = [np.array([0.5, 0.1, -1.5]), np.array([-0.2, 0.3, 0.7]), np.array([0.05, -0.4, 1.1]),
-         np.array([0.3, 0.3, -0.6])]
+STEPS = [
+    np.array([0.5, 0.1, -1.5]),
+    np.array([-0.2, 0.3, 0.7]),
+    np.array([0.05, -0.4, 1.1]),
+    np.array([0.3, 0.3, -0.6]),
+]
 W3 = np.array([1.0, -2.0, 0.25])
 
 
@@ -189,13 +193,15 @@ def test_use_ema_saves_the_average_and_resumes_exactly(tmp_path):
     import signal
 
     from helpers import load_spec
-
     from nnctl import run
     from nnctl.checkpoint import Checkpoint
     from nnctl.errors import Interrupted
 
-    opts = ["data.subset=200", 'train.optimizer={type = "adam", learning_rate = 0.01, use_ema = true, '
-                               'ema_momentum = 0.9}', "train.epochs=3"]
+    opts = [
+        "data.subset=200",
+        'train.optimizer={type = "adam", learning_rate = 0.01, use_ema = true, ema_momentum = 0.9}',
+        "train.epochs=3",
+    ]
     full = load_spec("digits_mlp.toml", tmp_path / "full", *opts)
     run.train(full)
     ck = Checkpoint(full["output"]["checkpoint"])

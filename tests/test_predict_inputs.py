@@ -23,7 +23,7 @@ def _images(seed=0):
     x = rng.integers(0, 90, size=(len(CLASSES) * PER_CLASS, 8, 8), dtype=np.uint8)
     y = np.repeat(np.arange(len(CLASSES)), PER_CLASS)
     for i, k in enumerate(y):
-        x[i, 3 * k:3 * k + 2] += 150
+        x[i, 3 * k : 3 * k + 2] += 150
     return x, y
 
 
@@ -98,8 +98,9 @@ def test_every_input_kind_gives_the_classes_of_the_training_kind(data, trained_o
     assert len(labels) == len(x)
     # the folder, in sorted order: a/img000.png ... c/img035.png, the same order as x
     from_folder = _predict(ckpt, root / "folder")
-    assert [r["file"] for r in from_folder] == [str(root / "folder" / CLASSES[k] / f"img{i:03d}.png")
-                                                for i, k in enumerate(y)]
+    assert [r["file"] for r in from_folder] == [
+        str(root / "folder" / CLASSES[k] / f"img{i:03d}.png") for i, k in enumerate(y)
+    ]
     assert [str(r["prediction"]) for r in from_folder] == labels
     assert [str(r["prediction"]) for r in _predict(ckpt, root / "train-images-idx3-ubyte.gz")] == labels
     assert [str(r["prediction"]) for r in _predict(ckpt, root / "raw.npy")] == labels
@@ -154,8 +155,9 @@ def test_preprocessed_inputs_with_the_flag_equal_raw_inputs_without_it(data, nor
         scaled = (scaled - scaled.mean()) / scaled.std()
     np.save(root / f"scaled_{normalize}.npy", scaled[..., None].astype(np.float32))
     r_raw = runner.invoke(app, ["predict", str(ckpt), str(root / "raw.npy"), "--proba"])
-    r_pre = runner.invoke(app, ["predict", str(ckpt), str(root / f"scaled_{normalize}.npy"), "--proba",
-                                "--preprocessed"])
+    r_pre = runner.invoke(
+        app, ["predict", str(ckpt), str(root / f"scaled_{normalize}.npy"), "--proba", "--preprocessed"]
+    )
     r_twice = runner.invoke(app, ["predict", str(ckpt), str(root / f"scaled_{normalize}.npy"), "--proba"])
     assert r_raw.exit_code == r_pre.exit_code == r_twice.exit_code == 0, r_raw.output + r_pre.output
     raw = np.loadtxt(r_raw.stdout.splitlines()[1:], delimiter=",", usecols=(1, 2, 3))
@@ -184,9 +186,11 @@ def test_proba_on_a_regression_is_an_error(tmp_path):
     lines = ["a,b,c,price"] + [f"{a},{b},{c},{a + 2 * b - c}" for a, b, c in x]
     (tmp_path / "t.csv").write_text("\n".join(lines) + "\n")
     spec = tmp_path / "r.toml"
-    spec.write_text(f'name = "r"\nseed = 0\n[data]\ntrain = "{tmp_path / "t.csv"}"\ntarget = "price"\n'
-                    '[[model.layers]]\ntype = "Dense"\nunits = 1\n[train]\nloss = "mse"\nepochs = 1\n'
-                    f'[output]\ncheckpoint = "{tmp_path / "r.h5"}"\n')
+    spec.write_text(
+        f'name = "r"\nseed = 0\n[data]\ntrain = "{tmp_path / "t.csv"}"\ntarget = "price"\n'
+        '[[model.layers]]\ntype = "Dense"\nunits = 1\n[train]\nloss = "mse"\nepochs = 1\n'
+        f'[output]\ncheckpoint = "{tmp_path / "r.h5"}"\n'
+    )
     assert runner.invoke(app, ["train", str(spec), "--quiet"]).exit_code == 0
     r = runner.invoke(app, ["predict", str(tmp_path / "r.h5"), str(tmp_path / "t.csv"), "--proba"])
     assert r.exit_code == 2 and "regression" in r.output
@@ -200,9 +204,14 @@ def test_validation_file_of_any_array_kind_gives_val_metrics(data, validation):
     val = {"idx": root / "train-images-idx3-ubyte.gz", "npz": root / "val.npz", "folder": root / "folder"}[validation]
     np.savez(root / "val.npz", x=x, y=y)  # (N, 8, 8) and integer labels, as the IDX files hold them
     spec = root / f"v_{validation}.toml"
-    spec.write_text(SPEC.format(train=root / "train-images-idx3-ubyte.gz", ckpt=root / f"v_{validation}.h5",
-                                normalize="none", loss="categorical_crossentropy")
-                    .replace('normalize = "none"', f'normalize = "none"\nvalidation = "{val}"'))
+    spec.write_text(
+        SPEC.format(
+            train=root / "train-images-idx3-ubyte.gz",
+            ckpt=root / f"v_{validation}.h5",
+            normalize="none",
+            loss="categorical_crossentropy",
+        ).replace('normalize = "none"', f'normalize = "none"\nvalidation = "{val}"')
+    )
     r = runner.invoke(app, ["train", str(spec), "--json"])
     if validation == "folder":  # folder names "a", "b", "c" are not the IDX labels 0, 1, 2
         assert r.exit_code == 2 and "label 'a' was not seen in training" in r.output
@@ -210,8 +219,10 @@ def test_validation_file_of_any_array_kind_gives_val_metrics(data, validation):
     assert r.exit_code == 0, r.output
     epoch = json.loads(r.stdout.splitlines()[0])
     # the validation set holds the training samples: its loss is evaluate's on them with the epoch's weights
-    r = runner.invoke(app, ["evaluate", str(root / f"v_{validation}.h5"), "--data",
-                            str(root / "train-images-idx3-ubyte.gz"), "--json"])
+    r = runner.invoke(
+        app,
+        ["evaluate", str(root / f"v_{validation}.h5"), "--data", str(root / "train-images-idx3-ubyte.gz"), "--json"],
+    )
     assert r.exit_code == 0, r.output
     evaluated = json.loads(r.stdout)
     assert epoch["val_loss"] == pytest.approx(evaluated["loss"], rel=1e-5)

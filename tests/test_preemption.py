@@ -65,13 +65,18 @@ batch_size = 8
 
 
 def nnctl(*args, timeout=120):
-    return subprocess.run([sys.executable, "-m", "nnctl", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "nnctl", *map(str, args)], capture_output=True, text=True, timeout=timeout
+    )
 
 
 def signalled(sig: str, step: int, *args):
-    return subprocess.run([sys.executable, "-c", SIGNAL_AT_STEP, sig, str(step), *map(str, args)],
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", SIGNAL_AT_STEP, sig, str(step), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 @pytest.fixture
@@ -83,7 +88,11 @@ def spec(tmp_path):
 
 def history(path) -> dict:
     """Every logged value that does not measure time."""
-    return {k: v for k, v in Checkpoint(path).history.items() if k not in ("seconds", "samples_per_second", "allreduce_seconds")}
+    return {
+        k: v
+        for k, v in Checkpoint(path).history.items()
+        if k not in ("seconds", "samples_per_second", "allreduce_seconds")
+    }
 
 
 def assert_same_run(a, b):
@@ -144,8 +153,9 @@ def test_usr1_checkpoints_and_exits_only_when_asked(tmp_path, spec):
     assert {"event": "checkpoint", "reason": "SIGUSR1", "checkpoint": str(out), "epoch": 1} in events
 
 
-@pytest.mark.parametrize("every,kill,step,batch", [(5, 23, 20, 8), (6, 14, 12, 12)],
-                         ids=["inside_an_epoch", "after_its_last_batch"])
+@pytest.mark.parametrize(
+    "every,kill,step,batch", [(5, 23, 20, 8), (6, 14, 12, 12)], ids=["inside_an_epoch", "after_its_last_batch"]
+)
 def test_step_checkpoints_survive_a_kill(tmp_path, spec, every, kill, step, batch):
     """checkpoint_every_steps and SIGKILL a few steps later: the last step checkpoint resumes to the same run
     (step 12 is epoch 1's last batch, written before the epoch's logs)."""
@@ -203,8 +213,9 @@ def test_resume_without_a_spec_uses_the_stored_one(tmp_path):
     assert p.returncode == 2 and p.stderr.count("\n") == 1 and "SPEC" in p.stderr
 
 
-MPI_RANK0_SIGNAL = SIGNAL_AT_STEP.replace("self.optimizer.iterations == at", "self.optimizer.iterations == at and "
-                                          "self.strategy.rank == 0")
+MPI_RANK0_SIGNAL = SIGNAL_AT_STEP.replace(
+    "self.optimizer.iterations == at", "self.optimizer.iterations == at and self.strategy.rank == 0"
+)
 
 
 @pytest.mark.mpi
@@ -223,8 +234,9 @@ def test_sigterm_on_one_rank_under_mpiexec_checkpoints_and_resumes(tmp_path, spe
     env = {**os.environ, "NNCTL_DEVICE": "cpu"}
 
     def job(*args):
-        return subprocess.run([mpiexec, "-n", "2", *map(str, args)], capture_output=True, text=True, timeout=180,
-                              env=env, cwd=tmp_path)
+        return subprocess.run(
+            [mpiexec, "-n", "2", *map(str, args)], capture_output=True, text=True, timeout=180, env=env, cwd=tmp_path
+        )
 
     assert job(console, "train", spec, "-o", "whole.h5", "-q").returncode == 0
     p = job(sys.executable, "-c", MPI_RANK0_SIGNAL, "SIGTERM", "17", "train", spec, "-o", "part.h5", "-q")
@@ -245,14 +257,23 @@ def test_sbatch_script_requeues_on_143_only(tmp_path):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     log = tmp_path / "calls"
-    fakes = {"srun": 'echo "srun $*" >> "$LOG"; while [ "${1#-}" != "$1" ]; do shift; done; exec "$@"',
-             "scontrol": 'echo "scontrol $*" >> "$LOG"',
-             "nnctl": 'echo "nnctl $*" >> "$LOG"; exit "$CODE"'}
+    fakes = {
+        "srun": 'echo "srun $*" >> "$LOG"; while [ "${1#-}" != "$1" ]; do shift; done; exec "$@"',
+        "scontrol": 'echo "scontrol $*" >> "$LOG"',
+        "nnctl": 'echo "nnctl $*" >> "$LOG"; exit "$CODE"',
+    }
     for name, body in fakes.items():
         (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
         (bin_dir / name).chmod(0o755)
-    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "LOG": str(log), "SPEC": "s.toml", "SLURM_JOB_ID": "42",
-           "SLURM_NTASKS": "8", "SLURM_JOB_NUM_NODES": "2", "SLURM_CPUS_PER_TASK": "8"}
+    env = {
+        "PATH": f"{bin_dir}:/usr/bin:/bin",
+        "LOG": str(log),
+        "SPEC": "s.toml",
+        "SLURM_JOB_ID": "42",
+        "SLURM_NTASKS": "8",
+        "SLURM_JOB_NUM_NODES": "2",
+        "SLURM_CPUS_PER_TASK": "8",
+    }
     p = subprocess.run(["bash", str(script)], env={**env, "CODE": "143"}, capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     calls = log.read_text().splitlines()
@@ -282,5 +303,7 @@ def test_mid_epoch_resume_with_another_batch_size_is_refused(tmp_path, spec):
     assert signalled("SIGTERM", 17, "train", spec, "--out", out, "-q").returncode == 143
     p = nnctl("train", spec, "--resume", out, "--set", "train.batch_size=16")
     assert p.returncode == 2
-    assert p.stderr.strip() == ("error: the checkpoint stopped inside epoch 2, over 90 rows in batches of 8; this run "
-                                "has 90 rows in batches of 16: resume with the same data and train.batch_size")
+    assert p.stderr.strip() == (
+        "error: the checkpoint stopped inside epoch 2, over 90 rows in batches of 8; this run "
+        "has 90 rows in batches of 16: resume with the same data and train.batch_size"
+    )

@@ -21,19 +21,33 @@ from nnctl.cli.progress import Progress, kept_lines, plain_line
 from nnctl.train import Hooks
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
-EVENT = {"event": "epoch", "epoch": 3, "epochs": 10, "loss": 0.081234, "accuracy": 0.975123, "lr": 0.001,
-         "seconds": 4.08, "samples_per_second": 14500.4, "val_loss": 0.07901, "val_accuracy": 0.97604}
+EVENT = {
+    "event": "epoch",
+    "epoch": 3,
+    "epochs": 10,
+    "loss": 0.081234,
+    "accuracy": 0.975123,
+    "lr": 0.001,
+    "seconds": 4.08,
+    "samples_per_second": 14500.4,
+    "val_loss": 0.07901,
+    "val_accuracy": 0.97604,
+}
 
 
 def test_plain_line_is_rounded_for_people():
-    assert plain_line(EVENT) == ("epoch 3/10  loss 0.0812  accuracy 0.9751  val_loss 0.0790  val_accuracy 0.9760  "
-                                 "4.1 s  14,500 samples/s")
+    assert plain_line(EVENT) == (
+        "epoch 3/10  loss 0.0812  accuracy 0.9751  val_loss 0.0790  val_accuracy 0.9760  4.1 s  14,500 samples/s"
+    )
 
 
 @pytest.mark.parametrize("width", [80, 50])
 def test_kept_lines_wrap_metrics_within_the_width(width):
-    many = dict(EVENT, **{f"metric_{i}": 0.5 + i / 100 for i in range(8)},
-                **{f"val_metric_{i}": 0.25 + i / 100 for i in range(8)})
+    many = dict(
+        EVENT,
+        **{f"metric_{i}": 0.5 + i / 100 for i in range(8)},
+        **{f"val_metric_{i}": 0.25 + i / 100 for i in range(8)},
+    )
     lines = kept_lines(many, 469, width)
     assert all(len(line) <= width for line in lines)
     assert lines[0].startswith("epoch 3/10  469/469 ")
@@ -48,8 +62,14 @@ def _train_under_pty(tmp_path, *args):
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
     env = dict(os.environ, COLUMNS="80", LINES="24", TERM="xterm", NNCTL_REFRESH_SECONDS="0")
-    p = subprocess.Popen([sys.executable, "-m", "nnctl", "train", *map(str, args)], stdin=subprocess.DEVNULL,
-                         stdout=subprocess.DEVNULL, stderr=slave, env=env, cwd=tmp_path)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "nnctl", "train", *map(str, args)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=slave,
+        env=env,
+        cwd=tmp_path,
+    )
     os.close(slave)
     chunks = []
     while True:
@@ -77,8 +97,9 @@ def _screen_lines(raw: str) -> list[str]:
 
 def test_bar_moves_per_batch_and_every_epoch_line_is_kept(tmp_path):
     # iris: 96 training rows in batches of 16 -> 6 batches per epoch
-    rc, raw = _train_under_pty(tmp_path, SPECS / "iris_mlp.toml", "--out", tmp_path / "m.h5", "--epochs", "3",
-                               "--set", "train.batch_size=16")
+    rc, raw = _train_under_pty(
+        tmp_path, SPECS / "iris_mlp.toml", "--out", tmp_path / "m.h5", "--epochs", "3", "--set", "train.batch_size=16"
+    )
     assert rc == 0, raw
     plain = ANSI.sub("", raw)
     for epoch in (1, 2, 3):
@@ -94,13 +115,20 @@ def test_bar_moves_per_batch_and_every_epoch_line_is_kept(tmp_path):
 
 
 def test_a_pipe_gets_one_plain_line_per_epoch(tmp_path):
-    p = subprocess.run([sys.executable, "-m", "nnctl", "train", SPECS / "iris_mlp.toml", "--out", tmp_path / "m.h5",
-                        "--epochs", "3"], capture_output=True, text=True, timeout=300)
+    p = subprocess.run(
+        [sys.executable, "-m", "nnctl", "train", SPECS / "iris_mlp.toml", "--out", tmp_path / "m.h5", "--epochs", "3"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert p.returncode == 0, p.stderr
     epoch_lines = [line for line in p.stderr.splitlines() if line.startswith("epoch ")]
     assert [line.split()[1] for line in epoch_lines] == ["1/3", "2/3", "3/3"]
-    assert re.fullmatch(r"epoch 1/3  loss \d\.\d{4}  accuracy \d\.\d{4}  val_loss \d\.\d{4}  val_accuracy "
-                        r"\d\.\d{4}  \d+\.\d+ s  [\d,]+ samples/s", epoch_lines[0]), epoch_lines[0]
+    assert re.fullmatch(
+        r"epoch 1/3  loss \d\.\d{4}  accuracy \d\.\d{4}  val_loss \d\.\d{4}  val_accuracy "
+        r"\d\.\d{4}  \d+\.\d+ s  [\d,]+ samples/s",
+        epoch_lines[0],
+    ), epoch_lines[0]
     assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f]", p.stderr)  # no control characters but newlines
 
 
@@ -115,15 +143,24 @@ def test_progress_reads_the_device_a_fixed_number_of_times_per_epoch(tmp_path, e
     monkeypatch.setenv("NNCTL_REFRESH_SECONDS", "3600")
 
     def reads_in_second_epoch(batch_size):
-        s = load_spec("digits_mlp.toml", tmp_path / str(batch_size), "train.epochs=2",
-                      f"train.batch_size={batch_size}", "data.subset=1438")
+        s = load_spec(
+            "digits_mlp.toml",
+            tmp_path / str(batch_size),
+            "train.epochs=2",
+            f"train.batch_size={batch_size}",
+            "data.subset=1438",
+        )
         del s["data"]["validation"]
         s["train"].pop("early_stopping", None)
         counts = []
         with Progress(enabled=True, stream=_Terminal()) as progress:
             progress.set_epochs(2)
-            run.train(s, device="gpu", hooks=Hooks(on_batch=progress.batch),
-                      emit=lambda e: counts.append(emulated_gpu.host_reads) if e.get("event") == "epoch" else None)
+            run.train(
+                s,
+                device="gpu",
+                hooks=Hooks(on_batch=progress.batch),
+                emit=lambda e: counts.append(emulated_gpu.host_reads) if e.get("event") == "epoch" else None,
+            )
         return counts[1] - counts[0]
 
     assert reads_in_second_epoch(719) == reads_in_second_epoch(44)  # 2 batches against 33

@@ -10,15 +10,18 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 def readme_test_command() -> str:
     text = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = text[text.index("Install and run the whole test suite"):]
+    section = text[text.index("Install and run the whole test suite") :]
     return re.search(r"```sh\n(.+?)\n```", section, re.S).group(1).strip()
 
 
 def test_ci_runs_the_readme_test_command_first():
     command = readme_test_command()
     assert "pytest" in command
-    steps = [line.strip() for line in (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
-             if line.strip() and not line.lstrip().startswith(("#", "set ", "cd ", "start=", "step", "}"))]
+    steps = [
+        line.strip()
+        for line in (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.lstrip().startswith(("#", "set ", "cd ", "start=", "step", "}"))
+    ]
     assert steps[0] == command, f".ci/run's first command is {steps[0]!r}, the README's {command!r}"
 
 

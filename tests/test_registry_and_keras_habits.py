@@ -28,22 +28,34 @@ def test_a_miss_lists_the_known_names_and_the_closest():
     reg = Registry("test family b")
     for name in ("glorot_uniform", "zeros"):
         reg.add(name, name)
-    with pytest.raises(UnknownName, match=r"unknown test family b 'glorot_unifrom'; did you mean "
-                                          r"'glorot_uniform'\?; expected one of glorot_uniform, zeros"):
+    with pytest.raises(
+        UnknownName,
+        match=r"unknown test family b 'glorot_unifrom'; did you mean "
+        r"'glorot_uniform'\?; expected one of glorot_uniform, zeros",
+    ):
         reg.get("glorot_unifrom")
 
 
-@pytest.mark.parametrize("registry,alias,canonical", [
-    (initializers.INITIALIZERS, "HeNormal", "he_normal"), (initializers.INITIALIZERS, "normal", "random_normal"),
-    (initializers.INITIALIZERS, "uniform", "random_uniform"), (initializers.INITIALIZERS, "VarianceScaling",
-                                                               "variance_scaling"),
-    (metrics.METRICS, "acc", "accuracy"), (metrics.METRICS, "categorical_accuracy", "accuracy"),
-    (metrics.METRICS, "sparse_categorical_accuracy", "accuracy"), (metrics.METRICS, "binary_accuracy", "accuracy"),
-    (losses.LOSSES, "mse", "mean_squared_error"), (losses.LOSSES, "kld", "kl_divergence"),
-    (losses.LOSSES, "BinaryCrossentropy", "binary_crossentropy"), (optimizers.OPTIMIZERS, "RMSProp", "rmsprop"),
-    (LAYERS, "conv2d", "Conv2D"), (LAYERS, "batch_normalization", "BatchNormalization"),
-    (activations.ACTIVATION_NAMES, "LeakyReLU", "leaky_relu"),
-])
+@pytest.mark.parametrize(
+    "registry,alias,canonical",
+    [
+        (initializers.INITIALIZERS, "HeNormal", "he_normal"),
+        (initializers.INITIALIZERS, "normal", "random_normal"),
+        (initializers.INITIALIZERS, "uniform", "random_uniform"),
+        (initializers.INITIALIZERS, "VarianceScaling", "variance_scaling"),
+        (metrics.METRICS, "acc", "accuracy"),
+        (metrics.METRICS, "categorical_accuracy", "accuracy"),
+        (metrics.METRICS, "sparse_categorical_accuracy", "accuracy"),
+        (metrics.METRICS, "binary_accuracy", "accuracy"),
+        (losses.LOSSES, "mse", "mean_squared_error"),
+        (losses.LOSSES, "kld", "kl_divergence"),
+        (losses.LOSSES, "BinaryCrossentropy", "binary_crossentropy"),
+        (optimizers.OPTIMIZERS, "RMSProp", "rmsprop"),
+        (LAYERS, "conv2d", "Conv2D"),
+        (LAYERS, "batch_normalization", "BatchNormalization"),
+        (activations.ACTIVATION_NAMES, "LeakyReLU", "leaky_relu"),
+    ],
+)
 def test_every_alias_resolves_to_the_canonical_entry(registry, alias, canonical):
     assert registry.get(alias) is registry.get(canonical)
     assert registry.canonical(alias) == canonical
@@ -62,8 +74,9 @@ def test_keras_initializers_draw_what_their_definitions_say():
     assert np.array_equal(initializers.initialize("identity", (3, 3), rng), np.eye(3))
     t = initializers.initialize({"type": "truncated_normal", "stddev": 2.0}, (20000,), rng)
     assert np.abs(t).max() <= 4.0 and abs(t.std() - 2.0 * 0.8796) < 0.05  # N(0, 2^2) cut at 2 sigma
-    v = initializers.initialize({"type": "variance_scaling", "scale": 2.0, "mode": "fan_in",
-                                 "distribution": "uniform"}, (50, 400), rng)
+    v = initializers.initialize(
+        {"type": "variance_scaling", "scale": 2.0, "mode": "fan_in", "distribution": "uniform"}, (50, 400), rng
+    )
     assert abs(np.abs(v).max() - np.sqrt(3 * 2.0 / 50)) < 1e-3  # U[-sqrt(3 scale / fan_in), +]
 
 
@@ -71,15 +84,29 @@ def test_keras_initializers_draw_what_their_definitions_say():
 KERAS_SPEC = {
     "name": "keras-habits",
     "data": {"train": str(DATA / "iris.csv"), "target": "species", "normalize": "standard"},
-    "model": {"layers": [
-        {"type": "Dense", "units": 16, "input_shape": [4], "kernel_initializer": "HeNormal",
-         "kernel_regularizer": "l2"},
-        {"type": "ReLU"},
-        {"type": "Dense", "units": 3},
-        {"type": "Softmax"}]},
-    "train": {"loss": "categorical_crossentropy", "optimizer": {"type": "adam", "lr": 0.02, "weight_decay": 1e-4},
-              "metrics": ["categorical_accuracy"], "epochs": 40, "batch_size": 16, "validation_split": 0.2,
-              "early_stopping": {"monitor": "val_acc", "patience": 50}},
+    "model": {
+        "layers": [
+            {
+                "type": "Dense",
+                "units": 16,
+                "input_shape": [4],
+                "kernel_initializer": "HeNormal",
+                "kernel_regularizer": "l2",
+            },
+            {"type": "ReLU"},
+            {"type": "Dense", "units": 3},
+            {"type": "Softmax"},
+        ]
+    },
+    "train": {
+        "loss": "categorical_crossentropy",
+        "optimizer": {"type": "adam", "lr": 0.02, "weight_decay": 1e-4},
+        "metrics": ["categorical_accuracy"],
+        "epochs": 40,
+        "batch_size": 16,
+        "validation_split": 0.2,
+        "early_stopping": {"monitor": "val_acc", "patience": 50},
+    },
 }
 
 
@@ -105,24 +132,48 @@ def test_keras_habit_spec_trains_as_written(tmp_path):
 
 
 def test_imagedatagenerator_keys_map_onto_augment():
-    raw = {"data": {"train": "x", "augment": {"rotation_range": 10, "width_shift_range": 0.1,
-                                              "height_shift_range": 0.1, "zoom_range": 0.1, "shear_range": 5,
-                                              "horizontal_flip": True, "fill_mode": "reflect"}},
-           "model": {"input_shape": [8, 8, 1], "layers": [{"type": "Flatten"}, {"type": "Dense", "units": 1}]}}
+    raw = {
+        "data": {
+            "train": "x",
+            "augment": {
+                "rotation_range": 10,
+                "width_shift_range": 0.1,
+                "height_shift_range": 0.1,
+                "zoom_range": 0.1,
+                "shear_range": 5,
+                "horizontal_flip": True,
+                "fill_mode": "reflect",
+            },
+        },
+        "model": {"input_shape": [8, 8, 1], "layers": [{"type": "Flatten"}, {"type": "Dense", "units": 1}]},
+    }
     aug = spec.validate(raw)["data"]["augment"]
-    assert aug == {"rotation": 10.0, "width_shift": 0.1, "height_shift": 0.1, "zoom": 0.1, "shear": 5.0,
-                   "flip": "horizontal", "fill_mode": "reflect"}
+    assert aug == {
+        "rotation": 10.0,
+        "width_shift": 0.1,
+        "height_shift": 0.1,
+        "zoom": 0.1,
+        "shear": 5.0,
+        "flip": "horizontal",
+        "fill_mode": "reflect",
+    }
 
 
 # -- from_logits ---------------------------------------------------------------------------------------
 def _weights(tmp_path, name, last_activation, loss):
-    raw = {"name": name, "dtype": "float64",
-           "data": {"train": str(DATA / "iris.csv"), "target": "species", "normalize": "standard"},
-           "model": {"layers": [{"type": "Dense", "units": 8, "activation": "tanh"},
-                                {"type": "Dense", "units": 3, **({"activation": last_activation}
-                                                                 if last_activation else {})}]},
-           "train": {"loss": loss, "optimizer": "sgd", "epochs": 3, "batch_size": 16, "metrics": ["accuracy"]},
-           "output": {"checkpoint": str(tmp_path / f"{name}.h5")}}
+    raw = {
+        "name": name,
+        "dtype": "float64",
+        "data": {"train": str(DATA / "iris.csv"), "target": "species", "normalize": "standard"},
+        "model": {
+            "layers": [
+                {"type": "Dense", "units": 8, "activation": "tanh"},
+                {"type": "Dense", "units": 3, **({"activation": last_activation} if last_activation else {})},
+            ]
+        },
+        "train": {"loss": loss, "optimizer": "sgd", "epochs": 3, "batch_size": 16, "metrics": ["accuracy"]},
+        "output": {"checkpoint": str(tmp_path / f"{name}.h5")},
+    }
     result = run.train(spec.validate(raw))
     from helpers import checkpoint_arrays
 

@@ -45,8 +45,12 @@ def test_a_label_outside_the_classes_is_refused():
 
 def test_evaluate_json_per_class_matches_predict(tmp_path):
     ckpt = tmp_path / "iris.h5"
-    assert runner.invoke(app, ["train", str(SPECS / "iris_mlp.toml"), "--out", str(ckpt), "--epochs", "20",
-                               "--quiet"]).exit_code == 0
+    assert (
+        runner.invoke(
+            app, ["train", str(SPECS / "iris_mlp.toml"), "--out", str(ckpt), "--epochs", "20", "--quiet"]
+        ).exit_code
+        == 0
+    )
     test = ROOT / "examples" / "data" / "iris-test.csv"
     r = runner.invoke(app, ["evaluate", str(ckpt), "--json"])
     assert r.exit_code == 0, r.output

@@ -15,8 +15,9 @@ DIVERGE = ["--set", 'train.optimizer={type = "sgd", learning_rate = 1e12}']
 
 
 def nnctl(*args, **kw):
-    return subprocess.run([sys.executable, "-m", "nnctl", *map(str, args)], capture_output=True, text=True,
-                          timeout=300, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "nnctl", *map(str, args)], capture_output=True, text=True, timeout=300, **kw
+    )
 
 
 def test_resume_without_out_continues_in_the_checkpoint(tmp_path):
@@ -49,8 +50,7 @@ def test_divergence_after_a_good_epoch_names_it_and_the_command_that_continues(t
     assert len(p.stderr.splitlines()) == 1 and "RuntimeWarning" not in p.stderr
     assert f"wrote {out} with epoch 1, the last good one" in line
     command = shlex.split(line.split("continue: ", 1)[1])
-    assert command == ["nnctl", "train", str(SPECS / "iris_mlp.toml"), "--resume", str(out), *DIVERGE,
-                       "--epochs", "3"]
+    assert command == ["nnctl", "train", str(SPECS / "iris_mlp.toml"), "--resume", str(out), *DIVERGE, "--epochs", "3"]
     assert Checkpoint(out).epoch == 1
 
 

@@ -20,11 +20,21 @@ def _write_csv(path, header, rows):
 
 
 def _spec(tmp_path, data, layers, loss, tag, **train):
-    raw = {"name": "sw", "seed": 0, "dtype": "float64", "data": data,
-           "model": {"layers": layers},
-           "train": {"loss": loss, "optimizer": {"type": "sgd", "learning_rate": 0.05}, "epochs": 1,
-                     "batch_size": "full", **train},
-           "output": {"checkpoint": str(tmp_path / f"{tag}.h5")}}
+    raw = {
+        "name": "sw",
+        "seed": 0,
+        "dtype": "float64",
+        "data": data,
+        "model": {"layers": layers},
+        "train": {
+            "loss": loss,
+            "optimizer": {"type": "sgd", "learning_rate": 0.05},
+            "epochs": 1,
+            "batch_size": "full",
+            **train,
+        },
+        "output": {"checkpoint": str(tmp_path / f"{tag}.h5")},
+    }
     return spec.validate(raw, f"{tag}.toml")
 
 
@@ -36,16 +46,32 @@ def test_logged_loss_is_the_weighted_mean_of_a_csv_column(tmp_path):
     w = rng.uniform(0, 3, size=40)
     w[::7] = 0.0
     csv = tmp_path / "r.csv"
-    _write_csv(csv, ["a", "wt", "b", "y"], [(repr(float(a)), repr(float(c)), repr(float(b)), repr(float(t))) for (a, b), c, t in zip(x, w, y)])
-    s = _spec(tmp_path, {"train": str(csv), "target": "y", "sample_weight": "wt"},
-              [{"type": "Dense", "units": 1, **ZERO}], "mse", "reg")
+    _write_csv(
+        csv,
+        ["a", "wt", "b", "y"],
+        [(repr(float(a)), repr(float(c)), repr(float(b)), repr(float(t))) for (a, b), c, t in zip(x, w, y)],
+    )
+    s = _spec(
+        tmp_path,
+        {"train": str(csv), "target": "y", "sample_weight": "wt"},
+        [{"type": "Dense", "units": 1, **ZERO}],
+        "mse",
+        "reg",
+    )
     done = run.train(s)
-    assert done["metrics"]["loss"] == pytest.approx(float((w * y ** 2).sum() / 40), rel=1e-12)
+    assert done["metrics"]["loss"] == pytest.approx(float((w * y**2).sum() / 40), rel=1e-12)
     kernel = [v for k, v in checkpoint_arrays(s["output"]["checkpoint"], ("weights",)).items() if "kernel" in k]
     assert kernel[0].shape == (2, 1)
-    plain = run.train(_spec(tmp_path, {"train": str(csv), "target": "y", "features": ["a", "b"]},
-                            [{"type": "Dense", "units": 1, **ZERO}], "mse", "plain"))
-    assert plain["metrics"]["loss"] == pytest.approx(float((y ** 2).mean()), rel=1e-12)
+    plain = run.train(
+        _spec(
+            tmp_path,
+            {"train": str(csv), "target": "y", "features": ["a", "b"]},
+            [{"type": "Dense", "units": 1, **ZERO}],
+            "mse",
+            "plain",
+        )
+    )
+    assert plain["metrics"]["loss"] == pytest.approx(float((y**2).mean()), rel=1e-12)
 
 
 def test_sample_and_class_weights_multiply(tmp_path):
@@ -56,9 +82,14 @@ def test_sample_and_class_weights_multiply(tmp_path):
     w = rng.uniform(0, 2, size=30)
     npz = tmp_path / "c.npz"
     np.savez(npz, x=x, y=y, w=w)
-    s = _spec(tmp_path, {"train": str(npz), "sample_weight": "w"},
-              [{"type": "Dense", "units": 1, "activation": "sigmoid", **ZERO}], "binary_crossentropy", "cls",
-              class_weight={"0": 0.5, "1": 4.0})
+    s = _spec(
+        tmp_path,
+        {"train": str(npz), "sample_weight": "w"},
+        [{"type": "Dense", "units": 1, "activation": "sigmoid", **ZERO}],
+        "binary_crossentropy",
+        "cls",
+        class_weight={"0": 0.5, "1": 4.0},
+    )
     done = run.train(s)
     cw = np.where(y == 1, 4.0, 0.5)
     assert done["metrics"]["loss"] == pytest.approx(float(np.log(2) * (cw * w).sum() / 30), rel=1e-9)
@@ -78,8 +109,7 @@ def test_zero_weights_train_as_if_the_rows_were_dropped(tmp_path):
     np.savez(tmp_path / "kept.npz", x=x[keep], y=y[keep])
     layers = [{"type": "Dense", "units": 8, "activation": "tanh"}, {"type": "Dense", "units": 1}]
     cfg = {"epochs": 3, "batch_size": 1, "shuffle": False}
-    weighted = _spec(tmp_path, {"train": str(tmp_path / "all.npz"), "sample_weight": "w"}, layers, "mse", "all",
-                     **cfg)
+    weighted = _spec(tmp_path, {"train": str(tmp_path / "all.npz"), "sample_weight": "w"}, layers, "mse", "all", **cfg)
     dropped = _spec(tmp_path, {"train": str(tmp_path / "kept.npz")}, layers, "mse", "kept", **cfg)
     lw, ld = run.train(weighted), run.train(dropped)
     a = checkpoint_arrays(weighted["output"]["checkpoint"], ("weights",))
@@ -98,16 +128,27 @@ def test_weights_follow_the_validation_split(tmp_path):
     x = rng.normal(size=(50, 2))
     y = (rng.uniform(size=50) < 0.5).astype(np.float64)
     np.savez(tmp_path / "v.npz", x=x, y=y[:, None], w=1.0 - y)
-    s = _spec(tmp_path, {"train": str(tmp_path / "v.npz"), "sample_weight": "w", "validation": {"split": 0.3},
-                         "subset": 40}, [{"type": "Dense", "units": 1, **ZERO}], "mse", "val")
+    s = _spec(
+        tmp_path,
+        {"train": str(tmp_path / "v.npz"), "sample_weight": "w", "validation": {"split": 0.3}, "subset": 40},
+        [{"type": "Dense", "units": 1, **ZERO}],
+        "mse",
+        "val",
+    )
     done = run.train(s)
     assert done["metrics"]["loss"] == 0.0
     assert done["metrics"]["val_loss"] > 0.0  # validation is unweighted
 
 
 def _cli_error(tmp_path, data, tag):
-    raw = {"name": "e", "seed": 0, "data": data, "model": {"layers": [{"type": "Dense", "units": 1}]},
-           "train": {"loss": "mse", "epochs": 1}, "output": {"checkpoint": str(tmp_path / f"{tag}.h5")}}
+    raw = {
+        "name": "e",
+        "seed": 0,
+        "data": data,
+        "model": {"layers": [{"type": "Dense", "units": 1}]},
+        "train": {"loss": "mse", "epochs": 1},
+        "output": {"checkpoint": str(tmp_path / f"{tag}.h5")},
+    }
     path = tmp_path / f"{tag}.json"
     path.write_text(json.dumps(raw))
     r = CliRunner().invoke(app, ["train", str(path)])
@@ -117,8 +158,9 @@ def _cli_error(tmp_path, data, tag):
     return lines[0]
 
 
-@pytest.mark.parametrize("cell, found", [("-1.5", "-1.5 at line 4"), ("inf", "inf at line 4"),
-                                         ("nan", "nan at line 4")])
+@pytest.mark.parametrize(
+    "cell, found", [("-1.5", "-1.5 at line 4"), ("inf", "inf at line 4"), ("nan", "nan at line 4")]
+)
 def test_bad_weight_cells_exit_2_naming_file_field_and_line(tmp_path, cell, found):
     csv = tmp_path / "bad.csv"
     _write_csv(csv, ["a", "w", "y"], [(1, 1, 0.5), (2, 0.5, 1.5), (3, cell, 2.5), (4, 2, 3.0)])
@@ -156,7 +198,9 @@ def test_two_ranks_with_weights_equal_one_process(tmp_path):
     spec = dist.make_spec(tmp_path, "float64")
     lines = (tmp_path / "train.csv").read_text().splitlines()
     w = np.random.default_rng(5).uniform(0, 3, size=len(lines) - 1).round(4)
-    (tmp_path / "train.csv").write_text("\n".join([lines[0] + ",w"] + [f"{r},{v}" for r, v in zip(lines[1:], w)]) + "\n")
+    (tmp_path / "train.csv").write_text(
+        "\n".join([lines[0] + ",w"] + [f"{r},{v}" for r, v in zip(lines[1:], w)]) + "\n"
+    )
     spec.write_text(spec.read_text().replace('target = "label"', 'target = "label"\nsample_weight = "w"'))
     one = dist.events(dist.train(spec, None, "-o", "one.h5"))
     two = dist.events(dist.train(spec, 2, "-o", "two.h5"))

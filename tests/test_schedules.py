@@ -42,8 +42,7 @@ def test_multistep_and_polynomial_by_hand():
 def test_cosine_restarts_by_hand():
     # cycles of 2, 4, 8 epochs (t_mul 2), each peak halved (m_mul 0.5), one step per epoch
     s = Schedule(1.0, type="cosine_restarts", cycle_epochs=2, t_mul=2.0, m_mul=0.5)
-    want = [1.0, 0.5, 0.5, 0.5 * (1 + math.cos(math.pi / 4)) / 2, 0.25, 0.5 * (1 + math.cos(3 * math.pi / 4)) / 2,
-            0.25]
+    want = [1.0, 0.5, 0.5, 0.5 * (1 + math.cos(math.pi / 4)) / 2, 0.25, 0.5 * (1 + math.cos(3 * math.pi / 4)) / 2, 0.25]
     np.testing.assert_allclose([s.lr(e) for e in range(7)], want, atol=1e-12)
 
 
@@ -75,13 +74,15 @@ def test_schedules_against_pytorch():
         return out
 
     ours = rates(Schedule(0.5, type="one_cycle", total_epochs=6, pct_start=0.25), 6, 5)
-    ref = torch_rates(lambda o: torch.optim.lr_scheduler.OneCycleLR(o, max_lr=0.5, total_steps=30, pct_start=0.25),
-                      30)
+    ref = torch_rates(lambda o: torch.optim.lr_scheduler.OneCycleLR(o, max_lr=0.5, total_steps=30, pct_start=0.25), 30)
     np.testing.assert_allclose(ours, ref, rtol=1e-12)
     ours = rates(Schedule(0.5, type="cosine_restarts", cycle_epochs=2, t_mul=2, min_lr=0.01), 7, 4)
-    ref = torch_rates(lambda o: torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(o, T_0=2, T_mult=2,
-                                                                                     eta_min=0.01),
-                      28, per_step=False, batches=4)
+    ref = torch_rates(
+        lambda o: torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(o, T_0=2, T_mult=2, eta_min=0.01),
+        28,
+        per_step=False,
+        batches=4,
+    )
     np.testing.assert_allclose(ours, ref, rtol=1e-9)
     ours = [Schedule(0.5, type="multistep", milestones=[2, 5], factor=0.1).lr(e) for e in range(7)]
     ref = torch_rates(lambda o: torch.optim.lr_scheduler.MultiStepLR(o, milestones=[2, 5], gamma=0.1), 7)
@@ -121,13 +122,16 @@ def test_logged_rate_is_the_last_step_and_resume_continues_the_rates(tmp_path):
     np.testing.assert_allclose(a, [s.rate(e, n - 1, n) for e in range(4)], rtol=1e-12)
 
 
-@pytest.mark.parametrize("table,expect", [
-    ({"type": "cosine", "warmup_steps": 10, "warmup_epochs": 1}, "keep one of them"),
-    ({"type": "multistep"}, "train.lr_schedule.milestones: multistep needs"),
-    ({"type": "multistep", "milestones": [3, -1]}, "train.lr_schedule.milestones"),
-    ({"type": "cosine_restarts", "t_mul": 0.5}, "train.lr_schedule.t_mul"),
-    ({"type": "one_cycle", "pct_start": 1.0}, "train.lr_schedule.pct_start"),
-])
+@pytest.mark.parametrize(
+    "table,expect",
+    [
+        ({"type": "cosine", "warmup_steps": 10, "warmup_epochs": 1}, "keep one of them"),
+        ({"type": "multistep"}, "train.lr_schedule.milestones: multistep needs"),
+        ({"type": "multistep", "milestones": [3, -1]}, "train.lr_schedule.milestones"),
+        ({"type": "cosine_restarts", "t_mul": 0.5}, "train.lr_schedule.t_mul"),
+        ({"type": "one_cycle", "pct_start": 1.0}, "train.lr_schedule.pct_start"),
+    ],
+)
 def test_schedule_tables_are_checked(table, expect, tmp_path):
     from nnctl.errors import SpecError
 
@@ -140,8 +144,12 @@ def _toml(table):
 
 
 def test_every_schedule_trains_from_a_spec(tmp_path):
-    for table in ({"type": "multistep", "milestones": [1, 2], "warmup_steps": 2}, {"type": "polynomial", "power": 2},
-                  {"type": "cosine_restarts", "cycle_epochs": 1, "warmup_epochs": 0.5}, {"type": "one_cycle"}):
+    for table in (
+        {"type": "multistep", "milestones": [1, 2], "warmup_steps": 2},
+        {"type": "polynomial", "power": 2},
+        {"type": "cosine_restarts", "cycle_epochs": 1, "warmup_epochs": 0.5},
+        {"type": "one_cycle"},
+    ):
         s = load_spec("iris_mlp.toml", tmp_path / table["type"], "train.epochs=3", f"train.lr_schedule={_toml(table)}")
         done = run.train(s)
         assert done["epochs_run"] == 3
@@ -149,9 +157,16 @@ def test_every_schedule_trains_from_a_spec(tmp_path):
         assert len(lr) == 3 and all(0 < v <= 0.01 + 1e-12 for v in lr)  # no schedule exceeds learning_rate
 
 
-@pytest.mark.parametrize("alias,canonical", [("CosineDecay", "cosine"), ("ExponentialDecay", "exponential"),
-                                             ("ReduceLROnPlateau", "plateau"), ("OneCycleLR", "one_cycle"),
-                                             ("multi_step", "multistep")])
+@pytest.mark.parametrize(
+    "alias,canonical",
+    [
+        ("CosineDecay", "cosine"),
+        ("ExponentialDecay", "exponential"),
+        ("ReduceLROnPlateau", "plateau"),
+        ("OneCycleLR", "one_cycle"),
+        ("multi_step", "multistep"),
+    ],
+)
 def test_keras_and_pytorch_class_names_resolve_to_the_schedule_and_are_stored_canonical(alias, canonical, tmp_path):
     s = load_spec("iris_mlp.toml", tmp_path, f'train.lr_schedule={{type = "{alias}", milestones = [1]}}')
     assert s["train"]["lr_schedule"]["type"] == canonical
@@ -163,6 +178,9 @@ def test_keras_and_pytorch_class_names_resolve_to_the_schedule_and_are_stored_ca
 def test_an_unknown_schedule_names_the_closest_and_the_known_ones(tmp_path):
     from nnctl.errors import SpecError
 
-    with pytest.raises(SpecError, match=r"train.lr_schedule.type: unknown schedule 'cosin'; did you mean 'cosine'\?"
-                                        r"; expected one of constant, cosine, "):
+    with pytest.raises(
+        SpecError,
+        match=r"train.lr_schedule.type: unknown schedule 'cosin'; did you mean 'cosine'\?"
+        r"; expected one of constant, cosine, ",
+    ):
         load_spec("iris_mlp.toml", tmp_path, 'train.lr_schedule={type = "cosin"}')

@@ -104,8 +104,12 @@ def test_sparse_crossentropy_with_ignore_gradient_matches_finite_differences(fro
     fused = losses.get("sparse_categorical_crossentropy", ignore_class=-1)
     v, g = host(fused.fused_value_grad(dev(z), yd, "softmax"))
     assert v == pytest.approx(_value(fused, _softmax(z), y), rel=1e-10)
-    np.testing.assert_allclose(g, _numeric_grad(lambda q: float(host(fused.fused_value_grad(dev(q), yd, "softmax")[0])),
-                                                z.copy()), rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(
+        g,
+        _numeric_grad(lambda q: float(host(fused.fused_value_grad(dev(q), yd, "softmax")[0])), z.copy()),
+        rtol=1e-6,
+        atol=1e-9,
+    )
 
 
 @pytest.mark.torch
@@ -116,8 +120,9 @@ def test_sparse_crossentropy_matches_torch_on_nchw(ignore):
     y = RNG.integers(0, 4, size=(2, 5, 6))
     if ignore is not None:
         y[0, :2] = ignore
-    ref = torch.nn.functional.cross_entropy(torch.tensor(z).permute(0, 3, 1, 2), torch.tensor(y),
-                                            ignore_index=-100 if ignore is None else ignore)
+    ref = torch.nn.functional.cross_entropy(
+        torch.tensor(z).permute(0, 3, 1, 2), torch.tensor(y), ignore_index=-100 if ignore is None else ignore
+    )
     loss = losses.get("sparse_categorical_crossentropy", from_logits=True, ignore_class=ignore)
     assert _value(loss, z, y) == pytest.approx(float(ref), rel=1e-10)
     probs = losses.get("sparse_categorical_crossentropy", ignore_class=ignore)
@@ -158,13 +163,16 @@ def _coordinate_batch(n=6, h=12, w=10):
     return x, y
 
 
-@pytest.mark.parametrize("cfg", [
-    {"flip": "both"},
-    {"width_shift": 0.3, "height_shift": 0.3},
-    {"rotation": 40, "zoom": 0.2, "flip": "horizontal"},
-    {"shear": 20, "width_shift": 0.2},
-    {"crop_padding": 3, "flip": "vertical"},
-])
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        {"flip": "both"},
+        {"width_shift": 0.3, "height_shift": 0.3},
+        {"rotation": 40, "zoom": 0.2, "flip": "horizontal"},
+        {"shear": 20, "width_shift": 0.2},
+        {"crop_padding": 3, "flip": "vertical"},
+    ],
+)
 def test_masks_follow_their_images_under_flip_shift_and_rotation(cfg):
     x, y = _coordinate_batch()
     aug = A.build_augmenter(cfg, "segmentation", x.shape[1:])
@@ -184,7 +192,9 @@ def test_photometric_steps_leave_masks_alone_and_flip_matches_numpy():
     assert np.array_equal(ya, y) and not np.allclose(xa, x)
     # the kernels: a horizontal flip reverses the columns of both
     flip = np.array([True, False, True, False])
-    np.testing.assert_array_equal(A.flip_images(y[..., None], flip)[..., 0], np.where(flip[:, None, None], y[:, :, ::-1], y))
+    np.testing.assert_array_equal(
+        A.flip_images(y[..., None], flip)[..., 0], np.where(flip[:, None, None], y[:, :, ::-1], y)
+    )
     # integer shifts move whole pixels: the nearest-neighbour mask equals the shifted mask exactly
     m = A.affine_masks(y, np.zeros(4), np.array([[2.0, -3.0]] * 4), np.ones(4), fill_mode="constant", fill=0)
     ref = np.zeros_like(y)
@@ -255,7 +265,7 @@ def _folder(root, n=12, size=16, k=3, seed=0):
         for _ in range(2):
             c = int(rng.integers(1, k))
             r0, c0 = rng.integers(0, size // 2, 2)
-            m[r0:r0 + size // 2, c0:c0 + size // 2] = c
+            m[r0 : r0 + size // 2, c0 : c0 + size // 2] = c
         Image.fromarray(m * 60, mode="L").save(root / "images" / f"s{i:02d}.png")
         Image.fromarray(m, mode="L").save(root / "masks" / f"s{i:02d}.png")
     return root
@@ -275,11 +285,20 @@ def _spec(train, test, augment=None, k=3, size=16, loss="sparse_categorical_cros
         data["test"] = str(test)
     if augment:
         data["augment"] = augment
-    return {"name": "seg", "seed": 0, "data": data,
-            "model": {"input_shape": [size, size, 1], "layers": layers},
-            "train": {"loss": loss, "optimizer": {"type": "adam", "learning_rate": 0.01}, "epochs": 3,
-                      "batch_size": 4, "metrics": metrics_ or ["mean_iou", "pixel_accuracy"]},
-            "output": {"checkpoint": str(train.parent / "seg.h5")}}
+    return {
+        "name": "seg",
+        "seed": 0,
+        "data": data,
+        "model": {"input_shape": [size, size, 1], "layers": layers},
+        "train": {
+            "loss": loss,
+            "optimizer": {"type": "adam", "learning_rate": 0.01},
+            "epochs": 3,
+            "batch_size": 4,
+            "metrics": metrics_ or ["mean_iou", "pixel_accuracy"],
+        },
+        "output": {"checkpoint": str(train.parent / "seg.h5")},
+    }
 
 
 def _write_spec(tmp_path, raw) -> str:
@@ -343,8 +362,11 @@ def test_dice_trains_from_the_cli_and_lowers_its_loss(tmp_path):
 
 def test_a_loss_that_does_not_take_class_ids_is_refused(tmp_path):
     root = _folder(tmp_path / "train")
-    _one_line_error(_cli("train", _write_spec(tmp_path, _spec(root, None, loss="categorical_crossentropy"))),
-                    "train.loss", "sparse_categorical_crossentropy or dice")
+    _one_line_error(
+        _cli("train", _write_spec(tmp_path, _spec(root, None, loss="categorical_crossentropy"))),
+        "train.loss",
+        "sparse_categorical_crossentropy or dice",
+    )
 
 
 def test_ignore_class_values_are_allowed_and_left_out(tmp_path):
@@ -428,4 +450,3 @@ def test_shipped_unet_spec_trains_on_a_subset(tmp_path):
     r = _cli("evaluate", s["output"]["checkpoint"], "--json")
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["samples"] == 200
-

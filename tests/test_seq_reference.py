@@ -3,8 +3,8 @@ nnctl/layers/recurrent.py and attention.py), and padding-mask invariance (no PyT
 
 import numpy as np
 import pytest
-from helpers import dev, host
 
+from helpers import dev, host
 from nnctl import backend as B
 from nnctl.layers import layer_class
 
@@ -43,7 +43,7 @@ def _t(a):
 
 def _gru_perm(a, u):
     """Keras GRU blocks (z, r, h) -> PyTorch (r, z, n) along the last axis."""
-    return np.concatenate([a[..., u:2 * u], a[..., :u], a[..., 2 * u:]], axis=-1)
+    return np.concatenate([a[..., u : 2 * u], a[..., :u], a[..., 2 * u :]], axis=-1)
 
 
 def _torch_rnn(kind, layer, f, u, bidirectional=False):
@@ -53,7 +53,7 @@ def _torch_rnn(kind, layer, f, u, bidirectional=False):
     net = cls(f, u, batch_first=True, bidirectional=bidirectional)
     p = {k: host(v) for k, v in layer.params.items()}
     with torch.no_grad():
-        for prefix, suffix in ([("forward_", ""), ("backward_", "_reverse")] if bidirectional else [("", "")]):
+        for prefix, suffix in [("forward_", ""), ("backward_", "_reverse")] if bidirectional else [("", "")]:
             W, R, b = p[prefix + "kernel"], p[prefix + "recurrent_kernel"], p[prefix + "bias"]
             if kind == "GRU":
                 W, R, b_ih, b_hh = _gru_perm(W, u), _gru_perm(R, u), _gru_perm(b[0], u), _gru_perm(b[1], u)
@@ -76,8 +76,9 @@ def test_recurrent_matches_torch(kind, go_backwards):
     rng = np.random.default_rng(1)
     x = rng.normal(size=(N, T, F)).astype(np.float32)
     states = [rng.normal(size=(N, U)).astype(np.float32) for _ in range(n_states)]
-    layer = make(kind, [(T, F)] + [(U,)] * n_states, units=U, return_sequences=True, return_state=True,
-                 go_backwards=go_backwards)
+    layer = make(
+        kind, [(T, F)] + [(U,)] * n_states, units=U, return_sequences=True, return_state=True, go_backwards=go_backwards
+    )
     xd, sd = dev(x), [dev(s) for s in states]
     out, *fin = host(layer.forward(xd, *sd)[0])
     net = _torch_rnn(kind, layer, F, U)
@@ -181,10 +182,10 @@ def _padding_invariance(type_name, config, x, lengths, out_seq=True):
     grads = {k: host(v).copy() for k, v in layer.grads.items()}
     total = {k: np.zeros_like(v) for k, v in grads.items()}
     for i, L in enumerate(lengths):
-        yi, ci = layer.forward(dev(x[i:i + 1, :L]))
+        yi, ci = layer.forward(dev(x[i : i + 1, :L]))
         yi = host(_as_list(yi)[0])
         np.testing.assert_allclose(y[i, :L] if out_seq else y[i], yi[0], rtol=1e-10, atol=1e-12)
-        dxi = host(layer.backward(dev(dy[i:i + 1, :L] if out_seq else dy[i:i + 1]), ci)[0])
+        dxi = host(layer.backward(dev(dy[i : i + 1, :L] if out_seq else dy[i : i + 1]), ci)[0])
         np.testing.assert_allclose(dx[i, :L], dxi[0], rtol=1e-9, atol=1e-12)
         np.testing.assert_array_equal(dx[i, L:], 0)  # padding gets no gradient
         for k in total:
@@ -200,22 +201,28 @@ def _padded(N=4, T=6, F=3, lengths=(6, 3, 1, 4), seed=4):
     return x, list(lengths)
 
 
-@pytest.mark.parametrize("type_name,config", [
-    ("LSTM", {"units": 4, "return_sequences": True}),
-    ("GRU", {"units": 4, "return_sequences": True}),
-    ("SimpleRNN", {"units": 4, "return_sequences": True}),
-    ("Bidirectional", {"layer": {"type": "LSTM", "units": 3, "return_sequences": True}}),
-    ("Bidirectional", {"layer": {"type": "GRU", "units": 3, "return_sequences": True}, "merge_mode": "mul"}),
-])
+@pytest.mark.parametrize(
+    "type_name,config",
+    [
+        ("LSTM", {"units": 4, "return_sequences": True}),
+        ("GRU", {"units": 4, "return_sequences": True}),
+        ("SimpleRNN", {"units": 4, "return_sequences": True}),
+        ("Bidirectional", {"layer": {"type": "LSTM", "units": 3, "return_sequences": True}}),
+        ("Bidirectional", {"layer": {"type": "GRU", "units": 3, "return_sequences": True}, "merge_mode": "mul"}),
+    ],
+)
 def test_recurrent_padding_invariance(type_name, config):
     _padding_invariance(type_name, config, *_padded())
 
 
-@pytest.mark.parametrize("type_name,config", [
-    ("LSTM", {"units": 4}),
-    ("GRU", {"units": 4, "go_backwards": True}),
-    ("Bidirectional", {"layer": {"type": "LSTM", "units": 3}, "merge_mode": "sum"}),
-])
+@pytest.mark.parametrize(
+    "type_name,config",
+    [
+        ("LSTM", {"units": 4}),
+        ("GRU", {"units": 4, "go_backwards": True}),
+        ("Bidirectional", {"layer": {"type": "LSTM", "units": 3}, "merge_mode": "sum"}),
+    ],
+)
 def test_recurrent_last_state_padding_invariance(type_name, config):
     _padding_invariance(type_name, config, *_padded(), out_seq=False)
 
@@ -262,7 +269,8 @@ def test_embedding_ids_mask_and_range():
     # ids are checked on the host, once per dataset (Model.check_input), not per batch on the device
     assert layer.check_input(ids) is None
     assert "sample 2: token id 5 is outside the table of Embedding 'l', which takes ids 0 to 4" in layer.check_input(
-        np.array([[1, 1, 1, 1], [4, 5, 1, 1]]))
+        np.array([[1, 1, 1, 1], [4, 5, 1, 1]])
+    )
     assert "token id -1" in layer.check_input(np.array([[-1.0, 1, 1, 1]]))
 
 
@@ -273,15 +281,18 @@ def test_positional_encoding_values():
     np.testing.assert_allclose(y[2], [np.sin(t), np.cos(t), np.sin(t / 100), np.cos(t / 100)], rtol=1e-6)
 
 
-@pytest.mark.parametrize("type_name,config,shapes,match", [
-    ("LSTM", {"units": 2}, [(4,)], "timesteps, features"),
-    ("LSTM", {"units": 2}, [(4, 3), (2,)], "initial-state"),
-    ("GRU", {"units": 2}, [(4, 3), (3,)], "initial states must have shape"),
-    ("Bidirectional", {"layer": {"type": "Dense", "units": 2}}, None, "recurrent layer"),
-    ("Bidirectional", {"layer": {"type": "GRU", "units": 2}, "merge_mode": "max"}, None, "merge_mode"),
-    ("MultiHeadAttention", {"num_heads": 2, "key_dim": 2}, [(4, 3), (5, 3), (6, 3)], "same number of steps"),
-    ("PositionEmbedding", {"sequence_length": 3}, [(4, 3)], "more than sequence_length"),
-])
+@pytest.mark.parametrize(
+    "type_name,config,shapes,match",
+    [
+        ("LSTM", {"units": 2}, [(4,)], "timesteps, features"),
+        ("LSTM", {"units": 2}, [(4, 3), (2,)], "initial-state"),
+        ("GRU", {"units": 2}, [(4, 3), (3,)], "initial states must have shape"),
+        ("Bidirectional", {"layer": {"type": "Dense", "units": 2}}, None, "recurrent layer"),
+        ("Bidirectional", {"layer": {"type": "GRU", "units": 2}, "merge_mode": "max"}, None, "merge_mode"),
+        ("MultiHeadAttention", {"num_heads": 2, "key_dim": 2}, [(4, 3), (5, 3), (6, 3)], "same number of steps"),
+        ("PositionEmbedding", {"sequence_length": 3}, [(4, 3)], "more than sequence_length"),
+    ],
+)
 def test_impossible_shapes_and_configs_raise(type_name, config, shapes, match):
     with pytest.raises(ValueError, match=match):
         make(type_name, shapes or [(4, 3)], **config)

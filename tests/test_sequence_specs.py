@@ -54,10 +54,20 @@ def test_text_transformer_accuracy(tmp_path):
 
 
 def test_predict_cli_takes_raw_text_lines(text_gru):
-    lines = ["this movie was not good at all", "the acting was really wonderful",
-             "the food was bad but the staff was great", "Honestly, the plot was not satisfying."]
-    p = subprocess.run([sys.executable, "-m", "nnctl", "predict", str(text_gru), "-"], input="\n".join(lines) + "\n",
-                       capture_output=True, text=True, timeout=120, env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
+    lines = [
+        "this movie was not good at all",
+        "the acting was really wonderful",
+        "the food was bad but the staff was great",
+        "Honestly, the plot was not satisfying.",
+    ]
+    p = subprocess.run(
+        [sys.executable, "-m", "nnctl", "predict", str(text_gru), "-"],
+        input="\n".join(lines) + "\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "OPENBLAS_NUM_THREADS": "1"},
+    )
     assert p.returncode == 0, p.stderr
     rows = p.stdout.splitlines()
     assert rows[0] == "prediction" and len(rows) == 1 + len(lines)
@@ -88,7 +98,7 @@ def test_greedy_decode_is_exact_for_a_causal_decoder(seq2seq):
     rng = np.random.default_rng(0)
     for t in range(5):
         x = np.concatenate([src, np.full((len(src), 1), 10), ids[:, :4]], axis=1)
-        x[:, 5 + t + 1:] = rng.integers(0, 11, (len(src), 4 - t))  # garbage after step t
+        x[:, 5 + t + 1 :] = rng.integers(0, 11, (len(src), 4 - t))  # garbage after step t
         np.testing.assert_allclose(model.predict(x)[:, t], p[:, t], rtol=1e-5, atol=1e-6)
 
 

@@ -30,8 +30,12 @@ def checkpoint(tmp_path_factory):
 
 class Server:
     def __init__(self, checkpoint, *extra):
-        self.proc = subprocess.Popen([sys.executable, "-m", "nnctl", "serve", checkpoint, "--port", "0", *extra],
-                                     stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "nnctl", "serve", checkpoint, "--port", "0", *extra],
+            stderr=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         self.port = self._wait_for_address()
 
     def _wait_for_address(self) -> int:
@@ -122,8 +126,9 @@ def test_concurrent_requests_match_predict(server, checkpoint):
     def worker(a, b, as_lists):
         body = [list(r.values()) for r in rows[a:b]] if as_lists else rows[a:b]
         try:
-            results[a] = server.request("POST", "/predict?proba=1&top_k=2", json.dumps(body).encode(),
-                                        {"Content-Type": "application/json"})
+            results[a] = server.request(
+                "POST", "/predict?proba=1&top_k=2", json.dumps(body).encode(), {"Content-Type": "application/json"}
+            )
         except Exception as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
@@ -149,15 +154,18 @@ def test_json_lines_and_labels_only(server, checkpoint):
     _same(payload["predictions"], _predict_jsonl(checkpoint)[:6])
 
 
-@pytest.mark.parametrize("body,status,fragment", [
-    (b"[[1, 2", 422, "not valid JSON"),
-    (b"[[1.0, 2.0]]", 422, "2 values, the model expects 4 features"),
-    (b"[[[1.0, 2.0, 3.0, 4.0]]]", 422, "row 1: 1 values, the model expects 4 features"),
-    (b'[{"sepal_length": 1}]', 422, "missing feature 'sepal_width'"),
-    (b'[["a", "b", "c", "d"]]', 422, "rows of numbers"),
-    (b"", 422, "empty body"),
-    (b"\xff\xfe[", 422, ""),
-])
+@pytest.mark.parametrize(
+    "body,status,fragment",
+    [
+        (b"[[1, 2", 422, "not valid JSON"),
+        (b"[[1.0, 2.0]]", 422, "2 values, the model expects 4 features"),
+        (b"[[[1.0, 2.0, 3.0, 4.0]]]", 422, "row 1: 1 values, the model expects 4 features"),
+        (b'[{"sepal_length": 1}]', 422, "missing feature 'sepal_width'"),
+        (b'[["a", "b", "c", "d"]]', 422, "rows of numbers"),
+        (b"", 422, "empty body"),
+        (b"\xff\xfe[", 422, ""),
+    ],
+)
 def test_bad_bodies_are_4xx_and_the_server_stays_up(server, body, status, fragment):
     got, payload = server.request("POST", "/predict", body)
     assert got == status and fragment in payload["error"]

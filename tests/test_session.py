@@ -20,8 +20,16 @@ def trainer_for(spec: dict, hooks: Hooks | None = None) -> tuple[Trainer, object
     ds = load_dataset(spec)
     model = model_for_data(spec, ds)
     model.to_device()
-    trainer = Trainer(model, make_loss(spec), make_optimizer(spec), spec["train"], ds.prep.task,
-                      ds.prep.n_classes(model.output_shape[-1]), spec["seed"], hooks=hooks)
+    trainer = Trainer(
+        model,
+        make_loss(spec),
+        make_optimizer(spec),
+        spec["train"],
+        ds.prep.task,
+        ds.prep.n_classes(model.output_shape[-1]),
+        spec["seed"],
+        hooks=hooks,
+    )
     return trainer, ds
 
 
@@ -47,20 +55,27 @@ def test_stop_mid_epoch_then_restore_continues_exactly(tmp_path):
     fit(resumed, ds, 3)
     assert np.array_equal(params(whole), params(resumed))
     timed = ("seconds", "samples_per_second")
-    assert {k: v for k, v in whole.state.history.items() if k not in timed} == \
-        {k: v for k, v in resumed.state.history.items() if k not in timed}
+    assert {k: v for k, v in whole.state.history.items() if k not in timed} == {
+        k: v for k, v in resumed.state.history.items() if k not in timed
+    }
 
 
-@pytest.mark.parametrize("optimizer", ['{type = "adam", learning_rate = 0.01}',
-                                       '{type = "sgd", learning_rate = 0.1, momentum = 0.9}'])
+@pytest.mark.parametrize(
+    "optimizer", ['{type = "adam", learning_rate = 0.01}', '{type = "sgd", learning_rate = 0.1, momentum = 0.9}']
+)
 def test_gradient_accumulation_equals_the_large_batch(tmp_path, optimizer):
     """K = 5 batches of 8 per step = batches of 40 (96 training rows: a ragged last group of 16), in float64, with
     an L2 penalty (added once per step)."""
-    common = ["dtype=float64", "train.epochs=3", f"train.optimizer={optimizer}",
-              'model.layers[0].kernel_regularizer={l2 = 0.01}']
+    common = [
+        "dtype=float64",
+        "train.epochs=3",
+        f"train.optimizer={optimizer}",
+        "model.layers[0].kernel_regularizer={l2 = 0.01}",
+    ]
     large, ds = trainer_for(load_spec("iris_mlp.toml", tmp_path, *common, "train.batch_size=40"))
-    accumulated, _ = trainer_for(load_spec("iris_mlp.toml", tmp_path, *common, "train.batch_size=8",
-                                           "train.gradient_accumulation=5"))
+    accumulated, _ = trainer_for(
+        load_spec("iris_mlp.toml", tmp_path, *common, "train.batch_size=8", "train.gradient_accumulation=5")
+    )
     small, _ = trainer_for(load_spec("iris_mlp.toml", tmp_path, *common, "train.batch_size=8"))
     for t in (large, accumulated, small):
         fit(t, ds, 3)
@@ -116,8 +131,9 @@ def test_signal_levels():
         assert (preempting.level, preempting.name, preempting.save_requested) == (PREEMPT, "SIGUSR1", False)
 
 
-@pytest.mark.parametrize("module", ["assemble", "distributed", "inference", "resume", "run", "scoring", "session",
-                                    "strategy", "train"])
+@pytest.mark.parametrize(
+    "module", ["assemble", "distributed", "inference", "resume", "run", "scoring", "session", "strategy", "train"]
+)
 def test_the_library_never_prints_or_exits(module):
     """Printing and exiting belong to the CLI: no print(), sys.exit, sys.stdout/stderr or os._exit here."""
     import ast
@@ -130,7 +146,10 @@ def test_the_library_never_prints_or_exits(module):
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("print", "exit"):
             found.append(f"{node.func.id}() line {node.lineno}")
-        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and \
-                (node.value.id, node.attr) in (("sys", "exit"), ("sys", "stdout"), ("sys", "stderr"), ("os", "_exit")):
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and (node.value.id, node.attr) in (("sys", "exit"), ("sys", "stdout"), ("sys", "stderr"), ("os", "_exit"))
+        ):
             found.append(f"{node.value.id}.{node.attr} line {node.lineno}")
     assert found == []

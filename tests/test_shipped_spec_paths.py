@@ -14,8 +14,12 @@ from helpers import SPECS
 from nnctl import spec as spec_mod
 from nnctl.cli.main import app
 
-EVERY = sorted(p for ext in ("toml", "yaml", "yml", "json") for p in SPECS.rglob(f"*.{ext}")
-               if not any(part == "runs" or part.endswith(".run") for part in p.relative_to(SPECS).parts))
+EVERY = sorted(
+    p
+    for ext in ("toml", "yaml", "yml", "json")
+    for p in SPECS.rglob(f"*.{ext}")
+    if not any(part == "runs" or part.endswith(".run") for part in p.relative_to(SPECS).parts)
+)
 # (runs/ and *.run/ folders hold what training wrote, e.g. a run's spec.json, not shipped specs)
 TOP_LEVEL = {p for p in EVERY if p.parent == SPECS}  # test_specs_shipped.py
 FULL_ZOO = {p for p in EVERY if p.parent.name == "zoo" and not p.stem.endswith("_small")}  # test_zoo.py

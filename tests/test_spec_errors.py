@@ -9,8 +9,12 @@ from nnctl.errors import SpecError
 
 BASE = {
     "data": {"train": "x.csv"},
-    "model": {"layers": [{"type": "Dense", "units": 4, "activation": "relu"},
-                         {"type": "Dense", "units": 3, "activation": "softmax"}]},
+    "model": {
+        "layers": [
+            {"type": "Dense", "units": 4, "activation": "relu"},
+            {"type": "Dense", "units": 3, "activation": "softmax"},
+        ]
+    },
     "train": {"loss": "categorical_crossentropy", "metrics": ["accuracy"]},
 }
 
@@ -29,11 +33,23 @@ def broken(path, value):
 
 CASES = [
     (broken(["model", "layers", 0, "unit"], 4), "model.layers[0].unit: unknown key for Dense; did you mean 'units'?"),
-    (broken(["model", "layers", 0, "type"], "Dens"), "model.layers[0].type: unknown layer type 'Dens'; did you mean 'Dense'?"),
-    (broken(["model", "layers", 1, "activation"], "sofmax"), "model.layers[1].activation: unknown activation 'sofmax'; did you mean 'softmax'?"),
-    (broken(["model", "layers", 0, "units"], "four"), "model.layers[0].units: expected a positive integer, found \"four\""),
+    (
+        broken(["model", "layers", 0, "type"], "Dens"),
+        "model.layers[0].type: unknown layer type 'Dens'; did you mean 'Dense'?",
+    ),
+    (
+        broken(["model", "layers", 1, "activation"], "sofmax"),
+        "model.layers[1].activation: unknown activation 'sofmax'; did you mean 'softmax'?",
+    ),
+    (
+        broken(["model", "layers", 0, "units"], "four"),
+        'model.layers[0].units: expected a positive integer, found "four"',
+    ),
     (broken(["model", "layers", 0, "units"], KeyError), "model.layers[0].units: required key is missing"),
-    (broken(["train", "optimizer"], {"type": "adam", "learning_rat": 0.1}), "train.optimizer.learning_rat: unknown key for adam; did you mean 'learning_rate'?"),
+    (
+        broken(["train", "optimizer"], {"type": "adam", "learning_rat": 0.1}),
+        "train.optimizer.learning_rat: unknown key for adam; did you mean 'learning_rate'?",
+    ),
     (broken(["train", "optimizer"], "adamm"), "train.optimizer: unknown optimizer 'adamm'; did you mean 'adam'?"),
     (broken(["train", "loss"], "categorical_crossentropi"), "train.loss: unknown loss"),
     (broken(["train", "metrics"], ["acuracy"]), "train.metrics[0]: unknown metric 'acuracy'; did you mean 'accuracy'?"),
@@ -45,12 +61,17 @@ CASES = [
     (broken(["model", "layers", 1, "inputs"], ["nowhere"]), "model.layers[1].inputs: 'nowhere': no such layer"),
     (broken(["model", "layers", 0, "name"], "dense_1"), None),  # fine alone; clash tested below
     (broken(["modle"], {}), "modle: unknown key; did you mean 'model'?"),
-    (broken(["train", "early_stopping"], {"monitor": "val_loss", "patiense": 3}), "train.early_stopping.patiense: unknown key; did you mean 'patience'?"),
+    (
+        broken(["train", "early_stopping"], {"monitor": "val_loss", "patiense": 3}),
+        "train.early_stopping.patiense: unknown key; did you mean 'patience'?",
+    ),
     (broken(["train", "metrics"], ["accuracy", "r2"]), None),
 ]
 
 
-@pytest.mark.parametrize("raw,message", [c for c in CASES if c[1]], ids=lambda v: str(v)[:40] if isinstance(v, str) else "")
+@pytest.mark.parametrize(
+    "raw,message", [c for c in CASES if c[1]], ids=lambda v: str(v)[:40] if isinstance(v, str) else ""
+)
 def test_broken_spec_names_the_field(raw, message):
     with pytest.raises(SpecError) as err:
         spec.validate(raw, "s.toml")
@@ -110,7 +131,12 @@ def test_override_parsing(tmp_path):
     spec.apply_override(raw, "name=run-2")
     assert raw["train"]["optimizer"] == {"learning_rate": 0.01}
     assert spec.validate(raw)["train"]["optimizer"] == {"type": "adam", "learning_rate": 0.01}
-    assert raw["model"]["layers"][0]["units"] == 8 and raw["model"]["input_shape"] == [4] and raw["train"]["shuffle"] is False and raw["name"] == "run-2"
+    assert (
+        raw["model"]["layers"][0]["units"] == 8
+        and raw["model"]["input_shape"] == [4]
+        and raw["train"]["shuffle"] is False
+        and raw["name"] == "run-2"
+    )
     with pytest.raises(SpecError, match="expected KEY=VALUE"):
         spec.apply_override(raw, "train.epochs")
     with pytest.raises(SpecError, match=r"index \[9\] is out of range"):
@@ -120,7 +146,11 @@ def test_override_parsing(tmp_path):
 def test_shape_errors_name_the_layer():
     from nnctl.build import build_model
 
-    s = spec.validate({"data": {"train": "x.csv"}, "model": {"layers": [
-        {"type": "Dense", "units": 4}, {"type": "Reshape", "target_shape": [3, 3]}]}})
+    s = spec.validate(
+        {
+            "data": {"train": "x.csv"},
+            "model": {"layers": [{"type": "Dense", "units": 4}, {"type": "Reshape", "target_shape": [3, 3]}]},
+        }
+    )
     with pytest.raises(SpecError, match=r"model.layers\[1\] \(reshape, Reshape\) on input shape \[4\]"):
         build_model(s, (5,), 0)

@@ -13,12 +13,20 @@ DATA = pathlib.Path(__file__).resolve().parents[1] / "examples" / "data"
 BASE = {
     "name": "hostile",
     "data": {"train": str(DATA / "iris.csv"), "target": "species", "validation": {"split": 0.2}},
-    "model": {"input_shape": [4], "layers": [
-        {"type": "Dense", "units": 8, "activation": "relu"},
-        {"type": "Dropout", "rate": 0.2},
-        {"type": "Dense", "units": 3, "activation": "softmax"}]},
-    "train": {"loss": "categorical_crossentropy", "optimizer": {"type": "adam", "learning_rate": 0.01},
-              "metrics": ["accuracy"], "epochs": 2},
+    "model": {
+        "input_shape": [4],
+        "layers": [
+            {"type": "Dense", "units": 8, "activation": "relu"},
+            {"type": "Dropout", "rate": 0.2},
+            {"type": "Dense", "units": 3, "activation": "softmax"},
+        ],
+    },
+    "train": {
+        "loss": "categorical_crossentropy",
+        "optimizer": {"type": "adam", "learning_rate": 0.01},
+        "metrics": ["accuracy"],
+        "epochs": 2,
+    },
     "output": {},
 }
 L0, L1, L2 = "model.layers[0]", "model.layers[1]", "model.layers[2]"
@@ -81,7 +89,7 @@ CASES = [
     ("seed", -1, ["seed", "found -1"]),
     ("seed", 2**70, ["seed", "in [0, 4.29497e+09]"]),
     ("seed", "one", ["seed", "integer"]),
-    ("name", "../../escape", ["name", "no '/'", "found \"../../escape\""]),
+    ("name", "../../escape", ["name", "no '/'", 'found "../../escape"']),
     ("name", ".hidden", ["name", "not starting with"]),
     ("name", "", ["name", "a file name"]),
     ("dtype", "float16", ["dtype", "one of float32, float64"]),
@@ -113,7 +121,11 @@ CASES = [
     ("train.optimizer", {"type": "rmsprop", "epsilon": 0}, ["train.optimizer.epsilon", "positive number"]),
     ("train.loss", "categorical_crossentropi", ["train.loss", "unknown loss", "'categorical_crossentropy'"]),
     ("train.loss", {"type": "huber", "delta": -1}, ["train.loss.delta", "positive number"]),
-    ("train.loss", {"type": "categorical_crossentropy", "from_logit": True}, ["train.loss.from_logit", "'from_logits'"]),
+    (
+        "train.loss",
+        {"type": "categorical_crossentropy", "from_logit": True},
+        ["train.loss.from_logit", "'from_logits'"],
+    ),
     ("train.metrics", ["acuracy"], ["train.metrics[0]", "did you mean 'accuracy'"]),
     ("train.metrics", "accuracy", ["train.metrics", "list"]),
     ("train.epochs", -1, ["train.epochs", "in [0, 1e+06]"]),
@@ -121,9 +133,16 @@ CASES = [
     ("train.batch_size", 0, ["train.batch_size", "positive integer or one of full"]),
     ("train.batch_size", "all", ["train.batch_size", "one of full"]),
     ("train.epoch", 3, ["train.epoch", "did you mean 'epochs'"]),
-    ("train.early_stopping", {"monitor": "val_auc"}, ["train.early_stopping.monitor", "'val_auc' is not logged",
-                                                       "val_accuracy"]),
-    ("train.early_stopping", {"monitor": "val_loss", "patience": -2}, ["train.early_stopping.patience", "non-negative"]),
+    (
+        "train.early_stopping",
+        {"monitor": "val_auc"},
+        ["train.early_stopping.monitor", "'val_auc' is not logged", "val_accuracy"],
+    ),
+    (
+        "train.early_stopping",
+        {"monitor": "val_loss", "patience": -2},
+        ["train.early_stopping.patience", "non-negative"],
+    ),
     ("train.early_stopping", {"monitor": "val_loss", "patiense": 3}, ["train.early_stopping.patiense", "'patience'"]),
     ("train.early_stopping", {"mode": "up"}, ["train.early_stopping.mode", "one of auto, min, max"]),
     ("train.lr_schedule", {"type": "plateau", "min_lr": -1}, ["train.lr_schedule.min_lr", "non-negative"]),
@@ -189,12 +208,28 @@ def test_loss_and_output_must_agree(tmp_path, changes, needles):
 
 def test_every_problem_is_listed_in_one_run(tmp_path):
     spec = json.loads(json.dumps(BASE))
-    for key, value in ((f"{L0}.units", -2), (f"{L1}.rate", 1.5), ("train.optimizer", {"type": "adam", "lr": -1}),
-                       ("seed", -1), ("data.subset", 0), (f"{L0}.kernel_initializer", "glorot_unifrom")):
+    for key, value in (
+        (f"{L0}.units", -2),
+        (f"{L1}.rate", 1.5),
+        ("train.optimizer", {"type": "adam", "lr": -1}),
+        ("seed", -1),
+        ("data.subset", 0),
+        (f"{L0}.kernel_initializer", "glorot_unifrom"),
+    ):
         _set(spec, key, value)
     result, path = check(tmp_path, spec)
-    assert_clean_error(result, path, [f"{L0}.units", f"{L1}.rate", "train.optimizer.learning_rate", "seed",
-                                      "data.subset", f"{L0}.kernel_initializer"])
+    assert_clean_error(
+        result,
+        path,
+        [
+            f"{L0}.units",
+            f"{L1}.rate",
+            "train.optimizer.learning_rate",
+            "seed",
+            "data.subset",
+            f"{L0}.kernel_initializer",
+        ],
+    )
     assert len(result.output.strip().splitlines()) == 6
 
 

@@ -91,8 +91,12 @@ def test_conv_buffers_reused_across_steps_leak_nothing(monkeypatch):
             np.testing.assert_array_equal(a[2][k], b[2][k])
 
 
-RNNS = [("LSTM", {"units": 6}), ("GRU", {"units": 6}), ("SimpleRNN", {"units": 6}),
-        ("LSTM", {"units": 5, "return_sequences": True, "activation": "relu"})]
+RNNS = [
+    ("LSTM", {"units": 6}),
+    ("GRU", {"units": 6}),
+    ("SimpleRNN", {"units": 6}),
+    ("LSTM", {"units": 5, "return_sequences": True, "activation": "relu"}),
+]
 
 
 @pytest.mark.parametrize("type_name,config", RNNS)
@@ -144,7 +148,9 @@ def test_choosing_the_cpu_leaves_malloc_alone(monkeypatch):
 def test_the_train_verb_asks_for_it(monkeypatch, tmp_path):
     called = []
     monkeypatch.setattr(B, "keep_freed_memory", lambda: called.append(1) or True)
-    r = CliRunner().invoke(app, ["train", str(SPECS / "xor.toml"), "--device", "cpu", "--epochs", "1", "--quiet",
-                                 "-o", str(tmp_path / "x.h5")])
+    r = CliRunner().invoke(
+        app,
+        ["train", str(SPECS / "xor.toml"), "--device", "cpu", "--epochs", "1", "--quiet", "-o", str(tmp_path / "x.h5")],
+    )
     assert r.exit_code == 0, r.output
     assert called == [1]

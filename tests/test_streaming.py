@@ -32,14 +32,26 @@ def files(tmp_path_factory):
 
 
 def _train(root, train: str, tag: str, normalize: str, **data) -> dict:
-    raw = {"name": tag, "seed": 3, "data": {"train": str(root / train), "normalize": normalize,
-                                           "validation": {"split": 0.25}, "subset": 280, **data},
-           "model": {"layers": [{"type": "Dense", "units": 8, "activation": "relu"},
-                                {"type": "Dropout", "rate": 0.1},
-                                {"type": "Dense", "units": 2, "activation": "softmax"}]},
-           "train": {"loss": "sparse_categorical_crossentropy", "epochs": 3, "batch_size": 16,
-                     "metrics": ["accuracy"]},
-           "output": {"checkpoint": str(root / f"{tag}.h5"), "run_dir": str(root / f"{tag}.run")}}
+    raw = {
+        "name": tag,
+        "seed": 3,
+        "data": {
+            "train": str(root / train),
+            "normalize": normalize,
+            "validation": {"split": 0.25},
+            "subset": 280,
+            **data,
+        },
+        "model": {
+            "layers": [
+                {"type": "Dense", "units": 8, "activation": "relu"},
+                {"type": "Dropout", "rate": 0.1},
+                {"type": "Dense", "units": 2, "activation": "softmax"},
+            ]
+        },
+        "train": {"loss": "sparse_categorical_crossentropy", "epochs": 3, "batch_size": 16, "metrics": ["accuracy"]},
+        "output": {"checkpoint": str(root / f"{tag}.h5"), "run_dir": str(root / f"{tag}.run")},
+    }
     run.train(spec.validate(raw, "test"))
     return checkpoint_arrays(root / f"{tag}.h5")
 
@@ -114,7 +126,7 @@ def test_chunk_shuffle_order_is_a_permutation_in_blocks(files):
         assert sorted(order.tolist()) == list(range(300))
         # every window of 32 positions holds rows of at most 3 chunks (2, or 3 where the last chunk is short)
         for i in range(0, 300, 32):
-            assert len(set((order[i:i + 32] // 16).tolist())) <= 3
+            assert len(set((order[i : i + 32] // 16).tolist())) <= 3
         assert not np.array_equal(order, np.arange(300))
         unshuffled = Rows(f["x"]).epoch_order(np.random.default_rng(5))
         np.testing.assert_array_equal(unshuffled, np.random.default_rng(5).permutation(300))
@@ -153,23 +165,32 @@ def test_training_under_an_address_space_limit_smaller_than_the_file(tmp_path):
         dy = f.create_dataset("y", (rows,), dtype="f4")
         for s in range(0, rows, len(block)):
             n = min(len(block), rows - s)
-            dx[s:s + n] = block[:n] + np.float32(s % 7)
-            dy[s:s + n] = block[:n] @ w
+            dx[s : s + n] = block[:n] + np.float32(s % 7)
+            dy[s : s + n] = block[:n] @ w
     size = (tmp_path / "big.h5").stat().st_size
     assert size > 2.9 * (LIMIT_MIB << 20)
     (tmp_path / "s.toml").write_text(CHILD_SPEC)
     limit = LIMIT_MIB << 20
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
     # the child records its own peak RSS (VmHWM: ru_maxrss would include the forked test process before exec)
-    child = ("import atexit, runpy, sys\n"
-             "def hwm():\n"
-             "    peak = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]\n"
-             "    open('hwm.txt', 'w').write(peak)\n"
-             "atexit.register(hwm)\n"
-             "sys.argv = ['nnctl', 'train', 's.toml', '--quiet']\n"
-             "runpy.run_module('nnctl', run_name='__main__')\n")
-    proc = subprocess.run([sys.executable, "-c", child], cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=600, preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit)))
+    child = (
+        "import atexit, runpy, sys\n"
+        "def hwm():\n"
+        "    peak = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]\n"
+        "    open('hwm.txt', 'w').write(peak)\n"
+        "atexit.register(hwm)\n"
+        "sys.argv = ['nnctl', 'train', 's.toml', '--quiet']\n"
+        "runpy.run_module('nnctl', run_name='__main__')\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", child],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit)),
+    )
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "big-model.h5").exists()
     peak = int((tmp_path / "hwm.txt").read_text()) * 1024
@@ -197,13 +218,24 @@ def _trainer(rank: int):
     from nnctl.strategy import DataParallel
     from nnctl.train import Trainer
 
-    raw = {"data": {"train": "x"}, "model": {"layers": [{"type": "Dense", "units": 2, "activation": "softmax"}]},
-           "train": {"loss": "sparse_categorical_crossentropy", "batch_size": 16, "epochs": 1}}
+    raw = {
+        "data": {"train": "x"},
+        "model": {"layers": [{"type": "Dense", "units": 2, "activation": "softmax"}]},
+        "train": {"loss": "sparse_categorical_crossentropy", "batch_size": 16, "epochs": 1},
+    }
     s = spec.validate(raw, "test")
     model = build_model(s, (5,), 0)
     model.to_device()
-    return Trainer(model, losses.get("sparse_categorical_crossentropy"), optimizers.get("sgd"), s["train"],
-                   "sparse", 2, 0, strategy=DataParallel(_NoExchange(rank, 2)))
+    return Trainer(
+        model,
+        losses.get("sparse_categorical_crossentropy"),
+        optimizers.get("sgd"),
+        s["train"],
+        "sparse",
+        2,
+        0,
+        strategy=DataParallel(_NoExchange(rank, 2)),
+    )
 
 
 class _NoExchange:

@@ -22,16 +22,28 @@ def write_csv(path, rows, header=("text", "label")):
 
 def spec_for(tmp_path, layers=None, **data):
     d = {"kind": "text", "train": "train.csv", **data}
-    layers = layers or [{"type": "Embedding", "output_dim": 4}, {"type": "GlobalAveragePooling1D"},
-                        {"type": "Dense", "units": 2, "activation": "softmax"}]
-    return validate({"data": d, "model": {"layers": layers}, "train": {"loss": "categorical_crossentropy"}},
-                    base_dir=tmp_path)
+    layers = layers or [
+        {"type": "Embedding", "output_dim": 4},
+        {"type": "GlobalAveragePooling1D"},
+        {"type": "Dense", "units": 2, "activation": "softmax"},
+    ]
+    return validate(
+        {"data": d, "model": {"layers": layers}, "train": {"loss": "categorical_crossentropy"}}, base_dir=tmp_path
+    )
 
 
 def test_word_tokens_keep_inner_apostrophes_and_split_on_the_rest():
     tok = Tokenizer()
-    assert tok.tokens("Don't STOP--it's 'great', isn't_it? x2 ok.") == \
-        ["don't", "stop", "it's", "great", "isn't", "it", "x2", "ok"]
+    assert tok.tokens("Don't STOP--it's 'great', isn't_it? x2 ok.") == [
+        "don't",
+        "stop",
+        "it's",
+        "great",
+        "isn't",
+        "it",
+        "x2",
+        "ok",
+    ]
     assert Tokenizer(lowercase=False).tokens("Hi there") == ["Hi", "there"]
 
 
@@ -47,9 +59,15 @@ def test_vocabulary_order_round_trip_and_oov():
     assert back.vocab == tok.vocab and back.decode(back.encode(["a c b"])[0]) == "a c b"
 
 
-@pytest.mark.parametrize("padding,truncating,expected", [
-    ("post", "post", [[2, 3, 4], [2, 0, 0]]), ("pre", "post", [[2, 3, 4], [0, 0, 2]]),
-    ("post", "pre", [[4, 5, 6], [2, 0, 0]]), ("pre", "pre", [[4, 5, 6], [0, 0, 2]])])
+@pytest.mark.parametrize(
+    "padding,truncating,expected",
+    [
+        ("post", "post", [[2, 3, 4], [2, 0, 0]]),
+        ("pre", "post", [[2, 3, 4], [0, 0, 2]]),
+        ("post", "pre", [[4, 5, 6], [2, 0, 0]]),
+        ("pre", "pre", [[4, 5, 6], [0, 0, 2]]),
+    ],
+)
 def test_padding_and_truncating(padding, truncating, expected):
     tok = Tokenizer(max_length=3, padding=padding, truncating=truncating).fit(["a b c d e"])
     np.testing.assert_array_equal(tok.encode(["a b c d e", "a"]), expected)
@@ -132,7 +150,7 @@ def test_read_text_inputs_raw_lines(fitted):
 
 
 def test_read_text_inputs_csv_with_header(fitted):
-    ids = read_text_inputs(b"label,text\nb,\"one fish, blue\"\na,red\n", "in.csv", fitted)
+    ids = read_text_inputs(b'label,text\nb,"one fish, blue"\na,red\n', "in.csv", fitted)
     tok = Tokenizer.from_arrays(fitted.meta["tokenizer"], fitted.arrays)
     assert [tok.decode(r) for r in ids] == ["one fish blue", "red"]
     with pytest.raises(DataError, match="no texts"):
@@ -152,8 +170,12 @@ def test_token_ids_outside_the_embedding_stop_training_before_it_starts(tmp_path
         '[[model.layers]]\ntype = "Embedding"\ninput_dim = 5\noutput_dim = 2\n'
         '[[model.layers]]\ntype = "GlobalAveragePooling1D"\n'
         '[[model.layers]]\ntype = "Dense"\nunits = 1\nactivation = "sigmoid"\n'
-        '[train]\nloss = "binary_crossentropy"\nepochs = 1\n')
+        '[train]\nloss = "binary_crossentropy"\nepochs = 1\n'
+    )
     r = CliRunner().invoke(app, ["train", str(tmp_path / "s.toml"), "-o", str(tmp_path / "m.h5")])
     assert r.exit_code == 2, r.output
-    assert "ids.csv: sample 3: token id 7 is outside the table of Embedding 'embedding', which takes ids 0 to 4" in r.output
+    assert (
+        "ids.csv: sample 3: token id 7 is outside the table of Embedding 'embedding', which takes ids 0 to 4"
+        in r.output
+    )
     assert not (tmp_path / "m.h5").exists()

@@ -22,8 +22,9 @@ def index_series(path, start, n):
 
 def spec_for(tmp_path, **data):
     d = {"kind": "timeseries", "train": "train.csv", **data}
-    return validate({"data": d, "model": {"layers": [{"type": "Flatten"}, {"type": "Dense", "units": 1}]}},
-                    base_dir=tmp_path)
+    return validate(
+        {"data": d, "model": {"layers": [{"type": "Flatten"}, {"type": "Dense", "units": 1}]}}, base_dir=tmp_path
+    )
 
 
 @pytest.mark.parametrize("window,horizon,stride", [(1, 1, 1), (5, 1, 1), (4, 3, 1), (6, 2, 3), (7, 1, 10)])
@@ -80,8 +81,14 @@ def test_meta_and_columns_by_name(tmp_path):
     write_series(tmp_path / "train.csv", [(t, 2 * t, 3 * t) for t in range(30)], header=("p", "q", "r"))
     write_series(tmp_path / "test.csv", [(3 * t, t, 2 * t) for t in range(30, 40)], header=("r", "p", "q"))
     ds = load_dataset(spec_for(tmp_path, window=3, features=["q", "r"], target=["p", "r"], test="test.csv"))
-    assert ds.prep.meta == {"window": 3, "horizon": 1, "stride": 1, "features": ["q", "r"], "targets": ["p", "r"],
-                            "target_in_features": [None, 1]}
+    assert ds.prep.meta == {
+        "window": 3,
+        "horizon": 1,
+        "stride": 1,
+        "features": ["q", "r"],
+        "targets": ["p", "r"],
+        "target_in_features": [None, 1],
+    }
     assert ds.x_test.shape == (10, 3, 2)
     np.testing.assert_array_equal(ds.y_test, [[t, 3 * t] for t in range(30, 40)])
     np.testing.assert_array_equal(ds.x_test[-1], [[2 * t, 3 * t] for t in range(36, 39)])
@@ -103,22 +110,22 @@ def test_missing_window_and_bad_cells_are_reported(tmp_path):
         load_dataset(spec_for(tmp_path, window=1))
 
 
-@pytest.mark.parametrize("normalize,normalize_target", [("none", "none"), ("standard", "standard"),
-                                                        ("minmax", "none")])
+@pytest.mark.parametrize("normalize,normalize_target", [("none", "none"), ("standard", "standard"), ("minmax", "none")])
 def test_naive_metrics_match_a_hand_computation_in_original_units(tmp_path, normalize, normalize_target):
     rng = np.random.default_rng(0)
     vals = np.cumsum(rng.normal(size=(80, 2)), axis=0) * [1.0, 10.0] + [0.0, 50.0]
     write_series(tmp_path / "train.csv", vals[:60].round(4).tolist())
     write_series(tmp_path / "test.csv", vals[60:].round(4).tolist())
-    spec = spec_for(tmp_path, window=4, horizon=2, test="test.csv", normalize=normalize,
-                    normalize_target=normalize_target)
+    spec = spec_for(
+        tmp_path, window=4, horizon=2, test="test.csv", normalize=normalize, normalize_target=normalize_target
+    )
     spec["dtype"] = "float64"
     ds = load_dataset(spec)
     v = vals.round(4)[:, 1]
     targets = np.arange(60, 80)
     err = v[targets - 2] - v[targets]  # last observed value = `horizon` steps before the target
     got = naive_metrics(ds.x_test, ds.y_test, ds.prep)
-    assert got["naive_mse"] == pytest.approx(np.mean(err ** 2), rel=1e-9)
+    assert got["naive_mse"] == pytest.approx(np.mean(err**2), rel=1e-9)
     assert got["naive_mae"] == pytest.approx(np.mean(np.abs(err)), rel=1e-9)
 
 

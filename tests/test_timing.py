@@ -63,14 +63,21 @@ def test_cli_json_reports_every_layer_and_nests_inside_the_step(tmp_path):
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["batch"] == 5 and out["iterations"] == 3 and out["device"] == "cpu"
-    assert [(x["name"], x["type"]) for x in out["layers"]] == [("conv2d", "Conv2D"), ("flatten", "Flatten"),
-                                                               ("dropout", "Dropout"), ("dense", "Dense")]
+    assert [(x["name"], x["type"]) for x in out["layers"]] == [
+        ("conv2d", "Conv2D"),
+        ("flatten", "Flatten"),
+        ("dropout", "Dropout"),
+        ("dense", "Dense"),
+    ]
     for layer in out["layers"]:
         assert layer["forward_ms"] > 0 and layer["backward_ms"] > 0
         assert layer["total_ms"] == pytest.approx(layer["forward_ms"] + layer["backward_ms"])
     assert out["loss_ms"] > 0 and out["optimizer_ms"] > 0 and out["regularization_ms"] > 0
-    parts = out["forward_ms"] + out["backward_ms"] + sum(out[k] for k in ("loss_ms", "optimizer_ms",
-                                                                         "regularization_ms", "batch_ms"))
+    parts = (
+        out["forward_ms"]
+        + out["backward_ms"]
+        + sum(out[k] for k in ("loss_ms", "optimizer_ms", "regularization_ms", "batch_ms"))
+    )
     assert parts <= out["step_ms"] * (1 + 1e-9)  # every timed call runs inside the timed step
     assert out["step_ms"] == pytest.approx(parts + out["other_ms"])
     assert out["samples_per_second"] == pytest.approx(5 * 1000 / out["step_ms"])
@@ -118,8 +125,15 @@ def test_synthetic_targets_have_the_form_of_the_task():
 
 
 def test_synthetic_token_ids_stay_inside_the_embedding():
-    spec = {"dtype": "float32", "model": {"layers": [{"type": "Embedding", "input_dim": 7, "output_dim": 2,
-                                                      "name": "e"}, {"type": "Flatten", "name": "f"}]}}
+    spec = {
+        "dtype": "float32",
+        "model": {
+            "layers": [
+                {"type": "Embedding", "input_dim": 7, "output_dim": 2, "name": "e"},
+                {"type": "Flatten", "name": "f"},
+            ]
+        },
+    }
     model = build_model(spec, (9,), 0, input_dtype=np.int32)
     x, _ = synthetic_batch(model, "regression", 64)
     assert x.dtype == np.int32 and x.min() >= 0 and x.max() < 7

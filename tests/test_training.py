@@ -32,8 +32,11 @@ def test_same_seed_same_weights_and_float32(tmp_path):
     a, _ = train_spec("iris_mlp.toml", tmp_path / "a", "train.epochs=3")
     b, _ = train_spec("iris_mlp.toml", tmp_path / "b", "train.epochs=3")
     c, _ = train_spec("iris_mlp.toml", tmp_path / "c", "train.epochs=3", "seed=5")
-    with h5py.File(a["output"]["checkpoint"]) as fa, h5py.File(b["output"]["checkpoint"]) as fb, \
-            h5py.File(c["output"]["checkpoint"]) as fc:
+    with (
+        h5py.File(a["output"]["checkpoint"]) as fa,
+        h5py.File(b["output"]["checkpoint"]) as fb,
+        h5py.File(c["output"]["checkpoint"]) as fc,
+    ):
         ka, kb, kc = (f["weights/dense/kernel"][()] for f in (fa, fb, fc))
     assert ka.dtype == np.float32
     np.testing.assert_array_equal(ka, kb)

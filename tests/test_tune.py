@@ -67,8 +67,9 @@ checkpoint = "runs/lin.h5"
 
 
 def _tune(*args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "nnctl", "tune", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "nnctl", "tune", *map(str, args)], capture_output=True, text=True, timeout=timeout
+    )
 
 
 RANDOM = """
@@ -97,11 +98,16 @@ def test_search_beats_the_default_and_matches_the_maths(tmp_path):
     lrs = [t["params"]["train.optimizer.learning_rate"] for t in result["trials"]]
     assert best["params"]["train.optimizer.learning_rate"] == min(lrs, key=lambda lr: abs(1 - 2 * lr))
     # the best spec trains as written and reproduces the trial's objective
-    again = subprocess.run([sys.executable, "-m", "nnctl", "train", result["best_spec"], "--json", "-q"],
-                           capture_output=True, text=True, timeout=120)
+    again = subprocess.run(
+        [sys.executable, "-m", "nnctl", "train", result["best_spec"], "--json", "-q"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert again.returncode == 0, again.stderr
-    assert json.loads(again.stdout.splitlines()[-1])["metrics"]["val_loss"] == pytest.approx(best["objective"],
-                                                                                             rel=1e-9)
+    assert json.loads(again.stdout.splitlines()[-1])["metrics"]["val_loss"] == pytest.approx(
+        best["objective"], rel=1e-9
+    )
     folder = tmp_path / "t"
     with (folder / "results.csv").open() as f:
         rows = list(csv.DictReader(f))
@@ -113,26 +119,37 @@ def test_search_beats_the_default_and_matches_the_maths(tmp_path):
     settings = tune_space.parse(spec.load(path)["tune"], spec.load(path))
     assert lrs == [tune_space.random_params(settings.space, 0, i)["train.optimizer.learning_rate"] for i in range(4)]
     # nnctl compare reads the tune folder: one row per trial
-    cmp = subprocess.run([sys.executable, "-m", "nnctl", "compare", folder, "--json"], capture_output=True,
-                         text=True, timeout=60)
+    cmp = subprocess.run(
+        [sys.executable, "-m", "nnctl", "compare", folder, "--json"], capture_output=True, text=True, timeout=60
+    )
     assert cmp.returncode == 0, cmp.stderr
     assert len(json.loads(cmp.stdout)["runs"]) == 4
 
 
 def test_grid_enumerates_exactly_the_grid(tmp_path):
-    path = _spec(tmp_path, """
+    path = _spec(
+        tmp_path,
+        """
 [tune]
 sampler = "grid"
 [tune.space]
 "train.optimizer.learning_rate" = { log_uniform = [0.01, 1.0], grid = 2 }
 "train.batch_size" = { int = [31, 32] }
 "model.layers[0].use_bias" = { choice = [true] }
-""", epochs=1)
+""",
+        epochs=1,
+    )
     r = _tune(path, "--out", tmp_path / "g", "--parallel", "2", "--json")
     assert r.returncode == 0, r.stderr
     trials = json.loads(r.stdout.splitlines()[-1])["trials"]
-    got = [(t["params"]["train.optimizer.learning_rate"], t["params"]["train.batch_size"],
-            t["params"]["model.layers[0].use_bias"]) for t in trials]
+    got = [
+        (
+            t["params"]["train.optimizer.learning_rate"],
+            t["params"]["train.batch_size"],
+            t["params"]["model.layers[0].use_bias"],
+        )
+        for t in trials
+    ]
     assert got == [(0.01, 31, True), (0.01, 32, True), (1.0, 31, True), (1.0, 32, True)]
     assert [t["status"] for t in trials] == ["done"] * 4
 
@@ -144,8 +161,7 @@ def test_grid_points():
     assert tune_space.Param("n", "int", 2, 5).points() == [2, 3, 4, 5]
     assert tune_space.Param("n", "int", 1, 100, log=True, grid=3).points() == [1, 10, 100]
     space = (p, tune_space.Param("c", "choice", values=("a", "b")))
-    assert [tuple(g.values()) for g in tune_space.grid(space)] == [
-        (a, b) for a in p.points() for b in ("a", "b")]
+    assert [tuple(g.values()) for g in tune_space.grid(space)] == [(a, b) for a in p.points() for b in ("a", "b")]
 
 
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
@@ -153,8 +169,12 @@ def test_interrupted_tune_skips_finished_trials(tmp_path, signum, code):
     epochs = 300
     path = _spec(tmp_path, RANDOM.replace("trials = 4", "trials = 3"), epochs=epochs)
     out = tmp_path / "r"
-    proc = subprocess.Popen([sys.executable, "-m", "nnctl", "tune", path, "--out", out, "--json"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nnctl", "tune", path, "--out", out, "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         first = json.loads(proc.stdout.readline())  # the first finished trial
         assert first["event"] == "trial" and first["status"] == "done"
@@ -189,14 +209,18 @@ def test_interrupted_tune_skips_finished_trials(tmp_path, signum, code):
 
 
 def test_median_pruner_stops_a_worse_trial(tmp_path):
-    path = _spec(tmp_path, """
+    path = _spec(
+        tmp_path,
+        """
 [tune]
 sampler = "grid"
 pruner = "median"
 startup_trials = 1
 [tune.space]
 "train.optimizer.learning_rate" = { choice = [0.002, 0.0002, 0.004] }
-""", epochs=600)
+""",
+        epochs=600,
+    )
     r = _tune(path, "--out", tmp_path / "p", "--json")
     assert r.returncode == 0, r.stderr
     trials = json.loads(r.stdout.splitlines()[-1])["trials"]
@@ -204,24 +228,44 @@ startup_trials = 1
     assert trials[0]["epochs"] == trials[2]["epochs"] == 600 and trials[1]["epochs"] < 600
 
 
-@pytest.mark.parametrize("space, message", [
-    ('"train.optimzer.learning_rate" = { log_uniform = [0.001, 0.1] }',
-     'tune.space."train.optimzer.learning_rate": 0.001 makes the spec invalid: train.optimzer: unknown key'),
-    ('"model.layers[3].units" = { int = [1, 4] }',
-     'tune.space."model.layers[3].units": the path does not exist in the spec: index [3] is out of range'),
-    ('"model.layers[0].units" = { int = [0, 4] }',
-     'tune.space."model.layers[0].units": 0 makes the spec invalid: model.layers[0].units: expected a positive'),
-    ('"train.optimizer.learning_rate" = { log_uniform = [0, 0.1] }',
-     'tune.space."train.optimizer.learning_rate".log_uniform: a log scale needs lo > 0'),
-    ('"train.optimizer.learning_rate" = { uniform = [0.1, 0.01] }',
-     'tune.space."train.optimizer.learning_rate".uniform: expected lo < hi, found [0.1, 0.01]'),
-    ('"train.optimizer.learning_rate" = { uniform = [0.1, 0.2, 0.3] }',
-     'tune.space."train.optimizer.learning_rate".uniform: expected [lo, hi], found a list of 3'),
-    ('"train.optimizer.learning_rate" = { uniform = [0.01, 0.1], choice = [0.5] }',
-     'expected exactly one of log_uniform, uniform, int, choice, found uniform, choice'),
-    ('"model.layers[0].units" = { choice = [] }', 'tune.space."model.layers[0].units".choice: expected at least one'),
-    ('"train.epochs" = 3', 'tune.space."train.epochs": expected a table'),
-])
+@pytest.mark.parametrize(
+    "space, message",
+    [
+        (
+            '"train.optimzer.learning_rate" = { log_uniform = [0.001, 0.1] }',
+            'tune.space."train.optimzer.learning_rate": 0.001 makes the spec invalid: train.optimzer: unknown key',
+        ),
+        (
+            '"model.layers[3].units" = { int = [1, 4] }',
+            'tune.space."model.layers[3].units": the path does not exist in the spec: index [3] is out of range',
+        ),
+        (
+            '"model.layers[0].units" = { int = [0, 4] }',
+            'tune.space."model.layers[0].units": 0 makes the spec invalid: model.layers[0].units: expected a positive',
+        ),
+        (
+            '"train.optimizer.learning_rate" = { log_uniform = [0, 0.1] }',
+            'tune.space."train.optimizer.learning_rate".log_uniform: a log scale needs lo > 0',
+        ),
+        (
+            '"train.optimizer.learning_rate" = { uniform = [0.1, 0.01] }',
+            'tune.space."train.optimizer.learning_rate".uniform: expected lo < hi, found [0.1, 0.01]',
+        ),
+        (
+            '"train.optimizer.learning_rate" = { uniform = [0.1, 0.2, 0.3] }',
+            'tune.space."train.optimizer.learning_rate".uniform: expected [lo, hi], found a list of 3',
+        ),
+        (
+            '"train.optimizer.learning_rate" = { uniform = [0.01, 0.1], choice = [0.5] }',
+            "expected exactly one of log_uniform, uniform, int, choice, found uniform, choice",
+        ),
+        (
+            '"model.layers[0].units" = { choice = [] }',
+            'tune.space."model.layers[0].units".choice: expected at least one',
+        ),
+        ('"train.epochs" = 3', 'tune.space."train.epochs": expected a table'),
+    ],
+)
 def test_bad_space_is_one_clean_error(tmp_path, space, message):
     path = _spec(tmp_path, f"[tune]\n[tune.space]\n{space}\n")
     with pytest.raises(SpecError) as exc:
@@ -233,8 +277,10 @@ def test_bad_space_from_the_cli(tmp_path):
     path = _spec(tmp_path, '[tune]\n[tune.space]\n"model.layers[0].units" = { int = [0, 4] }\n')
     r = _tune(path, "--out", tmp_path / "x")
     assert r.returncode == 2
-    assert r.stderr == (f'error: {path}: tune.space."model.layers[0].units": 0 makes the spec invalid: '
-                        f"model.layers[0].units: expected a positive integer, found 0\n")
+    assert r.stderr == (
+        f'error: {path}: tune.space."model.layers[0].units": 0 makes the spec invalid: '
+        f"model.layers[0].units: expected a positive integer, found 0\n"
+    )
     assert not (tmp_path / "x").exists()
 
 
@@ -281,9 +327,13 @@ def test_set_path_follows_set_semantics():
 
 
 def test_random_and_int_samples_stay_in_range():
-    space = (tune_space.Param("a", "int", 1, 5), tune_space.Param("b", "int", 1, 100, log=True),
-             tune_space.Param("c", "log_uniform", 1e-4, 1e-1), tune_space.Param("d", "uniform", -1, 1),
-             tune_space.Param("e", "choice", values=(1, "x", [2, 3])))
+    space = (
+        tune_space.Param("a", "int", 1, 5),
+        tune_space.Param("b", "int", 1, 100, log=True),
+        tune_space.Param("c", "log_uniform", 1e-4, 1e-1),
+        tune_space.Param("d", "uniform", -1, 1),
+        tune_space.Param("e", "choice", values=(1, "x", [2, 3])),
+    )
     draws = [tune_space.random_params(space, 5, i) for i in range(400)]
     assert {d["a"] for d in draws} == {1, 2, 3, 4, 5}
     assert all(1 <= d["b"] <= 100 and isinstance(d["b"], int) for d in draws)
@@ -296,8 +346,11 @@ def test_random_and_int_samples_stay_in_range():
 
 def test_tpe_through_optuna(tmp_path):
     pytest.importorskip("optuna")
-    path = _spec(tmp_path, RANDOM.replace("[tune]", '[tune]\nsampler = "tpe"\nstartup_trials = 2')
-                 .replace("trials = 4", "trials = 3"), epochs=1)
+    path = _spec(
+        tmp_path,
+        RANDOM.replace("[tune]", '[tune]\nsampler = "tpe"\nstartup_trials = 2').replace("trials = 4", "trials = 3"),
+        epochs=1,
+    )
     r = _tune(path, "--out", tmp_path / "tpe", "--json")
     assert r.returncode == 0, r.stderr
     result = json.loads(r.stdout.splitlines()[-1])
@@ -315,12 +368,16 @@ def test_shipped_tune_example(tmp_path):
 
 def test_a_diverging_trial_is_failed_and_the_search_goes_on(tmp_path):
     # lr 5: the error grows 9x per step ((1 - 2 lr) = -9), to inf in float64 within a few hundred steps
-    path = _spec(tmp_path, """
+    path = _spec(
+        tmp_path,
+        """
 [tune]
 sampler = "grid"
 [tune.space]
 "train.optimizer.learning_rate" = { choice = [5.0, 0.25] }
-""", epochs=400)
+""",
+        epochs=400,
+    )
     r = _tune(path, "--out", tmp_path / "d", "--json")
     assert r.returncode == 0, r.stderr
     result = json.loads(r.stdout.splitlines()[-1])

@@ -18,12 +18,21 @@ def _imbalanced(path, n=1000, minority=0.05, seed=0):
 
 
 def _spec(tmp_path, csv, epochs, class_weight=None, tag="", **train):
-    raw = {"name": "imb", "seed": 0,
-           "data": {"train": str(csv), "test": str(csv), "target": "y"},
-           "model": {"layers": [{"type": "Dense", "units": 1, "activation": "sigmoid"}]},
-           "train": {"loss": "binary_crossentropy", "optimizer": {"type": "adam", "learning_rate": 0.05},
-                     "metrics": ["recall"], "epochs": epochs, "batch_size": 100, **train},
-           "output": {"checkpoint": str(tmp_path / f"imb{epochs}{class_weight is not None}{tag}.h5")}}
+    raw = {
+        "name": "imb",
+        "seed": 0,
+        "data": {"train": str(csv), "test": str(csv), "target": "y"},
+        "model": {"layers": [{"type": "Dense", "units": 1, "activation": "sigmoid"}]},
+        "train": {
+            "loss": "binary_crossentropy",
+            "optimizer": {"type": "adam", "learning_rate": 0.05},
+            "metrics": ["recall"],
+            "epochs": epochs,
+            "batch_size": 100,
+            **train,
+        },
+        "output": {"checkpoint": str(tmp_path / f"imb{epochs}{class_weight is not None}{tag}.h5")},
+    }
     if class_weight is not None:
         raw["train"]["class_weight"] = class_weight
     return spec.validate(raw, "imb.toml")
@@ -71,8 +80,11 @@ def test_balanced_class_weight_raises_minority_recall(tmp_path):
 
 
 def test_class_weight_refused_where_it_cannot_apply(tmp_path):
-    raw = {"data": {"train": "x.csv"}, "model": {"layers": [{"type": "Dense", "units": 1}]},
-           "train": {"loss": "mse", "class_weight": "balanced"}}
+    raw = {
+        "data": {"train": "x.csv"},
+        "model": {"layers": [{"type": "Dense", "units": 1}]},
+        "train": {"loss": "mse", "class_weight": "balanced"},
+    }
     with pytest.raises(SpecError, match="class_weight: needs a classification loss"):
         spec.validate(raw, "s.toml")
     raw["train"] = {"loss": "binary_crossentropy", "class_weight": {"1": -2}}

@@ -11,7 +11,7 @@ import h5py
 import numpy as np
 import pytest
 
-from helpers import ROOT, SPECS, load_spec
+from helpers import SPECS, load_spec
 from nnctl import run
 from nnctl.checkpoint import Checkpoint
 from nnctl.errors import Interrupted, SpecError
@@ -27,8 +27,9 @@ DIGITS = [
 
 def weights(path):
     with h5py.File(path) as f:
-        return {f"{k}/{p}": f["weights"][k][p][()] for k in f["weights"] for p in f["weights"][k]}, \
-            {k: f["history"][k][()] for k in f["history"]}
+        return {f"{k}/{p}": f["weights"][k][p][()] for k in f["weights"] for p in f["weights"][k]}, {
+            k: f["history"][k][()] for k in f["history"]
+        }
 
 
 def test_resume_is_bit_identical(tmp_path):
@@ -67,9 +68,14 @@ def test_resume_refuses_a_different_model(tmp_path):
 
 def test_early_stopping_restores_best_epoch(tmp_path):
     # a large learning rate on a tiny subset overfits fast: validation loss turns up early
-    s = load_spec("digits_mlp.toml", tmp_path, "data.subset=150", "train.epochs=60",
-                  "train.optimizer.learning_rate=0.05",
-                  'train.early_stopping={monitor = "val_loss", patience = 4}')
+    s = load_spec(
+        "digits_mlp.toml",
+        tmp_path,
+        "data.subset=150",
+        "train.epochs=60",
+        "train.optimizer.learning_rate=0.05",
+        'train.early_stopping={monitor = "val_loss", patience = 4}',
+    )
     done = run.train(s)
     hist = Checkpoint(s["output"]["checkpoint"]).history
     best = int(np.argmin(hist["val_loss"])) + 1
@@ -98,25 +104,66 @@ def test_other_schedules():
     assert Schedule(1.0, type="step", step_size=2, factor=0.1).lr(5) == pytest.approx(0.01)
     assert Schedule(1.0, type="exponential", decay_rate=0.5).lr(3) == pytest.approx(0.125)
     c = Schedule(1.0, type="cosine", warmup_epochs=2, total_epochs=6)
-    assert [round(c.lr(e), 6) for e in range(6)] == [0.5, 1.0, 1.0, round((1 + np.cos(np.pi / 4)) / 2, 6), 0.5,
-                                                     round((1 + np.cos(3 * np.pi / 4)) / 2, 6)]
+    assert [round(c.lr(e), 6) for e in range(6)] == [
+        0.5,
+        1.0,
+        1.0,
+        round((1 + np.cos(np.pi / 4)) / 2, 6),
+        0.5,
+        round((1 + np.cos(3 * np.pi / 4)) / 2, 6),
+    ]
 
 
 def test_diverged_training_exits_3_and_keeps_last_good(tmp_path):
     out = tmp_path / "d.h5"
-    p = subprocess.run([sys.executable, "-m", "nnctl", "train", SPECS / "digits_mlp.toml", "--out", out, "-q",
-                        "--set", "train.optimizer={type = \"sgd\", learning_rate = 1e6}", "--set", "data.subset=300",
-                        "--set", "train.epochs=5", "--set", "data.rescale=1000.0"],
-                       capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "nnctl",
+            "train",
+            SPECS / "digits_mlp.toml",
+            "--out",
+            out,
+            "-q",
+            "--set",
+            'train.optimizer={type = "sgd", learning_rate = 1e6}',
+            "--set",
+            "data.subset=300",
+            "--set",
+            "train.epochs=5",
+            "--set",
+            "data.rescale=1000.0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert p.returncode == 3, p.stderr
     assert "training diverged" in p.stderr and "epoch" in p.stderr and "batch" in p.stderr
 
 
 def _spawn_long_training(tmp_path):
     out = tmp_path / "long.h5"
-    proc = subprocess.Popen([sys.executable, "-m", "nnctl", "train", SPECS / "digits_mlp.toml", "--out", out,
-                             "--json", "--set", "train.epochs=100000", "--set", "data.subset=400"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "nnctl",
+            "train",
+            SPECS / "digits_mlp.toml",
+            "--out",
+            out,
+            "--json",
+            "--set",
+            "train.epochs=100000",
+            "--set",
+            "data.subset=400",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     first = json.loads(proc.stdout.readline())
     assert first["event"] == "epoch"
     return proc, out
@@ -148,8 +195,13 @@ def test_sigusr1_checkpoints_and_sigint_exits_130(tmp_path):
 def test_transfer_learning_loads_by_name_and_freezes(tmp_path):
     base = load_spec("digits_mlp.toml", tmp_path / "base", "train.epochs=3")
     run.train(base)
-    head = load_spec("digits_mlp.toml", tmp_path / "head", "train.epochs=2", "model.layers[0].trainable=false",
-                     "model.layers[2].units=10")
+    head = load_spec(
+        "digits_mlp.toml",
+        tmp_path / "head",
+        "train.epochs=2",
+        "model.layers[0].trainable=false",
+        "model.layers[2].units=10",
+    )
     events = []
     head["model"]["layers"].append({"type": "Dense", "units": 10, "activation": "softmax", "name": "new_head"})
     head["model"]["layers"][2]["activation"] = "relu"

@@ -18,10 +18,12 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from nnctl import run, spec as spec_mod
+from nnctl import run
+from nnctl import spec as spec_mod
 from nnctl.checkpoint import Checkpoint
 from nnctl.cli import compare as compare_cmd
-from nnctl.cli import init_cmd, plot as plot_cmd, schema_cmd
+from nnctl.cli import init_cmd, schema_cmd
+from nnctl.cli import plot as plot_cmd
 from nnctl.cli.main import app, reports_errors
 from nnctl.errors import SpecError
 
@@ -46,27 +48,50 @@ def cli(*args):
 def write_blobs(path, n, seed, labels=("a", "b", "c"), extra_text=False):
     """Separable 2-D blobs, one per label; optionally a text column init must leave out."""
     rng = np.random.default_rng(seed)
-    centres = {lab: (3 * math.cos(2 * math.pi * i / len(labels)), 3 * math.sin(2 * math.pi * i / len(labels)))
-               for i, lab in enumerate(labels)}
+    centres = {
+        lab: (3 * math.cos(2 * math.pi * i / len(labels)), 3 * math.sin(2 * math.pi * i / len(labels)))
+        for i, lab in enumerate(labels)
+    }
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["x1", "x2", *(["note"] if extra_text else []), "label"])
         for i in range(n):
             lab = labels[i % len(labels)]
             cx, cy = centres[lab]
-            w.writerow([f"{cx + rng.normal(0, 0.7):.4f}", f"{cy + rng.normal(0, 0.7):.4f}",
-                        *([f"n{i % 3}"] if extra_text else []), lab])
+            w.writerow(
+                [
+                    f"{cx + rng.normal(0, 0.7):.4f}",
+                    f"{cy + rng.normal(0, 0.7):.4f}",
+                    *([f"n{i % 3}"] if extra_text else []),
+                    lab,
+                ]
+            )
 
 
 def tiny_spec(tmp, name, seed, tensorboard=False, early=False):
     d = {
-        "name": name, "seed": seed,
-        "data": {"train": "train.csv", "test": "test.csv", "target": "label", "normalize": "standard",
-                 "validation": {"split": 0.25, "stratify": True}},
-        "model": {"layers": [{"type": "Dense", "units": 8, "activation": "relu"},
-                             {"type": "Dense", "units": 3, "activation": "softmax"}]},
-        "train": {"loss": "categorical_crossentropy", "metrics": ["accuracy"], "epochs": 6, "batch_size": 16,
-                  "optimizer": {"type": "adam", "learning_rate": 0.05}},
+        "name": name,
+        "seed": seed,
+        "data": {
+            "train": "train.csv",
+            "test": "test.csv",
+            "target": "label",
+            "normalize": "standard",
+            "validation": {"split": 0.25, "stratify": True},
+        },
+        "model": {
+            "layers": [
+                {"type": "Dense", "units": 8, "activation": "relu"},
+                {"type": "Dense", "units": 3, "activation": "softmax"},
+            ]
+        },
+        "train": {
+            "loss": "categorical_crossentropy",
+            "metrics": ["accuracy"],
+            "epochs": 6,
+            "batch_size": 16,
+            "optimizer": {"type": "adam", "learning_rate": 0.05},
+        },
         "output": {"checkpoint": f"runs/{name}.h5"},
     }
     if tensorboard:
@@ -131,8 +156,7 @@ def test_plot_terminal_rendering(runs):
 def test_terminal_curves_places_points():
     from nnctl.plots import terminal_curves
 
-    text = terminal_curves({"loss": [3.0, 2.0, 1.0], "val_loss": [3.5, 2.5, 2.0], "lr": [0.1] * 3},
-                           width=20, height=5)
+    text = terminal_curves({"loss": [3.0, 2.0, 1.0], "val_loss": [3.5, 2.5, 2.0], "lr": [0.1] * 3}, width=20, height=5)
     lines = text.split("\n")
     assert len(lines) == 5 + 3  # lr is bookkeeping: no panel
     rows = [line.split("|", 1)[1].ljust(20) for line in lines[1:6]]
@@ -189,12 +213,12 @@ def read_events(path):
     raw = pathlib.Path(path).read_bytes()
     events, pos = [], 0
     while pos < len(raw):
-        header = raw[pos:pos + 8]
+        header = raw[pos : pos + 8]
         (length,) = struct.unpack("<Q", header)
-        (length_crc,) = struct.unpack("<I", raw[pos + 8:pos + 12])
+        (length_crc,) = struct.unpack("<I", raw[pos + 8 : pos + 12])
         assert length_crc == masked(header)
-        data = raw[pos + 12:pos + 12 + length]
-        (data_crc,) = struct.unpack("<I", raw[pos + 12 + length:pos + 16 + length])
+        data = raw[pos + 12 : pos + 12 + length]
+        (data_crc,) = struct.unpack("<I", raw[pos + 12 + length : pos + 16 + length])
         assert data_crc == masked(data)
         event = Event()
         event.ParseFromString(data)
@@ -322,7 +346,7 @@ def test_init_npz_images(tmp_path):
     y = np.arange(60) % 3
     x = rng.integers(0, 60, size=(60, 12, 12, 1)).astype(np.uint8)
     for c in range(3):  # a bright square whose place depends on the class
-        x[y == c, 4 * c:4 * c + 4, 4 * c:4 * c + 4, 0] = 250
+        x[y == c, 4 * c : 4 * c + 4, 4 * c : 4 * c + 4, 0] = 250
     np.savez(tmp_path / "squares.npz", x=x, y=y)
     raw, _ = _init_and_train(tmp_path / "squares.npz", tmp_path / "squares.toml")
     types = [layer["type"] for layer in raw["model"]["layers"]]
@@ -381,10 +405,12 @@ def test_schema_is_valid_json_and_matches_the_validator(tmp_path):
         assert not errors, f"{path.name}: {errors[:3]}"
         spec_mod.validate(raw)  # the validator agrees
     base = tomllib.loads((REPO / "specs" / "xor.toml").read_text())
-    for mutate in (lambda d: d["train"].__setitem__("epoch", 3),
-                   lambda d: d["model"]["layers"][0].__setitem__("unit", 3),
-                   lambda d: d["data"].__setitem__("normalize", "zscore"),
-                   lambda d: d["train"].__setitem__("optimizer", {"type": "adam", "learning_rat": 0.1})):
+    for mutate in (
+        lambda d: d["train"].__setitem__("epoch", 3),
+        lambda d: d["model"]["layers"][0].__setitem__("unit", 3),
+        lambda d: d["data"].__setitem__("normalize", "zscore"),
+        lambda d: d["train"].__setitem__("optimizer", {"type": "adam", "learning_rat": 0.1}),
+    ):
         bad = json.loads(json.dumps(base))
         mutate(bad)
         assert not validator.is_valid(bad)

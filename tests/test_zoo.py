@@ -29,21 +29,48 @@ COUNTS = {
     # torchvision's resnet18: 11,689,512 trainable, of which fc (512 * 1000 + 1000) is the top
     "resnet18": ((11_689_512 + 9_600, 9_600), (11_689_512 - 513_000 + 9_600, 9_600)),
     # AlexNet, one tower: conv1-5, then fc6 (6*6*256 -> 4096), fc7, fc8 (the paper's Figure 2 sizes)
-    "alexnet": ((11 * 11 * 3 * 96 + 96 + 5 * 5 * 96 * 256 + 256 + 3 * 3 * 256 * 384 + 384 + 3 * 3 * 384 * 384 + 384
-                 + 3 * 3 * 384 * 256 + 256 + 9216 * 4096 + 4096 + 4096 * 4096 + 4096 + 4096 * 1000 + 1000, 0),
-                (3_747_200, 0)),
+    "alexnet": (
+        (
+            11 * 11 * 3 * 96
+            + 96
+            + 5 * 5 * 96 * 256
+            + 256
+            + 3 * 3 * 256 * 384
+            + 384
+            + 3 * 3 * 384 * 384
+            + 384
+            + 3 * 3 * 384 * 256
+            + 256
+            + 9216 * 4096
+            + 4096
+            + 4096 * 4096
+            + 4096
+            + 4096 * 1000
+            + 1000,
+            0,
+        ),
+        (3_747_200, 0),
+    ),
 }
 # the last layer left by include_top = false, as Keras names it, and its output shape
-NOTOP_END = {"vgg16": ("block5_pool", [7, 7, 512]), "vgg19": ("block5_pool", [7, 7, 512]),
-             "resnet50": ("conv5_block3_out", [7, 7, 2048]), "resnet18": ("conv5_block2_out", [7, 7, 512]),
-             "mobilenet": ("conv_pw_13_relu", [7, 7, 1024]), "mobilenet_v2": ("out_relu", [7, 7, 1280]),
-             "inception_v3": ("mixed10", [8, 8, 2048]), "alexnet": ("pool5", [6, 6, 256])}
+NOTOP_END = {
+    "vgg16": ("block5_pool", [7, 7, 512]),
+    "vgg19": ("block5_pool", [7, 7, 512]),
+    "resnet50": ("conv5_block3_out", [7, 7, 2048]),
+    "resnet18": ("conv5_block2_out", [7, 7, 512]),
+    "mobilenet": ("conv_pw_13_relu", [7, 7, 1024]),
+    "mobilenet_v2": ("out_relu", [7, 7, 1280]),
+    "inception_v3": ("mixed10", [8, 8, 2048]),
+    "alexnet": ("pool5", [6, 6, 256]),
+}
 INPUT = {"alexnet": [None, 227, 227, 3], "inception_v3": [None, 299, 299, 3]}
 runner = CliRunner()
 
 
 def check(name: str, top: bool = True) -> dict:
-    r = runner.invoke(app, ["check", "--json", "--set", f"model.include_top={str(top).lower()}", str(ZOO / f"{name}.toml")])
+    r = runner.invoke(
+        app, ["check", "--json", "--set", f"model.include_top={str(top).lower()}", str(ZOO / f"{name}.toml")]
+    )
     assert r.exit_code == 0, r.output
     return json.loads(r.stdout)
 
@@ -61,16 +88,23 @@ def test_zoo_parameter_count(name, top):
     assert out["non_trainable_params"] == frozen
     assert out["input_shape"] == INPUT.get(name, [None, 224, 224, 3])
     last = out["layers"][-1]
-    assert (last["name"], last["output_shape"]) == (("predictions", [None, 1000]) if top else
-                                                    (NOTOP_END[name][0], [None, *NOTOP_END[name][1]]))
+    assert (last["name"], last["output_shape"]) == (
+        ("predictions", [None, 1000]) if top else (NOTOP_END[name][0], [None, *NOTOP_END[name][1]])
+    )
 
 
 def test_alexnet_count_is_the_published_one_tower_figure():
     assert COUNTS["alexnet"][0][0] == 62_378_344
 
 
-KERAS_APPS = {"vgg16": "VGG16", "vgg19": "VGG19", "resnet50": "ResNet50", "mobilenet": "MobileNet",
-              "mobilenet_v2": "MobileNetV2", "inception_v3": "InceptionV3"}
+KERAS_APPS = {
+    "vgg16": "VGG16",
+    "vgg19": "VGG19",
+    "resnet50": "ResNet50",
+    "mobilenet": "MobileNet",
+    "mobilenet_v2": "MobileNetV2",
+    "inception_v3": "InceptionV3",
+}
 
 
 @pytest.mark.keras
@@ -103,8 +137,15 @@ SMALL = sorted(p.stem for p in ZOO.glob("*_small.toml"))
 
 
 def test_every_architecture_has_a_small_variant():
-    assert SMALL == ["alexnet_small", "inception_small", "mobilenet_small", "mobilenet_v2_small", "resnet18_small",
-                     "resnet50_small", "vgg_small"]
+    assert SMALL == [
+        "alexnet_small",
+        "inception_small",
+        "mobilenet_small",
+        "mobilenet_v2_small",
+        "resnet18_small",
+        "resnet50_small",
+        "vgg_small",
+    ]
 
 
 @pytest.mark.parametrize("name", SMALL)
@@ -136,11 +177,24 @@ def test_the_json_schema_accepts_every_zoo_spec():
 
 
 def test_a_zoo_spec_without_its_top_refuses_class_labels(tmp_path):
-    r = runner.invoke(app, ["train", str(ZOO / "vgg_small.toml"), "--set", "model.include_top=false",
-                            "--set", "data.subset=60", "-o", str(tmp_path / "v.h5")])
+    r = runner.invoke(
+        app,
+        [
+            "train",
+            str(ZOO / "vgg_small.toml"),
+            "--set",
+            "model.include_top=false",
+            "--set",
+            "data.subset=60",
+            "-o",
+            str(tmp_path / "v.h5"),
+        ],
+    )
     assert r.exit_code == 2
-    assert "classes but the last layer (block3_pool) has 64 units; model.include_top = false removed its top " \
-           "(flatten, fc1, drop1, fc2, predictions)" in r.output
+    assert (
+        "classes but the last layer (block3_pool) has 64 units; model.include_top = false removed its top "
+        "(flatten, fc1, drop1, fc2, predictions)" in r.output
+    )
 
 
 FULL_SIZE_TRAINED = "alexnet"  # the quickest full-size spec; the README has every one's time as shipped

@@ -13,8 +13,8 @@ def summarize(history: dict) -> dict:
     best = min over epochs for losses and errors, max for accuracy-like metrics
     (``nnctl.metrics.higher_is_better``); NaN/inf epochs are ignored; epochs count from 1.
     """
-    from nnctl.metrics import higher_is_better  # noqa: PLC0415
-    from nnctl.plots import BOOKKEEPING  # noqa: PLC0415
+    from nnctl.metrics import higher_is_better
+    from nnctl.plots import BOOKKEEPING
 
     out = {}
     for name, values in history.items():
@@ -45,19 +45,23 @@ def _columns(runs: list[dict]) -> list[str]:
 
 def _expand(target: str) -> list[str]:
     """A tune folder (``nnctl tune``'s tune.json inside) stands for the run folders of its trials."""
-    import json  # noqa: PLC0415
-    import pathlib  # noqa: PLC0415
+    import json
+    import pathlib
 
     state = pathlib.Path(target) / "tune.json"
     if not state.is_file():
         return [target]
-    from nnctl.errors import CheckpointError  # noqa: PLC0415
+    from nnctl.errors import CheckpointError
 
     try:
         trials = json.loads(state.read_text(encoding="utf-8"))["trials"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise CheckpointError(f"{state}: unreadable tune state ({exc})") from None
-    found = [str(t["run_dir"]) for t in trials if t.get("run_dir") and (pathlib.Path(t["run_dir"]) / "metrics.jsonl").is_file()]
+    found = [
+        str(t["run_dir"])
+        for t in trials
+        if t.get("run_dir") and (pathlib.Path(t["run_dir"]) / "metrics.jsonl").is_file()
+    ]
     if not found:
         raise CheckpointError(f"{target}: a tune folder with no finished trial yet")
     return found
@@ -71,14 +75,20 @@ def register(app: typer.Typer, reports_errors) -> None:
         json_: bool = typer.Option(False, "--json", help="one JSON object on stdout"),
     ):
         """Compare runs: epochs, checkpoint epoch, final and best value of the loss and each metric."""
-        from nnctl.cli.output import emit_json, fmt, table  # noqa: PLC0415
-        from nnctl.cli.plot import load_run  # noqa: PLC0415
+        from nnctl.cli.output import emit_json, fmt, table
+        from nnctl.cli.plot import load_run
 
         runs = []
         for target in [t for given in targets for t in _expand(given)]:
             run = load_run(target)
-            runs.append({"run": run["run"], "epochs": run["epochs"], "checkpoint_epoch": run["checkpoint_epoch"],
-                         "quantities": summarize(run["history"])})
+            runs.append(
+                {
+                    "run": run["run"],
+                    "epochs": run["epochs"],
+                    "checkpoint_epoch": run["checkpoint_epoch"],
+                    "quantities": summarize(run["history"]),
+                }
+            )
         if json_:
             emit_json({"runs": runs})
             return

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 
 
@@ -16,9 +14,10 @@ def register(app: typer.Typer, reports_errors) -> None:
     def convert(
         source: str = typer.Argument(..., help="CSV file with a header (numbers only)"),
         output: str = typer.Argument(..., help="HDF5 file to write (.h5): datasets x and y"),
-        target: Optional[list[str]] = typer.Option(None, "--target", help="target column(s) (default: the last)"),
-        features: Optional[list[str]] = typer.Option(None, "--feature",
-                                                     help="input column(s) (default: every other column)"),
+        target: list[str] | None = typer.Option(None, "--target", help="target column(s) (default: the last)"),
+        features: list[str] | None = typer.Option(
+            None, "--feature", help="input column(s) (default: every other column)"
+        ),
         dtype: str = typer.Option("float32", help="float32 or float64 inputs"),
         json_: bool = typer.Option(False, "--json", help="one JSON object on stdout"),
     ):
@@ -26,9 +25,9 @@ def register(app: typer.Typer, reports_errors) -> None:
 
         Example: nnctl data convert big.csv big.h5 --target label
         """
-        from nnctl.cli.output import emit_json, table  # noqa: PLC0415
-        from nnctl.data.convert import convert_csv  # noqa: PLC0415
-        from nnctl.errors import SpecError  # noqa: PLC0415
+        from nnctl.cli.output import emit_json, table
+        from nnctl.data.convert import convert_csv
+        from nnctl.errors import SpecError
 
         if dtype not in ("float32", "float64"):
             raise SpecError(f"--dtype: expected float32 or float64, found {dtype!r}")
@@ -37,6 +36,13 @@ def register(app: typer.Typer, reports_errors) -> None:
         if json_:
             emit_json(result)
             return
-        table([["rows", result["rows"]], ["features", len(result["features"])],
-               ["targets", ", ".join(result["targets"])], ["dtype", result["dtype"]]], ["", "value"],
-              title=f"{result['source']} -> {result['output']}")
+        table(
+            [
+                ["rows", result["rows"]],
+                ["features", len(result["features"])],
+                ["targets", ", ".join(result["targets"])],
+                ["dtype", result["dtype"]],
+            ],
+            ["", "value"],
+            title=f"{result['source']} -> {result['output']}",
+        )

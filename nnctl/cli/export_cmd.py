@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 
 
@@ -13,8 +11,9 @@ def register(app: typer.Typer, reports_errors) -> None:
     def export(
         checkpoint: str = typer.Argument(..., help="checkpoint written by nnctl train"),
         format_: str = typer.Option("onnx", "--format", "-f", help="onnx (needs nnctl[onnx]) or keras (.keras)"),
-        output: Optional[str] = typer.Option(None, "--output", "-o",
-                                             help="file to write (default: the checkpoint with .onnx or .keras)"),
+        output: str | None = typer.Option(
+            None, "--output", "-o", help="file to write (default: the checkpoint with .onnx or .keras)"
+        ),
         opset: int = typer.Option(17, "--opset", help="ONNX opset, 13 to 21"),
         json_: bool = typer.Option(False, "--json", help="one JSON object on stdout"),
     ):
@@ -23,15 +22,15 @@ def register(app: typer.Typer, reports_errors) -> None:
 
         Example: nnctl export runs/iris.h5 --format onnx --output iris.onnx
         """
-        from nnctl.cli.output import emit_json  # noqa: PLC0415
-        from nnctl.errors import SpecError  # noqa: PLC0415
+        from nnctl.cli.output import emit_json
+        from nnctl.errors import SpecError
 
         if format_ == "onnx":
-            from nnctl.interop.onnx_export import export_onnx  # noqa: PLC0415
+            from nnctl.interop.onnx_export import export_onnx
 
             result = export_onnx(checkpoint, output, opset)
         elif format_ == "keras":
-            from nnctl.interop.keras_export import export_keras  # noqa: PLC0415
+            from nnctl.interop.keras_export import export_keras
 
             result = export_keras(checkpoint, output)
         else:
@@ -39,6 +38,6 @@ def register(app: typer.Typer, reports_errors) -> None:
         if json_:
             emit_json(result)
             return
-        import sys  # noqa: PLC0415
+        import sys
 
         sys.stderr.write(f"wrote {result['output']} ({result['format']})\n")

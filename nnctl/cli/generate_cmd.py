@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import pathlib
-from typing import Optional
 
 import numpy as np
 import typer
@@ -31,26 +30,27 @@ def tiles(x: np.ndarray, kind: str) -> np.ndarray:
 
 def grid_picture(x: np.ndarray, kind: str, scale: int, per_row: int | None = None) -> np.ndarray:
     """A grid of every sample, ``per_row`` (default ceil(sqrt(N)), near-square) per row."""
-    from nnctl.cli.augment_preview import grid  # noqa: PLC0415
+    from nnctl.cli.augment_preview import grid
 
     t = tiles(x, kind)
     per_row = per_row or math.ceil(math.sqrt(len(t)))
     blank = np.full((per_row * math.ceil(len(t) / per_row) - len(t), *t.shape[1:]), 255, dtype=np.uint8)
     t = np.concatenate([t, blank])
-    return grid([t[i:i + per_row] for i in range(0, len(t), per_row)], scale)
+    return grid([t[i : i + per_row] for i in range(0, len(t), per_row)], scale)
 
 
 def parse_labels(label: list[int] | None, labels: str | None) -> list[int] | None:
     """``--label 3 --label 5`` and ``--labels 3,5`` -> [3, 5]; None when neither is given (every class)."""
-    from nnctl.errors import SpecError  # noqa: PLC0415
+    from nnctl.errors import SpecError
 
     out = list(label or [])
-    for part in (labels.split(",") if labels is not None else []):
+    for part in labels.split(",") if labels is not None else []:
         try:
             out.append(int(part.strip()))
         except ValueError:
-            raise SpecError(f"--labels: expected comma-separated class numbers such as 0,3,7, found "
-                            f"{labels!r}") from None
+            raise SpecError(
+                f"--labels: expected comma-separated class numbers such as 0,3,7, found {labels!r}"
+            ) from None
     return out if label or labels is not None else None
 
 
@@ -58,16 +58,26 @@ def register(app: typer.Typer, reports_errors) -> None:
     @app.command()
     @reports_errors
     def generate(
-        checkpoint: str = typer.Argument(..., help="checkpoint written by nnctl train with train.mode = \"gan\""),
-        n: int = typer.Option(64, "--n", "-n", min=1, max=100_000,
-                              help="number of samples (conditional: over every requested class, in rows)"),
-        label: Optional[list[int]] = typer.Option(None, "--label", help="conditional GAN: draw this class "
-                                                  "(repeat for more rows); default every class"),
-        labels: Optional[str] = typer.Option(None, "--labels", help="conditional GAN: classes such as 0,3,7"),
+        checkpoint: str = typer.Argument(..., help='checkpoint written by nnctl train with train.mode = "gan"'),
+        n: int = typer.Option(
+            64,
+            "--n",
+            "-n",
+            min=1,
+            max=100_000,
+            help="number of samples (conditional: over every requested class, in rows)",
+        ),
+        label: list[int] | None = typer.Option(
+            None, "--label", help="conditional GAN: draw this class (repeat for more rows); default every class"
+        ),
+        labels: str | None = typer.Option(None, "--labels", help="conditional GAN: classes such as 0,3,7"),
         seed: int = typer.Option(0, min=0, max=2**32 - 1, help="seeds the latent draws: same seed, same samples"),
-        output: Optional[str] = typer.Option(None, "--output", "-o",
-                                             help="grid.png (a picture) or samples.npy (the arrays); default "
-                                                  "<checkpoint>.samples.png"),
+        output: str | None = typer.Option(
+            None,
+            "--output",
+            "-o",
+            help="grid.png (a picture) or samples.npy (the arrays); default <checkpoint>.samples.png",
+        ),
         scale: int = typer.Option(2, min=1, max=16, help="PNG: pixels per sample pixel"),
         device: str = typer.Option("auto", help="auto, cpu or gpu"),
         json_: bool = typer.Option(False, "--json", help="one JSON object on stdout"),
@@ -77,28 +87,32 @@ def register(app: typer.Typer, reports_errors) -> None:
         Example: nnctl generate runs/dcgan-mnist.h5 --n 64 --seed 1 --output grid.png; a conditional GAN:
         nnctl generate runs/cgan-mnist.h5 --n 64 --label 3
         """
-        from nnctl import fs, gan  # noqa: PLC0415
-        from nnctl.cli.output import emit_json  # noqa: PLC0415
-        from nnctl.errors import SpecError  # noqa: PLC0415
+        from nnctl import fs, gan
+        from nnctl.cli.output import emit_json
+        from nnctl.errors import SpecError
 
         out = pathlib.Path(output) if output else pathlib.Path(checkpoint).with_suffix(".samples.png")
         ext = out.suffix.lower()
         if ext not in (".png", ".npy"):
-            raise SpecError(f"--output {out}: expected a .png (grid) or .npy (arrays) path, found {ext or 'no'} "
-                            f"extension")
+            raise SpecError(
+                f"--output {out}: expected a .png (grid) or .npy (arrays) path, found {ext or 'no'} extension"
+            )
         if ext == ".png" and n > MAX_GRID:
             raise SpecError(f"--n {n}: a PNG grid holds at most {MAX_GRID} samples; write a .npy file for more")
         fs.check_output_file(out, "output")
         x, info = gan.generate(checkpoint, n, seed, device, parse_labels(label, labels))
         if ext == ".npy":
+
             def write(tmp):
                 with open(tmp, "wb") as f:
                     np.save(f, x.astype(np.float32))
         else:
             if x.ndim not in (3, 4):
-                raise SpecError(f"--output {out}: a PNG grid needs image samples (height, width[, channels]); this "
-                                f"generator makes samples of shape {info['shape']}; write a .npy file instead")
-            from PIL import Image  # noqa: PLC0415
+                raise SpecError(
+                    f"--output {out}: a PNG grid needs image samples (height, width[, channels]); this "
+                    f"generator makes samples of shape {info['shape']}; write a .npy file instead"
+                )
+            from PIL import Image
 
             rows = len(info.get("rows", ()))
             picture = grid_picture(x, info["kind"], scale, info["per_row"] if rows > 1 else None)
@@ -106,6 +120,7 @@ def register(app: typer.Typer, reports_errors) -> None:
 
             def write(tmp):
                 image.save(tmp, format="PNG")
+
         fs.atomic_write(out, write)
         info["output"] = str(out)
         if json_:

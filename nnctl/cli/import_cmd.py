@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 
 
@@ -12,9 +10,13 @@ def register(app: typer.Typer, reports_errors) -> None:
     @reports_errors
     def import_(
         model: str = typer.Argument(..., help="Keras 3 .keras archive or legacy Keras .h5 model"),
-        output: Optional[tuple[str, str]] = typer.Option(None, "--output", "-o", metavar="SPEC CKPT",
-                                                         help="spec file (.toml, .yaml or .json) and checkpoint "
-                                                              "to write (default: beside MODEL)"),
+        output: tuple[str, str] | None = typer.Option(
+            None,
+            "--output",
+            "-o",
+            metavar="SPEC CKPT",
+            help="spec file (.toml, .yaml or .json) and checkpoint to write (default: beside MODEL)",
+        ),
         json_: bool = typer.Option(False, "--json", help="one JSON object on stdout"),
     ):
         """Import a Keras model: only its JSON config and HDF5 weights are read (a Lambda layer is refused).
@@ -22,15 +24,17 @@ def register(app: typer.Typer, reports_errors) -> None:
 
         Example: nnctl import model.keras --output model.toml model.h5
         """
-        import sys  # noqa: PLC0415
+        import sys
 
-        from nnctl.cli.output import emit_json  # noqa: PLC0415
-        from nnctl.interop.keras_import import import_keras  # noqa: PLC0415
+        from nnctl.cli.output import emit_json
+        from nnctl.interop.keras_import import import_keras
 
         spec_out, ckpt_out = output if output else (None, None)
         result = import_keras(model, spec_out, ckpt_out)
         if json_:
             emit_json(result)
             return
-        sys.stderr.write(f"wrote {result['spec']} and {result['checkpoint']} ({result['layers']} layers, "
-                         f"{result['arrays']} arrays)\n")
+        sys.stderr.write(
+            f"wrote {result['spec']} and {result['checkpoint']} ({result['layers']} layers, "
+            f"{result['arrays']} arrays)\n"
+        )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pathlib
-from typing import Optional
 
 import typer
 
@@ -13,14 +12,14 @@ def register(app: typer.Typer, reports_errors) -> None:
     @reports_errors
     def init(
         data: str = typer.Argument(..., help="CSV file, .npz/.h5 arrays, IDX file or image folder"),
-        target: Optional[str] = typer.Option(None, help="CSV: the column to predict (default: the last)"),
+        target: str | None = typer.Option(None, help="CSV: the column to predict (default: the last)"),
         output: str = typer.Option("spec.toml", "--output", "-o", help="spec file to write; - for stdout"),
         force: bool = typer.Option(False, "--force", help="overwrite an existing output file"),
     ):
         """Look at a data file and write a commented starter spec (task, shapes, scaling, a small network)."""
-        from nnctl.checkpoint import atomic_write  # noqa: PLC0415
-        from nnctl.errors import SpecError  # noqa: PLC0415
-        from nnctl.starter import starter_spec  # noqa: PLC0415
+        from nnctl.checkpoint import atomic_write
+        from nnctl.errors import SpecError
+        from nnctl.starter import starter_spec
 
         if output == "-":
             # printed specs are read from where the command ran, so paths are relative to it

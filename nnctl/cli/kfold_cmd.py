@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 
-def train_folds(s: dict, k: int, device: str, json_: bool, quiet: bool, init_from: str | None = None,
-                resume: str | None = None, distributed: bool = False) -> None:
+def train_folds(
+    s: dict,
+    k: int,
+    device: str,
+    json_: bool,
+    quiet: bool,
+    init_from: str | None = None,
+    resume: str | None = None,
+    distributed: bool = False,
+) -> None:
     """Run the folds through ``run.train`` and print each fold's line and the summary (or JSON lines)."""
-    import typer  # noqa: PLC0415
+    import typer
 
-    from nnctl import kfold, run  # noqa: PLC0415
-    from nnctl.cli.output import emit_json, fmt, log, table  # noqa: PLC0415
+    from nnctl import kfold, run
+    from nnctl.cli.output import emit_json, fmt, log, table
 
     if resume is not None or distributed:
         raise typer.BadParameter("cannot be combined with --resume or --distributed", param_hint="--k-fold")
@@ -35,10 +43,14 @@ def train_folds(s: dict, k: int, device: str, json_: bool, quiet: bool, init_fro
         emit_json(result)
         return
     names = [m for m in result["mean"] if m.startswith("val_")] or list(result["mean"])
-    rows = [[f"fold {f['fold']}", f["validation_samples"], f["weights_epoch"],
-             *[f["metrics"].get(m, "-") for m in names]] for f in result["folds"]]
-    rows += [["mean", "", "", *[result["mean"][m] for m in names]],
-             ["std", "", "", *[result["std"][m] for m in names]]]
-    table(rows, ["", "val samples", "epoch", *names],
-          title=f"{k}-fold cross-validation ({'stratified, ' if result['stratified'] else ''}seed {result['seed']})")
+    rows = [
+        [f"fold {f['fold']}", f["validation_samples"], f["weights_epoch"], *[f["metrics"].get(m, "-") for m in names]]
+        for f in result["folds"]
+    ]
+    rows += [["mean", "", "", *[result["mean"][m] for m in names]], ["std", "", "", *[result["std"][m] for m in names]]]
+    table(
+        rows,
+        ["", "val samples", "epoch", *names],
+        title=f"{k}-fold cross-validation ({'stratified, ' if result['stratified'] else ''}seed {result['seed']})",
+    )
     print(f"summary {result['run_dir']}")

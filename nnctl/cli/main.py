@@ -41,16 +41,16 @@ def _fail(message: str, code: int, lines: list[str] | None = None):
 
 def describe(exc: BaseException) -> tuple[str, int]:
     """The one-line message and exit code for an exception that reached a verb."""
-    import csv  # noqa: PLC0415
-    import zipfile  # noqa: PLC0415
-    import zlib  # noqa: PLC0415
+    import csv
+    import zipfile
+    import zlib
 
-    from nnctl.errors import NnctlError, quote  # noqa: PLC0415
+    from nnctl.errors import NnctlError, quote
 
     if isinstance(exc, NnctlError):
         return str(exc), exc.exit_code
     if isinstance(exc, OSError):
-        import errno  # noqa: PLC0415
+        import errno
 
         where = f"{exc.filename}: " if exc.filename else ""
         if exc.errno == errno.ENOSPC or "No space left" in str(exc):
@@ -58,8 +58,9 @@ def describe(exc: BaseException) -> tuple[str, int]:
         reason = exc.strerror or str(exc) or type(exc).__name__
         return f"{where}{reason}", 2
     if isinstance(exc, UnicodeDecodeError):
-        return (f"input is not {exc.encoding.upper()} text (byte 0x{exc.object[exc.start]:02x} at offset "
-                f"{exc.start})"), 2
+        return (
+            f"input is not {exc.encoding.upper()} text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})"
+        ), 2
     if isinstance(exc, csv.Error):
         return f"not a readable CSV file ({quote(exc, 80)})", 2
     if isinstance(exc, zlib.error):
@@ -70,8 +71,10 @@ def describe(exc: BaseException) -> tuple[str, int]:
         return f"not a readable zip/.npz archive ({quote(exc, 80)})", 2
     if isinstance(exc, MemoryError):
         return "out of memory: the input or the model is too large for this machine", 2
-    return (f"internal error ({type(exc).__name__}: {quote(exc, 80)}), please report; rerun with NNCTL_DEBUG=1 "
-            f"for the traceback"), 1
+    return (
+        f"internal error ({type(exc).__name__}: {quote(exc, 80)}), please report; rerun with NNCTL_DEBUG=1 "
+        f"for the traceback"
+    ), 1
 
 
 def reports_errors(fn):
@@ -87,16 +90,16 @@ def reports_errors(fn):
             _fail("interrupted", 130)
         except BrokenPipeError:  # the reader of stdout went away (| head): not an error of ours
             try:
-                sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - nothing more may reach the closed pipe
+                sys.stdout = open(os.devnull, "w")
             except OSError:
                 pass
             raise SystemExit(0) from None
         except Exception as exc:  # noqa: BLE001 - the one boundary: every other error becomes a line
-            from nnctl.errors import NnctlError  # noqa: PLC0415
+            from nnctl.errors import NnctlError
 
             message, code = describe(exc)
             if os.environ.get("NNCTL_DEBUG") and not isinstance(exc, NnctlError):
-                import traceback  # noqa: PLC0415
+                import traceback
 
                 traceback.print_exc()
             _fail(message, code, getattr(exc, "lines", None))
@@ -127,20 +130,28 @@ class Group(TyperGroup):
 
 def _version(value: bool):
     if value:
-        from nnctl import __version__  # noqa: PLC0415
+        from nnctl import __version__
 
         sys.stdout.write(f"nnctl {__version__}\n")
         raise typer.Exit(0)
 
 
-app = typer.Typer(cls=Group, add_completion=True, no_args_is_help=True, pretty_exceptions_enable=False,
-                  context_settings={"help_option_names": ["-h", "--help"]},
-                  help="Train, evaluate and serve neural networks from declarative spec files.")
+app = typer.Typer(
+    cls=Group,
+    add_completion=True,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    help="Train, evaluate and serve neural networks from declarative spec files.",
+)
 
 
 @app.callback()
-def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                       help="print the version and exit")):
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="print the version and exit"
+    ),
+):
     """Train, evaluate and serve neural networks from declarative spec files."""
 
 

@@ -62,4 +62,3 @@ def table(rows: list[list], header: list[str], title: str | None = None) -> None
         print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip())
         if j == 0:
             print("  ".join("-" * w for w in widths))
-

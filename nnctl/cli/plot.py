@@ -3,23 +3,24 @@
 from __future__ import annotations
 
 import pathlib
-from typing import Optional
 
 import typer
 
 
 def load_run(target: str) -> dict:
     """History and checkpoint epoch of a checkpoint (.h5) or a run folder (metrics.jsonl, summary.json)."""
-    import json  # noqa: PLC0415
+    import json
 
-    from nnctl.errors import CheckpointError  # noqa: PLC0415
+    from nnctl.errors import CheckpointError
 
     p = pathlib.Path(target)
     if p.is_dir():
         if not (p / "metrics.jsonl").is_file():
-            raise CheckpointError(f"{p}: not a run folder (no metrics.jsonl); pass a checkpoint or the "
-                                  f"<checkpoint>.run folder nnctl train writes")
-        from nnctl.runlog import read_history  # noqa: PLC0415
+            raise CheckpointError(
+                f"{p}: not a run folder (no metrics.jsonl); pass a checkpoint or the "
+                f"<checkpoint>.run folder nnctl train writes"
+            )
+        from nnctl.runlog import read_history
 
         try:
             history = read_history(p)
@@ -36,14 +37,13 @@ def load_run(target: str) -> dict:
         return {"run": str(target), "history": history, "epochs": epochs, "checkpoint_epoch": ckpt_epoch}
     if not p.exists():
         raise CheckpointError(f"{p}: not found; expected a checkpoint (.h5) or a run folder")
-    from nnctl.checkpoint import Checkpoint  # noqa: PLC0415
+    from nnctl.checkpoint import Checkpoint
 
     ck = Checkpoint(p)
     history = {k: [float(v) for v in vals] for k, vals in ck.history.items()}
     # the weights are the best epoch's when early stopping restored them, else the last epoch's
     ckpt_epoch = ck.best_epoch if ck.best_epoch is not None else ck.epoch
-    return {"run": str(target), "history": history, "epochs": _epochs(history),
-            "checkpoint_epoch": ckpt_epoch}
+    return {"run": str(target), "history": history, "epochs": _epochs(history), "checkpoint_epoch": ckpt_epoch}
 
 
 def _epochs(history: dict) -> int:
@@ -56,15 +56,15 @@ def register(app: typer.Typer, reports_errors) -> None:
     @reports_errors
     def plot(
         target: str = typer.Argument(..., help="checkpoint (.h5) or run folder written by nnctl train"),
-        output: Optional[str] = typer.Option(None, "--output", "-o", help="write the curves to this PNG"),
+        output: str | None = typer.Option(None, "--output", "-o", help="write the curves to this PNG"),
         terminal: bool = typer.Option(False, "--terminal", help="print text curves (the default without --output)"),
         width: int = typer.Option(60, help="text curves: columns of the chart"),
         height: int = typer.Option(12, help="text curves: rows of each chart"),
     ):
         """Plot loss and every metric per epoch, training and validation together."""
-        from nnctl.cli.output import log  # noqa: PLC0415
-        from nnctl.errors import CheckpointError  # noqa: PLC0415
-        from nnctl.plots import plot_history, terminal_curves  # noqa: PLC0415
+        from nnctl.cli.output import log
+        from nnctl.errors import CheckpointError
+        from nnctl.plots import plot_history, terminal_curves
 
         run = load_run(target)
         if not run["epochs"]:

@@ -14,8 +14,12 @@ from nnctl.errors import SpecError
 
 def check_flags(checkpoint: str, format_: str, top_k, preprocessed: bool, reconstruct: bool, embed) -> None:
     """The flags a named-outputs prediction takes: --format csv or jsonl, --proba."""
-    for flag, given in (("--top-k", top_k is not None), ("--preprocessed", preprocessed),
-                        ("--reconstruct", reconstruct), ("--embed", embed is not None)):
+    for flag, given in (
+        ("--top-k", top_k is not None),
+        ("--preprocessed", preprocessed),
+        ("--reconstruct", reconstruct),
+        ("--embed", embed is not None),
+    ):
         if given:
             raise SpecError(f"{flag}: not available for {checkpoint}, a model with named inputs or outputs")
     if format_ == "npy":

@@ -21,8 +21,12 @@ NOT_METRICS = ("event", "epoch", "epochs", "seconds", "samples_per_second", "lr"
 
 def metric_items(event: dict) -> list[str]:
     """``name value`` for every metric of an epoch event, training metrics before val_ ones."""
-    keys = [k for k in event if k not in NOT_METRICS and isinstance(event[k], (int, float))
-            and not isinstance(event[k], bool)]
+    keys = [
+        k
+        for k in event
+        if k not in NOT_METRICS and isinstance(event[k], (int, float)) and not isinstance(event[k], bool)
+    ]
+
     def order(k):  # Keras's order: loss, then metrics, then the same for validation
         base = k.removeprefix("val_")
         return (k.startswith("val_"), base != "loss")
@@ -95,15 +99,21 @@ class Progress:
 
     def __enter__(self):
         if self.live:
-            from rich.console import Console  # noqa: PLC0415
-            from rich.progress import BarColumn, TextColumn  # noqa: PLC0415
-            from rich.progress import Progress as RichProgress  # noqa: PLC0415
+            from rich.console import Console
+            from rich.progress import BarColumn, TextColumn
+            from rich.progress import Progress as RichProgress
 
             console = Console(file=self.stream, highlight=False)
             self._bar = "━" if (console.encoding or "").lower().startswith("utf") else "="
-            self._progress = RichProgress(TextColumn("{task.description}"), BarColumn(bar_width=None),
-                                          TextColumn("{task.fields[info]}"), console=console,
-                                          auto_refresh=False, transient=True, expand=True)
+            self._progress = RichProgress(
+                TextColumn("{task.description}"),
+                BarColumn(bar_width=None),
+                TextColumn("{task.fields[info]}"),
+                console=console,
+                auto_refresh=False,
+                transient=True,
+                expand=True,
+            )
             self._progress.__enter__()
         return self
 
@@ -123,9 +133,13 @@ class Progress:
         if bp.batch < bp.batches:
             eta = elapsed / bp.batch * (bp.batches - bp.batch)
             info.append(f"ETA {int(eta // 60)}:{int(eta % 60):02d}")
-        self._progress.update(self._task, completed=bp.batch, total=bp.batches,
-                              description=f"epoch {bp.epoch}/{self._epochs}  {bp.batch}/{bp.batches}",
-                              info="  ".join(info))
+        self._progress.update(
+            self._task,
+            completed=bp.batch,
+            total=bp.batches,
+            description=f"epoch {bp.epoch}/{self._epochs}  {bp.batch}/{bp.batches}",
+            info="  ".join(info),
+        )
         self._progress.refresh()
 
     def _new_epoch(self, bp, now) -> None:
@@ -153,8 +167,9 @@ class Progress:
             self._progress.refresh()  # the live area is empty before the kept lines go above it
         width = self._progress.console.width
         for line in kept_lines(event, self._batches, width, self._bar):
-            self._progress.console.print(line, markup=False, highlight=False, no_wrap=True, overflow="ignore",
-                                         crop=False)
+            self._progress.console.print(
+                line, markup=False, highlight=False, no_wrap=True, overflow="ignore", crop=False
+            )
 
     def __exit__(self, *exc):
         if self._progress is not None:
@@ -175,14 +190,19 @@ class RowsBar:
 
     def __enter__(self):
         if self.live:
-            from rich.console import Console  # noqa: PLC0415
-            from rich.progress import BarColumn, TextColumn  # noqa: PLC0415
-            from rich.progress import Progress as RichProgress  # noqa: PLC0415
+            from rich.console import Console
+            from rich.progress import BarColumn, TextColumn
+            from rich.progress import Progress as RichProgress
 
-            self._progress = RichProgress(TextColumn("{task.description}"), BarColumn(bar_width=None),
-                                          TextColumn("{task.fields[info]}"),
-                                          console=Console(file=self.stream, highlight=False),
-                                          auto_refresh=False, transient=True, expand=True)
+            self._progress = RichProgress(
+                TextColumn("{task.description}"),
+                BarColumn(bar_width=None),
+                TextColumn("{task.fields[info]}"),
+                console=Console(file=self.stream, highlight=False),
+                auto_refresh=False,
+                transient=True,
+                expand=True,
+            )
             self._progress.__enter__()
         return self
 
@@ -196,8 +216,13 @@ class RowsBar:
             return
         self._last = now
         rate = done / max(now - self._started, 1e-9)
-        self._progress.update(self._task, completed=done, total=total,
-                              description=f"{self.label}  {done:,}/{total:,}", info=f"{rate:,.0f} samples/s")
+        self._progress.update(
+            self._task,
+            completed=done,
+            total=total,
+            description=f"{self.label}  {done:,}/{total:,}",
+            info=f"{rate:,.0f} samples/s",
+        )
         self._progress.refresh()
 
     def __exit__(self, *exc):

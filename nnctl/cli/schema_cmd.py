@@ -15,6 +15,6 @@ def register(app: typer.Typer, reports_errors) -> None:
 
         Example: nnctl schema > nnctl.schema.json
         """
-        from nnctl.schema import spec_schema  # noqa: PLC0415 - the layer registry is heavy to import
+        from nnctl.schema import spec_schema
 
         print(json.dumps(spec_schema(), indent=2))

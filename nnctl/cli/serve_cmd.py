@@ -20,17 +20,19 @@ def register(app: typer.Typer, reports_errors) -> None:
 
         Example: nnctl serve runs/iris.h5 --port 8000
         """
-        import sys  # noqa: PLC0415
+        import sys
 
-        from nnctl.cli.predict import render  # noqa: PLC0415
-        from nnctl.serve import serve as run_server  # noqa: PLC0415
+        from nnctl.cli.predict import render
+        from nnctl.serve import serve as run_server
 
         def rows(outputs, decoded, prep, proba, top_k):  # the JSON lines `nnctl predict --format jsonl` prints
             return render(outputs, decoded, prep, "jsonl", proba, top_k)
 
         def ready(address):
-            sys.stderr.write(f"serving {checkpoint} on http://{address[0]}:{address[1]} "
-                             f"(POST /predict, GET /health, GET /metadata)\n")
+            sys.stderr.write(
+                f"serving {checkpoint} on http://{address[0]}:{address[1]} "
+                f"(POST /predict, GET /health, GET /metadata)\n"
+            )
             sys.stderr.flush()
 
         run_server(checkpoint, host, port, rows, max_body, device, ready=ready)

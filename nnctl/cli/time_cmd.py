@@ -2,37 +2,38 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 
 
 def register(app: typer.Typer, reports_errors) -> None:
     @app.command("time")
     @reports_errors
-    def time_(spec: str = typer.Argument(..., help="spec file"),
-              batch: Optional[int] = typer.Option(None, "--batch", min=1, max=1_000_000,
-                                                  help="samples per step (default: train.batch_size)"),
-              iterations: int = typer.Option(20, "--iterations", min=1, max=1_000_000, help="timed steps"),
-              warmup: int = typer.Option(3, "--warmup", min=0, max=10_000, help="untimed steps first"),
-              device: str = typer.Option("auto", help="auto, cpu or gpu"),
-              set_: list[str] = typer.Option([], "--set", help="override a spec key (repeatable)"),
-              json_: bool = typer.Option(False, "--json", help="JSON on stdout")):
+    def time_(
+        spec: str = typer.Argument(..., help="spec file"),
+        batch: int | None = typer.Option(
+            None, "--batch", min=1, max=1_000_000, help="samples per step (default: train.batch_size)"
+        ),
+        iterations: int = typer.Option(20, "--iterations", min=1, max=1_000_000, help="timed steps"),
+        warmup: int = typer.Option(3, "--warmup", min=0, max=10_000, help="untimed steps first"),
+        device: str = typer.Option("auto", help="auto, cpu or gpu"),
+        set_: list[str] = typer.Option([], "--set", help="override a spec key (repeatable)"),
+        json_: bool = typer.Option(False, "--json", help="JSON on stdout"),
+    ):
         """Time every layer's forward and backward pass and the whole training step on synthetic batches of the
         spec's shapes; reports milliseconds per step and samples/s.
 
         Example: nnctl time specs/mnist_cnn.toml --batch 64 --iterations 10 --device cpu
         """
-        from nnctl import backend as B  # noqa: PLC0415
-        from nnctl import losses, optimizers  # noqa: PLC0415
-        from nnctl import spec as spec_mod  # noqa: PLC0415
-        from nnctl.cli.inspect_cmds import model_from_spec  # noqa: PLC0415
-        from nnctl.cli.output import emit_json, table  # noqa: PLC0415
-        from nnctl.timing import time_model  # noqa: PLC0415
-        from nnctl.train import Trainer  # noqa: PLC0415
+        from nnctl import backend as B
+        from nnctl import losses, optimizers
+        from nnctl import spec as spec_mod
+        from nnctl.cli.inspect_cmds import model_from_spec
+        from nnctl.cli.output import emit_json, table
+        from nnctl.timing import time_model
+        from nnctl.train import Trainer
 
         s = spec_mod.load(spec, set_)
-        from nnctl.multi_spec import refuse_named  # noqa: PLC0415
+        from nnctl.multi_spec import refuse_named
 
         refuse_named(s, "time")
         chosen = B.use(device)
@@ -43,8 +44,9 @@ def register(app: typer.Typer, reports_errors) -> None:
         loss = losses.get(loss_name, **loss_kw)
         opt_name, opt_kw = spec_mod.optimizer_config(s["train"])
         out_units = model.output_shape[-1] if not isinstance(model.output_shape, list) else 1
-        trainer = Trainer(model, loss, optimizers.get(opt_name, **opt_kw), s["train"], loss.task,
-                          max(int(out_units), 2), s["seed"])
+        trainer = Trainer(
+            model, loss, optimizers.get(opt_name, **opt_kw), s["train"], loss.task, max(int(out_units), 2), s["seed"]
+        )
         size = s["train"].get("batch_size", 32)
         n = batch or (int(size) if not isinstance(size, str) else 32)
         result = {"spec": spec, "device": chosen, **time_model(model, trainer, n, iterations, warmup, s["seed"])}
@@ -52,10 +54,20 @@ def register(app: typer.Typer, reports_errors) -> None:
             emit_json(result)
             return
         step = result["step_ms"]
-        print(f"{spec}: {chosen}, batch {n}, {iterations} steps: {step:.3f} ms per step "
-              f"({result['samples_per_second']:,.0f} samples/s)")
-        rows = [[r["name"], r["type"], f"{r['forward_ms']:.3f}", f"{r['backward_ms']:.3f}",
-                 f"{100 * r['total_ms'] / step:.1f}" if step > 0 else "-"] for r in result["layers"]]
+        print(
+            f"{spec}: {chosen}, batch {n}, {iterations} steps: {step:.3f} ms per step "
+            f"({result['samples_per_second']:,.0f} samples/s)"
+        )
+        rows = [
+            [
+                r["name"],
+                r["type"],
+                f"{r['forward_ms']:.3f}",
+                f"{r['backward_ms']:.3f}",
+                f"{100 * r['total_ms'] / step:.1f}" if step > 0 else "-",
+            ]
+            for r in result["layers"]
+        ]
         for part in ("loss", "regularization", "optimizer", "batch", "other"):
             if f"{part}_ms" in result:
                 ms = result[f"{part}_ms"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Optional
 
 import typer
 
@@ -14,40 +13,59 @@ def register(app: typer.Typer, reports_errors) -> None:
     @reports_errors
     def train(
         ctx: typer.Context,
-        spec: Optional[str] = typer.Argument(None, help="spec file (.toml, .yaml, .json); optional with --resume CKPT",
-                                             show_default=False),
-        out: Optional[str] = typer.Option(None, "--out", "-o", help="checkpoint path (default: output.checkpoint)"),
+        spec: str | None = typer.Argument(
+            None, help="spec file (.toml, .yaml, .json); optional with --resume CKPT", show_default=False
+        ),
+        out: str | None = typer.Option(None, "--out", "-o", help="checkpoint path (default: output.checkpoint)"),
         set_: list[str] = typer.Option([], "--set", help="override a spec key: train.epochs=5 (repeatable)"),
         device: str = typer.Option("auto", help="auto, cpu or gpu"),
-        epochs: Optional[int] = typer.Option(None, min=0, max=1_000_000, help="override train.epochs"),
-        seed: Optional[int] = typer.Option(None, min=0, max=2**32 - 1, help="override seed (0 to 4294967295)"),
-        resume: Optional[str] = typer.Option(None, help="continue the run saved in this checkpoint; 'auto': the "
-                                                        "newest readable checkpoint of this run, else start fresh"),
-        resume_weights_only: bool = typer.Option(False, "--resume-weights-only",
-                                                 help="with --resume: fine-tune from the checkpoint's weights "
-                                                      "with this run's optimizer and schedule; epochs count "
-                                                      "from 0"),
-        init_from: Optional[str] = typer.Option(None, "--init-from", help="load weights by layer name first"),
-        run_dir: Optional[str] = typer.Option(None, "--run-dir", help="run folder (default beside the checkpoint)"),
+        epochs: int | None = typer.Option(None, min=0, max=1_000_000, help="override train.epochs"),
+        seed: int | None = typer.Option(None, min=0, max=2**32 - 1, help="override seed (0 to 4294967295)"),
+        resume: str | None = typer.Option(
+            None,
+            help="continue the run saved in this checkpoint; 'auto': the "
+            "newest readable checkpoint of this run, else start fresh",
+        ),
+        resume_weights_only: bool = typer.Option(
+            False,
+            "--resume-weights-only",
+            help="with --resume: fine-tune from the checkpoint's weights "
+            "with this run's optimizer and schedule; epochs count "
+            "from 0",
+        ),
+        init_from: str | None = typer.Option(None, "--init-from", help="load weights by layer name first"),
+        run_dir: str | None = typer.Option(None, "--run-dir", help="run folder (default beside the checkpoint)"),
         json_: bool = typer.Option(False, "--json", help="one JSON object per epoch and a final one on stdout"),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress, only the result"),
-        distributed: bool = typer.Option(False, "--distributed",
-                                         help="data-parallel over MPI (automatic under mpiexec or srun)"),
-        k_fold: Optional[int] = typer.Option(None, "--k-fold", min=2, max=1000,
-                                             help="K-fold cross-validation: K runs, each validated on its held-out fold"),
+        distributed: bool = typer.Option(
+            False, "--distributed", help="data-parallel over MPI (automatic under mpiexec or srun)"
+        ),
+        k_fold: int | None = typer.Option(
+            None,
+            "--k-fold",
+            min=2,
+            max=1000,
+            help="K-fold cross-validation: K runs, each validated on its held-out fold",
+        ),
         force: bool = typer.Option(False, "--force", help="overwrite a checkpoint of another model at the output path"),
-        no_memory_check: bool = typer.Option(False, "--no-memory-check",
-                                             help="train even if the model's memory estimate exceeds the memory "
-                                                  "available (train.memory_check = false)"),
-        checkpoint_on_signal: bool = typer.Option(False, "--checkpoint-on-signal",
-                                                  help="SIGUSR1 also checkpoints at the next batch and exits 143, "
-                                                       "as SIGTERM does (SLURM --signal=USR1@90)"),
+        no_memory_check: bool = typer.Option(
+            False,
+            "--no-memory-check",
+            help="train even if the model's memory estimate exceeds the memory available (train.memory_check = false)",
+        ),
+        checkpoint_on_signal: bool = typer.Option(
+            False,
+            "--checkpoint-on-signal",
+            help="SIGUSR1 also checkpoints at the next batch and exits 143, as SIGTERM does (SLURM --signal=USR1@90)",
+        ),
     ):
         """Train the network a spec describes and write its HDF5 checkpoint.
 
         Example: nnctl train specs/iris_mlp.toml --resume auto   (SIGTERM: checkpoint, exit 143)
         """
-        from nnctl import backend as B, gan, run, spec as spec_mod
+        from nnctl import backend as B
+        from nnctl import gan, run
+        from nnctl import spec as spec_mod
         from nnctl.cli.main import click_exc
         from nnctl.cli.output import emit_json, fmt, log
         from nnctl.cli.progress import Progress
@@ -84,7 +102,7 @@ def register(app: typer.Typer, reports_errors) -> None:
         if run_dir is not None:
             s["output"]["run_dir"] = os.path.abspath(run_dir)
         if k_fold is not None:  # K ordinary runs and their mean and std (nnctl/kfold.py)
-            from nnctl.cli.kfold_cmd import train_folds  # noqa: PLC0415
+            from nnctl.cli.kfold_cmd import train_folds
 
             return train_folds(s, k_fold, device, json_, quiet, init_from, resume, world is not None)
         hooks = Hooks()
@@ -99,8 +117,10 @@ def register(app: typer.Typer, reports_errors) -> None:
                 elif event["event"] == "epoch":
                     progress.epoch(event)
                 elif event["event"] == "init_from" and not quiet:
-                    log(f"init-from {event['checkpoint']}: loaded {len(event['loaded'])} arrays"
-                        + (f", skipped {', '.join(event['skipped'])}" if event["skipped"] else ""))
+                    log(
+                        f"init-from {event['checkpoint']}: loaded {len(event['loaded'])} arrays"
+                        + (f", skipped {', '.join(event['skipped'])}" if event["skipped"] else "")
+                    )
                 elif event["event"] == "note" and not quiet:
                     log(f"note: {event['message']}")
                 elif not quiet and event["event"] in ("resume", "checkpoint"):
@@ -113,20 +133,34 @@ def register(app: typer.Typer, reports_errors) -> None:
                     if is_gan:  # a GAN resumes whole; the asked-for changes are the supervised session's
                         s.pop("_set", None)
                     if is_gan and resume_weights_only:
-                        from nnctl.errors import SpecError  # noqa: PLC0415
+                        from nnctl.errors import SpecError
 
-                        raise SpecError("--resume-weights-only: a GAN run resumes whole (its two models and "
-                                        "optimizers); use --resume")
+                        raise SpecError(
+                            "--resume-weights-only: a GAN run resumes whole (its two models and "
+                            "optimizers); use --resume"
+                        )
                     train_fn = gan.train if is_gan else run.train  # train.mode = "gan"
-                    done = train_fn(s, emit=emit, device=device, resume=resume, init_from=init_from, hooks=hooks,
-                                    is_writer=rank == 0, strategy=world.strategy() if world else None,
-                                    **({} if is_gan else {"force": force, "weights_only": resume_weights_only}))
+                    done = train_fn(
+                        s,
+                        emit=emit,
+                        device=device,
+                        resume=resume,
+                        init_from=init_from,
+                        hooks=hooks,
+                        is_writer=rank == 0,
+                        strategy=world.strategy() if world else None,
+                        **({} if is_gan else {"force": force, "weights_only": resume_weights_only}),
+                    )
             except (TrainingDiverged, Interrupted) as exc:
                 if getattr(exc, "checkpoint", None):  # the command that continues from what was written
-                    again = continue_command(spec, exc.checkpoint, set_, epochs, seed, device, run_dir,
-                                             checkpoint_on_signal, no_memory_check)
-                    hint = "lower the learning rate (--set train.optimizer.learning_rate=...) and continue: " \
-                        if isinstance(exc, TrainingDiverged) else "continue: "
+                    again = continue_command(
+                        spec, exc.checkpoint, set_, epochs, seed, device, run_dir, checkpoint_on_signal, no_memory_check
+                    )
+                    hint = (
+                        "lower the learning rate (--set train.optimizer.learning_rate=...) and continue: "
+                        if isinstance(exc, TrainingDiverged)
+                        else "continue: "
+                    )
                     exc.args = (f"{exc}; {hint}{again}",)
                 raise
         if rank != 0:
@@ -134,10 +168,13 @@ def register(app: typer.Typer, reports_errors) -> None:
         if json_:
             emit_json(done)
         else:
-            metrics = "  ".join(f"{k} {fmt(v)}" for k, v in done["metrics"].items() if k not in ("seconds", "lr",
-                                                                                               "samples_per_second"))
-            print(f"checkpoint {done['checkpoint']}  epochs {done['epochs_run']}  weights of epoch "
-                  f"{done['weights_epoch']}  {metrics}")
+            metrics = "  ".join(
+                f"{k} {fmt(v)}" for k, v in done["metrics"].items() if k not in ("seconds", "lr", "samples_per_second")
+            )
+            print(
+                f"checkpoint {done['checkpoint']}  epochs {done['epochs_run']}  weights of epoch "
+                f"{done['weights_epoch']}  {metrics}"
+            )
             if done["summary"].get("note") and not quiet:
                 log(done["summary"]["note"])
 
@@ -165,8 +202,17 @@ def _guard(world):
     return guard(world)
 
 
-def continue_command(spec: str | None, checkpoint: str, sets: list[str], epochs, seed, device: str, run_dir,
-                     checkpoint_on_signal: bool = False, no_memory_check: bool = False) -> str:
+def continue_command(
+    spec: str | None,
+    checkpoint: str,
+    sets: list[str],
+    epochs,
+    seed,
+    device: str,
+    run_dir,
+    checkpoint_on_signal: bool = False,
+    no_memory_check: bool = False,
+) -> str:
     """The ``nnctl train`` command line that resumes ``checkpoint`` in place with this run's options."""
     import shlex
 

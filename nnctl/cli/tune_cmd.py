@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 
 
 def _shown(v) -> str | float | int:
     """A parameter value for a terminal line: numbers as they are (fmt rounds them), tables and lists as JSON."""
-    import json  # noqa: PLC0415
+    import json
 
     return v if isinstance(v, (int, float)) and not isinstance(v, bool) else json.dumps(v)
 
@@ -19,12 +17,20 @@ def register(app: typer.Typer, reports_errors) -> None:
     @reports_errors
     def tune(
         spec: str = typer.Argument(..., help="spec file with a [tune] section"),
-        trials: Optional[int] = typer.Option(None, "--trials", "-n", min=1, max=100_000,
-                                             help="trials to run (default tune.trials)"),
-        parallel: Optional[int] = typer.Option(None, "--parallel", "-p", min=1, max=256,
-                                               help="trials at a time, each its own process (default tune.parallel)"),
-        out: Optional[str] = typer.Option(None, "--out", "-o",
-                                          help="tune folder (default <checkpoint>.tune); again: continue it"),
+        trials: int | None = typer.Option(
+            None, "--trials", "-n", min=1, max=100_000, help="trials to run (default tune.trials)"
+        ),
+        parallel: int | None = typer.Option(
+            None,
+            "--parallel",
+            "-p",
+            min=1,
+            max=256,
+            help="trials at a time, each its own process (default tune.parallel)",
+        ),
+        out: str | None = typer.Option(
+            None, "--out", "-o", help="tune folder (default <checkpoint>.tune); again: continue it"
+        ),
         set_: list[str] = typer.Option([], "--set", help="override a spec key for every trial (repeatable)"),
         device: str = typer.Option("auto", help="auto, cpu or gpu"),
         json_: bool = typer.Option(False, "--json", help="one JSON object per finished trial and a final one"),
@@ -50,9 +56,11 @@ def register(app: typer.Typer, reports_errors) -> None:
             elif kind == "trial":
                 shown = "  ".join(f"{p}={fmt(_shown(v))}" for p, v in event["params"].items())
                 value = event.get("objective")
-                log(f"trial {event['trial']}: {event['status']}  {shown}  "
+                log(
+                    f"trial {event['trial']}: {event['status']}  {shown}  "
                     f"objective {'-' if value is None else fmt(value)}  epochs {event.get('epochs', '-')}"
-                    + (f"  ({event['message']})" if event.get("message") else ""))
+                    + (f"  ({event['message']})" if event.get("message") else "")
+                )
 
         result = tune_mod.tune(spec, out, set_, trials, parallel, device, emit)
         if json_:
@@ -62,14 +70,23 @@ def register(app: typer.Typer, reports_errors) -> None:
         best = result["best"]["trial"] if result["best"] else None
         for t in result["trials"]:
             mark = "*" if t["trial"] == best else ""
-            rows.append([f"{t['trial']}{mark}", t["status"], *(_shown(v) for v in t["params"].values()),
-                         "-" if t[result["objective"]] is None else t[result["objective"]],
-                         t["epochs"] if t["epochs"] is not None else "-",
-                         "-" if t["seconds"] is None else f"{t['seconds']:.1f}"])
+            rows.append(
+                [
+                    f"{t['trial']}{mark}",
+                    t["status"],
+                    *(_shown(v) for v in t["params"].values()),
+                    "-" if t[result["objective"]] is None else t[result["objective"]],
+                    t["epochs"] if t["epochs"] is not None else "-",
+                    "-" if t["seconds"] is None else f"{t['seconds']:.1f}",
+                ]
+            )
         names = list(result["trials"][0]["params"]) if result["trials"] else []
-        table(rows, ["trial", "status", *names, result["objective"], "epochs", "seconds"],
-              title=f"{len(rows)} trials, {result['sampler']} search, {result['mode']} {result['objective']} "
-                    f"(* best)")
-        print(f"best trial {best}: {result['objective']} {fmt(result['best']['objective'])}  "
-              f"spec {result['best_spec']}")
+        table(
+            rows,
+            ["trial", "status", *names, result["objective"], "epochs", "seconds"],
+            title=f"{len(rows)} trials, {result['sampler']} search, {result['mode']} {result['objective']} (* best)",
+        )
+        print(
+            f"best trial {best}: {result['objective']} {fmt(result['best']['objective'])}  spec {result['best_spec']}"
+        )
         print(f"results {result['results']}" + (f"  plot {result['plot']}" if result["plot"] else ""))

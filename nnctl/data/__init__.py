@@ -138,11 +138,18 @@ def load_dataset(spec: dict, with_test: bool = True) -> Dataset:
     from nnctl.spec import loss_config  # noqa: PLC0415
 
     kind = resolve_kind(data)
-    prep = Preprocessor(kind, task_of(loss_config(spec["train"])[0]), data.get("normalize", "none"),
-                        data.get("normalize_target", "none"), parse_rescale(data.get("rescale")))
+    prep = Preprocessor(
+        kind,
+        task_of(loss_config(spec["train"])[0]),
+        data.get("normalize", "none"),
+        data.get("normalize_target", "none"),
+        parse_rescale(data.get("rescale")),
+    )
     if data.get("sample_weight") is not None and kind not in ("tabular", "arrays"):
-        raise DataError(f"{data['train']}: data.sample_weight: expected tabular (CSV) or arrays (.npz/.h5/.npy) "
-                        f"data, found {kind} data")
+        raise DataError(
+            f"{data['train']}: data.sample_weight: expected tabular (CSV) or arrays (.npz/.h5/.npy) "
+            f"data, found {kind} data"
+        )
     s = loader(kind)(dict(data, _seed=spec["seed"]), prep)  # text splits before building its vocabulary
     rng = np.random.default_rng(np.random.SeedSequence(spec["seed"], spawn_key=(2,)))
     name = data["train"]
@@ -156,8 +163,9 @@ def load_dataset(spec: dict, with_test: bool = True) -> Dataset:
     shape, classes = s.x_train.shape[1:], _label_classes(s.y_train, prep)
     if val_path and s.x_val is None:  # a file the training kind's loader does not read itself
         if kind not in ARRAY_KINDS:
-            raise DataError(f"data.validation: {kind} data takes its validation file in its own format; "
-                            f"{val_path} was not read")
+            raise DataError(
+                f"data.validation: {kind} data takes its validation file in its own format; {val_path} was not read"
+            )
         s.x_val, s.y_val = read_labelled(val_path, data, prep, kind, shape, classes)
     elif isinstance(val, dict) and s.x_val is None:
         _validation_split(s, float(val.get("split", 0.2)), bool(val.get("stratify")), rng, name)
@@ -180,8 +188,10 @@ def load_dataset(spec: dict, with_test: bool = True) -> Dataset:
         x_test, y_test = enc(s.x_test, s.y_test, data.get("test") or name)
     for split_name, x in (("test", x_test), ("validation", x_val)):
         if x is not None and x.shape[1:] != x_train.shape[1:]:
-            raise DataError(f"{data.get(split_name) if isinstance(data.get(split_name), str) else name}: "
-                            f"{split_name} inputs have shape {list(x.shape[1:])}, training inputs {list(x_train.shape[1:])}")
+            raise DataError(
+                f"{data.get(split_name) if isinstance(data.get(split_name), str) else name}: "
+                f"{split_name} inputs have shape {list(x.shape[1:])}, training inputs {list(x_train.shape[1:])}"
+            )
     return Dataset(x_train, y_train, x_val, y_val, x_test, y_test, prep, s.defaults, s.w_train)
 
 
@@ -195,14 +205,20 @@ def _load_named(spec: dict) -> Dataset:
 def _check_reconstruct(data: dict, kind: str, prep: Preprocessor) -> None:
     """An autoencoder's target is its scaled input: only array kinds, and no separate target scaling."""
     if kind not in ARRAY_KINDS:
-        raise DataError(f"data.target: expected a target column for {kind} data, found 'input' "
-                        f"(kinds {', '.join(ARRAY_KINDS)} can reconstruct their input)")
+        raise DataError(
+            f"data.target: expected a target column for {kind} data, found 'input' "
+            f"(kinds {', '.join(ARRAY_KINDS)} can reconstruct their input)"
+        )
     if data.get("normalize_target", "none") != "none":
-        raise DataError("data.normalize_target: expected none with target = 'input' (the target is the input, "
-                        f"scaled by data.normalize), found {data['normalize_target']!r}")
+        raise DataError(
+            "data.normalize_target: expected none with target = 'input' (the target is the input, "
+            f"scaled by data.normalize), found {data['normalize_target']!r}"
+        )
     if prep.task not in ("regression", "binary"):
-        raise DataError(f"train.loss: expected a regression loss (mse, mae) or binary_crossentropy with "
-                        f"target = 'input', found a {prep.task} loss")
+        raise DataError(
+            f"train.loss: expected a regression loss (mse, mae) or binary_crossentropy with "
+            f"target = 'input', found a {prep.task} loss"
+        )
 
 
 def reconstructs(prep: Preprocessor) -> bool:

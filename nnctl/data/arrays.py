@@ -81,15 +81,21 @@ def arrays_xy(path, data: dict):
     ext = p.suffix.lower()
     y_file = _targets_beside(p, data["y"]) if ext == ".npy" else None
     if ext == ".npy" and y_file is not None:
-        x = _npy_rows(p, data.get("shuffle_buffer", 0)) if _streams(data, p.stat().st_size) else read_arrays(p, ("x",))[0]
+        x = (
+            _npy_rows(p, data.get("shuffle_buffer", 0))
+            if _streams(data, p.stat().st_size)
+            else read_arrays(p, ("x",))[0]
+        )
         y = read_arrays(_exists(y_file), ("y",))[0]
     elif ext in (".h5", ".hdf5") and _streams(data, _h5_nbytes(p, data["x"])):
         x = _h5_rows(p, data["x"], data.get("shuffle_buffer", 0))
         y = read_arrays(p, (None, data["y"]))[1]
     else:
         if data.get("stream") in ("mmap", "batches") and ext == ".npz":
-            raise DataError(f"{p}: data.stream = {data['stream']!r}: .npz members cannot be read in parts; "
-                            f"save the arrays as .npy or HDF5 (nnctl data convert)")
+            raise DataError(
+                f"{p}: data.stream = {data['stream']!r}: .npz members cannot be read in parts; "
+                f"save the arrays as .npy or HDF5 (nnctl data convert)"
+            )
         x, y = read_arrays(p, (data["x"], data["y"]))
     if y is None:
         raise DataError(f"{path}: a .npy file holds only inputs; use .npz or .h5 with {data['x']!r} and {data['y']!r}")
@@ -125,8 +131,9 @@ def _named(p: pathlib.Path, name: str):
         with np.load(p, allow_pickle=False) as z:
             names = list(z.files)
     if name not in names:
-        raise DataError(f"{p}: data.sample_weight: expected an array named {name!r}, found "
-                        f"{', '.join(names[:20]) or 'none'}")
+        raise DataError(
+            f"{p}: data.sample_weight: expected an array named {name!r}, found {', '.join(names[:20]) or 'none'}"
+        )
     return read_arrays(p, (name,))[0]
 
 

@@ -41,19 +41,44 @@ import numpy as np
 
 from nnctl.errors import SpecError
 
-IMAGE = ("flip", "rotation", "width_shift", "height_shift", "zoom", "shear", "fill_mode", "cval", "crop_padding",
-         "brightness", "contrast", "noise")
+IMAGE = (
+    "flip",
+    "rotation",
+    "width_shift",
+    "height_shift",
+    "zoom",
+    "shear",
+    "fill_mode",
+    "cval",
+    "crop_padding",
+    "brightness",
+    "contrast",
+    "noise",
+)
 SEQUENCE = ("jitter", "scaling", "time_warp", "step_dropout", "noise")
 TEXT = ("token_deletion", "token_swap")
 FAMILIES = {"images": IMAGE, "sequences": SEQUENCE, "text": TEXT, "other": ("noise",)}
-WHAT = {"images": "images (samples of shape [H, W, C])", "sequences": "sequences (samples of shape [T, F])",
-        "text": "text token ids"}
+WHAT = {
+    "images": "images (samples of shape [H, W, C])",
+    "sequences": "sequences (samples of shape [T, F])",
+    "text": "text token ids",
+}
 # (low, high, high included): the accepted range of each numeric key
 RANGES = {
-    "rotation": (0, 180, True), "shear": (0, 90, False), "width_shift": (0, 1, False), "height_shift": (0, 1, False), "zoom": (0, 1, False),
-    "crop_padding": (0, float("inf"), False), "brightness": (0, float("inf"), False), "contrast": (0, 1, True),
-    "noise": (0, float("inf"), False), "jitter": (0, float("inf"), False), "scaling": (0, float("inf"), False),
-    "time_warp": (0, 1, False), "step_dropout": (0, 1, False), "token_deletion": (0, 1, False),
+    "rotation": (0, 180, True),
+    "shear": (0, 90, False),
+    "width_shift": (0, 1, False),
+    "height_shift": (0, 1, False),
+    "zoom": (0, 1, False),
+    "crop_padding": (0, float("inf"), False),
+    "brightness": (0, float("inf"), False),
+    "contrast": (0, 1, True),
+    "noise": (0, float("inf"), False),
+    "jitter": (0, float("inf"), False),
+    "scaling": (0, float("inf"), False),
+    "time_warp": (0, 1, False),
+    "step_dropout": (0, 1, False),
+    "token_deletion": (0, 1, False),
     "token_swap": (0, 1, True),
 }
 FLIPS = ("horizontal", "vertical", "both")
@@ -123,8 +148,9 @@ def fill_coordinates(s: np.ndarray, n: int, mode: str) -> np.ndarray:
     return np.clip(s, 0, n - 1)
 
 
-def _affine_sources(shape, degrees: np.ndarray, shift: np.ndarray, scale: np.ndarray,
-                    shear: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+def _affine_sources(
+    shape, degrees: np.ndarray, shift: np.ndarray, scale: np.ndarray, shear: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
     """Source rows and columns (N, H, W) that each output pixel of ``affine_images`` reads, before filling."""
     _, h, w = shape[:3]
     cy, cx = (h - 1) / 2, (w - 1) / 2
@@ -139,8 +165,15 @@ def _affine_sources(shape, degrees: np.ndarray, shift: np.ndarray, scale: np.nda
     return cy + (cos * py + sin * px) / s, cx + (cos * px - sin * py) / s
 
 
-def affine_images(x: np.ndarray, degrees: np.ndarray, shift: np.ndarray, scale: np.ndarray,
-                  shear: np.ndarray | None = None, fill_mode: str = "nearest", cval: float = 0.0) -> np.ndarray:
+def affine_images(
+    x: np.ndarray,
+    degrees: np.ndarray,
+    shift: np.ndarray,
+    scale: np.ndarray,
+    shear: np.ndarray | None = None,
+    fill_mode: str = "nearest",
+    cval: float = 0.0,
+) -> np.ndarray:
     """Rotate by ``degrees`` (N,) counter-clockwise, move by ``shift`` (N, 2) pixels (down, right), enlarge by
     ``scale`` (N,), shear by ``shear`` (N,) degrees.
 
@@ -157,8 +190,15 @@ def affine_images(x: np.ndarray, degrees: np.ndarray, shift: np.ndarray, scale: 
     return out
 
 
-def affine_masks(y: np.ndarray, degrees: np.ndarray, shift: np.ndarray, scale: np.ndarray,
-                 shear: np.ndarray | None = None, fill_mode: str = "nearest", fill: int = 0) -> np.ndarray:
+def affine_masks(
+    y: np.ndarray,
+    degrees: np.ndarray,
+    shift: np.ndarray,
+    scale: np.ndarray,
+    shear: np.ndarray | None = None,
+    fill_mode: str = "nearest",
+    fill: int = 0,
+) -> np.ndarray:
     """The map of ``affine_images`` applied to integer masks y (N, H, W), nearest neighbour: each output pixel
     takes the class of the source pixel nearest to the point it reads (never a blend of two class ids);
     under fill_mode constant, points outside the mask take class ``fill``."""
@@ -176,7 +216,7 @@ def crop_images(x: np.ndarray, pad: int, offsets: np.ndarray) -> np.ndarray:
     """Zero-pad by ``pad`` on each side, then crop H x W starting at ``offsets`` (N, 2) in [0, 2 pad]."""
     n, h, w, c = x.shape
     padded = np.zeros((n, h + 2 * pad, w + 2 * pad, c), dtype=x.dtype)
-    padded[:, pad:pad + h, pad:pad + w] = x
+    padded[:, pad : pad + h, pad : pad + w] = x
     rows = offsets[:, 0, None, None] + np.arange(h)[None, :, None]
     cols = offsets[:, 1, None, None] + np.arange(w)[None, None, :]
     return padded[np.arange(n)[:, None, None], rows, cols]
@@ -270,25 +310,33 @@ def _joint_image_steps(cfg: dict) -> list:
             h = rng.random(len(x)) < 0.5 if mode in ("horizontal", "both") else None
             v = rng.random(len(x)) < 0.5 if mode in ("vertical", "both") else None
             return flip_images(x, h, v), (None if y is None else flip_images(y[..., None], h, v)[..., 0])
+
         steps.append(("flip", flip))
     r, sw, sh, z, shear = (float(cfg.get(k) or 0) for k in ("rotation", "width_shift", "height_shift", "zoom", "shear"))
     fill, cval = cfg.get("fill_mode") or "nearest", float(cfg.get("cval") or 0.0)
     if r or sw or sh or z or shear:
+
         def affine(x, y, rng):
             n, h, w, _ = x.shape
             deg = rng.uniform(-r, r, n)
             shift = rng.uniform(-1, 1, (n, 2)) * np.array([sh * h, sw * w])
             scale = rng.uniform(1 - z, 1 + z, n)
             angles = rng.uniform(-shear, shear, n) if shear else None  # drawn last: older seeds keep their draws
-            return (affine_images(x, deg, shift, scale, angles, fill, cval),
-                    None if y is None else affine_masks(y, deg, shift, scale, angles, fill))
+            return (
+                affine_images(x, deg, shift, scale, angles, fill, cval),
+                None if y is None else affine_masks(y, deg, shift, scale, angles, fill),
+            )
+
         steps.append(("affine", affine))
     if cfg.get("crop_padding"):
         pad = int(cfg["crop_padding"])
 
         def crop(x, y, rng):
             offsets = rng.integers(0, 2 * pad + 1, (len(x), 2))
-            return crop_images(x, pad, offsets), (None if y is None else crop_images(y[..., None], pad, offsets)[..., 0])
+            return crop_images(x, pad, offsets), (
+                None if y is None else crop_images(y[..., None], pad, offsets)[..., 0]
+            )
+
         steps.append(("crop_padding", crop))
     if cfg.get("brightness"):
         b = float(cfg["brightness"])
@@ -297,6 +345,7 @@ def _joint_image_steps(cfg: dict) -> list:
             span = float(x.max() - x.min()) if x.size else 0.0
             delta = rng.uniform(-b, b, (len(x), 1, 1, 1)) * (span or 1.0)
             return x + delta.astype(x.dtype), y
+
         steps.append(("brightness", brightness))
     if cfg.get("contrast"):
         c = float(cfg["contrast"])
@@ -304,6 +353,7 @@ def _joint_image_steps(cfg: dict) -> list:
         def contrast(x, y, rng):
             mean = x.mean(axis=(1, 2, 3), keepdims=True)
             return (x - mean) * rng.uniform(1 - c, 1 + c, (len(x), 1, 1, 1)).astype(x.dtype) + mean, y
+
         steps.append(("contrast", contrast))
     return steps
 
@@ -323,6 +373,7 @@ def _sequence_steps(cfg: dict) -> list:
             if x.shape[1] < 2:
                 return x.copy()
             return resample_series(x, warp_times(rng.uniform(1 - w, 1 + w, (len(x), 4)), x.shape[1]))
+
         steps.append(("time_warp", time_warp))
     if cfg.get("step_dropout"):
         p = float(cfg["step_dropout"])
@@ -398,8 +449,11 @@ def _check(cfg: dict, fam: str, kind: str, sample_shape) -> None:
         lo, hi, closed = RANGES[key]
         if key == "crop_padding" and (not isinstance(value, int) or isinstance(value, bool)):
             raise SpecError(f"{where}: expected a non-negative integer number of pixels, found {value!r}")
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
-                lo <= value <= hi if closed else lo <= value < hi):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not (lo <= value <= hi if closed else lo <= value < hi)
+        ):
             span = f"at least {lo}" if hi == float("inf") else f"in [{lo}, {hi}{']' if closed else ')'}"
             raise SpecError(f"{where}: expected a number {span}, found {value!r}")
 
@@ -410,8 +464,7 @@ def build_augmenter(cfg: dict, kind: str, sample_shape: tuple) -> Augmenter:
     cfg = dict(cfg or {})
     fam = family_of(kind, tuple(sample_shape))
     _check(cfg, fam, kind, sample_shape)
-    steps = {"images": _image_steps, "sequences": _sequence_steps, "text": _text_steps,
-             "other": lambda c: []}[fam](cfg)
+    steps = {"images": _image_steps, "sequences": _sequence_steps, "text": _text_steps, "other": lambda c: []}[fam](cfg)
     noise = None
     if fam != "text" and cfg.get("noise"):
         s = float(cfg["noise"])

@@ -85,8 +85,10 @@ class TableEncoder:
 
     def scaled_mask(self) -> np.ndarray:
         """Which encoded columns input normalisation may shift and scale (numbers; not codes or flags)."""
-        return np.array([c.kind == "number" and not (c.indicator and i == 1)
-                         for c in self.columns for i in range(c.width)], dtype=bool)
+        return np.array(
+            [c.kind == "number" and not (c.indicator and i == 1) for c in self.columns for i in range(c.width)],
+            dtype=bool,
+        )
 
     def fit(self, cols: Columns) -> None:
         for c in self.columns:
@@ -105,8 +107,10 @@ class TableEncoder:
                 c.fill = 0.0 if c.value is None else float(c.value)
             elif c.strategy != "error":
                 if not len(present):
-                    raise DataError(f"{cols.name}: column {quote(c.name)}: every value is missing; "
-                                    f"{c.strategy} has nothing to compute")
+                    raise DataError(
+                        f"{cols.name}: column {quote(c.name)}: every value is missing; "
+                        f"{c.strategy} has nothing to compute"
+                    )
                 c.fill = float({"mean": np.mean, "median": np.median}.get(c.strategy, _most_frequent)(present))
 
     def transform(self, cols: Columns) -> tuple[np.ndarray, dict[str, int]]:
@@ -129,8 +133,10 @@ class TableEncoder:
                 miss = _missing_mask(raw)
                 if miss.any() and c.strategy == "error":
                     row = int(np.nonzero(miss)[0][0])
-                    raise DataError(f"{cols.name}: line {row + cols.first_line}, column {quote(c.name)}: missing value "
-                                    f"{quote(str(raw[row]))}; set data.missing (a strategy) to fill it")
+                    raise DataError(
+                        f"{cols.name}: line {row + cols.first_line}, column {quote(c.name)}: missing value "
+                        f"{quote(str(raw[row]))}; set data.missing (a strategy) to fill it"
+                    )
                 if miss.any() and c.fill is not None:
                     raw = np.where(miss, c.fill, raw)
                 ids = _lookup(c.vocab, raw)
@@ -139,7 +145,7 @@ class TableEncoder:
                 if c.encoding == "ids":
                     out[:, at] = ids
                 else:
-                    block = out[:, at:at + len(c.vocab) + 1]
+                    block = out[:, at : at + len(c.vocab) + 1]
                     block[...] = 0.0
                     block[np.arange(n), ids] = 1.0
             if c.indicator:
@@ -183,8 +189,10 @@ def plan(data: dict, features: list[str], text_guess: set[str], source: str) -> 
         encodings = {str(name): "onehot" for name in declared}
     for name in encodings:
         if name not in features:
-            raise SpecError(f"{source}: data.categorical: {quote(name)} is not a feature column; features are "
-                            f"{', '.join(features[:20])}")
+            raise SpecError(
+                f"{source}: data.categorical: {quote(name)} is not a feature column; features are "
+                f"{', '.join(features[:20])}"
+            )
     missing = data.get("missing") or {}
     per_column = missing.get("columns") or {}
     for name, rule in per_column.items():
@@ -192,17 +200,23 @@ def plan(data: dict, features: list[str], text_guess: set[str], source: str) -> 
             raise SpecError(f"{source}: data.missing.columns: {quote(name)} is not a feature column")
         extra = sorted(set(rule) - {"strategy", "indicator", "value"}) if isinstance(rule, dict) else ["(not a table)"]
         if extra:
-            raise SpecError(f"{source}: data.missing.columns.{name}.{extra[0]}: unknown key; expected strategy, "
-                            f"indicator or value")
+            raise SpecError(
+                f"{source}: data.missing.columns.{name}.{extra[0]}: unknown key; expected strategy, indicator or value"
+            )
     out = []
     for f in features:
-        rule = {**{k: missing[k] for k in ("strategy", "indicator", "value") if k in missing},
-                **(per_column.get(f) or {})}
+        rule = {
+            **{k: missing[k] for k in ("strategy", "indicator", "value") if k in missing},
+            **(per_column.get(f) or {}),
+        }
         strategy = rule.get("strategy", "error")
         if strategy not in STRATEGIES:
-            raise SpecError(f"{source}: data.missing.columns.{f}.strategy: expected one of "
-                            f"{', '.join(STRATEGIES)}, found {quote(strategy)}")
+            raise SpecError(
+                f"{source}: data.missing.columns.{f}.strategy: expected one of "
+                f"{', '.join(STRATEGIES)}, found {quote(strategy)}"
+            )
         kind = "category" if f in encodings or f in text_guess else "number"
-        out.append(Column(f, kind, encodings.get(f, "onehot"), strategy, bool(rule.get("indicator", False)),
-                          rule.get("value")))
+        out.append(
+            Column(f, kind, encodings.get(f, "onehot"), strategy, bool(rule.get("indicator", False)), rule.get("value"))
+        )
     return out

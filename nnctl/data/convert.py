@@ -48,11 +48,15 @@ def _exact_error(lines: list[str], first_line: int, header: list[str], name: str
                 try:
                     v = float(cell.strip())
                 except ValueError:
-                    return DataError(f"{name}: line {line}, column {quote(header[c])}: expected a number, "
-                                     f"found {quote(cell.strip())}")
+                    return DataError(
+                        f"{name}: line {line}, column {quote(header[c])}: expected a number, "
+                        f"found {quote(cell.strip())}"
+                    )
                 if not np.isfinite(v):
-                    return DataError(f"{name}: line {line}, column {quote(header[c])}: expected a finite number, "
-                                     f"found {quote(cell.strip())}")
+                    return DataError(
+                        f"{name}: line {line}, column {quote(header[c])}: expected a finite number, "
+                        f"found {quote(cell.strip())}"
+                    )
     except csv.Error as exc:
         return DataError(f"{name}: line {first_line + reader.line_num - 1}: not readable as CSV ({exc})")
     return DataError(f"{name}: lines {first_line}-{first_line + len(lines) - 1}: not readable as numbers")
@@ -86,12 +90,17 @@ def convert_csv(source, dest, target=None, features=None, dtype: str = "float32"
         with open(src, encoding="utf-8-sig", newline="") as f, h5py.File(tmp, "w") as h5:
             next(f)  # the header, read above
             chunk = max(1, min(BLOCK_ROWS, (1 << 20) // max(1, 4 * len(x_cols))))  # chunks of about 1 MiB
-            dx = h5.create_dataset("x", (0, len(x_cols)), maxshape=(None, len(x_cols)), dtype=dtype,
-                                   chunks=(chunk, len(x_cols)))
+            dx = h5.create_dataset(
+                "x", (0, len(x_cols)), maxshape=(None, len(x_cols)), dtype=dtype, chunks=(chunk, len(x_cols))
+            )
             wide = len(y_cols) > 1  # one target: a vector, as a label column is
-            dy = h5.create_dataset("y", (0, len(y_cols)) if wide else (0,), dtype="f8",
-                                   maxshape=(None, len(y_cols)) if wide else (None,),
-                                   chunks=(chunk, len(y_cols)) if wide else (chunk,))
+            dy = h5.create_dataset(
+                "y",
+                (0, len(y_cols)) if wide else (0,),
+                dtype="f8",
+                maxshape=(None, len(y_cols)) if wide else (None,),
+                chunks=(chunk, len(y_cols)) if wide else (chunk,),
+            )
             line = 2
             while True:
                 lines = list(itertools.islice(f, BLOCK_ROWS))
@@ -102,8 +111,8 @@ def convert_csv(source, dest, target=None, features=None, dtype: str = "float32"
                 n = len(a)
                 dx.resize(rows + n, axis=0)
                 dy.resize(rows + n, axis=0)
-                dx[rows:rows + n] = a[:, x_cols]
-                dy[rows:rows + n] = a[:, y_cols] if wide else a[:, y_cols[0]]
+                dx[rows : rows + n] = a[:, x_cols]
+                dy[rows : rows + n] = a[:, y_cols] if wide else a[:, y_cols[0]]
                 rows += n
         if rows == 0:
             raise DataError(f"{name}: no data rows after the header")
@@ -112,5 +121,11 @@ def convert_csv(source, dest, target=None, features=None, dtype: str = "float32"
         raise DataError(f"{name}: not UTF-8 text ({exc.reason}); save it as UTF-8") from None
     finally:
         tmp.unlink(missing_ok=True)
-    return {"source": name, "output": str(out), "rows": rows, "features": [header[c] for c in x_cols],
-            "targets": [header[c] for c in y_cols], "dtype": dtype}
+    return {
+        "source": name,
+        "output": str(out),
+        "rows": rows,
+        "features": [header[c] for c in x_cols],
+        "targets": [header[c] for c in y_cols],
+        "dtype": dtype,
+    }

@@ -45,14 +45,19 @@ class Columns:
         if self.table is None or not names:
             return None
         first = self.header.index(names[0])
-        if names != self.header[first:first + len(names)]:
+        if names != self.header[first : first + len(names)]:
             return None
-        return self.table[:, first:first + len(names)]
+        return self.table[:, first : first + len(names)]
 
     def take(self, rows: np.ndarray) -> Columns:
         """The cells of ``rows`` only (copies; no table view, lines no longer those of the file)."""
-        return Columns(self.name, self.header, {k: v[rows] for k, v in self.numbers.items()},
-                       {k: v[rows] for k, v in self.text.items()}, self.fast)
+        return Columns(
+            self.name,
+            self.header,
+            {k: v[rows] for k, v in self.numbers.items()},
+            {k: v[rows] for k, v in self.text.items()},
+            self.fast,
+        )
 
     def __len__(self) -> int:
         for arrays in (self.numbers, self.text):
@@ -106,8 +111,17 @@ def _fast(path, header: list[str], numeric: list[str], text: list[str]) -> Colum
     try:
         with warnings.catch_warnings():  # an empty body warns; the slow reader then says what is wrong
             warnings.simplefilter("ignore")
-            table = np.loadtxt(path, delimiter=",", quotechar='"', skiprows=1, comments=None, ndmin=2,
-                               encoding="utf-8-sig", dtype=np.float64, converters={**text_cols, **unused})
+            table = np.loadtxt(
+                path,
+                delimiter=",",
+                quotechar='"',
+                skiprows=1,
+                comments=None,
+                ndmin=2,
+                encoding="utf-8-sig",
+                dtype=np.float64,
+                converters={**text_cols, **unused},
+            )
     except (ValueError, UnicodeError, IndexError, OSError):
         return None
     if table.shape[0] == 0 or table.shape[1] != len(header):
@@ -126,8 +140,15 @@ def _slow(path, numeric: list[str], text: list[str], missing_ok: set[str]) -> Co
     return columns_from_rows(header, rows, str(path), numeric, text, missing_ok)
 
 
-def columns_from_rows(header: list[str], rows: list[list[str]], name: str, numeric: list[str], text: list[str],
-                      missing_ok=(), first_line: int = 2) -> Columns:
+def columns_from_rows(
+    header: list[str],
+    rows: list[list[str]],
+    name: str,
+    numeric: list[str],
+    text: list[str],
+    missing_ok=(),
+    first_line: int = 2,
+) -> Columns:
     """Columns of rows already split by the csv module (the slow path; predict's stdin, JSON lines)."""
     out = Columns(name, header, first_line=first_line)
     cols = [header.index(n) for n in numeric]
@@ -160,11 +181,15 @@ def _floats(rows, cols: list[int], header: list[str], name: str, strict: set[int
                 if c not in strict and cell.lower() in MISSING_TOKENS:
                     v = np.nan
                 elif v is None:
-                    raise DataError(f"{name}: line {i + first_line}, column {quote(header[c])}: expected a number, "
-                                    f"found {quote(cell)}")
+                    raise DataError(
+                        f"{name}: line {i + first_line}, column {quote(header[c])}: expected a number, "
+                        f"found {quote(cell)}"
+                    )
                 else:
-                    raise DataError(f"{name}: line {i + first_line}, column {quote(header[c])}: expected a finite "
-                                    f"number, found {quote(cell)}")
+                    raise DataError(
+                        f"{name}: line {i + first_line}, column {quote(header[c])}: expected a finite "
+                        f"number, found {quote(cell)}"
+                    )
             row.append(v)
         values.append(row)
     return np.array(values, dtype=np.float64).reshape(len(rows), len(cols))

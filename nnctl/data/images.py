@@ -24,11 +24,14 @@ from nnctl.errors import DataError
 MAX_PIXELS = 40_000_000
 DECODE_THREADS = min(8, os.cpu_count() or 1)  # images decoded at once
 
+
 def _pillow():
     try:
         from PIL import Image  # noqa: PLC0415
     except ImportError:
-        raise DataError("image folders need Pillow: Pillow, a core dependency: reinstall nnctl, or pip install Pillow") from None
+        raise DataError(
+            "image folders need Pillow: Pillow, a core dependency: reinstall nnctl, or pip install Pillow"
+        ) from None
     return Image
 
 
@@ -36,8 +39,11 @@ def _image_size(data: dict) -> tuple[int, int] | None:
     size = data.get("image_size")
     if size is None:
         return None
-    if (not isinstance(size, (list, tuple)) or len(size) != 2
-            or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in size)):
+    if (
+        not isinstance(size, (list, tuple))
+        or len(size) != 2
+        or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in size)
+    ):
         raise DataError(f"data.image_size: expected [height, width] of two positive integers, found {size!r}")
     return int(size[0]), int(size[1])
 
@@ -78,8 +84,9 @@ def _headers(Image, files) -> list[tuple[str, tuple[int, int]]]:
             raise DataError(f"{p}: not a readable image ({type(exc).__name__}: {str(exc)[:80]})") from None
         h, w = out[-1][1]
         if h * w > MAX_PIXELS:
-            raise DataError(f"{p}: image is {h}x{w} ({h * w} pixels), more than nnctl decodes ({MAX_PIXELS}); "
-                            f"resize it first")
+            raise DataError(
+                f"{p}: image is {h}x{w} ({h * w} pixels), more than nnctl decodes ({MAX_PIXELS}); resize it first"
+            )
     return out
 
 
@@ -101,8 +108,10 @@ def _same_size(files, heads, size) -> None:
     """Refuse an image whose size differs from ``size`` (without data.image_size every image keeps its own)."""
     for p, (_, hw) in zip(files, heads):
         if hw != size:
-            raise DataError(f"{p}: image is {hw[0]}x{hw[1]} (height x width) but {files[0]} is "
-                            f"{size[0]}x{size[1]}; set data.image_size = [h, w] to resize every image")
+            raise DataError(
+                f"{p}: image is {hw[0]}x{hw[1]} (height x width) but {files[0]} is "
+                f"{size[0]}x{size[1]}; set data.image_size = [h, w] to resize every image"
+            )
 
 
 def _decode(Image, files, heads, color_mode: str, size) -> np.ndarray:
@@ -207,12 +216,12 @@ class ImageRows(Rows):
         plan = self._plan
         if plan is not None and k:
             c = self._cursor
-            if not np.array_equal(plan[c:c + k], idx):  # out of step (a resumed epoch): find the batch
+            if not np.array_equal(plan[c : c + k], idx):  # out of step (a resumed epoch): find the batch
                 hits = np.flatnonzero(plan == idx[0])
                 c = int(hits[0]) if len(hits) else -1
-            if c >= 0 and np.array_equal(plan[c:c + k], idx):
+            if c >= 0 and np.array_equal(plan[c : c + k], idx):
                 self._cursor = c + k
-                return plan[c + k:c + 2 * k]
+                return plan[c + k : c + 2 * k]
         if k > 1 and idx[-1] - idx[0] == k - 1 and np.all(np.diff(idx) == 1):
             return np.arange(idx[-1] + 1, min(idx[-1] + 1 + k, len(self)), dtype=np.int64)
         return None
@@ -246,8 +255,10 @@ def load(data: dict, prep) -> Splits:
     for role, (classes, _, _) in listed.items():
         unknown = [c for c in classes if c not in train_classes]
         if unknown:
-            raise DataError(f"{pathlib.Path(folders[role]) / unknown[0]}: class {unknown[0]!r} of the {role} folder "
-                            f"is not a training class (training classes: {', '.join(train_classes[:10])})")
+            raise DataError(
+                f"{pathlib.Path(folders[role]) / unknown[0]}: class {unknown[0]!r} of the {role} folder "
+                f"is not a training class (training classes: {', '.join(train_classes[:10])})"
+            )
     heads = {role: _headers(Image, files) for role, (_, files, _) in listed.items()}
     # a fitted preprocessing (evaluate --data) keeps the channels training used
     mode = prep.meta.get("color_mode") or data.get("color_mode", "auto")
@@ -260,16 +271,22 @@ def load(data: dict, prep) -> Splits:
         for role, (_, files, _) in listed.items():
             if size is None:
                 _same_size(files, heads[role], hw)
-        arrays = {role: (ImageRows(_Files(Image, files, mode, hw)), np.array(labels))
-                  for role, (_, files, labels) in listed.items()}
+        arrays = {
+            role: (ImageRows(_Files(Image, files, mode, hw)), np.array(labels))
+            for role, (_, files, labels) in listed.items()
+        }
     else:
-        arrays = {role: (_decode(Image, files, heads[role], mode, size), np.array(labels))
-                  for role, (_, files, labels) in listed.items()}
+        arrays = {
+            role: (_decode(Image, files, heads[role], mode, size), np.array(labels))
+            for role, (_, files, labels) in listed.items()
+        }
     shapes = {role: x.shape[1:3] for role, (x, _) in arrays.items()}
     for role, hw in shapes.items():
         if hw != shapes["train"]:  # without image_size each folder keeps its own first size
-            raise DataError(f"{folders[role]}: {role} images are {hw[0]}x{hw[1]} but training images are "
-                            f"{shapes['train'][0]}x{shapes['train'][1]}; set data.image_size = [h, w]")
+            raise DataError(
+                f"{folders[role]}: {role} images are {hw[0]}x{hw[1]} but training images are "
+                f"{shapes['train'][0]}x{shapes['train'][1]}; set data.image_size = [h, w]"
+            )
     prep.meta.update(color_mode=mode, image_size=list(shapes["train"]))
     s = Splits(*arrays["train"])
     if "test" in arrays:

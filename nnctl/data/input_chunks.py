@@ -63,8 +63,9 @@ def _decoded(lines: Iterator[str], name: str) -> Iterator[str]:
         for n, line in enumerate(lines, start=1):  # noqa: B007 - n names the line after a failure
             yield line
     except UnicodeDecodeError as exc:
-        raise DataError(f"{name}: line {n + 1}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x}); "
-                        f"save it as UTF-8") from None
+        raise DataError(
+            f"{name}: line {n + 1}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x}); save it as UTF-8"
+        ) from None
 
 
 def chunks(source: str, prep, rows: int | None = None) -> Iterator[np.ndarray]:
@@ -98,8 +99,9 @@ def _csv_chunks(lines: Iterator[str], name: str, prep, size: int) -> Iterator[np
     encoded = inputs._encoded(prep)
     if features and not all(f in header for f in features):
         missing = [f for f in features if f not in header]
-        raise DataError(f"{name}: missing feature column {quote(missing[0])}; expected columns "
-                        f"{inputs._names(features)}")
+        raise DataError(
+            f"{name}: missing feature column {quote(missing[0])}; expected columns {inputs._names(features)}"
+        )
     cols = [header.index(f) for f in features] if features else list(range(len(header)))
     batch: list[list[str]] = []
     numbers: list[int] = []  # the line of each row
@@ -109,8 +111,9 @@ def _csv_chunks(lines: Iterator[str], name: str, prep, size: int) -> Iterator[np
             if not row or all(not c.strip() for c in row):
                 continue
             if len(row) != len(header):
-                raise DataError(f"{name}: line {reader.line_num}: {len(row)} fields, expected {len(header)} "
-                                f"(as in the header)")
+                raise DataError(
+                    f"{name}: line {reader.line_num}: {len(row)} fields, expected {len(header)} (as in the header)"
+                )
             batch.append(row)
             numbers.append(reader.line_num)
             if len(batch) == size:

@@ -63,8 +63,13 @@ def sniff(data: bytes, name: str) -> str:
 def image_files(folder) -> list[pathlib.Path]:
     """Every image file under ``folder`` (recursively, dotfiles skipped), in sorted path order."""
     root = pathlib.Path(folder)
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-                   and not any(part.startswith(".") for part in p.relative_to(root).parts))
+    files = sorted(
+        p
+        for p in root.rglob("*")
+        if p.is_file()
+        and p.suffix.lower() in IMAGE_SUFFIXES
+        and not any(part.startswith(".") for part in p.relative_to(root).parts)
+    )
     if not files:
         raise DataError(f"{root}: no image files ({', '.join(IMAGE_SUFFIXES)}) in this folder or below")
     return files
@@ -74,8 +79,10 @@ def image_geometry(prep, sample_shape, name: str) -> tuple[str, tuple[int, int]]
     """(colour mode, (height, width)) that images are decoded to for a model taking ``sample_shape``."""
     shape = tuple(sample_shape or ())
     if len(shape) != 3 or shape[-1] not in (1, 3):
-        raise DataError(f"{name}: image input, but the model takes samples of shape {list(shape)}; images need "
-                        f"a model input of [height, width, 1 or 3]")
+        raise DataError(
+            f"{name}: image input, but the model takes samples of shape {list(shape)}; images need "
+            f"a model input of [height, width, 1 or 3]"
+        )
     mode = prep.meta.get("color_mode") or ("grayscale" if shape[-1] == 1 else "rgb")
     return mode, (int(shape[0]), int(shape[1]))
 
@@ -157,8 +164,7 @@ def _table(header, rows, name: str, prep, first_line: int = 2) -> np.ndarray:
     from nnctl.data.csvfile import columns_from_rows  # noqa: PLC0415
 
     enc = TableEncoder.from_json(prep.meta["table"])
-    x, unseen = enc.transform(columns_from_rows(header, rows, name, enc.numeric, enc.text, enc.missing_ok,
-                                                first_line))
+    x, unseen = enc.transform(columns_from_rows(header, rows, name, enc.numeric, enc.text, enc.missing_ok, first_line))
     for k, v in unseen.items():
         prep.unseen[k] = prep.unseen.get(k, 0) + v
     return x.astype(np.int64) if enc.ids_only else x
@@ -169,8 +175,7 @@ def _jsonl_table(data: bytes, name: str, prep, first_line: int = 1) -> np.ndarra
     feature order); null is a missing cell, every value is read as the CSV cell it would be."""
     features = prep.feature_names
     lines: list[int] = []
-    rows = [["" if v is None else str(v) for v in row] for row in _jsonl_rows(data, name, features, lines,
-                                                                               first_line)]
+    rows = [["" if v is None else str(v) for v in row] for row in _jsonl_rows(data, name, features, lines, first_line)]
     if not rows:
         raise DataError(f"{name}: no JSON lines")
     return _table(features, rows, name, prep, first_line=lines[0])
@@ -232,8 +237,9 @@ def _hdf5(data: bytes, name: str, keys) -> np.ndarray:
     return _finite(x, name, key)
 
 
-def _jsonl_rows(data: bytes, name: str, features: list[str], lines: list[int] | None = None,
-                first_line: int = 1) -> list[list]:
+def _jsonl_rows(
+    data: bytes, name: str, features: list[str], lines: list[int] | None = None, first_line: int = 1
+) -> list[list]:
     """One list of values per non-blank JSON line: a list as written (as many values as ``features``, when
     they are known), or an object's values in feature order; ``lines`` gets each row's line (the first of
     ``data`` is line ``first_line``)."""
@@ -247,16 +253,19 @@ def _jsonl_rows(data: bytes, name: str, features: list[str], lines: list[int] | 
             raise DataError(f"{name}: line {i}: not valid JSON ({exc.msg})") from None
         if isinstance(obj, list):
             if features and len(obj) != len(features):  # never broadcast one value across the features
-                raise DataError(f"{name}: line {i}: {len(obj)} values, the model expects {len(features)} "
-                                f"features ({_names(features)})")
+                raise DataError(
+                    f"{name}: line {i}: {len(obj)} values, the model expects {len(features)} "
+                    f"features ({_names(features)})"
+                )
             rows.append(obj)
             if lines is not None:
                 lines.append(i)
         elif isinstance(obj, dict):
             missing = [f for f in features if f not in obj]
             if missing:
-                raise DataError(f"{name}: line {i}: missing feature {quote(missing[0])}; expected keys "
-                                f"{_names(features)}")
+                raise DataError(
+                    f"{name}: line {i}: missing feature {quote(missing[0])}; expected keys {_names(features)}"
+                )
             rows.append([obj[f] for f in features])
             if lines is not None:
                 lines.append(i)
@@ -278,8 +287,9 @@ def _jsonl(data: bytes, name: str, features: list[str], first_line: int = 1) -> 
     if bad.any():  # the line and feature, as a CSV cell is reported
         r, c = (int(i) for i in np.argwhere(bad)[0])
         col = quote(features[c]) if arr.ndim == 2 and c < len(features) else str(c)
-        raise DataError(f"{name}: line {lines[r]}, feature {col}: expected a finite number, found "
-                        f"{arr.reshape(len(arr), -1)[r, c]}")
+        raise DataError(
+            f"{name}: line {lines[r]}, feature {col}: expected a finite number, found {arr.reshape(len(arr), -1)[r, c]}"
+        )
     return arr
 
 

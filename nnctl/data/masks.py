@@ -41,8 +41,9 @@ def _check_values(values: np.ndarray, where: str, allowed) -> None:
     bad = values[~ok]
     if len(bad):
         span = f"0-{k - 1}" + (f" or {ignore} (ignored)" if ignore is not None else "")
-        raise DataError(f"{where}: mask value {int(bad[0])} is not a class id; expected {span} "
-                        f"(the model has {k} output channels)")
+        raise DataError(
+            f"{where}: mask value {int(bad[0])} is not a class id; expected {span} (the model has {k} output channels)"
+        )
 
 
 def _record(sources: dict, values: np.ndarray, where: str) -> None:
@@ -56,12 +57,19 @@ def _pairs(root: pathlib.Path) -> tuple[list[pathlib.Path], list[pathlib.Path]]:
     images, masks = root / "images", root / "masks"
     for d in (images, masks):
         if not d.is_dir():
-            raise DataError(f"{d}: folder not found; a segmentation folder holds images/ and masks/ "
-                            f"(the same file names)")
+            raise DataError(
+                f"{d}: folder not found; a segmentation folder holds images/ and masks/ (the same file names)"
+            )
     from nnctl.data.inputs import IMAGE_SUFFIXES  # noqa: PLC0415
 
-    files = sorted((p for p in images.iterdir() if not p.name.startswith(".") and p.is_file()
-                    and p.suffix.lower() in IMAGE_SUFFIXES), key=lambda p: p.name)
+    files = sorted(
+        (
+            p
+            for p in images.iterdir()
+            if not p.name.startswith(".") and p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+        ),
+        key=lambda p: p.name,
+    )
     if not files:
         raise DataError(f"{images}: no image files ({', '.join(IMAGE_SUFFIXES)})")
     found = []
@@ -73,8 +81,9 @@ def _pairs(root: pathlib.Path) -> tuple[list[pathlib.Path], list[pathlib.Path]]:
             raise DataError(f"{masks / p.name}: missing mask for the image {p}")
         found.append(m)
     paired = {m.name for m in found}
-    extra = sorted(p.name for p in masks.iterdir() if p.is_file() and not p.name.startswith(".")
-                   and p.name not in paired)
+    extra = sorted(
+        p.name for p in masks.iterdir() if p.is_file() and not p.name.startswith(".") and p.name not in paired
+    )
     if extra:
         raise DataError(f"{masks / extra[0]}: a mask without an image (expected {images / extra[0]})")
     return files, found
@@ -89,12 +98,14 @@ def read_mask(path: pathlib.Path, size: tuple[int, int], resize_to: tuple[int, i
     try:
         with Image.open(path) as im:
             if im.mode not in MASK_MODES:
-                raise DataError(f"{path}: mask is a {im.mode} image; expected one channel of class ids "
-                                f"(a grayscale or palette PNG)")
+                raise DataError(
+                    f"{path}: mask is a {im.mode} image; expected one channel of class ids (a grayscale or palette PNG)"
+                )
             hw = (im.size[1], im.size[0])
             if hw != tuple(size):
-                raise DataError(f"{path}: mask is {hw[0]}x{hw[1]} (height x width) but its image is "
-                                f"{size[0]}x{size[1]}")
+                raise DataError(
+                    f"{path}: mask is {hw[0]}x{hw[1]} (height x width) but its image is {size[0]}x{size[1]}"
+                )
             if resize_to is not None and tuple(resize_to) != hw:
                 im = im.resize((resize_to[1], resize_to[0]), Image.NEAREST)
             return np.asarray(im).astype(np.int64)
@@ -142,8 +153,10 @@ def _arrays(path, data: dict, sources: dict, allowed):
         y = y[..., 0]
     hw = tuple(x.shape[1:3])
     if y.ndim != 3 or x.ndim not in (3, 4) or tuple(y.shape[1:]) != hw:
-        raise DataError(f"{p}: masks {data.get('y', 'y')!r} have shape {list(y.shape[1:])} per sample but the "
-                        f"images {data.get('x', 'x')!r} are {list(x.shape[1:])}; expected masks of [height, width]")
+        raise DataError(
+            f"{p}: masks {data.get('y', 'y')!r} have shape {list(y.shape[1:])} per sample but the "
+            f"images {data.get('x', 'x')!r} are {list(x.shape[1:])}; expected masks of [height, width]"
+        )
     if y.dtype.kind not in "biu":
         if y.dtype.kind != "f" or not np.array_equal(y, np.round(y)):
             raise DataError(f"{p}: masks {data.get('y', 'y')!r} hold non-integer values; expected class ids")
@@ -163,14 +176,19 @@ def _is_arrays(path) -> bool:
 def load(data: dict, prep) -> Splits:
     """Training, test and validation splits (folders or arrays files) as images and int64 masks."""
     if prep.task != "sparse":
-        raise DataError(f"{data['train']}: train.loss: masks hold one class id per pixel; expected a loss on "
-                        f"class ids (sparse_categorical_crossentropy or dice), found a {prep.task} loss")
+        raise DataError(
+            f"{data['train']}: train.loss: masks hold one class id per pixel; expected a loss on "
+            f"class ids (sparse_categorical_crossentropy or dice), found a {prep.task} loss"
+        )
     allowed = _allowed(prep.meta)
     sources: dict[int, str] = {}  # each mask value and the first file holding it, for check_classes
     mode = prep.meta.get("color_mode") or data.get("color_mode", "auto")
     val = data.get("validation")
-    roles = {"train": data["train"], "test": data.get("test"),
-             "validation": val.get("path") if isinstance(val, dict) else val}
+    roles = {
+        "train": data["train"],
+        "test": data.get("test"),
+        "validation": val.get("path") if isinstance(val, dict) else val,
+    }
     out: dict = {}
     for role, path in roles.items():
         if not isinstance(path, str) or not path:
@@ -183,8 +201,10 @@ def load(data: dict, prep) -> Splits:
     shapes = {role: x.shape[1:] for role, (x, _) in out.items()}
     for role, shape in shapes.items():
         if shape != shapes["train"]:
-            raise DataError(f"{roles[role]}: {role} images are {list(shape)} but training images are "
-                            f"{list(shapes['train'])}; set data.image_size = [h, w] (folders)")
+            raise DataError(
+                f"{roles[role]}: {role} images are {list(shape)} but training images are "
+                f"{list(shapes['train'])}; set data.image_size = [h, w] (folders)"
+            )
     if mode in ("grayscale", "rgb"):
         prep.meta["color_mode"] = mode
     prep.meta["image_size"] = list(shapes["train"][:2])
@@ -241,8 +261,10 @@ def write_masks(folder, masks: np.ndarray, names: list[str]) -> list[str]:
     root = pathlib.Path(folder)
     masks = np.asarray(masks)
     if masks.ndim != 3:
-        raise DataError(f"{folder}: expected one mask of [height, width] per input, found predictions of shape "
-                        f"{list(masks.shape[1:])}")
+        raise DataError(
+            f"{folder}: expected one mask of [height, width] per input, found predictions of shape "
+            f"{list(masks.shape[1:])}"
+        )
     big = int(masks.max(initial=0)) > 255
     written = []
     for m, name in zip(masks, names):

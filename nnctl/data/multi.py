@@ -20,8 +20,16 @@ from nnctl.data.splits import Dataset, check_finite
 from nnctl.errors import DataError
 from nnctl.registry import suggestion
 
-UNSUPPORTED = ("normalize", "normalize_target", "rescale", "sample_weight", "augment", "categorical", "missing",
-               "subset")
+UNSUPPORTED = (
+    "normalize",
+    "normalize_target",
+    "rescale",
+    "sample_weight",
+    "augment",
+    "categorical",
+    "missing",
+    "subset",
+)
 
 
 def _outputs(spec: dict) -> dict:
@@ -44,19 +52,27 @@ def sources(spec: dict, csv: bool) -> tuple[dict, dict]:
     targets = {k: given_y.get(k) for k in _outputs(spec)}
     for name in inputs:
         if inputs[name] is None:
-            inputs[name] = (data.get("features") if name == "input" else None) if csv else \
-                (data.get("x", "x") if name == "input" else name)
+            inputs[name] = (
+                (data.get("features") if name == "input" else None)
+                if csv
+                else (data.get("x", "x") if name == "input" else name)
+            )
     for name in targets:
         if targets[name] is None:
-            targets[name] = ([data["target"]] if isinstance(data.get("target"), (str, int)) else data.get("target")) \
-                if name == "" else (None if csv else name)
+            targets[name] = (
+                ([data["target"]] if isinstance(data.get("target"), (str, int)) else data.get("target"))
+                if name == ""
+                else (None if csv else name)
+            )
             if not csv and name == "":
                 targets[name] = data.get("y", "y")
     return inputs, targets
 
 
 def _label(kind: str, name: str) -> str:
-    return f"data.{kind}.{name}" if name not in ("", "input") else ("data.features" if kind == "inputs" else "data.target")
+    return (
+        f"data.{kind}.{name}" if name not in ("", "input") else ("data.features" if kind == "inputs" else "data.target")
+    )
 
 
 def read_inputs(path, spec: dict):
@@ -81,7 +97,10 @@ def read(path, spec: dict, with_targets: bool = True) -> tuple[dict, dict]:
             spec["data"]["inputs"] = {**(spec["data"].get("inputs") or {}), **inputs}
     else:
         x, y = _read_arrays(p, inputs, targets)
-    counts = {**{_label("inputs", k): len(v) for k, v in x.items()}, **{_label("targets", k): len(v) for k, v in y.items()}}
+    counts = {
+        **{_label("inputs", k): len(v) for k, v in x.items()},
+        **{_label("targets", k): len(v) for k, v in y.items()},
+    }
     if len(set(counts.values())) > 1:
         first = next(iter(counts))
         other = next(k for k, v in counts.items() if v != counts[first])
@@ -105,12 +124,15 @@ def _read_csv(p: pathlib.Path, inputs: dict, targets: dict) -> tuple[dict, dict]
                 used = {c for v in targets.values() for c in v or []}
                 table[name] = [c for c in header if c not in used]
                 continue
-            cols = table[name] = [c if isinstance(c, str) else header[c] if -len(header) <= c < len(header) else
-                                  str(c) for c in (cols if isinstance(cols, list) else [cols])]
+            cols = table[name] = [
+                c if isinstance(c, str) else header[c] if -len(header) <= c < len(header) else str(c)
+                for c in (cols if isinstance(cols, list) else [cols])
+            ]
             for c in cols:
                 if c not in header:
-                    raise DataError(f"{p}: {_label(kind, name)}: column {c!r} is not in the header"
-                                    f"{suggestion(c, header)}")
+                    raise DataError(
+                        f"{p}: {_label(kind, name)}: column {c!r} is not in the header{suggestion(c, header)}"
+                    )
     every = list(dict.fromkeys(c for t in (inputs, targets) for v in t.values() for c in v))
     cols = read_columns(p, every, [])
 
@@ -124,8 +146,9 @@ def _read_arrays(p: pathlib.Path, inputs: dict, targets: dict) -> tuple[dict, di
     for kind, table in (("inputs", inputs), ("targets", targets)):
         for name, key in table.items():
             if not isinstance(key, str):
-                raise DataError(f"{p}: {_label(kind, name)}: expected an array name for .npz/.h5 data, "
-                                f"found columns {key!r}")
+                raise DataError(
+                    f"{p}: {_label(kind, name)}: expected an array name for .npz/.h5 data, found columns {key!r}"
+                )
     names = list(dict.fromkeys([*inputs.values(), *targets.values()]))
     arrays = dict(zip(names, read_arrays(p, tuple(names))))
     return {k: np.asarray(arrays[v]) for k, v in inputs.items()}, {k: np.asarray(arrays[v]) for k, v in targets.items()}
@@ -141,13 +164,17 @@ def conform_inputs(spec: dict, x: dict, where: str) -> dict:
         shape = tuple(named[name]["shape"]) if named else tuple(spec["model"].get("input_shape") or a.shape[1:])
         dt = np.dtype(named[name].get("dtype") or dtype) if named else dtype
         if int(np.prod(a.shape[1:], dtype=np.int64)) != int(np.prod(shape, dtype=np.int64)):
-            raise DataError(f"{where}: {_label('inputs', name)}: samples have shape {list(a.shape[1:])}, "
-                            f"the input's shape is {list(shape)}")
+            raise DataError(
+                f"{where}: {_label('inputs', name)}: samples have shape {list(a.shape[1:])}, "
+                f"the input's shape is {list(shape)}"
+            )
         a = a.reshape(len(a), *shape)
         if dt.kind in "iu":
             if a.dtype.kind == "f" and not np.all(a == np.round(a)):
-                raise DataError(f"{where}: {_label('inputs', name)}: expected whole-number ids for dtype {dt}, "
-                                f"found {a[a != np.round(a)].ravel()[0]}")
+                raise DataError(
+                    f"{where}: {_label('inputs', name)}: expected whole-number ids for dtype {dt}, "
+                    f"found {a[a != np.round(a)].ravel()[0]}"
+                )
         out[name] = a.astype(dt, copy=False)
     return out
 
@@ -164,14 +191,18 @@ def encode_targets(spec: dict, y: dict, output_shapes: dict, where: str) -> dict
             ids = a.reshape(len(a), *shape[:-1])
             if not np.all(ids == np.round(ids)) or (len(ids) and (ids.min() < 0 or ids.max() >= shape[-1])):
                 bad = ids[(ids != np.round(ids)) | (ids < 0) | (ids >= shape[-1])].ravel()[0]
-                raise DataError(f"{where}: {label}: expected class ids 0..{shape[-1] - 1} for layer "
-                                f"{head['layer']} ({shape[-1]} units), found {bad}")
+                raise DataError(
+                    f"{where}: {label}: expected class ids 0..{shape[-1] - 1} for layer "
+                    f"{head['layer']} ({shape[-1]} units), found {bad}"
+                )
             ids = ids.astype(np.int64)
             out[name] = ids if task == "sparse" else np.eye(shape[-1], dtype=dtype)[ids]
             continue
         if int(np.prod(a.shape[1:], dtype=np.int64)) != int(np.prod(shape, dtype=np.int64)):
-            raise DataError(f"{where}: {label}: targets have shape {list(a.shape[1:])} per sample but layer "
-                            f"{head['layer']} outputs {list(shape)}")
+            raise DataError(
+                f"{where}: {label}: targets have shape {list(a.shape[1:])} per sample but layer "
+                f"{head['layer']} outputs {list(shape)}"
+            )
         out[name] = a.reshape(len(a), *shape).astype(dtype, copy=False)
     return out
 
@@ -193,8 +224,10 @@ def load(spec: dict, output_shapes) -> Dataset:
     data = spec["data"]
     for key in UNSUPPORTED:
         if data.get(key) not in (None, "none", {}, []):
-            raise DataError(f"{data['train']}: data.{key}: not available with named inputs or outputs "
-                            f"(model.inputs/model.outputs); their data is fed as stored")
+            raise DataError(
+                f"{data['train']}: data.{key}: not available with named inputs or outputs "
+                f"(model.inputs/model.outputs); their data is fed as stored"
+            )
     first_loss = _loss_name(next(iter(_outputs(spec).values()))["loss"])
     prep = Preprocessor(_kind(data["train"]), task_of(first_loss))
     prep.meta["named"] = True
@@ -211,7 +244,9 @@ def load(spec: dict, output_shapes) -> Dataset:
     elif isinstance(val, dict):
         n_val = int(round(n * float(val.get("split", 0.2))))
         if not 0 < n_val < n:
-            raise DataError(f"{data['train']}: validation split {val.get('split')} of {n} samples leaves an empty split")
+            raise DataError(
+                f"{data['train']}: validation split {val.get('split')} of {n} samples leaves an empty split"
+            )
         rng = np.random.default_rng(np.random.SeedSequence(spec["seed"], spawn_key=(2,)))
         mask = np.zeros(n, bool)
         mask[rng.permutation(n)[:n_val]] = True

@@ -15,6 +15,7 @@ import numpy as np
 from nnctl.data.streaming import is_rows
 from nnctl.errors import DataError
 
+
 def task_of(loss_name: str) -> str:
     """How a loss wants its targets: regression, binary, categorical or sparse."""
     from nnctl.losses import LOSSES  # noqa: PLC0415
@@ -35,7 +36,7 @@ def _stream_stats(x, how: str, rescaled) -> tuple[np.ndarray, np.ndarray]:
             bm2 = ((b - bm) ** 2).sum(axis=0)
             delta = bm - mean
             mean = mean + delta * k / (n + k)
-            m2 = m2 + bm2 + delta ** 2 * n * k / (n + k)
+            m2 = m2 + bm2 + delta**2 * n * k / (n + k)
             n += k
         else:
             lo = b.min(axis=0) if lo is None else np.minimum(lo, b.min(axis=0))
@@ -95,8 +96,9 @@ class Preprocessor:
         if self.kind == "text":
             return True
         table = self.meta.get("table")
-        return bool(table) and all(c["kind"] == "category" and c["encoding"] == "ids" and not c["indicator"]
-                                   for c in table)
+        return bool(table) and all(
+            c["kind"] == "category" and c["encoding"] == "ids" and not c["indicator"] for c in table
+        )
 
     def _rescaled(self, x):
         x = np.asarray(x, dtype=np.float64) if x.dtype.kind in "iub" or x.dtype == np.float64 else x
@@ -132,8 +134,10 @@ class Preprocessor:
         if y.ndim == 1 or (y.ndim == 2 and y.shape[1] == 1 and self.task == "binary"):
             self.classes = np.unique(_labels(y, name))
             if self.task == "binary" and len(self.classes) > 2:
-                raise DataError(f"{name}: a binary loss needs 2 classes, found {len(self.classes)}: "
-                                f"{', '.join(map(str, self.classes[:6]))}")
+                raise DataError(
+                    f"{name}: a binary loss needs 2 classes, found {len(self.classes)}: "
+                    f"{', '.join(map(str, self.classes[:6]))}"
+                )
 
     def encode_y(self, y: np.ndarray, name: str, dtype) -> np.ndarray:
         """Targets as the loss wants them; labels unseen in training are errors naming the row."""
@@ -149,8 +153,10 @@ class Preprocessor:
         idx = np.clip(idx, 0, len(self.classes) - 1)
         bad = np.nonzero(self.classes[idx] != flat)[0]
         if len(bad):
-            raise DataError(f"{name}: row {bad[0] + 1}: label {flat[bad[0]].item()!r} was not seen in training "
-                            f"(classes: {', '.join(map(str, self.classes[:10]))})")
+            raise DataError(
+                f"{name}: row {bad[0] + 1}: label {flat[bad[0]].item()!r} was not seen in training "
+                f"(classes: {', '.join(map(str, self.classes[:10]))})"
+            )
         if self.task == "sparse":
             return idx.astype(np.int64)
         if self.task == "binary":
@@ -173,10 +179,17 @@ class Preprocessor:
 
     # -- storage ----------------------------------------------------------------------------------
     def to_arrays(self) -> dict[str, np.ndarray]:
-        meta = {"kind": self.kind, "task": self.task, "normalize": self.normalize,
-                "normalize_target": self.normalize_target, "rescale": self.rescale,
-                "feature_names": self.feature_names, "target_names": self.target_names, "meta": self.meta,
-                "classes_are_text": bool(self.classes is not None and self.classes.dtype.kind in "USO")}
+        meta = {
+            "kind": self.kind,
+            "task": self.task,
+            "normalize": self.normalize,
+            "normalize_target": self.normalize_target,
+            "rescale": self.rescale,
+            "feature_names": self.feature_names,
+            "target_names": self.target_names,
+            "meta": self.meta,
+            "classes_are_text": bool(self.classes is not None and self.classes.dtype.kind in "USO"),
+        }
         out = {"meta": np.array(json.dumps(meta))}
         for key in ("x_shift", "x_scale", "y_shift", "y_scale"):
             if getattr(self, key) is not None:
@@ -187,7 +200,7 @@ class Preprocessor:
         return out
 
     @classmethod
-    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> "Preprocessor":
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> Preprocessor:
         meta = json.loads(str(arrays["meta"]))
         p = cls(meta["kind"], meta["task"], meta["normalize"], meta["normalize_target"], meta["rescale"])
         p.feature_names, p.target_names, p.meta = meta["feature_names"], meta["target_names"], meta["meta"]

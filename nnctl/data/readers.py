@@ -57,15 +57,23 @@ def decode_text(data: bytes, name: str) -> str:
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         kind = _binary_kind(data)
-        raise DataError(f"{name}: line {line}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})"
-                        + (f"; the file looks like {kind}" if kind else "; save it as UTF-8")) from None
+        raise DataError(
+            f"{name}: line {line}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})"
+            + (f"; the file looks like {kind}" if kind else "; save it as UTF-8")
+        ) from None
 
 
 def _binary_kind(data: bytes) -> str:
-    for magic, kind in ((b"\x1f\x8b", "gzip-compressed data"), (b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"),
-                        (b"PK\x03\x04", "a zip/.npz archive"), (b"\x89HDF", "an HDF5 file"),
-                        (b"\xff\xfe", "UTF-16 text (save it as UTF-8)"), (b"\xfe\xff", "UTF-16 text (save it as UTF-8)"),
-                        (b"\x93NUMPY", "a .npy array")):
+    for magic, kind in (
+        (b"\x1f\x8b", "gzip-compressed data"),
+        (b"\x89PNG", "a PNG image"),
+        (b"\xff\xd8\xff", "a JPEG image"),
+        (b"PK\x03\x04", "a zip/.npz archive"),
+        (b"\x89HDF", "an HDF5 file"),
+        (b"\xff\xfe", "UTF-16 text (save it as UTF-8)"),
+        (b"\xfe\xff", "UTF-16 text (save it as UTF-8)"),
+        (b"\x93NUMPY", "a .npy array"),
+    ):
         if data.startswith(magic):
             return kind
     return ""
@@ -76,16 +84,20 @@ def check_header(header: list[str], name) -> None:
     whole line of a file separated by something other than commas."""
     if len(header) == 1 and any(sep in header[0] for sep in ";\t|"):
         sep = next(s for s in ";\t|" if s in header[0])
-        raise DataError(f"{name}: header {quote(header[0])} is one column; nnctl reads comma-separated files and "
-                        f"this one looks {quote(sep)}-separated: save it with commas")
+        raise DataError(
+            f"{name}: header {quote(header[0])} is one column; nnctl reads comma-separated files and "
+            f"this one looks {quote(sep)}-separated: save it with commas"
+        )
     seen: dict[str, int] = {}
     for i, h in enumerate(header, start=1):
         if not h:
             why = "a trailing comma" if i > 1 else "an index column written by pandas? save with index=False"
             raise DataError(f"{name}: header: column {i} has no name ({why}); every column needs one")
         if h in seen:
-            raise DataError(f"{name}: header: column name {quote(h)} appears twice (columns {seen[h]} and {i}); "
-                            f"names must be unique")
+            raise DataError(
+                f"{name}: header: column name {quote(h)} appears twice (columns {seen[h]} and {i}); "
+                f"names must be unique"
+            )
         seen[h] = i
 
 
@@ -111,8 +123,9 @@ def read_csv_table(source, name: str | None = None) -> tuple[list[str], list[lis
             if not row or all(not c.strip() for c in row):
                 continue
             if len(row) != len(header):
-                raise DataError(f"{name}: line {reader.line_num}: {len(row)} fields, expected {len(header)} "
-                                f"(as in the header)")
+                raise DataError(
+                    f"{name}: line {reader.line_num}: {len(row)} fields, expected {len(header)} (as in the header)"
+                )
             rows.append(row)
     except csv.Error as exc:
         raise DataError(f"{name}: line {reader.line_num}: not readable as CSV ({exc})") from None
@@ -121,8 +134,9 @@ def read_csv_table(source, name: str | None = None) -> tuple[list[str], list[lis
     return header, rows
 
 
-def to_float_matrix(rows: list[list[str]], columns: list[int], header: list[str], name: str,
-                    lines: list[int] | None = None) -> np.ndarray:
+def to_float_matrix(
+    rows: list[list[str]], columns: list[int], header: list[str], name: str, lines: list[int] | None = None
+) -> np.ndarray:
     """Parse the given columns of CSV rows as finite floats; errors name the line (``lines[i]`` for row i,
     default i + 2: after the header) and the column."""
     try:
@@ -137,11 +151,13 @@ def to_float_matrix(rows: list[list[str]], columns: list[int], header: list[str]
                 try:
                     v = float(cell)
                 except ValueError:
-                    raise DataError(f"{name}: line {line}, column {quote(header[c])}: expected a number, "
-                                    f"found {quote(cell)}") from None
+                    raise DataError(
+                        f"{name}: line {line}, column {quote(header[c])}: expected a number, found {quote(cell)}"
+                    ) from None
                 if not np.isfinite(v):
-                    raise DataError(f"{name}: line {line}, column {quote(header[c])}: expected a finite number, "
-                                    f"found {quote(cell)}")
+                    raise DataError(
+                        f"{name}: line {line}, column {quote(header[c])}: expected a finite number, found {quote(cell)}"
+                    )
     return out
 
 
@@ -197,11 +213,14 @@ def _read_idx_stream(stream, p, file_size: int | None) -> np.ndarray:
     for d in dims:
         need *= d
     if file_size is not None and file_size - 4 - 4 * ndim != need:
-        raise DataError(f"{p}: IDX header promises {need} bytes of data for shape {dims}, "
-                        f"found {file_size - 4 - 4 * ndim}")
+        raise DataError(
+            f"{p}: IDX header promises {need} bytes of data for shape {dims}, found {file_size - 4 - 4 * ndim}"
+        )
     if need > MAX_ARRAY_BYTES:
-        raise DataError(f"{p}: IDX header declares {need} bytes of data for shape {dims}, more than nnctl reads "
-                        f"({MAX_ARRAY_BYTES} bytes)")
+        raise DataError(
+            f"{p}: IDX header declares {need} bytes of data for shape {dims}, more than nnctl reads "
+            f"({MAX_ARRAY_BYTES} bytes)"
+        )
     data = stream.read(need)
     extra = stream.read(1)
     if len(data) != need or extra:
@@ -245,8 +264,10 @@ def _npy_header(fp, name: str, available: int) -> tuple[tuple, np.dtype]:
     for d in shape:
         nbytes *= int(d)
     if nbytes > available or nbytes > MAX_ARRAY_BYTES:
-        raise DataError(f"{name}: the .npy header declares shape {list(shape)} ({nbytes} bytes) but the array "
-                        f"holds at most {min(available, MAX_ARRAY_BYTES)} bytes")
+        raise DataError(
+            f"{name}: the .npy header declares shape {list(shape)} ({nbytes} bytes) but the array "
+            f"holds at most {min(available, MAX_ARRAY_BYTES)} bytes"
+        )
     return shape, dtype
 
 
@@ -275,13 +296,16 @@ def load_npz(source, name: str, keys) -> list[np.ndarray | None]:
                     continue
                 key = key or ("x" if "x" in members else next(iter(members), ""))
                 if key not in members:
-                    raise DataError(f"{name}: no array named {quote(key)}; found "
-                                    f"{', '.join(list(members)[:20]) or 'none'}")
+                    raise DataError(
+                        f"{name}: no array named {quote(key)}; found {', '.join(list(members)[:20]) or 'none'}"
+                    )
                 where = f"{name}: {key}"
                 info = members[key]
                 if info.file_size > 256 << 20 and info.file_size > MAX_ZIP_RATIO * max(info.compress_size, 1):
-                    raise DataError(f"{where}: expands {info.file_size // max(info.compress_size, 1)}-fold to "
-                                    f"{info.file_size} bytes; refused as a zip bomb")
+                    raise DataError(
+                        f"{where}: expands {info.file_size // max(info.compress_size, 1)}-fold to "
+                        f"{info.file_size} bytes; refused as a zip bomb"
+                    )
                 with zf.open(members[key]) as m:
                     _npy_header(m, where, members[key].file_size)
                 with zf.open(members[key]) as m:

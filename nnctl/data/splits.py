@@ -23,7 +23,9 @@ def check_finite(a, where: str, name: str | None, hint: str = TRAIN_HINT, unit: 
         return  # integers, booleans and text cannot hold NaN/inf
     row_bytes = max(1, int(np.prod(a.shape[1:], dtype=np.int64)) * np.dtype(a.dtype).itemsize)
     step = max(1, CHUNK_BYTES // row_bytes)
-    blocks = a.chunks(rows=step, raw=True) if hasattr(a, "chunks") else (a[i:i + step] for i in range(0, len(a), step))
+    blocks = (
+        a.chunks(rows=step, raw=True) if hasattr(a, "chunks") else (a[i : i + step] for i in range(0, len(a), step))
+    )
     start = 0
     for block in blocks:
         block = np.asarray(block)
@@ -39,8 +41,9 @@ def check_finite(a, where: str, name: str | None, hint: str = TRAIN_HINT, unit: 
             elif sample.ndim > 1:
                 within = f", position {list(int(i) for i in np.unravel_index(flat, sample.shape))}"
             label = f"{quote(name)}: " if name is not None else ""
-            raise NonFinite(f"{where}: {label}{unit} ", start + row, f"{within} holds {value}; expected finite "
-                            f"numbers ({hint})")
+            raise NonFinite(
+                f"{where}: {label}{unit} ", start + row, f"{within} holds {value}; expected finite numbers ({hint})"
+            )
         start += len(block)
 
 
@@ -96,13 +99,17 @@ def check_weights(w, path, n: int, where: str, first_row: int = 0, unit: str = "
     if w.ndim == 2 and w.shape[1] == 1:
         w = w[:, 0]
     if w.dtype.kind not in "biuf" or w.ndim != 1:
-        raise DataError(f"{path}: data.sample_weight: expected {where} to hold one number per sample, found "
-                        f"an array of shape {list(w.shape)} and type {w.dtype}")
+        raise DataError(
+            f"{path}: data.sample_weight: expected {where} to hold one number per sample, found "
+            f"an array of shape {list(w.shape)} and type {w.dtype}"
+        )
     if len(w) != n:
         raise DataError(f"{path}: data.sample_weight: expected {n} weights in {where} (one per sample), found {len(w)}")
     w = w.astype(np.float64)
     bad = np.nonzero(~np.isfinite(w) | (w < 0))[0]
     if len(bad):
-        raise DataError(f"{path}: data.sample_weight: expected a non-negative finite weight in {where}, found "
-                        f"{float(w[bad[0]])} at {unit} {first_row + int(bad[0])}")
+        raise DataError(
+            f"{path}: data.sample_weight: expected a non-negative finite weight in {where}, found "
+            f"{float(w[bad[0]])} at {unit} {first_row + int(bad[0])}"
+        )
     return w

@@ -21,8 +21,16 @@ class Rows:
     """(N, ...) rows of ``source`` (an h5py dataset or a memory-mapped array) through an optional row map
     and per-batch transform; every read returns an ndarray."""
 
-    def __init__(self, source, index: np.ndarray | None = None, transform: Callable | None = None,
-                 dtype=None, keep=None, shuffle_buffer: int = 0, block_rows: int | None = None):
+    def __init__(
+        self,
+        source,
+        index: np.ndarray | None = None,
+        transform: Callable | None = None,
+        dtype=None,
+        keep=None,
+        shuffle_buffer: int = 0,
+        block_rows: int | None = None,
+    ):
         self.source = source
         self.index = index  # logical row i is source row index[i] (sorted ascending), None = identity
         self.transform = transform
@@ -47,7 +55,7 @@ class Rows:
         seq = np.concatenate([np.arange(s, min(s + b, n)) for s in starts])
         w = self.shuffle_buffer
         for i in range(0, n, w):
-            seq[i:i + w] = rng.permutation(seq[i:i + w])
+            seq[i : i + w] = rng.permutation(seq[i : i + w])
         return seq
 
     # -- the ndarray surface the trainer and the data layer use -----------------------------------------
@@ -141,8 +149,9 @@ def _read_sorted(source, phys: np.ndarray, block_rows: int) -> np.ndarray:
     else:  # HDF5: one slice per chunk touched (point selections of many rows are slow in h5py)
         first = np.flatnonzero(np.diff(uniq // block_rows, prepend=-1))
         ends = [*first[1:], len(uniq)]
-        block = np.concatenate([np.asarray(source[int(uniq[a]):int(uniq[b - 1]) + 1])[uniq[a:b] - uniq[a]]
-                                for a, b in zip(first, ends)])
+        block = np.concatenate(
+            [np.asarray(source[int(uniq[a]) : int(uniq[b - 1]) + 1])[uniq[a:b] - uniq[a]] for a, b in zip(first, ends)]
+        )
     return block if len(uniq) == len(phys) and np.array_equal(uniq, phys) else block[inverse.reshape(-1)]
 
 

@@ -25,8 +25,11 @@ SAMPLE_ROWS = 200  # rows looked at to guess which columns hold text
 def _names(path, data: dict, prep: Preprocessor, role: str, header: list[str]) -> tuple[list[str], list[str]]:
     target = data.get("target")
     if target == "input":  # an autoencoder: every column is an input; the dataset makes the target
-        features = data.get("features") or (prep.feature_names if role != "train" and prep.feature_names else
-                                             [h for h in header if h != data.get("anomaly_label")])
+        features = data.get("features") or (
+            prep.feature_names
+            if role != "train" and prep.feature_names
+            else [h for h in header if h != data.get("anomaly_label")]
+        )
         return _names(path, dict(data, target=features[0], features=features), prep, role, header)
     if isinstance(target, int):
         if not -len(header) <= target < len(header):
@@ -41,11 +44,14 @@ def _names(path, data: dict, prep: Preprocessor, role: str, header: list[str]) -
     known = prep.feature_names if role != "train" and prep.feature_names else None
     weight = data.get("sample_weight") if role == "train" else None
     if weight is not None and weight not in header:
-        raise DataError(f"{path}: data.sample_weight: expected a column named {weight!r}, found columns "
-                        f"{', '.join(header)}")
+        raise DataError(
+            f"{path}: data.sample_weight: expected a column named {weight!r}, found columns {', '.join(header)}"
+        )
     if weight is not None and (weight in targets or weight in (data.get("features") or [])):
-        raise DataError(f"{path}: data.sample_weight: expected a column that is neither a feature nor a target, "
-                        f"found {weight!r} listed as one")
+        raise DataError(
+            f"{path}: data.sample_weight: expected a column that is neither a feature nor a target, "
+            f"found {weight!r} listed as one"
+        )
     features = data.get("features") or known or [h for h in header if h not in targets and h != weight]
     for f in features:
         if f not in header:
@@ -91,8 +97,11 @@ def _columns(path, data, prep: Preprocessor, role: str, enc: TableEncoder | None
     if fresh and enc is None:
         enc = _encoder(path, data, prep, header, features)
     elif enc is None:
-        enc = TableEncoder.from_json(prep.meta["table"]) if prep.meta.get("table") else \
-            TableEncoder.from_json([{"name": f} for f in features])
+        enc = (
+            TableEncoder.from_json(prep.meta["table"])
+            if prep.meta.get("table")
+            else TableEncoder.from_json([{"name": f} for f in features])
+        )
     classify = prep.task != "regression"
     weight = [data["sample_weight"]] if fresh and data.get("sample_weight") is not None else []
     numeric = enc.numeric + ([] if classify else targets)
@@ -115,8 +124,10 @@ def _columns(path, data, prep: Preprocessor, role: str, enc: TableEncoder | None
                     c.kind = "number"
             return _columns(path, data, prep, role, enc)
         if guessed:
-            prep.notes.append(f"{path}: read {', '.join(f'{c.name!r}' for c in guessed)} as categorical (not "
-                              f"numbers); list them in data.categorical to choose their encoding")
+            prep.notes.append(
+                f"{path}: read {', '.join(f'{c.name!r}' for c in guessed)} as categorical (not "
+                f"numbers); list them in data.categorical to choose their encoding"
+            )
         prep.feature_names, prep.target_names = features, targets
     w = _weights(cols, path, weight[0], len(cols)) if weight else None
     return cols, enc, _targets(cols, targets, classify, path), w
@@ -192,8 +203,10 @@ def _targets(cols: Columns, targets: list[str], classify: bool, path) -> np.ndar
     missing = np.nonzero(~np.isfinite(y) if y.dtype.kind == "f" else np.char.strip(y) == "")[0]
     if len(missing):  # a label cell must name a class: an empty or NaN one is a missing value, not a class
         i = int(missing[0])
-        raise DataError(f"{path}: line {i + cols.first_line}, column {quote(targets[0])}: expected a class label, "
-                        f"found {quote(str(raw[i]))} (a missing value)")
+        raise DataError(
+            f"{path}: line {i + cols.first_line}, column {quote(targets[0])}: expected a class label, "
+            f"found {quote(str(raw[i]))} (a missing value)"
+        )
     return y.astype(np.int64) if y.dtype.kind == "f" and np.all(y == np.round(y)) else y
 
 
@@ -211,8 +224,10 @@ def _weights(cols: Columns, path, name: str, n: int) -> np.ndarray:
         try:
             out[i] = float(cell)
         except ValueError:
-            raise DataError(f"{path}: data.sample_weight: expected a number in column {name!r}, found "
-                            f"{cell!r} at line {cols.first_line + i}") from None
+            raise DataError(
+                f"{path}: data.sample_weight: expected a number in column {name!r}, found "
+                f"{cell!r} at line {cols.first_line + i}"
+            ) from None
     return check_weights(out, path, n, f"column {name!r}", cols.first_line, "line")
 
 
@@ -225,8 +240,10 @@ def csv_xy(path, data: dict, prep: Preprocessor, role: str) -> tuple[np.ndarray,
 def load(data: dict, prep: Preprocessor) -> Splits:
     size = pathlib.Path(data["train"]).stat().st_size if pathlib.Path(data["train"]).is_file() else 0
     if size > int(data.get("stream_above_mb", 1024)) << 20:
-        prep.notes.append(f"{data['train']}: {size >> 20} MiB of CSV is read into memory; for data larger than "
-                          f"memory, convert it once (nnctl data convert) and train on the HDF5 file streamed")
+        prep.notes.append(
+            f"{data['train']}: {size >> 20} MiB of CSV is read into memory; for data larger than "
+            f"memory, convert it once (nnctl data convert) and train on the HDF5 file streamed"
+        )
     x, y, enc, w = _read(data["train"], data, prep, "train")
     s = Splits(x, y, w_train=w, defaults=_defaults(enc))
     if data.get("test"):

@@ -24,8 +24,15 @@ from nnctl.errors import DataError
 
 WORD = re.compile(r"[^\W_]+(?:['\u2019][^\W_]+)*")  # letters/digits; apostrophes only inside a word
 PAD = "<pad>"
-DEFAULTS = {"level": "word", "vocab_size": 10000, "max_length": 32, "lowercase": True, "oov_token": "<unk>",
-            "padding": "post", "truncating": "post"}
+DEFAULTS = {
+    "level": "word",
+    "vocab_size": 10000,
+    "max_length": 32,
+    "lowercase": True,
+    "oov_token": "<unk>",
+    "padding": "post",
+    "truncating": "post",
+}
 
 
 class Tokenizer:
@@ -50,7 +57,7 @@ class Tokenizer:
         text = text.lower() if self.settings["lowercase"] else text
         return list(text) if self.settings["level"] == "char" else WORD.findall(text)
 
-    def fit(self, texts) -> "Tokenizer":
+    def fit(self, texts) -> Tokenizer:
         counts = collections.Counter(t for text in texts for t in self.tokens(text))
         for special in self.vocab[:2]:  # a token spelled like a special one is that special id
             counts.pop(special, None)
@@ -65,12 +72,12 @@ class Tokenizer:
         out = np.zeros((len(texts), L), dtype=np.int64)
         for n, text in enumerate(texts):
             ids = [self.index.get(t, 1) for t in self.tokens(text)]
-            ids = ids[:L] if s["truncating"] == "post" else ids[max(len(ids) - L, 0):]
+            ids = ids[:L] if s["truncating"] == "post" else ids[max(len(ids) - L, 0) :]
             if ids:
                 if s["padding"] == "post":
                     out[n, : len(ids)] = ids
                 else:
-                    out[n, L - len(ids):] = ids
+                    out[n, L - len(ids) :] = ids
         return out
 
     def decode(self, ids) -> str:
@@ -83,7 +90,7 @@ class Tokenizer:
         return {"vocab": np.array(self.vocab, dtype=str)}
 
     @classmethod
-    def from_arrays(cls, settings: dict, arrays: dict) -> "Tokenizer":
+    def from_arrays(cls, settings: dict, arrays: dict) -> Tokenizer:
         tok = cls(**settings)
         tok.vocab = [str(v) for v in np.asarray(arrays["vocab"]).tolist()]
         tok.index = {t: i for i, t in enumerate(tok.vocab)}
@@ -99,8 +106,9 @@ def _labels(raw: list[str], task: str, name: str, column: str) -> np.ndarray:
     except ValueError:
         if task == "regression":
             bad = next(i for i, v in enumerate(arr) if not _is_float(v))
-            raise DataError(f"{name}: line {bad + 2}, column {column!r}: expected a number, "
-                            f"found {arr[bad]!r}") from None
+            raise DataError(
+                f"{name}: line {bad + 2}, column {column!r}: expected a number, found {arr[bad]!r}"
+            ) from None
         return arr
     if task == "regression":
         return y.reshape(-1, 1)

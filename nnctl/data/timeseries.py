@@ -41,8 +41,9 @@ def _read_table(path, data) -> tuple[list[str], object]:
             raise DataError(f"{name}: expected a numeric array, found dtype {arr.dtype}") from None
         bad = np.argwhere(~np.isfinite(arr))
         if len(bad):
-            raise DataError(f"{name}: row {bad[0][0]}, column {bad[0][1]}: expected a finite number, "
-                            f"found {arr[tuple(bad[0])]}")
+            raise DataError(
+                f"{name}: row {bad[0][0]}, column {bad[0][1]}: expected a finite number, found {arr[tuple(bad[0])]}"
+            )
         header = [str(i) for i in range(arr.shape[1])]
         return header, lambda cols: arr[:, [header.index(c) for c in cols]]
     header, rows = read_csv_table(path)
@@ -79,9 +80,14 @@ def _fit_columns(header, data, path, prep) -> None:
     features = [_column(header, f, path, "feature") for f in (data.get("features") or header)]
     window, horizon, stride = _settings(data, path)
     prep.feature_names, prep.target_names = features, targets
-    prep.meta = {"window": window, "horizon": horizon, "stride": stride, "features": features,
-                 "targets": targets, "target_in_features": [features.index(t) if t in features else None
-                                                         for t in targets]}
+    prep.meta = {
+        "window": window,
+        "horizon": horizon,
+        "stride": stride,
+        "features": features,
+        "targets": targets,
+        "target_in_features": [features.index(t) if t in features else None for t in targets],
+    }
 
 
 def _series(path, data, prep) -> tuple[np.ndarray, np.ndarray]:
@@ -97,13 +103,16 @@ def _series(path, data, prep) -> tuple[np.ndarray, np.ndarray]:
 
 
 # -- windows ---------------------------------------------------------------------------------------
-def make_windows(feats: np.ndarray, targs: np.ndarray, window: int, horizon: int, stride: int,
-                 name: str = "series") -> tuple[np.ndarray, np.ndarray]:
+def make_windows(
+    feats: np.ndarray, targs: np.ndarray, window: int, horizon: int, stride: int, name: str = "series"
+) -> tuple[np.ndarray, np.ndarray]:
     """x[k] = feats[k*s : k*s + w] (N, w, F), y[k] = targs[k*s + w - 1 + h] (N, K), in time order."""
     T = len(feats)
     if T < window + horizon:
-        raise DataError(f"{name}: {T} rows make no window: window {window} + horizon {horizon} needs at "
-                        f"least {window + horizon} rows")
+        raise DataError(
+            f"{name}: {T} rows make no window: window {window} + horizon {horizon} needs at "
+            f"least {window + horizon} rows"
+        )
     starts = np.arange(0, T - window - horizon + 1, stride)
     # (T - w + 1, F, w) view of every window; copy only the chosen ones
     view = np.lib.stride_tricks.sliding_window_view(feats, window, axis=0)
@@ -114,8 +123,8 @@ def make_windows(feats: np.ndarray, targs: np.ndarray, window: int, horizon: int
 def _continued(prev: tuple, cur: tuple, meta: dict, name: str) -> tuple[np.ndarray, np.ndarray]:
     """Windows of ``cur`` looking back into the tail of ``prev``: the first target is cur's row 0."""
     ctx = meta["window"] - 1 + meta["horizon"]  # rows before cur's row 0 that its first window needs
-    feats = np.concatenate([prev[0][len(prev[0]) - ctx:], cur[0]])
-    targs = np.concatenate([prev[1][len(prev[1]) - ctx:], cur[1]])
+    feats = np.concatenate([prev[0][len(prev[0]) - ctx :], cur[0]])
+    targs = np.concatenate([prev[1][len(prev[1]) - ctx :], cur[1]])
     return make_windows(feats, targs, meta["window"], meta["horizon"], meta["stride"], name)
 
 
@@ -145,8 +154,10 @@ def naive_metrics(x: np.ndarray, y: np.ndarray, prep) -> dict:
     idx = prep.meta.get("target_in_features", [])
     missing = [t for t, i in zip(prep.meta.get("targets", []), idx) if i is None]
     if missing or not idx:
-        return {"naive_note": f"no naive baseline: target {', '.join(missing) or '?'} is not among the input "
-                              f"features, so there is no last observed value to repeat"}
+        return {
+            "naive_note": f"no naive baseline: target {', '.join(missing) or '?'} is not among the input "
+            f"features, so there is no last observed value to repeat"
+        }
     x = np.asarray(x.get() if hasattr(x, "get") else x)  # CuPy arrays come to the host
     y = np.asarray(y.get() if hasattr(y, "get") else y)
     last = x[:, -1, idx].astype(np.float64)
@@ -181,8 +192,10 @@ def read_series_inputs(data_bytes: bytes, name: str, prep) -> np.ndarray:
             return arr
         feats = arr[:, None] if arr.ndim == 1 else arr
         if feats.ndim != 2 or feats.shape[1] != len(features):
-            raise DataError(f"{name}: expected a series array (T, {len(features)}) or windows "
-                            f"(N, {w}, {len(features)}), found shape {list(arr.shape)}")
+            raise DataError(
+                f"{name}: expected a series array (T, {len(features)}) or windows "
+                f"(N, {w}, {len(features)}), found shape {list(arr.shape)}"
+            )
         feats = feats.astype(np.float64)
     else:
         header, rows = read_csv_table(io.StringIO(data_bytes.decode("utf-8-sig")), name)

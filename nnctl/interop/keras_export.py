@@ -25,9 +25,28 @@ from nnctl.graph import INPUT
 
 NOT_KERAS = {"PositionalEncoding", "PositionEmbedding"}  # keras_hub layers, not Keras's own
 NNCTL_ONLY_KEYS = {"type", "inputs", "causal", "alpha"}
-KERAS_ACTIVATIONS = {"linear", "relu", "sigmoid", "tanh", "softmax", "softplus", "softsign", "selu", "elu", "gelu",
-                     "swish", "silu", "relu6", "hard_sigmoid", "hard_silu", "hard_swish", "mish", "exponential",
-                     "log_softmax", "leaky_relu"}
+KERAS_ACTIVATIONS = {
+    "linear",
+    "relu",
+    "sigmoid",
+    "tanh",
+    "softmax",
+    "softplus",
+    "softsign",
+    "selu",
+    "elu",
+    "gelu",
+    "swish",
+    "silu",
+    "relu6",
+    "hard_sigmoid",
+    "hard_silu",
+    "hard_swish",
+    "mish",
+    "exponential",
+    "log_softmax",
+    "leaky_relu",
+}
 
 
 def _snake(name: str) -> str:
@@ -47,28 +66,48 @@ def _layer_config(where: str, type_name: str, entry: dict) -> dict:
             if str(value) not in KERAS_ACTIVATIONS:
                 raise SpecError(f"{where}: cannot be exported to Keras: activation {value!r} has no Keras name")
             if entry.get("alpha") is not None and value in ("elu", "leaky_relu"):
-                raise SpecError(f"{where}: cannot be exported to Keras: {value} with alpha {entry['alpha']} is "
-                                f"an activation string Keras cannot parametrise; use an {value} layer")
+                raise SpecError(
+                    f"{where}: cannot be exported to Keras: {value} with alpha {entry['alpha']} is "
+                    f"an activation string Keras cannot parametrise; use an {value} layer"
+                )
         if key == "layer":
             inner = dict(value)
-            value = {"module": "keras.layers", "class_name": inner["type"],
-                     "config": _layer_config(f"{where}.layer", inner["type"], inner), "registered_name": None}
+            value = {
+                "module": "keras.layers",
+                "class_name": inner["type"],
+                "config": _layer_config(f"{where}.layer", inner["type"], inner),
+                "registered_name": None,
+            }
         cfg[key] = value
     return cfg
 
 
 def _tensor(name: str, idx: int, shape) -> dict:
-    return {"class_name": "__keras_tensor__",
-            "config": {"shape": [None, *shape], "dtype": "float32", "keras_history": [name, 0, idx]}}
+    return {
+        "class_name": "__keras_tensor__",
+        "config": {"shape": [None, *shape], "dtype": "float32", "keras_history": [name, 0, idx]},
+    }
 
 
 def keras_config(model, spec: dict, source: str) -> dict:
     """The Keras 3 functional-model config of a built nnctl model."""
     shapes = {INPUT: model.input_shape}
     input_name = "input_layer"
-    layers = [{"module": "keras.layers", "class_name": "InputLayer", "registered_name": None, "name": input_name,
-               "config": {"batch_shape": [None, *model.input_shape], "dtype": str(model.input_dtype),
-                          "sparse": False, "name": input_name}, "inbound_nodes": []}]
+    layers = [
+        {
+            "module": "keras.layers",
+            "class_name": "InputLayer",
+            "registered_name": None,
+            "name": input_name,
+            "config": {
+                "batch_shape": [None, *model.input_shape],
+                "dtype": str(model.input_dtype),
+                "sparse": False,
+                "name": input_name,
+            },
+            "inbound_nodes": [],
+        }
+    ]
     for i, node in enumerate(model.nodes):
         type_name = type(node.layer).__name__
         where = f"{source}: model.layers[{i}] ({node.name}, {type_name})"
@@ -93,21 +132,46 @@ def keras_config(model, spec: dict, source: str) -> dict:
             if len(refs) > 1:
                 kwargs["initial_state"] = refs[1:]
         in_shapes = [list(s) for s in node.layer.input_shapes]
-        build = ({"input_shape": [None, *in_shapes[0]]} if len(in_shapes) == 1
-                 else {"input_shape": [[None, *s] for s in in_shapes]})
+        build = (
+            {"input_shape": [None, *in_shapes[0]]}
+            if len(in_shapes) == 1
+            else {"input_shape": [[None, *s] for s in in_shapes]}
+        )
         if type_name == "MultiHeadAttention":
-            build = {"shapes_dict": {"query_shape": [None, *in_shapes[0]],
-                                     "value_shape": [None, *(in_shapes[1] if len(in_shapes) > 1 else in_shapes[0])]}}
-        layers.append({"module": "keras.layers", "class_name": type_name, "config": cfg, "registered_name": None,
-                       "build_config": build, "name": node.name, "inbound_nodes": [{"args": args, "kwargs": kwargs}]})
+            build = {
+                "shapes_dict": {
+                    "query_shape": [None, *in_shapes[0]],
+                    "value_shape": [None, *(in_shapes[1] if len(in_shapes) > 1 else in_shapes[0])],
+                }
+            }
+        layers.append(
+            {
+                "module": "keras.layers",
+                "class_name": type_name,
+                "config": cfg,
+                "registered_name": None,
+                "build_config": build,
+                "name": node.name,
+                "inbound_nodes": [{"args": args, "kwargs": kwargs}],
+            }
+        )
         shapes[node.name] = node.output_shape
     last = model.nodes[-1]
     if isinstance(last.output_shape, list):
         raise SpecError(f"{source}: model.layers[-1]: cannot be exported to Keras: the last layer has several outputs")
-    return {"module": "keras.src.models.functional", "class_name": "Functional", "registered_name": "Functional",
-            "config": {"name": str(spec.get("name") or "nnctl_model"), "trainable": True, "layers": layers,
-                       "input_layers": [[input_name, 0, 0]], "output_layers": [[last.name, 0, 0]]},
-            "build_config": {"input_shape": [None, *model.input_shape]}}
+    return {
+        "module": "keras.src.models.functional",
+        "class_name": "Functional",
+        "registered_name": "Functional",
+        "config": {
+            "name": str(spec.get("name") or "nnctl_model"),
+            "trainable": True,
+            "layers": layers,
+            "input_layers": [[input_name, 0, 0]],
+            "output_layers": [[last.name, 0, 0]],
+        },
+        "build_config": {"input_shape": [None, *model.input_shape]},
+    }
 
 
 def _sub_vars(layer) -> list[tuple[str, list[str]]]:
@@ -117,12 +181,21 @@ def _sub_vars(layer) -> list[tuple[str, list[str]]]:
     if t in ("SimpleRNN", "LSTM", "GRU"):
         return [("", []), ("cell", keys)]
     if t == "Bidirectional":
-        return [("", []), ("backward_layer", []), ("backward_layer/cell", [k for k in keys if k.startswith("backward_")]),
-                ("forward_layer", []), ("forward_layer/cell", [k for k in keys if k.startswith("forward_")])]
+        return [
+            ("", []),
+            ("backward_layer", []),
+            ("backward_layer/cell", [k for k in keys if k.startswith("backward_")]),
+            ("forward_layer", []),
+            ("forward_layer/cell", [k for k in keys if k.startswith("forward_")]),
+        ]
     if t == "MultiHeadAttention":
         out = [("", [])]
-        for keras_name, prefix in (("key_dense", "key_"), ("output_dense", "output_"), ("query_dense", "query_"),
-                                   ("value_dense", "value_")):
+        for keras_name, prefix in (
+            ("key_dense", "key_"),
+            ("output_dense", "output_"),
+            ("query_dense", "query_"),
+            ("value_dense", "value_"),
+        ):
             out.append((keras_name, [k for k in keys if k.startswith(prefix)]))
         return out
     if t == "TimeDistributed":
@@ -163,16 +236,24 @@ def export_keras(path, output: str | None = None) -> dict:
 
     refuse_named(spec, "export", str(path))
     if spec["model"].get("decode"):
-        raise SpecError(f"{path}: model.decode: cannot be exported to Keras: greedy decoding is a loop outside "
-                        f"the model")
+        raise SpecError(
+            f"{path}: model.decode: cannot be exported to Keras: greedy decoding is a loop outside the model"
+        )
     config = keras_config(model, spec, str(path))
     weights = write_weights(model)
-    meta = {"keras_version": "3.0.0", "date_saved": "", "nnctl_version": __version__,
-            "nnctl_preprocessing": {"rescale": prep.rescale, "normalize": prep.normalize,
-                                    "x_shift": None if prep.x_shift is None else prep.x_shift.tolist(),
-                                    "x_scale": None if prep.x_scale is None else prep.x_scale.tolist(),
-                                    "note": "apply x' = (x * rescale - x_shift) / x_scale before the model"},
-            "nnctl_classes": None if prep.classes is None else [str(c) for c in prep.classes]}
+    meta = {
+        "keras_version": "3.0.0",
+        "date_saved": "",
+        "nnctl_version": __version__,
+        "nnctl_preprocessing": {
+            "rescale": prep.rescale,
+            "normalize": prep.normalize,
+            "x_shift": None if prep.x_shift is None else prep.x_shift.tolist(),
+            "x_scale": None if prep.x_scale is None else prep.x_scale.tolist(),
+            "note": "apply x' = (x * rescale - x_shift) / x_scale before the model",
+        },
+        "nnctl_classes": None if prep.classes is None else [str(c) for c in prep.classes],
+    }
     out = pathlib.Path(output) if output else pathlib.Path(path).with_suffix(".keras")
 
     def write(tmp):

@@ -23,19 +23,65 @@ from nnctl.registry import FAMILIES, UnknownName
 
 MAX_CONFIG_BYTES = 64 * 2**20
 #: Keras keys that do not change what a layer computes at inference (dropped)
-DROPPED = {"dtype", "kernel_constraint", "bias_constraint", "recurrent_constraint", "beta_constraint",
-           "gamma_constraint", "embeddings_constraint", "depthwise_constraint", "pointwise_constraint",
-           "activity_regularizer", "recurrent_regularizer", "beta_regularizer", "gamma_regularizer",
-           "embeddings_regularizer", "depthwise_regularizer", "pointwise_regularizer", "alpha_regularizer",
-           "alpha_constraint", "seed", "unroll", "implementation", "recurrent_dropout", "sparse", "ragged",
-           "optional", "lora_rank", "lora_alpha", "quantization_config", "zero_output_for_mask", "noise_shape",
-           "renorm", "renorm_clipping", "renorm_momentum", "synchronized", "rms_scaling", "input_length",
-           "embeddings_initializer_config", "autocast", "backward_layer", "build_config", "time_major",
-           "batch_input_shape", "batch_shape", "input_shape"}  # the input shape is read from the first layer
+DROPPED = {
+    "dtype",
+    "kernel_constraint",
+    "bias_constraint",
+    "recurrent_constraint",
+    "beta_constraint",
+    "gamma_constraint",
+    "embeddings_constraint",
+    "depthwise_constraint",
+    "pointwise_constraint",
+    "activity_regularizer",
+    "recurrent_regularizer",
+    "beta_regularizer",
+    "gamma_regularizer",
+    "embeddings_regularizer",
+    "depthwise_regularizer",
+    "pointwise_regularizer",
+    "alpha_regularizer",
+    "alpha_constraint",
+    "seed",
+    "unroll",
+    "implementation",
+    "recurrent_dropout",
+    "sparse",
+    "ragged",
+    "optional",
+    "lora_rank",
+    "lora_alpha",
+    "quantization_config",
+    "zero_output_for_mask",
+    "noise_shape",
+    "renorm",
+    "renorm_clipping",
+    "renorm_momentum",
+    "synchronized",
+    "rms_scaling",
+    "input_length",
+    "embeddings_initializer_config",
+    "autocast",
+    "backward_layer",
+    "build_config",
+    "time_major",
+    "batch_input_shape",
+    "batch_shape",
+    "input_shape",
+}  # the input shape is read from the first layer
 #: Keras values nnctl computes the same way (other values of these keys are refused)
-REQUIRED = {"data_format": ("channels_last", None), "groups": (1, None), "reset_after": (True,), "stateful": (False,),
-            "use_gate": (False, None), "sliding_window": (None,), "attention_axes": (None, [1], 1),
-            "interpolation": ("nearest",), "use_cudnn": ("auto", True, False, None), "flash_attention": (None, False)}
+REQUIRED = {
+    "data_format": ("channels_last", None),
+    "groups": (1, None),
+    "reset_after": (True,),
+    "stateful": (False,),
+    "use_gate": (False, None),
+    "sliding_window": (None,),
+    "attention_axes": (None, [1], 1),
+    "interpolation": ("nearest",),
+    "use_cudnn": ("auto", True, False, None),
+    "flash_attention": (None, False),
+}
 
 
 def read_config(path) -> tuple[dict, dict | None]:
@@ -56,8 +102,10 @@ def read_config(path) -> tuple[dict, dict | None]:
     try:
         with h5py.File(p, "r") as f:
             if "model_config" not in f.attrs:
-                raise CheckpointError(f"{p}: an HDF5 file without model_config: a weights-only file has no "
-                                      f"architecture to import; use it as model.init_from in a spec instead")
+                raise CheckpointError(
+                    f"{p}: an HDF5 file without model_config: a weights-only file has no "
+                    f"architecture to import; use it as model.init_from in a spec instead"
+                )
             raw = f.attrs["model_config"]
             training = f.attrs.get("training_config")
     except OSError as exc:
@@ -87,8 +135,11 @@ def _named(family: str, value):
 def convert_layer(where: str, cfg: dict) -> dict:
     """One Keras layer config {class_name, config} -> an nnctl layer entry (no wiring)."""
     cls_name = cfg.get("class_name")
-    if cls_name == "Lambda" or cfg.get("registered_name") not in (None, cls_name) and "Custom" in str(
-            cfg.get("registered_name")):
+    if (
+        cls_name == "Lambda"
+        or cfg.get("registered_name") not in (None, cls_name)
+        and "Custom" in str(cfg.get("registered_name"))
+    ):
         raise SpecError(f"{where}: a {cls_name} layer holds Python code; nnctl never runs code from a model file")
     if not isinstance(cls_name, str) or cls_name not in LAYERS:
         raise SpecError(f"{where}: nnctl has no {quote(cls_name)} layer")
@@ -99,8 +150,10 @@ def convert_layer(where: str, cfg: dict) -> dict:
     for key, value in keras.items():
         if key in REQUIRED:
             if value not in REQUIRED[key]:
-                raise SpecError(f"{where}: {key} = {quote(json.dumps(value))} is not supported (nnctl computes "
-                                f"{key} = {json.dumps(REQUIRED[key][0])})")
+                raise SpecError(
+                    f"{where}: {key} = {quote(json.dumps(value))} is not supported (nnctl computes "
+                    f"{key} = {json.dumps(REQUIRED[key][0])})"
+                )
             continue
         if key in DROPPED or key == "trainable" and value is True:
             continue
@@ -166,8 +219,9 @@ def _inbound(where: str, layer: dict) -> tuple[list[tuple[str, int]], dict]:
 def spec_from_config(doc: dict, source: str) -> tuple[dict, list]:
     """The nnctl ``model`` section of a Keras model config -> (model section, Keras layer names in order)."""
     if doc.get("class_name") not in ("Sequential", "Functional", "Model"):
-        raise SpecError(f"{source}: a {quote(doc.get('class_name'))} model: nnctl imports Sequential and "
-                        f"functional models")
+        raise SpecError(
+            f"{source}: a {quote(doc.get('class_name'))} model: nnctl imports Sequential and functional models"
+        )
     cfg = doc.get("config") or {}
     layers = cfg.get("layers") or []
     functional = doc["class_name"] != "Sequential"
@@ -199,16 +253,19 @@ def spec_from_config(doc: dict, source: str) -> tuple[dict, list]:
         entries.append(entry)
         names.append(entry["name"])
     if input_shape is None or any(d is None for d in input_shape):
-        raise SpecError(f"{source}: the model's input shape {input_shape} is not fully known; nnctl needs every "
-                        f"axis but the batch")
+        raise SpecError(
+            f"{source}: the model's input shape {input_shape} is not fully known; nnctl needs every axis but the batch"
+        )
     if not entries:
         raise SpecError(f"{source}: the model has no layers")
     outputs = cfg.get("output_layers")
     if functional and outputs:
         outs = outputs if isinstance(outputs[0], list) else [outputs]
         if len(outs) != 1 or outs[0][0] != names[-1]:
-            raise SpecError(f"{source}: the model's output {[o[0] for o in outs]} is not its last layer "
-                            f"({names[-1]}); nnctl's output is the last layer")
+            raise SpecError(
+                f"{source}: the model's output {[o[0] for o in outs]} is not its last layer "
+                f"({names[-1]}); nnctl's output is the last layer"
+            )
     return {"input_shape": input_shape, "layers": entries}, names
 
 
@@ -241,10 +298,14 @@ def import_keras(path, spec_out: str | None = None, ckpt_out: str | None = None)
     ckpt_path = pathlib.Path(ckpt_out) if ckpt_out else src.with_name(src.stem + ".nnctl.h5")
     loss = _loss_for(compile_cfg, model_section["layers"][-1])
     name = str((doc.get("config") or {}).get("name") or src.stem)
-    raw = {"name": name, "seed": 0,
-           "data": {"train": "data.csv"},  # to train further: point this at the data
-           "model": model_section, "train": {"loss": loss},
-           "output": {"checkpoint": _relative(ckpt_path, spec_path.parent)}}
+    raw = {
+        "name": name,
+        "seed": 0,
+        "data": {"train": "data.csv"},  # to train further: point this at the data
+        "model": model_section,
+        "train": {"loss": loss},
+        "output": {"checkpoint": _relative(ckpt_path, spec_path.parent)},
+    }
     spec = spec_mod.validate(raw, str(spec_path), base_dir=spec_path.resolve().parent)
     spec["_source"] = str(spec_path)
     integer_input = model_section["layers"][0]["type"] == "Embedding"
@@ -254,15 +315,30 @@ def import_keras(path, spec_out: str | None = None, ckpt_out: str | None = None)
     weights, state = named_for_model(src, model)
     loaded, _ = load_into(model, weights, state, str(src), strict=True)
     prep = Preprocessor("arrays", task_of(loss))
-    save(ckpt_path, spec=spec, weights=model.named_params(), state=model.named_state(),
-         prep_arrays=prep.to_arrays(), history={}, seed=spec["seed"], epoch=0, best_epoch=None,
-         optimizer={"type": "adam", "iterations": 0, "config": {}, "slots": {}}, resume=None)
+    save(
+        ckpt_path,
+        spec=spec,
+        weights=model.named_params(),
+        state=model.named_state(),
+        prep_arrays=prep.to_arrays(),
+        history={},
+        seed=spec["seed"],
+        epoch=0,
+        best_epoch=None,
+        optimizer={"type": "adam", "iterations": 0, "config": {}, "slots": {}},
+        resume=None,
+    )
     from nnctl.fs import atomic_write  # noqa: PLC0415
 
     text = write_spec_text(raw, spec_path.suffix, src)
     atomic_write(spec_path, lambda tmp: pathlib.Path(tmp).write_text(text))
-    return {"spec": str(spec_path), "checkpoint": str(ckpt_path), "layers": len(model_section["layers"]),
-            "arrays": len(loaded), "loss": loss}
+    return {
+        "spec": str(spec_path),
+        "checkpoint": str(ckpt_path),
+        "layers": len(model_section["layers"]),
+        "arrays": len(loaded),
+        "loss": loss,
+    }
 
 
 def _relative(path: pathlib.Path, base: pathlib.Path) -> str:
@@ -280,5 +356,7 @@ def write_spec_text(raw: dict, suffix: str, source) -> str:
         import yaml  # noqa: PLC0415
 
         return f"# imported from {source} by nnctl import\n" + yaml.safe_dump(raw, sort_keys=False)
-    return (f"# imported from {source} by nnctl import; data.train is a placeholder to point at your data\n"
-            + toml_write.dump(raw, skip_null=False))
+    return (
+        f"# imported from {source} by nnctl import; data.train is a placeholder to point at your data\n"
+        + toml_write.dump(raw, skip_null=False)
+    )

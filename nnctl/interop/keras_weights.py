@@ -120,9 +120,18 @@ def read_keras_weights(path) -> dict[str, list[tuple[str, np.ndarray]]]:
     raise CheckpointError(f"{p}: an HDF5 file but not in a Keras layout (no layer_names attribute, no layers group)")
 
 
-_SCOPES = {"query": "query_", "query_dense": "query_", "key": "key_", "key_dense": "key_", "value": "value_",
-           "value_dense": "value_", "attention_output": "output_", "output_dense": "output_",
-           "forward_layer": "forward_", "backward_layer": "backward_"}
+_SCOPES = {
+    "query": "query_",
+    "query_dense": "query_",
+    "key": "key_",
+    "key_dense": "key_",
+    "value": "value_",
+    "value_dense": "value_",
+    "attention_output": "output_",
+    "output_dense": "output_",
+    "forward_layer": "forward_",
+    "backward_layer": "backward_",
+}
 
 
 def _param_name(weight_name: str) -> tuple[str, str | None]:
@@ -154,8 +163,11 @@ def layer_arrays(node_layer, keras_weights: list[tuple[str, np.ndarray]]) -> dic
             by_prefix.setdefault(prefix, []).append(arr)
     scopes = set(_SCOPES.values())
     for prefix, arrays in by_prefix.items():
-        mine = ([k for k in keys if k.startswith(prefix)] if prefix
-                else [k for k in keys if not any(k.startswith(s) for s in scopes)])
+        mine = (
+            [k for k in keys if k.startswith(prefix)]
+            if prefix
+            else [k for k in keys if not any(k.startswith(s) for s in scopes)]
+        )
         if len(mine) != len(arrays):
             return {}
         out.update(zip(mine, arrays))

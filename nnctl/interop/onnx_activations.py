@@ -18,8 +18,15 @@ def activation(g: Graph, name: str | None, x: str, alpha: float | None = None) -
     if name is None:
         return x
     n = canonical(name)
-    simple = {"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh", "softplus": "Softplus", "softsign": "Softsign",
-              "exponential": "Exp", "arctan": "Atan"}
+    simple = {
+        "relu": "Relu",
+        "sigmoid": "Sigmoid",
+        "tanh": "Tanh",
+        "softplus": "Softplus",
+        "softsign": "Softsign",
+        "exponential": "Exp",
+        "arctan": "Atan",
+    }
     if n == "linear":
         return x
     if n in simple:

@@ -50,8 +50,14 @@ def export_onnx(path, output: str | None = None, opset: int = DEFAULT_OPSET) -> 
 
     atomic_write(out, lambda tmp: onnx.save_model(model_proto, tmp))
     graph = model_proto.graph
-    return {"output": str(out), "format": "onnx", "opset": opset, "nodes": len(graph.node),
-            "inputs": [_shape_of(v) for v in graph.input], "outputs": [_shape_of(v) for v in graph.output]}
+    return {
+        "output": str(out),
+        "format": "onnx",
+        "opset": opset,
+        "nodes": len(graph.node),
+        "inputs": [_shape_of(v) for v in graph.input],
+        "outputs": [_shape_of(v) for v in graph.output],
+    }
 
 
 def _shape_of(value) -> dict:
@@ -71,8 +77,10 @@ def build_onnx(restored, source: str, opset: int = DEFAULT_OPSET):
 
     ck, model, prep, spec = restored
     if spec["model"].get("decode"):
-        raise SpecError(f"{source}: model.decode: cannot be exported to ONNX: greedy decoding runs the model once "
-                        f"per output step, a loop outside the graph")
+        raise SpecError(
+            f"{source}: model.decode: cannot be exported to ONNX: greedy decoding runs the model once "
+            f"per output step, a loop outside the graph"
+        )
     g = Graph(opset, model.dtype)
     integer_input = model.input_dtype.kind in "iu"
     in_type = onnx.TensorProto.INT64 if integer_input else ONNX_DTYPES[g.dtype]
@@ -114,8 +122,13 @@ def build_onnx(restored, source: str, opset: int = DEFAULT_OPSET):
         last = activation(g, loss.logit_activation, last)
     if prep.task == "regression" and prep.y_shift is not None:  # back to the target's units, as predict prints
         y = g.op("Cast", [last], to=11)
-        y = g.op("Add", [g.op("Mul", [y, g.const(prep.y_scale, "target_scale", np.float64)]),
-                         g.const(prep.y_shift, "target_shift", np.float64)])
+        y = g.op(
+            "Add",
+            [
+                g.op("Mul", [y, g.const(prep.y_scale, "target_scale", np.float64)]),
+                g.const(prep.y_shift, "target_shift", np.float64),
+            ],
+        )
         last = g.op("Cast", [y], to=ONNX_DTYPES[g.dtype])
     g.nodes.append(helper.make_node("Identity", [last], ["output"], name="output"))
     inp = helper.make_tensor_value_info("input", in_type, ["batch", *model.input_shape])
@@ -182,11 +195,20 @@ def _input_dtype(g, name):
 
 def _metadata(prep, spec, loss) -> dict[str, str]:
     """Strings for the model's metadata_props: what a consumer needs to read inputs and outputs."""
-    meta = {"nnctl_version": __version__, "spec": str(spec.get("name") or spec.get("_source") or ""),
-            "task": prep.task, "input_kind": prep.kind,
-            "preprocessing": json.dumps({"rescale": prep.rescale, "normalize": prep.normalize,
-                                         "folded_into_graph": True,
-                                         "note": "inputs are raw values; text models take token ids"})}
+    meta = {
+        "nnctl_version": __version__,
+        "spec": str(spec.get("name") or spec.get("_source") or ""),
+        "task": prep.task,
+        "input_kind": prep.kind,
+        "preprocessing": json.dumps(
+            {
+                "rescale": prep.rescale,
+                "normalize": prep.normalize,
+                "folded_into_graph": True,
+                "note": "inputs are raw values; text models take token ids",
+            }
+        ),
+    }
     if prep.classes is not None:
         meta["classes"] = json.dumps([c.item() if hasattr(c, "item") else c for c in prep.classes])
     if prep.feature_names:

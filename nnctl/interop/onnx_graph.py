@@ -10,8 +10,12 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-ONNX_DTYPES = {np.dtype(np.float32): onnx.TensorProto.FLOAT, np.dtype(np.float64): onnx.TensorProto.DOUBLE,
-               np.dtype(np.int64): onnx.TensorProto.INT64, np.dtype(np.bool_): onnx.TensorProto.BOOL}
+ONNX_DTYPES = {
+    np.dtype(np.float32): onnx.TensorProto.FLOAT,
+    np.dtype(np.float64): onnx.TensorProto.DOUBLE,
+    np.dtype(np.int64): onnx.TensorProto.INT64,
+    np.dtype(np.bool_): onnx.TensorProto.BOOL,
+}
 
 
 #: layer type name -> converter ``convert(g, layer, ins, masks, params)`` (nnctl/interop/onnx_layers.py)
@@ -96,8 +100,9 @@ class Graph:
 
     def model(self, inputs: list, outputs: list, doc: str, metadata: dict[str, str]) -> onnx.ModelProto:
         graph = helper.make_graph(self.nodes, "nnctl", inputs, outputs, self.inits)
-        model = helper.make_model(graph, producer_name="nnctl", doc_string=doc,
-                                  opset_imports=[helper.make_opsetid("", self.opset)])
+        model = helper.make_model(
+            graph, producer_name="nnctl", doc_string=doc, opset_imports=[helper.make_opsetid("", self.opset)]
+        )
         model.ir_version = min(model.ir_version, 8 if self.opset <= 17 else 9)  # readable by older runtimes
         for key, value in metadata.items():
             entry = model.metadata_props.add()

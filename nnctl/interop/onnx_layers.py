@@ -151,7 +151,7 @@ def _nhwc(g, x, rank):
 
 
 def _onnx_pads(layer, rank):
-    pads = layer._pads[2 - rank:]
+    pads = layer._pads[2 - rank :]
     return [a for a, _ in pads] + [b for _, b in pads]
 
 
@@ -163,8 +163,14 @@ def _conv(g, layer, ins, masks, p):
     inputs = [_nchw(g, ins[0], r), g.const(w, "kernel")]
     if layer.use_bias:
         inputs.append(g.const(p["bias"], "bias"))
-    y = g.op("Conv", inputs, kernel_shape=list(layer._k[2 - r:]), strides=list(layer._s[2 - r:]),
-             dilations=list(layer._d[2 - r:]), pads=_onnx_pads(layer, r))
+    y = g.op(
+        "Conv",
+        inputs,
+        kernel_shape=list(layer._k[2 - r :]),
+        strides=list(layer._s[2 - r :]),
+        dilations=list(layer._d[2 - r :]),
+        pads=_onnx_pads(layer, r),
+    )
     return _nhwc(g, y, r)
 
 
@@ -180,8 +186,15 @@ def _depthwise(g, layer, ins, masks, p):
     inputs = [_nchw(g, ins[0], r), g.const(w, "depthwise_kernel")]
     if layer.use_bias and not separable:
         inputs.append(g.const(p["bias"], "bias"))
-    y = g.op("Conv", inputs, kernel_shape=list(layer._k[2 - r:]), strides=list(layer._s[2 - r:]),
-             dilations=list(layer._d[2 - r:]), pads=_onnx_pads(layer, r), group=c)
+    y = g.op(
+        "Conv",
+        inputs,
+        kernel_shape=list(layer._k[2 - r :]),
+        strides=list(layer._s[2 - r :]),
+        dilations=list(layer._d[2 - r :]),
+        pads=_onnx_pads(layer, r),
+        group=c,
+    )
     y = _nhwc(g, y, r)
     if separable:
         y = g.op("MatMul", [y, g.const(np.asarray(p["pointwise_kernel"]).reshape(c * m, -1), "pointwise_kernel")])
@@ -193,7 +206,7 @@ def _depthwise(g, layer, ins, masks, p):
 @converts("MaxPooling2D", "AveragePooling2D", "MaxPooling1D", "AveragePooling1D")
 def _pool(g, layer, ins, masks, p):
     r = layer.rank
-    attrs = {"kernel_shape": list(layer._p[2 - r:]), "strides": list(layer._s[2 - r:]), "pads": _onnx_pads(layer, r)}
+    attrs = {"kernel_shape": list(layer._p[2 - r :]), "strides": list(layer._s[2 - r :]), "pads": _onnx_pads(layer, r)}
     if layer.op == "avg":  # nnctl divides by the real (unpadded) pixels of each window
         y = g.op("AveragePool", [_nchw(g, ins[0], r)], count_include_pad=0, **attrs)
     else:  # padding counts as -inf, as nnctl pads max pooling
@@ -214,8 +227,7 @@ def _global_pool(g, layer, ins, masks, p):
         count = g.op("Max", [g.reduce("ReduceSum", w, [1], keepdims=False), g.const(1.0)])
         return g.op("Mul", [total, g.op("Reciprocal", [count])])
     best = g.reduce("ReduceMax", g.op("Where", [valid, x, g.const(-np.inf)]), [1], keepdims=False)
-    any_valid = g.op("Cast", [g.reduce("ReduceMax", g.op("Cast", [valid], to=onnx_type(g)), [1], keepdims=False)],
-                     to=9)
+    any_valid = g.op("Cast", [g.reduce("ReduceMax", g.op("Cast", [valid], to=onnx_type(g)), [1], keepdims=False)], to=9)
     return g.op("Where", [any_valid, best, g.const(0.0)])
 
 

@@ -91,8 +91,8 @@ def _bidirectional(g, layer, ins, masks, p):
     fwd = layer.forward_layer
     k = fwd.cell.n_states
     results = []
-    for (prefix, sub), states in zip(layer._subs, (ins[1:1 + k], ins[1 + k:])):
-        sub_p = {name[len(prefix):]: v for name, v in p.items() if name.startswith(prefix)}
+    for (prefix, sub), states in zip(layer._subs, (ins[1 : 1 + k], ins[1 + k :])):
+        sub_p = {name[len(prefix) :]: v for name, v in p.items() if name.startswith(prefix)}
         sub.input_shapes = layer.input_shapes[:1]
         results.append(recurrence(g, sub, sub_p, ins[0], masks[0], *(list(states) + [None, None])[:2]))
     (of, hf, cf), (ob, hb, cb) = results

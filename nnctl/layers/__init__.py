@@ -5,9 +5,25 @@ import importlib
 from nnctl.layers.base import LAYERS, Layer, layer_class, register  # noqa: F401
 
 # one module per family; a family that is not written yet is simply absent
-for _family in ("core", "activation_layers", "conv", "pool", "norm", "recurrent", "embedding", "attention",
-                "conv_extra", "conv_transpose", "shape", "merge", "noise", "groupnorm", "wrappers", "attention_extra",
-                "conv3d"):
+for _family in (
+    "core",
+    "activation_layers",
+    "conv",
+    "pool",
+    "norm",
+    "recurrent",
+    "embedding",
+    "attention",
+    "conv_extra",
+    "conv_transpose",
+    "shape",
+    "merge",
+    "noise",
+    "groupnorm",
+    "wrappers",
+    "attention_extra",
+    "conv3d",
+):
     try:
         importlib.import_module(f"nnctl.layers.{_family}")
     except ModuleNotFoundError as exc:

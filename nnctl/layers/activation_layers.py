@@ -21,8 +21,13 @@ class ReLU(Layer):
     dy/dx = 1 on [threshold, max_value), negative_slope below threshold, 0 above max_value.
     """
 
-    def __init__(self, max_value: NonNegativeFloat | None = None, negative_slope: NonNegativeFloat = 0.0,
-                 threshold: float = 0.0, **kw):
+    def __init__(
+        self,
+        max_value: NonNegativeFloat | None = None,
+        negative_slope: NonNegativeFloat = 0.0,
+        threshold: float = 0.0,
+        **kw,
+    ):
         super().__init__(**kw)
         self.max_value, self.negative_slope, self.threshold = max_value, negative_slope, threshold
 
@@ -108,8 +113,9 @@ class PReLU(Layer):
     d alpha = sum of g * min(x, 0) over the batch and the shared axes.
     """
 
-    def __init__(self, alpha_initializer: InitializerName = "zeros", shared_axes: list[PositiveInt] | None = None,
-                 **kw):
+    def __init__(
+        self, alpha_initializer: InitializerName = "zeros", shared_axes: list[PositiveInt] | None = None, **kw
+    ):
         super().__init__(**kw)
         self.alpha_initializer, self.shared_axes = alpha_initializer, shared_axes
 
@@ -117,8 +123,9 @@ class PReLU(Layer):
         shape = list(input_shapes[0])
         for axis in self.shared_axes or []:
             if axis > len(shape):
-                raise ValueError(f"shared_axes {self.shared_axes} names axis {axis}, but the input has "
-                                 f"{len(shape)} feature axes")
+                raise ValueError(
+                    f"shared_axes {self.shared_axes} names axis {axis}, but the input has {len(shape)} feature axes"
+                )
             shape[axis - 1] = 1
         self.add_param("alpha", initializers.initialize(self.alpha_initializer, tuple(shape), rng))
         return input_shapes[0]

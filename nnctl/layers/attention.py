@@ -36,15 +36,25 @@ class MultiHeadAttention(Layer):
 
     mask_per_input = True
 
-    def __init__(self, num_heads: PositiveInt, key_dim: PositiveInt, value_dim: PositiveInt | None = None,
-                 dropout: Rate = 0.0, use_bias: bool = True, causal: bool = False, use_causal_mask: bool | None = None,
-                 output_shape: PositiveInt | list[PositiveInt] | None = None,
-                 kernel_initializer: InitializerName = "glorot_uniform", bias_initializer: InitializerName = "zeros",
-                 **kw):
+    def __init__(
+        self,
+        num_heads: PositiveInt,
+        key_dim: PositiveInt,
+        value_dim: PositiveInt | None = None,
+        dropout: Rate = 0.0,
+        use_bias: bool = True,
+        causal: bool = False,
+        use_causal_mask: bool | None = None,
+        output_shape: PositiveInt | list[PositiveInt] | None = None,
+        kernel_initializer: InitializerName = "glorot_uniform",
+        bias_initializer: InitializerName = "zeros",
+        **kw,
+    ):
         super().__init__(**kw)
         if int(num_heads) < 1 or int(key_dim) < 1 or (value_dim is not None and int(value_dim) < 1):
-            raise ValueError(f"num_heads, key_dim and value_dim must be positive, found {num_heads}, {key_dim}, "
-                             f"{value_dim}")
+            raise ValueError(
+                f"num_heads, key_dim and value_dim must be positive, found {num_heads}, {key_dim}, {value_dim}"
+            )
         if not 0.0 <= float(dropout) < 1.0:
             raise ValueError(f"dropout must be in [0, 1), found {dropout}")
         if isinstance(output_shape, (list, tuple)):
@@ -147,8 +157,8 @@ class MultiHeadAttention(Layer):
             keep = self.rng.random(P.shape, dtype=np.float32) >= self.dropout
             drop = B.asarray(keep).astype(P.dtype) * P.dtype.type(1.0 / (1.0 - self.dropout))
             Pd = P * drop
-        O = Pd @ V  # (N, H, Tq, vd)
-        Oc = O.transpose(0, 2, 1, 3).reshape(N * Tq, -1)
+        heads = Pd @ V  # (N, H, Tq, vd)
+        Oc = heads.transpose(0, 2, 1, 3).reshape(N * Tq, -1)
         Wo = self.params["output_kernel"]
         y = Oc @ Wo.reshape(-1, Wo.shape[-1])
         if self.use_bias:
@@ -179,8 +189,10 @@ class MultiHeadAttention(Layer):
         dQ *= dQ.dtype.type(1.0 / math.sqrt(self.key_dim))
         dK = dS.swapaxes(-1, -2) @ Q
         shapes = [(N, Tq, -1), (N, K.shape[2], -1), (N, K.shape[2], -1)]
-        dq, dk, dv = (self._project_back(d, x, name).reshape(s) for d, x, name, s in
-                      zip((dQ, dK, dV), x2, ("query", "key", "value"), shapes))
+        dq, dk, dv = (
+            self._project_back(d, x, name).reshape(s)
+            for d, x, name, s in zip((dQ, dK, dV), x2, ("query", "key", "value"), shapes)
+        )
         if n_in == 1:
             return (dq + dk + dv,)
         if n_in == 2:

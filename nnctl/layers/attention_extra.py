@@ -31,8 +31,10 @@ class _ScoreAttention(Layer):
 
     def build(self, input_shapes, rng):
         if len(input_shapes) not in (2, 3) or any(len(s) != 2 for s in input_shapes):
-            raise ValueError(f"{type(self).__name__} takes inputs [query, value] or [query, value, key], each "
-                             f"(steps, features), found {[tuple(s) for s in input_shapes]}")
+            raise ValueError(
+                f"{type(self).__name__} takes inputs [query, value] or [query, value, key], each "
+                f"(steps, features), found {[tuple(s) for s in input_shapes]}"
+            )
         q, v = input_shapes[0], input_shapes[1]
         k = input_shapes[2] if len(input_shapes) == 3 else v
         if k[0] != v[0] or q[1] != k[1]:

@@ -95,8 +95,14 @@ class Layer:
         if "__init__" in cls.__dict__:
             cls.__init__ = _checked(cls.__dict__["__init__"])
 
-    def __init__(self, name: str | None = None, trainable: bool = True, inputs: str | list[str] | None = None,
-                 kernel_regularizer: RegularizerName | None = None, bias_regularizer: RegularizerName | None = None):
+    def __init__(
+        self,
+        name: str | None = None,
+        trainable: bool = True,
+        inputs: str | list[str] | None = None,
+        kernel_regularizer: RegularizerName | None = None,
+        bias_regularizer: RegularizerName | None = None,
+    ):
         self.name = name
         self.trainable = trainable
         self.inputs = inputs

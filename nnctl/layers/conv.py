@@ -15,8 +15,8 @@ from nnctl import initializers
 from nnctl.fields import Choices, NonNegativeInt, PositiveInt
 from nnctl.initializers import InitializerName
 from nnctl.layers.base import CHANNELS_LAST, Layer, expect_input, register
-from nnctl.ops.activations import ActivationName
 from nnctl.ops import im2col as K
+from nnctl.ops.activations import ActivationName
 
 Padding = Annotated[str, Choices(("valid", "same"))]
 _INFERENCE_CHUNK_BYTES = 8 * 2**20  # patch matrix per chunk in inference: a few MB stays in cache
@@ -37,12 +37,20 @@ class _Conv(Layer):
     rank = 2
     activation_is_node = True
 
-    def __init__(self, filters: PositiveInt, kernel_size: PositiveInt | list[PositiveInt],
-                 strides: PositiveInt | list[PositiveInt] = 1, padding: Padding = "valid",
-                 dilation_rate: PositiveInt | list[PositiveInt] = 1, activation: ActivationName | None = None,
-                 use_bias: bool = True, kernel_initializer: InitializerName = "glorot_uniform",
-                 bias_initializer: InitializerName = "zeros",
-                 alpha: float | None = None, **kw):
+    def __init__(
+        self,
+        filters: PositiveInt,
+        kernel_size: PositiveInt | list[PositiveInt],
+        strides: PositiveInt | list[PositiveInt] = 1,
+        padding: Padding = "valid",
+        dilation_rate: PositiveInt | list[PositiveInt] = 1,
+        activation: ActivationName | None = None,
+        use_bias: bool = True,
+        kernel_initializer: InitializerName = "glorot_uniform",
+        bias_initializer: InitializerName = "zeros",
+        alpha: float | None = None,
+        **kw,
+    ):
         super().__init__(**kw)
         self.filters, self.kernel_size, self.strides, self.padding = filters, kernel_size, strides, padding
         self.dilation_rate, self.activation, self.use_bias, self.alpha = dilation_rate, activation, use_bias, alpha
@@ -68,8 +76,10 @@ class _Conv(Layer):
         self._pads = tuple(p for _, p in geo)
         if 0 in self._out:
             span = tuple((kk - 1) * dd + 1 for kk, dd in zip(k, d))
-            raise ValueError(f"kernel_size {list(k)} with dilation_rate {list(d)} spans {list(span)} but the input "
-                             f"is only {list(shape[:-1])} with padding 'valid'; use a smaller kernel or padding 'same'")
+            raise ValueError(
+                f"kernel_size {list(k)} with dilation_rate {list(d)} spans {list(span)} but the input "
+                f"is only {list(shape[:-1])} with padding 'valid'; use a smaller kernel or padding 'same'"
+            )
         return shape[-1]
 
     def build(self, input_shapes, rng):
@@ -78,7 +88,7 @@ class _Conv(Layer):
         self.add_param("kernel", initializers.initialize(self.kernel_initializer, (*k, c_in, self.filters), rng))
         if self.use_bias:
             self.add_param("bias", initializers.initialize(self.bias_initializer, (self.filters,), rng))
-        return (*self._out[2 - self.rank:], self.filters)
+        return (*self._out[2 - self.rank :], self.filters)
 
     def _image(self, a):
         return a if self.rank == 2 else a[:, None]  # (N, T, C) -> (N, 1, T, C), a view
@@ -100,8 +110,14 @@ class _Conv(Layer):
         if self._k == (1, 1) and self._s == (1, 1):
             cols, per, buf = xpad.reshape(-1, c), n, None  # already the patch matrix (a view when contiguous)
         else:
-            per = max(1, min(n, (_TRAINING_CHUNK_BYTES if training else _INFERENCE_CHUNK_BYTES)
-                             // (rows * width * x.dtype.itemsize)))
+            per = max(
+                1,
+                min(
+                    n,
+                    (_TRAINING_CHUNK_BYTES if training else _INFERENCE_CHUNK_BYTES)
+                    // (rows * width * x.dtype.itemsize),
+                ),
+            )
             if per < n:  # backward rebuilds each chunk's patches from the input
                 y = self._forward_chunked(xpad, x, per)
                 return y, ((None, per, None, xpad, x.shape) if training else None)
@@ -111,7 +127,7 @@ class _Conv(Layer):
         y = cols @ self.params["kernel"].reshape(-1, self.filters)
         if self.use_bias:
             y += self.params["bias"]
-        return y.reshape(n, *self._out[2 - self.rank:], self.filters), (cols, per, buf, xpad, x.shape)
+        return y.reshape(n, *self._out[2 - self.rank :], self.filters), (cols, per, buf, xpad, x.shape)
 
     def _forward_chunked(self, xpad, x, per: int):
         """y from the patch matrix of ``per`` samples at a time, so it stays in cache instead of one
@@ -125,13 +141,13 @@ class _Conv(Layer):
         y = xp.empty((n * rows, self.filters), dtype=x.dtype)
         buf = self._buffer("_scratch", per * rows * width, x.dtype)
         for a in range(0, n, per):
-            part = xpad[a:a + per]
-            cols = K.im2col(part, self._k, self._s, self._d, self._out, out=buf[:len(part) * rows * width])
-            ya = y[a * rows:(a + len(part)) * rows]
+            part = xpad[a : a + per]
+            cols = K.im2col(part, self._k, self._s, self._d, self._out, out=buf[: len(part) * rows * width])
+            ya = y[a * rows : (a + len(part)) * rows]
             xp.matmul(cols, kernel, out=ya)
             if self.use_bias:
                 ya += self.params["bias"]
-        return y.reshape(n, *self._out[2 - self.rank:], self.filters)
+        return y.reshape(n, *self._out[2 - self.rank :], self.filters)
 
     def backward(self, g, cache):
         """Per chunk c of the forward's ``per`` samples: dW += cols_c^T g_c, db += 1^T g_c and
@@ -155,9 +171,9 @@ class _Conv(Layer):
         part_k = part_b = None
         for a in range(0, n, per):
             m = min(per, n - a)
-            ga = g2[a * rows:(a + m) * rows]
+            ga = g2[a * rows : (a + m) * rows]
             if scratch is not None:
-                cols = K.im2col(xpad[a:a + m], self._k, self._s, self._d, self._out, out=scratch[:m * rows * width])
+                cols = K.im2col(xpad[a : a + m], self._k, self._s, self._d, self._out, out=scratch[: m * rows * width])
             if a == 0:
                 xp.matmul(cols.T, ga, out=gk2)
             else:
@@ -167,15 +183,15 @@ class _Conv(Layer):
                 if a == 0:
                     xp.matmul(ones, ga, out=gb)
                 else:
-                    part_b = xp.matmul(ones[:len(ga)], ga, out=part_b)
+                    part_b = xp.matmul(ones[: len(ga)], ga, out=part_b)
                     gb += part_b
             if want_dx:
                 # one product per chunk, g_c W^T (M, KH*KW*C), into the patch buffer (its patches are used up),
                 # then added back through the windows: few large products (many small ones make OpenBLAS's
                 # threads wait for each other, measured 8x slower on a busy machine)
                 into = buf if buf is not None else scratch
-                back = xp.matmul(ga, w_t, out=None if into is None else into[:m * rows * width].reshape(-1, width))
-                dxa = dx[a:a + m]
+                back = xp.matmul(ga, w_t, out=None if into is None else into[: m * rows * width].reshape(-1, width))
+                dxa = dx[a : a + m]
                 dxa[...] = 0
                 K.add_windows(dxa, back, self._k, self._s, self._d, self._out)
         if not gk.flags.c_contiguous:
@@ -199,9 +215,15 @@ class Conv2D(_Conv):
     rank = 2
 
     # pair defaults as in Keras (an int default would make the spec validator refuse a list)
-    def __init__(self, filters: PositiveInt, kernel_size: PositiveInt | list[PositiveInt],
-                 strides: PositiveInt | list[PositiveInt] = (1, 1), padding: Padding = "valid",
-                 dilation_rate: PositiveInt | list[PositiveInt] = (1, 1), **kw):
+    def __init__(
+        self,
+        filters: PositiveInt,
+        kernel_size: PositiveInt | list[PositiveInt],
+        strides: PositiveInt | list[PositiveInt] = (1, 1),
+        padding: Padding = "valid",
+        dilation_rate: PositiveInt | list[PositiveInt] = (1, 1),
+        **kw,
+    ):
         super().__init__(filters, kernel_size, strides=strides, padding=padding, dilation_rate=dilation_rate, **kw)
 
 
@@ -215,6 +237,7 @@ class Conv1D(_Conv):
 
 def _padding_pairs(padding) -> tuple[tuple[int, int], tuple[int, int]]:
     """ZeroPadding2D's int / (h, w) / ((top, bottom), (left, right)) as ((t, b), (l, r))."""
+
     def ok(v):
         return isinstance(v, int) and not isinstance(v, bool) and v >= 0
 
@@ -225,8 +248,10 @@ def _padding_pairs(padding) -> tuple[tuple[int, int], tuple[int, int]]:
             return (padding[0], padding[0]), (padding[1], padding[1])
         if all(isinstance(p, (list, tuple)) and len(p) == 2 and all(ok(v) for v in p) for p in padding):
             return tuple(padding[0]), tuple(padding[1])
-    raise ValueError(f"padding must be an int, [pad_h, pad_w] or [[top, bottom], [left, right]] of non-negative "
-                     f"integers, found {padding!r}")
+    raise ValueError(
+        f"padding must be an int, [pad_h, pad_w] or [[top, bottom], [left, right]] of non-negative "
+        f"integers, found {padding!r}"
+    )
 
 
 @register()
@@ -261,8 +286,12 @@ class UpSampling2D(Layer):
     Backward sums the gradient over each sh x sw block.
     """
 
-    def __init__(self, size: PositiveInt | list[PositiveInt] = (2, 2),
-                 interpolation: Annotated[str, Choices(("nearest",))] = "nearest", **kw):
+    def __init__(
+        self,
+        size: PositiveInt | list[PositiveInt] = (2, 2),
+        interpolation: Annotated[str, Choices(("nearest",))] = "nearest",
+        **kw,
+    ):
         super().__init__(**kw)
         self.size, self.interpolation = size, interpolation
 

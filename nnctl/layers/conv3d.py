@@ -48,8 +48,10 @@ def _geometry(layer, shape, k, s, d, padding):
     out, pads = tuple(o for o, _ in geo), tuple(p for _, p in geo)
     if 0 in out:
         span = [(kk - 1) * dd + 1 for kk, dd in zip(k, d)]
-        raise ValueError(f"{type(layer).__name__}: the window spans {span} but the input is only {list(shape[:3])} with padding "
-                         "'valid'; use a smaller window or padding 'same'")
+        raise ValueError(
+            f"{type(layer).__name__}: the window spans {span} but the input is only {list(shape[:3])} with padding "
+            "'valid'; use a smaller window or padding 'same'"
+        )
     return out, pads
 
 
@@ -61,11 +63,19 @@ class Conv3D(Layer):
 
     activation_is_node = True
 
-    def __init__(self, filters: PositiveInt, kernel_size: PositiveInt | list[PositiveInt],
-                 strides: PositiveInt | list[PositiveInt] = (1, 1, 1), padding: Padding = "valid",
-                 dilation_rate: PositiveInt | list[PositiveInt] = (1, 1, 1), activation: ActivationName | None = None,
-                 use_bias: bool = True, kernel_initializer: InitializerName = "glorot_uniform",
-                 bias_initializer: InitializerName = "zeros", **kw):
+    def __init__(
+        self,
+        filters: PositiveInt,
+        kernel_size: PositiveInt | list[PositiveInt],
+        strides: PositiveInt | list[PositiveInt] = (1, 1, 1),
+        padding: Padding = "valid",
+        dilation_rate: PositiveInt | list[PositiveInt] = (1, 1, 1),
+        activation: ActivationName | None = None,
+        use_bias: bool = True,
+        kernel_initializer: InitializerName = "glorot_uniform",
+        bias_initializer: InitializerName = "zeros",
+        **kw,
+    ):
         super().__init__(**kw)
         self.filters, self.kernel_size, self.strides, self.padding = filters, kernel_size, strides, padding
         self.dilation_rate, self.activation, self.use_bias = dilation_rate, activation, use_bias
@@ -77,8 +87,9 @@ class Conv3D(Layer):
         self._s = K.as_tuple(self.strides, 3, "strides")
         self._d = K.as_tuple(self.dilation_rate, 3, "dilation_rate")
         self._out, self._pads = _geometry(self, shape, self._k, self._s, self._d, self.padding)
-        self.add_param("kernel", initializers.initialize(self.kernel_initializer, (*self._k, shape[-1], self.filters),
-                                                         rng))
+        self.add_param(
+            "kernel", initializers.initialize(self.kernel_initializer, (*self._k, shape[-1], self.filters), rng)
+        )
         if self.use_bias:
             self.add_param("bias", initializers.initialize(self.bias_initializer, (self.filters,), rng))
         return (*self._out, self.filters)
@@ -122,8 +133,13 @@ class _Pool3D(Layer):
 
     op = "max"
 
-    def __init__(self, pool_size: PositiveInt | list[PositiveInt] = (2, 2, 2),
-                 strides: PositiveInt | list[PositiveInt] | None = None, padding: Padding = "valid", **kw):
+    def __init__(
+        self,
+        pool_size: PositiveInt | list[PositiveInt] = (2, 2, 2),
+        strides: PositiveInt | list[PositiveInt] | None = None,
+        padding: Padding = "valid",
+        **kw,
+    ):
         super().__init__(**kw)
         self.pool_size, self.strides, self.padding = pool_size, strides, padding
 
@@ -133,8 +149,10 @@ class _Pool3D(Layer):
         self._s = self._p if self.strides is None else K.as_tuple(self.strides, 3, "strides")
         self._out, self._pads = _geometry(self, shape, self._p, self._s, (1, 1, 1), self.padding)
         if self.op == "avg":  # real voxels per window is separable: the product of the covered lengths per axis
-            counts = [np.array([min(o * ss - pd[0] + pp, n) - max(o * ss - pd[0], 0) for o in range(out)])
-                      for n, pp, ss, pd, out in zip(shape[:3], self._p, self._s, self._pads, self._out)]
+            counts = [
+                np.array([min(o * ss - pd[0] + pp, n) - max(o * ss - pd[0], 0) for o in range(out)])
+                for n, pp, ss, pd, out in zip(shape[:3], self._p, self._s, self._pads, self._out)
+            ]
             self._inv_count = (1.0 / np.einsum("i,j,k->ijk", *counts))[..., None]
         return (*self._out, shape[-1])
 
@@ -221,8 +239,9 @@ class ZeroPadding3D(Layer):
             raise ValueError(f"padding must be an integer or a list of 3, found {self.padding!r}")
         self._pads = tuple((v, v) if isinstance(v, int) else tuple(v) for v in p)
         if not all(len(v) == 2 and all(isinstance(a, int) and a >= 0 for a in v) for v in self._pads):
-            raise ValueError(f"padding must hold non-negative integers or [before, after] pairs, found "
-                             f"{self.padding!r}")
+            raise ValueError(
+                f"padding must hold non-negative integers or [before, after] pairs, found {self.padding!r}"
+            )
         return (*(n + a + b for n, (a, b) in zip(shape[:3], self._pads)), shape[-1])
 
     def forward(self, x, training=False, mask=None):

@@ -35,14 +35,17 @@ def conv_geometry(layer, shape, kernel_size, strides, dilation_rate, padding):
     d = K.as_tuple(dilation_rate, r, "dilation_rate")
     mode = K.check_padding(padding)
     layer._k, layer._s, layer._d = lift(k, r), lift(s, r), lift(d, r)
-    geo = [K.output_size(n, kk, ss, dd, mode) for n, kk, ss, dd in zip(lift(shape[:-1], r), layer._k, layer._s,
-                                                                       layer._d)]
+    geo = [
+        K.output_size(n, kk, ss, dd, mode) for n, kk, ss, dd in zip(lift(shape[:-1], r), layer._k, layer._s, layer._d)
+    ]
     layer._out = tuple(o for o, _ in geo)
     layer._pads = tuple(p for _, p in geo)
     if 0 in layer._out:
         span = [(kk - 1) * dd + 1 for kk, dd in zip(k, d)]
-        raise ValueError(f"kernel_size {list(k)} with dilation_rate {list(d)} spans {span} but the input is only "
-                         f"{list(shape[:-1])} with padding 'valid'; use a smaller kernel or padding 'same'")
+        raise ValueError(
+            f"kernel_size {list(k)} with dilation_rate {list(d)} spans {span} but the input is only "
+            f"{list(shape[:-1])} with padding 'valid'; use a smaller kernel or padding 'same'"
+        )
     return shape[-1]
 
 
@@ -84,13 +87,29 @@ class _Depthwise(Layer):
     activation_is_node = True
     separable = False
 
-    def __init__(self, kernel_size: int | list[int], strides: int | list[int] = 1, padding: str = "valid",
-                 depth_multiplier: int = 1, dilation_rate: int | list[int] = 1, activation: str | None = None,
-                 use_bias: bool = True, depthwise_initializer: str = "glorot_uniform", bias_initializer: str = "zeros",
-                 depthwise_regularizer: dict | None = None, alpha: float | None = None, **kw):
+    def __init__(
+        self,
+        kernel_size: int | list[int],
+        strides: int | list[int] = 1,
+        padding: str = "valid",
+        depth_multiplier: int = 1,
+        dilation_rate: int | list[int] = 1,
+        activation: str | None = None,
+        use_bias: bool = True,
+        depthwise_initializer: str = "glorot_uniform",
+        bias_initializer: str = "zeros",
+        depthwise_regularizer: dict | None = None,
+        alpha: float | None = None,
+        **kw,
+    ):
         super().__init__(**kw)
         self.kernel_size, self.strides, self.padding, self.dilation_rate = kernel_size, strides, padding, dilation_rate
-        self.depth_multiplier, self.activation, self.use_bias, self.alpha = depth_multiplier, activation, use_bias, alpha
+        self.depth_multiplier, self.activation, self.use_bias, self.alpha = (
+            depth_multiplier,
+            activation,
+            use_bias,
+            alpha,
+        )
         self.depthwise_initializer, self.bias_initializer = depthwise_initializer, bias_initializer
         self.depthwise_regularizer = depthwise_regularizer
 
@@ -109,11 +128,13 @@ class _Depthwise(Layer):
         out = c * m
         if self.separable:
             out = positive_int(self.filters, "filters")
-            self.add_param("pointwise_kernel", initializers.initialize(
-                self.pointwise_initializer, (*(1,) * self.rank, c * m, out), rng))
+            self.add_param(
+                "pointwise_kernel",
+                initializers.initialize(self.pointwise_initializer, (*(1,) * self.rank, c * m, out), rng),
+            )
         if self.use_bias:
             self.add_param("bias", initializers.initialize(self.bias_initializer, (out,), rng))
-        return (*self._out[2 - self.rank:], out)
+        return (*self._out[2 - self.rank :], out)
 
     def _kernel4(self, name):
         w = self.params[name]
@@ -141,12 +162,19 @@ class _Depthwise(Layer):
         if self.separable:
             p = self.params["pointwise_kernel"].reshape(c * m, -1)
             self.grads["pointwise_kernel"][...] = (z.reshape(-1, c * m).T @ g2).reshape(
-                self.grads["pointwise_kernel"].shape)
+                self.grads["pointwise_kernel"].shape
+            )
             g2 = g2 @ p.T
         gw = self.grads["depthwise_kernel"]
         gw4 = gw if self.rank == 2 else gw[None]
-        dx = depthwise_backward(xp.ascontiguousarray(g2).reshape(n, oh, ow, c, m), xpad,
-                                self._kernel4("depthwise_kernel"), gw4, self, self.input_grads_needed[0])
+        dx = depthwise_backward(
+            xp.ascontiguousarray(g2).reshape(n, oh, ow, c, m),
+            xpad,
+            self._kernel4("depthwise_kernel"),
+            gw4,
+            self,
+            self.input_grads_needed[0],
+        )
         if dx is None:
             return (None,)
         dx = K.crop(dx, self._pads)
@@ -163,10 +191,23 @@ class DepthwiseConv2D(_Depthwise):
 
     rank = 2
 
-    def __init__(self, kernel_size: int | list[int], strides: int | list[int] = (1, 1), padding: str = "valid",
-                 depth_multiplier: int = 1, dilation_rate: int | list[int] = (1, 1), **kw):
-        super().__init__(kernel_size, strides=strides, padding=padding, depth_multiplier=depth_multiplier,
-                         dilation_rate=dilation_rate, **kw)
+    def __init__(
+        self,
+        kernel_size: int | list[int],
+        strides: int | list[int] = (1, 1),
+        padding: str = "valid",
+        depth_multiplier: int = 1,
+        dilation_rate: int | list[int] = (1, 1),
+        **kw,
+    ):
+        super().__init__(
+            kernel_size,
+            strides=strides,
+            padding=padding,
+            depth_multiplier=depth_multiplier,
+            dilation_rate=dilation_rate,
+            **kw,
+        )
 
 
 @register()
@@ -180,10 +221,19 @@ class DepthwiseConv1D(_Depthwise):
 class _Separable(_Depthwise):
     separable = True
 
-    def __init__(self, filters: PositiveInt, kernel_size: int | list[int], pointwise_initializer: str = "glorot_uniform",
-                 pointwise_regularizer: dict | None = None, **kw):
-        self.filters, self.pointwise_initializer, self.pointwise_regularizer = (filters, pointwise_initializer,
-                                                                                pointwise_regularizer)
+    def __init__(
+        self,
+        filters: PositiveInt,
+        kernel_size: int | list[int],
+        pointwise_initializer: str = "glorot_uniform",
+        pointwise_regularizer: dict | None = None,
+        **kw,
+    ):
+        self.filters, self.pointwise_initializer, self.pointwise_regularizer = (
+            filters,
+            pointwise_initializer,
+            pointwise_regularizer,
+        )
         super().__init__(kernel_size, **kw)
 
 
@@ -194,8 +244,15 @@ class SeparableConv2D(_Separable):
 
     rank = 2
 
-    def __init__(self, filters: PositiveInt, kernel_size: int | list[int], strides: int | list[int] = (1, 1),
-                 padding: str = "valid", dilation_rate: int | list[int] = (1, 1), **kw):
+    def __init__(
+        self,
+        filters: PositiveInt,
+        kernel_size: int | list[int],
+        strides: int | list[int] = (1, 1),
+        padding: str = "valid",
+        dilation_rate: int | list[int] = (1, 1),
+        **kw,
+    ):
         super().__init__(filters, kernel_size, strides=strides, padding=padding, dilation_rate=dilation_rate, **kw)
 
 

@@ -40,11 +40,21 @@ class _ConvTranspose(Layer):
     rank = 2
     activation_is_node = True
 
-    def __init__(self, filters: PositiveInt, kernel_size: int | list[int], strides: int | list[int] = 1,
-                 padding: str = "valid", output_padding: int | list[int] | None = None,
-                 dilation_rate: int | list[int] = 1, activation: str | None = None, use_bias: bool = True,
-                 kernel_initializer: str = "glorot_uniform", bias_initializer: str = "zeros",
-                 alpha: float | None = None, **kw):
+    def __init__(
+        self,
+        filters: PositiveInt,
+        kernel_size: int | list[int],
+        strides: int | list[int] = 1,
+        padding: str = "valid",
+        output_padding: int | list[int] | None = None,
+        dilation_rate: int | list[int] = 1,
+        activation: str | None = None,
+        use_bias: bool = True,
+        kernel_initializer: str = "glorot_uniform",
+        bias_initializer: str = "zeros",
+        alpha: float | None = None,
+        **kw,
+    ):
         super().__init__(**kw)
         self.filters, self.kernel_size, self.strides, self.padding = filters, kernel_size, strides, padding
         self.output_padding, self.dilation_rate, self.activation = output_padding, dilation_rate, activation
@@ -62,17 +72,23 @@ class _ConvTranspose(Layer):
         op = None
         if self.output_padding is not None:
             vals = (self.output_padding,) * r if isinstance(self.output_padding, int) else self.output_padding
-            if (not isinstance(vals, (list, tuple)) or len(vals) != r
-                    or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v for v in vals)):
-                raise ValueError(f"output_padding must be a non-negative integer or a list of {r}, "
-                                 f"found {self.output_padding!r}")
+            if (
+                not isinstance(vals, (list, tuple))
+                or len(vals) != r
+                or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v for v in vals)
+            ):
+                raise ValueError(
+                    f"output_padding must be a non-negative integer or a list of {r}, found {self.output_padding!r}"
+                )
             if any(v >= ss for v, ss in zip(vals, s)):
                 raise ValueError(f"output_padding {list(vals)} must be smaller than strides {list(s)}")
             op = tuple(vals)
         self._k, self._s, self._d = lift(k, r), lift(s, r), lift(d, r)
         self._in = lift(shape[:-1], r)
-        geo = [transpose_length(n, kk, ss, dd, mode, None if op is None else oo)
-               for n, kk, ss, dd, oo in zip(self._in, self._k, self._s, self._d, lift(op or (0,) * r, r))]
+        geo = [
+            transpose_length(n, kk, ss, dd, mode, None if op is None else oo)
+            for n, kk, ss, dd, oo in zip(self._in, self._k, self._s, self._d, lift(op or (0,) * r, r))
+        ]
         self._out = tuple(o for o, _ in geo)
         self._cut = tuple(c for _, c in geo)
         full = tuple((n - 1) * ss + (kk - 1) * dd + 1 for n, kk, ss, dd in zip(self._in, self._k, self._s, self._d))
@@ -81,11 +97,11 @@ class _ConvTranspose(Layer):
         self.add_param("kernel", initializers.initialize(self.kernel_initializer, (*k, f, c_in), rng))
         if self.use_bias:
             self.add_param("bias", initializers.initialize(self.bias_initializer, (f,), rng))
-        return (*self._out[2 - r:], f)
+        return (*self._out[2 - r :], f)
 
     def _window(self, a):
         (ch, cw), (oh, ow) = self._cut, self._out
-        return a[:, ch:ch + oh, cw:cw + ow]
+        return a[:, ch : ch + oh, cw : cw + ow]
 
     def forward(self, x, training=False, mask=None):
         x4 = x if self.rank == 2 else x[:, None]
@@ -125,11 +141,25 @@ class Conv2DTranspose(_ConvTranspose):
 
     rank = 2
 
-    def __init__(self, filters: PositiveInt, kernel_size: int | list[int], strides: int | list[int] = (1, 1),
-                 padding: str = "valid", output_padding: int | list[int] | None = None,
-                 dilation_rate: int | list[int] = (1, 1), **kw):
-        super().__init__(filters, kernel_size, strides=strides, padding=padding, output_padding=output_padding,
-                         dilation_rate=dilation_rate, **kw)
+    def __init__(
+        self,
+        filters: PositiveInt,
+        kernel_size: int | list[int],
+        strides: int | list[int] = (1, 1),
+        padding: str = "valid",
+        output_padding: int | list[int] | None = None,
+        dilation_rate: int | list[int] = (1, 1),
+        **kw,
+    ):
+        super().__init__(
+            filters,
+            kernel_size,
+            strides=strides,
+            padding=padding,
+            output_padding=output_padding,
+            dilation_rate=dilation_rate,
+            **kw,
+        )
 
 
 @register()

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import numpy as np
 
 from nnctl import backend as B
 from nnctl import initializers
-from typing import Annotated
-
 from nnctl.fields import NonNegativeInt, PositiveInt, Range, Rate
 from nnctl.initializers import InitializerName
 from nnctl.layers.base import Layer, register
@@ -25,10 +25,16 @@ class Dense(Layer):
 
     activation_is_node = True
 
-    def __init__(self, units: PositiveInt, activation: ActivationName | None = None, use_bias: bool = True,
-                 kernel_initializer: InitializerName = "glorot_uniform", bias_initializer: InitializerName = "zeros",
-                 alpha: float | None = None,
-                 **kw):
+    def __init__(
+        self,
+        units: PositiveInt,
+        activation: ActivationName | None = None,
+        use_bias: bool = True,
+        kernel_initializer: InitializerName = "glorot_uniform",
+        bias_initializer: InitializerName = "zeros",
+        alpha: float | None = None,
+        **kw,
+    ):
         super().__init__(**kw)
         self.units, self.activation, self.use_bias, self.alpha = units, activation, use_bias, alpha
         self.kernel_initializer, self.bias_initializer = kernel_initializer, bias_initializer
@@ -125,8 +131,10 @@ class Reshape(Layer):
             known = int(np.prod([s for s in shape if s != -1]))
             shape[shape.index(-1)] = total // known if known else 0
         if int(np.prod(shape)) != total:
-            raise ValueError(f"target_shape {self.target_shape} does not hold the {total} values of input shape "
-                             f"{list(input_shapes[0])}")
+            raise ValueError(
+                f"target_shape {self.target_shape} does not hold the {total} values of input shape "
+                f"{list(input_shapes[0])}"
+            )
         self._shape = tuple(shape)
         return self._shape
 
@@ -173,9 +181,11 @@ class Concatenate(Layer):
         if not -rank <= ax < rank:
             raise ValueError(f"axis {self.axis} is out of range for inputs of rank {rank}")
         ax %= rank
-        others = {tuple(s[:ax]) + tuple(s[ax + 1:]) for s in input_shapes}
+        others = {tuple(s[:ax]) + tuple(s[ax + 1 :]) for s in input_shapes}
         if len(others) != 1:
-            raise ValueError(f"inputs must match on every axis but {self.axis}, found {[list(s) for s in input_shapes]}")
+            raise ValueError(
+                f"inputs must match on every axis but {self.axis}, found {[list(s) for s in input_shapes]}"
+            )
         self._ax = ax + 1
         out = list(input_shapes[0])
         out[ax] = sum(s[ax] for s in input_shapes)
@@ -205,14 +215,14 @@ class Cropping1D(Layer):
 
     def forward(self, x, training=False, mask=None):
         a, b = self.cropping
-        return x[:, a:x.shape[1] - b], x.shape
+        return x[:, a : x.shape[1] - b], x.shape
 
     def backward(self, g, shape):
         a, b = self.cropping
         dx = B.xp.zeros(shape, dtype=g.dtype)
-        dx[:, a:shape[1] - b] = g
+        dx[:, a : shape[1] - b] = g
         return (dx,)
 
     def compute_mask(self, mask, inputs):
         a, b = self.cropping
-        return None if mask is None else mask[:, a:mask.shape[1] - b]
+        return None if mask is None else mask[:, a : mask.shape[1] - b]

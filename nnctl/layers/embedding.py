@@ -19,8 +19,14 @@ class Embedding(Layer):
     ``mask_zero`` makes id 0 padding: the output mask is ids != 0 (so input_dim counts the 0 too).
     """
 
-    def __init__(self, input_dim: PositiveInt, output_dim: PositiveInt, mask_zero: bool = False,
-                 embeddings_initializer: InitializerName = "uniform", **kw):
+    def __init__(
+        self,
+        input_dim: PositiveInt,
+        output_dim: PositiveInt,
+        mask_zero: bool = False,
+        embeddings_initializer: InitializerName = "uniform",
+        **kw,
+    ):
         super().__init__(**kw)
         if int(input_dim) < 1 or int(output_dim) < 1:
             raise ValueError(f"input_dim and output_dim must be positive, found {input_dim} and {output_dim}")
@@ -30,7 +36,9 @@ class Embedding(Layer):
     def build(self, input_shapes, rng):
         if len(input_shapes) != 1:
             raise ValueError(f"Embedding takes one input (token ids), found {len(input_shapes)}")
-        self.add_param("embeddings", initializers.initialize(self.embeddings_initializer, (self.input_dim, self.output_dim), rng))
+        self.add_param(
+            "embeddings", initializers.initialize(self.embeddings_initializer, (self.input_dim, self.output_dim), rng)
+        )
         return (*input_shapes[0], self.output_dim)
 
     def _ids(self, x):
@@ -44,8 +52,10 @@ class Embedding(Layer):
         if not bad.any():
             return None
         row = int(np.argwhere(bad)[0][0])
-        return (f"sample {row + 1}: token id {int(ids[bad][0])} is outside the table of Embedding {self.name!r}, "
-                f"which takes ids 0 to {self.input_dim - 1} (input_dim = {self.input_dim})")
+        return (
+            f"sample {row + 1}: token id {int(ids[bad][0])} is outside the table of Embedding {self.name!r}, "
+            f"which takes ids 0 to {self.input_dim - 1} (input_dim = {self.input_dim})"
+        )
 
     def forward(self, x, training=False, mask=None):
         ids = self._ids(x)
@@ -92,7 +102,7 @@ class PositionalEncoding(Layer):
         tab = self._table
         if tab is None or tab.dtype != x.dtype or not isinstance(tab, type(x)):
             tab = self._table = B.asarray(self._host.astype(x.dtype))
-        return x + tab[:x.shape[1]], None
+        return x + tab[: x.shape[1]], None
 
     def backward(self, g, cache):
         return (g,)
@@ -105,8 +115,13 @@ class PositionEmbedding(Layer):
     ``sequence_length`` (alias ``max_length``) defaults to the input's T and may exceed it.
     """
 
-    def __init__(self, sequence_length: PositiveInt | None = None, max_length: PositiveInt | None = None,
-                 embeddings_initializer: InitializerName = "glorot_uniform", **kw):
+    def __init__(
+        self,
+        sequence_length: PositiveInt | None = None,
+        max_length: PositiveInt | None = None,
+        embeddings_initializer: InitializerName = "glorot_uniform",
+        **kw,
+    ):
         super().__init__(**kw)
         if sequence_length is not None and max_length is not None and sequence_length != max_length:
             raise ValueError("give sequence_length or max_length (the same thing), not both")
@@ -124,7 +139,7 @@ class PositionEmbedding(Layer):
         return shape
 
     def forward(self, x, training=False, mask=None):
-        return x + self.params["embeddings"][:x.shape[1]], x.shape[1]
+        return x + self.params["embeddings"][: x.shape[1]], x.shape[1]
 
     def backward(self, g, T):
         gE = self.grads["embeddings"]

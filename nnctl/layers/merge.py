@@ -151,10 +151,13 @@ class Dot(Layer):
             found.append(ax % rank)
         self._ax = tuple(found)
         if a[found[0] - 1] != b[found[1] - 1]:
-            raise ValueError(f"axes {self.axes!r} pair sizes {a[found[0] - 1]} and {b[found[1] - 1]} of input shapes "
-                             f"{list(a)} and {list(b)}; they must be equal")
-        out = tuple(s for i, s in enumerate(a) if i != found[0] - 1) + tuple(s for i, s in enumerate(b)
-                                                                             if i != found[1] - 1)
+            raise ValueError(
+                f"axes {self.axes!r} pair sizes {a[found[0] - 1]} and {b[found[1] - 1]} of input shapes "
+                f"{list(a)} and {list(b)}; they must be equal"
+            )
+        out = tuple(s for i, s in enumerate(a) if i != found[0] - 1) + tuple(
+            s for i, s in enumerate(b) if i != found[1] - 1
+        )
         return out or (1,)
 
     def _unit(self, x, axis):

@@ -16,8 +16,10 @@ from nnctl.layers.base import Layer, register
 def _check_last_axis(layer, axis, shape):
     # Keras counts the batch axis, so the last axis is -1 or len(shape)
     if axis not in (-1, len(shape)):
-        raise ValueError(f"{type(layer).__name__} normalises the last (channel) axis only: axis must be -1, "
-                         f"found {axis!r} for input shape {tuple(shape)}")
+        raise ValueError(
+            f"{type(layer).__name__} normalises the last (channel) axis only: axis must be -1, "
+            f"found {axis!r} for input shape {tuple(shape)}"
+        )
 
 
 def _assign(grads, name, value):
@@ -36,10 +38,19 @@ class BatchNormalization(Layer):
     dx = gamma / sqrt(var + eps) * (g - w * (sum g + x_hat * sum g x_hat) / M).
     """
 
-    def __init__(self, axis: int = -1, momentum: Fraction = 0.99, epsilon: PositiveFloat = 1e-3, center: bool = True,
-                 scale: bool = True, beta_initializer: InitializerName = "zeros",
-                 gamma_initializer: InitializerName = "ones", moving_mean_initializer: InitializerName = "zeros",
-                 moving_variance_initializer: InitializerName = "ones", **kw):
+    def __init__(
+        self,
+        axis: int = -1,
+        momentum: Fraction = 0.99,
+        epsilon: PositiveFloat = 1e-3,
+        center: bool = True,
+        scale: bool = True,
+        beta_initializer: InitializerName = "zeros",
+        gamma_initializer: InitializerName = "ones",
+        moving_mean_initializer: InitializerName = "zeros",
+        moving_variance_initializer: InitializerName = "ones",
+        **kw,
+    ):
         super().__init__(**kw)
         self.axis, self.momentum, self.epsilon, self.center, self.scale = axis, momentum, epsilon, center, scale
         self.beta_initializer, self.gamma_initializer = beta_initializer, gamma_initializer
@@ -131,8 +142,16 @@ class LayerNormalization(Layer):
     Backward with gx = gamma * g: dx = (gx - mean_F(gx) - x_hat * mean_F(gx * x_hat)) / sqrt(var + eps).
     """
 
-    def __init__(self, axis: int = -1, epsilon: PositiveFloat = 1e-3, center: bool = True, scale: bool = True,
-                 beta_initializer: InitializerName = "zeros", gamma_initializer: InitializerName = "ones", **kw):
+    def __init__(
+        self,
+        axis: int = -1,
+        epsilon: PositiveFloat = 1e-3,
+        center: bool = True,
+        scale: bool = True,
+        beta_initializer: InitializerName = "zeros",
+        gamma_initializer: InitializerName = "ones",
+        **kw,
+    ):
         super().__init__(**kw)
         self.axis, self.epsilon, self.center, self.scale = axis, epsilon, center, scale
         self.beta_initializer, self.gamma_initializer = beta_initializer, gamma_initializer

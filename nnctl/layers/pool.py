@@ -26,8 +26,13 @@ class _Pool(Layer):
     rank = 2
     op = "max"
 
-    def __init__(self, pool_size: PositiveInt | list[PositiveInt] = 2,
-                 strides: PositiveInt | list[PositiveInt] | None = None, padding: Padding = "valid", **kw):
+    def __init__(
+        self,
+        pool_size: PositiveInt | list[PositiveInt] = 2,
+        strides: PositiveInt | list[PositiveInt] | None = None,
+        padding: Padding = "valid",
+        **kw,
+    ):
         super().__init__(**kw)
         self.pool_size, self.strides, self.padding = pool_size, strides, padding
 
@@ -46,11 +51,13 @@ class _Pool(Layer):
             raise ValueError(f"pool_size {list(p)} is larger than the input {list(shape[:-1])} with padding 'valid'")
         if self.op == "avg":
             # real pixels per window is separable: rows covered times columns covered
-            counts = [np.array([min(o * ss - pd[0] + pp, n) - max(o * ss - pd[0], 0) for o in range(out)])
-                      for n, pp, ss, pd, out in zip(spatial, self._p, self._s, self._pads, self._out)]
+            counts = [
+                np.array([min(o * ss - pd[0] + pp, n) - max(o * ss - pd[0], 0) for o in range(out)])
+                for n, pp, ss, pd, out in zip(spatial, self._p, self._s, self._pads, self._out)
+            ]
             self._inv_count_host = (1.0 / np.outer(counts[0], counts[1]))[..., None].astype(self.dtype)
             self._inv_count = None
-        return (*self._out[2 - r:], shape[-1])
+        return (*self._out[2 - r :], shape[-1])
 
     def _image(self, a):
         return a if self.rank == 2 else a[:, None]
@@ -105,8 +112,13 @@ class _Pool(Layer):
 
 class _Pool2D(_Pool):
     # a pair default as in Keras (an int default would make the spec validator refuse a list)
-    def __init__(self, pool_size: PositiveInt | list[PositiveInt] = (2, 2),
-                 strides: PositiveInt | list[PositiveInt] | None = None, padding: Padding = "valid", **kw):
+    def __init__(
+        self,
+        pool_size: PositiveInt | list[PositiveInt] = (2, 2),
+        strides: PositiveInt | list[PositiveInt] | None = None,
+        padding: Padding = "valid",
+        **kw,
+    ):
         super().__init__(pool_size, strides=strides, padding=padding, **kw)
 
 

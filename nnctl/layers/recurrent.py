@@ -27,12 +27,12 @@ outputs **zeros** (Keras carries the previous output instead); padding never cha
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import numpy as np
 
 from nnctl import backend as B
 from nnctl import initializers
-from typing import Annotated
-
 from nnctl.fields import Choices, PositiveInt, Rate
 from nnctl.initializers import InitializerName
 from nnctl.layers.base import LAYERS, Layer, layer_class, register
@@ -45,11 +45,20 @@ class RNN(Layer):
 
     cell_class = Cell
 
-    def __init__(self, units: PositiveInt, activation: ActivationName = "tanh", use_bias: bool = True,
-                 return_sequences: bool = False, return_state: bool = False, go_backwards: bool = False,
-                 dropout: Rate = 0.0, kernel_initializer: InitializerName = "glorot_uniform",
-                 recurrent_initializer: InitializerName = "orthogonal", bias_initializer: InitializerName = "zeros",
-                 **kw):
+    def __init__(
+        self,
+        units: PositiveInt,
+        activation: ActivationName = "tanh",
+        use_bias: bool = True,
+        return_sequences: bool = False,
+        return_state: bool = False,
+        go_backwards: bool = False,
+        dropout: Rate = 0.0,
+        kernel_initializer: InitializerName = "glorot_uniform",
+        recurrent_initializer: InitializerName = "orthogonal",
+        bias_initializer: InitializerName = "zeros",
+        **kw,
+    ):
         super().__init__(**kw)
         if int(units) < 1:
             raise ValueError(f"units must be a positive integer, found {units}")
@@ -75,8 +84,9 @@ class RNN(Layer):
             raise ValueError(f"{name} expects inputs of shape (timesteps, features), found {list(shape)}")
         n_init = len(input_shapes) - 1
         if n_init not in (0, self.cell.n_states):
-            raise ValueError(f"{name} takes 0 or {self.cell.n_states} initial-state inputs after the sequence, "
-                             f"found {n_init}")
+            raise ValueError(
+                f"{name} takes 0 or {self.cell.n_states} initial-state inputs after the sequence, found {n_init}"
+            )
         for s in input_shapes[1:]:
             if tuple(s) != (U,):
                 raise ValueError(f"{name} initial states must have shape [{U}], found {list(s)}")
@@ -173,7 +183,7 @@ class RNN(Layer):
             dx[...] = (dX[::-1] if self.go_backwards else dX).transpose(1, 0, 2)
             if s.drop is not None:
                 dx *= s.drop
-        return (dx, dh0, dc0)[:1 + s.n_init]
+        return (dx, dh0, dc0)[: 1 + s.n_init]
 
     def compute_mask(self, mask, inputs):
         return mask if self.return_sequences else None
@@ -195,15 +205,16 @@ class LSTM(RNN):
 
     cell_class = LSTMCell
 
-    def __init__(self, units: PositiveInt, recurrent_activation: ActivationName = "sigmoid",
-                 unit_forget_bias: bool = True, **kw):
+    def __init__(
+        self, units: PositiveInt, recurrent_activation: ActivationName = "sigmoid", unit_forget_bias: bool = True, **kw
+    ):
         self.recurrent_activation, self.unit_forget_bias = recurrent_activation, unit_forget_bias
         super().__init__(units, **kw)
 
     def _bias(self, rng):
         b = super()._bias(rng)
         if self.unit_forget_bias:
-            b[self.units:2 * self.units] = 1.0
+            b[self.units : 2 * self.units] = 1.0
         return b
 
 
@@ -231,8 +242,9 @@ class Bidirectional(Layer):
     "backward_<name>"; the backward sequence is flipped back to input order before merging.
     """
 
-    def __init__(self, layer: dict,
-                 merge_mode: Annotated[str, Choices(("concat", "sum", "mul", "ave"))] | None = "concat", **kw):
+    def __init__(
+        self, layer: dict, merge_mode: Annotated[str, Choices(("concat", "sum", "mul", "ave"))] | None = "concat", **kw
+    ):
         super().__init__(**kw)
         spec = dict(layer or {})
         cls = layer_class(spec.pop("type", "")) if spec.get("type", "") in LAYERS else None
@@ -254,7 +266,7 @@ class Bidirectional(Layer):
     def regularizer(self, param):
         for prefix, sub in self._subs:
             if param.startswith(prefix):
-                return sub.regularizer(param[len(prefix):]) or super().regularizer(param)
+                return sub.regularizer(param[len(prefix) :]) or super().regularizer(param)
         return super().regularizer(param)
 
     def _bind(self):
@@ -266,13 +278,15 @@ class Bidirectional(Layer):
             sub.rng = getattr(self, "rng", None)
 
     def build(self, input_shapes, rng):
-        fwd, bwd = self.forward_layer, self.backward_layer
+        fwd = self.forward_layer
         k = fwd.cell.n_states
         if len(input_shapes) - 1 not in (0, 2 * k):
-            raise ValueError(f"Bidirectional({type(fwd).__name__}) takes 0 or {2 * k} initial-state inputs "
-                             f"(forward states, then backward), found {len(input_shapes) - 1}")
+            raise ValueError(
+                f"Bidirectional({type(fwd).__name__}) takes 0 or {2 * k} initial-state inputs "
+                f"(forward states, then backward), found {len(input_shapes) - 1}"
+            )
         outs = []
-        for (prefix, sub), states in zip(self._subs, (input_shapes[1:1 + k], input_shapes[1 + k:])):
+        for (prefix, sub), states in zip(self._subs, (input_shapes[1 : 1 + k], input_shapes[1 + k :])):
             sub.dtype, sub.name = self.dtype, f"{self.name}/{prefix[:-1]}"
             sub.input_shapes = [input_shapes[0], *states]
             outs.append(sub.build(sub.input_shapes, rng))
@@ -338,7 +352,7 @@ class Bidirectional(Layer):
         gb_all = [gb, *rest[k:]] if self.forward_layer.return_state else gb
         in_f = self.forward_layer.backward(gf_all, cf)  # a None gradient counts as zero there
         in_b = self.backward_layer.backward(gb_all, cb)
-        return (in_f[0] + in_b[0], *in_f[1:], *in_b[1:])[:1 + n_states]
+        return (in_f[0] + in_b[0], *in_f[1:], *in_b[1:])[: 1 + n_states]
 
     def compute_mask(self, mask, inputs):
         return mask if self.forward_layer.return_sequences else None

@@ -160,10 +160,10 @@ class LSTMCell(GatedCell):
             z *= s.k
             z += s.b
         else:
-            self.rec(z[:, :2 * U], out=a[:, :2 * U])
-            self.act(z[:, 2 * U:3 * U], out=a[:, 2 * U:3 * U])
-            self.rec(z[:, 3 * U:], out=a[:, 3 * U:])
-        i, f, g, o = a[:, :U], a[:, U:2 * U], a[:, 2 * U:3 * U], a[:, 3 * U:]
+            self.rec(z[:, : 2 * U], out=a[:, : 2 * U])
+            self.act(z[:, 2 * U : 3 * U], out=a[:, 2 * U : 3 * U])
+            self.rec(z[:, 3 * U :], out=a[:, 3 * U :])
+        i, f, g, o = a[:, :U], a[:, U : 2 * U], a[:, 2 * U : 3 * U], a[:, 3 * U :]
         c = xp.multiply(f, s.C[t], out=s.C[t + 1])
         c += i * g
         self.act(c, out=s.TC[t])
@@ -174,8 +174,12 @@ class LSTMCell(GatedCell):
         xp, U, Z, A = B.xp, self.units, s.Z, s.A
         E = s.empty("E", A.shape, A.dtype)
         blk = [slice(j * U, (j + 1) * U) for j in range(4)]
-        for j, fn, other in ((0, self.rec, A[..., blk[2]]), (1, self.rec, s.C[:-1]), (2, self.act, A[..., blk[0]]),
-                             (3, self.rec, s.TC)):
+        for j, fn, other in (
+            (0, self.rec, A[..., blk[2]]),
+            (1, self.rec, s.C[:-1]),
+            (2, self.act, A[..., blk[0]]),
+            (3, self.rec, s.TC),
+        ):
             fn.deriv(Z[..., blk[j]], A[..., blk[j]], out=E[..., blk[j]])
             E[..., blk[j]] *= other
         s.Ec = self.act.deriv(s.C[1:], s.TC, out=s.empty("Ec", s.TC.shape, A.dtype))
@@ -216,16 +220,16 @@ class GRUCell(GatedCell):
         rec_matmul(s, s.H[t], s.Wr, rec)
         if s.brec is not None:
             rec += s.brec
-        zr = z[:, :2 * U]
-        zr += rec[:, :2 * U]
+        zr = z[:, : 2 * U]
+        zr += rec[:, : 2 * U]
         if self.fused:  # a is z
             xp.tanh(zr, out=zr)
             zr *= 0.5
             zr += 0.5
         else:
-            self.rec(zr, out=a[:, :2 * U])
-        z[:, 2 * U:] += a[:, U:2 * U] * rec[:, 2 * U:]
-        hh = self.act(z[:, 2 * U:], out=a[:, 2 * U:])
+            self.rec(zr, out=a[:, : 2 * U])
+        z[:, 2 * U :] += a[:, U : 2 * U] * rec[:, 2 * U :]
+        hh = self.act(z[:, 2 * U :], out=a[:, 2 * U :])
         h = xp.subtract(s.H[t], hh, out=s.H[t + 1])
         h *= a[:, :U]
         h += hh
@@ -233,14 +237,14 @@ class GRUCell(GatedCell):
     def prepare_back(self, s):
         # dz_h = dh * Eh (into dZ), dz_z = dh * Ez, dz_r = dz_h * Er, d(rec_h) = dz_h * r (into dRec)
         xp, U, Z, A, dt = B.xp, self.units, s.Z, s.A, s.Z.dtype
-        zg, r, hh = A[..., :U], A[..., U:2 * U], A[..., 2 * U:]
+        zg, r, hh = A[..., :U], A[..., U : 2 * U], A[..., 2 * U :]
         shape = s.H[1:].shape
         s.Ez = self.rec.deriv(Z[..., :U], zg, out=s.empty("Ez", shape, dt))
         s.Ez *= s.H[:-1] - hh
-        s.Eh = self.act.deriv(Z[..., 2 * U:], hh, out=s.empty("Eh", shape, dt))
+        s.Eh = self.act.deriv(Z[..., 2 * U :], hh, out=s.empty("Eh", shape, dt))
         s.Eh *= 1 - zg
-        s.Er = self.rec.deriv(Z[..., U:2 * U], r, out=s.empty("Er", shape, dt))
-        s.Er *= s.R[..., 2 * U:]
+        s.Er = self.rec.deriv(Z[..., U : 2 * U], r, out=s.empty("Er", shape, dt))
+        s.Er *= s.R[..., 2 * U :]
         s.Zm = zg
         if s.M is not None:
             s.Ez *= s.M
@@ -251,17 +255,17 @@ class GRUCell(GatedCell):
     def step_back(self, s, t, dh, dc):
         xp, U = B.xp, self.units
         drec = s.dRec[t]
-        dxh = xp.multiply(dh, s.Eh[t], out=s.dZ[t, :, 2 * U:])
+        dxh = xp.multiply(dh, s.Eh[t], out=s.dZ[t, :, 2 * U :])
         xp.multiply(dh, s.Ez[t], out=drec[:, :U])
-        xp.multiply(dxh, s.Er[t], out=drec[:, U:2 * U])
-        xp.multiply(dxh, s.A[t, :, U:2 * U], out=drec[:, 2 * U:])
+        xp.multiply(dxh, s.Er[t], out=drec[:, U : 2 * U])
+        xp.multiply(dxh, s.A[t, :, U : 2 * U], out=drec[:, 2 * U :])
         dhp = rec_matmul(s, drec, s.WrT)
         dhp += dh * s.Zm[t]
         return dhp, None
 
     def finish_back(self, s):
         U = self.units
-        s.dZ[..., :2 * U] = s.dRec[..., :2 * U]
+        s.dZ[..., : 2 * U] = s.dRec[..., : 2 * U]
 
 
 _PART_MNK = 2**19  # rows x weights of one recurrent product piece (measured: benchmarks/README.md)

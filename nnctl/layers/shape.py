@@ -131,8 +131,9 @@ class Permute(Layer):
     def build(self, input_shapes, rng):
         shape = input_shapes[0]
         if sorted(self.dims) != list(range(1, len(shape) + 1)) or any(isinstance(d, bool) for d in self.dims):
-            raise ValueError(f"dims must be a permutation of 1..{len(shape)} for input shape {tuple(shape)}, "
-                             f"found {self.dims!r}")
+            raise ValueError(
+                f"dims must be a permutation of 1..{len(shape)} for input shape {tuple(shape)}, found {self.dims!r}"
+            )
         self._perm = (0, *self.dims)
         self._inverse = tuple(self._perm.index(a) for a in range(len(self._perm)))
         return tuple(shape[d - 1] for d in self.dims)

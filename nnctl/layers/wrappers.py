@@ -21,8 +21,9 @@ class TimeDistributed(Layer):
         spec = dict(layer or {}) if isinstance(layer, dict) else {}
         cls = layer_class(spec.pop("type", "")) if spec.get("type", "") in LAYERS else None
         if cls is None:
-            raise ValueError(f"TimeDistributed wraps a layer spec such as {{type = \"Dense\", units = 8}}, "
-                             f"found {layer!r}")
+            raise ValueError(
+                f'TimeDistributed wraps a layer spec such as {{type = "Dense", units = 8}}, found {layer!r}'
+            )
         spec = {k: v for k, v in spec.items() if k not in ("name", "inputs", "trainable")}
         self.inner = cls(name=f"{self.name}/{cls.__name__.lower()}", **spec)
         self.layer = {k: v for k, v in self.inner.get_config().items() if k not in ("name", "trainable")}
@@ -48,8 +49,10 @@ class TimeDistributed(Layer):
     def build(self, input_shapes, rng):
         shape = input_shapes[0]
         if len(input_shapes) != 1 or len(shape) < 2:
-            raise ValueError(f"TimeDistributed expects one input of shape (steps, ...) with at least one axis per "
-                             f"step, found {[tuple(s) for s in input_shapes]}")
+            raise ValueError(
+                f"TimeDistributed expects one input of shape (steps, ...) with at least one axis per "
+                f"step, found {[tuple(s) for s in input_shapes]}"
+            )
         inner = self.inner
         inner.dtype, inner.input_shapes = self.dtype, [tuple(shape[1:])]
         inner.input_grads_needed = self.input_grads_needed

@@ -6,8 +6,9 @@ cheaper (sigmoid from y, gelu from x). Softmax runs over the last axis.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Callable
+from typing import Annotated
 
 from nnctl import backend as B
 from nnctl.fields import NameOf
@@ -95,11 +96,15 @@ ACTIVATIONS: dict[str, Activation] = {
     "swish": Activation(lambda x: x * _sigmoid(x), _swish_backward, "x * sigmoid(x)"),
     "softmax": Activation(_softmax, _softmax_backward, "exp(x_i) / sum_j exp(x_j), over the last axis"),
     "softplus": Activation(lambda x: B.xp.logaddexp(x, 0), lambda x, y, dy: dy * _sigmoid(x), "log(1 + exp(x))"),
-    "gelu_tanh": Activation(_gelu, _gelu_backward, "0.5 x (1 + tanh(sqrt(2/pi)(x + 0.044715 x^3))) (Keras's "
-                            "gelu(approximate=True), PyTorch's approximate='tanh')"),
+    "gelu_tanh": Activation(
+        _gelu,
+        _gelu_backward,
+        "0.5 x (1 + tanh(sqrt(2/pi)(x + 0.044715 x^3))) (Keras's gelu(approximate=True), PyTorch's approximate='tanh')",
+    ),
     "silu": Activation(lambda x: x * _sigmoid(x), _swish_backward, "x * sigmoid(x) (= swish)"),
-    "selu": Activation(F.selu, F.selu_backward, "scale * (x if x > 0 else alpha*(exp(x)-1)), alpha 1.67326, "
-                       "scale 1.05070"),
+    "selu": Activation(
+        F.selu, F.selu_backward, "scale * (x if x > 0 else alpha*(exp(x)-1)), alpha 1.67326, scale 1.05070"
+    ),
     "relu6": Activation(F.relu6, F.relu6_backward, "min(max(x, 0), 6)"),
     "hard_sigmoid": Activation(F.hard_sigmoid, F.hard_sigmoid_backward, "relu6(x + 3) / 6 (Keras 3)"),
     "hard_silu": Activation(F.hard_silu, F.hard_silu_backward, "x * hard_sigmoid(x)"),

@@ -20,8 +20,11 @@ from nnctl import backend as B
 def as_tuple(value, n: int, name: str) -> tuple[int, ...]:
     """An int or a length-n sequence of positive ints as an n-tuple (``kernel_size=3`` -> (3, 3))."""
     vals = (value,) * n if isinstance(value, int) else tuple(value) if isinstance(value, (list, tuple)) else None
-    if vals is None or len(vals) != n or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0
-                                                for v in vals):
+    if (
+        vals is None
+        or len(vals) != n
+        or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in vals)
+    ):
         want = "a positive integer" if n == 1 else f"a positive integer or a list of {n} positive integers"
         raise ValueError(f"{name} must be {want}, found {value!r}")
     return vals
@@ -60,10 +63,10 @@ def pad(x, pads, value: float = 0.0):
     n, h, w, c = x.shape
     out = B.xp.empty((n, h + t + b, w + left + r, c), dtype=x.dtype)
     out[:, :t] = value
-    out[:, t + h:] = value
-    out[:, t:t + h, :left] = value
-    out[:, t:t + h, left + w:] = value
-    out[:, t:t + h, left:left + w] = x
+    out[:, t + h :] = value
+    out[:, t : t + h, :left] = value
+    out[:, t : t + h, left + w :] = value
+    out[:, t : t + h, left : left + w] = x
     return out
 
 
@@ -72,7 +75,7 @@ def crop(x, pads):
     (t, b), (left, r) = pads
     if not (t or b or left or r):
         return x
-    return x[:, t:x.shape[1] - b, left:x.shape[2] - r]
+    return x[:, t : x.shape[1] - b, left : x.shape[2] - r]
 
 
 def windows(x, kernel, strides, dilation, out_hw):
@@ -80,8 +83,9 @@ def windows(x, kernel, strides, dilation, out_hw):
     n, _, _, c = x.shape
     sn, sh, sw, sc = x.strides
     (kh, kw), (oh, ow) = kernel, out_hw
-    return _as_strided(x, (n, oh, ow, kh, kw, c),
-                       (sn, sh * strides[0], sw * strides[1], sh * dilation[0], sw * dilation[1], sc))
+    return _as_strided(
+        x, (n, oh, ow, kh, kw, c), (sn, sh * strides[0], sw * strides[1], sh * dilation[0], sw * dilation[1], sc)
+    )
 
 
 def im2col(x, kernel, strides, dilation, out_hw, out=None):

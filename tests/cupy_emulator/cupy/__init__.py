@@ -53,8 +53,10 @@ class ndarray(_Operators):  # noqa: N801 - CuPy's name
 
     # -- the host boundary -------------------------------------------------------------------------
     def __array__(self, *args, **kwargs):
-        raise TypeError("Implicit conversion to a NumPy array is not allowed. Please use `.get()` to construct "
-                        "a NumPy array explicitly.")
+        raise TypeError(
+            "Implicit conversion to a NumPy array is not allowed. Please use `.get()` to construct "
+            "a NumPy array explicitly."
+        )
 
     def get(self, stream=None, order="C", out=None):
         _count_read()
@@ -180,6 +182,7 @@ def _function(name, fn):
             host_copies += 1
             return ndarray(_np.array(args[0], *args[1:], **kwargs))  # a copy: device memory is its own
         return _call(fn, f"cupy.{name}", args, kwargs, host_ok)
+
     device_function.__name__ = name
     return device_function
 
