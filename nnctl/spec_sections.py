@@ -12,6 +12,7 @@ import builtins
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
+from nnctl.data_kinds import KINDS as DATA_KINDS  # noqa: F401 - registers the family NameOf names
 from nnctl.fields import (
     Choices,
     Doc,
@@ -54,14 +55,13 @@ class TopLevel:
     tune: dict | None = doc("nnctl tune: the search space, objective and budget (ignored by nnctl train)", default=None)
 
 
-KINDS = ("auto", "tabular", "arrays", "idx", "images", "timeseries", "text", "segmentation")
-
-
 @dataclass(frozen=True)
 class DataSection:
     train: Path = doc("training file or folder")
-    kind: Annotated[str, Choices(KINDS)] = doc(
-        "data kind; auto picks from the file extension or folder", default="auto"
+    kind: Annotated[str, NameOf("data kind", tables=False)] = doc(
+        "data kind (Keras's loader names such as image_dataset_from_directory are aliases); auto picks from the "
+        "file extension or folder",
+        default="auto",
     )
     test: Path | None = doc("test file or folder, used by evaluate", default=None)
     validation: str | dict | None = doc(

@@ -195,3 +195,29 @@ def test_from_logits_predictions_are_probabilities(tmp_path):
     x = np.loadtxt(DATA / "iris-test.csv", delimiter=",", skiprows=1, usecols=range(4))
     p, _ = run.predict(restored, x)
     assert np.allclose(p.sum(axis=1), 1.0) and (p >= 0).all()
+
+
+@pytest.mark.parametrize(
+    "alias,canonical",
+    [
+        ("csv", "tabular"),
+        ("CSV", "tabular"),
+        ("npz", "arrays"),
+        ("image_dataset_from_directory", "images"),
+        ("auto", "auto"),
+    ],
+)
+def test_data_kind_aliases_resolve_and_the_validated_spec_holds_the_kind(alias, canonical, tmp_path):
+    from helpers import load_spec
+
+    s = load_spec("iris_mlp.toml", tmp_path, f'data.kind="{alias}"')
+    assert s["data"]["kind"] == canonical
+    if canonical == "tabular":  # and the loader behind the alias reads the file
+        assert run.train(dict(s, train=dict(s["train"], epochs=1)))["epochs_run"] == 1
+
+
+def test_an_unknown_data_kind_names_the_closest():
+    from nnctl.errors import SpecError
+
+    with pytest.raises(SpecError, match=r"data.kind: unknown data kind 'tabluar'; did you mean 'tabular'\?"):
+        spec.load(pathlib.Path(__file__).resolve().parents[1] / "specs" / "iris_mlp.toml", ['data.kind="tabluar"'])

@@ -1,34 +1,40 @@
 """Load the spec's data into train/validation/test arrays with fitted preprocessing.
 
-Each data kind has a loader ``load(data_spec, prep) -> Splits`` of raw arrays (registered in ``KINDS``);
+Each data kind has a loader ``load(data_spec, prep) -> Splits`` of raw arrays (registered in
+``nnctl.data_kinds.KINDS``);
 the shared code here takes a seeded subset, splits off validation, fits the preprocessing on the
 training split only, and encodes inputs and targets for the loss.
 """
 
 from __future__ import annotations
 
-import importlib
 import pathlib
 
 import numpy as np
 
-from nnctl.data import arrays, idx, tabular
 from nnctl.data.arrays import arrays_xy
 from nnctl.data.idx import idx_labels_path, idx_xy
 from nnctl.data.preprocess import Preprocessor, task_of
 from nnctl.data.splits import Dataset, Splits
 from nnctl.data.streaming import rows_of
 from nnctl.data.tabular import csv_xy
+from nnctl.data_kinds import loader
 from nnctl.errors import DataError
 from nnctl.multi_spec import is_multi
 
-__all__ = ["Dataset", "Splits", "idx_labels_path", "load_dataset", "load_split", "reconstructs", "resolve_kind"]
+__all__ = [
+    "Dataset",
+    "Splits",
+    "idx_labels_path",
+    "load_dataset",
+    "load_split",
+    "loader",
+    "reconstructs",
+    "resolve_kind",
+]
 
 
-KINDS = {"tabular": tabular.load, "arrays": arrays.load, "idx": idx.load}
 ARRAY_KINDS = ("tabular", "arrays", "idx", "images")  # kinds whose files can stand in for one another
-PLUGIN_KINDS = {"images": "nnctl.data.images", "timeseries": "nnctl.data.timeseries", "text": "nnctl.data.text"}
-PLUGIN_KINDS["segmentation"] = "nnctl.data.masks"  # images paired with masks (issue 18)
 
 
 def resolve_kind(data: dict) -> str:
@@ -95,12 +101,6 @@ def read_labelled(path, data: dict, prep: Preprocessor, train_kind: str, sample_
         mode, size = image_geometry(prep, sample_shape, str(path))
         x, y = read_images(files, mode, size), np.array(labels)
     return conform(x, sample_shape), match_labels(y, classes)
-
-
-def loader(kind: str):
-    if kind in KINDS:
-        return KINDS[kind]
-    return importlib.import_module(PLUGIN_KINDS[kind]).load
 
 
 # -- assembly --------------------------------------------------------------------------------------
