@@ -240,6 +240,8 @@ def confusion_from_result(result: dict, checkpoint, output_png) -> str:
     """Draw the confusion counts an evaluation already computed (``inference.evaluate``'s ``confusion``)
     as a PNG: no second restore or forward pass. Returns the PNG's path."""
     if "confusion" not in result:
+        if "error_mean" in result:  # an autoencoder's report: reconstruction errors, no classes
+            raise SpecError(f"--confusion-matrix: {checkpoint} is an autoencoder; a confusion matrix needs classes")
         if "mse" in result:  # inference.evaluate adds mse, mae and rmse for regression, only
             raise SpecError(f"--confusion-matrix: {checkpoint} is a regression model; a confusion matrix needs classes")
         raise SpecError(f"--confusion-matrix: {checkpoint} has several outputs; a confusion matrix needs one")

@@ -269,12 +269,13 @@ def test_a_corrupt_threshold_is_refused(data):
         (["predict", "{ae}", "{test}", "-f", "npy"], "--format"),
         (["predict", "{ae}", "{test}", "--score", "--reconstruct"], "--score"),
         (["evaluate", "{ae}", "--anomaly-quantile", "1.5"], "--anomaly-quantile"),
+        (["evaluate", "{ae}", "--confusion-matrix", "{tmp}/cm.png"], "is an autoencoder; a confusion matrix needs"),
     ],
 )
 def test_cli_mistakes_are_one_error_line(data, args, message):
     tmp, _ = data
     _train(_spec(tmp))
-    r = _cli(*[a.format(ae=tmp / "ae.h5", test=tmp / "test.csv") for a in args])
+    r = _cli(*[a.format(ae=tmp / "ae.h5", test=tmp / "test.csv", tmp=tmp) for a in args])
     assert r.exit_code == 2, r.output
     assert r.stderr.startswith("error:") and r.stderr.count("\n") == 1 and message in r.stderr
 
