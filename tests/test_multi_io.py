@@ -397,6 +397,9 @@ def test_cli_trains_evaluates_and_predicts_a_two_input_two_output_spec(tmp_path)
     _, _, y_reg, _ = write_csv(tmp_path / "again.csv", n=48)
     mae = np.mean(np.abs(np.array([row["reg"] for row in rows]) - y_reg))
     assert mae == pytest.approx(ev["reg_mae"], rel=1e-4)
+    for flag in (["--top-k", "1"], ["--score"], ["--reconstruct"]):  # a flag it cannot honour is refused, not ignored
+        r = nnctl("predict", ckpt, tmp_path / "d.csv", *flag)
+        assert r.returncode == 2 and r.stderr.count("error:") == 1 and flag[0] in r.stderr, r.stderr
 
 
 def test_cli_reports_a_missing_column_in_one_line_with_exit_2(tmp_path):

@@ -80,7 +80,7 @@ def register(app: typer.Typer, reports_errors) -> None:
         if is_multi(spec):  # named inputs or outputs: one column group or key per output
             from nnctl.cli import predict_named
 
-            predict_named.check_flags(checkpoint, format_, top_k, preprocessed, reconstruct, embed)
+            predict_named.check_flags(checkpoint, format_, top_k, preprocessed, reconstruct, embed, score)
             data = predict_named.render(run.predict_named(restored, input_), format_, proba)
             _write(output, data)
             return

@@ -12,13 +12,16 @@ import numpy as np
 from nnctl.errors import SpecError
 
 
-def check_flags(checkpoint: str, format_: str, top_k, preprocessed: bool, reconstruct: bool, embed) -> None:
+def check_flags(
+    checkpoint: str, format_: str, top_k, preprocessed: bool, reconstruct: bool, embed, score: bool = False
+) -> None:
     """The flags a named-outputs prediction takes: --format csv or jsonl, --proba."""
     for flag, given in (
         ("--top-k", top_k is not None),
         ("--preprocessed", preprocessed),
         ("--reconstruct", reconstruct),
         ("--embed", embed is not None),
+        ("--score", score),
     ):
         if given:
             raise SpecError(f"{flag}: not available for {checkpoint}, a model with named inputs or outputs")
