@@ -97,7 +97,7 @@ CASES = [
     ("modle", {}, ["modle", "did you mean 'model'"]),
     # data
     ("data.normalize", "zscore", ["data.normalize", "one of none, standard, minmax"]),
-    ("data.kind", "csv", ["data.kind", "one of auto"]),
+    ("data.kind", "spreadsheet", ["data.kind", "unknown data kind 'spreadsheet'", "expected one of arrays, auto"]),
     ("data.subset", 0, ["data.subset", "positive integer"]),
     ("data.subset", -5, ["data.subset", "positive integer"]),
     ("data.validation", {"split": 1.5}, ["data.validation.split", "in (0, 1)"]),
