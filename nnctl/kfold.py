@@ -39,19 +39,11 @@ def fold_indices(n: int, k: int, seed: int, labels: np.ndarray | None = None) ->
 def _raw(spec: dict):
     """The training file's raw samples (no validation, no test), the unfitted preprocessing the loader set up,
     and for a CSV its unencoded ``tabular.Table`` (then the samples' x are row numbers into it)."""
-    from nnctl.data import loader, parse_rescale, resolve_kind  # noqa: PLC0415
-    from nnctl.data.preprocess import Preprocessor, task_of  # noqa: PLC0415
-    from nnctl.spec import loss_config  # noqa: PLC0415
+    from nnctl.data import loader, resolve_kind, unfitted_preprocessor  # noqa: PLC0415
 
     data = dict(spec["data"], validation=None, test=None, _seed=spec["seed"])
     kind = resolve_kind(data)
-    prep = Preprocessor(
-        kind,
-        task_of(loss_config(spec["train"])[0]),
-        data.get("normalize", "none"),
-        data.get("normalize_target", "none"),
-        parse_rescale(data.get("rescale")),
-    )
+    prep = unfitted_preprocessor(spec, kind)
     table = None
     if kind == "tabular":  # cells read, encoding left for each fold to fit on its own training rows
         from nnctl.data.splits import Splits  # noqa: PLC0415

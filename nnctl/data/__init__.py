@@ -130,21 +130,28 @@ def _validation_split(s: Splits, split: float, stratify: bool, rng, name: str) -
         s.w_train = s.w_train[~val_mask]
 
 
-def load_dataset(spec: dict, with_test: bool = True) -> Dataset:
-    """Everything ``train`` needs: encoded arrays of each split and the fitted preprocessing."""
-    if is_multi(spec):  # named inputs or outputs: {name: array} per split (nnctl.data.multi)
-        return _load_named(spec)
-    data = spec["data"]
+def unfitted_preprocessor(spec: dict, kind: str) -> Preprocessor:
+    """The spec's preprocessing for data of ``kind``, before anything is fitted: the task its loss wants,
+    the normalisation and rescale it asks for."""
     from nnctl.spec import loss_config  # noqa: PLC0415
 
-    kind = resolve_kind(data)
-    prep = Preprocessor(
+    data = spec["data"]
+    return Preprocessor(
         kind,
         task_of(loss_config(spec["train"])[0]),
         data.get("normalize", "none"),
         data.get("normalize_target", "none"),
         parse_rescale(data.get("rescale")),
     )
+
+
+def load_dataset(spec: dict, with_test: bool = True) -> Dataset:
+    """Everything ``train`` needs: encoded arrays of each split and the fitted preprocessing."""
+    if is_multi(spec):  # named inputs or outputs: {name: array} per split (nnctl.data.multi)
+        return _load_named(spec)
+    data = spec["data"]
+    kind = resolve_kind(data)
+    prep = unfitted_preprocessor(spec, kind)
     if data.get("sample_weight") is not None and kind not in ("tabular", "arrays"):
         raise DataError(
             f"{data['train']}: data.sample_weight: expected tabular (CSV) or arrays (.npz/.h5/.npy) "

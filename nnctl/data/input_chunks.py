@@ -20,7 +20,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from nnctl.data import inputs
-from nnctl.data.readers import _exists, check_header, to_float_matrix
+from nnctl.data.readers import _exists, check_header, data_rows, to_float_matrix
 from nnctl.errors import DataError, quote
 
 CHUNK_ROWS = 4096
@@ -106,22 +106,13 @@ def _csv_chunks(lines: Iterator[str], name: str, prep, size: int) -> Iterator[np
     batch: list[list[str]] = []
     numbers: list[int] = []  # the line of each row
     seen = 0
-    try:
-        for row in reader:
-            if not row or all(not c.strip() for c in row):
-                continue
-            if len(row) != len(header):
-                raise DataError(
-                    f"{name}: line {reader.line_num}: {len(row)} fields, expected {len(header)} (as in the header)"
-                )
-            batch.append(row)
-            numbers.append(reader.line_num)
-            if len(batch) == size:
-                yield _csv_block(batch, numbers, header, cols, name, prep, encoded)
-                seen += len(batch)
-                batch, numbers = [], []
-    except csv.Error as exc:
-        raise DataError(f"{name}: line {reader.line_num}: not readable as CSV ({exc})") from None
+    for row in data_rows(reader, len(header), name):
+        batch.append(row)
+        numbers.append(reader.line_num)
+        if len(batch) == size:
+            yield _csv_block(batch, numbers, header, cols, name, prep, encoded)
+            seen += len(batch)
+            batch, numbers = [], []
     if batch:
         yield _csv_block(batch, numbers, header, cols, name, prep, encoded)
     elif not seen:

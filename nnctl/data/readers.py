@@ -12,6 +12,7 @@ import pathlib
 import stat
 import zipfile
 import zlib
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -101,6 +102,22 @@ def check_header(header: list[str], name) -> None:
         seen[h] = i
 
 
+def data_rows(reader, width: int, name) -> Iterator[list[str]]:
+    """The rows a ``csv.reader`` gives after the header, blank lines skipped (``reader.line_num`` is each
+    row's line); a row of another width or unreadable CSV is an error naming the line."""
+    try:
+        for row in reader:
+            if not row or all(not c.strip() for c in row):
+                continue
+            if len(row) != width:
+                raise DataError(
+                    f"{name}: line {reader.line_num}: {len(row)} fields, expected {width} (as in the header)"
+                )
+            yield row
+    except csv.Error as exc:
+        raise DataError(f"{name}: line {reader.line_num}: not readable as CSV ({exc})") from None
+
+
 def read_csv_table(source, name: str | None = None) -> tuple[list[str], list[list[str]]]:
     """Header and rows of a CSV file (or an open text stream); ragged rows are errors naming the line."""
     if isinstance(source, (str, pathlib.Path)):
@@ -117,18 +134,7 @@ def read_csv_table(source, name: str | None = None) -> tuple[list[str], list[lis
         raise DataError(f"{name}: line {reader.line_num}: not readable as CSV ({exc})") from None
     header = [h.strip() for h in header]
     check_header(header, name)
-    rows = []
-    try:
-        for row in reader:
-            if not row or all(not c.strip() for c in row):
-                continue
-            if len(row) != len(header):
-                raise DataError(
-                    f"{name}: line {reader.line_num}: {len(row)} fields, expected {len(header)} (as in the header)"
-                )
-            rows.append(row)
-    except csv.Error as exc:
-        raise DataError(f"{name}: line {reader.line_num}: not readable as CSV ({exc})") from None
+    rows = list(data_rows(reader, len(header), name))
     if not rows:
         raise DataError(f"{name}: no data rows after the header")
     return header, rows
