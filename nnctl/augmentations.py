@@ -146,16 +146,17 @@ class AugmentSection:
         return bool(self.given())
 
 
-def section(bases: tuple[type, ...] = ()) -> type[AugmentSection]:
+def section(bases: tuple[type, ...] = (), **namespace: Any) -> type[AugmentSection]:
     """A frozen dataclass with one field per key of every registered transform (type, default and doc from
-    its constructor), so ``fields.fields_of`` checks ``[data.augment]`` against the registry."""
+    its constructor), so ``fields.fields_of`` checks ``[data.augment]`` against the registry; ``bases`` and
+    ``namespace`` (class attributes) are the spec model's own (``spec_sections``)."""
     spec = []
     for cls in ORDER:
         hints = typing.get_type_hints(cls.__init__, include_extras=True)
         for p in list(inspect.signature(cls.__init__).parameters.values())[1:]:
             doc = keys_of(cls)[p.name].doc
             spec.append((p.name, hints[p.name], dataclasses.field(default=p.default, metadata={"doc": doc})))
-    made = dataclasses.make_dataclass("Augment", spec, bases=(*bases, AugmentSection), frozen=True)
+    made = dataclasses.make_dataclass("Augment", spec, bases=(*bases, AugmentSection), namespace=namespace, frozen=True)
     made.__doc__ = "[data.augment]: the keys of every registered augmentation (nnctl.augmentations)."
     return made
 
