@@ -36,14 +36,14 @@ from nnctl import initializers
 from nnctl.fields import Choices, PositiveInt, Rate
 from nnctl.initializers import InitializerName
 from nnctl.layers.base import LAYERS, Layer, layer_class, register
-from nnctl.layers.rnn_cells import Cell, GRUCell, LSTMCell, Tape, run, run_back
+from nnctl.layers.rnn_cells import Cell, GRUCell, LSTMCell, SimpleRNNCell, Tape, run, run_back
 from nnctl.ops.activations import ActivationName
 
 
 class RNN(Layer):
     """Shared recurrent layer: builds Keras-layout weights, runs its ``cell`` over time (see module doc)."""
 
-    cell_class = Cell
+    cell_class: type[Cell] = SimpleRNNCell
 
     def __init__(
         self,
@@ -105,7 +105,6 @@ class RNN(Layer):
         dt = W.dtype
         N, T, F = x.shape
         s = Tape(self._pool)
-        s.drop = None
         if training and self.dropout > 0:
             keep = self.rng.random((N, 1, F), dtype=np.float32) >= self.dropout
             s.drop = B.asarray(keep).astype(dt) * dt.type(1.0 / (1.0 - self.dropout))
@@ -116,7 +115,7 @@ class RNN(Layer):
         brec = None
         if bias is not None and cell.split_bias:
             bias, brec = bias[0], bias[1]
-        s.k = k = cell.scale(dt)  # fused cells: sigmoid-gate columns pre-scaled by 0.5
+        s.scale = k = cell.scale(dt)  # fused cells: sigmoid-gate columns pre-scaled by 0.5
         if k is not None:
             W, R = W * k, R * k
             bias = None if bias is None else bias * k
@@ -193,7 +192,7 @@ class RNN(Layer):
 class SimpleRNN(RNN):
     """Fully connected recurrence: h_t = act(x_t W + h_{t-1} R + b); (N, T, F) -> (N, units) or (N, T, units)."""
 
-    cell_class = Cell
+    cell_class = SimpleRNNCell
 
 
 @register()

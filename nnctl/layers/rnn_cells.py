@@ -1,6 +1,6 @@
 """Recurrent cells and the one time loop they share (forward over time, BPTT backward over time).
 
-Arrays are time-major inside the loop: ``Z`` (T, N, G*U) starts as x_t W + b for every step (one
+What one forward records is a ``Tape`` (typed slots, one meaning each). Arrays are time-major inside the loop: ``Z`` (T, N, G*U) starts as x_t W + b for every step (one
 matmul before the loop) and each step adds h_{t-1} R in place, so a step costs one small matmul
 forward and one backward. ``H`` (T+1, N, U) holds h_0..h_T (``C`` the LSTM cell states). Before the
 backward loop each cell turns its tape into per-step coefficients in a few whole-sequence operations
@@ -22,6 +22,7 @@ the backward coefficients of masked rows are zeroed so their gradients pass stra
 from __future__ import annotations
 
 import weakref
+from typing import Any
 
 from nnctl import backend as B
 from nnctl.ops import activations
@@ -62,21 +63,102 @@ class Fn:
         return out
 
 
+Array = Any  # a backend array (numpy.ndarray or cupy.ndarray)
+
+
 def _release(pool: list, bufs: dict) -> None:
     if len(pool) < 2:
         pool.append(bufs)
 
 
 class Tape:
-    """What the forward records for BPTT. Its big arrays come from the owning layer's ``pool`` and go
-    back to it when the tape is dropped, so a training loop reuses them instead of allocating (and
-    page-faulting) megabytes per batch; returned outputs and gradients are never pool arrays."""
+    """What one forward of a recurrent layer records for its BPTT backward, one meaning per slot.
+
+    Shapes: T steps, N rows, F input features, U units, G gate blocks (cell.G). Its big arrays come from
+    the owning layer's ``pool`` (``empty``) and go back to it when the tape is dropped, so a training loop
+    reuses them instead of allocating (and page-faulting) megabytes per batch; returned outputs and
+    gradients are never pool arrays. Slots a cell does not use stay None.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "bufs",
+        "drop",
+        "X",
+        "scale",
+        "Z",
+        "n_init",
+        "Wr",
+        "brec",
+        "Mb",
+        "parts",
+        "hWr",
+        "H",
+        "C",
+        "A",
+        "shift",
+        "TC",
+        "HR",
+        "WrT",
+        "M",
+        "keep",
+        "dZ",
+        "dRec",
+        "D",
+        "E4",
+        "dZ4",
+        "Ec",
+        "Fm",
+        "Ez",
+        "Eh",
+        "Er",
+        "Zm",
+    )
+
+    bufs: dict[str, Array]  # pool buffers by name, reused across batches
+    # -- recorded by RNN.forward (recurrent.py)
+    drop: Array | None  # (N, 1, F) input dropout multiplier: 0 or 1/(1-rate); None without dropout
+    X: Array  # (T, N, F) the (dropped-out) inputs, time-major, in the order the steps run
+    scale: Array | None  # (G*U,) fused cells: 0.5 on sigmoid-gate columns, 1 on the tanh block; else None
+    Z: Array  # (T, N, G*U) x_t W + b, then + h_{t-1} R per step; fused cells overwrite it with the gates
+    n_init: int  # initial-state inputs the forward got (0 or cell.n_states)
+    # -- recorded by run() and the cell's alloc/step
+    Wr: Array  # (U, G*U) recurrent kernel as used (columns scaled when fused)
+    brec: Array | None  # (G*U,) GRU's recurrent bias as used (bias row 1, scaled when fused)
+    Mb: Array | None  # (T, N, 1) bool, True = a real step; None without a mask
+    parts: list[slice] | None  # row pieces of each step's recurrent product (row_parts)
+    hWr: Array  # (N, G*U) scratch: the current step's h_{t-1} Wr
+    H: Array  # (T+1, N, U) h_0 .. h_T
+    C: Array | None  # (T+1, N, U) LSTM cell states c_0 .. c_T; None for other cells
+    A: Array  # (T, N, G*U) gate activations (Z itself when fused)
+    shift: Array | None  # (G*U,) fused LSTM: 1 - scale, so gate = scale * tanh(z) + shift
+    TC: Array | None  # (T, N, U) LSTM act(c_t), before masking
+    HR: Array | None  # (T, N, 3U) GRU h_{t-1} Wr + brec for every step
+    # -- recorded by run_back() and the cell's prepare_back/step_back
+    WrT: Array  # (G*U, U) the unscaled recurrent kernel, transposed and contiguous
+    M: Array | None  # (T, N, 1) Mb as the compute dtype: 1 = real step
+    keep: Array | None  # (T, N, 1) 1 - M: where the state passes through unchanged
+    dZ: Array  # (T, N, G*U) gradient of x_t W + b
+    dRec: Array  # (T, N, G*U) gradient of h_{t-1} R (+ b_rec): dZ itself except for GRU
+    D: Array | None  # (T, N, U) SimpleRNN f'(z_t), zero on masked steps
+    E4: Array | None  # (T, N, 4, U) LSTM by gate block: dz_{i,f,g} = dc_t E4[:, :, :3], dz_o = dh_t E4[:, :, 3]
+    dZ4: Array | None  # (T, N, 4, U) dZ by gate block
+    Ec: Array | None  # (T, N, U) LSTM: d c_t += dh_t Ec (o act'(c_t))
+    Fm: Array | None  # (T, N, U) LSTM: dc_{t-1} = dc_t Fm (the forget gate; 1 on masked steps)
+    Ez: Array | None  # (T, N, U) GRU: dz_z = dh_t Ez
+    Eh: Array | None  # (T, N, U) GRU: dz_h = dh_t Eh
+    Er: Array | None  # (T, N, U) GRU: dz_r = dz_h Er
+    Zm: Array | None  # (T, N, U) GRU: dh_{t-1} += dh_t Zm (the update gate; 1 on masked steps)
 
     def __init__(self, pool: list):
+        for name in self.__slots__[2:]:
+            setattr(self, name, None)
+        self.n_init = 0
         self.bufs = pool.pop() if pool else {}
         weakref.finalize(self, _release, pool, self.bufs)
 
-    def empty(self, name: str, shape: tuple, dtype):
+    def empty(self, name: str, shape: tuple, dtype) -> Array:
+        """An uninitialised pool buffer ``name`` of this shape and dtype (reused when the last one fits)."""
         a = self.bufs.get(name)
         if a is None or a.shape != tuple(shape) or a.dtype != dtype or not isinstance(a, B.xp.ndarray):
             a = self.bufs[name] = B.xp.empty(shape, dtype=dtype)
@@ -84,28 +166,49 @@ class Tape:
 
 
 class Cell:
-    """SimpleRNN cell: h_t = act(x_t W + h_{t-1} R + b). G = 1 gate block."""
+    """Base of the recurrent cells: G gate blocks of ``units`` columns, the activations, and the hooks the
+    time loop calls (alloc, step, then prepare_back, step_back per step, finish_back)."""
 
-    G = 1
-    n_states = 1
+    G = 1  # gate blocks side by side in the kernels' last axis
+    n_states = 1  # states carried between steps (LSTM: h and c)
     split_bias = False  # GRU keeps a separate recurrent bias (bias row 1)
-    fused = False
+    fused = False  # gates computed as one in-place tanh over pre-scaled columns (GatedCell)
 
     def __init__(self, units: int, activation: str = "tanh", recurrent_activation: str = "sigmoid"):
         self.units = units
         self.act = Fn(activation)
         self.rec = Fn(recurrent_activation)
 
-    def scale(self, dtype):
+    def scale(self, dtype) -> Array | None:
         """Column scale for the fused form (0.5 on sigmoid gates, 1 elsewhere), or None."""
         return None
 
-    def alloc(self, s) -> None:
+    def alloc(self, s: Tape) -> None:
+        """Claim the cell's per-sequence buffers on the tape (after run() has set H, C, Z)."""
         s.A = s.Z if self.fused else s.empty("A", s.Z.shape, s.Z.dtype)
+
+    def step(self, s: Tape, t: int) -> None:
+        """Forward step t: read Z[t], H[t] (C[t]); write H[t+1] (C[t+1]) and what backward needs."""
+        raise NotImplementedError
+
+    def prepare_back(self, s: Tape) -> None:
+        """Whole-sequence coefficients for step_back, computed once before the backward loop."""
+        raise NotImplementedError
+
+    def step_back(self, s: Tape, t: int, dh: Array, dc: Array | None) -> tuple[Array, Array | None]:
+        """Backward step t: fill dZ[t] (dRec[t]) from dh_t (dc_t); return (dh_{t-1}, dc_{t-1})."""
+        raise NotImplementedError
+
+    def finish_back(self, s: Tape) -> None:
+        """Whole-sequence work after the backward loop (none by default)."""
+
+
+class SimpleRNNCell(Cell):
+    """SimpleRNN cell: h_t = act(x_t W + h_{t-1} R + b). G = 1 gate block."""
 
     def step(self, s, t) -> None:
         z = s.Z[t]
-        z += rec_matmul(s, s.H[t], s.Wr, s.tmp)
+        z += rec_matmul(s, s.H[t], s.Wr, s.hWr)
         self.act(z, out=s.H[t + 1])
 
     def prepare_back(self, s) -> None:
@@ -118,9 +221,6 @@ class Cell:
         if s.M is not None:
             dhp += dh * s.keep[t]
         return dhp, None
-
-    def finish_back(self, s) -> None:
-        pass
 
 
 class GatedCell(Cell):
@@ -149,16 +249,16 @@ class LSTMCell(GatedCell):
         super().alloc(s)
         s.TC = s.empty("TC", (s.Z.shape[0], *s.H.shape[1:]), s.Z.dtype)  # act(c_t), before masking
         if self.fused:
-            s.b = 1 - s.k  # sigmoid blocks: 0.5 tanh + 0.5; the c block: tanh itself
+            s.shift = 1 - s.scale  # sigmoid blocks: 0.5 tanh + 0.5; the c block: tanh itself
 
     def step(self, s, t):
         xp, U = B.xp, self.units
         z, a = s.Z[t], s.A[t]
-        z += rec_matmul(s, s.H[t], s.Wr, s.tmp)
+        z += rec_matmul(s, s.H[t], s.Wr, s.hWr)
         if self.fused:  # a is z
             xp.tanh(z, out=z)
-            z *= s.k
-            z += s.b
+            z *= s.scale
+            z += s.shift
         else:
             self.rec(z[:, : 2 * U], out=a[:, : 2 * U])
             self.act(z[:, 2 * U : 3 * U], out=a[:, 2 * U : 3 * U])
@@ -212,11 +312,11 @@ class GRUCell(GatedCell):
 
     def alloc(self, s):
         super().alloc(s)
-        s.R = s.empty("R", s.Z.shape, s.Z.dtype)  # h_{t-1} R + b_rec (z, r columns scaled when fused)
+        s.HR = s.empty("HR", s.Z.shape, s.Z.dtype)  # h_{t-1} Wr + brec (z, r columns scaled when fused)
 
     def step(self, s, t):
         xp, U = B.xp, self.units
-        z, a, rec = s.Z[t], s.A[t], s.R[t]
+        z, a, rec = s.Z[t], s.A[t], s.HR[t]
         rec_matmul(s, s.H[t], s.Wr, rec)
         if s.brec is not None:
             rec += s.brec
@@ -244,7 +344,7 @@ class GRUCell(GatedCell):
         s.Eh = self.act.deriv(Z[..., 2 * U :], hh, out=s.empty("Eh", shape, dt))
         s.Eh *= 1 - zg
         s.Er = self.rec.deriv(Z[..., U : 2 * U], r, out=s.empty("Er", shape, dt))
-        s.Er *= s.R[..., 2 * U :]
+        s.Er *= s.HR[..., 2 * U :]
         s.Zm = zg
         if s.M is not None:
             s.Ez *= s.M
@@ -301,13 +401,13 @@ def rec_matmul(s, a, w, out=None):
 
 def run(cell: Cell, s, Wr, brec, h0, c0, Mb):
     """Forward loop over time on the tape ``s`` whose ``s.Z`` (T, N, G*U) holds x W + b (pre-scaled by
-    ``s.k`` when fused; overwritten with pre-activations/activations). Wr, brec: as used (scaled)."""
+    ``s.scale`` when fused; overwritten with pre-activations/activations). Wr, brec: as used (scaled)."""
     xp = B.xp
     T, N, _ = s.Z.shape
     U, dt = cell.units, s.Z.dtype
     s.Wr, s.brec, s.Mb = Wr, brec, Mb
     s.parts = row_parts(N, Wr.shape[0] * Wr.shape[1])
-    s.tmp = s.empty("tmp", s.Z.shape[1:], dt)
+    s.hWr = s.empty("hWr", s.Z.shape[1:], dt)
     s.H = s.empty("H", (T + 1, N, U), dt)
     s.H[0] = 0 if h0 is None else h0
     s.C = None
