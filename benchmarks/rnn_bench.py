@@ -110,7 +110,12 @@ def compare(a: str, b: str) -> int:
             print(f"differs: {k}: max |a-b| = {np.max(np.abs(A[k] - Bz[k])):.3g}")
         else:
             print(f"missing on one side: {k}")
-    print(f"{len(keys) - len(bad)}/{len(keys)} arrays bit-identical")
+    rel = [
+        float(np.max(np.abs(A[k] - Bz[k])) / max(float(np.max(np.abs(A[k]))), 1e-30))
+        for k in bad
+        if k in A.files and k in Bz.files and A[k].shape == Bz[k].shape
+    ]
+    print(f"{len(keys) - len(bad)}/{len(keys)} arrays bit-identical; largest difference {max(rel, default=0):.3g}")
     return 1 if bad else 0
 
 
@@ -125,20 +130,22 @@ def time_layer(type_name: str, units: int, batch: int, steps: int, features: int
     x = B.asarray(rng.standard_normal((batch, steps, features)).astype(np.float32))
     y, _ = layer.forward(x)
     g = B.asarray(rng.standard_normal(y.shape).astype(np.float32))
-    times = []
+    times, cpu = [], []
     for _ in range(3 + reps):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         y, cache = layer.forward(x, training=True)
         layer.backward(g, cache)
         del cache
         times.append(1e3 * (time.perf_counter() - t0))
-    return {"ms": statistics.median(times[3:]), "best": min(times[3:])}
+        cpu.append(1e3 * (time.process_time() - c0))
+    return {"ms": statistics.median(times[3:]), "best": min(times[3:]), "cpu_ms": statistics.median(cpu[3:])}
 
 
 def ab(args) -> int:
     here = str(Path(__file__).resolve().parents[1])
     trees = {"this": here, "baseline": str(Path(args.baseline).resolve())}
     res: dict[str, list[float]] = {k: [] for k in trees}
+    cpu: dict[str, list[float]] = {k: [] for k in trees}
     for r in range(args.repeats):
         for name in list(trees)[:: 1 if r % 2 == 0 else -1]:
             env = dict(os.environ, PYTHONPATH=trees[name])
@@ -146,11 +153,19 @@ def ab(args) -> int:
             cmd += ["--batch", str(args.batch), "--steps", str(args.steps), "--features", str(args.features)]
             cmd += ["--reps", str(args.reps), "--json"] + (["--seq"] if args.seq else [])
             out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True, cwd="/tmp").stdout
-            res[name].append(json.loads(out.strip().splitlines()[-1])["ms"])
+            r = json.loads(out.strip().splitlines()[-1])
+            res[name].append(r["ms"])
+            cpu[name].append(r["cpu_ms"])
     med = {k: statistics.median(v) for k, v in res.items()}
+    mcpu = {k: statistics.median(v) for k, v in cpu.items()}
     for k, v in res.items():
-        print(f"{k:9s} median {med[k]:7.2f} ms  runs {' '.join(f'{x:.2f}' for x in v)}")
-    print(f"this/baseline = {med['this'] / med['baseline']:.3f}  (load average {os.getloadavg()[0]:.1f})")
+        print(
+            f"{k:9s} median {med[k]:7.2f} ms wall, {mcpu[k]:7.2f} ms CPU; wall runs {' '.join(f'{x:.2f}' for x in v)}"
+        )
+    print(
+        f"this/baseline = {med['this'] / med['baseline']:.3f} wall, {mcpu['this'] / mcpu['baseline']:.3f} CPU"
+        f"  (load average {os.getloadavg()[0]:.1f})"
+    )
     return 0
 
 
