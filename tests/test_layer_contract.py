@@ -84,11 +84,9 @@ def _same_value(expected, found) -> bool:
             and len(found) == len(expected)
             and all(_same_value(e, f) for e, f in zip(expected, found))
         )
-    return (
-        type(expected) is type(found)
-        and expected == found
-        or (isinstance(expected, (int, float)) and not isinstance(expected, bool) and expected == found)
-    )
+    if isinstance(expected, bool) or not isinstance(expected, (int, float)):
+        return type(expected) is type(found) and expected == found
+    return isinstance(found, (int, float)) and not isinstance(found, bool) and expected == found  # 2 == 2.0
 
 
 def _differs_in_training(type_name, config) -> bool:
