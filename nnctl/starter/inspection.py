@@ -296,6 +296,7 @@ def _inspect_arrays(path: pathlib.Path) -> Facts:
         raise DataError(f"{path}: not a readable array file ({exc})") from None
     xk, yk = _pick_key(keys, X_KEYS, path, "inputs"), _pick_key(keys, Y_KEYS, path, "targets")
     x, y = read_arrays(path, (xk, yk))
+    assert x is not None and y is not None  # both keys were picked from the file's own keys
     if len(x) != len(y):
         raise DataError(f"{path}: {xk!r} has {len(x)} samples but {yk!r} has {len(y)}")
     facts = _facts_from_arrays("arrays", path, x, y, xk, yk)
@@ -303,8 +304,11 @@ def _inspect_arrays(path: pathlib.Path) -> Facts:
     if test is not None:
         try:
             tx, ty = read_arrays(test, (xk, yk))
-            ok = tx.shape[1:] == x.shape[1:] and (
-                facts.classes is None or set(np.unique(ty).tolist()) <= set(facts.classes)
+            ok = (
+                tx is not None
+                and ty is not None
+                and tx.shape[1:] == x.shape[1:]
+                and (facts.classes is None or set(np.unique(ty).tolist()) <= set(facts.classes))
             )
         except DataError:
             ok = False
@@ -317,13 +321,13 @@ def _inspect_idx(path: pathlib.Path) -> Facts:
     from nnctl.data import idx_labels_path  # noqa: PLC0415
     from nnctl.data.readers import read_idx  # noqa: PLC0415
 
-    x, y = read_idx(path), read_idx(idx_labels_path(path))
+    x, y = read_idx(path), read_idx(idx_labels_path(str(path)))
     if len(x) != len(y):
         raise DataError(f"{path}: {len(x)} images but {len(y)} labels")
     x = x[..., None] if x.ndim == 3 else x  # the idx loader adds the channel axis the same way
     facts = _facts_from_arrays("idx", path, x, y.astype(np.int64))
     test = _sibling_test(path)
-    if test is not None and idx_labels_path(test).exists():
+    if test is not None and idx_labels_path(str(test)).exists():
         facts.test = test
     return facts
 
