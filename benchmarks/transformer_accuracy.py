@@ -180,7 +180,7 @@ def torch_train(net, opt, x, y, orders):
             loss = lossf(net(torch.from_numpy(x[idx])), torch.from_numpy(y[idx]))
             loss.backward()
             opt.step()
-            curve.append(float(loss))
+            curve.append(loss.item())
     return curve
 
 
