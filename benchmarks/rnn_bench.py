@@ -5,10 +5,11 @@ ms per training step of one layer (forward + backward), for A/B runs of two sour
     .venv/bin/python benchmarks/rnn_bench.py fingerprint OUT.npz          # every cell, mask, direction, dtype
     .venv/bin/python benchmarks/rnn_bench.py compare A.npz B.npz          # exit 1 unless bit-identical
     .venv/bin/python benchmarks/rnn_bench.py time --layer LSTM [--units 64 --batch 64 --steps 50 --features 8]
-    .venv/bin/python benchmarks/rnn_bench.py ab --baseline TREE [--layer LSTM] [--repeats 5]
+    .venv/bin/python benchmarks/rnn_bench.py ab --baseline TREE|torch [--layer LSTM] [--repeats 5]
 
-``ab`` alternates fresh processes of this tree and of TREE (``git archive <commit> | tar -x -C TREE``), each
-timing ``time``'s loop, and prints the medians; run it with OPENBLAS_NUM_THREADS=1 on a shared machine.
+``ab`` alternates fresh processes of this tree and of TREE (``git archive <commit> | tar -x -C TREE``), or of
+PyTorch's nn.LSTM / nn.GRU / nn.RNN with ``--baseline torch``, each timing ``time``'s loop, and prints the
+medians; run it with OPENBLAS_NUM_THREADS=1 on a shared machine.
 """
 
 from __future__ import annotations
@@ -141,9 +142,36 @@ def time_layer(type_name: str, units: int, batch: int, steps: int, features: int
     return {"ms": statistics.median(times[3:]), "best": min(times[3:]), "cpu_ms": statistics.median(cpu[3:])}
 
 
+def time_torch(type_name: str, units: int, batch: int, steps: int, features: int, reps: int, seq: bool) -> dict:
+    """The same measurement for PyTorch's nn.LSTM / nn.GRU / nn.RNN (one thread): forward and backward of
+    sum(g * y), as the layer's first layer (no input gradient)."""
+    import torch
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    net = {"LSTM": torch.nn.LSTM, "GRU": torch.nn.GRU, "SimpleRNN": torch.nn.RNN}[type_name](
+        features, units, batch_first=True
+    )
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.standard_normal((batch, steps, features)).astype(np.float32))
+    shape = (batch, steps, units) if seq else (batch, units)
+    g = torch.from_numpy(rng.standard_normal(shape).astype(np.float32))
+    times, cpu = [], []
+    for _ in range(3 + reps):
+        t0, c0 = time.perf_counter(), time.process_time()
+        net.zero_grad()
+        y = net(x)[0]
+        ((y if seq else y[:, -1]) * g).sum().backward()
+        times.append(1e3 * (time.perf_counter() - t0))
+        cpu.append(1e3 * (time.process_time() - c0))
+    return {"ms": statistics.median(times[3:]), "best": min(times[3:]), "cpu_ms": statistics.median(cpu[3:])}
+
+
 def ab(args) -> int:
     here = str(Path(__file__).resolve().parents[1])
-    trees = {"this": here, "baseline": str(Path(args.baseline).resolve())}
+    trees = {"this": here, "baseline": str(Path(args.baseline).resolve())} if args.baseline != "torch" else {}
+    if not trees:  # this tree against PyTorch's layer
+        trees = {"this": here, "baseline": here}
     res: dict[str, list[float]] = {k: [] for k in trees}
     cpu: dict[str, list[float]] = {k: [] for k in trees}
     for r in range(args.repeats):
@@ -152,6 +180,8 @@ def ab(args) -> int:
             cmd = [sys.executable, __file__, "time", "--layer", args.layer, "--units", str(args.units)]
             cmd += ["--batch", str(args.batch), "--steps", str(args.steps), "--features", str(args.features)]
             cmd += ["--reps", str(args.reps), "--json"] + (["--seq"] if args.seq else [])
+            if name == "baseline" and args.baseline == "torch":
+                cmd.append("--torch")
             out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True, cwd="/tmp").stdout
             r = json.loads(out.strip().splitlines()[-1])
             res[name].append(r["ms"])
@@ -187,8 +217,9 @@ def main(argv=None) -> int:
         p.add_argument("--seq", action="store_true", help="return_sequences")
         if p.prog.endswith("time"):
             p.add_argument("--json", action="store_true")
+            p.add_argument("--torch", action="store_true", help="time PyTorch's layer instead")
         else:
-            p.add_argument("--baseline", required=True)
+            p.add_argument("--baseline", required=True, help="a source tree, or 'torch' for PyTorch's layer")
             p.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args(argv)
     if args.cmd == "fingerprint":
@@ -197,7 +228,8 @@ def main(argv=None) -> int:
         return compare(args.a, args.b)
     if args.cmd == "ab":
         return ab(args)
-    r = time_layer(args.layer, args.units, args.batch, args.steps, args.features, args.reps, args.seq)
+    timer = time_torch if args.torch else time_layer
+    r = timer(args.layer, args.units, args.batch, args.steps, args.features, args.reps, args.seq)
     print(
         json.dumps(r)
         if args.json
