@@ -16,10 +16,13 @@ from __future__ import annotations
 import copy
 import json
 import pathlib
+from dataclasses import replace
 
 import numpy as np
 
 from nnctl.errors import DataError, NnctlError, SpecError
+from nnctl.spec_model import Spec
+from nnctl.spec_sections import Validation
 
 
 def fold_indices(n: int, k: int, seed: int, labels: np.ndarray | None = None) -> list[np.ndarray]:
@@ -120,7 +123,7 @@ def summary_dir(spec: dict) -> pathlib.Path:
     return pathlib.Path(run_dir) / "kfold" if run_dir else ckpt.with_name(f"{ckpt.stem}.kfold")
 
 
-def cross_validate(spec: dict, k: int, train, emit=lambda e: None, **train_kw) -> dict:
+def cross_validate(spec: Spec, k: int, train, emit=lambda e: None, **train_kw) -> dict:
     """Train ``spec`` once per fold through ``train(spec, dataset=..., emit=..., **train_kw)`` (``run.train``);
     returns the k-fold summary (per-fold metrics, mean and std of each) and writes it as a run folder."""
     from nnctl import fs  # noqa: PLC0415
@@ -143,11 +146,13 @@ def cross_validate(spec: dict, k: int, train, emit=lambda e: None, **train_kw) -
     fs.check_output_dir(summary_dir(spec), "k-fold folder")
     folds = []
     for i, (val_idx, ds) in enumerate(fold_datasets(spec, k), start=1):
-        fold_spec = copy.deepcopy(spec)
-        fold_spec["data"]["validation"] = {"split": round(len(val_idx) / (len(val_idx) + len(ds.x_train)), 6)}
-        fold_spec["output"]["checkpoint"], run_dir = fold_paths(spec, i)
-        if run_dir:
-            fold_spec["output"]["run_dir"] = run_dir
+        split = Validation(split=round(len(val_idx) / (len(val_idx) + len(ds.x_train)), 6))
+        ckpt, run_dir = fold_paths(spec, i)
+        fold_spec = replace(
+            spec,
+            data=replace(spec.data, validation=split),
+            output=replace(spec.output, checkpoint=ckpt, run_dir=run_dir or spec.output.run_dir),
+        )
         try:
             done = train(fold_spec, dataset=ds, emit=lambda e, i=i: emit({**e, "fold": i, "folds": k}), **train_kw)
         except NnctlError as exc:  # same kind and exit code, saying which fold

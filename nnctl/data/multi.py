@@ -82,8 +82,9 @@ def read_inputs(path, spec: dict):
     return x if spec["model"].get("inputs") else x["input"]
 
 
-def read(path, spec: dict, with_targets: bool = True) -> tuple[dict, dict]:
-    """({input: array}, {output name: array}) of one CSV or .npz/.h5 file, each with the same rows."""
+def read(path, spec: dict, with_targets: bool = True, resolved: dict | None = None) -> tuple[dict, dict]:
+    """({input: array}, {output name: array}) of one CSV or .npz/.h5 file, each with the same rows; a CSV's
+    input column groups, as resolved, go into ``resolved`` when given."""
     p = pathlib.Path(path)
     if str(path) == "-" or not p.is_file():
         raise DataError(f"{path}: expected a CSV or .npz/.h5 file holding the named inputs (not stdin)")
@@ -93,8 +94,8 @@ def read(path, spec: dict, with_targets: bool = True) -> tuple[dict, dict]:
         targets = {}
     if csv:
         x, y = _read_csv(p, inputs, targets)
-        if with_targets:  # the column groups as resolved, stored with the spec for predict
-            spec["data"]["inputs"] = {**(spec["data"].get("inputs") or {}), **inputs}
+        if resolved is not None:
+            resolved.update(inputs)
     else:
         x, y = _read_arrays(p, inputs, targets)
     counts = {
@@ -231,7 +232,8 @@ def load(spec: dict, output_shapes) -> Dataset:
     first_loss = _loss_name(next(iter(_outputs(spec).values()))["loss"])
     prep = Preprocessor(_kind(data["train"]), task_of(first_loss))
     prep.meta["named"] = True
-    x_raw, y_raw = read(data["train"], spec)
+    columns: dict = {}  # the column groups as resolved, stored with the spec for predict
+    x_raw, y_raw = read(data["train"], spec, resolved=columns)
     x = conform_inputs(spec, x_raw, data["train"])
     shapes = output_shapes(x)
     y = encode_targets(spec, y_raw, shapes, data["train"])
@@ -255,7 +257,8 @@ def load(spec: dict, output_shapes) -> Dataset:
     if data.get("test"):
         x_test, y_test = _unnamed(*_encoded(spec, data["test"], shapes), spec)
     x_train, y_train = _unnamed(x, y, spec)
-    return Dataset(x_train, y_train, x_val, y_val, x_test, y_test, prep, {}, None)
+    named = {**(data.get("inputs") or {}), **columns} if columns else None
+    return Dataset(x_train, y_train, x_val, y_val, x_test, y_test, prep, {}, None, named)
 
 
 def _encoded(spec: dict, path, shapes: dict) -> tuple[dict, dict]:
