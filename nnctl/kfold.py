@@ -14,6 +14,7 @@ run's checkpoint epoch, as a one-row run that ``nnctl compare`` and ``nnctl plot
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import pathlib
 from dataclasses import replace
@@ -44,7 +45,7 @@ def _raw(spec: dict):
     and for a CSV its unencoded ``tabular.Table`` (then the samples' x are row numbers into it)."""
     from nnctl.data import loader, resolve_kind, unfitted_preprocessor  # noqa: PLC0415
 
-    data = dict(spec["data"], validation=None, test=None, _seed=spec["seed"])
+    data = dataclasses.replace(spec.data, validation=None, test=None)
     kind = resolve_kind(data)
     prep = unfitted_preprocessor(spec, kind)
     table = None
@@ -55,10 +56,10 @@ def _raw(spec: dict):
         table = read_table(data, prep)
         s = Splits(np.arange(len(table.y)), table.y, w_train=table.w)  # x: row numbers into table.cols
     else:
-        s = loader(kind)(data, prep)
+        s = loader(kind)(data, prep, spec.seed)
     if s.ordered:
         raise DataError(
-            f"{data['train']}: --k-fold needs exchangeable samples; {kind} windows are ordered in time "
+            f"{data.train}: --k-fold needs exchangeable samples; {kind} windows are ordered in time "
             f"(validate on the end of the series with data.validation = {{ split = 0.2 }})"
         )
     if s.y_train is None:
