@@ -14,7 +14,6 @@ run's checkpoint epoch, as a one-row run that ``nnctl compare`` and ``nnctl plot
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 import pathlib
 from dataclasses import replace
@@ -40,12 +39,12 @@ def fold_indices(n: int, k: int, seed: int, labels: np.ndarray | None = None) ->
     return [np.nonzero(fold_of == i)[0] for i in range(k)]
 
 
-def _raw(spec: dict):
+def _raw(spec: Spec):
     """The training file's raw samples (no validation, no test), the unfitted preprocessing the loader set up,
     and for a CSV its unencoded ``tabular.Table`` (then the samples' x are row numbers into it)."""
     from nnctl.data import loader, resolve_kind, unfitted_preprocessor  # noqa: PLC0415
 
-    data = dataclasses.replace(spec.data, validation=None, test=None)
+    data = replace(spec.data, validation=None, test=None)
     kind = resolve_kind(data)
     prep = unfitted_preprocessor(spec, kind)
     table = None
@@ -81,7 +80,7 @@ def strata(y: np.ndarray, task: str) -> np.ndarray | None:
     return y.reshape(len(y), -1)[:, 0] if y.ndim > 1 else y
 
 
-def fold_datasets(spec: dict, k: int):
+def fold_datasets(spec: Spec, k: int):
     """Yield (validation indices, Dataset) for each fold, preprocessing fitted on the other folds."""
     from nnctl.data import Dataset  # noqa: PLC0415
 
