@@ -1,6 +1,6 @@
 """Load the spec's data into train/validation/test arrays with fitted preprocessing.
 
-Each data kind has a loader ``load(data_spec, prep) -> Splits`` of raw arrays (registered in
+Each data kind has a loader ``load(data, prep, seed) -> Splits`` of raw arrays (registered in
 ``nnctl.data_kinds.KINDS``);
 the shared code here takes a seeded subset, splits off validation, fits the preprocessing on the
 training split only, and encodes inputs and targets for the loss.
@@ -23,7 +23,6 @@ from nnctl.data.streaming import rows_of
 from nnctl.data.tabular import csv_xy
 from nnctl.data_kinds import loader
 from nnctl.errors import DataError
-from nnctl.multi_spec import is_multi
 
 if TYPE_CHECKING:
     from nnctl.spec_model import Spec
@@ -165,7 +164,7 @@ def load_dataset(spec: Spec | Mapping, with_test: bool = True) -> Dataset:
     """Everything ``train`` needs: encoded arrays of each split and the fitted preprocessing; ``spec`` may be
     the stored spec of a checkpoint (evaluate)."""
     spec = typed(spec)
-    if is_multi(spec):  # named inputs or outputs: {name: array} per split (nnctl.data.multi)
+    if spec.model.inputs or spec.model.outputs:  # named inputs or outputs: {name: array} per split (data.multi)
         return _load_named(spec)
     data = spec.data
     kind = resolve_kind(data)
