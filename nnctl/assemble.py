@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import numpy as np
@@ -16,47 +17,62 @@ from nnctl.graph import Model
 from nnctl.multi_spec import is_multi
 from nnctl.outputs import Head, Heads
 from nnctl.spec import loss_config, optimizer_config
+from nnctl.spec_model import ModelFacts, Spec
 
 
-def model_for_data(spec: dict, ds: Dataset) -> Model:
+def model_for_data(spec: Spec, ds: Dataset) -> Model:
     """Build the spec's model for the dataset's input shape and check its output against the targets."""
     if is_multi(spec):
         return model_for_named(spec, ds)
-    shape = tuple(spec["model"].get("input_shape") or ds.input_shape)
+    shape = tuple(spec.model.input_shape or ds.input_shape)
     if tuple(ds.input_shape) != shape:
         raise DataError(
-            f"{spec['data']['train']}: samples have shape {list(ds.input_shape)} "
+            f"{spec.data.train}: samples have shape {list(ds.input_shape)} "
             f"({features(ds.input_shape)}), but model.input_shape is {list(shape)}"
         )
-    input_dtype = ds.x_train.dtype if ds.x_train.dtype.kind in "iu" else spec["dtype"]
-    model = build_model(spec, shape, spec["seed"], ds.defaults, input_dtype=input_dtype)
+    model = build_model(spec, shape, spec.seed, ds.defaults, input_dtype=_input_dtype(spec, ds))
     check_targets(spec, model, ds.y_train, ds.prep)
-    model.check_input(ds.x_train, spec["data"]["train"])
+    model.check_input(ds.x_train, spec.data.train)
     if ds.x_val is not None:
-        validation = spec["data"].get("validation")
+        validation = spec.data.validation
         model.check_input(
-            ds.x_val, validation if isinstance(validation, str) else f"{spec['data']['train']} (validation split)"
+            ds.x_val, validation if isinstance(validation, str) else f"{spec.data.train} (validation split)"
         )
-    # what the checkpoint needs to rebuild the same model without the data
-    spec["model"]["input_shape"] = list(shape)
-    spec["_defaults"], spec["_input_dtype"] = dict(ds.defaults), str(np.dtype(input_dtype))
     return model
 
 
-def model_for_named(spec: dict, ds: Dataset) -> Model:
+def model_for_named(spec: Spec, ds: Dataset) -> Model:
     """The model of a spec with named inputs or outputs (nnctl.data.multi encoded its targets for it)."""
-    named = spec["model"].get("inputs")
+    named = spec.model.inputs
     if named:
-        shape, input_dtype = tuple(next(iter(named.values()))["shape"]), None
+        shape, input_dtype = tuple(next(iter(named.values())).shape), None
     else:
         shape, input_dtype = tuple(ds.x_train.shape[1:]), ds.x_train.dtype
-        spec["model"]["input_shape"], spec["_input_dtype"] = list(shape), str(np.dtype(input_dtype))
-    model = build_model(spec, shape, spec["seed"], {}, input_dtype=input_dtype)
-    model.check_input(ds.x_train, spec["data"]["train"])
+    model = build_model(spec, shape, spec.seed, {}, input_dtype=input_dtype)
+    model.check_input(ds.x_train, spec.data.train)
     if ds.x_val is not None:
-        model.check_input(ds.x_val, f"{spec['data']['train']} (validation)")
-    spec["_defaults"] = {}
+        model.check_input(ds.x_val, f"{spec.data.train} (validation)")
     return model
+
+
+def _input_dtype(spec: Spec, ds: Dataset):
+    return ds.x_train.dtype if ds.x_train.dtype.kind in "iu" else spec.dtype
+
+
+def for_checkpoint(spec: Spec, ds: Dataset) -> tuple[Spec, ModelFacts]:
+    """What a checkpoint needs to rebuild ``model_for_data``'s model without the data: the spec with
+    ``model.input_shape`` taken from the data, and the facts the data supplied (layer defaults, input dtype)."""
+    if ds.spec_inputs is not None:  # named-input CSV columns, as resolved from the header
+        spec = dataclasses.replace(spec, data=dataclasses.replace(spec.data, inputs=ds.spec_inputs))
+    if is_multi(spec):
+        if spec.model.inputs:
+            return spec, ModelFacts({}, None)
+        shape, input_dtype = tuple(ds.x_train.shape[1:]), ds.x_train.dtype
+        facts = ModelFacts({}, str(np.dtype(input_dtype)))
+    else:
+        shape = tuple(spec.model.input_shape or ds.input_shape)
+        facts = ModelFacts(dict(ds.defaults), str(np.dtype(_input_dtype(spec, ds))))
+    return dataclasses.replace(spec, model=dataclasses.replace(spec.model, input_shape=list(shape))), facts
 
 
 def named_output_shapes(spec: dict, x) -> dict:
@@ -103,11 +119,11 @@ def features(shape) -> str:
 def check_targets(spec, model: Model, y: np.ndarray, prep: Preprocessor) -> None:
     out = tuple(model.output_shape) if not isinstance(model.output_shape, list) else None
     if out is None:
-        raise SpecError(f"{spec.get('_source', 'spec')}: model.layers[-1]: the last layer must have one output")
+        raise SpecError(f"{spec.source}: model.layers[-1]: the last layer must have one output")
     want = out[:-1] if prep.task == "sparse" else out
     if tuple(y.shape[1:]) != want:
         last = spec["model"]["layers"][-1]["name"]
-        cut = spec.get("_top_removed")  # nnctl.model_top: a feature extractor has no head for these targets
+        cut = spec.top_removed  # nnctl.model_top: a feature extractor has no head for these targets
         why = f"; model.include_top = false removed its top ({', '.join(cut)}): train it with the top" if cut else ""
         if prep.classes is not None and prep.task in ("categorical", "sparse"):
             raise DataError(

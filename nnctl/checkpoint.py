@@ -2,7 +2,9 @@
 
 Layout (documented in docs/checkpoint.md):
   /                     attrs format="nnctl-checkpoint", format_version, nnctl_version, seed, epoch, best_epoch
-  /spec                 the resolved spec as a JSON string dataset (no 64 KiB attribute limit)
+  /spec                 the resolved spec as a JSON string dataset (no 64 KiB attribute limit): what the user wrote
+  /model_facts          JSON: what the build learned from the data (defaults, input_dtype, sample_shape); older
+                        checkpoints kept defaults and input_dtype as _defaults, _input_dtype inside /spec
   /weights/<layer>/<p>  weights used by evaluate/predict (the best epoch's when early stopping restores it)
   /state/<layer>/<s>    non-trained layer state for those weights (BatchNorm moving statistics)
   /preprocessing/<k>    normalisation statistics, class labels in order, tokenizer vocabulary, meta JSON
@@ -76,6 +78,7 @@ def save(
     best_epoch: int | None,
     optimizer: dict,
     resume: dict | None,
+    facts: dict | None = None,
 ) -> None:
     """Write a checkpoint. ``optimizer`` = {type, iterations, config, slots: {slot: {name: array}}};
     ``resume`` = {weights, state, info} for the last finished epoch (None when equal to ``weights``)."""
@@ -92,6 +95,8 @@ def save(
                 best_epoch=-1 if best_epoch is None else best_epoch,
             )
             _json(f, "spec", spec)
+            if facts is not None:
+                _json(f, "model_facts", facts)
             _write_named(f.create_group("weights"), weights)
             _write_named(f.create_group("state"), state)
             pg = f.create_group("preprocessing")
@@ -276,6 +281,7 @@ class Checkpoint:
                     k: (f.attrs[k].item() if hasattr(f.attrs[k], "item") else f.attrs[k]) for k in ATTRS if k in f.attrs
                 }
                 self.spec = r.json("spec")
+                self.model_facts = r.json("model_facts") if "model_facts" in f else None
                 self.weights = r.named("weights")
                 self.state = r.named("state")
                 prep = r.node("preprocessing", "group")

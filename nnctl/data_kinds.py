@@ -1,8 +1,8 @@
 """The data kinds a spec can name (``data.kind``): one registry family whose entries are the modules that
 load each kind, imported only when that kind is read.
 
-Each module has ``load(data_spec, prep) -> Splits``. ``auto`` is not a loader: ``data.resolve_kind`` turns it
-into a kind from the training path (a folder, an IDX name, ``.csv``, ``.npz``/``.npy``/``.h5``).
+Each module has ``load(data: DataSection, prep, seed) -> Splits``. ``auto`` is not a loader:
+``data.resolve_kind`` turns it into a kind from the training path (a folder, an IDX name, ``.csv``, ``.npz``/``.npy``/``.h5``).
 """
 
 from __future__ import annotations

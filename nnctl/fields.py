@@ -20,6 +20,7 @@ from typing import Annotated, Any
 
 from nnctl.errors import quote
 from nnctl.registry import FAMILIES, UnknownName, suggestion
+from nnctl.spec_table import Named, Table
 
 REQUIRED = inspect.Parameter.empty
 
@@ -163,7 +164,11 @@ def field_from(name: str, annotation, default=REQUIRED, doc: str = "") -> Field:
             nullable = True
             continue
         origin = typing.get_origin(b) or b
-        if origin in (list, tuple):
+        if isinstance(origin, type) and issubclass(origin, Table):  # a sub-table, written as a table
+            accepted.append(dict)
+        elif origin is Named:  # a registered name, written as its name or a {type = ...} table
+            accepted.extend((str, dict))
+        elif origin in (list, tuple):
             accepted.append(list)
             args = [a for a in typing.get_args(b) if a is not Ellipsis]
             if args:
@@ -242,6 +247,8 @@ def fields_of(datacls) -> dict[str, Field]:
             default = f.default_factory()
         else:
             default = REQUIRED
+        if isinstance(default, (Table, Named)):  # a typed default as a user writes it: {} is the table of defaults
+            default = {} if isinstance(default, Table) else default.plain()
         out[f.name] = field_from(f.name, hints[f.name], default, f.metadata.get("doc", ""))
     return out
 

@@ -24,6 +24,7 @@ from nnctl.errors import DataError, Interrupted, Preempted, SpecError, TrainingD
 from nnctl.gan_checkpoint import read_snapshot, write_checkpoint
 from nnctl.gan_trainer import GanTrainer, draw_latent, with_labels
 from nnctl.graph import Model
+from nnctl.spec_model import ModelFacts
 from nnctl.strategy import DataParallel, Local
 from nnctl.train import Hooks
 
@@ -225,7 +226,7 @@ class GanSession:
         check_range(spec, g, ds.x_train)
         _check_rounds(spec, len(ds.x_train))
         self.labels = class_labels(spec, ds.y_train)
-        spec["_sample_shape"] = list(ds.input_shape)  # what generate and --resume need without the data
+        self.facts = ModelFacts(sample_shape=list(ds.input_shape))  # what generate and --resume need without the data
         g.to_device()
         d.to_device()
         gcfg = self.tcfg["gan"]
@@ -240,7 +241,7 @@ class GanSession:
             self.hooks,
         )
         if resume:
-            self.trainer.restore(read_snapshot(resume, spec, self.trainer))
+            self.trainer.restore(read_snapshot(resume, spec, self.trainer, self.facts))
             self.emit({"event": "resume", "checkpoint": str(resume), "epoch": self.trainer.epoch})
         self.start_epoch = self.trainer.epoch
         self.last = self.trainer.snapshot()
@@ -253,7 +254,7 @@ class GanSession:
         return done
 
     def write(self, path, snap: dict) -> None:
-        write_checkpoint(path, self.spec, self.trainer, self.ds.prep, snap)
+        write_checkpoint(path, self.spec, self.trainer, self.ds.prep, snap, self.facts)
 
     def between_batches(self) -> None:
         """SIGUSR1 asks for a checkpoint of the last finished epoch, written between batches."""

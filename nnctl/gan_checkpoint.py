@@ -17,6 +17,8 @@ from nnctl.checkpoint import Checkpoint, load_into, named_from_flat, save
 from nnctl.errors import CheckpointError, SpecError
 from nnctl.gan_spec import MODELS, is_gan
 from nnctl.graph import Model
+from nnctl.spec_model import ModelFacts
+from nnctl.spec_table import to_plain
 
 
 def _prefixed(prefix: str, named: dict) -> dict:
@@ -28,7 +30,7 @@ def _unprefixed(prefix: str, named: dict) -> dict:
     return {k[len(head) :]: v for k, v in named.items() if k.startswith(head)}
 
 
-def write_checkpoint(path, spec: dict, trainer, prep, snap: dict) -> None:
+def write_checkpoint(path, spec: dict, trainer, prep, snap: dict, facts: ModelFacts | None = None) -> None:
     """Write ``snap`` (a ``GanTrainer.snapshot``) as the weights to use and the state to resume."""
     from nnctl.gan import named_config  # noqa: PLC0415
 
@@ -55,7 +57,7 @@ def write_checkpoint(path, spec: dict, trainer, prep, snap: dict) -> None:
     }
     save(
         path,
-        spec=spec,
+        spec=to_plain(spec),
         weights=weights,
         state=state,
         prep_arrays=prep.to_arrays(),
@@ -70,6 +72,7 @@ def write_checkpoint(path, spec: dict, trainer, prep, snap: dict) -> None:
             "slots": slots,
         },
         resume={"weights": weights, "state": state, "info": info},
+        facts=facts.to_dict() if facts is not None else None,
     )
 
 
@@ -85,13 +88,14 @@ def open_gan(path, verb: str) -> Checkpoint:
     return ck
 
 
-def model_differences(spec: dict, stored: dict) -> list[str]:
-    """What differs between a GAN spec and the spec stored in a checkpoint it would resume."""
+def model_differences(spec: dict, stored: dict, shape=None, stored_shape=None) -> list[str]:
+    """What differs between a GAN spec (for samples of ``shape``) and the spec stored in a checkpoint it
+    would resume (for samples of ``stored_shape``)."""
     out = []
     if spec.get("dtype") != stored.get("dtype"):
         out.append(f"dtype {stored.get('dtype')!r} -> {spec.get('dtype')!r}")
-    if spec.get("_sample_shape") != stored.get("_sample_shape"):
-        out.append(f"sample shape {stored.get('_sample_shape')} -> {spec.get('_sample_shape')}")
+    if shape != stored_shape:
+        out.append(f"sample shape {stored_shape} -> {shape}")
     for which in MODELS:
         a, b = spec["model"][which], stored.get("model", {}).get(which) or {}
         for key in ("latent_dim", "latent", "classes", "layers"):
@@ -100,10 +104,11 @@ def model_differences(spec: dict, stored: dict) -> list[str]:
     return out
 
 
-def read_snapshot(path, spec: dict, trainer) -> dict:
+def read_snapshot(path, spec: dict, trainer, facts: ModelFacts) -> dict:
     """The --resume state of a GAN checkpoint, in ``GanTrainer.snapshot``'s form, checked against ``spec``."""
     ck = open_gan(path, "--resume with a GAN spec")
-    diff = model_differences(spec, ck.spec)
+    stored = ModelFacts.from_stored(ck.model_facts, ck.spec)
+    diff = model_differences(spec, ck.spec, facts.sample_shape, stored.sample_shape)
     if diff:
         raise SpecError(f"--resume {path}: the spec's models differ from the checkpoint's: " + "; ".join(diff))
     if ck.resume is None:

@@ -23,6 +23,7 @@ from nnctl.graph import Model, rows
 from nnctl.multi_spec import is_multi
 from nnctl.outputs import Heads
 from nnctl.scoring import evaluate_model
+from nnctl.spec_model import ModelFacts
 
 
 class Restored(NamedTuple):
@@ -50,9 +51,9 @@ def restore(path, device: str = "auto") -> Restored:
         shape = stored_input_shape(spec)
     except (KeyError, ValueError, TypeError, json.JSONDecodeError) as exc:
         raise SpecError(f"{path}: checkpoint preprocessing or spec is incomplete ({exc})") from None
-    defaults = spec.get("_defaults", {})
+    facts = ModelFacts.from_stored(ck.model_facts, spec)  # older checkpoints kept them in the spec JSON
     try:
-        model = build_model(spec, shape, spec["seed"], defaults, input_dtype=spec.get("_input_dtype"))
+        model = build_model(spec, shape, spec["seed"], facts.defaults, input_dtype=facts.input_dtype)
     except (KeyError, ValueError, TypeError, AttributeError) as exc:
         raise CheckpointError(
             f"{path}: /spec: the stored model cannot be built ({type(exc).__name__}: {quote(exc, 60)})"

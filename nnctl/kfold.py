@@ -16,10 +16,13 @@ from __future__ import annotations
 import copy
 import json
 import pathlib
+from dataclasses import replace
 
 import numpy as np
 
 from nnctl.errors import DataError, NnctlError, SpecError
+from nnctl.spec_model import Spec
+from nnctl.spec_sections import Validation
 
 
 def fold_indices(n: int, k: int, seed: int, labels: np.ndarray | None = None) -> list[np.ndarray]:
@@ -36,12 +39,12 @@ def fold_indices(n: int, k: int, seed: int, labels: np.ndarray | None = None) ->
     return [np.nonzero(fold_of == i)[0] for i in range(k)]
 
 
-def _raw(spec: dict):
+def _raw(spec: Spec):
     """The training file's raw samples (no validation, no test), the unfitted preprocessing the loader set up,
     and for a CSV its unencoded ``tabular.Table`` (then the samples' x are row numbers into it)."""
     from nnctl.data import loader, resolve_kind, unfitted_preprocessor  # noqa: PLC0415
 
-    data = dict(spec["data"], validation=None, test=None, _seed=spec["seed"])
+    data = replace(spec.data, validation=None, test=None)
     kind = resolve_kind(data)
     prep = unfitted_preprocessor(spec, kind)
     table = None
@@ -52,10 +55,10 @@ def _raw(spec: dict):
         table = read_table(data, prep)
         s = Splits(np.arange(len(table.y)), table.y, w_train=table.w)  # x: row numbers into table.cols
     else:
-        s = loader(kind)(data, prep)
+        s = loader(kind)(data, prep, spec.seed)
     if s.ordered:
         raise DataError(
-            f"{data['train']}: --k-fold needs exchangeable samples; {kind} windows are ordered in time "
+            f"{data.train}: --k-fold needs exchangeable samples; {kind} windows are ordered in time "
             f"(validate on the end of the series with data.validation = {{ split = 0.2 }})"
         )
     if s.y_train is None:
@@ -77,7 +80,7 @@ def strata(y: np.ndarray, task: str) -> np.ndarray | None:
     return y.reshape(len(y), -1)[:, 0] if y.ndim > 1 else y
 
 
-def fold_datasets(spec: dict, k: int):
+def fold_datasets(spec: Spec, k: int):
     """Yield (validation indices, Dataset) for each fold, preprocessing fitted on the other folds."""
     from nnctl.data import Dataset  # noqa: PLC0415
 
@@ -120,7 +123,7 @@ def summary_dir(spec: dict) -> pathlib.Path:
     return pathlib.Path(run_dir) / "kfold" if run_dir else ckpt.with_name(f"{ckpt.stem}.kfold")
 
 
-def cross_validate(spec: dict, k: int, train, emit=lambda e: None, **train_kw) -> dict:
+def cross_validate(spec: Spec, k: int, train, emit=lambda e: None, **train_kw) -> dict:
     """Train ``spec`` once per fold through ``train(spec, dataset=..., emit=..., **train_kw)`` (``run.train``);
     returns the k-fold summary (per-fold metrics, mean and std of each) and writes it as a run folder."""
     from nnctl import fs  # noqa: PLC0415
@@ -143,11 +146,13 @@ def cross_validate(spec: dict, k: int, train, emit=lambda e: None, **train_kw) -
     fs.check_output_dir(summary_dir(spec), "k-fold folder")
     folds = []
     for i, (val_idx, ds) in enumerate(fold_datasets(spec, k), start=1):
-        fold_spec = copy.deepcopy(spec)
-        fold_spec["data"]["validation"] = {"split": round(len(val_idx) / (len(val_idx) + len(ds.x_train)), 6)}
-        fold_spec["output"]["checkpoint"], run_dir = fold_paths(spec, i)
-        if run_dir:
-            fold_spec["output"]["run_dir"] = run_dir
+        split = Validation(split=round(len(val_idx) / (len(val_idx) + len(ds.x_train)), 6))
+        ckpt, run_dir = fold_paths(spec, i)
+        fold_spec = replace(
+            spec,
+            data=replace(spec.data, validation=split),
+            output=replace(spec.output, checkpoint=ckpt, run_dir=run_dir or spec.output.run_dir),
+        )
         try:
             done = train(fold_spec, dataset=ds, emit=lambda e, i=i: emit({**e, "fold": i, "folds": k}), **train_kw)
         except NnctlError as exc:  # same kind and exit code, saying which fold

@@ -20,6 +20,7 @@ from nnctl import fs, losses
 from nnctl.assemble import make_loss, make_optimizer, model_for_data
 from nnctl.data import load_dataset
 from nnctl.errors import SpecError
+from nnctl.spec_model import Spec
 from nnctl.train import Trainer
 
 BETA = 0.98
@@ -187,7 +188,7 @@ def plot_png(result: dict, output_png) -> None:
 
 
 def lr_find(
-    spec: dict, device: str = "auto", start: float = 1e-7, end: float = 10.0, steps: int = 200, strategy=None
+    spec: Spec, device: str = "auto", start: float = 1e-7, end: float = 10.0, steps: int = 200, strategy=None
 ) -> dict:
     """Build the spec's model, loss, optimizer and data as ``nnctl train`` does (class weights included, data
     augmentation not) and run the range test on them; ``strategy`` (a ``DataParallel``) shares every batch
@@ -222,5 +223,5 @@ def lr_find(
     trainer.sample_weight = ds.w_train
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
         result = sweep(trainer, ds.x_train, ds.y_train, start, end, steps, seed=spec["seed"])
-    result["spec"] = spec.get("_source", "spec")
+    result["spec"] = spec.source
     return result

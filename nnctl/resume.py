@@ -8,6 +8,7 @@ batches done, batch losses and outputs so far) is stored under /resume/position.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pathlib
 from collections.abc import Sequence
@@ -21,6 +22,8 @@ from nnctl.data.preprocess import Preprocessor
 from nnctl.errors import CheckpointError, SpecError
 from nnctl.graph import Model
 from nnctl.spec import optimizer_config
+from nnctl.spec_model import ModelFacts, Spec
+from nnctl.spec_table import to_plain
 from nnctl.train import Trainer
 
 INFO_KEYS = ("epoch", "schedule", "early", "data_rng", "aug_rng", "layer_rngs", "iterations")
@@ -42,7 +45,14 @@ def _weights_of(model: Model, snap: dict, shapes: dict) -> tuple[dict, dict]:
 
 
 def write_checkpoint(
-    path, spec, trainer: Trainer, prep: Preprocessor, last: dict, weights_snap: dict, best_epoch: int | None
+    path,
+    spec,
+    trainer: Trainer,
+    prep: Preprocessor,
+    last: dict,
+    weights_snap: dict,
+    best_epoch: int | None,
+    facts: ModelFacts | None = None,
 ) -> None:
     """Checkpoint with ``weights_snap``'s weights for use, and ``last`` (if different) for --resume."""
     model = trainer.model
@@ -62,7 +72,7 @@ def write_checkpoint(
     name, config = optimizer_config(spec["train"])
     save(
         path,
-        spec=spec,
+        spec=to_plain(spec),
         weights=weights,
         state=state,
         prep_arrays=prep.to_arrays(),
@@ -72,6 +82,7 @@ def write_checkpoint(
         best_epoch=best_epoch,
         optimizer={"type": name, "iterations": last["iterations"], "config": config, "slots": slots},
         resume={"weights": resume_weights, "state": resume_state, "info": info, "position": arrays},
+        facts=facts.to_dict() if facts is not None else None,
     )
 
 
@@ -261,12 +272,11 @@ def find_auto(checkpoint: str) -> ResumeFrom | None:
     return None
 
 
-def stored_spec(path: str, overrides: Sequence[str] = ()) -> dict:
+def stored_spec(path: str, overrides: Sequence[str] = ()) -> Spec:
     """The spec stored in checkpoint ``path``, with ``--set`` overrides, validated again."""
     stored = Checkpoint(path).spec
     raw = {k: v for k, v in stored.items() if not k.startswith("_")}
     for item in overrides:
         spec_mod.apply_override(raw, item)
     spec = spec_mod.validate(raw, f"{path}: /spec", base_dir=pathlib.Path(os.path.abspath(path)).parent)
-    spec["_source"] = str(path)
-    return spec
+    return dataclasses.replace(spec, source=str(path))

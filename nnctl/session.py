@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from nnctl import backend as B
 from nnctl import fs, guards, losses
-from nnctl.assemble import device_decoder, make_heads, make_loss, make_optimizer, model_for_data
+from nnctl.assemble import device_decoder, for_checkpoint, make_heads, make_loss, make_optimizer, model_for_data
 from nnctl.callbacks import EarlyStopping
 from nnctl.checkpoint import Checkpoint, load_into
 from nnctl.data import Dataset, load_dataset
@@ -34,6 +34,7 @@ from nnctl.resume import (
     write_checkpoint,
 )
 from nnctl.schedules import Schedule
+from nnctl.spec_model import ModelFacts
 from nnctl.strategy import Local
 from nnctl.train import Hooks, Trainer
 
@@ -101,7 +102,7 @@ def check_before_work(spec: dict) -> None:
     """Fail before any data is read: seed and epochs in range, checkpoint, run and TensorBoard folders writable."""
     from nnctl.runlog import default_run_dir  # noqa: PLC0415
 
-    source = spec.get("_source", "spec")
+    source = spec.source
     seed, epochs = spec["seed"], spec["train"]["epochs"]
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
         raise SpecError(f"{source}: seed: expected an integer from 0 to {MAX_SEED}, found {quote(seed)}")
@@ -170,7 +171,8 @@ class Session:
         self.t_start = time.perf_counter()
         self.replaces: dict | None = None  # weight shapes of the checkpoint this run may replace (guards)
         self.weights_only = False  # --resume-weights-only: take only the resumed checkpoint's weights
-        self.set_keys = tuple(spec.pop("_set", None) or ())  # keys --set changed: --resume accepts those changes
+        self.set_keys = spec.set_keys  # keys --set changed: --resume accepts those changes
+        self.facts: ModelFacts | None = None  # what the build learned from the data, for the checkpoint
 
     # -- setting up ---------------------------------------------------------------------------------
     def run(self, device: str, resume: str | None, init_from: str | None, dataset: Dataset | None = None) -> dict:
@@ -207,6 +209,7 @@ class Session:
 
         check_fits_for_data(spec, ds)  # a model too large for memory is refused before it is allocated
         model = model_for_data(spec, ds)
+        self.spec, self.facts = for_checkpoint(spec, ds)  # the stored spec names the data's input shape
         init_from = init_from or spec["model"].get("init_from")
         if init_from:
             from nnctl.interop.keras_weights import init_arrays  # noqa: PLC0415 - an nnctl checkpoint or a Keras file
@@ -222,7 +225,7 @@ class Session:
         early = EarlyStopping(**tcfg["early_stopping"]) if tcfg.get("early_stopping") else None
         if early and early.monitor.startswith("val_") and ds.x_val is None:
             raise SpecError(
-                f"{spec.get('_source', 'spec')}: train.early_stopping.monitor: {early.monitor!r} needs "
+                f"{spec.source}: train.early_stopping.monitor: {early.monitor!r} needs "
                 f"validation data; set data.validation (a path or {{split = 0.2}})"
             )
         hooks = self.hooks
@@ -233,7 +236,7 @@ class Session:
             try:
                 hooks.augment = build_augmenter(spec["data"]["augment"], ds.prep.kind, ds.x_train.shape[1:])
             except SpecError as exc:  # name the spec file, as validation errors do
-                raise SpecError(f"{spec.get('_source', 'spec')}: {exc}") from None
+                raise SpecError(f"{spec.source}: {exc}") from None
         trainer = Trainer(
             model,
             loss,
@@ -260,7 +263,7 @@ class Session:
                     )
                 )
             except ValueError as exc:
-                raise SpecError(f"{spec.get('_source', 'spec')}: {exc}") from None
+                raise SpecError(f"{spec.source}: {exc}") from None
         trainer.sample_weight = ds.w_train  # data.sample_weight, sliced like x_train
         return trainer
 
@@ -338,7 +341,9 @@ class Session:
     # -- writing ------------------------------------------------------------------------------------
     def write(self, path, weights_snap: dict, best_epoch: int | None, last: dict | None = None) -> None:
         if self.is_writer:
-            write_checkpoint(path, self.spec, self.trainer, self.ds.prep, last or self.last, weights_snap, best_epoch)
+            write_checkpoint(
+                path, self.spec, self.trainer, self.ds.prep, last or self.last, weights_snap, best_epoch, self.facts
+            )
 
     def _for_use(self, snap: dict) -> dict:
         """The weights a checkpoint offers for use: the best epoch's when early stopping restores it."""

@@ -10,9 +10,11 @@ and ``nnctl schema``. Keras spellings are rewritten first (``nnctl.keras_names``
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import pathlib
 import tomllib
+from collections.abc import Sequence
 from typing import Any
 
 from nnctl import (  # noqa: F401 - registers the loss/optimizer families
@@ -31,7 +33,9 @@ from nnctl import (  # noqa: F401 - registers the loss/optimizer families
 from nnctl.errors import SpecError
 from nnctl.fields import check_keys, fields_of
 from nnctl.registry import suggestion
+from nnctl.spec_model import Spec, typed
 from nnctl.spec_sections import SECTIONS, SUBTABLES
+from nnctl.spec_table import Named, to_plain
 
 MAX_PROBLEMS = 20  # a spec with more problems than this is reported with the first ones and a count
 
@@ -115,7 +119,7 @@ def _split_path(key: str, source: str) -> list:
     return parts
 
 
-def load(path, overrides: list[str] = (), extra: dict | None = None) -> dict:
+def load(path, overrides: Sequence[str] = (), extra: dict | None = None) -> Spec:
     """Read, override and validate a spec; relative paths resolve against the spec's folder."""
     raw, origins = spec_extends.load_chain(path, load_file)  # ``extends = "base.toml"`` merged in
     for item in overrides:
@@ -124,17 +128,17 @@ def load(path, overrides: list[str] = (), extra: dict | None = None) -> dict:
         spec = validate(raw, str(path), base_dir=pathlib.Path(path).resolve().parent)
     except SpecError as exc:  # each problem names the file of the chain its key came from
         raise spec_extends.relabel(exc, str(path), origins) from None
-    spec["_source"] = str(path)
-    return spec
+    return dataclasses.replace(spec, source=str(path))
 
 
-def validate(raw: dict, source: str = "spec", base_dir: pathlib.Path | None = None) -> dict:
-    """Check every key of a spec dict and return it normalised, with defaults filled in.
+def validate(raw: dict, source: str = "spec", base_dir: pathlib.Path | None = None) -> Spec:
+    """Check every key of a spec dict and return it as one frozen ``Spec``, defaults filled in.
 
-    Every problem is collected first; SpecError then lists them all (one line each, at most MAX_PROBLEMS)."""
+    Every problem is collected first; SpecError then lists them all (one line each, at most MAX_PROBLEMS).
+    The checks run on the dict; only a spec that passes them all becomes typed (``nnctl.spec_model``)."""
     from nnctl.build import check_layers  # noqa: PLC0415 - the layer registry is heavier to import
 
-    original, raw = raw, copy.deepcopy(raw)
+    original, raw = raw, to_plain(raw)  # a fresh copy of plain dicts and lists, a typed Spec given included
     block_problems, origin = blocks.expand_model(raw.get("model"))
     problems = block_problems + keras_names.rewrite(raw)
     spec, found = _filled(raw, SECTIONS[""], "")
@@ -192,7 +196,7 @@ def validate(raw: dict, source: str = "spec", base_dir: pathlib.Path | None = No
         raise SpecError.many(source, problems, MAX_PROBLEMS)
     if base_dir is not None:
         _resolve_paths(spec, base_dir)
-    return spec
+    return typed(spec, source, top_removed=tuple(spec.get(model_top.REMOVED) or ()))
 
 
 def _filled(table: dict, cls, path: str, fill: bool = True) -> tuple[dict, list[str]]:
@@ -281,7 +285,9 @@ def _check_monitors(spec: dict) -> list[str]:
 
 
 def _named_config(value) -> tuple[str, dict]:
-    """``"adam"`` or ``{type = "adam", ...}`` -> (name, keyword arguments)."""
+    """``"adam"`` or ``{type = "adam", ...}`` (or its ``Named``) -> (name, keyword arguments)."""
+    if isinstance(value, Named):
+        return value.type, dict(value.params)
     if isinstance(value, str):
         return value, {}
     return str(value["type"]), {k: v for k, v in value.items() if k != "type"}

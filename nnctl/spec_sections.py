@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import builtins
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 from nnctl.augmentations import AugmentSection
 from nnctl.augmentations import section as augment_section
@@ -30,6 +30,7 @@ from nnctl.fields import (
     Seed,
 )
 from nnctl.schedules import KINDS as SCHEDULE_KINDS
+from nnctl.spec_table import Named, Table
 
 Scaling = Annotated[str, Choices(("none", "standard", "minmax"))]
 Monitor = Annotated[str, Doc("a logged quantity: loss, a metric, or val_ of either")]
@@ -40,7 +41,7 @@ def doc(text: str, **kw) -> Any:
 
 
 @dataclass(frozen=True)
-class TopLevel:
+class TopLevel(Table):
     extends: str | None = doc(
         "a base spec merged under this one (its path relative to this file); tables merge "
         "key by key, this file's values and lists win",
@@ -57,7 +58,7 @@ class TopLevel:
 
 
 @dataclass(frozen=True)
-class DataSection:
+class DataSection(Table):
     train: Path = doc("training file or folder")
     kind: Annotated[str, NameOf("data kind", tables=False)] = doc(
         "data kind (Keras's loader names such as image_dataset_from_directory are aliases); auto picks from the "
@@ -65,7 +66,7 @@ class DataSection:
         default="auto",
     )
     test: Path | None = doc("test file or folder, used by evaluate", default=None)
-    validation: str | dict | None = doc(
+    validation: str | Validation | None = doc(
         "a path, or {split = 0.2, stratify = false} (a number means the split)", default=None
     )
     target: str | int | list | None = doc(
@@ -100,10 +101,11 @@ class DataSection:
     horizon: PositiveInt = doc("time series: predict this many steps after the window", default=1)
     stride: PositiveInt = doc("time series: steps between window starts", default=1)
     text: str = doc("text: the column holding the text", default="text")
-    tokenizer: dict = doc(
-        "text: level, vocab_size, max_length, lowercase, oov_token, padding, truncating", default_factory=dict
+    tokenizer: Tokenizer = doc(
+        "text: level, vocab_size, max_length, lowercase, oov_token, padding, truncating",
+        default_factory=lambda: Tokenizer(),
     )
-    augment: dict = doc("on-the-fly augmentation of training batches", default_factory=dict)
+    augment: Augment = doc("on-the-fly augmentation of training batches", default_factory=lambda: Augment())
     categorical: list[str] | dict | None = doc(
         "tabular: category columns, a list (one-hot) or {column = 'onehot' | 'ids'} (default: auto-detected)",
         default=None,
@@ -111,7 +113,7 @@ class DataSection:
     max_categories: NonNegativeInt = doc(
         "tabular: auto-detect a non-numeric column with at most this many levels as categorical (0 = never)", default=50
     )
-    missing: dict | None = doc(
+    missing: Missing | None = doc(
         "tabular: {strategy, indicator, value, columns = {name = {...}}} for missing cells", default=None
     )
     stream: Annotated[str, Choices(("auto", "memory", "mmap", "batches"))] = doc(
@@ -136,7 +138,7 @@ class DataSection:
 
 
 @dataclass(frozen=True)
-class Validation:
+class Validation(Table):
     split: Annotated[float, Range(0, 1, lo_open=True, hi_open=True)] = doc("fraction of the training data", default=0.2)
     stratify: bool = doc("keep class proportions in the split", default=False)
     path: str | None = doc("a validation file instead of a split", default=None)
@@ -146,7 +148,8 @@ MISSING_STRATEGIES = ("error", "mean", "median", "most_frequent", "constant")
 
 
 @dataclass(frozen=True)
-class Missing:
+class Missing(Table):
+    FILL: ClassVar[bool] = False  # only the keys given are stored
     strategy: Annotated[str, Choices(MISSING_STRATEGIES)] = doc(
         "how a missing cell (empty, NA, N/A, NaN, null, None, ?) is filled; statistics from the training split",
         default="error",
@@ -161,7 +164,7 @@ class Missing:
 
 
 @dataclass(frozen=True)
-class Tokenizer:
+class Tokenizer(Table):
     level: Annotated[str, Choices(("word", "char"))] = doc("word or character tokens", default="word")
     vocab_size: Annotated[int, Range(3)] = doc(
         "vocabulary size, counting padding 0 and out-of-vocabulary 1", default=10000
@@ -177,21 +180,21 @@ class Tokenizer:
 if TYPE_CHECKING:
     Augment = AugmentSection
 else:
-    Augment = augment_section()
+    Augment = augment_section(bases=(Table,), FILL=False, __module__=__name__)  # only the keys given are stored
 
 
 @dataclass(frozen=True)
-class ModelSection:
+class ModelSection(Table):
     layers: list | None = doc("the layers, in order (required, except in a GAN spec)", default=None)
     input_shape: list[PositiveInt] | None = doc(
         "input shape without the batch axis (inferred from the data)", default=None
     )
     init_from: Path | None = doc("checkpoint whose weights initialise layers of the same name and shape", default=None)
-    decode: dict | None = doc("greedy decoding for teacher-forced sequence models at predict time", default=None)
-    generator: dict | None = doc(
+    decode: Decode | None = doc("greedy decoding for teacher-forced sequence models at predict time", default=None)
+    generator: Generator | None = doc(
         'GAN (train.mode = "gan"): latent_dim, latent and the generator\'s layers', default=None
     )
-    discriminator: dict | None = doc(
+    discriminator: Discriminator | None = doc(
         'GAN (train.mode = "gan"): the discriminator\'s layers, one score out', default=None
     )
     blocks: dict | None = doc(
@@ -205,11 +208,11 @@ class ModelSection:
     include_top: bool = doc(
         "false: build without model.top's layers (a feature extractor, as Keras's include_top=False)", default=True
     )
-    inputs: dict | None = doc(
+    inputs: dict[str, ModelInput] | None = doc(
         "named inputs {name = {shape, dtype}}, referenced by name in a layer's inputs (default: one input, 'input')",
         default=None,
     )
-    outputs: dict | None = doc(
+    outputs: dict[str, ModelOutput] | None = doc(
         "named outputs {name = {layer, loss, weight, metrics}}; the loss is the weighted "
         "sum (default: the last layer, train.loss)",
         default=None,
@@ -217,7 +220,7 @@ class ModelSection:
 
 
 @dataclass(frozen=True)
-class ModelInput:
+class ModelInput(Table):
     shape: list[PositiveInt] = doc("the input's shape without the batch axis")
     dtype: Annotated[str, Choices(("float32", "float64", "int32", "int64"))] | None = doc(
         "int64/int32 for ids (an Embedding's input); default: the spec's dtype", default=None
@@ -225,29 +228,29 @@ class ModelInput:
 
 
 @dataclass(frozen=True)
-class ModelOutput:
+class ModelOutput(Table):
     layer: str = doc("the layer whose output this is")
-    loss: Annotated[str | dict, NameOf("loss", default_type="mean_squared_error")] = doc(
-        "this output's loss: name or {type = ..., ...}", default="mean_squared_error"
+    loss: Annotated[Named, NameOf("loss", default_type="mean_squared_error")] = doc(
+        "this output's loss: name or {type = ..., ...}", default=Named("mean_squared_error")
     )
     weight: NonNegativeFloat = doc("its weight in the total loss (Keras's loss_weights)", default=1.0)
     metrics: list[str] = doc("metrics of this output, logged as <output>_<metric>", default_factory=list)
 
 
 @dataclass(frozen=True)
-class Decode:
+class Decode(Table):
     source_length: PositiveInt = doc("input steps that are the source sequence")
     start_token: NonNegativeInt = doc("id that starts the decoder input")
     steps: PositiveInt | None = doc("output steps to generate (default: the model's output length)", default=None)
 
 
 @dataclass(frozen=True)
-class TrainSection:
-    loss: Annotated[str | dict, NameOf("loss", default_type="mean_squared_error")] = doc(
-        "loss name or {type = ..., from_logits = ...}", default="mean_squared_error"
+class TrainSection(Table):
+    loss: Annotated[Named, NameOf("loss", default_type="mean_squared_error")] = doc(
+        "loss name or {type = ..., from_logits = ...}", default=Named("mean_squared_error")
     )
-    optimizer: Annotated[str | dict, NameOf("optimizer", default_type="adam")] = doc(
-        "optimizer name or {type = ..., learning_rate = ...}", default="adam"
+    optimizer: Annotated[Named, NameOf("optimizer", default_type="adam")] = doc(
+        "optimizer name or {type = ..., learning_rate = ...}", default=Named("adam")
     )
     metrics: list[str] = doc("metrics logged each epoch", default_factory=list)
     epochs: Annotated[int, Range(0, 10**6)] = doc("epochs to train", default=10)
@@ -255,8 +258,8 @@ class TrainSection:
         "samples per step; 1 = stochastic, 'full' = batch gradient descent", default=32
     )
     shuffle: bool = doc("reshuffle the training data every epoch", default=True)
-    early_stopping: dict | None = doc("monitor, mode, patience, min_delta, restore_best", default=None)
-    lr_schedule: dict | None = doc("type = " + "|".join(SCHEDULE_KINDS.names()) + " and its keys", default=None)
+    early_stopping: EarlyStopping | None = doc("monitor, mode, patience, min_delta, restore_best", default=None)
+    lr_schedule: LrSchedule | None = doc("type = " + "|".join(SCHEDULE_KINDS.names()) + " and its keys", default=None)
     class_weight: Annotated[str, Choices(("balanced",))] | dict | None = doc(
         'loss weight per class: "balanced" (n / (classes * count)) or { label = weight }; training loss only',
         default=None,
@@ -288,11 +291,11 @@ class TrainSection:
         "supervised: one model on (input, target) pairs; gan: model.generator against model.discriminator",
         default="supervised",
     )
-    gan: dict | None = doc("GAN: loss, d_steps, g_steps, label_smoothing and the two optimizers", default=None)
+    gan: GanTrain | None = doc("GAN: loss, d_steps, g_steps, label_smoothing and the two optimizers", default=None)
 
 
 @dataclass(frozen=True)
-class EarlyStopping:
+class EarlyStopping(Table):
     monitor: Monitor = doc("the quantity watched", default="val_loss")
     mode: Annotated[str, Choices(("auto", "min", "max"))] = doc("direction of improvement", default="auto")
     patience: NonNegativeInt = doc("epochs without improvement before stopping", default=5)
@@ -304,7 +307,7 @@ Epochs = Annotated[float, Range(0, lo_open=True)]
 
 
 @dataclass(frozen=True)
-class LrSchedule:
+class LrSchedule(Table):
     type: Annotated[str, NameOf("schedule", tables=False)] = doc(
         "schedule kind (Keras's and PyTorch's class names are aliases); every kind is evaluated per step",
         default="constant",
@@ -343,7 +346,7 @@ class LrSchedule:
 
 
 @dataclass(frozen=True)
-class Generator:
+class Generator(Table):
     layers: list = doc("the generator's layers: latent vector in, one sample (the data's shape) out")
     latent_dim: PositiveInt = doc("size of the latent vector z the generator maps to a sample", default=100)
     latent: Annotated[str, Choices(("normal", "uniform"))] = doc(
@@ -357,12 +360,12 @@ class Generator:
 
 
 @dataclass(frozen=True)
-class Discriminator:
+class Discriminator(Table):
     layers: list = doc("the discriminator's layers: one sample in, one score (a logit, or sigmoid) out")
 
 
 @dataclass(frozen=True)
-class GanTrain:
+class GanTrain(Table):
     loss: Annotated[str, Choices(("non_saturating", "hinge", "wgan_gp"))] = doc(
         "non_saturating: D minimises BCE, G minimises -log D(G(z)); hinge: D relu(1 - s_real) + relu(1 + s_fake), "
         "G -s_fake; wgan_gp: D s_fake - s_real + gradient_penalty (||grad_x D(x_hat)|| - 1)^2, G -s_fake",
@@ -376,16 +379,16 @@ class GanTrain:
     label_smoothing: Annotated[float, Range(0, 0.5, hi_open=True)] = doc(
         "one-sided: real samples get the target 1 - label_smoothing (non_saturating only)", default=0.0
     )
-    generator_optimizer: Annotated[str | dict, NameOf("optimizer", default_type="adam")] = doc(
-        "the generator's optimizer: name or {type = ..., learning_rate = ...}", default="adam"
+    generator_optimizer: Annotated[Named, NameOf("optimizer", default_type="adam")] = doc(
+        "the generator's optimizer: name or {type = ..., learning_rate = ...}", default=Named("adam")
     )
-    discriminator_optimizer: Annotated[str | dict, NameOf("optimizer", default_type="adam")] = doc(
-        "the discriminator's optimizer: name or {type = ..., learning_rate = ...}", default="adam"
+    discriminator_optimizer: Annotated[Named, NameOf("optimizer", default_type="adam")] = doc(
+        "the discriminator's optimizer: name or {type = ..., learning_rate = ...}", default=Named("adam")
     )
 
 
 @dataclass(frozen=True)
-class OutputSection:
+class OutputSection(Table):
     checkpoint: Path | None = doc("checkpoint path (default runs/<name>.h5)", default=None)
     run_dir: Path | None = doc("run folder (default: <checkpoint without .h5>.run)", default=None)
 
@@ -394,7 +397,7 @@ TUNE_SAMPLERS = ("random", "grid", "tpe")
 
 
 @dataclass(frozen=True)
-class TuneSection:
+class TuneSection(Table):
     space: dict = doc(
         'search space: {"dotted.path" = {log_uniform | uniform | int = [lo, hi]} or '
         "{choice = [...]}}; a path is what --set takes (model.layers[0].units)"
@@ -423,7 +426,7 @@ class TuneSection:
 
 
 @dataclass(frozen=True)
-class TuneParam:
+class TuneParam(Table):
     log_uniform: list[float] | None = doc("[lo, hi], 0 < lo < hi: sampled uniformly in log space", default=None)
     uniform: list[float] | None = doc("[lo, hi], lo < hi: sampled uniformly", default=None)
     int: list[builtins.int] | None = doc("[lo, hi], lo < hi: an integer, both ends included", default=None)
@@ -443,16 +446,20 @@ SECTIONS = {
     "output": OutputSection,
     "tune": TuneSection,
 }
-#: sub-tables checked against their own class; ``fill`` says whether defaults are written into the spec
+#: sub-tables checked against their own class, in the order their problems are reported; ``fill`` (the class's
+#: ``FILL``) says whether defaults are written into the spec. Each is a field annotated with its class.
 SUBTABLES = {
-    "data.validation": (Validation, True),
-    "data.tokenizer": (Tokenizer, True),
-    "data.missing": (Missing, False),
-    "data.augment": (Augment, False),
-    "model.decode": (Decode, True),
-    "train.early_stopping": (EarlyStopping, True),
-    "train.lr_schedule": (LrSchedule, True),
-    "model.generator": (Generator, True),
-    "model.discriminator": (Discriminator, True),
-    "train.gan": (GanTrain, True),
+    path: (cls, cls.FILL)
+    for path, cls in (
+        ("data.validation", Validation),
+        ("data.tokenizer", Tokenizer),
+        ("data.missing", Missing),
+        ("data.augment", Augment),
+        ("model.decode", Decode),
+        ("train.early_stopping", EarlyStopping),
+        ("train.lr_schedule", LrSchedule),
+        ("model.generator", Generator),
+        ("model.discriminator", Discriminator),
+        ("train.gan", GanTrain),
+    )
 }

@@ -1,5 +1,6 @@
 """Shared test helpers: shipped spec paths and training a spec into a temporary folder."""
 
+import dataclasses
 import json
 import pathlib
 import subprocess
@@ -34,9 +35,13 @@ def signalled_after_first_epoch(out, signum) -> tuple[int, str]:
 def load_spec(name: str, tmp_path, *overrides: str) -> dict:
     """A shipped spec with its outputs redirected into tmp_path."""
     s = spec.load(SPECS / name, list(overrides))
-    s["output"]["checkpoint"] = str(tmp_path / (s["name"] + ".h5"))
-    s["output"]["run_dir"] = str(tmp_path / (s["name"] + ".run"))
-    return s
+    return outputs_at(s, str(tmp_path / (s.name + ".h5")), str(tmp_path / (s.name + ".run")))
+
+
+def outputs_at(s, checkpoint: str, run_dir: str | None = None):
+    """The spec ``s`` writing its checkpoint (and run folder) elsewhere: a changed copy, the spec is frozen."""
+    changes = {"checkpoint": checkpoint} if run_dir is None else {"checkpoint": checkpoint, "run_dir": run_dir}
+    return dataclasses.replace(s, output=dataclasses.replace(s.output, **changes))
 
 
 def train_spec(name: str, tmp_path, *overrides: str, **kw) -> tuple[dict, dict]:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from helpers import outputs_at
 from nnctl import anomaly
 from nnctl.checkpoint import Checkpoint, store_anomaly
 from nnctl.cli.main import app
@@ -328,7 +329,7 @@ def test_emulated_gpu_gives_the_cpu_threshold_errors_and_flags(data, emulated_gp
     got = {}
     for device in ("cpu", "gpu"):
         s = spec_mod.load(_spec(tmp))
-        s["output"]["checkpoint"] = str(tmp / f"{device}.h5")
+        s = outputs_at(s, str(tmp / f"{device}.h5"))
         run.train(s, device=device)
         ev = run.evaluate(tmp / f"{device}.h5", device=device)
         restored = run.restore(tmp / f"{device}.h5", device)

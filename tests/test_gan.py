@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from helpers import SPECS, checkpoint_arrays
+from helpers import SPECS, checkpoint_arrays, outputs_at
 from nnctl import backend as B
 from nnctl import gan, gan_losses
 from nnctl import spec as spec_mod
@@ -233,7 +233,7 @@ def test_a_sigmoid_discriminator_is_scored_on_its_logits(tmp_path):
 
 def test_d_steps_per_generator_step(tmp_path):
     s = spec_mod.load(tiny_spec(tmp_path, d_steps=3, epochs=1))
-    s["output"]["checkpoint"] = str(tmp_path / "d3.h5")
+    s = outputs_at(s, str(tmp_path / "d3.h5"))
     gan.train(s)
     from nnctl.checkpoint import Checkpoint
 
@@ -254,14 +254,16 @@ def _interrupt_after(epoch):
 def test_resume_after_an_interrupt_is_bit_identical(tmp_path):
     path = tiny_spec(tmp_path, epochs=5)
     s = spec_mod.load(path)
-    s["output"]["checkpoint"] = straight = str(tmp_path / "straight.h5")
+    straight = str(tmp_path / "straight.h5")
+    s = outputs_at(s, straight)
     gan.train(s)
     s = spec_mod.load(path)
-    s["output"]["checkpoint"] = resumed = str(tmp_path / "resumed.h5")
+    resumed = str(tmp_path / "resumed.h5")
+    s = outputs_at(s, resumed)
     with pytest.raises(Interrupted, match="with epoch 2"):
         gan.train(s, emit=_interrupt_after(2))
     s = spec_mod.load(path)
-    s["output"]["checkpoint"] = resumed
+    s = outputs_at(s, resumed)
     gan.train(s, resume=resumed)
     a, b = checkpoint_arrays(straight), checkpoint_arrays(resumed)
     assert sorted(a) == sorted(b)
@@ -460,7 +462,7 @@ def test_emulated_gpu_gan_training_and_sampling_equal_the_cpu_bit_for_bit(tmp_pa
     outs = {}
     for device in ("cpu", "gpu"):
         s = spec_mod.load(path)
-        s["output"]["checkpoint"] = str(tmp_path / f"{device}.h5")
+        s = outputs_at(s, str(tmp_path / f"{device}.h5"))
         gan.train(s, device=device)
         outs[device] = (
             checkpoint_arrays(tmp_path / f"{device}.h5"),

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from test_gan import _interrupt_after, nnctl, one_error_line, tiny_spec
 
-from helpers import SPECS, checkpoint_arrays
+from helpers import SPECS, checkpoint_arrays, outputs_at
 from nnctl import backend as B
 from nnctl import gan, gan_losses
 from nnctl import spec as spec_mod
@@ -193,14 +193,16 @@ def test_a_conditional_grid_has_one_row_per_class(tmp_path):
 def test_resume_of_a_conditional_gan_is_bit_identical(tmp_path, loss):
     path = cond_spec(tmp_path, epochs=4, loss=loss, smoothing=0.1 if loss == "non_saturating" else 0)
     s = spec_mod.load(path)
-    s["output"]["checkpoint"] = straight = str(tmp_path / "straight.h5")
+    straight = str(tmp_path / "straight.h5")
+    s = outputs_at(s, straight)
     gan.train(s)
     s = spec_mod.load(path)
-    s["output"]["checkpoint"] = resumed = str(tmp_path / "resumed.h5")
+    resumed = str(tmp_path / "resumed.h5")
+    s = outputs_at(s, resumed)
     with pytest.raises(Interrupted, match="with epoch 2"):
         gan.train(s, emit=_interrupt_after(2))
     s = spec_mod.load(path)
-    s["output"]["checkpoint"] = resumed
+    s = outputs_at(s, resumed)
     gan.train(s, resume=resumed)
     a, b = checkpoint_arrays(straight), checkpoint_arrays(resumed)
     assert sorted(a) == sorted(b)

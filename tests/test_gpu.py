@@ -6,6 +6,7 @@ The ``real_gpu`` tests need CuPy with a device and skip without one; they check 
 float32 tolerance, since cuBLAS sums in another order than OpenBLAS.
 """
 
+import dataclasses
 import json
 import sys
 import types
@@ -142,8 +143,11 @@ def test_training_reads_nothing_back_per_batch(tmp_path, emulated_gpu, name, row
         s = load_spec(
             name, tmp_path / str(batch_size), "train.epochs=2", f"train.batch_size={batch_size}", f"data.subset={rows}"
         )
-        del s["data"]["validation"]
-        s["train"].pop("early_stopping", None)
+        s = dataclasses.replace(
+            s,
+            data=dataclasses.replace(s.data, validation=None),
+            train=dataclasses.replace(s.train, early_stopping=None),
+        )
         counts = []
         run.train(
             s,

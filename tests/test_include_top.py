@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from helpers import ROOT
+from helpers import ROOT, outputs_at
 from nnctl import run, spec
 from nnctl.cli.main import app
 from nnctl.errors import SpecError
@@ -72,8 +72,8 @@ def test_include_top_false_drops_the_top(tmp_path, top):
 def test_the_validated_spec_lists_only_the_layers_built(tmp_path):
     s = spec.load(mlp(tmp_path), ["model.include_top=false", "train.loss=mse"])
     assert [e["name"] for e in s["model"]["layers"]] == ["features"]
-    assert s["_top_removed"] == ["hidden", "predictions"]
-    assert s["model"]["include_top"] is True and s["model"]["top"] is None  # validated again: the same model
+    assert s.top_removed == ("hidden", "predictions")
+    assert s.model.include_top is True and s.model.top is None  # validated again: the same model
     again = spec.validate({k: v for k, v in s.items() if not k.startswith("_")})
     assert [e["name"] for e in again["model"]["layers"]] == ["features"]
 
@@ -136,7 +136,7 @@ def test_training_a_model_without_its_top_on_labels_names_the_removed_top(tmp_pa
 def test_a_model_without_its_top_trains_on_targets_of_its_output_shape(tmp_path):
     """What include_top = false means for training: the features are the output, fitted to 4-wide targets."""
     s = spec.load(mlp(tmp_path, y_width=4), ["model.include_top=false", "train.loss=mse", "train.epochs=2"])
-    s["output"]["checkpoint"] = str(tmp_path / "m.h5")
+    s = outputs_at(s, str(tmp_path / "m.h5"))
     done = run.train(s)
     assert done["epochs_run"] == 2
     stored = run.stored_spec(str(tmp_path / "m.h5"), ["train.epochs=3"])  # --resume validates it again

@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 
+from helpers import outputs_at
 from nnctl import backend as B
 from nnctl import run
 from nnctl import spec as spec_mod
@@ -213,8 +214,7 @@ def test_two_named_inputs_and_one_output_use_train_loss_and_metrics(tmp_path):
         train__metrics=["mae"],
     )
     s["model"]["layers"][-1].update(units=1, activation="linear")
-    s["output"]["checkpoint"] = str(tmp_path / "one.h5")
-    s["output"]["run_dir"] = str(tmp_path / "one.run")
+    s = outputs_at(s, str(tmp_path / "one.h5"), str(tmp_path / "one.run"))
     done = run.train(s)
     assert set(done["metrics"]) >= {"loss", "mae"} and not any(k.endswith("_loss") for k in done["metrics"])
 
@@ -414,8 +414,7 @@ def test_cli_reports_a_missing_column_in_one_line_with_exit_2(tmp_path):
 
 def test_shipped_recommender_beats_the_global_mean(tmp_path):
     s = spec_mod.load(ROOT / "specs" / "recommender.toml")
-    s["output"]["checkpoint"] = str(tmp_path / "rec.h5")
-    s["output"]["run_dir"] = str(tmp_path / "rec.run")
+    s = outputs_at(s, str(tmp_path / "rec.h5"), str(tmp_path / "rec.run"))
     run.train(s)
     result = run.evaluate(tmp_path / "rec.h5", device="cpu")
     train = np.loadtxt(ROOT / "examples" / "data" / "ratings-train.csv", delimiter=",", skiprows=1)
@@ -428,8 +427,7 @@ def test_shipped_localisation_trains_and_reports_box_iou(tmp_path):
     """One epoch of specs/localisation.toml: both outputs learn something (accuracy above chance, IoU above
     that of the box covering the whole image)."""
     s = spec_mod.load(ROOT / "specs" / "localisation.toml", ["train.epochs=2"])
-    s["output"]["checkpoint"] = str(tmp_path / "loc.h5")
-    s["output"]["run_dir"] = str(tmp_path / "loc.run")
+    s = outputs_at(s, str(tmp_path / "loc.h5"), str(tmp_path / "loc.run"))
     run.train(s)
     result = run.evaluate(tmp_path / "loc.h5", device="cpu")
     boxes = np.load(ROOT / "examples" / "data" / "shapes-test.npz")["boxes"]

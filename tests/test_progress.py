@@ -1,6 +1,7 @@
 """Training progress: a per-batch bar under a terminal, kept epoch lines, plain lines in a pipe, no device
 reads per batch."""
 
+import dataclasses
 import fcntl
 import io
 import os
@@ -150,8 +151,11 @@ def test_progress_reads_the_device_a_fixed_number_of_times_per_epoch(tmp_path, e
             f"train.batch_size={batch_size}",
             "data.subset=1438",
         )
-        del s["data"]["validation"]
-        s["train"].pop("early_stopping", None)
+        s = dataclasses.replace(
+            s,
+            data=dataclasses.replace(s.data, validation=None),
+            train=dataclasses.replace(s.train, early_stopping=None),
+        )
         counts = []
         with Progress(enabled=True, stream=_Terminal()) as progress:
             progress.set_epochs(2)

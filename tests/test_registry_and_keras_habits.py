@@ -1,5 +1,6 @@
 """The generic registry, Keras spellings that specs understand, and from_logits."""
 
+import dataclasses
 import json
 import pathlib
 
@@ -213,7 +214,8 @@ def test_data_kind_aliases_resolve_and_the_validated_spec_holds_the_kind(alias, 
     s = load_spec("iris_mlp.toml", tmp_path, f'data.kind="{alias}"')
     assert s["data"]["kind"] == canonical
     if canonical == "tabular":  # and the loader behind the alias reads the file
-        assert run.train(dict(s, train=dict(s["train"], epochs=1)))["epochs_run"] == 1
+        one_epoch = dataclasses.replace(s, train=dataclasses.replace(s.train, epochs=1))
+        assert run.train(one_epoch)["epochs_run"] == 1
 
 
 def test_an_unknown_data_kind_names_the_closest():

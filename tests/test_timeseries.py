@@ -1,5 +1,7 @@
 """Time-series windows: no look-ahead, shapes, ordered validation, test look-back, naive baseline, predict."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -119,7 +121,7 @@ def test_naive_metrics_match_a_hand_computation_in_original_units(tmp_path, norm
     spec = spec_for(
         tmp_path, window=4, horizon=2, test="test.csv", normalize=normalize, normalize_target=normalize_target
     )
-    spec["dtype"] = "float64"
+    spec = dataclasses.replace(spec, dtype="float64")
     ds = load_dataset(spec)
     v = vals.round(4)[:, 1]
     targets = np.arange(60, 80)

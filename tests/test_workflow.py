@@ -1,5 +1,6 @@
 """Training workflow: exact resume, early stopping, schedules, signals, transfer learning."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -203,8 +204,9 @@ def test_transfer_learning_loads_by_name_and_freezes(tmp_path):
         "model.layers[2].units=10",
     )
     events = []
-    head["model"]["layers"].append({"type": "Dense", "units": 10, "activation": "softmax", "name": "new_head"})
-    head["model"]["layers"][2]["activation"] = "relu"
+    layers = [*head.model.layers[:2], {**head.model.layers[2], "activation": "relu"}, *head.model.layers[3:]]
+    layers.append({"type": "Dense", "units": 10, "activation": "softmax", "name": "new_head"})
+    head = dataclasses.replace(head, model=dataclasses.replace(head.model, layers=layers))
     run.train(head, emit=events.append, init_from=base["output"]["checkpoint"])
     info = next(e for e in events if e["event"] == "init_from")
     assert "dense/kernel" in info["loaded"] and any(s.startswith("new_head/kernel") for s in info["skipped"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from dataclasses import replace
 
 import typer
 
@@ -93,14 +94,16 @@ def register(app: typer.Typer, reports_errors) -> None:
         if resume_weights_only and resume is None:
             raise click_exc.UsageError("--resume-weights-only needs --resume CHECKPOINT", ctx)
         s = spec_mod.load(spec, overrides) if spec is not None else run.stored_spec(str(resume), overrides)
-        s["_set"] = [item.partition("=")[0].strip() for item in overrides]  # asked-for changes --resume accepts
+        asked = tuple(item.partition("=")[0].strip() for item in overrides)  # asked-for changes --resume accepts
+        output = s.output
         # paths given on the command line are relative to the working directory, not the spec
         if out is not None:
-            s["output"]["checkpoint"] = os.path.abspath(out)
+            output = replace(output, checkpoint=os.path.abspath(out))
         elif resume is not None and resume != "auto":  # resume in place: the run continues in its checkpoint
-            s["output"]["checkpoint"] = os.path.abspath(resume)
+            output = replace(output, checkpoint=os.path.abspath(resume))
         if run_dir is not None:
-            s["output"]["run_dir"] = os.path.abspath(run_dir)
+            output = replace(output, run_dir=os.path.abspath(run_dir))
+        s = replace(s, output=output, set_keys=asked)
         if k_fold is not None:  # K ordinary runs and their mean and std (nnctl/kfold.py)
             from nnctl.cli.kfold_cmd import train_folds
 
@@ -131,7 +134,7 @@ def register(app: typer.Typer, reports_errors) -> None:
                 with _guard(world):  # one rank fails: MPI_Abort them all
                     is_gan = gan.is_gan_run(s, resume)
                     if is_gan:  # a GAN resumes whole; the asked-for changes are the supervised session's
-                        s.pop("_set", None)
+                        s = replace(s, set_keys=())
                     if is_gan and resume_weights_only:
                         from nnctl.errors import SpecError
 

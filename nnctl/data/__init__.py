@@ -1,6 +1,6 @@
 """Load the spec's data into train/validation/test arrays with fitted preprocessing.
 
-Each data kind has a loader ``load(data_spec, prep) -> Splits`` of raw arrays (registered in
+Each data kind has a loader ``load(data, prep, seed) -> Splits`` of raw arrays (registered in
 ``nnctl.data_kinds.KINDS``);
 the shared code here takes a seeded subset, splits off validation, fits the preprocessing on the
 training split only, and encodes inputs and targets for the loss.
@@ -8,7 +8,10 @@ training split only, and encodes inputs and targets for the loss.
 
 from __future__ import annotations
 
+import dataclasses
 import pathlib
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -20,7 +23,10 @@ from nnctl.data.streaming import rows_of
 from nnctl.data.tabular import csv_xy
 from nnctl.data_kinds import loader
 from nnctl.errors import DataError
-from nnctl.multi_spec import is_multi
+
+if TYPE_CHECKING:
+    from nnctl.spec_model import Spec
+    from nnctl.spec_sections import DataSection
 
 __all__ = [
     "Dataset",
@@ -37,11 +43,25 @@ __all__ = [
 ARRAY_KINDS = ("tabular", "arrays", "idx", "images")  # kinds whose files can stand in for one another
 
 
-def resolve_kind(data: dict) -> str:
-    kind = data.get("kind", "auto")
+def typed(spec: Spec | Mapping) -> Spec:
+    """The typed spec of ``spec``: itself, or a stored spec (a checkpoint's ``/spec`` dict) read back."""
+    from nnctl.spec_model import Spec  # noqa: PLC0415 - the spec model imports every family
+
+    return spec if isinstance(spec, Spec) else Spec.from_dict(dict(spec))
+
+
+def resolve_kind(data: DataSection | Mapping) -> str:
+    """The data kind: ``data.kind``, or (``auto``) the one the training path's name or folder says; ``data`` may
+    also be a plain ``{"train": path}``."""
+    kind = data.get("kind", "auto") if not hasattr(data, "kind") else data.kind
     if kind != "auto":
         return kind
-    p = pathlib.Path(data["train"])
+    return kind_of_path(data["train"] if not hasattr(data, "train") else data.train)
+
+
+def kind_of_path(path) -> str:
+    """The kind a training path's name or folder says: images, idx, tabular or arrays; DataError otherwise."""
+    p = pathlib.Path(path)
     name = p.name.lower()
     if p.is_dir():
         return "images"
@@ -56,7 +76,7 @@ def resolve_kind(data: dict) -> str:
 
 def _path_kind(path, fallback: str) -> str:
     try:
-        return resolve_kind({"train": path})
+        return kind_of_path(path)
     except DataError:
         return fallback
 
@@ -80,7 +100,7 @@ def match_labels(y, classes):
     return y
 
 
-def read_labelled(path, data: dict, prep: Preprocessor, train_kind: str, sample_shape, classes=None):
+def read_labelled(path, data: DataSection, prep: Preprocessor, train_kind: str, sample_shape, classes=None):
     """Raw inputs and labels of one labelled file or folder of any array kind (CSV, .npz/.h5, IDX, an image
     folder), shaped like the training samples (channel axis added, images decoded to their size)."""
     from nnctl.data.inputs import conform, image_geometry  # noqa: PLC0415
@@ -91,7 +111,7 @@ def read_labelled(path, data: dict, prep: Preprocessor, train_kind: str, sample_
     if kind == "tabular":
         x, y = csv_xy(path, data, prep, "other")
     elif kind == "arrays":
-        x, y = arrays_xy(path, dict(data, x=data.get("x", "x"), y=data.get("y", "y")))
+        x, y = arrays_xy(path, data)
     elif kind == "idx":
         x, y = idx_xy(path)
     else:
@@ -130,43 +150,39 @@ def _validation_split(s: Splits, split: float, stratify: bool, rng, name: str) -
         s.w_train = s.w_train[~val_mask]
 
 
-def unfitted_preprocessor(spec: dict, kind: str) -> Preprocessor:
+def unfitted_preprocessor(spec: Spec | Mapping, kind: str) -> Preprocessor:
     """The spec's preprocessing for data of ``kind``, before anything is fitted: the task its loss wants,
     the normalisation and rescale it asks for."""
-    from nnctl.spec import loss_config  # noqa: PLC0415
-
-    data = spec["data"]
+    spec = typed(spec)
+    data = spec.data
     return Preprocessor(
-        kind,
-        task_of(loss_config(spec["train"])[0]),
-        data.get("normalize", "none"),
-        data.get("normalize_target", "none"),
-        parse_rescale(data.get("rescale")),
+        kind, task_of(spec.train.loss.type), data.normalize, data.normalize_target, parse_rescale(data.rescale)
     )
 
 
-def load_dataset(spec: dict, with_test: bool = True) -> Dataset:
-    """Everything ``train`` needs: encoded arrays of each split and the fitted preprocessing."""
-    if is_multi(spec):  # named inputs or outputs: {name: array} per split (nnctl.data.multi)
+def load_dataset(spec: Spec | Mapping, with_test: bool = True) -> Dataset:
+    """Everything ``train`` needs: encoded arrays of each split and the fitted preprocessing; ``spec`` may be
+    the stored spec of a checkpoint (evaluate)."""
+    spec = typed(spec)
+    if spec.model.inputs or spec.model.outputs:  # named inputs or outputs: {name: array} per split (data.multi)
         return _load_named(spec)
-    data = spec["data"]
+    data = spec.data
     kind = resolve_kind(data)
     prep = unfitted_preprocessor(spec, kind)
-    if data.get("sample_weight") is not None and kind not in ("tabular", "arrays"):
+    if data.sample_weight is not None and kind not in ("tabular", "arrays"):
         raise DataError(
-            f"{data['train']}: data.sample_weight: expected tabular (CSV) or arrays (.npz/.h5/.npy) "
+            f"{data.train}: data.sample_weight: expected tabular (CSV) or arrays (.npz/.h5/.npy) "
             f"data, found {kind} data"
         )
-    s = loader(kind)(dict(data, _seed=spec["seed"]), prep)  # text splits before building its vocabulary
-    rng = np.random.default_rng(np.random.SeedSequence(spec["seed"], spawn_key=(2,)))
-    name = data["train"]
-    if data.get("subset"):
-        if data["subset"] < len(s.x_train):
-            keep = np.sort(rng.permutation(len(s.x_train))[: data["subset"]])
-            s.x_train, s.y_train = rows_of(s.x_train, keep), s.y_train[keep]
-            s.w_train = None if s.w_train is None else s.w_train[keep]
-    val = data.get("validation")
-    val_path = val if isinstance(val, str) else (val.get("path") if isinstance(val, dict) else None)
+    s = loader(kind)(data, prep, spec.seed)  # text splits before building its vocabulary
+    rng = np.random.default_rng(np.random.SeedSequence(spec.seed, spawn_key=(2,)))
+    name = data.train
+    if data.subset and data.subset < len(s.x_train):
+        keep = np.sort(rng.permutation(len(s.x_train))[: data.subset])
+        s.x_train, s.y_train = rows_of(s.x_train, keep), s.y_train[keep]
+        s.w_train = None if s.w_train is None else s.w_train[keep]
+    val = data.validation
+    val_path = val if isinstance(val, str) else (val.path if val is not None else None)
     shape, classes = s.x_train.shape[1:], _label_classes(s.y_train, prep)
     if val_path and s.x_val is None:  # a file the training kind's loader does not read itself
         if kind not in ARRAY_KINDS:
@@ -174,13 +190,13 @@ def load_dataset(spec: dict, with_test: bool = True) -> Dataset:
                 f"data.validation: {kind} data takes its validation file in its own format; {val_path} was not read"
             )
         s.x_val, s.y_val = read_labelled(val_path, data, prep, kind, shape, classes)
-    elif isinstance(val, dict) and s.x_val is None:
-        _validation_split(s, float(val.get("split", 0.2)), bool(val.get("stratify")), rng, name)
-    if with_test and data.get("test") and s.x_test is None and kind in ARRAY_KINDS:
-        s.x_test, s.y_test = read_labelled(data["test"], data, prep, kind, shape, classes)
-    dtype = np.dtype(spec["dtype"])
+    elif val is not None and not isinstance(val, str) and s.x_val is None:
+        _validation_split(s, float(val.split), bool(val.stratify), rng, name)
+    if with_test and data.test and s.x_test is None and kind in ARRAY_KINDS:
+        s.x_test, s.y_test = read_labelled(data.test, data, prep, kind, shape, classes)
+    dtype = np.dtype(spec.dtype)
     prep.fit_x(s.x_train)
-    if data.get("target") == "input":
+    if data.target == "input":
         _check_reconstruct(data, kind, prep)
         prep.meta["target"] = "input"
         prep.target_names = []
@@ -192,34 +208,35 @@ def load_dataset(spec: dict, with_test: bool = True) -> Dataset:
     if s.x_val is not None:
         x_val, y_val = enc(s.x_val, s.y_val, f"{name} (validation)" if not isinstance(val, str) else val)
     if with_test and s.x_test is not None:
-        x_test, y_test = enc(s.x_test, s.y_test, data.get("test") or name)
+        x_test, y_test = enc(s.x_test, s.y_test, data.test or name)
     for split_name, x in (("test", x_test), ("validation", x_val)):
+        where = getattr(data, split_name)
         if x is not None and x.shape[1:] != x_train.shape[1:]:
             raise DataError(
-                f"{data.get(split_name) if isinstance(data.get(split_name), str) else name}: "
+                f"{where if isinstance(where, str) else name}: "
                 f"{split_name} inputs have shape {list(x.shape[1:])}, training inputs {list(x_train.shape[1:])}"
             )
     return Dataset(x_train, y_train, x_val, y_val, x_test, y_test, prep, s.defaults, s.w_train)
 
 
-def _load_named(spec: dict) -> Dataset:
+def _load_named(spec: Spec) -> Dataset:
     from nnctl.assemble import named_output_shapes  # noqa: PLC0415 - the outputs' shapes come from the model
     from nnctl.data import multi  # noqa: PLC0415
 
     return multi.load(spec, lambda x: named_output_shapes(spec, x))
 
 
-def _check_reconstruct(data: dict, kind: str, prep: Preprocessor) -> None:
+def _check_reconstruct(data: DataSection, kind: str, prep: Preprocessor) -> None:
     """An autoencoder's target is its scaled input: only array kinds, and no separate target scaling."""
     if kind not in ARRAY_KINDS:
         raise DataError(
             f"data.target: expected a target column for {kind} data, found 'input' "
             f"(kinds {', '.join(ARRAY_KINDS)} can reconstruct their input)"
         )
-    if data.get("normalize_target", "none") != "none":
+    if data.normalize_target != "none":
         raise DataError(
             "data.normalize_target: expected none with target = 'input' (the target is the input, "
-            f"scaled by data.normalize), found {data['normalize_target']!r}"
+            f"scaled by data.normalize), found {data.normalize_target!r}"
         )
     if prep.task not in ("regression", "binary"):
         raise DataError(
@@ -258,19 +275,23 @@ def parse_rescale(value) -> float | None:
         raise DataError(f"data.rescale: expected a number or 'a/b', found {value!r}") from None
 
 
-def load_split(spec: dict, prep: Preprocessor, path: str, preprocessed: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def load_split(
+    spec: Spec | Mapping, prep: Preprocessor, path: str, preprocessed: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """Encode another labelled file or folder (``evaluate --data``), of any kind the training kind's
-    samples can come from, with an already fitted preprocessing (skipped for inputs ``preprocessed``)."""
-    data = dict(spec["data"], train=path, test=None, validation=None)
+    samples can come from, with an already fitted preprocessing (skipped for inputs ``preprocessed``);
+    ``spec`` may be the stored spec of a checkpoint."""
+    spec = typed(spec)
+    data = dataclasses.replace(spec.data, train=path, test=None, validation=None)
     fresh = Preprocessor.from_arrays(prep.to_arrays())
     if prep.kind in ARRAY_KINDS:
-        x, y = read_labelled(path, data, fresh, prep.kind, tuple(spec["model"]["input_shape"]), prep.classes)
+        x, y = read_labelled(path, data, fresh, prep.kind, tuple(spec.model.input_shape or ()), prep.classes)
     else:
-        s = loader(prep.kind)(data, fresh)
+        s = loader(prep.kind)(data, fresh, spec.seed)
         x, y = s.x_train, s.y_train
     for k, v in fresh.unseen.items():
         prep.unseen[k] = prep.unseen.get(k, 0) + v
-    dtype = np.dtype(spec["dtype"])
+    dtype = np.dtype(spec.dtype)
     if preprocessed:
         x = x if x.dtype.kind in "iu" and prep.kind == "text" else x.astype(dtype, copy=False)
     else:

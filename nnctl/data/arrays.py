@@ -9,6 +9,7 @@ than ``data.stream_above_mb``. Streamed inputs are ``streaming.Rows``; targets a
 from __future__ import annotations
 
 import pathlib
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -17,6 +18,9 @@ from nnctl.data.readers import _exists, _npy_header, read_arrays
 from nnctl.data.splits import Splits, check_finite, check_weights
 from nnctl.data.streaming import Rows
 from nnctl.errors import DataError, quote
+
+if TYPE_CHECKING:
+    from nnctl.spec_sections import DataSection
 
 
 def _targets_beside(path: pathlib.Path, y: str) -> pathlib.Path | None:
@@ -27,9 +31,9 @@ def _targets_beside(path: pathlib.Path, y: str) -> pathlib.Path | None:
     return q if q.is_absolute() else path.parent / q
 
 
-def _streams(data: dict, nbytes: int) -> bool:
-    mode = data.get("stream", "auto")
-    return mode in ("mmap", "batches") or (mode == "auto" and nbytes > int(data.get("stream_above_mb", 1024)) << 20)
+def _streams(data: DataSection, nbytes: int) -> bool:
+    mode = data.stream
+    return mode in ("mmap", "batches") or (mode == "auto" and nbytes > int(data.stream_above_mb) << 20)
 
 
 def _npy_rows(p: pathlib.Path, buffer: int) -> Rows:
@@ -75,34 +79,30 @@ def _h5_nbytes(p: pathlib.Path, key: str) -> int:
         return 0  # read_arrays names what is wrong with the file
 
 
-def arrays_xy(path, data: dict):
+def arrays_xy(path, data: DataSection):
     """The (x, y) of one file, checked to hold as many samples each; x is a ``Rows`` when streamed."""
     p = _exists(path)
     ext = p.suffix.lower()
-    y_file = _targets_beside(p, data["y"]) if ext == ".npy" else None
+    y_file = _targets_beside(p, data.y) if ext == ".npy" else None
     if ext == ".npy" and y_file is not None:
-        x = (
-            _npy_rows(p, data.get("shuffle_buffer", 0))
-            if _streams(data, p.stat().st_size)
-            else read_arrays(p, ("x",))[0]
-        )
+        x = _npy_rows(p, data.shuffle_buffer) if _streams(data, p.stat().st_size) else read_arrays(p, ("x",))[0]
         y = read_arrays(_exists(y_file), ("y",))[0]
-    elif ext in (".h5", ".hdf5") and _streams(data, _h5_nbytes(p, data["x"])):
-        x = _h5_rows(p, data["x"], data.get("shuffle_buffer", 0))
-        y = read_arrays(p, (None, data["y"]))[1]
+    elif ext in (".h5", ".hdf5") and _streams(data, _h5_nbytes(p, data.x)):
+        x = _h5_rows(p, data.x, data.shuffle_buffer)
+        y = read_arrays(p, (None, data.y))[1]
     else:
-        if data.get("stream") in ("mmap", "batches") and ext == ".npz":
+        if data.stream in ("mmap", "batches") and ext == ".npz":
             raise DataError(
-                f"{p}: data.stream = {data['stream']!r}: .npz members cannot be read in parts; "
+                f"{p}: data.stream = {data.stream!r}: .npz members cannot be read in parts; "
                 f"save the arrays as .npy or HDF5 (nnctl data convert)"
             )
-        x, y = read_arrays(p, (data["x"], data["y"]))
+        x, y = read_arrays(p, (data.x, data.y))
     if y is None:
-        raise DataError(f"{path}: a .npy file holds only inputs; use .npz or .h5 with {data['x']!r} and {data['y']!r}")
+        raise DataError(f"{path}: a .npy file holds only inputs; use .npz or .h5 with {data.x!r} and {data.y!r}")
     if len(x) != len(y):
-        raise DataError(f"{path}: {data['x']!r} has {len(x)} samples but {data['y']!r} has {len(y)}")
-    check_finite(x, str(path), "x" if ext == ".npy" else data["x"])
-    check_finite(y, str(y_file or path), "y" if y_file else data["y"])
+        raise DataError(f"{path}: {data.x!r} has {len(x)} samples but {data.y!r} has {len(y)}")
+    check_finite(x, str(path), "x" if ext == ".npy" else data.x)
+    check_finite(y, str(y_file or path), "y" if y_file else data.y)
     return x, y
 
 
@@ -137,12 +137,12 @@ def _named(p: pathlib.Path, name: str):
     return read_arrays(p, (name,))[0]
 
 
-def load(data: dict, prep: Preprocessor) -> Splits:
-    s = Splits(*arrays_xy(data["train"], data))
-    if data.get("sample_weight") is not None:
-        s.w_train = sample_weights(data["train"], data["sample_weight"], len(s.x_train))
-    if data.get("test"):
-        s.x_test, s.y_test = arrays_xy(data["test"], data)
-    if isinstance(data.get("validation"), str):
-        s.x_val, s.y_val = arrays_xy(data["validation"], data)
+def load(data: DataSection, prep: Preprocessor, seed: int = 0) -> Splits:
+    s = Splits(*arrays_xy(data.train, data))
+    if data.sample_weight is not None:
+        s.w_train = sample_weights(data.train, data.sample_weight, len(s.x_train))
+    if data.test:
+        s.x_test, s.y_test = arrays_xy(data.test, data)
+    if isinstance(data.validation, str):
+        s.x_val, s.y_val = arrays_xy(data.validation, data)
     return s

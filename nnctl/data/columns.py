@@ -12,11 +12,15 @@ the checkpoint through the Preprocessor's ``meta``, so evaluate and predict neve
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from nnctl.data.csvfile import MISSING_TOKENS, Columns
 from nnctl.errors import DataError, SpecError, quote
+
+if TYPE_CHECKING:
+    from nnctl.spec_sections import DataSection
 
 STRATEGIES = ("error", "mean", "median", "most_frequent", "constant")
 ENCODINGS = ("onehot", "ids")
@@ -175,10 +179,10 @@ def _lookup(vocab: list[str], raw: np.ndarray) -> np.ndarray:
 
 
 # -- from the spec ---------------------------------------------------------------------------------
-def plan(data: dict, features: list[str], text_guess: set[str], source: str) -> list[Column]:
+def plan(data: DataSection, features: list[str], text_guess: set[str], source: str) -> list[Column]:
     """Each feature's Column from ``data.categorical`` and ``data.missing``; ``text_guess`` are columns
     found to hold only non-numeric values (auto-detected categories)."""
-    declared = data.get("categorical")
+    declared = data.categorical
     encodings: dict[str, str] = {}
     if isinstance(declared, dict):
         for name, enc in declared.items():
@@ -193,8 +197,14 @@ def plan(data: dict, features: list[str], text_guess: set[str], source: str) -> 
                 f"{source}: data.categorical: {quote(name)} is not a feature column; features are "
                 f"{', '.join(features[:20])}"
             )
-    missing = data.get("missing") or {}
-    per_column = missing.get("columns") or {}
+    missing = data.missing
+    per_column = (missing.columns if missing is not None else None) or {}
+    # the table-wide rule; a key not given reads its default, the same as a rule without it
+    base = (
+        {}
+        if missing is None
+        else {"strategy": missing.strategy, "indicator": missing.indicator, "value": missing.value}
+    )
     for name, rule in per_column.items():
         if name not in features:
             raise SpecError(f"{source}: data.missing.columns: {quote(name)} is not a feature column")
@@ -205,10 +215,7 @@ def plan(data: dict, features: list[str], text_guess: set[str], source: str) -> 
             )
     out = []
     for f in features:
-        rule = {
-            **{k: missing[k] for k in ("strategy", "indicator", "value") if k in missing},
-            **(per_column.get(f) or {}),
-        }
+        rule = {**base, **(per_column.get(f) or {})}
         strategy = rule.get("strategy", "error")
         if strategy not in STRATEGIES:
             raise SpecError(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pathlib
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -10,6 +11,9 @@ from nnctl.data.preprocess import Preprocessor
 from nnctl.data.readers import read_idx
 from nnctl.data.splits import Splits, check_finite
 from nnctl.errors import DataError
+
+if TYPE_CHECKING:
+    from nnctl.spec_sections import DataSection
 
 
 def idx_labels_path(images: str) -> pathlib.Path:
@@ -30,8 +34,8 @@ def idx_xy(path):
     return (x[..., None] if x.ndim == 3 else x), y.astype(np.int64)
 
 
-def load(data: dict, prep: Preprocessor) -> Splits:
-    s = Splits(*idx_xy(data["train"]))
-    if data.get("test"):
-        s.x_test, s.y_test = idx_xy(data["test"])
+def load(data: DataSection, prep: Preprocessor, seed: int = 0) -> Splits:
+    s = Splits(*idx_xy(data.train))
+    if data.test:
+        s.x_test, s.y_test = idx_xy(data.test)
     return s

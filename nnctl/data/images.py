@@ -13,12 +13,16 @@ import os
 import pathlib
 import warnings
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from nnctl.data import Splits
 from nnctl.data.streaming import Rows
 from nnctl.errors import DataError
+
+if TYPE_CHECKING:
+    from nnctl.spec_sections import DataSection
 
 # the most pixels of one image, read from its header before decoding (Pillow itself allows about 179 M)
 MAX_PIXELS = 40_000_000
@@ -35,8 +39,8 @@ def _pillow():
     return Image
 
 
-def _image_size(data: dict) -> tuple[int, int] | None:
-    size = data.get("image_size")
+def _image_size(data: DataSection) -> tuple[int, int] | None:
+    size = data.image_size
     if size is None:
         return None
     if (
@@ -227,12 +231,12 @@ class ImageRows(Rows):
         return None
 
 
-def _streams(data: dict, n_pixels_bytes: int) -> bool:
+def _streams(data: DataSection, n_pixels_bytes: int) -> bool:
     """Whether the folder is decoded per batch: ``stream = "batches"``, or ``auto`` above ``stream_above_mb``."""
-    mode = data.get("stream", "auto")
+    mode = data.stream
     if mode == "batches":
         return True
-    return mode == "auto" and n_pixels_bytes > int(data.get("stream_above_mb", 1024)) << 20
+    return mode == "auto" and n_pixels_bytes > int(data.stream_above_mb) << 20
 
 
 def _kind_of(path) -> str:
@@ -241,13 +245,13 @@ def _kind_of(path) -> str:
     return _path_kind(path, "images")
 
 
-def load(data: dict, prep) -> Splits:
+def load(data: DataSection, prep, seed: int = 0) -> Splits:
     """Training, test and validation folders (data.test, data.validation or validation.path) as uint8 images and string labels."""
     Image = _pillow()
     size = _image_size(data)
-    folders = {"train": data["train"]}
-    val = data.get("validation")
-    for role, path in (("test", data.get("test")), ("validation", val.get("path") if isinstance(val, dict) else val)):
+    folders = {"train": data.train}
+    val = data.validation
+    for role, path in (("test", data.test), ("validation", val if isinstance(val, str) or val is None else val.path)):
         if isinstance(path, str) and path and (pathlib.Path(path).is_dir() or _kind_of(path) == "images"):
             folders[role] = path  # other kinds (an IDX or .npz validation file) are read by load_dataset
     listed = {role: list_folder(path) for role, path in folders.items()}
@@ -261,7 +265,7 @@ def load(data: dict, prep) -> Splits:
             )
     heads = {role: _headers(Image, files) for role, (_, files, _) in listed.items()}
     # a fitted preprocessing (evaluate --data) keeps the channels training used
-    mode = prep.meta.get("color_mode") or data.get("color_mode", "auto")
+    mode = prep.meta.get("color_mode") or data.color_mode
     if mode == "auto":
         mode = "rgb" if any(_is_colour(m, Image) for h in heads.values() for m, _ in h) else "grayscale"
     channels = 1 if mode == "grayscale" else 3

@@ -15,23 +15,29 @@ import io
 import itertools
 import pathlib
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from nnctl.data import inputs
+from nnctl.data import inputs, typed
 from nnctl.data.readers import _exists, check_header, data_rows, to_float_matrix
 from nnctl.errors import DataError, quote
+
+if TYPE_CHECKING:
+    from nnctl.spec_model import Spec
 
 CHUNK_ROWS = 4096
 HEAD_BYTES = 512  # enough to tell CSV and JSON lines from the binary formats
 
 
-def streams(source: str, prep, spec: dict) -> bool:
-    """Whether ``source`` is CSV or JSON lines for a model of one row of features (tabular or arrays kind)."""
-    if prep.kind not in ("tabular", "arrays") or spec["model"].get("decode"):
+def streams(source: str, prep, spec: Spec | Mapping) -> bool:
+    """Whether ``source`` is CSV or JSON lines for a model of one row of features (tabular or arrays kind);
+    ``spec`` may be a checkpoint's stored spec."""
+    model = typed(spec).model
+    if prep.kind not in ("tabular", "arrays") or model.decode:
         return False
-    if len(spec["model"].get("input_shape") or ()) != 1:
+    if len(model.input_shape or ()) != 1:
         return False
     if source in ("-", None):
         peek = getattr(sys.stdin.buffer, "peek", None)

@@ -14,11 +14,17 @@ its image's, a value that is not a class id. The class range is the model's outp
 from __future__ import annotations
 
 import pathlib
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from nnctl.data.splits import Splits, check_finite
 from nnctl.errors import DataError
+
+if TYPE_CHECKING:
+    from nnctl.spec_model import Spec
+    from nnctl.spec_sections import DataSection
 
 MASK_MODES = ("L", "P", "1", "I", "I;16", "I;16B", "I;16L")
 
@@ -115,7 +121,7 @@ def read_mask(path: pathlib.Path, size: tuple[int, int], resize_to: tuple[int, i
         raise DataError(f"{path}: not a readable mask image ({type(exc).__name__}: {str(exc)[:80]})") from None
 
 
-def _folder(root, data: dict, mode: str | None, sources: dict, allowed):
+def _folder(root, data: DataSection, mode: str | None, sources: dict, allowed):
     """(uint8 images (N, H, W, C), int64 masks (N, H, W), colour mode) of one segmentation folder."""
     from nnctl.data import images as imgs  # noqa: PLC0415
 
@@ -137,29 +143,29 @@ def _folder(root, data: dict, mode: str | None, sources: dict, allowed):
 
 
 # -- arrays ------------------------------------------------------------------------------------------
-def _arrays(path, data: dict, sources: dict, allowed):
+def _arrays(path, data: DataSection, sources: dict, allowed):
     """(inputs, int64 masks (N, H, W)) of an .npz/HDF5 file; masks must be whole numbers."""
     from nnctl.data.readers import _exists, read_arrays  # noqa: PLC0415
 
     p = _exists(path)
-    x, y = read_arrays(p, (data.get("x", "x"), data.get("y", "y")))
+    x, y = read_arrays(p, (data.x, data.y))
     if y is None:
-        raise DataError(f"{p}: expected an array of masks under {data.get('y', 'y')!r}")
+        raise DataError(f"{p}: expected an array of masks under {data.y!r}")
     if len(x) != len(y):
-        raise DataError(f"{p}: {data.get('x', 'x')!r} has {len(x)} samples but {data.get('y', 'y')!r} has {len(y)}")
-    check_finite(x, str(p), data.get("x", "x"))
-    check_finite(y, str(p), data.get("y", "y"))
+        raise DataError(f"{p}: {data.x!r} has {len(x)} samples but {data.y!r} has {len(y)}")
+    check_finite(x, str(p), data.x)
+    check_finite(y, str(p), data.y)
     if y.ndim == 4 and y.shape[-1] == 1:
         y = y[..., 0]
     hw = tuple(x.shape[1:3])
     if y.ndim != 3 or x.ndim not in (3, 4) or tuple(y.shape[1:]) != hw:
         raise DataError(
-            f"{p}: masks {data.get('y', 'y')!r} have shape {list(y.shape[1:])} per sample but the "
-            f"images {data.get('x', 'x')!r} are {list(x.shape[1:])}; expected masks of [height, width]"
+            f"{p}: masks {data.y!r} have shape {list(y.shape[1:])} per sample but the "
+            f"images {data.x!r} are {list(x.shape[1:])}; expected masks of [height, width]"
         )
     if y.dtype.kind not in "biu":
         if y.dtype.kind != "f" or not np.array_equal(y, np.round(y)):
-            raise DataError(f"{p}: masks {data.get('y', 'y')!r} hold non-integer values; expected class ids")
+            raise DataError(f"{p}: masks {data.y!r} hold non-integer values; expected class ids")
     y = y.astype(np.int64)
     values, first = np.unique(y.reshape(len(y), -1), return_index=True)
     for v, i in zip(values.tolist(), (first // max(y[0].size, 1)).tolist()):
@@ -173,21 +179,21 @@ def _is_arrays(path) -> bool:
     return str(path).lower().endswith((".npz", ".h5", ".hdf5"))
 
 
-def load(data: dict, prep) -> Splits:
+def load(data: DataSection, prep, seed: int = 0) -> Splits:
     """Training, test and validation splits (folders or arrays files) as images and int64 masks."""
     if prep.task != "sparse":
         raise DataError(
-            f"{data['train']}: train.loss: masks hold one class id per pixel; expected a loss on "
+            f"{data.train}: train.loss: masks hold one class id per pixel; expected a loss on "
             f"class ids (sparse_categorical_crossentropy or dice), found a {prep.task} loss"
         )
     allowed = _allowed(prep.meta)
     sources: dict[int, str] = {}  # each mask value and the first file holding it, for check_classes
-    mode = prep.meta.get("color_mode") or data.get("color_mode", "auto")
-    val = data.get("validation")
+    mode = prep.meta.get("color_mode") or data.color_mode
+    val = data.validation
     roles = {
-        "train": data["train"],
-        "test": data.get("test"),
-        "validation": val.get("path") if isinstance(val, dict) else val,
+        "train": data.train,
+        "test": data.test,
+        "validation": val if isinstance(val, str) or val is None else val.path,
     }
     out: dict = {}
     for role, path in roles.items():
@@ -217,12 +223,12 @@ def load(data: dict, prep) -> Splits:
     return s
 
 
-def check_classes(spec: dict, units: int, prep) -> None:
+def check_classes(spec: Spec | Mapping, units: int, prep) -> None:
     """Every mask value read for training is a class id of a model with ``units`` output channels (or the
     loss's ignore_class); the range is stored in the preprocessing for later reads (evaluate --data)."""
-    from nnctl.spec import loss_config  # noqa: PLC0415
+    from nnctl.data import typed  # noqa: PLC0415
 
-    ignore = loss_config(spec["train"])[1].get("ignore_class")
+    ignore = typed(spec).train.loss.params.get("ignore_class")
     allowed = (int(units), None if ignore is None else int(ignore))
     for value, where in sorted(getattr(prep, "mask_sources", {}).items()):
         _check_values(np.array([value]), where, allowed)

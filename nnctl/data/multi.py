@@ -10,6 +10,8 @@ integers, class targets are integer ids 0..K-1 (one-hot for a categorical loss),
 from __future__ import annotations
 
 import pathlib
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -19,6 +21,9 @@ from nnctl.data.readers import read_arrays
 from nnctl.data.splits import Dataset, check_finite
 from nnctl.errors import DataError
 from nnctl.registry import suggestion
+
+if TYPE_CHECKING:
+    from nnctl.spec_model import Spec
 
 UNSUPPORTED = (
     "normalize",
@@ -32,40 +37,35 @@ UNSUPPORTED = (
 )
 
 
-def _outputs(spec: dict) -> dict:
-    """{output name: {layer, loss, ...}}; the one unnamed output is "" with train.loss."""
-    named = spec["model"].get("outputs")
+def _outputs(spec: Spec) -> dict[str, tuple[str, str]]:
+    """{output name: (its layer, its loss's name)}; the one unnamed output is "" with train.loss."""
+    named = spec.model.outputs
     if named:
-        return named
-    return {"": {"layer": spec["model"]["layers"][-1]["name"], "loss": spec["train"]["loss"]}}
+        return {name: (out.layer, out.loss.type) for name, out in named.items()}
+    layers = spec.model.layers or []  # a validated one-output spec has its layers
+    return {"": (layers[-1]["name"], spec.train.loss.type)}
 
 
-def _loss_name(loss) -> str:
-    return loss if isinstance(loss, str) else loss["type"]
-
-
-def sources(spec: dict, csv: bool) -> tuple[dict, dict]:
+def sources(spec: Spec, csv: bool) -> tuple[dict, dict]:
     """Where each input and target comes from: {name: [columns]} for CSV, {name: array name} otherwise."""
-    data, model = spec["data"], spec["model"]
-    given_x, given_y = data.get("inputs") or {}, data.get("targets") or {}
-    inputs = {k: given_x.get(k) for k in (model.get("inputs") or {"input": None})}
+    data, model = spec.data, spec.model
+    given_x, given_y = data.inputs or {}, data.targets or {}
+    inputs = {k: given_x.get(k) for k in (model.inputs or ["input"])}
     targets = {k: given_y.get(k) for k in _outputs(spec)}
     for name in inputs:
         if inputs[name] is None:
             inputs[name] = (
-                (data.get("features") if name == "input" else None)
-                if csv
-                else (data.get("x", "x") if name == "input" else name)
+                (data.features if name == "input" else None) if csv else (data.x if name == "input" else name)
             )
     for name in targets:
         if targets[name] is None:
             targets[name] = (
-                ([data["target"]] if isinstance(data.get("target"), (str, int)) else data.get("target"))
+                ([data.target] if isinstance(data.target, (str, int)) else data.target)
                 if name == ""
                 else (None if csv else name)
             )
             if not csv and name == "":
-                targets[name] = data.get("y", "y")
+                targets[name] = data.y
     return inputs, targets
 
 
@@ -75,15 +75,20 @@ def _label(kind: str, name: str) -> str:
     )
 
 
-def read_inputs(path, spec: dict):
-    """The inputs alone (``nnctl predict``), shaped and typed for the model: {name: array}, or one array."""
+def read_inputs(path, spec: Spec | Mapping):
+    """The inputs alone (``nnctl predict``), shaped and typed for the model: {name: array}, or one array;
+    ``spec`` may be a checkpoint's stored spec."""
+    from nnctl.data import typed  # noqa: PLC0415 - the package, which imports this module lazily
+
+    spec = typed(spec)
     x, _ = read(path, spec, with_targets=False)
     x = conform_inputs(spec, x, str(path))
-    return x if spec["model"].get("inputs") else x["input"]
+    return x if spec.model.inputs else x["input"]
 
 
-def read(path, spec: dict, with_targets: bool = True) -> tuple[dict, dict]:
-    """({input: array}, {output name: array}) of one CSV or .npz/.h5 file, each with the same rows."""
+def read(path, spec: Spec, with_targets: bool = True, resolved: dict | None = None) -> tuple[dict, dict]:
+    """({input: array}, {output name: array}) of one CSV or .npz/.h5 file, each with the same rows; a CSV's
+    input column groups, as resolved, go into ``resolved`` when given."""
     p = pathlib.Path(path)
     if str(path) == "-" or not p.is_file():
         raise DataError(f"{path}: expected a CSV or .npz/.h5 file holding the named inputs (not stdin)")
@@ -93,8 +98,8 @@ def read(path, spec: dict, with_targets: bool = True) -> tuple[dict, dict]:
         targets = {}
     if csv:
         x, y = _read_csv(p, inputs, targets)
-        if with_targets:  # the column groups as resolved, stored with the spec for predict
-            spec["data"]["inputs"] = {**(spec["data"].get("inputs") or {}), **inputs}
+        if resolved is not None:
+            resolved.update(inputs)
     else:
         x, y = _read_arrays(p, inputs, targets)
     counts = {
@@ -155,14 +160,14 @@ def _read_arrays(p: pathlib.Path, inputs: dict, targets: dict) -> tuple[dict, di
 
 
 # -- fitting the arrays to the model -----------------------------------------------------------
-def conform_inputs(spec: dict, x: dict, where: str) -> dict:
+def conform_inputs(spec: Spec, x: dict, where: str) -> dict:
     """Each input reshaped to its declared shape and cast to its dtype (ids must be whole numbers)."""
-    named = spec["model"].get("inputs")
-    dtype = np.dtype(spec["dtype"])
+    named = spec.model.inputs
+    dtype = np.dtype(spec.dtype)
     out = {}
     for name, a in x.items():
-        shape = tuple(named[name]["shape"]) if named else tuple(spec["model"].get("input_shape") or a.shape[1:])
-        dt = np.dtype(named[name].get("dtype") or dtype) if named else dtype
+        shape = tuple(named[name].shape) if named else tuple(spec.model.input_shape or a.shape[1:])
+        dt = np.dtype(named[name].dtype or dtype) if named else dtype
         if int(np.prod(a.shape[1:], dtype=np.int64)) != int(np.prod(shape, dtype=np.int64)):
             raise DataError(
                 f"{where}: {_label('inputs', name)}: samples have shape {list(a.shape[1:])}, "
@@ -179,13 +184,13 @@ def conform_inputs(spec: dict, x: dict, where: str) -> dict:
     return out
 
 
-def encode_targets(spec: dict, y: dict, output_shapes: dict, where: str) -> dict:
+def encode_targets(spec: Spec, y: dict, output_shapes: dict, where: str) -> dict:
     """Targets as each output's loss takes them: class ids (sparse), one-hot (categorical), else floats of
     the output's shape."""
-    dtype = np.dtype(spec["dtype"])
+    dtype = np.dtype(spec.dtype)
     out = {}
-    for name, head in _outputs(spec).items():
-        a, shape, task = y[name], tuple(output_shapes[head["layer"]]), task_of(_loss_name(head["loss"]))
+    for name, (layer, loss) in _outputs(spec).items():
+        a, shape, task = y[name], tuple(output_shapes[layer]), task_of(loss)
         label = _label("targets", name)
         if task in ("sparse", "categorical") and (a.ndim == 1 or a.shape[1:] in ((1,), shape[:-1])):
             ids = a.reshape(len(a), *shape[:-1])
@@ -193,7 +198,7 @@ def encode_targets(spec: dict, y: dict, output_shapes: dict, where: str) -> dict
                 bad = ids[(ids != np.round(ids)) | (ids < 0) | (ids >= shape[-1])].ravel()[0]
                 raise DataError(
                     f"{where}: {label}: expected class ids 0..{shape[-1] - 1} for layer "
-                    f"{head['layer']} ({shape[-1]} units), found {bad}"
+                    f"{layer} ({shape[-1]} units), found {bad}"
                 )
             ids = ids.astype(np.int64)
             out[name] = ids if task == "sparse" else np.eye(shape[-1], dtype=dtype)[ids]
@@ -201,64 +206,73 @@ def encode_targets(spec: dict, y: dict, output_shapes: dict, where: str) -> dict
         if int(np.prod(a.shape[1:], dtype=np.int64)) != int(np.prod(shape, dtype=np.int64)):
             raise DataError(
                 f"{where}: {label}: targets have shape {list(a.shape[1:])} per sample but layer "
-                f"{head['layer']} outputs {list(shape)}"
+                f"{layer} outputs {list(shape)}"
             )
         out[name] = a.reshape(len(a), *shape).astype(dtype, copy=False)
     return out
 
 
-def _unnamed(x: dict, y: dict, spec: dict) -> tuple:
+def _unnamed(x: dict, y: dict, spec: Spec) -> tuple:
     """The one unnamed input and output stay plain arrays (the model's one-input, one-output case)."""
-    return (x if spec["model"].get("inputs") else x["input"]), (y if spec["model"].get("outputs") else y[""])
+    return (x if spec.model.inputs else x["input"]), (y if spec.model.outputs else y[""])
 
 
-def load_split(spec: dict, path, output_shapes: dict) -> tuple:
-    """(inputs, targets) of another labelled file, encoded for the model (``evaluate --data``, the test set)."""
+def load_split(spec: Spec | Mapping, path, output_shapes: dict) -> tuple:
+    """(inputs, targets) of another labelled file, encoded for the model (``evaluate --data``, the test set);
+    ``spec`` may be a checkpoint's stored spec."""
+    from nnctl.data import typed  # noqa: PLC0415 - the package, which imports this module lazily
+
+    spec = typed(spec)
     x, y = read(path, spec)
     return _unnamed(conform_inputs(spec, x, str(path)), encode_targets(spec, y, output_shapes, str(path)), spec)
 
 
-def load(spec: dict, output_shapes) -> Dataset:
+def _is_set(value) -> bool:
+    """Whether a data key asks for something: not None, "none" or an empty table or list."""
+    return value is not None and value != "none" and not (isinstance(value, (dict, list)) and not value)
+
+
+def load(spec: Spec, output_shapes) -> Dataset:
     """Every split of a named-inputs/outputs spec, encoded; ``output_shapes(x)`` builds the model to learn
     the outputs' shapes from the inputs."""
-    data = spec["data"]
+    data = spec.data
     for key in UNSUPPORTED:
-        if data.get(key) not in (None, "none", {}, []):
+        if _is_set(getattr(data, key)):
             raise DataError(
-                f"{data['train']}: data.{key}: not available with named inputs or outputs "
+                f"{data.train}: data.{key}: not available with named inputs or outputs "
                 f"(model.inputs/model.outputs); their data is fed as stored"
             )
-    first_loss = _loss_name(next(iter(_outputs(spec).values()))["loss"])
-    prep = Preprocessor(_kind(data["train"]), task_of(first_loss))
+    first_loss = next(iter(_outputs(spec).values()))[1]
+    prep = Preprocessor(_kind(data.train), task_of(first_loss))
     prep.meta["named"] = True
-    x_raw, y_raw = read(data["train"], spec)
-    x = conform_inputs(spec, x_raw, data["train"])
+    columns: dict = {}  # the column groups as resolved, stored with the spec for predict
+    x_raw, y_raw = read(data.train, spec, resolved=columns)
+    x = conform_inputs(spec, x_raw, data.train)
     shapes = output_shapes(x)
-    y = encode_targets(spec, y_raw, shapes, data["train"])
+    y = encode_targets(spec, y_raw, shapes, data.train)
     n = len(next(iter(x.values())))
     x_val = y_val = x_test = y_test = None
-    val = data.get("validation")
-    val_path = val if isinstance(val, str) else (val.get("path") if isinstance(val, dict) else None)
+    val = data.validation
+    val_path = val if isinstance(val, str) else (val.path if val is not None else None)
     if val_path:
         x_val, y_val = _unnamed(*_encoded(spec, val_path, shapes), spec)
-    elif isinstance(val, dict):
-        n_val = int(round(n * float(val.get("split", 0.2))))
+    elif val is not None and not isinstance(val, str):
+        n_val = int(round(n * float(val.split)))
         if not 0 < n_val < n:
-            raise DataError(
-                f"{data['train']}: validation split {val.get('split')} of {n} samples leaves an empty split"
-            )
-        rng = np.random.default_rng(np.random.SeedSequence(spec["seed"], spawn_key=(2,)))
+            raise DataError(f"{data.train}: validation split {val.split} of {n} samples leaves an empty split")
+        rng = np.random.default_rng(np.random.SeedSequence(spec.seed, spawn_key=(2,)))
         mask = np.zeros(n, bool)
         mask[rng.permutation(n)[:n_val]] = True
         x_val, y_val = _unnamed({k: v[mask] for k, v in x.items()}, {k: v[mask] for k, v in y.items()}, spec)
         x, y = {k: v[~mask] for k, v in x.items()}, {k: v[~mask] for k, v in y.items()}
-    if data.get("test"):
-        x_test, y_test = _unnamed(*_encoded(spec, data["test"], shapes), spec)
+    if data.test:
+        x_test, y_test = _unnamed(*_encoded(spec, data.test, shapes), spec)
     x_train, y_train = _unnamed(x, y, spec)
-    return Dataset(x_train, y_train, x_val, y_val, x_test, y_test, prep, {}, None)
+    named = {**(data.inputs or {}), **columns} if columns else None
+    return Dataset(x_train, y_train, x_val, y_val, x_test, y_test, prep, {}, None, named)
 
 
-def _encoded(spec: dict, path, shapes: dict) -> tuple[dict, dict]:
+def _encoded(spec: Spec, path, shapes: dict) -> tuple[dict, dict]:
     x, y = read(path, spec)
     return conform_inputs(spec, x, str(path)), encode_targets(spec, y, shapes, str(path))
 

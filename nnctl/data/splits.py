@@ -85,6 +85,7 @@ class Dataset:
     prep: Preprocessor
     defaults: dict
     w_train: np.ndarray | None = None  # (N,) float64 per-sample loss weights of the training rows, or None
+    spec_inputs: dict | None = None  # named-input CSV: data.inputs as the columns were resolved (the stored spec's)
 
     @property
     def input_shape(self) -> tuple:

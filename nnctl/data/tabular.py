@@ -8,8 +8,10 @@ follow ``data.missing``. ``columns.TableEncoder`` does the encoding, fitted on t
 from __future__ import annotations
 
 import copy
+import dataclasses
 import pathlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -19,18 +21,21 @@ from nnctl.data.preprocess import Preprocessor
 from nnctl.data.splits import Splits, check_weights
 from nnctl.errors import DataError, quote
 
+if TYPE_CHECKING:
+    from nnctl.spec_sections import DataSection
+
 SAMPLE_ROWS = 200  # rows looked at to guess which columns hold text
 
 
-def _names(path, data: dict, prep: Preprocessor, role: str, header: list[str]) -> tuple[list[str], list[str]]:
-    target = data.get("target")
+def _names(path, data: DataSection, prep: Preprocessor, role: str, header: list[str]) -> tuple[list[str], list[str]]:
+    target = data.target
     if target == "input":  # an autoencoder: every column is an input; the dataset makes the target
-        features = data.get("features") or (
+        features = data.features or (
             prep.feature_names
             if role != "train" and prep.feature_names
-            else [h for h in header if h != data.get("anomaly_label")]
+            else [h for h in header if h != data.anomaly_label]
         )
-        return _names(path, dict(data, target=features[0], features=features), prep, role, header)
+        return _names(path, dataclasses.replace(data, target=features[0], features=features), prep, role, header)
     if isinstance(target, int):
         if not -len(header) <= target < len(header):
             raise DataError(f"{path}: target column index {target} is out of range ({len(header)} columns)")
@@ -42,17 +47,17 @@ def _names(path, data: dict, prep: Preprocessor, role: str, header: list[str]) -
             raise DataError(f"{path}: no target column {t!r}; columns are {', '.join(header)}")
     # another file (validation, test, evaluate --data) is read by the training columns' names
     known = prep.feature_names if role != "train" and prep.feature_names else None
-    weight = data.get("sample_weight") if role == "train" else None
+    weight = data.sample_weight if role == "train" else None
     if weight is not None and weight not in header:
         raise DataError(
             f"{path}: data.sample_weight: expected a column named {weight!r}, found columns {', '.join(header)}"
         )
-    if weight is not None and (weight in targets or weight in (data.get("features") or [])):
+    if weight is not None and (weight in targets or weight in (data.features or [])):
         raise DataError(
             f"{path}: data.sample_weight: expected a column that is neither a feature nor a target, "
             f"found {weight!r} listed as one"
         )
-    features = data.get("features") or known or [h for h in header if h not in targets and h != weight]
+    features = data.features or known or [h for h in header if h not in targets and h != weight]
     for f in features:
         if f not in header:
             raise DataError(f"{path}: no feature column {f!r}; columns are {', '.join(header)}")
@@ -79,15 +84,15 @@ def _is_number(cell: str) -> bool:
     return True
 
 
-def _encoder(path, data: dict, prep: Preprocessor, header: list[str], features: list[str]) -> TableEncoder:
+def _encoder(path, data: DataSection, prep: Preprocessor, header: list[str], features: list[str]) -> TableEncoder:
     """The training split's encoder: declared and auto-detected categories, missing-value rules."""
-    declared = set(data.get("categorical") or [])
-    auto = data.get("max_categories", 50) > 0
+    declared = set(data.categorical or [])
+    auto = data.max_categories > 0
     guess = _text_like(path, header, [f for f in features if f not in declared]) if auto else set()
-    return TableEncoder(plan(data, features, guess, str(data.get("_source", "spec"))))
+    return TableEncoder(plan(data, features, guess, "spec"))
 
 
-def _columns(path, data, prep: Preprocessor, role: str, enc: TableEncoder | None = None):
+def _columns(path, data: DataSection, prep: Preprocessor, role: str, enc: TableEncoder | None = None):
     """The file's cells by column and the (training: not yet fitted) encoder of its features; with
     ``role`` "train" the column kinds are settled (auto-detected categories with too many levels read as
     numbers) and the feature and target names recorded in ``prep``."""
@@ -103,7 +108,7 @@ def _columns(path, data, prep: Preprocessor, role: str, enc: TableEncoder | None
             else TableEncoder.from_json([{"name": f} for f in features])
         )
     classify = prep.task != "regression"
-    weight = [data["sample_weight"]] if fresh and data.get("sample_weight") is not None else []
+    weight = [data.sample_weight] if fresh and data.sample_weight is not None else []
     numeric = enc.numeric + ([] if classify else targets)
     # read as text: the weights' own check names data.sample_weight for a bad, missing or infinite cell
     text = enc.text + weight + (targets[:1] if classify else [])
@@ -116,8 +121,8 @@ def _columns(path, data, prep: Preprocessor, role: str, enc: TableEncoder | None
     if cols is None:
         cols = read_columns(path, numeric, text, enc.missing_ok)
     if fresh:
-        guessed = [c for c in enc.columns if c.kind == "category" and c.name not in set(data.get("categorical") or [])]
-        bad = [c.name for c in guessed if len(set(cols.text[c.name].tolist())) > data.get("max_categories", 50)]
+        guessed = [c for c in enc.columns if c.kind == "category" and c.name not in set(data.categorical or [])]
+        bad = [c.name for c in guessed if len(set(cols.text[c.name].tolist())) > data.max_categories]
         if bad:  # many levels: a text or mistyped column, read as numbers so the reader names the bad cell
             for c in enc.columns:
                 if c.name in bad:
@@ -146,7 +151,7 @@ def _fit(enc: TableEncoder, cols: Columns, prep: Preprocessor) -> None:
     prep.meta["table"] = enc.to_json()
 
 
-def _read(path, data, prep: Preprocessor, role: str):
+def _read(path, data: DataSection, prep: Preprocessor, role: str):
     cols, enc, y, w = _columns(path, data, prep, role)
     if role == "train":
         _fit(enc, cols, prep)
@@ -163,8 +168,8 @@ class Table:
     w: np.ndarray | None
 
 
-def read_table(data: dict, prep: Preprocessor) -> Table:
-    table = Table(*_columns(data["train"], data, prep, "train"))
+def read_table(data: DataSection, prep: Preprocessor) -> Table:
+    table = Table(*_columns(data.train, data, prep, "train"))
     # encoded once whole, thrown away: a missing cell nothing may fill is named by its line in the file
     whole = copy.deepcopy(table.enc)
     whole.fit(table.cols)
@@ -231,23 +236,23 @@ def _weights(cols: Columns, path, name: str, n: int) -> np.ndarray:
     return check_weights(out, path, n, f"column {name!r}", cols.first_line, "line")
 
 
-def csv_xy(path, data: dict, prep: Preprocessor, role: str) -> tuple[np.ndarray, np.ndarray]:
+def csv_xy(path, data: DataSection, prep: Preprocessor, role: str) -> tuple[np.ndarray, np.ndarray]:
     """Encoded inputs and raw targets of one CSV file; ``role`` "train" fits the column encoding."""
     x, y, _, _ = _read(path, data, prep, role)
     return x, y
 
 
-def load(data: dict, prep: Preprocessor) -> Splits:
-    size = pathlib.Path(data["train"]).stat().st_size if pathlib.Path(data["train"]).is_file() else 0
-    if size > int(data.get("stream_above_mb", 1024)) << 20:
+def load(data: DataSection, prep: Preprocessor, seed: int = 0) -> Splits:
+    size = pathlib.Path(data.train).stat().st_size if pathlib.Path(data.train).is_file() else 0
+    if size > int(data.stream_above_mb) << 20:
         prep.notes.append(
-            f"{data['train']}: {size >> 20} MiB of CSV is read into memory; for data larger than "
+            f"{data.train}: {size >> 20} MiB of CSV is read into memory; for data larger than "
             f"memory, convert it once (nnctl data convert) and train on the HDF5 file streamed"
         )
-    x, y, enc, w = _read(data["train"], data, prep, "train")
+    x, y, enc, w = _read(data.train, data, prep, "train")
     s = Splits(x, y, w_train=w, defaults=_defaults(enc))
-    if data.get("test"):
-        s.x_test, s.y_test = csv_xy(data["test"], data, prep, "test")
-    if isinstance(data.get("validation"), str):
-        s.x_val, s.y_val = csv_xy(data["validation"], data, prep, "validation")
+    if data.test:
+        s.x_test, s.y_test = csv_xy(data.test, data, prep, "test")
+    if isinstance(data.validation, str):
+        s.x_val, s.y_val = csv_xy(data.validation, data, prep, "validation")
     return s

@@ -13,14 +13,19 @@ from __future__ import annotations
 
 import collections
 import csv
+import dataclasses
 import io
 import re
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from nnctl.data import Splits, _validation_split
 from nnctl.data.readers import read_csv_table
 from nnctl.errors import DataError
+
+if TYPE_CHECKING:
+    from nnctl.spec_sections import DataSection
 
 WORD = re.compile(r"[^\W_]+(?:['\u2019][^\W_]+)*")  # letters/digits; apostrophes only inside a word
 PAD = "<pad>"
@@ -123,12 +128,12 @@ def _is_float(v: str) -> bool:
         return False
 
 
-def _read(path, data, prep) -> tuple[list[str], np.ndarray]:
+def _read(path, data: DataSection, prep) -> tuple[list[str], np.ndarray]:
     header, rows = read_csv_table(path)
-    col = prep.meta.get("text_column") or data.get("text", "text")
+    col = prep.meta.get("text_column") or data.text
     if col not in header:
         raise DataError(f"{path}: no text column {col!r} (data.text); columns are {', '.join(header)}")
-    target = prep.target_names[0] if prep.target_names else data.get("target")
+    target = prep.target_names[0] if prep.target_names else data.target
     if isinstance(target, list):
         if len(target) != 1:
             raise DataError(f"{path}: data.target: text data takes one label column, found {len(target)}")
@@ -149,32 +154,33 @@ def _read(path, data, prep) -> tuple[list[str], np.ndarray]:
     return [r[ci] for r in rows], _labels([r[ti] for r in rows], prep.task, str(path), target)
 
 
-def load(data: dict, prep) -> Splits:
-    """Token ids (N, max_length) int64 and labels; the vocabulary comes from the training split alone."""
-    name = str(data["train"])
+def load(data: DataSection, prep, seed: int = 0) -> Splits:
+    """Token ids (N, max_length) int64 and labels; the vocabulary comes from the training split alone, so a
+    validation split (and data.subset) is drawn here first, with the spec's ``seed`` as load_dataset would."""
+    name = str(data.train)
     if prep.normalize != "none" or prep.rescale is not None:
         raise DataError(f"{name}: text inputs are token ids; data.normalize and data.rescale must be unset")
     fitted = "vocab" in prep.arrays  # evaluate --data: encode with the checkpoint's vocabulary
-    texts, y = _read(data["train"], data, prep)
+    texts, y = _read(data.train, data, prep)
     s = Splits(np.array(texts, dtype=object), y)
-    val = data.get("validation")
+    val = data.validation
     if isinstance(val, str):
         vx, s.y_val = _read(val, data, prep)
         s.x_val = np.array(vx, dtype=object)
-    elif isinstance(val, dict) and not fitted:
+    elif val is not None and not fitted:
         # split here, before the vocabulary is built, with the same draws load_dataset would make
-        rng = np.random.default_rng(np.random.SeedSequence(data.get("_seed", 0), spawn_key=(2,)))
-        if data.get("subset") and data["subset"] < len(s.x_train):
-            keep = np.sort(rng.permutation(len(s.x_train))[: data["subset"]])
+        rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(2,)))
+        if data.subset and data.subset < len(s.x_train):
+            keep = np.sort(rng.permutation(len(s.x_train))[: data.subset])
             s.x_train, s.y_train = s.x_train[keep], s.y_train[keep]
-        _validation_split(s, float(val.get("split", 0.2)), bool(val.get("stratify")), rng, name)
-    if data.get("test"):
-        tx, s.y_test = _read(data["test"], data, prep)
+        _validation_split(s, float(val.split), bool(val.stratify), rng, name)
+    if data.test:
+        tx, s.y_test = _read(data.test, data, prep)
         s.x_test = np.array(tx, dtype=object)
     if fitted:
         tok = Tokenizer.from_arrays(prep.meta["tokenizer"], prep.arrays)
     else:
-        tok = Tokenizer(**{k: v for k, v in (data.get("tokenizer") or {}).items()}).fit(s.x_train.tolist())
+        tok = Tokenizer(**dataclasses.asdict(data.tokenizer)).fit(s.x_train.tolist())
         prep.meta["tokenizer"] = dict(tok.settings)
         prep.arrays.update(tok.to_arrays())
     for attr in ("x_train", "x_val", "x_test"):

@@ -18,6 +18,7 @@ alone (their first target is row w - 1 + h).
 from __future__ import annotations
 
 import io
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -25,13 +26,16 @@ from nnctl.data import Splits
 from nnctl.data.readers import read_arrays, read_csv_table, to_float_matrix
 from nnctl.errors import DataError
 
+if TYPE_CHECKING:
+    from nnctl.spec_sections import DataSection
+
 
 # -- reading ---------------------------------------------------------------------------------------
-def _read_table(path, data) -> tuple[list[str], object]:
+def _read_table(path, data: DataSection) -> tuple[list[str], object]:
     """Column names and a cell getter ``get(columns) -> (T, len(columns)) float64``."""
     name = str(path)
     if name.lower().endswith((".npy", ".npz", ".h5", ".hdf5")):
-        arr = read_arrays(path, (data.get("x", "x"),))[0]
+        arr = read_arrays(path, (data.x,))[0]
         arr = arr[:, None] if arr.ndim == 1 else arr
         if arr.ndim != 2:
             raise DataError(f"{name}: expected a series array (T, columns), found shape {list(arr.shape)}")
@@ -60,8 +64,8 @@ def _column(header, ref, path, what) -> str:
     return str(ref)
 
 
-def _settings(data, path) -> tuple[int, int, int]:
-    window, horizon, stride = data.get("window"), data.get("horizon", 1), data.get("stride", 1)
+def _settings(data: DataSection, path) -> tuple[int, int, int]:
+    window, horizon, stride = data.window, data.horizon, data.stride
     if window is None:
         raise DataError(f"{path}: data.window is required for time series (input steps per window)")
     for key, v in (("window", window), ("horizon", horizon), ("stride", stride)):
@@ -70,14 +74,14 @@ def _settings(data, path) -> tuple[int, int, int]:
     return window, horizon, stride
 
 
-def _fit_columns(header, data, path, prep) -> None:
+def _fit_columns(header, data: DataSection, path, prep) -> None:
     """Choose features/targets on the training file and record what predict/evaluate need."""
-    target = data.get("target")
+    target = data.target
     refs = target if isinstance(target, list) else [header[-1] if target is None else target]
     if not refs:
         raise DataError(f"{path}: data.target: expected at least one column")
     targets = [_column(header, t, path, "target") for t in refs]
-    features = [_column(header, f, path, "feature") for f in (data.get("features") or header)]
+    features = [_column(header, f, path, "feature") for f in (data.features or header)]
     window, horizon, stride = _settings(data, path)
     prep.feature_names, prep.target_names = features, targets
     prep.meta = {
@@ -128,18 +132,18 @@ def _continued(prev: tuple, cur: tuple, meta: dict, name: str) -> tuple[np.ndarr
     return make_windows(feats, targs, meta["window"], meta["horizon"], meta["stride"], name)
 
 
-def load(data: dict, prep) -> Splits:
+def load(data: DataSection, prep, seed: int = 0) -> Splits:
     """Splits of windows (N, window, F) float64 and targets (N, K); ``ordered`` keeps validation last."""
-    train = _series(data["train"], data, prep)
+    train = _series(data.train, data, prep)
     m = prep.meta
-    s = Splits(*make_windows(*train, m["window"], m["horizon"], m["stride"], str(data["train"])), ordered=True)
+    s = Splits(*make_windows(*train, m["window"], m["horizon"], m["stride"], str(data.train)), ordered=True)
     before = train
-    if isinstance(data.get("validation"), str):
-        val = _series(data["validation"], data, prep)
-        s.x_val, s.y_val = _continued(before, val, m, data["validation"])
+    if isinstance(data.validation, str):
+        val = _series(data.validation, data, prep)
+        s.x_val, s.y_val = _continued(before, val, m, data.validation)
         before = tuple(np.concatenate(pair) for pair in zip(train, val))  # the test file continues both
-    if data.get("test"):
-        s.x_test, s.y_test = _continued(before, _series(data["test"], data, prep), m, data["test"])
+    if data.test:
+        s.x_test, s.y_test = _continued(before, _series(data.test, data, prep), m, data.test)
     return s
 
 

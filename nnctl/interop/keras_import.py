@@ -290,6 +290,7 @@ def import_keras(path, spec_out: str | None = None, ckpt_out: str | None = None)
     from nnctl.checkpoint import load_into, save  # noqa: PLC0415
     from nnctl.data.preprocess import Preprocessor, task_of  # noqa: PLC0415
     from nnctl.interop.keras_weights import named_for_model  # noqa: PLC0415
+    from nnctl.spec_model import ModelFacts  # noqa: PLC0415
 
     src = pathlib.Path(path)
     doc, compile_cfg = read_config(src)
@@ -307,17 +308,15 @@ def import_keras(path, spec_out: str | None = None, ckpt_out: str | None = None)
         "output": {"checkpoint": _relative(ckpt_path, spec_path.parent)},
     }
     spec = spec_mod.validate(raw, str(spec_path), base_dir=spec_path.resolve().parent)
-    spec["_source"] = str(spec_path)
     integer_input = model_section["layers"][0]["type"] == "Embedding"
-    input_dtype = "int64" if integer_input else spec["dtype"]
-    spec["_defaults"], spec["_input_dtype"] = {}, input_dtype
-    model = build_model(spec, model_section["input_shape"], spec["seed"], {}, input_dtype=input_dtype)
+    input_dtype = "int64" if integer_input else spec.dtype
+    model = build_model(spec, model_section["input_shape"], spec.seed, {}, input_dtype=input_dtype)
     weights, state = named_for_model(src, model)
     loaded, _ = load_into(model, weights, state, str(src), strict=True)
     prep = Preprocessor("arrays", task_of(loss))
     save(
         ckpt_path,
-        spec=spec,
+        spec=spec.to_dict(),
         weights=model.named_params(),
         state=model.named_state(),
         prep_arrays=prep.to_arrays(),
@@ -327,6 +326,7 @@ def import_keras(path, spec_out: str | None = None, ckpt_out: str | None = None)
         best_epoch=None,
         optimizer={"type": "adam", "iterations": 0, "config": {}, "slots": {}},
         resume=None,
+        facts=ModelFacts({}, input_dtype).to_dict(),
     )
     from nnctl.fs import atomic_write  # noqa: PLC0415
 
