@@ -191,9 +191,7 @@ class _Conv(Layer):
                 # threads wait for each other, measured 8x slower on a busy machine)
                 into = buf if buf is not None else scratch
                 back = xp.matmul(ga, w_t, out=None if into is None else into[: m * rows * width].reshape(-1, width))
-                dxa = dx[a : a + m]
-                dxa[...] = 0
-                K.add_windows(dxa, back, self._k, self._s, self._d, self._out)
+                K.write_windows(dx[a : a + m], back, self._k, self._s, self._d, self._out)
         if not gk.flags.c_contiguous:
             gk[...] = gk2.reshape(gk.shape)
         if buf is not None:
