@@ -541,6 +541,8 @@ def summarize(results: dict, flops_per_sample: float, per: int | None) -> dict:
             "rss_mib": med(ok, "rss_mib"),
             "cpu_util": med(ok, "cpu_seconds") / sec,
             "all_seconds": [r["seconds"] for r in ok],
+            "cpu_seconds": med(ok, "cpu_seconds"),  # on a loaded machine the steadier measure of work
+            "all_cpu_seconds": [r["cpu_seconds"] for r in ok],
             "check": ok[0].get("check"),
         }
     return out
