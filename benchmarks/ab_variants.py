@@ -88,5 +88,25 @@ def col2im_legacy(enabled: bool) -> None:
     _swap(K, "write_windows", _legacy_add_windows, enabled)
 
 
-VARIANTS = {"pool-legacy": pool_legacy, "col2im-legacy": col2im_legacy}
-_ = conv_mod  # conv.py reaches K.write_windows through the module, so patching K is enough
+# -- the training chunk of a convolution (the patch matrix of one chunk of samples) ----------------------
+def _chunk(mib: float):
+    def variant(enabled: bool) -> None:
+        key = (conv_mod, "_TRAINING_CHUNK_BYTES")
+        if enabled and key not in _saved:
+            _saved[key] = conv_mod._TRAINING_CHUNK_BYTES
+            conv_mod._TRAINING_CHUNK_BYTES = int(mib * 2**20)
+        elif not enabled and key in _saved:
+            conv_mod._TRAINING_CHUNK_BYTES = _saved.pop(key)
+
+    variant.__doc__ = f"Convolutions train in chunks of {mib} MiB of patches."
+    return variant
+
+
+VARIANTS = {
+    "pool-legacy": pool_legacy,
+    "col2im-legacy": col2im_legacy,
+    "chunk-0.5m": _chunk(0.5),
+    "chunk-1m": _chunk(1),
+    "chunk-4m": _chunk(4),
+    "chunk-8m": _chunk(8),
+}
