@@ -41,3 +41,13 @@ def test_write_windows_overwrites_the_buffer_with_col2im(hw, kernel, strides, di
     want = loop_col2im(cols.astype(np.float64), (n, *hw, c), kernel, strides, dilation, out_hw)
     np.testing.assert_allclose(host(x), want, rtol=1e-5, atol=1e-6)
     assert host(x).dtype == np.float32
+
+
+def test_im2col_with_a_ones_column_is_the_patches_then_ones():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(2, 5, 6, 3)).astype(np.float32)
+    plain = host(K.im2col(dev(x), (2, 3), (1, 2), (2, 1), (3, 2)))
+    out = dev(np.full(plain.shape[0] * (plain.shape[1] + 1), np.nan, np.float32))
+    folded = host(K.im2col(dev(x), (2, 3), (1, 2), (2, 1), (3, 2), out=out, ones=True))
+    np.testing.assert_array_equal(folded, np.hstack([plain, np.ones((len(plain), 1), np.float32)]))
+    np.testing.assert_array_equal(host(out).reshape(folded.shape), folded)  # written in place, not a copy
