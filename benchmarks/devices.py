@@ -16,7 +16,7 @@ Rows (each model at two batch sizes; ``--only`` takes a model name or ``model:ba
                residual + LayerNormalization), GlobalAveragePooling1D, Dense(2, softmax); 64-token
                sequences, sparse CE; 128 and 512
 Every model trains with Adam(lr 1e-3, eps 1e-7, Keras's default) in float32 on synthetic data (fixed
-seed, random labels: only the speed is measured). The mlp/cnn/lstm definitions are benchmarks/common.py's.
+seed, random labels: only the speed is measured). The model definitions are benchmarks/common.py's.
 
 Method (run.py's conventions): every measurement (row, contender, repeat) runs in a fresh child process
 (``--worker``); within a repeat the contenders alternate and the order rotates every repeat; the table
@@ -54,44 +54,17 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # benchmarks/common.py: model definitions, data, the nnctl builder, the child-process runner
 
-VOCAB, SEQ, D_MODEL, HEADS, FF = 1000, 64, 64, 4, 128
+VOCAB, SEQ, D_MODEL, HEADS, FF = common.VOCAB, 64, 64, 4, 128
 SCE = "sparse_categorical_crossentropy"
 
 # model -> nnctl spec layers, input shape, loss, classes (None: regression), batch sizes
 MODELS = {
     "mlp": (common.NNCTL_LAYERS["mlp"], (784,), SCE, 10, (128, 512)),
     "cnn": (common.NNCTL_LAYERS["cnn"], (28, 28, 1), SCE, 10, (128, 512)),
-    "cifar": (
-        [
-            {"type": "Conv2D", "filters": 32, "kernel_size": 3, "activation": "relu"},
-            {"type": "Conv2D", "filters": 64, "kernel_size": 3, "activation": "relu"},
-            {"type": "MaxPooling2D", "pool_size": 2},
-            {"type": "Conv2D", "filters": 128, "kernel_size": 3, "activation": "relu"},
-            {"type": "MaxPooling2D", "pool_size": 2},
-            {"type": "Flatten"},
-            {"type": "Dense", "units": 64, "activation": "relu"},
-            {"type": "Dense", "units": 10, "activation": "softmax"},
-        ],
-        (32, 32, 3),
-        SCE,
-        10,
-        (128, 512),
-    ),
+    "cifar": (common.NNCTL_LAYERS["cifar_cnn"], (32, 32, 3), SCE, 10, (128, 512)),
     "lstm": (common.NNCTL_LAYERS["lstm"], (50, 8), "mse", None, (64, 512)),
     "transformer": (
-        [
-            {"type": "Embedding", "input_dim": VOCAB, "output_dim": D_MODEL},
-            {"type": "PositionEmbedding", "name": "pos"},
-            {"type": "MultiHeadAttention", "num_heads": HEADS, "key_dim": D_MODEL // HEADS, "name": "attn"},
-            {"type": "Add", "inputs": ["pos", "attn"]},
-            {"type": "LayerNormalization", "name": "norm_a"},
-            {"type": "Dense", "units": FF, "activation": "relu"},
-            {"type": "Dense", "units": D_MODEL, "name": "ffn"},
-            {"type": "Add", "inputs": ["norm_a", "ffn"]},
-            {"type": "LayerNormalization"},
-            {"type": "GlobalAveragePooling1D"},
-            {"type": "Dense", "units": 2, "activation": "softmax"},
-        ],
+        common.transformer_layers(D_MODEL, HEADS, FF),
         (SEQ,),
         SCE,
         2,
@@ -115,7 +88,7 @@ def make_data(model: str, n: int):
     """Host arrays, the same in every child (fixed seed); common.py's for the models it defines."""
     import numpy as np
 
-    if model in common.INPUT_SHAPE:
+    if model in ("mlp", "cnn", "lstm"):  # the same models as common.py's (its transformer is smaller)
         return common.make_data(model, n)
     rng = np.random.default_rng(1234)
     if model == "transformer":
@@ -141,7 +114,6 @@ def nnctl_setup(model: str, batch: int, device: str):
 def torch_setup(model: str):
     """The PyTorch twin of MODELS[model] (common.py's torch_model for mlp, cnn and lstm)."""
     import torch
-    from torch import nn
 
     torch.manual_seed(0)
     if model in ("mlp", "cnn"):
@@ -155,37 +127,8 @@ def torch_setup(model: str):
         net.lstm.bias_hh_l0.requires_grad_(False)
         return net
     if model == "cifar":
-        return nn.Sequential(
-            nn.Conv2d(3, 32, 3),
-            nn.ReLU(),
-            nn.Conv2d(32, 64, 3),
-            nn.ReLU(),
-            nn.MaxPool2d(2),
-            nn.Conv2d(64, 128, 3),
-            nn.ReLU(),
-            nn.MaxPool2d(2),
-            nn.Flatten(),
-            nn.Linear(6 * 6 * 128, 64),
-            nn.ReLU(),
-            nn.Linear(64, 10),
-        )
-
-    class Encoder(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.embed = nn.Embedding(VOCAB, D_MODEL)
-            self.pos = nn.Parameter(nn.init.xavier_uniform_(torch.empty(SEQ, D_MODEL)))  # PositionEmbedding
-            # post-norm (norm_first=False) as the nnctl stack: norm(x + attn(x)), then norm(x + ffn(x));
-            # nnctl's LayerNormalization epsilon is Keras's 1e-3; no dropout in either
-            self.block = nn.TransformerEncoderLayer(
-                D_MODEL, HEADS, dim_feedforward=FF, dropout=0.0, layer_norm_eps=1e-3, batch_first=True
-            )
-            self.head = nn.Linear(D_MODEL, 2)
-
-        def forward(self, ids):
-            return self.head(self.block(self.embed(ids) + self.pos).mean(dim=1))
-
-    return Encoder()
+        return common.torch_model("cifar_cnn")
+    return common.torch_transformer(SEQ, D_MODEL, HEADS, FF)
 
 
 def torch_param_count(net) -> int:

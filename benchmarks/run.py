@@ -1,12 +1,13 @@
 #!/usr/bin/env python
-"""nnctl against PyTorch CPU (and a pure-NumPy floor) on the same synthetic data, in one run.
+"""nnctl against PyTorch CPU, Keras 3 (and a pure-NumPy floor) on the same synthetic data, in one run.
 
-    .venv/bin/python benchmarks/run.py [--quick] [--repeats 3] [--only mlp,cnn,lstm,predict,startup,knobs]
+    .venv/bin/python benchmarks/run.py [--quick] [--repeats 3]
+                                       [--only mlp,cnn,lstm,mnist,cifar,gru,transformer,predict,startup,knobs]
                                        [--json results.json] [--threads N] [--samples N]
                                        [--baseline TREE] [--mallopt-ab]
 
---baseline TREE adds the contender nnctl-before (the nnctl of another source tree, alternating with the
-others: a before/after table from one run); --mallopt-ab adds nnctl-no-mallopt (without the CLI's
+--baseline TREE adds the contender nnctl-before (this benchmark code importing the nnctl of another source
+tree, alternating with the others: a before/after table from one run); --mallopt-ab adds nnctl-no-mallopt (without the CLI's
 backend.keep_freed_memory() call). See benchmarks/README.md.
 
 --quick shrinks every size and uses one repeat and one BLAS/OpenMP thread (unless --threads is given),
@@ -24,14 +25,23 @@ Rows:
   cnn      Conv2D(32,3)-Conv2D(64,3)-MaxPool(2)-Flatten-Dense(128)-Dense(10) on 28x28x1, batch 128,
            time per 10k samples; its peak RSS is the memory row
   lstm     LSTM(64)->Dense(1) on (50, 8) sequences, Adam, batch 64, mse, time per 10k samples
+  mnist    the notes' MNIST CNN, Conv2D(64,3)-MaxPool(2)-Conv2D(32,3)-Flatten-Dense(10) on 28x28x1, at batch
+           32 and at batch 128 (two rows), time per 10k samples
+  cifar    the notes' 32x32x3 CNN, Conv2D(32,3)-Conv2D(64,3)-MaxPool(2)-Conv2D(128,3)-MaxPool(2)-Flatten-
+           Dense(64)-Dense(10), batch 32, time per 10k samples
+  gru      GRU(64)->Dense(1), as the LSTM row
+  transformer  Embedding(1000, 64) + PositionEmbedding, one post-norm encoder block (2 heads x 32, feed-
+           forward 128), GlobalAveragePooling1D, Dense(2); 32-token sequences, batch 64, per 10k samples
   predict  inference throughput at batch 1024 for the MLP and the CNN
   startup  ``nnctl predict CKPT one-row.csv``, process start to exit (plus python/numpy/torch floors)
   knobs    the MLP epoch under user-settable knobs: thread counts, OPENBLAS_CORETYPE, batch size
 
 Contenders: nnctl through its library (spec.validate -> build.build_model -> model.to_device ->
 train.Trainer.run_epoch on in-memory arrays; predict via Model.predict), PyTorch CPU (default
-torch.set_num_threads; plus Adam(fused=True) on the MLP), and for the MLP a pure-NumPy floor (the
-same network as straight NumPy calls with in-place buffers and Adam over flat buffers).
+torch.set_num_threads; plus Adam(fused=True) on the MLP), Keras 3 on TensorFlow (model.fit for one
+epoch after a warm-up fit; training rows only; skipped with a note where not installed), and for the
+MLP a pure-NumPy floor (the same network as straight NumPy calls with in-place buffers and Adam over
+flat buffers).
 FLOPs are analytic: 2*m*n*k per matmul (convolutions as their im2col matmul), x3 for forward+backward
 in training, x1 for predict.
 """
@@ -55,9 +65,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (
     BATCH,
     ENV_KEYS,
+    LOSS,
     NNCTL_LAYERS,
     ROOT,
+    TRANSFORMER,
+    have_keras,
     have_torch,
+    keras_model,
+    keras_version,
     log,
     make_data,
     nnctl_model,
@@ -68,7 +83,18 @@ from common import (
     worker_main,
 )
 
-GROUPS = ("mlp", "cnn", "lstm", "predict", "startup", "knobs")
+GROUPS = ("mlp", "cnn", "lstm", "mnist", "cifar", "gru", "transformer", "predict", "startup", "knobs")
+# training rows: key -> (group, model of common.py, batch, title); a group may hold several rows
+TRAIN_ROWS = {
+    "mlp": ("mlp", "mlp", 128, None),  # titled in main (its epoch size)
+    "cnn": ("cnn", "cnn", 128, "CNN train"),
+    "lstm": ("lstm", "lstm", 64, "LSTM train"),
+    "mnist b32": ("mnist", "mnist_cnn", 32, "MNIST CNN train b32"),
+    "mnist b128": ("mnist", "mnist_cnn", 128, "MNIST CNN train b128"),
+    "cifar": ("cifar", "cifar_cnn", 32, "32x32x3 CNN train b32"),
+    "gru": ("gru", "gru", 64, "GRU train"),
+    "transformer": ("transformer", "transformer", 64, "Transformer train b64"),
+}
 MALLOPT_AB = False  # --mallopt-ab: also nnctl without backend.keep_freed_memory() (contender nnctl-no-mallopt)
 BASELINE: str | None = None  # --baseline: a source tree (e.g. `git worktree add /tmp/base HEAD~3`) run as nnctl-before
 
@@ -82,8 +108,18 @@ def fwd_flops(model: str) -> int:
         conv1 = 2 * (26 * 26) * (3 * 3 * 1) * 32
         conv2 = 2 * (24 * 24) * (3 * 3 * 32) * 64
         return conv1 + conv2 + 2 * (12 * 12 * 64) * 128 + 2 * 128 * 10
-    if model == "lstm":
-        return 50 * 2 * (8 + 64) * (4 * 64) + 2 * 64 * 1
+    if model == "mnist_cnn":
+        return 2 * (26 * 26) * 9 * 64 + 2 * (11 * 11) * (9 * 64) * 32 + 2 * (11 * 11 * 32) * 10
+    if model == "cifar_cnn":
+        convs = 2 * (30 * 30) * 27 * 32 + 2 * (28 * 28) * 288 * 64 + 2 * (12 * 12) * 576 * 128
+        return convs + 2 * (6 * 6 * 128) * 64 + 2 * 64 * 10
+    if model in ("lstm", "gru"):
+        gates = 4 if model == "lstm" else 3
+        return 50 * 2 * (8 + 64) * (gates * 64) + 2 * 64 * 1
+    if model == "transformer":
+        t, d, ff = TRANSFORMER["seq"], TRANSFORMER["d_model"], TRANSFORMER["ff"]
+        # q, k, v and output projections, scores and their weighted sum (all heads), the feed-forward, head
+        return 4 * 2 * t * d * d + 2 * 2 * t * t * d + 2 * 2 * t * d * ff + 2 * d * 2
     raise KeyError(model)
 
 
@@ -136,7 +172,7 @@ def _torch_x(model, x):
     import numpy as np
     import torch
 
-    if model == "cnn":  # NHWC -> NCHW once, outside the timed region
+    if x.ndim == 4:  # images: NHWC -> NCHW once, outside the timed region
         x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
     return torch.from_numpy(x)
 
@@ -147,7 +183,7 @@ def torch_train(model, x, y, batch, warm, fused=False):
     net = torch_model(model)
     net.train()
     opt = torch.optim.Adam(net.parameters(), lr=1e-3, eps=1e-7, **({"fused": True} if fused else {}))
-    crit = torch.nn.MSELoss() if model == "lstm" else torch.nn.CrossEntropyLoss()
+    crit = torch.nn.MSELoss() if LOSS[model] == "mse" else torch.nn.CrossEntropyLoss()
     xt, yt = _torch_x(model, x), torch.from_numpy(y)
     gen = torch.Generator().manual_seed(0)
 
@@ -186,6 +222,23 @@ def torch_predict(model, x, batch):
         net(xt[:batch])
     sec, cpu, out = _timed(run)
     return sec, cpu, float(out[:, 0].mean())
+
+
+# -- Keras 3 on TensorFlow (models: common.keras_model) ---------------------------------------------------
+def keras_train(model, x, y, batch, warm):
+    """model.fit for one epoch, as a Keras user trains: its own shuffle and batching, one compiled step."""
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    threads = os.environ.get("OMP_NUM_THREADS")
+    if threads:  # TensorFlow's own pools ignore the BLAS/OpenMP variables that --threads sets
+        tf.config.threading.set_intra_op_parallelism_threads(int(threads))
+        tf.config.threading.set_inter_op_parallelism_threads(int(threads))
+    net = keras_model(model)
+    net.fit(x[:warm], y[:warm], batch_size=batch, epochs=1, shuffle=True, verbose=0)  # traces the step
+    sec, cpu, hist = _timed(lambda: net.fit(x, y, batch_size=batch, epochs=1, shuffle=True, verbose=0))
+    return sec, cpu, float(hist.history["loss"][-1])
 
 
 # -- pure NumPy floor (MLP) ----------------------------------------------------------------------------
@@ -316,6 +369,8 @@ def worker(task: dict) -> dict:
             sec, cpu, loss = nnctl_train(model, x, y, batch, warm, mallopt=task.get("mallopt", True))
         elif who == "numpy":
             sec, cpu, loss = numpy_train(x, y, batch, warm)
+        elif who == "keras":
+            sec, cpu, loss = keras_train(model, x, y, batch, warm)
         else:
             sec, cpu, loss = torch_train(model, x, y, batch, warm, fused=who == "torch-fused")
     elif kind == "predict":
@@ -325,6 +380,10 @@ def worker(task: dict) -> dict:
     out.update(seconds=sec, cpu_seconds=cpu, samples=n, check=loss, steal_seconds=STEAL[0], loadavg=os.getloadavg())
     if task.get("blas_info"):
         out["blas"] = blas_info()
+    if who == "nnctl":
+        import nnctl
+
+        out["nnctl_file"] = nnctl.__file__  # which tree's nnctl ran (--baseline)
     return out
 
 
@@ -409,6 +468,7 @@ def environment(ceiling: dict) -> dict:
         "python": platform.python_version(),
         "numpy": np.__version__,
         "torch": torch_version(),
+        "keras": keras_version(),
         "openblas": blas,
         "env": {k: os.environ.get(k) for k in ENV_KEYS},
         "numpy_matmul_gflops": ceiling,
@@ -443,7 +503,12 @@ def alternate(tasks_by_who: dict, repeats: int, env=None) -> dict:
         order = names[r % len(names) :] + names[: r % len(names)]
         for who in order:
             task = tasks_by_who[who]
-            res = run_child(task.get("script", __file__), task, env=(env or {}).get(who))
+            child_env = (env or {}).get(who)
+            if task.get("tree"):  # --baseline: this benchmark code, another tree's nnctl
+                child_env = {**(child_env or os.environ), "NNCTL_BENCH_TREE": task["tree"]}
+            res = run_child(__file__, task, env=child_env)
+            if task.get("tree") and "nnctl_file" in res and not res["nnctl_file"].startswith(task["tree"]):
+                res = {"error": f"imported {res['nnctl_file']}, not the nnctl of {task['tree']}", **task}
             if "error" in res:
                 log(f"  {who}: ERROR {res['error']}")
             else:
@@ -476,17 +541,20 @@ def summarize(results: dict, flops_per_sample: float, per: int | None) -> dict:
             "rss_mib": med(ok, "rss_mib"),
             "cpu_util": med(ok, "cpu_seconds") / sec,
             "all_seconds": [r["seconds"] for r in ok],
+            "cpu_seconds": med(ok, "cpu_seconds"),  # on a loaded machine the steadier measure of work
+            "all_cpu_seconds": [r["cpu_seconds"] for r in ok],
             "check": ok[0].get("check"),
         }
     return out
 
 
-def bench_train(model: str, plan: Plan, repeats: int, torch_ok: bool) -> dict:
-    n = {"mlp": plan.mlp_n, "cnn": plan.cnn_n, "lstm": plan.lstm_n}[model]
-    base = {"kind": "train", "model": model, "n": n, "batch": BATCH[model], "warm": plan.warm_batches * BATCH[model]}
+def bench_train(model: str, plan: Plan, repeats: int, torch_ok: bool, keras_ok: bool = False, batch=None) -> dict:
+    batch = batch or BATCH[model]
+    n = plan.mlp_n if model == "mlp" else plan.cnn_n if "cnn" in model else plan.lstm_n
+    base = {"kind": "train", "model": model, "n": n, "batch": batch, "warm": plan.warm_batches * batch}
     tasks = {"nnctl": {**base, "who": "nnctl"}}
-    if BASELINE:  # the same nnctl task run from another source tree (--baseline)
-        tasks["nnctl-before"] = {**base, "who": "nnctl", "script": str(Path(BASELINE) / "benchmarks" / "run.py")}
+    if BASELINE:  # the same nnctl task with the nnctl of another source tree (--baseline)
+        tasks["nnctl-before"] = {**base, "who": "nnctl", "tree": BASELINE}
     if MALLOPT_AB and model != "mlp":
         tasks["nnctl-no-mallopt"] = {**base, "who": "nnctl", "mallopt": False}
     if model == "mlp":
@@ -495,7 +563,9 @@ def bench_train(model: str, plan: Plan, repeats: int, torch_ok: bool) -> dict:
         tasks["torch"] = {**base, "who": "torch"}
         if model == "mlp":
             tasks["torch-fused"] = {**base, "who": "torch-fused"}
-    log(f"{model}: training {n} samples, batch {BATCH[model]}, contenders {', '.join(tasks)}")
+    if keras_ok:
+        tasks["keras"] = {**base, "who": "keras"}
+    log(f"{model}: training {n} samples, batch {batch}, contenders {', '.join(tasks)}")
     res = alternate(tasks, repeats)
     return summarize(res, 3 * fwd_flops(model), None if model == "mlp" else 10000)
 
@@ -667,7 +737,7 @@ def bench_knobs(plan: Plan, repeats: int) -> list[dict]:
 
 
 # -- report --------------------------------------------------------------------------------------------
-TARGETS = {"mlp": 0.8, "cnn": 1.0, "lstm": 1.5, "predict mlp": 1.0, "predict cnn": 1.0}
+TARGETS = {"mlp": 0.8, "predict mlp": 1.0, "predict cnn": 1.0, **{k: 1.0 for k in TRAIN_ROWS if k != "mlp"}}
 
 
 def fmt(v, spec=".3f", none="-"):
@@ -675,7 +745,14 @@ def fmt(v, spec=".3f", none="-"):
 
 
 def report(
-    env: dict, rows: dict, startup: dict | None, memory: dict | None, knobs: list | None, ceiling: float, torch_ok: bool
+    env: dict,
+    rows: dict,
+    startup: dict | None,
+    memory: dict | None,
+    knobs: list | None,
+    ceiling: float,
+    torch_ok: bool,
+    keras_ok: bool = True,
 ) -> str:
     lines = []
     p = lines.append
@@ -692,6 +769,7 @@ def report(
         f"python {env['python']}, numpy {env['numpy']} (OpenBLAS {blas.get('version', '?')}, kernel "
         f"{blas.get('architecture', '?')}, {blas.get('threads', '?')} threads), torch {env['torch'] or 'absent'}"
         + (f" ({env.get('torch_threads')} threads)" if env.get("torch_threads") else "")
+        + f"; {env.get('keras') or 'keras absent'}"
     )
     p("env         " + ", ".join(f"{k}={v if v is not None else '(unset)'}" for k, v in env["env"].items()))
     c = env["numpy_matmul_gflops"]
@@ -720,6 +798,9 @@ def report(
             if who == "nnctl" and key in TARGETS:
                 goal = TARGETS[key]
                 target = f"<= {goal:.2f}: " + ("-" if ratio is None else ("met" if ratio <= goal else "MISSED"))
+            kr = res.get("keras", {}).get("seconds")
+            if who == "nnctl" and kr:
+                target += f"; vs Keras {r['seconds'] / kr:.2f} (< 1: {'met' if r['seconds'] < kr else 'MISSED'})"
             if who == "nnctl" and "numpy" in res and "seconds" in res["numpy"]:
                 fr = r["seconds"] / res["numpy"]["seconds"]
                 target += f"; vs NumPy floor {fr:.2f} (<= 1.15: {'met' if fr <= 1.15 else 'MISSED'})"
@@ -734,6 +815,8 @@ def report(
             )
         if not torch_ok:
             p(f"{title:<30}{'torch':<13}  skipped: PyTorch is not installed (pip install torch==2.13.0)")
+        if not keras_ok and not key.startswith("predict"):
+            p(f"{title:<30}{'keras':<13}  skipped: Keras 3 is not installed (pip install tensorflow-cpu keras)")
     if memory is not None:
         p("")
         p("== memory: CNN training at batch 128, peak RSS of a fresh process per contender ==")
@@ -816,7 +899,7 @@ def main(argv=None) -> int:
         "--samples",
         type=int,
         default=None,
-        help="CNN and LSTM training samples per contender (default 10240; rows stay per 10k)",
+        help="training samples per contender for every row but the MLP (default 10240; rows stay per 10k)",
     )
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -825,8 +908,8 @@ def main(argv=None) -> int:
     global BASELINE, MALLOPT_AB
     MALLOPT_AB = args.mallopt_ab
     if args.baseline:
-        if not (Path(args.baseline) / "benchmarks" / "run.py").is_file():
-            ap.error(f"--baseline: {args.baseline} holds no benchmarks/run.py")
+        if not (Path(args.baseline) / "nnctl" / "__init__.py").is_file():
+            ap.error(f"--baseline: {args.baseline} holds no nnctl/__init__.py")
         BASELINE = str(Path(args.baseline).resolve())
     if args.quick and args.threads is None:
         # a smoke run: one thread keeps it to seconds even when other jobs hold the cores (with two threads,
@@ -846,6 +929,9 @@ def main(argv=None) -> int:
     torch_ok = have_torch()
     if not torch_ok:
         print("PyTorch is not installed: the PyTorch rows are skipped (pip install torch==2.13.0 into .venv)")
+    keras_ok = have_keras()
+    if not keras_ok:
+        print("Keras 3 is not installed: the Keras rows are skipped (pip install tensorflow-cpu keras into .venv)")
     log("measuring the NumPy float32 matmul ceiling")
     ceiling = matmul_ceiling()
     env = environment(ceiling)
@@ -854,19 +940,17 @@ def main(argv=None) -> int:
         env["torch_matmul_gflops"], env["torch_threads"] = tc.get("gflops"), tc.get("threads")
     avail = layers_available()
     rows: dict = {}
-    for model in ("mlp", "cnn", "lstm"):
-        if model not in only:
+    for key, (group, model, batch, title) in TRAIN_ROWS.items():
+        if group not in only:
             continue
         if not avail[model]:
-            print(
-                f"{model}: skipped: nnctl layers {[e['type'] for e in NNCTL_LAYERS[model]]} are not all importable yet"
-            )
+            print(f"{key}: skipped: nnctl layers {[e['type'] for e in NNCTL_LAYERS[model]]} are not all importable yet")
             continue
-        title = {"mlp": f"MLP train, {plan.mlp_n // 1000}k epoch", "cnn": "CNN train", "lstm": "LSTM train"}[model]
+        title = title or f"MLP train, {plan.mlp_n // 1000}k epoch"
         unit = "s/epoch" if model == "mlp" else "s/10k"
         if plan.quick:
             title += " (quick)"
-        rows[model] = (title, unit, bench_train(model, plan, repeats, torch_ok))
+        rows[key] = (title, unit, bench_train(model, plan, repeats, torch_ok, keras_ok, batch))
     memory = None
     if "cnn" in rows:
         log("memory: baseline children (imports, data, model; no training step)")
@@ -886,7 +970,7 @@ def main(argv=None) -> int:
     log("measuring the NumPy float32 matmul ceiling again (the table uses the better of the two)")
     again = matmul_ceiling()
     env["numpy_matmul_gflops"] = {"best": max(ceiling["best"], again["best"]), "start": ceiling, "end": again}
-    text = report(env, rows, startup, memory, knobs, env["numpy_matmul_gflops"]["best"], torch_ok)
+    text = report(env, rows, startup, memory, knobs, env["numpy_matmul_gflops"]["best"], torch_ok, keras_ok)
     print(text)
     print(
         f"\n(total wall time {time.perf_counter() - t_start:.0f} s, {repeats} repeat(s)"

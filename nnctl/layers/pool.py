@@ -19,7 +19,8 @@ from nnctl.ops import im2col as K
 class _Pool(Layer):
     """Shared windowed pooling over NHWC windows of size (PH, PW) and strides (sh, sw).
 
-    max: y = max over the window; the gradient goes to the first maximum in row-major window order.
+    max: y = max over the window; the gradient goes to the first maximum in row-major window order
+    (training keeps that index per window: ``_window_max``).
     avg: y = sum over the window / number of real (unpadded) pixels in it.
     """
 
@@ -71,43 +72,85 @@ class _Pool(Layer):
     def forward(self, x, training=False, mask=None):
         xpad = K.pad(self._image(x), self._pads, value=-np.inf if self.op == "max" else 0.0)
         win = K.windows(xpad, self._p, self._s, (1, 1), self._out)
-        offs = K.offsets(self._p)
-        y = win[:, :, :, 0, 0].copy()
-        for i, j in offs[1:]:
-            if self.op == "max":
-                B.xp.maximum(y, win[:, :, :, i, j], out=y)
-            else:
+        if self.op == "max":
+            # training keeps a 1-byte index of each window's first maximum instead of the input and output
+            # (backward then writes g through it; no comparisons of floats there); inference keeps the input,
+            # from which a backward without a training forward finds the index again
+            y, idx = _window_max(win, want_index=training)
+            cache = (idx, None if training else xpad)
+        else:
+            y = win[:, :, :, 0, 0].copy()
+            for i, j in K.offsets(self._p)[1:]:
                 y += win[:, :, :, i, j]
-        if self.op == "avg":
             y *= self._inverse_count()
-        # max needs the input and output to find the arg max again; average needs only the shape
-        cache = (xpad, y) if self.op == "max" else (None, None)
+            cache = (None, None)
         return (y if self.rank == 2 else y[:, 0]), (*cache, xpad.shape)
 
     def backward(self, g, cache):
         xp = B.xp
-        xpad, y, padded_shape = cache
+        idx, xpad, padded_shape = cache
         g = self._image(g)
-        dx = xp.zeros(padded_shape, dtype=g.dtype)
+        offs = K.offsets(self._p)
+        if self.op == "max" and idx is None:
+            idx = _window_max(K.windows(xpad, self._p, self._s, (1, 1), self._out), want_index=True)[1]
+        # windows that neither overlap nor leave pixels out cover every input pixel exactly once: each dx
+        # element is then written once (no zeroing pass); otherwise untouched pixels need their zeros
+        disjoint = all(s >= p for s, p in zip(self._s, self._p))
+        tiled = self._s == self._p and all(o * s == n for o, s, n in zip(self._out, self._s, padded_shape[1:3]))
+        dx = (xp.empty if tiled else xp.zeros)(padded_shape, dtype=g.dtype)
         dwin = K.windows(dx, self._p, self._s, (1, 1), self._out)
         if self.op == "avg":
             gs = g * self._inverse_count()
-            for i, j in K.offsets(self._p):
-                dwin[:, :, :, i, j] += gs
+            for i, j in offs:
+                if disjoint:
+                    dwin[:, :, :, i, j] = gs
+                else:
+                    dwin[:, :, :, i, j] += gs
         else:
-            win = K.windows(xpad, self._p, self._s, (1, 1), self._out)
-            left = g.copy()  # gradient not yet routed: zeroed once its window's first maximum is found
-            hit, routed = xp.empty(g.shape, dtype=bool), xp.empty_like(g)  # reused: no temporaries per offset
-            for i, j in K.offsets(self._p):
-                xp.equal(win[:, :, :, i, j], y, out=hit)
-                xp.multiply(left, hit, out=routed)
-                dwin[:, :, :, i, j] += routed
-                left -= routed  # exact: each entry loses either itself or 0
+            hit = xp.empty(g.shape, dtype=bool)
+            routed = None if disjoint else xp.empty_like(g)
+            for k, (i, j) in enumerate(offs):
+                xp.equal(idx, k, out=hit)
+                if disjoint:  # g where offset k holds the window's first maximum, 0 elsewhere: dx written once
+                    xp.multiply(g, hit, out=dwin[:, :, :, i, j])
+                else:  # overlapping windows: a pixel gathers the gradient of every window it is first in
+                    xp.multiply(g, hit, out=routed)
+                    dwin[:, :, :, i, j] += routed
         dx = K.crop(dx, self._pads)
         return (dx if self.rank == 2 else dx[:, 0],)
 
     def compute_mask(self, mask, inputs):
         return None  # pooling changes the number of steps
+
+
+def _window_max(win, want_index: bool):
+    """y = max over each window of a (N, OH, OW, PH, PW, C) view, and (when ``want_index``) the row-major
+    offset k = i*PW + j of its first maximum as int8 (int16 past 127 offsets), else None.
+
+    Offsets are scanned in order and the index moves only on a strictly greater value, so ties keep the
+    first one (nnctl's rule, as TensorFlow's). The index update is branch-free integer arithmetic,
+    idx += (k - idx) * [x_k > y]: a masked copy (copyto with where=) of a random mask measured 5 ms per
+    offset at (128, 12, 12, 64) against 0.15 ms for these three int8 passes.
+    """
+    xp = B.xp
+    offs = K.offsets(win.shape[3:5])
+    y = win[:, :, :, 0, 0].copy()
+    if not want_index:
+        for i, j in offs[1:]:
+            xp.maximum(y, win[:, :, :, i, j], out=y)
+        return y, None
+    kind = xp.int8 if len(offs) <= 127 else xp.int16
+    idx = xp.zeros(y.shape, dtype=kind)
+    greater = xp.empty(y.shape, dtype=bool)
+    step = xp.empty(y.shape, dtype=kind)
+    for k, (i, j) in enumerate(offs[1:], 1):
+        wk = win[:, :, :, i, j]
+        xp.greater(wk, y, out=greater)
+        xp.maximum(y, wk, out=y)
+        xp.subtract(kind(k), idx, out=step)
+        step *= greater
+        idx += step
+    return y, idx
 
 
 class _Pool2D(_Pool):

@@ -88,15 +88,30 @@ def windows(x, kernel, strides, dilation, out_hw):
     )
 
 
-def im2col(x, kernel, strides, dilation, out_hw, out=None):
+def im2col(x, kernel, strides, dilation, out_hw, out=None, ones: bool = False):
     """Patch matrix (N*OH*OW, KH*KW*C) of a padded NHWC array: one copy, into ``out`` (a flat array of
-    that size and x's dtype) when given, else a new array (a view for 1x1 stride-1 kernels)."""
+    that size and x's dtype) when given, else a new array (a view for 1x1 stride-1 kernels).
+
+    ``ones`` (with ``out`` of N*OH*OW*(KH*KW*C + 1) elements): the matrix gets a last column of ones, so
+    that [patches, 1] @ [W; b] adds the bias inside the product and [patches, 1]^T g gives [dW; db].
+    """
     win = windows(x, kernel, strides, dilation, out_hw)
     rows, width = x.shape[0] * out_hw[0] * out_hw[1], kernel[0] * kernel[1] * x.shape[3]
     if out is None:
         return win.reshape(rows, width)
-    out.reshape(win.shape)[...] = win
-    return out.reshape(rows, width)
+    if not ones:
+        out.reshape(win.shape)[...] = win
+        return out.reshape(rows, width)
+    mat = out.reshape(rows, width + 1)
+    _, oh, ow, _, kw, c = win.shape
+    row = (width + 1) * out.itemsize
+    # the patches' columns of mat as a window-shaped view (explicit strides: a reshape of the column
+    # slice could silently copy)
+    _as_strided(mat, win.shape, (oh * ow * row, ow * row, row, kw * c * out.itemsize, c * out.itemsize, out.itemsize))[
+        ...
+    ] = win
+    mat[:, width] = 1
+    return mat
 
 
 def offsets(kernel):
@@ -110,6 +125,27 @@ def add_windows(x, cols, kernel, strides, dilation, out_hw) -> None:
     win = windows(x, kernel, strides, dilation, out_hw)
     c6 = cols.reshape(n, out_hw[0], out_hw[1], kernel[0], kernel[1], c)
     for i, j in offsets(kernel):
+        win[:, :, :, i, j] += c6[:, :, :, i, j]
+
+
+def write_windows(x, cols, kernel, strides, dilation, out_hw) -> None:
+    """x (N, Hp, Wp, C) = col2im(cols), overwriting x: ``add_windows`` into zeros, one pass cheaper.
+
+    With stride 1 the first offset's window view is the block x[:, :OH, :OW], so it is assigned (no
+    zeroing pass over it, no read of it); only the rest of x is zeroed before the other offsets add.
+    """
+    if tuple(strides) != (1, 1):
+        x[...] = 0
+        add_windows(x, cols, kernel, strides, dilation, out_hw)
+        return
+    n, c = x.shape[0], x.shape[3]
+    (oh, ow), (kh, kw) = out_hw, kernel
+    c6 = cols.reshape(n, oh, ow, kh, kw, c)
+    x[:, oh:] = 0
+    x[:, :oh, ow:] = 0
+    x[:, :oh, :ow] = c6[:, :, :, 0, 0]
+    win = windows(x, kernel, strides, dilation, out_hw)
+    for i, j in offsets(kernel)[1:]:
         win[:, :, :, i, j] += c6[:, :, :, i, j]
 
 
