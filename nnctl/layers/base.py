@@ -79,9 +79,13 @@ def expect_input(layer, shape, words: str) -> None:
 class Layer:
     """Base layer: named parameters, state and gradients, and the forward/backward contract."""
 
-    #: True when ``activation=`` on this layer becomes an activation step after it in the same node
-    #: (Dense, Conv); recurrent layers keep ``activation`` as their internal cell function.
-    activation_is_node = False
+    #: True when the ``activation`` key is applied to this layer's output (Dense, convolutions): the entry
+    #: becomes this layer's node and an Activation node after it. Such a layer's forward returns a fresh
+    #: array that its cache does not keep. Recurrent layers keep ``activation`` as their cell function.
+    activation_follows = False
+    #: True when ``forward_in_place(x)`` may overwrite x at inference (ReLU); the graph's fusion pass
+    #: allows it where x is a fresh output that nothing else reads
+    in_place_at_inference = False
     #: which inputs need a gradient; the graph clears the flag for the model input (backward may return None)
     input_grads_needed: tuple = (True,)
     #: True when forward wants one padding mask per input (a list) instead of the first input's mask
@@ -123,6 +127,10 @@ class Layer:
         raise NotImplementedError
 
     def backward(self, grad, cache) -> tuple:
+        raise NotImplementedError
+
+    def forward_in_place(self, x):
+        """Inference output written into ``x`` (only where ``in_place_at_inference``)."""
         raise NotImplementedError
 
     def compute_mask(self, mask, inputs):

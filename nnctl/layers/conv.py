@@ -35,7 +35,7 @@ class _Conv(Layer):
     """
 
     rank = 2
-    activation_is_node = True
+    activation_follows = True
 
     def __init__(
         self,

@@ -61,7 +61,7 @@ class Conv3D(Layer):
     q*sh + b*dh, r*sw + c*dw, ch] W[a,b,c,ch,f]; x (N, D, H, W, C_in), W (KD, KH, KW, C_in, F), y (N, OD, OH, OW, F).
     Backward: dW = cols^T g, db = sum g, dx = sum over offsets of g W[a,b,c]^T added into that offset's window."""
 
-    activation_is_node = True
+    activation_follows = True
 
     def __init__(
         self,

@@ -84,7 +84,7 @@ class _Depthwise(Layer):
     """Shared depthwise (and, with ``filters``, separable) convolution in 1-D and 2-D."""
 
     rank = 2
-    activation_is_node = True
+    activation_follows = True
     separable = False
 
     def __init__(

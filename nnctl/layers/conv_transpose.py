@@ -38,7 +38,7 @@ class _ConvTranspose(Layer):
     """
 
     rank = 2
-    activation_is_node = True
+    activation_follows = True
 
     def __init__(
         self,

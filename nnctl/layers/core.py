@@ -23,7 +23,7 @@ class Dense(Layer):
     TimeDistributed(Dense) as well.
     """
 
-    activation_is_node = True
+    activation_follows = True
 
     def __init__(
         self,
@@ -70,9 +70,17 @@ class Activation(Layer):
         self.activation, self.alpha = activation, alpha
         self.fn = activations.get(activation, **({} if alpha is None else {"alpha": alpha}))
 
+    @property
+    def in_place_at_inference(self) -> bool:  # type: ignore[override]
+        return self.activation == "relu"
+
     def forward(self, x, training=False, mask=None):
         y = self.fn.forward(x)
         return y, (x, y)
+
+    def forward_in_place(self, x):
+        """max(x, 0) into x: inference keeps no pre-activation."""
+        return B.xp.maximum(x, 0, out=x)
 
     def backward(self, g, cache):
         x, y = cache

@@ -29,7 +29,7 @@ class TimeDistributed(Layer):
         self.layer = {k: v for k, v in self.inner.get_config().items() if k not in ("name", "trainable")}
         act = getattr(self.inner, "activation", None)
         self._act = None
-        if self.inner.activation_is_node and act and str(act).lower() != "linear":
+        if self.inner.activation_follows and act and str(act).lower() != "linear":
             alpha = getattr(self.inner, "alpha", None)
             self._act = activations.get(act, **({} if alpha is None else {"alpha": alpha}))
 
