@@ -141,7 +141,6 @@ def build_model(
             raise SpecError.many(source, [f"model.layers[{i}].{p}" for p in exc.problems]) from None
         except (TypeError, ValueError, KeyError) as exc:
             raise SpecError(f"{where}: {exc}") from None
-        layer.name = entry["name"]
         nodes += _nodes(entry, i, layer, refs)
         prev = entry["name"]
     inputs = {k: (v["shape"], v.get("dtype") or dtype) for k, v in named.items()} if named else None

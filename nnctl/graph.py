@@ -30,7 +30,7 @@ import numpy as np
 
 from nnctl import backend as B
 from nnctl.errors import DataError
-from nnctl.layers.base import Layer
+from nnctl.layers.base import BuildContext, Layer
 from nnctl.layers.core import Activation
 
 INPUT = "input"
@@ -101,18 +101,18 @@ class Model:
         init_rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(0,))))
         shapes: dict[str, Any] = {k: s for k, (s, _) in self.inputs.items()}
         for node in self.nodes:
-            layer = node.layer
-            layer.dtype = self.dtype
             # keyed by the entry, so expanding an entry into two nodes keeps every layer's stream
             key = (1, node.index) if node.part_of is None else (1, node.index, 1)
-            layer.rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=key)))
-            in_shapes = [self._pick(shapes[name], idx) for name, idx in node.refs]
-            layer.input_shapes = in_shapes
-            # the model input needs no gradient (unless asked for): the first layer can skip that product
-            layer.input_grads_needed = tuple(name not in self.inputs or self.input_grad for name, _ in node.refs)
-            out = layer.build(in_shapes, init_rng)
-            node.output_shape = layer.output_shape = out if isinstance(out, list) else tuple(int(d) for d in out)
-            shapes[node.name] = node.output_shape
+            ctx = BuildContext(
+                rng=np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=key))),
+                init_rng=init_rng,
+                dtype=self.dtype,
+                # the model input needs no gradient (unless asked for): the first layer can skip that product
+                input_grads_needed=tuple(name not in self.inputs or self.input_grad for name, _ in node.refs),
+                name=node.layer.name,
+            )
+            node.layer.build([self._pick(shapes[name], idx) for name, idx in node.refs], ctx)
+            node.output_shape = shapes[node.name] = node.layer.output_shape
         self.output_shape = self.nodes[-1].output_shape
         self.output_shapes = {name: self.by_name[name].output_shape for name in self.outputs}
 

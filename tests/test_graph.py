@@ -176,3 +176,36 @@ def test_inference_relu_in_place_equals_training_output():
     np.testing.assert_array_equal(model.forward(x, training=False), trained)
     np.testing.assert_array_equal(model.predict(x, batch_size=4), trained)
     assert (trained >= 0).all() and (trained == 0).any()
+
+
+def test_the_same_seed_gives_the_weights_trained_before_the_build_context():
+    """tests/fixtures/rng_reference.npz was written by the code before BuildContext (tests/rng_reference.py):
+    initial weights, dropout, recurrent dropout and noise masks all come from the same streams."""
+    import rng_reference
+
+    stored = np.load(rng_reference.FIXTURE)
+    now = rng_reference.trained_weights()
+    assert sorted(now) == sorted(stored.files)
+    for k in stored.files:
+        np.testing.assert_array_equal(now[k], stored[k], err_msg=k)
+
+
+def test_every_layer_keeps_the_context_it_was_built_with():
+    layers = [
+        {"type": "Dense", "units": 3, "activation": "relu", "name": "d"},
+        {"type": "Dropout", "rate": 0.5},
+        {"type": "Dense", "units": 2, "name": "e"},
+    ]
+    model = model_of(layers, (4,), dtype="float32")
+    ctx = {n.name: n.layer.ctx for n in model.nodes}
+    assert [(c.name, c.dtype, c.input_grads_needed) for c in ctx.values()] == [
+        ("d", np.float32, (False,)),  # reads the model input: no gradient wanted
+        ("d", np.float32, (True,)),
+        ("dropout", np.float32, (True,)),
+        ("e", np.float32, (True,)),
+    ]
+    layer = model.by_name["dropout"].layer
+    assert layer.rng is ctx["dropout"].rng and layer.input_shapes == [(3,)] and layer.output_shape == (3,)
+    assert len({id(c.rng) for c in ctx.values()}) == 4 and len({id(c.init_rng) for c in ctx.values()}) == 1
+    with pytest.raises(TypeError, match="takes a BuildContext"):
+        layer.build([(3,)], np.random.default_rng(0))

@@ -82,12 +82,14 @@ class _Conv(Layer):
             )
         return shape[-1]
 
-    def build(self, input_shapes, rng):
+    def build(self, input_shapes, ctx):
         c_in = self._geometry(input_shapes[0])
         k = K.as_tuple(self.kernel_size, self.rank, "kernel_size")
-        self.add_param("kernel", initializers.initialize(self.kernel_initializer, (*k, c_in, self.filters), rng))
+        self.add_param(
+            "kernel", initializers.initialize(self.kernel_initializer, (*k, c_in, self.filters), ctx.init_rng)
+        )
         if self.use_bias:
-            self.add_param("bias", initializers.initialize(self.bias_initializer, (self.filters,), rng))
+            self.add_param("bias", initializers.initialize(self.bias_initializer, (self.filters,), ctx.init_rng))
         return (*self._out[2 - self.rank :], self.filters)
 
     def _image(self, a):
@@ -262,7 +264,7 @@ class ZeroPadding2D(Layer):
         super().__init__(**kw)
         self.padding = padding
 
-    def build(self, input_shapes, rng):
+    def build(self, input_shapes, ctx):
         shape = input_shapes[0]
         expect_input(self, shape, CHANNELS_LAST[2])
         self._pads = _padding_pairs(self.padding)
@@ -295,7 +297,7 @@ class UpSampling2D(Layer):
         super().__init__(**kw)
         self.size, self.interpolation = size, interpolation
 
-    def build(self, input_shapes, rng):
+    def build(self, input_shapes, ctx):
         shape = input_shapes[0]
         expect_input(self, shape, CHANNELS_LAST[2])
         if str(self.interpolation).lower() != "nearest":
