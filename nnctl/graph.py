@@ -7,8 +7,8 @@ multi-output node (``"encoder:1"``). List order is therefore the topological ord
 Activation node named after the entry, so every reference to the entry reads the activated output; the
 layer keeps the entry's name, and its parameters are named by it (``dense/kernel``). A model with
 named outputs (``model.outputs``) returns ``{node: output}`` from ``forward`` and takes
-``{node: gradient}`` in ``backward_many``; without, it returns its last node's output. Backward walks the list in reverse and sums gradients where one
-output feeds several nodes.
+``{node: gradient}`` in ``backward_many``; without, it returns its last node's output. Backward walks
+the list in reverse and sums gradients where one output feeds several nodes.
 
 All trainable parameters live in one contiguous buffer (``flat_params``) and their gradients in
 another (``flat_grads``); each layer's ``params``/``grads`` entries are views into them. The
@@ -143,11 +143,11 @@ class Model:
                 and src.name not in self.outputs
             ):
                 self._in_place.add(i)
+        follows = {n.part_of: n for n in self.nodes if n.part_of is not None}
         self._entries = [
-            Entry(n.name if act is None else act.name, n, act)
+            Entry(n.name if n.name not in follows else follows[n.name].name, n, follows.get(n.name))
             for n in self.nodes
             if n.part_of is None
-            for act in [next((m for m in self.nodes if m.part_of == n.name), None)]
         ]
 
     def fusions(self) -> dict:
