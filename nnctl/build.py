@@ -102,6 +102,22 @@ def _check_inputs(where: str, e: dict, layers: list, i: int, seen: dict, input_n
     return problems
 
 
+def _nodes(entry: dict, i: int, layer, refs: list) -> list[Node]:
+    """The graph nodes of entry ``i``: its layer, and an Activation node after it for an ``activation`` key
+    the layer applies to its output (the Activation takes the entry's name, so references read its output)."""
+    name = entry["name"]
+    act = getattr(layer, "activation", None)
+    if not layer.activation_follows or not act or str(act).lower() == "linear":
+        return [Node(name, layer, refs, spec=entry, index=i)]
+    alpha = getattr(layer, "alpha", None)
+    activation = Activation(activation=act, name=name, **({} if alpha is None else {"alpha": alpha}))
+    linear = f"{name}/linear"
+    return [
+        Node(linear, layer, refs, spec=entry, index=i),
+        Node(name, activation, [(linear, None)], spec=entry, index=i, part_of=linear),
+    ]
+
+
 def build_model(
     spec: dict, input_shape, seed: int, defaults: dict | None = None, input_dtype=None, input_grad: bool = False
 ) -> Model:
@@ -125,13 +141,7 @@ def build_model(
             raise SpecError.many(source, [f"model.layers[{i}].{p}" for p in exc.problems]) from None
         except (TypeError, ValueError, KeyError) as exc:
             raise SpecError(f"{where}: {exc}") from None
-        act = None
-        name = getattr(layer, "activation", None)
-        if layer.activation_is_node and name and str(name).lower() != "linear":
-            alpha = getattr(layer, "alpha", None)
-            act = Activation(activation=name, **({} if alpha is None else {"alpha": alpha}))
-        nodes.append(Node(entry["name"], layer, refs, act, spec=entry))
-        layer.name = entry["name"]
+        nodes += _nodes(entry, i, layer, refs)
         prev = entry["name"]
     inputs = {k: (v["shape"], v.get("dtype") or dtype) for k, v in named.items()} if named else None
     outputs = [v["layer"] for v in spec["model"]["outputs"].values()] if spec["model"].get("outputs") else None
@@ -148,10 +158,10 @@ def build_model(
         model.build(seed)
     except (ValueError, IndexError, TypeError) as exc:
         bad = next((n for n in nodes if n.output_shape is None), nodes[-1])
-        i = nodes.index(bad)
+        i = bad.index
         shapes = [list(s) if not isinstance(s, list) else s for s in bad.layer.input_shapes]
         raise SpecError(
-            f"{source}: model.layers[{i}] ({bad.name}, {type(bad.layer).__name__}) on input shape "
+            f"{source}: model.layers[{i}] ({bad.layer.name}, {type(bad.layer).__name__}) on input shape "
             f"{shapes[0] if len(shapes) == 1 else shapes}: {exc}"
         ) from None
     return model

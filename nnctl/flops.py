@@ -213,15 +213,16 @@ def layer_flops(layer, input_shapes, output_shape) -> int | None:
     return None if f is None else int(f)
 
 
-def node_flops(node) -> int | None:
-    """A graph node's FLOPs: its layer's and, when it carries one, its activation's (1 per output element)."""
+def node_flops(node, activation=None) -> int | None:
+    """A graph node's FLOPs, and with the Activation node of its entry's ``activation`` key that one's too
+    (1 per output element)."""
     f = layer_flops(node.layer, node.layer.input_shapes, node.output_shape)
-    if f is not None and node.activation is not None:
+    if f is not None and activation is not None:
         f += _n(node.output_shape)
     return f
 
 
 def model_flops(model) -> tuple[dict[str, int | None], int]:
-    """({node name: FLOPs or None}, total of the known ones) for one sample's forward pass."""
-    per = {n.name: node_flops(n) for n in model.nodes}
+    """({entry name: FLOPs or None}, total of the known ones) for one sample's forward pass."""
+    per = {e.name: node_flops(e.node, e.activation) for e in model.entries()}
     return per, int(sum(f for f in per.values() if f is not None))

@@ -99,7 +99,7 @@ class GanTrainer:
         return self.d.logits() if self.d_sigmoid else out
 
     def _backward_d(self, grad):
-        return self.d.backward(grad, skip_output_activation=self.d_sigmoid)
+        return self.d.backward(grad, at=self.d.logits_node() if self.d_sigmoid else None)
 
     def d_step(self, x_real, labels=None):
         """One discriminator update on a real batch and a fresh fake one: (loss, real hits, fake hits, fake)."""

@@ -2,27 +2,35 @@
 
 A node without ``inputs`` takes the previous node's output; ``inputs`` may name the model input
 (``"input"``, or one of several named inputs, ``model.inputs``), any earlier node, or one output of a
-multi-output node (``"encoder:1"``). List order is therefore the topological order. A model with
+multi-output node (``"encoder:1"``). List order is therefore the topological order. A layer entry with
+``activation = "relu"`` (Dense, convolutions) is two nodes: the layer, named ``<entry>/linear``, then an
+Activation node named after the entry, so every reference to the entry reads the activated output; the
+layer keeps the entry's name, and its parameters are named by it (``dense/kernel``). A model with
 named outputs (``model.outputs``) returns ``{node: output}`` from ``forward`` and takes
-``{node: gradient}`` in ``backward_many``; without, it returns its last node's output. Backward walks the list in reverse and sums gradients where one
-output feeds several nodes.
+``{node: gradient}`` in ``backward_many``; without, it returns its last node's output. Backward walks
+the list in reverse and sums gradients where one output feeds several nodes.
 
 All trainable parameters live in one contiguous buffer (``flat_params``) and their gradients in
 another (``flat_grads``); each layer's ``params``/``grads`` entries are views into them. The
 optimizer then updates every parameter with a few whole-buffer operations, and a data-parallel run
 exchanges gradients in one allreduce of ``flat_grads``.
+
+Fusions are decided once, when the model is built (``_fuse``), over adjacent nodes: an inference ReLU
+that may overwrite its input's fresh output, and the output activations whose input (the logits) the
+forward pass keeps for a loss that fuses with them (softmax or sigmoid with cross-entropy): such a loss
+seeds its gradient at ``logits_node``, and backward never differentiates the activation.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from nnctl import backend as B
 from nnctl.errors import DataError
-from nnctl.layers.base import Layer
+from nnctl.layers.base import BuildContext, Layer
 from nnctl.layers.core import Activation
 
 INPUT = "input"
@@ -33,9 +41,19 @@ class Node:
     name: str
     layer: Layer
     refs: list[tuple[str, int | None]]  # (node name, output index or None for the whole output)
-    activation: Activation | None = None
     output_shape: Any = None  # a tuple, or a list of tuples for several outputs
     spec: dict = field(default_factory=dict)
+    index: int = 0  # the position of its entry in model.layers (its random streams and messages)
+    part_of: str | None = None  # an entry's ``activation`` key: the name of the layer node it follows
+
+
+class Entry(NamedTuple):
+    """One spec entry as views show it (summary, FLOPs, timing, Keras export): its layer node and the
+    Activation node of its ``activation`` key, if any."""
+
+    name: str
+    node: Node
+    activation: Node | None
 
 
 def parse_ref(ref: str) -> tuple[str, int | None]:
@@ -74,25 +92,72 @@ class Model:
         self.flat_params: Any = None  # (P,) every parameter, one buffer (set by build)
         self.flat_grads: Any = None  # (P,) their gradients, the same layout
         self._caches: list = []
+        self._kept: dict[str, Any] = {}  # the last forward pass's logits of the output activations
+        self._fuse()
 
     # -- building ---------------------------------------------------------------------------
     def build(self, seed: int) -> None:
         """Infer every output shape and draw initial weights on the host from ``seed``."""
         init_rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(0,))))
         shapes: dict[str, Any] = {k: s for k, (s, _) in self.inputs.items()}
-        for i, node in enumerate(self.nodes):
-            layer = node.layer
-            layer.dtype = self.dtype
-            layer.rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(1, i))))
-            in_shapes = [self._pick(shapes[name], idx) for name, idx in node.refs]
-            layer.input_shapes = in_shapes
-            # the model input needs no gradient (unless asked for): the first layer can skip that product
-            layer.input_grads_needed = tuple(name not in self.inputs or self.input_grad for name, _ in node.refs)
-            out = layer.build(in_shapes, init_rng)
-            node.output_shape = layer.output_shape = out if isinstance(out, list) else tuple(int(d) for d in out)
-            shapes[node.name] = node.output_shape
+        for node in self.nodes:
+            # keyed by the entry, so expanding an entry into two nodes keeps every layer's stream
+            key = (1, node.index) if node.part_of is None else (1, node.index, 1)
+            ctx = BuildContext(
+                rng=np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=key))),
+                init_rng=init_rng,
+                dtype=self.dtype,
+                # the model input needs no gradient (unless asked for): the first layer can skip that product
+                input_grads_needed=tuple(name not in self.inputs or self.input_grad for name, _ in node.refs),
+                name=node.layer.name,
+            )
+            node.layer.build([self._pick(shapes[name], idx) for name, idx in node.refs], ctx)
+            node.output_shape = shapes[node.name] = node.layer.output_shape
         self.output_shape = self.nodes[-1].output_shape
         self.output_shapes = {name: self.by_name[name].output_shape for name in self.outputs}
+
+    def _fuse(self) -> None:
+        """The fusion pass over adjacent nodes (module docstring): which ReLU nodes may run in place at
+        inference, and which outputs' logits the forward pass keeps."""
+        readers: dict[str, int] = {}
+        for n in self.nodes:
+            for name, _ in n.refs:
+                readers[name] = readers.get(name, 0) + 1
+        # an output's activation whose whole input is one node's output: the loss may fuse with it
+        self._logits_of: dict[str, str] = {}
+        for name in dict.fromkeys([*self.outputs, self.nodes[-1].name]):
+            node = self.by_name[name]
+            if isinstance(node.layer, Activation) and len(node.refs) == 1 and node.refs[0][1] is None:
+                self._logits_of[name] = node.refs[0][0]
+        kept = set(self._logits_of.values())
+        self._in_place = set()
+        for i, n in enumerate(self.nodes):
+            src = self.by_name.get(n.refs[0][0]) if len(n.refs) == 1 else None
+            if (
+                n.layer.in_place_at_inference
+                and src is not None
+                and n.refs[0][1] is None
+                and src.layer.activation_follows  # Dense, convolutions: a fresh output that no cache keeps
+                and readers[src.name] == 1
+                and src.name not in kept
+                and src.name not in self.outputs
+            ):
+                self._in_place.add(i)
+        follows = {n.part_of: n for n in self.nodes if n.part_of is not None}
+        self._entries = [
+            Entry(n.name if n.name not in follows else follows[n.name].name, n, follows.get(n.name))
+            for n in self.nodes
+            if n.part_of is None
+        ]
+
+    def fusions(self) -> dict:
+        """What the fusion pass decided: ``{"in_place": [ReLU nodes overwriting their input at inference],
+        "logits": {output node: the node whose output a fused loss differentiates}}``."""
+        return {"in_place": [self.nodes[i].name for i in sorted(self._in_place)], "logits": dict(self._logits_of)}
+
+    def entries(self) -> list[Entry]:
+        """One row per spec entry: its name, its layer node and the Activation node of its ``activation``."""
+        return self._entries
 
     @staticmethod
     def _pick(value, idx):
@@ -114,7 +179,7 @@ class Model:
             self.flat_params[sl] = B.asarray(host.ravel())
             layer.params[k] = self.flat_params[sl].reshape(host.shape)
             layer.grads[k] = self.flat_grads[sl].reshape(host.shape)
-            self.slices[f"{layer.name}/{k}"] = sl
+            self.slices[f"{layer.name}/{k}"] = sl  # a layer is named after its entry, also when split
             off += size
         for n in self.nodes:
             layer = n.layer
@@ -134,54 +199,51 @@ class Model:
         outs: dict[str, Any] = dict(x) if self.named_inputs else {INPUT: x}
         masks: dict[str, Any] = dict.fromkeys(outs)
         caches = []
-        for node in self.nodes:
+        for i, node in enumerate(self.nodes):
             ins = [self._pick(outs[name], idx) for name, idx in node.refs]
             # a multi-output node's mask belongs to its first output (the sequence), not its states
             in_masks = [masks[name] if idx in (None, 0) else None for name, idx in node.refs]
             mask = in_masks if node.layer.mask_per_input else in_masks[0]
-            y, cache = node.layer.forward(*ins, training=training, mask=mask)
+            if not training and i in self._in_place:
+                y, cache = node.layer.forward_in_place(ins[0]), None
+            else:
+                y, cache = node.layer.forward(*ins, training=training, mask=mask)
             masks[node.name] = node.layer.compute_mask(mask, ins)
-            act_cache = None
-            if node.activation is not None and not training and node.activation.activation == "relu":
-                B.xp.maximum(y, 0, out=y)  # inference keeps no pre-activation: ReLU in place on the fresh output
-            elif node.activation is not None:
-                y, act_cache = node.activation.forward(y)
             outs[node.name] = y
-            caches.append((cache, act_cache))
+            caches.append(cache)
             if node.name == until:
                 break
         self._caches = caches
+        self._kept = {name: outs[name] for name in self._logits_of.values() if name in outs}
         if self.named_outputs and until is None:
             return {name: outs[name] for name in self.outputs}
         return outs[until or self.nodes[-1].name]
 
     def output_activation(self, node: str | None = None) -> str | None:
         """Name of the final elementwise activation (``softmax``, ``sigmoid``...) of the last node or of
-        output ``node``, for fused losses."""
-        last = self.by_name[node] if node else self.nodes[-1]
-        if last.activation is not None:
-            return last.activation.activation
-        if isinstance(last.layer, Activation):
-            return last.layer.activation
-        return None
+        output ``node`` when its logits are kept for a fused loss (``logits``), else None."""
+        last = node or self.nodes[-1].name
+        return self.by_name[last].layer.activation if last in self._logits_of else None  # type: ignore[attr-defined]
+
+    def logits_node(self, node: str | None = None) -> str:
+        """The node whose output is the input of the final activation of the last node or of ``node``: a fused
+        loss seeds its gradient there (``backward(at=...)``, ``backward_many``)."""
+        return self._logits_of[node or self.nodes[-1].name]
 
     def logits(self, node: str | None = None):
-        """Input of the final activation (of the last node, or of ``node``) in the last forward pass (the
-        logits for softmax/sigmoid)."""
-        i = self.nodes.index(self.by_name[node]) if node else len(self.nodes) - 1
-        cache, act_cache = self._caches[i]
-        return act_cache[0] if self.nodes[i].activation is not None else cache[0]
+        """The logits under the final activation (of the last node, or of ``node``) in the last forward pass."""
+        return self._kept[self.logits_node(node)]
 
-    def backward(self, grad, skip_output_activation: bool = False):
-        """Backpropagate ``grad`` (w.r.t. the output, or the logits when skipping the activation).
+    def backward(self, grad, at: str | None = None):
+        """Backpropagate ``grad``, dL/d(output of node ``at``): the model's output by default, its logits
+        for a fused loss (``at=logits_node()``).
 
         Returns dL/dx for a model built with ``input_grad``, else None."""
-        last = self.nodes[-1].name
-        return self.backward_many({last: grad}, {last} if skip_output_activation else set())
+        return self.backward_many({at or self.nodes[-1].name: grad})
 
-    def backward_many(self, seeds: dict, skip: set):
-        """Backpropagate ``{node: dL/d output}`` from several outputs at once (dL/d logits for the nodes in
-        ``skip``, whose activation is then not differentiated); gradients where paths meet are summed.
+    def backward_many(self, seeds: dict):
+        """Backpropagate ``{node: dL/d output}`` from several nodes at once (an output, or the logits of a
+        fused output); gradients where paths meet are summed.
 
         Returns dL/dx (a dict for named inputs) for a model built with ``input_grad``, else None."""
         grads: dict[str, Any] = dict(seeds)
@@ -190,14 +252,7 @@ class Model:
             g = grads.pop(node.name, None)
             if g is None:
                 continue
-            cache, act_cache = self._caches[i]
-            skip_act = node.name in skip
-            if node.activation is not None and not skip_act:
-                g = node.activation.backward(g, act_cache)[0]
-            if isinstance(node.layer, Activation) and skip_act:
-                in_grads = (g,)
-            else:
-                in_grads = node.layer.backward(g, cache)
+            in_grads = node.layer.backward(g, self._caches[i])
             for (name, idx), gi in zip(node.refs, in_grads):
                 if gi is None or (name in self.inputs and not self.input_grad):
                     continue
@@ -217,15 +272,16 @@ class Model:
 
     # -- parameters ---------------------------------------------------------------------------
     def named_params(self, trainable_only: bool = False) -> dict[str, Any]:
+        """``{layer/param: array}``: parameters are named by their layer, which is named after its entry."""
         return {
-            f"{n.name}/{k}": v
+            f"{n.layer.name}/{k}": v
             for n in self.nodes
             for k, v in n.layer.params.items()
             if n.layer.trainable or not trainable_only
         }
 
     def named_state(self) -> dict[str, Any]:
-        return {f"{n.name}/{k}": v for n in self.nodes for k, v in n.layer.state.items()}
+        return {f"{n.layer.name}/{k}": v for n in self.nodes for k, v in n.layer.state.items()}
 
     def regularization(self, add_grads: bool) -> float:
         """L1/L2 penalty sum_l (l1*|w| + l2*w^2) over regularised parameters; adds its gradient if asked."""
@@ -253,12 +309,13 @@ class Model:
         return any(n.layer.trainable and n.layer.regularizer(k) for n in self.nodes for k in n.layer.params)
 
     def rng_states(self) -> dict[str, dict]:
-        return {n.name: n.layer.rng.bit_generator.state for n in self.nodes}
+        """Every entry's layer generator state, by entry name (an ``activation`` key's node draws nothing)."""
+        return {e.name: e.node.layer.rng.bit_generator.state for e in self._entries}
 
     def set_rng_states(self, states: dict[str, dict]) -> None:
-        for n in self.nodes:
-            if n.name in states:
-                n.layer.rng.bit_generator.state = states[n.name]
+        for e in self._entries:
+            if e.name in states:
+                e.node.layer.rng.bit_generator.state = states[e.name]
 
     def param_count(self) -> tuple[int, int]:
         """(trainable, non-trainable): frozen layers' parameters and every layer's state are non-trainable."""

@@ -271,8 +271,9 @@ def predict(
     ``on_batch(done, total)`` follows the rows.
     """
     ck, model, prep, spec = restored
-    if embed is not None and embed not in model.by_name:
-        raise SpecError(f"--embed: expected a layer name ({', '.join(n.name for n in model.nodes)}), found {embed!r}")
+    names = [e.name for e in model.entries()]  # the spec's layer names (not an entry's internal "<name>/linear")
+    if embed is not None and embed not in names:
+        raise SpecError(f"--embed: expected a layer name ({', '.join(names)}), found {embed!r}")
     if spec["model"].get("decode"):  # teacher-forced sequence model: rows are source ids (nnctl/decode.py)
         from nnctl.decode import greedy_decode  # noqa: PLC0415
 

@@ -645,7 +645,7 @@ def output_activation(entry: dict) -> tuple[str | None, int | None]:
         return _ACTIVATION_LAYERS[entry["type"]], None
     if entry["type"] == "Activation":
         return entry.get("activation", "linear"), None
-    if getattr(cls, "activation_is_node", False):
+    if getattr(cls, "activation_follows", False):
         return entry.get("activation") or "linear", entry.get("units", entry.get("filters"))
     return None, None
 

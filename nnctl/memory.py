@@ -39,7 +39,7 @@ def training_memory(model, spec: dict) -> dict:
     flat = int(model.flat_params.size) if model.flat_params is not None else trainable
     slots = optimizer_slots(spec)
     batch = spec["train"].get("batch_size", 32)
-    per_sample = sum(_elements(n.output_shape) for n in model.nodes)
+    per_sample = sum(_elements(e.node.output_shape) for e in model.entries())  # one output per entry
     parts = {
         "parameters": (trainable + frozen) * b,
         "gradients": flat * b,

@@ -1,7 +1,8 @@
 """A model's outputs with their losses, weights and metrics (Keras's ``loss={...}``, ``loss_weights``).
 
 Total loss L = sum_o w_o * L_o(p_o, y_o); each output's gradient is w_o * dL_o/dp_o (on the logits when
-the output's activation fuses with its loss), and ``Model.backward_many`` sums where paths meet.
+the output's activation fuses with its loss: the gradient then seeds the activation's input node,
+``Model.logits_node``), and ``Model.backward_many`` sums where paths meet.
 One output is the one-head case: its name is "" and its logs carry no prefix; with several, each
 output's loss and metrics are logged as ``<name>_loss`` and ``<name>_<metric>``.
 
@@ -38,7 +39,9 @@ class Head:
 
 
 def fuses(model: Model, node: str, loss: losses.Loss) -> bool:
-    """Whether ``loss`` takes the logits of output ``node``'s activation (softmax/sigmoid + cross-entropy)."""
+    """Whether ``loss`` takes the logits of output ``node``'s activation (softmax/sigmoid + cross-entropy): a
+    property of the (output activation node, loss) pair. The fused gradient seeds the activation's input, so
+    it holds when other nodes or heads read the output too (their gradients pass through the activation)."""
     act = model.output_activation(node)
     return act is not None and act in loss.fused
 
@@ -48,13 +51,8 @@ class Heads:
 
     def __init__(self, model: Model, heads: list[Head]):
         self.model, self.heads = model, heads
-        readers: dict[str, int] = {}
-        for n in model.nodes:
-            for name, _ in n.refs:
-                readers[name] = readers.get(name, 0) + 1
-        for h in heads:  # fusing replaces the activation's gradient: only for a node no other node or head reads
-            alone = readers.get(h.node, 0) == 0 and sum(g.node == h.node for g in heads) == 1
-            h.fused = alone and fuses(model, h.node, h.loss)
+        for h in heads:
+            h.fused = fuses(model, h.node, h.loss)
         self.named = model.named_outputs
 
     @classmethod
@@ -90,10 +88,11 @@ class Heads:
             factor = h.weight * scale
             if factor != 1.0:
                 grad = grad * grad.dtype.type(factor)
-            seeds[h.node] = grad if h.node not in seeds else seeds[h.node] + grad
+            at = model.logits_node(h.node) if h.fused else h.node
+            seeds[at] = grad if at not in seeds else seeds[at] + grad
             parts[h.name] = value
             total = value if len(self.heads) == 1 and h.weight == 1.0 else total + h.weight * value
-        model.backward_many(seeds, {h.node for h in self.heads if h.fused})
+        model.backward_many(seeds)
         return total, parts
 
     def value(self, out, yb) -> tuple[Any, dict]:

@@ -30,7 +30,7 @@ class TensorBoardWriter:
                 values = B.to_numpy(param).astype(np.float64).ravel()
                 values = values[np.isfinite(values)]  # a histogram of NaNs is an error in tensorboardX
                 if values.size:
-                    self._writer.add_histogram(f"{node.name}/{name}", values, epoch)
+                    self._writer.add_histogram(f"{node.layer.name}/{name}", values, epoch)
         # flush every epoch so a TensorBoard watching the folder sees training as it happens
         self._writer.flush()
 

@@ -11,15 +11,30 @@ from __future__ import annotations
 import numpy as np
 
 from nnctl import backend as B
+from nnctl.layers.base import BuildContext
+
+
+def build_layer(layer, input_shapes, dtype=np.float64, init_rng=None, rng=None, input_grads_needed=None):
+    """Build ``layer`` alone on sample shapes ``input_shapes`` (no batch axis) as a model would: weights from
+    ``init_rng``, masks and noise from ``rng`` (both ``default_rng(0)`` when None), every input gradient
+    needed unless ``input_grads_needed`` says otherwise; returns the output shape."""
+    shapes = [tuple(s) for s in input_shapes]
+    ctx = BuildContext(
+        rng=np.random.default_rng(0) if rng is None else rng,
+        init_rng=np.random.default_rng(0) if init_rng is None else init_rng,
+        dtype=np.dtype(dtype),
+        input_grads_needed=tuple(input_grads_needed) if input_grads_needed is not None else (True,) * len(shapes),
+        name=layer.name,
+    )
+    return layer.build(shapes, ctx)
 
 
 def _as_list(y):
     return list(y) if isinstance(y, (list, tuple)) else [y]
 
 
-def _loss(layer, inputs, rs, training, mask, reseed):
-    if reseed is not None:
-        layer.rng = np.random.default_rng(reseed)
+def _loss(layer, inputs, rs, training, mask, start):
+    layer.rng.bit_generator.state = start  # the same dropout masks in every evaluation
     y, _ = layer.forward(*inputs, training=training, mask=mask)
     return float(sum(B.to_numpy((r * yi).sum()) for r, yi in zip(rs, _as_list(y)) if r is not None))
 
@@ -73,10 +88,7 @@ def check_layer(
     """
     rng = np.random.default_rng(seed)
     mask = None if mask is None else B.asarray(mask)
-    layer.dtype = np.float64
-    layer.rng = np.random.default_rng(seed + 1)
-    layer.input_shapes = [tuple(s[1:]) for s in input_shapes]
-    out_shape = layer.build([tuple(s[1:]) for s in input_shapes], rng)
+    out_shape = build_layer(layer, [s[1:] for s in input_shapes], np.float64, rng, np.random.default_rng(seed + 2))
     for k in list(layer.params):
         layer.params[k] = B.asarray(layer.params[k].astype(np.float64))
     for k in list(layer.state):
@@ -88,8 +100,8 @@ def check_layer(
             inputs.append(B.asarray(rng.integers(0, int_high, size=s)))
         else:
             inputs.append(B.asarray(rng.normal(size=s)))
-    reseed = seed + 2  # same dropout masks in every evaluation
-    layer.rng = np.random.default_rng(reseed)
+    start = np.random.default_rng(seed + 2).bit_generator.state  # the generator's state before any draw
+    layer.rng.bit_generator.state = start
     y, cache = layer.forward(*inputs, training=training, mask=mask)
     ys = _as_list(y)
     shapes = out_shape if isinstance(out_shape, list) else [out_shape]
@@ -99,7 +111,7 @@ def check_layer(
     grad = rs if isinstance(y, (list, tuple)) else rs[0]
     in_grads = layer.backward(grad, cache)
     assert len(in_grads) == len(inputs), "backward must return one gradient per input"
-    f = lambda: _loss(layer, inputs, rs, training, mask, reseed)  # noqa: E731
+    f = lambda: _loss(layer, inputs, rs, training, mask, start)  # noqa: E731
     worst = 0.0
     targets = [(f"input{i}", x, g) for i, (x, g) in enumerate(zip(inputs, in_grads)) if i not in int_inputs]
     targets += [(k, layer.params[k], layer.grads[k]) for k in layer.params]

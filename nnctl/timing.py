@@ -66,11 +66,12 @@ class _Timers:
         self.seconds: dict = {}
         self._installed: list = []
         self._active: set = set()
-        for i, node in enumerate(model.nodes):
-            for part in ("forward", "backward"):
-                self._wrap(node.layer, part, (i, part))
-                if node.activation is not None:
-                    self._wrap(node.activation, part, (i, part))
+        for i, entry in enumerate(model.entries()):  # an entry's time includes its activation node's
+            for node in (entry.node, entry.activation):
+                for part in ("forward", "backward") if node is not None else ():
+                    self._wrap(node.layer, part, (i, part))
+                if node is not None:
+                    self._wrap(node.layer, "forward_in_place", (i, "forward"))
         if trainer is not None:
             for name in ("value_grad", "fused_value_grad"):
                 self._wrap(trainer.loss, name, "loss")
@@ -153,12 +154,12 @@ def profile(model, trainer, batch_fn, iterations: int, warmup: int = 3, predict:
     s = timers.seconds
     nodes = [
         {
-            "name": n.name,
-            "type": type(n.layer).__name__,
+            "name": e.name,
+            "type": type(e.node.layer).__name__,
             "forward": s[(i, "forward")],
             "backward": 0.0 if predict else s[(i, "backward")],
         }
-        for i, n in enumerate(model.nodes)
+        for i, e in enumerate(model.entries())
     ]
     parts = {"batch": gather[0]}
     if not predict:

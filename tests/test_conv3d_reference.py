@@ -6,12 +6,12 @@ import pytest
 
 from helpers import dev, host
 from nnctl.layers import layer_class
+from nnctl.testing import build_layer
 
 
 def make(type_name, config, in_shape, dtype=np.float64, seed=0):
     layer = layer_class(type_name)(name="l", **config)
-    layer.dtype = dtype
-    out = layer.build([tuple(in_shape)], np.random.default_rng(seed))
+    out = build_layer(layer, [in_shape], dtype, np.random.default_rng(seed))
     layer.params = {k: dev(v) for k, v in layer.params.items()}
     layer.init_grads()
     return layer, out

@@ -7,15 +7,14 @@ import pytest
 
 from helpers import dev, host
 from nnctl.layers import layer_class
+from nnctl.testing import build_layer
 
 
 def make(type_name, config, in_shape, seed=0):
     """A float32 layer built for input shape ``in_shape`` (no batch axis), its parameters and state moved to
     the device (set them by hand with device arrays), with gradient arrays."""
     layer = layer_class(type_name)(name="l", **config)
-    layer.dtype = np.float32
-    layer.rng = np.random.default_rng(seed)
-    out = layer.build([tuple(in_shape)], np.random.default_rng(seed))
+    out = build_layer(layer, [in_shape], np.float32, np.random.default_rng(seed), np.random.default_rng(seed))
     layer.params = {k: dev(v) for k, v in layer.params.items()}
     layer.state = {k: dev(v) for k, v in layer.state.items()}
     layer.init_grads()

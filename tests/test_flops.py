@@ -9,6 +9,7 @@ import pytest
 from nnctl.build import build_model
 from nnctl.flops import layer_flops, model_flops
 from nnctl.layers import LAYERS, layer_class
+from nnctl.testing import build_layer
 
 HERE = pathlib.Path(__file__).resolve().parent
 
@@ -138,12 +139,8 @@ def _examples():
 @pytest.mark.parametrize("type_name", LAYERS.names())
 def test_every_registered_layer_has_a_count(type_name):
     config, shapes, _ = _examples()[type_name][0]
-    layer = layer_class(type_name)(**config)
-    layer.name = "x"
-    layer.dtype = np.float64
+    layer = layer_class(type_name)(name="x", **config)
     in_shapes = [tuple(s[1:]) for s in shapes]
-    layer.input_shapes = in_shapes
-    out = layer.build(in_shapes, np.random.default_rng(0))
-    layer.output_shape = out
+    out = build_layer(layer, in_shapes, np.float64, np.random.default_rng(0))
     f = layer_flops(layer, in_shapes, out)
     assert f is not None and f >= 0, f"{type_name} has no FLOPs rule in nnctl/flops.py"

@@ -6,14 +6,13 @@ import pytest
 
 from helpers import dev, host
 from nnctl.layers import layer_class
+from nnctl.testing import build_layer
 
 
 def make(type_name, config, in_shapes, seed=0):
     """A float64 layer built for ``in_shapes`` (no batch axis), parameters on the device, with gradients."""
     layer = layer_class(type_name)(name="l", **config)
-    layer.dtype = np.float64
-    layer.rng = np.random.default_rng(seed)
-    out = layer.build([tuple(s) for s in in_shapes], np.random.default_rng(seed))
+    out = build_layer(layer, in_shapes, np.float64, np.random.default_rng(seed), np.random.default_rng(seed))
     rng = np.random.default_rng(seed + 7)  # non-trivial biases, gammas and betas
     layer.params = {k: dev(v if "kernel" in k else v + rng.normal(size=v.shape)) for k, v in layer.params.items()}
     layer.state = {k: dev(v) for k, v in layer.state.items()}

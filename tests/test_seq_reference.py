@@ -7,16 +7,15 @@ import pytest
 from helpers import dev, host
 from nnctl import backend as B
 from nnctl.layers import layer_class
+from nnctl.testing import build_layer
 
 
 def make(type_name, shapes, dtype=np.float32, seed=0, random_bias=True, **config):
     """Build a layer on the host for a batch whose per-sample shapes are ``shapes``, biases made non-zero, then
     move its parameters and state to the device."""
     layer = layer_class(type_name)(name="l", **config)
-    layer.dtype = dtype
-    layer.rng = np.random.default_rng(seed + 1)
     rng = np.random.default_rng(seed)
-    layer.build([tuple(s) for s in shapes], rng)
+    build_layer(layer, shapes, dtype, rng, np.random.default_rng(seed + 1))
     if random_bias:
         for k, v in layer.params.items():
             if k.endswith("bias"):

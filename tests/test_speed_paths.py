@@ -14,17 +14,14 @@ from nnctl import backend as B
 from nnctl.cli.main import app
 from nnctl.layers import conv as conv_mod
 from nnctl.layers import layer_class, rnn_cells
-from nnctl.testing import check_layer
+from nnctl.testing import build_layer, check_layer
 
 
 def built(type_name, config, in_shape, seed=0, dtype=np.float32):
     layer = layer_class(type_name)(name="l", **config)
-    layer.dtype = dtype
-    layer.rng = np.random.default_rng(seed)
-    layer.build([tuple(in_shape)], np.random.default_rng(seed))
+    build_layer(layer, [in_shape], dtype, np.random.default_rng(seed), np.random.default_rng(seed))
     layer.params = {k: B.asarray(v.astype(dtype)) for k, v in layer.params.items()}
     layer.init_grads()
-    layer.input_grads_needed = [True]
     return layer
 
 

@@ -98,7 +98,7 @@ def test_timers_are_removed_and_training_still_works():
     model, trainer = trainer_for([{"type": "Dense", "units": 3, "activation": "tanh"}], (4,))
     out = time_model(model, trainer, 6, 2, warmup=1)
     assert len(out["layers"]) == 1
-    for obj in (model.nodes[0].layer, model.nodes[0].activation, trainer.loss, trainer.optimizer, model):
+    for obj in (model.nodes[0].layer, model.nodes[1].layer, trainer.loss, trainer.optimizer, model):
         assert not {"forward", "backward", "value_grad", "step", "regularization"} & set(vars(obj))
     x, y = synthetic_batch(model, "regression", 6)
     before = B.to_numpy(model.flat_params).copy()

@@ -12,19 +12,19 @@ def layer_table(model) -> list[dict]:
     from nnctl.flops import node_flops
 
     rows = []
-    for n in model.nodes:
+    for name, n, act in model.entries():
         t = type(n.layer).__name__
-        if n.activation is not None:
-            t += f" ({n.activation.activation})"
+        if act is not None:
+            t += f" ({act.layer.activation})"
         shape = n.output_shape
         out = [[None, *s] for s in shape] if isinstance(shape, list) else [None, *shape]  # null in JSON
         rows.append(
             {
-                "name": n.name,
+                "name": name,
                 "type": t,
                 "output_shape": out,
                 "params": n.layer.param_count(),
-                "flops": node_flops(n),
+                "flops": node_flops(n, act),
                 "trainable": bool(n.layer.trainable),
                 "inputs": [f"{a}" + (f":{b}" if b is not None else "") for a, b in n.refs],
             }

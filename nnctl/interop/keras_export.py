@@ -108,12 +108,12 @@ def keras_config(model, spec: dict, source: str) -> dict:
             "inbound_nodes": [],
         }
     ]
-    for i, node in enumerate(model.nodes):
+    for i, (entry, node, _) in enumerate(model.entries()):  # Keras keeps ``activation`` inside the layer
         type_name = type(node.layer).__name__
-        where = f"{source}: model.layers[{i}] ({node.name}, {type_name})"
+        where = f"{source}: model.layers[{i}] ({entry}, {type_name})"
         # get_config holds the keys the data filled in (an Embedding's input_dim), the spec entry the rest
         merged = {k: v for k, v in node.layer.get_config().items() if v is not None or k == "merge_mode"}
-        cfg = _layer_config(where, type_name, {**merged, **node.spec, "name": node.name})
+        cfg = _layer_config(where, type_name, {**merged, **node.spec, "name": entry})
         refs = []
         for name, idx in node.refs:
             shape = shapes[name] if idx is None else shapes[name][idx]
@@ -151,11 +151,11 @@ def keras_config(model, spec: dict, source: str) -> dict:
                 "config": cfg,
                 "registered_name": None,
                 "build_config": build,
-                "name": node.name,
+                "name": entry,
                 "inbound_nodes": [{"args": args, "kwargs": kwargs}],
             }
         )
-        shapes[node.name] = node.output_shape
+        shapes[entry] = node.output_shape
     last = model.nodes[-1]
     if isinstance(last.output_shape, list):
         raise SpecError(f"{source}: model.layers[-1]: cannot be exported to Keras: the last layer has several outputs")
@@ -212,7 +212,7 @@ def write_weights(model) -> bytes:
         top = f.create_group("layers")
         top.create_group("input_layer").create_group("vars")
         used: dict[str, int] = {"input_layer": 0}
-        for node in model.nodes:
+        for _, node, _ in model.entries():  # an Activation node of an ``activation`` key has no Keras layer
             base = _snake(type(node.layer).__name__)
             key = base if base not in used else f"{base}_{used[base] + 1}"
             used[base] = used.get(base, -1) + 1
@@ -263,4 +263,4 @@ def export_keras(path, output: str | None = None) -> dict:
             z.writestr("model.weights.h5", weights)
 
     atomic_write(out, write)
-    return {"output": str(out), "format": "keras", "layers": len(model.nodes)}
+    return {"output": str(out), "format": "keras", "layers": len(model.entries())}

@@ -184,11 +184,11 @@ def named_for_model(path, model) -> tuple[dict, dict]:
     by_layer = read_keras_weights(path)
     weights, state = {}, {}
     for node in model.nodes:
-        found = by_layer.get(node.name)
+        found = by_layer.get(node.layer.name)
         if not found:
             continue
         for key, arr in layer_arrays(node.layer, found).items():
-            (state if key in node.layer.state else weights)[f"{node.name}/{key}"] = arr
+            (state if key in node.layer.state else weights)[f"{node.layer.name}/{key}"] = arr
     return weights, state
 
 

@@ -95,9 +95,9 @@ def build_onnx(restored, source: str, opset: int = DEFAULT_OPSET):
         g.input_kinds[x] = "f"
     outs: dict[str, object] = {INPUT: x}
     masks: dict[str, object] = {INPUT: None}
-    for i, node in enumerate(model.nodes):
+    for node in model.nodes:  # an entry's ``activation`` key is an Activation node of its own
         layer, type_name = node.layer, type(node.layer).__name__
-        where = f"{source}: model.layers[{i}] ({node.name}, {type_name}): cannot be exported to ONNX"
+        where = f"{source}: model.layers[{node.index}] ({layer.name}, {type_name}): cannot be exported to ONNX"
         g.scope = node.name
         ins = [outs[name] if idx is None else outs[name][idx] for name, idx in node.refs]
         in_masks = [masks[name] if idx in (None, 0) else None for name, idx in node.refs]
@@ -107,8 +107,6 @@ def build_onnx(restored, source: str, opset: int = DEFAULT_OPSET):
         params = {k: B.to_numpy(v) for k, v in (*layer.params.items(), *layer.state.items())}
         try:
             y = convert(g, layer, ins, in_masks if layer.mask_per_input else in_masks[:1], params)
-            if node.activation is not None:
-                y = activation(g, node.activation.activation, y, node.activation.alpha)
             masks[node.name] = _output_mask(g, layer, ins, in_masks)
         except Unsupported as exc:
             raise SpecError(f"{where}: {exc}") from None

@@ -89,7 +89,7 @@ class Softmax(Layer):
         super().__init__(**kw)
         self.axis = axis
 
-    def build(self, input_shapes, rng):
+    def build(self, input_shapes, ctx):
         shape = input_shapes[0]
         if not -len(shape) - 1 < self.axis <= len(shape) or self.axis == 0:
             raise ValueError(f"axis {self.axis} is not a feature axis of input shape {list(shape)}")
@@ -119,7 +119,7 @@ class PReLU(Layer):
         super().__init__(**kw)
         self.alpha_initializer, self.shared_axes = alpha_initializer, shared_axes
 
-    def build(self, input_shapes, rng):
+    def build(self, input_shapes, ctx):
         shape = list(input_shapes[0])
         for axis in self.shared_axes or []:
             if axis > len(shape):
@@ -127,7 +127,7 @@ class PReLU(Layer):
                     f"shared_axes {self.shared_axes} names axis {axis}, but the input has {len(shape)} feature axes"
                 )
             shape[axis - 1] = 1
-        self.add_param("alpha", initializers.initialize(self.alpha_initializer, tuple(shape), rng))
+        self.add_param("alpha", initializers.initialize(self.alpha_initializer, tuple(shape), ctx.init_rng))
         return input_shapes[0]
 
     def forward(self, x, training=False, mask=None):

@@ -75,7 +75,7 @@ class MultiHeadAttention(Layer):
             cfg["output_shape"] = self.out_dim
         return cfg
 
-    def build(self, input_shapes, rng):
+    def build(self, input_shapes, ctx):
         if not 1 <= len(input_shapes) <= 3:
             raise ValueError(f"MultiHeadAttention takes 1 to 3 inputs ([query, value, key]), found {len(input_shapes)}")
         q = tuple(input_shapes[0])
@@ -91,12 +91,12 @@ class MultiHeadAttention(Layer):
         out = self.out_dim or q[-1]
         init = initializers.initialize
         for name, d_in, d in (("query", q[-1], kd), ("key", k[-1], kd), ("value", v[-1], vd)):
-            self.add_param(f"{name}_kernel", init(self.kernel_initializer, (d_in, H, d), rng))
+            self.add_param(f"{name}_kernel", init(self.kernel_initializer, (d_in, H, d), ctx.init_rng))
             if self.use_bias:
-                self.add_param(f"{name}_bias", init(self.bias_initializer, (H, d), rng))
-        self.add_param("output_kernel", init(self.kernel_initializer, (H, vd, out), rng))
+                self.add_param(f"{name}_bias", init(self.bias_initializer, (H, d), ctx.init_rng))
+        self.add_param("output_kernel", init(self.kernel_initializer, (H, vd, out), ctx.init_rng))
         if self.use_bias:
-            self.add_param("output_bias", init(self.bias_initializer, (out,), rng))
+            self.add_param("output_bias", init(self.bias_initializer, (out,), ctx.init_rng))
         return (q[0], out)
 
     def _project(self, x2, name, N, T):

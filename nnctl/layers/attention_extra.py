@@ -29,7 +29,7 @@ class _ScoreAttention(Layer):
             raise ValueError(f"dropout must be a number in [0, 1), found {dropout!r}")
         self.use_scale, self.dropout, self.use_causal_mask = use_scale, dropout, use_causal_mask
 
-    def build(self, input_shapes, rng):
+    def build(self, input_shapes, ctx):
         if len(input_shapes) not in (2, 3) or any(len(s) != 2 for s in input_shapes):
             raise ValueError(
                 f"{type(self).__name__} takes inputs [query, value] or [query, value, key], each "
@@ -39,7 +39,7 @@ class _ScoreAttention(Layer):
         k = input_shapes[2] if len(input_shapes) == 3 else v
         if k[0] != v[0] or q[1] != k[1]:
             raise ValueError(f"key {tuple(k)} must have the value's steps {v[0]} and the query's features {q[1]}")
-        self._build_scores(q[1], rng)
+        self._build_scores(q[1], ctx.init_rng)
         return (q[0], v[1])
 
     def forward(self, q, v, k=None, training=False, mask=None):

@@ -8,8 +8,11 @@ matrix product whose result is already NHWC.
 Contract of a layer (``Layer`` below):
 - ``__init__(**config)``: keyword arguments are exactly the spec keys the layer accepts; the spec
   validator reads them from the signature, so a new keyword is a new spec key with no other edit.
-- ``build(input_shapes, rng) -> output shape`` (a tuple, or a list of tuples for several outputs)
-  creates named host arrays in ``self.params`` (trainable) and ``self.state`` (not trained, saved).
+- ``build(input_shapes, ctx) -> output shape`` (a tuple, or a list of tuples for several outputs)
+  creates named host arrays in ``self.params`` (trainable) and ``self.state`` (not trained, saved),
+  initial weights drawn from ``ctx.init_rng``. ``ctx`` is a ``BuildContext``; the layer stores it and
+  what it holds (``dtype``, ``rng``, ``input_grads_needed``, ``name``) itself, together with its input and
+  output shapes: nothing is set on a layer from outside.
 - ``forward(*inputs, training, mask) -> (output, cache)``: the cache is returned, never kept.
 - ``backward(grad_output, cache) -> tuple of input gradients`` (``None`` for a non-differentiable
   input such as token ids); it *assigns* every ``self.grads[name]`` (one node owns one layer, so
@@ -20,6 +23,7 @@ Contract of a layer (``Layer`` below):
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import typing
 
@@ -65,6 +69,48 @@ def _checked(init):
     return checked_init
 
 
+@dataclasses.dataclass(frozen=True)
+class BuildContext:
+    """What a layer is built with, given by the model (or a wrapping layer) to ``Layer.build``."""
+
+    #: the layer's own generator (dropout masks, noise), kept for training; one stream per spec entry
+    rng: np.random.Generator
+    #: initial weights, drawn during build only (one generator along the whole model, in node order)
+    init_rng: np.random.Generator
+    dtype: np.dtype = np.dtype(np.float32)
+    #: per input, whether backward must return its gradient (not for the model input: saves a product)
+    input_grads_needed: tuple[bool, ...] = (True,)
+    name: str | None = None
+
+    def child(self, name: str | None, n_inputs: int | None = None) -> BuildContext:
+        """The context of a sublayer (a wrapper's inner layer): its own name, the same generators and dtype,
+        every one of ``n_inputs`` input gradients needed when given."""
+        grads = self.input_grads_needed if n_inputs is None else (True,) * n_inputs
+        return dataclasses.replace(self, name=name, input_grads_needed=grads)
+
+
+def _storing(build):
+    """Wrap a layer's ``build`` so that the layer stores its context and shapes before and after it runs."""
+
+    @functools.wraps(build)
+    def storing_build(self, input_shapes, ctx):
+        if not isinstance(ctx, BuildContext):
+            raise TypeError(
+                f"{type(self).__name__}.build takes a BuildContext (nnctl.layers.base), found {type(ctx).__name__}; "
+                "build a layer alone with nnctl.testing.build_layer"
+            )
+        self.ctx = ctx
+        self.dtype, self.rng, self.input_grads_needed = np.dtype(ctx.dtype), ctx.rng, tuple(ctx.input_grads_needed)
+        if ctx.name is not None:
+            self.name = ctx.name
+        self.input_shapes = [tuple(s) for s in input_shapes]
+        out = build(self, input_shapes, ctx)
+        self.output_shape = out if isinstance(out, list) else tuple(int(d) for d in out)
+        return out
+
+    return storing_build
+
+
 #: a channels-last sample's axes by spatial rank, as shape errors name them
 CHANNELS_LAST = {1: "(steps, channels)", 2: "(height, width, channels)", 3: "(depth, height, width, channels)"}
 
@@ -79,21 +125,29 @@ def expect_input(layer, shape, words: str) -> None:
 class Layer:
     """Base layer: named parameters, state and gradients, and the forward/backward contract."""
 
-    #: True when ``activation=`` on this layer becomes an activation step after it in the same node
-    #: (Dense, Conv); recurrent layers keep ``activation`` as their internal cell function.
-    activation_is_node = False
-    #: which inputs need a gradient; the graph clears the flag for the model input (backward may return None)
-    input_grads_needed: tuple = (True,)
+    #: True when the ``activation`` key is applied to this layer's output (Dense, convolutions): the entry
+    #: becomes this layer's node and an Activation node after it. Such a layer's forward returns a fresh
+    #: array that its cache does not keep. Recurrent layers keep ``activation`` as their cell function.
+    activation_follows = False
+    #: True when ``forward_in_place(x)`` may overwrite x at inference (ReLU); the graph's fusion pass
+    #: allows it where x is a fresh output that nothing else reads
+    in_place_at_inference = False
+    #: which inputs need a gradient (from the BuildContext: not the model input, so backward may return None)
+    input_grads_needed: tuple[bool, ...] = (True,)
     #: True when forward wants one padding mask per input (a list) instead of the first input's mask
     mask_per_input = False
-    #: the layer's own random generator (dropout masks, noise), seeded by Model.build; a RowShare under
-    #: data parallelism
+    #: the layer's own random generator (dropout masks, noise), from the BuildContext; the data-parallel
+    #: strategy replaces it with a RowShare over the same bit generator
     rng: typing.Any
+    #: what the layer was built with (set by build)
+    ctx: BuildContext
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         if "__init__" in cls.__dict__:
             cls.__init__ = _checked(cls.__dict__["__init__"])
+        if "build" in cls.__dict__:
+            cls.build = _storing(cls.__dict__["build"])
 
     def __init__(
         self,
@@ -111,18 +165,23 @@ class Layer:
         self.params: dict = {}
         self.grads: dict = {}
         self.state: dict = {}
-        self.dtype = np.float32
+        self.dtype = np.dtype(np.float32)  # until build: the context's
         self.input_shapes: list[tuple] = []
         self.output_shape: typing.Any = None  # set by build: a tuple, or a list of tuples
 
     # -- contract ---------------------------------------------------------------------------
-    def build(self, input_shapes: list[tuple], rng: np.random.Generator):
+    @_storing
+    def build(self, input_shapes: list[tuple], ctx: BuildContext):
         return input_shapes[0]
 
     def forward(self, *inputs, training: bool = False, mask=None):
         raise NotImplementedError
 
     def backward(self, grad, cache) -> tuple:
+        raise NotImplementedError
+
+    def forward_in_place(self, x):
+        """Inference output written into ``x`` (only where ``in_place_at_inference``)."""
         raise NotImplementedError
 
     def compute_mask(self, mask, inputs):

@@ -37,7 +37,7 @@ class _Conv(Layer):
     """
 
     rank = 2
-    activation_is_node = True
+    activation_follows = True
 
     def __init__(
         self,
@@ -84,12 +84,14 @@ class _Conv(Layer):
             )
         return shape[-1]
 
-    def build(self, input_shapes, rng):
+    def build(self, input_shapes, ctx):
         c_in = self._geometry(input_shapes[0])
         k = K.as_tuple(self.kernel_size, self.rank, "kernel_size")
-        self.add_param("kernel", initializers.initialize(self.kernel_initializer, (*k, c_in, self.filters), rng))
+        self.add_param(
+            "kernel", initializers.initialize(self.kernel_initializer, (*k, c_in, self.filters), ctx.init_rng)
+        )
         if self.use_bias:
-            self.add_param("bias", initializers.initialize(self.bias_initializer, (self.filters,), rng))
+            self.add_param("bias", initializers.initialize(self.bias_initializer, (self.filters,), ctx.init_rng))
         return (*self._out[2 - self.rank :], self.filters)
 
     def _image(self, a):
@@ -282,7 +284,7 @@ class ZeroPadding2D(Layer):
         super().__init__(**kw)
         self.padding = padding
 
-    def build(self, input_shapes, rng):
+    def build(self, input_shapes, ctx):
         shape = input_shapes[0]
         expect_input(self, shape, CHANNELS_LAST[2])
         self._pads = _padding_pairs(self.padding)
@@ -315,7 +317,7 @@ class UpSampling2D(Layer):
         super().__init__(**kw)
         self.size, self.interpolation = size, interpolation
 
-    def build(self, input_shapes, rng):
+    def build(self, input_shapes, ctx):
         shape = input_shapes[0]
         expect_input(self, shape, CHANNELS_LAST[2])
         if str(self.interpolation).lower() != "nearest":

@@ -61,7 +61,7 @@ class Conv3D(Layer):
     q*sh + b*dh, r*sw + c*dw, ch] W[a,b,c,ch,f]; x (N, D, H, W, C_in), W (KD, KH, KW, C_in, F), y (N, OD, OH, OW, F).
     Backward: dW = cols^T g, db = sum g, dx = sum over offsets of g W[a,b,c]^T added into that offset's window."""
 
-    activation_is_node = True
+    activation_follows = True
 
     def __init__(
         self,
@@ -81,17 +81,18 @@ class Conv3D(Layer):
         self.dilation_rate, self.activation, self.use_bias = dilation_rate, activation, use_bias
         self.kernel_initializer, self.bias_initializer = kernel_initializer, bias_initializer
 
-    def build(self, input_shapes, rng):
+    def build(self, input_shapes, ctx):
         shape = input_shapes[0]
         self._k = K.as_tuple(self.kernel_size, 3, "kernel_size")
         self._s = K.as_tuple(self.strides, 3, "strides")
         self._d = K.as_tuple(self.dilation_rate, 3, "dilation_rate")
         self._out, self._pads = _geometry(self, shape, self._k, self._s, self._d, self.padding)
         self.add_param(
-            "kernel", initializers.initialize(self.kernel_initializer, (*self._k, shape[-1], self.filters), rng)
+            "kernel",
+            initializers.initialize(self.kernel_initializer, (*self._k, shape[-1], self.filters), ctx.init_rng),
         )
         if self.use_bias:
-            self.add_param("bias", initializers.initialize(self.bias_initializer, (self.filters,), rng))
+            self.add_param("bias", initializers.initialize(self.bias_initializer, (self.filters,), ctx.init_rng))
         return (*self._out, self.filters)
 
     def forward(self, x, training=False, mask=None):
@@ -143,7 +144,7 @@ class _Pool3D(Layer):
         super().__init__(**kw)
         self.pool_size, self.strides, self.padding = pool_size, strides, padding
 
-    def build(self, input_shapes, rng):
+    def build(self, input_shapes, ctx):
         shape = input_shapes[0]
         self._p = K.as_tuple(self.pool_size, 3, "pool_size")
         self._s = self._p if self.strides is None else K.as_tuple(self.strides, 3, "strides")
@@ -206,7 +207,7 @@ class UpSampling3D(Layer):
         super().__init__(**kw)
         self.size = size
 
-    def build(self, input_shapes, rng):
+    def build(self, input_shapes, ctx):
         shape = input_shapes[0]
         expect_input(self, shape, CHANNELS_LAST[3])
         self._f = K.as_tuple(self.size, 3, "size")
@@ -236,7 +237,7 @@ class ZeroPadding3D(Layer):
         super().__init__(**kw)
         self.padding = padding
 
-    def build(self, input_shapes, rng):
+    def build(self, input_shapes, ctx):
         shape = input_shapes[0]
         expect_input(self, shape, CHANNELS_LAST[3])
         p = self.padding

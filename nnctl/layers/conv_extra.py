@@ -84,7 +84,7 @@ class _Depthwise(Layer):
     """Shared depthwise (and, with ``filters``, separable) convolution in 1-D and 2-D."""
 
     rank = 2
-    activation_is_node = True
+    activation_follows = True
     separable = False
 
     def __init__(
@@ -120,20 +120,22 @@ class _Depthwise(Layer):
             return getattr(self, "pointwise_regularizer", None) or self.kernel_regularizer
         return super().regularizer(param)
 
-    def build(self, input_shapes, rng):
+    def build(self, input_shapes, ctx):
         c = conv_geometry(self, input_shapes[0], self.kernel_size, self.strides, self.dilation_rate, self.padding)
         m = positive_int(self.depth_multiplier, "depth_multiplier")
         k = K.as_tuple(self.kernel_size, self.rank, "kernel_size")
-        self.add_param("depthwise_kernel", initializers.initialize(self.depthwise_initializer, (*k, c, m), rng))
+        self.add_param(
+            "depthwise_kernel", initializers.initialize(self.depthwise_initializer, (*k, c, m), ctx.init_rng)
+        )
         out = c * m
         if self.separable:
             out = positive_int(self.filters, "filters")
             self.add_param(
                 "pointwise_kernel",
-                initializers.initialize(self.pointwise_initializer, (*(1,) * self.rank, c * m, out), rng),
+                initializers.initialize(self.pointwise_initializer, (*(1,) * self.rank, c * m, out), ctx.init_rng),
             )
         if self.use_bias:
-            self.add_param("bias", initializers.initialize(self.bias_initializer, (out,), rng))
+            self.add_param("bias", initializers.initialize(self.bias_initializer, (out,), ctx.init_rng))
         return (*self._out[2 - self.rank :], out)
 
     def _kernel4(self, name):

@@ -38,7 +38,7 @@ class _ConvTranspose(Layer):
     """
 
     rank = 2
-    activation_is_node = True
+    activation_follows = True
 
     def __init__(
         self,
@@ -61,7 +61,7 @@ class _ConvTranspose(Layer):
         self.use_bias, self.kernel_initializer, self.bias_initializer = use_bias, kernel_initializer, bias_initializer
         self.alpha = alpha
 
-    def build(self, input_shapes, rng):
+    def build(self, input_shapes, ctx):
         shape, r = input_shapes[0], self.rank
         expect_input(self, shape, CHANNELS_LAST[r])
         f = positive_int(self.filters, "filters")
@@ -94,9 +94,9 @@ class _ConvTranspose(Layer):
         full = tuple((n - 1) * ss + (kk - 1) * dd + 1 for n, kk, ss, dd in zip(self._in, self._k, self._s, self._d))
         self._buf = tuple(max(fl, c + o) for fl, c, o in zip(full, self._cut, self._out))  # the full image's size
         c_in = shape[-1]
-        self.add_param("kernel", initializers.initialize(self.kernel_initializer, (*k, f, c_in), rng))
+        self.add_param("kernel", initializers.initialize(self.kernel_initializer, (*k, f, c_in), ctx.init_rng))
         if self.use_bias:
-            self.add_param("bias", initializers.initialize(self.bias_initializer, (f,), rng))
+            self.add_param("bias", initializers.initialize(self.bias_initializer, (f,), ctx.init_rng))
         return (*self._out[2 - r :], f)
 
     def _window(self, a):

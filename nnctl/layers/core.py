@@ -23,7 +23,7 @@ class Dense(Layer):
     TimeDistributed(Dense) as well.
     """
 
-    activation_is_node = True
+    activation_follows = True
 
     def __init__(
         self,
@@ -39,11 +39,11 @@ class Dense(Layer):
         self.units, self.activation, self.use_bias, self.alpha = units, activation, use_bias, alpha
         self.kernel_initializer, self.bias_initializer = kernel_initializer, bias_initializer
 
-    def build(self, input_shapes, rng):
+    def build(self, input_shapes, ctx):
         fan_in = input_shapes[0][-1]
-        self.add_param("kernel", initializers.initialize(self.kernel_initializer, (fan_in, self.units), rng))
+        self.add_param("kernel", initializers.initialize(self.kernel_initializer, (fan_in, self.units), ctx.init_rng))
         if self.use_bias:
-            self.add_param("bias", initializers.initialize(self.bias_initializer, (self.units,), rng))
+            self.add_param("bias", initializers.initialize(self.bias_initializer, (self.units,), ctx.init_rng))
         return (*input_shapes[0][:-1], self.units)
 
     def forward(self, x, training=False, mask=None):
@@ -70,9 +70,17 @@ class Activation(Layer):
         self.activation, self.alpha = activation, alpha
         self.fn = activations.get(activation, **({} if alpha is None else {"alpha": alpha}))
 
+    @property
+    def in_place_at_inference(self) -> bool:  # type: ignore[override]
+        return self.activation == "relu"
+
     def forward(self, x, training=False, mask=None):
         y = self.fn.forward(x)
         return y, (x, y)
+
+    def forward_in_place(self, x):
+        """max(x, 0) into x: inference keeps no pre-activation."""
+        return B.xp.maximum(x, 0, out=x)
 
     def backward(self, g, cache):
         x, y = cache
@@ -103,7 +111,7 @@ class Dropout(Layer):
 class Flatten(Layer):
     """Flatten all but the batch axis: (N, d1, d2, ...) -> (N, d1*d2*...)."""
 
-    def build(self, input_shapes, rng):
+    def build(self, input_shapes, ctx):
         return (int(np.prod(input_shapes[0])),)
 
     def forward(self, x, training=False, mask=None):
@@ -124,7 +132,7 @@ class Reshape(Layer):
         super().__init__(**kw)
         self.target_shape = list(target_shape)
 
-    def build(self, input_shapes, rng):
+    def build(self, input_shapes, ctx):
         total = int(np.prod(input_shapes[0]))
         shape = list(self.target_shape)
         if -1 in shape:
@@ -152,7 +160,7 @@ class Reshape(Layer):
 class Add(Layer):
     """Elementwise sum of its inputs (all of one shape): y = x1 + x2 + ..."""
 
-    def build(self, input_shapes, rng):
+    def build(self, input_shapes, ctx):
         if len(set(map(tuple, input_shapes))) != 1:
             raise ValueError(f"inputs must share one shape, found {[list(s) for s in input_shapes]}")
         return input_shapes[0]
@@ -177,7 +185,7 @@ class Concatenate(Layer):
         super().__init__(**kw)
         self.axis = axis
 
-    def build(self, input_shapes, rng):
+    def build(self, input_shapes, ctx):
         rank = len(input_shapes[0])
         ax = self.axis if self.axis < 0 else self.axis - 1  # Keras's axis counts the batch axis
         if not -rank <= ax < rank:
@@ -225,7 +233,7 @@ class Cropping1D(Layer):
         super().__init__(**kw)
         self.cropping = list(cropping)
 
-    def build(self, input_shapes, rng):
+    def build(self, input_shapes, ctx):
         t, *rest = input_shapes[0]
         a, b = self.cropping
         if a + b >= t:

@@ -33,11 +33,12 @@ class Embedding(Layer):
         self.input_dim, self.output_dim, self.mask_zero = int(input_dim), int(output_dim), mask_zero
         self.embeddings_initializer = embeddings_initializer
 
-    def build(self, input_shapes, rng):
+    def build(self, input_shapes, ctx):
         if len(input_shapes) != 1:
             raise ValueError(f"Embedding takes one input (token ids), found {len(input_shapes)}")
         self.add_param(
-            "embeddings", initializers.initialize(self.embeddings_initializer, (self.input_dim, self.output_dim), rng)
+            "embeddings",
+            initializers.initialize(self.embeddings_initializer, (self.input_dim, self.output_dim), ctx.init_rng),
         )
         return (*input_shapes[0], self.output_dim)
 
@@ -90,7 +91,7 @@ class PositionalEncoding(Layer):
         self.max_wavelength = max_wavelength
         self._table = None
 
-    def build(self, input_shapes, rng):
+    def build(self, input_shapes, ctx):
         shape = tuple(input_shapes[0])
         if len(shape) != 2:
             raise ValueError(f"PositionalEncoding expects inputs of shape (timesteps, features), found {list(shape)}")
@@ -128,14 +129,16 @@ class PositionEmbedding(Layer):
         self.sequence_length, self.max_length = sequence_length, max_length
         self.embeddings_initializer = embeddings_initializer
 
-    def build(self, input_shapes, rng):
+    def build(self, input_shapes, ctx):
         shape = tuple(input_shapes[0])
         if len(shape) != 2:
             raise ValueError(f"PositionEmbedding expects inputs of shape (timesteps, features), found {list(shape)}")
         length = self.sequence_length or self.max_length or shape[0]
         if shape[0] > length:
             raise ValueError(f"PositionEmbedding: inputs have {shape[0]} steps, more than sequence_length {length}")
-        self.add_param("embeddings", initializers.initialize(self.embeddings_initializer, (length, shape[1]), rng))
+        self.add_param(
+            "embeddings", initializers.initialize(self.embeddings_initializer, (length, shape[1]), ctx.init_rng)
+        )
         return shape
 
     def forward(self, x, training=False, mask=None):

@@ -26,13 +26,13 @@ class GroupNormalization(LayerNormalization):
         super().__init__(**kw)
         self.groups = groups
 
-    def build(self, input_shapes, rng):
+    def build(self, input_shapes, ctx):
         shape = input_shapes[0]
         if len(shape) >= 1:
             g, c = self.groups, shape[-1]
             if not isinstance(g, int) or isinstance(g, bool) or g < 1 or g > c or c % g:
                 raise ValueError(f"groups must be a positive integer that divides the {c} channels, found {g!r}")
-        return super().build(input_shapes, rng)
+        return super().build(input_shapes, ctx)
 
     def _grouped(self, a):
         return a.reshape(a.shape[0], -1, self.groups, a.shape[-1] // self.groups)  # (N, S, G, C/G)

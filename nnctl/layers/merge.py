@@ -15,7 +15,7 @@ class _Elementwise(Layer):
 
     n_inputs: int | None = None  # None: two or more
 
-    def build(self, input_shapes, rng):
+    def build(self, input_shapes, ctx):
         name = type(self).__name__
         if self.n_inputs is not None and len(input_shapes) != self.n_inputs:
             raise ValueError(f"{name} takes exactly {self.n_inputs} inputs, found {len(input_shapes)}")
@@ -136,7 +136,7 @@ class Dot(Layer):
         super().__init__(**kw)
         self.axes, self.normalize = axes, normalize
 
-    def build(self, input_shapes, rng):
+    def build(self, input_shapes, ctx):
         if len(input_shapes) != 2:
             raise ValueError(f"Dot takes exactly 2 inputs, found {len(input_shapes)}")
         a, b = (tuple(s) for s in input_shapes)

@@ -31,7 +31,7 @@ class _SpatialDropout(Layer):
         super().__init__(**kw)
         self.rate = rate
 
-    def build(self, input_shapes, rng):
+    def build(self, input_shapes, ctx):
         shape = input_shapes[0]
         expect_input(self, shape, CHANNELS_LAST[self.rank])
         _check_rate(self.rate)
@@ -71,7 +71,7 @@ class GaussianNoise(Layer):
         super().__init__(**kw)
         self.stddev = stddev
 
-    def build(self, input_shapes, rng):
+    def build(self, input_shapes, ctx):
         if not isinstance(self.stddev, (int, float)) or isinstance(self.stddev, bool) or self.stddev < 0:
             raise ValueError(f"stddev must be a non-negative number, found {self.stddev!r}")
         return input_shapes[0]
@@ -95,7 +95,7 @@ class GaussianDropout(Layer):
         super().__init__(**kw)
         self.rate = rate
 
-    def build(self, input_shapes, rng):
+    def build(self, input_shapes, ctx):
         _check_rate(self.rate)
         return input_shapes[0]
 

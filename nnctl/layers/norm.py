@@ -57,7 +57,7 @@ class BatchNormalization(Layer):
         self.moving_mean_initializer = moving_mean_initializer
         self.moving_variance_initializer = moving_variance_initializer
 
-    def build(self, input_shapes, rng):
+    def build(self, input_shapes, ctx):
         shape = input_shapes[0]
         if len(shape) < 1:
             raise ValueError("BatchNormalization needs an input with a channel axis")
@@ -66,11 +66,11 @@ class BatchNormalization(Layer):
             raise ValueError(f"momentum must lie in [0, 1], found {self.momentum!r}")
         c = (shape[-1],)
         if self.scale:
-            self.add_param("gamma", initializers.initialize(self.gamma_initializer, c, rng))
+            self.add_param("gamma", initializers.initialize(self.gamma_initializer, c, ctx.init_rng))
         if self.center:
-            self.add_param("beta", initializers.initialize(self.beta_initializer, c, rng))
-        self.add_state("moving_mean", initializers.initialize(self.moving_mean_initializer, c, rng))
-        self.add_state("moving_variance", initializers.initialize(self.moving_variance_initializer, c, rng))
+            self.add_param("beta", initializers.initialize(self.beta_initializer, c, ctx.init_rng))
+        self.add_state("moving_mean", initializers.initialize(self.moving_mean_initializer, c, ctx.init_rng))
+        self.add_state("moving_variance", initializers.initialize(self.moving_variance_initializer, c, ctx.init_rng))
         return shape
 
     def forward(self, x, training=False, mask=None):
@@ -156,16 +156,16 @@ class LayerNormalization(Layer):
         self.axis, self.epsilon, self.center, self.scale = axis, epsilon, center, scale
         self.beta_initializer, self.gamma_initializer = beta_initializer, gamma_initializer
 
-    def build(self, input_shapes, rng):
+    def build(self, input_shapes, ctx):
         shape = input_shapes[0]
         if len(shape) < 1:
             raise ValueError(f"{type(self).__name__} needs an input with a feature axis")
         _check_last_axis(self, self.axis, shape)
         c = (shape[-1],)
         if self.scale:
-            self.add_param("gamma", initializers.initialize(self.gamma_initializer, c, rng))
+            self.add_param("gamma", initializers.initialize(self.gamma_initializer, c, ctx.init_rng))
         if self.center:
-            self.add_param("beta", initializers.initialize(self.beta_initializer, c, rng))
+            self.add_param("beta", initializers.initialize(self.beta_initializer, c, ctx.init_rng))
         return shape
 
     #: axes of ``_grouped(x)`` that the statistics are taken over

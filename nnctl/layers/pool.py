@@ -37,7 +37,7 @@ class _Pool(Layer):
         super().__init__(**kw)
         self.pool_size, self.strides, self.padding = pool_size, strides, padding
 
-    def build(self, input_shapes, rng):
+    def build(self, input_shapes, ctx):
         shape, r = input_shapes[0], self.rank
         expect_input(self, shape, CHANNELS_LAST[r])
         p = K.as_tuple(self.pool_size, r, "pool_size")
@@ -199,7 +199,7 @@ class _Global(Layer):
     rank = 2
     op = "max"
 
-    def build(self, input_shapes, rng):
+    def build(self, input_shapes, ctx):
         shape = input_shapes[0]
         expect_input(self, shape, CHANNELS_LAST[self.rank])
         return (shape[-1],)

@@ -77,7 +77,7 @@ class RNN(Layer):
         shape = (2, G * U) if self.cell.split_bias else (G * U,)
         return initializers.initialize(self.bias_initializer, shape, rng)
 
-    def build(self, input_shapes, rng):
+    def build(self, input_shapes, ctx):
         name, U, G = type(self).__name__, self.units, self.cell.G
         shape = tuple(input_shapes[0])
         if len(shape) != 2 or min(shape) < 1:
@@ -90,12 +90,12 @@ class RNN(Layer):
         for s in input_shapes[1:]:
             if tuple(s) != (U,):
                 raise ValueError(f"{name} initial states must have shape [{U}], found {list(s)}")
-        self.add_param("kernel", initializers.initialize(self.kernel_initializer, (shape[1], G * U), rng))
+        self.add_param("kernel", initializers.initialize(self.kernel_initializer, (shape[1], G * U), ctx.init_rng))
         # orthogonal draws can come back Fortran-ordered: keep every parameter C-contiguous
-        R = initializers.initialize(self.recurrent_initializer, (U, G * U), rng)
+        R = initializers.initialize(self.recurrent_initializer, (U, G * U), ctx.init_rng)
         self.add_param("recurrent_kernel", np.ascontiguousarray(R))
         if self.use_bias:
-            self.add_param("bias", self._bias(rng))
+            self.add_param("bias", self._bias(ctx.init_rng))
         out = (shape[0], U) if self.return_sequences else (U,)
         return [out] + [(U,)] * self.cell.n_states if self.return_state else out
 
@@ -289,7 +289,7 @@ class Bidirectional(Layer):
             sub.grads = {k[n:]: v for k, v in self.grads.items() if k.startswith(prefix)}
             sub.rng = getattr(self, "rng", None)
 
-    def build(self, input_shapes, rng):
+    def build(self, input_shapes, ctx):
         fwd = self.forward_layer
         k = fwd.cell.n_states
         if len(input_shapes) - 1 not in (0, 2 * k):
@@ -299,9 +299,8 @@ class Bidirectional(Layer):
             )
         outs = []
         for (prefix, sub), states in zip(self._subs, (input_shapes[1 : 1 + k], input_shapes[1 + k :])):
-            sub.dtype, sub.name = self.dtype, f"{self.name}/{prefix[:-1]}"
-            sub.input_shapes = [input_shapes[0], *states]
-            outs.append(sub.build(sub.input_shapes, rng))
+            sub_shapes = [input_shapes[0], *states]
+            outs.append(sub.build(sub_shapes, ctx.child(f"{self.name}/{prefix[:-1]}", len(sub_shapes))))
             for name, v in sub.params.items():
                 self.params[prefix + name] = v
         of, ob = outs

@@ -43,7 +43,7 @@ class Cropping2D(Layer):
         super().__init__(**kw)
         self.cropping = cropping
 
-    def build(self, input_shapes, rng):
+    def build(self, input_shapes, ctx):
         shape = input_shapes[0]
         expect_input(self, shape, "(height, width, channels)")
         self._crop = side_pairs(self.cropping, 2, "cropping")
@@ -73,7 +73,7 @@ class ZeroPadding1D(Layer):
         super().__init__(**kw)
         self.padding = padding
 
-    def build(self, input_shapes, rng):
+    def build(self, input_shapes, ctx):
         shape = input_shapes[0]
         expect_input(self, shape, "(steps, features)")
         self._pads = ((0, 0), side_pairs(self.padding, 1, "padding")[0])  # a sequence is an image of height 1
@@ -101,7 +101,7 @@ class UpSampling1D(Layer):
         super().__init__(**kw)
         self.size = size
 
-    def build(self, input_shapes, rng):
+    def build(self, input_shapes, ctx):
         shape = input_shapes[0]
         expect_input(self, shape, "(steps, features)")
         (self._size,) = K.as_tuple(self.size, 1, "size")
@@ -128,7 +128,7 @@ class Permute(Layer):
         super().__init__(**kw)
         self.dims = list(dims)
 
-    def build(self, input_shapes, rng):
+    def build(self, input_shapes, ctx):
         shape = input_shapes[0]
         if sorted(self.dims) != list(range(1, len(shape) + 1)) or any(isinstance(d, bool) for d in self.dims):
             raise ValueError(
@@ -159,7 +159,7 @@ class RepeatVector(Layer):
         super().__init__(**kw)
         self.n = n
 
-    def build(self, input_shapes, rng):
+    def build(self, input_shapes, ctx):
         shape = input_shapes[0]
         expect_input(self, shape, "(features,)")
         (self._n,) = K.as_tuple(self.n, 1, "n")
@@ -184,7 +184,7 @@ class Masking(Layer):
         super().__init__(**kw)
         self.mask_value = mask_value
 
-    def build(self, input_shapes, rng):
+    def build(self, input_shapes, ctx):
         shape = input_shapes[0]
         if len(shape) < 2:
             raise ValueError(f"Masking expects input of shape (steps, features, ...), found {tuple(shape)}")

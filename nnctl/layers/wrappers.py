@@ -29,7 +29,7 @@ class TimeDistributed(Layer):
         self.layer = {k: v for k, v in self.inner.get_config().items() if k not in ("name", "trainable")}
         act = getattr(self.inner, "activation", None)
         self._act = None
-        if self.inner.activation_is_node and act and str(act).lower() != "linear":
+        if self.inner.activation_follows and act and str(act).lower() != "linear":
             alpha = getattr(self.inner, "alpha", None)
             self._act = activations.get(act, **({} if alpha is None else {"alpha": alpha}))
 
@@ -40,13 +40,13 @@ class TimeDistributed(Layer):
         return self.inner.check_input(x.reshape(-1, *x.shape[2:])) if x.ndim >= 2 else None
 
     def _bind(self):
-        """Point the inner layer at this layer's arrays (the model's flat-buffer views) and generator."""
+        """Point the inner layer at this layer's arrays (the model's flat-buffer views) and generator (the
+        data-parallel strategy may have replaced this layer's with a RowShare after build)."""
         inner = self.inner
         inner.params, inner.grads, inner.state = self.params, self.grads, self.state
-        inner.rng = getattr(self, "rng", None)
-        inner.input_grads_needed = self.input_grads_needed
+        inner.rng = self.rng
 
-    def build(self, input_shapes, rng):
+    def build(self, input_shapes, ctx):
         shape = input_shapes[0]
         if len(input_shapes) != 1 or len(shape) < 2:
             raise ValueError(
@@ -54,12 +54,9 @@ class TimeDistributed(Layer):
                 f"step, found {[tuple(s) for s in input_shapes]}"
             )
         inner = self.inner
-        inner.dtype, inner.input_shapes = self.dtype, [tuple(shape[1:])]
-        inner.input_grads_needed = self.input_grads_needed
-        out = inner.build(inner.input_shapes, rng)
+        out = inner.build([tuple(shape[1:])], ctx.child(inner.name))
         if isinstance(out, list):
             raise ValueError(f"TimeDistributed wraps a layer with one output; {type(inner).__name__} has {len(out)}")
-        inner.output_shape = tuple(out)
         self.params, self.state = dict(inner.params), dict(inner.state)
         return (shape[0], *out)
 
