@@ -46,14 +46,12 @@ CASES = [  # (layer type, config, (T, F), batch, with initial states)
 def _layer(type_name, config, in_shapes, dtype, seed=0):
     from nnctl import backend as B
     from nnctl.layers import layer_class
+    from nnctl.testing import build_layer
 
     layer = layer_class(type_name)(name="l", **config)
-    layer.dtype = dtype
-    layer.rng = np.random.default_rng(seed)
-    layer.build([tuple(s) for s in in_shapes], np.random.default_rng(seed))
+    build_layer(layer, in_shapes, dtype=dtype, init_rng=np.random.default_rng(seed), rng=np.random.default_rng(seed))
     layer.params = {k: B.asarray(v.astype(dtype)) for k, v in layer.params.items()}
     layer.init_grads()
-    layer.input_grads_needed = [True] * len(in_shapes)
     return layer
 
 

@@ -25,9 +25,9 @@ def model_of(layers, input_shape, dtype="float64", seed=3, loss="mean_squared_er
         "model": {"layers": [dict(e) for e in layers]},
         "train": {"loss": loss, "optimizer": "adam"},
     }
-    spec = validate(raw, source="graph")
     if outputs:
-        spec["model"]["outputs"] = {name: {"layer": name} for name in outputs}
+        raw["model"]["outputs"] = {name: {"layer": name} for name in outputs}
+    spec = validate(raw, source="graph")
     model = build_model(spec, input_shape, spec["seed"])
     model.to_device()
     return model
@@ -180,14 +180,16 @@ def test_inference_relu_in_place_equals_training_output():
 
 def test_the_same_seed_gives_the_weights_trained_before_the_build_context():
     """tests/fixtures/rng_reference.npz was written by the code before BuildContext (tests/rng_reference.py):
-    initial weights, dropout, recurrent dropout and noise masks all come from the same streams."""
+    initial weights, dropout, recurrent dropout and noise masks all come from the same streams. Equal to float64
+    rounding, not bit for bit: the recurrent loop's block-major layout (issue 22) sums in another order; a changed
+    stream would move the weights by far more than 1e-12."""
     import rng_reference
 
     stored = np.load(rng_reference.FIXTURE)
     now = rng_reference.trained_weights()
     assert sorted(now) == sorted(stored.files)
     for k in stored.files:
-        np.testing.assert_array_equal(now[k], stored[k], err_msg=k)
+        np.testing.assert_allclose(now[k], stored[k], rtol=1e-12, atol=1e-14, err_msg=k)
 
 
 def test_every_layer_keeps_the_context_it_was_built_with():

@@ -7,7 +7,7 @@ import pytest
 
 from helpers import dev, host
 from nnctl.layers import layer_class
-from nnctl.testing import check_layer
+from nnctl.testing import build_layer, check_layer
 
 CASES = [
     ("MaxPooling2D", {"pool_size": 2}, (6, 8, 3)),  # windows tile the input: dx written once, no zeros
@@ -23,8 +23,7 @@ CASES = [
 
 def make(type_name, config, shape, dtype=np.float32):
     layer = layer_class(type_name)(name="p", **config)
-    layer.dtype = dtype
-    out = layer.build([tuple(shape)], np.random.default_rng(0))
+    out = build_layer(layer, [shape], dtype=dtype)
     layer.init_grads()
     return layer, out
 

@@ -11,21 +11,18 @@ import pytest
 
 from helpers import dev, host
 from nnctl.layers import layer_class, rnn_cells
-from nnctl.testing import check_layer
+from nnctl.testing import build_layer, check_layer
 
 
 def make(type_name, shapes, dtype=np.float32, seed=0, **config):
     layer = layer_class(type_name)(name="l", **config)
-    layer.dtype = dtype
-    layer.rng = np.random.default_rng(seed + 1)
     rng = np.random.default_rng(seed)
-    layer.build([tuple(s) for s in shapes], rng)
+    build_layer(layer, shapes, dtype=dtype, init_rng=rng, rng=np.random.default_rng(seed + 1))
     for k, v in layer.params.items():
         if k.endswith("bias"):
             v[...] = rng.normal(scale=0.5, size=v.shape)
     layer.params = {k: dev(v.astype(dtype)) for k, v in layer.params.items()}
     layer.init_grads()
-    layer.input_grads_needed = [True] * len(shapes)
     return layer
 
 
