@@ -12,6 +12,7 @@ Sampling (``generate``) undoes the checkpoint's preprocessing, so samples are in
 
 from __future__ import annotations
 
+import dataclasses
 import pathlib
 import time
 
@@ -24,7 +25,8 @@ from nnctl.errors import DataError, Interrupted, Preempted, SpecError, TrainingD
 from nnctl.gan_checkpoint import read_snapshot, write_checkpoint
 from nnctl.gan_trainer import GanTrainer, draw_latent, with_labels
 from nnctl.graph import Model
-from nnctl.spec_model import ModelFacts
+from nnctl.spec_model import ModelFacts, Spec
+from nnctl.spec_sections import Discriminator, Generator, ModelSection
 from nnctl.strategy import DataParallel, Local
 from nnctl.train import Hooks
 
@@ -53,13 +55,10 @@ def discriminator_seed(seed: int) -> int:
     return int(np.random.SeedSequence(seed, spawn_key=(6,)).generate_state(1)[0])
 
 
-def _built(spec: dict, which: str, input_shape, seed: int, input_grad: bool = False) -> Model:
+def _built(spec: Spec, which: str, input_shape, seed: int, input_grad: bool = False) -> Model:
     """One of the two models; build errors name ``model.<which>.layers[i]``."""
-    sub = {
-        "model": {"layers": spec["model"][which]["layers"]},
-        "dtype": spec["dtype"],
-        "_source": spec.get("_source", "spec"),
-    }
+    net: Generator | Discriminator = getattr(spec.model, which)
+    sub = dataclasses.replace(spec, model=ModelSection(layers=list(net.layers)))  # build_model reads model.layers
     try:
         return build_model(sub, tuple(input_shape), seed, input_grad=input_grad)
     except SpecError as exc:
@@ -114,9 +113,9 @@ def class_labels(spec: dict, y) -> np.ndarray | None:
     return labels
 
 
-def build_pair(spec: dict, sample_shape) -> tuple[Model, Model]:
+def build_pair(spec: Spec, sample_shape) -> tuple[Model, Model]:
     """(G, D) for samples of ``sample_shape``: G maps z to one sample, D maps a sample to one score."""
-    source = spec.get("_source", "spec")
+    source = spec.source
     g = build_generator(spec)
     if tuple(g.output_shape) != tuple(sample_shape):
         raise SpecError(
@@ -166,7 +165,7 @@ def _check_rounds(spec: dict, n: int) -> None:
     d_steps = spec["train"]["gan"]["d_steps"]
     if d_steps > batches:
         raise SpecError(
-            f"{spec.get('_source', 'spec')}: train.gan.d_steps: {d_steps} discriminator steps per round, "
+            f"{spec.source}: train.gan.d_steps: {d_steps} discriminator steps per round, "
             f"but an epoch has {batches} batches of {bs}, so the generator would never step; lower "
             f"d_steps or train.batch_size"
         )
@@ -188,7 +187,7 @@ def train(
     One process only: ``strategy`` must be None or ``Local`` (data parallelism is refused)."""
     from nnctl.run import check_before_work  # noqa: PLC0415 - the checks every training run makes first
 
-    source = spec.get("_source", "spec")
+    source = spec.source
     if init_from:
         raise SpecError(f"--init-from: not supported for a GAN spec ({source}); resume a GAN checkpoint with --resume")
     if not is_writer or isinstance(strategy, DataParallel):
@@ -444,9 +443,7 @@ def is_gan_run(spec: dict, resume: str | None = None) -> bool:
 
     wanted = is_gan(spec)
     if wanted and resume == "auto":
-        raise SpecError(
-            f"{spec.get('_source', 'spec')}: --resume auto: a GAN run resumes from a named checkpoint (--resume CKPT)"
-        )
+        raise SpecError(f"{spec.source}: --resume auto: a GAN run resumes from a named checkpoint (--resume CKPT)")
     if resume and resume != "auto" and pathlib.Path(resume).is_file():
         stored = is_gan(Checkpoint(resume).spec)
         if stored != wanted:
@@ -460,6 +457,6 @@ def is_gan_run(spec: dict, resume: str | None = None) -> bool:
 def models_for_check(spec: dict) -> list[tuple[str, Model]]:
     """Both models built without data (D on G's output shape) for ``nnctl check`` and ``summary``."""
     g = build_generator(spec)
-    shape = spec.get("_sample_shape") or g.output_shape
+    shape = g.output_shape  # the data's sample shape: training refuses a generator that differs
     d = _built(spec, "discriminator", discriminator_input(spec, shape), discriminator_seed(spec["seed"]))
     return [("generator", g), ("discriminator", d)]

@@ -17,7 +17,7 @@ from nnctl.checkpoint import Checkpoint, load_into, named_from_flat, save
 from nnctl.errors import CheckpointError, SpecError
 from nnctl.gan_spec import MODELS, is_gan
 from nnctl.graph import Model
-from nnctl.spec_model import ModelFacts
+from nnctl.spec_model import ModelFacts, Spec
 from nnctl.spec_table import to_plain
 
 
@@ -154,16 +154,17 @@ def _flat(model: Model, named: dict, where: str) -> np.ndarray:
     return flat
 
 
-def load_generator(path, device: str = "auto") -> tuple[Checkpoint, Model, dict]:
+def load_generator(path, device: str = "auto") -> tuple[Checkpoint, Model, Spec]:
     """(checkpoint, generator with its weights on the device, stored spec) of a GAN checkpoint."""
     from nnctl.gan import build_generator  # noqa: PLC0415
 
     B.use(device)
     ck = open_gan(path, "nnctl generate")
     try:
-        g = build_generator(ck.spec)
+        spec = Spec.from_dict(ck.spec, str(path))
+        g = build_generator(spec)
     except (KeyError, ValueError, TypeError, AttributeError) as exc:
         raise CheckpointError(f"{path}: /spec: the stored generator cannot be built ({type(exc).__name__})") from None
     load_into(g, _unprefixed("generator", ck.weights), _unprefixed("generator", ck.state), str(path))
     g.to_device()
-    return ck, g, ck.spec
+    return ck, g, spec

@@ -196,7 +196,7 @@ def validate(raw: dict, source: str = "spec", base_dir: pathlib.Path | None = No
         raise SpecError.many(source, problems, MAX_PROBLEMS)
     if base_dir is not None:
         _resolve_paths(spec, base_dir)
-    return typed(spec, source, top_removed=tuple(spec.get(model_top.REMOVED) or ()))
+    return typed(spec, source, top_removed=tuple(removed))
 
 
 def _filled(table: dict, cls, path: str, fill: bool = True) -> tuple[dict, list[str]]:

@@ -46,8 +46,8 @@ def preview(
     from nnctl.data.augment import build_augmenter
     from nnctl.errors import DataError, SpecError
 
-    source = spec.get("_source", "spec")
-    if not spec["data"].get("augment"):
+    source = spec.source
+    if not spec.data.augment:
         raise SpecError(f"{source}: data.augment is empty: nothing to preview (try --set data.augment.rotation=15)")
     for name, value in (("--samples", samples), ("--versions", versions), ("--scale", 1 if scale is None else scale)):
         if value < 1:

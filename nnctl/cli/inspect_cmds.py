@@ -188,9 +188,12 @@ def register(app: typer.Typer, reports_errors) -> None:
             raise typer.BadParameter(f"expected table, dot, svg or png, found {format_!r}", param_hint="--format")
         if pathlib.Path(target).suffix.lower() in (".h5", ".hdf5"):
             from nnctl.checkpoint import Checkpoint
+            from nnctl.gan_spec import is_gan
             from nnctl.inference import restore
+            from nnctl.spec_model import Spec
 
-            if _gan_summaries(Checkpoint(target).spec, target, json_, format_):
+            stored = Checkpoint(target).spec
+            if is_gan(stored) and _gan_summaries(Spec.from_dict(stored, target), target, json_, format_):
                 return
             _, model, _, _ = restore(target, "cpu")
         else:

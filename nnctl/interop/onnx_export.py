@@ -197,7 +197,7 @@ def _metadata(prep, spec, loss) -> dict[str, str]:
     """Strings for the model's metadata_props: what a consumer needs to read inputs and outputs."""
     meta = {
         "nnctl_version": __version__,
-        "spec": str(spec.get("name") or spec.get("_source") or ""),
+        "spec": str(spec.name or spec.source),
         "task": prep.task,
         "input_kind": prep.kind,
         "preprocessing": json.dumps(
