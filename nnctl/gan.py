@@ -383,9 +383,7 @@ def sample(generator: Model, latent: Generator, n: int, seed: int, labels=None) 
     rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed)))
     classes = int(latent.classes or 0)
     if not classes:
-        return generator.predict(
-            draw_latent(rng, latent["latent"], n, int(latent["latent_dim"]), generator.dtype)
-        ), None
+        return generator.predict(draw_latent(rng, latent.latent, n, int(latent.latent_dim), generator.dtype)), None
     wanted = list(range(classes)) if labels is None else [int(k) for k in labels]
     per_row = -(-n // len(wanted))
     z = draw_latent(rng, latent["latent"], per_row, int(latent["latent_dim"]), generator.dtype)

@@ -274,7 +274,7 @@ def predict(
     ck, model, prep, spec = restored
     if embed is not None and embed not in model.by_name:
         raise SpecError(f"--embed: expected a layer name ({', '.join(n.name for n in model.nodes)}), found {embed!r}")
-    if spec.model.decode:  # teacher-forced sequence model: rows are source ids (nnctl/decode.py)
+    if spec.model.decode is not None:  # teacher-forced sequence model: rows are source ids (nnctl/decode.py)
         from nnctl.decode import greedy_decode  # noqa: PLC0415
 
         p = greedy_decode(model, raw_inputs, spec.model.decode)

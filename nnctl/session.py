@@ -223,9 +223,9 @@ class Session:
         schedule = Schedule(
             optimizer.learning_rate,
             total_epochs=int(tcfg.epochs),
-            **(tcfg.lr_schedule.to_plain() if tcfg.lr_schedule else {}),
+            **(tcfg.lr_schedule.to_plain() if tcfg.lr_schedule is not None else {}),
         )
-        early = EarlyStopping(**tcfg.early_stopping.to_plain()) if tcfg.early_stopping else None
+        early = EarlyStopping(**tcfg.early_stopping.to_plain()) if tcfg.early_stopping is not None else None
         if early and early.monitor.startswith("val_") and ds.x_val is None:
             raise SpecError(
                 f"{spec.source}: train.early_stopping.monitor: {early.monitor!r} needs "
@@ -285,7 +285,7 @@ class Session:
                 return
         else:
             found = ResumeFrom(resume, Checkpoint(resume), [])
-        diff = model_differences(self.spec, found.checkpoint.spec)
+        diff = model_differences(self.spec.to_dict(), found.checkpoint.spec)  # in the stored form
         if diff:
             raise SpecError(
                 f"--resume {found.path}: the spec's model differs from the checkpoint's: " + "; ".join(diff)
@@ -293,7 +293,7 @@ class Session:
         if self.weights_only:  # fine-tuning: its weights, this run's optimizer, schedule and epoch 0
             resume_weights_only(found, self.trainer.model, self.emit)
             return
-        check_setup(found.path, self.spec, found.checkpoint.spec, self.set_keys)
+        check_setup(found.path, self.spec.to_dict(), found.checkpoint.spec, self.set_keys)
         self.trainer.restore(snapshot_from_checkpoint(found.checkpoint, self.trainer))
         self.trainer.check_progress(rows(self.ds.x_train))
         progress = self.trainer.progress

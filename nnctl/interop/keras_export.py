@@ -235,7 +235,7 @@ def export_keras(path, output: str | None = None) -> dict:
     from nnctl.multi_spec import refuse_named  # noqa: PLC0415
 
     refuse_named(spec, "export", str(path))
-    if spec.model.decode:
+    if spec.model.decode is not None:
         raise SpecError(
             f"{path}: model.decode: cannot be exported to Keras: greedy decoding is a loop outside the model"
         )

@@ -76,7 +76,7 @@ def build_onnx(restored, source: str, opset: int = DEFAULT_OPSET):
     from nnctl.interop.onnx_graph import CONVERTERS, ONNX_DTYPES, Graph, Unsupported  # noqa: PLC0415
 
     ck, model, prep, spec = restored
-    if spec.model.decode:
+    if spec.model.decode is not None:
         raise SpecError(
             f"{source}: model.decode: cannot be exported to ONNX: greedy decoding runs the model once "
             f"per output step, a loop outside the graph"
