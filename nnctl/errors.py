@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 
 class NnctlError(Exception):
     """Base of every error nnctl reports to a user (never a bug)."""
@@ -65,9 +67,22 @@ class OutputError(NnctlError):
     """An output path cannot be written: not a folder, not writable, locked by another run, or the disk is full."""
 
 
-def quote(value, limit: int = 40) -> str:
-    """A user value for a message: repr of at most ``limit`` characters (an unbounded value never reaches a message)."""
-    text = value if isinstance(value, str) else str(value)
-    if len(text) > limit:
-        return repr(text[:limit]) + f"... ({len(text)} characters)"
-    return repr(text)
+def quote(value, limit: int = 40, *, as_written: bool = False) -> str:
+    """A user's value for a message, bounded by ``limit`` characters (an unbounded value never reaches one).
+
+    Read from a file (the default): the text as Python quotes a string, ``'abc'``, cut to ``limit``
+    characters and marked ``... (N characters)``. A spec value (``as_written``): as the user wrote it, in
+    JSON (``"abc"``, ``1.5``, ``true``), cut to ``limit`` characters ending ``...``; a long table or list
+    is named instead (``a table``, ``a list of 12``)."""
+    if not as_written:
+        text = value if isinstance(value, str) else str(value)
+        return repr(text) if len(text) <= limit else repr(text[:limit]) + f"... ({len(text)} characters)"
+    try:
+        text = json.dumps(value, default=str)
+    except (TypeError, ValueError):
+        text = repr(value)
+    if len(text) <= limit:
+        return text
+    if isinstance(value, (dict, list)):
+        return "a table" if isinstance(value, dict) else f"a list of {len(value)}"
+    return text[: limit - 3] + "..."

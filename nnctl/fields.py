@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
-import json
 import math
 import re
 import types
@@ -19,6 +18,7 @@ import typing
 from dataclasses import dataclass
 from typing import Annotated, Any
 
+from nnctl.errors import quote
 from nnctl.registry import FAMILIES, UnknownName, suggestion
 from nnctl.spec_table import Named, Table
 
@@ -254,14 +254,8 @@ def fields_of(datacls) -> dict[str, Field]:
 
 
 def shown(value, limit: int = 40) -> str:
-    """A value as a user wrote it, cut to ``limit`` characters (never an unbounded dump)."""
-    try:
-        text = json.dumps(value, default=str)
-    except (TypeError, ValueError):
-        text = repr(value)
-    if isinstance(value, (dict, list)) and len(text) > limit:
-        return "a table" if isinstance(value, dict) else f"a list of {len(value)}"
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    """A spec value as a user wrote it, cut to ``limit`` characters: ``errors.quote`` of a spec value."""
+    return quote(value, limit, as_written=True)
 
 
 _NOUN = {bool: "true or false", int: "an integer", float: "a number", str: "a string", list: "a list", dict: "a table"}

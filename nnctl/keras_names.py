@@ -12,15 +12,10 @@ Keras names nnctl does not support get a problem line that names the nnctl way.
 
 from __future__ import annotations
 
+from nnctl.augmentations import keras_renames
 from nnctl.fields import shown
 
-AUGMENT_RENAMES = {
-    "rotation_range": "rotation",
-    "width_shift_range": "width_shift",
-    "height_shift_range": "height_shift",
-    "zoom_range": "zoom",
-    "shear_range": "shear",
-}
+AUGMENT_RENAMES = keras_renames()  # each augmentation declares its ImageDataGenerator spellings
 AUGMENT_UNSUPPORTED = {
     "brightness_range": "nnctl's brightness is an additive shift: write brightness = 0.2 (a fraction of the "
     "batch's value range) or contrast = 0.2",

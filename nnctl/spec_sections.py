@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import builtins
 from dataclasses import dataclass, field
-from typing import Annotated, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
+from nnctl.augmentations import AugmentSection
+from nnctl.augmentations import section as augment_section
 from nnctl.data_kinds import KINDS as DATA_KINDS  # noqa: F401 - registers the family NameOf names
 from nnctl.fields import (
     Choices,
     Doc,
     FileStem,
-    Fraction,
     MinItems,
     NameOf,
     NonNegativeFloat,
@@ -175,33 +176,12 @@ class Tokenizer(Table):
     truncating: Annotated[str, Choices(("pre", "post"))] = doc("which end is cut", default="post")
 
 
-@dataclass(frozen=True)
-class Augment(Table):
-    FILL: ClassVar[bool] = False  # only the keys given are stored
-    flip: Annotated[str, Choices(("horizontal", "vertical", "both"))] | None = doc("images: mirror", default=None)
-    rotation: Annotated[float, Range(0, 180)] | None = doc("images: degrees", default=None)
-    width_shift: Annotated[float, Range(0, 1, hi_open=True)] | None = doc("images: fraction of width", default=None)
-    height_shift: Annotated[float, Range(0, 1, hi_open=True)] | None = doc("images: fraction of height", default=None)
-    zoom: Annotated[float, Range(0, 1, hi_open=True)] | None = doc("images: scale in [1 - z, 1 + z]", default=None)
-    shear: Annotated[float, Range(0, 90, hi_open=True)] | None = doc("images: shear angle in degrees", default=None)
-    fill_mode: Annotated[str, Choices(("nearest", "constant", "reflect", "wrap"))] = doc(
-        "images: how points outside the image are filled", default="nearest"
-    )
-    cval: float = doc("images: the fill value of fill_mode = constant", default=0.0)
-    crop_padding: NonNegativeInt | None = doc("images: pad and crop back at a random offset", default=None)
-    brightness: NonNegativeFloat | None = doc("images: additive shift, fraction of the batch's range", default=None)
-    contrast: Fraction | None = doc("images: contrast factor in [1 - c, 1 + c]", default=None)
-    noise: NonNegativeFloat | None = doc("numeric inputs: Gaussian noise sigma", default=None)
-    jitter: NonNegativeFloat | None = doc("sequences: Gaussian noise sigma", default=None)
-    scaling: NonNegativeFloat | None = doc("sequences: scale factor sigma", default=None)
-    time_warp: Annotated[float, Range(0, 1, hi_open=True)] | None = doc("sequences: speed variation", default=None)
-    step_dropout: Annotated[float, Range(0, 1, hi_open=True)] | None = doc(
-        "sequences: step drop probability", default=None
-    )
-    token_deletion: Annotated[float, Range(0, 1, hi_open=True)] | None = doc(
-        "text: token drop probability", default=None
-    )
-    token_swap: Fraction | None = doc("text: adjacent swaps per token", default=None)
+# [data.augment]: one field per key of each registered augmentation (nnctl/augmentations.py owns them);
+# FILL = False: only the keys given are stored
+if TYPE_CHECKING:
+    Augment = AugmentSection
+else:
+    Augment = augment_section(bases=(Table,), FILL=False, __module__=__name__)
 
 
 @dataclass(frozen=True)
@@ -469,8 +449,8 @@ SECTIONS = {
 }
 #: sub-tables checked against their own class, in the order their problems are reported; ``fill`` (the class's
 #: ``FILL``) says whether defaults are written into the spec. Each is a field annotated with its class.
-SUBTABLES = {
-    path: (cls, cls.FILL)
+SUBTABLES: dict[str, tuple[type, bool]] = {
+    path: (cls, getattr(cls, "FILL", True))
     for path, cls in (
         ("data.validation", Validation),
         ("data.tokenizer", Tokenizer),

@@ -27,16 +27,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from nnctl import backend as B
-from nnctl import losses, metrics
+from nnctl import losses, metrics, trainer_state
 from nnctl.callbacks import EarlyStopping
 from nnctl.errors import CheckpointError, TrainingDiverged
 from nnctl.graph import Model, take
 from nnctl.graph import rows as n_rows
 from nnctl.optimizers import Optimizer, ema_swapped
-from nnctl.outputs import Heads, PartSums, device_targets
+from nnctl.outputs import Heads, device_targets
 from nnctl.schedules import Schedule
 from nnctl.scoring import evaluate_model, fuses
 from nnctl.strategy import Local
+from nnctl.trainer_state import EpochProgress, host_losses
 
 if TYPE_CHECKING:
     from nnctl.spec_sections import TrainSection
@@ -69,22 +70,6 @@ class Hooks:
 class TrainState:
     epoch: int = 0  # epochs finished
     history: dict = field(default_factory=dict)  # name -> list per epoch
-
-
-@dataclass
-class EpochProgress:
-    """The epoch in progress: its order, batches done, and what its logs need from them."""
-
-    order: np.ndarray
-    batch_size: int
-    batch: int = 0  # batches done
-    losses: list = field(default_factory=list)  # per batch: loss * rows, on the device
-    preds: list = field(default_factory=list)  # per batch: outputs, when metrics are logged
-    rows: list = field(default_factory=list)  # per batch: the rows' indices (the gather buffer is reused)
-    carried_loss: float = 0.0  # data parallel resume: the loss sum of the batches before the checkpoint
-    carried: tuple | None = None  # resume: (outputs, rows) of every rank's batches before the checkpoint
-    targets: list = field(default_factory=list)  # per batch: augmented masks (segmentation), which outputs answer
-    parts: PartSums = field(default_factory=PartSums)  # several outputs: each one's loss over the batches
 
 
 class Trainer:
@@ -296,7 +281,7 @@ class Trainer:
         n, strategy = n_rows(x), self.strategy
         strategy.end_epoch(self)
         # one host read per epoch
-        losses_host = _host_losses(prog.losses, self.model.dtype).astype(np.float64)
+        losses_host = host_losses(prog.losses, self.model.dtype).astype(np.float64)
         bad = np.nonzero(~np.isfinite(losses_host))[0]
         if len(bad) and self.cfg.stop_on_nan:
             raise TrainingDiverged(
@@ -305,7 +290,7 @@ class Trainer:
             )
         logs = {}
         if self.metric_names:
-            p, done = self._outputs(prog)
+            p, done = self.epoch_outputs(prog)
             logs.update(self._metrics(p, device_targets(self._epoch_targets(prog, y, done))))
         totals = strategy.reduce(np.array([losses_host.sum(), n / strategy.size]))
         logs["loss"] = float((totals[0] + prog.carried_loss) / max(totals[1], 1))
@@ -313,7 +298,7 @@ class Trainer:
         logs["lr"] = lr
         return logs
 
-    def _outputs(self, prog: EpochProgress):
+    def epoch_outputs(self, prog: EpochProgress):
         """The epoch's outputs so far and their rows, over every rank (batches before a resume first)."""
         parts = [prog.carried] if prog.carried is not None else []
         if prog.preds or self.strategy.size > 1:  # a rank with no rows still takes part in the gather
@@ -376,88 +361,14 @@ class Trainer:
                 on_epoch_end(self.state.epoch, logs, is_best)
         return self.state
 
-    # -- state for checkpoints and resume -----------------------------------------------------------
+    # -- state for checkpoints and resume (nnctl.trainer_state) --------------------------------------
     def snapshot(self) -> dict:
-        """Host copy of everything needed to resume exactly here (after an epoch, or mid-epoch after a stop).
-
-        Mid-epoch under data parallelism every rank must call it (the batch outputs are gathered)."""
-        return {
-            "flat_params": B.to_numpy(self.model.flat_params).copy(),
-            "frozen": {
-                k: B.to_numpy(v).copy() for k, v in self.model.named_params().items() if k not in self.model.slices
-            },  # parameters outside the flat buffer
-            "model_state": {k: B.to_numpy(v).copy() for k, v in self.model.named_state().items()},
-            "slots": {k: B.to_numpy(v).copy() for k, v in self.optimizer.slots.items()},
-            "iterations": self.optimizer.iterations,
-            "epoch": self.state.epoch,
-            "history": {k: list(v) for k, v in self.state.history.items()},
-            "schedule": self.schedule.state(),
-            "early": self.early.state() if self.early else None,
-            "data_rng": self.data_rng.bit_generator.state,
-            "aug_rng": self.aug_rng.bit_generator.state,
-            "layer_rngs": self.model.rng_states(),
-            "position": self._position(),
-        }
-
-    def _position(self) -> dict | None:
-        """The epoch in progress as host arrays: order, batches done, batch losses, outputs and their rows."""
-        prog = self.progress
-        if prog is None:
-            return None
-        losses_host = _host_losses(prog.losses, self.model.dtype)
-        out = {
-            "order": prog.order.copy(),
-            "batch": prog.batch,
-            "batch_size": prog.batch_size,
-            "losses": self.strategy.gather(losses_host),
-            "carried_loss": prog.carried_loss,
-        }
-        if self.metric_names and (prog.preds or prog.carried is not None or self.strategy.size > 1):
-            p, rows = self._outputs(prog)
-            out["preds"], out["rows"] = B.to_numpy(p), rows
-        return out
+        """Host copy of everything needed to resume exactly here (``trainer_state.snapshot``)."""
+        return trainer_state.snapshot(self)
 
     def restore(self, snap: dict) -> None:
-        xp = B.xp
-        self.model.flat_params[...] = B.asarray(snap["flat_params"])
-        params = self.model.named_params()
-        for k, v in snap.get("frozen", {}).items():
-            params[k][...] = B.asarray(v)
-        state = self.model.named_state()
-        for k, v in snap["model_state"].items():
-            state[k][...] = B.asarray(v)
-        for k, v in snap["slots"].items():
-            self.optimizer.slots[k] = xp.asarray(v).copy()
-        self.optimizer.iterations = int(snap["iterations"])
-        self.state.epoch = int(snap["epoch"])
-        self.state.history = {k: list(v) for k, v in snap["history"].items()}
-        self.schedule.load_state(snap["schedule"])
-        if self.early and snap.get("early"):
-            self.early.load_state(snap["early"])
-        self.data_rng.bit_generator.state = snap["data_rng"]
-        self.aug_rng.bit_generator.state = snap["aug_rng"]
-        self.model.set_rng_states(snap["layer_rngs"])
-        self.progress = self._progress_from(snap.get("position"))
-
-    def _progress_from(self, pos: dict | None) -> EpochProgress | None:
-        if pos is None:
-            return None
-        prog = EpochProgress(np.asarray(pos["order"], dtype=np.int64), int(pos["batch_size"]), int(pos["batch"]))
-        losses_host = np.asarray(pos["losses"])
-        if self.strategy.size == 1:  # the same per-batch values in the same order: the same epoch loss
-            prog.losses = [B.xp.asarray(v) for v in losses_host]
-        else:  # every rank's batches so far, summed once, beside this rank's share of the rest
-            prog.carried_loss = float(pos.get("carried_loss", 0.0)) + float(losses_host.astype(np.float64).sum())
-        if "preds" in pos and len(pos["rows"]):
-            prog.carried = (B.asarray(pos["preds"]), np.asarray(pos["rows"], dtype=np.int64))
-        return prog
-
-
-def _host_losses(values: list, dtype) -> np.ndarray:
-    """Per-batch device losses as one host array (one read); empty when no batch ran."""
-    if not values:
-        return np.zeros(0, dtype)
-    return B.to_numpy(B.xp.stack([B.xp.asarray(v) for v in values]))
+        """Continue from a ``snapshot()`` (``trainer_state.restore``)."""
+        trainer_state.restore(self, snap)
 
 
 class _RunningLoss:

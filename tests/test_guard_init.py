@@ -79,6 +79,6 @@ def test_init_refuses_rows_without_a_target(tmp_path):
     ],
 )
 def test_column_kinds(cells, kind):
-    from nnctl.starter import _column_kind
+    from nnctl.starter.inspection import _column_kind
 
     assert _column_kind([[c] for c in cells], 0) == kind

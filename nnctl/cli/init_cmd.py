@@ -17,8 +17,8 @@ def register(app: typer.Typer, reports_errors) -> None:
         force: bool = typer.Option(False, "--force", help="overwrite an existing output file"),
     ):
         """Look at a data file and write a commented starter spec (task, shapes, scaling, a small network)."""
-        from nnctl.checkpoint import atomic_write
         from nnctl.errors import SpecError
+        from nnctl.fs import atomic_write
         from nnctl.starter import starter_spec
 
         if output == "-":

@@ -179,6 +179,9 @@ class _Pool3D(Layer):
             _window(dx, off, self._out, self._s, (1, 1, 1))[...] += part
         return (_crop3(dx, self._pads),)
 
+    def compute_mask(self, mask, inputs):
+        return None  # a volume has no steps axis to mask (as Conv3D)
+
 
 @register()
 class MaxPooling3D(_Pool3D):
@@ -220,6 +223,9 @@ class UpSampling3D(Layer):
         fd, fh, fw = self._f
         return (g.reshape(n, d, fd, h, fh, w, fw, c).sum(axis=(2, 4, 6)),)
 
+    def compute_mask(self, mask, inputs):
+        return None  # a volume has no steps axis to mask (as Conv3D)
+
 
 @register()
 class ZeroPadding3D(Layer):
@@ -249,3 +255,6 @@ class ZeroPadding3D(Layer):
 
     def backward(self, g, cache):
         return (_crop3(g, self._pads),)
+
+    def compute_mask(self, mask, inputs):
+        return None  # a volume has no steps axis to mask (as Conv3D)

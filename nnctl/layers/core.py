@@ -171,6 +171,8 @@ class Add(Layer):
 class Concatenate(Layer):
     """Join inputs along ``axis`` (Keras counting: axis 0 is the batch axis, -1 the last)."""
 
+    mask_per_input = True  # joining along the steps joins the inputs' masks
+
     def __init__(self, axis: int = -1, **kw):
         super().__init__(**kw)
         self.axis = axis
@@ -196,6 +198,23 @@ class Concatenate(Layer):
 
     def backward(self, g, splits):
         return tuple(B.xp.split(g, splits, axis=self._ax))
+
+    def compute_mask(self, mask, inputs):
+        """The inputs' (N, T) masks joined along the steps when ``axis`` is the steps axis, else a step is real
+        where any input's is (Keras); an input without a mask counts every step real."""
+        known = [m for m in mask if m is not None]
+        if not known:
+            return None
+        if self._ax != 1 and len(known) == len(mask) and all(m is known[0] for m in known):
+            return known[0]  # branches of one masked sequence keep its mask
+        xp = B.xp
+        full = [xp.ones(x.shape[:2], dtype=bool) if m is None else m for m, x in zip(mask, inputs)]
+        if self._ax == 1:
+            return xp.concatenate(full, axis=1)
+        out = full[0]
+        for m in full[1:]:
+            out = out | m
+        return out
 
 
 @register()

@@ -36,14 +36,14 @@ from nnctl import initializers
 from nnctl.fields import Choices, PositiveInt, Rate
 from nnctl.initializers import InitializerName
 from nnctl.layers.base import LAYERS, Layer, layer_class, register
-from nnctl.layers.rnn_cells import Cell, GRUCell, LSTMCell, Tape, run, run_back
+from nnctl.layers.rnn_cells import Cell, GRUCell, LSTMCell, SimpleRNNCell, Tape, run, run_back
 from nnctl.ops.activations import ActivationName
 
 
 class RNN(Layer):
     """Shared recurrent layer: builds Keras-layout weights, runs its ``cell`` over time (see module doc)."""
 
-    cell_class = Cell
+    cell_class: type[Cell] = SimpleRNNCell
 
     def __init__(
         self,
@@ -105,31 +105,41 @@ class RNN(Layer):
         dt = W.dtype
         N, T, F = x.shape
         s = Tape(self._pool)
-        s.drop = None
         if training and self.dropout > 0:
             keep = self.rng.random((N, 1, F), dtype=np.float32) >= self.dropout
             s.drop = B.asarray(keep).astype(dt) * dt.type(1.0 / (1.0 - self.dropout))
             x = x * s.drop
         X = x.transpose(1, 0, 2)  # time-major (T, N, F), in the order the steps run
-        s.X = s.empty("X", (T, N, F), dt)
-        s.X[...] = X[::-1] if self.go_backwards else X
+        # a column of ones after the features carries the input bias through the input products (forward: Z,
+        # backward: its gradient as the last row of X^T dZ), so no pass over Z adds or sums it
+        Fa = F + (bias is not None)
+        s.X = s.empty("X", (T, N, Fa), dt)
+        s.X[..., :F] = X[::-1] if self.go_backwards else X
+        if bias is not None:
+            s.X[..., F] = 1
         brec = None
         if bias is not None and cell.split_bias:
             bias, brec = bias[0], bias[1]
-        s.k = k = cell.scale(dt)  # fused cells: sigmoid-gate columns pre-scaled by 0.5
+        G, U = cell.G, self.units
+        s.scale = k = cell.scale(dt)  # fused cells: sigmoid-gate blocks pre-scaled by 0.5, (G, 1, U)
         if k is not None:
-            W, R = W * k, R * k
-            bias = None if bias is None else bias * k
-            brec = None if brec is None else brec * k
-        s.Z = s.empty("Z", (T, N, W.shape[1]), dt)
-        xp.matmul(s.X.reshape(T * N, F), W, out=s.Z.reshape(T * N, -1))
+            kf = k.reshape(-1)
+            W, R = W * kf, R * kf
+            bias = None if bias is None else bias * kf
+            brec = None if brec is None else brec * kf
+        Wa = xp.empty((G, Fa, U), dtype=dt)  # [W; b] by gate block
+        Wa[:, :F] = W.reshape(F, G, U).transpose(1, 0, 2)
         if bias is not None:
-            s.Z += bias
+            Wa[:, F] = bias.reshape(G, U)
+        s.Z = s.empty("Z", (T, G, N, U), dt)  # block-major (rnn_cells): one (N, Fa) @ (Fa, U) product per block
+        xp.matmul(s.X[:, None], Wa, out=s.Z)
+        Wr = xp.ascontiguousarray(R.reshape(U, G, U).transpose(1, 0, 2))  # (G, U, U): h R by block
+        brec = None if brec is None else brec.reshape(G, 1, U)
         Mb = None
         if mask is not None:  # applied even when nothing is padded: testing that would read the device
             mask = xp.asarray(mask, dtype=bool)
             Mb = xp.ascontiguousarray(mask.T[::-1] if self.go_backwards else mask.T)[:, :, None]
-        run(cell, s, R, brec, *(list(states) + [None, None])[:2], Mb)
+        run(cell, s, Wr, brec, *(list(states) + [None, None])[:2], Mb, training=training)
         s.n_init = len(states)
         if self.return_sequences:  # a fresh array: the tape's buffers go back to the pool
             out = xp.empty((N, T, self.units), dtype=dt)
@@ -147,7 +157,7 @@ class RNN(Layer):
     def backward(self, grad, s):
         xp = B.xp
         g_out, g_h, g_c = (list(grad) + [None, None])[:3] if self.return_state else (grad, None, None)
-        T, N, _ = s.Z.shape
+        T, N, _ = s.X.shape
         dt = s.Z.dtype
         dh = xp.zeros((N, self.units), dtype=dt) if g_h is None else g_h.astype(dt, copy=True)
         dc = None
@@ -167,15 +177,17 @@ class RNN(Layer):
         dh0, dc0 = run_back(self.cell, s, R, dseq, dh, dc)
         F = W.shape[0]
         dZ2, dRec2 = s.dZ.reshape(T * N, -1), s.dRec.reshape(T * N, -1)
-        xp.matmul(s.X.reshape(T * N, F).T, dZ2, out=self.grads["kernel"])
+        gWa = xp.matmul(dZ2.T, s.X.reshape(T * N, -1))  # (G*U, Fa): [dW; db]^T, db from the ones column
+        self.grads["kernel"][...] = gWa[:, :F].T
         xp.matmul(s.H[:T].reshape(T * N, -1).T, dRec2, out=self.grads["recurrent_kernel"])
         if self.use_bias:
             gb = self.grads["bias"]
             if self.cell.split_bias:
-                dZ2.sum(axis=0, out=gb[0])
-                dRec2.sum(axis=0, out=gb[1])
+                gb[0] = gWa[:, F]
+                ones = s.X.reshape(T * N, -1)[:, F]  # the ones column: a product sums faster than .sum
+                xp.matmul(ones, dRec2, out=gb[1])
             else:
-                dZ2.sum(axis=0, out=gb)
+                gb[...] = gWa[:, F]
         dx = None
         if self.input_grads_needed[0]:  # not for the model input: saves a (T*N, G*units) x (G*units, F) product
             dX = (dZ2 @ W.T).reshape(T, N, F)
@@ -193,7 +205,7 @@ class RNN(Layer):
 class SimpleRNN(RNN):
     """Fully connected recurrence: h_t = act(x_t W + h_{t-1} R + b); (N, T, F) -> (N, units) or (N, T, units)."""
 
-    cell_class = Cell
+    cell_class = SimpleRNNCell
 
 
 @register()

@@ -1,11 +1,19 @@
 """Recurrent cells and the one time loop they share (forward over time, BPTT backward over time).
 
-Arrays are time-major inside the loop: ``Z`` (T, N, G*U) starts as x_t W + b for every step (one
-matmul before the loop) and each step adds h_{t-1} R in place, so a step costs one small matmul
-forward and one backward. ``H`` (T+1, N, U) holds h_0..h_T (``C`` the LSTM cell states). Before the
-backward loop each cell turns its tape into per-step coefficients in a few whole-sequence operations
-(dh_t -> dz_t is then a couple of multiplies); after it, dW = X^T dZ, dR = H_{0..T-1}^T dRec and
-dx = dZ W^T are three whole-sequence matmuls (in recurrent.py).
+What one forward records is a ``Tape`` (typed slots, one meaning each). Inside the loop the gates are
+time-major and **block-major**: ``Z`` (T, G, N, U) starts as x_t W + b for every step (one matmul before
+the loop, written into that layout with the bias in one pass), and each step adds h_{t-1} R in place
+(one batched product with the kernel's G blocks, ``Wr`` (G, U, U)). A step's gate block ``Z[t, j]`` is
+then one contiguous (N, U) array: elementwise calls on it cost a third of those on a column slice of an
+(N, G*U) row-major array (0.9-1.4 against 2.5-4.2 us for LSTM(64) at batch 64, measured). ``H``
+(T+1, N, U) holds h_0..h_T (``C`` the LSTM cell states). The gradients ``dZ``/``dRec`` stay row-major
+(T, N, G*U), so dh_{t-1} = dz_t R^T is one product per step and, after the loop, dW = X^T dZ,
+dR = H_{0..T-1}^T dRec and dx = dZ W^T are three whole-sequence matmuls (in recurrent.py). The stored
+weights keep Keras's layout; only views and copies of them see the block-major one.
+
+Before the backward loop each cell turns its tape into per-step coefficients (dh_t -> dz_t is then a
+couple of multiplies). A fused LSTM in training records them during the forward instead, step by step
+while the step's arrays are in cache.
 
 With the default activations (tanh, sigmoid) a cell is *fused*: sigmoid(z) = 0.5 + 0.5 tanh(z / 2),
 so the layer pre-scales the sigmoid gates' weight columns by ``scale`` = 0.5 and one in-place tanh
@@ -22,6 +30,7 @@ the backward coefficients of masked rows are zeroed so their gradients pass stra
 from __future__ import annotations
 
 import weakref
+from typing import Any
 
 from nnctl import backend as B
 from nnctl.ops import activations
@@ -62,21 +71,114 @@ class Fn:
         return out
 
 
+Array = Any  # a backend array (numpy.ndarray or cupy.ndarray)
+
+
 def _release(pool: list, bufs: dict) -> None:
     if len(pool) < 2:
         pool.append(bufs)
 
 
 class Tape:
-    """What the forward records for BPTT. Its big arrays come from the owning layer's ``pool`` and go
-    back to it when the tape is dropped, so a training loop reuses them instead of allocating (and
-    page-faulting) megabytes per batch; returned outputs and gradients are never pool arrays."""
+    """What one forward of a recurrent layer records for its BPTT backward, one meaning per slot.
+
+    Shapes: T steps, N rows, F input features, U units, G gate blocks (cell.G). Its big arrays come from
+    the owning layer's ``pool`` (``empty``) and go back to it when the tape is dropped, so a training loop
+    reuses them instead of allocating (and page-faulting) megabytes per batch; returned outputs and
+    gradients are never pool arrays. Slots a cell does not use stay None.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "bufs",
+        "drop",
+        "X",
+        "scale",
+        "Z",
+        "n_init",
+        "Wr",
+        "brec",
+        "Mb",
+        "parts",
+        "back_parts",
+        "hWr",
+        "H",
+        "C",
+        "A",
+        "shift",
+        "scale2",
+        "cU",
+        "gU",
+        "dHp",
+        "TC",
+        "HR",
+        "WrT",
+        "M",
+        "keep",
+        "dZ",
+        "dRec",
+        "D",
+        "E",
+        "dZ4",
+        "Ec",
+        "Fm",
+        "Ez",
+        "Eh",
+        "Er",
+        "Zm",
+    )
+
+    bufs: dict[str, Array]  # pool buffers by name, reused across batches
+    # -- recorded by RNN.forward (recurrent.py)
+    drop: Array | None  # (N, 1, F) input dropout multiplier: 0 or 1/(1-rate); None without dropout
+    X: Array  # (T, N, F) the (dropped-out) inputs, time-major, in the order the steps run
+    scale: Array | None  # (G, 1, U) fused cells: 0.5 on sigmoid-gate blocks, 1 on the tanh block; else None
+    Z: Array  # (T, G, N, U) x_t W + b, then + h_{t-1} R per step; fused cells overwrite it with the gates
+    n_init: int  # initial-state inputs the forward got (0 or cell.n_states)
+    # -- recorded by run() and the cell's alloc/step
+    Wr: Array  # (G, U, U) recurrent kernel by gate block, as used (scaled when fused)
+    brec: Array | None  # (G, 1, U) GRU's recurrent bias by block, as used (bias row 1, scaled when fused)
+    Mb: Array | None  # (T, N, 1) bool, True = a real step; None without a mask
+    parts: list[slice] | None  # row pieces of each step's forward product, per gate block (row_parts)
+    back_parts: list[slice] | None  # row pieces of each step's backward product dz_t R^T
+    hWr: Array  # (G, N, U) scratch: the current step's h_{t-1} Wr
+    H: Array  # (T+1, N, U) h_0 .. h_T
+    C: Array | None  # (T+1, N, U) LSTM cell states c_0 .. c_T; None for other cells
+    A: Array  # (T, G, N, U) gate activations (Z itself when fused)
+    shift: Array | None  # (G, 1, U) fused LSTM: 1 - scale, so gate = scale * tanh(z) + shift
+    scale2: Array | None  # (G, 1, U) fused LSTM: scale**2, so a'(z) = scale2 - (scale * tanh(scale z))**2
+    cU: Array | None  # (N, U) forward scratch of the current step (LSTM i * g, GRU r * rec_h)
+    TC: Array | None  # (T, N, U) LSTM act(c_t), before masking
+    HR: Array | None  # (T, 3, N, U) GRU h_{t-1} Wr + brec for every step
+    # -- recorded by run_back() and the cell's prepare_back/step_back
+    WrT: Array  # (G*U, U) the unscaled recurrent kernel, transposed and contiguous
+    M: Array | None  # (T, N, 1) Mb as the compute dtype: 1 = real step
+    keep: Array | None  # (T, N, 1) 1 - M: where the state passes through unchanged
+    dZ: Array  # (T, N, G*U) gradient of x_t W + b
+    dRec: Array  # (T, N, G*U) gradient of h_{t-1} R (+ b_rec): dZ itself except for GRU
+    gU: Array | None  # (N, U) backward scratch of the current step (LSTM dh * Ec, GRU dh * Zm)
+    dHp: Array  # (2, N, U) dh_{t-1} of the step just done and of the one before (the loop alternates)
+    D: Array | None  # (T, N, U) SimpleRNN f'(z_t), zero on masked steps
+    E: (
+        Array | None
+    )  # (T, 4, N, U) LSTM: dz_{i,f,g} = dc_t E[t, :3], dz_o = dh_t E[t, 3] (fused training: the forward fills it)
+    dZ4: Array | None  # (T, N, 4, U) dZ by gate block
+    Ec: Array | None  # (T, N, U) LSTM: d c_t += dh_t Ec (o act'(c_t); fused training: filled by the forward)
+    Fm: Array | None  # (T, N, U) LSTM: dc_{t-1} = dc_t Fm (the forget gate; 1 on masked steps)
+    Ez: Array | None  # (T, N, U) GRU: dz_z = dh_t Ez
+    Eh: Array | None  # (T, N, U) GRU: dz_h = dh_t Eh
+    Er: Array | None  # (T, N, U) GRU: dz_r = dz_h Er
+    Zm: Array | None  # (T, N, U) GRU: dh_{t-1} += dh_t Zm (the update gate; 1 on masked steps)
 
     def __init__(self, pool: list):
+        for name in self.__slots__[2:]:
+            setattr(self, name, None)
+        self.n_init = 0
         self.bufs = pool.pop() if pool else {}
         weakref.finalize(self, _release, pool, self.bufs)
 
-    def empty(self, name: str, shape: tuple, dtype):
+    def empty(self, name: str, shape: tuple, dtype) -> Array:
+        """An uninitialised pool buffer ``name`` of this shape and dtype (reused when the last one fits)."""
         a = self.bufs.get(name)
         if a is None or a.shape != tuple(shape) or a.dtype != dtype or not isinstance(a, B.xp.ndarray):
             a = self.bufs[name] = B.xp.empty(shape, dtype=dtype)
@@ -84,43 +186,63 @@ class Tape:
 
 
 class Cell:
-    """SimpleRNN cell: h_t = act(x_t W + h_{t-1} R + b). G = 1 gate block."""
+    """Base of the recurrent cells: G gate blocks of ``units`` columns, the activations, and the hooks the
+    time loop calls (alloc, step, then prepare_back, step_back per step, finish_back)."""
 
-    G = 1
-    n_states = 1
+    G = 1  # gate blocks side by side in the kernels' last axis
+    n_states = 1  # states carried between steps (LSTM: h and c)
     split_bias = False  # GRU keeps a separate recurrent bias (bias row 1)
-    fused = False
+    fused = False  # gates computed as one in-place tanh over pre-scaled columns (GatedCell)
 
     def __init__(self, units: int, activation: str = "tanh", recurrent_activation: str = "sigmoid"):
         self.units = units
         self.act = Fn(activation)
         self.rec = Fn(recurrent_activation)
 
-    def scale(self, dtype):
+    def scale(self, dtype) -> Array | None:
         """Column scale for the fused form (0.5 on sigmoid gates, 1 elsewhere), or None."""
         return None
 
-    def alloc(self, s) -> None:
+    def alloc(self, s: Tape, training: bool = False) -> None:
+        """Claim the cell's per-sequence buffers on the tape (after run() has set H, C, Z); ``training``: a
+        backward will follow, so a cell may record its coefficients during the forward."""
         s.A = s.Z if self.fused else s.empty("A", s.Z.shape, s.Z.dtype)
 
+    def step(self, s: Tape, t: int) -> None:
+        """Forward step t: read Z[t], H[t] (C[t]); write H[t+1] (C[t+1]) and what backward needs."""
+        raise NotImplementedError
+
+    def prepare_back(self, s: Tape) -> None:
+        """Whole-sequence coefficients for step_back, computed once before the backward loop."""
+        raise NotImplementedError
+
+    def step_back(self, s: Tape, t: int, dh: Array, dc: Array | None, out: Array) -> tuple[Array, Array | None]:
+        """Backward step t: fill dZ[t] (dRec[t]) from dh_t (dc_t); return (dh_{t-1} written into ``out``,
+        dc_{t-1}, which may be ``dc`` updated in place)."""
+        raise NotImplementedError
+
+    def finish_back(self, s: Tape) -> None:
+        """Whole-sequence work after the backward loop (none by default)."""
+
+
+class SimpleRNNCell(Cell):
+    """SimpleRNN cell: h_t = act(x_t W + h_{t-1} R + b). G = 1 gate block."""
+
     def step(self, s, t) -> None:
-        z = s.Z[t]
-        z += rec_matmul(s, s.H[t], s.Wr, s.tmp)
+        z = s.Z[t, 0]
+        z += rec_matmul(s.H[t], s.Wr, s.hWr, s.parts)[0]
         self.act(z, out=s.H[t + 1])
 
     def prepare_back(self, s) -> None:
-        s.D = self.act.deriv(s.Z, s.H[1:], out=s.empty("D", s.Z.shape, s.Z.dtype))
+        s.D = self.act.deriv(s.Z[:, 0], s.H[1:], out=s.empty("D", s.H[1:].shape, s.Z.dtype))
         if s.M is not None:
             s.D *= s.M
 
-    def step_back(self, s, t, dh, dc):
-        dhp = rec_matmul(s, B.xp.multiply(dh, s.D[t], out=s.dZ[t]), s.WrT)
+    def step_back(self, s, t, dh, dc, out):
+        dhp = rec_matmul(B.xp.multiply(dh, s.D[t], out=s.dZ[t]), s.WrT, out, s.back_parts)
         if s.M is not None:
             dhp += dh * s.keep[t]
         return dhp, None
-
-    def finish_back(self, s) -> None:
-        pass
 
 
 class GatedCell(Cell):
@@ -134,9 +256,9 @@ class GatedCell(Cell):
     def scale(self, dtype):
         if not self.fused:
             return None
-        k = B.xp.full((self.G, self.units), 0.5, dtype=dtype)
+        k = B.xp.full((self.G, 1, self.units), 0.5, dtype=dtype)
         k[2] = 1
-        return k.reshape(-1)
+        return k
 
 
 class LSTMCell(GatedCell):
@@ -145,62 +267,85 @@ class LSTMCell(GatedCell):
     G = 4
     n_states = 2
 
-    def alloc(self, s):
-        super().alloc(s)
-        s.TC = s.empty("TC", (s.Z.shape[0], *s.H.shape[1:]), s.Z.dtype)  # act(c_t), before masking
+    def alloc(self, s, training=False):
+        super().alloc(s, training)
+        T, G, N, U = s.Z.shape
+        dt = s.Z.dtype
+        s.TC = s.empty("TC", (T, N, U), dt)  # act(c_t), before masking
+        s.cU = s.empty("cU", (N, U), dt)
         if self.fused:
-            s.b = 1 - s.k  # sigmoid blocks: 0.5 tanh + 0.5; the c block: tanh itself
+            s.shift = 1 - s.scale  # sigmoid blocks: 0.5 tanh + 0.5; the c block: tanh itself
+            if training:  # the backward's coefficients, computed by each step while its arrays are in cache
+                s.scale2 = s.scale * s.scale
+                s.E = s.empty("E", s.Z.shape, dt)
+                s.Ec = s.empty("Ec", (T, N, U), dt)
 
     def step(self, s, t):
-        xp, U = B.xp, self.units
-        z, a = s.Z[t], s.A[t]
-        z += rec_matmul(s, s.H[t], s.Wr, s.tmp)
+        xp = B.xp
+        z = s.Z[t]  # (4, N, U)
+        z += rec_matmul(s.H[t], s.Wr, s.hWr, s.parts)
+        e = None
         if self.fused:  # a is z
             xp.tanh(z, out=z)
-            z *= s.k
-            z += s.b
+            z *= s.scale
+            if s.E is not None:  # a'(z) = k^2 - (k tanh)^2: sigmoid' for k = 0.5, tanh' for k = 1
+                e = xp.multiply(z, z, out=s.E[t])
+                xp.subtract(s.scale2, e, out=e)
+            z += s.shift
+            i, f, g, o = z
         else:
-            self.rec(z[:, : 2 * U], out=a[:, : 2 * U])
-            self.act(z[:, 2 * U : 3 * U], out=a[:, 2 * U : 3 * U])
-            self.rec(z[:, 3 * U :], out=a[:, 3 * U :])
-        i, f, g, o = a[:, :U], a[:, U : 2 * U], a[:, 2 * U : 3 * U], a[:, 3 * U :]
+            a = s.A[t]
+            self.rec(z[:2], out=a[:2])
+            self.act(z[2], out=a[2])
+            self.rec(z[3], out=a[3])
+            i, f, g, o = a
         c = xp.multiply(f, s.C[t], out=s.C[t + 1])
-        c += i * g
-        self.act(c, out=s.TC[t])
-        xp.multiply(o, s.TC[t], out=s.H[t + 1])
+        c += xp.multiply(i, g, out=s.cU)
+        tc = self.act(c, out=s.TC[t])
+        xp.multiply(o, tc, out=s.H[t + 1])
+        if e is not None:  # E = a'(z) * (g, c_{t-1}, i, act(c_t)) by block; Ec = o act'(c_t)
+            e[0] *= g
+            e[1] *= s.C[t]
+            e[2] *= i
+            e[3] *= tc
+            ec = xp.multiply(tc, tc, out=s.Ec[t])
+            xp.subtract(1, ec, out=ec)
+            ec *= o
 
     def prepare_back(self, s):
         # dz_{i,f,g} = dc * E_{i,f,g}, dz_o = dh * E_o, dc += dh * Ec, dc_{t-1} = dc * Fm
-        xp, U, Z, A = B.xp, self.units, s.Z, s.A
-        E = s.empty("E", A.shape, A.dtype)
-        blk = [slice(j * U, (j + 1) * U) for j in range(4)]
-        for j, fn, other in (
-            (0, self.rec, A[..., blk[2]]),
-            (1, self.rec, s.C[:-1]),
-            (2, self.act, A[..., blk[0]]),
-            (3, self.rec, s.TC),
-        ):
-            fn.deriv(Z[..., blk[j]], A[..., blk[j]], out=E[..., blk[j]])
-            E[..., blk[j]] *= other
-        s.Ec = self.act.deriv(s.C[1:], s.TC, out=s.empty("Ec", s.TC.shape, A.dtype))
-        s.Ec *= A[..., blk[3]]
-        s.Fm = A[..., blk[1]]
+        xp, Z, A = B.xp, s.Z, s.A
+        T, G, N, U = Z.shape
+        if s.E is None:  # not filled by a training forward
+            E = s.E = s.empty("E", A.shape, A.dtype)
+            for j, fn, other in (
+                (0, self.rec, A[:, 2]),
+                (1, self.rec, s.C[:-1]),
+                (2, self.act, A[:, 0]),
+                (3, self.rec, s.TC),
+            ):
+                fn.deriv(Z[:, j], A[:, j], out=E[:, j])
+                E[:, j] *= other
+            s.Ec = self.act.deriv(s.C[1:], s.TC, out=s.empty("Ec", s.TC.shape, A.dtype))
+            s.Ec *= A[:, 3]
+        s.Fm = A[:, 1]
         if s.M is not None:
-            E *= s.M
+            s.E *= s.M[:, None]
             s.Ec *= s.M
             s.Fm = xp.where(s.Mb, s.Fm, xp.ones((), dtype=A.dtype))
-        T, N = A.shape[:2]
-        s.E4, s.dZ4 = E.reshape(T, N, 4, U), s.dZ.reshape(T, N, 4, U)
+        s.dZ4 = s.dZ.reshape(T, N, G, U)
+        s.gU = s.empty("gU", (N, U), A.dtype)
 
-    def step_back(self, s, t, dh, dc):
-        xp = B.xp
-        dc = dc + dh * s.Ec[t]
-        xp.multiply(dc[:, None, :], s.E4[t, :, :3], out=s.dZ4[t, :, :3])
-        xp.multiply(dh, s.E4[t, :, 3], out=s.dZ4[t, :, 3])
-        dhp = rec_matmul(s, s.dZ[t], s.WrT)
+    def step_back(self, s, t, dh, dc, out):
+        xp, e, dz = B.xp, s.E[t], s.dZ4[t]
+        dc += xp.multiply(dh, s.Ec[t], out=s.gU)  # dc is the loop's own array (run_back)
+        xp.multiply(dc[:, None, :], e[:3].transpose(1, 0, 2), out=dz[:, :3])
+        xp.multiply(dh, e[3], out=dz[:, 3])
+        dhp = rec_matmul(s.dZ[t], s.WrT, out, s.back_parts)
         if s.M is not None:
             dhp += dh * s.keep[t]
-        return dhp, dc * s.Fm[t]
+        dc *= s.Fm[t]
+        return dhp, dc
 
 
 class GRUCell(GatedCell):
@@ -210,57 +355,60 @@ class GRUCell(GatedCell):
     G = 3
     split_bias = True
 
-    def alloc(self, s):
-        super().alloc(s)
-        s.R = s.empty("R", s.Z.shape, s.Z.dtype)  # h_{t-1} R + b_rec (z, r columns scaled when fused)
+    def alloc(self, s, training=False):
+        super().alloc(s, training)
+        s.HR = s.empty("HR", s.Z.shape, s.Z.dtype)  # h_{t-1} Wr + brec (z, r blocks scaled when fused)
+        s.cU = s.empty("cU", s.H.shape[1:], s.Z.dtype)
 
     def step(self, s, t):
-        xp, U = B.xp, self.units
-        z, a, rec = s.Z[t], s.A[t], s.R[t]
-        rec_matmul(s, s.H[t], s.Wr, rec)
+        xp = B.xp
+        z, a, rec = s.Z[t], s.A[t], s.HR[t]  # (3, N, U) each
+        rec_matmul(s.H[t], s.Wr, rec, s.parts)
         if s.brec is not None:
             rec += s.brec
-        zr = z[:, : 2 * U]
-        zr += rec[:, : 2 * U]
+        zr = z[:2]
+        zr += rec[:2]
         if self.fused:  # a is z
             xp.tanh(zr, out=zr)
             zr *= 0.5
             zr += 0.5
         else:
-            self.rec(zr, out=a[:, : 2 * U])
-        z[:, 2 * U :] += a[:, U : 2 * U] * rec[:, 2 * U :]
-        hh = self.act(z[:, 2 * U :], out=a[:, 2 * U :])
+            self.rec(zr, out=a[:2])
+        z[2] += xp.multiply(a[1], rec[2], out=s.cU)
+        hh = self.act(z[2], out=a[2])
         h = xp.subtract(s.H[t], hh, out=s.H[t + 1])
-        h *= a[:, :U]
+        h *= a[0]
         h += hh
 
     def prepare_back(self, s):
         # dz_h = dh * Eh (into dZ), dz_z = dh * Ez, dz_r = dz_h * Er, d(rec_h) = dz_h * r (into dRec)
-        xp, U, Z, A, dt = B.xp, self.units, s.Z, s.A, s.Z.dtype
-        zg, r, hh = A[..., :U], A[..., U : 2 * U], A[..., 2 * U :]
+        xp, Z, A, dt = B.xp, s.Z, s.A, s.Z.dtype
+        zg, r, hh = A[:, 0], A[:, 1], A[:, 2]
         shape = s.H[1:].shape
-        s.Ez = self.rec.deriv(Z[..., :U], zg, out=s.empty("Ez", shape, dt))
-        s.Ez *= s.H[:-1] - hh
-        s.Eh = self.act.deriv(Z[..., 2 * U :], hh, out=s.empty("Eh", shape, dt))
-        s.Eh *= 1 - zg
-        s.Er = self.rec.deriv(Z[..., U : 2 * U], r, out=s.empty("Er", shape, dt))
-        s.Er *= s.R[..., 2 * U :]
+        s.Ez = self.rec.deriv(Z[:, 0], zg, out=s.empty("Ez", shape, dt))
+        tmp = xp.subtract(s.H[:-1], hh, out=s.empty("tmp", shape, dt))
+        s.Ez *= tmp
+        s.Eh = self.act.deriv(Z[:, 2], hh, out=s.empty("Eh", shape, dt))
+        s.Eh *= xp.subtract(1, zg, out=tmp)
+        s.Er = self.rec.deriv(Z[:, 1], r, out=s.empty("Er", shape, dt))
+        s.Er *= s.HR[:, 2]
         s.Zm = zg
         if s.M is not None:
             s.Ez *= s.M
             s.Eh *= s.M
             s.Zm = xp.where(s.Mb, zg, xp.ones((), dtype=dt))
         s.dRec = s.empty("dRec", s.dZ.shape, dt)
+        s.gU = s.empty("gU", shape[1:], dt)
 
-    def step_back(self, s, t, dh, dc):
+    def step_back(self, s, t, dh, dc, out):
         xp, U = B.xp, self.units
         drec = s.dRec[t]
         dxh = xp.multiply(dh, s.Eh[t], out=s.dZ[t, :, 2 * U :])
         xp.multiply(dh, s.Ez[t], out=drec[:, :U])
         xp.multiply(dxh, s.Er[t], out=drec[:, U : 2 * U])
-        xp.multiply(dxh, s.A[t, :, U : 2 * U], out=drec[:, 2 * U :])
-        dhp = rec_matmul(s, drec, s.WrT)
-        dhp += dh * s.Zm[t]
+        xp.multiply(dxh, s.A[t, 1], out=drec[:, 2 * U :])
+        dhp = rec_matmul(drec, s.WrT, out, s.back_parts)
+        dhp += xp.multiply(dh, s.Zm[t], out=s.gU)
         return dhp, None
 
     def finish_back(self, s):
@@ -287,34 +435,35 @@ def row_parts(n: int, weights: int) -> list[slice] | None:
     return [slice(a, min(a + rows, n)) for a in range(0, n, rows)]
 
 
-def rec_matmul(s, a, w, out=None):
-    """out = a @ w (a new array without ``out``), in the tape's row pieces ``s.parts`` (see row_parts)."""
+def rec_matmul(a, w, out, parts):
+    """out = a @ w in row pieces ``parts`` (see row_parts; None: one product): the forward's a (N, U) @ Wr
+    (G, U, U) -> (G, N, U), one product per gate block, or the backward's dz (N, G*U) @ R^T -> (N, U)."""
     xp = B.xp
-    if s.parts is None:
+    if parts is None:
         return xp.matmul(a, w, out=out)
-    if out is None:
-        out = xp.empty((a.shape[0], w.shape[1]), dtype=xp.result_type(a, w))
-    for p in s.parts:
-        xp.matmul(a[p], w, out=out[p])
+    for p in parts:
+        xp.matmul(a[p], w, out=out[..., p, :])
     return out
 
 
-def run(cell: Cell, s, Wr, brec, h0, c0, Mb):
-    """Forward loop over time on the tape ``s`` whose ``s.Z`` (T, N, G*U) holds x W + b (pre-scaled by
-    ``s.k`` when fused; overwritten with pre-activations/activations). Wr, brec: as used (scaled)."""
+def run(cell: Cell, s, Wr, brec, h0, c0, Mb, training=False):
+    """Forward loop over time on the tape ``s`` whose ``s.Z`` (T, G, N, U) holds x W + b (pre-scaled by
+    ``s.scale`` when fused; overwritten with pre-activations/activations). Wr (G, U, U), brec (G, 1, U):
+    the recurrent kernel's blocks and bias as used (scaled). ``training``: a backward follows (a cell may
+    record its coefficients step by step)."""
     xp = B.xp
-    T, N, _ = s.Z.shape
-    U, dt = cell.units, s.Z.dtype
+    T, G, N, U = s.Z.shape
+    dt = s.Z.dtype
     s.Wr, s.brec, s.Mb = Wr, brec, Mb
-    s.parts = row_parts(N, Wr.shape[0] * Wr.shape[1])
-    s.tmp = s.empty("tmp", s.Z.shape[1:], dt)
+    s.parts = row_parts(N, U * U)  # the products are per block (measured faster than one (N, U) @ (U, G*U))
+    s.hWr = s.empty("hWr", (G, N, U), dt)
     s.H = s.empty("H", (T + 1, N, U), dt)
     s.H[0] = 0 if h0 is None else h0
     s.C = None
     if cell.n_states == 2:
         s.C = s.empty("C", (T + 1, N, U), dt)
         s.C[0] = 0 if c0 is None else c0
-    cell.alloc(s)
+    cell.alloc(s, training)
     skip = None if Mb is None else ~Mb
     for t in range(T):
         cell.step(s, t)
@@ -326,19 +475,22 @@ def run(cell: Cell, s, Wr, brec, h0, c0, Mb):
 
 
 def run_back(cell: Cell, s, Wr, dseq, dh, dc):
-    """BPTT with the true (unscaled) recurrent kernel ``Wr``: dseq (T, N, U) gradients of the per-step
-    outputs (or None), dh/dc of the final state. Fills s.dZ (gradient of x W + b) and s.dRec (of
-    h R + b_rec; the same array but for GRU); returns the gradients of the initial states (dh0, dc0)."""
+    """BPTT with the true (unscaled) recurrent kernel ``Wr`` (U, G*U): dseq (T, N, U) gradients of the
+    per-step outputs (or None), dh/dc of the final state (arrays the loop may update in place). Fills s.dZ
+    (T, N, G*U), the gradient of x W + b, and s.dRec (of h R + b_rec; the same array but for GRU); returns
+    the gradients of the initial states (dh0, dc0)."""
     xp = B.xp
-    T = s.Z.shape[0]
-    s.dZ = s.dRec = s.empty("dZ", s.Z.shape, s.Z.dtype)
+    T, G, N, U = s.Z.shape
+    s.dZ = s.dRec = s.empty("dZ", (T, N, G * U), s.Z.dtype)
+    s.dHp = s.empty("dHp", (2, N, U), s.Z.dtype)
     s.WrT = xp.ascontiguousarray(Wr.T)
+    s.back_parts = row_parts(N, G * U * U)
     s.M = None if s.Mb is None else s.Mb.astype(s.Z.dtype)
     s.keep = None if s.M is None else 1 - s.M
     cell.prepare_back(s)
-    for t in range(T - 1, -1, -1):
+    for t in range(T - 1, -1, -1):  # dh starts as the caller's own array, then alternates between dHp[0], dHp[1]
         if dseq is not None:
-            dh = dh + dseq[t]
-        dh, dc = cell.step_back(s, t, dh, dc)
+            dh += dseq[t]
+        dh, dc = cell.step_back(s, t, dh, dc, s.dHp[t % 2])
     cell.finish_back(s)
-    return dh, dc
+    return dh.copy() if T else dh, dc  # never a pool array

@@ -1,22 +1,21 @@
-"""``nnctl init``: look at a data file and write a commented starter spec that trains as written.
+"""What ``nnctl init`` learns from a data file: its kind, shapes, the loss its targets call for, the classes in
+the order the data layer encodes them, and the notes the starter spec opens with.
 
-The task comes from the targets: text labels, or a few distinct integers (at most 20, and at most
-half the number of samples), mean classification (2 classes: one sigmoid unit and binary
-cross-entropy; more: softmax and categorical cross-entropy); anything else is regression (MSE on
-standardised targets). The network is small on purpose: tables get Dense 64 -> Dense 32, images get
-two Conv2D 3x3 + MaxPooling2D blocks, Flatten and Dense 64.
+The loss comes from the targets: text labels, or a few distinct integers (at most 20, and at most half the
+number of samples), mean classification (2 classes: binary cross-entropy; more: categorical cross-entropy);
+anything else is regression (MSE). Everything downstream of that choice (whether there are classes, their
+order) is the data layer's own reading of the loss (``preprocess.task_of``, ``Preprocessor.fit_y``), so the
+spec ``init`` writes and the run that trains it agree by construction.
 """
 
 from __future__ import annotations
 
-import os
 import pathlib
-import re
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from nnctl import toml_write
+from nnctl.data.preprocess import Preprocessor, task_of
 from nnctl.errors import DataError
 
 MAX_CLASSES = 20
@@ -34,7 +33,7 @@ class Facts:
     train: pathlib.Path
     n_samples: int
     input_shape: tuple
-    task: str  # binary, multiclass or regression
+    loss: str  # binary_crossentropy, categorical_crossentropy or mse
     n_outputs: int  # units of the last layer
     classes: list | None = None
     test: pathlib.Path | None = None
@@ -49,43 +48,63 @@ class Facts:
     image_size: list | None = None
     notes: list = field(default_factory=list)
 
+    @property
+    def task(self) -> str:
+        """How the loss wants its targets, as the data layer reads it: binary, categorical or regression."""
+        return task_of(self.loss)
+
 
 # -- looking at the data ---------------------------------------------------------------------------
-def _task_of_labels(y: np.ndarray, where: str) -> tuple[str, list | None, int, str]:
-    """(task, classes, output units, why) from the training targets."""
+BINARY, CATEGORICAL, REGRESSION = "binary_crossentropy", "categorical_crossentropy", "mse"
+
+
+def _loss_of_targets(y: np.ndarray, where: str) -> tuple[str, list | None, int, str]:
+    """(loss, classes in output order, output units, why) from the training targets."""
     n = len(y)
     if y.ndim == 2 and y.shape[1] > 1:
         onehot = np.isin(y, (0, 1)).all() and np.all(y.sum(axis=1) == 1)
         if onehot:
-            return ("multiclass", None, y.shape[1], f"the targets are one-hot rows of {y.shape[1]} classes")
-        return "regression", None, y.shape[1], f"the targets are {y.shape[1]} numbers per sample"
+            return CATEGORICAL, None, y.shape[1], f"the targets are one-hot rows of {y.shape[1]} classes"
+        return REGRESSION, None, y.shape[1], f"the targets are {y.shape[1]} numbers per sample"
     flat = y.reshape(n)
     if flat.dtype.kind in "USO":
-        classes = sorted(set(flat.tolist()))
-        why = f"the targets are text labels ({len(classes)} distinct)"
+        distinct = len(set(flat.tolist()))
+        why = f"the targets are text labels ({distinct} distinct)"
     else:
         values = flat.astype(np.float64)
-        classes = np.unique(values)
+        distinct = len(np.unique(values))
         integral = np.all(np.isfinite(values)) and np.all(values == np.round(values))
-        if not (integral and len(classes) <= MAX_CLASSES and len(classes) <= max(n // 2, 2)):
+        if not (integral and distinct <= MAX_CLASSES and distinct <= max(n // 2, 2)):
             return (
-                "regression",
+                REGRESSION,
                 None,
                 1,
-                (
-                    f"the targets are numbers with {len(classes)} distinct values"
-                    + ("" if integral else ", not all integers")
-                ),
+                f"the targets are numbers with {distinct} distinct values" + ("" if integral else ", not all integers"),
             )
-        classes = [int(c) for c in classes]
-        why = f"the targets are {len(classes)} distinct integers"
-    if len(classes) < 2:
-        raise DataError(f"{where}: the target has a single value ({classes[0]!r}); nothing to learn")
-    if y.ndim == 2 and len(classes) > 2:
+        why = f"the targets are {distinct} distinct integers"
+    if distinct < 2:
+        raise DataError(f"{where}: the target has a single value ({_shown(flat[0])!r}); nothing to learn")
+    if y.ndim == 2 and distinct > 2:
         # a (N, 1) column of class ids is read as already encoded, which softmax cannot use
         raise DataError(f"{where}: targets have shape {list(y.shape)}; store class labels as a 1-D array of length {n}")
-    task = "binary" if len(classes) == 2 else "multiclass"
-    return task, classes, 1 if task == "binary" else len(classes), why
+    loss = BINARY if distinct == 2 else CATEGORICAL
+    classes = _classes(y, loss, where)
+    return loss, classes, 1 if loss == BINARY else len(classes), why
+
+
+def _classes(y: np.ndarray, loss: str, where: str) -> list:
+    """The classes in the order the data layer encodes them (its Preprocessor fitted on the same targets)."""
+    prep = Preprocessor(task=task_of(loss))
+    prep.fit_y(y, where)
+    assert prep.classes is not None  # 1-D labels, or a binary (N, 1) column: fit_y always finds classes
+    return [_shown(c) for c in prep.classes.tolist()]
+
+
+def _shown(label):
+    """A label as a spec comment shows it: integral numbers as integers, text as itself."""
+    if isinstance(label, (float, np.floating)) and float(label) == round(float(label)):
+        return int(label)
+    return label.item() if isinstance(label, np.generic) else label
 
 
 def _numeric(rows, col) -> bool:
@@ -155,7 +174,7 @@ def _inspect_csv(path: pathlib.Path, target: str | None) -> Facts:
             f"{path}: the target column {target!r} is empty in {unlabelled} of {len(rows)} rows; "
             f"remove the rows without a target first"
         )
-    task, classes, units, why = _task_of_labels(y, str(path))
+    loss, classes, units, why = _loss_of_targets(y, str(path))
     kinds = {h: _column_kind(rows, i) for i, h in enumerate(header) if i != t}
     numeric = [h for h, k in kinds.items() if k[0] == "number"]
     categorical = [h for h, k in kinds.items() if k[0] == "category"]
@@ -173,7 +192,7 @@ def _inspect_csv(path: pathlib.Path, target: str | None) -> Facts:
         path,
         len(rows),
         (width,),
-        task,
+        loss,
         units,
         classes,
         target=target,
@@ -246,13 +265,13 @@ def _array_keys(path: pathlib.Path) -> list[str]:
 
 
 def _facts_from_arrays(kind, path, x, y, x_key="x", y_key="y") -> Facts:
-    task, classes, units, why = _task_of_labels(y, str(path))
+    loss, classes, units, why = _loss_of_targets(y, str(path))
     facts = Facts(
         kind,
         path,
         len(x),
         tuple(x.shape[1:]),
-        task,
+        loss,
         units,
         classes,
         x_key=x_key,
@@ -277,6 +296,7 @@ def _inspect_arrays(path: pathlib.Path) -> Facts:
         raise DataError(f"{path}: not a readable array file ({exc})") from None
     xk, yk = _pick_key(keys, X_KEYS, path, "inputs"), _pick_key(keys, Y_KEYS, path, "targets")
     x, y = read_arrays(path, (xk, yk))
+    assert x is not None and y is not None  # both keys were picked from the file's own keys
     if len(x) != len(y):
         raise DataError(f"{path}: {xk!r} has {len(x)} samples but {yk!r} has {len(y)}")
     facts = _facts_from_arrays("arrays", path, x, y, xk, yk)
@@ -284,8 +304,11 @@ def _inspect_arrays(path: pathlib.Path) -> Facts:
     if test is not None:
         try:
             tx, ty = read_arrays(test, (xk, yk))
-            ok = tx.shape[1:] == x.shape[1:] and (
-                facts.classes is None or set(np.unique(ty).tolist()) <= set(facts.classes)
+            ok = (
+                tx is not None
+                and ty is not None
+                and tx.shape[1:] == x.shape[1:]
+                and (facts.classes is None or set(np.unique(ty).tolist()) <= set(facts.classes))
             )
         except DataError:
             ok = False
@@ -298,13 +321,13 @@ def _inspect_idx(path: pathlib.Path) -> Facts:
     from nnctl.data import idx_labels_path  # noqa: PLC0415
     from nnctl.data.readers import read_idx  # noqa: PLC0415
 
-    x, y = read_idx(path), read_idx(idx_labels_path(path))
+    x, y = read_idx(path), read_idx(idx_labels_path(str(path)))
     if len(x) != len(y):
         raise DataError(f"{path}: {len(x)} images but {len(y)} labels")
     x = x[..., None] if x.ndim == 3 else x  # the idx loader adds the channel axis the same way
     facts = _facts_from_arrays("idx", path, x, y.astype(np.int64))
     test = _sibling_test(path)
-    if test is not None and idx_labels_path(test).exists():
+    if test is not None and idx_labels_path(str(test)).exists():
         facts.test = test
     return facts
 
@@ -340,15 +363,15 @@ def _inspect_folder(path: pathlib.Path) -> Facts:
     if len(sizes) > 1 or max(h, w) > 128:
         size = [64, 64]
         h = w = 64
-    units = 1 if len(classes) == 2 else len(classes)
+    loss = BINARY if len(classes) == 2 else CATEGORICAL
     facts = Facts(
         "images",
         root,
         len(files),
         (h, w, 3 if colour else 1),
-        "binary" if len(classes) == 2 else "multiclass",
-        units,
-        classes,
+        loss,
+        1 if loss == BINARY else len(classes),
+        _classes(np.array(classes), loss, str(root)),
         test=test,
         uint8=True,
         image=True,
@@ -386,181 +409,3 @@ def inspect_data(data, target: str | None = None) -> Facts:
         "idx": lambda: _inspect_idx(path),
         "images": lambda: _inspect_folder(path),
     }[kind]()
-
-
-# -- writing the spec ------------------------------------------------------------------------------
-def _line(key: str, value, comment: str = "") -> str:
-    text = f"{key} = {toml_write.value(value)}"
-    return f"{text:<39} # {comment}" if comment else text
-
-
-def _name(facts: Facts) -> str:
-    """Run name from the data: iris.csv -> iris, digits-train.csv -> digits, mnist/train-images... -> mnist."""
-    p = facts.train
-    if facts.kind == "idx":
-        stem = p.parent.name
-    elif p.is_dir():
-        stem = p.parent.name if p.name.lower() == "train" else p.name
-    else:
-        stem = p.name.split(".")[0]
-    stem = re.sub(r"(^|[-_.])train(ing)?(?=$|[-_.])", "", stem, flags=re.IGNORECASE) or p.parent.name
-    return re.sub(r"[^A-Za-z0-9_-]+", "-", stem).strip("-") or "model"
-
-
-def _conv_blocks(h: int, w: int) -> int:
-    """3x3 'valid' conv then 2x2 pool maps n to (n - 2) // 2: two blocks need n >= 10, one n >= 4."""
-    n = min(h, w)
-    return 2 if n >= 10 else 1 if n >= 4 else 0
-
-
-def _layer(lines: list, comment: str, **keys) -> None:
-    lines += ["", "[[model.layers]]" + (f"                       # {comment}" if comment else "")]
-    lines += [_line(k, v) for k, v in keys.items()]
-
-
-def starter_spec(
-    data, output_dir, target: str | None = None, source_arg: str | None = None, spec_name: str = "spec.toml"
-) -> str:
-    """The commented TOML text of a starter spec; data paths are relative to ``output_dir`` (the spec's folder)."""
-    facts = inspect_data(data, target)
-    out_dir = pathlib.Path(output_dir).resolve()
-
-    def rel(p: pathlib.Path) -> str:
-        try:
-            return pathlib.Path(os.path.relpath(p, out_dir)).as_posix()
-        except ValueError:  # another drive (Windows): keep it absolute
-            return p.as_posix()
-
-    name = _name(facts)
-    L: list[str] = [
-        f"# Starter spec written by `nnctl init {source_arg or data}`. Edit freely:",
-        f"#   nnctl check {spec_name}   validates it and prints every layer's output shape",
-        f"#   nnctl train {spec_name}   trains it; nnctl plot <the checkpoint it prints> shows the curves",
-    ]
-    L += [f"# {n}" for n in facts.notes]
-    task_words = {
-        "binary": "binary classification",
-        "multiclass": f"classification into {facts.n_outputs} classes",
-        "regression": "regression",
-    }[facts.task]
-    L += [f"# Task: {task_words}.", "# Paths are relative to this file's folder.", ""]
-    L.append(_line("name", name, "names the checkpoint runs/<name>.h5"))
-    L.append(_line("seed", 0, "same seed, same weights and data order: reruns match"))
-
-    # [data]
-    L += ["", "[data]", _line("train", rel(facts.train), "training data")]
-    if facts.test is not None:
-        L.append(_line("test", rel(facts.test), "held-out test set: nnctl evaluate reports on it"))
-    if facts.kind == "tabular":
-        L.append(_line("target", facts.target, "the column to predict"))
-        if facts.features:
-            L.append(_line("features", facts.features, "the input columns (the others are left out)"))
-        if facts.categorical:
-            L.append(_line("categorical", facts.categorical, "text columns, one-hot encoded"))
-        if facts.missing:
-            L.append(
-                _line(
-                    "missing",
-                    {"strategy": "median", "columns": {h: {"indicator": True} for h in facts.missing}},
-                    "fill empty cells; mark where they were",
-                )
-            )
-    if facts.kind == "arrays" and (facts.x_key, facts.y_key) != ("x", "y"):
-        L.append(_line("x", facts.x_key, "array of inputs"))
-        L.append(_line("y", facts.y_key, "array of targets"))
-    if facts.image_size:
-        L.append(_line("image_size", facts.image_size, "resize every image to [height, width]"))
-    if facts.image and facts.n_samples > 10000:
-        L.append(
-            f"# subset = 5000                         # uncomment for a quick first run on a CPU "
-            f"({facts.n_samples} images)"
-        )
-    if facts.uint8:
-        L.append(_line("rescale", "1/255", "0-255 pixels to 0-1, so the first layer sees small inputs"))
-    else:
-        L.append(_line("normalize", "standard", "each input column to mean 0, std 1 (training split statistics)"))
-    if facts.task == "regression":
-        L.append(_line("normalize_target", "standard", "learn standardised targets; predictions in original units"))
-    stratify = facts.classes is not None
-    L.append(
-        _line(
-            "validation",
-            {"split": 0.2, **({"stratify": True} if stratify else {})},
-            "hold out 20% to watch overfitting" + (" (same class mix)" if stratify else ""),
-        )
-    )
-
-    # [model]
-    L += [
-        "",
-        "[model]",
-        f"# input_shape = {list(facts.input_shape)} is read from the data"
-        + (" (after encoding the columns)" if facts.categorical or facts.missing else ""),
-    ]
-    if facts.image:
-        h, w = facts.input_shape[:2]
-        if len(facts.input_shape) == 2:
-            _layer(L, "(H, W) samples need a channel axis for Conv2D", type="Reshape", target_shape=[h, w, 1])
-        blocks = _conv_blocks(h, w)
-        for i, filters in enumerate((32, 64)[:blocks]):
-            _layer(
-                L,
-                "3x3 filters find local patterns (edges, then parts)" if i == 0 else "",
-                type="Conv2D",
-                filters=filters,
-                kernel_size=3,
-                activation="relu",
-            )
-            _layer(L, "halve height and width", type="MaxPooling2D", pool_size=2)
-        if blocks < 2:
-            L.append(
-                f"# the images ({h}x{w}) are too small for {'two' if blocks == 1 else 'any'} "
-                f"3x3 conv + 2x2 pool block{'s' if blocks == 1 else ''}"
-            )
-        _layer(L, "feature maps to one vector", type="Flatten")
-        _layer(L, "", type="Dense", units=64, activation="relu")
-    else:
-        if len(facts.input_shape) > 1:
-            _layer(L, f"samples of shape {list(facts.input_shape)} to one vector", type="Flatten")
-        _layer(L, "two hidden layers: enough for most tables", type="Dense", units=64, activation="relu")
-        _layer(L, "", type="Dense", units=32, activation="relu")
-    if facts.task == "binary":
-        _layer(L, "probability of the second class", type="Dense", units=1, activation="sigmoid")
-    elif facts.task == "multiclass":
-        _layer(L, "one probability per class", type="Dense", units=facts.n_outputs, activation="softmax")
-    else:
-        _layer(L, "linear output: any real value", type="Dense", units=facts.n_outputs)
-    if facts.classes is not None:
-        shown = ", ".join(map(str, facts.classes[:10])) + (", ..." if len(facts.classes) > 10 else "")
-        L.append(f"# classes in output order: {shown}")
-
-    # [train]
-    loss = {"binary": "binary_crossentropy", "multiclass": "categorical_crossentropy", "regression": "mse"}[facts.task]
-    L += [
-        "",
-        "[train]",
-        _line(
-            "loss",
-            loss,
-            {"binary": "for one sigmoid unit", "multiclass": "for softmax outputs", "regression": "mean squared error"}[
-                facts.task
-            ],
-        ),
-        _line("optimizer", {"type": "adam", "learning_rate": 0.001}, "a safe default"),
-        _line(
-            "metrics",
-            ["accuracy"] if facts.task != "regression" else ["mae", "r2"],
-            "reported each epoch" + (" in the target's units" if facts.task == "regression" else ""),
-        ),
-        _line("epochs", 50, "an upper bound: early stopping usually ends sooner"),
-        _line("batch_size", 32),
-        _line(
-            "early_stopping",
-            {"monitor": "val_loss", "patience": 10, "restore_best": True},
-            "stop after 10 epochs without a better val_loss; keep the best",
-        ),
-        "",
-        "[output]",
-        _line("checkpoint", f"runs/{name}.h5", "weights, preprocessing and history"),
-    ]
-    return "\n".join(L) + "\n"
