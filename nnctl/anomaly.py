@@ -13,10 +13,14 @@ import io
 import json
 import math
 import pathlib
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from nnctl.errors import CheckpointError, DataError
+
+if TYPE_CHECKING:
+    from nnctl.spec_model import Spec
 
 TRUE = ("1", "1.0", "true", "yes", "y", "t", "anomaly")
 FALSE = ("0", "0.0", "false", "no", "n", "f", "normal")
@@ -220,7 +224,7 @@ def scores(restored, raw_inputs, outputs, preprocessed: bool = False) -> tuple[n
     from nnctl.data.inputs import conform  # noqa: PLC0415
 
     x = conform(np.asarray(raw_inputs), model.input_shape)
-    x = x.astype(np.float64, copy=False) if preprocessed else prep.transform_x(x, np.dtype(spec["dtype"]))
+    x = x.astype(np.float64, copy=False) if preprocessed else prep.transform_x(x, np.dtype(spec.dtype))
     errors = row_errors(outputs, x)
     info = stored(ck)
     return errors, (flags(errors, info["threshold"]) if info is not None else None)
@@ -253,13 +257,13 @@ def _word(flag) -> str:
     return "true" if flag else "false"
 
 
-def denoising(model, loss, x, spec: dict) -> dict:
+def denoising(model, loss, x, spec: Spec) -> dict:
     """A denoising autoencoder's figures on clean test inputs ``x``: MSE of the noisy inputs and of the model's
     reconstructions of them, both against the clean inputs (noise σ = ``data.augment.noise``, seeded by the spec)."""
-    sigma = float(((spec.get("data") or {}).get("augment") or {}).get("noise") or 0)
+    sigma = float(spec.data.augment.noise or 0)
     if not sigma or not len(x):
         return {}
-    rng = np.random.default_rng(np.random.SeedSequence(spec.get("seed", 0), spawn_key=(7,)))
+    rng = np.random.default_rng(np.random.SeedSequence(spec.seed, spawn_key=(7,)))
     noisy = (np.asarray(x) + rng.normal(0.0, sigma, size=np.shape(x))).astype(np.asarray(x).dtype)
     from nnctl import backend as B  # noqa: PLC0415
 

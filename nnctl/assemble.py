@@ -16,7 +16,6 @@ from nnctl.errors import DataError, SpecError
 from nnctl.graph import Model
 from nnctl.multi_spec import is_multi
 from nnctl.outputs import Head, Heads
-from nnctl.spec import loss_config, optimizer_config
 from nnctl.spec_model import ModelFacts, Spec
 
 
@@ -75,35 +74,34 @@ def for_checkpoint(spec: Spec, ds: Dataset) -> tuple[Spec, ModelFacts]:
     return dataclasses.replace(spec, model=dataclasses.replace(spec.model, input_shape=list(shape))), facts
 
 
-def named_output_shapes(spec: dict, x) -> dict:
+def named_output_shapes(spec: Spec, x) -> dict:
     """{layer: output shape} of the spec's model for inputs ``x`` (before its targets are encoded)."""
-    named = spec["model"].get("inputs")
+    named = spec.model.inputs
     shape = (
-        tuple(next(iter(named.values()))["shape"])
+        tuple(next(iter(named.values())).shape)
         if named
         else tuple(x.shape[1:] if not isinstance(x, dict) else x["input"].shape[1:])
     )
-    model = build_model(spec, shape, spec["seed"], {})
+    model = build_model(spec, shape, spec.seed, {})
     return {n.name: n.output_shape for n in model.nodes}
 
 
-def make_heads(spec: dict, model: Model) -> Heads | None:
+def make_heads(spec: Spec, model: Model) -> Heads | None:
     """The outputs of a spec with ``model.outputs``, each with its loss, weight and metrics (None without)."""
-    named = spec["model"].get("outputs")
+    named = spec.model.outputs
     if not named:
         return None
     heads = []
     for name, o in named.items():
-        lname, kwargs = loss_config(o)
-        head_loss = losses.get(lname, **kwargs)
-        units = model.by_name[o["layer"]].output_shape[-1]
+        head_loss = losses.get(o.loss.type, **o.loss.params)
+        units = model.by_name[o.layer].output_shape[-1]
         heads.append(
             Head(
                 name,
-                o["layer"],
+                o.layer,
                 head_loss,
-                float(o.get("weight", 1.0)),
-                tuple(metrics.METRICS.canonical(m) for m in o.get("metrics", [])),
+                float(o.weight),
+                tuple(metrics.METRICS.canonical(m) for m in o.metrics),
                 head_loss.task,
                 units if head_loss.task != "binary" else 2,
             )
@@ -116,22 +114,22 @@ def features(shape) -> str:
     return f"{shape[0]} features" if len(shape) == 1 else "x".join(map(str, shape))
 
 
-def check_targets(spec, model: Model, y: np.ndarray, prep: Preprocessor) -> None:
+def check_targets(spec: Spec, model: Model, y: np.ndarray, prep: Preprocessor) -> None:
     out = tuple(model.output_shape) if not isinstance(model.output_shape, list) else None
     if out is None:
         raise SpecError(f"{spec.source}: model.layers[-1]: the last layer must have one output")
     want = out[:-1] if prep.task == "sparse" else out
     if tuple(y.shape[1:]) != want:
-        last = spec["model"]["layers"][-1]["name"]
+        last = (spec.model.layers or [{}])[-1].get("name")
         cut = spec.top_removed  # nnctl.model_top: a feature extractor has no head for these targets
         why = f"; model.include_top = false removed its top ({', '.join(cut)}): train it with the top" if cut else ""
         if prep.classes is not None and prep.task in ("categorical", "sparse"):
             raise DataError(
-                f"{spec['data']['train']}: the target has {len(prep.classes)} classes but the last layer "
+                f"{spec.data.train}: the target has {len(prep.classes)} classes but the last layer "
                 f"({last}) has {out[-1]} units{why}"
             )
         raise DataError(
-            f"{spec['data']['train']}: targets have shape {list(y.shape[1:])} per sample but the last "
+            f"{spec.data.train}: targets have shape {list(y.shape[1:])} per sample but the last "
             f"layer ({last}) outputs {list(out)}{why}"
         )
     if prep.kind == "segmentation":  # every mask value read is a class id of the output channels
@@ -140,14 +138,12 @@ def check_targets(spec, model: Model, y: np.ndarray, prep: Preprocessor) -> None
         check_classes(spec, out[-1], prep)
 
 
-def make_loss(spec) -> losses.Loss:
-    name, kwargs = loss_config(spec["train"])
-    return losses.get(name, **kwargs)
+def make_loss(spec: Spec) -> losses.Loss:
+    return losses.get(spec.train.loss.type, **spec.train.loss.params)
 
 
-def make_optimizer(spec) -> optimizers.Optimizer:
-    name, kwargs = optimizer_config(spec["train"])
-    return optimizers.get(name, **kwargs)
+def make_optimizer(spec: Spec) -> optimizers.Optimizer:
+    return optimizers.get(spec.train.optimizer.type, **spec.train.optimizer.params)
 
 
 def device_decoder(prep: Preprocessor) -> Callable | None:

@@ -122,7 +122,7 @@ def build_model(
     spec: dict, input_shape, seed: int, defaults: dict | None = None, input_dtype=None, input_grad: bool = False
 ) -> Model:
     """Instantiate, wire and build the spec's layers for ``input_shape`` (weights drawn from ``seed``)."""
-    source = spec.get("_source", "spec")
+    source = getattr(spec, "source", "spec")  # a typed Spec names its file
     dtype = np.dtype(spec.get("dtype", "float32"))
     nodes = []
     named = spec["model"].get("inputs")  # named inputs {name: {shape, dtype}} (nnctl.multi_spec)

@@ -8,21 +8,26 @@ argmax_k p[:, t, k] into decoder input t + 1 before the next pass (``model.decod
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from nnctl.errors import DataError
 
+if TYPE_CHECKING:
+    from nnctl.spec_sections import Decode
 
-def greedy_decode(model, x_source, cfg: dict) -> np.ndarray:
+
+def greedy_decode(model, x_source, cfg: Decode) -> np.ndarray:
     """Decode step by step: pass t runs the model (inference mode) and sets dec[t+1] = argmax p[:, t]; p (N, steps, K).
 
     One full pass per output step is exact, not an approximation, for causal decoders (a forward LSTM/GRU,
     causal attention): decoder step t only sees decoder inputs <= t, so the placeholder ids after t
     change nothing at steps <= t, and the last pass's p[:, t] equals p[:, t] of pass t, which produced
-    the id fed back at t + 1. x_source (N, S) ids with S = cfg["source_length"]; the model's input is
-    (S + D,) ids and its output (D, K); steps = cfg["steps"] (default D) <= D.
+    the id fed back at t + 1. x_source (N, S) ids with S = cfg.source_length; the model's input is
+    (S + D,) ids and its output (D, K); steps = cfg.steps (default D) <= D.
     """
-    S, start = int(cfg["source_length"]), int(cfg["start_token"])
+    S, start = int(cfg.source_length), int(cfg.start_token)
     shape_in, shape_out = tuple(model.input_shape), model.output_shape
     if len(shape_in) != 1 or not 0 < S < shape_in[0] or isinstance(shape_out, list) or len(shape_out) != 2:
         raise DataError(
@@ -31,7 +36,7 @@ def greedy_decode(model, x_source, cfg: dict) -> np.ndarray:
             f"{list(shape_in)} and output {shape_out}"
         )
     D = shape_in[0] - S
-    steps = int(cfg.get("steps") or shape_out[0])
+    steps = int(cfg.steps or shape_out[0])
     if not 1 <= steps <= min(D, shape_out[0]):
         raise DataError(
             f"model.decode.steps: expected 1 to {min(D, shape_out[0])} (the decoder's length), found {steps}"

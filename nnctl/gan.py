@@ -12,6 +12,7 @@ Sampling (``generate``) undoes the checkpoint's preprocessing, so samples are in
 
 from __future__ import annotations
 
+import dataclasses
 import pathlib
 import time
 
@@ -24,7 +25,9 @@ from nnctl.errors import DataError, Interrupted, Preempted, SpecError, TrainingD
 from nnctl.gan_checkpoint import read_snapshot, write_checkpoint
 from nnctl.gan_trainer import GanTrainer, draw_latent, with_labels
 from nnctl.graph import Model
-from nnctl.spec_model import ModelFacts
+from nnctl.spec_model import ModelFacts, Spec
+from nnctl.spec_sections import Discriminator, GanTrain, Generator, ModelSection, TrainSection
+from nnctl.spec_table import Named
 from nnctl.strategy import DataParallel, Local
 from nnctl.train import Hooks
 
@@ -37,7 +40,9 @@ def _noop(event: dict) -> None:
 
 
 def named_config(value) -> tuple[str, dict]:
-    """``"adam"`` or ``{type = "adam", ...}`` -> (name, keyword arguments)."""
+    """``"adam"`` or ``{type = "adam", ...}`` (or its ``Named``) -> (name, keyword arguments)."""
+    if isinstance(value, Named):
+        return value.type, dict(value.params)
     if isinstance(value, str):
         return value, {}
     return str(value.get("type", "adam")), {k: v for k, v in value.items() if k != "type"}
@@ -53,13 +58,10 @@ def discriminator_seed(seed: int) -> int:
     return int(np.random.SeedSequence(seed, spawn_key=(6,)).generate_state(1)[0])
 
 
-def _built(spec: dict, which: str, input_shape, seed: int, input_grad: bool = False) -> Model:
+def _built(spec: Spec, which: str, input_shape, seed: int, input_grad: bool = False) -> Model:
     """One of the two models; build errors name ``model.<which>.layers[i]``."""
-    sub = {
-        "model": {"layers": spec["model"][which]["layers"]},
-        "dtype": spec["dtype"],
-        "_source": spec.get("_source", "spec"),
-    }
+    net: Generator | Discriminator = getattr(spec.model, which)
+    sub = dataclasses.replace(spec, model=ModelSection(layers=list(net.layers)))  # build_model reads model.layers
     try:
         return build_model(sub, tuple(input_shape), seed, input_grad=input_grad)
     except SpecError as exc:
@@ -72,29 +74,40 @@ def _built(spec: dict, which: str, input_shape, seed: int, input_grad: bool = Fa
         raise err from None
 
 
-def classes_of(spec: dict) -> int:
+def classes_of(spec: Spec) -> int:
     """A conditional GAN's number of classes; 0 for an unconditional one."""
-    return int(spec["model"]["generator"].get("classes") or 0)
+    return int(_generator(spec).classes or 0)
 
 
-def build_generator(spec: dict) -> Model:
+def _generator(spec: Spec) -> Generator:
+    net = spec.model.generator
+    assert net is not None  # a GAN spec: the validator requires model.generator
+    return net
+
+
+def _gan(train: TrainSection) -> GanTrain:
+    gan = train.gan
+    assert gan is not None  # a GAN spec: the validator fills train.gan
+    return gan
+
+
+def build_generator(spec: Spec) -> Model:
     """G on z (and, conditional, the one-hot label after it): input [latent_dim + classes]."""
-    net = spec["model"]["generator"]
-    return _built(spec, "generator", (int(net["latent_dim"]) + classes_of(spec),), spec["seed"])
+    return _built(spec, "generator", (_generator(spec).latent_dim + classes_of(spec),), spec.seed)
 
 
-def discriminator_input(spec: dict, sample_shape) -> tuple:
+def discriminator_input(spec: Spec, sample_shape) -> tuple:
     """D's input shape: the sample's, with ``classes`` more channels on its last axis for a conditional GAN."""
     shape = tuple(sample_shape)
     return shape[:-1] + (shape[-1] + classes_of(spec),)
 
 
-def class_labels(spec: dict, y) -> np.ndarray | None:
+def class_labels(spec: Spec, y) -> np.ndarray | None:
     """A conditional GAN's training labels as int64 in 0..classes-1 (None when unconditional); one line if not."""
     k = classes_of(spec)
     if not k:
         return None
-    where = f"{spec['data']['train']}: labels"
+    where = f"{spec.data.train}: labels"
     fix = f"model.generator.classes = {k} needs integer class labels 0..{k - 1}"
     y = None if y is None else np.asarray(y)
     if y is None or y.ndim > 2 or (y.ndim == 2 and y.shape[1] != 1) or not len(y):
@@ -114,20 +127,20 @@ def class_labels(spec: dict, y) -> np.ndarray | None:
     return labels
 
 
-def build_pair(spec: dict, sample_shape) -> tuple[Model, Model]:
+def build_pair(spec: Spec, sample_shape) -> tuple[Model, Model]:
     """(G, D) for samples of ``sample_shape``: G maps z to one sample, D maps a sample to one score."""
-    source = spec.get("_source", "spec")
+    source = spec.source
     g = build_generator(spec)
     if tuple(g.output_shape) != tuple(sample_shape):
         raise SpecError(
             f"{source}: model.generator: outputs samples of shape {list(g.output_shape)}, but the data's "
-            f"samples have shape {list(sample_shape)} ({spec['data']['train']})"
+            f"samples have shape {list(sample_shape)} ({spec.data.train})"
         )
     d = _built(
         spec,
         "discriminator",
         discriminator_input(spec, sample_shape),
-        discriminator_seed(spec["seed"]),
+        discriminator_seed(spec.seed),
         input_grad=True,
     )
     if isinstance(d.output_shape, list) or tuple(d.output_shape) != (1,):
@@ -144,7 +157,7 @@ def build_pair(spec: dict, sample_shape) -> tuple[Model, Model]:
     return g, d
 
 
-def check_range(spec: dict, g: Model, x: np.ndarray) -> None:
+def check_range(spec: Spec, g: Model, x: np.ndarray) -> None:
     """Real samples outside the generator's output range (a sigmoid against 0..255 pixels) let D win at once."""
     act = g.output_activation()
     if act not in RANGES or not len(x):
@@ -154,19 +167,19 @@ def check_range(spec: dict, g: Model, x: np.ndarray) -> None:
     if x_lo < lo - 1e-6 or x_hi > hi + 1e-6:
         fix = 'set data.rescale = "1/255" for 0..255 pixels' if act == "sigmoid" else "rescale the data to [-1, 1]"
         raise DataError(
-            f"{spec['data']['train']}: real samples range over [{x_lo:g}, {x_hi:g}] but the generator's "
+            f"{spec.data.train}: real samples range over [{x_lo:g}, {x_hi:g}] but the generator's "
             f"{act} output lies in [{lo:g}, {hi:g}], so the discriminator wins at once; {fix}"
         )
 
 
-def _check_rounds(spec: dict, n: int) -> None:
+def _check_rounds(spec: Spec, n: int) -> None:
     """An epoch must hold at least one round of d_steps batches, or the generator never steps."""
-    bs = spec["train"]["batch_size"]
+    bs = spec.train.batch_size
     batches = 1 if isinstance(bs, str) else -(-n // min(int(bs), n))
-    d_steps = spec["train"]["gan"]["d_steps"]
+    d_steps = _gan(spec.train).d_steps
     if d_steps > batches:
         raise SpecError(
-            f"{spec.get('_source', 'spec')}: train.gan.d_steps: {d_steps} discriminator steps per round, "
+            f"{spec.source}: train.gan.d_steps: {d_steps} discriminator steps per round, "
             f"but an epoch has {batches} batches of {bs}, so the generator would never step; lower "
             f"d_steps or train.batch_size"
         )
@@ -174,7 +187,7 @@ def _check_rounds(spec: dict, n: int) -> None:
 
 # -- the session -------------------------------------------------------------------------------------
 def train(
-    spec: dict,
+    spec: Spec,
     emit=_noop,
     device: str = "auto",
     resume: str | None = None,
@@ -188,13 +201,13 @@ def train(
     One process only: ``strategy`` must be None or ``Local`` (data parallelism is refused)."""
     from nnctl.run import check_before_work  # noqa: PLC0415 - the checks every training run makes first
 
-    source = spec.get("_source", "spec")
+    source = spec.source
     if init_from:
         raise SpecError(f"--init-from: not supported for a GAN spec ({source}); resume a GAN checkpoint with --resume")
     if not is_writer or isinstance(strategy, DataParallel):
         raise SpecError(f'{source}: train.mode = "gan" trains in one process; run it without mpiexec or --distributed')
     check_before_work(spec)
-    with fs.run_lock(spec["output"]["checkpoint"]):
+    with fs.run_lock(spec.output.checkpoint):
         return GanSession(spec, emit, hooks).run(device, resume)
 
 
@@ -204,13 +217,13 @@ class GanSession:
     The state the old closures shared lives on the instance: ``last`` is the snapshot of the last finished
     epoch (what every checkpoint written during or after a failure holds)."""
 
-    def __init__(self, spec: dict, emit=_noop, hooks: Hooks | None = None):
+    def __init__(self, spec: Spec, emit=_noop, hooks: Hooks | None = None):
         from nnctl.run import Signals  # noqa: PLC0415
 
         self.spec, self.emit, self.hooks = spec, emit, hooks or Hooks()
-        self.tcfg = spec["train"]
-        self.epochs = int(self.tcfg["epochs"])
-        self.ckpt_path = spec["output"]["checkpoint"]
+        self.tcfg = spec.train
+        self.epochs = int(self.tcfg.epochs)
+        self.ckpt_path = spec.output.checkpoint
         self.signals = Signals()
         self.t_start = time.perf_counter()
 
@@ -229,15 +242,15 @@ class GanSession:
         self.facts = ModelFacts(sample_shape=list(ds.input_shape))  # what generate and --resume need without the data
         g.to_device()
         d.to_device()
-        gcfg = self.tcfg["gan"]
+        gcfg = _gan(self.tcfg)
         self.trainer = GanTrainer(
             g,
             d,
-            make_optimizer(gcfg["generator_optimizer"]),
-            make_optimizer(gcfg["discriminator_optimizer"]),
+            make_optimizer(gcfg.generator_optimizer),
+            make_optimizer(gcfg.discriminator_optimizer),
             self.tcfg,
-            spec["model"]["generator"],
-            spec["seed"],
+            _generator(spec),
+            spec.seed,
             self.hooks,
         )
         if resume:
@@ -268,7 +281,7 @@ class GanSession:
     def on_epoch_end(self, epoch: int, logs: dict) -> None:
         self.last = self.trainer.snapshot()
         self.emit({"event": "epoch", "epoch": epoch, "epochs": self.epochs, **logs})
-        if self.tcfg.get("save_every") and epoch % self.tcfg["save_every"] == 0:
+        if self.tcfg.save_every and epoch % self.tcfg.save_every == 0:
             stem = pathlib.Path(self.ckpt_path)
             self.write(stem.with_name(f"{stem.stem}.epoch{epoch:03d}.h5"), self.last)
 
@@ -330,7 +343,7 @@ def diagnosis(history: dict, loss: str = "non_saturating") -> str:
     return ""
 
 
-def _finish(spec: dict, ckpt_path: str, write, last: dict, t_start: float) -> dict:
+def _finish(spec: Spec, ckpt_path: str, write, last: dict, t_start: float) -> dict:
     """Write the final checkpoint and the run folder; the ``done`` event."""
     from nnctl.runlog import default_run_dir, write_run  # noqa: PLC0415
 
@@ -342,10 +355,10 @@ def _finish(spec: dict, ckpt_path: str, write, last: dict, t_start: float) -> di
         "checkpoint_epoch": epochs_run,
         **{f"final_{k}": v for k, v in final.items() if k not in ("seconds", "samples_per_second")},
     }
-    note = diagnosis(history, spec["train"]["gan"]["loss"])
+    note = diagnosis(history, _gan(spec.train).loss)
     if note:
         summary["note"] = note
-    run_dir = spec["output"].get("run_dir") or str(default_run_dir(ckpt_path))
+    run_dir = spec.output.run_dir or str(default_run_dir(ckpt_path))
     write_run(run_dir, spec, history, summary)
     return {
         "event": "done",
@@ -361,18 +374,16 @@ def _finish(spec: dict, ckpt_path: str, write, last: dict, t_start: float) -> di
 
 
 # -- sampling ------------------------------------------------------------------------------------------
-def sample(generator: Model, latent: dict, n: int, seed: int, labels=None) -> tuple[np.ndarray, np.ndarray | None]:
+def sample(generator: Model, latent: Generator, n: int, seed: int, labels=None) -> tuple[np.ndarray, np.ndarray | None]:
     """``n`` samples G(z) (host array, the model's units) and their labels, z from a generator seeded with ``seed``.
 
     Conditional: the requested ``labels`` (default every class) in rows of c = ceil(n / len(labels)) samples,
     row r all of class labels[r] and column j the same z_j in every row (the style held, the class changed);
     the first n in row order. One label is c = n draws, so sample i has the same z with or without it."""
     rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed)))
-    classes = int(latent.get("classes") or 0)
+    classes = int(latent.classes or 0)
     if not classes:
-        return generator.predict(
-            draw_latent(rng, latent["latent"], n, int(latent["latent_dim"]), generator.dtype)
-        ), None
+        return generator.predict(draw_latent(rng, latent.latent, n, int(latent.latent_dim), generator.dtype)), None
     wanted = list(range(classes)) if labels is None else [int(k) for k in labels]
     per_row = -(-n // len(wanted))
     z = draw_latent(rng, latent["latent"], per_row, int(latent["latent_dim"]), generator.dtype)
@@ -391,7 +402,7 @@ def to_data_units(x: np.ndarray, prep) -> np.ndarray:
     return x
 
 
-def check_labels(path, spec: dict, labels) -> None:
+def check_labels(path, spec: Spec, labels) -> None:
     """Requested labels must be a conditional checkpoint's classes; one line otherwise."""
     k = classes_of(spec)
     if labels is None:
@@ -421,7 +432,7 @@ def generate(path, n: int = 64, seed: int = 0, device: str = "auto", labels=None
         prep = Preprocessor.from_arrays(ck.prep_arrays)
     except (KeyError, ValueError, TypeError) as exc:
         raise SpecError(f"{path}: checkpoint preprocessing is incomplete ({exc})") from None
-    raw, y = sample(g, spec["model"]["generator"], n, seed, labels)
+    raw, y = sample(g, _generator(spec), n, seed, labels)
     x = to_data_units(raw, prep)
     info = {
         "checkpoint": str(path),
@@ -437,16 +448,14 @@ def generate(path, n: int = 64, seed: int = 0, device: str = "auto", labels=None
     return x, info
 
 
-def is_gan_run(spec: dict, resume: str | None = None) -> bool:
+def is_gan_run(spec: Spec, resume: str | None = None) -> bool:
     """True for a GAN spec; a --resume checkpoint of the other kind is refused."""
     from nnctl.checkpoint import Checkpoint  # noqa: PLC0415
     from nnctl.gan_spec import is_gan  # noqa: PLC0415
 
     wanted = is_gan(spec)
     if wanted and resume == "auto":
-        raise SpecError(
-            f"{spec.get('_source', 'spec')}: --resume auto: a GAN run resumes from a named checkpoint (--resume CKPT)"
-        )
+        raise SpecError(f"{spec.source}: --resume auto: a GAN run resumes from a named checkpoint (--resume CKPT)")
     if resume and resume != "auto" and pathlib.Path(resume).is_file():
         stored = is_gan(Checkpoint(resume).spec)
         if stored != wanted:
@@ -457,9 +466,9 @@ def is_gan_run(spec: dict, resume: str | None = None) -> bool:
     return wanted
 
 
-def models_for_check(spec: dict) -> list[tuple[str, Model]]:
+def models_for_check(spec: Spec) -> list[tuple[str, Model]]:
     """Both models built without data (D on G's output shape) for ``nnctl check`` and ``summary``."""
     g = build_generator(spec)
-    shape = spec.get("_sample_shape") or g.output_shape
-    d = _built(spec, "discriminator", discriminator_input(spec, shape), discriminator_seed(spec["seed"]))
+    shape = g.output_shape  # the data's sample shape: training refuses a generator that differs
+    d = _built(spec, "discriminator", discriminator_input(spec, shape), discriminator_seed(spec.seed))
     return [("generator", g), ("discriminator", d)]

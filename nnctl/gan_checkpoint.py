@@ -17,7 +17,7 @@ from nnctl.checkpoint import Checkpoint, load_into, named_from_flat, save
 from nnctl.errors import CheckpointError, SpecError
 from nnctl.gan_spec import MODELS, is_gan
 from nnctl.graph import Model
-from nnctl.spec_model import ModelFacts
+from nnctl.spec_model import ModelFacts, Spec
 from nnctl.spec_table import to_plain
 
 
@@ -30,7 +30,7 @@ def _unprefixed(prefix: str, named: dict) -> dict:
     return {k[len(head) :]: v for k, v in named.items() if k.startswith(head)}
 
 
-def write_checkpoint(path, spec: dict, trainer, prep, snap: dict, facts: ModelFacts | None = None) -> None:
+def write_checkpoint(path, spec: Spec, trainer, prep, snap: dict, facts: ModelFacts | None = None) -> None:
     """Write ``snap`` (a ``GanTrainer.snapshot``) as the weights to use and the state to resume."""
     from nnctl.gan import named_config  # noqa: PLC0415
 
@@ -44,7 +44,7 @@ def write_checkpoint(path, spec: dict, trainer, prep, snap: dict, facts: ModelFa
         state.update(_prefixed(which, part["model_state"]))
         for slot, flat in part["slots"].items():
             slots[f"{which}.{slot}"] = _prefixed(which, named_from_flat(flat, model.slices, shapes))
-        name, config = named_config(spec["train"]["gan"][f"{which}_optimizer"])
+        name, config = named_config(getattr(spec.train.gan, f"{which}_optimizer"))
         optimizer_config[which] = {"type": name, "config": config, "iterations": part["iterations"]}
         rngs[which] = part["layer_rngs"]
     info = {
@@ -62,7 +62,7 @@ def write_checkpoint(path, spec: dict, trainer, prep, snap: dict, facts: ModelFa
         state=state,
         prep_arrays=prep.to_arrays(),
         history=snap["history"],
-        seed=spec["seed"],
+        seed=spec.seed,
         epoch=snap["epoch"],
         best_epoch=None,
         optimizer={
@@ -88,23 +88,23 @@ def open_gan(path, verb: str) -> Checkpoint:
     return ck
 
 
-def model_differences(spec: dict, stored: dict, shape=None, stored_shape=None) -> list[str]:
+def model_differences(spec: Spec, stored: dict, shape=None, stored_shape=None) -> list[str]:
     """What differs between a GAN spec (for samples of ``shape``) and the spec stored in a checkpoint it
     would resume (for samples of ``stored_shape``)."""
     out = []
-    if spec.get("dtype") != stored.get("dtype"):
-        out.append(f"dtype {stored.get('dtype')!r} -> {spec.get('dtype')!r}")
+    if spec.dtype != stored.get("dtype"):
+        out.append(f"dtype {stored.get('dtype')!r} -> {spec.dtype!r}")
     if shape != stored_shape:
         out.append(f"sample shape {stored_shape} -> {shape}")
     for which in MODELS:
-        a, b = spec["model"][which], stored.get("model", {}).get(which) or {}
+        a, b = to_plain(getattr(spec.model, which)), stored.get("model", {}).get(which) or {}
         for key in ("latent_dim", "latent", "classes", "layers"):
             if key in a and a.get(key) != b.get(key):
                 out.append(f"model.{which}.{key} differs")
     return out
 
 
-def read_snapshot(path, spec: dict, trainer, facts: ModelFacts) -> dict:
+def read_snapshot(path, spec: Spec, trainer, facts: ModelFacts) -> dict:
     """The --resume state of a GAN checkpoint, in ``GanTrainer.snapshot``'s form, checked against ``spec``."""
     ck = open_gan(path, "--resume with a GAN spec")
     stored = ModelFacts.from_stored(ck.model_facts, ck.spec)
@@ -154,16 +154,17 @@ def _flat(model: Model, named: dict, where: str) -> np.ndarray:
     return flat
 
 
-def load_generator(path, device: str = "auto") -> tuple[Checkpoint, Model, dict]:
+def load_generator(path, device: str = "auto") -> tuple[Checkpoint, Model, Spec]:
     """(checkpoint, generator with its weights on the device, stored spec) of a GAN checkpoint."""
     from nnctl.gan import build_generator  # noqa: PLC0415
 
     B.use(device)
     ck = open_gan(path, "nnctl generate")
     try:
-        g = build_generator(ck.spec)
+        spec = Spec.from_dict(ck.spec, str(path))
+        g = build_generator(spec)
     except (KeyError, ValueError, TypeError, AttributeError) as exc:
         raise CheckpointError(f"{path}: /spec: the stored generator cannot be built ({type(exc).__name__})") from None
     load_into(g, _unprefixed("generator", ck.weights), _unprefixed("generator", ck.state), str(path))
     g.to_device()
-    return ck, g, ck.spec
+    return ck, g, spec

@@ -28,6 +28,7 @@ from nnctl import backend as B
 from nnctl import gan_losses, optimizers
 from nnctl.errors import TrainingDiverged
 from nnctl.graph import Model
+from nnctl.spec_sections import GanTrain, Generator, TrainSection
 from nnctl.train import BatchProgress, Hooks
 
 
@@ -53,18 +54,18 @@ class GanTrainer:
         d: Model,
         g_opt: optimizers.Optimizer,
         d_opt: optimizers.Optimizer,
-        train_cfg: dict,
-        latent: dict,
+        train_cfg: TrainSection,
+        latent: Generator,
         seed: int,
         hooks: Hooks | None = None,
     ):
         self.g, self.d, self.g_opt, self.d_opt, self.cfg = g, d, g_opt, d_opt, train_cfg
-        gan = train_cfg["gan"]
-        self.kind, self.d_steps, self.g_steps = gan["loss"], int(gan["d_steps"]), int(gan["g_steps"])
-        self.real_target = 1.0 - float(gan.get("label_smoothing", 0.0))
-        self.latent_dim, self.latent = int(latent["latent_dim"]), latent["latent"]
-        self.classes = int(latent.get("classes") or 0)  # 0: unconditional
-        self.gp_weight = float(gan.get("gradient_penalty", 10.0))
+        gan = train_cfg.gan if train_cfg.gan is not None else GanTrain()
+        self.kind, self.d_steps, self.g_steps = gan.loss, int(gan.d_steps), int(gan.g_steps)
+        self.real_target = 1.0 - float(gan.label_smoothing)
+        self.latent_dim, self.latent = int(latent.latent_dim), latent.latent
+        self.classes = int(latent.classes or 0)  # 0: unconditional
+        self.gp_weight = float(gan.gradient_penalty)
         self.gp_step = float(np.finfo(d.dtype).eps) ** (1 / 3)
         self.hooks = hooks or Hooks()
         self.data_rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(3,))))
@@ -167,8 +168,8 @@ class GanTrainer:
         """One pass of D over the real data; {} when stopped between batches (state: the last finished epoch)."""
         xp, hooks = B.xp, self.hooks
         n = len(x)
-        bs = n if isinstance(self.cfg.get("batch_size", 32), str) else min(int(self.cfg.get("batch_size", 32)), n)
-        order = self.data_rng.permutation(n) if self.cfg.get("shuffle", True) else np.arange(n)
+        bs = n if isinstance(self.cfg.batch_size, str) else min(int(self.cfg.batch_size), n)
+        order = self.data_rng.permutation(n) if self.cfg.shuffle else np.arange(n)
         n_batches = math.ceil(n / bs)
         d_losses, g_losses, real_hits, fake_hits = [], [], [], []
         g_seen = 0
@@ -213,7 +214,7 @@ class GanTrainer:
                 ]
             )
         ).astype(np.float64)
-        if not np.all(np.isfinite(sums[:2])) and self.cfg.get("stop_on_nan", True):
+        if not np.all(np.isfinite(sums[:2])) and self.cfg.stop_on_nan:
             which = "d_loss" if not np.isfinite(sums[0]) else "g_loss"
             raise TrainingDiverged(
                 f"training diverged: {which} is {sums[0] if which == 'd_loss' else sums[1]} at epoch {self.epoch + 1}"

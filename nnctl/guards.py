@@ -11,6 +11,7 @@ from typing import NoReturn
 import numpy as np
 
 from nnctl.errors import CheckpointError, OutputError, quote
+from nnctl.spec_model import Spec
 
 MIB = 1 << 20
 MARGIN_BYTES = 64 << 10  # HDF5 metadata, the stored spec, history and preprocessing arrays
@@ -23,7 +24,7 @@ def _same_file(a: str, b: str) -> bool:
         return os.path.abspath(a) == os.path.abspath(b)
 
 
-def existing_model(spec: dict, resume: str | None, force: bool) -> dict | None:
+def existing_model(spec: Spec, resume: str | None, force: bool) -> dict | None:
     """The weight shapes of the checkpoint at the spec's output path when one is there and this run may
     replace it only if it builds the same model (``{name: shape}``), else None (no file, ``--force``, or
     ``--resume`` of that very file, or a damaged file under ``--resume auto``). Refuses now, before the data is read, a checkpoint of another spec
@@ -31,7 +32,7 @@ def existing_model(spec: dict, resume: str | None, force: bool) -> dict | None:
     from nnctl.checkpoint import Checkpoint  # noqa: PLC0415
     from nnctl.resume import model_differences  # noqa: PLC0415
 
-    path = spec["output"]["checkpoint"]
+    path = spec.checkpoint
     if force or not os.path.isfile(path) or (resume not in (None, "auto") and _same_file(str(resume), path)):
         return None
     try:
@@ -45,14 +46,14 @@ def existing_model(spec: dict, resume: str | None, force: bool) -> dict | None:
             f"pass --force to overwrite it, or --out another path"
         ) from None
     stored = ck.spec if isinstance(ck.spec, dict) else {}
-    name, theirs = spec.get("name"), stored.get("name")
+    name, theirs = spec.name, stored.get("name")
     if name != theirs:
         refuse(path, f"spec {quote(theirs)}, this run is {quote(name)}")
     found = stored.get("model")
     model: dict = found if isinstance(found, dict) else {}
     if not isinstance(model.get("layers"), list):
         refuse(path, "a model without a layer list (a GAN or another kind of run)")
-    ours = dict(spec, model=dict(spec["model"]))
+    ours = spec.to_dict()  # compared in the stored form, as the checkpoint holds it
     if ours["model"].get("input_shape") is None:  # taken from the data: compared by parameter shapes later
         ours["model"]["input_shape"] = model.get("input_shape")
     diff = model_differences(ours, stored)

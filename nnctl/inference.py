@@ -23,7 +23,7 @@ from nnctl.graph import Model, rows
 from nnctl.multi_spec import is_multi
 from nnctl.outputs import Heads
 from nnctl.scoring import evaluate_model
-from nnctl.spec_model import ModelFacts
+from nnctl.spec_model import ModelFacts, Spec
 
 
 class Restored(NamedTuple):
@@ -32,15 +32,15 @@ class Restored(NamedTuple):
     checkpoint: Checkpoint
     model: Model
     prep: Preprocessor
-    spec: dict
+    spec: Spec
 
 
 def restore(path, device: str = "auto") -> Restored:
     """Rebuild the model stored in a checkpoint, with its weights, on the chosen device."""
     B.use(device)
     ck = Checkpoint(path)
-    spec = ck.spec
-    if spec.get("train", {}).get("mode") == "gan":  # two models: evaluate, predict, export and serve read one
+    stored = ck.spec
+    if stored.get("train", {}).get("mode") == "gan":  # two models: evaluate, predict, export and serve read one
         raise CheckpointError(
             f'{path}: a GAN checkpoint (train.mode = "gan") holds a generator and a '
             f"discriminator, not one model trained on (input, target) pairs; sample the "
@@ -48,12 +48,13 @@ def restore(path, device: str = "auto") -> Restored:
         )
     try:
         prep = Preprocessor.from_arrays(ck.prep_arrays)
-        shape = stored_input_shape(spec)
+        shape = stored_input_shape(stored)
     except (KeyError, ValueError, TypeError, json.JSONDecodeError) as exc:
         raise SpecError(f"{path}: checkpoint preprocessing or spec is incomplete ({exc})") from None
-    facts = ModelFacts.from_stored(ck.model_facts, spec)  # older checkpoints kept them in the spec JSON
+    facts = ModelFacts.from_stored(ck.model_facts, stored)  # older checkpoints kept them in the spec JSON
     try:
-        model = build_model(spec, shape, spec["seed"], facts.defaults, input_dtype=facts.input_dtype)
+        spec = Spec.from_dict(stored, str(path))
+        model = build_model(spec, shape, spec.seed, facts.defaults, input_dtype=facts.input_dtype)
     except (KeyError, ValueError, TypeError, AttributeError) as exc:
         raise CheckpointError(
             f"{path}: /spec: the stored model cannot be built ({type(exc).__name__}: {quote(exc, 60)})"
@@ -89,7 +90,7 @@ def _check_classes(path, prep: Preprocessor, model: Model) -> None:
         )
 
 
-def evaluation_data(path, spec: dict, prep: Preprocessor, model: Model, data: str | None, preprocessed: bool = False):
+def evaluation_data(path, spec: Spec, prep: Preprocessor, model: Model, data: str | None, preprocessed: bool = False):
     """The labelled inputs a checkpoint is evaluated on: ``data`` (any labelled kind the data section reads),
     else the spec's test set -> (x, y, source)."""
     if data:
@@ -99,11 +100,11 @@ def evaluation_data(path, spec: dict, prep: Preprocessor, model: Model, data: st
             x, y = load_split(spec, prep, data, preprocessed=preprocessed)
         source = data
     else:
-        if not spec["data"].get("test"):
+        if not spec.data.test:
             raise SpecError(f"{path}: the spec has no data.test; pass --data FILE")
         from nnctl.data import ARRAY_KINDS, load_split  # noqa: PLC0415
 
-        source = spec["data"]["test"]
+        source = spec.data.test
         if prep.kind in ARRAY_KINDS:  # the stored preprocessing: the training file is not read again
             x, y = load_split(spec, prep, source)
         else:
@@ -112,7 +113,7 @@ def evaluation_data(path, spec: dict, prep: Preprocessor, model: Model, data: st
     from nnctl.data.inputs import conform  # noqa: PLC0415
 
     x = conform(x, model.input_shape)
-    finite_after_scaling(x, source, spec["dtype"])
+    finite_after_scaling(x, source, spec.dtype)
     if tuple(x.shape[1:]) != tuple(model.input_shape):
         raise DataError(
             f"{source}: samples have shape {list(x.shape[1:])} ({features(x.shape[1:])}), the model "
@@ -144,7 +145,7 @@ def evaluate(
             f"--{'anomaly-label' if asked[0] == 'label' else asked[0]}: expected an autoencoder "
             f"(data.target = 'input'), found {path} trained on targets"
         )
-    names = [metrics.METRICS.canonical(m) for m in spec["train"].get("metrics", [])]
+    names = [metrics.METRICS.canonical(m) for m in spec.train.metrics]
     if prep.task == "regression":  # errors in the target's own units beside the loss, whatever the spec lists
         names += [m for m in ("mse", "mae", "rmse") if m not in names]
     report = prep.task != "regression" and not isinstance(model.output_shape, list)
@@ -181,27 +182,27 @@ def evaluate(
     return out
 
 
-def _reconstruction_report(ck, model, spec: dict, x, outputs, source, anomaly: dict) -> dict:
+def _reconstruction_report(ck, model, spec: Spec, x, outputs, source, anomaly: dict) -> dict:
     """An autoencoder's per-row errors, stored threshold, flagged rows and, for denoising, noisy vs denoised MSE."""
     from nnctl import anomaly as A  # noqa: PLC0415
 
     loss = make_loss(spec)
-    label = anomaly.get("label") or spec["data"].get("anomaly_label")
+    label = anomaly.get("label") or spec.data.anomaly_label
     out = A.report(ck, model, loss, x, outputs, source, label, anomaly.get("errors"))
     out.update(A.denoising(model, loss, x, spec))
     return out
 
 
-def named_source(path, spec: dict, data: str | None) -> str:
+def named_source(path, spec: Spec, data: str | None) -> str:
     if data:
         return data
-    if not spec["data"].get("test"):
+    if not spec.data.test:
         raise SpecError(f"{path}: the spec has no data.test; pass --data FILE")
-    return spec["data"]["test"]
+    return spec.data.test
 
 
 def evaluate_named(
-    path, model: Model, spec: dict, data: str | None, on_batch: Callable[[int, int], None] | None = None
+    path, model: Model, spec: Spec, data: str | None, on_batch: Callable[[int, int], None] | None = None
 ) -> dict:
     """Total loss, each output's loss and metrics (``<name>_loss``, ``<name>_<metric>``) of a model with
     named inputs or outputs, on its test set or ``data``."""
@@ -213,7 +214,7 @@ def evaluate_named(
     heads = make_heads(spec, model) or Heads.single(
         model,
         make_loss(spec),
-        _canonical(spec["train"].get("metrics", [])),
+        _canonical(spec.train.metrics),
         make_loss(spec).task,
         model.output_shape[-1],
     )
@@ -274,10 +275,10 @@ def predict(
     names = [e.name for e in model.entries()]  # the spec's layer names (not an entry's internal "<name>/linear")
     if embed is not None and embed not in names:
         raise SpecError(f"--embed: expected a layer name ({', '.join(names)}), found {embed!r}")
-    if spec["model"].get("decode"):  # teacher-forced sequence model: rows are source ids (nnctl/decode.py)
+    if spec.model.decode is not None:  # teacher-forced sequence model: rows are source ids (nnctl/decode.py)
         from nnctl.decode import greedy_decode  # noqa: PLC0415
 
-        p = greedy_decode(model, raw_inputs, spec["model"]["decode"])
+        p = greedy_decode(model, raw_inputs, spec.model.decode)
         return p, prep.decode_y(p)
     from nnctl.data.inputs import conform  # noqa: PLC0415
 
@@ -287,7 +288,7 @@ def predict(
             f"{source}: rows have shape {list(raw_inputs.shape[1:])} ({features(raw_inputs.shape[1:])}), "
             f"the model expects {list(model.input_shape)} ({features(model.input_shape)})"
         )
-    dtype = np.dtype(spec["dtype"])
+    dtype = np.dtype(spec.dtype)
     if preprocessed:
         x = (
             raw_inputs
@@ -297,7 +298,7 @@ def predict(
     else:
         with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported below, once
             x = prep.transform_x(raw_inputs, dtype)
-    finite_after_scaling(x, source, spec["dtype"])
+    finite_after_scaling(x, source, spec.dtype)
     model.check_input(x, source)
     if embed is not None:
         codes = model.predict(x, until=embed, on_batch=on_batch)

@@ -17,6 +17,7 @@ import copy
 import json
 import pathlib
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 
@@ -64,7 +65,7 @@ def _raw(spec: Spec):
     if s.y_train is None:
         raise DataError(f"{data['train']}: --k-fold needs labelled training data")
     if data.get("subset") and data["subset"] < len(s.x_train):  # the same seeded subset load_dataset takes
-        rng = np.random.default_rng(np.random.SeedSequence(spec["seed"], spawn_key=(2,)))
+        rng = np.random.default_rng(np.random.SeedSequence(spec.seed, spawn_key=(2,)))
         keep = np.sort(rng.permutation(len(s.x_train))[: data["subset"]])
         s.x_train, s.y_train = s.x_train[keep], s.y_train[keep]
         s.w_train = None if s.w_train is None else s.w_train[keep]
@@ -85,9 +86,9 @@ def fold_datasets(spec: Spec, k: int):
     from nnctl.data import Dataset  # noqa: PLC0415
 
     s, prep, table = _raw(spec)
-    folds = fold_indices(len(s.x_train), k, spec["seed"], strata(s.y_train, prep.task))
-    dtype = np.dtype(spec["dtype"])
-    name = spec["data"]["train"]
+    folds = fold_indices(len(s.x_train), k, spec.seed, strata(s.y_train, prep.task))
+    dtype = np.dtype(spec.dtype)
+    name = spec.data.train
     for i, val_idx in enumerate(folds):
         train = np.ones(len(s.x_train), bool)
         train[val_idx] = False
@@ -107,19 +108,19 @@ def fold_datasets(spec: Spec, k: int):
         yield val_idx, Dataset(x_tr, y_tr, x_va, y_va, None, None, p, defaults, w_tr)
 
 
-def fold_paths(spec: dict, i: int) -> tuple[str, str | None]:
+def fold_paths(spec: Spec, i: int) -> tuple[str, str | None]:
     """Checkpoint and run folder of fold ``i`` (1-based): beside the spec's checkpoint, or inside its run folder."""
-    ckpt = pathlib.Path(spec["output"]["checkpoint"])
-    run_dir = spec["output"].get("run_dir")
+    ckpt = pathlib.Path(spec.checkpoint)
+    run_dir = spec.output.run_dir
     return (
         str(ckpt.with_name(f"{ckpt.stem}.fold{i}{ckpt.suffix or '.h5'}")),
         str(pathlib.Path(run_dir) / f"fold{i}") if run_dir else None,
     )
 
 
-def summary_dir(spec: dict) -> pathlib.Path:
-    run_dir = spec["output"].get("run_dir")
-    ckpt = pathlib.Path(spec["output"]["checkpoint"])
+def summary_dir(spec: Spec) -> pathlib.Path:
+    run_dir = spec.output.run_dir
+    ckpt = pathlib.Path(spec.checkpoint)
     return pathlib.Path(run_dir) / "kfold" if run_dir else ckpt.with_name(f"{ckpt.stem}.kfold")
 
 
@@ -131,7 +132,7 @@ def cross_validate(spec: Spec, k: int, train, emit=lambda e: None, **train_kw) -
     from nnctl.runlog import write_run  # noqa: PLC0415
 
     refuse_named(spec, "train --k-fold")
-    if spec["data"].get("validation") is not None:
+    if spec.data.validation is not None:
         emit(
             {
                 "event": "note",
@@ -173,10 +174,10 @@ def cross_validate(spec: Spec, k: int, train, emit=lambda e: None, **train_kw) -
         )
     names = [m for m in folds[0]["metrics"] if all(m in f["metrics"] for f in folds)]
     values = {m: np.array([f["metrics"][m] for f in folds], dtype=np.float64) for m in names}
-    result = {
+    result: dict[str, Any] = {
         "event": "kfold",
         "k": k,
-        "seed": spec["seed"],
+        "seed": spec.seed,
         "stratified": strata_used(spec),
         "folds": folds,
         "mean": {m: float(v.mean()) for m, v in values.items()},
@@ -208,8 +209,7 @@ def _scored(name: str) -> bool:
     return name not in ("lr", "seconds", "samples_per_second") and not name.endswith("_seconds")
 
 
-def strata_used(spec: dict) -> bool:
+def strata_used(spec: Spec) -> bool:
     from nnctl.losses import is_classification  # noqa: PLC0415
-    from nnctl.spec import loss_config  # noqa: PLC0415
 
-    return bool(is_classification(loss_config(spec["train"])[0]))
+    return bool(is_classification(spec.train.loss.type))

@@ -45,7 +45,7 @@ def sweep(
     kept_iterations, kept_rngs = opt.iterations, model.rng_states()
     rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(9,))))
     n = len(x)
-    bs = trainer.cfg.get("batch_size", 32)
+    bs = trainer.cfg.batch_size
     bs = n if isinstance(bs, str) else min(int(bs), n)  # "full": batch gradient descent
     rates = start * (end / start) ** (np.arange(steps) / (steps - 1))
     raw: list[float] = []
@@ -205,16 +205,16 @@ def lr_find(
         model,
         make_loss(spec),
         make_optimizer(spec),
-        spec["train"],
+        spec.train,
         ds.prep.task,
         ds.prep.n_classes(model.output_shape[-1]),
-        spec["seed"],
+        spec.seed,
         strategy=strategy,
     )
-    if spec["train"].get("class_weight") is not None:
+    if spec.train.class_weight is not None:
         trainer.class_weight = B.asarray(
             losses.class_weights(
-                spec["train"]["class_weight"],
+                spec.train.class_weight,
                 losses.label_ids(ds.y_train, ds.prep.task),
                 trainer.n_classes,
                 ds.prep.classes,
@@ -222,6 +222,6 @@ def lr_find(
         )
     trainer.sample_weight = ds.w_train
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
-        result = sweep(trainer, ds.x_train, ds.y_train, start, end, steps, seed=spec["seed"])
+        result = sweep(trainer, ds.x_train, ds.y_train, start, end, steps, seed=spec.seed)
     result["spec"] = spec.source
     return result

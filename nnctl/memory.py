@@ -8,10 +8,13 @@ sample), the outputs the backward pass keeps. Workspace of single operations (im
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 from collections.abc import Iterator
 
 import numpy as np
+
+from nnctl.spec_model import Spec
 
 MIB = 1 << 20
 
@@ -23,7 +26,7 @@ def _elements(shape) -> int:
     return int(np.prod(shape, dtype=np.int64))
 
 
-def optimizer_slots(spec: dict) -> int:
+def optimizer_slots(spec: Spec) -> int:
     """How many parameter-sized buffers the spec's optimizer keeps (Adam 2, SGD with momentum 1, EMA +1)."""
     from nnctl.assemble import make_optimizer  # noqa: PLC0415
 
@@ -31,14 +34,14 @@ def optimizer_slots(spec: dict) -> int:
     return len(opt.slot_names) + int(bool(getattr(opt, "use_ema", False)))
 
 
-def training_memory(model, spec: dict) -> dict:
+def training_memory(model, spec: Spec) -> dict:
     """Bytes and MiB of parameters, gradients, optimizer slots and activations per batch of
     ``train.batch_size`` (activations are None for ``batch_size = "full"``, whose size is the data's)."""
     b = np.dtype(model.dtype).itemsize
     trainable, frozen = model.param_count()
     flat = int(model.flat_params.size) if model.flat_params is not None else trainable
     slots = optimizer_slots(spec)
-    batch = spec["train"].get("batch_size", 32)
+    batch = spec.train.batch_size
     per_sample = sum(_elements(e.node.output_shape) for e in model.entries())  # one output per entry
     parts = {
         "parameters": (trainable + frozen) * b,
@@ -84,14 +87,14 @@ def shapes_only() -> Iterator[None]:
         initializers.initialize, Layer.add_param, Layer.add_state = saved  # type: ignore[method-assign]
 
 
-def estimate(spec: dict, input_shape, defaults: dict | None = None, input_dtype=None) -> dict | None:
+def estimate(spec: Spec, input_shape, defaults: dict | None = None, input_dtype=None) -> dict | None:
     """``training_memory`` of the spec's model for ``input_shape``, from a build without storage; None when
     that build fails (the real build then reports the spec's mistake in its own words)."""
     from nnctl.build import build_model  # noqa: PLC0415
 
     try:
         with shapes_only():
-            model = build_model(spec, tuple(input_shape), spec["seed"], defaults, input_dtype=input_dtype)
+            model = build_model(spec, tuple(input_shape), spec.seed, defaults, input_dtype=input_dtype)
         return training_memory(model, spec)
     except Exception:  # noqa: BLE001 - any failure here is the real build's to report
         return None
@@ -162,22 +165,22 @@ def available_memory() -> tuple[int | None, str]:
     return min(found)
 
 
-def check_fits_for_data(spec: dict, ds) -> dict | None:
+def check_fits_for_data(spec: Spec, ds) -> dict | None:
     """``check_fits`` for the model ``assemble.model_for_data`` is about to build on dataset ``ds`` (a
     ``batch_size = "full"`` batch is the training set); skipped under ``train.memory_check = false``."""
-    if not spec["train"].get("memory_check", True) or isinstance(ds.x_train, dict):
+    if not spec.train.memory_check or isinstance(ds.x_train, dict):
         return None  # (named inputs: the shapes-only estimate does not cover several inputs yet)
     shape = tuple(ds.input_shape)
-    if spec["model"].get("input_shape") not in (None, list(shape)):
+    if spec.model.input_shape not in (None, list(shape)):
         return None  # model_for_data refuses the mismatch in its own words
     kind = np.dtype(ds.x_train.dtype).kind
-    if spec["train"].get("batch_size") == "full":
-        spec = dict(spec, train=dict(spec["train"], batch_size=len(ds.x_train)))
-    return check_fits(spec, shape, ds.defaults, ds.x_train.dtype if kind in "iu" else spec["dtype"])
+    if spec.train.batch_size == "full":
+        spec = dataclasses.replace(spec, train=dataclasses.replace(spec.train, batch_size=len(ds.x_train)))
+    return check_fits(spec, shape, ds.defaults, ds.x_train.dtype if kind in "iu" else spec.dtype)
 
 
 def check_fits(
-    spec: dict,
+    spec: Spec,
     input_shape,
     defaults: dict | None = None,
     input_dtype=None,
@@ -200,7 +203,7 @@ def check_fits(
             + (f", activations {act / MIB:,.0f} per batch of {est['batch_size']}" if act is not None else "")
         )
         raise SpecError(
-            f"{spec.get('_source', 'spec')}: model: training needs about {est['total_mib']:,.0f} MiB "
+            f"{spec.source}: model: training needs about {est['total_mib']:,.0f} MiB "
             f"({parts}), but this machine has {free / MIB:,.0f} MiB {where}; use fewer units or a smaller "
             f"train.batch_size, or pass {flag} to try anyway"
         )

@@ -5,7 +5,7 @@
 ``include_top = true`` (the default) the top only has to be valid; with ``false`` those layers are
 removed and the model ends at the layer before them: a feature extractor. Its loss no longer suits
 its output, so the loss/activation check is skipped; training it on labels stops on the shape check
-(``nnctl.assemble.check_targets``), which then names the removed top. The spec that comes out lists
+(``nnctl.assemble.check_targets``), which then names the removed top (``Spec.top_removed``). The spec that comes out lists
 only the layers built (``include_top = true`` and no ``top``), so validating it again, as
 ``--resume`` does, builds the same model.
 """
@@ -14,9 +14,6 @@ from __future__ import annotations
 
 from nnctl.fields import shown
 from nnctl.registry import suggestion
-
-#: top-level key of a validated spec naming the layers include_top = false removed (for messages)
-REMOVED = "_top_removed"
 
 
 def top_names(top, layers: list[dict]) -> tuple[list[str], list[str]]:
@@ -64,5 +61,4 @@ def apply(spec: dict) -> tuple[list[str], list[str]]:
         return [f"model.top: names every layer ({', '.join(names)}); include_top = false would leave no model"], []
     model["layers"] = layers[: len(layers) - len(names)]
     model["include_top"], model["top"] = True, None  # the spec now describes the model built
-    spec[REMOVED] = names
     return [], names

@@ -163,7 +163,7 @@ def refuse_named(spec: dict, verb: str, source: str | None = None) -> None:
         from nnctl.errors import SpecError  # noqa: PLC0415
 
         raise SpecError(
-            f"{source or spec.get('_source', 'spec')}: model.inputs/model.outputs: nnctl {verb} takes "
+            f"{source or getattr(spec, 'source', 'spec')}: model.inputs/model.outputs: nnctl {verb} takes "
             f"a model with one input and one output; this one names its inputs or outputs (train, "
             f"evaluate and predict take it)"
         )

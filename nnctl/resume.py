@@ -21,7 +21,6 @@ from nnctl.checkpoint import Checkpoint, load_into, named_from_flat, save
 from nnctl.data.preprocess import Preprocessor
 from nnctl.errors import CheckpointError, SpecError
 from nnctl.graph import Model
-from nnctl.spec import optimizer_config
 from nnctl.spec_model import ModelFacts, Spec
 from nnctl.spec_table import to_plain
 from nnctl.train import Trainer
@@ -46,7 +45,7 @@ def _weights_of(model: Model, snap: dict, shapes: dict) -> tuple[dict, dict]:
 
 def write_checkpoint(
     path,
-    spec,
+    spec: Spec,
     trainer: Trainer,
     prep: Preprocessor,
     last: dict,
@@ -69,7 +68,7 @@ def write_checkpoint(
         info["position"] = {k: position[k] for k in ("batch", "batch_size", "carried_loss")}
         arrays = {f"epoch/{k}": position[k] for k in ("order", "losses", "preds", "rows") if k in position}
     resume_weights, resume_state = _weights_of(model, last, shapes)
-    name, config = optimizer_config(spec["train"])
+    name, config = spec.train.optimizer.type, dict(spec.train.optimizer.params)
     save(
         path,
         spec=to_plain(spec),
@@ -77,7 +76,7 @@ def write_checkpoint(
         state=state,
         prep_arrays=prep.to_arrays(),
         history=last["history"],
-        seed=spec["seed"],
+        seed=spec.seed,
         epoch=last["epoch"],
         best_epoch=best_epoch,
         optimizer={"type": name, "iterations": last["iterations"], "config": config, "slots": slots},

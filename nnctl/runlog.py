@@ -10,9 +10,13 @@ import csv
 import io
 import json
 import pathlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nnctl.fs import atomic_write
+from nnctl.spec_table import to_plain
+
+if TYPE_CHECKING:
+    from nnctl.spec_model import Spec
 
 
 def default_run_dir(checkpoint: str) -> pathlib.Path:
@@ -45,10 +49,10 @@ def overfit_summary(history: dict, weights_epoch: int) -> dict:
     return out
 
 
-def write_run(run_dir, spec: dict, history: dict, summary: dict) -> None:
+def write_run(run_dir, spec: Spec | dict, history: dict, summary: dict) -> None:
     run_dir = pathlib.Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    _write_text(run_dir / "spec.json", json.dumps(spec, indent=2) + "\n")
+    _write_text(run_dir / "spec.json", json.dumps(to_plain(spec), indent=2) + "\n")  # the stored form
     names = list(history)
     n = max((len(v) for v in history.values()), default=0)  # a GAN logs d_loss and g_loss, no "loss"
     buf = io.StringIO()

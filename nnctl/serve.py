@@ -51,7 +51,7 @@ class ModelService:
         if prep.task == "regression" and (proba or top_k is not None):
             flag = "--proba" if proba else "--top-k"
             raise SpecError(
-                f"{flag}: {self.checkpoint} is a regression model (loss {spec['train'].get('loss')!r}); "
+                f"{flag}: {self.checkpoint} is a regression model (loss {spec.train.loss.plain()!r}); "
                 f"it predicts values, not class probabilities"
             )
         x = parse_rows(body, prep)
@@ -138,7 +138,7 @@ def _metadata(checkpoint: str, restored) -> dict:
     classes = None if prep.classes is None else [c.item() if hasattr(c, "item") else c for c in prep.classes]
     return {
         "checkpoint": checkpoint,
-        "spec": spec.get("name"),
+        "spec": spec.name,
         "nnctl_version": __version__,
         "inputs": {"shape": list(model.input_shape), "kind": prep.kind, "features": list(prep.feature_names)},
         "outputs": {

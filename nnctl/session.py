@@ -34,7 +34,8 @@ from nnctl.resume import (
     write_checkpoint,
 )
 from nnctl.schedules import Schedule
-from nnctl.spec_model import ModelFacts
+from nnctl.spec_model import ModelFacts, Spec
+from nnctl.spec_sections import TrainSection
 from nnctl.strategy import Local
 from nnctl.train import Hooks, Trainer
 
@@ -98,25 +99,25 @@ MAX_SEED = 2**32 - 1
 MAX_EPOCHS = 1_000_000
 
 
-def check_before_work(spec: dict) -> None:
+def check_before_work(spec: Spec) -> None:
     """Fail before any data is read: seed and epochs in range, checkpoint, run and TensorBoard folders writable."""
     from nnctl.runlog import default_run_dir  # noqa: PLC0415
 
     source = spec.source
-    seed, epochs = spec["seed"], spec["train"]["epochs"]
+    seed, epochs = spec.seed, spec.train.epochs
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
         raise SpecError(f"{source}: seed: expected an integer from 0 to {MAX_SEED}, found {quote(seed)}")
     if isinstance(epochs, bool) or not isinstance(epochs, int) or not 0 <= epochs <= MAX_EPOCHS:
         raise SpecError(f"{source}: train.epochs: expected an integer from 0 to {MAX_EPOCHS}, found {quote(epochs)}")
-    ckpt = spec["output"]["checkpoint"]
+    ckpt = spec.output.checkpoint
     fs.check_output_file(ckpt, "checkpoint")
-    fs.check_output_dir(spec["output"].get("run_dir") or default_run_dir(ckpt), "run folder")
-    if spec["train"].get("tensorboard"):
-        fs.check_output_dir(spec["train"]["tensorboard"], "TensorBoard folder")
+    fs.check_output_dir(spec.output.run_dir or default_run_dir(ckpt), "run folder")
+    if spec.train.tensorboard:
+        fs.check_output_dir(spec.train.tensorboard, "TensorBoard folder")
 
 
 def train(
-    spec: dict,
+    spec: Spec,
     emit: Emit = _noop,
     device: str = "auto",
     resume: str | None = None,
@@ -141,7 +142,7 @@ def train(
         session.weights_only = weights_only
         return session.run(device, resume, init_from, dataset)
     check_before_work(spec)
-    with fs.run_lock(spec["output"]["checkpoint"]):
+    with fs.run_lock(spec.output.checkpoint):
         session = Session(spec, emit, hooks, is_writer, strategy)
         session.weights_only = weights_only
         session.replaces = guards.existing_model(spec, resume, force)
@@ -153,7 +154,7 @@ class Session:
 
     def __init__(
         self,
-        spec: dict,
+        spec: Spec,
         emit: Emit = _noop,
         hooks: Hooks | None = None,
         is_writer: bool = True,
@@ -162,9 +163,9 @@ class Session:
         self.spec, self.emit, self.is_writer = spec, emit, is_writer
         self.hooks = hooks or Hooks()
         self.strategy = strategy or Local()
-        self.tcfg = spec["train"]
-        self.ckpt_path: str = spec["output"]["checkpoint"]
-        self.signals = Signals(bool(self.tcfg.get("checkpoint_on_signal")))
+        self.tcfg: TrainSection = spec.train
+        self.ckpt_path: str = spec.output.checkpoint
+        self.signals = Signals(self.tcfg.checkpoint_on_signal)
         self.agreed = GO  # the stop level every rank agreed on
         self.step_checkpoint_due = False
         self.tb: TensorBoardWriter | None = None
@@ -193,10 +194,10 @@ class Session:
         early = self.trainer.early
         self.best = self.last if self.trainer.state.epoch == 0 or not early else None
         self.best_epoch = early.best_epoch if early else None
-        if self.tcfg.get("tensorboard") and self.is_writer:
+        if self.tcfg.tensorboard and self.is_writer:
             from nnctl.tensorboard import TensorBoardWriter  # noqa: PLC0415
 
-            self.tb = TensorBoardWriter(self.tcfg["tensorboard"])
+            self.tb = TensorBoardWriter(self.tcfg.tensorboard)
         try:
             return self._fit()
         finally:
@@ -210,7 +211,7 @@ class Session:
         check_fits_for_data(spec, ds)  # a model too large for memory is refused before it is allocated
         model = model_for_data(spec, ds)
         self.spec, self.facts = for_checkpoint(spec, ds)  # the stored spec names the data's input shape
-        init_from = init_from or spec["model"].get("init_from")
+        init_from = init_from or spec.model.init_from
         if init_from:
             from nnctl.interop.keras_weights import init_arrays  # noqa: PLC0415 - an nnctl checkpoint or a Keras file
 
@@ -220,9 +221,11 @@ class Session:
         model.to_device()
         loss, optimizer = make_loss(spec), make_optimizer(spec)
         schedule = Schedule(
-            optimizer.learning_rate, total_epochs=int(tcfg["epochs"]), **dict(tcfg.get("lr_schedule") or {})
+            optimizer.learning_rate,
+            total_epochs=int(tcfg.epochs),
+            **(tcfg.lr_schedule.to_plain() if tcfg.lr_schedule is not None else {}),
         )
-        early = EarlyStopping(**tcfg["early_stopping"]) if tcfg.get("early_stopping") else None
+        early = EarlyStopping(**tcfg.early_stopping.to_plain()) if tcfg.early_stopping is not None else None
         if early and early.monitor.startswith("val_") and ds.x_val is None:
             raise SpecError(
                 f"{spec.source}: train.early_stopping.monitor: {early.monitor!r} needs "
@@ -230,11 +233,11 @@ class Session:
             )
         hooks = self.hooks
         hooks.should_stop, hooks.between_batches, hooks.on_step = self.should_stop, self.between_batches, self.on_step
-        if spec["data"].get("augment"):
+        if spec.data.augment.present():  # keys given: augmentation asked for
             from nnctl.data.augment import build_augmenter  # noqa: PLC0415
 
             try:
-                hooks.augment = build_augmenter(spec["data"]["augment"], ds.prep.kind, ds.x_train.shape[1:])
+                hooks.augment = build_augmenter(spec.data.augment, ds.prep.kind, ds.x_train.shape[1:])
             except SpecError as exc:  # name the spec file, as validation errors do
                 raise SpecError(f"{spec.source}: {exc}") from None
         trainer = Trainer(
@@ -244,7 +247,7 @@ class Session:
             tcfg,
             ds.prep.task,
             ds.prep.n_classes(model.output_shape[-1]),
-            spec["seed"],
+            spec.seed,
             schedule,
             early,
             hooks,
@@ -252,11 +255,11 @@ class Session:
             self.strategy,
             heads=make_heads(spec, model),
         )
-        if tcfg.get("class_weight") is not None:  # Keras's class_weight: scales the training loss only
+        if tcfg.class_weight is not None:  # Keras's class_weight: scales the training loss only
             try:
                 trainer.class_weight = B.asarray(
                     losses.class_weights(
-                        tcfg["class_weight"],
+                        tcfg.class_weight,
                         losses.label_ids(ds.y_train, ds.prep.task),
                         trainer.n_classes,
                         ds.prep.classes,
@@ -282,7 +285,7 @@ class Session:
                 return
         else:
             found = ResumeFrom(resume, Checkpoint(resume), [])
-        diff = model_differences(self.spec, found.checkpoint.spec)
+        diff = model_differences(self.spec.to_dict(), found.checkpoint.spec)  # in the stored form
         if diff:
             raise SpecError(
                 f"--resume {found.path}: the spec's model differs from the checkpoint's: " + "; ".join(diff)
@@ -290,7 +293,7 @@ class Session:
         if self.weights_only:  # fine-tuning: its weights, this run's optimizer, schedule and epoch 0
             resume_weights_only(found, self.trainer.model, self.emit)
             return
-        check_setup(found.path, self.spec, found.checkpoint.spec, self.set_keys)
+        check_setup(found.path, self.spec.to_dict(), found.checkpoint.spec, self.set_keys)
         self.trainer.restore(snapshot_from_checkpoint(found.checkpoint, self.trainer))
         self.trainer.check_progress(rows(self.ds.x_train))
         progress = self.trainer.progress
@@ -310,7 +313,7 @@ class Session:
         return self.agreed != GO
 
     def on_step(self, iterations: int) -> None:
-        every = self.tcfg.get("checkpoint_every_steps") or 0
+        every = self.tcfg.checkpoint_every_steps
         if every and iterations % every == 0:
             self.step_checkpoint_due = True  # written once the batch is booked (between_batches)
 
@@ -329,11 +332,11 @@ class Session:
         self.last = self.trainer.snapshot()
         if is_best:
             self.best, self.best_epoch = self.last, epoch
-        self.emit({"event": "epoch", "epoch": epoch, "epochs": int(self.tcfg["epochs"]), **logs})
+        self.emit({"event": "epoch", "epoch": epoch, "epochs": int(self.tcfg.epochs), **logs})
         stem = pathlib.Path(self.ckpt_path)
-        if self.tcfg.get("save_every") and epoch % self.tcfg["save_every"] == 0:
+        if self.tcfg.save_every and epoch % self.tcfg.save_every == 0:
             self.write(stem.with_name(f"{stem.stem}.epoch{epoch:03d}.h5"), self.last, self.best_epoch)
-        if self.tcfg.get("save_best") and is_best:
+        if self.tcfg.save_best and is_best:
             self.write(stem.with_name(f"{stem.stem}.best.h5"), self.last, epoch)
         if self.tb is not None:
             self.tb.epoch(epoch, logs, self.trainer.model)
@@ -371,7 +374,7 @@ class Session:
         ds, trainer = self.ds, self.trainer
         with self.signals.installed():  # also while the final checkpoint is written: a Ctrl-C then sets ``stop``
             try:
-                trainer.fit(ds.x_train, ds.y_train, int(self.tcfg["epochs"]), ds.x_val, ds.y_val, self.on_epoch_end)
+                trainer.fit(ds.x_train, ds.y_train, int(self.tcfg.epochs), ds.x_val, ds.y_val, self.on_epoch_end)
             except BaseException as exc:
                 self._keep_last_good(exc)
                 raise
@@ -427,10 +430,10 @@ class Session:
         early, last = self.trainer.early, self.last
         use_best = early is not None and early.restore_best and self.best is not None
         self.write(self.ckpt_path, self.best if use_best else last, self.best_epoch if use_best else None)
-        if self.is_writer and self.tcfg.get("anomaly_quantile") is not None:  # of the weights just written
+        if self.is_writer and self.tcfg.anomaly_quantile is not None:  # of the weights just written
             from nnctl.anomaly import fit_threshold  # noqa: PLC0415
 
-            info = fit_threshold(self.ckpt_path, self.ds.x_train, self.tcfg["anomaly_quantile"])
+            info = fit_threshold(self.ckpt_path, self.ds.x_train, self.tcfg.anomaly_quantile)
             self.emit(
                 {
                     "event": "note",
@@ -441,7 +444,7 @@ class Session:
             )
         weights_epoch = self.best_epoch if use_best else last["epoch"]
         summary = overfit_summary(last["history"], weights_epoch)
-        run_dir = self.spec["output"].get("run_dir") or str(default_run_dir(self.ckpt_path))
+        run_dir = self.spec.output.run_dir or str(default_run_dir(self.ckpt_path))
         final = {
             k: v[weights_epoch - 1] for k, v in last["history"].items() if weights_epoch and len(v) >= weights_epoch
         }

@@ -180,7 +180,7 @@ def validate(raw: dict, source: str = "spec", base_dir: pathlib.Path | None = No
         problems.append("model.layers: required key is missing")
     if not problems and multi and "data" not in bad_sections:
         problems += multi_spec.check_graph(spec)
-    removed = []  # include_top = false: the top's layers go, and with them the loss's head
+    removed: list[str] = []  # include_top = false: the top's layers go, and with them the loss's head
     if not problems and not gan:
         found, removed = model_top.apply(spec)
         problems += found
@@ -196,7 +196,7 @@ def validate(raw: dict, source: str = "spec", base_dir: pathlib.Path | None = No
         raise SpecError.many(source, problems, MAX_PROBLEMS)
     if base_dir is not None:
         _resolve_paths(spec, base_dir)
-    return typed(spec, source, top_removed=tuple(spec.get(model_top.REMOVED) or ()))
+    return typed(spec, source, top_removed=tuple(removed))
 
 
 def _filled(table: dict, cls, path: str, fill: bool = True) -> tuple[dict, list[str]]:

@@ -24,6 +24,7 @@ import functools
 import typing
 from typing import Any
 
+from nnctl.errors import SpecError
 from nnctl.spec_sections import DataSection, ModelSection, OutputSection, TrainSection
 from nnctl.spec_table import Named, Table, table_class, to_plain
 
@@ -49,6 +50,13 @@ class Spec(Table):
     source: str = _local("spec")
     top_removed: tuple[str, ...] = _local(())
     set_keys: tuple[str, ...] = _local(())
+
+    @property
+    def checkpoint(self) -> str:
+        """``output.checkpoint``, which validation against the spec's folder always fills."""
+        if not self.output.checkpoint:
+            raise SpecError(f"{self.source}: output.checkpoint: required key is missing")
+        return self.output.checkpoint
 
     def to_dict(self) -> dict:
         """The spec as the checkpoint stores it (``/spec``): plain JSON data, nothing private."""

@@ -176,11 +176,12 @@ class Tokenizer(Table):
     truncating: Annotated[str, Choices(("pre", "post"))] = doc("which end is cut", default="post")
 
 
-# [data.augment]: one field per key of each registered augmentation (nnctl/augmentations.py owns them)
+# [data.augment]: one field per key of each registered augmentation (nnctl/augmentations.py owns them);
+# FILL = False: only the keys given are stored
 if TYPE_CHECKING:
     Augment = AugmentSection
 else:
-    Augment = augment_section(bases=(Table,), FILL=False, __module__=__name__)  # only the keys given are stored
+    Augment = augment_section(bases=(Table,), FILL=False, __module__=__name__)
 
 
 @dataclass(frozen=True)
@@ -448,8 +449,8 @@ SECTIONS = {
 }
 #: sub-tables checked against their own class, in the order their problems are reported; ``fill`` (the class's
 #: ``FILL``) says whether defaults are written into the spec. Each is a field annotated with its class.
-SUBTABLES = {
-    path: (cls, cls.FILL)
+SUBTABLES: dict[str, tuple[type, bool]] = {
+    path: (cls, getattr(cls, "FILL", True))
     for path, cls in (
         ("data.validation", Validation),
         ("data.tokenizer", Tokenizer),

@@ -79,9 +79,9 @@ class Table(dict):
         return {k: to_plain(getattr(self, k)) for k in self.present()}
 
     def __reduce__(self):  # copy, deepcopy and pickle rebuild through __init__ (dict's own way would write)
-        return _rebuild, (type(self), {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init})
+        return _rebuild, (type(self), {f.name: getattr(self, f.name) for f in dataclasses.fields(type(self)) if f.init})  # type: ignore[arg-type]
 
-    __setitem__ = __delitem__ = update = pop = popitem = setdefault = clear = __ior__ = _frozen  # type: ignore[assignment]
+    __setitem__ = __delitem__ = update = pop = popitem = setdefault = clear = __ior__ = _frozen
 
 
 @functools.cache

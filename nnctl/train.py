@@ -22,7 +22,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -38,6 +38,9 @@ from nnctl.schedules import Schedule
 from nnctl.scoring import evaluate_model, fuses
 from nnctl.strategy import Local
 from nnctl.trainer_state import EpochProgress, host_losses
+
+if TYPE_CHECKING:
+    from nnctl.spec_sections import TrainSection
 
 
 @dataclass
@@ -77,7 +80,7 @@ class Trainer:
         model: Model,
         loss: losses.Loss,
         optimizer: Optimizer,
-        train_cfg: dict,
+        train_cfg: TrainSection,
         task: str,
         n_classes: int,
         seed: int,
@@ -90,7 +93,7 @@ class Trainer:
     ):
         self.model, self.loss, self.optimizer, self.cfg = model, loss, optimizer, train_cfg
         self.task, self.n_classes = task, n_classes
-        self.metric_names = [metrics.METRICS.canonical(m) for m in train_cfg.get("metrics", [])]
+        self.metric_names = [metrics.METRICS.canonical(m) for m in train_cfg.metrics]
         # the outputs with their losses and metrics (nnctl.outputs); one output is the one-head case
         self.heads = heads or Heads.single(model, loss, self.metric_names, task, n_classes, decode)
         if heads is not None:
@@ -100,7 +103,7 @@ class Trainer:
         self.early = early
         self.hooks = hooks or Hooks()
         self.decode = decode  # maps regression outputs/targets back to original units for metrics
-        self.accumulate = int(train_cfg.get("gradient_accumulation") or 1)
+        self.accumulate = int(train_cfg.gradient_accumulation)
         self.data_rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(3,))))
         self.aug_rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(4,))))
         self._moved_targets = None  # the last batch's masks after joint augmentation (segmentation)
@@ -194,7 +197,7 @@ class Trainer:
         self._summed_rows = 0
 
     def _batch_size(self, n: int) -> int:
-        bs = self.cfg.get("batch_size", 32)
+        bs = self.cfg.batch_size
         return n if isinstance(bs, str) else min(int(bs), n)
 
     def _gather(self, x, idx, key):
@@ -213,7 +216,7 @@ class Trainer:
         n = n_rows(x)
         bs = self._batch_size(n)
         if self.progress is None:
-            if not self.cfg.get("shuffle", True):
+            if not self.cfg.shuffle:
                 order = np.arange(n)
             elif hasattr(x, "epoch_order"):  # streamed rows (data.streaming.Rows) may shuffle in chunk order
                 order = x.epoch_order(self.data_rng)
@@ -280,7 +283,7 @@ class Trainer:
         # one host read per epoch
         losses_host = host_losses(prog.losses, self.model.dtype).astype(np.float64)
         bad = np.nonzero(~np.isfinite(losses_host))[0]
-        if len(bad) and self.cfg.get("stop_on_nan", True):
+        if len(bad) and self.cfg.stop_on_nan:
             raise TrainingDiverged(
                 f"training diverged: loss is {losses_host[bad[0]]} at epoch {epoch + 1}, "
                 f"batch {bad[0] + 1} of {n_batches}"

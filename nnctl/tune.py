@@ -23,13 +23,16 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nnctl import fs, toml_write, tune_space
 from nnctl import spec as spec_mod
 from nnctl.errors import Interrupted, NnctlError, Preempted, SpecError
 from nnctl.spec_extends import PATH_KEYS, load_chain
 from nnctl.tune_space import Settings
+
+if TYPE_CHECKING:
+    from nnctl.spec_model import Spec
 
 STATE = "tune.json"
 FINISHED = ("done", "pruned", "failed")
@@ -40,10 +43,10 @@ def _noop(event: dict) -> None:
     pass
 
 
-def load(spec_path: str, overrides: Sequence[str] = ()) -> tuple[dict, dict, Settings]:
+def load(spec_path: str, overrides: Sequence[str] = ()) -> tuple[dict, Spec, Settings]:
     """(the spec as written with overrides and absolute paths, the validated spec, the [tune] settings)."""
     validated = spec_mod.load(spec_path, list(overrides))  # also checks [tune] against the spec
-    if not isinstance(validated.get("tune"), dict):
+    if not isinstance(validated.tune, dict):
         raise SpecError(
             f"{spec_path}: tune: no [tune] section; add one, e.g. [tune.space] "
             f'"train.optimizer.learning_rate" = {{ log_uniform = [0.0001, 0.1] }}'
@@ -63,8 +66,8 @@ def load(spec_path: str, overrides: Sequence[str] = ()) -> tuple[dict, dict, Set
     return raw, validated, settings
 
 
-def default_dir(validated: dict) -> pathlib.Path:
-    ckpt = pathlib.Path(validated["output"]["checkpoint"])
+def default_dir(validated: Spec) -> pathlib.Path:
+    ckpt = pathlib.Path(validated.checkpoint)
     return ckpt.with_name(f"{ckpt.stem}.tune")
 
 
@@ -164,7 +167,7 @@ class Tuner:
     # -- running --------------------------------------------------------------------------------------
     def _launch(self, record: dict, handle) -> _Running:
         name = f"trial-{record['trial']:03d}"
-        tb = self.validated["train"].get("tensorboard")
+        tb = self.validated.train.tensorboard
         spec = trial_spec(
             self.raw, self.settings, record["params"], f"{name}.h5", str(pathlib.Path(tb) / name) if tb else None
         )
@@ -243,7 +246,7 @@ class Tuner:
         else:
             record["status"] = "failed"
             record["message"] = _last_line(self.dir / f"trial-{record['trial']:03d}.log") or f"exit code {rc}"
-        tb = self.validated["train"].get("tensorboard")
+        tb = self.validated.train.tensorboard
         if tb and isinstance(record.get("objective"), float) and record["status"] in ("done", "pruned"):
             from nnctl.tensorboard import hparams  # noqa: PLC0415
 

@@ -10,13 +10,15 @@ import pytest
 from nnctl import backend as B
 from nnctl.build import build_model, check_layers
 from nnctl.errors import SpecError
+from nnctl.spec_model import Spec
 
 
-def _spec(layers: list, dtype: str = "float64") -> dict:
-    """The parts of a validated spec build_model reads: named, checked layer entries and the dtype."""
+def _spec(layers: list, dtype: str = "float64") -> Spec:
+    """A typed spec of named, checked layer entries and the dtype (what build_model reads), from test.toml."""
     entries, problems = check_layers([dict(e) for e in layers])
     assert not problems, problems
-    return {"_source": "test.toml", "dtype": dtype, "model": {"layers": entries}}
+    stored = {"name": "t", "seed": 0, "dtype": dtype, "data": {"train": "t.csv"}, "model": {"layers": entries}}
+    return Spec.from_dict({**stored, "train": {}, "output": {}}, "test.toml")
 
 
 def _model(layers: list, input_shape, seed: int = 3, dtype: str = "float64", input_grad: bool = False):

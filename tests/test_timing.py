@@ -13,6 +13,7 @@ from nnctl import backend as B
 from nnctl.build import build_model
 from nnctl.losses import get as get_loss
 from nnctl.optimizers import get as get_optimizer
+from nnctl.spec_sections import TrainSection
 from nnctl.timing import profile, synthetic_batch, time_model
 from nnctl.train import Trainer
 
@@ -53,7 +54,7 @@ def trainer_for(layers, shape, loss="mse", dtype="float64"):
     model = build_model(spec, shape, 0)
     model.to_device()
     lo = get_loss(loss)
-    return model, Trainer(model, lo, get_optimizer("sgd"), {"batch_size": 4}, lo.task, 3, 0)
+    return model, Trainer(model, lo, get_optimizer("sgd"), TrainSection(batch_size=4), lo.task, 3, 0)
 
 
 def test_cli_json_reports_every_layer_and_nests_inside_the_step(tmp_path):

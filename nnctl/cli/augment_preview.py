@@ -7,8 +7,13 @@ normalize for display), grayscale for one channel, RGB for three, the first chan
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import typer
+
+if TYPE_CHECKING:
+    from nnctl.spec_model import Spec
 
 
 def pick(n_total: int, n: int) -> np.ndarray:
@@ -39,15 +44,15 @@ def grid(rows: list[np.ndarray], scale: int, gap: int = 2) -> np.ndarray:
 
 
 def preview(
-    spec: dict, output: str, samples: int = 16, versions: int = 3, seed: int | None = None, scale: int | None = None
+    spec: Spec, output: str, samples: int = 16, versions: int = 3, seed: int | None = None, scale: int | None = None
 ) -> dict:
     """Write the grid for a loaded spec; returns what was written (path, rows, columns, transforms)."""
     from nnctl.data import load_dataset
     from nnctl.data.augment import build_augmenter
     from nnctl.errors import DataError, SpecError
 
-    source = spec.get("_source", "spec")
-    if not spec["data"].get("augment"):
+    source = spec.source
+    if not spec.data.augment.present():
         raise SpecError(f"{source}: data.augment is empty: nothing to preview (try --set data.augment.rotation=15)")
     for name, value in (("--samples", samples), ("--versions", versions), ("--scale", 1 if scale is None else scale)):
         if value < 1:
@@ -64,14 +69,14 @@ def preview(
     ds = load_dataset(spec, with_test=False)
     if ds.x_train.ndim != 4:
         raise DataError(
-            f"{spec['data']['train']}: augment-preview shows images (samples of shape [H, W, C]); "
+            f"{spec.data.train}: augment-preview shows images (samples of shape [H, W, C]); "
             f"these samples have shape {list(ds.x_train.shape[1:])}"
         )
-    augment = build_augmenter(spec["data"]["augment"], ds.prep.kind, ds.x_train.shape[1:])
+    augment = build_augmenter(spec.data.augment, ds.prep.kind, ds.x_train.shape[1:])
     x = ds.x_train[pick(len(ds.x_train), samples)]
     # the trainer's augmentation stream (spawn key 4) for the same seed
     rng = np.random.Generator(
-        np.random.PCG64(np.random.SeedSequence(spec["seed"] if seed is None else seed, spawn_key=(4,)))
+        np.random.PCG64(np.random.SeedSequence(spec.seed if seed is None else seed, spawn_key=(4,)))
     )
     rows = [to_tiles(x)] + [to_tiles(augment(x, rng)) for _ in range(versions)]
     h, w = x.shape[1:3]

@@ -35,12 +35,12 @@ def layer_table(model) -> list[dict]:
 def model_from_spec(spec, need_data: bool | None = None):
     """The spec's built model: from ``model.input_shape`` alone, or from the data when the shape or a key needs it."""
     if need_data is None:
-        need_data = any(_needs_data(e) for e in spec["model"]["layers"])
+        need_data = any(_needs_data(e) for e in spec.model.layers or [])
     from nnctl.build import build_model
     from nnctl.run import model_for_data
 
-    if spec["model"].get("input_shape") and not need_data:
-        return build_model(spec, tuple(spec["model"]["input_shape"]), spec["seed"])
+    if spec.model.input_shape and not need_data:
+        return build_model(spec, tuple(spec.model.input_shape), spec.seed)
     from nnctl.data import load_dataset
 
     return model_for_data(spec, load_dataset(spec, with_test=False))
@@ -156,16 +156,13 @@ def register(app: typer.Typer, reports_errors) -> None:
             return
         if _gan_summaries(s, f"{spec}: valid", json_):
             return
-        needs_data = any(_needs_data(e) for e in s["model"]["layers"])
+        needs_data = any(_needs_data(e) for e in s.model.layers or [])
         from nnctl.memory import check_fits, training_memory
 
         if (
-            s["model"].get("input_shape")
-            and not needs_data
-            and not no_memory_check
-            and s["train"].get("memory_check", True)
+            s.model.input_shape and not needs_data and not no_memory_check and s.train.memory_check
         ):  # refused from its shapes, before a parameter is allocated
-            check_fits(s, s["model"]["input_shape"])
+            check_fits(s, s.model.input_shape)
         model = model_from_spec(s, needs_data)
 
         _print_summary(f"{spec}: valid", model, json_, memory=training_memory(model, s))
@@ -188,9 +185,12 @@ def register(app: typer.Typer, reports_errors) -> None:
             raise typer.BadParameter(f"expected table, dot, svg or png, found {format_!r}", param_hint="--format")
         if pathlib.Path(target).suffix.lower() in (".h5", ".hdf5"):
             from nnctl.checkpoint import Checkpoint
+            from nnctl.gan_spec import is_gan
             from nnctl.inference import restore
+            from nnctl.spec_model import Spec
 
-            if _gan_summaries(Checkpoint(target).spec, target, json_, format_):
+            stored = Checkpoint(target).spec
+            if is_gan(stored) and _gan_summaries(Spec.from_dict(stored, target), target, json_, format_):
                 return
             _, model, _, _ = restore(target, "cpu")
         else:
@@ -199,7 +199,7 @@ def register(app: typer.Typer, reports_errors) -> None:
             s = spec_mod.load(target)
             if _gan_summaries(s, target, json_, format_):
                 return
-            model = model_from_spec(s, any(_needs_data(e) for e in s["model"]["layers"]))
+            model = model_from_spec(s, any(_needs_data(e) for e in s.model.layers or []))
         _print_summary(target, model, json_, format_, output)
 
     @app.command()

@@ -42,11 +42,7 @@ def register(app: typer.Typer, reports_errors) -> None:
         s = spec_mod.load(spec, list(set_))
         png = None
         if not no_png:
-            png = (
-                os.path.abspath(output)
-                if output
-                else str(s["output"]["checkpoint"]).removesuffix(".h5") + ".lr_find.png"
-            )
+            png = os.path.abspath(output) if output else str(s.output.checkpoint).removesuffix(".h5") + ".lr_find.png"
             fs.check_output_file(png, "lr-find plot")
         with _guard(world):  # one rank fails: MPI_Abort them all
             result = finder.lr_find(s, device, start, end, steps, strategy=world.strategy() if world else None)

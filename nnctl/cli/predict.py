@@ -100,7 +100,7 @@ def register(app: typer.Typer, reports_errors) -> None:
         if prep.task == "regression" and (proba or top_k is not None):
             flag = "--proba" if proba else "--top-k"
             raise SpecError(
-                f"{flag}: {checkpoint} is a regression model (loss {spec['train'].get('loss')!r}); "
+                f"{flag}: {checkpoint} is a regression model (loss {spec.train.loss.plain()!r}); "
                 f"it predicts values, not class probabilities"
             )
         segments = prep.kind == "segmentation"
@@ -113,7 +113,7 @@ def register(app: typer.Typer, reports_errors) -> None:
 
         if format_ != "npy" and not score and streams(input_, prep, spec):  # CSV or JSON lines: in chunks
             return _predict_in_chunks(restored, input_, output, format_, proba, top_k, preprocessed, embed, shaped)
-        x, files = read_inputs_named(input_, prep, model.input_shape, (spec["data"].get("x") or "x", "x"))
+        x, files = read_inputs_named(input_, prep, model.input_shape, (spec.data.x or "x", "x"))
         source = "stdin" if input_ == "-" else input_
         if prep.unseen:  # predict never fails on a new category level; it says how many it saw
             from nnctl.cli.output import log

@@ -40,16 +40,13 @@ def register(app: typer.Typer, reports_errors) -> None:
         B.keep_freed_memory()  # as nnctl train does, so the times match training's
         model = model_from_spec(s)
         model.to_device()
-        loss_name, loss_kw = spec_mod.loss_config(s["train"])
-        loss = losses.get(loss_name, **loss_kw)
-        opt_name, opt_kw = spec_mod.optimizer_config(s["train"])
+        loss = losses.get(s.train.loss.type, **s.train.loss.params)
+        optimizer = optimizers.get(s.train.optimizer.type, **s.train.optimizer.params)
         out_units = model.output_shape[-1] if not isinstance(model.output_shape, list) else 1
-        trainer = Trainer(
-            model, loss, optimizers.get(opt_name, **opt_kw), s["train"], loss.task, max(int(out_units), 2), s["seed"]
-        )
-        size = s["train"].get("batch_size", 32)
+        trainer = Trainer(model, loss, optimizer, s.train, loss.task, max(int(out_units), 2), s.seed)
+        size = s.train.batch_size
         n = batch or (int(size) if not isinstance(size, str) else 32)
-        result = {"spec": spec, "device": chosen, **time_model(model, trainer, n, iterations, warmup, s["seed"])}
+        result = {"spec": spec, "device": chosen, **time_model(model, trainer, n, iterations, warmup, s.seed)}
         if json_:
             emit_json(result)
             return

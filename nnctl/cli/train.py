@@ -110,7 +110,7 @@ def register(app: typer.Typer, reports_errors) -> None:
             return train_folds(s, k_fold, device, json_, quiet, init_from, resume, world is not None)
         hooks = Hooks()
         with Progress(enabled=not (quiet or json_)) as progress:
-            progress.set_epochs(int(s["train"]["epochs"]))
+            progress.set_epochs(int(s.train.epochs))
             if progress.live:  # per-batch bars only where someone watches; no hook, no cost
                 hooks.on_batch = progress.batch
 

@@ -164,7 +164,7 @@ def keras_config(model, spec: dict, source: str) -> dict:
         "class_name": "Functional",
         "registered_name": "Functional",
         "config": {
-            "name": str(spec.get("name") or "nnctl_model"),
+            "name": str(spec.name or "nnctl_model"),
             "trainable": True,
             "layers": layers,
             "input_layers": [[input_name, 0, 0]],
@@ -235,7 +235,7 @@ def export_keras(path, output: str | None = None) -> dict:
     from nnctl.multi_spec import refuse_named  # noqa: PLC0415
 
     refuse_named(spec, "export", str(path))
-    if spec["model"].get("decode"):
+    if spec.model.decode is not None:
         raise SpecError(
             f"{path}: model.decode: cannot be exported to Keras: greedy decoding is a loop outside the model"
         )

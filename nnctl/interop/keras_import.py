@@ -321,7 +321,7 @@ def import_keras(path, spec_out: str | None = None, ckpt_out: str | None = None)
         state=model.named_state(),
         prep_arrays=prep.to_arrays(),
         history={},
-        seed=spec["seed"],
+        seed=spec.seed,
         epoch=0,
         best_epoch=None,
         optimizer={"type": "adam", "iterations": 0, "config": {}, "slots": {}},

@@ -76,7 +76,7 @@ def build_onnx(restored, source: str, opset: int = DEFAULT_OPSET):
     from nnctl.interop.onnx_graph import CONVERTERS, ONNX_DTYPES, Graph, Unsupported  # noqa: PLC0415
 
     ck, model, prep, spec = restored
-    if spec["model"].get("decode"):
+    if spec.model.decode is not None:
         raise SpecError(
             f"{source}: model.decode: cannot be exported to ONNX: greedy decoding runs the model once "
             f"per output step, a loop outside the graph"
@@ -195,7 +195,7 @@ def _metadata(prep, spec, loss) -> dict[str, str]:
     """Strings for the model's metadata_props: what a consumer needs to read inputs and outputs."""
     meta = {
         "nnctl_version": __version__,
-        "spec": str(spec.get("name") or spec.get("_source") or ""),
+        "spec": str(spec.name or spec.source),
         "task": prep.task,
         "input_kind": prep.kind,
         "preprocessing": json.dumps(
