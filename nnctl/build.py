@@ -16,6 +16,7 @@ from nnctl.graph import INPUT, Model, Node, parse_ref
 from nnctl.layers import layer_class
 from nnctl.layers.core import Activation
 from nnctl.registry import UnknownName, suggestion
+from nnctl.spec_model import Spec
 
 
 def _snake(name: str) -> str:
@@ -119,15 +120,14 @@ def _nodes(entry: dict, i: int, layer, refs: list) -> list[Node]:
 
 
 def build_model(
-    spec: dict, input_shape, seed: int, defaults: dict | None = None, input_dtype=None, input_grad: bool = False
+    spec: Spec, input_shape, seed: int, defaults: dict | None = None, input_dtype=None, input_grad: bool = False
 ) -> Model:
     """Instantiate, wire and build the spec's layers for ``input_shape`` (weights drawn from ``seed``)."""
-    source = getattr(spec, "source", "spec")  # a typed Spec names its file
-    dtype = np.dtype(spec.get("dtype", "float32"))
+    source, dtype, section = spec.source, np.dtype(spec.dtype), spec.model
     nodes = []
-    named = spec["model"].get("inputs")  # named inputs {name: {shape, dtype}} (nnctl.multi_spec)
+    named = section.inputs  # named inputs {name: ModelInput} (nnctl.multi_spec)
     prev = next(iter(named)) if named else INPUT
-    for i, entry in enumerate(spec["model"]["layers"]):
+    for i, entry in enumerate(section.layers or ()):
         where = f"{source}: model.layers[{i}] ({entry['name']})"
         kwargs = {k: v for k, v in entry.items() if k != "type"}
         cls = layer_class(entry["type"])
@@ -143,8 +143,8 @@ def build_model(
             raise SpecError(f"{where}: {exc}") from None
         nodes += _nodes(entry, i, layer, refs)
         prev = entry["name"]
-    inputs = {k: (v["shape"], v.get("dtype") or dtype) for k, v in named.items()} if named else None
-    outputs = [v["layer"] for v in spec["model"]["outputs"].values()] if spec["model"].get("outputs") else None
+    inputs = {k: (v.shape, v.dtype or dtype) for k, v in named.items()} if named else None
+    outputs = [v.layer for v in section.outputs.values()] if section.outputs else None
     model = Model(
         nodes,
         tuple(input_shape),

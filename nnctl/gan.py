@@ -386,7 +386,7 @@ def sample(generator: Model, latent: Generator, n: int, seed: int, labels=None) 
         return generator.predict(draw_latent(rng, latent.latent, n, int(latent.latent_dim), generator.dtype)), None
     wanted = list(range(classes)) if labels is None else [int(k) for k in labels]
     per_row = -(-n // len(wanted))
-    z = draw_latent(rng, latent["latent"], per_row, int(latent["latent_dim"]), generator.dtype)
+    z = draw_latent(rng, latent.latent, per_row, int(latent.latent_dim), generator.dtype)
     z_all = np.concatenate([z] * len(wanted))[:n]
     y = np.repeat(np.asarray(wanted, dtype=np.int64), per_row)[:n]
     return generator.predict(with_labels(z_all, y, classes)), y

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 
 from nnctl.fields import check_keys, fields_of
+from nnctl.spec_model import Spec
 from nnctl.spec_sections import GanTrain
 
 MODELS = ("generator", "discriminator")
@@ -30,8 +31,10 @@ SUPERVISED_ONLY = {
 }
 
 
-def is_gan(spec: dict) -> bool:
-    """Whether a (raw or validated) spec asks for adversarial training."""
+def is_gan(spec: dict | Spec) -> bool:
+    """Whether a spec (a typed Spec, or a raw or stored dict) asks for adversarial training."""
+    if isinstance(spec, Spec):
+        return spec.train.mode == "gan"
     train = spec.get("train")
     return isinstance(train, dict) and train.get("mode") == "gan"
 

@@ -63,10 +63,10 @@ def _raw(spec: Spec):
             f"(validate on the end of the series with data.validation = {{ split = 0.2 }})"
         )
     if s.y_train is None:
-        raise DataError(f"{data['train']}: --k-fold needs labelled training data")
-    if data.get("subset") and data["subset"] < len(s.x_train):  # the same seeded subset load_dataset takes
+        raise DataError(f"{data.train}: --k-fold needs labelled training data")
+    if data.subset and data.subset < len(s.x_train):  # the same seeded subset load_dataset takes
         rng = np.random.default_rng(np.random.SeedSequence(spec.seed, spawn_key=(2,)))
-        keep = np.sort(rng.permutation(len(s.x_train))[: data["subset"]])
+        keep = np.sort(rng.permutation(len(s.x_train))[: data.subset])
         s.x_train, s.y_train = s.x_train[keep], s.y_train[keep]
         s.w_train = None if s.w_train is None else s.w_train[keep]
     return s, prep, table

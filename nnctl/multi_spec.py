@@ -12,19 +12,22 @@ import copy
 from nnctl import losses, metrics
 from nnctl.fields import check_keys, fields_of, shown
 from nnctl.registry import suggestion
+from nnctl.spec_model import Spec
 from nnctl.spec_sections import ModelInput, ModelOutput
 
 INPUT = "input"  # graph.INPUT: the one unnamed input (graph imports the layers, which this module must not)
 
 
-def is_multi(spec: dict) -> bool:
-    """Whether the spec names its inputs or outputs."""
+def is_multi(spec: dict | Spec) -> bool:
+    """Whether the spec (a typed Spec, or a raw or stored dict) names its inputs or outputs."""
+    if isinstance(spec, Spec):
+        return bool(spec.model.inputs or spec.model.outputs)
     model = spec.get("model") or {}
     return bool(model.get("inputs") or model.get("outputs"))
 
 
-def input_names(spec: dict) -> tuple:
-    named = (spec.get("model") or {}).get("inputs")
+def input_names(spec: dict | Spec) -> tuple:
+    named = spec.model.inputs if isinstance(spec, Spec) else (spec.get("model") or {}).get("inputs")
     return tuple(named) if isinstance(named, dict) and named else (INPUT,)
 
 

@@ -51,7 +51,7 @@ def load(spec_path: str, overrides: Sequence[str] = ()) -> tuple[dict, Spec, Set
             f"{spec_path}: tune: no [tune] section; add one, e.g. [tune.space] "
             f'"train.optimizer.learning_rate" = {{ log_uniform = [0.0001, 0.1] }}'
         )
-    settings = tune_space.parse(validated["tune"], validated, source=spec_path)
+    settings = tune_space.parse(validated.tune, validated, source=spec_path)
     raw, _ = load_chain(spec_path, spec_mod.load_file)
     for item in overrides:
         spec_mod.apply_override(raw, item)

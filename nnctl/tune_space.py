@@ -22,6 +22,7 @@ import numpy as np
 
 from nnctl.errors import SpecError
 from nnctl.fields import check_keys, fields_of
+from nnctl.spec_model import Spec
 from nnctl.spec_sections import TuneParam, TuneSection
 
 KINDS = ("log_uniform", "uniform", "int", "choice")
@@ -231,7 +232,16 @@ def problems(raw: dict, spec: dict, source: str) -> list[str]:
     return []
 
 
-def parse(table: dict, spec: dict, raw: dict | None = None, source: str = "spec") -> Settings:
+def _run_facts(spec: dict | Spec) -> tuple[list[str], bool, int]:
+    """What the objective is checked against: the logged quantities, whether there is validation data, the seed
+    (of a typed Spec, or of the dict the validator is still checking)."""
+    if isinstance(spec, Spec):
+        return ["loss", *spec.train.metrics], spec.data.validation is not None, spec.seed
+    logged = ["loss", *spec["train"].get("metrics", [])]
+    return logged, spec["data"].get("validation") is not None, int(spec.get("seed", 0))
+
+
+def parse(table: dict, spec: dict | Spec, raw: dict | None = None, source: str = "spec") -> Settings:
     """The checked settings of a ``[tune]`` table; ``raw`` (the spec as written) checks the paths against it.
 
     Raises one SpecError listing every problem, each line prefixed with ``source``."""
@@ -262,8 +272,7 @@ def parse(table: dict, spec: dict, raw: dict | None = None, source: str = "spec"
                 space.append(param)
     objective = str(out.get("objective", "val_loss"))
     base = objective.removeprefix("val_")
-    logged = ["loss", *spec["train"].get("metrics", [])]
-    has_val = spec["data"].get("validation") is not None
+    logged, has_val, spec_seed = _run_facts(spec)
     try:
         base = metrics.METRICS.canonical(base) if base != "loss" else base
     except LookupError:
@@ -298,6 +307,6 @@ def parse(table: dict, spec: dict, raw: dict | None = None, source: str = "spec"
         sampler,
         out.get("pruner", "none"),
         int(out.get("startup_trials", 5)),
-        int(out["seed"]) if out.get("seed") is not None else int(spec.get("seed", 0)),
+        int(out["seed"]) if out.get("seed") is not None else spec_seed,
         int(out.get("parallel", 1)),
     )

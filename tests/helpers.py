@@ -77,3 +77,11 @@ def host(a):
     if isinstance(a, (list, tuple)):
         return type(a)(host(v) for v in a)
     return B.to_numpy(a)
+
+
+def layers_spec(entries: list, dtype: str = "float32", source: str = "test.toml"):
+    """A typed Spec holding only these layer entries and a dtype (what build_model reads); nothing validated."""
+    from nnctl.spec_model import Spec
+
+    stored = {"name": "t", "seed": 0, "dtype": dtype, "data": {"train": "t.csv"}, "model": {"layers": entries}}
+    return Spec.from_dict({**stored, "train": {}, "output": {}}, source)

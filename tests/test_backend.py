@@ -135,7 +135,10 @@ from nnctl.build import build_model, check_layers
 backend.use("cpu")
 entries, _ = check_layers([{"type": "Conv1D", "filters": 2, "kernel_size": 2}, {"type": "LSTM", "units": 2},
                            {"type": "Dense", "units": 1}])
-model = build_model({"dtype": "float32", "model": {"layers": entries}}, (5, 3), 0)
+from nnctl.spec_model import Spec
+spec = Spec.from_dict({"name": "t", "seed": 0, "dtype": "float32", "data": {"train": "t.csv"},
+                       "model": {"layers": entries}, "train": {}, "output": {}})
+model = build_model(spec, (5, 3), 0)
 model.to_device()
 y = model.forward(np.ones((2, 5, 3), np.float32), training=True)
 model.backward(np.ones_like(y))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from helpers import layers_spec
 from nnctl import backend as B
 from nnctl.build import build_model, check_layers
 from nnctl.errors import SpecError
@@ -17,8 +18,7 @@ def _spec(layers: list, dtype: str = "float64") -> Spec:
     """A typed spec of named, checked layer entries and the dtype (what build_model reads), from test.toml."""
     entries, problems = check_layers([dict(e) for e in layers])
     assert not problems, problems
-    stored = {"name": "t", "seed": 0, "dtype": dtype, "data": {"train": "t.csv"}, "model": {"layers": entries}}
-    return Spec.from_dict({**stored, "train": {}, "output": {}}, "test.toml")
+    return layers_spec(entries, dtype)
 
 
 def _model(layers: list, input_shape, seed: int = 3, dtype: str = "float64", input_grad: bool = False):

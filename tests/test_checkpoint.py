@@ -7,6 +7,7 @@ import h5py
 import numpy as np
 import pytest
 
+from helpers import layers_spec
 from nnctl import checkpoint
 from nnctl.build import build_model, check_layers
 from nnctl.checkpoint import FORMAT_VERSION, Checkpoint, load_into, save, store_anomaly
@@ -180,7 +181,7 @@ def _model():
     entries, _ = check_layers(
         [{"type": "Dense", "units": 2, "name": "d"}, {"type": "BatchNormalization", "name": "bn"}]
     )
-    model = build_model({"dtype": "float32", "model": {"layers": entries}}, (3,), 0)
+    model = build_model(layers_spec(entries), (3,), 0)
     model.to_device()
     return model
 

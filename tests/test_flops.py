@@ -6,6 +6,7 @@ import pathlib
 import numpy as np
 import pytest
 
+from helpers import layers_spec
 from nnctl.build import build_model
 from nnctl.flops import layer_flops, model_flops
 from nnctl.layers import LAYERS, layer_class
@@ -15,11 +16,9 @@ HERE = pathlib.Path(__file__).resolve().parent
 
 
 def model(layers, input_shape):
-    spec = {
-        "dtype": "float64",
-        "model": {"layers": [dict(e, name=e.get("name", f"l{i}")) for i, e in enumerate(layers)]},
-    }
-    return build_model(spec, input_shape, 0)
+    return build_model(
+        layers_spec([dict(e, name=e.get("name", f"l{i}")) for i, e in enumerate(layers)], "float64"), input_shape, 0
+    )
 
 
 def test_dense_with_and_without_bias_and_activation():

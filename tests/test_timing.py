@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from helpers import SPECS
+from helpers import SPECS, layers_spec
 from nnctl import backend as B
 from nnctl.build import build_model
 from nnctl.losses import get as get_loss
@@ -50,8 +50,7 @@ def nnctl(*args):
 
 def trainer_for(layers, shape, loss="mse", dtype="float64"):
     B.use("cpu")
-    spec = {"dtype": dtype, "model": {"layers": [dict(e, name=f"l{i}") for i, e in enumerate(layers)]}}
-    model = build_model(spec, shape, 0)
+    model = build_model(layers_spec([dict(e, name=f"l{i}") for i, e in enumerate(layers)], dtype), shape, 0)
     model.to_device()
     lo = get_loss(loss)
     return model, Trainer(model, lo, get_optimizer("sgd"), TrainSection(batch_size=4), lo.task, 3, 0)
@@ -126,15 +125,9 @@ def test_synthetic_targets_have_the_form_of_the_task():
 
 
 def test_synthetic_token_ids_stay_inside_the_embedding():
-    spec = {
-        "dtype": "float32",
-        "model": {
-            "layers": [
-                {"type": "Embedding", "input_dim": 7, "output_dim": 2, "name": "e"},
-                {"type": "Flatten", "name": "f"},
-            ]
-        },
-    }
+    spec = layers_spec(
+        [{"type": "Embedding", "input_dim": 7, "output_dim": 2, "name": "e"}, {"type": "Flatten", "name": "f"}]
+    )
     model = build_model(spec, (9,), 0, input_dtype=np.int32)
     x, _ = synthetic_batch(model, "regression", 64)
     assert x.dtype == np.int32 and x.min() >= 0 and x.max() < 7
