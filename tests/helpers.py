@@ -85,3 +85,25 @@ def layers_spec(entries: list, dtype: str = "float32", source: str = "test.toml"
 
     stored = {"name": "t", "seed": 0, "dtype": dtype, "data": {"train": "t.csv"}, "model": {"layers": entries}}
     return Spec.from_dict({**stored, "train": {}, "output": {}}, source)
+
+
+def trainer_for(spec, hooks=None):
+    """(a Trainer for a validated spec's model on its loaded data, the dataset), as the training session makes one."""
+    from nnctl.assemble import make_loss, make_optimizer, model_for_data
+    from nnctl.data import load_dataset
+    from nnctl.train import Trainer
+
+    ds = load_dataset(spec)
+    model = model_for_data(spec, ds)
+    model.to_device()
+    trainer = Trainer(
+        model,
+        make_loss(spec),
+        make_optimizer(spec),
+        spec.train,
+        ds.prep.task,
+        ds.prep.n_classes(model.output_shape[-1]),
+        spec.seed,
+        hooks=hooks,
+    )
+    return trainer, ds

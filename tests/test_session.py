@@ -7,30 +7,11 @@ import signal
 import numpy as np
 import pytest
 
-from helpers import load_spec
+from helpers import load_spec, trainer_for
 from nnctl import optimizers, run
-from nnctl.assemble import make_loss, make_optimizer, model_for_data
-from nnctl.data import load_dataset
 from nnctl.session import GO, INTERRUPT, PREEMPT, Signals
 from nnctl.strategy import DataParallel
 from nnctl.train import Hooks, Trainer
-
-
-def trainer_for(spec: dict, hooks: Hooks | None = None) -> tuple[Trainer, object]:
-    ds = load_dataset(spec)
-    model = model_for_data(spec, ds)
-    model.to_device()
-    trainer = Trainer(
-        model,
-        make_loss(spec),
-        make_optimizer(spec),
-        spec["train"],
-        ds.prep.task,
-        ds.prep.n_classes(model.output_shape[-1]),
-        spec["seed"],
-        hooks=hooks,
-    )
-    return trainer, ds
 
 
 def fit(trainer: Trainer, ds, epochs: int) -> None:

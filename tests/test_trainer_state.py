@@ -7,28 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from helpers import load_spec
+from helpers import load_spec, trainer_for
 from nnctl import backend
-from nnctl.assemble import make_loss, make_optimizer, model_for_data
-from nnctl.data import load_dataset
-from nnctl.train import Hooks, Trainer
-
-
-def _trainer(spec: dict, hooks: Hooks | None = None) -> tuple[Trainer, object]:
-    ds = load_dataset(spec)
-    model = model_for_data(spec, ds)
-    model.to_device()
-    trainer = Trainer(
-        model,
-        make_loss(spec),
-        make_optimizer(spec),
-        spec["train"],
-        ds.prep.task,
-        ds.prep.n_classes(model.output_shape[-1]),
-        spec["seed"],
-        hooks=hooks,
-    )
-    return trainer, ds
+from nnctl.train import Hooks
 
 
 def _host_only(value, where="snapshot") -> None:
@@ -50,7 +31,7 @@ def test_a_mid_epoch_snapshot_is_host_data_and_restores_in_place(tmp_path, reque
     backend.use(device)
     spec = load_spec("iris_mlp.toml", tmp_path, "train.epochs=2")
     calls: list = []
-    stopped, ds = _trainer(spec, Hooks(should_stop=lambda: calls.append(1) or len(calls) == 9))
+    stopped, ds = trainer_for(spec, Hooks(should_stop=lambda: calls.append(1) or len(calls) == 9))
     stopped.fit(ds.x_train, ds.y_train, 2, ds.x_val, ds.y_val)
     assert stopped.progress is not None and stopped.progress.batch > 0  # stopped inside an epoch
     snap = stopped.snapshot()
@@ -58,7 +39,7 @@ def test_a_mid_epoch_snapshot_is_host_data_and_restores_in_place(tmp_path, reque
     assert snap["position"]["batch"] == stopped.progress.batch and snap["epoch"] == stopped.state.epoch
     assert len(snap["position"]["losses"]) == stopped.progress.batch
 
-    fresh, _ = _trainer(spec)
+    fresh, _ = trainer_for(spec)
     views = {k: v for k, v in fresh.model.named_params().items()}
     fresh.restore(snap)
     # the same arrays, now holding the snapshot's values: the optimizer steps what the layers compute with
