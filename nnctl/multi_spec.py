@@ -160,7 +160,7 @@ def logged(spec: dict) -> set[str]:
     }
 
 
-def refuse_named(spec: dict, verb: str, source: str | None = None) -> None:
+def refuse_named(spec: dict | Spec, verb: str, source: str | None = None) -> None:
     """SpecError for a verb that takes only one unnamed input and one output (export, serve, lr-find...)."""
     if is_multi(spec):
         from nnctl.errors import SpecError  # noqa: PLC0415

@@ -67,9 +67,6 @@ class Spec(Table):
         """A stored, already validated spec (a checkpoint's ``/spec``) as a Spec; private keys are skipped."""
         return typed(stored, source)
 
-    def get(self, key, default=None):  # TRANSITIONAL: the private key the dict face once held
-        return self.source if key == "_source" else dict.get(self, key, default)
-
 
 @dataclasses.dataclass(frozen=True)
 class ModelFacts:

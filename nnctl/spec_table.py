@@ -41,31 +41,19 @@ class Named:
         return {"type": self.type, **self.params} if self.table or self.params else self.type
 
 
-def _frozen(self, *args, **kwargs):
-    raise TypeError(f"{type(self).__name__} is frozen: make a changed copy with dataclasses.replace")
-
-
 def _rebuild(cls, values: dict):
     return cls(**values)
 
 
-class Table(dict):
-    """Base of the typed spec's tables: fields read as attributes; ``to_plain`` gives the stored JSON.
-
-    TRANSITIONAL (issue 12 migration only): a table is also a read-only dict of its stored keys
-    (``spec["train"]["epochs"]``, ``.get``, ``in``, iteration, ``json.dumps``), so modules not yet reading
-    attributes keep working; ``Named`` values read there in their stored form (``"adam"`` or a table).
-    Every write raises. Remove the ``dict`` base once no module reads a spec by key."""
+class Table:
+    """Base of the typed spec's tables: fields read as attributes; ``to_plain`` gives the stored JSON."""
 
     FILL: ClassVar[bool] = True  # absent keys take the class's defaults; False: only the keys given are kept
-
-    def __post_init__(self) -> None:
-        dict.update(self, {k: _face(getattr(self, k)) for k in self.present()})
 
     def present(self) -> list[str]:
         """The keys the stored spec has, in field order."""
         out = []
-        for f in _fields(type(self)):
+        for f in _fields(type(self)):  # type: ignore[arg-type]  # mypy: a dataclass type is hashable
             value, default = getattr(self, f.name), _default(f)
             if value is None and default is None:
                 continue
@@ -78,10 +66,8 @@ class Table(dict):
         """This table as the JSON the checkpoint stores (plain dicts, lists and scalars)."""
         return {k: to_plain(getattr(self, k)) for k in self.present()}
 
-    def __reduce__(self):  # copy, deepcopy and pickle rebuild through __init__ (dict's own way would write)
+    def __reduce__(self):  # copy, deepcopy and pickle rebuild through __init__
         return _rebuild, (type(self), {f.name: getattr(self, f.name) for f in dataclasses.fields(type(self)) if f.init})  # type: ignore[arg-type]
-
-    __setitem__ = __delitem__ = update = pop = popitem = setdefault = clear = __ior__ = _frozen
 
 
 @functools.cache
@@ -101,13 +87,6 @@ def _same(value, default) -> bool:
     if isinstance(default, Table) and isinstance(value, Table):
         return not value.present()
     return value == default and type(value) is type(default)
-
-
-def _face(value):
-    """A field's value as the transitional dict face shows it: Named in its stored form."""
-    if isinstance(value, Named):
-        return value.plain()
-    return value
 
 
 def to_plain(value):

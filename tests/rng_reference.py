@@ -36,10 +36,10 @@ def trained_weights() -> dict:
         "train": {"loss": "sparse_categorical_crossentropy", "optimizer": "adam", "batch_size": 16, "epochs": 2},
     }
     spec = validate(raw, source="rng_reference")
-    model = build_model(spec, (6, 4), spec["seed"])
+    model = build_model(spec, (6, 4), spec.seed)
     model.to_device()
     trainer = Trainer(
-        model, losses.get(spec["train"]["loss"]), optimizers.get("adam"), spec["train"], "sparse", 3, spec["seed"]
+        model, losses.get(spec.train.loss.type), optimizers.get("adam"), spec.train, "sparse", 3, spec.seed
     )
     data = np.random.default_rng(0)
     x = data.normal(size=(64, 6, 4))

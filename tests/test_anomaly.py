@@ -313,7 +313,7 @@ def test_shipped_transactions_spec_finds_the_planted_anomalies(tmp_path):
     from tests.helpers import train_spec
 
     s, _ = train_spec("transactions_anomaly.toml", tmp_path)
-    r = _cli("evaluate", s["output"]["checkpoint"], "--json")
+    r = _cli("evaluate", s.output.checkpoint, "--json")
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
     assert out["anomalies_true"] == 90 and out["samples"] == 3000

@@ -184,7 +184,7 @@ def test_mnist_autoencoder_beats_pca_with_the_same_code_size(tmp_path):
     _, _, vt = np.linalg.svd(a - mu, full_matrices=False)
     v = vt[:32].T  # the code size of the spec's "code" layer
     pca = (((b - mu) @ v @ v.T + mu - b) ** 2).mean()
-    restored = run.restore(s["output"]["checkpoint"])
+    restored = run.restore(s.output.checkpoint)
     p, _ = run.predict(restored, ds.x_test[:1000], preprocessed=True)
     codes, _ = run.predict(restored, ds.x_test[:1000], preprocessed=True, embed="code")
     ae = ((p.reshape(1000, -1) - b) ** 2).mean()

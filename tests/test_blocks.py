@@ -17,7 +17,7 @@ REF = pathlib.Path(__file__).resolve().parent / "specs_blocks_ref"
 
 
 def _model(s: dict, shape, defaults=None):
-    return build_model(s, shape, seed=s["seed"], defaults=defaults)
+    return build_model(s, shape, seed=s.seed, defaults=defaults)
 
 
 @pytest.mark.parametrize(
@@ -30,7 +30,7 @@ def _model(s: dict, shape, defaults=None):
 def test_blocks_expand_to_the_hand_written_spec(name, shape, defaults):
     ours, ref = spec.load(ROOT / "specs" / name), spec.load(REF / name)
     # the same entries (names, types, every key) in the same order
-    assert ours["model"]["layers"] == ref["model"]["layers"]
+    assert ours.model.layers == ref.model.layers
     a, b = _model(ours, shape, defaults), _model(ref, shape, defaults)
     assert [n.name for n in a.nodes] == [n.name for n in b.nodes]
     assert sum(n.layer.param_count() for n in a.nodes) == sum(n.layer.param_count() for n in b.nodes)
@@ -79,7 +79,7 @@ def _with(**changes):
 
 
 def test_repeat_names_each_instance_and_chains_them():
-    layers = spec.validate(BASE)["model"]["layers"]
+    layers = spec.validate(BASE).model.layers
     assert [e["name"] for e in layers] == ["h1_fc", "h1_drop", "h2_fc", "h2_drop", "h3_fc", "h3_drop", "dense"]
     assert [e["units"] for e in layers if e["type"] == "Dense"] == [8, 8, 8, 3]
     assert layers[0]["activation"] == "relu"  # a default parameter, kept with its type
@@ -98,7 +98,7 @@ def test_name_without_index_gets_a_suffix_and_input_is_the_previous_layer():
         },
     )
     s["model"]["layers"].insert(0, {"type": "Dense", "units": 4, "name": "stem"})
-    layers = spec.validate(s)["model"]["layers"]
+    layers = spec.validate(s).model.layers
     assert [(e["name"], e.get("inputs")) for e in layers[:5]] == [
         ("stem", None),
         ("r_1_a", None),
@@ -119,7 +119,7 @@ def test_blocks_nest():
         },
         model__layers__0={"block": "pair", "u": 5, "name": "p"},
     )
-    layers = spec.validate(s)["model"]["layers"]
+    layers = spec.validate(s).model.layers
     assert [e["name"] for e in layers][:4] == ["p_x_fc", "p_x_drop", "p_y_fc", "p_y_drop"]
     assert layers[2]["units"] == 5
 

@@ -98,5 +98,5 @@ def test_shipped_denoising_cae_beats_the_noisy_input(tmp_path):
     from tests.helpers import train_spec
 
     s, _ = train_spec("mnist_denoising_cae.toml", tmp_path, "data.subset=2000", "train.epochs=2")
-    out = run.evaluate(s["output"]["checkpoint"])
+    out = run.evaluate(s.output.checkpoint)
     assert out["denoised_mse"] < 0.5 * out["noisy_input_mse"]

@@ -65,7 +65,7 @@ def test_child_wins_tables_merge_lists_replace(tmp_path):
     assert merged["train"]["optimizer"] == {"type": "adam", "learning_rate": 0.5}
     assert "extends" not in merged
     s = spec.load(child)
-    assert s["name"] == "child" and "extends" not in s
+    assert s.name == "child" and "extends" not in s.to_dict()
 
 
 def test_child_layer_list_replaces_base_list(tmp_path):
@@ -75,7 +75,7 @@ def test_child_layer_list_replaces_base_list(tmp_path):
         'extends = "base.toml"\n[[model.layers]]\ntype = "Dense"\nunits = 3\nactivation = "softmax"\n',
     )
     s = spec.load(child)
-    assert [e["units"] for e in s["model"]["layers"]] == [3]
+    assert [e["units"] for e in s.model.layers] == [3]
 
 
 def test_nested_chain_and_relative_paths_of_a_base(tmp_path):
@@ -84,9 +84,9 @@ def test_nested_chain_and_relative_paths_of_a_base(tmp_path):
     write(tmp_path / "shared" / "mid.yaml", "extends: deep/root.toml\nseed: 7\ntrain:\n  epochs: 9\n")
     child = write(tmp_path / "exp" / "a.json", json.dumps({"extends": "../shared/mid.yaml", "train": {"epochs": 1}}))
     s = spec.load(child)
-    assert s["seed"] == 7 and s["train"]["epochs"] == 1 and s["train"]["batch_size"] == 16
+    assert s.seed == 7 and s.train.epochs == 1 and s.train.batch_size == 16
     # the root's relative data path is relative to the root's folder, not to the child's
-    assert pathlib.Path(s["data"]["train"]) == (tmp_path / "data" / "iris.csv").resolve()
+    assert pathlib.Path(s.data.train) == (tmp_path / "data" / "iris.csv").resolve()
     assert root.exists()
 
 
@@ -142,7 +142,7 @@ train: {{loss: categorical_crossentropy, epochs: 3}}
     )
     child = write(tmp_path / "child.toml", 'extends = "base.yaml"\n[train]\nepochs = 1\n')
     s = spec.load(child)
-    assert s["seed"] == 5 and s["train"]["epochs"] == 1 and s["train"]["loss"] == "categorical_crossentropy"
+    assert s.seed == 5 and s.train.epochs == 1 and s.train.loss.type == "categorical_crossentropy"
 
 
 def test_dump_toml_round_trips():
@@ -178,7 +178,7 @@ def test_check_print_spec_is_the_merged_spec_with_set(tmp_path):
     assert "extends" not in printed
     # the printed spec is itself a complete spec
     again = write(tmp_path / "again.toml", r.stdout)
-    assert spec.load(again)["train"]["epochs"] == 7
+    assert spec.load(again).train.epochs == 7
 
 
 def test_cli_cycle_is_one_error_line(tmp_path):
@@ -209,4 +209,4 @@ def test_child_table_refines_a_base_optimizer_named_by_a_string(tmp_path):
         BASE.replace('optimizer = { type = "adam", learning_rate = 0.01 }', 'optimizer = "rmsprop"'),
     )
     child = write(tmp_path / "c.toml", 'extends = "base.toml"\n[train.optimizer]\nlearning_rate = 0.2\n')
-    assert spec.load(child)["train"]["optimizer"] == {"type": "rmsprop", "learning_rate": 0.2}
+    assert spec.load(child).train.optimizer.plain() == {"type": "rmsprop", "learning_rate": 0.2}

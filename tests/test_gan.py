@@ -166,7 +166,7 @@ def _trainer(tmp_path, **kw):
     g.to_device()
     d.to_device()
     # plain SGD with learning rate 1: each step moves the weights by exactly minus the gradient
-    t = GanTrainer(g, d, SGD(learning_rate=1.0), SGD(learning_rate=1.0), s["train"], s["model"]["generator"], s["seed"])
+    t = GanTrainer(g, d, SGD(learning_rate=1.0), SGD(learning_rate=1.0), s.train, s.model.generator, s.seed)
     return t, x[:16]
 
 

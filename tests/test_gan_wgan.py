@@ -51,7 +51,7 @@ def _critic(tmp_path, d_act="linear", classes=None, dtype="float64"):
     g, d = gan.build_pair(s, x.shape[1:])
     g.to_device()
     d.to_device()
-    t = GanTrainer(g, d, SGD(learning_rate=1.0), SGD(learning_rate=1.0), s["train"], s["model"]["generator"], s["seed"])
+    t = GanTrainer(g, d, SGD(learning_rate=1.0), SGD(learning_rate=1.0), s.train, s.model.generator, s.seed)
     return t, x[:10]
 
 

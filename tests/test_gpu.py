@@ -37,7 +37,7 @@ real_gpu = pytest.mark.skipif(not _real_gpu(), reason="needs CuPy and a CUDA GPU
 def train_on(device: str, name: str, tmp_path, *overrides: str) -> dict[str, np.ndarray]:
     s = load_spec(name, tmp_path / device, *overrides)
     run.train(s, device=device)
-    return checkpoint_arrays(s["output"]["checkpoint"])
+    return checkpoint_arrays(s.output.checkpoint)
 
 
 PARITY = [  # every layer family, the fused losses, BatchNorm, Dropout and augmentation on the device
@@ -117,7 +117,7 @@ def test_emulated_gpu_training_equals_cpu_bit_for_bit(tmp_path, emulated_gpu, sp
 def test_evaluate_and_predict_on_the_gpu_match_the_cpu(tmp_path, emulated_gpu):
     s = load_spec("iris_mlp.toml", tmp_path, "train.epochs=20")
     run.train(s, device="cpu")
-    ckpt = s["output"]["checkpoint"]
+    ckpt = s.output.checkpoint
     assert run.evaluate(ckpt, device="gpu") == run.evaluate(ckpt, device="cpu")
     x = np.random.default_rng(0).normal(size=(7, 4)).astype(np.float32)
     on_gpu = run.predict(run.restore(ckpt, "gpu"), x)

@@ -28,7 +28,7 @@ def model_of(layers, input_shape, dtype="float64", seed=3, loss="mean_squared_er
     if outputs:
         raw["model"]["outputs"] = {name: {"layer": name} for name in outputs}
     spec = validate(raw, source="graph")
-    model = build_model(spec, input_shape, spec["seed"])
+    model = build_model(spec, input_shape, spec.seed)
     model.to_device()
     return model
 

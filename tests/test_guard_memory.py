@@ -132,9 +132,9 @@ def test_shape_only_build_matches_the_real_one_and_leaves_layers_intact():
     from nnctl.layers.base import Layer
 
     s = spec_mod.load(SPECS / "mnist_cnn.toml")
-    shape = tuple(s["model"]["input_shape"])
+    shape = tuple(s.model.input_shape)
     dry = memory.estimate(s, shape)
-    model = build_model(s, shape, s["seed"])  # a real build afterwards: the patches are gone
+    model = build_model(s, shape, s.seed)  # a real build afterwards: the patches are gone
     assert all(v.strides != (0,) * v.ndim for v in model.named_params().values() if v.size > 1)
     assert dry == memory.training_memory(model, s)
     assert Layer.add_param.__qualname__ == "Layer.add_param"

@@ -71,11 +71,11 @@ def test_include_top_false_drops_the_top(tmp_path, top):
 
 def test_the_validated_spec_lists_only_the_layers_built(tmp_path):
     s = spec.load(mlp(tmp_path), ["model.include_top=false", "train.loss=mse"])
-    assert [e["name"] for e in s["model"]["layers"]] == ["features"]
+    assert [e["name"] for e in s.model.layers] == ["features"]
     assert s.top_removed == ("hidden", "predictions")
     assert s.model.include_top is True and s.model.top is None  # validated again: the same model
-    again = spec.validate({k: v for k, v in s.items() if not k.startswith("_")})
-    assert [e["name"] for e in again["model"]["layers"]] == ["features"]
+    again = spec.validate(s.to_dict())
+    assert [e["name"] for e in again.model.layers] == ["features"]
 
 
 @pytest.mark.parametrize(
@@ -140,7 +140,7 @@ def test_a_model_without_its_top_trains_on_targets_of_its_output_shape(tmp_path)
     done = run.train(s)
     assert done["epochs_run"] == 2
     stored = run.stored_spec(str(tmp_path / "m.h5"), ["train.epochs=3"])  # --resume validates it again
-    assert [e["name"] for e in stored["model"]["layers"]] == ["features"]
+    assert [e["name"] for e in stored.model.layers] == ["features"]
     restored = run.restore(str(tmp_path / "m.h5"))
     assert restored.model.output_shape == (4,) or list(restored.model.output_shape) == [4]
 

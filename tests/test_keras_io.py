@@ -217,7 +217,7 @@ def test_shipped_transfer_spec_loads_the_keras_file(tmp_path):
     run.train(s, emit=events.append)
     event = next(e for e in events if e["event"] == "init_from")
     assert len(event["loaded"]) == 8 and {x.split(" ")[0] for x in event["skipped"]} == {"head/kernel", "head/bias"}
-    with h5py.File(ROOT / "examples/data/vgg_mini_notop.h5") as src, h5py.File(s["output"]["checkpoint"]) as ck:
+    with h5py.File(ROOT / "examples/data/vgg_mini_notop.h5") as src, h5py.File(s.output.checkpoint) as ck:
         np.testing.assert_array_equal(
             src["block2_conv2/block2_conv2/kernel:0"][()], ck["weights/block2_conv2/kernel"][()]
         )

@@ -257,7 +257,7 @@ def test_new_losses_train_and_evaluate_from_a_spec(loss, tmp_path):
     s = load_spec("iris_mlp.toml", tmp_path, *sets)
     done = run.train(s)
     assert np.isfinite(done["metrics"]["loss"]) and 0 <= done["metrics"]["val_auc"] <= 1
-    out = run.evaluate(s["output"]["checkpoint"])
+    out = run.evaluate(s.output.checkpoint)
     assert out["top_k_categorical_accuracy"] == 1.0  # 3 classes: always in the top 5
     assert 0 <= out["mean_iou"] <= 1 and 0 <= out["crossentropy"]
 

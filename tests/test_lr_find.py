@@ -23,10 +23,10 @@ def _trainer(spec):
         model,
         run.make_loss(spec),
         run.make_optimizer(spec),
-        spec["train"],
+        spec.train,
         ds.prep.task,
         ds.prep.n_classes(model.output_shape[-1]),
-        spec["seed"],
+        spec.seed,
     )
     return trainer, ds
 

@@ -116,8 +116,8 @@ early_stopping = {{monitor = "val_{metric}", mode = "max"}}
 """)
         return spec_mod.load(path)
 
-    assert spec_with("top2_accuracy")["train"]["metrics"] == ["top2_accuracy"]
-    assert spec_with("F3")["train"]["metrics"] == ["f3"]
+    assert spec_with("top2_accuracy").train.metrics == ["top2_accuracy"]
+    assert spec_with("F3").train.metrics == ["f3"]
     for bad in ("top0_accuracy", "f0", "top_accuracy"):
         with pytest.raises(SpecError, match="train.metrics"):
             spec_with(bad)

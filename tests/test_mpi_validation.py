@@ -81,7 +81,7 @@ def _trainer(spec):
         return forward(x, training=training, **kw)
 
     model.forward = counting
-    loss, names = make_loss(spec), spec["train"]["metrics"]
+    loss, names = make_loss(spec), spec.train.metrics
     return types.SimpleNamespace(
         model=model,
         loss=loss,

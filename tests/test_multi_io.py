@@ -68,7 +68,7 @@ def batch(n=7, seed=0):
 
 def built(dtype="float32"):
     s = two_io_spec(dtype=dtype)
-    model = build_model(s, (3,), s["seed"])
+    model = build_model(s, (3,), s.seed)
     model.to_device()
     return s, model, make_heads(s, model)
 
@@ -213,7 +213,7 @@ def test_two_named_inputs_and_one_output_use_train_loss_and_metrics(tmp_path):
         model__outputs=None,
         train__metrics=["mae"],
     )
-    s["model"]["layers"][-1].update(units=1, activation="linear")
+    s.model.layers[-1].update(units=1, activation="linear")
     s = outputs_at(s, str(tmp_path / "one.h5"), str(tmp_path / "one.run"))
     done = run.train(s)
     assert set(done["metrics"]) >= {"loss", "mae"} and not any(k.endswith("_loss") for k in done["metrics"])
@@ -462,10 +462,10 @@ def test_a_stop_inside_an_epoch_resumes_to_the_same_weights_and_epoch_metrics(tm
             model,
             make_loss(s),
             make_optimizer(s),
-            s["train"],
+            s.train,
             "regression",
             2,
-            s["seed"],
+            s.seed,
             hooks=hooks,
             heads=make_heads(s, model),
         )

@@ -51,7 +51,7 @@ def _raw_inputs(ckpt, source):
     from nnctl.data.inputs import read_inputs_named
 
     _, model, prep, spec = run.restore(ckpt, "cpu")
-    x, _ = read_inputs_named(str(source), prep, model.input_shape, (spec["data"].get("x") or "x", "x"))
+    x, _ = read_inputs_named(str(source), prep, model.input_shape, (spec.data.x or "x", "x"))
     x = np.asarray(x)
     return x if x.dtype.kind in "iu" else x.astype(np.float32)
 

@@ -204,7 +204,7 @@ def test_use_ema_saves_the_average_and_resumes_exactly(tmp_path):
     ]
     full = load_spec("digits_mlp.toml", tmp_path / "full", *opts)
     run.train(full)
-    ck = Checkpoint(full["output"]["checkpoint"])
+    ck = Checkpoint(full.output.checkpoint)
     assert ck.weights
     for key, value in ck.weights.items():
         np.testing.assert_array_equal(value, ck.optimizer["slots"]["ema"][key])
@@ -218,8 +218,8 @@ def test_use_ema_saves_the_average_and_resumes_exactly(tmp_path):
     with pytest.raises(Interrupted):
         run.train(part, emit=stop_after_1)
     resumed = load_spec("digits_mlp.toml", tmp_path / "part", *opts)
-    run.train(resumed, resume=part["output"]["checkpoint"])
-    again = Checkpoint(resumed["output"]["checkpoint"])
+    run.train(resumed, resume=part.output.checkpoint)
+    again = Checkpoint(resumed.output.checkpoint)
     for key, value in ck.weights.items():
         np.testing.assert_array_equal(value, again.weights[key], err_msg=key)
     np.testing.assert_array_equal(ck.history["val_loss"], again.history["val_loss"])

@@ -198,7 +198,7 @@ def test_evaluate_and_predict_follow_their_rows(tmp_path):
     from nnctl import inference
 
     s = load_spec("iris_mlp.toml", tmp_path, "train.epochs=1")
-    ckpt = s["output"]["checkpoint"]
+    ckpt = s.output.checkpoint
     run.train(s)
     seen: list[tuple[int, int]] = []
     result = inference.evaluate(ckpt, on_batch=lambda done, total: seen.append((done, total)))

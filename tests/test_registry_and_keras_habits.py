@@ -113,15 +113,15 @@ KERAS_SPEC = {
 
 def test_keras_spellings_are_normalised_in_the_stored_spec():
     s = spec.validate(json.loads(json.dumps(KERAS_SPEC)))
-    assert s["model"]["input_shape"] == [4] and "input_shape" not in s["model"]["layers"][0]
-    assert s["model"]["layers"][0]["kernel_initializer"] == "he_normal"
-    assert s["data"]["validation"]["split"] == 0.2 and "validation_split" not in s["train"]
-    assert s["train"]["optimizer"]["learning_rate"] == 0.02 and "lr" not in s["train"]["optimizer"]
-    assert s["train"]["metrics"] == ["accuracy"] and s["train"]["early_stopping"]["monitor"] == "val_accuracy"
+    assert s.model.input_shape == [4] and "input_shape" not in s.model.layers[0]
+    assert s.model.layers[0]["kernel_initializer"] == "he_normal"
+    assert s.data.validation.split == 0.2 and "validation_split" not in s.train.to_plain()
+    assert s.train.optimizer.params["learning_rate"] == 0.02 and "lr" not in s.train.optimizer.params
+    assert s.train.metrics == ["accuracy"] and s.train.early_stopping.monitor == "val_accuracy"
     input_layer = json.loads(json.dumps(KERAS_SPEC))
     input_layer["model"]["layers"][0].pop("input_shape")
     input_layer["model"]["layers"].insert(0, {"type": "Input", "shape": [4]})
-    assert spec.validate(input_layer)["model"]["input_shape"] == [4]
+    assert spec.validate(input_layer).model.input_shape == [4]
 
 
 def test_keras_habit_spec_trains_as_written(tmp_path):
@@ -148,8 +148,8 @@ def test_imagedatagenerator_keys_map_onto_augment():
         },
         "model": {"input_shape": [8, 8, 1], "layers": [{"type": "Flatten"}, {"type": "Dense", "units": 1}]},
     }
-    aug = spec.validate(raw)["data"]["augment"]
-    assert aug == {
+    aug = spec.validate(raw).data.augment
+    assert aug.to_plain() == {
         "rotation": 10.0,
         "width_shift": 0.1,
         "height_shift": 0.1,
@@ -212,7 +212,7 @@ def test_data_kind_aliases_resolve_and_the_validated_spec_holds_the_kind(alias, 
     from helpers import load_spec
 
     s = load_spec("iris_mlp.toml", tmp_path, f'data.kind="{alias}"')
-    assert s["data"]["kind"] == canonical
+    assert s.data.kind == canonical
     if canonical == "tabular":  # and the loader behind the alias reads the file
         one_epoch = dataclasses.replace(s, train=dataclasses.replace(s.train, epochs=1))
         assert run.train(one_epoch)["epochs_run"] == 1

@@ -60,7 +60,7 @@ def test_logged_loss_is_the_weighted_mean_of_a_csv_column(tmp_path):
     )
     done = run.train(s)
     assert done["metrics"]["loss"] == pytest.approx(float((w * y**2).sum() / 40), rel=1e-12)
-    kernel = [v for k, v in checkpoint_arrays(s["output"]["checkpoint"], ("weights",)).items() if "kernel" in k]
+    kernel = [v for k, v in checkpoint_arrays(s.output.checkpoint, ("weights",)).items() if "kernel" in k]
     assert kernel[0].shape == (2, 1)
     plain = run.train(
         _spec(
@@ -112,8 +112,8 @@ def test_zero_weights_train_as_if_the_rows_were_dropped(tmp_path):
     weighted = _spec(tmp_path, {"train": str(tmp_path / "all.npz"), "sample_weight": "w"}, layers, "mse", "all", **cfg)
     dropped = _spec(tmp_path, {"train": str(tmp_path / "kept.npz")}, layers, "mse", "kept", **cfg)
     lw, ld = run.train(weighted), run.train(dropped)
-    a = checkpoint_arrays(weighted["output"]["checkpoint"], ("weights",))
-    b = checkpoint_arrays(dropped["output"]["checkpoint"], ("weights",))
+    a = checkpoint_arrays(weighted.output.checkpoint, ("weights",))
+    b = checkpoint_arrays(dropped.output.checkpoint, ("weights",))
     assert a.keys() == b.keys()
     for k in a:
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)

@@ -106,17 +106,17 @@ def test_logged_rate_is_the_last_step_and_resume_continues_the_rates(tmp_path):
 
     with pytest.raises(Interrupted):
         run.train(part, emit=interrupt_after_2)
-    assert Checkpoint(part["output"]["checkpoint"]).epoch == 2
+    assert Checkpoint(part.output.checkpoint).epoch == 2
     resumed = load_spec("digits_mlp.toml", tmp_path / "part", *common, "train.epochs=4")
-    run.train(resumed, resume=part["output"]["checkpoint"])
-    a = Checkpoint(full["output"]["checkpoint"]).history["lr"]
-    b = Checkpoint(resumed["output"]["checkpoint"]).history["lr"]
+    run.train(resumed, resume=part.output.checkpoint)
+    a = Checkpoint(full.output.checkpoint).history["lr"]
+    b = Checkpoint(resumed.output.checkpoint).history["lr"]
     np.testing.assert_array_equal(a, b)
-    wa, wb = Checkpoint(full["output"]["checkpoint"]).weights, Checkpoint(resumed["output"]["checkpoint"]).weights
+    wa, wb = Checkpoint(full.output.checkpoint).weights, Checkpoint(resumed.output.checkpoint).weights
     assert wa.keys() == wb.keys()
     for k in wa:
         np.testing.assert_array_equal(wa[k], wb[k], err_msg=k)
-    n = Checkpoint(full["output"]["checkpoint"]).optimizer["iterations"] // 4  # steps per epoch
+    n = Checkpoint(full.output.checkpoint).optimizer["iterations"] // 4  # steps per epoch
     assert n >= 3
     s = Schedule(0.05, type="one_cycle", warmup_steps=3, total_epochs=4)
     np.testing.assert_allclose(a, [s.rate(e, n - 1, n) for e in range(4)], rtol=1e-12)
@@ -153,7 +153,7 @@ def test_every_schedule_trains_from_a_spec(tmp_path):
         s = load_spec("iris_mlp.toml", tmp_path / table["type"], "train.epochs=3", f"train.lr_schedule={_toml(table)}")
         done = run.train(s)
         assert done["epochs_run"] == 3
-        lr = Checkpoint(s["output"]["checkpoint"]).history["lr"]
+        lr = Checkpoint(s.output.checkpoint).history["lr"]
         assert len(lr) == 3 and all(0 < v <= 0.01 + 1e-12 for v in lr)  # no schedule exceeds learning_rate
 
 
@@ -169,7 +169,7 @@ def test_every_schedule_trains_from_a_spec(tmp_path):
 )
 def test_keras_and_pytorch_class_names_resolve_to_the_schedule_and_are_stored_canonical(alias, canonical, tmp_path):
     s = load_spec("iris_mlp.toml", tmp_path, f'train.lr_schedule={{type = "{alias}", milestones = [1]}}')
-    assert s["train"]["lr_schedule"]["type"] == canonical
+    assert s.train.lr_schedule.type == canonical
     by_alias = Schedule(0.1, type=alias, total_epochs=3, milestones=[1])
     by_name = Schedule(0.1, type=canonical, total_epochs=3, milestones=[1])
     assert rates(by_alias, 3, 4) == rates(by_name, 3, 4)

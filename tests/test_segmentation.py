@@ -447,6 +447,6 @@ def test_shipped_unet_spec_trains_on_a_subset(tmp_path):
 
     s, done = train_spec("unet_shapes.toml", tmp_path, "data.subset=48", "train.epochs=1")
     assert done["epochs_run"] == 1
-    r = _cli("evaluate", s["output"]["checkpoint"], "--json")
+    r = _cli("evaluate", s.output.checkpoint, "--json")
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["samples"] == 200

@@ -27,13 +27,13 @@ def test_rnn_seed_fits_the_notes_example(tmp_path):
     losses = [e["loss"] for e in _epochs(events)]
     assert losses[-1] < losses[0] / 100
     y = np.load(ROOT / "examples/data/rnn_seed.npz")["y"]
-    mse = run.evaluate(s["output"]["checkpoint"])["loss"]
+    mse = run.evaluate(s.output.checkpoint)["loss"]
     assert mse < 1e-3 and mse < np.var(y) / 100  # targets span 0.4..1.6 (variance 0.18)
 
 
 def test_sine_lstm_beats_the_last_value_forecast(tmp_path):
     s, _ = train_spec("sine_lstm.toml", tmp_path, "train.epochs=3")
-    ev = run.evaluate(s["output"]["checkpoint"])
+    ev = run.evaluate(s.output.checkpoint)
     assert ev["samples"] == 500  # every test row is a target exactly once
     assert ev["mse"] < 0.7 * ev["naive_mse"] and ev["mae"] < ev["naive_mae"]
 
@@ -41,7 +41,7 @@ def test_sine_lstm_beats_the_last_value_forecast(tmp_path):
 @pytest.fixture(scope="module")
 def text_gru(tmp_path_factory):
     s, _ = train_spec("text_gru.toml", tmp_path_factory.mktemp("text_gru"), "train.epochs=3")
-    return s["output"]["checkpoint"]
+    return s.output.checkpoint
 
 
 def test_text_gru_reads_negations(text_gru):
@@ -50,7 +50,7 @@ def test_text_gru_reads_negations(text_gru):
 
 def test_text_transformer_accuracy(tmp_path):
     s, _ = train_spec("text_transformer.toml", tmp_path, "train.epochs=5")
-    assert run.evaluate(s["output"]["checkpoint"])["accuracy"] >= 0.75
+    assert run.evaluate(s.output.checkpoint)["accuracy"] >= 0.75
 
 
 def test_predict_cli_takes_raw_text_lines(text_gru):
@@ -78,7 +78,7 @@ def test_predict_cli_takes_raw_text_lines(text_gru):
 @pytest.fixture(scope="module")
 def seq2seq(tmp_path_factory):
     s, _ = train_spec("seq2seq_reverse.toml", tmp_path_factory.mktemp("seq2seq"), "train.epochs=3")
-    return s["output"]["checkpoint"]
+    return s.output.checkpoint
 
 
 def test_seq2seq_greedy_decode_reverses_held_out_sources(seq2seq):
@@ -93,7 +93,7 @@ def test_greedy_decode_is_exact_for_a_causal_decoder(seq2seq):
     """Step t's output does not depend on decoder inputs after t, so one pass per step is exact."""
     _, model, _, spec = run.restore(seq2seq, "auto")
     src = np.load(REVERSE_TEST)["x"][:50, :5]
-    p = greedy_decode(model, src, spec["model"]["decode"])
+    p = greedy_decode(model, src, spec.model.decode)
     ids = p.argmax(-1)
     rng = np.random.default_rng(0)
     for t in range(5):

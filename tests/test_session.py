@@ -69,13 +69,13 @@ def test_gradient_accumulation_equals_the_large_batch(tmp_path, optimizer):
 def test_evaluate_needs_no_optimizer(tmp_path, monkeypatch):
     spec = load_spec("iris_mlp.toml", tmp_path, "train.epochs=1")
     run.train(spec)
-    before = run.evaluate(spec["output"]["checkpoint"])
+    before = run.evaluate(spec.output.checkpoint)
 
     def refuse(*args, **kw):
         raise AssertionError("evaluate built an optimizer")
 
     monkeypatch.setattr(optimizers, "get", refuse)
-    assert run.evaluate(spec["output"]["checkpoint"]) == before
+    assert run.evaluate(spec.output.checkpoint) == before
     assert set(before) >= {"loss", "accuracy", "samples"}
 
 

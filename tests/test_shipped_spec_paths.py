@@ -46,15 +46,15 @@ def test_spec_in_a_subfolder_checks(path):
     assert r.exit_code == 0, r.output
 
 
-def data_paths(spec: dict) -> dict[str, str]:
+def data_paths(spec) -> dict[str, str]:
     """The files and folders a validated spec reads its data from (resolved against the spec's folder)."""
-    data = spec["data"]
-    out = {key: data[key] for key in ("train", "test") if data.get(key)}
-    validation = data.get("validation")
+    data = spec.data
+    out = {key: getattr(data, key) for key in ("train", "test") if getattr(data, key)}
+    validation = data.validation
     if isinstance(validation, str):
         out["validation"] = validation
-    elif isinstance(validation, dict) and validation.get("path"):
-        out["validation.path"] = validation["path"]
+    elif validation is not None and validation.path:
+        out["validation.path"] = validation.path
     return out
 
 

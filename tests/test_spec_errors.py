@@ -130,7 +130,7 @@ def test_override_parsing(tmp_path):
     spec.apply_override(raw, "train.shuffle=false")
     spec.apply_override(raw, "name=run-2")
     assert raw["train"]["optimizer"] == {"learning_rate": 0.01}
-    assert spec.validate(raw)["train"]["optimizer"] == {"type": "adam", "learning_rate": 0.01}
+    assert spec.validate(raw).train.optimizer.plain() == {"type": "adam", "learning_rate": 0.01}
     assert (
         raw["model"]["layers"][0]["units"] == 8
         and raw["model"]["input_shape"] == [4]

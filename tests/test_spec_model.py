@@ -37,12 +37,11 @@ def test_a_spec_is_frozen_at_every_level():
         s.seed = 1  # type: ignore[misc]
     with pytest.raises(dataclasses.FrozenInstanceError):
         s.train.epochs = 1  # type: ignore[misc]
-    with pytest.raises(TypeError, match="frozen"):
+    with pytest.raises(TypeError):  # a table is not a dict: no key writes (and no key reads)
         s["train"] = {}
-    with pytest.raises(TypeError, match="frozen"):
+    with pytest.raises(TypeError):
         s.train["epochs"] = 1
-    with pytest.raises(TypeError, match="frozen"):
-        s.data.validation.pop("split")
+    assert not isinstance(s.data.validation, dict) and not hasattr(s.data.validation, "pop")
     changed = dataclasses.replace(s, train=dataclasses.replace(s.train, epochs=3))
     assert (changed.train.epochs, s.train.epochs) == (3, 100)
 

@@ -230,7 +230,7 @@ def _trainer(rank: int):
         model,
         losses.get("sparse_categorical_crossentropy"),
         optimizers.get("sgd"),
-        s["train"],
+        s.train,
         "sparse",
         2,
         0,

@@ -23,8 +23,8 @@ def test_transfer_beats_training_from_scratch(tmp_path):
     scratch = load_spec("transfer_digits.toml", tmp_path / "scratch", "model.layers[0].trainable=true")
     scratch = dataclasses.replace(scratch, model=dataclasses.replace(scratch.model, init_from=None))
     run.train(scratch)
-    acc_transfer = run.evaluate(transfer["output"]["checkpoint"])["accuracy"]
-    acc_scratch = run.evaluate(scratch["output"]["checkpoint"])["accuracy"]
+    acc_transfer = run.evaluate(transfer.output.checkpoint)["accuracy"]
+    acc_scratch = run.evaluate(scratch.output.checkpoint)["accuracy"]
     assert acc_transfer > acc_scratch + 0.02, (acc_transfer, acc_scratch)
-    with h5py.File(base["output"]["checkpoint"]) as a, h5py.File(transfer["output"]["checkpoint"]) as b:
+    with h5py.File(base.output.checkpoint) as a, h5py.File(transfer.output.checkpoint) as b:
         np.testing.assert_array_equal(a["weights/dense/kernel"][()], b["weights/dense/kernel"][()])

@@ -116,7 +116,7 @@ def test_search_beats_the_default_and_matches_the_maths(tmp_path):
     assert (folder / "objective.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (folder / "trial-000.run" / "metrics.jsonl").is_file()  # an ordinary run folder
     # seeded: trial i's parameters do not depend on --parallel or on which trial finished first
-    settings = tune_space.parse(spec.load(path)["tune"], spec.load(path))
+    settings = tune_space.parse(spec.load(path).tune, spec.load(path))
     assert lrs == [tune_space.random_params(settings.space, 0, i)["train.optimizer.learning_rate"] for i in range(4)]
     # nnctl compare reads the tune folder: one row per trial
     cmp = subprocess.run(

@@ -55,7 +55,7 @@ def test_reported_loss_is_the_weighted_mean_over_samples(tmp_path):
     x, y = _imbalanced(csv, n=200)
     start = _spec(tmp_path, csv, 0)
     run.train(start)  # epochs = 0: the checkpoint holds the initial weights
-    p, _ = run.predict(run.restore(start["output"]["checkpoint"]), x)
+    p, _ = run.predict(run.restore(start.output.checkpoint), x)
     p = np.clip(p[:, 0].astype(np.float64), 1e-7, 1 - 1e-7)
     per_sample = -(y * np.log(p) + (1 - y) * np.log(1 - p))
     w = np.where(y == 1, 7.0, 0.5)
@@ -73,8 +73,8 @@ def test_balanced_class_weight_raises_minority_recall(tmp_path):
     run.train(plain)
     weighted = _spec(tmp_path, csv, 15, "balanced")
     run.train(weighted)
-    r_plain = run.evaluate(plain["output"]["checkpoint"])["recall"]
-    r_weighted = run.evaluate(weighted["output"]["checkpoint"])["recall"]
+    r_plain = run.evaluate(plain.output.checkpoint)["recall"]
+    r_weighted = run.evaluate(weighted.output.checkpoint)["recall"]
     print(f"minority recall: {r_plain:.3f} unweighted, {r_weighted:.3f} balanced")
     assert r_plain < 0.4 and r_weighted > 0.7, (r_plain, r_weighted)
 

@@ -44,12 +44,12 @@ def test_resume_is_bit_identical(tmp_path):
 
     with pytest.raises(Interrupted):
         run.train(part, emit=interrupt_after_3)
-    assert Checkpoint(part["output"]["checkpoint"]).epoch == 3
+    assert Checkpoint(part.output.checkpoint).epoch == 3
     resumed = load_spec("digits_mlp.toml", tmp_path / "part", *DIGITS, "train.epochs=6")
-    done = run.train(resumed, resume=part["output"]["checkpoint"])
+    done = run.train(resumed, resume=part.output.checkpoint)
     assert done["epochs_run"] == 6
-    wa, ha = weights(full["output"]["checkpoint"])
-    wb, hb = weights(resumed["output"]["checkpoint"])
+    wa, ha = weights(full.output.checkpoint)
+    wb, hb = weights(resumed.output.checkpoint)
     assert wa.keys() == wb.keys()
     for k in wa:
         np.testing.assert_array_equal(wa[k], wb[k], err_msg=k)
@@ -64,7 +64,7 @@ def test_resume_refuses_a_different_model(tmp_path):
     run.train(a)
     b = load_spec("iris_mlp.toml", tmp_path, "train.epochs=2", "model.layers[0].units=8")
     with pytest.raises(SpecError, match=r"model.layers\[0\]: units 16 -> 8"):
-        run.train(b, resume=a["output"]["checkpoint"])
+        run.train(b, resume=a.output.checkpoint)
 
 
 def test_early_stopping_restores_best_epoch(tmp_path):
@@ -78,13 +78,13 @@ def test_early_stopping_restores_best_epoch(tmp_path):
         'train.early_stopping={monitor = "val_loss", patience = 4}',
     )
     done = run.train(s)
-    hist = Checkpoint(s["output"]["checkpoint"]).history
+    hist = Checkpoint(s.output.checkpoint).history
     best = int(np.argmin(hist["val_loss"])) + 1
     assert done["stopped_early"] and done["epochs_run"] == best + 4
-    ck = Checkpoint(s["output"]["checkpoint"])
+    ck = Checkpoint(s.output.checkpoint)
     assert ck.best_epoch == best == done["weights_epoch"]
     # the stored weights reproduce the best epoch's validation loss, not the last one's
-    ds_eval = run.evaluate(s["output"]["checkpoint"])
+    ds_eval = run.evaluate(s.output.checkpoint)
     assert ds_eval["loss"] > 0
     summary = json.loads((tmp_path / "digits-mlp.run" / "summary.json").read_text())
     assert summary["checkpoint_epoch"] == best and summary["best_val_epoch"] == best
@@ -207,11 +207,11 @@ def test_transfer_learning_loads_by_name_and_freezes(tmp_path):
     layers = [*head.model.layers[:2], {**head.model.layers[2], "activation": "relu"}, *head.model.layers[3:]]
     layers.append({"type": "Dense", "units": 10, "activation": "softmax", "name": "new_head"})
     head = dataclasses.replace(head, model=dataclasses.replace(head.model, layers=layers))
-    run.train(head, emit=events.append, init_from=base["output"]["checkpoint"])
+    run.train(head, emit=events.append, init_from=base.output.checkpoint)
     info = next(e for e in events if e["event"] == "init_from")
     assert "dense/kernel" in info["loaded"] and any(s.startswith("new_head/kernel") for s in info["skipped"])
-    w_base, _ = weights(base["output"]["checkpoint"])
-    w_head, _ = weights(head["output"]["checkpoint"])
+    w_base, _ = weights(base.output.checkpoint)
+    w_head, _ = weights(head.output.checkpoint)
     np.testing.assert_array_equal(w_base["dense/kernel"], w_head["dense/kernel"])  # frozen
     np.testing.assert_array_equal(w_base["dense/bias"], w_head["dense/bias"])
     assert not np.array_equal(w_base["dense_1/kernel"], w_head["dense_1/kernel"])  # trained on
@@ -222,6 +222,6 @@ def test_mismatched_shapes_are_reported(tmp_path):
     run.train(base)
     other = load_spec("digits_mlp.toml", tmp_path / "b", "train.epochs=1", "model.layers[0].units=32")
     events = []
-    run.train(other, emit=events.append, init_from=base["output"]["checkpoint"])
+    run.train(other, emit=events.append, init_from=base.output.checkpoint)
     info = next(e for e in events if e["event"] == "init_from")
     assert "dense/kernel (shape [64, 64] in the checkpoint, [64, 32] in the model)" in info["skipped"]

@@ -153,15 +153,15 @@ def test_small_variant_trains_as_shipped(tmp_path, name):
     """End to end on the shipped sample (a subset, one epoch: the full runs' accuracies are in the README)."""
     s, done = train_spec(f"zoo/{name}.toml", tmp_path, "data.subset=120", "train.epochs=1")
     assert done["epochs_run"] == 1
-    assert s["model"]["input_shape"] == [32, 32, 3]
-    assert 0.0 <= run.evaluate(s["output"]["checkpoint"])["accuracy"] <= 1.0
+    assert s.model.input_shape == [32, 32, 3]
+    assert 0.0 <= run.evaluate(s.output.checkpoint)["accuracy"] <= 1.0
 
 
 def test_seq2seq_attention_trains_and_decodes(tmp_path):
     s, done = train_spec("seq2seq_attention.toml", tmp_path, "data.subset=256", "train.epochs=1")
     assert done["epochs_run"] == 1
     src = np.load(ROOT / "examples" / "data" / "reverse15-test.npz")["x"][:8, :15]
-    probs, ids = run.predict(run.restore(s["output"]["checkpoint"], "auto"), src)
+    probs, ids = run.predict(run.restore(s.output.checkpoint, "auto"), src)
     assert probs.shape == (8, 15, 10) and ids.shape == (8, 15)
 
 

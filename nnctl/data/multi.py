@@ -21,6 +21,7 @@ from nnctl.data.readers import read_arrays
 from nnctl.data.splits import Dataset, check_finite
 from nnctl.errors import DataError
 from nnctl.registry import suggestion
+from nnctl.spec_table import Table
 
 if TYPE_CHECKING:
     from nnctl.spec_model import Spec
@@ -229,6 +230,8 @@ def load_split(spec: Spec | Mapping, path, output_shapes: dict) -> tuple:
 
 def _is_set(value) -> bool:
     """Whether a data key asks for something: not None, "none" or an empty table or list."""
+    if isinstance(value, Table):
+        return bool(value.present())
     return value is not None and value != "none" and not (isinstance(value, (dict, list)) and not value)
 
 
