@@ -57,7 +57,7 @@ def write_checkpoint(path, spec: Spec, trainer, prep, snap: dict, facts: ModelFa
     }
     save(
         path,
-        spec=to_plain(spec),
+        spec=spec.to_dict(),
         weights=weights,
         state=state,
         prep_arrays=prep.to_arrays(),

@@ -22,7 +22,6 @@ from nnctl.data.preprocess import Preprocessor
 from nnctl.errors import CheckpointError, SpecError
 from nnctl.graph import Model
 from nnctl.spec_model import ModelFacts, Spec
-from nnctl.spec_table import to_plain
 from nnctl.train import Trainer
 
 INFO_KEYS = ("epoch", "schedule", "early", "data_rng", "aug_rng", "layer_rngs", "iterations")
@@ -71,7 +70,7 @@ def write_checkpoint(
     name, config = spec.train.optimizer.type, dict(spec.train.optimizer.params)
     save(
         path,
-        spec=to_plain(spec),
+        spec=spec.to_dict(),
         weights=weights,
         state=state,
         prep_arrays=prep.to_arrays(),

@@ -41,10 +41,6 @@ class Named:
         return {"type": self.type, **self.params} if self.table or self.params else self.type
 
 
-def _rebuild(cls, values: dict):
-    return cls(**values)
-
-
 class Table:
     """Base of the typed spec's tables: fields read as attributes; ``to_plain`` gives the stored JSON."""
 
@@ -65,9 +61,6 @@ class Table:
     def to_plain(self) -> dict:
         """This table as the JSON the checkpoint stores (plain dicts, lists and scalars)."""
         return {k: to_plain(getattr(self, k)) for k in self.present()}
-
-    def __reduce__(self):  # copy, deepcopy and pickle rebuild through __init__
-        return _rebuild, (type(self), {f.name: getattr(self, f.name) for f in dataclasses.fields(type(self)) if f.init})  # type: ignore[arg-type]
 
 
 @functools.cache
