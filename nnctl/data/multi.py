@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from nnctl.data import typed
 from nnctl.data.csvfile import header_of, read_columns
 from nnctl.data.preprocess import Preprocessor, task_of
 from nnctl.data.readers import read_arrays
@@ -79,8 +80,6 @@ def _label(kind: str, name: str) -> str:
 def read_inputs(path, spec: Spec | Mapping):
     """The inputs alone (``nnctl predict``), shaped and typed for the model: {name: array}, or one array;
     ``spec`` may be a checkpoint's stored spec."""
-    from nnctl.data import typed  # noqa: PLC0415 - the package, which imports this module lazily
-
     spec = typed(spec)
     x, _ = read(path, spec, with_targets=False)
     x = conform_inputs(spec, x, str(path))
@@ -221,8 +220,6 @@ def _unnamed(x: dict, y: dict, spec: Spec) -> tuple:
 def load_split(spec: Spec | Mapping, path, output_shapes: dict) -> tuple:
     """(inputs, targets) of another labelled file, encoded for the model (``evaluate --data``, the test set);
     ``spec`` may be a checkpoint's stored spec."""
-    from nnctl.data import typed  # noqa: PLC0415 - the package, which imports this module lazily
-
     spec = typed(spec)
     x, y = read(path, spec)
     return _unnamed(conform_inputs(spec, x, str(path)), encode_targets(spec, y, output_shapes, str(path)), spec)
