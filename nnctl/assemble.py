@@ -133,7 +133,7 @@ def check_targets(spec: Spec, model: Model, y: np.ndarray, prep: Preprocessor) -
             f"layer ({last}) outputs {list(out)}{why}"
         )
     if prep.kind == "segmentation":  # every mask value read is a class id of the output channels
-        from nnctl.data.masks import check_classes  # noqa: PLC0415
+        from nnctl.data.masks import check_classes
 
         check_classes(spec, out[-1], prep)
 
