@@ -48,6 +48,8 @@ FLOORS = (
     ("nnctl.layers", "nnctl.ops", "nnctl.kernels"),
     ("nnctl.graph",),
     ("nnctl.train", "nnctl.data", "nnctl.build"),
+    ("nnctl.assemble",),  # the spec's model for a dataset: the data layer learns output shapes from build itself
+    ("nnctl.resume", "nnctl.inference"),
     ("nnctl.run", "nnctl.session", "nnctl.session_base", "nnctl.gan"),
     ("nnctl.cli",),
 )

@@ -218,10 +218,9 @@ def load_dataset(spec: Spec | Mapping, with_test: bool = True) -> Dataset:
 
 
 def _load_named(spec: Spec) -> Dataset:
-    from nnctl.assemble import named_output_shapes
     from nnctl.data import multi
 
-    return multi.load(spec, lambda x: named_output_shapes(spec, x))
+    return multi.load(spec, lambda x: multi.output_shapes(spec, x))
 
 
 def _check_reconstruct(data: DataSection, kind: str, prep: Preprocessor) -> None:

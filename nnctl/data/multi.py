@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from nnctl.build import build_model
 from nnctl.data import typed
 from nnctl.data.csvfile import header_of, read_columns
 from nnctl.data.preprocess import Preprocessor, task_of
@@ -230,6 +231,19 @@ def _is_set(value) -> bool:
     if isinstance(value, Table):
         return bool(value.present())
     return value is not None and value != "none" and not (isinstance(value, (dict, list)) and not value)
+
+
+def output_shapes(spec: Spec, x) -> dict:
+    """{layer: output shape} of the spec's model for inputs ``x`` (before its targets are encoded): the model is
+    built to learn them (build sits on the data layer's floor)."""
+    named = spec.model.inputs
+    shape = (
+        tuple(next(iter(named.values())).shape)
+        if named
+        else tuple(x.shape[1:] if not isinstance(x, dict) else x["input"].shape[1:])
+    )
+    model = build_model(spec, shape, spec.seed, {})
+    return {n.name: n.output_shape for n in model.nodes}
 
 
 def load(spec: Spec, output_shapes) -> Dataset:
