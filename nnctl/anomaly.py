@@ -17,7 +17,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from nnctl.errors import CheckpointError, DataError
+from nnctl import backend as B
+from nnctl.assemble import make_loss
+from nnctl.checkpoint import Checkpoint, store_anomaly
+from nnctl.data import load_dataset, reconstructs
+from nnctl.data.readers import read_arrays
+from nnctl.errors import CheckpointError, DataError, SpecError
+from nnctl.fs import atomic_write, run_lock
+from nnctl.inference import restore
 
 if TYPE_CHECKING:
     from nnctl.spec_model import Spec
@@ -50,19 +57,12 @@ def row_errors(reconstructions, x) -> np.ndarray:
 
 def model_errors(model, loss, x, on_batch=None) -> np.ndarray:
     """Reconstruction errors of inputs ``x`` (already preprocessed) in inference mode: (N, ...) -> (N,)."""
-    from nnctl import backend as B  # noqa: PLC0415
-
     return row_errors(B.to_numpy(loss.probabilities(model.predict(x, on_batch=on_batch))), x)
 
 
 def fit_threshold(path, x_train, quantile: float, device: str | None = None) -> dict:
     """The threshold of the model checkpoint ``path`` holds, from its errors on the training rows ``x_train``
     (preprocessed; never validation or test rows), stored in the checkpoint (atomically) and returned."""
-    from nnctl import backend as B  # noqa: PLC0415
-    from nnctl.assemble import make_loss  # noqa: PLC0415
-    from nnctl.checkpoint import store_anomaly  # noqa: PLC0415
-    from nnctl.inference import restore  # noqa: PLC0415
-
     if not 0 < quantile < 1:
         raise DataError(f"anomaly quantile: expected a number strictly between 0 and 1, found {quantile!r}")
     ck, model, _, spec = restore(path, device or B.device)
@@ -152,8 +152,6 @@ def read_labels(path, column: str) -> np.ndarray | None:
             cells = [(i, r[c] if c < len(r) else "") for i, r in enumerate(rows, start=2) if r]
         return _marks([(f"{p}: line {i}", v) for i, v in cells], p, column)
     if p.suffix.lower() in (".npz", ".h5", ".hdf5"):
-        from nnctl.data.readers import read_arrays  # noqa: PLC0415
-
         found = read_arrays(p, (column,))[0]
         if found is None:
             return None
@@ -177,8 +175,6 @@ def report(ck, model, loss, x, outputs, source, label: str | None, errors_path: 
     """What ``evaluate`` adds for an autoencoder: error statistics, the stored threshold and the rows it flags,
     precision and recall when ``label`` marks the true anomalies of ``source``; the per-row errors to
     ``errors_path`` (CSV: row, error[, anomaly][, label])."""
-    from nnctl import backend as B  # noqa: PLC0415
-
     errors = row_errors(B.to_numpy(loss.probabilities(outputs)), x)
     out = summary(errors)
     info = stored(ck)
@@ -201,8 +197,6 @@ def report(ck, model, loss, x, outputs, source, label: str | None, errors_path: 
 
 def write_errors(path, errors, flagged=None, labels=None) -> None:
     """Per-row errors as CSV (row from 0, error, then anomaly and label when known), written atomically."""
-    from nnctl.fs import atomic_write  # noqa: PLC0415
-
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(
@@ -221,7 +215,7 @@ def write_errors(path, errors, flagged=None, labels=None) -> None:
 def scores(restored, raw_inputs, outputs, preprocessed: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
     """``predict``'s per-row errors and flags (None without a stored threshold) from the model's outputs."""
     ck, model, prep, spec = restored
-    from nnctl.data.inputs import conform  # noqa: PLC0415
+    from nnctl.data.inputs import conform
 
     x = conform(np.asarray(raw_inputs), model.input_shape)
     x = x.astype(np.float64, copy=False) if preprocessed else prep.transform_x(x, np.dtype(spec.dtype))
@@ -265,7 +259,6 @@ def denoising(model, loss, x, spec: Spec) -> dict:
         return {}
     rng = np.random.default_rng(np.random.SeedSequence(spec.seed, spawn_key=(7,)))
     noisy = (np.asarray(x) + rng.normal(0.0, sigma, size=np.shape(x))).astype(np.asarray(x).dtype)
-    from nnctl import backend as B  # noqa: PLC0415
 
     denoised = B.to_numpy(loss.probabilities(model.predict(noisy)))
     return {
@@ -277,11 +270,6 @@ def denoising(model, loss, x, spec: Spec) -> dict:
 def refit(path, quantile: float, device: str = "auto") -> dict:
     """``evaluate --anomaly-quantile``: the threshold from the training rows the stored spec names (the same
     seeded split and preprocessing as in training), stored in the checkpoint like ``train.anomaly_quantile``'s."""
-    from nnctl import backend as B  # noqa: PLC0415
-    from nnctl.checkpoint import Checkpoint  # noqa: PLC0415
-    from nnctl.data import load_dataset, reconstructs  # noqa: PLC0415
-    from nnctl.errors import SpecError  # noqa: PLC0415
-
     B.use(device)
     spec = Checkpoint(path).spec
     if (spec.get("data") or {}).get("target") != "input":
@@ -291,7 +279,6 @@ def refit(path, quantile: float, device: str = "auto") -> dict:
     ds = load_dataset(spec, with_test=False)
     if not reconstructs(ds.prep):
         raise SpecError(f"--anomaly-quantile: expected an autoencoder (data.target = 'input'), found {path}")
-    from nnctl.fs import run_lock  # noqa: PLC0415
 
     with run_lock(path):  # not while a training run is writing this checkpoint
         return fit_threshold(path, ds.x_train, quantile)

@@ -74,18 +74,6 @@ def for_checkpoint(spec: Spec, ds: Dataset) -> tuple[Spec, ModelFacts]:
     return dataclasses.replace(spec, model=dataclasses.replace(spec.model, input_shape=list(shape))), facts
 
 
-def named_output_shapes(spec: Spec, x) -> dict:
-    """{layer: output shape} of the spec's model for inputs ``x`` (before its targets are encoded)."""
-    named = spec.model.inputs
-    shape = (
-        tuple(next(iter(named.values())).shape)
-        if named
-        else tuple(x.shape[1:] if not isinstance(x, dict) else x["input"].shape[1:])
-    )
-    model = build_model(spec, shape, spec.seed, {})
-    return {n.name: n.output_shape for n in model.nodes}
-
-
 def make_heads(spec: Spec, model: Model) -> Heads | None:
     """The outputs of a spec with ``model.outputs``, each with its loss, weight and metrics (None without)."""
     named = spec.model.outputs
@@ -133,7 +121,7 @@ def check_targets(spec: Spec, model: Model, y: np.ndarray, prep: Preprocessor) -
             f"layer ({last}) outputs {list(out)}{why}"
         )
     if prep.kind == "segmentation":  # every mask value read is a class id of the output channels
-        from nnctl.data.masks import check_classes  # noqa: PLC0415
+        from nnctl.data.masks import check_classes
 
         check_classes(spec, out[-1], prep)
 

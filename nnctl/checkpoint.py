@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import json
 import pathlib
+import shutil
 
 import numpy as np
 
 from nnctl import __version__
+from nnctl import backend as B
 from nnctl.errors import CheckpointError, quote
 from nnctl.fs import atomic_write
 
@@ -52,7 +54,7 @@ def _json(group, name, value) -> None:
 
 def _dataset(group, name, value) -> None:
     """A dataset from any array; text arrays become HDF5 variable-length UTF-8 strings."""
-    import h5py  # noqa: PLC0415
+    import h5py
 
     value = np.asarray(value)
     if value.dtype.kind in "UO":
@@ -82,7 +84,7 @@ def save(
 ) -> None:
     """Write a checkpoint. ``optimizer`` = {type, iterations, config, slots: {slot: {name: array}}};
     ``resume`` = {weights, state, info} for the last finished epoch (None when equal to ``weights``)."""
-    import h5py  # noqa: PLC0415
+    import h5py
 
     def write(tmp):
         with h5py.File(tmp, "w") as f:
@@ -125,9 +127,7 @@ def save(
 
 def store_anomaly(path, info: dict) -> None:
     """Add (or replace) ``/anomaly`` in an existing checkpoint, atomically: a copy gets it, then replaces the file."""
-    import shutil  # noqa: PLC0415
-
-    import h5py  # noqa: PLC0415
+    import h5py
 
     def write(tmp):
         shutil.copyfile(path, tmp)
@@ -158,7 +158,7 @@ class _Reader:
         return CheckpointError(f"{self.path}: {where}: {what}")
 
     def check_tree(self) -> None:
-        import h5py  # noqa: PLC0415
+        import h5py
 
         count = 0
         stack = [(self.f, "", 0)]
@@ -198,7 +198,7 @@ class _Reader:
             )
 
     def node(self, where: str, kind):
-        import h5py  # noqa: PLC0415
+        import h5py
 
         obj = self.f.get(where)
         if obj is None:
@@ -254,7 +254,7 @@ class Checkpoint:
     """A loaded checkpoint: plain arrays and dicts, checked (links, storage, sizes, structure) before reading."""
 
     def __init__(self, path):
-        import h5py  # noqa: PLC0415
+        import h5py
 
         self.path = pathlib.Path(path)
         if not self.path.exists():
@@ -337,8 +337,6 @@ def load_into(model, weights: dict, state: dict, source: str, strict: bool = Tru
 
     Returns (loaded, skipped) names; in non-strict mode (transfer learning) missing or mismatched
     arrays are skipped with the reason."""
-    from nnctl import backend as B  # noqa: PLC0415
-
     loaded, skipped = [], []
     for kind, target, source_arrays in (
         ("weights", model.named_params(), weights),

@@ -133,7 +133,7 @@ def atomic_write(path: str | pathlib.Path, write) -> None:
 @contextlib.contextmanager
 def run_lock(path: str | pathlib.Path, what: str = "checkpoint"):
     """Hold an exclusive advisory lock for ``path`` while the block runs; a second holder is refused at once."""
-    import fcntl  # noqa: PLC0415 - POSIX only
+    import fcntl
 
     path = pathlib.Path(path)
     _make_parent(path)

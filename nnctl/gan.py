@@ -12,22 +12,34 @@ Sampling (``generate``) undoes the checkpoint's preprocessing, so samples are in
 
 from __future__ import annotations
 
-import dataclasses
 import pathlib
 import time
 
 import numpy as np
 
 from nnctl import backend as B
-from nnctl import fs, optimizers
-from nnctl.build import build_model
+from nnctl import fs
+from nnctl.checkpoint import Checkpoint
+from nnctl.data import load_dataset
+from nnctl.data.preprocess import Preprocessor
 from nnctl.errors import DataError, Interrupted, Preempted, SpecError, TrainingDiverged
-from nnctl.gan_checkpoint import read_snapshot, write_checkpoint
+from nnctl.gan_checkpoint import load_generator, read_snapshot, write_checkpoint
+from nnctl.gan_models import (
+    build_generator,
+    build_pair,
+    built,
+    classes_of,
+    discriminator_input,
+    discriminator_seed,
+    generator_of,
+    make_optimizer,
+)
+from nnctl.gan_spec import is_gan
 from nnctl.gan_trainer import GanTrainer, draw_latent, with_labels
 from nnctl.graph import Model
+from nnctl.session_base import Signals, check_before_work
 from nnctl.spec_model import ModelFacts, Spec
-from nnctl.spec_sections import Discriminator, GanTrain, Generator, ModelSection, TrainSection
-from nnctl.spec_table import Named
+from nnctl.spec_sections import GanTrain, Generator, TrainSection
 from nnctl.strategy import DataParallel, Local
 from nnctl.train import Hooks
 
@@ -39,67 +51,10 @@ def _noop(event: dict) -> None:
     pass
 
 
-def named_config(value) -> tuple[str, dict]:
-    """``"adam"`` or ``{type = "adam", ...}`` (or its ``Named``) -> (name, keyword arguments)."""
-    if isinstance(value, Named):
-        return value.type, dict(value.params)
-    if isinstance(value, str):
-        return value, {}
-    return str(value.get("type", "adam")), {k: v for k, v in value.items() if k != "type"}
-
-
-def make_optimizer(value) -> optimizers.Optimizer:
-    name, kwargs = named_config(value)
-    return optimizers.get(name, **kwargs)
-
-
-def discriminator_seed(seed: int) -> int:
-    """D's weights are drawn from their own stream: with G's seed, G and D's first kernels would be equal draws."""
-    return int(np.random.SeedSequence(seed, spawn_key=(6,)).generate_state(1)[0])
-
-
-def _built(spec: Spec, which: str, input_shape, seed: int, input_grad: bool = False) -> Model:
-    """One of the two models; build errors name ``model.<which>.layers[i]``."""
-    net: Generator | Discriminator = getattr(spec.model, which)
-    sub = dataclasses.replace(spec, model=ModelSection(layers=list(net.layers)))  # build_model reads model.layers
-    try:
-        return build_model(sub, tuple(input_shape), seed, input_grad=input_grad)
-    except SpecError as exc:
-        lines = [
-            line.replace("model.layers[", f"model.{which}.layers[")
-            for line in getattr(exc, "lines", None) or [str(exc)]
-        ]
-        err = SpecError("\nerror: ".join(lines))
-        err.lines = lines
-        raise err from None
-
-
-def classes_of(spec: Spec) -> int:
-    """A conditional GAN's number of classes; 0 for an unconditional one."""
-    return int(_generator(spec).classes or 0)
-
-
-def _generator(spec: Spec) -> Generator:
-    net = spec.model.generator
-    assert net is not None  # a GAN spec: the validator requires model.generator
-    return net
-
-
 def _gan(train: TrainSection) -> GanTrain:
     gan = train.gan
     assert gan is not None  # a GAN spec: the validator fills train.gan
     return gan
-
-
-def build_generator(spec: Spec) -> Model:
-    """G on z (and, conditional, the one-hot label after it): input [latent_dim + classes]."""
-    return _built(spec, "generator", (_generator(spec).latent_dim + classes_of(spec),), spec.seed)
-
-
-def discriminator_input(spec: Spec, sample_shape) -> tuple:
-    """D's input shape: the sample's, with ``classes`` more channels on its last axis for a conditional GAN."""
-    shape = tuple(sample_shape)
-    return shape[:-1] + (shape[-1] + classes_of(spec),)
 
 
 def class_labels(spec: Spec, y) -> np.ndarray | None:
@@ -125,36 +80,6 @@ def class_labels(spec: Spec, y) -> np.ndarray | None:
             f"distinct labels from {labels.min()} to {labels.max()}"
         )
     return labels
-
-
-def build_pair(spec: Spec, sample_shape) -> tuple[Model, Model]:
-    """(G, D) for samples of ``sample_shape``: G maps z to one sample, D maps a sample to one score."""
-    source = spec.source
-    g = build_generator(spec)
-    if tuple(g.output_shape) != tuple(sample_shape):
-        raise SpecError(
-            f"{source}: model.generator: outputs samples of shape {list(g.output_shape)}, but the data's "
-            f"samples have shape {list(sample_shape)} ({spec.data.train})"
-        )
-    d = _built(
-        spec,
-        "discriminator",
-        discriminator_input(spec, sample_shape),
-        discriminator_seed(spec.seed),
-        input_grad=True,
-    )
-    if isinstance(d.output_shape, list) or tuple(d.output_shape) != (1,):
-        last = d.nodes[-1].name
-        raise SpecError(
-            f"{source}: model.discriminator.layers[-1] ({last}): the discriminator must output one score "
-            f"per sample, found output shape {list(d.output_shape)}"
-        )
-    if d.output_activation() not in (None, "linear", "sigmoid"):
-        raise SpecError(
-            f"{source}: model.discriminator.layers[-1]: expected a linear or sigmoid score, found "
-            f"activation {d.output_activation()!r}"
-        )
-    return g, d
 
 
 def check_range(spec: Spec, g: Model, x: np.ndarray) -> None:
@@ -199,8 +124,6 @@ def train(
     """Train a GAN spec; write its checkpoint and run folder; returns the final ``done`` event (as run.train).
 
     One process only: ``strategy`` must be None or ``Local`` (data parallelism is refused)."""
-    from nnctl.run import check_before_work  # noqa: PLC0415 - the checks every training run makes first
-
     source = spec.source
     if init_from:
         raise SpecError(f"--init-from: not supported for a GAN spec ({source}); resume a GAN checkpoint with --resume")
@@ -218,8 +141,6 @@ class GanSession:
     epoch (what every checkpoint written during or after a failure holds)."""
 
     def __init__(self, spec: Spec, emit=_noop, hooks: Hooks | None = None):
-        from nnctl.run import Signals  # noqa: PLC0415
-
         self.spec, self.emit, self.hooks = spec, emit, hooks or Hooks()
         self.tcfg = spec.train
         self.epochs = int(self.tcfg.epochs)
@@ -229,8 +150,6 @@ class GanSession:
 
     def run(self, device: str, resume: str | None) -> dict:
         """Load, build, train and write; the ``done`` event (raises Interrupted/Preempted when stopped)."""
-        from nnctl.data import load_dataset  # noqa: PLC0415
-
         spec = self.spec
         B.use(device)
         self.t_start = time.perf_counter()
@@ -249,7 +168,7 @@ class GanSession:
             make_optimizer(gcfg.generator_optimizer),
             make_optimizer(gcfg.discriminator_optimizer),
             self.tcfg,
-            _generator(spec),
+            generator_of(spec),
             spec.seed,
             self.hooks,
         )
@@ -345,7 +264,7 @@ def diagnosis(history: dict, loss: str = "non_saturating") -> str:
 
 def _finish(spec: Spec, ckpt_path: str, write, last: dict, t_start: float) -> dict:
     """Write the final checkpoint and the run folder; the ``done`` event."""
-    from nnctl.runlog import default_run_dir, write_run  # noqa: PLC0415
+    from nnctl.runlog import default_run_dir, write_run
 
     write(ckpt_path, last)
     history, epochs_run = last["history"], last["epoch"]
@@ -423,16 +342,13 @@ def generate(path, n: int = 64, seed: int = 0, device: str = "auto", labels=None
     """``n`` samples of a GAN checkpoint's generator in the training data's units, and what was sampled.
 
     ``labels``: the classes to draw (conditional GAN; default all of them), see ``sample``."""
-    from nnctl.data.preprocess import Preprocessor  # noqa: PLC0415
-    from nnctl.gan_checkpoint import load_generator  # noqa: PLC0415
-
     ck, g, spec = load_generator(path, device)
     check_labels(path, spec, labels)
     try:
         prep = Preprocessor.from_arrays(ck.prep_arrays)
     except (KeyError, ValueError, TypeError) as exc:
         raise SpecError(f"{path}: checkpoint preprocessing is incomplete ({exc})") from None
-    raw, y = sample(g, _generator(spec), n, seed, labels)
+    raw, y = sample(g, generator_of(spec), n, seed, labels)
     x = to_data_units(raw, prep)
     info = {
         "checkpoint": str(path),
@@ -450,9 +366,6 @@ def generate(path, n: int = 64, seed: int = 0, device: str = "auto", labels=None
 
 def is_gan_run(spec: Spec, resume: str | None = None) -> bool:
     """True for a GAN spec; a --resume checkpoint of the other kind is refused."""
-    from nnctl.checkpoint import Checkpoint  # noqa: PLC0415
-    from nnctl.gan_spec import is_gan  # noqa: PLC0415
-
     wanted = is_gan(spec)
     if wanted and resume == "auto":
         raise SpecError(f"{spec.source}: --resume auto: a GAN run resumes from a named checkpoint (--resume CKPT)")
@@ -470,5 +383,5 @@ def models_for_check(spec: Spec) -> list[tuple[str, Model]]:
     """Both models built without data (D on G's output shape) for ``nnctl check`` and ``summary``."""
     g = build_generator(spec)
     shape = g.output_shape  # the data's sample shape: training refuses a generator that differs
-    d = _built(spec, "discriminator", discriminator_input(spec, shape), discriminator_seed(spec.seed))
+    d = built(spec, "discriminator", discriminator_input(spec, shape), discriminator_seed(spec.seed))
     return [("generator", g), ("discriminator", d)]

@@ -15,6 +15,7 @@ import numpy as np
 from nnctl import backend as B
 from nnctl.checkpoint import Checkpoint, load_into, named_from_flat, save
 from nnctl.errors import CheckpointError, SpecError
+from nnctl.gan_models import build_generator, named_config
 from nnctl.gan_spec import MODELS, is_gan
 from nnctl.graph import Model
 from nnctl.spec_model import ModelFacts, Spec
@@ -32,8 +33,6 @@ def _unprefixed(prefix: str, named: dict) -> dict:
 
 def write_checkpoint(path, spec: Spec, trainer, prep, snap: dict, facts: ModelFacts | None = None) -> None:
     """Write ``snap`` (a ``GanTrainer.snapshot``) as the weights to use and the state to resume."""
-    from nnctl.gan import named_config  # noqa: PLC0415
-
     weights, state, slots, optimizer_config, rngs = {}, {}, {}, {}, {}
     for which, model in (("generator", trainer.g), ("discriminator", trainer.d)):
         part = snap[which]
@@ -156,8 +155,6 @@ def _flat(model: Model, named: dict, where: str) -> np.ndarray:
 
 def load_generator(path, device: str = "auto") -> tuple[Checkpoint, Model, Spec]:
     """(checkpoint, generator with its weights on the device, stored spec) of a GAN checkpoint."""
-    from nnctl.gan import build_generator  # noqa: PLC0415
-
     B.use(device)
     ck = open_gan(path, "nnctl generate")
     try:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import copy
 
+from nnctl.build import check_layers
 from nnctl.fields import check_keys, fields_of
+from nnctl.losses import output_activation
 from nnctl.spec_model import Spec
 from nnctl.spec_sections import GanTrain
 
@@ -48,9 +50,6 @@ def misplaced(spec: dict) -> list[str]:
 
 def check(spec: dict, raw: dict) -> list[str]:
     """Problems of a GAN spec (``spec`` validated by section, ``raw`` as written); fills train.gan's defaults."""
-    from nnctl.build import check_layers  # noqa: PLC0415 - the layer registry is heavier to import
-    from nnctl.losses import output_activation  # noqa: PLC0415
-
     problems = []
     for (section, key), instead in SUPERVISED_ONLY.items():
         table = raw.get(section)

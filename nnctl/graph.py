@@ -32,6 +32,7 @@ from nnctl import backend as B
 from nnctl.errors import DataError
 from nnctl.layers.base import BuildContext, Layer
 from nnctl.layers.core import Activation
+from nnctl.rowshare import RowShare
 
 INPUT = "input"
 
@@ -93,18 +94,24 @@ class Model:
         self.flat_grads: Any = None  # (P,) their gradients, the same layout
         self._caches: list = []
         self._kept: dict[str, Any] = {}  # the last forward pass's logits of the output activations
+        # each node's own generator, handed to its layer by build; RowShare with share None (plain draws) until a
+        # data-parallel strategy sets the shares (strategy.DataParallel)
+        self.streams: list[RowShare] = []
         self._fuse()
 
     # -- building ---------------------------------------------------------------------------
     def build(self, seed: int) -> None:
         """Infer every output shape and draw initial weights on the host from ``seed``."""
         init_rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(0,))))
+        self.streams = []
         shapes: dict[str, Any] = {k: s for k, (s, _) in self.inputs.items()}
         for node in self.nodes:
             # keyed by the entry, so expanding an entry into two nodes keeps every layer's stream
             key = (1, node.index) if node.part_of is None else (1, node.index, 1)
+            stream = RowShare(np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=key))))
+            self.streams.append(stream)
             ctx = BuildContext(
-                rng=np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=key))),
+                rng=stream,
                 init_rng=init_rng,
                 dtype=self.dtype,
                 # the model input needs no gradient (unless asked for): the first layer can skip that product

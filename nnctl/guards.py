@@ -10,7 +10,9 @@ from typing import NoReturn
 
 import numpy as np
 
+from nnctl.checkpoint import Checkpoint
 from nnctl.errors import CheckpointError, OutputError, quote
+from nnctl.resume import model_differences
 from nnctl.spec_model import Spec
 
 MIB = 1 << 20
@@ -29,9 +31,6 @@ def existing_model(spec: Spec, resume: str | None, force: bool) -> dict | None:
     replace it only if it builds the same model (``{name: shape}``), else None (no file, ``--force``, or
     ``--resume`` of that very file, or a damaged file under ``--resume auto``). Refuses now, before the data is read, a checkpoint of another spec
     name, another architecture (layers, declared input shape, dtype) or no readable nnctl checkpoint."""
-    from nnctl.checkpoint import Checkpoint  # noqa: PLC0415
-    from nnctl.resume import model_differences  # noqa: PLC0415
-
     path = spec.checkpoint
     if force or not os.path.isfile(path) or (resume not in (None, "auto") and _same_file(str(resume), path)):
         return None

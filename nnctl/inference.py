@@ -16,8 +16,9 @@ from nnctl import metrics
 from nnctl.assemble import check_targets, device_decoder, features, make_heads, make_loss
 from nnctl.build import build_model
 from nnctl.checkpoint import Checkpoint, load_into
-from nnctl.data import load_dataset, reconstructs
+from nnctl.data import ARRAY_KINDS, load_dataset, load_split, reconstructs
 from nnctl.data.preprocess import Preprocessor
+from nnctl.data.splits import check_finite
 from nnctl.errors import CheckpointError, DataError, SpecError, quote
 from nnctl.graph import Model, rows
 from nnctl.multi_spec import is_multi
@@ -94,15 +95,12 @@ def evaluation_data(path, spec: Spec, prep: Preprocessor, model: Model, data: st
     """The labelled inputs a checkpoint is evaluated on: ``data`` (any labelled kind the data section reads),
     else the spec's test set -> (x, y, source)."""
     if data:
-        from nnctl.data import load_split  # noqa: PLC0415
-
         with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported below, once
             x, y = load_split(spec, prep, data, preprocessed=preprocessed)
         source = data
     else:
         if not spec.data.test:
             raise SpecError(f"{path}: the spec has no data.test; pass --data FILE")
-        from nnctl.data import ARRAY_KINDS, load_split  # noqa: PLC0415
 
         source = spec.data.test
         if prep.kind in ARRAY_KINDS:  # the stored preprocessing: the training file is not read again
@@ -110,7 +108,7 @@ def evaluation_data(path, spec: Spec, prep: Preprocessor, model: Model, data: st
         else:
             ds = load_dataset(spec)
             x, y = ds.x_test, ds.y_test
-    from nnctl.data.inputs import conform  # noqa: PLC0415
+    from nnctl.data.inputs import conform
 
     x = conform(x, model.input_shape)
     finite_after_scaling(x, source, spec.dtype)
@@ -163,14 +161,14 @@ def evaluate(
         outputs=outputs if report or reconstructs(prep) else None,
     )
     if prep.kind == "timeseries":  # a forecast is only useful if it beats repeating the last value
-        from nnctl.data.timeseries import naive_metrics  # noqa: PLC0415
+        from nnctl.data.timeseries import naive_metrics
 
         logs.update(naive_metrics(x, y, prep))
         if "naive_mse" in logs:
             logs["naive_rmse"] = float(np.sqrt(logs["naive_mse"]))
     out = {"checkpoint": str(path), "data": str(source), "samples": int(len(x)), **logs}
     if report:
-        from nnctl.report import classification_report  # noqa: PLC0415
+        from nnctl.report import classification_report
 
         p = B.to_numpy(make_loss(spec).probabilities(outputs[0]))
         classes = prep.classes if prep.classes is not None else np.arange(prep.n_classes(model.output_shape[-1]))
@@ -184,7 +182,7 @@ def evaluate(
 
 def _reconstruction_report(ck, model, spec: Spec, x, outputs, source, anomaly: dict) -> dict:
     """An autoencoder's per-row errors, stored threshold, flagged rows and, for denoising, noisy vs denoised MSE."""
-    from nnctl import anomaly as A  # noqa: PLC0415
+    from nnctl import anomaly as A
 
     loss = make_loss(spec)
     label = anomaly.get("label") or spec.data.anomaly_label
@@ -206,7 +204,7 @@ def evaluate_named(
 ) -> dict:
     """Total loss, each output's loss and metrics (``<name>_loss``, ``<name>_<metric>``) of a model with
     named inputs or outputs, on its test set or ``data``."""
-    from nnctl.data import multi  # noqa: PLC0415
+    from nnctl.data import multi
 
     source = named_source(path, spec, data)
     x, y = multi.load_split(spec, source, {n.name: n.output_shape for n in model.nodes})
@@ -229,7 +227,7 @@ def _canonical(names) -> list[str]:
 def predict_named(restored: Restored, source: str, on_batch: Callable[[int, int], None] | None = None) -> dict:
     """{output name: (outputs, decoded)} of a model with named inputs or outputs, for the inputs of the CSV
     column groups or npz/h5 arrays in ``source``: class outputs decode to ids, others are values."""
-    from nnctl.data import multi  # noqa: PLC0415
+    from nnctl.data import multi
 
     ck, model, prep, spec = restored
     x = multi.read_inputs(source, spec)
@@ -276,11 +274,11 @@ def predict(
     if embed is not None and embed not in names:
         raise SpecError(f"--embed: expected a layer name ({', '.join(names)}), found {embed!r}")
     if spec.model.decode is not None:  # teacher-forced sequence model: rows are source ids (nnctl/decode.py)
-        from nnctl.decode import greedy_decode  # noqa: PLC0415
+        from nnctl.decode import greedy_decode
 
         p = greedy_decode(model, raw_inputs, spec.model.decode)
         return p, prep.decode_y(p)
-    from nnctl.data.inputs import conform  # noqa: PLC0415
+    from nnctl.data.inputs import conform
 
     raw_inputs = conform(np.asarray(raw_inputs), model.input_shape)
     if tuple(raw_inputs.shape[1:]) != tuple(model.input_shape):  # before scaling, which would broadcast
@@ -314,8 +312,6 @@ def finite_after_scaling(x, source: str, dtype: str) -> None:
     """Refuse model inputs that are NaN/inf after preprocessing: finite raw values too large for ``dtype``
     (1e300 as float32) would otherwise come back as NaN predictions with exit 0."""
     if isinstance(x, np.ndarray):  # inputs read per batch were checked as they were read
-        from nnctl.data.splits import check_finite  # noqa: PLC0415
-
         check_finite(x, source, None, f"after preprocessing to {dtype}: an input value is out of range")
 
 
@@ -323,7 +319,6 @@ def finite_outputs(p, source: str) -> None:
     """Refuse a prediction that is NaN/inf (the forward pass overflowed on a finite input)."""
     if not isinstance(p, np.ndarray):  # several outputs: each is the multi-output path's to report
         return
-    from nnctl.data.splits import check_finite  # noqa: PLC0415
 
     with np.errstate(all="ignore"):
         check_finite(p, source, None, "the model's output overflowed on this input")

@@ -21,7 +21,14 @@ from typing import Any
 
 import numpy as np
 
+from nnctl import fs
+from nnctl.data import Dataset, loader, resolve_kind, unfitted_preprocessor
+from nnctl.data.splits import Splits
+from nnctl.data.tabular import encode_fold, read_table
 from nnctl.errors import DataError, NnctlError, SpecError
+from nnctl.losses import is_classification
+from nnctl.multi_spec import refuse_named
+from nnctl.runlog import write_run
 from nnctl.spec_model import Spec
 from nnctl.spec_sections import Validation
 
@@ -43,16 +50,11 @@ def fold_indices(n: int, k: int, seed: int, labels: np.ndarray | None = None) ->
 def _raw(spec: Spec):
     """The training file's raw samples (no validation, no test), the unfitted preprocessing the loader set up,
     and for a CSV its unencoded ``tabular.Table`` (then the samples' x are row numbers into it)."""
-    from nnctl.data import loader, resolve_kind, unfitted_preprocessor  # noqa: PLC0415
-
     data = replace(spec.data, validation=None, test=None)
     kind = resolve_kind(data)
     prep = unfitted_preprocessor(spec, kind)
     table = None
     if kind == "tabular":  # cells read, encoding left for each fold to fit on its own training rows
-        from nnctl.data.splits import Splits  # noqa: PLC0415
-        from nnctl.data.tabular import read_table  # noqa: PLC0415
-
         table = read_table(data, prep)
         s = Splits(np.arange(len(table.y)), table.y, w_train=table.w)  # x: row numbers into table.cols
     else:
@@ -83,8 +85,6 @@ def strata(y: np.ndarray, task: str) -> np.ndarray | None:
 
 def fold_datasets(spec: Spec, k: int):
     """Yield (validation indices, Dataset) for each fold, preprocessing fitted on the other folds."""
-    from nnctl.data import Dataset  # noqa: PLC0415
-
     s, prep, table = _raw(spec)
     folds = fold_indices(len(s.x_train), k, spec.seed, strata(s.y_train, prep.task))
     dtype = np.dtype(spec.dtype)
@@ -94,8 +94,6 @@ def fold_datasets(spec: Spec, k: int):
         train[val_idx] = False
         p = copy.deepcopy(prep)
         if table is not None:  # category vocabularies and fill values from the training folds only
-            from nnctl.data.tabular import encode_fold  # noqa: PLC0415
-
             raw_tr, raw_va, defaults = encode_fold(table, s.x_train[train], s.x_train[val_idx], p)
         else:
             raw_tr, raw_va, defaults = s.x_train[train], s.x_train[val_idx], dict(s.defaults)
@@ -127,10 +125,6 @@ def summary_dir(spec: Spec) -> pathlib.Path:
 def cross_validate(spec: Spec, k: int, train, emit=lambda e: None, **train_kw) -> dict:
     """Train ``spec`` once per fold through ``train(spec, dataset=..., emit=..., **train_kw)`` (``run.train``);
     returns the k-fold summary (per-fold metrics, mean and std of each) and writes it as a run folder."""
-    from nnctl import fs  # noqa: PLC0415
-    from nnctl.multi_spec import refuse_named  # noqa: PLC0415
-    from nnctl.runlog import write_run  # noqa: PLC0415
-
     refuse_named(spec, "train --k-fold")
     if spec.data.validation is not None:
         emit(
@@ -210,6 +204,4 @@ def _scored(name: str) -> bool:
 
 
 def strata_used(spec: Spec) -> bool:
-    from nnctl.losses import is_classification  # noqa: PLC0415
-
     return bool(is_classification(spec.train.loss.type))

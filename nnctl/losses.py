@@ -14,10 +14,14 @@ gradient descent on it with learning rate 1 is Rosenblatt's rule w += (y - step(
 from __future__ import annotations
 
 import math
+import sys
 from typing import Annotated
+
+import numpy as np
 
 from nnctl import backend as B
 from nnctl.fields import Fraction, NonNegativeFloat, PositiveFloat, Range
+from nnctl.layers import layer_class
 from nnctl.ops.activations import sigmoid, softmax
 from nnctl.registry import Registry
 
@@ -602,8 +606,6 @@ def _label_id(label: str, classes, n: int) -> int | None:
 def class_weights(value, class_ids, n_classes: int, classes=None):
     """Host (n_classes,) weights: "balanced" gives n / (n_classes * count_c) (sklearn's), a table
     { label = w } gives w to its labels and 1 to the others; ``class_ids`` are the training labels as ids."""
-    import numpy as np  # noqa: PLC0415 - host arithmetic once per run; the module otherwise works on B.xp
-
     if value == "balanced":
         counts = np.bincount(np.asarray(class_ids, dtype=np.int64).reshape(-1), minlength=n_classes)[:n_classes]
         return np.where(counts > 0, counts.sum() / (n_classes * np.maximum(counts, 1)), 0.0)
@@ -638,8 +640,6 @@ _ACTIVATION_LAYERS = {"Softmax": "softmax", "ReLU": "relu", "ELU": "elu", "Leaky
 
 def output_activation(entry: dict) -> tuple[str | None, int | None]:
     """(activation, units) of a validated last-layer entry; activation None when the layer keeps its own."""
-    from nnctl.layers import layer_class  # noqa: PLC0415 - layers sit above losses in import order
-
     cls = layer_class(entry["type"])
     if entry["type"] in _ACTIVATION_LAYERS:
         return _ACTIVATION_LAYERS[entry["type"]], None
@@ -652,8 +652,6 @@ def output_activation(entry: dict) -> tuple[str | None, int | None]:
 
 def check_output(loss_value, last: dict) -> list[str]:
     """Problems (and warnings, on stderr) when the last layer's activation does not suit the loss."""
-    import sys  # noqa: PLC0415
-
     name = loss_value if isinstance(loss_value, str) else loss_value["type"]
     from_logits = isinstance(loss_value, dict) and bool(loss_value.get("from_logits"))
     act, units = output_activation(last) if last else (None, None)

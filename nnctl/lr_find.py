@@ -20,6 +20,7 @@ from nnctl import fs, losses
 from nnctl.assemble import make_loss, make_optimizer, model_for_data
 from nnctl.data import load_dataset
 from nnctl.errors import SpecError
+from nnctl.multi_spec import refuse_named
 from nnctl.spec_model import Spec
 from nnctl.train import Trainer
 
@@ -166,7 +167,7 @@ def terminal_plot(result: dict, width: int = 60, height: int = 14) -> str:
 def plot_png(result: dict, output_png) -> None:
     """The raw and smoothed loss against the rate (log x) as a PNG, the suggestion marked."""
     try:
-        from matplotlib.figure import Figure  # noqa: PLC0415 - imported only when a PNG is asked for
+        from matplotlib.figure import Figure
     except ImportError:
         raise SpecError(f"{output_png}: writing a PNG needs matplotlib (pip install matplotlib)") from None
     fig = Figure(figsize=(7, 4.5))
@@ -194,7 +195,6 @@ def lr_find(
     augmentation not) and run the range test on them; ``strategy`` (a ``DataParallel``) shares every batch
     among MPI ranks as training does, so every rank sweeps the losses of one process."""
     _check(start, end, steps)
-    from nnctl.multi_spec import refuse_named  # noqa: PLC0415
 
     refuse_named(spec, "lr-find")
     B.use(device)

@@ -14,6 +14,12 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from nnctl import backend as B
+from nnctl import initializers
+from nnctl.assemble import make_optimizer
+from nnctl.build import build_model
+from nnctl.errors import SpecError
+from nnctl.layers.base import Layer
 from nnctl.spec_model import Spec
 
 MIB = 1 << 20
@@ -28,8 +34,6 @@ def _elements(shape) -> int:
 
 def optimizer_slots(spec: Spec) -> int:
     """How many parameter-sized buffers the spec's optimizer keeps (Adam 2, SGD with momentum 1, EMA +1)."""
-    from nnctl.assemble import make_optimizer  # noqa: PLC0415
-
     opt = make_optimizer(spec)
     return len(opt.slot_names) + int(bool(getattr(opt, "use_ema", False)))
 
@@ -68,9 +72,6 @@ def _no_storage(shape, dtype) -> np.ndarray:
 def shapes_only() -> Iterator[None]:
     """While active, initializers and ``Layer.add_param``/``add_state`` keep shapes without storage, so
     ``Model.build`` infers every shape of a model of any size in microseconds and bytes."""
-    from nnctl import initializers  # noqa: PLC0415
-    from nnctl.layers.base import Layer  # noqa: PLC0415
-
     saved = initializers.initialize, Layer.add_param, Layer.add_state
 
     def add(self, name: str, value) -> None:
@@ -90,8 +91,6 @@ def shapes_only() -> Iterator[None]:
 def estimate(spec: Spec, input_shape, defaults: dict | None = None, input_dtype=None) -> dict | None:
     """``training_memory`` of the spec's model for ``input_shape``, from a build without storage; None when
     that build fails (the real build then reports the spec's mistake in its own words)."""
-    from nnctl.build import build_model  # noqa: PLC0415
-
     try:
         with shapes_only():
             model = build_model(spec, tuple(input_shape), spec.seed, defaults, input_dtype=input_dtype)
@@ -127,7 +126,7 @@ def _cgroup_available() -> int | None:
 def _address_space_available() -> int | None:
     """Room left under this process's RLIMIT_AS (ulimit -v), or None without one."""
     try:
-        import resource  # noqa: PLC0415
+        import resource
 
         soft = resource.getrlimit(resource.RLIMIT_AS)[0]
         if soft == resource.RLIM_INFINITY:
@@ -142,8 +141,6 @@ def _address_space_available() -> int | None:
 def available_memory() -> tuple[int | None, str]:
     """(bytes free for this run, where they were measured): the active GPU's free memory, else the
     smallest of the host's MemAvailable, a cgroup limit and RLIMIT_AS."""
-    from nnctl import backend as B  # noqa: PLC0415
-
     if B.device == "gpu":
         try:
             free, _ = B.xp.cuda.runtime.memGetInfo()
@@ -189,8 +186,6 @@ def check_fits(
 ) -> dict | None:
     """Refuse, before any allocation, a model whose training memory estimate exceeds the memory available
     (``flag`` names the override in the message); returns the estimate (None when it cannot be made)."""
-    from nnctl.errors import SpecError  # noqa: PLC0415
-
     est = estimate(spec, input_shape, defaults, input_dtype)
     if est is None:
         return None

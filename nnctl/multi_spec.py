@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 
 from nnctl import losses, metrics
+from nnctl.errors import SpecError
 from nnctl.fields import check_keys, fields_of, shown
 from nnctl.registry import suggestion
 from nnctl.spec_model import Spec
@@ -163,8 +164,6 @@ def logged(spec: dict) -> set[str]:
 def refuse_named(spec: dict | Spec, verb: str, source: str | None = None) -> None:
     """SpecError for a verb that takes only one unnamed input and one output (export, serve, lr-find...)."""
     if is_multi(spec):
-        from nnctl.errors import SpecError  # noqa: PLC0415
-
         raise SpecError(
             f"{source or getattr(spec, 'source', 'spec')}: model.inputs/model.outputs: nnctl {verb} takes "
             f"a model with one input and one output; this one names its inputs or outputs (train, "

@@ -12,7 +12,11 @@ import pathlib
 
 import numpy as np
 
+from nnctl.checkpoint import atomic_write
 from nnctl.errors import SpecError
+from nnctl.metrics import higher_is_better
+from nnctl.numfmt import human
+from nnctl.report import confusion_counts as counts
 
 #: history entries that describe the run, not the model's quality: never plotted or compared
 BOOKKEEPING = ("lr", "seconds", "samples_per_second")
@@ -40,7 +44,7 @@ def _finite(values) -> list[tuple[int, float]]:
 def _figure(what: str):
     """A matplotlib Figure without pyplot (no global backend state; PNG output goes through Agg)."""
     try:
-        from matplotlib.figure import Figure  # noqa: PLC0415 - optional extra
+        from matplotlib.figure import Figure
     except ImportError:
         raise SpecError(
             f"{what}: writing a PNG needs matplotlib (a core dependency: reinstall nnctl, or pip install matplotlib)"
@@ -49,8 +53,6 @@ def _figure(what: str):
 
 
 def _save(fig, output_png) -> None:
-    from nnctl.checkpoint import atomic_write  # noqa: PLC0415
-
     # the temporary file has no .png suffix, so the format is given explicitly
     atomic_write(output_png, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
 
@@ -61,7 +63,7 @@ def plot_history(history: dict, output_png, title: str | None = None) -> None:
     if not names:
         raise SpecError(f"{output_png}: the history holds no loss or metric to plot")
     Figure = _figure(str(output_png))
-    from matplotlib.ticker import MaxNLocator  # noqa: PLC0415
+    from matplotlib.ticker import MaxNLocator
 
     cols = min(len(names), 3)
     rows = -(-len(names) // cols)
@@ -77,8 +79,6 @@ def plot_history(history: dict, output_png, title: str | None = None) -> None:
                 ax.plot(ep, val, style, marker="." if len(points) < 30 else None, label=label)
         val_points = _finite(history.get(f"val_{name}", []))
         if val_points:  # mark the best validation epoch: where early stopping would have kept the weights
-            from nnctl.metrics import higher_is_better  # noqa: PLC0415
-
             pick = max if higher_is_better(name) else min
             best = pick(val_points, key=lambda p: p[1])
             ax.plot([best[0]], [best[1]], "o", color="black", fillstyle="none", label=f"best (epoch {best[0]})")
@@ -94,8 +94,6 @@ def plot_history(history: dict, output_png, title: str | None = None) -> None:
 
 def confusion_counts(y_true_labels, y_pred_labels, classes) -> np.ndarray:
     """counts[i, j] = samples of true class classes[i] predicted as classes[j] (``report.confusion_counts``)."""
-    from nnctl.report import confusion_counts as counts  # noqa: PLC0415
-
     return counts(y_true_labels, y_pred_labels, classes)
 
 
@@ -143,9 +141,7 @@ def draw_confusion(counts, classes, output_png, title: str | None = None) -> Non
 
 # -- plain text -----------------------------------------------------------------------------------
 def _label(v: float) -> str:
-    from nnctl.cli.output import fmt  # noqa: PLC0415
-
-    return fmt(float(v))
+    return human(float(v))
 
 
 def _panel(name: str, train: list, val: list, n_epochs: int, width: int, height: int) -> list[str]:
@@ -179,8 +175,6 @@ def _panel(name: str, train: list, val: list, n_epochs: int, width: int, height:
     if tp:
         title += f" training * (last {_label(tp[-1][1])})"
     if vp:
-        from nnctl.metrics import higher_is_better  # noqa: PLC0415
-
         best = (max if higher_is_better(name) else min)(vp, key=lambda p: p[1])
         title += (
             f"{',' if tp else ''} validation o (last {_label(vp[-1][1])}, best {_label(best[1])} at epoch {best[0]})"
@@ -229,9 +223,9 @@ def confusion_from_checkpoint(checkpoint, data: str | None, output_png, device: 
 
     Returns ``{"confusion_matrix": path, "classes": [...], "counts": [[...]]}`` for --json output.
     """
-    from nnctl import run  # noqa: PLC0415
+    from nnctl.inference import evaluate
 
-    result = run.evaluate(checkpoint, data, device)
+    result = evaluate(checkpoint, data, device)
     drawn = confusion_from_result(result, checkpoint, output_png)
     return {"confusion_matrix": drawn, **result["confusion"]}
 

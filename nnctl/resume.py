@@ -9,6 +9,7 @@ batches done, batch losses and outputs so far) is stored under /resume/position.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import pathlib
 from collections.abc import Sequence
@@ -20,7 +21,11 @@ from nnctl import spec as spec_mod
 from nnctl.checkpoint import Checkpoint, load_into, named_from_flat, save
 from nnctl.data.preprocess import Preprocessor
 from nnctl.errors import CheckpointError, SpecError
+from nnctl.fields import REQUIRED, params_of
 from nnctl.graph import Model
+from nnctl.losses import LOSSES
+from nnctl.optimizers import OPTIMIZERS
+from nnctl.registry import UnknownName
 from nnctl.spec_model import ModelFacts, Spec
 from nnctl.train import Trainer
 
@@ -160,12 +165,6 @@ SETUP_KEYS = ("optimizer", "loss", "batch_size", "gradient_accumulation", "shuff
 def _named_in_full(family: str, value) -> dict | None:
     """A registry entry as ``{type: canonical name, every keyword: its value or default}`` (``"adam"`` and
     ``{type = "Adam", learning_rate = 0.001}`` are the same), or None for a value no registry knows."""
-    import json  # noqa: PLC0415
-
-    from nnctl.fields import REQUIRED, params_of  # noqa: PLC0415
-    from nnctl.losses import LOSSES  # noqa: PLC0415
-    from nnctl.optimizers import OPTIMIZERS  # noqa: PLC0415
-    from nnctl.registry import UnknownName  # noqa: PLC0415
 
     registry: Any = OPTIMIZERS if family == "optimizer" else LOSSES
     try:

@@ -9,6 +9,10 @@ one state) with a ``share = (lo, hi, g)``. A draw whose size is ``(hi - lo, *res
 so row ``i`` of the share gets the numbers one process draws for row ``lo + i`` of the global batch,
 and every rank's generator advances by the same ``g * prod(rest)`` values whatever its share: all
 ranks keep equal states. Any other size, or ``share = None``, draws as the plain Generator does.
+
+``graph.Model.build`` gives every layer a RowShare through its ``BuildContext`` (``Model.streams``), with
+``share = None``: one process draws exactly as a plain Generator; a data-parallel strategy sets the shares of
+those streams per batch and never touches a layer.
 """
 
 from __future__ import annotations
@@ -22,6 +26,10 @@ class RowShare(np.random.Generator):
     def __init__(self, rng: np.random.Generator, share: tuple[int, int, int] | None = None):
         super().__init__(rng.bit_generator)
         self.share = share  # (lo, hi, g): this rank's rows of the global batch, set per batch by the trainer
+
+    def __reduce__(self):
+        # numpy's Generator pickles (and deep-copies) as a plain Generator: keep the type and the share
+        return (_row_share, (self.bit_generator, self.share))
 
     def _rows(self, draw, size, *args, **kw):
         if self.share is not None and size is not None:
@@ -45,3 +53,7 @@ class RowShare(np.random.Generator):
 
     def integers(self, low, high=None, size=None, dtype=np.int64, endpoint=False):
         return self._rows(super().integers, size, low, high, dtype=dtype, endpoint=endpoint)
+
+
+def _row_share(bit_generator: np.random.BitGenerator, share: tuple[int, int, int] | None) -> RowShare:
+    return RowShare(np.random.Generator(bit_generator), share)

@@ -13,7 +13,8 @@ from __future__ import annotations
 from nnctl.assemble import check_targets, make_loss, make_optimizer, model_for_data
 from nnctl.inference import Restored, evaluate, evaluation_data, predict, predict_named, restore
 from nnctl.resume import model_differences, snapshot_from_checkpoint, stored_spec, write_checkpoint
-from nnctl.session import MAX_EPOCHS, MAX_SEED, Session, Signals, check_before_work, train
+from nnctl.session import Session, train
+from nnctl.session_base import MAX_EPOCHS, MAX_SEED, Signals, check_before_work
 
 __all__ = [
     "MAX_EPOCHS",

@@ -20,7 +20,7 @@ ALLOWED_TAGS = {_CORE + t for t in ("str", "int", "float", "bool", "null", "seq"
 
 def load_yaml(text: str, source: str) -> object:
     """The value of a YAML document, or SpecError naming ``source`` (and the line) when it is not a plain spec."""
-    import yaml  # noqa: PLC0415 - only YAML specs need it
+    import yaml
 
     loader = yaml.SafeLoader(text)
     try:
@@ -38,7 +38,7 @@ def load_yaml(text: str, source: str) -> object:
 
 
 def _children(node) -> list:
-    import yaml  # noqa: PLC0415
+    import yaml
 
     if isinstance(node, yaml.SequenceNode):
         return list(node.value)

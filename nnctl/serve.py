@@ -21,7 +21,11 @@ from urllib.parse import parse_qs, urlsplit
 import numpy as np
 
 from nnctl import __version__
+from nnctl.data.readers import decode_text
+from nnctl.data.text import read_text_inputs
 from nnctl.errors import DataError, NnctlError, OutputError, SpecError, quote
+from nnctl.inference import predict, restore
+from nnctl.multi_spec import refuse_named
 
 MAX_BODY = 10 * 2**20
 READ_TIMEOUT_S = 30  # a client that stops sending mid-request frees its thread after this
@@ -34,11 +38,8 @@ class ModelService:
     rows ``nnctl predict --format jsonl`` prints (given by the caller, so both stay one code path)."""
 
     def __init__(self, checkpoint: str, render, device: str = "auto"):
-        from nnctl.inference import predict, restore  # noqa: PLC0415
-
         self.checkpoint = str(checkpoint)
         self.restored = restore(checkpoint, device)
-        from nnctl.multi_spec import refuse_named  # noqa: PLC0415
 
         refuse_named(self.restored.spec, "serve", str(checkpoint))
         self._predict, self.render = predict, render
@@ -80,8 +81,6 @@ def _top_k(query) -> int | None:
 def parse_rows(body: bytes, prep) -> np.ndarray:
     """Rows of a request body as the raw (unscaled) array predict takes: numbers, objects by feature name,
     or strings for a text model."""
-    from nnctl.data.readers import decode_text  # noqa: PLC0415
-
     text = decode_text(body, "request")
     stripped = text.strip()
     if not stripped:
@@ -100,7 +99,6 @@ def parse_rows(body: bytes, prep) -> np.ndarray:
     if prep.kind == "text":
         if not all(isinstance(r, str) for r in rows):
             raise DataError("request: a text model takes rows that are strings")
-        from nnctl.data.text import read_text_inputs  # noqa: PLC0415
 
         return read_text_inputs("\n".join(r.replace("\n", " ") for r in rows).encode(), "request", prep)
     features = prep.feature_names

@@ -9,20 +9,19 @@ Signals (docs/distributed.md):
 
 from __future__ import annotations
 
-import contextlib
 import pathlib
-import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from nnctl import backend as B
 from nnctl import fs, guards, losses
+from nnctl.anomaly import fit_threshold
 from nnctl.assemble import device_decoder, for_checkpoint, make_heads, make_loss, make_optimizer, model_for_data
 from nnctl.callbacks import EarlyStopping
 from nnctl.checkpoint import Checkpoint, load_into
 from nnctl.data import Dataset, load_dataset
-from nnctl.errors import Interrupted, Preempted, SpecError, TrainingDiverged, quote
+from nnctl.errors import Interrupted, Preempted, SpecError, TrainingDiverged
 from nnctl.graph import rows
 from nnctl.resume import (
     ResumeFrom,
@@ -34,6 +33,7 @@ from nnctl.resume import (
     write_checkpoint,
 )
 from nnctl.schedules import Schedule
+from nnctl.session_base import GO, INTERRUPT, PREEMPT, Signals, check_before_work
 from nnctl.spec_model import ModelFacts, Spec
 from nnctl.spec_sections import TrainSection
 from nnctl.strategy import Local
@@ -43,77 +43,10 @@ if TYPE_CHECKING:
     from nnctl.tensorboard import TensorBoardWriter
 
 Emit = Callable[[dict], None]
-GO, INTERRUPT, PREEMPT = 0, 1, 2  # stop levels; under MPI the ranks agree on the highest one asked for
 
 
 def _noop(event: dict) -> None:
     pass
-
-
-class Signals:
-    """What the signals asked for: ``level`` (GO, INTERRUPT, PREEMPT) and SIGUSR1 checkpoint requests."""
-
-    def __init__(self, usr1_preempts: bool = False):
-        self.level = GO
-        self.name = ""  # the signal that asked for the preemption
-        self.save_requested = False
-        self.usr1_preempts = usr1_preempts
-
-    @property
-    def stop(self) -> bool:
-        return self.level != GO
-
-    def _on_int(self, signum, frame) -> None:
-        if self.level == INTERRUPT:  # a second Ctrl-C: stop now
-            raise KeyboardInterrupt
-        self.level = max(self.level, INTERRUPT)
-
-    def _on_preempt(self, signum, frame) -> None:
-        self.level, self.name = PREEMPT, signal.Signals(signum).name
-
-    def _on_usr1(self, signum, frame) -> None:
-        if self.usr1_preempts:
-            self._on_preempt(signum, frame)
-        else:
-            self.save_requested = True
-
-    @contextlib.contextmanager
-    def installed(self) -> Iterator[Signals]:
-        old: dict = {}
-        wanted = [(signal.SIGINT, self._on_int), (signal.SIGTERM, self._on_preempt)]
-        if hasattr(signal, "SIGUSR1"):
-            wanted.append((signal.SIGUSR1, self._on_usr1))
-        try:
-            for sig, handler in wanted:
-                old[sig] = signal.signal(sig, handler)
-        except ValueError:  # not the main thread (e.g. a test runner thread): no handlers
-            pass
-        try:
-            yield self
-        finally:
-            for sig, handler in old.items():
-                signal.signal(sig, handler)
-
-
-MAX_SEED = 2**32 - 1
-MAX_EPOCHS = 1_000_000
-
-
-def check_before_work(spec: Spec) -> None:
-    """Fail before any data is read: seed and epochs in range, checkpoint, run and TensorBoard folders writable."""
-    from nnctl.runlog import default_run_dir  # noqa: PLC0415
-
-    source = spec.source
-    seed, epochs = spec.seed, spec.train.epochs
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
-        raise SpecError(f"{source}: seed: expected an integer from 0 to {MAX_SEED}, found {quote(seed)}")
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or not 0 <= epochs <= MAX_EPOCHS:
-        raise SpecError(f"{source}: train.epochs: expected an integer from 0 to {MAX_EPOCHS}, found {quote(epochs)}")
-    ckpt = spec.output.checkpoint
-    fs.check_output_file(ckpt, "checkpoint")
-    fs.check_output_dir(spec.output.run_dir or default_run_dir(ckpt), "run folder")
-    if spec.train.tensorboard:
-        fs.check_output_dir(spec.train.tensorboard, "TensorBoard folder")
 
 
 def train(
@@ -195,7 +128,7 @@ class Session:
         self.best = self.last if self.trainer.state.epoch == 0 or not early else None
         self.best_epoch = early.best_epoch if early else None
         if self.tcfg.tensorboard and self.is_writer:
-            from nnctl.tensorboard import TensorBoardWriter  # noqa: PLC0415
+            from nnctl.tensorboard import TensorBoardWriter
 
             self.tb = TensorBoardWriter(self.tcfg.tensorboard)
         try:
@@ -206,14 +139,14 @@ class Session:
 
     def _trainer(self, ds: Dataset, init_from: str | None) -> Trainer:
         spec, tcfg = self.spec, self.tcfg
-        from nnctl.memory import check_fits_for_data  # noqa: PLC0415
+        from nnctl.memory import check_fits_for_data
 
         check_fits_for_data(spec, ds)  # a model too large for memory is refused before it is allocated
         model = model_for_data(spec, ds)
         self.spec, self.facts = for_checkpoint(spec, ds)  # the stored spec names the data's input shape
         init_from = init_from or spec.model.init_from
         if init_from:
-            from nnctl.interop.keras_weights import init_arrays  # noqa: PLC0415 - an nnctl checkpoint or a Keras file
+            from nnctl.interop.keras_weights import init_arrays  # an nnctl checkpoint or a Keras file
 
             weights, state = init_arrays(init_from, model)
             loaded, skipped = load_into(model, weights, state, str(init_from), strict=False)
@@ -234,7 +167,7 @@ class Session:
         hooks = self.hooks
         hooks.should_stop, hooks.between_batches, hooks.on_step = self.should_stop, self.between_batches, self.on_step
         if spec.data.augment.present():  # keys given: augmentation asked for
-            from nnctl.data.augment import build_augmenter  # noqa: PLC0415
+            from nnctl.data.augment import build_augmenter
 
             try:
                 hooks.augment = build_augmenter(spec.data.augment, ds.prep.kind, ds.x_train.shape[1:])
@@ -425,14 +358,12 @@ class Session:
 
     def _finish(self) -> dict:
         """Write the final checkpoint and the run folder; the ``done`` event."""
-        from nnctl.runlog import default_run_dir, overfit_summary, write_run  # noqa: PLC0415
+        from nnctl.runlog import default_run_dir, overfit_summary, write_run
 
         early, last = self.trainer.early, self.last
         use_best = early is not None and early.restore_best and self.best is not None
         self.write(self.ckpt_path, self.best if use_best else last, self.best_epoch if use_best else None)
         if self.is_writer and self.tcfg.anomaly_quantile is not None:  # of the weights just written
-            from nnctl.anomaly import fit_threshold  # noqa: PLC0415
-
             info = fit_threshold(self.ckpt_path, self.ds.x_train, self.tcfg.anomaly_quantile)
             self.emit(
                 {

@@ -30,6 +30,7 @@ from nnctl import (  # noqa: F401 - registers the loss/optimizer families
     schedules,
     spec_extends,
 )
+from nnctl.build import check_layers
 from nnctl.errors import SpecError
 from nnctl.fields import check_keys, fields_of
 from nnctl.registry import suggestion
@@ -51,7 +52,7 @@ def load_file(path: str | pathlib.Path) -> dict:
         if ext == ".toml":
             return tomllib.loads(text)
         if ext in (".yaml", ".yml"):
-            from nnctl.safe_yaml import load_yaml  # noqa: PLC0415 - bounded: no alias bombs, plain tags only
+            from nnctl.safe_yaml import load_yaml  # bounded: no alias bombs, plain tags only
 
             data = load_yaml(text, str(p))
         elif ext == ".json":
@@ -136,8 +137,6 @@ def validate(raw: dict, source: str = "spec", base_dir: pathlib.Path | None = No
 
     Every problem is collected first; SpecError then lists them all (one line each, at most MAX_PROBLEMS).
     The checks run on the dict; only a spec that passes them all becomes typed (``nnctl.spec_model``)."""
-    from nnctl.build import check_layers  # noqa: PLC0415 - the layer registry is heavier to import
-
     original, raw = raw, to_plain(raw)  # a fresh copy of plain dicts and lists, a typed Spec given included
     block_problems, origin = blocks.expand_model(raw.get("model"))
     problems = block_problems + keras_names.rewrite(raw)
@@ -189,7 +188,7 @@ def validate(raw: dict, source: str = "spec", base_dir: pathlib.Path | None = No
             problems += losses.check_output(spec["train"]["loss"], spec["model"]["layers"][-1])
         problems += _check_monitors(spec)
     if not problems and isinstance(original.get("tune"), dict):  # nnctl tune's search space, on this spec
-        from nnctl.tune_space import problems as tune_problems  # noqa: PLC0415
+        from nnctl.tune_space import problems as tune_problems
 
         problems += tune_problems(original, spec, source)
     if problems:

@@ -93,9 +93,8 @@ class DataParallel(Local):
     def attach(self, trainer: Trainer) -> None:
         trainer.evaluate = functools.partial(self.evaluate, trainer)  # type: ignore[method-assign]
         trainer.aug_rng = RowShare(trainer.aug_rng)
-        for node in trainer.model.nodes:
-            node.layer.rng = RowShare(node.layer.rng)
-        self.row_shares = [trainer.aug_rng, *(node.layer.rng for node in trainer.model.nodes)]
+        # the layers draw from the model's streams (RowShare from the build on); only their shares change here
+        self.row_shares = [trainer.aug_rng, *trainer.model.streams]
 
     def shard(self, rows: np.ndarray) -> Shard:
         g = len(rows)

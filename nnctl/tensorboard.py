@@ -7,6 +7,9 @@ only when a spec asks for TensorBoard.
 
 from __future__ import annotations
 
+import json
+import sys
+
 import numpy as np
 
 from nnctl import backend as B
@@ -42,8 +45,6 @@ def hparams(logdir, name: str, params: dict, metrics: dict) -> None:
     """One hparams summary (TensorBoard's HPARAMS tab) for the ``nnctl tune`` trial whose events are in ``logdir/name``.
 
     Values that are not numbers, strings or booleans (a choice of tables) are shown as their JSON text."""
-    import json  # noqa: PLC0415
-
     writer = _summary_writer_class()(logdir=str(logdir))
     try:
         shown = {k: v if isinstance(v, (bool, int, float, str)) else json.dumps(v) for k, v in params.items()}
@@ -59,13 +60,11 @@ def _summary_writer_class():
     passes; where PyTorch is installed that import alone takes seconds, so it is blocked for the
     duration of this import (a ``None`` entry in sys.modules makes ``import torch`` raise ImportError).
     """
-    import sys  # noqa: PLC0415
-
     block = "torch" not in sys.modules
     if block:
         sys.modules["torch"] = None  # type: ignore[assignment]  # None: the import system's "blocked" mark
     try:
-        from tensorboardX import SummaryWriter  # noqa: PLC0415 - optional extra
+        from tensorboardX import SummaryWriter
     except ImportError:
         raise SpecError("train.tensorboard: needs tensorboardX (pip install nnctl[tensorboard])") from None
     finally:

@@ -18,6 +18,7 @@ import os
 import pathlib
 import queue
 import signal
+import statistics
 import subprocess
 import sys
 import threading
@@ -25,10 +26,13 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from nnctl import fs, toml_write, tune_space
+from nnctl import fs, tune_space
 from nnctl import spec as spec_mod
 from nnctl.errors import Interrupted, NnctlError, Preempted, SpecError
 from nnctl.spec_extends import PATH_KEYS, load_chain
+from nnctl.tensorboard import hparams
+from nnctl.tune_optuna import ask, enqueue, study, tell
+from nnctl.tune_report import finish, write_results, write_spec
 from nnctl.tune_space import Settings
 
 if TYPE_CHECKING:
@@ -80,17 +84,6 @@ def trial_spec(raw: dict, settings: Settings, params: dict, checkpoint: str, ten
     if tensorboard:
         out["train"]["tensorboard"] = tensorboard
     return out
-
-
-def write_spec(path_stem: pathlib.Path, spec: dict, header: str = "") -> pathlib.Path:
-    """``<stem>.toml`` (or ``.json`` where a null has no TOML form), written atomically; returns the path."""
-    try:
-        text, path = toml_write.dump(spec, skip_null=False), path_stem.with_suffix(".toml")
-        text = "".join(f"# {line}\n" for line in header.splitlines()) + text
-    except SpecError:
-        text, path = json.dumps(spec, indent=2) + "\n", path_stem.with_suffix(".json")
-    fs.atomic_write(path, lambda tmp: pathlib.Path(tmp).write_text(text, encoding="utf-8"))
-    return path
 
 
 class _Running:
@@ -149,7 +142,6 @@ class Tuner:
     def _save(self) -> None:
         state = self.state
         fs.atomic_write(self.dir / STATE, lambda tmp: pathlib.Path(tmp).write_text(json.dumps(state, indent=2) + "\n"))
-        from nnctl.tune_report import write_results  # noqa: PLC0415
 
         write_results(self.dir, self.settings, state["trials"])
 
@@ -160,7 +152,6 @@ class Tuner:
             return tune_space.grid(s.space)[index], None
         if s.sampler == "random":
             return tune_space.random_params(s.space, s.seed, index), None
-        from nnctl.tune_optuna import ask  # noqa: PLC0415
 
         return ask(self.study, s.space)
 
@@ -215,8 +206,6 @@ class Tuner:
 
     def _worse_than_median(self, record: dict) -> bool:
         """The median rule: worse at this epoch than the median of the finished trials' values there."""
-        import statistics  # noqa: PLC0415
-
         epoch = len(record["curve"])
         others = [
             t["curve"][epoch - 1]
@@ -248,14 +237,10 @@ class Tuner:
             record["message"] = _last_line(self.dir / f"trial-{record['trial']:03d}.log") or f"exit code {rc}"
         tb = self.validated.train.tensorboard
         if tb and isinstance(record.get("objective"), float) and record["status"] in ("done", "pruned"):
-            from nnctl.tensorboard import hparams  # noqa: PLC0415
-
             hparams(
                 tb, f"trial-{record['trial']:03d}", record["params"], {self.settings.objective: record["objective"]}
             )
         if self.study is not None and record["status"] in FINISHED:
-            from nnctl.tune_optuna import tell  # noqa: PLC0415
-
             tell(self.study, run.handle, record, self.settings)
         self.emit({"event": "trial", **record})
 
@@ -276,14 +261,10 @@ class Tuner:
             return self._run()
 
     def _run(self) -> dict:
-        from nnctl.tune_report import finish  # noqa: PLC0415
-
         self.state = self._load_state()
         self.dir.mkdir(parents=True, exist_ok=True)
         records = {t["trial"]: t for t in self.state["trials"]}
         if self.settings.sampler == "tpe":
-            from nnctl.tune_optuna import study  # noqa: PLC0415
-
             self.study = study(self.settings, [t for t in self.state["trials"] if t["status"] in FINISHED])
         elif self.settings.sampler == "grid":
             self.n_trials = min(self.n_trials, len(tune_space.grid(self.settings.space)))
@@ -314,8 +295,6 @@ class Tuner:
                         self.state["trials"].append(record)
                         self.state["trials"].sort(key=lambda t: t["trial"])
                     elif self.study is not None:
-                        from nnctl.tune_optuna import enqueue  # noqa: PLC0415
-
                         handle = enqueue(self.study, self.settings.space, record["params"])
                     self.running[i] = self._launch(record, handle)
                     self._save()

@@ -6,13 +6,15 @@ parameter is an index into its values (Optuna's categorical values must be plain
 
 from __future__ import annotations
 
+import json
+
 from nnctl.errors import SpecError
 from nnctl.tune_space import Param, Settings
 
 
 def _optuna():
     try:
-        import optuna  # noqa: PLC0415 - optional extra
+        import optuna
     except ImportError:
         raise SpecError(
             "tune.sampler: 'tpe' needs optuna (pip install nnctl[tune]); or use 'random' or 'grid'"
@@ -33,7 +35,6 @@ def _distribution(p: Param):
 def _internal(p: Param, value):
     if p.kind != "choice":
         return value
-    import json  # noqa: PLC0415
 
     wanted = json.dumps(value, sort_keys=True)
     return next(i for i, v in enumerate(p.values) if json.dumps(v, sort_keys=True) == wanted)

@@ -15,7 +15,9 @@ import json
 import math
 import pathlib
 
-from nnctl import fs
+from nnctl import fs, toml_write
+from nnctl.errors import SpecError
+from nnctl.spec import load_file
 from nnctl.tune_space import Settings
 
 
@@ -79,11 +81,19 @@ def write_results(folder, settings: Settings, trials: list[dict]) -> None:
     fs.atomic_write(folder / "results.json", lambda tmp: pathlib.Path(tmp).write_text(json.dumps(doc, indent=2) + "\n"))
 
 
+def write_spec(path_stem: pathlib.Path, spec: dict, header: str = "") -> pathlib.Path:
+    """``<stem>.toml`` (or ``.json`` where a null has no TOML form), written atomically; returns the path."""
+    try:
+        text, path = toml_write.dump(spec, skip_null=False), path_stem.with_suffix(".toml")
+        text = "".join(f"# {line}\n" for line in header.splitlines()) + text
+    except SpecError:
+        text, path = json.dumps(spec, indent=2) + "\n", path_stem.with_suffix(".json")
+    fs.atomic_write(path, lambda tmp: pathlib.Path(tmp).write_text(text, encoding="utf-8"))
+    return path
+
+
 def write_best(folder, settings: Settings, trial: dict, spec_path: str) -> pathlib.Path:
     """best.toml (or best.json): the best trial's spec, its checkpoint ``best.h5`` in the tune folder."""
-    from nnctl.spec import load_file  # noqa: PLC0415
-    from nnctl.tune import write_spec  # noqa: PLC0415
-
     folder = pathlib.Path(folder)
     spec = load_file(trial["spec"])
     spec["output"] = {"checkpoint": "best.h5"}
@@ -106,7 +116,7 @@ def plot(folder, settings: Settings, trials: list[dict]) -> pathlib.Path | None:
     ]
     if not points:
         return None
-    from matplotlib.figure import Figure  # noqa: PLC0415 - a core dependency, loaded only here
+    from matplotlib.figure import Figure
 
     top = best(settings, trials)
     n = len(settings.space)

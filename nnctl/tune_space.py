@@ -20,8 +20,10 @@ from typing import Any
 
 import numpy as np
 
+from nnctl import metrics
 from nnctl.errors import SpecError
 from nnctl.fields import check_keys, fields_of
+from nnctl.spec import validate
 from nnctl.spec_model import Spec
 from nnctl.spec_sections import TuneParam, TuneSection
 
@@ -203,8 +205,6 @@ def _ends(p: Param) -> list:
 
 def _against_spec(raw: dict, p: Param, where: str, source: str) -> list[str]:
     """Each end of the range (each choice) set at the path must leave a valid spec; the first problem found."""
-    from nnctl.spec import validate  # noqa: PLC0415 - validate calls this module back
-
     for value in _ends(p):
         candidate = copy.deepcopy({k: v for k, v in raw.items() if k != "tune"})
         try:
@@ -245,8 +245,6 @@ def parse(table: dict, spec: dict | Spec, raw: dict | None = None, source: str =
     """The checked settings of a ``[tune]`` table; ``raw`` (the spec as written) checks the paths against it.
 
     Raises one SpecError listing every problem, each line prefixed with ``source``."""
-    from nnctl import metrics  # noqa: PLC0415
-
     out, found = check_keys(table, fields_of(TuneSection), "tune")
     space: list[Param] = []
     space_table = out.get("space")

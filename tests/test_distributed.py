@@ -169,6 +169,60 @@ def test_row_shares_draw_the_global_batch(draw, args, rest):
     np.testing.assert_array_equal(ranks[0].random(3), one.random(3))
 
 
+def test_data_parallel_sets_the_shares_of_the_models_streams_and_no_layer_attribute():
+    """The strategy reaches the layers' generators through ``Model.streams`` (given to them by the build context):
+    every layer keeps the generator object its build gave it, and two ranks' shares of a training forward pass
+    (dropout and noise drawn per row) are, stacked, the outputs of one process on the whole batch."""
+    from types import SimpleNamespace
+
+    from nnctl import backend as B
+    from nnctl.build import build_model
+    from nnctl.spec import validate
+    from nnctl.strategy import DataParallel
+
+    B.use("cpu")
+    raw = {
+        "name": "dp",
+        "seed": 3,
+        "dtype": "float64",
+        "data": {"train": "synthetic"},
+        "model": {
+            "layers": [
+                {"type": "Dense", "units": 6, "activation": "tanh"},
+                {"type": "Dropout", "rate": 0.5},
+                {"type": "GaussianNoise", "stddev": 0.3},
+                {"type": "Dense", "units": 2},
+            ]
+        },
+        "train": {"loss": "mse"},
+    }
+
+    def model():
+        spec = validate(raw, source="dp")
+        m = build_model(spec, (4,), spec.seed)
+        m.to_device()
+        return m
+
+    x = np.random.default_rng(0).normal(size=(7, 4))
+    one = model()
+    whole = np.concatenate([B.to_numpy(one.forward(x, training=True)) for _ in range(2)])
+    shares = []
+    for rank in range(2):
+        m = model()
+        given = [n.layer.rng for n in m.nodes]
+        strategy = DataParallel(SimpleNamespace(rank=rank, size=2))
+        strategy.attach(SimpleNamespace(model=m, aug_rng=np.random.default_rng(1)))  # type: ignore[arg-type]
+        assert all(n.layer.rng is g for n, g in zip(m.nodes, given)) and [id(s) for s in m.streams] == [
+            id(g) for g in given
+        ]
+        rows = strategy.shard(np.arange(7)).rows
+        assert all(s.share == (rows[0], rows[-1] + 1, 7) for s in m.streams)
+        shares.append([B.to_numpy(m.forward(x[rows], training=True)) for _ in range(2)])
+    stacked = np.concatenate([np.concatenate([shares[0][i], shares[1][i]]) for i in range(2)])
+    np.testing.assert_allclose(stacked, whole, rtol=1e-12, atol=1e-12)
+    assert not np.allclose(whole[:7], whole[7:])  # the two passes drew different masks: the draws are live
+
+
 # -- equivalence with one process -----------------------------------------------------------------------
 @mpi
 @pytest.mark.parametrize("dtype, rtol", [("float64", 1e-9), ("float32", 1e-5)])

@@ -37,16 +37,30 @@ ABOVE_LAYERS = (
     "nnctl.strategy",
 )
 
-# known upward imports still to remove (issue 20); an entry that no longer exists fails, so the list only shrinks
-LIBRARY_TO_CLI_EXEMPT = {"nnctl/plots.py": {"nnctl.cli.output"}}
+# known upward imports still to remove; an entry that no longer exists fails, so the list only shrinks (issue 20
+# emptied it: plots takes its number formatting from nnctl.numfmt)
+LIBRARY_TO_CLI_EXEMPT: dict[str, set[str]] = {}
+
+# the floors of the one direction, lowest first: a module on a floor imports nothing from a higher floor (lazy
+# imports included); modules between the named rooms (assemble, spec, losses, ...) are not placed on a floor
+FLOORS = (
+    ("nnctl.backend",),
+    ("nnctl.layers", "nnctl.ops", "nnctl.kernels"),
+    ("nnctl.graph",),
+    ("nnctl.train", "nnctl.data", "nnctl.build"),
+    ("nnctl.assemble",),  # the spec's model for a dataset: the data layer learns output shapes from build itself
+    ("nnctl.resume", "nnctl.inference"),
+    ("nnctl.run", "nnctl.session", "nnctl.session_base", "nnctl.gan"),
+    ("nnctl.cli",),
+)
 
 
 def sources() -> list[pathlib.Path]:
     return sorted(PACKAGE.rglob("*.py"))
 
 
-def rel(path: pathlib.Path) -> str:
-    return path.relative_to(PACKAGE.parent).as_posix()
+def rel(path: pathlib.Path, package: pathlib.Path = PACKAGE) -> str:
+    return path.relative_to(package.parent).as_posix()
 
 
 def module_of(path: pathlib.Path, package: pathlib.Path = PACKAGE) -> str:
@@ -151,7 +165,50 @@ def test_import_reader_resolves_lazy_relative_and_from_imports(tmp_path):
     assert within("nnctl.cli.output", ABOVE_LAYERS) and not within("nnctl.runlogs", ["nnctl.run"])
 
 
-# -- the rules -----------------------------------------------------------------------------------------
+# -- the rules, as functions of a package folder (so each can be shown to fail on a package that breaks it) --
+def floor_of(name: str) -> int | None:
+    return next((i for i, prefixes in enumerate(FLOORS) if within(name, prefixes)), None)
+
+
+def upward_imports(package: pathlib.Path = PACKAGE) -> dict[str, list[str]]:
+    """{file: the modules it imports from a higher floor} for every file on a floor."""
+    out = {}
+    for path in sorted(package.rglob("*.py")):
+        here = floor_of(module_of(path, package))
+        if here is None:
+            continue
+        up = sorted(n for n in imports(path, package) if (floor_of(n) or 0) > here)
+        if up:
+            out[rel(path, package)] = up
+    return out
+
+
+def reaching(package: pathlib.Path, room: str, targets) -> dict[str, list[str]]:
+    """{file of nnctl/<room>: the modules it imports that lie within ``targets``}."""
+    found = {
+        rel(p, package): sorted(n for n in imports(p, package) if within(n, targets))
+        for p in sorted((package / room).rglob("*.py"))
+    }
+    return {k: v for k, v in found.items() if v}
+
+
+def cli_imports(package: pathlib.Path = PACKAGE, exempt: dict | None = None) -> dict[str, list[str]]:
+    """{library file: the nnctl.cli modules it imports}, less the exempt ones; a stale exemption is an offence too."""
+    exempt = LIBRARY_TO_CLI_EXEMPT if exempt is None else exempt
+    offenders = {}
+    for path in sorted(package.rglob("*.py")):
+        name = rel(path, package)
+        if name.startswith("nnctl/cli/") or name == "nnctl/__main__.py":
+            continue
+        upward = {n for n in imports(path, package) if within(n, ["nnctl.cli"])}
+        allowed = exempt.get(name, set())
+        if allowed - upward:
+            offenders[name] = [f"stale exemption: {sorted(allowed - upward)}"]
+        elif {n for n in upward if not within(n, allowed)}:
+            offenders[name] = sorted(n for n in upward if not within(n, allowed))
+    return offenders
+
+
 def test_only_the_backend_uses_cupy():
     offenders = {}
     for path in sources():
@@ -163,20 +220,14 @@ def test_only_the_backend_uses_cupy():
     assert not offenders, f"CuPy outside nnctl/backend.py (move it behind a backend function): {offenders}"
 
 
-@pytest.mark.parametrize("room", ["layers", "ops"])
-def test_layers_and_ops_import_nothing_above_them(room):
-    offenders = {
-        rel(p): sorted(n for n in imports(p) if within(n, ABOVE_LAYERS)) for p in sorted((PACKAGE / room).rglob("*.py"))
-    }
-    assert not {k: v for k, v in offenders.items() if v}
+@pytest.mark.parametrize("room", ["layers", "ops", "kernels"])
+def test_layers_ops_and_kernels_import_nothing_above_them(room):
+    assert not reaching(PACKAGE, room, ABOVE_LAYERS)
 
 
-def test_ops_do_not_import_layers():
-    offenders = {
-        rel(p): sorted(n for n in imports(p) if within(n, ["nnctl.layers"]))
-        for p in sorted((PACKAGE / "ops").rglob("*.py"))
-    }
-    assert not {k: v for k, v in offenders.items() if v}
+@pytest.mark.parametrize("room", ["ops", "kernels"])
+def test_ops_and_kernels_do_not_import_layers(room):
+    assert not reaching(PACKAGE, room, ["nnctl.layers"])
 
 
 def test_backend_imports_only_errors_from_nnctl():
@@ -185,15 +236,70 @@ def test_backend_imports_only_errors_from_nnctl():
 
 
 def test_the_library_does_not_import_the_cli():
-    offenders = {}
-    for path in sources():
-        if rel(path).startswith("nnctl/cli/") or rel(path) == "nnctl/__main__.py":
-            continue
-        upward = {n for n in imports(path) if within(n, ["nnctl.cli"])}
-        exempt = LIBRARY_TO_CLI_EXEMPT.get(rel(path), set())
-        if exempt - upward:
-            pytest.fail(f"{rel(path)} no longer imports {sorted(exempt - upward)}: take it off LIBRARY_TO_CLI_EXEMPT")
-        upward = {n for n in upward if not within(n, exempt)}
-        if upward:
-            offenders[rel(path)] = sorted(upward)
+    offenders = cli_imports()
     assert not offenders, f"library modules import the CLI (pass the value in instead): {offenders}"
+
+
+def test_imports_run_one_way_down_the_floors():
+    offenders = upward_imports()
+    assert not offenders, (
+        f"imports against cli -> run/session -> train/data/build -> graph -> layers -> backend: {offenders}"
+    )
+
+
+# -- each rule fails on a package that breaks it -------------------------------------------------------
+def _package(tmp_path, files: dict[str, str]) -> pathlib.Path:
+    for name, text in files.items():
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return tmp_path / "nnctl"
+
+
+def test_the_floor_rule_finds_an_upward_import(tmp_path):
+    pkg = _package(
+        tmp_path,
+        {
+            "nnctl/graph.py": "from nnctl import backend\nfrom nnctl.layers import core\n",
+            "nnctl/train.py": "def f():\n    from nnctl.session import Session\n",  # lazy: still upward
+            "nnctl/layers/core.py": "from nnctl.graph import Model\n",
+            "nnctl/data/x.py": "from nnctl.build import build_model\nfrom nnctl.spec import validate\n",  # same floor; unplaced
+        },
+    )
+    assert upward_imports(pkg) == {
+        "nnctl/layers/core.py": ["nnctl.graph", "nnctl.graph.Model"],
+        "nnctl/train.py": ["nnctl.session", "nnctl.session.Session"],
+    }
+
+
+def test_the_layer_rules_find_a_reach_up(tmp_path):
+    pkg = _package(
+        tmp_path,
+        {
+            "nnctl/kernels/__init__.py": "def f():\n    from nnctl.layers.base import Layer\n",
+            "nnctl/ops/im2col.py": "from nnctl.train import Trainer\n",
+            "nnctl/layers/conv.py": "from ..ops import im2col\nfrom ..data import load_dataset\n",
+        },
+    )
+    assert reaching(pkg, "kernels", ["nnctl.layers"]) == {
+        "nnctl/kernels/__init__.py": ["nnctl.layers.base", "nnctl.layers.base.Layer"]
+    }
+    assert reaching(pkg, "ops", ABOVE_LAYERS) == {"nnctl/ops/im2col.py": ["nnctl.train", "nnctl.train.Trainer"]}
+    assert reaching(pkg, "layers", ABOVE_LAYERS) == {"nnctl/layers/conv.py": ["nnctl.data", "nnctl.data.load_dataset"]}
+
+
+def test_the_cli_rule_finds_a_library_import_of_the_cli_and_a_stale_exemption(tmp_path):
+    pkg = _package(
+        tmp_path,
+        {
+            "nnctl/plots.py": "def label(v):\n    from nnctl.cli.output import fmt\n    return fmt(v)\n",
+            "nnctl/cli/main.py": "from nnctl import plots\n",  # the CLI may import the library
+            "nnctl/report.py": "import numpy\n",
+        },
+    )
+    assert cli_imports(pkg, {}) == {"nnctl/plots.py": ["nnctl.cli.output", "nnctl.cli.output.fmt"]}
+    assert cli_imports(pkg, {"nnctl/plots.py": {"nnctl.cli.output"}}) == {}
+    assert cli_imports(pkg, {"nnctl/report.py": {"nnctl.cli.output"}}) == {
+        "nnctl/plots.py": ["nnctl.cli.output", "nnctl.cli.output.fmt"],
+        "nnctl/report.py": ["stale exemption: ['nnctl.cli.output']"],
+    }

@@ -10,6 +10,8 @@ import json
 import math
 import sys
 
+from nnctl.numfmt import human
+
 
 def _clean(value):
     if isinstance(value, float) and not math.isfinite(value):
@@ -34,22 +36,7 @@ def log(message: str) -> None:
     sys.stderr.flush()
 
 
-def human(v) -> str:
-    """A number rounded for people (``--json`` keeps the exact value): 0.0812, 3.17e-05, 1,234,567."""
-    if hasattr(v, "item"):
-        v = v.item()
-    if isinstance(v, bool) or not isinstance(v, float):
-        return str(v)
-    if not math.isfinite(v):
-        return str(v)
-    if v == 0:
-        return "0"
-    if abs(v) >= 1e5:
-        return f"{v:,.0f}"
-    return f"{v:.4f}" if abs(v) >= 1e-3 else f"{v:.3g}"
-
-
-fmt = human
+fmt = human  # the name the verbs import; the rounding itself lives in the library (nnctl.numfmt)
 
 
 def table(rows: list[list], header: list[str], title: str | None = None) -> None:

@@ -23,9 +23,9 @@ from nnctl.data.streaming import rows_of
 from nnctl.data.tabular import csv_xy
 from nnctl.data_kinds import loader
 from nnctl.errors import DataError
+from nnctl.spec_model import Spec
 
 if TYPE_CHECKING:
-    from nnctl.spec_model import Spec
     from nnctl.spec_sections import DataSection
 
 __all__ = [
@@ -45,8 +45,6 @@ ARRAY_KINDS = ("tabular", "arrays", "idx", "images")  # kinds whose files can st
 
 def typed(spec: Spec | Mapping) -> Spec:
     """The typed spec of ``spec``: itself, or a stored spec (a checkpoint's ``/spec`` dict) read back."""
-    from nnctl.spec_model import Spec  # noqa: PLC0415 - the spec model imports every family
-
     return spec if isinstance(spec, Spec) else Spec.from_dict(dict(spec))
 
 
@@ -103,7 +101,7 @@ def match_labels(y, classes):
 def read_labelled(path, data: DataSection, prep: Preprocessor, train_kind: str, sample_shape, classes=None):
     """Raw inputs and labels of one labelled file or folder of any array kind (CSV, .npz/.h5, IDX, an image
     folder), shaped like the training samples (channel axis added, images decoded to their size)."""
-    from nnctl.data.inputs import conform, image_geometry  # noqa: PLC0415
+    from nnctl.data.inputs import conform, image_geometry
 
     kind = _path_kind(path, train_kind)
     if kind not in ARRAY_KINDS:
@@ -115,7 +113,7 @@ def read_labelled(path, data: DataSection, prep: Preprocessor, train_kind: str, 
     elif kind == "idx":
         x, y = idx_xy(path)
     else:
-        from nnctl.data.images import list_folder, read_images  # noqa: PLC0415
+        from nnctl.data.images import list_folder, read_images
 
         _, files, labels = list_folder(path)
         mode, size = image_geometry(prep, sample_shape, str(path))
@@ -220,10 +218,9 @@ def load_dataset(spec: Spec | Mapping, with_test: bool = True) -> Dataset:
 
 
 def _load_named(spec: Spec) -> Dataset:
-    from nnctl.assemble import named_output_shapes  # noqa: PLC0415 - the outputs' shapes come from the model
-    from nnctl.data import multi  # noqa: PLC0415
+    from nnctl.data import multi
 
-    return multi.load(spec, lambda x: named_output_shapes(spec, x))
+    return multi.load(spec, lambda x: multi.output_shapes(spec, x))
 
 
 def _check_reconstruct(data: DataSection, kind: str, prep: Preprocessor) -> None:

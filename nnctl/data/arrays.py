@@ -51,7 +51,7 @@ CHUNK_CACHE = 64 << 20  # HDF5 chunk cache: a shuffle window's chunks are read (
 
 
 def _h5_rows(p: pathlib.Path, key: str, buffer: int) -> Rows:
-    import h5py  # noqa: PLC0415
+    import h5py
 
     try:
         f = h5py.File(p, "r", rdcc_nbytes=CHUNK_CACHE, rdcc_nslots=10007)
@@ -69,7 +69,7 @@ def _h5_rows(p: pathlib.Path, key: str, buffer: int) -> Rows:
 
 
 def _h5_nbytes(p: pathlib.Path, key: str) -> int:
-    import h5py  # noqa: PLC0415
+    import h5py
 
     try:
         with h5py.File(p, "r") as f:
@@ -123,7 +123,7 @@ def sample_weights(path, name: str, n: int) -> np.ndarray:
 def _named(p: pathlib.Path, name: str):
     """The array ``name`` of a .npz/.h5 file, refused (naming the arrays there) when it is absent."""
     if p.suffix.lower() in (".h5", ".hdf5"):
-        import h5py  # noqa: PLC0415
+        import h5py
 
         with h5py.File(p, "r") as f:
             names = list(f.keys())

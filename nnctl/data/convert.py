@@ -76,7 +76,7 @@ def _block(lines: list[str], first_line: int, header: list[str], name: str) -> n
 
 def convert_csv(source, dest, target=None, features=None, dtype: str = "float32") -> dict:
     """Write ``dest`` (.h5) with x (features, ``dtype``) and y (targets, float64) from the CSV ``source``."""
-    import h5py  # noqa: PLC0415
+    import h5py
 
     src, out = _exists(source), pathlib.Path(dest)
     if out.suffix.lower() not in (".h5", ".hdf5"):

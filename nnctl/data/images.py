@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from nnctl.data import Splits
+from nnctl.data import Splits, _path_kind
 from nnctl.data.streaming import Rows
 from nnctl.errors import DataError
 
@@ -31,7 +31,7 @@ DECODE_THREADS = min(8, os.cpu_count() or 1)  # images decoded at once
 
 def _pillow():
     try:
-        from PIL import Image  # noqa: PLC0415
+        from PIL import Image
     except ImportError:
         raise DataError(
             "image folders need Pillow: Pillow, a core dependency: reinstall nnctl, or pip install Pillow"
@@ -240,8 +240,6 @@ def _streams(data: DataSection, n_pixels_bytes: int) -> bool:
 
 
 def _kind_of(path) -> str:
-    from nnctl.data import _path_kind  # noqa: PLC0415
-
     return _path_kind(path, "images")
 
 

@@ -13,9 +13,12 @@ import io
 import json
 import pathlib
 import sys
+import zipfile
 
 import numpy as np
 
+from nnctl.data.columns import TableEncoder
+from nnctl.data.csvfile import columns_from_rows
 from nnctl.data.readers import (
     decode_text,
     idx_from_bytes,
@@ -99,7 +102,7 @@ class _NamedBytes(io.BytesIO):
 
 
 def decode_images(files, prep, sample_shape, name: str) -> np.ndarray:
-    from nnctl.data.images import read_images  # noqa: PLC0415 - Pillow only for images
+    from nnctl.data.images import read_images
 
     mode, size = image_geometry(prep, sample_shape, name)
     return read_images(files, mode, size)
@@ -112,11 +115,11 @@ def read_inputs_named(source: str, prep, sample_shape=None, keys=("x",)) -> tupl
         return decode_images(files, prep, sample_shape, str(source)), [str(p) for p in files]
     data, name = _source_bytes(source)
     if prep.kind == "text":
-        from nnctl.data.text import read_text_inputs  # noqa: PLC0415
+        from nnctl.data.text import read_text_inputs
 
         return read_text_inputs(data, name, prep), None
     if prep.kind == "timeseries":
-        from nnctl.data.timeseries import read_series_inputs  # noqa: PLC0415
+        from nnctl.data.timeseries import read_series_inputs
 
         return _finite(read_series_inputs(data, name, prep), name, None, "window"), None
     fmt = sniff(data, name)
@@ -160,9 +163,6 @@ def _encoded(prep) -> bool:
 
 def _table(header, rows, name: str, prep, first_line: int = 2) -> np.ndarray:
     """CSV rows encoded by the checkpoint's column encoding (categories, missing values)."""
-    from nnctl.data.columns import TableEncoder  # noqa: PLC0415
-    from nnctl.data.csvfile import columns_from_rows  # noqa: PLC0415
-
     enc = TableEncoder.from_json(prep.meta["table"])
     x, unseen = enc.transform(columns_from_rows(header, rows, name, enc.numeric, enc.text, enc.missing_ok, first_line))
     for k, v in unseen.items():
@@ -214,7 +214,6 @@ def _npy(data: bytes, name: str, keys) -> np.ndarray:
     """A .npy array or a .npz member (``keys`` in order, else the only one), sizes checked before reading."""
     if data[:2] != b"PK":
         return _finite(load_npy(io.BytesIO(data), name, len(data)), name, None)
-    import zipfile  # noqa: PLC0415
 
     try:
         members = [n[:-4] for n in zipfile.ZipFile(io.BytesIO(data)).namelist() if n.endswith(".npy")]
@@ -225,7 +224,7 @@ def _npy(data: bytes, name: str, keys) -> np.ndarray:
 
 
 def _hdf5(data: bytes, name: str, keys) -> np.ndarray:
-    import h5py  # noqa: PLC0415
+    import h5py
 
     try:
         with h5py.File(io.BytesIO(data), "r") as f:

@@ -19,8 +19,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from nnctl.data import images as imgs
+from nnctl.data import typed
+from nnctl.data.images import _pillow
+from nnctl.data.inputs import IMAGE_SUFFIXES
+from nnctl.data.readers import _exists, read_arrays
 from nnctl.data.splits import Splits, check_finite
 from nnctl.errors import DataError
+from nnctl.fs import atomic_write
 
 if TYPE_CHECKING:
     from nnctl.spec_model import Spec
@@ -66,7 +72,6 @@ def _pairs(root: pathlib.Path) -> tuple[list[pathlib.Path], list[pathlib.Path]]:
             raise DataError(
                 f"{d}: folder not found; a segmentation folder holds images/ and masks/ (the same file names)"
             )
-    from nnctl.data.inputs import IMAGE_SUFFIXES  # noqa: PLC0415
 
     files = sorted(
         (
@@ -98,8 +103,6 @@ def _pairs(root: pathlib.Path) -> tuple[list[pathlib.Path], list[pathlib.Path]]:
 def read_mask(path: pathlib.Path, size: tuple[int, int], resize_to: tuple[int, int] | None = None) -> np.ndarray:
     """One mask file as int64 (H, W) class ids; it must be ``size`` (its image's own size), and is then
     resized to ``resize_to`` by nearest neighbour (never blending two class ids)."""
-    from nnctl.data.images import _pillow  # noqa: PLC0415
-
     Image = _pillow()
     try:
         with Image.open(path) as im:
@@ -123,8 +126,6 @@ def read_mask(path: pathlib.Path, size: tuple[int, int], resize_to: tuple[int, i
 
 def _folder(root, data: DataSection, mode: str | None, sources: dict, allowed):
     """(uint8 images (N, H, W, C), int64 masks (N, H, W), colour mode) of one segmentation folder."""
-    from nnctl.data import images as imgs  # noqa: PLC0415
-
     root = pathlib.Path(root)
     files, mask_files = _pairs(root)
     Image = imgs._pillow()
@@ -145,8 +146,6 @@ def _folder(root, data: DataSection, mode: str | None, sources: dict, allowed):
 # -- arrays ------------------------------------------------------------------------------------------
 def _arrays(path, data: DataSection, sources: dict, allowed):
     """(inputs, int64 masks (N, H, W)) of an .npz/HDF5 file; masks must be whole numbers."""
-    from nnctl.data.readers import _exists, read_arrays  # noqa: PLC0415
-
     p = _exists(path)
     x, y = read_arrays(p, (data.x, data.y))
     if y is None:
@@ -226,8 +225,6 @@ def load(data: DataSection, prep, seed: int = 0) -> Splits:
 def check_classes(spec: Spec | Mapping, units: int, prep) -> None:
     """Every mask value read for training is a class id of a model with ``units`` output channels (or the
     loss's ignore_class); the range is stored in the preprocessing for later reads (evaluate --data)."""
-    from nnctl.data import typed  # noqa: PLC0415
-
     ignore = typed(spec).train.loss.params.get("ignore_class")
     allowed = (int(units), None if ignore is None else int(ignore))
     for value, where in sorted(getattr(prep, "mask_sources", {}).items()):
@@ -260,9 +257,6 @@ def mask_names(files: list[str] | None, source: str, n: int) -> list[str]:
 def write_masks(folder, masks: np.ndarray, names: list[str]) -> list[str]:
     """Write each (H, W) class-id mask as a PNG (8-bit grayscale, 16-bit beyond 256 classes) under ``folder``
     at its name; each file is written atomically. Returns the paths written."""
-    from nnctl.data.images import _pillow  # noqa: PLC0415
-    from nnctl.fs import atomic_write  # noqa: PLC0415
-
     Image = _pillow()
     root = pathlib.Path(folder)
     masks = np.asarray(masks)

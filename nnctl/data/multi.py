@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from nnctl.build import build_model
+from nnctl.data import typed
 from nnctl.data.csvfile import header_of, read_columns
 from nnctl.data.preprocess import Preprocessor, task_of
 from nnctl.data.readers import read_arrays
@@ -79,8 +81,6 @@ def _label(kind: str, name: str) -> str:
 def read_inputs(path, spec: Spec | Mapping):
     """The inputs alone (``nnctl predict``), shaped and typed for the model: {name: array}, or one array;
     ``spec`` may be a checkpoint's stored spec."""
-    from nnctl.data import typed  # noqa: PLC0415 - the package, which imports this module lazily
-
     spec = typed(spec)
     x, _ = read(path, spec, with_targets=False)
     x = conform_inputs(spec, x, str(path))
@@ -221,8 +221,6 @@ def _unnamed(x: dict, y: dict, spec: Spec) -> tuple:
 def load_split(spec: Spec | Mapping, path, output_shapes: dict) -> tuple:
     """(inputs, targets) of another labelled file, encoded for the model (``evaluate --data``, the test set);
     ``spec`` may be a checkpoint's stored spec."""
-    from nnctl.data import typed  # noqa: PLC0415 - the package, which imports this module lazily
-
     spec = typed(spec)
     x, y = read(path, spec)
     return _unnamed(conform_inputs(spec, x, str(path)), encode_targets(spec, y, output_shapes, str(path)), spec)
@@ -233,6 +231,19 @@ def _is_set(value) -> bool:
     if isinstance(value, Table):
         return bool(value.present())
     return value is not None and value != "none" and not (isinstance(value, (dict, list)) and not value)
+
+
+def output_shapes(spec: Spec, x) -> dict:
+    """{layer: output shape} of the spec's model for inputs ``x`` (before its targets are encoded): the model is
+    built to learn them (build sits on the data layer's floor)."""
+    named = spec.model.inputs
+    shape = (
+        tuple(next(iter(named.values())).shape)
+        if named
+        else tuple(x.shape[1:] if not isinstance(x, dict) else x["input"].shape[1:])
+    )
+    model = build_model(spec, shape, spec.seed, {})
+    return {n.name: n.output_shape for n in model.nodes}
 
 
 def load(spec: Spec, output_shapes) -> Dataset:

@@ -12,14 +12,14 @@ import json
 
 import numpy as np
 
+from nnctl.data.columns import TableEncoder
 from nnctl.data.streaming import is_rows
 from nnctl.errors import DataError
+from nnctl.losses import LOSSES
 
 
 def task_of(loss_name: str) -> str:
     """How a loss wants its targets: regression, binary, categorical or sparse."""
-    from nnctl.losses import LOSSES  # noqa: PLC0415
-
     return LOSSES.get(loss_name).task
 
 
@@ -84,8 +84,6 @@ class Preprocessor:
             else:
                 self.x_shift, self.x_scale = _stats(self._rescaled(x), self.normalize)
             if self.meta.get("table"):  # one-hot, id and indicator columns stay as they are
-                from nnctl.data.columns import TableEncoder  # noqa: PLC0415
-
                 keep = ~TableEncoder.from_json(self.meta["table"]).scaled_mask()
                 self.x_shift[keep], self.x_scale[keep] = 0.0, 1.0
 

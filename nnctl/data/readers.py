@@ -245,7 +245,7 @@ def read_arrays(path, keys: tuple[str, ...]) -> list[np.ndarray | None]:
     if ext == ".npz":
         return load_npz(p, str(p), keys)
     if ext in (".h5", ".hdf5"):
-        import h5py  # noqa: PLC0415
+        import h5py
 
         try:
             with h5py.File(p, "r") as f:

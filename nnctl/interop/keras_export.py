@@ -21,7 +21,10 @@ import numpy as np
 from nnctl import __version__
 from nnctl import backend as B
 from nnctl.errors import SpecError
+from nnctl.fs import atomic_write
 from nnctl.graph import INPUT
+from nnctl.inference import restore
+from nnctl.multi_spec import refuse_named
 
 NOT_KERAS = {"PositionalEncoding", "PositionEmbedding"}  # keras_hub layers, not Keras's own
 NNCTL_ONLY_KEYS = {"type", "inputs", "causal", "alpha"}
@@ -205,7 +208,7 @@ def _sub_vars(layer) -> list[tuple[str, list[str]]]:
 
 def write_weights(model) -> bytes:
     """model.weights.h5 bytes in Keras 3's layout."""
-    import h5py  # noqa: PLC0415
+    import h5py
 
     buf = io.BytesIO()
     with h5py.File(buf, "w") as f:
@@ -228,11 +231,7 @@ def write_weights(model) -> bytes:
 
 def export_keras(path, output: str | None = None) -> dict:
     """Write the checkpoint as a .keras archive; returns what was written."""
-    from nnctl.fs import atomic_write  # noqa: PLC0415
-    from nnctl.inference import restore  # noqa: PLC0415
-
     ck, model, prep, spec = restore(path, "cpu")
-    from nnctl.multi_spec import refuse_named  # noqa: PLC0415
 
     refuse_named(spec, "export", str(path))
     if spec.model.decode is not None:

@@ -15,11 +15,18 @@ import json
 import pathlib
 import zipfile
 
+from nnctl import spec as spec_mod
 from nnctl import toml_write
+from nnctl.build import build_model
+from nnctl.checkpoint import load_into, save
+from nnctl.data.preprocess import Preprocessor, task_of
 from nnctl.errors import CheckpointError, SpecError, quote
 from nnctl.fields import params_of
+from nnctl.fs import atomic_write
+from nnctl.interop.keras_weights import named_for_model
 from nnctl.layers import LAYERS, layer_class
 from nnctl.registry import FAMILIES, UnknownName
+from nnctl.spec_model import ModelFacts
 
 MAX_CONFIG_BYTES = 64 * 2**20
 #: Keras keys that do not change what a layer computes at inference (dropped)
@@ -97,7 +104,7 @@ def read_config(path) -> tuple[dict, dict | None]:
                 raise CheckpointError(f"{p}: config.json is larger than {MAX_CONFIG_BYTES} bytes")
             doc = json.loads(z.read("config.json"))
         return doc, doc.get("compile_config")
-    import h5py  # noqa: PLC0415
+    import h5py
 
     try:
         with h5py.File(p, "r") as f:
@@ -285,13 +292,6 @@ def _loss_for(compile_cfg: dict | None, last: dict) -> str:
 
 def import_keras(path, spec_out: str | None = None, ckpt_out: str | None = None) -> dict:
     """Write an nnctl spec and checkpoint for a Keras model file; returns what was written."""
-    from nnctl import spec as spec_mod  # noqa: PLC0415
-    from nnctl.build import build_model  # noqa: PLC0415
-    from nnctl.checkpoint import load_into, save  # noqa: PLC0415
-    from nnctl.data.preprocess import Preprocessor, task_of  # noqa: PLC0415
-    from nnctl.interop.keras_weights import named_for_model  # noqa: PLC0415
-    from nnctl.spec_model import ModelFacts  # noqa: PLC0415
-
     src = pathlib.Path(path)
     doc, compile_cfg = read_config(src)
     model_section, _ = spec_from_config(doc, str(src))
@@ -328,7 +328,6 @@ def import_keras(path, spec_out: str | None = None, ckpt_out: str | None = None)
         resume=None,
         facts=ModelFacts({}, input_dtype).to_dict(),
     )
-    from nnctl.fs import atomic_write  # noqa: PLC0415
 
     text = write_spec_text(raw, spec_path.suffix, src)
     atomic_write(spec_path, lambda tmp: pathlib.Path(tmp).write_text(text))
@@ -353,7 +352,7 @@ def write_spec_text(raw: dict, suffix: str, source) -> str:
     if suffix == ".json":
         return json.dumps(raw, indent=2) + "\n"
     if suffix in (".yaml", ".yml"):
-        import yaml  # noqa: PLC0415
+        import yaml
 
         return f"# imported from {source} by nnctl import\n" + yaml.safe_dump(raw, sort_keys=False)
     return (

@@ -20,6 +20,7 @@ import zipfile
 
 import numpy as np
 
+from nnctl.checkpoint import Checkpoint
 from nnctl.errors import CheckpointError
 
 MAX_ARCHIVE_MEMBER = 4 * 2**30  # a .keras member larger than this is refused before it is read
@@ -32,7 +33,7 @@ def is_keras_file(path) -> bool:
         return True
     if not p.is_file():
         return False
-    import h5py  # noqa: PLC0415
+    import h5py
 
     try:
         with h5py.File(p, "r") as f:
@@ -79,7 +80,7 @@ def _keras3(group) -> dict[str, list[tuple[str, np.ndarray]]]:
 
 
 def _collect(group, path: str, arrays: list) -> None:
-    import h5py  # noqa: PLC0415
+    import h5py
 
     if "vars" in group:
         vars_ = group["vars"]
@@ -93,7 +94,7 @@ def _collect(group, path: str, arrays: list) -> None:
 
 def read_keras_weights(path) -> dict[str, list[tuple[str, np.ndarray]]]:
     """Every layer's weights in a Keras file: {layer name: [(weight name, array), ...]} in Keras's order."""
-    import h5py  # noqa: PLC0415
+    import h5py
 
     p = pathlib.Path(path)
     if not p.is_file():
@@ -196,7 +197,6 @@ def init_arrays(path, model) -> tuple[dict, dict]:
     """The (weights, state) ``model.init_from`` loads: an nnctl checkpoint's, or a Keras file's by layer name."""
     if is_keras_file(path):
         return named_for_model(path, model)
-    from nnctl.checkpoint import Checkpoint  # noqa: PLC0415
 
     src = Checkpoint(path)
     return src.weights, src.state

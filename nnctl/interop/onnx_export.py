@@ -18,8 +18,16 @@ import numpy as np
 
 from nnctl import __version__
 from nnctl import backend as B
+from nnctl.assemble import make_loss
 from nnctl.errors import SpecError
+from nnctl.fs import atomic_write
 from nnctl.graph import INPUT
+from nnctl.inference import restore
+from nnctl.interop import onnx_layers, onnx_rnn  # noqa: F401 - they register the converters
+from nnctl.interop.onnx_activations import activation
+from nnctl.interop.onnx_graph import CONVERTERS, ONNX_DTYPES, Graph, Unsupported
+from nnctl.interop.onnx_layers import _masking_keep
+from nnctl.multi_spec import refuse_named
 
 OPSETS = range(13, 22)
 DEFAULT_OPSET = 17
@@ -27,7 +35,7 @@ DEFAULT_OPSET = 17
 
 def _onnx():
     try:
-        import onnx  # noqa: PLC0415
+        import onnx
     except ImportError:
         raise SpecError("--format onnx: needs the onnx package: pip install 'nnctl[onnx]'") from None
     return onnx
@@ -38,16 +46,10 @@ def export_onnx(path, output: str | None = None, opset: int = DEFAULT_OPSET) -> 
     if opset not in OPSETS:
         raise SpecError(f"--opset: expected an integer from {OPSETS[0]} to {OPSETS[-1]}, found {opset}")
     onnx = _onnx()
-    from nnctl.inference import restore  # noqa: PLC0415
-
     restored = restore(path, "cpu")
-    from nnctl.multi_spec import refuse_named  # noqa: PLC0415
-
     refuse_named(restored.spec, "export", str(path))
     model_proto = build_onnx(restored, str(path), opset)
     out = pathlib.Path(output) if output else pathlib.Path(path).with_suffix(".onnx")
-    from nnctl.fs import atomic_write  # noqa: PLC0415
-
     atomic_write(out, lambda tmp: onnx.save_model(model_proto, tmp))
     graph = model_proto.graph
     return {
@@ -68,12 +70,7 @@ def _shape_of(value) -> dict:
 def build_onnx(restored, source: str, opset: int = DEFAULT_OPSET):
     """The checked ONNX ModelProto of a restored checkpoint (``nnctl.inference.restore``'s tuple)."""
     onnx = _onnx()
-    from onnx import helper  # noqa: PLC0415
-
-    from nnctl.assemble import make_loss  # noqa: PLC0415
-    from nnctl.interop import onnx_layers, onnx_rnn  # noqa: F401, PLC0415 - they register the converters
-    from nnctl.interop.onnx_activations import activation  # noqa: PLC0415
-    from nnctl.interop.onnx_graph import CONVERTERS, ONNX_DTYPES, Graph, Unsupported  # noqa: PLC0415
+    from onnx import helper
 
     ck, model, prep, spec = restored
     if spec.model.decode is not None:
@@ -150,7 +147,6 @@ def _preprocessing(g, prep, x: str) -> str:
     if prep.x_shift is not None:
         y = g.op("Sub", [y, g.const(prep.x_shift, "shift", np.float64)])
         y = g.op("Div", [y, g.const(prep.x_scale, "scale", np.float64)])
-    from nnctl.interop.onnx_graph import ONNX_DTYPES  # noqa: PLC0415
 
     return g.op("Cast", [y], to=ONNX_DTYPES[g.dtype])
 
@@ -161,9 +157,6 @@ class _Probe:
 
 def _output_mask(g, layer, ins, in_masks):
     """The output padding mask tensor (nnctl's ``compute_mask``), or None."""
-    from nnctl.interop.onnx_graph import Unsupported  # noqa: PLC0415
-    from nnctl.interop.onnx_layers import _masking_keep  # noqa: PLC0415
-
     type_name = type(layer).__name__
     if type_name == "Embedding" and layer.mask_zero:
         return g.op("Not", [g.op("Equal", [ins[0], g.const(0, "zero", _input_dtype(g, ins[0]))])])

@@ -12,8 +12,8 @@ import math
 
 import numpy as np
 
-from nnctl.interop.onnx_activations import onnx_type
-from nnctl.interop.onnx_graph import Unsupported, converts
+from nnctl.interop.onnx_activations import activation, onnx_type
+from nnctl.interop.onnx_graph import CONVERTERS, Unsupported, converts
 
 _NEG = -1e9  # MultiHeadAttention's masked score (nnctl/layers/attention.py)
 
@@ -330,9 +330,6 @@ def _mha(g, layer, ins, masks, p):
 @converts("TimeDistributed")
 def _time_distributed(g, layer, ins, masks, p):
     """The inner layer on (N*T, *S), as nnctl runs it, then back to (N, T, *S')."""
-    from nnctl.interop.onnx_activations import activation  # noqa: PLC0415
-    from nnctl.interop.onnx_graph import CONVERTERS  # noqa: PLC0415
-
     inner = layer.inner
     convert = CONVERTERS.get(type(inner).__name__)
     if convert is None:

@@ -9,16 +9,14 @@ mask only as trailing sequence lengths, so they would not give the same numbers 
 from __future__ import annotations
 
 from nnctl.interop.onnx_activations import activation
-from nnctl.interop.onnx_graph import Graph, converts
+from nnctl.interop.onnx_graph import ONNX_DTYPES, Graph, converts
 
 
 def _zeros(g: Graph, x: str, units: int) -> str:
     """(N, units) zeros, N taken from x at run time (the batch axis is dynamic)."""
     n = g.slice(g.op("Shape", [x]), [0], [1], [0])
     shape = g.op("Concat", [n, g.ints([units])], axis=0)
-    from onnx import helper  # noqa: PLC0415
-
-    from nnctl.interop.onnx_graph import ONNX_DTYPES  # noqa: PLC0415
+    from onnx import helper
 
     return g.op("ConstantOfShape", [shape], value=helper.make_tensor("zero", ONNX_DTYPES[g.dtype], [1], [0]))
 

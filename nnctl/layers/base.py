@@ -73,7 +73,8 @@ def _checked(init):
 class BuildContext:
     """What a layer is built with, given by the model (or a wrapping layer) to ``Layer.build``."""
 
-    #: the layer's own generator (dropout masks, noise), kept for training; one stream per spec entry
+    #: the layer's own generator (dropout masks, noise), kept for training; one stream per spec entry (the
+    #: model's streams are ``rowshare.RowShare``s: the data-parallel strategy sets their shares, not the layer's)
     rng: np.random.Generator
     #: initial weights, drawn during build only (one generator along the whole model, in node order)
     init_rng: np.random.Generator
@@ -136,8 +137,8 @@ class Layer:
     input_grads_needed: tuple[bool, ...] = (True,)
     #: True when forward wants one padding mask per input (a list) instead of the first input's mask
     mask_per_input = False
-    #: the layer's own random generator (dropout masks, noise), from the BuildContext; the data-parallel
-    #: strategy replaces it with a RowShare over the same bit generator
+    #: the layer's own random generator (dropout masks, noise), from the BuildContext; in a model, one of
+    #: ``Model.streams`` (a RowShare, whose share a data-parallel strategy sets per batch: nothing replaces it)
     rng: typing.Any
     #: what the layer was built with (set by build)
     ctx: BuildContext

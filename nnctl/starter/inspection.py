@@ -15,7 +15,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from nnctl.data import idx_labels_path, resolve_kind
+from nnctl.data.csvfile import is_missing
+from nnctl.data.images import list_folder
 from nnctl.data.preprocess import Preprocessor, task_of
+from nnctl.data.readers import read_arrays, read_csv_table, read_idx
 from nnctl.errors import DataError
 
 MAX_CLASSES = 20
@@ -120,8 +124,6 @@ def _column_kind(rows, col) -> tuple[str, int, int]:
     """(kind, missing cells, distinct present values) of a CSV column: ``number`` (every present cell a
     number), ``category`` (text with at most ``MAX_LEVELS`` levels, fewer than half the rows), ``text``
     (free text or identifiers: left out) or ``empty``; missing cells are the data layer's tokens."""
-    from nnctl.data.csvfile import is_missing  # noqa: PLC0415
-
     present = [r[col].strip() for r in rows if not is_missing(r[col])]
     n_missing = len(rows) - len(present)
     if not present:
@@ -154,8 +156,6 @@ def _sibling_test(train: pathlib.Path) -> pathlib.Path | None:
 
 
 def _inspect_csv(path: pathlib.Path, target: str | None) -> Facts:
-    from nnctl.data.readers import read_csv_table  # noqa: PLC0415
-
     header, rows = read_csv_table(path)
     target = target if target is not None else header[-1]
     if target not in header:
@@ -166,7 +166,6 @@ def _inspect_csv(path: pathlib.Path, target: str | None) -> Facts:
         y = raw.astype(np.float64)
     except ValueError:
         y = raw
-    from nnctl.data.csvfile import is_missing  # noqa: PLC0415
 
     unlabelled = sum(is_missing(r[t]) for r in rows)
     if unlabelled:
@@ -258,7 +257,7 @@ def _array_keys(path: pathlib.Path) -> list[str]:
     if path.suffix.lower() == ".npz":
         with np.load(path, allow_pickle=False) as z:
             return list(z.keys())
-    import h5py  # noqa: PLC0415
+    import h5py
 
     with h5py.File(path, "r") as f:
         return [k for k in f.keys() if isinstance(f[k], h5py.Dataset)]
@@ -286,8 +285,6 @@ def _facts_from_arrays(kind, path, x, y, x_key="x", y_key="y") -> Facts:
 
 
 def _inspect_arrays(path: pathlib.Path) -> Facts:
-    from nnctl.data.readers import read_arrays  # noqa: PLC0415
-
     if path.suffix.lower() == ".npy":
         raise DataError(f"{path}: a .npy file holds only inputs; init needs inputs and targets (.npz or .h5)")
     try:
@@ -318,9 +315,6 @@ def _inspect_arrays(path: pathlib.Path) -> Facts:
 
 
 def _inspect_idx(path: pathlib.Path) -> Facts:
-    from nnctl.data import idx_labels_path  # noqa: PLC0415
-    from nnctl.data.readers import read_idx  # noqa: PLC0415
-
     x, y = read_idx(path), read_idx(idx_labels_path(str(path)))
     if len(x) != len(y):
         raise DataError(f"{path}: {len(x)} images but {len(y)} labels")
@@ -333,8 +327,6 @@ def _inspect_idx(path: pathlib.Path) -> Facts:
 
 
 def _inspect_folder(path: pathlib.Path) -> Facts:
-    from nnctl.data.images import list_folder  # noqa: PLC0415
-
     root = path
     test = None
     if (path / "train").is_dir():  # data/train/<class>/..., data/test/<class>/...
@@ -345,7 +337,7 @@ def _inspect_folder(path: pathlib.Path) -> Facts:
     if len(classes) < 2:
         raise DataError(f"{root}: one class folder ({classes[0]!r}); a classifier needs at least two")
     try:
-        from PIL import Image  # noqa: PLC0415
+        from PIL import Image
     except ImportError:
         raise DataError(
             "image folders need Pillow: Pillow, a core dependency: reinstall nnctl, or pip install Pillow"
@@ -392,8 +384,6 @@ def _inspect_folder(path: pathlib.Path) -> Facts:
 
 def inspect_data(data, target: str | None = None) -> Facts:
     """Facts about a CSV file, .npz/.h5 arrays, an IDX file or an image folder."""
-    from nnctl.data import resolve_kind  # noqa: PLC0415
-
     path = pathlib.Path(data).expanduser().resolve()
     if not path.exists():
         raise DataError(f"{data}: not found")
