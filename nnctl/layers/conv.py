@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import numpy as np
+
 from nnctl import backend as B
-from nnctl import initializers
+from nnctl import initializers, kernels
 from nnctl.fields import Choices, NonNegativeInt, PositiveInt
 from nnctl.initializers import InitializerName
 from nnctl.layers.base import CHANNELS_LAST, Layer, expect_input, register
@@ -23,6 +25,9 @@ _INFERENCE_CHUNK_BYTES = 8 * 2**20  # patch matrix per chunk in inference: a few
 # and in training: 3 samples of the benchmark CNN's 2nd layer; backward rebuilds each chunk's patches
 # (cheaper than keeping them: measured in benchmarks/README.md)
 _TRAINING_CHUNK_BYTES = 2 * 2**20
+# patch width KH*KW*C up to which the compiled direct convolution replaces im2col + product (a first
+# layer's 9 or 27 values: a K this small leaves the product memory-bound; measured in docs/performance.md)
+_DIRECT_MAX_WIDTH = 0
 
 
 class _Conv(Layer):
@@ -110,6 +115,8 @@ class _Conv(Layer):
     def forward(self, x, training=False, mask=None):
         xpad = K.pad(self._image(x), self._pads)
         n, c = xpad.shape[0], xpad.shape[3]
+        if self._k[0] * self._k[1] * c <= _DIRECT_MAX_WIDTH and kernels.active():
+            return self._forward_direct(xpad, x)
         rows, width = self._out[0] * self._out[1], self._k[0] * self._k[1] * c
         if self._k == (1, 1) and self._s == (1, 1):
             cols, per, buf = xpad.reshape(-1, c), n, None  # already the patch matrix (a view when contiguous)
@@ -134,6 +141,35 @@ class _Conv(Layer):
         if self.use_bias:
             y += self.params["bias"]
         return y.reshape(n, *self._out[2 - self.rank :], self.filters), (cols, per, buf, xpad, x.shape)
+
+    def _forward_direct(self, xpad, x):
+        """y by the compiled direct convolution (nnctl/kernels/conv.py): no patch matrix, the bias
+        added as each output row starts; the cache is the padded input."""
+        n, c, f = xpad.shape[0], xpad.shape[3], self.filters
+        y = np.empty((n, *self._out, f), dtype=x.dtype)
+        w = self.params["kernel"].reshape(*self._k, c, f)
+        bias = self.params["bias"] if self.use_bias else np.empty(0, dtype=w.dtype)
+        kernels.load("conv").direct_forward(xpad, w, bias, *self._s, *self._d, y, self.use_bias)
+        return y.reshape(n, *self._out[2 - self.rank :], f), ("direct", None, None, xpad, x.shape)
+
+    def _backward_direct(self, g, xpad):
+        """dW, db (and dx when needed) by the compiled direct convolution's adjoints."""
+        kc = kernels.load("conv")
+        n, c, f = xpad.shape[0], xpad.shape[3], self.filters
+        g4 = g.reshape(n, *self._out, f)
+        gk = self.grads["kernel"]
+        gw = gk.reshape(*self._k, c, f) if gk.flags.c_contiguous else np.empty((*self._k, c, f), dtype=gk.dtype)
+        gb = self.grads["bias"] if self.use_bias else np.empty(0, dtype=gk.dtype)
+        kc.direct_backward_params(xpad, g4, *self._s, *self._d, gw, gb, self.use_bias)
+        if not gk.flags.c_contiguous:
+            gk[...] = gw.reshape(gk.shape)
+        if not self.input_grads_needed[0]:
+            return (None,)
+        dx = np.empty(xpad.shape, dtype=g.dtype)
+        w = self.params["kernel"].reshape(*self._k, c, f)
+        kc.direct_backward_input(g4, w, *self._s, *self._d, dx)
+        dx = K.crop(dx, self._pads)
+        return (dx if self.rank == 2 else dx[:, 0],)
 
     def _kernel_matrix(self, fold: bool):
         """The (KH*KW*C, F) kernel, with the bias as one more row when ``fold`` (patches copied with a
@@ -170,6 +206,8 @@ class _Conv(Layer):
         none) and gradient rows are in cache."""
         xp = B.xp
         cols, per, buf, xpad, x_shape = cache
+        if isinstance(cols, str):  # "direct": the forward ran the compiled direct convolution
+            return self._backward_direct(g, xpad)
         f, n, c = self.filters, xpad.shape[0], xpad.shape[3]
         g2 = g.reshape(-1, f)
         rows, width = g2.shape[0] // n, self._k[0] * self._k[1] * c

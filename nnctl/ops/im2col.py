@@ -15,6 +15,7 @@ Everything runs on ``backend.xp`` (NumPy or CuPy).
 from __future__ import annotations
 
 from nnctl import backend as B
+from nnctl import kernels
 
 
 def as_tuple(value, n: int, name: str) -> tuple[int, ...]:
@@ -95,8 +96,12 @@ def im2col(x, kernel, strides, dilation, out_hw, out=None, ones: bool = False):
     ``ones`` (with ``out`` of N*OH*OW*(KH*KW*C + 1) elements): the matrix gets a last column of ones, so
     that [patches, 1] @ [W; b] adds the bias inside the product and [patches, 1]^T g gives [dW; db].
     """
-    win = windows(x, kernel, strides, dilation, out_hw)
     rows, width = x.shape[0] * out_hw[0] * out_hw[1], kernel[0] * kernel[1] * x.shape[3]
+    if out is not None and kernels.active():  # one compiled pass, each window's C-runs copied in order
+        mat = out[: rows * (width + ones)].reshape(rows, width + ones)
+        kernels.load("conv").im2col(x, *kernel, *strides, *dilation, *out_hw, mat, ones)
+        return mat
+    win = windows(x, kernel, strides, dilation, out_hw)
     if out is None:
         return win.reshape(rows, width)
     if not ones:
@@ -133,7 +138,13 @@ def write_windows(x, cols, kernel, strides, dilation, out_hw) -> None:
 
     With stride 1 the first offset's window view is the block x[:, :OH, :OW], so it is assigned (no
     zeroing pass over it, no read of it); only the rest of x is zeroed before the other offsets add.
+    With compiled kernels on, one pass per sample instead (nnctl/kernels/conv.py ``col2im``).
     """
+    if kernels.active():
+        kernels.load("conv").col2im(
+            cols.reshape(x.shape[0] * out_hw[0] * out_hw[1], -1), *kernel, *strides, *dilation, *out_hw, x
+        )
+        return
     if tuple(strides) != (1, 1):
         x[...] = 0
         add_windows(x, cols, kernel, strides, dilation, out_hw)
