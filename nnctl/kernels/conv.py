@@ -58,37 +58,55 @@ def _col2im(cols, kh, kw, sh, sw, dh, dw, oh, ow, dx):
                             dx[b, p * sh + i * dh, q * sw + j * dw, ch] += cols[r, base + ch]
 
 
-def _direct_forward(x, w, bias, sh, sw, dh, dw, y, use_bias):
-    """y[n,p,q,:] = b + sum_{i,j,c} x[n, p*sh+i*dh, q*sw+j*dw, c] w[i,j,c,:], summed in (i, j, c) order."""
+def _direct_forward(x, w, bias, sh, sw, dh, dw, y, use_bias, relu):
+    """y[n,p,q,:] = b + sum_{i,j,c} x[n, p*sh+i*dh, q*sw+j*dw, c] w[i,j,c,:], summed in (i, j, c) order;
+    with ``relu`` max(y, 0) (a NaN stays NaN, as numpy.maximum).
+
+    Each pixel's patch is gathered into a K-vector first, so the inner loop is a contiguous
+    multiply-add of one kernel row into the output row (compiled as FMAs: ``contract``)."""
     n, oh, ow, f = y.shape
     kh, kw, c = w.shape[0], w.shape[1], w.shape[2]
+    w2 = w.reshape(kh * kw * c, f)
     for b in prange(n):
+        xv = np.empty(kh * kw * c, dtype=x.dtype)
         for p in range(oh):
             for q in range(ow):
+                t = 0
+                for i in range(kh):
+                    for j in range(kw):
+                        for ch in range(c):
+                            xv[t] = x[b, p * sh + i * dh, q * sw + j * dw, ch]
+                            t += 1
                 out = y[b, p, q]
                 if use_bias:
                     for k in range(f):
                         out[k] = bias[k]
                 else:
                     out[:] = 0
-                for i in range(kh):
-                    for j in range(kw):
-                        for ch in range(c):
-                            v = x[b, p * sh + i * dh, q * sw + j * dw, ch]
-                            wr = w[i, j, ch]
-                            for k in range(f):
-                                out[k] += v * wr[k]
+                for t in range(kh * kw * c):
+                    v = xv[t]
+                    for k in range(f):
+                        out[k] += v * w2[t, k]
+                if relu:
+                    for k in range(f):
+                        if out[k] < 0:
+                            out[k] = 0
 
 
-def _direct_backward_params(x, g, sh, sw, dh, dw, gw, gb, use_bias):
+def _direct_backward_params(x, g, y, relu, sh, sw, dh, dw, gw, gb, use_bias):
     """gw[i,j,c,:] = sum_{n,p,q} x[n, p*sh+i*dh, q*sw+j*dw, c] g[n,p,q,:] and gb = sum_{n,p,q} g[n,p,q,:],
-    overwritten; each sample's sum is formed in a small buffer (in L1) and then added to the total, which
-    keeps the float32 rounding of a long sum near that of a blocked matrix product."""
+    overwritten, with g read as g * (y > 0) when ``relu`` (the fused ReLU's derivative); each sample's sum
+    is formed in a small buffer (in L1) and then added to the total, which keeps the float32 rounding of
+    a long sum near that of a blocked matrix product."""
     n, oh, ow, f = g.shape
     kh, kw, c = gw.shape[0], gw.shape[1], gw.shape[2]
-    part = np.zeros((kh, kw, c, f), dtype=gw.dtype)
+    kk = kh * kw * c
+    part = np.zeros((kk, f), dtype=gw.dtype)
     part_b = np.zeros(f, dtype=gw.dtype)
-    gw[...] = 0
+    gm = np.empty(f, dtype=g.dtype)
+    xv = np.empty(kk, dtype=x.dtype)
+    total = gw.reshape(kk, f)
+    total[...] = 0
     if use_bias:
         gb[...] = 0
     for b in range(n):
@@ -97,30 +115,47 @@ def _direct_backward_params(x, g, sh, sw, dh, dw, gw, gb, use_bias):
         for p in range(oh):
             for q in range(ow):
                 gr = g[b, p, q]
+                if relu:
+                    yr = y[b, p, q]
+                    for k in range(f):
+                        gm[k] = gr[k] if yr[k] > 0 else 0
+                else:
+                    for k in range(f):
+                        gm[k] = gr[k]
                 if use_bias:
                     for k in range(f):
-                        part_b[k] += gr[k]
+                        part_b[k] += gm[k]
+                t = 0
                 for i in range(kh):
                     for j in range(kw):
                         for ch in range(c):
-                            v = x[b, p * sh + i * dh, q * sw + j * dw, ch]
-                            pr = part[i, j, ch]
-                            for k in range(f):
-                                pr[k] += v * gr[k]
-        gw += part
+                            xv[t] = x[b, p * sh + i * dh, q * sw + j * dw, ch]
+                            t += 1
+                for t in range(kk):
+                    v = xv[t]
+                    for k in range(f):
+                        part[t, k] += v * gm[k]
+        total += part
         if use_bias:
             gb += part_b
 
 
-def _direct_backward_input(g, w, sh, sw, dh, dw, dx):
-    """dx (N, Hp, Wp, C) = sum over windows of g[n,p,q,:] . w[i,j,c,:] at x's pixel, overwritten."""
+def _direct_backward_input(g, y, relu, w, sh, sw, dh, dw, dx):
+    """dx (N, Hp, Wp, C) = sum over windows of g[n,p,q,:] . w[i,j,c,:] at x's pixel, overwritten; g read
+    as g * (y > 0) when ``relu``."""
     n, oh, ow, f = g.shape
     kh, kw, c = w.shape[0], w.shape[1], w.shape[2]
     for b in prange(n):
         dx[b] = 0
+        gm = np.empty(f, dtype=g.dtype)
         for p in range(oh):
             for q in range(ow):
                 gr = g[b, p, q]
+                if relu:
+                    yr = y[b, p, q]
+                    for k in range(f):
+                        gm[k] = gr[k] if yr[k] > 0 else 0
+                    gr = gm
                 for i in range(kh):
                     for j in range(kw):
                         for ch in range(c):
@@ -133,10 +168,12 @@ def _direct_backward_input(g, w, sh, sw, dh, dw, dx):
 
 im2col = numba.njit(**JIT_OPTIONS)(_im2col)
 col2im = numba.njit(**JIT_OPTIONS)(_col2im)
-direct_forward = numba.njit(**JIT_OPTIONS)(_direct_forward)
-direct_backward_params = numba.njit(**JIT_OPTIONS)(_direct_backward_params)
+# the direct kernels' multiply-adds may compile as FMAs (one rounding instead of two: within float32 rounding)
+_FMA = {"fastmath": {"contract"}}
+direct_forward = numba.njit(**_FMA, **JIT_OPTIONS)(_direct_forward)
+direct_backward_params = numba.njit(**_FMA, **JIT_OPTIONS)(_direct_backward_params)
 direct_backward_input = numba.njit(**JIT_OPTIONS)(_direct_backward_input)
 im2col_par = numba.njit(parallel=True, **JIT_OPTIONS)(_im2col)
 col2im_par = numba.njit(parallel=True, **JIT_OPTIONS)(_col2im)
-direct_forward_par = numba.njit(parallel=True, **JIT_OPTIONS)(_direct_forward)
+direct_forward_par = numba.njit(parallel=True, **_FMA, **JIT_OPTIONS)(_direct_forward)
 direct_backward_input_par = numba.njit(parallel=True, **JIT_OPTIONS)(_direct_backward_input)

@@ -71,7 +71,8 @@ def _max_pool_backward(g, idx, ph, pw, sh, sw, dx, tiled):
 
     ``tiled`` (stride = window, windows cover dx exactly): every dx element is written once, g or 0;
     otherwise each sample's dx is zeroed (while it is in cache) and the gradients are added, so a pixel
-    that is first maximum of several overlapping windows gathers all of them.
+    that is first maximum of several overlapping windows gathers all of them, in the xp path's order
+    (the same bits).
     """
     n, oh, ow, c = g.shape
     for b in prange(n):
@@ -85,13 +86,15 @@ def _max_pool_backward(g, idx, ph, pw, sh, sw, dx, tiled):
                                 dx[b, p * sh + i, q * sw + j, ch] = g[b, p, q, ch] if idx[b, p, q, ch] == k else 0
         else:
             dx[b] = 0
-            for p in range(oh):
-                for q in range(ow):
-                    for ch in range(c):
-                        k = idx[b, p, q, ch]
-                        i = k // pw
-                        j = k - i * pw
-                        dx[b, p * sh + i, q * sw + j, ch] += g[b, p, q, ch]
+            # offset after offset, as the xp path adds them: a pixel's sum is formed in the same order
+            for i in range(ph):
+                for j in range(pw):
+                    k = i * pw + j
+                    for p in range(oh):
+                        for q in range(ow):
+                            for ch in range(c):
+                                if idx[b, p, q, ch] == k:
+                                    dx[b, p * sh + i, q * sw + j, ch] += g[b, p, q, ch]
 
 
 max_pool = numba.njit(**JIT_OPTIONS)(_max_pool)
