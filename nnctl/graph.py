@@ -152,7 +152,7 @@ class Model:
             i for i in self._in_place if hasattr(self.by_name[self.nodes[i].refs[0][0]].layer, "relu_fused")
         }
         for i in self._relu_fused:
-            setattr(self.by_name[self.nodes[i].refs[0][0]].layer, "relu_fused", True)
+            self.by_name[self.nodes[i].refs[0][0]].layer.relu_fused = True  # type: ignore[attr-defined]
         follows = {n.part_of: n for n in self.nodes if n.part_of is not None}
         self._entries = [
             Entry(n.name if n.name not in follows else follows[n.name].name, n, follows.get(n.name))
