@@ -219,6 +219,22 @@ def kernels_off(enabled: bool) -> None:
     kernels.use_kernels(not enabled)
 
 
+class _NoKernels:
+    """A stand-in for nnctl.kernels in one module: that module's call sites take their xp path."""
+
+    @staticmethod
+    def active() -> bool:
+        return False
+
+
+def _xp_in(module, what: str):
+    def variant(enabled: bool) -> None:
+        _swap(module, "kernels", _NoKernels, enabled)
+
+    variant.__doc__ = f"The {what} kernels off (their xp code), the other kernels on."
+    return variant
+
+
 def _kernel_group(module: str, names: tuple[str, ...]):
     """Swap each kernel ``NAME`` of nnctl/kernels/<module>.py for ``NAME_par`` (its ``parallel=True`` build)."""
 
@@ -280,6 +296,8 @@ def relu_unfused(enabled: bool) -> None:
 VARIANTS = {
     "relu-unfused": relu_unfused,
     "kernels-off": kernels_off,
+    "pool-xp": _xp_in(pool_mod, "max-pool"),
+    "im2col-xp": _xp_in(K, "im2col and col2im"),
     "pool-par": _pool_par,
     "conv-par": _conv_par,
     "kernels-par": _both(_pool_par, _conv_par),

@@ -26,10 +26,10 @@ _INFERENCE_CHUNK_BYTES = 8 * 2**20  # patch matrix per chunk in inference: a few
 # (cheaper than keeping them: measured in benchmarks/README.md)
 _TRAINING_CHUNK_BYTES = 2 * 2**20
 # patch width KH*KW*C up to which the compiled direct convolution's adjoints replace the backward products
-# (a first layer's 9 or 27 values, where [cols, 1]^T g is a memory-bound product), and up to which its
-# forward replaces im2col + product: 0, as the forward measured slower than OpenBLAS on a 10-wide patch
-# matrix (docs/performance.md, "Compiled kernels")
-_DIRECT_MAX_WIDTH = 32
+# (a 3x3 kernel on one channel: 9 values, where [cols, 1]^T g is a memory-bound product; measured faster
+# at 9, slower at 27), and up to which its forward replaces im2col + product: 0, as the forward measured
+# slower than OpenBLAS on a 10-wide patch matrix (docs/performance.md, "Compiled kernels")
+_DIRECT_MAX_WIDTH = 16
 _DIRECT_FORWARD_MAX_WIDTH = 0
 
 
