@@ -265,3 +265,25 @@ def test_fused_relu_training_equals_the_relu_node(kernels_on, monkeypatch):
     for a, b in zip(steps_f, steps_u):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(w_f, w_u)
+
+
+def test_a_small_inference_never_imports_numba():
+    """A one-row CNN predict stays on the xp code (Numba's import costs about a second); training imports it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np\n"
+        "from nnctl.layers import layer_class\n"
+        "from nnctl.testing import build_layer\n"
+        "conv = layer_class('Conv2D')(name='c', filters=4, kernel_size=3)\n"
+        "pool = layer_class('MaxPooling2D')(name='p', pool_size=2)\n"
+        "build_layer(conv, [(8, 8, 3)], dtype=np.float32); build_layer(pool, [(6, 6, 4)], dtype=np.float32)\n"
+        "x = np.ones((1, 8, 8, 3), np.float32)\n"
+        "pool.forward(conv.forward(x)[0])\n"
+        "print('INFERENCE', 'numba' in sys.modules)\n"
+        "pool.forward(conv.forward(x, training=True)[0], training=True)\n"
+        "print('TRAINING', 'numba' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "INFERENCE False" in out and "TRAINING True" in out

@@ -124,7 +124,7 @@ class _Conv(Layer):
         relu = training and self.relu_fused
         xpad = K.pad(self._image(x), self._pads)
         n, c = xpad.shape[0], xpad.shape[3]
-        if self._k[0] * self._k[1] * c <= _DIRECT_FORWARD_MAX_WIDTH and kernels.active():
+        if self._k[0] * self._k[1] * c <= _DIRECT_FORWARD_MAX_WIDTH and K.compiled(xpad, training):
             y = self._forward_direct(xpad, relu)
             return y.reshape(n, *self._out[2 - self.rank :], self.filters), (
                 "direct",
@@ -149,13 +149,14 @@ class _Conv(Layer):
                     // (rows * width * x.dtype.itemsize),
                 ),
             )
+            fast = K.compiled(xpad, training)
             if per < n:  # backward rebuilds each chunk's patches from the input
-                y = self._forward_chunked(xpad, x, per, relu)
+                y = self._forward_chunked(xpad, x, per, relu, fast)
                 out = y.reshape(n, *self._out[2 - self.rank :], self.filters)
                 return out, ((None, per, None, xpad, x.shape, y if relu else None) if training else None)
             # one chunk: keep its patches for backward; take the buffer the last backward gave back
             buf = self._buffer("_spare", n * rows * (width + self.use_bias), x.dtype)
-            cols = K.im2col(xpad, self._k, self._s, self._d, self._out, out=buf, ones=self.use_bias)
+            cols = K.im2col(xpad, self._k, self._s, self._d, self._out, out=buf, ones=self.use_bias, fast=fast)
             y = cols @ self._kernel_matrix(fold=True)  # the bias rides in the product
         if relu:
             xp.maximum(y, 0, out=y)
@@ -203,7 +204,7 @@ class _Conv(Layer):
             return w
         return B.xp.concatenate([w, self.params["bias"][None]], axis=0)
 
-    def _forward_chunked(self, xpad, x, per: int, relu: bool = False):
+    def _forward_chunked(self, xpad, x, per: int, relu: bool = False, fast: bool | None = None):
         """y from the patch matrix of ``per`` samples at a time, so it stays in cache instead of one
         batch-sized matrix (85 MB for the benchmark CNN's 2nd layer at batch 128, 680 MB at 1024 in
         inference); the bias rides in each chunk's product (a ones column of the patches). Returns the
@@ -219,7 +220,14 @@ class _Conv(Layer):
         for a in range(0, n, per):
             part = xpad[a : a + per]
             cols = K.im2col(
-                part, self._k, self._s, self._d, self._out, out=buf[: len(part) * rows * wb], ones=self.use_bias
+                part,
+                self._k,
+                self._s,
+                self._d,
+                self._out,
+                out=buf[: len(part) * rows * wb],
+                ones=self.use_bias,
+                fast=fast,
             )
             ya = y[a * rows : (a + len(part)) * rows]
             xp.matmul(cols, kernel, out=ya)

@@ -73,7 +73,7 @@ class _Pool(Layer):
     def forward(self, x, training=False, mask=None):
         xpad = K.pad(self._image(x), self._pads, value=-np.inf if self.op == "max" else 0.0)
         win = K.windows(xpad, self._p, self._s, (1, 1), self._out)
-        if self.op == "max" and kernels.active():  # one compiled pass instead of PH*PW array passes
+        if self.op == "max" and K.compiled(xpad, training):  # one compiled pass instead of PH*PW array passes
             y, idx = self._window_max_compiled(xpad, want_index=training)
             cache = (idx, None if training else xpad)
         elif self.op == "max":
