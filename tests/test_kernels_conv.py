@@ -29,6 +29,8 @@ CONV_CASES = [
     ),
     ("Conv1D", {"filters": 4, "kernel_size": 3, "padding": "same"}, (10, 3), 7),
     ("Conv1D", {"filters": 5, "kernel_size": 2, "strides": 2, "dilation_rate": 1}, (9, 8), 1),
+    ("Conv2D", {"filters": 4, "kernel_size": 1}, (5, 6, 3), 7),  # 1x1: the input is the patch matrix
+    ("Conv2D", {"filters": 3, "kernel_size": 1, "strides": 2, "padding": "same"}, (5, 6, 8), 2),
 ]
 
 POOL_CASES = [
