@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from nnctl import backend as B
+from nnctl import graph as graph_mod
 from nnctl.layers import conv as conv_mod
 from nnctl.layers import pool as pool_mod
 from nnctl.ops import im2col as K
@@ -210,7 +211,98 @@ def _chunk(mib: float):
     return variant
 
 
+# -- compiled kernels (nnctl/kernels/): the NumPy path against them, and their parallel builds ------------
+def kernels_off(enabled: bool) -> None:
+    """Every compiled kernel off (B = the NumPy path, A = the kernels)."""
+    from nnctl import kernels
+
+    kernels.use_kernels(not enabled)
+
+
+class _NoKernels:
+    """A stand-in for nnctl.kernels in one module: that module's call sites take their xp path."""
+
+    @staticmethod
+    def active() -> bool:
+        return False
+
+
+def _xp_in(module, what: str):
+    def variant(enabled: bool) -> None:
+        _swap(module, "kernels", _NoKernels, enabled)
+
+    variant.__doc__ = f"The {what} kernels off (their xp code), the other kernels on."
+    return variant
+
+
+def _kernel_group(module: str, names: tuple[str, ...]):
+    """Swap each kernel ``NAME`` of nnctl/kernels/<module>.py for ``NAME_par`` (its ``parallel=True`` build)."""
+
+    def variant(enabled: bool) -> None:
+        from nnctl import kernels
+
+        mod = kernels.load(module)
+        for name in names:
+            _swap(mod, name, getattr(mod, name + "_par"), enabled)
+
+    variant.__doc__ = f"The {module} kernels {', '.join(names)} compiled with parallel=True (prange over the batch)."
+    return variant
+
+
+def _both(*variants):
+    def variant(enabled: bool) -> None:
+        for v in variants:
+            v(enabled)
+
+    return variant
+
+
+_pool_par = _kernel_group("pool", ("max_pool", "max_pool_index", "max_pool_backward"))
+_conv_par = _kernel_group("conv", ("im2col", "col2im", "direct_forward", "direct_backward_input"))
+
+
+def _direct(width: int, forward: bool):
+    name = "_DIRECT_FORWARD_MAX_WIDTH" if forward else "_DIRECT_MAX_WIDTH"
+
+    def variant(enabled: bool) -> None:
+        key = (conv_mod, name)
+        if enabled and key not in _saved:
+            _saved[key] = getattr(conv_mod, name)
+            setattr(conv_mod, name, width)
+        elif not enabled and key in _saved:
+            setattr(conv_mod, name, _saved.pop(key))
+
+    what = "forward" if forward else "backward"
+    variant.__doc__ = f"Convolutions with patches up to {width} wide: the compiled direct kernel's {what}."
+    return variant
+
+
+# -- the ReLU fused into the convolution (Model._fuse) off: the ReLU node runs on its own ------------------
+def _unfused_forward(self, x, training=False, until=None):
+    fused, self._relu_fused = self._relu_fused, set()
+    try:
+        return _saved[(graph_mod.Model, "forward")](self, x, training=training, until=until)
+    finally:
+        self._relu_fused = fused
+
+
+def relu_unfused(enabled: bool) -> None:
+    """The ReLU after a convolution as its own node in training (no ``relu_fused``)."""
+    # a property on the class (a data descriptor) hides the instance flag the fusion pass set
+    _swap(conv_mod._Conv, "relu_fused", property(lambda self: False, lambda self, v: None), enabled)
+    _swap(graph_mod.Model, "forward", _unfused_forward, enabled)
+
+
 VARIANTS = {
+    "relu-unfused": relu_unfused,
+    "kernels-off": kernels_off,
+    "pool-xp": _xp_in(pool_mod, "max-pool"),
+    "im2col-xp": _xp_in(K, "im2col and col2im"),
+    "pool-par": _pool_par,
+    "conv-par": _conv_par,
+    "kernels-par": _both(_pool_par, _conv_par),
+    "direct-bwd-0": _direct(0, forward=False),
+    "direct-fwd-32": _direct(32, forward=True),
     "pool-legacy": pool_legacy,
     "col2im-legacy": col2im_legacy,
     "conv-bias-legacy": conv_bias_legacy,

@@ -18,7 +18,10 @@ exchanges gradients in one allreduce of ``flat_grads``.
 Fusions are decided once, when the model is built (``_fuse``), over adjacent nodes: an inference ReLU
 that may overwrite its input's fresh output, and the output activations whose input (the logits) the
 forward pass keeps for a loss that fuses with them (softmax or sigmoid with cross-entropy): such a loss
-seeds its gradient at ``logits_node``, and backward never differentiates the activation.
+seeds its gradient at ``logits_node``, and backward never differentiates the activation; and, in
+training, a ReLU node whose input is a convolution's output that only it reads: the convolution applies
+the ReLU as it writes its output and its derivative as it reads the gradient (``relu_fused``), and the
+ReLU node passes its input and gradient through.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from nnctl.layers.core import Activation
 from nnctl.rowshare import RowShare
 
 INPUT = "input"
+_FUSED = object()  # the cache of a ReLU node whose convolution applied it (training, Model._fuse)
 
 
 @dataclass
@@ -150,6 +154,12 @@ class Model:
                 and src.name not in self.outputs
             ):
                 self._in_place.add(i)
+        # in training the same ReLU runs inside a convolution that can fuse it (``relu_fused``)
+        self._relu_fused = {
+            i for i in self._in_place if hasattr(self.by_name[self.nodes[i].refs[0][0]].layer, "relu_fused")
+        }
+        for i in self._relu_fused:
+            self.by_name[self.nodes[i].refs[0][0]].layer.relu_fused = True  # type: ignore[attr-defined]
         follows = {n.part_of: n for n in self.nodes if n.part_of is not None}
         self._entries = [
             Entry(n.name if n.name not in follows else follows[n.name].name, n, follows.get(n.name))
@@ -213,6 +223,8 @@ class Model:
             mask = in_masks if node.layer.mask_per_input else in_masks[0]
             if not training and i in self._in_place:
                 y, cache = node.layer.forward_in_place(ins[0]), None
+            elif training and i in self._relu_fused:
+                y, cache = ins[0], _FUSED  # its convolution wrote max(., 0)
             else:
                 y, cache = node.layer.forward(*ins, training=training, mask=mask)
             masks[node.name] = node.layer.compute_mask(mask, ins)
@@ -259,7 +271,8 @@ class Model:
             g = grads.pop(node.name, None)
             if g is None:
                 continue
-            in_grads = node.layer.backward(g, self._caches[i])
+            cache = self._caches[i]
+            in_grads = (g,) if cache is _FUSED else node.layer.backward(g, cache)
             for (name, idx), gi in zip(node.refs, in_grads):
                 if gi is None or (name in self.inputs and not self.input_grad):
                     continue

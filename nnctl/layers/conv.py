@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import numpy as np
+
 from nnctl import backend as B
-from nnctl import initializers
+from nnctl import initializers, kernels
 from nnctl.fields import Choices, NonNegativeInt, PositiveInt
 from nnctl.initializers import InitializerName
 from nnctl.layers.base import CHANNELS_LAST, Layer, expect_input, register
@@ -23,6 +25,12 @@ _INFERENCE_CHUNK_BYTES = 8 * 2**20  # patch matrix per chunk in inference: a few
 # and in training: 3 samples of the benchmark CNN's 2nd layer; backward rebuilds each chunk's patches
 # (cheaper than keeping them: measured in benchmarks/README.md)
 _TRAINING_CHUNK_BYTES = 2 * 2**20
+# patch width KH*KW*C up to which the compiled direct convolution's adjoints replace the backward products
+# (a 3x3 kernel on one channel: 9 values, where [cols, 1]^T g is a memory-bound product; measured faster
+# at 9, slower at 27), and up to which its forward replaces im2col + product: 0, as the forward measured
+# slower than OpenBLAS on a 10-wide patch matrix (docs/performance.md, "Compiled kernels")
+_DIRECT_MAX_WIDTH = 16
+_DIRECT_FORWARD_MAX_WIDTH = 0
 
 
 class _Conv(Layer):
@@ -38,6 +46,8 @@ class _Conv(Layer):
 
     rank = 2
     activation_follows = True
+    #: set by the graph's fusion pass (Model._fuse): the ReLU node after this layer runs inside it in training
+    relu_fused = False
 
     def __init__(
         self,
@@ -108,11 +118,28 @@ class _Conv(Layer):
         return buf
 
     def forward(self, x, training=False, mask=None):
+        xp = B.xp
+        # the graph's fusion pass moved the ReLU node after this layer into it (training only): max(y, 0)
+        # is taken while each chunk of y is in cache, and backward masks g the same way
+        relu = training and self.relu_fused
         xpad = K.pad(self._image(x), self._pads)
         n, c = xpad.shape[0], xpad.shape[3]
+        if self._k[0] * self._k[1] * c <= _DIRECT_FORWARD_MAX_WIDTH and K.compiled(xpad, training):
+            y = self._forward_direct(xpad, relu)
+            return y.reshape(n, *self._out[2 - self.rank :], self.filters), (
+                "direct",
+                None,
+                None,
+                xpad,
+                x.shape,
+                y if relu else None,
+            )
         rows, width = self._out[0] * self._out[1], self._k[0] * self._k[1] * c
         if self._k == (1, 1) and self._s == (1, 1):
             cols, per, buf = xpad.reshape(-1, c), n, None  # already the patch matrix (a view when contiguous)
+            y = cols @ self._kernel_matrix(fold=False)
+            if self.use_bias:
+                y += self.params["bias"]
         else:
             per = max(
                 1,
@@ -122,18 +149,51 @@ class _Conv(Layer):
                     // (rows * width * x.dtype.itemsize),
                 ),
             )
+            fast = K.compiled(xpad, training)
             if per < n:  # backward rebuilds each chunk's patches from the input
-                y = self._forward_chunked(xpad, x, per)
-                return y, ((None, per, None, xpad, x.shape) if training else None)
+                y = self._forward_chunked(xpad, x, per, relu, fast)
+                out = y.reshape(n, *self._out[2 - self.rank :], self.filters)
+                return out, ((None, per, None, xpad, x.shape, y if relu else None) if training else None)
             # one chunk: keep its patches for backward; take the buffer the last backward gave back
             buf = self._buffer("_spare", n * rows * (width + self.use_bias), x.dtype)
-            cols = K.im2col(xpad, self._k, self._s, self._d, self._out, out=buf, ones=self.use_bias)
+            cols = K.im2col(xpad, self._k, self._s, self._d, self._out, out=buf, ones=self.use_bias, fast=fast)
             y = cols @ self._kernel_matrix(fold=True)  # the bias rides in the product
-            return y.reshape(n, *self._out[2 - self.rank :], self.filters), (cols, per, buf, xpad, x.shape)
-        y = cols @ self._kernel_matrix(fold=False)
-        if self.use_bias:
-            y += self.params["bias"]
-        return y.reshape(n, *self._out[2 - self.rank :], self.filters), (cols, per, buf, xpad, x.shape)
+        if relu:
+            xp.maximum(y, 0, out=y)
+        out = y.reshape(n, *self._out[2 - self.rank :], self.filters)
+        return out, (cols, per, buf, xpad, x.shape, y if relu else None)
+
+    def _forward_direct(self, xpad, relu: bool):
+        """y (N, OH, OW, F) by the compiled direct convolution (nnctl/kernels/conv.py): no patch matrix, the
+        bias added as each output row starts and the fused ReLU as it ends."""
+        n, c, f = xpad.shape[0], xpad.shape[3], self.filters
+        y = np.empty((n, *self._out, f), dtype=xpad.dtype)
+        w = self.params["kernel"].reshape(*self._k, c, f)
+        bias = self.params["bias"] if self.use_bias else np.empty(0, dtype=w.dtype)
+        kernels.load("conv").direct_forward(xpad, w, bias, *self._s, *self._d, y, self.use_bias, relu)
+        return y
+
+    def _backward_direct(self, g, xpad, y):
+        """dW, db (and dx when needed) by the compiled direct convolution's adjoints; ``y`` (the output)
+        when the ReLU is fused: g is masked by y > 0 as the kernels read it."""
+        kc = kernels.load("conv")
+        n, c, f = xpad.shape[0], xpad.shape[3], self.filters
+        g4 = g.reshape(n, *self._out, f)
+        relu = y is not None
+        y4 = y.reshape(g4.shape) if relu else g4  # not read without the fused ReLU
+        gk = self.grads["kernel"]
+        gw = gk.reshape(*self._k, c, f) if gk.flags.c_contiguous else np.empty((*self._k, c, f), dtype=gk.dtype)
+        gb = self.grads["bias"] if self.use_bias else np.empty(0, dtype=gk.dtype)
+        kc.direct_backward_params(xpad, g4, y4, relu, *self._s, *self._d, gw, gb, self.use_bias)
+        if not gk.flags.c_contiguous:
+            gk[...] = gw.reshape(gk.shape)
+        if not self.input_grads_needed[0]:
+            return (None,)
+        dx = np.empty(xpad.shape, dtype=g.dtype)
+        w = self.params["kernel"].reshape(*self._k, c, f)
+        kc.direct_backward_input(g4, y4, relu, w, *self._s, *self._d, dx)
+        dx = K.crop(dx, self._pads)
+        return (dx if self.rank == 2 else dx[:, 0],)
 
     def _kernel_matrix(self, fold: bool):
         """The (KH*KW*C, F) kernel, with the bias as one more row when ``fold`` (patches copied with a
@@ -144,10 +204,11 @@ class _Conv(Layer):
             return w
         return B.xp.concatenate([w, self.params["bias"][None]], axis=0)
 
-    def _forward_chunked(self, xpad, x, per: int):
+    def _forward_chunked(self, xpad, x, per: int, relu: bool = False, fast: bool | None = None):
         """y from the patch matrix of ``per`` samples at a time, so it stays in cache instead of one
         batch-sized matrix (85 MB for the benchmark CNN's 2nd layer at batch 128, 680 MB at 1024 in
-        inference); the bias rides in each chunk's product (a ones column of the patches)."""
+        inference); the bias rides in each chunk's product (a ones column of the patches). Returns the
+        (N*OH*OW, F) rows."""
         xp = B.xp
         n, c = xpad.shape[0], xpad.shape[3]
         rows = self._out[0] * self._out[1]
@@ -159,17 +220,33 @@ class _Conv(Layer):
         for a in range(0, n, per):
             part = xpad[a : a + per]
             cols = K.im2col(
-                part, self._k, self._s, self._d, self._out, out=buf[: len(part) * rows * wb], ones=self.use_bias
+                part,
+                self._k,
+                self._s,
+                self._d,
+                self._out,
+                out=buf[: len(part) * rows * wb],
+                ones=self.use_bias,
+                fast=fast,
             )
-            xp.matmul(cols, kernel, out=y[a * rows : (a + len(part)) * rows])
-        return y.reshape(n, *self._out[2 - self.rank :], self.filters)
+            ya = y[a * rows : (a + len(part)) * rows]
+            xp.matmul(cols, kernel, out=ya)
+            if relu:  # the fused ReLU, while the chunk's rows are in cache
+                xp.maximum(ya, 0, out=ya)
+        return y
 
     def backward(self, g, cache):
         """Per chunk c of the forward's ``per`` samples: dW += cols_c^T g_c, db += 1^T g_c and
         dx_c = col2im(g_c W^T), while the chunk's patches (rebuilt from the input when the forward kept
         none) and gradient rows are in cache."""
         xp = B.xp
-        cols, per, buf, xpad, x_shape = cache
+        cols, per, buf, xpad, x_shape, y_relu = cache
+        if isinstance(cols, str) or (
+            self._k[0] * self._k[1] * xpad.shape[3] <= _DIRECT_MAX_WIDTH and kernels.active()
+        ):  # the direct adjoints read the padded input and g once, no patches
+            if buf is not None:
+                self._spare = buf
+            return self._backward_direct(g, xpad, y_relu)
         f, n, c = self.filters, xpad.shape[0], xpad.shape[3]
         g2 = g.reshape(-1, f)
         rows, width = g2.shape[0] // n, self._k[0] * self._k[1] * c
@@ -188,9 +265,15 @@ class _Conv(Layer):
         ones = xp.ones(min(per, n) * rows, dtype=g2.dtype) if gb is not None and not fold else None
         scratch = None if cols is not None else self._buffer("_scratch", per * rows * wb, xpad.dtype)
         part_k = part_b = None
+        if y_relu is not None:  # the fused ReLU's derivative, g * (y > 0), one chunk at a time in cache
+            hit = xp.empty((min(per, n) * rows, f), dtype=bool)
+            masked = xp.empty((min(per, n) * rows, f), dtype=g2.dtype)
         for a in range(0, n, per):
             m = min(per, n - a)
             ga = g2[a * rows : (a + m) * rows]
+            if y_relu is not None:
+                xp.greater(y_relu[a * rows : (a + m) * rows], 0, out=hit[: m * rows])
+                ga = xp.multiply(ga, hit[: m * rows], out=masked[: m * rows])
             if scratch is not None:
                 cols = K.im2col(
                     xpad[a : a + m], self._k, self._s, self._d, self._out, out=scratch[: m * rows * wb], ones=fold

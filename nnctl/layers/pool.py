@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from nnctl import backend as B
+from nnctl import kernels
 from nnctl.fields import PositiveInt
 from nnctl.layers.base import CHANNELS_LAST, Layer, expect_input, register
 from nnctl.layers.conv import Padding
@@ -72,7 +73,10 @@ class _Pool(Layer):
     def forward(self, x, training=False, mask=None):
         xpad = K.pad(self._image(x), self._pads, value=-np.inf if self.op == "max" else 0.0)
         win = K.windows(xpad, self._p, self._s, (1, 1), self._out)
-        if self.op == "max":
+        if self.op == "max" and K.compiled(xpad, training):  # one compiled pass instead of PH*PW array passes
+            y, idx = self._window_max_compiled(xpad, want_index=training)
+            cache = (idx, None if training else xpad)
+        elif self.op == "max":
             # training keeps a 1-byte index of each window's first maximum instead of the input and output
             # (backward then writes g through it; no comparisons of floats there); inference keeps the input,
             # from which a backward without a training forward finds the index again
@@ -91,6 +95,14 @@ class _Pool(Layer):
         idx, xpad, padded_shape = cache
         g = self._image(g)
         offs = K.offsets(self._p)
+        if self.op == "max" and kernels.active():
+            if idx is None:
+                idx = self._window_max_compiled(xpad, want_index=True)[1]
+            tiled = self._s == self._p and all(o * s == n for o, s, n in zip(self._out, self._s, padded_shape[1:3]))
+            dx = np.empty(padded_shape, dtype=g.dtype)
+            kernels.load("pool").max_pool_backward(g, idx, *self._p, *self._s, dx, tiled)
+            dx = K.crop(dx, self._pads)
+            return (dx if self.rank == 2 else dx[:, 0],)
         if self.op == "max" and idx is None:
             idx = _window_max(K.windows(xpad, self._p, self._s, (1, 1), self._out), want_index=True)[1]
         # windows that neither overlap nor leave pixels out cover every input pixel exactly once: each dx
@@ -118,6 +130,19 @@ class _Pool(Layer):
                     dwin[:, :, :, i, j] += routed
         dx = K.crop(dx, self._pads)
         return (dx if self.rank == 2 else dx[:, 0],)
+
+    def _window_max_compiled(self, xpad, want_index: bool):
+        """``_window_max`` of xpad's windows by the compiled kernel (nnctl/kernels/pool.py): the same y and
+        first-maximum index (int8, int16 past 127 offsets), in one pass over each window."""
+        kp = kernels.load("pool")
+        n, c = xpad.shape[0], xpad.shape[3]
+        y = np.empty((n, *self._out, c), dtype=xpad.dtype)
+        if not want_index:
+            kp.max_pool(xpad, *self._p, *self._s, y)
+            return y, None
+        idx = np.empty(y.shape, dtype=np.int8 if self._p[0] * self._p[1] <= 127 else np.int16)
+        kp.max_pool_index(xpad, *self._p, *self._s, y, idx)
+        return y, idx
 
     def compute_mask(self, mask, inputs):
         return None  # pooling changes the number of steps

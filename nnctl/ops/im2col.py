@@ -14,7 +14,20 @@ Everything runs on ``backend.xp`` (NumPy or CuPy).
 
 from __future__ import annotations
 
+import sys
+
 from nnctl import backend as B
+from nnctl import kernels
+
+# an inference call on fewer input elements than this runs the xp code until Numba is loaded: a one-row
+# predict never pays Numba's import (about 1 s, most of it llvmlite loading LLVM; docs/performance.md)
+KERNEL_MIN_INFERENCE = 2**20
+
+
+def compiled(x, training: bool) -> bool:
+    """Whether a window layer's call on ``x`` runs its compiled kernel (nnctl/kernels/): in training always,
+    at inference once Numba is loaded or for an input of at least KERNEL_MIN_INFERENCE elements."""
+    return kernels.active() and (training or x.size >= KERNEL_MIN_INFERENCE or "numba" in sys.modules)
 
 
 def as_tuple(value, n: int, name: str) -> tuple[int, ...]:
@@ -88,15 +101,21 @@ def windows(x, kernel, strides, dilation, out_hw):
     )
 
 
-def im2col(x, kernel, strides, dilation, out_hw, out=None, ones: bool = False):
+def im2col(x, kernel, strides, dilation, out_hw, out=None, ones: bool = False, fast: bool | None = None):
     """Patch matrix (N*OH*OW, KH*KW*C) of a padded NHWC array: one copy, into ``out`` (a flat array of
     that size and x's dtype) when given, else a new array (a view for 1x1 stride-1 kernels).
 
     ``ones`` (with ``out`` of N*OH*OW*(KH*KW*C + 1) elements): the matrix gets a last column of ones, so
     that [patches, 1] @ [W; b] adds the bias inside the product and [patches, 1]^T g gives [dW; db].
+    ``fast``: the compiled copy (with ``out``), by default when kernels are active (``compiled``).
     """
-    win = windows(x, kernel, strides, dilation, out_hw)
     rows, width = x.shape[0] * out_hw[0] * out_hw[1], kernel[0] * kernel[1] * x.shape[3]
+    # one compiled pass, each window's C-runs copied in order
+    if out is not None and (kernels.active() if fast is None else fast):
+        mat = out[: rows * (width + ones)].reshape(rows, width + ones)
+        kernels.load("conv").im2col(x, *kernel, *strides, *dilation, *out_hw, mat, ones)
+        return mat
+    win = windows(x, kernel, strides, dilation, out_hw)
     if out is None:
         return win.reshape(rows, width)
     if not ones:
@@ -133,7 +152,13 @@ def write_windows(x, cols, kernel, strides, dilation, out_hw) -> None:
 
     With stride 1 the first offset's window view is the block x[:, :OH, :OW], so it is assigned (no
     zeroing pass over it, no read of it); only the rest of x is zeroed before the other offsets add.
+    With compiled kernels on, one pass per sample instead (nnctl/kernels/conv.py ``col2im``).
     """
+    if kernels.active():
+        kernels.load("conv").col2im(
+            cols.reshape(x.shape[0] * out_hw[0] * out_hw[1], -1), *kernel, *strides, *dilation, *out_hw, x
+        )
+        return
     if tuple(strides) != (1, 1):
         x[...] = 0
         add_windows(x, cols, kernel, strides, dilation, out_hw)
