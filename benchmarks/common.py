@@ -171,17 +171,17 @@ def nnctl_setup(
         },
     }
     spec = validate(raw, source="benchmark")
-    net = build_model(spec, input_shape, spec["seed"], input_dtype=input_dtype)
+    net = build_model(spec, input_shape, spec.seed, input_dtype=input_dtype)
     net.to_device()
     task = "regression" if classes is None else "sparse"
     trainer = Trainer(
         net,
         losses.get(loss),
         optimizers.get("adam", learning_rate=1e-3),
-        spec["train"],
+        spec.train,
         task,
         classes or 1,
-        spec["seed"],
+        spec.seed,
     )
     return net, trainer
 
