@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import common  # noqa: E402 - benchmarks/ is a folder of scripts, not a package: importable once on the path
+import common  # benchmarks/ is a folder of scripts, not a package: importable once on the path
 
 
 @pytest.mark.parametrize("model", sorted(common.NNCTL_LAYERS))
