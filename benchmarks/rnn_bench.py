@@ -119,9 +119,11 @@ def compare(a: str, b: str) -> int:
     return 1 if bad else 0
 
 
-def time_layer(type_name: str, units: int, batch: int, steps: int, features: int, reps: int, seq: bool) -> dict:
+def time_layer(
+    type_name: str, units: int, batch: int, steps: int, features: int, reps: int, seq: bool, infer: bool = False
+) -> dict:
     """Median ms of one training step of the layer alone (forward in training, backward), as the model's
-    first layer (no input gradient), float32."""
+    first layer (no input gradient), float32; ``infer``: of one inference forward instead (predict)."""
     from nnctl import backend as B
 
     layer = _layer(type_name, {"units": units, "return_sequences": seq}, [(steps, features)], np.float32)
@@ -133,17 +135,22 @@ def time_layer(type_name: str, units: int, batch: int, steps: int, features: int
     times, cpu = [], []
     for _ in range(3 + reps):
         t0, c0 = time.perf_counter(), time.process_time()
-        y, cache = layer.forward(x, training=True)
-        layer.backward(g, cache)
-        del cache
+        if infer:
+            layer.forward(x)
+        else:
+            y, cache = layer.forward(x, training=True)
+            layer.backward(g, cache)
+            del cache
         times.append(1e3 * (time.perf_counter() - t0))
         cpu.append(1e3 * (time.process_time() - c0))
     return {"ms": statistics.median(times[3:]), "best": min(times[3:]), "cpu_ms": statistics.median(cpu[3:])}
 
 
-def time_torch(type_name: str, units: int, batch: int, steps: int, features: int, reps: int, seq: bool) -> dict:
+def time_torch(
+    type_name: str, units: int, batch: int, steps: int, features: int, reps: int, seq: bool, infer: bool = False
+) -> dict:
     """The same measurement for PyTorch's nn.LSTM / nn.GRU / nn.RNN (one thread): forward and backward of
-    sum(g * y), as the layer's first layer (no input gradient)."""
+    sum(g * y), as the layer's first layer (no input gradient); ``infer``: a forward under no_grad."""
     import torch
 
     torch.set_num_threads(1)
@@ -158,9 +165,13 @@ def time_torch(type_name: str, units: int, batch: int, steps: int, features: int
     times, cpu = [], []
     for _ in range(3 + reps):
         t0, c0 = time.perf_counter(), time.process_time()
-        net.zero_grad()
-        y = net(x)[0]
-        ((y if seq else y[:, -1]) * g).sum().backward()
+        if infer:
+            with torch.no_grad():
+                net(x)
+        else:
+            net.zero_grad()
+            y = net(x)[0]
+            ((y if seq else y[:, -1]) * g).sum().backward()
         times.append(1e3 * (time.perf_counter() - t0))
         cpu.append(1e3 * (time.process_time() - c0))
     return {"ms": statistics.median(times[3:]), "best": min(times[3:]), "cpu_ms": statistics.median(cpu[3:])}
@@ -187,6 +198,7 @@ def ab(args) -> int:
             cmd = [sys.executable, __file__, "time", "--layer", args.layer, "--units", str(args.units)]
             cmd += ["--batch", str(args.batch), "--steps", str(args.steps), "--features", str(args.features)]
             cmd += ["--reps", str(args.reps), "--json"] + (["--seq"] if args.seq else []) + extra
+            cmd += ["--infer"] if args.infer else []
             out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True, cwd="/tmp").stdout
             got = json.loads(out.strip().splitlines()[-1])
             res[name].append(got["ms"])
@@ -219,6 +231,7 @@ def main(argv=None) -> int:
         p.add_argument("--features", type=int, default=8)
         p.add_argument("--reps", type=int, default=30)
         p.add_argument("--seq", action="store_true", help="return_sequences")
+        p.add_argument("--infer", action="store_true", help="time an inference forward (predict), not a training step")
         if p.prog.endswith("time"):
             p.add_argument("--json", action="store_true")
             p.add_argument("--torch", action="store_true", help="time PyTorch's layer instead")
@@ -237,7 +250,7 @@ def main(argv=None) -> int:
     if args.cmd == "ab":
         return ab(args)
     timer = time_torch if args.torch else time_layer
-    r = timer(args.layer, args.units, args.batch, args.steps, args.features, args.reps, args.seq)
+    r = timer(args.layer, args.units, args.batch, args.steps, args.features, args.reps, args.seq, args.infer)
     print(
         json.dumps(r)
         if args.json

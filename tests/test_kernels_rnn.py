@@ -5,6 +5,9 @@ checks against PyTorch), float64 central differences through the kernel path (nn
 and NumPy's tanh for the float32 tanh the kernels compute.
 """
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -16,6 +19,9 @@ from nnctl.optimizers import Adam
 from nnctl.testing import build_layer, check_layer
 
 pytestmark = pytest.mark.skipif(not kernels.active(), reason="compiled kernels are off (NNCTL_KERNELS=0 or a GPU)")
+
+if kernels.active():
+    kernels.load("rnn")  # loaded: inference forwards run the kernels too (rnn_cells.COLD_INFERENCE_WORK)
 
 
 def make(type_name, shapes, dtype=np.float32, seed=0, **config):
@@ -237,3 +243,29 @@ def test_switch_off_means_no_kernel():
         _, cache = layer.forward(dev(np.ones((1, 3, 2), np.float32)))
         assert cache.Rk is None
     assert B.xp is np
+
+
+_COLD = """
+import sys
+import numpy as np
+from nnctl.layers import layer_class, rnn_cells
+from nnctl.testing import build_layer
+layer = layer_class("LSTM")(name="l", units=4)
+build_layer(layer, [(5, 3)], dtype=np.float32)
+layer.init_grads()
+x = np.ones((2, 5, 3), np.float32)
+_, tape = layer.forward(x)
+print(tape.Rk is None, "numba" in sys.modules)
+rnn_cells.COLD_INFERENCE_WORK = 2 * tape.Z.size  # the next inference forward crosses it
+_, tape = layer.forward(x)
+print(tape.Rk is None, "numba" in sys.modules)
+_, tape = layer.forward(x, training=True)
+print(tape.Rk is None, "numba" in sys.modules)
+"""
+
+
+def test_a_short_inference_never_imports_numba():
+    """A fresh process's first inference forwards stay on the xp path (no Numba start-up for a predict on a
+    few rows); once the process has run enough inference, or loaded them, the kernels run."""
+    out = subprocess.run([sys.executable, "-c", _COLD], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["True", "False", "False", "True", "False", "True"]
