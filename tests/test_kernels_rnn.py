@@ -126,6 +126,33 @@ def test_kernel_path_last_state_and_inference(type_name, config, seq, training):
     assert_same(got, ref)
 
 
+@pytest.mark.parametrize("type_name", ["LSTM", "GRU", "SimpleRNN"])
+@pytest.mark.parametrize("kernel_forward", [False, True])
+def test_either_backward_follows_either_forward(type_name, kernel_forward):
+    """The kernel forward records what the xp backward reads (A, TC, HR), and the kernel backward needs only
+    what the xp forward records: a forward on one path and a backward on the other give the xp results."""
+    N, T, F, U = 7, 5, 3, 4
+    rng = np.random.default_rng(11)
+    xs = [rng.normal(size=(N, T, F)).astype(np.float32)]
+    gs = [rng.normal(size=(N, T, U)).astype(np.float32)]
+    mask = ragged_mask(N, T, rng, "left")
+    with kernels.kernels_off():
+        ref = run_step(make(type_name, [(T, F)], units=U, return_sequences=True), xs, gs, mask=mask)
+    layer = make(type_name, [(T, F)], units=U, return_sequences=True)
+    previous = kernels.use_kernels(kernel_forward)
+    try:
+        y, cache = layer.forward(dev(xs[0]), training=True, mask=mask)
+        assert (cache.Rk is not None) == kernel_forward
+        kernels.use_kernels(not kernel_forward)
+        dx = layer.backward(dev(gs[0]), cache)[0]
+    finally:
+        kernels.use_kernels(previous)
+    np.testing.assert_allclose(host(y), ref[0][0], rtol=2e-5, atol=2e-6)
+    np.testing.assert_allclose(host(dx), ref[1][0], rtol=2e-5, atol=2e-6)
+    for k in ref[2]:
+        np.testing.assert_allclose(host(layer.grads[k]), ref[2][k], rtol=2e-5, atol=2e-5, err_msg=k)
+
+
 @pytest.mark.parametrize("inner", ["LSTM", "GRU"])
 @pytest.mark.parametrize("merge_mode", ["concat", "sum"])
 def test_bidirectional_runs_the_kernels(inner, merge_mode):
