@@ -25,6 +25,11 @@ machine.
 
 Masks (``Mb`` (T, N, 1) bool): a masked step keeps the previous state, h_t = h_{t-1} (c_t = c_{t-1});
 the backward coefficients of masked rows are zeroed so their gradients pass straight to t-1.
+
+With the compiled kernels active (``kernels.active()``, nnctl/kernels/rnn.py) and a cell's default
+activations (``Cell.kernel``), run/run_back do each step as one product h_{t-1} Rk (N, G*U) and one kernel
+call for all its elementwise work (``_run_kernel``, ``_run_back_kernel``); the cells' xp steps stay the
+path for the GPU and other activations, and the reference the kernels are tested against.
 """
 
 from __future__ import annotations
