@@ -5,11 +5,12 @@ ms per training step of one layer (forward + backward), for A/B runs of two sour
     .venv/bin/python benchmarks/rnn_bench.py fingerprint OUT.npz          # every cell, mask, direction, dtype
     .venv/bin/python benchmarks/rnn_bench.py compare A.npz B.npz          # exit 1 unless bit-identical
     .venv/bin/python benchmarks/rnn_bench.py time --layer LSTM [--units 64 --batch 64 --steps 50 --features 8]
-    .venv/bin/python benchmarks/rnn_bench.py ab --baseline TREE|torch [--layer LSTM] [--repeats 5]
+    .venv/bin/python benchmarks/rnn_bench.py ab --baseline TREE|torch|off[,...] [--layer LSTM] [--repeats 5]
 
-``ab`` alternates fresh processes of this tree and of TREE (``git archive <commit> | tar -x -C TREE``), or of
-PyTorch's nn.LSTM / nn.GRU / nn.RNN with ``--baseline torch``, each timing ``time``'s loop, and prints the
-medians; run it with OPENBLAS_NUM_THREADS=1 on a shared machine.
+``ab`` alternates fresh processes of this tree and of each baseline: a TREE (``git archive <commit> | tar -x
+-C TREE``), PyTorch's nn.LSTM / nn.GRU / nn.RNN (``torch``), or this tree with the compiled kernels off
+(``off``, NNCTL_KERNELS=0), each timing ``time``'s loop, and prints the medians; run it with
+OPENBLAS_NUM_THREADS=1 on a shared machine.
 """
 
 from __future__ import annotations
@@ -118,9 +119,11 @@ def compare(a: str, b: str) -> int:
     return 1 if bad else 0
 
 
-def time_layer(type_name: str, units: int, batch: int, steps: int, features: int, reps: int, seq: bool) -> dict:
+def time_layer(
+    type_name: str, units: int, batch: int, steps: int, features: int, reps: int, seq: bool, infer: bool = False
+) -> dict:
     """Median ms of one training step of the layer alone (forward in training, backward), as the model's
-    first layer (no input gradient), float32."""
+    first layer (no input gradient), float32; ``infer``: of one inference forward instead (predict)."""
     from nnctl import backend as B
 
     layer = _layer(type_name, {"units": units, "return_sequences": seq}, [(steps, features)], np.float32)
@@ -132,17 +135,22 @@ def time_layer(type_name: str, units: int, batch: int, steps: int, features: int
     times, cpu = [], []
     for _ in range(3 + reps):
         t0, c0 = time.perf_counter(), time.process_time()
-        y, cache = layer.forward(x, training=True)
-        layer.backward(g, cache)
-        del cache
+        if infer:
+            layer.forward(x)
+        else:
+            y, cache = layer.forward(x, training=True)
+            layer.backward(g, cache)
+            del cache
         times.append(1e3 * (time.perf_counter() - t0))
         cpu.append(1e3 * (time.process_time() - c0))
     return {"ms": statistics.median(times[3:]), "best": min(times[3:]), "cpu_ms": statistics.median(cpu[3:])}
 
 
-def time_torch(type_name: str, units: int, batch: int, steps: int, features: int, reps: int, seq: bool) -> dict:
+def time_torch(
+    type_name: str, units: int, batch: int, steps: int, features: int, reps: int, seq: bool, infer: bool = False
+) -> dict:
     """The same measurement for PyTorch's nn.LSTM / nn.GRU / nn.RNN (one thread): forward and backward of
-    sum(g * y), as the layer's first layer (no input gradient)."""
+    sum(g * y), as the layer's first layer (no input gradient); ``infer``: a forward under no_grad."""
     import torch
 
     torch.set_num_threads(1)
@@ -157,43 +165,53 @@ def time_torch(type_name: str, units: int, batch: int, steps: int, features: int
     times, cpu = [], []
     for _ in range(3 + reps):
         t0, c0 = time.perf_counter(), time.process_time()
-        net.zero_grad()
-        y = net(x)[0]
-        ((y if seq else y[:, -1]) * g).sum().backward()
+        if infer:
+            with torch.no_grad():
+                net(x)
+        else:
+            net.zero_grad()
+            y = net(x)[0]
+            ((y if seq else y[:, -1]) * g).sum().backward()
         times.append(1e3 * (time.perf_counter() - t0))
         cpu.append(1e3 * (time.process_time() - c0))
     return {"ms": statistics.median(times[3:]), "best": min(times[3:]), "cpu_ms": statistics.median(cpu[3:])}
 
 
 def ab(args) -> int:
+    """Alternate fresh processes of this tree and each baseline (comma-separated): a source tree, ``torch``
+    (PyTorch's layer) or ``off`` (this tree with NNCTL_KERNELS=0: the NumPy path the compiled kernels replace)."""
     here = str(Path(__file__).resolve().parents[1])
-    trees = {"this": here, "baseline": str(Path(args.baseline).resolve())} if args.baseline != "torch" else {}
-    if not trees:  # this tree against PyTorch's layer
-        trees = {"this": here, "baseline": here}
+    trees = {"this": (here, {}, [])}
+    for b in args.baseline.split(","):
+        if b == "torch":
+            trees["torch"] = (here, {}, ["--torch"])
+        elif b == "off":
+            trees["kernels off"] = (here, {"NNCTL_KERNELS": "0"}, [])
+        else:
+            trees[b] = (str(Path(b).resolve()), {}, [])
     res: dict[str, list[float]] = {k: [] for k in trees}
     cpu: dict[str, list[float]] = {k: [] for k in trees}
     for r in range(args.repeats):
         for name in list(trees)[:: 1 if r % 2 == 0 else -1]:
-            env = dict(os.environ, PYTHONPATH=trees[name])
+            tree, extra_env, extra = trees[name]
+            env = dict(os.environ, PYTHONPATH=tree, **extra_env)
             cmd = [sys.executable, __file__, "time", "--layer", args.layer, "--units", str(args.units)]
             cmd += ["--batch", str(args.batch), "--steps", str(args.steps), "--features", str(args.features)]
-            cmd += ["--reps", str(args.reps), "--json"] + (["--seq"] if args.seq else [])
-            if name == "baseline" and args.baseline == "torch":
-                cmd.append("--torch")
+            cmd += ["--reps", str(args.reps), "--json"] + (["--seq"] if args.seq else []) + extra
+            cmd += ["--infer"] if args.infer else []
             out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True, cwd="/tmp").stdout
-            r = json.loads(out.strip().splitlines()[-1])
-            res[name].append(r["ms"])
-            cpu[name].append(r["cpu_ms"])
+            got = json.loads(out.strip().splitlines()[-1])
+            res[name].append(got["ms"])
+            cpu[name].append(got["cpu_ms"])
     med = {k: statistics.median(v) for k, v in res.items()}
     mcpu = {k: statistics.median(v) for k, v in cpu.items()}
     for k, v in res.items():
         print(
-            f"{k:9s} median {med[k]:7.2f} ms wall, {mcpu[k]:7.2f} ms CPU; wall runs {' '.join(f'{x:.2f}' for x in v)}"
+            f"{k:12s} median {med[k]:7.2f} ms wall, {mcpu[k]:7.2f} ms CPU; wall runs {' '.join(f'{x:.2f}' for x in v)}"
         )
-    print(
-        f"this/baseline = {med['this'] / med['baseline']:.3f} wall, {mcpu['this'] / mcpu['baseline']:.3f} CPU"
-        f"  (load average {os.getloadavg()[0]:.1f})"
-    )
+    for k in list(trees)[1:]:
+        print(f"this/{k} = {med['this'] / med[k]:.3f} wall, {mcpu['this'] / mcpu[k]:.3f} CPU")
+    print(f"(load average {os.getloadavg()[0]:.1f})")
     return 0
 
 
@@ -213,11 +231,16 @@ def main(argv=None) -> int:
         p.add_argument("--features", type=int, default=8)
         p.add_argument("--reps", type=int, default=30)
         p.add_argument("--seq", action="store_true", help="return_sequences")
+        p.add_argument("--infer", action="store_true", help="time an inference forward (predict), not a training step")
         if p.prog.endswith("time"):
             p.add_argument("--json", action="store_true")
             p.add_argument("--torch", action="store_true", help="time PyTorch's layer instead")
         else:
-            p.add_argument("--baseline", required=True, help="a source tree, or 'torch' for PyTorch's layer")
+            p.add_argument(
+                "--baseline",
+                required=True,
+                help="comma-separated: a source tree, 'torch' (PyTorch's layer), 'off' (this tree, NNCTL_KERNELS=0)",
+            )
             p.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args(argv)
     if args.cmd == "fingerprint":
@@ -227,7 +250,7 @@ def main(argv=None) -> int:
     if args.cmd == "ab":
         return ab(args)
     timer = time_torch if args.torch else time_layer
-    r = timer(args.layer, args.units, args.batch, args.steps, args.features, args.reps, args.seq)
+    r = timer(args.layer, args.units, args.batch, args.steps, args.features, args.reps, args.seq, args.infer)
     print(
         json.dumps(r)
         if args.json

@@ -25,14 +25,23 @@ machine.
 
 Masks (``Mb`` (T, N, 1) bool): a masked step keeps the previous state, h_t = h_{t-1} (c_t = c_{t-1});
 the backward coefficients of masked rows are zeroed so their gradients pass straight to t-1.
+
+With the compiled kernels active (``kernels.active()``, nnctl/kernels/rnn.py) and a cell's default
+activations (``Cell.kernel``), run/run_back do each step as one product h_{t-1} Rk (N, G*U) and one kernel
+call for all its elementwise work (``_run_kernel``, ``_run_back_kernel``); the cells' xp steps stay the
+path for the GPU and other activations, and the reference the kernels are tested against.
 """
 
 from __future__ import annotations
 
+import sys
 import weakref
 from typing import Any
 
+import numpy as np
+
 from nnctl import backend as B
+from nnctl import kernels
 from nnctl.ops import activations
 
 
@@ -126,6 +135,10 @@ class Tape:
         "Eh",
         "Er",
         "Zm",
+        "Rk",
+        "Q",
+        "P",
+        "K",
     )
 
     bufs: dict[str, Array]  # pool buffers by name, reused across batches
@@ -169,6 +182,11 @@ class Tape:
     Eh: Array | None  # (T, N, U) GRU: dz_h = dh_t Eh
     Er: Array | None  # (T, N, U) GRU: dz_r = dz_h Er
     Zm: Array | None  # (T, N, U) GRU: dh_{t-1} += dh_t Zm (the update gate; 1 on masked steps)
+    # -- the compiled kernels' path (nnctl/kernels/rnn.py), forward and backward
+    Rk: Array | None  # (U, G*U) Wr as one row-major matrix: a step's product is one (N, U) @ (U, G*U)
+    Q: Array | None  # (N, G*U) the current step's h_{t-1} Rk
+    P: Array | None  # (N, U) the current step's dRec[t] R^T
+    K: Array | None  # (N, U) what dh_t carries into dh_{t-1} besides P (0, GRU's z, or 1 on masked rows)
 
     def __init__(self, pool: list):
         for name in self.__slots__[2:]:
@@ -193,6 +211,8 @@ class Cell:
     n_states = 1  # states carried between steps (LSTM: h and c)
     split_bias = False  # GRU keeps a separate recurrent bias (bias row 1)
     fused = False  # gates computed as one in-place tanh over pre-scaled columns (GatedCell)
+    kind = "rnn"  # the name of the cell's compiled steps, nnctl/kernels/rnn.py's <kind>_step, <kind>_back_step
+    kernel: str | None = None  # kind, where those steps apply (default activations only), else None
 
     def __init__(self, units: int, activation: str = "tanh", recurrent_activation: str = "sigmoid"):
         self.units = units
@@ -228,6 +248,10 @@ class Cell:
 class SimpleRNNCell(Cell):
     """SimpleRNN cell: h_t = act(x_t W + h_{t-1} R + b). G = 1 gate block."""
 
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.kernel = self.kind if self.act.name == "tanh" else None
+
     def step(self, s, t) -> None:
         z = s.Z[t, 0]
         z += rec_matmul(s.H[t], s.Wr, s.hWr, s.parts)[0]
@@ -252,6 +276,7 @@ class GatedCell(Cell):
     def __init__(self, *args):
         super().__init__(*args)
         self.fused = self.act.name == "tanh" and self.rec.name == "sigmoid"
+        self.kernel = self.kind if self.fused else None
 
     def scale(self, dtype):
         if not self.fused:
@@ -266,6 +291,7 @@ class LSTMCell(GatedCell):
 
     G = 4
     n_states = 2
+    kind = "lstm"
 
     def alloc(self, s, training=False):
         super().alloc(s, training)
@@ -354,6 +380,7 @@ class GRUCell(GatedCell):
 
     G = 3
     split_bias = True
+    kind = "gru"
 
     def alloc(self, s, training=False):
         super().alloc(s, training)
@@ -463,6 +490,9 @@ def run(cell: Cell, s, Wr, brec, h0, c0, Mb, training=False):
     if cell.n_states == 2:
         s.C = s.empty("C", (T + 1, N, U), dt)
         s.C[0] = 0 if c0 is None else c0
+    if cell.kernel is not None and kernels.active() and _kernels_pay(s.Z.size, training):
+        _run_kernel(cell, s, Wr, brec, Mb)
+        return s
     cell.alloc(s, training)
     skip = None if Mb is None else ~Mb
     for t in range(T):
@@ -485,6 +515,8 @@ def run_back(cell: Cell, s, Wr, dseq, dh, dc):
     s.dHp = s.empty("dHp", (2, N, U), s.Z.dtype)
     s.WrT = xp.ascontiguousarray(Wr.T)
     s.back_parts = row_parts(N, G * U * U)
+    if cell.kernel is not None and kernels.active():
+        return _run_back_kernel(cell, s, dseq, dh, dc)
     s.M = None if s.Mb is None else s.Mb.astype(s.Z.dtype)
     s.keep = None if s.M is None else 1 - s.M
     cell.prepare_back(s)
@@ -494,3 +526,82 @@ def run_back(cell: Cell, s, Wr, dseq, dh, dc):
         dh, dc = cell.step_back(s, t, dh, dc, s.dHp[t % 2])
     cell.finish_back(s)
     return dh.copy() if T else dh, dc  # never a pool array
+
+
+_NO_MASK = np.zeros((0, 0), dtype=bool)  # the kernels' "no mask" (a (T, N) mask otherwise)
+
+# Gate elements (T*G*N*U summed over forwards) of inference a process runs on the xp path before it loads
+# the compiled steps. Loading them costs about 0.6 s once (importing Numba, then its code generator at the
+# first cached call); they save about 1.4 ms per 2^20 elements of LSTM(64) inference (0.76x at batch 256),
+# so a short predict (one row, or a few thousand) never pays it back and keeps its start-up. Training
+# (a backward follows) and a process that has them loaded always run them.
+COLD_INFERENCE_WORK = 2**28
+_inference_work = 0
+
+
+def _kernels_pay(work: int, training: bool) -> bool:
+    """Whether a forward of ``work`` gate elements runs the compiled steps (see COLD_INFERENCE_WORK)."""
+    global _inference_work
+    if training or f"{kernels.__name__}.rnn" in sys.modules:
+        return True
+    _inference_work += work
+    return _inference_work >= COLD_INFERENCE_WORK
+
+
+def _kernel_mask(Mb):
+    return _NO_MASK if Mb is None else Mb.reshape(Mb.shape[:2])
+
+
+def _run_kernel(cell: Cell, s, Wr, brec, Mb) -> None:
+    """run()'s loop with compiled steps (nnctl/kernels/rnn.py): per step one product h_{t-1} Rk (N, G*U) and
+    one kernel call for all the gate work, masks included. Fills what the xp backward reads too (A = Z, TC,
+    HR), so either backward can follow either forward."""
+    k = kernels.load("rnn")
+    T, G, N, U = s.Z.shape
+    dt = s.Z.dtype
+    s.A = s.Z
+    s.Rk = np.ascontiguousarray(Wr.transpose(1, 0, 2).reshape(U, G * U))
+    Q = s.Q = s.empty("Q", (N, G * U), dt)
+    parts = row_parts(N, G * U * U)
+    M2, Z, H, Rk = _kernel_mask(Mb), s.Z, s.H, s.Rk
+    if cell.kind == "lstm":
+        C, TC = s.C, s.empty("TC", (T, N, U), dt)
+        s.TC = TC
+        for t in range(T):
+            rec_matmul(H[t], Rk, Q, parts)
+            k.lstm_step(t, Z, Q, H, C, TC, M2)
+    elif cell.kind == "gru":
+        HR = s.HR = s.empty("HR", Z.shape, dt)
+        b = np.zeros((G, U), dtype=dt) if brec is None else np.ascontiguousarray(brec.reshape(G, U))
+        for t in range(T):
+            rec_matmul(H[t], Rk, Q, parts)
+            k.gru_step(t, Z, Q, b, HR, H, M2)
+    else:
+        for t in range(T):
+            rec_matmul(H[t], Rk, Q, parts)
+            k.rnn_step(t, Z, Q, H, M2)
+
+
+def _run_back_kernel(cell: Cell, s, dseq, dh, dc):
+    """run_back()'s loop with compiled steps: per step one kernel call (dh_t from the last step's product,
+    the gate gradients into dZ[t]/dRec[t]) and one product dRec[t] R^T; needs only what either forward
+    recorded (A, H, C, TC, HR)."""
+    k = kernels.load("rnn")
+    T, G, N, U = s.Z.shape
+    dt = s.Z.dtype
+    if cell.kind == "gru":
+        s.dRec = s.empty("dRec", s.dZ.shape, dt)
+    P, K = s.P, s.K = s.empty("P", (N, U), dt), s.empty("K", (N, U), dt)
+    seq = np.zeros((0, 0, 0), dtype=dt) if dseq is None else dseq
+    M2, A, dZ, dRec, WrT, parts = _kernel_mask(s.Mb), s.A, s.dZ, s.dRec, s.WrT, s.back_parts
+    for t in range(T - 1, -1, -1):
+        first = t == T - 1
+        if cell.kind == "lstm":
+            k.lstm_back_step(t, first, dh, dc, P, K, seq, A, s.C, s.TC, M2, dZ)
+        elif cell.kind == "gru":
+            k.gru_back_step(t, first, dh, P, K, seq, A, s.HR, s.H, M2, dZ, dRec)
+        else:
+            k.rnn_back_step(t, first, dh, P, K, seq, s.H, M2, dZ)
+        rec_matmul(dRec[t], WrT, P, parts)
+    k.carry(dh, P, K)
+    return dh, dc  # the caller's own arrays, never pool buffers
