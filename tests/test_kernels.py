@@ -82,3 +82,22 @@ def test_the_probe_sees_an_import():  # the two tests above could not fail if mo
 def test_load_imports_a_kernel_module_by_name():
     with pytest.raises(ModuleNotFoundError):
         kernels.load("no_such_kernel")
+
+
+_COLD = """
+import sys
+from nnctl import kernels
+print(kernels.wanted("a", 60, False, 100), kernels.wanted("b", 60, False, 100), kernels.wanted("a", 50, False, 100))
+print(kernels.wanted("c", 1, True, 100), "numba" in sys.modules)
+import numba
+print(kernels.wanted("d", 1, False, 100))
+kernels.use_kernels(False)
+print(kernels.wanted("d", 1, True, 100))
+"""
+
+
+def test_wanted_counts_each_familys_inference_until_it_repays_numbas_load():
+    out = subprocess.run([sys.executable, "-c", _COLD], capture_output=True, text=True, check=True).stdout.split()
+    # a: 60 then 110 of 100 (its own count, b's 60 not added); training runs them at once, without importing
+    # Numba itself; once Numba is loaded every call does; switched off none does
+    assert out == ["False", "False", "True", "True", "False", "True", "False"]

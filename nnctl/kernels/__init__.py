@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import ModuleType
@@ -43,6 +44,26 @@ def _numba_installed() -> bool:
 def active() -> bool:
     """Whether compiled kernels run now: the CPU backend, Numba installed, and not switched off."""
     return _switch and backend.xp is np and _numba_installed()
+
+
+_cold_work: dict[str, int] = {}  # inference work each kernel family has run on the xp path, before Numba loaded
+
+
+def wanted(family: str, work: int, training: bool, cold_work: int) -> bool:
+    """Whether a call of ``work`` elements runs a kernel of ``family`` (e.g. "conv", "rnn") instead of the xp code.
+
+    Loading Numba costs about 1 s once per process (llvmlite's LLVM, then the cached code), so an inference
+    call runs the xp code until Numba is loaded or the family's inference calls in this process have added
+    up to ``cold_work`` elements, the work the kernels take to repay that load (each caller measured its
+    own): a one-row ``nnctl predict`` never imports Numba. Training (a backward follows, and epochs) always
+    runs the kernels.
+    """
+    if not active():
+        return False
+    if training or "numba" in sys.modules:
+        return True
+    _cold_work[family] = done = _cold_work.get(family, 0) + work
+    return done >= cold_work
 
 
 def use_kernels(on: bool) -> bool:

@@ -34,7 +34,6 @@ path for the GPU and other activations, and the reference the kernels are tested
 
 from __future__ import annotations
 
-import sys
 import weakref
 from typing import Any
 
@@ -490,7 +489,7 @@ def run(cell: Cell, s, Wr, brec, h0, c0, Mb, training=False):
     if cell.n_states == 2:
         s.C = s.empty("C", (T + 1, N, U), dt)
         s.C[0] = 0 if c0 is None else c0
-    if cell.kernel is not None and kernels.active() and _kernels_pay(s.Z.size, training):
+    if cell.kernel is not None and kernels.wanted("rnn", s.Z.size, training, COLD_INFERENCE_WORK):
         _run_kernel(cell, s, Wr, brec, Mb)
         return s
     cell.alloc(s, training)
@@ -534,18 +533,8 @@ _NO_MASK = np.zeros((0, 0), dtype=bool)  # the kernels' "no mask" (a (T, N) mask
 # the compiled steps. Loading them costs about 0.6 s once (importing Numba, then its code generator at the
 # first cached call); they save about 1.4 ms per 2^20 elements of LSTM(64) inference (0.76x at batch 256),
 # so a short predict (one row, or a few thousand) never pays it back and keeps its start-up. Training
-# (a backward follows) and a process that has them loaded always run them.
+# (a backward follows) and a process that has Numba loaded always run them (kernels.wanted).
 COLD_INFERENCE_WORK = 2**28
-_inference_work = 0
-
-
-def _kernels_pay(work: int, training: bool) -> bool:
-    """Whether a forward of ``work`` gate elements runs the compiled steps (see COLD_INFERENCE_WORK)."""
-    global _inference_work
-    if training or f"{kernels.__name__}.rnn" in sys.modules:
-        return True
-    _inference_work += work
-    return _inference_work >= COLD_INFERENCE_WORK
 
 
 def _kernel_mask(Mb):

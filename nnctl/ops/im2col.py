@@ -14,20 +14,18 @@ Everything runs on ``backend.xp`` (NumPy or CuPy).
 
 from __future__ import annotations
 
-import sys
-
 from nnctl import backend as B
 from nnctl import kernels
 
-# an inference call on fewer input elements than this runs the xp code until Numba is loaded: a one-row
-# predict never pays Numba's import (about 1 s, most of it llvmlite loading LLVM; docs/performance.md)
+# input elements of window-layer inference a process runs on the xp path before it loads Numba (kernels.wanted):
+# a one-row predict never pays Numba's import (about 1 s, most of it llvmlite loading LLVM; docs/performance.md)
 KERNEL_MIN_INFERENCE = 2**20
 
 
 def compiled(x, training: bool) -> bool:
     """Whether a window layer's call on ``x`` runs its compiled kernel (nnctl/kernels/): in training always,
-    at inference once Numba is loaded or for an input of at least KERNEL_MIN_INFERENCE elements."""
-    return kernels.active() and (training or x.size >= KERNEL_MIN_INFERENCE or "numba" in sys.modules)
+    at inference once Numba is loaded or this process's window inference reached KERNEL_MIN_INFERENCE elements."""
+    return kernels.wanted("conv", x.size, training, KERNEL_MIN_INFERENCE)
 
 
 def as_tuple(value, n: int, name: str) -> tuple[int, ...]:
