@@ -30,9 +30,18 @@ WRAP = (
 )
 
 
+# a small fresh Python starts the CLI: a child forked straight from pytest inherits pytest's peak RSS in its own
+# ru_maxrss (tests/child_rss.py), which the whole suite grows past MAX_RSS_MB
+LAUNCH = "import subprocess, sys\nsys.exit(subprocess.run([sys.executable, '-c', *sys.argv[1:]]).returncode)"
+
+
 def nnctl(*args, input=None, cwd=None, timeout=60):
     p = subprocess.run(
-        [sys.executable, "-c", WRAP, *map(str, args)], input=input, capture_output=True, cwd=cwd, timeout=timeout
+        [sys.executable, "-c", LAUNCH, WRAP, *map(str, args)],
+        input=input,
+        capture_output=True,
+        cwd=cwd,
+        timeout=timeout,
     )
     err = p.stderr.decode(errors="replace")
     body, _, rss = err.rpartition("maxrss_kb ")
