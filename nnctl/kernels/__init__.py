@@ -85,7 +85,7 @@ def kernels_off() -> Iterator[None]:
 
 # the options every kernel compiles with: compiled code cached on disk (next to the module, or Numba's
 # user-wide cache where that is read-only) and the GIL released, so a thread pool can run kernels side by side
-JIT_OPTIONS: dict[str, Any] = {"cache": True, "nogil": True}
+JIT_OPTIONS: Any = {"cache": True, "nogil": True}  # Any: numba types njit's keywords one by one
 
 
 def load(name: str) -> ModuleType:

@@ -15,6 +15,8 @@ threads, docs/performance.md "Compiled kernels").
 
 from __future__ import annotations
 
+from typing import Any
+
 import numba
 import numpy as np
 from numba import prange
@@ -169,7 +171,7 @@ def _direct_backward_input(g, y, relu, w, sh, sw, dh, dw, dx):
 im2col = numba.njit(**JIT_OPTIONS)(_im2col)
 col2im = numba.njit(**JIT_OPTIONS)(_col2im)
 # the direct kernels' multiply-adds may compile as FMAs (one rounding instead of two: within float32 rounding)
-_FMA = {"fastmath": {"contract"}}
+_FMA: Any = {"fastmath": {"contract"}}
 direct_forward = numba.njit(**_FMA, **JIT_OPTIONS)(_direct_forward)
 direct_backward_params = numba.njit(**_FMA, **JIT_OPTIONS)(_direct_backward_params)
 direct_backward_input = numba.njit(**JIT_OPTIONS)(_direct_backward_input)

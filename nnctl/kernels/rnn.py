@@ -24,6 +24,7 @@ the loops scalar.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numba
 import numpy as np
@@ -32,7 +33,7 @@ from numba.extending import overload
 
 from nnctl.kernels import JIT_OPTIONS
 
-_JIT = dict(JIT_OPTIONS, error_model="numpy")
+_JIT: Any = dict(JIT_OPTIONS, error_model="numpy")
 
 _CLAMP = 7.90531110763549805  # float32 tanh is +-1 beyond this
 
