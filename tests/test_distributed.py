@@ -405,3 +405,32 @@ def test_ctrl_c_writes_the_checkpoint_and_exits_130(tmp_path):
     assert proc.returncode == 130, err
     assert err.count("error: interrupted: wrote") == 1, err
     assert (tmp_path / "model.h5").exists()
+
+
+def test_wrapped_layers_draw_from_their_wrappers_stream():
+    """TimeDistributed's inner layer and Bidirectional's two sublayers get the wrapper's stream through the build
+    context (ctx.child), so a data-parallel share set on Model.streams reaches them with nothing reassigned."""
+    from nnctl import backend as B
+    from nnctl.build import build_model
+    from nnctl.rowshare import RowShare
+    from nnctl.spec import validate
+
+    B.use("cpu")
+    raw = {
+        "name": "wrapped",
+        "data": {"train": "synthetic"},
+        "model": {
+            "layers": [
+                {"type": "TimeDistributed", "layer": {"type": "Dropout", "rate": 0.5}},
+                {"type": "Bidirectional", "layer": {"type": "LSTM", "units": 3, "dropout": 0.2}},
+                {"type": "Dense", "units": 1},
+            ]
+        },
+        "train": {"loss": "mse"},
+    }
+    spec = validate(raw, source="wrapped")
+    m = build_model(spec, (5, 4), spec.seed)
+    td, bi = m.nodes[0].layer, m.nodes[1].layer
+    assert isinstance(td.rng, RowShare) and td.inner.rng is td.rng
+    assert bi.forward_layer.rng is bi.rng and bi.backward_layer.rng is bi.rng
+    assert {id(td.rng), id(bi.rng)} <= {id(s) for s in m.streams}

@@ -287,7 +287,6 @@ class Bidirectional(Layer):
             n = len(prefix)
             sub.params = {k[n:]: v for k, v in self.params.items() if k.startswith(prefix)}
             sub.grads = {k[n:]: v for k, v in self.grads.items() if k.startswith(prefix)}
-            sub.rng = getattr(self, "rng", None)
 
     def build(self, input_shapes, ctx):
         fwd = self.forward_layer

@@ -40,11 +40,10 @@ class TimeDistributed(Layer):
         return self.inner.check_input(x.reshape(-1, *x.shape[2:])) if x.ndim >= 2 else None
 
     def _bind(self):
-        """Point the inner layer at this layer's arrays (the model's flat-buffer views) and generator (the
-        data-parallel strategy may have replaced this layer's with a RowShare after build)."""
+        """Point the inner layer at this layer's arrays (the model's flat-buffer views); its generator is
+        already this layer's, given by the build context (``ctx.child``)."""
         inner = self.inner
         inner.params, inner.grads, inner.state = self.params, self.grads, self.state
-        inner.rng = self.rng
 
     def build(self, input_shapes, ctx):
         shape = input_shapes[0]
