@@ -6,6 +6,8 @@ import pathlib
 import subprocess
 import sys
 
+import numpy as np
+
 from nnctl import backend as B
 from nnctl import run, spec
 
@@ -107,3 +109,19 @@ def trainer_for(spec, hooks=None):
         hooks=hooks,
     )
     return trainer, ds
+
+
+def recurrent_layer(type_name, shapes, dtype=np.float32, seed=0, **config):
+    """A recurrent layer built alone (``nnctl.testing.build_layer``) with nonzero biases, on the active device."""
+    from nnctl.layers import layer_class
+    from nnctl.testing import build_layer
+
+    layer = layer_class(type_name)(name="l", **config)
+    rng = np.random.default_rng(seed)
+    build_layer(layer, shapes, dtype=dtype, init_rng=rng, rng=np.random.default_rng(seed + 1))
+    for k, v in layer.params.items():
+        if k.endswith("bias"):
+            v[...] = rng.normal(scale=0.5, size=v.shape)
+    layer.params = {k: dev(v.astype(dtype)) for k, v in layer.params.items()}
+    layer.init_grads()
+    return layer

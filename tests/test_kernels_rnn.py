@@ -11,12 +11,12 @@ import sys
 import numpy as np
 import pytest
 
-from helpers import dev, host
+from helpers import dev, host, recurrent_layer
 from nnctl import backend as B
 from nnctl import kernels
 from nnctl.layers import layer_class, rnn_cells
 from nnctl.optimizers import Adam
-from nnctl.testing import build_layer, check_layer
+from nnctl.testing import check_layer
 
 
 @pytest.fixture(autouse=True)
@@ -26,18 +26,6 @@ def kernels_on():
     if not kernels.active():
         pytest.skip("compiled kernels are off (NNCTL_KERNELS=0 or the GPU backend)")
     kernels.load("rnn")  # loaded: inference forwards run the kernels too (rnn_cells.COLD_INFERENCE_WORK)
-
-
-def make(type_name, shapes, dtype=np.float32, seed=0, **config):
-    layer = layer_class(type_name)(name="l", **config)
-    rng = np.random.default_rng(seed)
-    build_layer(layer, shapes, dtype=dtype, init_rng=rng, rng=np.random.default_rng(seed + 1))
-    for k, v in layer.params.items():
-        if k.endswith("bias"):
-            v[...] = rng.normal(scale=0.5, size=v.shape)
-    layer.params = {k: dev(v.astype(dtype)) for k, v in layer.params.items()}
-    layer.init_grads()
-    return layer
 
 
 def tapes(cache):
@@ -58,9 +46,9 @@ def run_step(layer, xs, gs, training=True, mask=None):
 
 
 def both_paths(type_name, shapes, xs, gs, training=True, mask=None, dtype=np.float32, **config):
-    got = run_step(make(type_name, shapes, dtype=dtype, **config), xs, gs, training, mask)
+    got = run_step(recurrent_layer(type_name, shapes, dtype=dtype, **config), xs, gs, training, mask)
     with kernels.kernels_off():
-        ref = run_step(make(type_name, shapes, dtype=dtype, **config), xs, gs, training, mask)
+        ref = run_step(recurrent_layer(type_name, shapes, dtype=dtype, **config), xs, gs, training, mask)
     return got, ref
 
 
@@ -141,8 +129,8 @@ def test_either_backward_follows_either_forward(type_name, kernel_forward):
     gs = [rng.normal(size=(N, T, U)).astype(np.float32)]
     mask = ragged_mask(N, T, rng, "left")
     with kernels.kernels_off():
-        ref = run_step(make(type_name, [(T, F)], units=U, return_sequences=True), xs, gs, mask=mask)
-    layer = make(type_name, [(T, F)], units=U, return_sequences=True)
+        ref = run_step(recurrent_layer(type_name, [(T, F)], units=U, return_sequences=True), xs, gs, mask=mask)
+    layer = recurrent_layer(type_name, [(T, F)], units=U, return_sequences=True)
     previous = kernels.use_kernels(kernel_forward)
     try:
         y, cache = layer.forward(dev(xs[0]), training=True, mask=mask)
@@ -181,7 +169,7 @@ def test_bidirectional_runs_the_kernels(inner, merge_mode):
     ],
 )
 def test_other_activations_run_the_xp_path(type_name, config):
-    layer = make(type_name, [(4, 3)], units=3, **config)
+    layer = recurrent_layer(type_name, [(4, 3)], units=3, **config)
     assert layer.cell.kernel is None
     x = np.random.default_rng(0).normal(size=(2, 4, 3)).astype(np.float32)
     _, cache = layer.forward(dev(x), training=True)
@@ -227,7 +215,7 @@ def test_two_adam_steps_give_the_same_weights_with_and_without_kernels(type_name
     mask = ragged_mask(N, T, rng, "right")
 
     def train(on):
-        layer = make(type_name, [(T, F)], units=U, return_sequences=True)
+        layer = recurrent_layer(type_name, [(T, F)], units=U, return_sequences=True)
         opts = {k: Adam(learning_rate=0.05) for k in layer.params}
         for k, v in layer.params.items():
             opts[k].init_slots(v.size, v.dtype)
@@ -270,7 +258,7 @@ def test_float32_tanh_is_within_float32_rounding_of_numpy():
 def test_switch_off_means_no_kernel():
     with kernels.kernels_off():
         assert not kernels.active()
-        layer = make("LSTM", [(3, 2)], units=2)
+        layer = recurrent_layer("LSTM", [(3, 2)], units=2)
         _, cache = layer.forward(dev(np.ones((1, 3, 2), np.float32)))
         assert cache.Rk is None
     assert B.xp is np

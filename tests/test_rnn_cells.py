@@ -9,21 +9,9 @@ differences (nnctl.testing.check_layer) through the training path.
 import numpy as np
 import pytest
 
-from helpers import dev, host
+from helpers import dev, host, recurrent_layer
 from nnctl.layers import layer_class, rnn_cells
-from nnctl.testing import build_layer, check_layer
-
-
-def make(type_name, shapes, dtype=np.float32, seed=0, **config):
-    layer = layer_class(type_name)(name="l", **config)
-    rng = np.random.default_rng(seed)
-    build_layer(layer, shapes, dtype=dtype, init_rng=rng, rng=np.random.default_rng(seed + 1))
-    for k, v in layer.params.items():
-        if k.endswith("bias"):
-            v[...] = rng.normal(scale=0.5, size=v.shape)
-    layer.params = {k: dev(v.astype(dtype)) for k, v in layer.params.items()}
-    layer.init_grads()
-    return layer
+from nnctl.testing import check_layer
 
 
 def run_step(layer, xs, gs, training, mask=None):
@@ -58,8 +46,8 @@ def test_training_forward_gives_the_inference_paths_gradients(type_name, config,
         mask[1::4, :2] = False
     cfg = dict(config, units=U, return_sequences=True, return_state=True, go_backwards=go_backwards)
     gs = [rng.normal(size=(N, T, U)).astype(np.float32)] + [rng.normal(size=(N, U)).astype(np.float32)] * n_states
-    ref = run_step(make(type_name, shapes, **cfg), xs, gs, training=False, mask=mask)
-    got = run_step(make(type_name, shapes, **cfg), xs, gs, training=True, mask=mask)
+    ref = run_step(recurrent_layer(type_name, shapes, **cfg), xs, gs, training=False, mask=mask)
+    got = run_step(recurrent_layer(type_name, shapes, **cfg), xs, gs, training=True, mask=mask)
     for a, b in zip(got[0] + got[1], ref[0] + ref[1]):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     for k in ref[2]:
@@ -82,7 +70,7 @@ def test_training_path_passes_the_gradient_check(type_name, masked):
 
 def test_initial_state_gradients_are_not_pool_buffers():
     """dh0 comes out of the loop's alternating buffers: a later backward must not change it."""
-    layer = make("LSTM", [(4, 3), (5,), (5,)], units=5, return_sequences=True)
+    layer = recurrent_layer("LSTM", [(4, 3), (5,), (5,)], units=5, return_sequences=True)
     rng = np.random.default_rng(0)
     xs = [rng.normal(size=s).astype(np.float32) for s in [(6, 4, 3), (6, 5), (6, 5)]]
     g = rng.normal(size=(6, 4, 5)).astype(np.float32)
@@ -118,7 +106,9 @@ def test_forward_products_in_row_pieces_per_block_equal_one_product(monkeypatch,
     for part in (1 << 40, 8 * U * U):
         monkeypatch.setattr(rnn_cells, "_PART_MNK", part)
         monkeypatch.setattr(rnn_cells, "_MIN_PART_ROWS", 1)
-        results.append(run_step(make(type_name, [(T, F)], units=U, return_sequences=True), xs, gs, training=True))
+        results.append(
+            run_step(recurrent_layer(type_name, [(T, F)], units=U, return_sequences=True), xs, gs, training=True)
+        )
     assert rnn_cells.row_parts(N, U * U) is not None  # the second run really used pieces
     (y, dx, grads), (y2, dx2, grads2) = results
     np.testing.assert_allclose(y2[0], y[0], rtol=1e-6, atol=1e-6)
