@@ -108,6 +108,18 @@ def _sigmoid(s):
     return 1 / (1 + np.exp(-s))
 
 
+def host_d_loss(kind, s_real, s_fake, *target):
+    """``gan_losses.discriminator_loss`` on host scores, run on the active device, its results back on the host."""
+    v, g_real, g_fake = gan_losses.discriminator_loss(kind, B.asarray(s_real), B.asarray(s_fake), *target)
+    return float(v), B.to_numpy(g_real), B.to_numpy(g_fake)
+
+
+def host_g_loss(kind, s_fake):
+    """``gan_losses.generator_loss`` on host scores, run on the active device, its results back on the host."""
+    v, g = gan_losses.generator_loss(kind, B.asarray(s_fake))
+    return float(v), B.to_numpy(g)
+
+
 def _finite_difference(f, s, eps=1e-6):
     g = np.zeros_like(s)
     for i in np.ndindex(s.shape):
@@ -124,18 +136,18 @@ SCORES_FAKE = np.array([[-4.0], [-0.7], [0.1], [3.2], [40.0]])
 
 @pytest.mark.parametrize("target", [1.0, 0.9])
 def test_non_saturating_losses_are_binary_cross_entropies_with_their_gradients(target):
-    v, g_real, g_fake = gan_losses.discriminator_loss("non_saturating", SCORES, SCORES_FAKE, target)
+    v, g_real, g_fake = host_d_loss("non_saturating", SCORES, SCORES_FAKE, target)
     # -t log p - (1 - t) log(1 - p) on reals, -log(1 - q) on fakes; logaddexp keeps the saturated ends exact
     bce_real = np.mean(target * np.logaddexp(0, -SCORES) + (1 - target) * np.logaddexp(0, SCORES))
     assert float(v) == pytest.approx(bce_real + np.mean(np.logaddexp(0, SCORES_FAKE)), rel=1e-12)
-    loss = lambda r, f: float(gan_losses.discriminator_loss("non_saturating", r, f, target)[0])  # noqa: E731
+    loss = lambda r, f: host_d_loss("non_saturating", r, f, target)[0]  # noqa: E731
     np.testing.assert_allclose(g_real, _finite_difference(lambda r: loss(r, SCORES_FAKE), SCORES), atol=1e-8)
     np.testing.assert_allclose(g_fake, _finite_difference(lambda f: loss(SCORES, f), SCORES_FAKE), atol=1e-8)
-    v, g = gan_losses.generator_loss("non_saturating", SCORES_FAKE)
+    v, g = host_g_loss("non_saturating", SCORES_FAKE)
     assert float(v) == pytest.approx(np.mean(-np.log(_sigmoid(SCORES_FAKE).clip(1e-300))), rel=1e-9)
     np.testing.assert_allclose(
         g,
-        _finite_difference(lambda f: float(gan_losses.generator_loss("non_saturating", f)[0]), SCORES_FAKE),
+        _finite_difference(lambda f: host_g_loss("non_saturating", f)[0], SCORES_FAKE),
         atol=1e-8,
     )
     assert np.all(g[:-1] < 0) and g[-1] <= 0  # pushes every score up (sigma(40) is 1 in float64)
@@ -144,18 +156,16 @@ def test_non_saturating_losses_are_binary_cross_entropies_with_their_gradients(t
 def test_hinge_losses_and_their_gradients():
     off_kink_real = np.array([[-2.0], [0.4], [1.6], [3.0]])  # away from s = 1, where relu(1 - s) has its kink
     off_kink_fake = np.array([[-3.0], [-0.5], [0.8]])
-    v, g_real, g_fake = gan_losses.discriminator_loss("hinge", off_kink_real, off_kink_fake)
+    v, g_real, g_fake = host_d_loss("hinge", off_kink_real, off_kink_fake)
     assert float(v) == pytest.approx(
         np.mean(np.maximum(0, 1 - off_kink_real)) + np.mean(np.maximum(0, 1 + off_kink_fake))
     )
-    loss = lambda r, f: float(gan_losses.discriminator_loss("hinge", r, f)[0])  # noqa: E731
+    loss = lambda r, f: host_d_loss("hinge", r, f)[0]  # noqa: E731
     np.testing.assert_allclose(g_real, _finite_difference(lambda r: loss(r, off_kink_fake), off_kink_real), atol=1e-8)
     np.testing.assert_allclose(g_fake, _finite_difference(lambda f: loss(off_kink_real, f), off_kink_fake), atol=1e-8)
-    v, g = gan_losses.generator_loss("hinge", off_kink_fake)
+    v, g = host_g_loss("hinge", off_kink_fake)
     assert float(v) == pytest.approx(-off_kink_fake.mean())
-    np.testing.assert_allclose(
-        g, _finite_difference(lambda f: float(gan_losses.generator_loss("hinge", f)[0]), off_kink_fake), atol=1e-8
-    )
+    np.testing.assert_allclose(g, _finite_difference(lambda f: host_g_loss("hinge", f)[0], off_kink_fake), atol=1e-8)
 
 
 # -- the alternation -----------------------------------------------------------------------------------
@@ -174,8 +184,9 @@ def _loss_of(trainer, model, flat, which, x, z):
     """L_D or L_G as a function of one model's flat weights, with the other's held, for finite differences."""
     saved = model.flat_params.copy()
     model.flat_params[...] = flat
-    fake = trainer.g.forward(z, training=True)
+    fake = trainer.g.forward(B.asarray(z), training=True)
     if which == "d":
+        x = B.asarray(x)
         v = float(
             gan_losses.real_term("non_saturating", trainer.d.forward(x, training=True), trainer.real_target)[0]
             + gan_losses.fake_term("non_saturating", trainer.d.forward(fake, training=True))[0]
@@ -206,9 +217,10 @@ def test_a_discriminator_step_moves_only_the_discriminator_by_its_loss_gradient(
     coords = np.random.default_rng(1).choice(d0.size, 12, replace=False)
     want = _grad_by_differences(t, t.d, "d", x, z, coords)
     t.d_step(B.asarray(x))
-    np.testing.assert_array_equal(t.g.flat_params, g0)  # the generator is untouched
-    np.testing.assert_allclose((d0 - t.d.flat_params)[coords], want, rtol=1e-6, atol=1e-9)
-    assert np.abs(d0 - t.d.flat_params).max() > 0
+    np.testing.assert_array_equal(B.to_numpy(t.g.flat_params), B.to_numpy(g0))  # the generator is untouched
+    moved = B.to_numpy(d0 - t.d.flat_params)
+    np.testing.assert_allclose(moved[coords], want, rtol=1e-6, atol=1e-9)
+    assert np.abs(moved).max() > 0
 
 
 def test_a_generator_step_moves_only_the_generator_by_its_loss_gradient(tmp_path):
@@ -219,9 +231,10 @@ def test_a_generator_step_moves_only_the_generator_by_its_loss_gradient(tmp_path
     coords = np.random.default_rng(2).choice(g0.size, 12, replace=False)
     want = _grad_by_differences(t, t.g, "g", x, z, coords)
     t.g_step(len(x))
-    np.testing.assert_array_equal(t.d.flat_params, d0)  # the discriminator is untouched
-    np.testing.assert_allclose((g0 - t.g.flat_params)[coords], want, rtol=1e-6, atol=1e-9)
-    assert np.abs(g0 - t.g.flat_params).max() > 0
+    np.testing.assert_array_equal(B.to_numpy(t.d.flat_params), B.to_numpy(d0))  # the discriminator is untouched
+    moved = B.to_numpy(g0 - t.g.flat_params)
+    np.testing.assert_allclose(moved[coords], want, rtol=1e-6, atol=1e-9)
+    assert np.abs(moved).max() > 0
 
 
 def test_a_sigmoid_discriminator_is_scored_on_its_logits(tmp_path):

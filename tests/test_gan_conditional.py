@@ -58,13 +58,13 @@ def test_the_label_enters_both_models_as_one_hot_inputs(tmp_path):
 
 
 def _g_loss(t, flat, z, labels):
-    """L_G with G's weights ``flat``: G on [z, onehot], D on [G(.), onehot] (the inputs built here, in NumPy)."""
+    """L_G with G's weights ``flat``: G on [z, onehot], D on [G(.), onehot] (the inputs built here, not by the trainer)."""
     saved = t.g.flat_params.copy()
     t.g.flat_params[...] = flat
-    fake = t.g.forward(np.concatenate([z, onehot(labels)], 1), training=True)
+    fake = t.g.forward(B.asarray(np.concatenate([z, onehot(labels)], 1)), training=True)
     v = float(
         gan_losses.generator_loss(
-            "non_saturating", t.d.forward(np.concatenate([fake, onehot(labels)], 1), training=True)
+            "non_saturating", t.d.forward(B.xp.concatenate([fake, B.asarray(onehot(labels))], 1), training=True)
         )[0]
     )
     t.g.flat_params[...] = saved
@@ -88,8 +88,8 @@ def test_a_generator_step_with_label_k_follows_the_conditioned_loss_and_changes_
         want.append((_g_loss(t, up, z, labels) - _g_loss(t, down, z, labels)) / 2e-6)
     t.latent_rng.bit_generator.state = np.random.PCG64(7).state  # the step draws the same z
     t.g_step(len(x), labels=labels)
-    np.testing.assert_array_equal(t.d.flat_params, d0)
-    np.testing.assert_allclose((g0 - t.g.flat_params)[coords], want, rtol=1e-6, atol=1e-9)
+    np.testing.assert_array_equal(B.to_numpy(t.d.flat_params), B.to_numpy(d0))
+    np.testing.assert_allclose(B.to_numpy(g0 - t.g.flat_params)[coords], want, rtol=1e-6, atol=1e-9)
     assert np.abs(t.g.predict(probe) - before).max() > 1e-3  # samples of class k moved
 
 
@@ -102,12 +102,13 @@ def test_a_discriminator_step_scores_reals_and_fakes_with_their_labels(tmp_path)
     def loss(flat):
         saved = t.d.flat_params.copy()
         t.d.flat_params[...] = flat
-        fake = t.g.forward(np.concatenate([z, onehot(labels)], 1), training=True)
+        fake = t.g.forward(B.asarray(np.concatenate([z, onehot(labels)], 1)), training=True)
+        labelled_fake = B.xp.concatenate([fake, B.asarray(onehot(labels))], 1)
         v = (
             gan_losses.real_term(
-                "non_saturating", t.d.forward(np.concatenate([x, onehot(labels)], 1), True), t.real_target
+                "non_saturating", t.d.forward(B.asarray(np.concatenate([x, onehot(labels)], 1)), True), t.real_target
             )[0]
-            + gan_losses.fake_term("non_saturating", t.d.forward(np.concatenate([fake, onehot(labels)], 1), True))[0]
+            + gan_losses.fake_term("non_saturating", t.d.forward(labelled_fake, True))[0]
         )
         t.d.flat_params[...] = saved
         return float(v)
@@ -121,13 +122,13 @@ def test_a_discriminator_step_scores_reals_and_fakes_with_their_labels(tmp_path)
         want.append((loss(up) - loss(down)) / 2e-6)
     t.latent_rng.bit_generator.state = np.random.PCG64(11).state
     t.d_step(B.asarray(x), labels)
-    np.testing.assert_allclose((d0 - t.d.flat_params)[coords], want, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(B.to_numpy(d0 - t.d.flat_params)[coords], want, rtol=1e-6, atol=1e-9)
 
 
 def test_image_labels_are_extra_channels_broadcast_over_the_pixels(tmp_path):
     t, _ = _trainer(tmp_path)
     x = np.random.default_rng(0).random((2, 4, 5, 1))
-    out = t._conditioned(x, np.array([2, 0]))
+    out = B.to_numpy(t._conditioned(B.asarray(x), np.array([2, 0])))
     assert out.shape == (2, 4, 5, 1 + K)
     np.testing.assert_array_equal(out[..., 0], x[..., 0])
     np.testing.assert_array_equal(out[0, ..., 1:], np.broadcast_to([0, 0, 1], (4, 5, K)))

@@ -12,7 +12,14 @@ from nnctl.layers import conv as conv_mod
 from nnctl.layers import layer_class
 from nnctl.testing import build_layer, check_layer
 
-pytestmark = pytest.mark.skipif(not kernels.active(), reason="compiled kernels are off (NNCTL_KERNELS=0 or no Numba)")
+
+@pytest.fixture(autouse=True)
+def _compiled_kernels_on(device_from_environment):
+    """Checked per test, after conftest's device fixture (a module mark is read at collection, still on NumPy):
+    on the (emulated) GPU, with NNCTL_KERNELS=0 or without Numba there is nothing to compare."""
+    if not kernels.active():
+        pytest.skip("compiled kernels are off (NNCTL_KERNELS=0, no Numba or the GPU backend)")
+
 
 CONV_CASES = [
     # (type, config, sample shape, batch)

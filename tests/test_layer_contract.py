@@ -213,11 +213,12 @@ def test_output_mask_fits_the_output(type_name, index, case):
 def test_concatenate_joins_masks_along_the_steps_and_ors_them_across_features():
     """Keras's Concatenate.compute_mask: masks concatenated along the steps axis; across features a step is real
     where any input's is, an input without a mask counting every step real."""
-    a = np.array([[True, True, False], [True, False, False]])
-    b = np.array([[True, False], [False, False]])
+    # masks and inputs live on the active device, as in a forward pass
+    a = B.asarray(np.array([[True, True, False], [True, False, False]]))
+    b = B.asarray(np.array([[True, False], [False, False]]))
     steps = layer_class("Concatenate")(axis=1)
     check_layer(steps, [(2, 3, 2), (2, 2, 2)])  # builds it (through the contract's own path)
-    xs = [np.zeros((2, 3, 2)), np.zeros((2, 2, 2))]
+    xs = [B.xp.zeros((2, 3, 2)), B.xp.zeros((2, 2, 2))]
     assert steps.compute_mask([a, b], xs).tolist() == [
         [True, True, False, True, False],
         [True, False, False, False, False],
@@ -228,8 +229,8 @@ def test_concatenate_joins_masks_along_the_steps_and_ors_them_across_features():
     ]
     feats = layer_class("Concatenate")(axis=-1)
     check_layer(feats, [(2, 3, 2), (2, 3, 4)])
-    xs = [np.zeros((2, 3, 2)), np.zeros((2, 3, 4))]
-    c = np.array([[False, True, False], [True, False, False]])
+    xs = [B.xp.zeros((2, 3, 2)), B.xp.zeros((2, 3, 4))]
+    c = B.asarray(np.array([[False, True, False], [True, False, False]]))
     assert feats.compute_mask([a, c], xs).tolist() == [[True, True, False], [True, False, False]]
     assert feats.compute_mask([a, None], xs).tolist() == [[True] * 3, [True] * 3]
     assert feats.compute_mask([None, None], xs) is None

@@ -73,6 +73,7 @@ class ThreadComm:
 
 def _trainer(spec):
     model = build_model(spec, (4,), seed=1)
+    model.to_device()  # as the trainer does: parameters on the active device (the emulated GPU too)
     rows = {"n": 0}
     forward = model.forward
 

@@ -498,10 +498,11 @@ def test_two_mpi_ranks_train_a_two_output_model_as_one_process(tmp_path):
     write_csv(tmp_path / "d.csv", n=48)
     spec_path = tmp_path / "tiny.toml"
     spec_path.write_text(SPEC_TOML.format(data=tmp_path / "d.csv", out=tmp_path / "one.h5"))
-    one = nnctl("train", spec_path)
+    # on the CPU: two ranks on one machine's single (or emulated) GPU are refused, one rank per GPU
+    one = nnctl("train", spec_path, "--device", "cpu")
     assert one.returncode == 0, one.stderr
     two = subprocess.run(
-        [mpiexec, "-n", "2", console, "train", spec_path, "--out", tmp_path / "two.h5"],
+        [mpiexec, "-n", "2", console, "train", spec_path, "--out", tmp_path / "two.h5", "--device", "cpu"],
         capture_output=True,
         text=True,
         timeout=300,
