@@ -95,20 +95,19 @@ class _Pool(Layer):
         idx, xpad, padded_shape = cache
         g = self._image(g)
         offs = K.offsets(self._p)
+        # windows that neither overlap nor leave pixels out cover every input pixel exactly once: each dx
+        # element is then written once (no zeroing pass); otherwise untouched pixels need their zeros
+        tiled = self._s == self._p and all(o * s == n for o, s, n in zip(self._out, self._s, padded_shape[1:3]))
         if self.op == "max" and kernels.active():
             if idx is None:
                 idx = self._window_max_compiled(xpad, want_index=True)[1]
-            tiled = self._s == self._p and all(o * s == n for o, s, n in zip(self._out, self._s, padded_shape[1:3]))
             dx = np.empty(padded_shape, dtype=g.dtype)
             kernels.load("pool").max_pool_backward(g, idx, *self._p, *self._s, dx, tiled)
             dx = K.crop(dx, self._pads)
             return (dx if self.rank == 2 else dx[:, 0],)
         if self.op == "max" and idx is None:
             idx = _window_max(K.windows(xpad, self._p, self._s, (1, 1), self._out), want_index=True)[1]
-        # windows that neither overlap nor leave pixels out cover every input pixel exactly once: each dx
-        # element is then written once (no zeroing pass); otherwise untouched pixels need their zeros
         disjoint = all(s >= p for s, p in zip(self._s, self._p))
-        tiled = self._s == self._p and all(o * s == n for o, s, n in zip(self._out, self._s, padded_shape[1:3]))
         dx = (xp.empty if tiled else xp.zeros)(padded_shape, dtype=g.dtype)
         dwin = K.windows(dx, self._p, self._s, (1, 1), self._out)
         if self.op == "avg":
