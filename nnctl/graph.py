@@ -32,6 +32,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from nnctl import backend as B
+from nnctl import threads
 from nnctl.errors import DataError
 from nnctl.layers.base import BuildContext, Layer
 from nnctl.layers.core import Activation
@@ -101,6 +102,8 @@ class Model:
         # each node's own generator, handed to its layer by build; RowShare with share None (plain draws) until a
         # data-parallel strategy sets the shares (strategy.DataParallel)
         self.streams: list[RowShare] = []
+        # a layer that cuts its batch into slices: forward and backward hold the slice pool (nnctl/threads.py)
+        self._slices = any(n.layer.slices_batch for n in nodes)
         self._fuse()
 
     # -- building ---------------------------------------------------------------------------
@@ -213,6 +216,10 @@ class Model:
         activation applied), or ``{node: output}`` of a model with named outputs.
 
         ``x`` is one array, or ``{input name: array}`` for named inputs."""
+        with threads.held(self._slices):
+            return self._forward(x, training, until)
+
+    def _forward(self, x, training: bool, until: str | None):
         outs: dict[str, Any] = dict(x) if self.named_inputs else {INPUT: x}
         masks: dict[str, Any] = dict.fromkeys(outs)
         caches = []
@@ -265,6 +272,10 @@ class Model:
         fused output); gradients where paths meet are summed.
 
         Returns dL/dx (a dict for named inputs) for a model built with ``input_grad``, else None."""
+        with threads.held(self._slices):
+            return self._backward_many(seeds)
+
+    def _backward_many(self, seeds: dict):
         grads: dict[str, Any] = dict(seeds)
         for i in range(len(self.nodes) - 1, -1, -1):
             node = self.nodes[i]

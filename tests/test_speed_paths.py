@@ -80,7 +80,7 @@ def test_conv_buffers_reused_across_steps_leak_nothing(monkeypatch):
     kept = built("Conv2D", {"filters": 6, "kernel_size": 3}, (8, 8, 3))
     fresh = built("Conv2D", {"filters": 6, "kernel_size": 3}, (8, 8, 3))
     for x, g in zip(xs, gs):
-        fresh._spare = fresh._scratch = None
+        fresh._scratch = None
         a, b = step(kept, x, g), step(fresh, x, g)
         np.testing.assert_array_equal(a[0], b[0])
         np.testing.assert_array_equal(a[1], b[1])

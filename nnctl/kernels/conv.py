@@ -1,6 +1,6 @@
-"""Convolution as compiled loops: im2col and col2im in one pass each, and a direct convolution (forward,
-kernel/bias gradient, input gradient) for layers whose patch is narrow (a first layer's 9 or 27 values),
-where the im2col product is a poor matrix product and the patch copy costs more than the arithmetic.
+"""Convolution as compiled loops: im2col and col2im in one pass each, and the direct convolution's adjoints
+(kernel/bias gradient, input gradient) for layers whose patch is narrow (a first layer's 9 values), where
+[cols, 1]^T g is a poor matrix product and the patch copy costs more than the arithmetic.
 
 Arrays are NHWC and already padded: x (N, Hp, Wp, C), the kernel w (KH, KW, C, F), the bias b (F,), the
 output or its gradient (N, OH, OW, F); strides (sh, sw), dilation (dh, dw). The window of output pixel
@@ -8,9 +8,7 @@ output or its gradient (N, OH, OW, F); strides (sh, sw), dilation (dh, dw). The 
 contiguous, so it runs as SIMD without reassociating any sum (no fastmath): the results equal the NumPy
 path's within float32 rounding (tests/test_kernels_conv.py).
 
-The batch loop of the kernels that write disjoint per-sample outputs is ``prange``; ``*_par`` are the
-same functions compiled with ``parallel=True`` (measured against the serial ones next to OpenBLAS's
-threads, docs/performance.md "Compiled kernels").
+Each kernel runs on one thread; a layer runs them over slices of the batch side by side (nnctl/threads.py).
 """
 
 from __future__ import annotations
@@ -19,7 +17,6 @@ from typing import Any
 
 import numba
 import numpy as np
-from numba import prange
 
 from nnctl.kernels import JIT_OPTIONS
 
@@ -29,7 +26,7 @@ def _im2col(x, kh, kw, sh, sw, dh, dw, oh, ow, out, ones):
     with ``ones`` a last column of ones (the bias row of the kernel matrix)."""
     n, c = x.shape[0], x.shape[3]
     width = kh * kw * c
-    for b in prange(n):
+    for b in range(n):
         for p in range(oh):
             for q in range(ow):
                 r = (b * oh + p) * ow + q
@@ -48,7 +45,7 @@ def _col2im(cols, kh, kw, sh, sw, dh, dw, oh, ow, dx):
     ``_im2col``). The offsets go in the xp path's order (``nnctl.ops.im2col.write_windows``), so every
     pixel's sum is formed in the same order: the result is the xp path's, bit for bit."""
     n, c = dx.shape[0], dx.shape[3]
-    for b in prange(n):
+    for b in range(n):
         dx[b] = 0
         for i in range(kh):
             for j in range(kw):
@@ -58,41 +55,6 @@ def _col2im(cols, kh, kw, sh, sw, dh, dw, oh, ow, dx):
                         r = (b * oh + p) * ow + q
                         for ch in range(c):
                             dx[b, p * sh + i * dh, q * sw + j * dw, ch] += cols[r, base + ch]
-
-
-def _direct_forward(x, w, bias, sh, sw, dh, dw, y, use_bias, relu):
-    """y[n,p,q,:] = b + sum_{i,j,c} x[n, p*sh+i*dh, q*sw+j*dw, c] w[i,j,c,:], summed in (i, j, c) order;
-    with ``relu`` max(y, 0) (a NaN stays NaN, as numpy.maximum).
-
-    Each pixel's patch is gathered into a K-vector first, so the inner loop is a contiguous
-    multiply-add of one kernel row into the output row (compiled as FMAs: ``contract``)."""
-    n, oh, ow, f = y.shape
-    kh, kw, c = w.shape[0], w.shape[1], w.shape[2]
-    w2 = w.reshape(kh * kw * c, f)
-    for b in prange(n):
-        xv = np.empty(kh * kw * c, dtype=x.dtype)
-        for p in range(oh):
-            for q in range(ow):
-                t = 0
-                for i in range(kh):
-                    for j in range(kw):
-                        for ch in range(c):
-                            xv[t] = x[b, p * sh + i * dh, q * sw + j * dw, ch]
-                            t += 1
-                out = y[b, p, q]
-                if use_bias:
-                    for k in range(f):
-                        out[k] = bias[k]
-                else:
-                    out[:] = 0
-                for t in range(kh * kw * c):
-                    v = xv[t]
-                    for k in range(f):
-                        out[k] += v * w2[t, k]
-                if relu:
-                    for k in range(f):
-                        if out[k] < 0:
-                            out[k] = 0
 
 
 def _direct_backward_params(x, g, y, relu, sh, sw, dh, dw, gw, gb, use_bias):
@@ -147,7 +109,7 @@ def _direct_backward_input(g, y, relu, w, sh, sw, dh, dw, dx):
     as g * (y > 0) when ``relu``."""
     n, oh, ow, f = g.shape
     kh, kw, c = w.shape[0], w.shape[1], w.shape[2]
-    for b in prange(n):
+    for b in range(n):
         dx[b] = 0
         gm = np.empty(f, dtype=g.dtype)
         for p in range(oh):
@@ -172,10 +134,5 @@ im2col = numba.njit(**JIT_OPTIONS)(_im2col)
 col2im = numba.njit(**JIT_OPTIONS)(_col2im)
 # the direct kernels' multiply-adds may compile as FMAs (one rounding instead of two: within float32 rounding)
 _FMA: Any = {"fastmath": {"contract"}}
-direct_forward = numba.njit(**_FMA, **JIT_OPTIONS)(_direct_forward)
 direct_backward_params = numba.njit(**_FMA, **JIT_OPTIONS)(_direct_backward_params)
 direct_backward_input = numba.njit(**JIT_OPTIONS)(_direct_backward_input)
-im2col_par = numba.njit(parallel=True, **JIT_OPTIONS)(_im2col)
-col2im_par = numba.njit(parallel=True, **JIT_OPTIONS)(_col2im)
-direct_forward_par = numba.njit(parallel=True, **_FMA, **JIT_OPTIONS)(_direct_forward)
-direct_backward_input_par = numba.njit(parallel=True, **JIT_OPTIONS)(_direct_backward_input)

@@ -8,14 +8,12 @@ on a strictly greater value, so ties keep the first maximum, and a NaN propagate
 The xp path makes PH*PW passes over the map per direction (plus three int8 passes per offset for the
 index); these make one, with each sample's window rows in cache.
 
-The batch loop is ``prange``: ``*_par`` are the same functions compiled with ``parallel=True`` (measured
-against the serial ones next to OpenBLAS's threads, docs/performance.md "Compiled kernels").
+Each kernel runs on one thread; the layer runs it over slices of the batch side by side (nnctl/threads.py).
 """
 
 from __future__ import annotations
 
 import numba
-from numba import prange
 
 from nnctl.kernels import JIT_OPTIONS
 
@@ -23,7 +21,7 @@ from nnctl.kernels import JIT_OPTIONS
 def _max_pool(x, ph, pw, sh, sw, y):
     """y[n,p,q,c] = max_{i<PH, j<PW} x[n, p*sh+i, q*sw+j, c] (NaN propagates)."""
     n, oh, ow, c = y.shape
-    for b in prange(n):
+    for b in range(n):
         for p in range(oh):
             for q in range(ow):
                 r0, c0 = p * sh, q * sw
@@ -44,7 +42,7 @@ def _max_pool(x, ph, pw, sh, sw, y):
 def _max_pool_index(x, ph, pw, sh, sw, y, idx):
     """``_max_pool`` and idx[n,p,q,c] = the row-major offset of the window's first maximum."""
     n, oh, ow, c = y.shape
-    for b in prange(n):
+    for b in range(n):
         for p in range(oh):
             for q in range(ow):
                 r0, c0 = p * sh, q * sw
@@ -75,7 +73,7 @@ def _max_pool_backward(g, idx, ph, pw, sh, sw, dx, tiled):
     (the same bits).
     """
     n, oh, ow, c = g.shape
-    for b in prange(n):
+    for b in range(n):
         if tiled:
             for p in range(oh):
                 for q in range(ow):
@@ -100,6 +98,3 @@ def _max_pool_backward(g, idx, ph, pw, sh, sw, dx, tiled):
 max_pool = numba.njit(**JIT_OPTIONS)(_max_pool)
 max_pool_index = numba.njit(**JIT_OPTIONS)(_max_pool_index)
 max_pool_backward = numba.njit(**JIT_OPTIONS)(_max_pool_backward)
-max_pool_par = numba.njit(parallel=True, **JIT_OPTIONS)(_max_pool)
-max_pool_index_par = numba.njit(parallel=True, **JIT_OPTIONS)(_max_pool_index)
-max_pool_backward_par = numba.njit(parallel=True, **JIT_OPTIONS)(_max_pool_backward)

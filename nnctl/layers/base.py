@@ -137,6 +137,9 @@ class Layer:
     input_grads_needed: tuple[bool, ...] = (True,)
     #: True when forward wants one padding mask per input (a list) instead of the first input's mask
     mask_per_input = False
+    #: True when the layer's work runs as slices of the batch (nnctl/threads.py): a model with one holds the
+    #: slice pool around its forward and backward, so the slices run side by side (convolutions, pooling)
+    slices_batch = False
     #: the layer's own random generator (dropout masks, noise), from the BuildContext; in a model, one of
     #: ``Model.streams`` (a RowShare, whose share a data-parallel strategy sets per batch: nothing replaces it)
     rng: typing.Any

@@ -13,7 +13,7 @@ from typing import Annotated
 import numpy as np
 
 from nnctl import backend as B
-from nnctl import initializers, kernels
+from nnctl import initializers, kernels, threads
 from nnctl.fields import Choices, NonNegativeInt, PositiveInt
 from nnctl.initializers import InitializerName
 from nnctl.layers.base import CHANNELS_LAST, Layer, expect_input, register
@@ -27,10 +27,8 @@ _INFERENCE_CHUNK_BYTES = 8 * 2**20  # patch matrix per chunk in inference: a few
 _TRAINING_CHUNK_BYTES = 2 * 2**20
 # patch width KH*KW*C up to which the compiled direct convolution's adjoints replace the backward products
 # (a 3x3 kernel on one channel: 9 values, where [cols, 1]^T g is a memory-bound product; measured faster
-# at 9, slower at 27), and up to which its forward replaces im2col + product: 0, as the forward measured
-# slower than OpenBLAS on a 10-wide patch matrix (docs/performance.md, "Compiled kernels")
+# at 9, slower at 27; docs/performance.md, "Compiled kernels")
 _DIRECT_MAX_WIDTH = 16
-_DIRECT_FORWARD_MAX_WIDTH = 0
 
 
 class _Conv(Layer):
@@ -46,6 +44,7 @@ class _Conv(Layer):
 
     rank = 2
     activation_follows = True
+    slices_batch = True
     #: set by the graph's fusion pass (Model._fuse): the ReLU node after this layer runs inside it in training
     relu_fused = False
 
@@ -67,8 +66,7 @@ class _Conv(Layer):
         self.filters, self.kernel_size, self.strides, self.padding = filters, kernel_size, strides, padding
         self.dilation_rate, self.activation, self.use_bias, self.alpha = dilation_rate, activation, use_bias, alpha
         self.kernel_initializer, self.bias_initializer = kernel_initializer, bias_initializer
-        self._spare = None  # patch buffer free for the next forward (one-chunk training)
-        self._scratch = None  # patch buffer of one chunk, used within one forward or backward
+        self._scratch = None  # the patch buffer (nnctl/threads.py: one slice per worker)
 
     def _geometry(self, shape):
         """Validate the config against an input shape (no batch axis); set the NHWC geometry."""
@@ -107,14 +105,12 @@ class _Conv(Layer):
     def _image(self, a):
         return a if self.rank == 2 else a[:, None]  # (N, T, C) -> (N, 1, T, C), a view
 
-    def _buffer(self, name: str, size: int, dtype):
-        """A flat buffer of ``size`` elements kept on the layer across steps (a fresh one page-faults
-        every step); ``name`` "_spare" is taken (None left behind) until backward gives it back."""
-        xp = B.xp
-        buf = getattr(self, name)
-        if buf is None or buf.size != size or buf.dtype != dtype or not isinstance(buf, xp.ndarray):
-            buf = xp.empty(size, dtype=dtype)
-        setattr(self, name, None if name == "_spare" else buf)
+    def _buffer(self, size: int, dtype):
+        """The flat patch buffer of ``size`` elements, kept on the layer across steps (a fresh one
+        page-faults every step): one slice per worker, used within one forward or backward."""
+        buf = self._scratch
+        if buf is None or buf.size != size or buf.dtype != dtype or not isinstance(buf, B.xp.ndarray):
+            self._scratch = buf = B.xp.empty(size, dtype=dtype)
         return buf
 
     def forward(self, x, training=False, mask=None):
@@ -124,74 +120,53 @@ class _Conv(Layer):
         relu = training and self.relu_fused
         xpad = K.pad(self._image(x), self._pads)
         n, c = xpad.shape[0], xpad.shape[3]
-        if self._k[0] * self._k[1] * c <= _DIRECT_FORWARD_MAX_WIDTH and K.compiled(xpad, training):
-            y = self._forward_direct(xpad, relu)
-            return y.reshape(n, *self._out[2 - self.rank :], self.filters), (
-                "direct",
-                None,
-                None,
-                xpad,
-                x.shape,
-                y if relu else None,
-            )
-        rows, width = self._out[0] * self._out[1], self._k[0] * self._k[1] * c
         if self._k == (1, 1) and self._s == (1, 1):
-            cols, per, buf = xpad.reshape(-1, c), n, None  # already the patch matrix (a view when contiguous)
-            y = cols @ self._kernel_matrix(fold=False)
+            view = xpad.reshape(-1, c)  # already the patch matrix (a view when contiguous)
+            y = view @ self._kernel_matrix(fold=False)
             if self.use_bias:
                 y += self.params["bias"]
+            if relu:
+                xp.maximum(y, 0, out=y)
+            per = n
         else:
-            per = max(
-                1,
-                min(
-                    n,
-                    (_TRAINING_CHUNK_BYTES if training else _INFERENCE_CHUNK_BYTES)
-                    // (rows * width * x.dtype.itemsize),
-                ),
-            )
-            fast = K.compiled(xpad, training)
-            if per < n:  # backward rebuilds each chunk's patches from the input
-                y = self._forward_chunked(xpad, x, per, relu, fast)
-                out = y.reshape(n, *self._out[2 - self.rank :], self.filters)
-                return out, ((None, per, None, xpad, x.shape, y if relu else None) if training else None)
-            # one chunk: keep its patches for backward; take the buffer the last backward gave back
-            buf = self._buffer("_spare", n * rows * (width + self.use_bias), x.dtype)
-            cols = K.im2col(xpad, self._k, self._s, self._d, self._out, out=buf, ones=self.use_bias, fast=fast)
-            y = cols @ self._kernel_matrix(fold=True)  # the bias rides in the product
-        if relu:
-            xp.maximum(y, 0, out=y)
+            row_bytes = self._out[0] * self._out[1] * self._k[0] * self._k[1] * c * x.dtype.itemsize
+            chunk = _TRAINING_CHUNK_BYTES if training else _INFERENCE_CHUNK_BYTES
+            per, view = threads.slice_size(n, chunk // row_bytes), None
+            y = self._forward_chunked(xpad, per, relu, K.compiled(xpad, training))
         out = y.reshape(n, *self._out[2 - self.rank :], self.filters)
-        return out, (cols, per, buf, xpad, x.shape, y if relu else None)
-
-    def _forward_direct(self, xpad, relu: bool):
-        """y (N, OH, OW, F) by the compiled direct convolution (nnctl/kernels/conv.py): no patch matrix, the
-        bias added as each output row starts and the fused ReLU as it ends."""
-        n, c, f = xpad.shape[0], xpad.shape[3], self.filters
-        y = np.empty((n, *self._out, f), dtype=xpad.dtype)
-        w = self.params["kernel"].reshape(*self._k, c, f)
-        bias = self.params["bias"] if self.use_bias else np.empty(0, dtype=w.dtype)
-        kernels.load("conv").direct_forward(xpad, w, bias, *self._s, *self._d, y, self.use_bias, relu)
-        return y
+        # backward rebuilds each chunk's patches from the input (cheaper than keeping them: benchmarks/README.md)
+        return out, (per, view, xpad, y if relu else None)
 
     def _backward_direct(self, g, xpad, y):
-        """dW, db (and dx when needed) by the compiled direct convolution's adjoints; ``y`` (the output)
-        when the ReLU is fused: g is masked by y > 0 as the kernels read it."""
+        """dW, db (and dx when needed) by the compiled direct convolution's adjoints, over slices of the
+        batch side by side (nnctl/threads.py), each slice's dW and db summed afterwards in slice order;
+        ``y`` (the output) when the ReLU is fused: g is masked by y > 0 as the kernels read it."""
         kc = kernels.load("conv")
         n, c, f = xpad.shape[0], xpad.shape[3], self.filters
         g4 = g.reshape(n, *self._out, f)
         relu = y is not None
         y4 = y.reshape(g4.shape) if relu else g4  # not read without the fused ReLU
-        gk = self.grads["kernel"]
-        gw = gk.reshape(*self._k, c, f) if gk.flags.c_contiguous else np.empty((*self._k, c, f), dtype=gk.dtype)
-        gb = self.grads["bias"] if self.use_bias else np.empty(0, dtype=gk.dtype)
-        kc.direct_backward_params(xpad, g4, y4, relu, *self._s, *self._d, gw, gb, self.use_bias)
-        if not gk.flags.c_contiguous:
-            gk[...] = gw.reshape(gk.shape)
-        if not self.input_grads_needed[0]:
-            return (None,)
-        dx = np.empty(xpad.shape, dtype=g.dtype)
+        per = threads.slice_size(n)
+        count = -(-n // per)
+        parts_w = np.empty((count, *self._k, c, f), dtype=g.dtype)
+        parts_b = np.empty((count, f if self.use_bias else 0), dtype=g.dtype)
         w = self.params["kernel"].reshape(*self._k, c, f)
-        kc.direct_backward_input(g4, y4, relu, w, *self._s, *self._d, dx)
+        dx = np.empty(xpad.shape, dtype=g.dtype) if self.input_grads_needed[0] else None
+
+        def piece(worker, i, a, b):
+            s = slice(a, b)
+            kc.direct_backward_params(
+                xpad[s], g4[s], y4[s], relu, *self._s, *self._d, parts_w[i], parts_b[i], self.use_bias
+            )
+            if dx is not None:
+                kc.direct_backward_input(g4[s], y4[s], relu, w, *self._s, *self._d, dx[s])
+
+        threads.run_slices(n, per, piece)
+        self.grads["kernel"][...] = threads.sum_in_order(parts_w).reshape(self.grads["kernel"].shape)
+        if self.use_bias:
+            self.grads["bias"][...] = threads.sum_in_order(parts_b)
+        if dx is None:
+            return (None,)
         dx = K.crop(dx, self._pads)
         return (dx if self.rank == 2 else dx[:, 0],)
 
@@ -204,105 +179,98 @@ class _Conv(Layer):
             return w
         return B.xp.concatenate([w, self.params["bias"][None]], axis=0)
 
-    def _forward_chunked(self, xpad, x, per: int, relu: bool = False, fast: bool | None = None):
+    def _forward_chunked(self, xpad, per: int, relu: bool, fast: bool):
         """y from the patch matrix of ``per`` samples at a time, so it stays in cache instead of one
         batch-sized matrix (85 MB for the benchmark CNN's 2nd layer at batch 128, 680 MB at 1024 in
-        inference); the bias rides in each chunk's product (a ones column of the patches). Returns the
-        (N*OH*OW, F) rows."""
+        inference), the chunks side by side (nnctl/threads.py); the bias rides in each chunk's product
+        (a ones column of the patches). Returns the (N*OH*OW, F) rows."""
         xp = B.xp
         n, c = xpad.shape[0], xpad.shape[3]
         rows = self._out[0] * self._out[1]
-        width = self._k[0] * self._k[1] * c
+        wb = self._k[0] * self._k[1] * c + self.use_bias  # a ones column for the bias row of the kernel matrix
         kernel = self._kernel_matrix(fold=True)
-        wb = width + self.use_bias  # a ones column for the bias row of the kernel matrix
-        y = xp.empty((n * rows, self.filters), dtype=x.dtype)
-        buf = self._buffer("_scratch", per * rows * wb, x.dtype)
-        for a in range(0, n, per):
-            part = xpad[a : a + per]
+        y = xp.empty((n * rows, self.filters), dtype=xpad.dtype)
+        size = per * rows * wb
+        buf = self._buffer(threads.workers_for(-(-n // per)) * size, xpad.dtype)
+
+        def chunk(worker, i, a, b):
+            at = worker * size
             cols = K.im2col(
-                part,
+                xpad[a:b],
                 self._k,
                 self._s,
                 self._d,
                 self._out,
-                out=buf[: len(part) * rows * wb],
+                out=buf[at : at + (b - a) * rows * wb],
                 ones=self.use_bias,
                 fast=fast,
             )
-            ya = y[a * rows : (a + len(part)) * rows]
+            ya = y[a * rows : b * rows]
             xp.matmul(cols, kernel, out=ya)
             if relu:  # the fused ReLU, while the chunk's rows are in cache
                 xp.maximum(ya, 0, out=ya)
+
+        threads.run_slices(n, per, chunk)
         return y
 
     def backward(self, g, cache):
-        """Per chunk c of the forward's ``per`` samples: dW += cols_c^T g_c, db += 1^T g_c and
-        dx_c = col2im(g_c W^T), while the chunk's patches (rebuilt from the input when the forward kept
-        none) and gradient rows are in cache."""
+        """Per chunk c of the forward's ``per`` samples, the chunks side by side (nnctl/threads.py):
+        [dW; db]_c = [cols_c, 1]^T g_c and dx_c = col2im(g_c W^T), while the chunk's patches (rebuilt
+        from the input) and gradient rows are in cache; then dW = sum_c dW_c in chunk order."""
         xp = B.xp
-        cols, per, buf, xpad, x_shape, y_relu = cache
-        if isinstance(cols, str) or (
-            self._k[0] * self._k[1] * xpad.shape[3] <= _DIRECT_MAX_WIDTH and kernels.active()
-        ):  # the direct adjoints read the padded input and g once, no patches
-            if buf is not None:
-                self._spare = buf
-            return self._backward_direct(g, xpad, y_relu)
+        per, view, xpad, y_relu = cache
         f, n, c = self.filters, xpad.shape[0], xpad.shape[3]
+        width = self._k[0] * self._k[1] * c
+        if width <= _DIRECT_MAX_WIDTH and kernels.active():  # the direct adjoints: no patches
+            return self._backward_direct(g, xpad, y_relu)
         g2 = g.reshape(-1, f)
-        rows, width = g2.shape[0] // n, self._k[0] * self._k[1] * c
-        gk = self.grads["kernel"]
-        # with a contiguous gradient (the flat buffer's view) out= writes it in place
-        gk2 = gk.reshape(-1, f) if gk.flags.c_contiguous else xp.empty((width, f), dtype=gk.dtype)
-        gb = self.grads["bias"] if self.use_bias else None
+        rows = g2.shape[0] // n
         want_dx = self.input_grads_needed[0]  # not for the model input
         if want_dx:
             w_t = xp.ascontiguousarray(self.params["kernel"].reshape(-1, f).T)  # (F, KH*KW*C)
             dx = xp.empty(xpad.shape, dtype=g.dtype)
-        # patches copied with a ones column (every path but the 1x1 view): [cols, 1]^T g is [dW; db] in one product
-        fold = gb is not None and (cols is None or cols.shape[1] == width + 1)
-        wb = width + 1 if fold else width
-        acc = xp.empty((wb, f), dtype=gk.dtype) if fold else gk2
-        ones = xp.ones(min(per, n) * rows, dtype=g2.dtype) if gb is not None and not fold else None
-        scratch = None if cols is not None else self._buffer("_scratch", per * rows * wb, xpad.dtype)
-        part_k = part_b = None
+        # copied patches carry a ones column (every path but the 1x1 view): [cols, 1]^T g is [dW; db] in one product
+        fold = self.use_bias and view is None
+        wb = width + fold
+        count = -(-n // per)
+        parts = xp.empty((count, wb, f), dtype=g.dtype)
+        parts_b = xp.empty((count, f), dtype=g.dtype) if self.use_bias and not fold else None
+        ones = xp.ones(per * rows, dtype=g2.dtype) if parts_b is not None else None
+        k = threads.workers_for(count)
+        size = per * rows * wb
+        scratch = self._buffer(k * size, xpad.dtype) if view is None else None
         if y_relu is not None:  # the fused ReLU's derivative, g * (y > 0), one chunk at a time in cache
-            hit = xp.empty((min(per, n) * rows, f), dtype=bool)
-            masked = xp.empty((min(per, n) * rows, f), dtype=g2.dtype)
-        for a in range(0, n, per):
-            m = min(per, n - a)
-            ga = g2[a * rows : (a + m) * rows]
+            hit = xp.empty((k, per * rows, f), dtype=bool)
+            masked = xp.empty((k, per * rows, f), dtype=g2.dtype)
+
+        def chunk(worker, i, a, b):
+            m = (b - a) * rows
+            ga = g2[a * rows : b * rows]
             if y_relu is not None:
-                xp.greater(y_relu[a * rows : (a + m) * rows], 0, out=hit[: m * rows])
-                ga = xp.multiply(ga, hit[: m * rows], out=masked[: m * rows])
-            if scratch is not None:
+                xp.greater(y_relu[a * rows : b * rows], 0, out=hit[worker, :m])
+                ga = xp.multiply(ga, hit[worker, :m], out=masked[worker, :m])
+            at = worker * size
+            if view is None:
                 cols = K.im2col(
-                    xpad[a : a + m], self._k, self._s, self._d, self._out, out=scratch[: m * rows * wb], ones=fold
+                    xpad[a:b], self._k, self._s, self._d, self._out, out=scratch[at : at + m * wb], ones=fold
                 )
-            if a == 0:
-                xp.matmul(cols.T, ga, out=acc)
             else:
-                part_k = xp.matmul(cols.T, ga, out=part_k)
-                acc += part_k
+                cols = view[a * rows : b * rows]
+            xp.matmul(cols.T, ga, out=parts[i])
             if ones is not None:  # a matrix-vector product is several times faster than sum(axis=0)
-                if a == 0:
-                    xp.matmul(ones, ga, out=gb)
-                else:
-                    part_b = xp.matmul(ones[: len(ga)], ga, out=part_b)
-                    gb += part_b
+                xp.matmul(ones[:m], ga, out=parts_b[i])
             if want_dx:
                 # one product per chunk, g_c W^T (M, KH*KW*C), into the patch buffer (its patches are used up),
-                # then added back through the windows: few large products (many small ones make OpenBLAS's
-                # threads wait for each other, measured 8x slower on a busy machine)
-                into = buf if buf is not None else scratch
-                back = xp.matmul(ga, w_t, out=None if into is None else into[: m * rows * width].reshape(-1, width))
-                K.write_windows(dx[a : a + m], back, self._k, self._s, self._d, self._out)
-        if fold:
-            gk2[...] = acc[:width]
-            gb[...] = acc[width]
-        if not gk.flags.c_contiguous:
-            gk[...] = gk2.reshape(gk.shape)
-        if buf is not None:
-            self._spare = buf  # cols is consumed, so the next forward may overwrite it
+                # then added back through the windows
+                into = None if scratch is None else scratch[at : at + m * width].reshape(m, width)
+                back = xp.matmul(ga, w_t, out=into)
+                K.write_windows(dx[a:b], back, self._k, self._s, self._d, self._out)
+
+        threads.run_slices(n, per, chunk)
+        total = threads.sum_in_order(parts)
+        self.grads["kernel"][...] = total[:width].reshape(self.grads["kernel"].shape)
+        if self.use_bias:
+            self.grads["bias"][...] = total[width] if fold else threads.sum_in_order(parts_b)
         if not want_dx:
             return (None,)
         dx = K.crop(dx, self._pads)

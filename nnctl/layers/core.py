@@ -7,7 +7,7 @@ from typing import Annotated
 import numpy as np
 
 from nnctl import backend as B
-from nnctl import initializers
+from nnctl import initializers, threads
 from nnctl.fields import NonNegativeInt, PositiveInt, Range, Rate
 from nnctl.initializers import InitializerName
 from nnctl.layers.base import Layer, register
@@ -47,18 +47,20 @@ class Dense(Layer):
         return (*input_shapes[0][:-1], self.units)
 
     def forward(self, x, training=False, mask=None):
-        y = x @ self.params["kernel"]
+        # the products' rows side by side on the slice pool (nnctl/threads.py) when the model holds it
+        y = threads.matmul(x.reshape(-1, x.shape[-1]), self.params["kernel"]).reshape(*x.shape[:-1], self.units)
         if self.use_bias:
             y += self.params["bias"]
         return y, x
 
     def backward(self, g, x):
-        xp = B.xp
         x2, g2 = x.reshape(-1, x.shape[-1]), g.reshape(-1, g.shape[-1])
-        xp.matmul(x2.T, g2, out=self.grads["kernel"])
+        threads.matmul(x2.T, g2, out=self.grads["kernel"])
         if self.use_bias:
             g2.sum(axis=0, out=self.grads["bias"])
-        return (g @ self.params["kernel"].T if self.input_grads_needed[0] else None,)
+        if not self.input_grads_needed[0]:
+            return (None,)
+        return (threads.matmul(g2, self.params["kernel"].T).reshape(x.shape),)
 
 
 @register()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from nnctl import backend as B
-from nnctl import kernels
+from nnctl import kernels, threads
 from nnctl.fields import PositiveInt
 from nnctl.layers.base import CHANNELS_LAST, Layer, expect_input, register
 from nnctl.layers.conv import Padding
@@ -27,6 +27,7 @@ class _Pool(Layer):
 
     rank = 2
     op = "max"
+    slices_batch = True
 
     def __init__(
         self,
@@ -102,7 +103,12 @@ class _Pool(Layer):
             if idx is None:
                 idx = self._window_max_compiled(xpad, want_index=True)[1]
             dx = np.empty(padded_shape, dtype=g.dtype)
-            kernels.load("pool").max_pool_backward(g, idx, *self._p, *self._s, dx, tiled)
+            backward = kernels.load("pool").max_pool_backward
+
+            def piece(worker, i, a, b):  # each sample's dx is its own: slices side by side, the same bits
+                backward(g[a:b], idx[a:b], *self._p, *self._s, dx[a:b], tiled)
+
+            threads.run_slices(len(g), threads.slice_size(len(g)), piece)
             dx = K.crop(dx, self._pads)
             return (dx if self.rank == 2 else dx[:, 0],)
         if self.op == "max" and idx is None:
@@ -136,11 +142,15 @@ class _Pool(Layer):
         kp = kernels.load("pool")
         n, c = xpad.shape[0], xpad.shape[3]
         y = np.empty((n, *self._out, c), dtype=xpad.dtype)
-        if not want_index:
-            kp.max_pool(xpad, *self._p, *self._s, y)
-            return y, None
-        idx = np.empty(y.shape, dtype=np.int8 if self._p[0] * self._p[1] <= 127 else np.int16)
-        kp.max_pool_index(xpad, *self._p, *self._s, y, idx)
+        idx = np.empty(y.shape, dtype=np.int8 if self._p[0] * self._p[1] <= 127 else np.int16) if want_index else None
+
+        def piece(worker, i, a, b):  # slices of the batch side by side (nnctl/threads.py)
+            if idx is None:
+                kp.max_pool(xpad[a:b], *self._p, *self._s, y[a:b])
+            else:
+                kp.max_pool_index(xpad[a:b], *self._p, *self._s, y[a:b], idx[a:b])
+
+        threads.run_slices(n, threads.slice_size(n), piece)
         return y, idx
 
     def compute_mask(self, mask, inputs):
