@@ -18,8 +18,9 @@ import numba
 from nnctl.kernels import JIT_OPTIONS
 
 
-def _max_pool(x, ph, pw, sh, sw, y):
-    """y[n,p,q,c] = max_{i<PH, j<PW} x[n, p*sh+i, q*sw+j, c] (NaN propagates)."""
+def _max_pool(x, ph, pw, sh, sw, y, idx, want_index):
+    """y[n,p,q,c] = max_{i<PH, j<PW} x[n, p*sh+i, q*sw+j, c] (NaN propagates, as ``numpy.maximum``), and with
+    ``want_index`` idx[n,p,q,c] = the row-major offset of the window's first maximum (idx unread without)."""
     n, oh, ow, c = y.shape
     for b in range(n):
         for p in range(oh):
@@ -27,28 +28,8 @@ def _max_pool(x, ph, pw, sh, sw, y):
                 r0, c0 = p * sh, q * sw
                 for ch in range(c):
                     y[b, p, q, ch] = x[b, r0, c0, ch]
-                for i in range(ph):
-                    for j in range(pw):
-                        if i == 0 and j == 0:
-                            continue
-                        for ch in range(c):
-                            v = x[b, r0 + i, c0 + j, ch]
-                            m = y[b, p, q, ch]
-                            # numpy.maximum: the larger, or a NaN of either side
-                            if v > m or v != v:
-                                y[b, p, q, ch] = v
-
-
-def _max_pool_index(x, ph, pw, sh, sw, y, idx):
-    """``_max_pool`` and idx[n,p,q,c] = the row-major offset of the window's first maximum."""
-    n, oh, ow, c = y.shape
-    for b in range(n):
-        for p in range(oh):
-            for q in range(ow):
-                r0, c0 = p * sh, q * sw
-                for ch in range(c):
-                    y[b, p, q, ch] = x[b, r0, c0, ch]
-                    idx[b, p, q, ch] = 0
+                    if want_index:
+                        idx[b, p, q, ch] = 0
                 for i in range(ph):
                     for j in range(pw):
                         if i == 0 and j == 0:
@@ -56,10 +37,10 @@ def _max_pool_index(x, ph, pw, sh, sw, y, idx):
                         k = i * pw + j
                         for ch in range(c):
                             v = x[b, r0 + i, c0 + j, ch]
-                            m = y[b, p, q, ch]
-                            if v > m:  # strictly greater: a tie keeps the earlier offset
+                            if v > y[b, p, q, ch]:  # strictly greater: a tie keeps the earlier offset
                                 y[b, p, q, ch] = v
-                                idx[b, p, q, ch] = k
+                                if want_index:
+                                    idx[b, p, q, ch] = k
                             elif v != v:  # NaN: y becomes NaN, the index stays (as the xp path)
                                 y[b, p, q, ch] = v
 
@@ -96,5 +77,4 @@ def _max_pool_backward(g, idx, ph, pw, sh, sw, dx, tiled):
 
 
 max_pool = numba.njit(**JIT_OPTIONS)(_max_pool)
-max_pool_index = numba.njit(**JIT_OPTIONS)(_max_pool_index)
 max_pool_backward = numba.njit(**JIT_OPTIONS)(_max_pool_backward)

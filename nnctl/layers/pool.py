@@ -142,16 +142,14 @@ class _Pool(Layer):
         kp = kernels.load("pool")
         n, c = xpad.shape[0], xpad.shape[3]
         y = np.empty((n, *self._out, c), dtype=xpad.dtype)
-        idx = np.empty(y.shape, dtype=np.int8 if self._p[0] * self._p[1] <= 127 else np.int16) if want_index else None
+        kind = np.int8 if self._p[0] * self._p[1] <= 127 else np.int16
+        idx = np.empty(y.shape if want_index else (0, 0, 0, 0), dtype=kind)
 
         def piece(worker, i, a, b):  # slices of the batch side by side (nnctl/threads.py)
-            if idx is None:
-                kp.max_pool(xpad[a:b], *self._p, *self._s, y[a:b])
-            else:
-                kp.max_pool_index(xpad[a:b], *self._p, *self._s, y[a:b], idx[a:b])
+            kp.max_pool(xpad[a:b], *self._p, *self._s, y[a:b], idx[a:b], want_index)
 
         threads.run_slices(n, threads.slice_size(n), piece)
-        return y, idx
+        return y, (idx if want_index else None)
 
     def compute_mask(self, mask, inputs):
         return None  # pooling changes the number of steps
