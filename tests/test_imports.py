@@ -44,7 +44,7 @@ LIBRARY_TO_CLI_EXEMPT: dict[str, set[str]] = {}
 # the floors of the one direction, lowest first: a module on a floor imports nothing from a higher floor (lazy
 # imports included); modules between the named rooms (assemble, spec, losses, ...) are not placed on a floor
 FLOORS = (
-    ("nnctl.backend",),
+    ("nnctl.backend", "nnctl.threads"),  # the slice pool knows only the backend: layers and the graph hold it
     ("nnctl.layers", "nnctl.ops", "nnctl.kernels"),
     ("nnctl.graph",),
     ("nnctl.train", "nnctl.data", "nnctl.build"),
