@@ -111,6 +111,33 @@ def trainer_for(spec, hooks=None):
     return trainer, ds
 
 
+def weights_after_steps(entries: list, xs, ys, classes: int = 3, before_step=None):
+    """The flat weights of a model of these layer entries (sparse cross-entropy over ``classes``, Adam at
+    1e-2, seed 0) after one training step per batch (xs[i], ys[i]); ``before_step(model)`` runs before each."""
+    from nnctl import losses, optimizers
+    from nnctl.build import build_model
+    from nnctl.train import Trainer
+
+    raw = {
+        "name": "t",
+        "seed": 0,
+        "data": {"train": "synthetic"},
+        "model": {"layers": [dict(e) for e in entries]},
+        "train": {"loss": "sparse_categorical_crossentropy", "optimizer": "adam", "batch_size": len(xs[0])},
+    }
+    typed = spec.validate(raw, source="test")
+    net = build_model(typed, xs[0].shape[1:], typed.seed)
+    net.to_device()
+    loss = losses.get("sparse_categorical_crossentropy")
+    trainer = Trainer(net, loss, optimizers.get("adam", learning_rate=1e-2), typed.train, "sparse", classes, typed.seed)
+    for xb, yb in zip(xs, ys):
+        if before_step is not None:
+            before_step(net)
+        trainer.loss_and_grad(xb, yb)
+        trainer.optimizer.step(net.flat_params, net.flat_grads, net.slices.values(), lr=1e-2)
+    return net.flat_params.copy()
+
+
 def recurrent_layer(type_name, shapes, dtype=np.float32, seed=0, **config):
     """A recurrent layer built alone (``nnctl.testing.build_layer``) with nonzero biases, on the active device."""
     from nnctl.layers import layer_class

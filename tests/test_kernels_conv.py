@@ -7,6 +7,7 @@ reused buffers against fresh layers."""
 import numpy as np
 import pytest
 
+from helpers import weights_after_steps
 from nnctl import kernels
 from nnctl.layers import conv as conv_mod
 from nnctl.layers import layer_class
@@ -159,11 +160,6 @@ def test_max_pool_kernel_float64_gradients_match_finite_differences(type_name, c
 
 def test_reused_buffers_do_not_leak_between_batches(direct_width):
     """Two training steps of a CNN with the layers' kept buffers equal the same steps on fresh layers."""
-    from nnctl import losses, optimizers
-    from nnctl.build import build_model
-    from nnctl.spec import validate
-    from nnctl.train import Trainer
-
     entries = [
         {"type": "Conv2D", "filters": 8, "kernel_size": 3, "activation": "relu"},
         {"type": "MaxPooling2D", "pool_size": 2},
@@ -175,29 +171,13 @@ def test_reused_buffers_do_not_leak_between_batches(direct_width):
     xs = [rng.standard_normal((6, 12, 12, 1)).astype(np.float32) for _ in range(2)]
     ys = [rng.integers(0, 3, size=6) for _ in range(2)]
 
-    def train(fresh: bool):
-        raw = {
-            "name": "t",
-            "seed": 0,
-            "data": {"train": "synthetic"},
-            "model": {"layers": [dict(e) for e in entries]},
-            "train": {"loss": "sparse_categorical_crossentropy", "optimizer": "adam", "batch_size": 6},
-        }
-        spec = validate(raw, source="test")
-        net = build_model(spec, (12, 12, 1), spec.seed)
-        net.to_device()
-        loss = losses.get("sparse_categorical_crossentropy")
-        trainer = Trainer(net, loss, optimizers.get("adam", learning_rate=1e-2), spec.train, "sparse", 3, spec.seed)
-        for xb, yb in zip(xs, ys):
-            if fresh:  # drop every kept buffer: the next forward allocates new ones
-                for node in net.nodes:
-                    if hasattr(node.layer, "_scratch"):
-                        node.layer._scratch = None
-            trainer.loss_and_grad(xb, yb)
-            trainer.optimizer.step(net.flat_params, net.flat_grads, net.slices.values(), lr=1e-2)
-        return net.flat_params.copy()
+    def drop_buffers(net):  # every kept buffer dropped: the next forward allocates new ones
+        for node in net.nodes:
+            if hasattr(node.layer, "_scratch"):
+                node.layer._scratch = None
 
-    np.testing.assert_array_equal(train(fresh=False), train(fresh=True))
+    kept = weights_after_steps(entries, xs, ys)
+    np.testing.assert_array_equal(kept, weights_after_steps(entries, xs, ys, before_step=drop_buffers))
 
 
 def _cnn(entries, shape=(12, 12, 1), classes=3, batch=6):

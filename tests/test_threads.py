@@ -9,14 +9,12 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_info
 
+from helpers import weights_after_steps
 from nnctl import backend as B
-from nnctl import losses, optimizers, threads
-from nnctl.build import build_model
+from nnctl import threads
 from nnctl.errors import BackendError
 from nnctl.layers import layer_class
-from nnctl.spec import validate
 from nnctl.testing import build_layer
-from nnctl.train import Trainer
 
 
 @pytest.fixture(autouse=True)
@@ -150,35 +148,19 @@ def test_layers_give_the_same_bits_with_one_and_three_workers(monkeypatch, type_
 
 
 def test_a_cnn_trained_with_one_and_three_workers_ends_with_the_same_weights():
-    raw = {
-        "name": "t",
-        "seed": 0,
-        "data": {"train": "synthetic"},
-        "model": {
-            "layers": [
-                {"type": "Conv2D", "filters": 8, "kernel_size": 3, "activation": "relu"},
-                {"type": "MaxPooling2D", "pool_size": 2},
-                {"type": "Conv2D", "filters": 6, "kernel_size": 3, "activation": "relu", "padding": "same"},
-                {"type": "Flatten"},
-                {"type": "Dense", "units": 3, "activation": "softmax"},
-            ]
-        },
-        "train": {"loss": "sparse_categorical_crossentropy", "optimizer": "adam", "batch_size": 20},
-    }
+    entries = [
+        {"type": "Conv2D", "filters": 8, "kernel_size": 3, "activation": "relu"},
+        {"type": "MaxPooling2D", "pool_size": 2},
+        {"type": "Conv2D", "filters": 6, "kernel_size": 3, "activation": "relu", "padding": "same"},
+        {"type": "Flatten"},
+        {"type": "Dense", "units": 3, "activation": "softmax"},
+    ]
     rng = np.random.default_rng(3)
     xs = [rng.standard_normal((20, 12, 12, 1)).astype(np.float32) for _ in range(3)]
     ys = [rng.integers(0, 3, 20) for _ in range(3)]
     finals = []
     for count in (1, 3):
         threads.set_workers(count)
-        spec = validate(raw, source="test")
-        net = build_model(spec, (12, 12, 1), spec.seed)
-        net.to_device()
-        loss = losses.get("sparse_categorical_crossentropy")
-        trainer = Trainer(net, loss, optimizers.get("adam", learning_rate=1e-2), spec.train, "sparse", 3, spec.seed)
-        for xb, yb in zip(xs, ys):
-            trainer.loss_and_grad(xb, yb)
-            trainer.optimizer.step(net.flat_params, net.flat_grads, net.slices.values(), lr=1e-2)
-        finals.append(net.flat_params.copy())
+        finals.append(weights_after_steps(entries, xs, ys))
     assert not np.array_equal(finals[0], 0)
     np.testing.assert_array_equal(finals[1], finals[0])
