@@ -146,10 +146,15 @@ def slice_size(n: int, most: int | None = None) -> int:
     return max(1, per if most is None else min(per, most))
 
 
+def slice_count(n: int, per: int) -> int:
+    """How many slices of ``per`` samples a batch of ``n`` is cut into (the last one ragged): ceil(n / per)."""
+    return -(-n // per)
+
+
 def run_slices(n: int, per: int, task: Callable[[int, int, int, int], None]) -> int:
     """``task(worker, i, a, b)`` for slice i, samples a ..< b, of a batch of ``n`` cut every ``per``
     samples (the last slice ragged), through ``run``; returns the slice count."""
-    count = -(-n // per)
+    count = slice_count(n, per)
     run(count, lambda w, i: task(w, i, i * per, min(n, (i + 1) * per)))
     return count
 

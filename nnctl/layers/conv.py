@@ -147,7 +147,7 @@ class _Conv(Layer):
         relu = y is not None
         y4 = y.reshape(g4.shape) if relu else g4  # not read without the fused ReLU
         per = threads.slice_size(n)
-        count = -(-n // per)
+        count = threads.slice_count(n, per)
         parts_w = np.empty((count, *self._k, c, f), dtype=g.dtype)
         parts_b = np.empty((count, f if self.use_bias else 0), dtype=g.dtype)
         w = self.params["kernel"].reshape(*self._k, c, f)
@@ -191,7 +191,7 @@ class _Conv(Layer):
         kernel = self._kernel_matrix(fold=True)
         y = xp.empty((n * rows, self.filters), dtype=xpad.dtype)
         size = per * rows * wb
-        buf = self._buffer(threads.workers_for(-(-n // per)) * size, xpad.dtype)
+        buf = self._buffer(threads.workers_for(threads.slice_count(n, per)) * size, xpad.dtype)
 
         def chunk(worker, i, a, b):
             at = worker * size
@@ -232,7 +232,7 @@ class _Conv(Layer):
         # copied patches carry a ones column (every path but the 1x1 view): [cols, 1]^T g is [dW; db] in one product
         fold = self.use_bias and view is None
         wb = width + fold
-        count = -(-n // per)
+        count = threads.slice_count(n, per)
         parts = xp.empty((count, wb, f), dtype=g.dtype)
         parts_b = xp.empty((count, f), dtype=g.dtype) if self.use_bias and not fold else None
         ones = xp.ones(per * rows, dtype=g2.dtype) if parts_b is not None else None
